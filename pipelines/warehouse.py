@@ -1,0 +1,245 @@
+"""The warehouse: raw responses as pulled, a Parquet lake, and a DuckDB catalog over it.
+
+Layout under ``WAREHOUSE_DIR`` (default ``warehouse/``)::
+
+    raw/<source>/<endpoint>/<key parts>/<name>.json        response body, byte for byte as pulled
+    raw/<source>/<endpoint>/<key parts>/<name>.meta.json   the request that produced it (no secrets), status, sha256
+    lake/<table>/<partition col>=<value>/data.parquet      cleaned and derived tables, one file per partition
+    catalog.duckdb                                         views over the lake, for the duckdb CLI or Python
+    reports/<week>/                                        rendered reports
+
+Writes are atomic (a temporary file in the same directory, fsync, then ``os.replace``), so a crash leaves
+either the old file or the new one, never a partial one, and re-materializing a partition replaces it.
+Raw files are never overwritten: a new pull is a new file.
+
+The pipeline reads the lake through short-lived in-memory DuckDB connections (``Warehouse.query``), so no
+run holds a lock on ``catalog.duckdb``; only ``refresh_catalog`` writes that file, under an exclusive file lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow.parquet as pq
+
+from pipelines.schemas import TABLES, Table
+
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def safe_component(value: str) -> str:
+    """A value that will become one path component: refuse anything that could escape its directory."""
+    if not isinstance(value, str) or not _SAFE.match(value) or ".." in value:
+        raise ValueError(f"unsafe path component {value!r}")
+    return value
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredRaw:
+    path: Path  # absolute
+    relpath: str  # relative to the warehouse root, used for lineage
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class WrittenPartition:
+    table: str
+    partition: str
+    path: Path
+    rows: int
+    bytes: int
+    sha256: str
+
+
+class Warehouse:
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root).resolve()
+
+    # ---- layout -------------------------------------------------------------------------------------------
+    @property
+    def raw_dir(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.root / "lake"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "catalog.duckdb"
+
+    def rel(self, path: Path) -> str:
+        return path.resolve().relative_to(self.root).as_posix()
+
+    # ---- raw ----------------------------------------------------------------------------------------------
+    def raw_path(self, source: str, endpoint: str, parts: Mapping[str, str], name: str) -> Path:
+        p = self.raw_dir / safe_component(source) / safe_component(endpoint)
+        for k, v in parts.items():
+            p = p / f"{safe_component(k)}={safe_component(v)}"
+        return p / f"{safe_component(name)}.json"
+
+    def store_raw(
+        self,
+        source: str,
+        endpoint: str,
+        parts: Mapping[str, str],
+        name: str,
+        body: bytes,
+        request: Mapping[str, Any],
+    ) -> StoredRaw:
+        """Keep a response body exactly as pulled, beside a record of the request that produced it.
+
+        A raw file is never replaced: storing under a name that exists is an error, so stored data can
+        only be added to.
+        """
+        path = self.raw_path(source, endpoint, parts, name)
+        if path.exists():
+            raise FileExistsError(f"raw response {self.rel(path)} already stored; raw files are never replaced")
+        digest = sha256_bytes(body)
+        meta = {**request, "sha256": digest, "bytes": len(body)}
+        # The body goes first: a .meta.json only exists for a body that is completely on disk.
+        atomic_write_bytes(path, body)
+        atomic_write_bytes(path.with_suffix(".meta.json"), json.dumps(meta, sort_keys=True, indent=1).encode())
+        return StoredRaw(path=path, relpath=self.rel(path), sha256=digest, bytes=len(body))
+
+    def raw_files(self, source: str, endpoint: str) -> Iterator[Path]:
+        """Every stored response body (with its .meta.json present) for an endpoint."""
+        base = self.raw_dir / safe_component(source) / safe_component(endpoint)
+        if not base.exists():
+            return
+        for path in sorted(base.rglob("*.json")):
+            if path.name.endswith(".meta.json"):
+                continue
+            if path.with_suffix(".meta.json").exists():
+                yield path
+
+    @staticmethod
+    def raw_meta(path: Path) -> dict[str, Any]:
+        return json.loads(path.with_suffix(".meta.json").read_text())
+
+    # ---- lake ---------------------------------------------------------------------------------------------
+    def partition_path(self, table: Table, partition: str) -> Path:
+        return self.lake_dir / table.name / f"{table.partition_by}={safe_component(partition)}" / "data.parquet"
+
+    def write_partition(self, table: Table, partition: str, df: pl.DataFrame) -> WrittenPartition:
+        """Validate a frame against its schema and replace one partition's Parquet file atomically."""
+        arrow = table.conform(df)
+        path = self.partition_path(table, partition)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
+        os.close(fd)
+        try:
+            pq.write_table(arrow, tmp, compression="zstd", write_statistics=True)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return WrittenPartition(
+            table=table.name,
+            partition=partition,
+            path=path,
+            rows=arrow.num_rows,
+            bytes=path.stat().st_size,
+            sha256=sha256_file(path),
+        )
+
+    def has_partition(self, table: Table, partition: str) -> bool:
+        return self.partition_path(table, partition).exists()
+
+    def read_partition(self, table: Table, partition: str) -> pl.DataFrame:
+        return pl.read_parquet(self.partition_path(table, partition))
+
+    def _view_sql(self, table: Table) -> str | None:
+        if not any((self.lake_dir / table.name).glob(f"{table.partition_by}=*/data.parquet")):
+            return None
+        glob = (self.lake_dir / table.name / f"{table.partition_by}=*" / "data.parquet").as_posix()
+        ptype = "DATE" if table.partition_by in ("date", "week") else "VARCHAR"
+        return (
+            f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM read_parquet("
+            f"'{glob}', hive_partitioning = true, hive_types = {{'{table.partition_by}': {ptype}}})"
+        )
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory DuckDB connection with one view per lake table that has data. Takes no file lock."""
+        con = duckdb.connect(":memory:")
+        try:
+            for table in TABLES.values():
+                sql = self._view_sql(table)
+                if sql:
+                    con.execute(sql)
+            yield con
+        finally:
+            con.close()
+
+    def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
+        """Run a parameterized query over the lake and return a polars frame."""
+        with self.connect() as con:
+            return con.execute(sql, params or []).pl()
+
+    def refresh_catalog(self) -> Path:
+        """(Re)create ``catalog.duckdb`` with a view per lake table, under an exclusive lock.
+
+        Opening the file read-write is the only DuckDB write the pipeline does; the lock makes concurrent
+        runs take turns instead of failing with DuckDB's "Could not set lock on file".
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".catalog.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            con = duckdb.connect(str(self.catalog_path))
+            try:
+                for table in TABLES.values():
+                    sql = self._view_sql(table)
+                    if sql:
+                        con.execute(sql)
+                    comment = table.description.replace("'", "''")
+                    if sql:
+                        con.execute(f"COMMENT ON VIEW {table.name} IS '{comment}'")
+            finally:
+                con.close()
+        return self.catalog_path
