@@ -1,0 +1,1 @@
+"""One httpx client per API, on a shared HTTP layer (rate limits, retries, clear errors)."""

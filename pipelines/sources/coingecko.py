@@ -1,0 +1,173 @@
+"""CoinGecko v3 client (public, Demo or Pro) and the parsers of its payloads.
+
+Settings come from the environment through ``CoinGeckoResource``: ``COINGECKO_BASE_URL`` (default the public
+API), ``COINGECKO_API_KEY`` (a Demo key, sent as the ``x-cg-demo-api-key`` header; a Pro key with
+``COINGECKO_API_PLAN=pro`` goes in ``x-cg-pro-api-key``) and ``COINGECKO_CALLS_PER_MINUTE`` (default 30, the
+Demo plan's documented limit).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import polars as pl
+
+from pipelines.sources.http import Fetched, HistoryLimitError, HttpSource, PayloadError, SourceError
+
+PUBLIC_BASE_URL = "https://api.coingecko.com/api/v3"
+PRO_BASE_URL = "https://pro-api.coingecko.com/api/v3"
+MAX_PER_PAGE = 250
+
+
+class CoinGeckoClient:
+    def __init__(
+        self,
+        base_url: str = PUBLIC_BASE_URL,
+        api_key: str | None = None,
+        plan: str = "demo",
+        calls_per_minute: float = 30,
+        **http_options: Any,
+    ):
+        headers = {"accept": "application/json", "user-agent": "crypto-weekly/0.1"}
+        if api_key:
+            headers["x-cg-pro-api-key" if plan == "pro" else "x-cg-demo-api-key"] = api_key
+        self.http = HttpSource(base_url, headers=headers, calls_per_minute=calls_per_minute, **http_options)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> CoinGeckoClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _get(self, endpoint: str, params: dict[str, Any]) -> Fetched:
+        fetched = self.http.get(endpoint, params)
+        check_error_body(fetched)
+        return fetched
+
+    def markets_pages(self, top_n: int = 250, category: str | None = None) -> Iterator[Fetched]:
+        """``/coins/markets`` by market cap, page after page, until ``top_n`` coins or a short page."""
+        per_page = min(MAX_PER_PAGE, top_n)
+        seen = 0
+        page = 1
+        while seen < top_n:
+            params: dict[str, Any] = {"vs_currency": "usd", "order": "market_cap_desc", "per_page": per_page, "page": page}
+            if category:
+                params["category"] = category
+            fetched = self._get("/coins/markets", params)
+            rows = fetched.json()
+            if not isinstance(rows, list):
+                raise PayloadError("expected a JSON array", endpoint="/coins/markets", params=params, status=fetched.status)
+            yield fetched
+            seen += len(rows)
+            if len(rows) < per_page:
+                return
+            page += 1
+
+    def market_chart_range(self, coin_id: str, start: datetime, end: datetime) -> Fetched:
+        """``/coins/{id}/market_chart/range`` between two instants (sent as UNIX seconds)."""
+        params = {"vs_currency": "usd", "from": int(start.timestamp()), "to": int(end.timestamp())}
+        return self._get(f"/coins/{coin_id}/market_chart/range", params)
+
+    def categories_list(self) -> Fetched:
+        return self._get("/coins/categories/list", {})
+
+
+def check_error_body(fetched: Fetched) -> None:
+    """CoinGecko sometimes answers an error with HTTP 200 and an error object: look at the body too."""
+    try:
+        body = fetched.json()
+    except ValueError:
+        return
+    if isinstance(body, dict) and ("error" in body or "status" in body) and not _is_payload(body):
+        status = body.get("error", body).get("status", {}) if isinstance(body.get("error", body), dict) else {}
+        code = status.get("error_code") if isinstance(status, dict) else None
+        msg = status.get("error_message") if isinstance(status, dict) else body.get("error")
+        if code == 10012:
+            raise HistoryLimitError(
+                "CoinGecko refused history older than 365 days (error 10012). The free and Demo plans only reach back "
+                "365 days: set COINGECKO_API_KEY to a paid key with COINGECKO_API_PLAN=pro, or replay a recorded "
+                "archive (see README, 'Recorded responses')",
+                endpoint=fetched.endpoint,
+                params=fetched.params,
+                status=fetched.status,
+                body=str(msg),
+            )
+        raise SourceError("CoinGecko returned an error body", endpoint=fetched.endpoint, params=fetched.params,
+                          status=fetched.status, body=str(msg))
+
+
+def _is_payload(body: dict[str, Any]) -> bool:
+    return any(k in body for k in ("prices", "data", "market_caps"))
+
+
+def _series(body: dict[str, Any], key: str, fetched_endpoint: str) -> list[list[Any]]:
+    rows = body.get(key)
+    if not isinstance(rows, list):
+        raise PayloadError(f"field {key!r} missing or not a list", endpoint=fetched_endpoint, params={}, status=200)
+    for row in rows:
+        if (
+            not isinstance(row, list)
+            or len(row) != 2
+            or not isinstance(row[0], int | float)
+            or isinstance(row[0], bool)
+            or not (row[1] is None or (isinstance(row[1], int | float) and not isinstance(row[1], bool)))
+        ):
+            raise PayloadError(f"bad point in {key!r}: {str(row)[:80]}", endpoint=fetched_endpoint, params={}, status=200)
+    return rows
+
+
+def parse_market_chart(body: Any, endpoint: str = "/coins/{id}/market_chart/range") -> pl.DataFrame:
+    """``{"prices": [[ms, v], ...], "market_caps": ..., "total_volumes": ...}`` -> one row per timestamp.
+
+    Columns: ``ts`` (UTC, ms), ``price``, ``market_cap``, ``total_volume`` (nulls where a series lacks the point).
+    Raises ``PayloadError`` when the shape is not CoinGecko's.
+    """
+    if not isinstance(body, dict):
+        raise PayloadError("expected a JSON object", endpoint=endpoint, params={}, status=200)
+    frames = []
+    for key, col in (("prices", "price"), ("market_caps", "market_cap"), ("total_volumes", "total_volume")):
+        rows = _series(body, key, endpoint)
+        clean = [(int(t), None if v is None or not math.isfinite(v) else float(v)) for t, v in rows]
+        frames.append(
+            pl.DataFrame(clean, schema={"ts_ms": pl.Int64, col: pl.Float64}, orient="row").unique("ts_ms", keep="last")
+        )
+    df = frames[0].join(frames[1], on="ts_ms", how="full", coalesce=True).join(frames[2], on="ts_ms", how="full", coalesce=True)
+    return (
+        df.sort("ts_ms")
+        .with_columns(pl.from_epoch("ts_ms", time_unit="ms").dt.replace_time_zone("UTC").alias("ts"))
+        .select("ts", "price", "market_cap", "total_volume")
+    )
+
+
+def parse_markets(pages: list[Any]) -> pl.DataFrame:
+    """Pages of ``/coins/markets`` -> id, symbol, name, market_cap_rank, market_cap (first occurrence wins)."""
+    out = []
+    for page in pages:
+        if not isinstance(page, list):
+            raise PayloadError("expected a JSON array", endpoint="/coins/markets", params={}, status=200)
+        for row in page:
+            if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+                raise PayloadError(f"bad row {str(row)[:80]}", endpoint="/coins/markets", params={}, status=200)
+            rank = row.get("market_cap_rank")
+            cap = row.get("market_cap")
+            out.append(
+                {
+                    "coin_id": row["id"],
+                    "symbol": str(row.get("symbol") or ""),
+                    "name": str(row.get("name") or ""),
+                    "market_cap_rank": int(rank) if isinstance(rank, int | float) and not isinstance(rank, bool) else None,
+                    "market_cap_usd": float(cap) if isinstance(cap, int | float) and not isinstance(cap, bool) else None,
+                }
+            )
+    schema = {"coin_id": pl.String, "symbol": pl.String, "name": pl.String, "market_cap_rank": pl.Int32, "market_cap_usd": pl.Float64}
+    return pl.DataFrame(out, schema=schema).unique("coin_id", keep="first", maintain_order=True)
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)

@@ -1,0 +1,237 @@
+"""The HTTP layer every source client shares.
+
+* Per-host pacing (``HostLimiter``): at most N calls a minute, shared by every client of that host in the
+  process.
+* Retries with ``tenacity``: on 429, 418, 5xx, timeouts, dropped connections and bodies that are not valid
+  JSON; the wait honours ``Retry-After`` when the server sends it (capped), and otherwise backs off
+  exponentially with jitter.
+* After the last try, ``SourceError`` names the endpoint, the parameters (secrets redacted), the status and the
+  start of the body. Client errors (4xx other than 429/418) are not retried: a second try cannot fix them.
+
+Secrets never leave this module: keys travel in headers, and everything that is logged, raised or stored
+goes through ``redact``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import tenacity
+
+SECRET_WORDS = ("key", "token", "secret", "signature", "password")
+RETRY_STATUSES = {418, 429, 500, 502, 503, 504}
+
+
+def redact(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: ("***" if any(w in k.lower() for w in SECRET_WORDS) else v) for k, v in params.items()}
+
+
+class SourceError(RuntimeError):
+    """A request that failed for good: what was asked, what came back."""
+
+    def __init__(self, message: str, *, endpoint: str, params: Mapping[str, Any], status: int | None, body: str = ""):
+        self.endpoint = endpoint
+        self.params = redact(params)
+        self.status = status
+        self.body = body[:300]
+        super().__init__(
+            f"{message}: GET {endpoint} params={self.params} status={status}" + (f" body={self.body!r}" if body else "")
+        )
+
+
+class HistoryLimitError(SourceError):
+    """The plan in use cannot reach that far back (e.g. CoinGecko's 365-day window for Demo keys)."""
+
+
+class PayloadError(SourceError):
+    """The response arrived but does not have the documented shape (schema drift, wrong types)."""
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None, body: str = ""):
+        super().__init__(reason)
+        self.reason, self.status, self.retry_after, self.body = reason, status, retry_after, body
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = datetime.strptime(value, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=timezone.utc)
+            return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        except ValueError:
+            return None
+
+
+class HostLimiter:
+    """Spaces calls to one host at least ``60 / calls_per_minute`` seconds apart (0 = no limit)."""
+
+    _registry: dict[str, HostLimiter] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, calls_per_minute: float, sleep: Callable[[float], None] = time.sleep):
+        self.interval = 60.0 / calls_per_minute if calls_per_minute > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self._sleep = sleep
+
+    @classmethod
+    def for_host(cls, host: str, calls_per_minute: float) -> HostLimiter:
+        with cls._registry_lock:
+            lim = cls._registry.get(host)
+            if lim is None or lim.interval != (60.0 / calls_per_minute if calls_per_minute > 0 else 0.0):
+                lim = cls._registry[host] = cls(calls_per_minute)
+            return lim
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            self._sleep(start - now)
+
+
+@dataclass
+class Fetched:
+    """One successful response: the body exactly as received, and the request that produced it."""
+
+    url: str  # without query string
+    endpoint: str
+    params: dict[str, Any]  # redacted
+    status: int
+    body: bytes
+    fetched_at: datetime
+    attempts: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def request_record(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "endpoint": self.endpoint,
+            "params": self.params,
+            "status": self.status,
+            "fetched_at": self.fetched_at.isoformat(),
+            "attempts": self.attempts,
+        }
+
+
+class HttpSource:
+    """A base URL, its default headers, its pacing and its retry policy."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        calls_per_minute: float = 0,
+        max_attempts: int = 5,
+        timeout: float = 30.0,
+        max_wait: float = 120.0,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.max_attempts = max_attempts
+        self.max_wait = max_wait
+        self._sleep = sleep
+        host = urlsplit(self.base_url).netloc
+        self.limiter = HostLimiter.for_host(host, calls_per_minute)
+        self.client = httpx.Client(
+            base_url=self.base_url,
+            headers=dict(headers or {}),
+            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self._fallback_wait = tenacity.wait_exponential_jitter(initial=1.0, max=60.0, jitter=1.0)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> HttpSource:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return min(exc.retry_after, self.max_wait)
+        return min(self._fallback_wait(state), self.max_wait)
+
+    def get(self, endpoint: str, params: Mapping[str, Any] | None = None, *, expect_json: bool = True) -> Fetched:
+        params = dict(params or {})
+        attempts = 0
+
+        def once() -> Fetched:
+            nonlocal attempts
+            attempts += 1
+            self.limiter.wait()
+            try:
+                resp = self.client.get(endpoint, params=params)
+            except httpx.TimeoutException as exc:
+                raise _Retryable(f"timeout ({type(exc).__name__})") from exc
+            except httpx.TransportError as exc:  # connection reset, refused, body cut short
+                raise _Retryable(f"transport error ({type(exc).__name__}: {exc})") from exc
+            if resp.status_code in RETRY_STATUSES:
+                raise _Retryable(
+                    f"HTTP {resp.status_code}",
+                    resp.status_code,
+                    parse_retry_after(resp.headers.get("retry-after")),
+                    resp.text,
+                )
+            if resp.status_code >= 400:
+                raise SourceError(
+                    "request refused", endpoint=endpoint, params=params, status=resp.status_code, body=resp.text
+                )
+            if expect_json:
+                try:
+                    json.loads(resp.content)
+                except ValueError as exc:
+                    raise _Retryable("body is not valid JSON", resp.status_code, None, resp.text) from exc
+            return Fetched(
+                url=f"{self.base_url}{endpoint}",
+                endpoint=endpoint,
+                params=redact(params),
+                status=resp.status_code,
+                body=resp.content,
+                fetched_at=datetime.now(timezone.utc),
+                attempts=attempts,
+                headers={k.lower(): v for k, v in resp.headers.items() if k.lower().startswith(("x-mbx", "x-bapi", "retry"))},
+            )
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(once)
+        except _Retryable as exc:
+            raise SourceError(
+                f"gave up after {attempts} attempts ({exc.reason})",
+                endpoint=endpoint,
+                params=params,
+                status=exc.status,
+                body=exc.body,
+            ) from exc
