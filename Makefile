@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh machine with only python3 and make:
+#   make demo   installs, runs the pipeline on the local market emulator, prints where the report is
+#   make test   installs and runs the test suite
+# uv is used when it is on the PATH; otherwise it is bootstrapped into .tools/ with pip.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(CURDIR)/.tools/bin/uv
+endif
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
+WEEK ?=
+PYTEST_ARGS ?=
+
+.PHONY: install demo test dev lint emulator clean
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+install: .venv/.synced
+
+demo: install
+	.venv/bin/crypto-weekly demo $(if $(WEEK),--week $(WEEK))
+
+test: install
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+dev: install
+	.venv/bin/crypto-weekly dev
+
+emulator: install
+	.venv/bin/crypto-weekly emulator
+
+lint: install
+	.venv/bin/ruff check .
+
+clean:
+	rm -rf warehouse .dagster_home/storage .dagster_home/history .dagster_home/schedules .dagster_home/logs

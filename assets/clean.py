@@ -1,0 +1,95 @@
+"""Clean layer: typed, validated Parquet in the lake, one file per partition."""
+
+
+import dagster as dg
+import polars as pl
+
+from assets._meta import md_table, table_metadata
+from pipelines.cleaning import build_coin_daily, latest_registry, parse_registry_snapshot
+from pipelines.partitions import DAILY, days_between, parse_day
+from pipelines.resources import WarehouseResource
+from pipelines.schemas import COIN_DAILY, COIN_REGISTRY
+
+from assets.raw import latest_snapshot
+
+
+@dg.asset(
+    group_name="clean",
+    kinds={"python", "parquet"},
+    deps=["raw_coingecko_markets"],
+    description=(
+        "The coins the pipeline follows (CoinGecko top N at the latest snapshot) with their CoinGecko categories. "
+        "One lake partition per snapshot; older snapshots are kept."
+    ),
+    metadata={"dagster/column_schema": COIN_REGISTRY.dagster_column_schema()},
+)
+def coin_registry(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    wh = warehouse.get()
+    snap = latest_snapshot(wh)
+    if snap is None:
+        raise dg.Failure("no raw /coins/markets snapshot stored: materialize raw_coingecko_markets first")
+    df = parse_registry_snapshot(wh, snap)
+    written = wh.write_partition(COIN_REGISTRY, snap, df)
+    wh.refresh_catalog()
+    by_cat = (
+        df.explode("categories").drop_nulls("categories").group_by("categories").len().sort("len", descending=True)
+    )
+    return dg.MaterializeResult(
+        metadata=table_metadata(
+            COIN_REGISTRY,
+            df,
+            snapshot=snap,
+            path=dg.MetadataValue.path(str(written.path)),
+            categories=dg.MetadataValue.md(md_table(by_cat, 20)),
+        )
+    )
+
+
+@dg.asset(
+    group_name="clean",
+    kinds={"python", "parquet", "duckdb"},
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=["raw_coingecko_market_charts", COIN_REGISTRY.name],
+    description=(
+        "Per coin and UTC day: price, market cap and 24h volume at the day's close (the CoinGecko point of the "
+        "next midnight), from the newest stored pull covering that day. Lake: lake/coin_daily/date=<day>/."
+    ),
+    metadata={"dagster/column_schema": COIN_DAILY.dagster_column_schema()},
+)
+def coin_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    wh = warehouse.get()
+    keys = context.partition_key_range
+    days = days_between(parse_day(keys.start), parse_day(keys.end))
+    try:
+        registry = latest_registry(wh)
+    except LookupError as exc:
+        raise dg.Failure(str(exc)) from exc
+    frames, missing = build_coin_daily(wh, registry, days)
+    empty = [d for d, f in frames.items() if f.is_empty()]
+    if empty:
+        raise dg.Failure(
+            f"{len(empty)} day(s) have no data at all (first: {empty[0]}): the raw pulls do not cover them. "
+            "Materialize raw_coingecko_market_charts for those days."
+        )
+    rows = 0
+    for day, frame in frames.items():
+        wh.write_partition(COIN_DAILY, day.isoformat(), frame)
+        rows += frame.height
+    wh.refresh_catalog()
+    last = frames[days[-1]]
+    gap_days = {d.isoformat(): len(m) for d, m in missing.items() if m}
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(COIN_DAILY, last.sort("market_cap_usd", descending=True, nulls_last=True)),
+            "dagster/row_count": rows,
+            "days": len(days),
+            "coins_in_registry": registry.height,
+            "coin_days_missing": sum(gap_days.values()),
+            "missing_by_day": dg.MetadataValue.md(
+                md_table(pl.DataFrame({"day": list(gap_days), "coins": list(gap_days.values())}), 15)
+                if gap_days
+                else "_none_"
+            ),
+        }
+    )

@@ -1,0 +1,122 @@
+"""Raw responses -> clean daily rows. Pure functions over stored files; no network."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+
+import polars as pl
+
+from pipelines.ingest import ChartPull, covers, stored_chart_pulls
+from pipelines.sources.coingecko import parse_market_chart
+from pipelines.schemas import COIN_REGISTRY
+from pipelines.warehouse import Warehouse
+
+def closes(points: pl.DataFrame) -> pl.DataFrame:
+    """The daily closes in a parsed market chart: for each day D, the first point in [D+1 00:00, D+1 01:00).
+
+    Daily-granularity answers put it exactly on midnight; hourly and 5-minutely ones a few seconds or minutes
+    after. Any other point (e.g. the live, non-midnight last point of a daily answer) is never used as a close.
+    Returns ``day`` (the day that closed), ``ts``, ``price``, ``market_cap``, ``total_volume``.
+    """
+    midnight = pl.col("ts").dt.truncate("1d")
+    return (
+        points.filter(pl.col("price").is_not_null() & ((pl.col("ts") - midnight) < pl.duration(hours=1)))
+        .with_columns((midnight.dt.date() - pl.duration(days=1)).cast(pl.Date).alias("day"))
+        .sort("ts")
+        .unique("day", keep="first", maintain_order=True)
+    )
+
+
+def build_coin_daily(
+    wh: Warehouse, registry: pl.DataFrame, days: list[date]
+) -> tuple[dict[date, pl.DataFrame], dict[date, list[str]]]:
+    """Clean rows for ``days`` from the newest stored pull covering each (coin, day).
+
+    Returns the frames per day and, per day, the coins with no usable point (not listed yet, or a gap in the
+    answer): those are reported, never filled.
+    """
+    wanted = set(days)
+    per_coin: list[pl.DataFrame] = []
+    for coin_id, symbol, name in registry.select("coin_id", "symbol", "name").iter_rows():
+        chosen: dict[date, ChartPull] = {}
+        for pull in stored_chart_pulls(wh, coin_id):  # oldest first: newer pulls overwrite
+            for d in wanted:
+                if covers(pull, d):
+                    chosen[d] = pull
+        by_file: dict[str, list[date]] = {}
+        for d, pull in chosen.items():
+            by_file.setdefault(pull.relpath, []).append(d)
+        for relpath, file_days in by_file.items():
+            points = closes(parse_market_chart(json.loads((wh.root / relpath).read_bytes())))
+            per_coin.append(
+                points.filter(pl.col("day").is_in(file_days)).select(
+                    "day",
+                    pl.lit(coin_id).alias("coin_id"),
+                    pl.lit(symbol).alias("symbol"),
+                    pl.lit(name).alias("name"),
+                    pl.col("price").alias("price_usd"),
+                    pl.col("market_cap").alias("market_cap_usd"),
+                    pl.col("total_volume").alias("volume_24h_usd"),
+                    pl.col("ts").dt.cast_time_unit("ms").alias("observed_at"),
+                    pl.lit(relpath).alias("raw_file"),
+                )
+            )
+    schema = {
+        "day": pl.Date,
+        "coin_id": pl.String,
+        "symbol": pl.String,
+        "name": pl.String,
+        "price_usd": pl.Float64,
+        "market_cap_usd": pl.Float64,
+        "volume_24h_usd": pl.Float64,
+        "observed_at": pl.Datetime("ms", "UTC"),
+        "raw_file": pl.String,
+    }
+    allrows = pl.concat(per_coin) if per_coin else pl.DataFrame(schema=schema)
+    frames: dict[date, pl.DataFrame] = {}
+    missing: dict[date, list[str]] = {}
+    every = set(registry["coin_id"].to_list())
+    parts = {k[0]: v for k, v in allrows.partition_by("day", as_dict=True).items()}
+    for d in days:
+        frame = parts.get(d, pl.DataFrame(schema=schema)).drop("day").sort("coin_id")
+        frames[d] = frame
+        missing[d] = sorted(every - set(frame["coin_id"].to_list()))
+    return frames, missing
+
+
+def registry_snapshots(wh: Warehouse) -> list[str]:
+    return sorted(p.name.split("=", 1)[1] for p in (wh.lake_dir / COIN_REGISTRY.name).glob("snapshot=*"))
+
+
+def latest_registry(wh: Warehouse) -> pl.DataFrame:
+    """The newest coin registry snapshot in the lake (coin ids, names, categories)."""
+    snaps = registry_snapshots(wh)
+    if not snaps:
+        raise LookupError(f"no {COIN_REGISTRY.name} snapshot in the lake yet: materialize coin_registry first")
+    return wh.read_partition(COIN_REGISTRY, snaps[-1])
+
+
+def parse_registry_snapshot(wh: Warehouse, snapshot: str) -> pl.DataFrame:
+    """Rebuild the registry rows of one stored /coins/markets snapshot (top pages + category pages)."""
+    from pipelines.ingest import MARKETS_ENDPOINT, SOURCE  # noqa: PLC0415
+    from pipelines.sources.coingecko import parse_markets  # noqa: PLC0415
+
+    base = wh.raw_dir / SOURCE / MARKETS_ENDPOINT / f"snapshot={snapshot}"
+    files = sorted(p for p in base.glob("*.json") if not p.name.endswith(".meta.json"))
+    top = [json.loads(p.read_bytes()) for p in files if p.name.startswith("top-page-")]
+    if not top:
+        raise LookupError(f"snapshot {snapshot} has no /coins/markets pages")
+    pulled_at = min(datetime.fromisoformat(wh.raw_meta(p)["fetched_at"]) for p in files)
+    coins = parse_markets(top)
+    members: dict[str, set[str]] = {}
+    for p in files:
+        if not p.name.startswith("category-"):
+            continue
+        category = p.stem.removeprefix("category-").rsplit("-page-", 1)[0]
+        for cid in parse_markets([json.loads(p.read_bytes())])["coin_id"].to_list():
+            members.setdefault(cid, set()).add(category)
+    return coins.with_columns(
+        pl.Series("categories", [sorted(members.get(c, ())) for c in coins["coin_id"].to_list()], dtype=pl.List(pl.String)),
+        pl.lit(pulled_at).cast(pl.Datetime("ms", "UTC")).alias("pulled_at"),
+    )

@@ -1,0 +1,177 @@
+"""``crypto-weekly``: the pipeline without the UI.
+
+    crypto-weekly demo [--week 2025-11-17]       everything a week needs, from the emulator; prints the report
+    crypto-weekly report --week 2025-11-17       the same against the configured sources (real APIs by default)
+    crypto-weekly emulator [--port 8765]         serve the emulator alone, for any client to point at
+    crypto-weekly dev [--port 3000]              the Dagster UI, with the emulator behind it
+
+Click is used because Dagster already depends on it: no new dependency for a proper CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from pipelines.partitions import latest_complete_week
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _ensure_dagster_home() -> Path:
+    home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = home / "dagster.yaml"
+    if not cfg.exists():
+        cfg.write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _week_option(week: str | None) -> str:
+    week = week or latest_complete_week()
+    try:
+        d = datetime.strptime(week, "%Y-%m-%d").date()
+    except ValueError as exc:
+        raise click.BadParameter(f"{week!r} is not a date (YYYY-MM-DD)") from exc
+    if d.weekday() != 0:
+        raise click.BadParameter(f"{week} is a {d:%A}; weeks are keyed by their Monday")
+    if week > latest_complete_week():
+        raise click.BadParameter(f"week {week} has not finished yet (latest complete week: {latest_complete_week()})")
+    if week < "2025-03-31":
+        raise click.BadParameter("weekly partitions start on 2025-03-31")
+    return week
+
+
+def _print_result(run) -> None:  # noqa: ANN001
+    text = run.markdown.read_text()
+    paragraphs = [p for p in text.split("\n\n") if p.strip()]
+    click.echo("")
+    click.echo(f"Report for the week of {run.week}:")
+    click.echo(f"  Markdown: {run.markdown}")
+    click.echo(f"  HTML:     {run.html}")
+    click.echo(f"  Manifest: {run.report_dir / 'manifest.json'}")
+    click.echo("")
+    click.echo(paragraphs[0].lstrip("# "))
+    if len(paragraphs) > 2:
+        click.echo("")
+        click.echo(paragraphs[2])
+
+
+@click.group()
+def main() -> None:
+    """crypto-weekly: the weekly crypto market update, from raw market data to a sourced report."""
+
+
+@main.command()
+@click.option("--week", help="Monday of the week (default: the latest complete week)")
+@click.option("--seed", type=int, default=None, help="emulator seed")
+def demo(week: str | None, seed: int | None) -> None:
+    """Run everything a week needs against the local market emulator (no network, no key)."""
+    import dagster as dg  # noqa: PLC0415
+
+    from pipelines.runner import RunFailed, emulated_sources, run_week  # noqa: PLC0415
+
+    week = _week_option(week)
+    _ensure_dagster_home()
+    os.environ.setdefault("WAREHOUSE_DIR", str(PROJECT_ROOT / "warehouse"))
+    t0 = time.monotonic()
+    with emulated_sources(seed=seed):
+        click.echo(f"Emulator up; materializing the history and the week of {week} ...")
+        try:
+            run = run_week(week, dg.DagsterInstance.get())
+        except RunFailed as exc:
+            raise click.ClickException(str(exc)) from exc
+    _print_result(run)
+    click.echo(f"\n(done in {time.monotonic() - t0:.0f} s)")
+
+
+@main.command()
+@click.option("--week", help="Monday of the week (default: the latest complete week)")
+@click.option("--emulator", "use_emulator", is_flag=True, help="use the local emulator instead of the real APIs")
+def report(week: str | None, use_emulator: bool) -> None:
+    """Materialize what a week needs and print the report's path."""
+    import contextlib  # noqa: PLC0415
+
+    import dagster as dg  # noqa: PLC0415
+
+    from pipelines.runner import RunFailed, emulated_sources, run_week  # noqa: PLC0415
+
+    week = _week_option(week)
+    _ensure_dagster_home()
+    ctx = emulated_sources() if use_emulator else contextlib.nullcontext()
+    with ctx:
+        try:
+            run = run_week(week, dg.DagsterInstance.get())
+        except RunFailed as exc:
+            raise click.ClickException(str(exc)) from exc
+    _print_result(run)
+
+
+@main.command()
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="bind address (loopback by default)")
+@click.option("--seed", type=int, default=None)
+@click.option("--plan", type=click.Choice(["pro", "demo"]), default="pro", show_default=True,
+              help="CoinGecko plan to emulate: demo enforces the 365-day history window")
+@click.option("--rate-limits/--no-rate-limits", default=False, help="answer 429 past the APIs' limits")
+def emulator(port: int, host: str, seed: int | None, plan: str, rate_limits: bool) -> None:
+    """Serve the market emulator until interrupted; prints the environment to point clients at it."""
+    from pipelines.emulator.market import DEFAULT_SEED  # noqa: PLC0415
+    from pipelines.emulator.server import MarketEmulator  # noqa: PLC0415
+
+    emu = MarketEmulator(seed=seed if seed is not None else DEFAULT_SEED, host=host, port=port, plan=plan,
+                         rate_limits=rate_limits)
+    emu.start()
+    for k, v in emu.base_urls().items():
+        click.echo(f"export {k}={v}")
+    click.echo(f"# emulator clock: {emu.now.isoformat()}; Ctrl-C to stop", err=True)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    try:
+        while not stop:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emu.stop()
+
+
+@main.command()
+@click.option("--port", type=int, default=3000, show_default=True)
+@click.option("--emulator/--real", "use_emulator", default=True, show_default=True,
+              help="point the sources at the local emulator (default) or the real APIs")
+def dev(port: int, use_emulator: bool) -> None:
+    """Start the Dagster UI (webserver and daemon) on 127.0.0.1 with a persistent DAGSTER_HOME."""
+    import contextlib  # noqa: PLC0415
+
+    from pipelines.runner import emulated_sources  # noqa: PLC0415
+
+    home = _ensure_dagster_home()
+    os.environ.setdefault("WAREHOUSE_DIR", str(PROJECT_ROOT / "warehouse"))
+    ctx = emulated_sources() if use_emulator else contextlib.nullcontext()
+    with ctx:
+        click.echo(f"DAGSTER_HOME={home}; UI on http://127.0.0.1:{port}")
+        cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+               "-h", "127.0.0.1", "-p", str(port)]
+        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Pull logic behind the raw assets: which requests to make, where the responses go, what is already stored.
+
+Kept out of the asset bodies so it can be called without Dagster (tests, benchmarks, the CLI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import polars as pl
+
+from pipelines.partitions import utc_midnight
+from pipelines.sources.coingecko import CoinGeckoClient, parse_markets
+from pipelines.sources.http import Fetched, SourceError
+from pipelines.warehouse import Warehouse, safe_component
+
+SOURCE = "coingecko"
+CHART_ENDPOINT = "market_chart_range"
+MARKETS_ENDPOINT = "markets"
+# Categories pulled for membership: the sectors the report speaks of, and what the universe excludes.
+MEMBERSHIP_CATEGORIES = (
+    "layer-1",
+    "layer-2",
+    "gaming",
+    "depin",
+    "artificial-intelligence",
+    "meme-token",
+    "decentralized-finance-defi",
+    "stablecoins",
+    "wrapped-tokens",
+    "liquid-staking-tokens",
+    "liquid-restaking-tokens",
+    "tokenized-gold",
+)
+
+
+def stamp(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _store(wh: Warehouse, endpoint: str, parts: dict[str, str], name: str, fetched: Fetched) -> str:
+    return wh.store_raw(SOURCE, endpoint, parts, name, fetched.body, fetched.request_record()).relpath
+
+
+@dataclass
+class RegistryPull:
+    snapshot: str
+    files: list[str]
+    coins: pl.DataFrame  # coin_id, symbol, name, market_cap_rank, market_cap_usd, categories
+    requests: int
+
+
+def pull_registry(client: CoinGeckoClient, wh: Warehouse, top_n: int, now: datetime | None = None) -> RegistryPull:
+    """Top ``top_n`` coins by market cap and their category membership, stored as one snapshot."""
+    now = now or datetime.now(timezone.utc)
+    snap = stamp(now)
+    files: list[str] = []
+    pages = []
+    for i, fetched in enumerate(client.markets_pages(top_n=top_n), start=1):
+        files.append(_store(wh, MARKETS_ENDPOINT, {"snapshot": snap}, f"top-page-{i}", fetched))
+        pages.append(fetched.json())
+    coins = parse_markets(pages).head(top_n)
+    members: dict[str, list[str]] = {}
+    for cat in MEMBERSHIP_CATEGORIES:
+        for i, fetched in enumerate(client.markets_pages(top_n=1000, category=cat), start=1):
+            files.append(_store(wh, MARKETS_ENDPOINT, {"snapshot": snap}, f"category-{cat}-page-{i}", fetched))
+            for row in parse_markets([fetched.json()]).iter_rows(named=True):
+                members.setdefault(row["coin_id"], []).append(cat)
+    coins = coins.with_columns(
+        pl.col("coin_id")
+        .map_elements(lambda c: sorted(members.get(c, [])), return_dtype=pl.List(pl.String))
+        .alias("categories")
+    )
+    return RegistryPull(snapshot=snap, files=files, coins=coins, requests=len(files))
+
+
+@dataclass(frozen=True)
+class ChartPull:
+    coin_id: str
+    start: datetime  # requested from
+    end: datetime  # requested to
+    fetched_at: datetime
+    relpath: str
+
+
+def stored_chart_pulls(wh: Warehouse, coin_id: str) -> list[ChartPull]:
+    """Every stored market-chart pull of one coin, oldest first (only bodies whose .meta.json exists)."""
+    base = wh.raw_dir / SOURCE / CHART_ENDPOINT / f"coin={safe_component(coin_id)}"
+    out = []
+    for path in sorted(base.glob("*.json")):
+        if path.name.endswith(".meta.json") or not path.with_suffix(".meta.json").exists():
+            continue
+        meta = wh.raw_meta(path)
+        params = meta["params"]
+        out.append(
+            ChartPull(
+                coin_id=coin_id,
+                start=datetime.fromtimestamp(int(params["from"]), timezone.utc),
+                end=datetime.fromtimestamp(int(params["to"]), timezone.utc),
+                fetched_at=datetime.fromisoformat(meta["fetched_at"]),
+                relpath=wh.rel(path),
+            )
+        )
+    return sorted(out, key=lambda p: (p.fetched_at, p.relpath))
+
+
+def close_instant(day: date) -> datetime:
+    """The instant whose CoinGecko point is the close of ``day``: the next midnight, UTC."""
+    return utc_midnight(day + timedelta(days=1))
+
+
+def covers(pull: ChartPull, day: date) -> bool:
+    """A pull covers a day when it asked for the day's close after that close had happened."""
+    t = close_instant(day)
+    return pull.start <= t <= pull.end and pull.fetched_at >= t
+
+
+@dataclass
+class ChartPullReport:
+    requested: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+
+def pull_market_charts(
+    client: CoinGeckoClient,
+    wh: Warehouse,
+    coin_ids: list[str],
+    first_day: date,
+    last_day: date,
+    *,
+    force: bool = False,
+    now: datetime | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> ChartPullReport:
+    """One ``market_chart/range`` request per coin covering the closes of ``first_day..last_day``.
+
+    A coin whose stored pulls already cover every day of the range makes no request unless ``force``. A coin
+    that fails after the HTTP layer's retries is recorded in ``failed`` and the others go on; the caller decides
+    whether a partial pull is an error (the assets make it one, listing the coins).
+    """
+    now = now or datetime.now(timezone.utc)
+    report = ChartPullReport()
+    start = close_instant(first_day)
+    end = close_instant(last_day) + timedelta(hours=2)  # hourly points land a few minutes after the hour
+    days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
+    days = [d for d in days if close_instant(d) <= now]
+    for n, coin_id in enumerate(coin_ids, start=1):
+        safe_component(coin_id)
+        if not force:
+            pulls = stored_chart_pulls(wh, coin_id)
+            if all(any(covers(p, d) for p in pulls) for d in days):
+                report.skipped.append(coin_id)
+                continue
+        try:
+            fetched = client.market_chart_range(coin_id, start, min(end, now))
+        except SourceError as exc:
+            report.failed[coin_id] = str(exc)
+            continue
+        name = f"{stamp(start)}_{stamp(min(end, now))}__{stamp(fetched.fetched_at)}"
+        report.files.append(_store(wh, CHART_ENDPOINT, {"coin": coin_id}, name, fetched))
+        report.requested.append(coin_id)
+        if progress:
+            progress(n, len(coin_ids), coin_id)
+    return report
+
+
+def raw_path(wh: Warehouse, relpath: str) -> Path:
+    return wh.root / relpath

@@ -1,0 +1,1 @@
+"""Pure maths over the clean tables (polars / DuckDB): no Dagster, no I/O."""

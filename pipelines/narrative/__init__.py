@@ -1,0 +1,1 @@
+"""From weekly tables to text: numbers formatted once, templates rendered with escaping."""
