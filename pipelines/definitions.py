@@ -5,7 +5,6 @@ from __future__ import annotations
 import dagster as dg
 
 import assets
-from pipelines.partitions import DAILY, WEEKLY
 from pipelines.resources import build_resources
 
 all_assets = dg.load_assets_from_package_module(assets)
@@ -15,7 +14,6 @@ all_checks = dg.load_asset_checks_from_package_module(assets)
 daily_job = dg.define_asset_job(
     "daily_job",
     selection=dg.AssetSelection.groups("raw", "clean"),
-    partitions_def=DAILY,
     description="Pull and clean market data for a day (or, as one run, a range of days).",
     tags={"crypto-weekly/layer": "daily"},
 )
@@ -23,7 +21,6 @@ daily_job = dg.define_asset_job(
 weekly_job = dg.define_asset_job(
     "weekly_job",
     selection=dg.AssetSelection.groups("weekly", "report"),
-    partitions_def=WEEKLY,
     description="Compute a week's tables and render its report.",
     tags={"crypto-weekly/layer": "weekly"},
 )

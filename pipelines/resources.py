@@ -64,5 +64,6 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             api_key=cg_key,
             plan=_env("COINGECKO_API_PLAN", "demo"),
             calls_per_minute=_env_int("COINGECKO_CALLS_PER_MINUTE", 30),
+            max_attempts=_env_int("COINGECKO_MAX_ATTEMPTS", 5),
         ),
     }

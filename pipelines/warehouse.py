@@ -220,7 +220,7 @@ class Warehouse:
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
         """Run a parameterized query over the lake and return a polars frame."""
         with self.connect() as con:
-            return pl.from_arrow(con.execute(sql, params or []).to_arrow_table())  # type: ignore[return-value]
+            return pl.from_arrow(con.sql(sql, params=params or None).to_arrow_table())  # type: ignore[return-value]
 
     def refresh_catalog(self) -> Path:
         """(Re)create ``catalog.duckdb`` with a view per lake table, under an exclusive lock.

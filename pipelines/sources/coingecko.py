@@ -8,6 +8,7 @@ Demo plan's documented limit).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -34,7 +35,9 @@ class CoinGeckoClient:
         headers = {"accept": "application/json", "user-agent": "crypto-weekly/0.1"}
         if api_key:
             headers["x-cg-pro-api-key" if plan == "pro" else "x-cg-demo-api-key"] = api_key
-        self.http = HttpSource(base_url, headers=headers, calls_per_minute=calls_per_minute, **http_options)
+        self.http = HttpSource(
+            base_url, headers=headers, calls_per_minute=calls_per_minute, classify_error=classify_error, **http_options
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -78,28 +81,47 @@ class CoinGeckoClient:
         return self._get("/coins/categories/list", {})
 
 
+HISTORY_LIMIT_HELP = (
+    "CoinGecko refused history older than 365 days (error 10012). The free and Demo plans only reach back 365 days: "
+    "set COINGECKO_API_KEY to a paid key with COINGECKO_API_PLAN=pro, or replay recorded responses (README, "
+    "'Recorded responses')"
+)
+
+
+def _error_of(body: Any) -> tuple[int | None, str] | None:
+    """(error_code, message) when a decoded body is one of CoinGecko's error objects, else None."""
+    if not isinstance(body, dict) or _is_payload(body) or not ("error" in body or "status" in body):
+        return None
+    inner = body.get("error", body)
+    status = inner.get("status") if isinstance(inner, dict) else None
+    if isinstance(status, dict):
+        return status.get("error_code"), str(status.get("error_message", ""))
+    return None, str(inner)
+
+
+def classify_error(endpoint: str, params: Any, status: int, text: str) -> SourceError | None:
+    try:
+        found = _error_of(json.loads(text))
+    except ValueError:
+        return None
+    if found and found[0] == 10012:
+        return HistoryLimitError(HISTORY_LIMIT_HELP, endpoint=endpoint, params=params, status=status, body=found[1])
+    return None
+
+
 def check_error_body(fetched: Fetched) -> None:
     """CoinGecko sometimes answers an error with HTTP 200 and an error object: look at the body too."""
     try:
-        body = fetched.json()
+        found = _error_of(fetched.json())
     except ValueError:
         return
-    if isinstance(body, dict) and ("error" in body or "status" in body) and not _is_payload(body):
-        status = body.get("error", body).get("status", {}) if isinstance(body.get("error", body), dict) else {}
-        code = status.get("error_code") if isinstance(status, dict) else None
-        msg = status.get("error_message") if isinstance(status, dict) else body.get("error")
-        if code == 10012:
-            raise HistoryLimitError(
-                "CoinGecko refused history older than 365 days (error 10012). The free and Demo plans only reach back "
-                "365 days: set COINGECKO_API_KEY to a paid key with COINGECKO_API_PLAN=pro, or replay a recorded "
-                "archive (see README, 'Recorded responses')",
-                endpoint=fetched.endpoint,
-                params=fetched.params,
-                status=fetched.status,
-                body=str(msg),
-            )
-        raise SourceError("CoinGecko returned an error body", endpoint=fetched.endpoint, params=fetched.params,
-                          status=fetched.status, body=str(msg))
+    if found is None:
+        return
+    if found[0] == 10012:
+        raise HistoryLimitError(HISTORY_LIMIT_HELP, endpoint=fetched.endpoint, params=fetched.params,
+                                status=fetched.status, body=found[1])
+    raise SourceError("CoinGecko returned an error body", endpoint=fetched.endpoint, params=fetched.params,
+                      status=fetched.status, body=found[1])
 
 
 def _is_payload(body: dict[str, Any]) -> bool:
@@ -140,7 +162,7 @@ def parse_market_chart(body: Any, endpoint: str = "/coins/{id}/market_chart/rang
     df = frames[0].join(frames[1], on="ts_ms", how="full", coalesce=True).join(frames[2], on="ts_ms", how="full", coalesce=True)
     return (
         df.sort("ts_ms")
-        .with_columns(pl.from_epoch("ts_ms", time_unit="ms").dt.replace_time_zone("UTC").alias("ts"))
+        .with_columns(pl.from_epoch("ts_ms", time_unit="ms").dt.cast_time_unit("ms").dt.replace_time_zone("UTC").alias("ts"))
         .select("ts", "price", "market_cap", "total_volume")
     )
 

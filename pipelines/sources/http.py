@@ -146,7 +146,9 @@ class HttpSource:
         max_wait: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
+        classify_error: Callable[[str, Mapping[str, Any], int, str], SourceError | None] | None = None,
     ):
+        self.classify_error = classify_error
         self.base_url = base_url.rstrip("/")
         self.max_attempts = max_attempts
         self.max_wait = max_wait
@@ -199,6 +201,9 @@ class HttpSource:
                     resp.text,
                 )
             if resp.status_code >= 400:
+                special = self.classify_error(endpoint, params, resp.status_code, resp.text) if self.classify_error else None
+                if special is not None:
+                    raise special
                 raise SourceError(
                     "request refused", endpoint=endpoint, params=params, status=resp.status_code, body=resp.text
                 )

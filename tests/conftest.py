@@ -1,0 +1,66 @@
+"""Shared fixtures: a fixed-clock emulator, temporary warehouses, the real-data folder."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+try:  # Dagster's beta/preview warnings are noise in test output
+    from dagster._utils.warnings import BetaWarning, PreviewWarning
+
+    warnings.filterwarnings("ignore", category=BetaWarning)
+    warnings.filterwarnings("ignore", category=PreviewWarning)
+except ImportError:  # pragma: no cover
+    pass
+
+from pipelines.emulator.server import MarketEmulator  # noqa: E402
+
+# The emulator's clock in tests: fixed, so every run sees the same market and the same bytes.
+TEST_NOW = datetime(2025, 12, 2, 6, tzinfo=timezone.utc)
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = REPO.parent / "shared" / "data" / "real"
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[MarketEmulator]:
+    with MarketEmulator(now=TEST_NOW) as emu:
+        yield emu
+
+
+@pytest.fixture
+def fresh_emulator() -> Iterator[MarketEmulator]:
+    """An emulator of one's own, for tests that inject faults or count requests."""
+    with MarketEmulator(now=TEST_NOW) as emu:
+        yield emu
+
+
+@pytest.fixture
+def env_for(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Point the pipeline's resources at an emulator and a temporary warehouse."""
+
+    def apply(emu: MarketEmulator) -> Path:
+        wh = tmp_path / "warehouse"
+        monkeypatch.setenv("WAREHOUSE_DIR", str(wh))
+        monkeypatch.setenv("COINGECKO_CALLS_PER_MINUTE", "0")
+        for k, v in emu.base_urls().items():
+            monkeypatch.setenv(k, v)
+        return wh
+
+    return apply
+
+
+@pytest.fixture
+def real_data() -> Path:
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real market data not found at {REAL_DATA} (the shared/ folder sits beside the repository)")
+    return REAL_DATA
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")

@@ -1,0 +1,136 @@
+"""The CoinGecko client against the emulator: paging, parsing, faults, retries, secrets."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import polars as pl
+import pytest
+
+from pipelines.emulator.server import Fault, MarketEmulator
+from pipelines.sources.coingecko import CoinGeckoClient, parse_market_chart, parse_markets
+from pipelines.sources.http import HistoryLimitError, PayloadError, SourceError
+
+
+def client_for(emu: MarketEmulator, waits: list[float] | None = None, **kw) -> CoinGeckoClient:
+    sleeps = waits if waits is not None else []
+    return CoinGeckoClient(
+        emu.base_urls()["COINGECKO_BASE_URL"], calls_per_minute=0, sleep=sleeps.append, timeout=kw.pop("timeout", 5), **kw
+    )
+
+
+def test_markets_pages_until_a_short_page(emulator: MarketEmulator) -> None:
+    with client_for(emulator) as cg:
+        pages = list(cg.markets_pages(top_n=250))
+    assert len(pages) == 1 and len(pages[0].json()) == 189  # all 189 emulated coins, one page of up to 250
+    with client_for(emulator) as cg:
+        pages = list(cg.markets_pages(top_n=120, category=None))
+    df = parse_markets([p.json() for p in pages])
+    assert df.height >= 120 and df["market_cap_rank"][0] == 1
+
+
+def test_market_chart_parses_to_typed_utc_frame(emulator: MarketEmulator) -> None:
+    with client_for(emulator) as cg:
+        fetched = cg.market_chart_range(
+            "bitcoin", datetime(2025, 3, 1, tzinfo=timezone.utc), datetime(2025, 9, 1, tzinfo=timezone.utc)
+        )
+    df = parse_market_chart(fetched.json())
+    assert df.schema == {"ts": pl.Datetime("ms", "UTC"), "price": pl.Float64, "market_cap": pl.Float64, "total_volume": pl.Float64}
+    assert df.height == 185 and df["ts"][0] == datetime(2025, 3, 1, tzinfo=timezone.utc)
+    assert fetched.params == {"vs_currency": "usd", "from": 1740787200, "to": 1756684800}  # seconds in
+
+
+def test_reference_sample_parses() -> None:
+    sample = {
+        "prices": [[1704067241331, 42261.0406175669], [1704070847420, 42493.2764087546]],
+        "market_caps": [[1704067241331, 827596236151.196], [1704070847420, 831531023621.411]],
+        "total_volumes": [[1704067241331, 14305769170.9498], [1704070847420, 14130205376.1709]],
+    }
+    df = parse_market_chart(sample)
+    assert df["ts"][0] == datetime(2024, 1, 1, 0, 0, 41, 331000, tzinfo=timezone.utc)
+    assert df["market_cap"][1] == pytest.approx(831531023621.411)
+
+
+@pytest.mark.parametrize(
+    "drifted",
+    [
+        {"prices": [[1, 2.0]], "market_caps": [[1, 2.0]]},  # a series missing
+        {"prices": [["1", "2.0"]], "market_caps": [], "total_volumes": []},  # numbers as strings
+        {"prices": [[1, 2.0, 3.0]], "market_caps": [], "total_volumes": []},  # extra field in a point
+        [],  # not an object
+    ],
+)
+def test_drifted_payloads_raise_payload_error(drifted) -> None:
+    with pytest.raises(PayloadError):
+        parse_market_chart(drifted)
+
+
+@pytest.mark.parametrize("kind", ["429", "500", "502", "503", "truncated", "invalid_json", "reset"])
+def test_transient_faults_are_retried(fresh_emulator: MarketEmulator, kind: str) -> None:
+    fresh_emulator.inject(Fault(api="coingecko", path="/coins/markets", kind=kind, times=2, retry_after=7))
+    waits: list[float] = []
+    with client_for(fresh_emulator, waits) as cg:
+        pages = list(cg.markets_pages(top_n=50))
+    assert len(pages[0].json()) == 50
+    assert pages[0].attempts == 3
+    assert len(waits) == 2
+    if kind == "429":
+        assert waits == [7.0, 7.0]  # Retry-After honoured
+
+
+def test_timeout_is_retried(fresh_emulator: MarketEmulator) -> None:
+    fresh_emulator.inject(Fault(api="coingecko", path="/ping", kind="timeout", times=1, delay=1.5))
+    with client_for(fresh_emulator, timeout=0.5) as cg:
+        fetched = cg.http.get("/ping")
+    assert fetched.attempts == 2 and fetched.json()["gecko_says"]
+
+
+def test_gives_up_with_a_clear_error(fresh_emulator: MarketEmulator) -> None:
+    fresh_emulator.inject(Fault(api="coingecko", path="/coins/markets", kind="503", times=None))
+    with client_for(fresh_emulator, max_attempts=3) as cg, pytest.raises(SourceError) as err:
+        list(cg.markets_pages(top_n=10))
+    msg = str(err.value)
+    assert "gave up after 3 attempts" in msg and "/coins/markets" in msg and "status=503" in msg and "per_page" in msg
+
+
+def test_client_errors_are_not_retried(fresh_emulator: MarketEmulator) -> None:
+    with client_for(fresh_emulator) as cg, pytest.raises(SourceError) as err:
+        cg.market_chart_range("no-such-coin", datetime(2025, 5, 1, tzinfo=timezone.utc), datetime(2025, 5, 2, tzinfo=timezone.utc))
+    assert err.value.status == 404
+    assert fresh_emulator.count("coingecko", "no-such-coin") == 1
+
+
+def test_history_window_is_a_clear_non_retried_error() -> None:
+    with MarketEmulator(now=datetime(2026, 6, 1, tzinfo=timezone.utc), plan="demo") as emu, client_for(emu) as cg:
+        with pytest.raises(HistoryLimitError) as err:
+            cg.market_chart_range("bitcoin", datetime(2025, 1, 2, tzinfo=timezone.utc), datetime(2025, 6, 1, tzinfo=timezone.utc))
+        assert "365 days" in str(err.value) and "COINGECKO_API_KEY" in str(err.value)
+        assert emu.count("coingecko", "market_chart") == 1
+
+
+def test_api_key_goes_in_the_header_and_nowhere_else(fresh_emulator: MarketEmulator) -> None:
+    secret = "CG-sEcReT0123456789"
+    seen: list[str | None] = []
+    original = fresh_emulator._dispatch
+
+    def spy(api, req, fault):
+        seen.append(req.headers.get("x-cg-demo-api-key"))
+        return original(api, req, fault)
+
+    fresh_emulator._dispatch = spy  # type: ignore[method-assign]
+    with client_for(fresh_emulator, api_key=secret) as cg:
+        fetched = cg.http.get("/ping")
+    assert seen == [secret]
+    assert secret not in json.dumps(fetched.request_record())
+    assert secret not in fetched.url
+
+
+def test_pacing_spaces_calls() -> None:
+    from pipelines.sources.http import HostLimiter
+
+    slept: list[float] = []
+    lim = HostLimiter(calls_per_minute=30, sleep=slept.append)
+    for _ in range(3):
+        lim.wait()
+    assert len(slept) == 2 and all(1.9 < s <= 2.0 for s in slept) or sum(slept) > 3.5

@@ -1,0 +1,138 @@
+"""The emulator: deterministic, shaped like 2025, and in CoinGecko's real formats and limits."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import httpx
+import numpy as np
+import pytest
+
+from pipelines.emulator.market import build_market, hour_index
+from pipelines.emulator.server import MarketEmulator
+from tests.conftest import TEST_NOW
+
+
+def _h(day: str) -> int:
+    return hour_index(datetime.fromisoformat(day).replace(tzinfo=timezone.utc))
+
+
+def test_same_seed_same_bytes_and_other_seed_differs() -> None:
+    params = {"vs_currency": "usd", "from": 1735776000, "to": 1764547200}
+    bodies = []
+    for seed in (7, 7, 8):
+        build_market.cache_clear()
+        with MarketEmulator(seed=seed, now=TEST_NOW) as emu:
+            base = emu.base_urls()["COINGECKO_BASE_URL"]
+            chart = httpx.get(f"{base}/coins/bitcoin/market_chart/range", params=params).content
+            markets = httpx.get(f"{base}/coins/markets", params={"vs_currency": "usd", "per_page": 250}).content
+            bodies.append(chart + markets)
+    assert bodies[0] == bodies[1]
+    assert bodies[0] != bodies[2]
+
+
+def test_universe_has_coins_ids_and_excluded_kinds() -> None:
+    m = build_market()
+    assert len(m.coins) >= 150
+    assert len({c.id for c in m.coins}) == len(m.coins)
+    cats = {cat for c in m.coins for cat in c.categories}
+    for needed in ("stablecoins", "wrapped-tokens", "liquid-staking-tokens", "layer-1", "layer-2", "gaming",
+                   "depin", "artificial-intelligence", "meme-token", "decentralized-finance-defi"):
+        assert needed in cats
+
+
+def test_market_path_shape() -> None:
+    m = build_market()
+    total = m.total_mcap
+    # a rally into early October, the highest level of 2025 so far
+    assert total[_h("2025-10-06")] > 4.1e12
+    peak = int(np.argmax(total[: _h("2025-10-10")]))
+    assert _h("2025-09-01") < peak  # the year's high so far comes in the autumn rally
+    # the 10-11 October crash: alts fall much further than BTC
+    before, after = _h("2025-10-10T20:00"), _h("2025-10-11T00:00")
+    btc = m.price[after, 0] / m.price[before, 0] - 1
+    small = [i for i, c in enumerate(m.coins) if c.kind == "free" and m.mcap[before, i] < 1e9]
+    alt = np.nanmedian(m.price[after, small] / m.price[before, small] - 1)
+    assert alt < btc - 0.05
+    # November: below $3T for the first time since April
+    daily = total[::24]
+    below = np.where(daily < 3e12)[0]
+    assert total[_h("2025-11-24")] < 3e12 < total[_h("2025-11-17")]
+    earlier = below[below < _h("2025-11-17") // 24]
+    assert (datetime(2025, 1, 1) + np.timedelta64(int(earlier.max()), "D").astype(object)).month == 4
+
+
+def test_top_coins_are_bound_more_tightly_than_small_ones() -> None:
+    m = build_market()
+    d = slice(_h("2025-06-01"), _h("2025-10-01"), 24)
+    r = np.diff(np.log(m.price[d]), axis=0)
+    caps = m.mcap[_h("2025-06-01")]
+    free = [i for i, c in enumerate(m.coins) if c.kind == "free" and not np.isnan(caps[i])]
+    order = sorted(free, key=lambda i: -caps[i])
+    top, small = order[:10], order[60:100]
+
+    def avg_corr(idx: list[int]) -> float:
+        c = np.corrcoef(r[:, idx].T)
+        return float(c[np.triu_indices(len(idx), 1)].mean())
+
+    assert avg_corr(top) > avg_corr(small) + 0.1
+
+
+def test_markets_paging_caps_and_category(emulator: MarketEmulator) -> None:
+    base = emulator.base_urls()["COINGECKO_BASE_URL"]
+    page = httpx.get(f"{base}/coins/markets", params={"vs_currency": "usd", "per_page": 1000}).json()
+    assert len(page) == 189 or len(page) == 250  # capped at 250 per page
+    p1 = httpx.get(f"{base}/coins/markets", params={"vs_currency": "usd", "per_page": 100, "page": 1}).json()
+    p2 = httpx.get(f"{base}/coins/markets", params={"vs_currency": "usd", "per_page": 100, "page": 2}).json()
+    assert p1[0]["market_cap_rank"] == 1 and p2[0]["market_cap_rank"] == 101
+    assert [r["market_cap"] for r in p1] == sorted((r["market_cap"] for r in p1), reverse=True)
+    l2 = httpx.get(f"{base}/coins/markets", params={"vs_currency": "usd", "category": "layer-2"}).json()
+    assert l2 and {"arbitrum", "optimism"} <= {r["id"] for r in l2}
+    assert httpx.get(f"{base}/coins/markets", params={"per_page": 10}).status_code == 400
+    extra = httpx.get(f"{base}/coins/markets", params={"vs_currency": "usd", "price_change_percentage": "1h,7d"}).json()
+    assert "price_change_percentage_7d_in_currency" in extra[0] and "price_change_percentage_24h" in extra[0]
+
+
+def test_market_chart_granularity_rules(emulator: MarketEmulator) -> None:
+    base = emulator.base_urls()["COINGECKO_BASE_URL"]
+    url = f"{base}/coins/ethereum/market_chart/range"
+    day = 86400
+    t0 = int(datetime(2025, 6, 1, tzinfo=timezone.utc).timestamp())
+    daily = httpx.get(url, params={"vs_currency": "usd", "from": t0, "to": t0 + 120 * day}).json()
+    assert len(daily["prices"]) == 121
+    assert all(p[0] % 86_400_000 == 0 for p in daily["prices"])  # stamped 00:00 UTC, in ms
+    hourly = httpx.get(url, params={"vs_currency": "usd", "from": t0, "to": t0 + 10 * day}).json()
+    assert 239 <= len(hourly["prices"]) <= 241
+    assert any(p[0] % 3_600_000 for p in hourly["prices"])  # not exactly on the hour
+    now = int(TEST_NOW.timestamp())
+    fine = httpx.get(url, params={"vs_currency": "usd", "from": now - day, "to": now}).json()
+    assert len(fine["prices"]) == 288  # 1 day ending now: 5-minutely
+    iso = httpx.get(url, params={"vs_currency": "usd", "from": "2025-06-01", "to": "2025-06-11"}).json()
+    assert iso["prices"] == hourly["prices"]
+    assert set(daily) == {"prices", "market_caps", "total_volumes"}
+
+
+def test_demo_plan_history_window_error() -> None:
+    with MarketEmulator(now=datetime(2026, 6, 1, tzinfo=timezone.utc), plan="demo") as emu:
+        base = emu.base_urls()["COINGECKO_BASE_URL"]
+        r = httpx.get(f"{base}/coins/bitcoin/market_chart/range",
+                      params={"vs_currency": "usd", "from": 1735776000, "to": 1740000000})
+        assert r.status_code == 401
+        assert r.json()["error"]["status"]["error_code"] == 10012
+        recent = httpx.get(f"{base}/coins/bitcoin/market_chart/range",
+                           params={"vs_currency": "usd", "from": 1762000000, "to": 1763000000})  # Nov 2025
+        assert recent.status_code == 200
+
+
+def test_unknown_coin_and_rate_limit_bodies() -> None:
+    with MarketEmulator(now=TEST_NOW, rate_limits=True, coingecko_calls_per_minute=3) as emu:
+        base = emu.base_urls()["COINGECKO_BASE_URL"]
+        assert httpx.get(f"{base}/coins/nope/market_chart/range", params={"vs_currency": "usd", "from": 1, "to": 2}).status_code == 404
+        codes = [httpx.get(f"{base}/ping").status_code for _ in range(4)]
+        assert codes[-1] == 429
+        assert httpx.get(f"{base}/ping").json()["status"]["error_code"] == 429
+
+
+def test_binds_loopback_on_an_ephemeral_port(emulator: MarketEmulator) -> None:
+    assert emulator.url.startswith("http://127.0.0.1:")
+    assert not emulator.url.endswith(":0")

@@ -1,0 +1,104 @@
+"""One week through Dagster, raw pulls to report, into a temporary warehouse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pipelines.emulator.server import MarketEmulator
+from pipelines.narrative.format import pct, usd_compact
+from pipelines.runner import run_week
+from pipelines.warehouse import Warehouse
+
+WEEK = "2025-11-17"
+
+
+@pytest.fixture
+def week_run(fresh_emulator: MarketEmulator, env_for):
+    wh_dir = env_for(fresh_emulator)
+    with dg.instance_for_test() as instance:
+        run = run_week(WEEK, instance, first_day="2025-11-01")
+        yield run, Warehouse(wh_dir), fresh_emulator, instance
+
+
+def test_report_numbers_equal_a_direct_query_of_the_lake(week_run) -> None:
+    run, wh, _, _ = week_run
+    text = run.markdown.read_text()
+    # independent of the weekly tables: straight from the clean daily lake
+    totals = wh.query(
+        """
+        SELECT date, sum(market_cap_usd) AS total,
+               max(price_usd) FILTER (WHERE coin_id = 'bitcoin') AS btc
+        FROM coin_daily WHERE date IN (DATE '2025-11-16', DATE '2025-11-23') GROUP BY date ORDER BY date
+        """
+    )
+    (open_total, close_total), (btc0, btc1) = totals["total"].to_list(), totals["btc"].to_list()
+    assert usd_compact(open_total) in text and usd_compact(close_total) in text
+    assert pct((close_total / open_total - 1) * 100) in text
+    assert pct((btc1 / btc0 - 1) * 100) in text
+    assert close_total < 3e12 < open_total  # the emulated November sell-off
+    assert "falls" in run.markdown.read_text().splitlines()[0]
+
+
+def test_outputs_manifest_html_and_catalog(week_run) -> None:
+    run, wh, _, _ = week_run
+    manifest = json.loads((run.report_dir / "manifest.json").read_text())
+    tables = {i["table"] for i in manifest["inputs"]}
+    assert tables == {"weekly_market_summary", "weekly_movers", "coin_daily"}
+    for entry in manifest["inputs"]:
+        from pipelines.warehouse import sha256_file
+
+        assert sha256_file(wh.root / entry["path"]) == entry["sha256"]
+    assert manifest["code"]["source_sha256"]
+    html = run.html.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<script" not in html and "http" not in html.split("<footer>")[0]
+    assert (wh.root / "catalog.duckdb").exists()
+    # every clean row points back at the raw response it came from
+    raw = wh.query("SELECT DISTINCT raw_file FROM coin_daily WHERE date = DATE '2025-11-23'")["raw_file"].to_list()
+    assert raw and all((wh.root / r).exists() and (wh.root / r).with_suffix(".meta.json").exists() for r in raw)
+
+
+def test_materializations_carry_metadata_and_checks_pass(week_run) -> None:
+    run, _, _, instance = week_run
+    for key in ("coin_daily", "weekly_market_summary", "weekly_movers", "weekly_report"):
+        event = instance.get_latest_materialization_event(dg.AssetKey(key))
+        assert event is not None, key
+        meta = event.asset_materialization.metadata
+        assert meta, key
+    summary = instance.get_latest_materialization_event(dg.AssetKey("weekly_market_summary")).asset_materialization
+    assert summary.metadata["dagster/row_count"].value == 1
+    report = instance.get_latest_materialization_event(dg.AssetKey("weekly_report")).asset_materialization
+    assert report.metadata["report"].value.startswith("# Crypto market cap")
+    checks = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("weekly_report"), "report_claims_match_tables"), limit=1
+    )
+    assert checks and checks[0].status.value == "SUCCEEDED"
+
+
+def test_stored_days_are_not_pulled_again(week_run) -> None:
+    run, wh, emu, instance = week_run
+    before = emu.count("coingecko", "market_chart")
+    files = sorted(p.name for p in wh.raw_dir.rglob("*.json"))
+    again = run_week(WEEK, instance, first_day="2025-11-01")
+    assert emu.count("coingecko", "market_chart") == before  # nothing asked again
+    assert sorted(p.name for p in wh.raw_dir.rglob("*.json")) == files
+    assert again.markdown.read_text() == run.markdown.read_text()
+
+
+def test_a_day_that_cannot_be_pulled_fails_clearly_and_keeps_the_rest(
+    fresh_emulator: MarketEmulator, env_for, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.emulator.server import Fault
+    from pipelines.runner import RunFailed
+
+    wh_dir = env_for(fresh_emulator)
+    monkeypatch.setenv("COINGECKO_MAX_ATTEMPTS", "2")
+    fresh_emulator.inject(Fault(api="coingecko", path="/coins/ethereum/market_chart", kind="500", times=None))
+    with dg.instance_for_test() as instance, pytest.raises(RunFailed) as err:
+        run_week(WEEK, instance, first_day="2025-11-10")
+    assert "ethereum" in str(err.value) and "could not be pulled" in str(err.value)
+    stored = {p.name for p in (Path(wh_dir) / "raw/coingecko/market_chart_range").iterdir()}
+    assert "coin=bitcoin" in stored and "coin=ethereum" not in stored
