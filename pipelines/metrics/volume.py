@@ -35,7 +35,7 @@ def week_volume(daily: pl.DataFrame, week: str, min_days: int = 7) -> float | No
     w = week_window(week)
     d = as_of(daily, week).filter(
         pl.col("date").is_between(w.monday, w.close_day) & pl.col("quote_volume_usd").is_not_null()
-    ).unique("date", keep="last")
+    ).unique("date", keep="last").sort("date")
     return float(d["quote_volume_usd"].sum()) if d.height >= min_days else None
 
 
