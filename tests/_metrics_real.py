@@ -3,8 +3,6 @@ from pathlib import Path
 
 import pytest
 
-
-
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
 

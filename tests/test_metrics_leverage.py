@@ -1,5 +1,5 @@
 import csv
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -15,7 +15,7 @@ from pipelines.metrics.leverage import (
     weekly_leverage,
 )
 
-UTC = timezone.utc
+UTC = UTC
 START = datetime(2025, 11, 1, tzinfo=UTC)
 
 

@@ -1,6 +1,6 @@
 import csv
 import math
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from pipelines.metrics.volatility import WEEKLY_BTC_VOLATILITY, weekly_btc_volatility
 
-T0 = datetime(2025, 10, 1, tzinfo=timezone.utc)
+T0 = datetime(2025, 10, 1, tzinfo=UTC)
 
 
 def hourly(closes):
@@ -34,7 +34,7 @@ def test_alternating_returns_hand_computed():
 
 def test_missing_hours_are_not_bridged_and_too_few_give_null():
     closes = np.exp(np.linspace(0, 1, 24 * 60)).tolist()
-    df = hourly(closes).with_row_index().filter((pl.col("index") % 2 == 0)).drop("index")  # every other hour
+    df = hourly(closes).with_row_index().filter(pl.col("index") % 2 == 0).drop("index")  # every other hour
     out = weekly_btc_volatility(df, "2025-11-17")
     assert out["rv7_hourly_pct"][0] is None
 
@@ -43,7 +43,7 @@ def test_missing_hours_are_not_bridged_and_too_few_give_null():
 @given(st.integers(0, 2**32 - 1), st.integers(1, 400))
 def test_removing_later_data_does_not_change_a_week(seed, extra_hours):
     rng = np.random.default_rng(seed)
-    end = datetime(2025, 11, 24, tzinfo=timezone.utc)
+    end = datetime(2025, 11, 24, tzinfo=UTC)
     n = int((end - T0).total_seconds() // 3600) + extra_hours
     df = hourly(np.exp(np.cumsum(rng.normal(0, 0.01, n))).tolist())
     cut = df.filter(pl.col("ts") < end)
@@ -55,7 +55,7 @@ def test_real_binance_btc_rv7_against_independent_numpy():
     rows = list(csv.DictReader(open(path)))
     ts = [datetime.fromisoformat(r["timestamp"]) for r in rows]
     close = np.array([float(r["close"]) for r in rows])
-    start, end = datetime(2025, 11, 17, tzinfo=timezone.utc), datetime(2025, 11, 24, tzinfo=timezone.utc)
+    start, end = datetime(2025, 11, 17, tzinfo=UTC), datetime(2025, 11, 24, tzinfo=UTC)
     # bars opening from start-1h to end-1h: 169 closes, 168 returns inside the week
     sel = np.array([start - timedelta(hours=1) <= t <= end - timedelta(hours=1) for t in ts])
     r = np.diff(np.log(close[sel]))
