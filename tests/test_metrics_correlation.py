@@ -107,3 +107,36 @@ def test_buckets_on_factor_panel_and_point_in_time():
     cut = cd.filter(pl.col("date") <= end)
     again = weekly_correlation_buckets(cut, ids, "2025-11-17", buckets=buckets, window_days=14, min_overlap=10)
     assert out.equals(again)
+
+
+def test_real_binance_perps_correlation_and_bucket_return():
+    from _metrics_real import real_file
+
+    path = real_file("silertrades_gravestone_binance_perps/binance_usdm_perp_klines_1d_2025-01_2026-01.parquet")
+    perps = pl.read_parquet(path)
+    syms = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "BNBUSDT", "DOGEUSDT", "ADAUSDT", "LINKUSDT"]
+    px = perps.filter(pl.col("symbol").is_in(syms))
+    # rank by quote volume over the 30 days before the open as a market-cap stand-in (no caps in this file)
+    size = px.filter(pl.col("date").is_between(date(2025, 10, 17), date(2025, 11, 16))).group_by("symbol").agg(
+        pl.col("quote_volume").sum())
+    cd = px.join(size.rename({"quote_volume": "market_cap_usd"}), on="symbol").select(
+        "date", pl.col("symbol").alias("coin_id"), pl.col("close").alias("price_usd"), "market_cap_usd")
+    end = date(2025, 11, 23)
+    r = log_return_matrix(cd, syms, end, window_days=30)
+    assert np.isfinite(r).all()
+    # independent: closes as a plain numpy array from the file, one column per symbol
+    wide = px.filter(pl.col("date").is_between(end - timedelta(days=30), end)).pivot(
+        on="symbol", index="date", values="close").sort("date")
+    lr = np.diff(np.log(wide.select(syms).to_numpy()), axis=0)
+    assert pairwise_corr(r) == pytest.approx(np.corrcoef(lr, rowvar=False), abs=1e-10)
+    c = pairwise_corr(r)
+    assert c[0, 1] > 0.7  # BTC and ETH move together over a month
+
+    out = weekly_correlation_buckets(cd, syms, "2025-11-17", buckets=(("1-4", 1, 4), ("5-8", 5, 8)),
+                                     btc_id="BTCUSDT", lookback_weeks=2)
+    top = size.sort("quote_volume", descending=True).head(4)["symbol"].to_list()
+    p0 = px.filter((pl.col("date") == date(2025, 11, 16)) & pl.col("symbol").is_in(top)).sort("symbol")["close"]
+    p1 = px.filter((pl.col("date") == end) & pl.col("symbol").is_in(top)).sort("symbol")["close"]
+    row = out.filter(pl.col("bucket") == "1-4").row(0, named=True)
+    assert row["ew_return_pct"] == pytest.approx(100 * float((p1 / p0 - 1).mean()))
+    assert row["ew_return_pct"] < 0  # the sell-off week

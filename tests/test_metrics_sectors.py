@@ -84,3 +84,28 @@ def test_weekly_index_returns_hand_computed_and_point_in_time():
     assert got["l2"]["prev_return_pct"] == pytest.approx(0.0)
     cut = cd.filter(pl.col("date") <= date(2025, 11, 23))
     assert out.equals(weekly_index_returns(cut, cats, ["l2a", "l2b", "meme"], "2025-11-17", specs, cap=0.6))
+
+
+def test_real_perps_single_constituent_index_and_capped_pair():
+    from _metrics_real import real_file
+
+    perps = pl.read_parquet(real_file(
+        "silertrades_gravestone_binance_perps/binance_usdm_perp_klines_1d_2025-01_2026-01.parquet"))
+    px = perps.filter(pl.col("symbol").is_in(["BTCUSDT", "ETHUSDT"]))
+    mc = {"BTCUSDT": 1.8e12, "ETHUSDT": 0.37e12}  # rough caps at the open; only the weight split matters
+    cd = px.select("date", pl.col("symbol").alias("coin_id"), pl.col("close").alias("price_usd"),
+                   (pl.col("close") * pl.col("symbol").replace_strict(mc) / pl.col("close").first().over("symbol"))
+                   .alias("market_cap_usd"))
+    cats = pl.DataFrame({"coin_id": ["BTCUSDT", "ETHUSDT"], "categories": [["layer-1"], ["layer-1", "x"]]})
+    specs = (IndexSpec("btc_only", None, 1, 1), IndexSpec("pair", ("layer-1",)))
+    out = {r["index"]: r for r in weekly_index_returns(cd, cats, ["BTCUSDT", "ETHUSDT"], "2025-11-17", specs,
+                                                      cap=0.6).iter_rows(named=True)}
+
+    def close(sym, d):
+        return px.filter((pl.col("symbol") == sym) & (pl.col("date") == d))["close"][0]
+
+    rb = close("BTCUSDT", date(2025, 11, 23)) / close("BTCUSDT", date(2025, 11, 16)) - 1
+    re = close("ETHUSDT", date(2025, 11, 23)) / close("ETHUSDT", date(2025, 11, 16)) - 1
+    assert out["btc_only"]["return_pct"] == pytest.approx(100 * rb)
+    assert out["pair"]["max_weight"] == pytest.approx(0.6)  # BTC's ~80% share capped at 60%
+    assert out["pair"]["return_pct"] == pytest.approx(100 * (0.6 * rb + 0.4 * re))
