@@ -1,0 +1,164 @@
+"""Cross-asset weekly returns on the same Monday-to-Monday window, crypto's rank and worst-week streak."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import polars as pl
+import pyarrow as pa
+
+from pipelines.metrics.pit import as_of, shift_week, week_window
+from pipelines.schemas import Column, Table, register
+
+UST_DURATION = 8.5  # modified duration of a 10-year Treasury near par at a ~4% yield
+
+
+@dataclass(frozen=True)
+class AssetSpec:
+    asset: str  # output name
+    series: str  # value of the ``series`` column in the input frame
+    kind: str = "price"  # 'price': v1/v0-1; 'inverse': v0/v1-1 (USD/JPY -> yen); 'yield': -duration*dy
+    major: bool = True  # ranked among the major asset classes
+
+
+DEFAULT_ASSETS: tuple[AssetSpec, ...] = (
+    AssetSpec("crypto", "crypto_total_mcap"),
+    AssetSpec("btc", "btc", major=False),
+    AssetSpec("eth", "eth", major=False),
+    AssetSpec("sp500", "SP500"),
+    AssetSpec("nasdaq", "NASDAQCOM"),
+    AssetSpec("gold", "gold"),
+    AssetSpec("treasuries", "DGS10", "yield"),
+    AssetSpec("dollar", "DTWEXBGS"),
+    AssetSpec("yen", "DEXJPUS", "inverse"),
+)
+
+_ASSET_SCHEMA = {
+    "week_start": pl.Date, "asset": pl.String, "series": pl.String, "kind": pl.String, "open_date": pl.Date,
+    "close_date": pl.Date, "open_value": pl.Float64, "close_value": pl.Float64, "return_pct": pl.Float64,
+    "rank": pl.Int32, "is_worst": pl.Boolean,
+}
+
+WEEKLY_CROSS_ASSET = register(
+    Table(
+        name="weekly_cross_asset",
+        description="Weekly returns of crypto and other asset classes over the same Monday-to-Monday window.",
+        partition_by="week",
+        key=("asset",),
+        columns=(
+            Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+            Column("asset", pa.string(), "asset name"),
+            Column("series", pa.string(), "input series used"),
+            Column("kind", pa.string(), "'price', 'inverse' (return of the quote currency) or 'yield' (price proxy)"),
+            Column("open_date", pa.date32(), "date of the last observation at or before the week's open", True),
+            Column("close_date", pa.date32(), "date of the last observation at or before the week's close", True),
+            Column("open_value", pa.float64(), "level at open_date", True),
+            Column("close_value", pa.float64(), "level at close_date", True),
+            Column("return_pct", pa.float64(), "weekly return, percent (yield: -duration x change)", True),
+            Column("rank", pa.int32(), "1 = best among major asset classes; null for non-major or no return", True),
+            Column("is_worst", pa.bool_(), "worst of the ranked major asset classes", True),
+        ),
+    )
+)
+
+WEEKLY_CRYPTO_RANK = register(
+    Table(
+        name="weekly_crypto_rank",
+        description="Crypto's rank among major asset classes and how many consecutive weeks it has been worst.",
+        partition_by="week",
+        key=("week_start",),
+        columns=(
+            Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+            Column("crypto_rank", pa.int32(), "rank of crypto, 1 = best", True),
+            Column("assets_ranked", pa.int32(), "major asset classes with a return this week"),
+            Column("is_worst", pa.bool_(), "crypto was the worst", True),
+            Column("worst_streak_weeks", pa.int32(), "consecutive weeks up to this one with crypto worst"),
+        ),
+    )
+)
+
+
+def _last_at_or_before(levels: pl.DataFrame, series: str, day: date, max_stale_days: int):
+    s = levels.filter(
+        (pl.col("series") == series) & (pl.col("date") <= day) & pl.col("value").is_not_null()
+        & (pl.col("date") > day - timedelta(days=max_stale_days))
+    ).sort("date")
+    return (s["date"][-1], s["value"][-1]) if s.height else (None, None)
+
+
+def weekly_cross_asset(
+    levels: pl.DataFrame,
+    week: str,
+    assets: tuple[AssetSpec, ...] = DEFAULT_ASSETS,
+    duration: float = UST_DURATION,
+    max_stale_days: int = 5,
+) -> pl.DataFrame:
+    """``weekly_cross_asset`` rows. ``levels``: ``series, date, value`` where a row dated D is the close of D
+    (crypto: the 00:00 UTC close ending D; markets: their local close on D, before D+1 00:00 UTC).
+
+    Each boundary (Monday 00:00 UTC) uses the last non-null observation dated at or before the close day it
+    follows (Sunday), so markets closed at the weekend or on a holiday use their last close (Friday, or earlier);
+    an observation more than ``max_stale_days`` old is not used and the return is null.
+    """
+    w = week_window(week)
+    lv = as_of(levels, week)
+    rows = []
+    for a in assets:
+        d0, v0 = _last_at_or_before(lv, a.series, w.open_day, max_stale_days)
+        d1, v1 = _last_at_or_before(lv, a.series, w.close_day, max_stale_days)
+        r = None
+        if v0 is not None and v1 is not None and d1 > d0:
+            if a.kind == "price" and v0 > 0:
+                r = (v1 / v0 - 1) * 100
+            elif a.kind == "inverse" and v1 > 0:
+                r = (v0 / v1 - 1) * 100
+            elif a.kind == "yield":
+                r = -duration * (v1 - v0)  # yields in percent: -D x dy(%) is a percent price change
+        elif v0 is not None and v1 is not None and d1 == d0:
+            r = 0.0  # no new observation inside the week (e.g. a market closed all week): unchanged
+        rows.append((w.monday, a.asset, a.series, a.kind, d0, d1, v0, v1, r, None, None))
+    out = pl.DataFrame(rows, schema=_ASSET_SCHEMA, orient="row")
+    major = {a.asset for a in assets if a.major}
+    ranked = out.filter(pl.col("asset").is_in(list(major)) & pl.col("return_pct").is_not_null())
+    ranks = ranked.select(
+        "asset",
+        pl.col("return_pct").rank("min", descending=True).cast(pl.Int32).alias("rank"),
+        (pl.col("return_pct") == pl.col("return_pct").min()).alias("is_worst"),
+    )
+    return out.drop("rank", "is_worst").join(ranks, on="asset", how="left").select(list(_ASSET_SCHEMA))
+
+
+def weekly_crypto_rank(
+    levels: pl.DataFrame,
+    week: str,
+    assets: tuple[AssetSpec, ...] = DEFAULT_ASSETS,
+    crypto: str = "crypto",
+    max_weeks: int = 104,
+    **kwargs,
+) -> pl.DataFrame:
+    """``weekly_crypto_rank`` row: crypto's rank this week and the number of consecutive weeks, ending with this
+    one, in which it was the worst major asset class (each earlier week computed point in time)."""
+    w = week_window(week)
+    levels = as_of(levels, week)
+
+    def stats(k: int):
+        all_ = weekly_cross_asset(levels, k, assets, **kwargs)
+        ca = all_.filter(pl.col("asset") == crypto)
+        n = all_["rank"].drop_nulls().len()
+        return (ca["rank"][0], n, ca["is_worst"][0]) if ca.height else (None, n, None)
+
+    rank, n, worst = stats(week)
+    streak = 0
+    k = week
+    is_w = worst
+    while is_w and streak < max_weeks:
+        streak += 1
+        k = shift_week(k, -1)
+        is_w = stats(k)[2]
+    return pl.DataFrame(
+        [(w.monday, rank, n, worst, streak)],
+        schema={"week_start": pl.Date, "crypto_rank": pl.Int32, "assets_ranked": pl.Int32, "is_worst": pl.Boolean,
+                "worst_streak_weeks": pl.Int32},
+        orient="row",
+    )

@@ -1,0 +1,136 @@
+"""Total crypto market cap: level at the week's open and close, weekly change, round-number crossings."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from pipelines.metrics.pit import as_of, pct, week_window
+from pipelines.schemas import Column, Table, register
+
+WEEKLY_TOTAL_MARKET_CAP = register(
+    Table(
+        name="weekly_total_market_cap",
+        description="Total crypto market cap (sum over every coin in coin_daily) at the week's open and close.",
+        partition_by="week",
+        key=("week_start",),
+        columns=(
+            Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+            Column("open_day", pa.date32(), "daily partition whose close opens the week"),
+            Column("close_day", pa.date32(), "daily partition whose close ends the week"),
+            Column("mcap_open_usd", pa.float64(), "total market cap at the open", True),
+            Column("mcap_close_usd", pa.float64(), "total market cap at the close", True),
+            Column("change_pct", pa.float64(), "weekly change, percent", True),
+            Column("mcap_low_usd", pa.float64(), "lowest daily close within open..close", True),
+            Column("mcap_high_usd", pa.float64(), "highest daily close within open..close", True),
+        ),
+    )
+)
+
+WEEKLY_MCAP_CROSSINGS = register(
+    Table(
+        name="weekly_mcap_crossings",
+        description="Round-number levels of the total market cap crossed (daily closes) during the week.",
+        partition_by="week",
+        key=("level_usd", "crossed_on"),
+        columns=(
+            Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+            Column("level_usd", pa.float64(), "the round level crossed, e.g. 3e12"),
+            Column("direction", pa.string(), "'down' (closed below, was at or above) or 'up' (closed at or above)"),
+            Column("crossed_on", pa.date32(), "first daily close on the new side"),
+            Column(
+                "last_other_side_day",
+                pa.date32(),
+                "last close before crossed_on already on the new side ('first time since'); null: never in history",
+                True,
+            ),
+        ),
+    )
+)
+
+
+def total_market_cap_daily(coin_daily: pl.DataFrame, coin_ids: list[str] | None = None) -> pl.DataFrame:
+    """``date, total_mcap_usd, coins``: the sum of non-null market caps per close day (optionally a subset)."""
+    df = coin_daily if coin_ids is None else coin_daily.filter(pl.col("coin_id").is_in(pl.Series(coin_ids).implode()))
+    return (
+        df.filter(pl.col("market_cap_usd") > 0)
+        .group_by("date")
+        .agg(pl.col("market_cap_usd").sum().alias("total_mcap_usd"), pl.len().cast(pl.Int32).alias("coins"))
+        .sort("date")
+    )
+
+
+def _value_on(daily: pl.DataFrame, day) -> float | None:
+    hit = daily.filter(pl.col("date") == day)
+    return hit["total_mcap_usd"][0] if hit.height else None
+
+
+def weekly_total_market_cap(total_daily: pl.DataFrame, week: str) -> pl.DataFrame:
+    """One ``weekly_total_market_cap`` row from the daily totals (``total_market_cap_daily``)."""
+    w = week_window(week)
+    d = as_of(total_daily, week)
+    a, b = _value_on(d, w.open_day), _value_on(d, w.close_day)
+    inside = d.filter(pl.col("date").is_between(w.open_day, w.close_day))["total_mcap_usd"]
+    return pl.DataFrame(
+        {
+            "week_start": [w.monday],
+            "open_day": [w.open_day],
+            "close_day": [w.close_day],
+            "mcap_open_usd": [a],
+            "mcap_close_usd": [b],
+            "change_pct": [pct(a, b)],
+            "mcap_low_usd": [inside.min() if inside.len() else None],
+            "mcap_high_usd": [inside.max() if inside.len() else None],
+        },
+        schema={
+            "week_start": pl.Date, "open_day": pl.Date, "close_day": pl.Date, "mcap_open_usd": pl.Float64,
+            "mcap_close_usd": pl.Float64, "change_pct": pl.Float64, "mcap_low_usd": pl.Float64,
+            "mcap_high_usd": pl.Float64,
+        },
+    )
+
+
+def level_crossings(total_daily: pl.DataFrame, week: str, step: float = 0.5e12, base: float = 0.0) -> pl.DataFrame:
+    """Every level ``base + k*step`` crossed between consecutive daily closes from the open to the close.
+
+    A level L is crossed down between closes ``x0 >= L > x1`` and up when ``x0 < L <= x1``. For each crossing,
+    ``last_other_side_day`` is the last close strictly before the crossing day that was already on the new side
+    (below L for 'down', at or above L for 'up'): "below $3T for the first time since <that day>". Gaps in the
+    daily series are bridged (consecutive available closes are compared).
+    """
+    w = week_window(week)
+    d = as_of(total_daily, week).filter(pl.col("total_mcap_usd").is_not_null()).sort("date")
+    dates = d["date"].to_list()
+    vals = d["total_mcap_usd"].to_numpy()
+    idx = [i for i, day in enumerate(dates) if w.open_day <= day <= w.close_day]
+    rows: list[tuple] = []
+    seen: set[tuple[float, str]] = set()
+    for i in idx:
+        if i == 0 or dates[i - 1] < w.open_day:
+            continue
+        x0, x1 = vals[i - 1], vals[i]
+        lo, hi = sorted((x0, x1))
+        for k in range(math.floor((lo - base) / step), math.floor((hi - base) / step) + 2):
+            level = base + k * step
+            if x0 >= level > x1:
+                direction, new_side = "down", vals[:i] < level
+            elif x0 < level <= x1:
+                direction, new_side = "up", vals[:i] >= level
+            else:
+                continue
+            if (level, direction) in seen:
+                continue
+            seen.add((level, direction))
+            prior = np.flatnonzero(new_side)
+            rows.append((w.monday, float(level), direction, dates[i], dates[prior[-1]] if prior.size else None))
+    return pl.DataFrame(
+        rows,
+        schema={
+            "week_start": pl.Date, "level_usd": pl.Float64, "direction": pl.String, "crossed_on": pl.Date,
+            "last_other_side_day": pl.Date,
+        },
+        orient="row",
+    ).sort(["crossed_on", "level_usd"])

@@ -1,0 +1,56 @@
+"""Weekly spot and perpetual-futures volume and the perp-to-spot ratio."""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+
+from pipelines.metrics.pit import as_of, pct, shift_week, week_window
+from pipelines.schemas import Column, Table, register
+
+WEEKLY_VOLUME = register(
+    Table(
+        name="weekly_volume",
+        description="Spot and perp quote volume summed over the week's seven UTC days, and perp/spot.",
+        partition_by="week",
+        key=("week_start",),
+        columns=(
+            Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+            Column("spot_volume_usd", pa.float64(), "spot volume Monday..Sunday; null unless all 7 days exist", True),
+            Column("spot_volume_prev_usd", pa.float64(), "the same for the week before", True),
+            Column("spot_change_pct", pa.float64(), "weekly change of spot volume, percent", True),
+            Column("perp_volume_usd", pa.float64(), "perp volume Monday..Sunday; null unless all 7 days exist", True),
+            Column("perp_volume_prev_usd", pa.float64(), "the same for the week before", True),
+            Column("perp_change_pct", pa.float64(), "weekly change of perp volume, percent", True),
+            Column("perp_to_spot", pa.float64(), "perp_volume_usd / spot_volume_usd", True),
+            Column("perp_to_spot_prev", pa.float64(), "the same for the week before", True),
+        ),
+    )
+)
+
+
+def week_volume(daily: pl.DataFrame, week: str, min_days: int = 7) -> float | None:
+    """Sum of ``quote_volume_usd`` over the UTC days Monday..Sunday of ``week`` (a row dated D is the volume
+    traded during D); None when fewer than ``min_days`` distinct days have a value."""
+    w = week_window(week)
+    d = as_of(daily, week).filter(
+        pl.col("date").is_between(w.monday, w.close_day) & pl.col("quote_volume_usd").is_not_null()
+    ).unique("date", keep="last").sort("date")
+    return float(d["quote_volume_usd"].sum()) if d.height >= min_days else None
+
+
+def weekly_volume(spot_daily: pl.DataFrame, perp_daily: pl.DataFrame, week: str, min_days: int = 7):
+    """``weekly_volume`` row for ``week`` (and the week before, for the changes)."""
+    w = week_window(week)
+    prev = shift_week(week, -1)
+    s1, s0 = week_volume(spot_daily, week, min_days), week_volume(spot_daily, prev, min_days)
+    p1, p0 = week_volume(perp_daily, week, min_days), week_volume(perp_daily, prev, min_days)
+
+    def ratio(a, b):
+        return None if a is None or not b else a / b
+
+    return pl.DataFrame(
+        [(w.monday, s1, s0, pct(s0, s1), p1, p0, pct(p0, p1), ratio(p1, s1), ratio(p0, s0))],
+        schema={c.name: (pl.Date if i == 0 else pl.Float64) for i, c in enumerate(WEEKLY_VOLUME.columns)},
+        orient="row",
+    )
