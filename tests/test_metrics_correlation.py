@@ -110,7 +110,7 @@ def test_buckets_on_factor_panel_and_point_in_time():
 
 
 def test_real_binance_perps_correlation_and_bucket_return():
-    from _metrics_real import real_file
+    from tests._metrics_real import real_file
 
     path = real_file("silertrades_gravestone_binance_perps/binance_usdm_perp_klines_1d_2025-01_2026-01.parquet")
     perps = pl.read_parquet(path)

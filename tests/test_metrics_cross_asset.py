@@ -2,7 +2,7 @@ from datetime import date, timedelta
 
 import polars as pl
 import pytest
-from _metrics_real import real_file
+from tests._metrics_real import real_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

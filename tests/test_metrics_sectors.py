@@ -87,7 +87,7 @@ def test_weekly_index_returns_hand_computed_and_point_in_time():
 
 
 def test_real_perps_single_constituent_index_and_capped_pair():
-    from _metrics_real import real_file
+    from tests._metrics_real import real_file
 
     perps = pl.read_parquet(real_file(
         "silertrades_gravestone_binance_perps/binance_usdm_perp_klines_1d_2025-01_2026-01.parquet"))
