@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 def register_all(emulator: MarketEmulator) -> None:
     """Add every emulated API's routes to a server. Each API module has a ``register(emulator)``."""
-    from pipelines.emulator import binance, coingecko
+    from pipelines.emulator import binance, bybit, coingecko, okx
 
-    for module in (coingecko, binance):
+    for module in (coingecko, binance, bybit, okx):
         module.register(emulator)
