@@ -161,7 +161,7 @@ def parse_open_interest(bodies: list[Any], endpoint: str = "/v5/market/open-inte
 def attach_usd(oi: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFrame:
     """Fill ``oi_usd = oi_base × price`` using ``prices`` (columns ``base``, ``ts`` UTC, ``price`` USD), taking
     the latest price at or before each OI timestamp (e.g. hourly closes from Binance klines)."""
-    joined = oi.sort("ts").join_asof(prices.select("base", "ts", "price").sort("ts"), on="ts", by="base",
-                                     strategy="backward")
+    joined = oi.sort("base", "ts").join_asof(prices.select("base", "ts", "price").sort("base", "ts"), on="ts", by="base",
+                                          strategy="backward", check_sortedness=False)
     return joined.with_columns((pl.col("oi_base") * pl.col("price")).alias("oi_usd")).select(list(OI_SCHEMA)).sort(
         "symbol", "ts")
