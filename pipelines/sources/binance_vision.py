@@ -159,7 +159,7 @@ def parse_metrics_csv(text: str) -> pl.DataFrame:
     df = pl.DataFrame(out, schema=schema)
     try:
         df = df.with_columns(pl.col("ts").str.strptime(pl.Datetime("ms"), "%Y-%m-%d %H:%M:%S").dt.replace_time_zone("UTC"))
-    except pl.exceptions.ComputeError as exc:
+    except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError) as exc:
         raise _drift(f"create_time is not 'YYYY-MM-DD HH:MM:SS' ({exc})", "metrics") from exc
     return df.unique(["symbol", "ts"], keep="last").sort("symbol", "ts")
 
