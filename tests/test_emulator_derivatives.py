@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
 from pipelines.emulator.derivatives import N_PERPS, VENUES, build_derivatives
 from pipelines.emulator.market import build_market, hour_index
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def h(*args: int) -> int:

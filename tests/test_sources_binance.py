@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -11,8 +11,8 @@ from pipelines.emulator.server import Fault, MarketEmulator
 from pipelines.sources import binance as bn
 from pipelines.sources.http import HistoryLimitError, PayloadError, SourceError
 
-NOW = datetime(2025, 12, 1, tzinfo=timezone.utc)
-UTC = timezone.utc
+NOW = datetime(2025, 12, 1, tzinfo=UTC)
+UTC = UTC
 
 
 @pytest.fixture(scope="module")

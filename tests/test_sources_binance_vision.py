@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
@@ -14,8 +14,8 @@ from pipelines.emulator.server import Fault, MarketEmulator
 from pipelines.sources import binance_vision as bv
 from pipelines.sources.http import PayloadError
 
-NOW = datetime(2025, 12, 1, tzinfo=timezone.utc)
-UTC = timezone.utc
+NOW = datetime(2025, 12, 1, tzinfo=UTC)
+UTC = UTC
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import polars as pl
@@ -13,8 +13,8 @@ from pipelines.sources import bybit as by
 from pipelines.sources import okx as ok
 from pipelines.sources.http import PayloadError, SourceError
 
-NOW = datetime(2025, 12, 1, tzinfo=timezone.utc)
-UTC = timezone.utc
+NOW = datetime(2025, 12, 1, tzinfo=UTC)
+UTC = UTC
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_okx_faults_retried(okx, emu, kind):
 def test_okx_drift(okx, emu):
     emu.inject(Fault(api="okx", path="funding", kind="drift", mutate=lambda b: {**b, "data": [{"instId": "BTC-USDT-SWAP"}]}))
     with pytest.raises(PayloadError, match="fundingTime"):
-        pages = list(okx.funding_history_pages("BTC-USDT-SWAP", NOW - timedelta(days=1), NOW))
+        list(okx.funding_history_pages("BTC-USDT-SWAP", NOW - timedelta(days=1), NOW))
     body = {"code": "0", "msg": "", "data": [{"instId": "BTC-USDT-SWAP", "fundingTime": "1703059200000", "realizedRate": 1e-4}]}
     with pytest.raises(PayloadError):
         ok.parse_funding_history([body])

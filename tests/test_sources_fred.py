@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
@@ -12,7 +12,7 @@ from pipelines.emulator.server import Fault, MarketEmulator
 from pipelines.sources import fred
 from pipelines.sources.http import PayloadError, SourceError
 
-NOW = datetime(2025, 12, 1, tzinfo=timezone.utc)
+NOW = datetime(2025, 12, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")

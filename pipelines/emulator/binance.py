@@ -137,7 +137,7 @@ def register(emu: MarketEmulator) -> None:
     def errors_for(api: str):
         def error(status: int, headers: dict[str, str]) -> Response:
             if status in (429, 418):
-                msg = ("Too many requests; current limit of IP is %d requests per minute." % WEIGHT_LIMIT[api]
+                msg = (f"Too many requests; current limit of IP is {WEIGHT_LIMIT[api]} requests per minute."
                        if status == 429 else "Way too many requests; IP banned until later.")
                 body = {"code": -1003, "msg": msg}
             elif status == 404:
@@ -159,8 +159,8 @@ def register(emu: MarketEmulator) -> None:
                 hdr = {"X-MBX-USED-WEIGHT-1M": str(used)}
                 if emu.rate_limits and used > WEIGHT_LIMIT[api]:
                     wait = 60 - int(time.time()) % 60
-                    body = {"code": -1003, "msg": "Too many requests; current limit of IP is %d requests per minute."
-                            % WEIGHT_LIMIT[api]}
+                    body = {"code": -1003,
+                            "msg": f"Too many requests; current limit of IP is {WEIGHT_LIMIT[api]} requests per minute."}
                     return Response.json(body, 429, {**hdr, "Retry-After": str(wait)})
                 try:
                     resp = handler(req)

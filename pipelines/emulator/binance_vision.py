@@ -27,7 +27,7 @@ import hashlib
 import io
 import re
 import zipfile
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -89,7 +89,7 @@ def register(emu: MarketEmulator) -> None:
         return deriv.index(sym)
 
     def day_hours(day: date) -> tuple[int, int]:
-        h0 = int((datetime(day.year, day.month, day.day, tzinfo=timezone.utc) - START).total_seconds() // 3600)
+        h0 = int((datetime(day.year, day.month, day.day, tzinfo=UTC) - START).total_seconds() // 3600)
         if h0 < 0 or h0 + 24 > HOURS:
             raise not_found()
         return h0, h0 + 24

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -345,4 +345,4 @@ def parse_klines(pages: list[Any], endpoint: str = "/fapi/v1/klines") -> pl.Data
 
 
 def utc(ms_: int) -> datetime:
-    return datetime.fromtimestamp(ms_ / 1000, timezone.utc)
+    return datetime.fromtimestamp(ms_ / 1000, UTC)
