@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 def register_all(emulator: MarketEmulator) -> None:
     """Add every emulated API's routes to a server. Each API module has a ``register(emulator)``."""
-    from pipelines.emulator import coingecko
+    from pipelines.emulator import binance, binance_vision, bybit, coingecko, fred, okx
 
-    for module in (coingecko,):
+    for module in (coingecko, binance, binance_vision, bybit, okx, fred):
         module.register(emulator)

@@ -1,0 +1,201 @@
+"""Deterministic synthetic macro series in FRED's shapes (invented values, none copied from real data).
+
+Daily series (business days, US holidays missing) from 2024-01-01 to 2027-12-31:
+
+* ``SP500`` (index points): about 5,900 at the start of 2025, an April drawdown to about 5,000, about 6,800 by
+  late 2025. ``NASDAQCOM`` moves with it at a beta of about 1.3.
+* ``DGS10`` / ``DGS2`` (percent): the 10-year within roughly 4.0-4.6% through 2025, the 2-year 0.3-0.6 below.
+* ``DEXJPUS`` (yen per USD) and ``DTWEXBGS`` (broad dollar index).
+
+Monthly series, dated the 1st of the month they describe: ``PAYEMS`` (thousands of persons, a level),
+``UNRATE`` (percent; **October 2025 is missing**: the household survey was not run during the government
+shutdown), ``IRLTLT01JPM156N`` (Japan 10-year yield, percent).
+
+Each observation has a publication date: the next business day for daily series, the first Friday of the
+following month for the jobs report (September 2025 delayed to 2025-11-20, October and November 2025 to
+2025-12-16), about six weeks for the OECD Japan series. The emulator serves only what was published by its
+``now``. FRED has no LBMA gold series any more, so there is none here (see ``pipelines/sources/fred.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import lru_cache
+
+import numpy as np
+
+from pipelines.emulator.market import DEFAULT_SEED
+
+FIRST, LAST = date(2024, 1, 1), date(2027, 12, 31)
+DAILY = ("SP500", "NASDAQCOM", "DGS10", "DGS2", "DEXJPUS", "DTWEXBGS")
+MONTHLY = ("PAYEMS", "UNRATE", "IRLTLT01JPM156N")
+SERIES = DAILY + MONTHLY
+DECIMALS = {"SP500": 2, "NASDAQCOM": 2, "DGS10": 2, "DGS2": 2, "DEXJPUS": 4, "DTWEXBGS": 4, "PAYEMS": 0,
+            "UNRATE": 1, "IRLTLT01JPM156N": 2}
+MISSING_MONTHS = {"UNRATE": {date(2025, 10, 1)}}
+JOBS_RELEASE_OVERRIDE = {date(2025, 9, 1): date(2025, 11, 20), date(2025, 10, 1): date(2025, 12, 16),
+                         date(2025, 11, 1): date(2025, 12, 16)}
+
+SP500_ANCHORS = (("2024-01-02", 4740), ("2024-07-16", 5660), ("2024-08-05", 5190), ("2024-12-31", 5890),
+                 ("2025-02-19", 6130), ("2025-04-08", 4990), ("2025-05-13", 5880), ("2025-07-31", 6350),
+                 ("2025-10-08", 6760), ("2025-10-29", 6880), ("2025-11-20", 6560), ("2025-12-31", 6830),
+                 ("2026-06-30", 7050), ("2026-12-31", 7200), ("2027-12-31", 7500))
+DGS10_ANCHORS = (("2024-01-02", 3.95), ("2024-04-25", 4.70), ("2024-09-16", 3.62), ("2024-12-31", 4.57),
+                 ("2025-01-14", 4.62), ("2025-04-04", 4.01), ("2025-04-11", 4.48), ("2025-05-21", 4.58),
+                 ("2025-09-01", 4.22), ("2025-10-22", 3.99), ("2025-11-28", 4.03), ("2025-12-31", 4.14),
+                 ("2026-12-31", 4.05), ("2027-12-31", 4.20))
+SPREAD_ANCHORS = (("2024-01-02", -0.40), ("2024-09-01", 0.05), ("2024-12-31", 0.32), ("2025-06-30", 0.52),
+                  ("2025-12-31", 0.58), ("2027-12-31", 0.60))
+JPY_ANCHORS = (("2024-01-02", 142.0), ("2024-07-10", 161.5), ("2024-09-16", 140.5), ("2024-12-31", 157.2),
+               ("2025-04-21", 140.8), ("2025-07-31", 150.5), ("2025-09-30", 147.8), ("2025-11-20", 157.4),
+               ("2025-12-31", 155.0), ("2027-12-31", 148.0))
+DXY_ANCHORS = (("2024-01-02", 121.0), ("2024-09-30", 120.5), ("2024-12-31", 129.5), ("2025-01-13", 130.2),
+               ("2025-04-21", 122.0), ("2025-07-01", 119.8), ("2025-11-20", 121.6), ("2025-12-31", 120.8),
+               ("2027-12-31", 119.0))
+UNRATE_ANCHORS = (("2024-01-01", 3.7), ("2024-07-01", 4.2), ("2024-12-01", 4.1), ("2025-06-01", 4.1),
+                  ("2025-09-01", 4.4), ("2025-11-01", 4.6), ("2026-12-01", 4.5), ("2027-12-01", 4.3))
+JGB_ANCHORS = (("2024-01-01", 0.65), ("2024-12-01", 1.05), ("2025-05-01", 1.38), ("2025-11-01", 1.72),
+               ("2026-12-01", 1.95), ("2027-12-01", 2.05))
+
+
+def _easter(y: int) -> date:
+    """Gregorian Easter Sunday (anonymous algorithm)."""
+    a, b, c = y % 19, y // 100, y % 100
+    d, e = b // 4, b % 4
+    f = (b + 8) // 25
+    g = (b - f + 1) // 3
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = c // 4, c % 4
+    l_ = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 22 * l_) // 451
+    month = (h + l_ - 7 * m + 114) // 31
+    day = (h + l_ - 7 * m + 114) % 31 + 1
+    return date(y, month, day)
+
+
+def _nth_weekday(y: int, month: int, weekday: int, n: int) -> date:
+    d = date(y, month, 1)
+    d += timedelta(days=(weekday - d.weekday()) % 7)
+    if n > 0:
+        return d + timedelta(weeks=n - 1)
+    last = date(y + (month == 12), month % 12 + 1, 1) - timedelta(days=1)
+    return last - timedelta(days=(last.weekday() - weekday) % 7)
+
+
+def _observed(d: date) -> date:
+    return d - timedelta(days=1) if d.weekday() == 5 else d + timedelta(days=1) if d.weekday() == 6 else d
+
+
+@lru_cache(maxsize=8)
+def us_holidays(y: int, calendar: str) -> frozenset[date]:
+    """``stocks`` (NYSE: Good Friday, no Columbus/Veterans Day) or ``bonds`` (Fed / bond market)."""
+    days = {
+        _observed(date(y, 1, 1)),
+        _nth_weekday(y, 1, 0, 3),  # MLK
+        _nth_weekday(y, 2, 0, 3),  # Presidents
+        _nth_weekday(y, 5, 0, -1),  # Memorial
+        _observed(date(y, 6, 19)),
+        _observed(date(y, 7, 4)),
+        _nth_weekday(y, 9, 0, 1),  # Labor
+        _nth_weekday(y, 11, 3, 4),  # Thanksgiving
+        _observed(date(y, 12, 25)),
+    }
+    if calendar == "stocks":
+        days.add(_easter(y) - timedelta(days=2))
+    else:
+        days |= {_nth_weekday(y, 10, 0, 2), _observed(date(y, 11, 11))}
+    return frozenset(days)
+
+
+def is_holiday(d: date, calendar: str) -> bool:
+    return d in us_holidays(d.year, calendar)
+
+
+@dataclass
+class Observation:
+    day: date
+    value: float | None
+    published: date
+
+
+@dataclass
+class MacroData:
+    seed: int
+    series: dict[str, list[Observation]]
+
+
+def _business_days() -> list[date]:
+    out, d = [], FIRST
+    while d <= LAST:
+        if d.weekday() < 5:
+            out.append(d)
+        d += timedelta(days=1)
+    return out
+
+
+def _path(rng: np.random.Generator, days: list[date], anchors, sigma: float, log: bool) -> np.ndarray:
+    x = np.array([d.toordinal() for d in days], dtype=float)
+    ax = np.array([date.fromisoformat(t).toordinal() for t, _ in anchors], dtype=float)
+    av = np.array([v for _, v in anchors], dtype=float)
+    base = np.interp(x, ax, np.log(av) if log else av)
+    walk = np.concatenate([[0.0], np.cumsum(rng.normal(0.0, sigma, len(days) - 1))])
+    bridge = np.interp(x, ax, np.interp(ax, x, walk))
+    y = base + walk - bridge
+    return np.exp(y) if log else y
+
+
+def _next_business_day(d: date) -> date:
+    d += timedelta(days=1)
+    while d.weekday() >= 5 or is_holiday(d, "bonds"):
+        d += timedelta(days=1)
+    return d
+
+
+def _first_friday(y: int, m: int) -> date:
+    return _nth_weekday(y, m, 4, 1)
+
+
+@lru_cache(maxsize=4)
+def build_macro(seed: int = DEFAULT_SEED) -> MacroData:
+    # a separate SeedSequence entropy pool (seed, 2) so that the market's children are untouched
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, 2]).spawn(9)]
+    days = _business_days()
+    sp = _path(rngs[0], days, SP500_ANCHORS, 0.008, True)
+    ndq = 19300.0 * (sp / 5890.0) ** 1.3 * _path(rngs[1], days, (("2024-01-02", 0.78), ("2024-12-31", 1.0), ("2027-12-31", 1.0)), 0.003, True)
+    dgs10 = _path(rngs[2], days, DGS10_ANCHORS, 0.022, False)
+    dgs2 = dgs10 - _path(rngs[3], days, SPREAD_ANCHORS, 0.02, False)
+    jpy = _path(rngs[4], days, JPY_ANCHORS, 0.004, True)
+    dxy = _path(rngs[5], days, DXY_ANCHORS, 0.0025, True)
+    daily = {"SP500": (sp, "stocks"), "NASDAQCOM": (ndq, "stocks"), "DGS10": (dgs10, "bonds"),
+             "DGS2": (dgs2, "bonds"), "DEXJPUS": (jpy, "bonds"), "DTWEXBGS": (dxy, "bonds")}
+    series: dict[str, list[Observation]] = {}
+    for sid, (values, cal) in daily.items():
+        obs = []
+        for d, v in zip(days, values, strict=True):
+            value = None if is_holiday(d, cal) else round(float(v), DECIMALS[sid])
+            obs.append(Observation(d, value, _next_business_day(d)))
+        series[sid] = obs
+
+    months = [date(y, m, 1) for y in range(FIRST.year, LAST.year + 1) for m in range(1, 13)]
+    unrate = _path(rngs[6], months, UNRATE_ANCHORS, 0.06, False)
+    jgb = _path(rngs[7], months, JGB_ANCHORS, 0.04, False)
+    changes = rngs[8].normal(0.0, 45.0, len(months)) + np.where(
+        np.array([m < date(2025, 4, 1) for m in months]), 170.0, 45.0)
+    payems = 157_500.0 + np.cumsum(changes)
+
+    def jobs_release(m: date) -> date:
+        if m in JOBS_RELEASE_OVERRIDE:
+            return JOBS_RELEASE_OVERRIDE[m]
+        nxt = date(m.year + (m.month == 12), m.month % 12 + 1, 1)
+        return _first_friday(nxt.year, nxt.month)
+
+    for sid, values in (("PAYEMS", payems), ("UNRATE", unrate)):
+        series[sid] = [
+            Observation(m, None if m in MISSING_MONTHS.get(sid, ()) else round(float(v), DECIMALS[sid]), jobs_release(m))
+            for m, v in zip(months, values, strict=True)
+        ]
+    series["IRLTLT01JPM156N"] = [
+        Observation(m, round(float(v), 2), m + timedelta(days=75)) for m, v in zip(months, jgb, strict=True)
+    ]
+    return MacroData(seed=seed, series=series)

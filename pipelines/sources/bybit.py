@@ -1,0 +1,167 @@
+"""Bybit v5 client (linear perpetuals) and the parsers of its payloads.
+
+Setting: ``BYBIT_BASE_URL`` (default ``https://api.bybit.com``). No key is needed.
+
+Quirks handled (``shared/reference/market-apis.md`` section 4.1):
+
+* errors arrive as a non-zero ``retCode`` (often with HTTP 200): ``SourceError`` with the code and message;
+* rows come **newest first**; numbers and ms timestamps are strings;
+* funding history: sending only ``startTime`` is an error, so the client always sends both ends and pages
+  backward with ``endTime = oldest fundingRateTimestamp - 1`` (≤200 rows a page);
+* open interest: cursor pagination through ``nextPageCursor`` (``""`` at the end), ≤200 rows a page;
+  ``openInterest`` is in the **base coin** for linear contracts: ``attach_usd`` converts with a price frame;
+* the IP limit (600 requests / 5 s) answers HTTP 403 "access too frequent": not retried here (the doc says wait
+  10 minutes or more), it surfaces as ``SourceError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+from pipelines.sources.binance import FUNDING_SCHEMA, OI_SCHEMA, UTC_MS, infer_interval_hours, ms
+from pipelines.sources.http import Fetched, HttpSource, PayloadError, SourceError
+
+BASE_URL = "https://api.bybit.com"
+PAGE_LIMIT = 200
+
+
+class BybitClient:
+    def __init__(self, base_url: str = BASE_URL, calls_per_minute: float = 0, **http_options: Any):
+        headers = {"accept": "application/json", "user-agent": "crypto-weekly/0.1"}
+        self.http = HttpSource(base_url, headers=headers, calls_per_minute=calls_per_minute, **http_options)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> BybitClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _get(self, endpoint: str, params: dict[str, Any]) -> tuple[Fetched, dict]:
+        fetched = self.http.get(endpoint, params)
+        body = fetched.json()
+        if not isinstance(body, dict) or "retCode" not in body:
+            raise PayloadError("not a Bybit v5 envelope", endpoint=endpoint, params=params, status=fetched.status,
+                               body=fetched.body.decode(errors="replace"))
+        if body["retCode"] != 0:
+            raise SourceError(f"Bybit retCode {body['retCode']} ({body.get('retMsg')})", endpoint=endpoint,
+                              params=params, status=fetched.status, body=fetched.body.decode(errors="replace"))
+        result = body.get("result")
+        if not isinstance(result, dict) or not isinstance(result.get("list"), list):
+            raise PayloadError("result.list missing", endpoint=endpoint, params=params, status=fetched.status)
+        return fetched, result
+
+    def funding_history_pages(self, symbol: str, start: datetime, end: datetime) -> Iterator[Fetched]:
+        """Settlements in [start, end], newest page first."""
+        lo, hi = ms(start), ms(end)
+        while hi >= lo:
+            params = {"category": "linear", "symbol": symbol, "startTime": lo, "endTime": hi, "limit": PAGE_LIMIT}
+            fetched, result = self._get("/v5/market/funding/history", params)
+            yield fetched
+            rows = result["list"]
+            if not rows:
+                return
+            try:
+                oldest = min(int(r["fundingRateTimestamp"]) for r in rows)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise PayloadError("bad fundingRateTimestamp", endpoint="/v5/market/funding/history", params=params,
+                                   status=fetched.status) from exc
+            if oldest > hi:
+                raise PayloadError("page not older than endTime", endpoint="/v5/market/funding/history",
+                                   params=params, status=fetched.status)
+            hi = oldest - 1
+
+    def open_interest_pages(self, symbol: str, interval: str, start: datetime, end: datetime) -> Iterator[Fetched]:
+        """``intervalTime`` one of 5min,15min,30min,1h,4h,1d; pages follow ``nextPageCursor``."""
+        cursor = ""
+        while True:
+            params: dict[str, Any] = {"category": "linear", "symbol": symbol, "intervalTime": interval,
+                                      "startTime": ms(start), "endTime": ms(end), "limit": PAGE_LIMIT}
+            if cursor:
+                params["cursor"] = cursor
+            fetched, result = self._get("/v5/market/open-interest", params)
+            yield fetched
+            nxt = result.get("nextPageCursor", "")
+            if not isinstance(nxt, str):
+                raise PayloadError("nextPageCursor not a string", endpoint="/v5/market/open-interest", params=params,
+                                   status=fetched.status)
+            if not nxt or not result["list"] or nxt == cursor:
+                return
+            cursor = nxt
+
+
+def _drift(msg: str, endpoint: str) -> PayloadError:
+    return PayloadError(msg, endpoint=endpoint, params={}, status=200)
+
+
+def _list(body: Any, endpoint: str, keys: tuple[str, ...]) -> list[dict]:
+    if not isinstance(body, dict) or body.get("retCode") != 0:
+        raise _drift("not a successful Bybit envelope", endpoint)
+    rows = body.get("result", {}).get("list") if isinstance(body.get("result"), dict) else None
+    if not isinstance(rows, list):
+        raise _drift("result.list missing", endpoint)
+    for r in rows:
+        if not isinstance(r, dict) or any(not isinstance(r.get(k), str) for k in keys):
+            raise _drift(f"row lacks string fields {keys}: {str(r)[:100]}", endpoint)
+    return rows
+
+
+def _f(v: str, endpoint: str) -> float:
+    try:
+        return float(v)
+    except ValueError:
+        raise _drift(f"not a decimal: {v[:40]!r}", endpoint) from None
+
+
+def _i(v: str, endpoint: str) -> int:
+    if not v.isdigit():
+        raise _drift(f"not an epoch-ms string: {v[:40]!r}", endpoint)
+    return int(v)
+
+
+def parse_funding_history(bodies: list[Any], endpoint: str = "/v5/market/funding/history") -> pl.DataFrame:
+    """Envelopes -> venue, symbol, base, funding_time (UTC), funding_rate (fraction per interval),
+    interval_hours (inferred), mark_price (null: Bybit does not send it), ascending."""
+    out = []
+    for body in bodies:
+        for r in _list(body, endpoint, ("symbol", "fundingRate", "fundingRateTimestamp")):
+            t = _i(r["fundingRateTimestamp"], endpoint)
+            sym = r["symbol"]
+            out.append({"venue": "bybit", "symbol": sym, "base": sym[:-4] if sym.endswith("USDT") else sym,
+                        "funding_time": t - t % 3_600_000, "funding_rate": _f(r["fundingRate"], endpoint),
+                        "mark_price": None})
+    schema = {k: v for k, v in FUNDING_SCHEMA.items() if k != "interval_hours"} | {"funding_time": pl.Int64}
+    df = pl.DataFrame(out, schema=schema).with_columns(pl.col("funding_time").cast(UTC_MS))
+    df = df.unique(["symbol", "funding_time"], keep="last")
+    return infer_interval_hours(df).select(list(FUNDING_SCHEMA))
+
+
+def parse_open_interest(bodies: list[Any], endpoint: str = "/v5/market/open-interest") -> pl.DataFrame:
+    """Envelopes -> venue, symbol, base, ts (UTC), ``oi_base`` (coins, both sides), ``oi_usd`` null until
+    ``attach_usd``; ascending."""
+    out = []
+    for body in bodies:
+        rows = _list(body, endpoint, ("openInterest", "timestamp"))
+        sym = body["result"].get("symbol")
+        if not isinstance(sym, str):
+            raise _drift("result.symbol missing", endpoint)
+        for r in rows:
+            out.append({"venue": "bybit", "symbol": sym, "base": sym[:-4] if sym.endswith("USDT") else sym,
+                        "ts": _i(r["timestamp"], endpoint), "oi_base": _f(r["openInterest"], endpoint), "oi_usd": None})
+    df = pl.DataFrame(out, schema={**OI_SCHEMA, "ts": pl.Int64}).with_columns(pl.col("ts").cast(UTC_MS))
+    return df.unique(["symbol", "ts"], keep="last").sort("symbol", "ts")
+
+
+def attach_usd(oi: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFrame:
+    """Fill ``oi_usd = oi_base × price`` using ``prices`` (columns ``base``, ``ts`` UTC, ``price`` USD), taking
+    the latest price at or before each OI timestamp (e.g. hourly closes from Binance klines)."""
+    joined = oi.sort("base", "ts").join_asof(prices.select("base", "ts", "price").sort("base", "ts"), on="ts", by="base",
+                                          strategy="backward", check_sortedness=False)
+    return joined.with_columns((pl.col("oi_base") * pl.col("price")).alias("oi_usd")).select(list(OI_SCHEMA)).sort(
+        "symbol", "ts")
