@@ -5,12 +5,11 @@ import dagster as dg
 import polars as pl
 
 from assets._meta import md_table, table_metadata
+from assets.raw import latest_snapshot
 from pipelines.cleaning import build_coin_daily, latest_registry, parse_registry_snapshot
 from pipelines.partitions import DAILY, days_between, parse_day
 from pipelines.resources import WarehouseResource
 from pipelines.schemas import COIN_DAILY, COIN_REGISTRY
-
-from assets.raw import latest_snapshot
 
 
 @dg.asset(

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import polars as pl
 
 from pipelines.ingest import ChartPull, covers, stored_chart_pulls
-from pipelines.sources.coingecko import parse_market_chart
 from pipelines.schemas import COIN_REGISTRY
+from pipelines.sources.coingecko import parse_market_chart
 from pipelines.warehouse import Warehouse
+
 
 def closes(points: pl.DataFrame) -> pl.DataFrame:
     """The daily closes in a parsed market chart: for each day D, the first point in [D+1 00:00, D+1 01:00).

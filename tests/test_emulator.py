@@ -6,7 +6,6 @@ from datetime import datetime, timezone
 
 import httpx
 import numpy as np
-import pytest
 
 from pipelines.emulator.market import build_market, hour_index
 from pipelines.emulator.server import MarketEmulator

@@ -2,7 +2,6 @@ from datetime import date, timedelta
 
 import polars as pl
 import pytest
-from tests._metrics_real import real_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +12,7 @@ from pipelines.metrics.cross_asset import (
     weekly_cross_asset,
     weekly_crypto_rank,
 )
+from tests._metrics_real import real_file
 
 ASSETS = (
     AssetSpec("crypto", "crypto"),

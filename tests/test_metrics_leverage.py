@@ -3,7 +3,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
-from tests._metrics_real import real_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +13,7 @@ from pipelines.metrics.leverage import (
     normalize_funding,
     weekly_leverage,
 )
+from tests._metrics_real import real_file
 
 UTC = UTC
 START = datetime(2025, 11, 1, tzinfo=UTC)

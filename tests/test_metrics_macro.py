@@ -2,11 +2,11 @@ from datetime import date
 
 import polars as pl
 import pytest
-from tests._metrics_real import real_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.metrics.macro import WEEKLY_MACRO, weekly_macro
+from tests._metrics_real import real_file
 
 
 def frame(rows):

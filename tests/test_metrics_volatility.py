@@ -5,11 +5,11 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import polars as pl
 import pytest
-from tests._metrics_real import real_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.metrics.volatility import WEEKLY_BTC_VOLATILITY, weekly_btc_volatility
+from tests._metrics_real import real_file
 
 T0 = datetime(2025, 10, 1, tzinfo=UTC)
 

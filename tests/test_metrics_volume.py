@@ -2,11 +2,11 @@ from datetime import date, timedelta
 
 import polars as pl
 import pytest
-from tests._metrics_real import real_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.metrics.volume import WEEKLY_VOLUME, weekly_volume
+from tests._metrics_real import real_file
 
 
 def daily(start: date, vols):

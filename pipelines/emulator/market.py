@@ -88,6 +88,19 @@ GOLD_ANCHORS: tuple[tuple[str, float], ...] = (
     ("2026-11-23T00", 4150),
     ("2027-12-31T23", 4400),
 )
+# Approximate USD prices on 2025-01-01 for the head, so levels look familiar (supplies follow from the caps).
+HEAD_PRICES = {
+    "bitcoin": 93_400.0, "ethereum": 3_350.0, "ripple": 2.08, "binancecoin": 705.0, "solana": 190.0,
+    "dogecoin": 0.32, "cardano": 0.85, "tron": 0.255, "avalanche-2": 36.5, "the-open-network": 5.6,
+    "chainlink": 20.5, "shiba-inu": 0.0000213, "sui": 4.1, "stellar": 0.33, "hedera-hashgraph": 0.27,
+    "polkadot": 6.6, "bitcoin-cash": 430.0, "uniswap": 13.3, "litecoin": 102.0, "pepe": 0.0000178,
+    "hyperliquid": 20.5, "near": 5.0, "aptos": 8.7, "internet-computer": 10.3, "aave": 300.0, "monero": 195.0,
+    "mantle": 1.15, "polygon-ecosystem-token": 0.45, "render-token": 7.1, "bittensor": 460.0, "fetch-ai": 1.3,
+    "arbitrum": 0.74, "filecoin": 5.0, "ethena": 0.9, "injective-protocol": 21.0, "optimism": 1.8,
+    "bonk": 0.000032, "immutable-x": 1.25, "theta-token": 2.0, "dogwifcoin": 1.95, "worldcoin-wld": 2.1,
+    "the-sandbox": 0.6, "gala": 0.035, "starknet": 0.45, "axie-infinity": 6.5, "helium": 6.0, "zcash": 52.0,
+    "akash-network": 3.1, "iotex": 0.047, "beam-2": 0.021, "celestia": 5.2,
+}
 CRASH_HOUR = "2025-10-10T21"  # the alt liquidation cascade
 DECOUPLE_FROM, DECOUPLE_TO = "2025-11-01T00", "2025-12-15T00"
 
@@ -177,8 +190,8 @@ def build_market(seed: int = DEFAULT_SEED) -> SyntheticMarket:
     price0 = np.empty(n)
     for i, c in enumerate(coins):
         price0[i] = 1.0 if c.kind == "stable" else float(np.exp(r_params.uniform(np.log(0.002), np.log(400.0))))
-    price0[ids["bitcoin"]] = 93_400.0
-    price0[ids["ethereum"]] = 3_350.0
+    for coin_id, p0 in HEAD_PRICES.items():  # the head starts near its real 2025-01-01 price
+        price0[ids[coin_id]] = p0
     for i, c in enumerate(coins):  # tracked coins start at their underlying's price
         if c.kind == "gold":
             price0[i] = gold[0]

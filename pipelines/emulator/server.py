@@ -158,7 +158,7 @@ class MarketEmulator:
         return {env_var: f"{self.url}{prefix}" for prefix, env_var, _ in self._apis.values()}
 
     def start(self) -> MarketEmulator:
-        self.market  # build (about 2 s) before the first request, not during it
+        _ = self.market  # build (about 2 s) before the first request, not during it
         emulator = self
 
         class _Handler(BaseHTTPRequestHandler):
