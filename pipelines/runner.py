@@ -71,7 +71,13 @@ def _check(result: dg.ExecuteInProcessResult, what: str) -> None:
         raise RunFailed(f"{what} failed: " + (" | ".join(errors) or "see the run's logs"))
 
 
-def run_week(week: str, instance: dg.DagsterInstance, first_day: str = DAILY_START) -> WeekRun:
+def _run_config(log_level: str) -> dict:
+    return {"loggers": {"console": {"config": {"log_level": log_level}}}}
+
+
+def run_week(
+    week: str, instance: dg.DagsterInstance, first_day: str = DAILY_START, log_level: str = "WARNING"
+) -> WeekRun:
     """Materialize everything ``week`` needs: days ``first_day``..the week's last day, then the week."""
     from pipelines.definitions import make_definitions  # noqa: PLC0415 (resources read the env at build time)
 
@@ -81,10 +87,12 @@ def run_week(week: str, instance: dg.DagsterInstance, first_day: str = DAILY_STA
         instance=instance,
         tags={RANGE_START_TAG: first_day, RANGE_END_TAG: close_day.isoformat(), "crypto-weekly/trigger": "runner"},
         raise_on_error=False,
+        run_config=_run_config(log_level),
     )
     _check(daily, f"daily pulls {first_day}..{close_day}")
     weekly = defs.resolve_job_def("weekly_job").execute_in_process(
-        instance=instance, partition_key=week, tags={"crypto-weekly/trigger": "runner"}, raise_on_error=False
+        instance=instance, partition_key=week, tags={"crypto-weekly/trigger": "runner"}, raise_on_error=False,
+        run_config=_run_config(log_level),
     )
     _check(weekly, f"week {week}")
     mats = [m for m in weekly.get_asset_materialization_events() if m.asset_key == dg.AssetKey("weekly_report")]
