@@ -11,6 +11,8 @@ UV := $(CURDIR)/.tools/bin/uv
 endif
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
+# Trust the machine's certificate store (corporate or CI proxies), not only uv's bundled roots.
+export UV_SYSTEM_CERTS ?= 1
 WEEK ?=
 PYTEST_ARGS ?=
 
