@@ -68,6 +68,13 @@ def _print_result(run) -> None:  # noqa: ANN001
 @click.group()
 def main() -> None:
     """crypto-weekly: the weekly crypto market update, from raw market data to a sourced report."""
+    import warnings  # noqa: PLC0415
+
+    from dagster._utils.warnings import BetaWarning, PreviewWarning  # noqa: PLC0415
+
+    # Dagster flags beta parameters we use on purpose (single-run backfills, partition mappings): not for users.
+    warnings.filterwarnings("ignore", category=BetaWarning)
+    warnings.filterwarnings("ignore", category=PreviewWarning)
 
 
 @main.command()
