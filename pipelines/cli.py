@@ -15,12 +15,18 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
 import click
+from dagster._utils.warnings import BetaWarning, PreviewWarning
 
-from pipelines.partitions import latest_complete_week
+# Dagster flags beta parameters we use on purpose (single-run backfills, partition mappings): not for users.
+warnings.filterwarnings("ignore", category=BetaWarning)
+warnings.filterwarnings("ignore", category=PreviewWarning)
+
+from pipelines.partitions import latest_complete_week  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,13 +74,6 @@ def _print_result(run) -> None:  # noqa: ANN001
 @click.group()
 def main() -> None:
     """crypto-weekly: the weekly crypto market update, from raw market data to a sourced report."""
-    import warnings  # noqa: PLC0415
-
-    from dagster._utils.warnings import BetaWarning, PreviewWarning  # noqa: PLC0415
-
-    # Dagster flags beta parameters we use on purpose (single-run backfills, partition mappings): not for users.
-    warnings.filterwarnings("ignore", category=BetaWarning)
-    warnings.filterwarnings("ignore", category=PreviewWarning)
 
 
 @main.command()
