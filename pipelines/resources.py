@@ -6,6 +6,7 @@ Nothing reads the environment inside an asset body; assets get these resources b
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 
 import dagster as dg
 from pydantic import Field
@@ -51,7 +52,21 @@ class CoinGeckoResource(dg.ConfigurableResource):
         )
 
 
-class BinanceResource(dg.ConfigurableResource):
+class _MarketClock(dg.ConfigurableResource):
+    """``MARKET_NOW``: the market's clock (ISO-8601 UTC) when it is not the wall clock, i.e. against the
+    emulator (whose clock is fixed) or a recording. It decides which days have closed and which days the
+    venues' history windows (Binance 30 days, OKX about 3 months) still reach. Empty = the wall clock."""
+
+    market_now: str = Field(default="", description="ISO-8601 UTC; empty = now")
+
+    def now(self) -> datetime:
+        if not self.market_now:
+            return datetime.now(timezone.utc)
+        t = datetime.fromisoformat(self.market_now)
+        return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+class BinanceResource(_MarketClock):
     """Binance USDT-M futures (``BINANCE_FAPI_BASE_URL``), spot (``BINANCE_SPOT_BASE_URL``) and the
     data.binance.vision archive (``BINANCE_VISION_BASE_URL``). Public market data: no key.
     ``BINANCE_CALLS_PER_MINUTE`` (default 600; the clients also slow down on ``X-MBX-USED-WEIGHT-1M``) and
@@ -78,7 +93,7 @@ class BinanceResource(dg.ConfigurableResource):
         return _vision.BinanceVisionClient(self.vision_base_url, **self._opts())
 
 
-class BybitResource(dg.ConfigurableResource):
+class BybitResource(_MarketClock):
     """Bybit v5 public market data (``BYBIT_BASE_URL``); ``BYBIT_CALLS_PER_MINUTE`` (default 300, far under the
     600 requests / 5 s IP limit) and ``BYBIT_MAX_ATTEMPTS``."""
 
@@ -92,7 +107,7 @@ class BybitResource(dg.ConfigurableResource):
                                   max_attempts=self.max_attempts, timeout=self.timeout_seconds)
 
 
-class OkxResource(dg.ConfigurableResource):
+class OkxResource(_MarketClock):
     """OKX v5 public data (``OKX_BASE_URL``); ``OKX_CALLS_PER_MINUTE`` (default 120: rubik allows 5 / 2 s) and
     ``OKX_MAX_ATTEMPTS``."""
 
@@ -146,16 +161,19 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             vision_base_url=_env("BINANCE_VISION_BASE_URL", _vision.BASE_URL),
             calls_per_minute=_env_int("BINANCE_CALLS_PER_MINUTE", 600),
             max_attempts=_env_int("BINANCE_MAX_ATTEMPTS", 5),
+            market_now=_env("MARKET_NOW", ""),
         ),
         "bybit": BybitResource(
             base_url=_env("BYBIT_BASE_URL", _bybit.BASE_URL),
             calls_per_minute=_env_int("BYBIT_CALLS_PER_MINUTE", 300),
             max_attempts=_env_int("BYBIT_MAX_ATTEMPTS", 5),
+            market_now=_env("MARKET_NOW", ""),
         ),
         "okx": OkxResource(
             base_url=_env("OKX_BASE_URL", _okx.BASE_URL),
             calls_per_minute=_env_int("OKX_CALLS_PER_MINUTE", 120),
             max_attempts=_env_int("OKX_MAX_ATTEMPTS", 5),
+            market_now=_env("MARKET_NOW", ""),
         ),
         "fred": FredResource(
             base_url=_env("FRED_BASE_URL", _fred.BASE_URL),

@@ -46,7 +46,8 @@ def emulated_sources(seed: int | None = None, now: datetime | None = None) -> It
 
     emu = MarketEmulator(seed=seed if seed is not None else DEFAULT_SEED, now=now)
     with emu:
-        env = {**emu.base_urls(), **{f"{api}_CALLS_PER_MINUTE": "0" for api in PACED_APIS}}
+        env = {**emu.base_urls(), **{f"{api}_CALLS_PER_MINUTE": "0" for api in PACED_APIS},
+               "MARKET_NOW": emu.now.isoformat()}
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
