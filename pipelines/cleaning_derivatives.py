@@ -233,8 +233,8 @@ def _okx_oi_frame(wh: Warehouse, pull: ing.StoredPull) -> pl.DataFrame:
 
 
 def hourly_prices(wh: Warehouse, days: list[date]) -> pl.DataFrame:
-    """``symbol, ts, price``: each Binance perpetual's hourly close, stamped at the bar's close (open + 1 h),
-    read from the stored ``perp_klines_1h`` pulls covering ``days`` and the day before."""
+    """``symbol, ts, price``: each Binance perpetual's hourly close, stamped at the bar's close (open + 1 h), and
+    the first bar's open, read from the stored ``perp_klines_1h`` pulls covering ``days`` and the day before."""
     span = sorted({d for day in days for d in (day - timedelta(days=1), day)})
     frames = [f for f in _collect(wh, ing.BINANCE_PERP_1H, span, lambda p: _per_page(
         wh, p, binance.parse_klines, "open_time", ["open_time"]).with_columns(
@@ -242,10 +242,12 @@ def hourly_prices(wh: Warehouse, days: list[date]) -> pl.DataFrame:
     schema = {"symbol": pl.String, "ts": PL_UTC_MS, "price": pl.Float64}
     if not frames:
         return pl.DataFrame(schema=schema)
-    return (pl.concat(frames)
-            .select("symbol", (pl.col("open_time") + pl.duration(hours=1)).cast(PL_UTC_MS).alias("ts"),
-                    pl.col("close").alias("price"))
-            .unique(["symbol", "ts"], keep="last").sort("ts"))
+    bars = pl.concat(frames)
+    closes = bars.select("symbol", (pl.col("open_time") + pl.duration(hours=1)).cast(PL_UTC_MS).alias("ts"),
+                         pl.col("close").alias("price"))
+    opens = bars.select("symbol", pl.col("open_time").cast(PL_UTC_MS).alias("ts"), pl.col("open").alias("price"))
+    # a bar's close is the price at the next hour; the first bar's open prices the first hour
+    return pl.concat([closes, opens]).unique(["symbol", "ts"], keep="first", maintain_order=True).sort("ts")
 
 
 def build_long_short(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame]:

@@ -83,11 +83,18 @@ class BinanceResource(_MarketClock):
         return {"calls_per_minute": self.calls_per_minute, "max_attempts": self.max_attempts,
                 "timeout": self.timeout_seconds}
 
+    def _unpaced(self, client):
+        # calls_per_minute = 0 means "no pacing" (the loopback emulator): that includes the client's slow-down on
+        # X-MBX-USED-WEIGHT-1M, which the emulator counts but never enforces unless started with rate limits.
+        if self.calls_per_minute == 0:
+            client.pacer = _binance.WeightPacer(10**12)
+        return client
+
     def futures(self) -> _binance.BinanceFuturesClient:
-        return _binance.BinanceFuturesClient(self.fapi_base_url, **self._opts())
+        return self._unpaced(_binance.BinanceFuturesClient(self.fapi_base_url, **self._opts()))
 
     def spot(self) -> _binance.BinanceSpotClient:
-        return _binance.BinanceSpotClient(self.spot_base_url, **self._opts())
+        return self._unpaced(_binance.BinanceSpotClient(self.spot_base_url, **self._opts()))
 
     def vision(self) -> _vision.BinanceVisionClient:
         return _vision.BinanceVisionClient(self.vision_base_url, **self._opts())
