@@ -6,10 +6,16 @@ Nothing reads the environment inside an asset body; assets get these resources b
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 
 import dagster as dg
 from pydantic import Field
 
+from pipelines.sources import binance as _binance
+from pipelines.sources import binance_vision as _vision
+from pipelines.sources import bybit as _bybit
+from pipelines.sources import fred as _fred
+from pipelines.sources import okx as _okx
 from pipelines.sources.coingecko import PUBLIC_BASE_URL, CoinGeckoClient
 from pipelines.warehouse import Warehouse
 
@@ -46,6 +52,96 @@ class CoinGeckoResource(dg.ConfigurableResource):
         )
 
 
+class _MarketClock(dg.ConfigurableResource):
+    """``MARKET_NOW``: the market's clock (ISO-8601 UTC) when it is not the wall clock, i.e. against the
+    emulator (whose clock is fixed) or a recording. It decides which days have closed and which days the
+    venues' history windows (Binance 30 days, OKX about 3 months) still reach. Empty = the wall clock."""
+
+    market_now: str = Field(default="", description="ISO-8601 UTC; empty = now")
+
+    def now(self) -> datetime:
+        if not self.market_now:
+            return datetime.now(timezone.utc)
+        t = datetime.fromisoformat(self.market_now)
+        return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+class BinanceResource(_MarketClock):
+    """Binance USDT-M futures (``BINANCE_FAPI_BASE_URL``), spot (``BINANCE_SPOT_BASE_URL``) and the
+    data.binance.vision archive (``BINANCE_VISION_BASE_URL``). Public market data: no key.
+    ``BINANCE_CALLS_PER_MINUTE`` (default 600; the clients also slow down on ``X-MBX-USED-WEIGHT-1M``) and
+    ``BINANCE_MAX_ATTEMPTS`` (default 5)."""
+
+    fapi_base_url: str = Field(default=_binance.FAPI_BASE_URL)
+    spot_base_url: str = Field(default=_binance.SPOT_BASE_URL)
+    vision_base_url: str = Field(default=_vision.BASE_URL)
+    calls_per_minute: int = Field(default=600, description="pacing per host; 0 turns it off (the emulator)")
+    max_attempts: int = Field(default=5)
+    timeout_seconds: float = Field(default=30)
+
+    def _opts(self) -> dict:
+        return {"calls_per_minute": self.calls_per_minute, "max_attempts": self.max_attempts,
+                "timeout": self.timeout_seconds}
+
+    def _unpaced(self, client):
+        # calls_per_minute = 0 means "no pacing" (the loopback emulator): that includes the client's slow-down on
+        # X-MBX-USED-WEIGHT-1M, which the emulator counts but never enforces unless started with rate limits.
+        if self.calls_per_minute == 0:
+            client.pacer = _binance.WeightPacer(10**12)
+        return client
+
+    def futures(self) -> _binance.BinanceFuturesClient:
+        return self._unpaced(_binance.BinanceFuturesClient(self.fapi_base_url, **self._opts()))
+
+    def spot(self) -> _binance.BinanceSpotClient:
+        return self._unpaced(_binance.BinanceSpotClient(self.spot_base_url, **self._opts()))
+
+    def vision(self) -> _vision.BinanceVisionClient:
+        return _vision.BinanceVisionClient(self.vision_base_url, **self._opts())
+
+
+class BybitResource(_MarketClock):
+    """Bybit v5 public market data (``BYBIT_BASE_URL``); ``BYBIT_CALLS_PER_MINUTE`` (default 300, far under the
+    600 requests / 5 s IP limit) and ``BYBIT_MAX_ATTEMPTS``."""
+
+    base_url: str = Field(default=_bybit.BASE_URL)
+    calls_per_minute: int = Field(default=300)
+    max_attempts: int = Field(default=5)
+    timeout_seconds: float = Field(default=30)
+
+    def client(self) -> _bybit.BybitClient:
+        return _bybit.BybitClient(self.base_url, calls_per_minute=self.calls_per_minute,
+                                  max_attempts=self.max_attempts, timeout=self.timeout_seconds)
+
+
+class OkxResource(_MarketClock):
+    """OKX v5 public data (``OKX_BASE_URL``); ``OKX_CALLS_PER_MINUTE`` (default 120: rubik allows 5 / 2 s) and
+    ``OKX_MAX_ATTEMPTS``."""
+
+    base_url: str = Field(default=_okx.BASE_URL)
+    calls_per_minute: int = Field(default=120)
+    max_attempts: int = Field(default=5)
+    timeout_seconds: float = Field(default=30)
+
+    def client(self) -> _okx.OkxClient:
+        return _okx.OkxClient(self.base_url, calls_per_minute=self.calls_per_minute,
+                              max_attempts=self.max_attempts, timeout=self.timeout_seconds)
+
+
+class FredResource(dg.ConfigurableResource):
+    """FRED keyless ``fredgraph.csv`` (``FRED_BASE_URL``); ``FRED_CALLS_PER_MINUTE`` (default 20) and
+    ``FRED_MAX_ATTEMPTS``."""
+
+    base_url: str = Field(default=_fred.BASE_URL)
+    calls_per_minute: int = Field(default=20)
+    max_attempts: int = Field(default=5)
+    timeout_seconds: float = Field(default=30)
+
+    def client(self) -> _fred.FredClient:
+        return _fred.FredClient(self.base_url, calls_per_minute=self.calls_per_minute,
+                                max_attempts=self.max_attempts, timeout=self.timeout_seconds)
+
+
 def _env(name: str, default: str) -> str | dg.EnvVar:
     """``dg.EnvVar(name)`` when the variable is set (so the UI shows where the value came from), else a default."""
     return dg.EnvVar(name) if os.environ.get(name) else default
@@ -65,5 +161,30 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             plan=_env("COINGECKO_API_PLAN", "demo"),
             calls_per_minute=_env_int("COINGECKO_CALLS_PER_MINUTE", 30),
             max_attempts=_env_int("COINGECKO_MAX_ATTEMPTS", 5),
+        ),
+        "binance": BinanceResource(
+            fapi_base_url=_env("BINANCE_FAPI_BASE_URL", _binance.FAPI_BASE_URL),
+            spot_base_url=_env("BINANCE_SPOT_BASE_URL", _binance.SPOT_BASE_URL),
+            vision_base_url=_env("BINANCE_VISION_BASE_URL", _vision.BASE_URL),
+            calls_per_minute=_env_int("BINANCE_CALLS_PER_MINUTE", 600),
+            max_attempts=_env_int("BINANCE_MAX_ATTEMPTS", 5),
+            market_now=_env("MARKET_NOW", ""),
+        ),
+        "bybit": BybitResource(
+            base_url=_env("BYBIT_BASE_URL", _bybit.BASE_URL),
+            calls_per_minute=_env_int("BYBIT_CALLS_PER_MINUTE", 300),
+            max_attempts=_env_int("BYBIT_MAX_ATTEMPTS", 5),
+            market_now=_env("MARKET_NOW", ""),
+        ),
+        "okx": OkxResource(
+            base_url=_env("OKX_BASE_URL", _okx.BASE_URL),
+            calls_per_minute=_env_int("OKX_CALLS_PER_MINUTE", 120),
+            max_attempts=_env_int("OKX_MAX_ATTEMPTS", 5),
+            market_now=_env("MARKET_NOW", ""),
+        ),
+        "fred": FredResource(
+            base_url=_env("FRED_BASE_URL", _fred.BASE_URL),
+            calls_per_minute=_env_int("FRED_CALLS_PER_MINUTE", 20),
+            max_attempts=_env_int("FRED_MAX_ATTEMPTS", 5),
         ),
     }

@@ -18,6 +18,8 @@ from pipelines.partitions import DAILY_START, week_close_days
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+# Clients whose pacing is turned off against the (loopback) emulator.
+PACED_APIS = ("COINGECKO", "BINANCE", "BYBIT", "OKX", "FRED")
 
 
 @dataclass
@@ -44,7 +46,8 @@ def emulated_sources(seed: int | None = None, now: datetime | None = None) -> It
 
     emu = MarketEmulator(seed=seed if seed is not None else DEFAULT_SEED, now=now)
     with emu:
-        env = {**emu.base_urls(), "COINGECKO_CALLS_PER_MINUTE": "0"}
+        env = {**emu.base_urls(), **{f"{api}_CALLS_PER_MINUTE": "0" for api in PACED_APIS},
+               "MARKET_NOW": emu.now.isoformat()}
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:

@@ -115,11 +115,14 @@ class Warehouse:
         return path.resolve().relative_to(self.root).as_posix()
 
     # ---- raw ----------------------------------------------------------------------------------------------
-    def raw_path(self, source: str, endpoint: str, parts: Mapping[str, str], name: str) -> Path:
+    def raw_path(self, source: str, endpoint: str, parts: Mapping[str, str], name: str, ext: str = "json") -> Path:
+        """``ext`` is the body's own format (``json``, ``zip``, ``csv``, ...); the record is always ``.meta.json``."""
+        if not re.fullmatch(r"[a-z0-9]{1,8}", ext) or ext == "meta":
+            raise ValueError(f"unsafe raw file extension {ext!r}")
         p = self.raw_dir / safe_component(source) / safe_component(endpoint)
         for k, v in parts.items():
             p = p / f"{safe_component(k)}={safe_component(v)}"
-        return p / f"{safe_component(name)}.json"
+        return p / f"{safe_component(name)}.{ext}"
 
     def store_raw(
         self,
@@ -129,13 +132,14 @@ class Warehouse:
         name: str,
         body: bytes,
         request: Mapping[str, Any],
+        ext: str = "json",
     ) -> StoredRaw:
         """Keep a response body exactly as pulled, beside a record of the request that produced it.
 
         A raw file is never replaced: storing under a name that exists is an error, so stored data can
         only be added to.
         """
-        path = self.raw_path(source, endpoint, parts, name)
+        path = self.raw_path(source, endpoint, parts, name, ext)
         if path.exists():
             raise FileExistsError(f"raw response {self.rel(path)} already stored; raw files are never replaced")
         digest = sha256_bytes(body)

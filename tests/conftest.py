@@ -47,7 +47,9 @@ def env_for(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     def apply(emu: MarketEmulator) -> Path:
         wh = tmp_path / "warehouse"
         monkeypatch.setenv("WAREHOUSE_DIR", str(wh))
-        monkeypatch.setenv("COINGECKO_CALLS_PER_MINUTE", "0")
+        for api in ("COINGECKO", "BINANCE", "BYBIT", "OKX", "FRED"):  # no pacing against the loopback emulator
+            monkeypatch.setenv(f"{api}_CALLS_PER_MINUTE", "0")
+        monkeypatch.setenv("MARKET_NOW", emu.now.isoformat())  # the emulator's fixed clock
         for k, v in emu.base_urls().items():
             monkeypatch.setenv(k, v)
         return wh

@@ -1,0 +1,166 @@
+"""Clean layer, derivatives / BTC hourly / macro: typed Parquet per partition with ``raw_file`` lineage.
+
+Every asset builds all of its partitions in memory first and writes only when all of them parsed, so a
+drifted payload (``PayloadError``) fails the run without touching what is stored.
+"""
+
+from datetime import date
+
+import dagster as dg
+import polars as pl
+
+from assets._meta import md_table, table_metadata
+from pipelines import cleaning_derivatives as cd
+from pipelines.partitions import DAILY, days_between, parse_day
+from pipelines.resources import WarehouseResource
+from pipelines.schemas import Table
+from pipelines.sources.http import PayloadError
+from pipelines.warehouse import Warehouse
+
+
+def _days(context: dg.AssetExecutionContext) -> list[date]:
+    keys = context.partition_key_range
+    return days_between(parse_day(keys.start), parse_day(keys.end))
+
+
+def _build(what: str, fn, *args):
+    try:
+        return fn(*args)
+    except PayloadError as exc:
+        raise dg.Failure(f"{what}: a stored response does not have the documented shape; nothing was written. {exc}") from exc
+
+
+def _write(wh: Warehouse, table: Table, frames: dict[date, pl.DataFrame], *, allow_empty: bool = False,
+           **extra) -> dg.MaterializeResult:
+    empty = [d for d, f in frames.items() if f.is_empty()]
+    if empty and not allow_empty:
+        raise dg.Failure(
+            f"{table.name}: {len(empty)} day(s) have no data at all (first: {empty[0]}): the raw pulls do not cover "
+            "them. Materialize the raw assets upstream for those days."
+        )
+    rows = 0
+    for day, frame in sorted(frames.items()):
+        wh.write_partition(table, day.isoformat(), frame)
+        rows += frame.height
+    wh.refresh_catalog()
+    last = frames[max(frames)]
+    per_day = pl.DataFrame({"day": [d.isoformat() for d in sorted(frames)],
+                            "rows": [frames[d].height for d in sorted(frames)]})
+    return dg.MaterializeResult(metadata={
+        **table_metadata(table, last),
+        "dagster/row_count": rows,
+        "days": len(frames),
+        "empty_days": len(empty),
+        "rows_by_day": dg.MetadataValue.md(md_table(per_day.sort("day", descending=True), 10)),
+        **extra,
+    })
+
+
+_DAILY = dict(group_name="clean", kinds={"python", "parquet", "duckdb"}, partitions_def=DAILY,
+              backfill_policy=dg.BackfillPolicy.single_run())
+
+
+@dg.asset(
+    **_DAILY,
+    deps=["raw_binance_funding", "raw_bybit_derivatives", "raw_okx_derivatives"],
+    description="Funding settlements of Binance, Bybit and OKX perpetuals; lake/funding_rates/date=<settlement day>/.",
+    metadata={"dagster/column_schema": cd.FUNDING_RATES.dagster_column_schema()},
+)
+def funding_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    wh = warehouse.get()
+    frames = _build("funding_rates", cd.build_funding_rates, wh, _days(context))
+    by_ex = pl.concat(frames.values()).group_by("exchange").len().sort("exchange")
+    return _write(wh, cd.FUNDING_RATES, frames, by_exchange=dg.MetadataValue.md(md_table(by_ex)))
+
+
+@dg.asset(
+    **_DAILY,
+    deps=["raw_binance_futures_stats", "raw_bybit_derivatives", "raw_okx_derivatives", "raw_binance_klines"],
+    description=(
+        "Perpetual open interest in USD (Binance hourly, Bybit hourly priced with Binance perp closes, OKX daily); "
+        "lake/open_interest/date=<day of reading>/. Days before the Binance archive start hold Bybit/OKX only."
+    ),
+    metadata={"dagster/column_schema": cd.OPEN_INTEREST.dagster_column_schema()},
+)
+def open_interest(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    wh = warehouse.get()
+    days = _days(context)
+    frames, unpriced = _build("open_interest", cd.build_open_interest, wh, days)
+    totals = pl.DataFrame({"day": [d.isoformat() for d in sorted(frames)]}).head(0)
+    last = frames[max(frames)]
+    if last.height:
+        totals = last.group_by("exchange").agg(pl.col("oi_usd").filter(pl.col("ts") == pl.col("ts").max()).sum()
+                                               .alias("oi_usd_last")).sort("exchange")
+    return _write(wh, cd.OPEN_INTEREST, frames, bybit_unpriced_dropped=unpriced,
+                  binance_archive_missing=len(cd.binance_archive_missing(wh, days)),
+                  last_day_by_exchange=dg.MetadataValue.md(md_table(totals)))
+
+
+@dg.asset(
+    **_DAILY,
+    deps=["raw_binance_futures_stats"],
+    description="Binance global long/short account ratio, hourly; lake/long_short_ratio/date=<day of reading>/. "
+                "Days before the Binance metrics archive start are written empty.",
+    metadata={"dagster/column_schema": cd.LONG_SHORT_RATIO.dagster_column_schema()},
+)
+def long_short_ratio(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    wh = warehouse.get()
+    days = _days(context)
+    frames = _build("long_short_ratio", cd.build_long_short, wh, days)
+    # Binance is the only source: days older than the archive policy reaches are legitimately empty.
+    return _write(wh, cd.LONG_SHORT_RATIO, frames, allow_empty=True,
+                  binance_archive_missing=len(cd.binance_archive_missing(wh, days)))
+
+
+@dg.asset(
+    **_DAILY,
+    deps=["raw_binance_klines"],
+    description="Binance spot BTCUSDT hourly bars; lake/btc_hourly/date=<day of the bar open>/.",
+    metadata={"dagster/column_schema": cd.BTC_HOURLY.dagster_column_schema()},
+)
+def btc_hourly(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    wh = warehouse.get()
+    frames = _build("btc_hourly", cd.build_btc_hourly, wh, _days(context))
+    short = {d.isoformat(): f.height for d, f in frames.items() if 0 < f.height < 24}
+    return _write(wh, cd.BTC_HOURLY, frames, days_with_missing_hours=len(short))
+
+
+@dg.asset(
+    **_DAILY,
+    deps=["raw_binance_klines"],
+    description="Binance USDT-M perpetual daily quote volume; lake/perp_volume_daily/date=<day>/.",
+    metadata={"dagster/column_schema": cd.PERP_VOLUME_DAILY.dagster_column_schema()},
+)
+def perp_volume_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    wh = warehouse.get()
+    frames = _build("perp_volume_daily", cd.build_perp_volume, wh, _days(context))
+    return _write(wh, cd.PERP_VOLUME_DAILY, frames)
+
+
+@dg.asset(
+    group_name="clean",
+    kinds={"python", "parquet", "duckdb"},
+    deps=["raw_fred_series"],
+    description="FRED observations of the report's macro series, from the newest stored CSV of each; "
+                "lake/macro_observations/series=<id>/. FRED '.'/blank stay null.",
+    metadata={"dagster/column_schema": cd.MACRO_OBSERVATIONS.dagster_column_schema()},
+)
+def macro_observations(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    wh = warehouse.get()
+    frames = _build("macro_observations", cd.build_macro, wh)
+    if not frames:
+        raise dg.Failure("no FRED CSV stored: materialize raw_fred_series first")
+    rows = 0
+    for sid, frame in frames.items():
+        wh.write_partition(cd.MACRO_OBSERVATIONS, sid, frame)
+        rows += frame.height
+    wh.refresh_catalog()
+    summary = pl.DataFrame([
+        {"series": sid, "rows": f.height, "nulls": f["value"].null_count(), "last": str(f["date"].max())}
+        for sid, f in frames.items()
+    ])
+    return dg.MaterializeResult(metadata={
+        **table_metadata(cd.MACRO_OBSERVATIONS, frames[sorted(frames)[0]].tail(10)),
+        "dagster/row_count": rows,
+        "series": dg.MetadataValue.md(md_table(summary, 20)),
+    })

@@ -1,0 +1,461 @@
+"""Pull logic behind the non-CoinGecko raw assets: Binance, data.binance.vision, Bybit, OKX and FRED.
+
+Every response is stored exactly as pulled (``Warehouse.store_raw``), beside a ``.meta.json`` holding the
+request (URL, endpoint, parameters without secrets), the status, the time and a ``pull`` record: which key
+(symbol, coin or series), which UTC days the pull was asked to cover, and how many pages it has. The raw layer
+is therefore a complete recording, and "is this day already stored?" is answered from it:
+
+    raw/<source>/<endpoint>/<key name>=<key>/pull=<first>_<last>__<fetched>/page-001.<ext>
+
+A pull *covers* day D when D is inside its requested days, it was fetched after D closed (D+1 00:00 UTC) and all
+of its pages are on disk (pages are stored only once the whole pull succeeded). A day covered by a stored pull
+makes no request unless ``force``; otherwise one pull spans every uncovered day of the range, so a backfill of
+many days is one paginated request sequence per symbol.
+
+Kept free of Dagster so it can be called from tests, benchmarks and the CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipelines.partitions import utc_midnight
+from pipelines.sources.binance import BinanceFuturesClient, BinanceSpotClient, parse_premium_index
+from pipelines.sources.binance_vision import BinanceVisionClient
+from pipelines.sources.bybit import BybitClient
+from pipelines.sources.fred import SERIES as FRED_SERIES
+from pipelines.sources.fred import FredClient
+from pipelines.sources.http import Fetched, PayloadError, SourceError
+from pipelines.sources.okx import OkxClient, inst_id
+from pipelines.warehouse import Warehouse, safe_component
+
+MS = timedelta(milliseconds=1)
+PERP_TOP_N = 40
+BTC_SPOT_SYMBOL = "BTCUSDT"
+# Binance /futures/data/* keep 30 days; a day is asked there only when it starts an hour inside that window.
+BINANCE_STATS_REST_DAYS = 30
+# OKX keeps about 3 months of funding (92 days in the emulator) and 180 days of daily rubik OI: stay inside.
+OKX_FUNDING_REACH_DAYS = 90
+OKX_OI_REACH_DAYS = 175
+# The metrics archive costs two requests per symbol and day (zip + .CHECKSUM); by default it is only read
+# for the recent days the REST window cannot reach. Older history is opt-in (``archive_start``).
+DEFAULT_ARCHIVE_DAYS = 60
+FRED_HISTORY_START = date(2024, 1, 1)
+
+
+def stamp(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def close_instant(day: date) -> datetime:
+    return utc_midnight(day + timedelta(days=1))
+
+
+def closed_days(days: Iterable[date], now: datetime) -> list[date]:
+    return [d for d in days if close_instant(d) <= now]
+
+
+def first_full_day_after(t: datetime) -> date:
+    d = t.astimezone(timezone.utc).date()
+    return d if utc_midnight(d) >= t else d + timedelta(days=1)
+
+
+def rest_stats_first_day(now: datetime) -> date:
+    """The first day whose every hour Binance's 30-day /futures/data window still reaches (1 h margin)."""
+    return first_full_day_after(now - timedelta(days=BINANCE_STATS_REST_DAYS) + timedelta(hours=1))
+
+
+# ---- a page to store ---------------------------------------------------------------------------------------
+@dataclass
+class Page:
+    body: bytes
+    request: dict[str, Any]  # no secrets
+    ext: str = "json"
+
+    @classmethod
+    def of(cls, fetched: Fetched, ext: str = "json", **extra: Any) -> Page:
+        return cls(fetched.body, {**fetched.request_record(), **extra}, ext)
+
+
+# ---- stored pulls --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoredPull:
+    key: str
+    first: date
+    last: date
+    fetched_at: datetime
+    files: tuple[str, ...]  # relpaths in page order
+    statuses: tuple[int, ...]
+
+    def covers(self, day: date) -> bool:
+        return self.first <= day <= self.last and self.fetched_at >= close_instant(day)
+
+
+def stored_pulls(wh: Warehouse, source: str, endpoint: str) -> dict[str, list[StoredPull]]:
+    """Every complete stored pull of an endpoint, by key, oldest first."""
+    base = wh.raw_dir / safe_component(source) / safe_component(endpoint)
+    groups: dict[Path, list[tuple[int, dict, Path]]] = {}
+    for meta_path in base.glob("*=*/pull=*/*.meta.json"):
+        meta = json.loads(meta_path.read_text())
+        pull = meta.get("pull")
+        if not isinstance(pull, dict):
+            continue
+        body = meta_path.with_name(meta_path.name[: -len(".meta.json")] + "." + pull["ext"])
+        if body.exists():
+            groups.setdefault(meta_path.parent, []).append((int(pull["page"]), meta, body))
+    out: dict[str, list[StoredPull]] = {}
+    for pages in groups.values():
+        pages.sort(key=lambda p: p[0])
+        pull = pages[0][1]["pull"]
+        if len(pages) != int(pull["pages"]):  # an interrupted store: not a recording of the whole pull
+            continue
+        out.setdefault(pull["key"], []).append(
+            StoredPull(
+                key=pull["key"],
+                first=date.fromisoformat(pull["first_day"]),
+                last=date.fromisoformat(pull["last_day"]),
+                fetched_at=min(datetime.fromisoformat(m["fetched_at"]) for _, m, _ in pages),
+                files=tuple(wh.rel(b) for _, _, b in pages),
+                statuses=tuple(int(m.get("status", 0)) for _, m, _ in pages),
+            )
+        )
+    for pulls in out.values():
+        pulls.sort(key=lambda p: (p.fetched_at, p.files))
+    return out
+
+
+def choose_pulls(pulls: dict[str, list[StoredPull]], days: list[date]) -> dict[StoredPull, list[date]]:
+    """For each (key, day): the newest stored pull covering it. Returns pull -> its chosen days."""
+    chosen: dict[StoredPull, list[date]] = {}
+    for key_pulls in pulls.values():
+        for d in days:
+            best = None
+            for p in key_pulls:  # oldest first: newer pulls win
+                if p.covers(d):
+                    best = p
+            if best is not None:
+                chosen.setdefault(best, []).append(d)
+    return chosen
+
+
+# ---- pulling ---------------------------------------------------------------------------------------------------
+@dataclass
+class PullReport:
+    requests: int = 0
+    pulls: int = 0
+    skipped: int = 0  # keys whose days were all covered already
+    unreachable_days: int = 0  # days the source's free window cannot reach (not asked)
+    failed: dict[str, str] = field(default_factory=dict)  # "<dataset> <key>" -> error
+    files: list[str] = field(default_factory=list)
+
+    def merge(self, other: PullReport) -> None:
+        self.requests += other.requests
+        self.pulls += other.pulls
+        self.skipped += other.skipped
+        self.unreachable_days += other.unreachable_days
+        self.failed.update(other.failed)
+        self.files.extend(other.files)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One recorded endpoint: where it is stored and how a range of days of one key is fetched."""
+
+    name: str
+    source: str
+    endpoint: str
+    key_name: str  # path part: symbol, ccy, ...
+
+
+def store_pull(wh: Warehouse, ds: Dataset, key: str, first: date, last: date, pages: list[Page]) -> list[str]:
+    fetched = min(datetime.fromisoformat(p.request["fetched_at"]) for p in pages)
+    pull_id = f"{first:%Y%m%d}_{last:%Y%m%d}__{stamp(fetched)}"
+    parts = {ds.key_name: key, "pull": pull_id}
+    n = 1
+    while wh.raw_path(ds.source, ds.endpoint, parts, "page-001", pages[0].ext).exists():  # same second, same key
+        n += 1
+        parts["pull"] = f"{pull_id}-{n}"
+    files = []
+    for i, page in enumerate(pages, start=1):
+        record = {**page.request, "pull": {"key": key, "first_day": first.isoformat(), "last_day": last.isoformat(),
+                                           "page": i, "pages": len(pages), "ext": page.ext}}
+        files.append(wh.store_raw(ds.source, ds.endpoint, parts, f"page-{i:03d}", page.body, record, page.ext).relpath)
+    return files
+
+
+def pull_days(
+    wh: Warehouse,
+    ds: Dataset,
+    keys: list[str],
+    days: list[date],
+    fetch: Callable[[str, date, date], list[Page]],
+    *,
+    force: bool,
+    workers: int = 4,
+    one_pull_per_day: bool = False,
+) -> PullReport:
+    """Pull every key for the uncovered ``days`` (already restricted to closed, reachable days).
+
+    One pull per key spans its uncovered days (or, with ``one_pull_per_day``, one per day: daily archive
+    files). A key that fails is recorded in ``failed`` and nothing of it is stored; the others go on.
+    """
+    existing = {} if force else stored_pulls(wh, ds.source, ds.endpoint)
+
+    def one(key: str) -> PullReport:
+        rep = PullReport()
+        have = existing.get(key, [])
+        todo = [d for d in days if not any(p.covers(d) for p in have)]
+        if not todo:
+            rep.skipped += 1
+            return rep
+        spans = [(d, d) for d in todo] if one_pull_per_day else [(min(todo), max(todo))]
+        for first, last in spans:
+            try:
+                pages = fetch(key, first, last)
+            except SourceError as exc:
+                rep.failed[f"{ds.name} {key}"] = str(exc)
+                return rep
+            rep.requests += sum(int(p.request.get("requests", 1)) for p in pages)
+            rep.files += store_pull(wh, ds, key, first, last, pages)
+            rep.pulls += 1
+        return rep
+
+    total = PullReport()
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for rep in pool.map(one, keys):
+            total.merge(rep)
+    return total
+
+
+# ---- the perpetuals followed -----------------------------------------------------------------------------------
+PREMIUM = Dataset("binance premiumIndex", "binance", "premium_index", "snapshot")
+
+
+def latest_premium_index(wh: Warehouse) -> tuple[str, pl.DataFrame] | None:
+    base = wh.raw_dir / PREMIUM.source / PREMIUM.endpoint
+    files = sorted(p for p in base.glob("snapshot=*/premium_index.json") if p.with_suffix(".meta.json").exists())
+    if not files:
+        return None
+    return wh.rel(files[-1]), parse_premium_index(json.loads(files[-1].read_bytes()))
+
+
+def pull_premium_index(client: BinanceFuturesClient, wh: Warehouse, now: datetime) -> str:
+    fetched = client.premium_index()
+    return wh.store_raw(PREMIUM.source, PREMIUM.endpoint, {"snapshot": stamp(now)}, "premium_index", fetched.body,
+                        fetched.request_record()).relpath
+
+
+def perp_universe(registry: pl.DataFrame, listed: Iterable[str], top_n: int = PERP_TOP_N) -> list[str]:
+    """The ``top_n`` largest eligible coins of the CoinGecko registry (no stablecoins, wrapped or staked
+    tokens: ``pipelines.metrics.universe.eligible``) that have a Binance USDT-M perpetual ``<SYMBOL>USDT``,
+    in market-cap order."""
+    from pipelines.metrics.universe import eligible, eligible_ids  # noqa: PLC0415
+
+    ok = set(eligible_ids(eligible(registry)))
+    listed = set(listed)
+    out: list[str] = []
+    for coin_id, symbol in registry.sort("market_cap_rank", nulls_last=True).select("coin_id", "symbol").iter_rows():
+        sym = f"{symbol.upper()}USDT"
+        if coin_id in ok and sym in listed and sym not in out and re.fullmatch(r"[A-Z0-9]{2,20}USDT", sym):
+            out.append(sym)
+        if len(out) == top_n:
+            break
+    return out
+
+
+def base_of(symbol: str) -> str:
+    return symbol[:-4] if symbol.endswith("USDT") else symbol
+
+
+# ---- datasets ------------------------------------------------------------------------------------------------
+BINANCE_FUNDING = Dataset("binance funding", "binance", "funding_rate", "symbol")
+BINANCE_OI = Dataset("binance openInterestHist", "binance", "open_interest_hist", "symbol")
+BINANCE_LS = Dataset("binance globalLongShortAccountRatio", "binance", "global_long_short_account_ratio", "symbol")
+BINANCE_METRICS = Dataset("binance metrics archive", "binance_vision", "metrics", "symbol")
+BINANCE_SPOT_1H = Dataset("binance spot klines 1h", "binance", "spot_klines_1h", "symbol")
+BINANCE_PERP_1D = Dataset("binance perp klines 1d", "binance", "perp_klines_1d", "symbol")
+BINANCE_PERP_1H = Dataset("binance perp klines 1h", "binance", "perp_klines_1h", "symbol")
+BYBIT_FUNDING = Dataset("bybit funding", "bybit", "funding_history", "symbol")
+BYBIT_OI = Dataset("bybit open interest", "bybit", "open_interest", "symbol")
+OKX_FUNDING = Dataset("okx funding", "okx", "funding_rate_history", "symbol")
+OKX_OI = Dataset("okx open interest", "okx", "open_interest_volume", "symbol")
+
+
+def _span(first: date, last: date) -> tuple[datetime, datetime]:
+    """[first 00:00, last+1 00:00 - 1 ms]: every instant of the days, both ends inclusive."""
+    return utc_midnight(first), utc_midnight(last + timedelta(days=1)) - MS
+
+
+def pull_binance_funding(client: BinanceFuturesClient, wh: Warehouse, symbols: list[str], days: list[date], *,
+                         force: bool = False, workers: int = 4) -> PullReport:
+    """``/fapi/v1/fundingRate`` over REST for every day: it reaches the whole history at up to 1000 rows a page
+    (one or two requests per symbol for a year of 8-hour settlements), much cheaper than the monthly archive."""
+    def fetch(sym: str, first: date, last: date) -> list[Page]:
+        return [Page.of(f) for f in client.funding_rate_pages(sym, *_span(first, last))]
+
+    return pull_days(wh, BINANCE_FUNDING, symbols, days, fetch, force=force, workers=workers)
+
+
+def verified_archive_page(vision: BinanceVisionClient, path: str) -> Page:
+    """A data.binance.vision zip and its ``.CHECKSUM``, verified; a 404 is recorded as such (days are missing
+    upstream) so that it is not asked again. Raises ``SourceError`` on a mismatch or any other failure."""
+    try:
+        blob = vision.http.get(path, expect_json=False)
+    except SourceError as exc:
+        if exc.status == 404:
+            now = datetime.now(timezone.utc)
+            return Page(exc.body.encode(), {"url": f"{vision.http.base_url}{path}", "endpoint": path, "params": {},
+                                            "status": 404, "fetched_at": now.isoformat(), "attempts": 1}, "xml")
+        raise
+    check = vision.http.get(path + ".CHECKSUM", expect_json=False)
+    line = check.body.decode("ascii", errors="replace").strip()
+    m = re.fullmatch(r"([0-9a-f]{64})  (\S+)", line)
+    name = path.rsplit("/", 1)[1]
+    if not m or m.group(2) != name:
+        raise PayloadError(f"unreadable .CHECKSUM {line[:90]!r}", endpoint=path + ".CHECKSUM", params={}, status=200)
+    actual = hashlib.sha256(blob.body).hexdigest()
+    if actual != m.group(1):
+        raise SourceError(f"sha256 mismatch: file {actual}, .CHECKSUM {m.group(1)}", endpoint=path, params={},
+                          status=200)
+    return Page.of(blob, "zip", checksum=line, checksum_url=check.url, requests=2)
+
+
+def pull_binance_stats(fapi: BinanceFuturesClient, vision: BinanceVisionClient, wh: Warehouse, symbols: list[str],
+                       days: list[date], now: datetime, *, archive_start: date | None, force: bool = False,
+                       workers: int = 4) -> PullReport:
+    """Open interest and global long/short account ratio, hourly.
+
+    Days inside Binance's 30-day ``/futures/data`` window: REST ``openInterestHist`` and
+    ``globalLongShortAccountRatio`` (period 1h, 500 rows a page: two requests each per symbol for 30 days).
+    Older days: the daily ``metrics`` archive (5-minute rows, both series in one file), verified against its
+    ``.CHECKSUM``, for days from ``archive_start`` on; days before it are not asked (``unreachable_days``).
+    """
+    rest_first = rest_stats_first_day(now)
+    rest_days = [d for d in days if d >= rest_first]
+    archive_days = [d for d in days if d < rest_first and (archive_start is None or d >= archive_start)]
+    report = PullReport(unreachable_days=len(days) - len(rest_days) - len(archive_days))
+
+    def oi(sym: str, first: date, last: date) -> list[Page]:
+        lo, hi = _span(first, last)
+        return [Page.of(f) for f in fapi.open_interest_hist_pages(sym, "1h", lo, min(hi, now))]
+
+    def ls(sym: str, first: date, last: date) -> list[Page]:
+        lo, hi = _span(first, last)
+        return [Page.of(f) for f in fapi.long_short_ratio_pages(sym, "1h", lo, min(hi, now))]
+
+    def metrics(sym: str, first: date, last: date) -> list[Page]:
+        path = f"/data/futures/um/daily/metrics/{sym}/{sym}-metrics-{first.isoformat()}.zip"
+        return [verified_archive_page(vision, path)]
+
+    if rest_days:
+        report.merge(pull_days(wh, BINANCE_OI, symbols, rest_days, oi, force=force, workers=workers))
+        report.merge(pull_days(wh, BINANCE_LS, symbols, rest_days, ls, force=force, workers=workers))
+    if archive_days:
+        report.merge(pull_days(wh, BINANCE_METRICS, symbols, archive_days, metrics, force=force, workers=workers,
+                               one_pull_per_day=True))
+    return report
+
+
+def pull_binance_klines(fapi: BinanceFuturesClient, spot: BinanceSpotClient, wh: Warehouse, symbols: list[str],
+                        days: list[date], *, force: bool = False, workers: int = 4) -> PullReport:
+    """Spot BTCUSDT 1h bars (``/api/v3/klines``, 1000 a page), and per perpetual the USDT-M daily bars (perp
+    volume; one request a symbol for up to 1500 days) and hourly bars (prices that turn Bybit's base-coin open
+    interest into USD; 1500 a page)."""
+    def spot_1h(sym: str, first: date, last: date) -> list[Page]:
+        lo, hi = _span(first, last)
+        return [Page.of(f) for f in spot.klines_pages(sym, "1h", lo, hi + MS)]
+
+    def perp(interval: str):
+        def fetch(sym: str, first: date, last: date) -> list[Page]:
+            lo, hi = _span(first, last)
+            return [Page.of(f) for f in fapi.klines_pages(sym, interval, lo, hi + MS)]
+        return fetch
+
+    report = pull_days(wh, BINANCE_SPOT_1H, [BTC_SPOT_SYMBOL], days, spot_1h, force=force, workers=1)
+    report.merge(pull_days(wh, BINANCE_PERP_1D, symbols, days, perp("1d"), force=force, workers=workers))
+    report.merge(pull_days(wh, BINANCE_PERP_1H, symbols, days, perp("1h"), force=force, workers=workers))
+    return report
+
+
+def pull_bybit(client: BybitClient, wh: Warehouse, symbols: list[str], days: list[date], *, force: bool = False,
+               workers: int = 4) -> PullReport:
+    """Bybit linear funding history (200 a page, paged backward) and hourly open interest (cursor pages of 200)."""
+    def funding(sym: str, first: date, last: date) -> list[Page]:
+        return [Page.of(f) for f in client.funding_history_pages(sym, *_span(first, last))]
+
+    def oi(sym: str, first: date, last: date) -> list[Page]:
+        return [Page.of(f) for f in client.open_interest_pages(sym, "1h", *_span(first, last))]
+
+    report = pull_days(wh, BYBIT_FUNDING, symbols, days, funding, force=force, workers=workers)
+    report.merge(pull_days(wh, BYBIT_OI, symbols, days, oi, force=force, workers=workers))
+    return report
+
+
+def pull_okx(client: OkxClient, wh: Warehouse, symbols: list[str], days: list[date], now: datetime, *,
+             force: bool = False, workers: int = 4) -> PullReport:
+    """OKX swap funding history (``realizedRate``; about 3 months kept) and the rubik daily open interest of each
+    coin (USD, all of the coin's OKX futures and swaps; 180 days kept). Older days are not asked."""
+    f_first = first_full_day_after(now - timedelta(days=OKX_FUNDING_REACH_DAYS))
+    o_first = first_full_day_after(now - timedelta(days=OKX_OI_REACH_DAYS))
+    f_days, o_days = [d for d in days if d >= f_first], [d for d in days if d >= o_first]
+    report = PullReport(unreachable_days=(len(days) - len(f_days)) + (len(days) - len(o_days)))
+
+    def funding(sym: str, first: date, last: date) -> list[Page]:
+        return [Page.of(f) for f in client.funding_history_pages(inst_id(base_of(sym)), *_span(first, last))]
+
+    def oi(sym: str, first: date, last: date) -> list[Page]:
+        return [Page.of(client.open_interest_volume(base_of(sym), "1D", *_span(first, last)))]
+
+    if f_days:
+        report.merge(pull_days(wh, OKX_FUNDING, symbols, f_days, funding, force=force, workers=workers))
+    if o_days:
+        report.merge(pull_days(wh, OKX_OI, symbols, o_days, oi, force=force, workers=workers))
+    return report
+
+
+# ---- FRED ------------------------------------------------------------------------------------------------------
+FRED_SOURCE, FRED_ENDPOINT = "fred", "fredgraph_csv"
+
+
+def fred_snapshots(wh: Warehouse) -> list[str]:
+    base = wh.raw_dir / FRED_SOURCE / FRED_ENDPOINT
+    return sorted(p.name.split("=", 1)[1] for p in base.glob("snapshot=*") if any(p.glob("*.meta.json")))
+
+
+def pull_fred(client: FredClient, wh: Warehouse, now: datetime, series: Iterable[str] = FRED_SERIES,
+              start: date = FRED_HISTORY_START) -> PullReport:
+    """One ``fredgraph.csv`` request per series from ``start``, stored under one snapshot stamp."""
+    report = PullReport()
+    snap = stamp(now)
+    for sid in series:
+        try:
+            fetched = client.series_csv(sid, start=start)
+        except SourceError as exc:
+            report.failed[f"fred {sid}"] = str(exc)
+            continue
+        report.requests += 1
+        report.files.append(wh.store_raw(FRED_SOURCE, FRED_ENDPOINT, {"snapshot": snap}, safe_component(sid),
+                                         fetched.body, fetched.request_record(), "csv").relpath)
+    report.pulls = len(report.files)
+    return report
+
+
+def latest_fred_files(wh: Warehouse) -> dict[str, Path]:
+    """Per series, the newest stored CSV across snapshots."""
+    out: dict[str, Path] = {}
+    base = wh.raw_dir / FRED_SOURCE / FRED_ENDPOINT
+    for snap in fred_snapshots(wh):
+        for path in sorted((base / f"snapshot={snap}").glob("*.csv")):
+            if path.with_suffix(".meta.json").exists():
+                out[path.stem] = path
+    return out
