@@ -14,7 +14,7 @@ import polars as pl
 from assets._weekly_io import Check, Computed, days_before, eligible_coin_ids, has_table, out_of
 from assets._weekly_io import day_range, require_table, weekly_table_asset
 from pipelines.metrics.leverage import WEEKLY_LEVERAGE, normalize_funding, weekly_leverage
-from pipelines.metrics.pit import week_window
+from pipelines.metrics.pit import ensure_utc, week_window
 from pipelines.metrics.volatility import WEEKLY_BTC_VOLATILITY, weekly_btc_volatility
 from pipelines.metrics.volume import WEEKLY_VOLUME, weekly_volume
 from pipelines.partitions import WEEK_FROM_DAYS
@@ -45,6 +45,7 @@ def compute_leverage(wh, week: str) -> Computed:
         "WHERE date <= ? AND funding_time <= ? ORDER BY funding_time, exchange, symbol",
         [w.next_monday, w.end],
     )
+    funding = ensure_utc(funding, "funding_time")
     in_week = normalize_funding(funding).filter(pl.col("funding_time") > w.start) if funding.height else funding
     if in_week.height == 0:
         raise dg.Failure(f"week {week}: {FUNDING_RATES} has no settlement in ({w.start}, {w.end}]")
@@ -56,6 +57,7 @@ def compute_leverage(wh, week: str) -> Computed:
             "ORDER BY ts, exchange, symbol",
             [w.next_monday, w.end],
         )
+        oi = ensure_utc(oi, "ts")
     if oi is None or oi.filter(pl.col("ts") > w.start).height == 0:
         missing_inputs.append(f"{OPEN_INTEREST} (no readings in the week: OI and OI weights are null/equal)")
         oi = oi if oi is not None and oi.height else None
@@ -65,6 +67,7 @@ def compute_leverage(wh, week: str) -> Computed:
             "WHERE date >= ? AND date <= ? AND ts <= ? ORDER BY ts, exchange, symbol",
             [w.open_day, w.next_monday, w.end],
         )
+        ls = ensure_utc(ls, "ts")
     if ls is None or ls.filter(pl.col("ts") > w.start).height == 0:
         missing_inputs.append(f"{LONG_SHORT_RATIO} (no readings in the week: long_short_ratio_mean is null)")
         ls = None
@@ -193,6 +196,7 @@ def compute_volatility(wh, week: str) -> Computed:
         f"SELECT ts, close FROM {BTC_HOURLY} WHERE date <= ? AND ts <= ? ORDER BY ts",
         [w.close_day, w.end - timedelta(hours=1)],
     )
+    bars = ensure_utc(bars, "ts")
     in_week = bars.filter(pl.col("ts") >= w.start).height if bars.height else 0
     if in_week == 0:
         raise dg.Failure(f"week {week}: {BTC_HOURLY} has no bar in [{w.start}, {w.end})")
