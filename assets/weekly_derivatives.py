@@ -11,8 +11,17 @@ from datetime import timedelta
 import dagster as dg
 import polars as pl
 
-from assets._weekly_io import Check, Computed, days_before, eligible_coin_ids, has_table, out_of
-from assets._weekly_io import day_range, require_table, weekly_table_asset
+from assets._weekly_io import (
+    Check,
+    Computed,
+    day_range,
+    days_before,
+    eligible_coin_ids,
+    has_table,
+    out_of,
+    require_table,
+    weekly_table_asset,
+)
 from pipelines.metrics.leverage import WEEKLY_LEVERAGE, normalize_funding, weekly_leverage
 from pipelines.metrics.pit import ensure_utc, week_window
 from pipelines.metrics.volatility import WEEKLY_BTC_VOLATILITY, weekly_btc_volatility

@@ -7,8 +7,15 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
-from assets._weekly_io import Check, Computed, coin_daily_between, out_of, require_open_close, require_table
-from assets._weekly_io import weekly_table_asset
+from assets._weekly_io import (
+    Check,
+    Computed,
+    coin_daily_between,
+    out_of,
+    require_open_close,
+    require_table,
+    weekly_table_asset,
+)
 from pipelines.metrics.cross_asset import (
     DEFAULT_ASSETS,
     WEEKLY_CROSS_ASSET,

@@ -8,8 +8,17 @@ from datetime import timedelta
 import dagster as dg
 import polars as pl
 
-from assets._weekly_io import Check, Computed, days_before, eligible_coin_ids, out_of, weekly_table_asset
-from assets._weekly_io import coin_daily_between, require_days, require_open_close
+from assets._weekly_io import (
+    Check,
+    Computed,
+    coin_daily_between,
+    days_before,
+    eligible_coin_ids,
+    out_of,
+    require_days,
+    require_open_close,
+    weekly_table_asset,
+)
 from pipelines.metrics.correlation import WEEKLY_CORRELATION_BUCKETS, weekly_correlation_buckets
 from pipelines.metrics.market import (
     WEEKLY_MCAP_CROSSINGS,
