@@ -126,3 +126,24 @@ def test_real_btc_funding_week_vs_october_and_direct_mean():
     # "funding rates have turned negative for the first time since" late October
     assert row["first_negative_day"] is not None
     assert date(2025, 10, 1) <= row["first_negative_since"] <= date(2025, 11, 1)
+
+
+def test_daily_open_interest_is_independent_of_row_order():
+    """Float sums over many series must not depend on the order rows (or hash groups) arrive in: the weekly table
+    is recomputed after later data lands and must give the same bytes."""
+    import numpy as np
+
+    from pipelines.metrics.leverage import daily_open_interest
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    oi = pl.DataFrame({
+        "exchange": rng.choice(["binance", "bybit", "okx"], n),
+        "symbol": [f"S{i}" for i in rng.integers(0, 400, n)],
+        "ts": [START + timedelta(minutes=int(m)) for m in rng.integers(1, 3 * 1440, n)],
+        "oi_usd": rng.lognormal(18, 2, n),
+    })
+    first = daily_open_interest(oi)
+    for seed in range(8):
+        again = daily_open_interest(oi.sample(fraction=1.0, shuffle=True, seed=seed))
+        assert again["oi_usd"].to_list() == first["oi_usd"].to_list()

@@ -96,3 +96,19 @@ def test_removing_later_data_does_not_change_a_week(vals, extra):
     cut = daily.filter(pl.col("date") <= date(2025, 11, 23))
     assert weekly_total_market_cap(daily, WEEK).equals(weekly_total_market_cap(cut, WEEK))
     assert level_crossings(daily, WEEK).equals(level_crossings(cut, WEEK))
+
+
+def test_total_market_cap_daily_is_independent_of_row_order():
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    n = 5000
+    cd = pl.DataFrame({
+        "date": [date(2025, 4, 1) + timedelta(days=int(d)) for d in rng.integers(0, 5, n)],
+        "coin_id": [f"c{i}" for i in range(n)],
+        "market_cap_usd": rng.lognormal(20, 3, n),
+    })
+    first = total_market_cap_daily(cd)
+    for seed in range(8):
+        again = total_market_cap_daily(cd.sample(fraction=1.0, shuffle=True, seed=seed))
+        assert again["total_mcap_usd"].to_list() == first["total_mcap_usd"].to_list()

@@ -143,11 +143,12 @@ def negative_funding_facts(daily: pl.DataFrame, first_day: date, last_day: date)
 
 def daily_open_interest(open_interest: pl.DataFrame) -> pl.DataFrame:
     """``date, oi_usd, series``: per close day D, the sum over (exchange, symbol) of each series' last reading
-    in (D 00:00, D+1 00:00] (a reading at D+1 00:00 is the close of D)."""
+    in (D 00:00, D+1 00:00] (a reading at D+1 00:00 is the close of D). The sum does not depend on row order."""
     oi = ensure_utc(open_interest, "ts").with_columns(date=(pl.col("ts") - US).dt.date())
     return (
         oi.sort("ts").group_by(["exchange", "symbol", "date"]).agg(pl.col("oi_usd").last())
-        .group_by("date").agg(pl.col("oi_usd").sum(), pl.len().cast(pl.Int32).alias("series"))
+        # summing the sorted values makes the float total independent of the order the groups come out in
+        .group_by("date").agg(pl.col("oi_usd").sort().sum(), pl.len().cast(pl.Int32).alias("series"))
         .sort("date")
     )
 

@@ -1,0 +1,176 @@
+"""Shared plumbing for the weekly metric assets: point-in-time reads of the lake, clear failures, and a
+factory that turns (table, compute function, checks) into a thin weekly asset with metadata and checks.
+
+Every read goes through ``Warehouse.query`` with parameterized ``date <= ?`` (and, for timestamped tables,
+``ts <= ?``) bounds, so an asset never sees data from after its week's close.
+"""
+
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from assets._meta import table_metadata
+from pipelines.cleaning import registry_snapshots
+from pipelines.metrics.pit import WeekWindow, week_window
+from pipelines.metrics.universe import eligible, eligible_ids
+from pipelines.partitions import WEEKLY
+from pipelines.resources import WarehouseResource
+from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, TABLES
+from pipelines.warehouse import Warehouse
+
+KINDS = {"python", "parquet", "duckdb"}
+
+
+def days_before(weeks: int) -> dg.TimeWindowPartitionMapping:
+    """Lineage of a weekly partition on the daily partitions of its own week and the ``weeks`` weeks before
+    (``WEEK_FROM_DAYS`` is ``days_before(1)``)."""
+    return dg.TimeWindowPartitionMapping(start_offset=-weeks, allow_nonexistent_upstream_partitions=True)
+
+
+def require_table(wh: Warehouse, name: str, week: str) -> None:
+    """A clear failure when a clean table the week needs is not declared or has no partition in the lake."""
+    table = TABLES.get(name)
+    if table is None or not any((wh.lake_dir / name).glob(f"{table.partition_by}=*/data.parquet")):
+        raise dg.Failure(
+            f"week {week}: the clean table {name!r} is not in the lake (lake/{name}/ has no partition); "
+            f"materialize {name} for the week's days first"
+        )
+
+
+def has_table(wh: Warehouse, name: str) -> bool:
+    table = TABLES.get(name)
+    return table is not None and any((wh.lake_dir / name).glob(f"{table.partition_by}=*/data.parquet"))
+
+
+def require_days(wh: Warehouse, name: str, days: Sequence[date], week: str) -> None:
+    """A clear failure naming every missing daily partition of ``name`` among ``days``."""
+    require_table(wh, name, week)
+    table = TABLES[name]
+    missing = [d.isoformat() for d in days if not wh.has_partition(table, d.isoformat())]
+    if missing:
+        raise dg.Failure(
+            f"week {week}: {name} has no partition for {', '.join(missing)}; materialize those days first"
+        )
+
+
+def registry_as_of(wh: Warehouse, day: date) -> pl.DataFrame:
+    """The coin registry snapshot to take categories from for a week closing on ``day``: the last snapshot taken
+    on or before that day, else (a backfill of weeks before the first snapshot) the earliest one. Later snapshots
+    never change an earlier week. Categories are not point in time beyond that (see METHODOLOGY.md)."""
+    snaps = registry_snapshots(wh)
+    if not snaps:
+        raise dg.Failure(f"no {COIN_REGISTRY.name} snapshot in the lake yet: materialize coin_registry first")
+    known = [s for s in snaps if s[:10] <= day.isoformat()]
+    return wh.read_partition(COIN_REGISTRY, known[-1] if known else snaps[0])
+
+
+def eligible_coin_ids(wh: Warehouse, day: date) -> tuple[list[str], pl.DataFrame]:
+    """(eligible coin ids, registry used) as of the week's close day."""
+    registry = registry_as_of(wh, day)
+    return eligible_ids(eligible(registry)), registry
+
+
+def coin_daily_between(wh: Warehouse, first: date | None, last: date, columns: str = "*") -> pl.DataFrame:
+    """coin_daily rows dated ``first..last`` (``first`` None: all history), sorted by date and coin."""
+    sql = f"SELECT {columns} FROM {COIN_DAILY.name} WHERE date <= ?"
+    params: list[Any] = [last]
+    if first is not None:
+        sql += " AND date >= ?"
+        params.append(first)
+    return wh.query(sql + " ORDER BY date, coin_id", params)
+
+
+def require_open_close(wh: Warehouse, week: str) -> WeekWindow:
+    w = week_window(week)
+    require_days(wh, COIN_DAILY.name, [w.open_day, w.close_day], week)
+    return w
+
+
+@dataclass
+class Computed:
+    """What an asset body computed: the frame to write, extra metadata, and the problems found per check
+    (an empty list means the check passed)."""
+
+    df: pl.DataFrame
+    metadata: dict[str, Any] = field(default_factory=dict)
+    problems: dict[str, list[str]] = field(default_factory=dict)
+    check_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    description: str
+    blocking: bool = True
+
+
+def weekly_table_asset(
+    table,
+    *,
+    description: str,
+    deps: Sequence[dg.AssetDep | str],
+    compute: Callable[[Warehouse, str], Computed],
+    checks: Sequence[Check] = (),
+) -> dg.AssetsDefinition:
+    """A weekly-partitioned asset writing ``table`` for one week from ``compute(wh, week)``."""
+    specs = [
+        dg.AssetCheckSpec(
+            c.name, asset=table.name, blocking=c.blocking, description=c.description,
+        )
+        for c in checks
+    ]
+
+    @dg.asset(
+        name=table.name,
+        group_name="weekly",
+        kinds=KINDS,
+        partitions_def=WEEKLY,
+        deps=list(deps),
+        description=description,
+        metadata={"dagster/column_schema": table.dagster_column_schema()},
+        check_specs=specs,
+    )
+    def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        wh = warehouse.get()
+        week = context.partition_key
+        out = compute(wh, week)
+        written = wh.write_partition(table, week, out.df)
+        wh.refresh_catalog()
+        results = []
+        for c in checks:
+            problems = out.problems.get(c.name, [])
+            results.append(
+                dg.AssetCheckResult(
+                    check_name=c.name,
+                    passed=not problems,
+                    severity=dg.AssetCheckSeverity.ERROR if c.blocking else dg.AssetCheckSeverity.WARN,
+                    metadata={"problems": "; ".join(problems) or "none", **out.check_metadata.get(c.name, {})},
+                )
+            )
+        checks_md = {f"check_{c.name}": "; ".join(out.problems.get(c.name, [])) or "passed" for c in checks}
+        return dg.MaterializeResult(
+            metadata=table_metadata(
+                table, out.df, sha256=written.sha256, path=dg.MetadataValue.path(str(written.path)),
+                **out.metadata, **checks_md,
+            ),
+            check_results=results,
+        )
+
+    return _asset
+
+
+def out_of(values: pl.Series, lo: float, hi: float, label: str, closed: str = "both") -> list[str]:
+    """A problem per value of ``values`` (nulls ignored) outside [lo, hi] (``closed='none'``: (lo, hi))."""
+    v = values.drop_nulls()
+    bad = v.filter(~v.is_between(lo, hi, closed=closed))  # type: ignore[arg-type]
+    return [f"{label} {x:.6g} outside {'[' if closed == 'both' else '('}{lo}, {hi}{']' if closed == 'both' else ')'}"
+            for x in bad.to_list()]
+
+
+def day_range(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]

@@ -1,0 +1,169 @@
+"""Weekly cross-asset and macro tables: returns of crypto against equities, gold, Treasuries, the dollar and the
+yen over the same Monday-to-Monday window, crypto's rank and worst-week streak, and the macro facts known at the
+week's close. Each asset wraps one function of ``pipelines.metrics``."""
+
+from __future__ import annotations
+
+import dagster as dg
+import polars as pl
+
+from assets._weekly_io import (
+    Check,
+    Computed,
+    coin_daily_between,
+    out_of,
+    require_open_close,
+    require_table,
+    weekly_table_asset,
+)
+from pipelines.metrics.cross_asset import (
+    DEFAULT_ASSETS,
+    WEEKLY_CROSS_ASSET,
+    WEEKLY_CRYPTO_RANK,
+    weekly_cross_asset,
+    weekly_crypto_rank,
+)
+from pipelines.metrics.macro import DEFAULT_METRICS, WEEKLY_MACRO, weekly_macro
+from pipelines.metrics.market import total_market_cap_daily
+from pipelines.metrics.pit import week_window
+from pipelines.partitions import WEEK_FROM_DAYS
+from pipelines.schemas import COIN_DAILY
+
+MACRO_OBSERVATIONS = "macro_observations"
+# coin_daily prices used as cross-asset series: BTC, ETH and PAX Gold as the gold proxy (FRED has no gold price)
+COIN_SERIES = {"bitcoin": "btc", "ethereum": "eth", "pax-gold": "gold"}
+CROSS_MACRO_SERIES = sorted({a.series for a in DEFAULT_ASSETS} - {"crypto_total_mcap", *COIN_SERIES.values()})
+MIN_RANKED = 5  # "worst major asset class" needs most of the seven classes to have a return
+MACRO_RANGES = {
+    "payrolls_change_k": (-25_000, 25_000),
+    "unemployment_rate": (0, 30),
+    "ust_2y": (-5, 25),
+    "ust_10y": (-5, 25),
+    "japan_10y": (-5, 25),
+    "usd_jpy": (50, 400),
+    "curve_10y_2y": (-10, 10),
+}
+
+COIN_DAILY_WEEK = dg.AssetDep(COIN_DAILY.name, partition_mapping=WEEK_FROM_DAYS)
+
+
+def cross_asset_levels(wh, week: str) -> pl.DataFrame:
+    """``series, date, value``: crypto total market cap, BTC/ETH/PAXG prices from coin_daily and the FRED
+    series from macro_observations, every row dated on or before the week's close day."""
+    w = require_open_close(wh, week)
+    require_table(wh, MACRO_OBSERVATIONS, week)
+    cd = coin_daily_between(wh, None, w.close_day, "date, coin_id, price_usd, market_cap_usd")
+    total = total_market_cap_daily(cd).select(
+        pl.lit("crypto_total_mcap").alias("series"), "date", pl.col("total_mcap_usd").alias("value")
+    )
+    coins = cd.filter(pl.col("coin_id").is_in(list(COIN_SERIES))).select(
+        pl.col("coin_id").replace_strict(COIN_SERIES).alias("series"), "date", pl.col("price_usd").alias("value")
+    )
+    macro = wh.query(
+        f"SELECT series_id AS series, date, value FROM {MACRO_OBSERVATIONS} "
+        "WHERE list_contains(?, series_id) AND date <= ? ORDER BY series_id, date",
+        [CROSS_MACRO_SERIES, w.close_day],
+    )
+    schema = {"series": pl.String, "date": pl.Date, "value": pl.Float64}
+    return pl.concat([f.cast(schema) for f in (total, coins, macro)]).sort(["series", "date"])  # type: ignore[arg-type]
+
+
+def compute_cross_asset(wh, week: str) -> Computed:
+    df = weekly_cross_asset(cross_asset_levels(wh, week), week)
+    no_return = df.filter(pl.col("return_pct").is_null())["asset"].to_list()
+    ranked = df["rank"].drop_nulls().len()
+    coverage = [f"{a} has no return" for a in ("crypto", "btc", "eth") if a in no_return]
+    if ranked < MIN_RANKED:
+        coverage.append(f"only {ranked} major asset classes have a return (need {MIN_RANKED})")
+    ranges = out_of(df["return_pct"], -100, 1000, "return_pct", closed="none")
+    return Computed(
+        df,
+        metadata={"assets_ranked": ranked, "assets_without_return": ", ".join(no_return) or "none"},
+        problems={"cross_asset_coverage": coverage, "cross_asset_range": ranges},
+    )
+
+
+weekly_cross_asset_asset = weekly_table_asset(
+    WEEKLY_CROSS_ASSET,
+    description=(
+        "Weekly returns, Monday 00:00 to Monday 00:00 UTC, of crypto (total market cap), BTC, ETH, gold (PAX Gold), "
+        "S&P 500, Nasdaq, 10Y Treasuries (price proxy), the dollar (DTWEXBGS) and the yen (DEXJPUS inverted), "
+        "ranked among the major classes. pipelines.metrics.cross_asset.weekly_cross_asset over coin_daily and "
+        "macro_observations."
+    ),
+    deps=[COIN_DAILY_WEEK, MACRO_OBSERVATIONS],
+    compute=compute_cross_asset,
+    checks=[
+        Check("cross_asset_coverage", f"Crypto, BTC and ETH have a return; at least {MIN_RANKED} classes ranked."),
+        Check("cross_asset_range", "Every return in (-100%, 1000%)."),
+    ],
+)
+
+
+def compute_crypto_rank(wh, week: str) -> Computed:
+    df = weekly_crypto_rank(cross_asset_levels(wh, week), week)
+    r = df.row(0, named=True)
+    problems = []
+    if r["crypto_rank"] is None:
+        problems.append("crypto has no rank this week")
+    elif not 1 <= r["crypto_rank"] <= r["assets_ranked"]:
+        problems.append(f"rank {r['crypto_rank']} outside 1..{r['assets_ranked']}")
+    if r["assets_ranked"] < MIN_RANKED:
+        problems.append(f"only {r['assets_ranked']} classes ranked (need {MIN_RANKED})")
+    if bool(r["is_worst"]) != (r["worst_streak_weeks"] >= 1):
+        problems.append("worst-week streak disagrees with is_worst")
+    return Computed(df, problems={"crypto_rank_consistent": problems})
+
+
+weekly_crypto_rank_asset = weekly_table_asset(
+    WEEKLY_CRYPTO_RANK,
+    description=(
+        "Crypto's rank among the major asset classes this week and the number of consecutive weeks, ending with "
+        "this one, in which it was the worst (each earlier week recomputed point in time). "
+        "pipelines.metrics.cross_asset.weekly_crypto_rank over coin_daily and macro_observations."
+    ),
+    deps=[COIN_DAILY_WEEK, MACRO_OBSERVATIONS],
+    compute=compute_crypto_rank,
+    checks=[Check("crypto_rank_consistent",
+                  f"Crypto ranked within 1..N, N >= {MIN_RANKED}, streak >= 1 exactly when crypto is worst.")],
+)
+
+
+def compute_macro(wh, week: str) -> Computed:
+    w = week_window(week)
+    require_table(wh, MACRO_OBSERVATIONS, week)
+    series = sorted({m.series_id for m in DEFAULT_METRICS})
+    macro = wh.query(
+        f"SELECT series_id, date, value FROM {MACRO_OBSERVATIONS} WHERE list_contains(?, series_id) AND date <= ? "
+        "ORDER BY series_id, date",
+        [series, w.close_day],
+    )
+    df = weekly_macro(macro, week)
+    ranges = []
+    for metric, value in df.select("metric", "value").iter_rows():
+        lo, hi = MACRO_RANGES.get(metric, (-1e12, 1e12))
+        if value is not None and not lo <= value <= hi:
+            ranges.append(f"{metric} = {value} outside [{lo}, {hi}]")
+    gaps = [f"{m}: {s}" for m, s in df.select("metric", "status").iter_rows() if s != "ok"]
+    return Computed(
+        df,
+        metadata={"statuses": ", ".join(f"{m}={s}" for m, s in df.select("metric", "status").iter_rows())},
+        problems={"macro_values_plausible": ranges, "macro_availability": gaps},
+    )
+
+
+weekly_macro_asset = weekly_table_asset(
+    WEEKLY_MACRO,
+    description=(
+        "Payrolls change, unemployment, 2Y and 10Y yields, the 10Y-2Y curve, Japan 10Y and USD/JPY as known at the "
+        "week's close (observation date + publication lag); unpublished releases stay missing. "
+        "pipelines.metrics.macro.weekly_macro over macro_observations."
+    ),
+    deps=[MACRO_OBSERVATIONS],
+    compute=compute_macro,
+    checks=[
+        Check("macro_values_plausible", "Each value within a plausible range for its unit."),
+        Check("macro_availability", "Every metric has a published value (missing/unavailable listed).",
+              blocking=False),
+    ],
+)

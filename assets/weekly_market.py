@@ -1,0 +1,238 @@
+"""Weekly market tables from coin_daily and the coin registry: universe, total market cap and its round-number
+crossings, sector and size indices, correlation buckets. Each asset wraps one function of ``pipelines.metrics``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dagster as dg
+import polars as pl
+
+from assets._weekly_io import (
+    Check,
+    Computed,
+    coin_daily_between,
+    days_before,
+    eligible_coin_ids,
+    out_of,
+    require_days,
+    require_open_close,
+    weekly_table_asset,
+)
+from pipelines.metrics.correlation import WEEKLY_CORRELATION_BUCKETS, weekly_correlation_buckets
+from pipelines.metrics.market import (
+    WEEKLY_MCAP_CROSSINGS,
+    WEEKLY_TOTAL_MARKET_CAP,
+    level_crossings,
+    total_market_cap_daily,
+    weekly_total_market_cap,
+)
+from pipelines.metrics.pit import week_window
+from pipelines.metrics.sectors import WEEKLY_INDEX_RETURNS, weekly_index_returns
+from pipelines.metrics.universe import WEEKLY_UNIVERSE, weekly_universe
+from pipelines.partitions import WEEK_FROM_DAYS
+from pipelines.schemas import COIN_DAILY, COIN_REGISTRY
+
+TOP_N = 100
+MIN_UNIVERSE = 50  # fewer eligible coins priced at the open means the pulls are incomplete
+MIN_TOTAL_COINS = 50
+INDEX_CAP = 0.25
+REQUIRED_INDICES = ("core_l1", "top30", "mid_caps", "small_caps")
+CORR_WINDOW_DAYS = 30
+CORR_LOOKBACK_WEEKS = 4
+
+COIN_DAILY_WEEK = dg.AssetDep(COIN_DAILY.name, partition_mapping=WEEK_FROM_DAYS)
+
+
+# ---- weekly_universe -----------------------------------------------------------------------------------------
+def compute_universe(wh, week: str) -> Computed:
+    w = week_window(week)
+    require_days(wh, COIN_DAILY.name, [w.open_day], week)
+    ids, registry = eligible_coin_ids(wh, w.close_day)
+    cd = coin_daily_between(wh, w.open_day, w.close_day)
+    df = weekly_universe(cd, ids, week, TOP_N)
+    problems = []
+    if df.height < MIN_UNIVERSE:
+        problems.append(f"only {df.height} eligible coins priced at the open (need {MIN_UNIVERSE})")
+    if df["rank"].to_list() != list(range(1, df.height + 1)):
+        problems.append("ranks are not 1..N")
+    absent = {"bitcoin", "ethereum"} - set(df["coin_id"].to_list())
+    if absent:
+        problems.append(f"{', '.join(sorted(absent))} not in the universe")
+    return Computed(
+        df,
+        metadata={"coins": df.height, "eligible_coins": len(ids), "registry_pulled_at": str(registry["pulled_at"][0])},
+        problems={"universe_coverage": problems},
+    )
+
+
+weekly_universe_asset = weekly_table_asset(
+    WEEKLY_UNIVERSE,
+    description=(
+        f"The top {TOP_N} eligible coins (no stablecoins, wrapped, staked or tokenized assets) by market cap at the "
+        "week's open, ranked. pipelines.metrics.universe.weekly_universe over coin_daily and coin_registry."
+    ),
+    deps=[COIN_DAILY_WEEK, COIN_REGISTRY.name],
+    compute=compute_universe,
+    checks=[Check("universe_coverage", f"At least {MIN_UNIVERSE} coins, ranks 1..N, BTC and ETH present.")],
+)
+
+
+# ---- weekly_total_market_cap and weekly_mcap_crossings ---------------------------------------------------------
+def _total_daily(wh, week: str) -> pl.DataFrame:
+    w = require_open_close(wh, week)
+    cd = coin_daily_between(wh, None, w.close_day, "date, coin_id, market_cap_usd")
+    return total_market_cap_daily(cd)
+
+
+def compute_total_market_cap(wh, week: str) -> Computed:
+    w = week_window(week)
+    daily = _total_daily(wh, week)
+    df = weekly_total_market_cap(daily, week)
+    row = df.row(0, named=True)
+    problems = []
+    coins = dict(daily.filter(pl.col("date").is_in([w.open_day, w.close_day])).select("date", "coins").iter_rows())
+    for label, d in (("open", w.open_day), ("close", w.close_day)):
+        if coins.get(d, 0) < MIN_TOTAL_COINS:
+            problems.append(f"only {coins.get(d, 0)} coins with a market cap at the {label} ({d})")
+    if not (row["mcap_open_usd"] or 0) > 0 or not (row["mcap_close_usd"] or 0) > 0:
+        problems.append("total market cap missing or not positive at the open or the close")
+    elif not row["mcap_low_usd"] <= min(row["mcap_open_usd"], row["mcap_close_usd"]) <= row["mcap_high_usd"]:
+        problems.append("low/high do not bracket the open and close")
+    days = daily.filter(pl.col("date").is_between(w.open_day, w.close_day)).height
+    return Computed(
+        df,
+        metadata={"days_in_week": days, "coins_open": coins.get(w.open_day, 0), "coins_close": coins.get(w.close_day, 0)},
+        problems={"total_market_cap_coverage": problems},
+    )
+
+
+weekly_total_market_cap_asset = weekly_table_asset(
+    WEEKLY_TOTAL_MARKET_CAP,
+    description=(
+        "Total crypto market cap (every coin in coin_daily, stablecoins included, like CoinGecko's global figure) "
+        "at the week's open and close, its change and the week's low and high daily close. "
+        "pipelines.metrics.market.weekly_total_market_cap."
+    ),
+    deps=[COIN_DAILY_WEEK],
+    compute=compute_total_market_cap,
+    checks=[Check("total_market_cap_coverage",
+                  f"At least {MIN_TOTAL_COINS} coins at open and close, positive totals, low <= open/close <= high.")],
+)
+
+
+def compute_crossings(wh, week: str) -> Computed:
+    w = week_window(week)
+    daily = _total_daily(wh, week)
+    df = level_crossings(daily, week)
+    problems = []
+    for r in df.iter_rows(named=True):
+        if not w.open_day < r["crossed_on"] <= w.close_day:
+            problems.append(f"crossing of {r['level_usd']:.3g} on {r['crossed_on']} outside the week")
+        if r["last_other_side_day"] is not None and r["last_other_side_day"] >= r["crossed_on"]:
+            problems.append(f"'since' day {r['last_other_side_day']} not before the crossing")
+    return Computed(
+        df,
+        metadata={"crossings": df.height, "history_from": str(daily["date"].min()), "history_days": daily.height},
+        problems={"crossings_consistent": problems},
+    )
+
+
+weekly_mcap_crossings_asset = weekly_table_asset(
+    WEEKLY_MCAP_CROSSINGS,
+    description=(
+        "Round levels ($0.5T steps) of the total market cap crossed between daily closes during the week, with the "
+        "last earlier close already on the new side ('first time since April'). Reads coin_daily's whole history "
+        "up to the week's close. pipelines.metrics.market.level_crossings."
+    ),
+    deps=[COIN_DAILY_WEEK],
+    compute=compute_crossings,
+    checks=[Check("crossings_consistent", "Crossings fall inside the week; 'since' days precede them.")],
+)
+
+
+# ---- weekly_index_returns --------------------------------------------------------------------------------------
+def compute_index_returns(wh, week: str) -> Computed:
+    w = require_open_close(wh, week)
+    require_days(wh, COIN_DAILY.name, [w.open_day - timedelta(days=7)], week)  # the previous week's open
+    ids, registry = eligible_coin_ids(wh, w.close_day)
+    cd = coin_daily_between(wh, w.open_day - timedelta(days=7), w.close_day)
+    df = weekly_index_returns(cd, registry.select("coin_id", "categories"), ids, week, cap=INDEX_CAP)
+    capped, coverage, empty = [], [], []
+    for r in df.iter_rows(named=True):
+        n, mw = r["constituents"], r["max_weight"]
+        if n == 0:
+            empty.append(r["index"])
+            continue
+        limit = INDEX_CAP if n * INDEX_CAP >= 1 else 1.0 / n
+        if mw is None or mw > limit + 1e-9:
+            capped.append(f"{r['index']}: max weight {mw} above {limit:.4g}")
+        if r["return_pct"] is not None and r["return_pct"] <= -100:
+            capped.append(f"{r['index']}: return {r['return_pct']:.4g}% not above -100%")
+    for name in REQUIRED_INDICES:
+        hit = df.filter(pl.col("index") == name)
+        if hit.height == 0 or hit["return_pct"][0] is None:
+            coverage.append(f"{name} has no return")
+    return Computed(
+        df,
+        metadata={"empty_indices": ", ".join(empty) or "none"},
+        problems={"index_weights_capped": capped, "index_coverage": coverage,
+                  "sector_members": [f"{e} has no members" for e in empty]},
+    )
+
+
+weekly_index_returns_asset = weekly_table_asset(
+    WEEKLY_INDEX_RETURNS,
+    description=(
+        f"Sector and size indices (core L1, L2, gaming, DePIN, AI, DeFi, meme, top 30, mid and small caps), "
+        f"market-cap weighted and capped at {INDEX_CAP:.0%}, rebalanced at Monday 00:00 UTC; this week and the week "
+        "before. pipelines.metrics.sectors.weekly_index_returns over coin_daily and coin_registry categories."
+    ),
+    deps=[COIN_DAILY_WEEK, COIN_REGISTRY.name],
+    compute=compute_index_returns,
+    checks=[
+        Check("index_weights_capped", f"No weight above {INDEX_CAP:.0%} (1/n when n x cap < 1); returns above -100%."),
+        Check("index_coverage", f"{', '.join(REQUIRED_INDICES)} have a return."),
+        Check("sector_members", "Every sector index has members this week.", blocking=False),
+    ],
+)
+
+
+# ---- weekly_correlation_buckets --------------------------------------------------------------------------------
+def compute_correlation(wh, week: str) -> Computed:
+    w = require_open_close(wh, week)
+    ids, _ = eligible_coin_ids(wh, w.close_day)
+    first = w.close_day - timedelta(days=7 * CORR_LOOKBACK_WEEKS + CORR_WINDOW_DAYS + 1)
+    cd = coin_daily_between(wh, first, w.close_day, "date, coin_id, symbol, name, price_usd, market_cap_usd")
+    df = weekly_correlation_buckets(cd, ids, week, window_days=CORR_WINDOW_DAYS, lookback_weeks=CORR_LOOKBACK_WEEKS)
+    ranges = (
+        out_of(df["avg_pairwise_corr"], -1, 1, "avg_pairwise_corr")
+        + out_of(df["avg_corr_to_btc"], -1, 1, "avg_corr_to_btc")
+        + out_of(df["ew_return_pct"], -100, 1e6, "ew_return_pct", closed="none")
+    )
+    coverage = [
+        f"bucket {r['bucket']}: {r['coins']} coins, avg_pairwise_corr {r['avg_pairwise_corr']}"
+        for r in df.iter_rows(named=True)
+        if r["coins"] == 0 or r["avg_pairwise_corr"] is None or r["avg_corr_to_btc"] is None
+    ]
+    return Computed(
+        df,
+        metadata={"history_from": str(cd["date"].min()), "window_days": CORR_WINDOW_DAYS},
+        problems={"correlation_range": ranges, "correlation_coverage": coverage},
+    )
+
+
+weekly_correlation_buckets_asset = weekly_table_asset(
+    WEEKLY_CORRELATION_BUCKETS,
+    description=(
+        f"Mean pairwise and to-BTC correlation of {CORR_WINDOW_DAYS}-day daily log returns in rank buckets 1-10, "
+        f"11-50 and 51-100 at the open, the buckets' equal-weight returns, and the change against the previous "
+        f"{CORR_LOOKBACK_WEEKS} weeks. pipelines.metrics.correlation.weekly_correlation_buckets."
+    ),
+    deps=[dg.AssetDep(COIN_DAILY.name, partition_mapping=days_before(CORR_LOOKBACK_WEEKS + 5)), COIN_REGISTRY.name],
+    compute=compute_correlation,
+    checks=[
+        Check("correlation_range", "Correlations in [-1, 1]; bucket returns above -100%."),
+        Check("correlation_coverage", "Every bucket has members, a pairwise correlation and a correlation to BTC."),
+    ],
+)
