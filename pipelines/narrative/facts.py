@@ -103,17 +103,11 @@ def mcap_change(wd: WeekData, gaps: list[str]) -> list[Fact]:
         gaps.append("Total market cap change: not available for the week.")
         return []
     t, w = "weekly_market_summary", wd.week
-    ch = num(t, w, "total_mcap_change_pct", s["total_mcap_change_pct"], "abs_pct")
+    ch = num(t, w, "total_mcap_change_pct", s["total_mcap_change_pct"], "updown_pct")
     end = num(t, w, "total_mcap_end_usd", s["total_mcap_end_usd"], "usd")
     start = num(t, w, "total_mcap_start_usd", s["total_mcap_start_usd"], "usd")
-    verb = _dir(s["total_mcap_change_pct"], "rose", "fell", "was unchanged")
-    head = _dir(s["total_mcap_change_pct"], "Rises", "Falls", "Holds")
-    sent = (
-        Phrase("Total crypto market cap " + verb + " over the week, ending at {end} (from {start}).", {"end": end, "start": start})
-        if verb == "was unchanged"
-        else Phrase("Total crypto market cap " + verb + " {ch} over the week, from {start} to {end}.", {"ch": ch, "start": start, "end": end})
-    )
-    headline = Phrase("Crypto Market Cap " + head + " {ch} to {end}", {"ch": ch, "end": end})
+    sent = Phrase("Total crypto market cap was {ch} over the week, from {start} to {end}.", {"ch": ch, "start": start, "end": end})
+    headline = Phrase("Crypto Market Cap {ch} to {end}", {"ch": ch, "end": end})
     return [Fact("mcap_change", 50, sent, headline, {"change_pct": s["total_mcap_change_pct"]})]
 
 
@@ -289,14 +283,13 @@ def open_interest(wd: WeekData, gaps: list[str]) -> list[Fact]:
     oi = num(t, w, "oi_close_usd", r["oi_close_usd"], "usd")
     facts = []
     if r["oi_ref_usd"] is not None and r["oi_vs_ref_pct"] is not None and r["oi_ref_day"] is not None:
-        parts = {"oi": oi, "ref": num(t, w, "oi_ref_usd", r["oi_ref_usd"], "usd"), "day": num(t, w, "oi_ref_day", r["oi_ref_day"], "day_month"), "pct": num(t, w, "oi_vs_ref_pct", r["oi_vs_ref_pct"], "abs_pct")}
-        side = "below" if r["oi_vs_ref_pct"] < 0 else "above"
+        parts = {"oi": oi, "ref": num(t, w, "oi_ref_usd", r["oi_ref_usd"], "usd"), "day": num(t, w, "oi_ref_day", r["oi_ref_day"], "day_month"), "pct": num(t, w, "oi_vs_ref_pct", r["oi_vs_ref_pct"], "below_above_pct")}
         delev = r["oi_vs_ref_pct"] <= DELEVERAGING_PCT
         facts.append(
             Fact(
                 "oi_deleveraging" if delev else "oi_vs_peak",
                 75 if delev else 35,
-                Phrase("Total perpetual open interest stands at {oi}, {pct} " + side + " the {ref} reference peak of {day}.", parts),
+                Phrase("Total perpetual open interest stands at {oi}, {pct} the {ref} reference peak of {day}.", parts),
                 Phrase("Leverage Resets", {}) if delev else None,
                 {"oi_vs_ref_pct": r["oi_vs_ref_pct"]},
             )

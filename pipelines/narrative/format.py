@@ -73,6 +73,8 @@ FORMATS: dict[str, Callable] = {
     "usd_level": usd_level,
     "pct": pct,  # signed, +3.4%
     "abs_pct": abs_pct,  # unsigned magnitude, 3.4%
+    "updown_pct": lambda v: "flat" if round(v, 1) == 0 else f"{'up' if v > 0 else 'down'} {abs(v):.1f}%",
+    "below_above_pct": lambda v: f"{abs(v):.1f}% {'below' if v < 0 else 'above'}",
     "level_pct": lambda v: f"{v:.1f}%",  # a rate or a volatility, 4.4%
     "rate2": lambda v: f"{v:.2f}%",  # a yield, 3.51%
     "pp2": lambda v: f"{v:+.2f} pp",  # a spread in percentage points
