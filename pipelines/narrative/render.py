@@ -10,6 +10,7 @@ came from an API is a ``Txt``: escaped by Jinja's autoescaping in HTML, and by `
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,9 +192,9 @@ def _movers(wd: WeekData) -> list[dict[str, Phrase]]:
     return [{"g": g, "l": l} for g, l in zip(side("gainer"), side("loser"), strict=False)]
 
 
-def render_week(wd: WeekData, sources: list[dict[str, Any]] | None = None) -> RenderedReport:
-    """Render one week. ``sources``: the input partitions (table, partition, sha256, raw files) for the list at
-    the end; the numbers' own sources are in their spans and in ``claims``."""
+def render_week(wd: WeekData, sources: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> RenderedReport:
+    """Render one week. ``sources(claims)`` returns the input partitions (table, partition, sha256, raw files)
+    for the list at the end; the numbers' own sources are in their spans and in ``claims``."""
     s = wd.one("weekly_market_summary")
     if s is None:
         raise ValueError(f"week {wd.week}: weekly_market_summary is required and has no row")
@@ -218,6 +219,7 @@ def render_week(wd: WeekData, sources: list[dict[str, Any]] | None = None) -> Re
     everything = [title, dateline, window, *summary, *macro, *structure, *corr_vol, *market, *sectors, *sector_facts, *buckets, *cross]
     everything += [p for row in movers for p in row.values()]
     nums, txts = _collect(everything)
+    claims = list({c["source"] + "|" + c["format"]: c for c in (n.claim() for n in nums)}.values())
     context = {
         "title": title,
         "dateline": dateline,
@@ -235,12 +237,11 @@ def render_week(wd: WeekData, sources: list[dict[str, Any]] | None = None) -> Re
         "view": view,
         "gaps": gaps,
         "charts": charts,
-        "sources": sources or [],
+        "sources": sources(claims) if sources else [],
         "sources_heading": SOURCES_HEADING,
     }
     markdown = _env(False).get_template("report.md.j2").render(context)
     html = _env(True).get_template("report.html.j2").render(context)
-    claims = list({c["source"] + "|" + c["format"]: c for c in (n.claim() for n in nums)}.values())
     return RenderedReport(
         title=title.md(),
         headline=" ".join(p.md() for p in summary),
