@@ -22,7 +22,7 @@ import polars as pl
 
 from pipelines.narrative.data import WeekData
 from pipelines.narrative.format import FORMATS
-from pipelines.narrative.pieces import Num, Phrase, Txt
+from pipelines.narrative.pieces import Num, Phrase, Txt, join
 
 INDEX_LABELS: dict[str, str] = {
     "l2": "Layer 2 (L2)",
@@ -108,7 +108,17 @@ def mcap_change(wd: WeekData, gaps: list[str]) -> list[Fact]:
     start = num(t, w, "total_mcap_start_usd", s["total_mcap_start_usd"], "usd")
     sent = Phrase("Total crypto market cap was {ch} over the week, from {start} to {end}.", {"ch": ch, "start": start, "end": end})
     headline = Phrase("Crypto Market Cap {ch} to {end}", {"ch": ch, "end": end})
-    return [Fact("mcap_change", 50, sent, headline, {"change_pct": s["total_mcap_change_pct"]})]
+    facts = [Fact("mcap_change", 50, sent, headline, {"change_pct": s["total_mcap_change_pct"]})]
+    majors = [
+        Phrase(label + " {r}", {"r": num(t, w, col, s[col], "pct")})
+        for col, label in (("btc_return_pct", "Bitcoin returned"), ("eth_return_pct", "Ether"))
+        if s[col] is not None
+    ]
+    if majors:
+        facts.append(Fact("mcap_majors", 48, Phrase("{m} on the week.", {"m": join(majors)}), None, {"btc": s["btc_return_pct"], "eth": s["eth_return_pct"]}))
+    else:
+        gaps.append("Bitcoin and Ether weekly returns: missing at the open or the close.")
+    return facts
 
 
 def mcap_crossing(wd: WeekData, gaps: list[str]) -> list[Fact]:
