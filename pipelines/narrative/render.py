@@ -189,7 +189,7 @@ def _movers(wd: WeekData) -> list[dict[str, Phrase]]:
             out.append(Phrase("{n} ({s}) {r}", {"n": Txt(r["name"]), "s": Txt(r["symbol"].upper()), "r": num("weekly_movers", wd.week, "return_pct", r["return_pct"], "pct", where)}))
         return out
 
-    return [{"g": g, "l": l} for g, l in zip(side("gainer"), side("loser"), strict=False)]
+    return [{"g": g, "l": lo} for g, lo in zip(side("gainer"), side("loser"), strict=False)]
 
 
 def render_week(wd: WeekData, sources: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> RenderedReport:
