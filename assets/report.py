@@ -1,5 +1,4 @@
-"""Report layer: the rendered weekly update, its manifest, and the blocking claim check."""
-
+"""Report layer: the rendered weekly update, its manifest and versions, and the blocking claim check."""
 
 import json
 
@@ -7,86 +6,112 @@ import dagster as dg
 import polars as pl
 
 from assets._meta import md_table
-from pipelines.manifest import code_version, input_entry
-from pipelines.narrative.claims import summary_claims
-from pipelines.narrative.render import render_report
-from pipelines.partitions import WEEKLY, week_close_days
+from pipelines.narrative.claims import check_claims
+from pipelines.narrative.data import ALL_TABLES, OPTIONAL, load_week
+from pipelines.narrative.lineage import clean_inputs, manifest, sources_for, weekly_inputs
+from pipelines.narrative.publish import publish
+from pipelines.narrative.render import render_week
+from pipelines.partitions import WEEKLY
 from pipelines.resources import WarehouseResource
-from pipelines.schemas import COIN_DAILY, WEEKLY_MARKET_SUMMARY, WEEKLY_MOVERS
-from pipelines.warehouse import atomic_write_bytes
+from pipelines.schemas import WEEKLY_MARKET_SUMMARY
 
-SOURCES = "CoinGecko (market caps, prices, volumes, categories)"
+
+def build_report(wh, week: str):
+    """Load, render, check (fail closed) and publish one week; returns (rendered, manifest, published)."""
+    if not wh.has_partition(WEEKLY_MARKET_SUMMARY, week):
+        raise dg.Failure(f"report for {week}: weekly_market_summary has no partition for the week (it is required)")
+    wd, read = load_week(wh, week)
+    clean = clean_inputs(wh, week)
+    rendered = render_week(wd, sources_for(wh, week, clean))
+    # Fail closed: a figure that does not match a fresh query of the lake is never published.
+    wrong = [c for c in check_claims(wh, week, rendered.markdown, rendered.claims, rendered.texts) if not c.ok]
+    if wrong:
+        raise dg.Failure(
+            f"report for {week} not published: {len(wrong)} figure(s) fail the claim check: "
+            + "; ".join(f"{c.label} printed {c.printed_text!r}, expected {c.expected_text!r} ({c.problem})" for c in wrong[:20])
+        )
+    man = manifest(
+        week,
+        rendered.title,
+        weekly_inputs(wh, read),
+        clean,
+        [f.as_dict() for f in rendered.facts],
+        rendered.claims,
+        sorted(rendered.charts),
+        rendered.gaps,
+    )
+    man["texts"] = rendered.texts
+    files = {
+        "report.md": rendered.markdown.encode(),
+        "report.html": rendered.html.encode(),
+        "manifest.json": json.dumps(man, indent=1, sort_keys=True, default=str).encode(),
+    }
+    for name, (_, svg) in rendered.charts.items():
+        files[f"charts/{name}.svg"] = svg.encode()
+    published = publish(wh.reports_dir / week, week, files)
+    return rendered, man, published
 
 
 @dg.asset(
     group_name="report",
     kinds={"python", "markdown", "html"},
     partitions_def=WEEKLY,
-    deps=["weekly_market_summary", "weekly_movers"],
+    deps=[t.name for t in ALL_TABLES],
     description=(
-        "The weekly market update as Markdown and self-contained HTML under reports/<week>/, with manifest.json "
-        "listing every input partition (with sha256) and the code version."
+        "The weekly market update (Markdown and self-contained HTML with inline SVG charts) under "
+        "reports/<week>/, versioned under versions/<n>/ with CHANGES.md; manifest.json lists every input "
+        "partition (sha256), the raw pulls behind the clean partitions, the code version, the facts and every "
+        "claim with its source. Only weekly_market_summary is required; a missing optional table is listed "
+        "under Data gaps."
     ),
 )
 def weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
     week = context.partition_key
-    summary = wh.read_partition(WEEKLY_MARKET_SUMMARY, week)
-    movers = wh.read_partition(WEEKLY_MOVERS, week)
-    open_day, close_day = week_close_days(week)
-    gaps = []
-    if summary["coins_start"][0] != summary["coins_end"][0]:
-        gaps.append(
-            f"{summary['coins_start'][0]} coins were priced at the open and {summary['coins_end'][0]} at the close."
-        )
-    rendered = render_report(summary, movers, gaps, SOURCES)
-    # Fail closed: a figure that does not match a fresh query of the lake is never published.
-    wrong = [c for c in summary_claims(wh, week, rendered.markdown) if not c.found]
-    if wrong:
-        raise dg.Failure(
-            f"report for {week} not published: {len(wrong)} figure(s) disagree with the tables: "
-            + "; ".join(f"{c.label} should read {c.expected_text}" for c in wrong)
-        )
+    rendered, man, pub = build_report(wh, week)
     out_dir = wh.reports_dir / week
-    manifest = {
-        "week": week,
-        "title": rendered.title,
-        "inputs": [
-            input_entry(wh, WEEKLY_MARKET_SUMMARY, week),
-            input_entry(wh, WEEKLY_MOVERS, week),
-            input_entry(wh, COIN_DAILY, open_day.isoformat()),
-            input_entry(wh, COIN_DAILY, close_day.isoformat()),
-        ],
-        "code": code_version(),
-    }
-    atomic_write_bytes(out_dir / "report.md", rendered.markdown.encode())
-    atomic_write_bytes(out_dir / "report.html", rendered.html.encode())
-    atomic_write_bytes(out_dir / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
     html_path = out_dir / "report.html"
+    missing = [t.name for t in OPTIONAL if t.name in {g.split(":")[0] for g in rendered.gaps}]
     return dg.MaterializeResult(
         metadata={
             "title": rendered.title,
             "headline": rendered.headline,
-            "report": dg.MetadataValue.md(rendered.markdown),
+            "report": dg.MetadataValue.md(rendered.markdown_with_inline_charts()),
             "html": dg.MetadataValue.url(html_path.as_uri()),
             "html_path": dg.MetadataValue.path(str(html_path)),
             "markdown_path": dg.MetadataValue.path(str(out_dir / "report.md")),
-            "manifest": dg.MetadataValue.json(manifest),
+            "version": pub.version,
+            "version_path": dg.MetadataValue.path(str(pub.directory)),
+            "new_version": pub.new,
+            "content_sha256": pub.content_sha256,
+            "claims": len(rendered.claims),
+            "facts": dg.MetadataValue.md(md_table(pl.DataFrame([{"key": f.key, "priority": f.priority, "text": f.sentence.md()} for f in rendered.facts]) if rendered.facts else pl.DataFrame(), 40)),
+            "missing_tables": ", ".join(missing) or "none",
+            "data_gaps": dg.MetadataValue.md("\n".join(f"- {g}" for g in rendered.gaps) or "none"),
+            "manifest_inputs": len(man["inputs"]),
+            "code": dg.MetadataValue.json(man["code"]),
         }
     )
 
 
-@dg.asset_check(asset=weekly_report, blocking=True, description="Every figure in the text equals a fresh query of the lake.")
+@dg.asset_check(asset=weekly_report, blocking=True, description="Every figure in the text equals a fresh query of the lake, and every number in the text has a claim.")
 def report_claims_match_tables(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     wh = warehouse.get()
     week = context.run.tags["dagster/partition"]
     markdown = (wh.reports_dir / week / "report.md").read_text()
-    claims = summary_claims(wh, week, markdown)
-    bad = [c for c in claims if not c.found]
+    man = json.loads((wh.reports_dir / week / "manifest.json").read_text())
+    results = check_claims(wh, week, markdown, man["claims"], man.get("texts", []))
+    bad = [c for c in results if not c.ok]
     table = pl.DataFrame(
-        {"claim": [c.label for c in claims], "expected": [c.expected_text for c in claims], "in_text": [c.found for c in claims]}
-    )
+        {
+            "claim": [c.label for c in results],
+            "printed": [c.printed_text for c in results],
+            "expected": [c.expected_text for c in results],
+            "ok": [c.ok for c in results],
+            "problem": [c.problem for c in results],
+        }
+    ).sort("ok")
     return dg.AssetCheckResult(
-        passed=not bad and bool(claims),
-        metadata={"claims": len(claims), "mismatches": len(bad), "detail": dg.MetadataValue.md(md_table(table, 30))},
+        passed=not bad,
+        metadata={"claims": len(results), "mismatches": len(bad), "detail": dg.MetadataValue.md(md_table(table, 40))},
     )

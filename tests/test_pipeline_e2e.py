@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from pipelines.emulator.server import MarketEmulator
-from pipelines.narrative.format import pct, usd_compact
+from pipelines.narrative.format import fmt, pct, usd_compact
 from pipelines.runner import run_week
 from pipelines.warehouse import Warehouse
 
@@ -37,10 +37,10 @@ def test_report_numbers_equal_a_direct_query_of_the_lake(week_run) -> None:
     )
     (open_total, close_total), (btc0, btc1) = totals["total"].to_list(), totals["btc"].to_list()
     assert usd_compact(open_total) in text and usd_compact(close_total) in text
-    assert pct((close_total / open_total - 1) * 100) in text
+    assert fmt("updown_pct", (close_total / open_total - 1) * 100) in text
     assert pct((btc1 / btc0 - 1) * 100) in text
     assert close_total < 3e12 < open_total  # the emulated November sell-off
-    assert "falls" in run.markdown.read_text().splitlines()[0]
+    assert "down" in run.markdown.read_text().splitlines()[0]
 
 
 def test_outputs_manifest_html_and_catalog(week_run) -> None:
@@ -54,7 +54,7 @@ def test_outputs_manifest_html_and_catalog(week_run) -> None:
         assert sha256_file(wh.root / entry["path"]) == entry["sha256"]
     assert manifest["code"]["source_sha256"]
     html = run.html.read_text()
-    assert html.startswith("<!DOCTYPE html>") and "<script" not in html and "http" not in html.split("<footer>")[0]
+    assert html.startswith("<!DOCTYPE html>") and "<script" not in html and "http" not in html.split("<footer")[0]
     assert (wh.root / "catalog.duckdb").exists()
     # every clean row points back at the raw response it came from
     raw = wh.query("SELECT DISTINCT raw_file FROM coin_daily WHERE date = DATE '2025-11-23'")["raw_file"].to_list()
@@ -71,7 +71,7 @@ def test_materializations_carry_metadata_and_checks_pass(week_run) -> None:
     summary = instance.get_latest_materialization_event(dg.AssetKey("weekly_market_summary")).asset_materialization
     assert summary.metadata["dagster/row_count"].value == 1
     report = instance.get_latest_materialization_event(dg.AssetKey("weekly_report")).asset_materialization
-    assert report.metadata["report"].value.startswith("# Crypto market cap")
+    assert report.metadata["report"].value.startswith("# Crypto Market Cap down")
     checks = instance.event_log_storage.get_asset_check_execution_history(
         dg.AssetCheckKey(dg.AssetKey("weekly_report"), "report_claims_match_tables"), limit=1
     )

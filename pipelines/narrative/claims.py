@@ -1,52 +1,136 @@
 """The claim check: every figure printed in a report, re-derived from the lake with an independent query.
 
-The report is rendered from frames; this module asks DuckDB for the same numbers directly from the Parquet
-files and formats them the same way. A figure that disagrees, or one that is missing from the text, fails the
-check, and the check blocks publication.
+The renderer records, for each number it prints, a claim: the text printed, the named format, and where the
+value lives (table, week partition, column, row key, derivation). This module does not look at the frames the
+report was rendered from: it asks DuckDB for each value directly from the Parquet files, formats it with the
+same named format and compares. The check fails when
+
+* a claim's re-derived text differs from the text the renderer printed (wrong value, wrong row, wrong format),
+* a claimed text is not in the Markdown (the text was edited after rendering),
+* a number in the Markdown is not covered by any claim (a figure with no source), after masking fixed wording
+  that contains digits (``FIXED_TERMS``, e.g. "Layer 2", "7-day") and the API strings as printed.
+
+The lineage list under ``## Sources`` (partition keys and hashes) is not prose and is not scanned.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
 
-from pipelines.narrative.format import pct, usd_compact
+import pyarrow as pa
+
+from pipelines.narrative.format import FORMATS
+from pipelines.narrative.render import FIXED_TERMS, SOURCES_HEADING
+from pipelines.schemas import TABLES
 from pipelines.warehouse import Warehouse
+
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 
 
 @dataclass
-class Claim:
-    label: str
-    expected_text: str
-    source: str  # table and partition
-    found: bool
+class ClaimResult:
+    label: str  # the claim's source
+    expected_text: str  # what a fresh query says should be printed
+    printed_text: str  # what the renderer printed
+    found: bool  # the printed text is in the Markdown
+    ok: bool  # expected == printed and found
+    problem: str = ""
 
 
-def summary_claims(wh: Warehouse, week: str, markdown: str) -> list[Claim]:
-    rows = wh.query(
-        """
-        SELECT total_mcap_start_usd, total_mcap_end_usd, total_mcap_change_pct, btc_return_pct, eth_return_pct
-        FROM weekly_market_summary WHERE week = CAST(? AS DATE)
-        """,
-        [week],
-    )
-    if rows.height != 1:
-        return [Claim("weekly_market_summary row", "1 row", f"weekly_market_summary/week={week}", False)]
-    r = rows.row(0, named=True)
-    src = f"weekly_market_summary/week={week}"
-    expected = {
-        "total market cap at the open": usd_compact(r["total_mcap_start_usd"]),
-        "total market cap at the close": usd_compact(r["total_mcap_end_usd"]),
-        "total market cap change": pct(r["total_mcap_change_pct"]),
-        "BTC weekly return": pct(r["btc_return_pct"]),
-        "ETH weekly return": pct(r["eth_return_pct"]),
-    }
-    movers = wh.query(
-        "SELECT kind, position, return_pct FROM weekly_movers WHERE week = CAST(? AS DATE) ORDER BY kind, position",
-        [week],
-    )
-    for m in movers.iter_rows(named=True):
-        expected[f"{m['kind']} #{m['position']}"] = pct(m["return_pct"])
-    return [
-        Claim(label, text, src if "#" not in label else f"weekly_movers/week={week}", text in markdown)
-        for label, text in expected.items()
-    ]
+def _sql_type(t: pa.DataType) -> str:
+    if pa.types.is_date(t):
+        return "DATE"
+    if pa.types.is_floating(t):
+        return "DOUBLE"
+    if pa.types.is_integer(t):
+        return "BIGINT"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    return "VARCHAR"
+
+
+def _where(table_name: str, where: dict[str, Any]) -> tuple[str, list[Any]]:
+    table = TABLES[table_name]
+    types = {c.name: c.type for c in table.columns}
+    sql, params = "", []
+    for k, v in sorted(where.items()):
+        if k not in types:
+            raise ValueError(f"{table_name} has no column {k!r}")
+        sql += f' AND "{k}" = CAST(? AS {_sql_type(types[k])})'
+        params.append(str(v))
+    return sql, params
+
+
+def rederive(wh: Warehouse, claim: dict[str, Any]) -> Any:
+    """The claim's value, from a fresh DuckDB query of the lake."""
+    name, col, kind, week = claim["table"], claim["column"], claim["kind"], claim["partition"]
+    if name not in TABLES or col not in TABLES[name].column_names or TABLES[name].partition_by != "week":
+        raise ValueError(f"unknown weekly table or column {name}.{col}")
+    w_sql, w_params = _where(name, claim.get("where") or {})
+    if kind == "value":
+        df = wh.query(f'SELECT "{col}" AS v FROM "{name}" WHERE week = CAST(? AS DATE){w_sql}', [week, *w_params])
+        if df.height != 1:
+            raise ValueError(f"{df.height} rows")
+        return df["v"][0]
+    if kind == "count":
+        return wh.query(f'SELECT count(*) AS v FROM "{name}" WHERE week = CAST(? AS DATE){w_sql}', [week, *w_params])["v"][0]
+    if kind in ("last_le", "last_ge"):
+        op = "<=" if kind == "last_le" else ">="
+        df = wh.query(
+            f'SELECT max(week) AS v FROM "{name}" WHERE week < CAST(? AS DATE) AND "{col}" {op} '
+            f'(SELECT "{col}" FROM "{name}" WHERE week = CAST(? AS DATE){w_sql})',
+            [week, week, *w_params],
+        )
+        return df["v"][0]
+    if kind == "neg_streak":
+        df = wh.query(f'SELECT week, "{col}" AS v FROM "{name}" WHERE week <= CAST(? AS DATE) ORDER BY week DESC', [week])
+        n, expect = 0, date.fromisoformat(week)
+        for w, v in df.iter_rows():
+            if w != expect or v is None or not v < 0:
+                break
+            n, expect = n + 1, expect - timedelta(days=7)
+        return n
+    raise ValueError(f"unknown claim kind {kind!r}")
+
+
+def _mask_pattern(text: str) -> re.Pattern[str]:
+    head = r"(?<![\w.,])" if text[:1].isalnum() else ""
+    tail = r"(?![\w])" if text[-1:].isalnum() else ""
+    return re.compile(head + re.escape(text) + tail)
+
+
+def uncovered_numbers(markdown: str, claims: list[dict[str, Any]], texts: list[str]) -> list[str]:
+    """Numbers in the prose that no claim, API string or fixed term accounts for."""
+    body = markdown.split("\n" + SOURCES_HEADING + "\n", 1)[0]
+    body = re.sub(r"!\[[^\]]*\]\(charts/[a-z_]+\.svg\)", " ", body)  # chart embeds
+    masks = sorted({c["text"] for c in claims} | set(texts) | set(FIXED_TERMS), key=len, reverse=True)
+    for m in masks:
+        if m:
+            body = _mask_pattern(m).sub(" \u00a7 ", body)
+    return _NUMBER.findall(body)
+
+
+def check_claims(wh: Warehouse, week: str, markdown: str, claims: list[dict[str, Any]], texts: list[str]) -> list[ClaimResult]:
+    out: list[ClaimResult] = []
+    for c in claims:
+        found = _mask_pattern(c["text"]).search(markdown) is not None
+        try:
+            if c["partition"] > week:
+                raise ValueError("claim from a later week than the report")
+            expected = FORMATS[c["format"]](rederive(wh, c))
+            ok, problem = expected == c["text"] and found, ""
+            if expected != c["text"]:
+                problem = "value differs"
+            elif not found:
+                problem = "not in the text"
+        except Exception as exc:  # noqa: BLE001 - any failure to re-derive is a failed claim
+            expected, ok, problem = "", False, f"cannot re-derive: {exc}"
+        out.append(ClaimResult(c["source"], expected, c["text"], found, ok, problem))
+    for token in uncovered_numbers(markdown, claims, texts):
+        out.append(ClaimResult("(no claim)", "", token, True, False, "number in the text without a claim"))
+    if not claims:
+        out.append(ClaimResult("(no claims)", "", "", False, False, "the report has no claims"))
+    return out

@@ -28,3 +28,72 @@ def direction(value: float | None, up: str = "up", down: str = "down", flat: str
 
 def abs_pct(value: float | None, places: int = 1) -> str:
     return "n/a" if value is None else f"{abs(value):.{places}f}%"
+
+
+# ---- the formats a claim can name -------------------------------------------------------------------------
+# The renderer prints every number through one of these, by name, and records the name in the claim; the claim
+# check formats its own query result with the same function, so "what is printed" is re-derivable exactly.
+from collections.abc import Callable  # noqa: E402
+from datetime import date  # noqa: E402
+
+MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)
+
+
+def usd_level(value: float) -> str:
+    """A round level: $3T, $2.5T, $750B."""
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if abs(value) >= div:
+            return f"${value / div:,.2f}".rstrip("0").rstrip(".") + suffix
+    return f"${value:,.0f}"
+
+
+def ordinal(n: int) -> str:
+    n = int(n)
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def long_date(d: date) -> str:
+    return f"{MONTHS[d.month - 1]} {d.day}, {d.year}"
+
+
+def day_month(d: date) -> str:
+    return f"{MONTHS[d.month - 1]} {d.day}"
+
+
+def month_year(d: date) -> str:
+    return f"{MONTHS[d.month - 1]} {d.year}"
+
+
+FORMATS: dict[str, Callable] = {
+    "usd": usd_compact,
+    "usd_level": usd_level,
+    "pct": pct,  # signed, +3.4%
+    "abs_pct": abs_pct,  # unsigned magnitude, 3.4%
+    "updown_pct": lambda v: "flat" if round(v, 1) == 0 else f"{'up' if v > 0 else 'down'} {abs(v):.1f}%",
+    "below_above_pct": lambda v: f"{abs(v):.1f}% {'below' if v < 0 else 'above'}",
+    "level_pct": lambda v: f"{v:.1f}%",  # a rate or a volatility, 4.4%
+    "rate2": lambda v: f"{v:.2f}%",  # a yield, 3.51%
+    "pp2": lambda v: f"{v:+.2f} pp",  # a spread in percentage points
+    "corr": lambda v: f"{v:.2f}",
+    "corr_change": lambda v: f"{v:+.2f}",
+    "ratio": lambda v: f"{v:.2f}x",
+    "pts": lambda v: f"{v:+.1f} pts",
+    "fixed2": lambda v: f"{v:.2f}",
+    "funding_bp": lambda v: f"{v * 1e4:+.2f} bp",  # a funding fraction per 8h, in basis points
+    "ann_pct": lambda v: f"{v * 100:+.1f}%",  # an annualized fraction, in percent
+    "thousands": lambda v: f"{v:+,.0f}k",
+    "int": lambda v: f"{int(v):,d}",
+    "ordinal": ordinal,
+    "long_date": long_date,
+    "day_month": day_month,
+    "month_year": month_year,
+    "iso_date": lambda d: d.isoformat(),
+}
+
+
+def fmt(name: str, value) -> str:
+    return FORMATS[name](value)

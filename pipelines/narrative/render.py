@@ -1,29 +1,77 @@
-"""Render a week's report (Markdown and self-contained HTML) from the weekly tables.
+"""Render a week's report (Markdown and self-contained HTML) from the weekly tables, shaped like the desk's
+model report: headline, dateline, summary, Macro Update, market internal structure, correlations and
+volatility, Sector Performance, top movers, Our View, Data gaps, Sources.
 
-Every string that came from an API (coin names, symbols) is escaped: by Jinja's autoescaping in HTML, and by
-``md_escape`` in Markdown, so a coin named ``<script>`` is shown, never run.
+Every number is a ``Num`` (see ``pieces.py``): printed through a named format, wrapped in HTML in a
+``<span data-source="table/week=...#column">``, and listed in ``claims`` for the claim check. Every string that
+came from an API is a ``Txt``: escaped by Jinja's autoescaping in HTML, and by ``md_escape`` in Markdown.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from datetime import date
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import polars as pl
 
-from pipelines.narrative.format import abs_pct, direction, pct, usd_compact
+from pipelines.narrative import charts as charts_mod
+from pipelines.narrative.data import WeekData
+from pipelines.narrative.facts import ASSET_LABELS, INDEX_LABELS, Fact, derive_facts, num, our_view
+from pipelines.narrative.pieces import Num, Phrase, Txt, join, md_escape
+
+__all__ = ["md_escape", "render_week", "RenderedReport", "FIXED_TERMS", "SOURCES_HEADING"]
 
 TEMPLATES = Path(__file__).parent / "templates"
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>&])")
+SOURCES_HEADING = "## Sources"  # the lineage list below it holds partition keys and hashes, not figures
+# Fixed wording that contains digits but is not a figure (the claim check masks it before looking for numbers).
+FIXED_TERMS: tuple[str, ...] = tuple(
+    sorted(
+        set(INDEX_LABELS.values())
+        | set(ASSET_LABELS.values())
+        | {"1-10", "11-50", "51-100", "top 10", "top 100", "7-day", "30-day", "8h", "00:00", "10Y-2Y", "2Y", "10Y", "GMCI-30"},
+        key=len,
+        reverse=True,
+    )
+)
+SUMMARY_FACTS = 4
+
+MACRO: tuple[tuple[str, str, str, str], ...] = (
+    # metric, label, value format, observation-date format
+    ("payrolls_change_k", "Non-farm payrolls (change)", "thousands", "month_year"),
+    ("unemployment_rate", "Unemployment rate", "level_pct", "month_year"),
+    ("ust_2y", "US 2Y Treasury yield", "rate2", "long_date"),
+    ("ust_10y", "US 10Y Treasury yield", "rate2", "long_date"),
+    ("curve_10y_2y", "Curve (10Y-2Y)", "pp2", "long_date"),
+    ("japan_10y", "Japan 10Y yield", "rate2", "month_year"),
+    ("usd_jpy", "USD/JPY", "fixed2", "long_date"),
+)
+STRUCTURE_KEYS = ("funding", "oi_", "spot_", "perp_to_spot", "leverage_skew")
+CORR_VOL_KEYS = ("corr_", "small_caps_decoupling", "btc_rv")
 
 
-def md_escape(text: str) -> str:
-    """Make untrusted text inert in Markdown (and in the HTML a Markdown viewer produces)."""
-    text = text.replace("\r", " ").replace("\n", " ")
-    return _MD_SPECIAL.sub(r"\\\1", text)
+@dataclass
+class RenderedReport:
+    title: str
+    headline: str  # the summary paragraph (Markdown)
+    markdown: str
+    html: str
+    facts: list[Fact]
+    claims: list[dict[str, Any]]
+    texts: list[str]  # API strings as printed in the Markdown
+    gaps: list[str]
+    charts: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def markdown_with_inline_charts(self) -> str:
+        """The Markdown with each chart as a data-URI image (for the Dagster UI, which has no files)."""
+        md = self.markdown
+        for name, (caption, svg) in self.charts.items():
+            uri = "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+            md = md.replace(f"![{caption}](charts/{name}.svg)", f"![{caption}]({uri})")
+        return md
 
 
 def _env(autoescape: bool) -> jinja2.Environment:
@@ -32,83 +80,176 @@ def _env(autoescape: bool) -> jinja2.Environment:
         autoescape=autoescape,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
-        trim_blocks=False,
     )
 
 
-@dataclass
-class RenderedReport:
-    title: str
-    headline: str  # the summary paragraph
-    markdown: str
-    html: str
+def _collect(phrases: list[Phrase]) -> tuple[list[Num], list[Txt]]:
+    nums: list[Num] = []
+    txts: list[Txt] = []
+
+    def walk(p: Phrase) -> None:
+        for v in p.parts.values():
+            if isinstance(v, Num):
+                nums.append(v)
+            elif isinstance(v, Txt):
+                txts.append(v)
+            elif isinstance(v, Phrase):
+                walk(v)
+
+    for p in phrases:
+        walk(p)
+    return nums, txts
 
 
-def headline_title(summary: dict) -> str:
-    change = summary["total_mcap_change_pct"]
-    verb = {"up": "rises", "down": "falls", "flat": "holds"}[direction(change)]
-    return f"Crypto market cap {verb} {abs_pct(change)} to {usd_compact(summary['total_mcap_end_usd'])}"
+def _macro(wd: WeekData, gaps: list[str]) -> list[Phrase]:
+    rows = wd.rows("weekly_macro")
+    if rows is None:
+        return []
+    by = {r["metric"]: r for r in rows.iter_rows(named=True)}
+    out = []
+    for metric, label, vfmt, dfmt in MACRO:
+        r = by.get(metric)
+        where = {"metric": metric}
+        if r is None or r["status"] == "unavailable" or r["observation_date"] is None:
+            out.append(Phrase(label + ": no data available."))
+            gaps.append(f"Macro: {label} is not available.")
+            continue
+        d = num("weekly_macro", wd.week, "observation_date", r["observation_date"], dfmt, where)
+        if r["status"] == "missing" or r["value"] is None:
+            out.append(Phrase(label + ": the {d} observation is missing (not published); no earlier value is substituted.", {"d": d}))
+            gaps.append(f"Macro: {label} for the latest period is missing.")
+            continue
+        out.append(Phrase(label + ": {v} ({d}).", {"v": num("weekly_macro", wd.week, "value", r["value"], vfmt, where), "d": d}))
+    return out
 
 
-def summary_paragraph(summary: dict) -> str:
-    change = summary["total_mcap_change_pct"]
-    move = {"up": "rose", "down": "fell", "flat": "was unchanged"}[direction(change)]
-    text = (
-        f"Total crypto market capitalisation {move} {abs_pct(change)} over the week, from "
-        f"{usd_compact(summary['total_mcap_start_usd'])} to {usd_compact(summary['total_mcap_end_usd'])}."
-    )
-    parts = []
-    if summary["btc_return_pct"] is not None:
-        parts.append(f"Bitcoin returned {pct(summary['btc_return_pct'])}")
-    if summary["eth_return_pct"] is not None:
-        parts.append(f"Ether {pct(summary['eth_return_pct'])}")
-    if parts:
-        text += " " + " and ".join(parts) + "."
-    return text
+def _cross_asset(wd: WeekData) -> list[Phrase]:
+    rows = wd.rows("weekly_cross_asset")
+    if rows is None:
+        return []
+    out = []
+    rows = rows.sort(["rank", "asset"], nulls_last=True)
+    for r in rows.iter_rows(named=True):
+        label = ASSET_LABELS.get(r["asset"], None)
+        name = Phrase(label) if label else Phrase("{a}", {"a": Txt(r["asset"])})
+        where = {"asset": r["asset"]}
+        if r["return_pct"] is None:
+            out.append(Phrase("{n}: no return this week (stale or missing prices).", {"n": name}))
+        else:
+            out.append(Phrase("{n}: {r}", {"n": name, "r": num("weekly_cross_asset", wd.week, "return_pct", r["return_pct"], "pct", where)}))
+    return out
 
 
-def render_report(
-    summary: pl.DataFrame, movers: pl.DataFrame, gaps: list[str], sources: str
-) -> RenderedReport:
-    if summary.height != 1:
-        raise ValueError(f"expected one summary row, got {summary.height}")
-    s = summary.row(0, named=True)
-    title = headline_title(s)
-    para = summary_paragraph(s)
-    week_start: date = s["week_start"]
-    market_lines = [
-        f"Total market cap: {usd_compact(s['total_mcap_start_usd'])} at the open, "
-        f"{usd_compact(s['total_mcap_end_usd'])} at the close ({pct(s['total_mcap_change_pct'])}).",
-        f"Bitcoin (BTC): {pct(s['btc_return_pct'])} on the week.",
-        f"Ether (ETH): {pct(s['eth_return_pct'])} on the week.",
-        f"Coins counted: {s['coins_start']} at the open, {s['coins_end']} at the close.",
-    ]
+def _sectors(wd: WeekData) -> list[Phrase]:
+    rows = wd.rows("weekly_index_returns")
+    if rows is None:
+        return []
+    out = []
+    for r in rows.sort(["return_pct", "index"], nulls_last=True).iter_rows(named=True):
+        label = INDEX_LABELS.get(r["index"])
+        name = Phrase(label) if label else Phrase("{a}", {"a": Txt(r["index"])})
+        where = {"index": r["index"]}
+        if r["return_pct"] is None:
+            out.append(Phrase("{n}: no return (no priced members).", {"n": name}))
+            continue
+        p = {"n": name, "r": num("weekly_index_returns", wd.week, "return_pct", r["return_pct"], "updown_pct", where), "k": num("weekly_index_returns", wd.week, "constituents", r["constituents"], "int", where)}
+        out.append(Phrase("{n} {r} ({k} members)", p))
+    return out
 
-    def rows(kind: str) -> list[dict]:
+
+def _buckets(wd: WeekData) -> list[Phrase]:
+    rows = wd.rows("weekly_correlation_buckets")
+    if rows is None:
+        return []
+    out = []
+    for r in sorted(rows.iter_rows(named=True), key=lambda r: int(r["bucket"].split("-")[0]) if r["bucket"].split("-")[0].isdigit() else 10**9):
+        where = {"bucket": r["bucket"]}
+        parts: list[Phrase] = []
+        for col, label, f in (("avg_pairwise_corr", "average pairwise correlation", "corr"), ("avg_corr_to_btc", "correlation to BTC", "corr"), ("ew_return_pct", "equal-weight return", "pct")):
+            if r[col] is not None:
+                parts.append(Phrase(label + " {v}", {"v": num("weekly_correlation_buckets", wd.week, col, r[col], f, where)}))
+        b = r["bucket"]
+        name = Phrase("Ranks " + b) if b in ("1-10", "11-50", "51-100") else Phrase("Ranks {b}", {"b": Txt(b)})
+        if parts:
+            out.append(Phrase("{n}: {p}", {"n": name, "p": join(parts, ", ", ", ")}))
+        else:
+            out.append(Phrase("{n}: not enough data.", {"n": name}))
+    return out
+
+
+def _movers(wd: WeekData) -> list[dict[str, Phrase]]:
+    rows = wd.rows("weekly_movers")
+    if rows is None:
+        return []
+
+    def side(kind: str) -> list[Phrase]:
         out = []
-        for r in movers.filter(pl.col("kind") == kind).sort("position").iter_rows(named=True):
-            out.append(
-                {
-                    "name": r["name"],
-                    "symbol": r["symbol"].upper(),
-                    "name_md": md_escape(r["name"]),
-                    "symbol_md": md_escape(r["symbol"].upper()),
-                    "ret": pct(r["return_pct"]),
-                }
-            )
+        for r in rows.filter(pl.col("kind") == kind).sort("position").iter_rows(named=True):
+            where = {"kind": kind, "position": str(r["position"])}
+            out.append(Phrase("{n} ({s}) {r}", {"n": Txt(r["name"]), "s": Txt(r["symbol"].upper()), "r": num("weekly_movers", wd.week, "return_pct", r["return_pct"], "pct", where)}))
         return out
 
+    return [{"g": g, "l": lo} for g, lo in zip(side("gainer"), side("loser"), strict=False)]
+
+
+def render_week(wd: WeekData, sources: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> RenderedReport:
+    """Render one week. ``sources(claims)`` returns the input partitions (table, partition, sha256, raw files)
+    for the list at the end; the numbers' own sources are in their spans and in ``claims``."""
+    s = wd.one("weekly_market_summary")
+    if s is None:
+        raise ValueError(f"week {wd.week}: weekly_market_summary is required and has no row")
+    facts, gaps = derive_facts(wd)
+    gaps = [f"{name}: no partition for week={wd.week}; its section is left out." for name in wd.missing()] + gaps
+    heads = [f.headline for f in facts if f.headline is not None][:2]
+    title = join(heads, ", ", ", ") if heads else Phrase("Weekly Crypto Market Update")
+    dateline = Phrase("Market Update – {d}", {"d": num("weekly_market_summary", wd.week, "week_end", s["week_end"], "long_date")})
+    window = Phrase("Week of {a} to {b}, Monday 00:00 UTC to Monday 00:00 UTC.", {"a": num("weekly_market_summary", wd.week, "week_start", s["week_start"], "iso_date"), "b": num("weekly_market_summary", wd.week, "week_end", s["week_end"], "iso_date")})
+    summary = [f.sentence for f in facts[:SUMMARY_FACTS]]
+    macro = _macro(wd, gaps)
+    structure = [f.sentence for f in facts if f.key.startswith(STRUCTURE_KEYS)]
+    corr_vol = [f.sentence for f in facts if f.key.startswith(CORR_VOL_KEYS)]
+    market = [f.sentence for f in facts if f.key.startswith(("mcap_", "crypto_"))]
+    sectors = _sectors(wd)
+    sector_facts = [f.sentence for f in facts if f.key in ("worst_sector", "best_sector")]
+    buckets = _buckets(wd)
+    cross = _cross_asset(wd)
+    movers = _movers(wd)
+    view = our_view(facts)
+    charts = charts_mod.render_charts(wd)
+    everything = [title, dateline, window, *summary, *macro, *structure, *corr_vol, *market, *sectors, *sector_facts, *buckets, *cross]
+    everything += [p for row in movers for p in row.values()]
+    nums, txts = _collect(everything)
+    claims = list({c["source"] + "|" + c["format"]: c for c in (n.claim() for n in nums)}.values())
     context = {
         "title": title,
-        "summary": para,
-        "date_long": f"{s['week_end']:%B} {s['week_end'].day}, {s['week_end']:%Y}",
-        "week_start": week_start.isoformat(),
-        "week_end": s["week_end"].isoformat(),
-        "market_lines": market_lines,
-        "movers": list(zip(rows("gainer"), rows("loser"), strict=False)),
+        "dateline": dateline,
+        "window": window,
+        "summary": summary,
+        "macro": macro,
+        "market": market,
+        "cross": cross,
+        "structure": structure,
+        "corr_vol": corr_vol,
+        "buckets": buckets,
+        "sectors": sectors,
+        "sector_facts": sector_facts,
+        "movers": movers,
+        "view": view,
         "gaps": gaps,
-        "sources": sources,
+        "charts": charts,
+        "sources": sources(claims) if sources else [],
+        "sources_heading": SOURCES_HEADING,
     }
     markdown = _env(False).get_template("report.md.j2").render(context)
     html = _env(True).get_template("report.html.j2").render(context)
-    return RenderedReport(title=title, headline=para, markdown=markdown, html=html)
+    return RenderedReport(
+        title=title.md(),
+        headline=" ".join(p.md() for p in summary),
+        markdown=markdown,
+        html=html,
+        facts=facts,
+        claims=claims,
+        texts=sorted({t.md() for t in txts}),
+        gaps=gaps,
+        charts=charts,
+    )

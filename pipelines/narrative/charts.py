@@ -1,0 +1,134 @@
+"""Charts as inline SVG, byte-deterministic: fixed ``svg.hashsalt``, no date or creator in the metadata,
+text drawn as paths (no fonts needed by the viewer), and the Agg-free SVG backend only."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("svg")
+import matplotlib.pyplot as plt  # noqa: E402
+import polars as pl  # noqa: E402
+
+from pipelines.narrative.data import WeekData  # noqa: E402
+from pipelines.narrative.facts import ASSET_LABELS, INDEX_LABELS  # noqa: E402
+
+RC = {
+    "svg.hashsalt": "crypto-weekly",
+    "svg.fonttype": "path",
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+UP, DOWN, INK = "#1a7f37", "#cf222e", "#57606a"
+
+
+def _svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None}, bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg") :]  # drop the XML prolog and doctype: the SVG is inlined in HTML
+
+
+def _bars(labels: list[str], values: list[float], title: str) -> str:
+    with plt.rc_context(RC):
+        fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(labels) + 1.0))
+        ax.barh(labels[::-1], values[::-1], color=[UP if v >= 0 else DOWN for v in values[::-1]])
+        ax.axvline(0, color=INK, lw=0.8)
+        ax.set_xlabel("return over the week, %")
+        ax.set_title(title, loc="left")
+        return _svg(fig)
+
+
+def sector_returns(wd: WeekData) -> str | None:
+    rows = wd.rows("weekly_index_returns")
+    if rows is None:
+        return None
+    rows = rows.filter(pl.col("return_pct").is_not_null()).sort(["return_pct", "index"])
+    if not rows.height:
+        return None
+    return _bars([INDEX_LABELS.get(i, i) for i in rows["index"]], rows["return_pct"].to_list(), "Sector and size indices, Monday to Monday")
+
+
+def cross_asset_returns(wd: WeekData) -> str | None:
+    rows = wd.rows("weekly_cross_asset")
+    if rows is None:
+        return None
+    rows = rows.filter(pl.col("return_pct").is_not_null()).sort(["return_pct", "asset"], descending=[True, False])
+    if not rows.height:
+        return None
+    return _bars([ASSET_LABELS.get(a, a) for a in rows["asset"]], rows["return_pct"].to_list(), "Weekly returns across asset classes")
+
+
+def funding_and_oi(wd: WeekData) -> str | None:
+    h = wd.hist("weekly_leverage").sort("week_start")
+    if h.height < 1 or wd.rows("weekly_leverage") is None:
+        return None
+    with plt.rc_context(RC):
+        fig, ax = plt.subplots(figsize=(7.5, 3.0))
+        x = h["week_start"].to_list()
+        fund = [None if v is None else v * 1e4 for v in h["funding_8h_mean"].to_list()]
+        ax.bar(x, [0 if v is None else v for v in fund], width=5, color=[INK if v is None else (UP if v >= 0 else DOWN) for v in fund])
+        ax.set_ylabel("funding, bp per 8h")
+        ax2 = ax.twinx()
+        oi = [None if v is None else v / 1e9 for v in h["oi_close_usd"].to_list()]
+        ax2.plot(x, [float("nan") if v is None else v for v in oi], color="#0969da", marker="o", ms=3)
+        ax2.set_ylabel("open interest, $B")
+        ax.set_title("OI-weighted funding (bars) and perp open interest (line), by week", loc="left")
+        fig.autofmt_xdate()
+        return _svg(fig)
+
+
+def correlation_buckets(wd: WeekData) -> str | None:
+    h = wd.hist("weekly_correlation_buckets").sort(["bucket", "week_start"])
+    if h.height < 1 or wd.rows("weekly_correlation_buckets") is None:
+        return None
+    with plt.rc_context(RC):
+        fig, ax = plt.subplots(figsize=(7.5, 3.0))
+        for bucket in sorted(h["bucket"].unique().to_list(), key=lambda b: int(b.split("-")[0])):
+            part = h.filter(pl.col("bucket") == bucket)
+            y = [float("nan") if v is None else v for v in part["avg_pairwise_corr"].to_list()]
+            ax.plot(part["week_start"].to_list(), y, marker="o", ms=3, label=f"ranks {bucket}")
+        ax.set_ylabel("average pairwise correlation")
+        ax.legend(frameon=False)
+        ax.set_title("Correlation by market-cap rank bucket (30-day daily returns)", loc="left")
+        fig.autofmt_xdate()
+        return _svg(fig)
+
+
+def btc_volatility(wd: WeekData) -> str | None:
+    h = wd.hist("weekly_btc_volatility").sort("week_start")
+    if h.height < 1 or wd.rows("weekly_btc_volatility") is None:
+        return None
+    with plt.rc_context(RC):
+        fig, ax = plt.subplots(figsize=(7.5, 3.0))
+        x = h["week_start"].to_list()
+        for col, label in (("rv7_hourly_pct", "7-day (hourly)"), ("rv30_hourly_pct", "30-day (hourly)")):
+            ax.plot(x, [float("nan") if v is None else v for v in h[col].to_list()], marker="o", ms=3, label=label)
+        ax.set_ylabel("annualized %")
+        ax.legend(frameon=False)
+        ax.set_title("Bitcoin realized volatility at each week's close", loc="left")
+        fig.autofmt_xdate()
+        return _svg(fig)
+
+
+CHARTS = (
+    ("sectors", "Sector returns, Monday to Monday", sector_returns),
+    ("cross_asset", "Cross-asset weekly returns", cross_asset_returns),
+    ("funding_oi", "Funding and open interest", funding_and_oi),
+    ("correlation", "Correlation by rank bucket", correlation_buckets),
+    ("btc_volatility", "Bitcoin realized volatility", btc_volatility),
+)
+
+
+def render_charts(wd: WeekData) -> dict[str, tuple[str, str]]:
+    """name -> (caption, svg text); charts without data are left out."""
+    out = {}
+    for name, caption, fn in CHARTS:
+        svg = fn(wd)
+        if svg is not None:
+            out[name] = (caption, svg)
+    return out

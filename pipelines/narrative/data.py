@@ -1,0 +1,118 @@
+"""A week's inputs for the narrative: this week's rows of every weekly table, and their history up to the week.
+
+Nothing after the week is read (point in time). A table whose partition for the week is missing is ``None`` in
+``current``: the report then says so under "Data gaps" instead of failing, except for the required summary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+from pipelines.metrics.correlation import WEEKLY_CORRELATION_BUCKETS
+from pipelines.metrics.cross_asset import WEEKLY_CROSS_ASSET, WEEKLY_CRYPTO_RANK
+from pipelines.metrics.leverage import WEEKLY_LEVERAGE
+from pipelines.metrics.macro import WEEKLY_MACRO
+from pipelines.metrics.market import WEEKLY_MCAP_CROSSINGS, WEEKLY_TOTAL_MARKET_CAP
+from pipelines.metrics.sectors import WEEKLY_INDEX_RETURNS
+from pipelines.metrics.universe import WEEKLY_UNIVERSE
+from pipelines.metrics.volatility import WEEKLY_BTC_VOLATILITY
+from pipelines.metrics.volume import WEEKLY_VOLUME
+from pipelines.schemas import WEEKLY_MARKET_SUMMARY, WEEKLY_MOVERS, Table
+from pipelines.warehouse import Warehouse
+
+REQUIRED: tuple[Table, ...] = (WEEKLY_MARKET_SUMMARY,)
+OPTIONAL: tuple[Table, ...] = (
+    WEEKLY_MOVERS,
+    WEEKLY_TOTAL_MARKET_CAP,
+    WEEKLY_MCAP_CROSSINGS,
+    WEEKLY_CROSS_ASSET,
+    WEEKLY_CRYPTO_RANK,
+    WEEKLY_INDEX_RETURNS,
+    WEEKLY_CORRELATION_BUCKETS,
+    WEEKLY_LEVERAGE,
+    WEEKLY_VOLUME,
+    WEEKLY_BTC_VOLATILITY,
+    WEEKLY_MACRO,
+    WEEKLY_UNIVERSE,
+)
+ALL_TABLES: tuple[Table, ...] = REQUIRED + OPTIONAL
+BY_NAME: dict[str, Table] = {t.name: t for t in ALL_TABLES}
+MAY_BE_EMPTY = frozenset({"weekly_mcap_crossings"})
+HISTORY_WEEKS = 10_000  # every earlier week: "since" facts and the claim check see the same history
+
+
+@dataclass
+class WeekData:
+    week: str
+    current: dict[str, pl.DataFrame | None]
+    history: dict[str, pl.DataFrame]  # rows with week_start <= week, every partition read
+
+    @property
+    def week_date(self) -> date:
+        return date.fromisoformat(self.week)
+
+    def rows(self, table: str) -> pl.DataFrame | None:
+        return self.current.get(table)
+
+    def one(self, table: str) -> dict | None:
+        df = self.current.get(table)
+        return df.row(0, named=True) if df is not None and df.height else None
+
+    def hist(self, table: str) -> pl.DataFrame:
+        return self.history.get(table, empty(BY_NAME[table]))
+
+    def missing(self) -> list[str]:
+        return [t.name for t in ALL_TABLES if self.current.get(t.name) is None]
+
+
+def empty(table: Table) -> pl.DataFrame:
+    return pl.from_arrow(table.arrow_schema.empty_table())  # type: ignore[return-value]
+
+
+def from_frames(week: str, frames: dict[str, pl.DataFrame]) -> WeekData:
+    """Build from frames holding any number of weeks (``week_start``); later weeks are cut off."""
+    wd = date.fromisoformat(week)
+    current: dict[str, pl.DataFrame | None] = {}
+    history: dict[str, pl.DataFrame] = {}
+    for t in ALL_TABLES:
+        df = frames.get(t.name)
+        if df is None:
+            current[t.name] = None
+            continue
+        h = df.filter(pl.col("week_start") <= wd).sort("week_start", maintain_order=True)
+        history[t.name] = h
+        this = h.filter(pl.col("week_start") == wd)
+        # A week with no crossing is an empty partition, not a missing one.
+        current[t.name] = this if this.height or t.name in MAY_BE_EMPTY else None
+    return WeekData(week, current, history)
+
+
+def partitions_up_to(wh: Warehouse, table: Table, week: str, limit: int = HISTORY_WEEKS) -> list[str]:
+    base = wh.lake_dir / table.name
+    if not base.exists():
+        return []
+    keys = sorted(
+        p.parent.name.split("=", 1)[1]
+        for p in base.glob(f"{table.partition_by}=*/data.parquet")
+        if p.parent.name.split("=", 1)[1] <= week
+    )
+    return keys[-limit:]
+
+
+def load_week(wh: Warehouse, week: str) -> tuple[WeekData, dict[str, list[str]]]:
+    """Read the week and its history from the lake; also return the partitions read, per table."""
+    current: dict[str, pl.DataFrame | None] = {}
+    history: dict[str, pl.DataFrame] = {}
+    read: dict[str, list[str]] = {}
+    for t in ALL_TABLES:
+        keys = partitions_up_to(wh, t, week)
+        read[t.name] = keys
+        frames = [wh.read_partition(t, k) for k in keys]
+        history[t.name] = (
+            pl.concat(frames, how="vertical_relaxed") if frames else empty(t)
+        )
+        current[t.name] = wh.read_partition(t, week) if week in keys else None
+    return WeekData(week, current, history), read

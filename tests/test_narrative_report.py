@@ -1,0 +1,198 @@
+"""The narrative: facts, rendering from hand-made tables, claim check, immutability, escaping, lineage."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from assets.report import build_report
+from pipelines.narrative.claims import check_claims
+from pipelines.narrative.data import BY_NAME, from_frames
+from pipelines.narrative.facts import derive_facts, our_view
+from pipelines.narrative.render import render_week
+from pipelines.warehouse import Warehouse
+from tests._narrative_frames import WEEK, WEEKS, frames
+
+HOSTILE = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
+W = WEEK.isoformat()
+
+
+def keys(facts) -> list[str]:
+    return [f.key for f in facts]
+
+
+def lake(tmp_path: Path, fr: dict[str, pl.DataFrame], skip: tuple[str, ...] = ()) -> Warehouse:
+    wh = Warehouse(tmp_path / "wh")
+    for name, df in fr.items():
+        if name in skip:
+            continue
+        for w in WEEKS:
+            part = df.filter(pl.col("week_start") == w)
+            if part.height or name == "weekly_mcap_crossings":
+                wh.write_partition(BY_NAME[name], w.isoformat(), part)
+    return wh
+
+
+# ---- facts ---------------------------------------------------------------------------------------------------
+def test_facts_are_ranked_and_sourced() -> None:
+    facts, gaps = derive_facts(from_frames(W, frames()))
+    assert keys(facts)[:3] == ["mcap_crossing", "crypto_worst_streak", "funding_turned_negative"]
+    cross = facts[0]
+    assert cross.sentence.md() == "The total market cap closed below $3T for the first time since April 2025."
+    assert any(s.startswith("weekly_mcap_crossings/week=2025-11-17#last_other_side_day[") for s in cross.sources)
+    assert facts[1].sentence.md().startswith("Crypto was the worst-performing major asset class for the 3rd consecutive")
+    flip = facts[2]
+    assert flip.numbers == {"funding": -0.00002, "prev": 0.00008}
+    assert "weekly_leverage/week=2025-11-10#funding_8h_mean" in flip.sources  # the previous week's partition
+    assert all(f.sources for f in facts if f.sentence.nums())
+    assert "consolidation" in our_view(facts)[0] or "consolidate" in our_view(facts)[0]
+
+
+def test_first_week_of_history_makes_no_comparison() -> None:
+    facts, _ = derive_facts(from_frames(WEEKS[0].isoformat(), frames()))
+    k = keys(facts)
+    assert "funding_level" in k and not any(x.startswith("funding_turned") for x in k)
+    assert not any(x.startswith("mcap_lowest") or x.startswith("mcap_highest") for x in k)
+
+
+def test_missing_inputs_produce_no_fact_and_a_gap() -> None:
+    fr = frames()
+    fr["weekly_leverage"] = fr["weekly_leverage"].with_columns(
+        pl.when(pl.col("week_start") == WEEK).then(None).otherwise(pl.col("funding_8h_mean")).alias("funding_8h_mean")
+    )
+    fr["weekly_volume"] = fr["weekly_volume"].with_columns(pl.lit(None, pl.Float64).alias("spot_volume_usd"))
+    del fr["weekly_btc_volatility"]
+    wd = from_frames(W, fr)
+    facts, gaps = derive_facts(wd)
+    assert not any(k.startswith(("funding_turned", "funding_level", "spot_", "btc_rv")) for k in keys(facts))
+    assert any(g.startswith("Funding") for g in gaps) and any(g.startswith("Spot volume") for g in gaps)
+    r = render_week(wd)
+    assert "weekly_btc_volatility: no partition for week=2025-11-17" in r.markdown
+    assert "Spot volume totalled" not in r.markdown and "realized volatility (hourly" not in r.markdown
+
+
+def test_tied_sectors_are_named_together() -> None:
+    fr = frames()
+    fr["weekly_index_returns"] = fr["weekly_index_returns"].with_columns(
+        pl.when(pl.col("index") == "gaming").then(-14.94).otherwise(pl.col("return_pct")).alias("return_pct")
+    )
+    facts, _ = derive_facts(from_frames(W, fr))
+    worst = next(f for f in facts if f.key == "worst_sector")
+    assert worst.numbers["indices"] == ["gaming", "l2"]
+    assert worst.sentence.md() == "Gaming and Layer 2 (L2) were the weakest sectors (-14.9%)."
+
+
+def test_wording_follows_the_sign() -> None:
+    fr = frames()
+    fr["weekly_leverage"] = fr["weekly_leverage"].with_columns((-pl.col("funding_8h_mean")).alias("funding_8h_mean"))
+    facts, _ = derive_facts(from_frames(W, fr))
+    assert "funding_turned_positive" in keys(facts) and "funding_turned_negative" not in keys(facts)
+
+
+# ---- rendering ---------------------------------------------------------------------------------------------
+def test_report_has_the_model_shape_and_spans() -> None:
+    r = render_week(from_frames(W, frames()))
+    md = r.markdown
+    assert md.startswith("# Crypto Falls Below $3T, Worst Major Asset Class for the 3rd Straight Week\n")
+    assert "*Market Update – November 24, 2025*" in md
+    order = ["## Macro Update", "## Market Internal Structure", "## Correlations and Volatility", "## Sector Performance", "## Our View", "## Data gaps"]
+    assert [md.index(h) for h in order] == sorted(md.index(h) for h in order)
+    assert "- Layer 2 (L2) down 14.9% (12 members)" in md
+    assert "Unemployment rate: the October 2025 observation is missing" in md and "Non-farm payrolls (change): +119k (September 2025)" in md
+    assert '<span class="num" data-source="weekly_index_returns/week=2025-11-17#return_pct[index=l2]"' in r.html
+    assert r.html.count("<svg") == 5 and "http://" not in r.html.replace("http://www.w3.org", "") and "<script" not in r.html
+    assert "https://" not in r.html
+
+
+def test_hostile_names_are_escaped() -> None:
+    for name in HOSTILE:
+        r = render_week(from_frames(W, frames((name, name))))
+        assert "<script>" not in r.html and "<img" not in r.html
+        assert "&lt;" in r.html
+        # Markdown: every '<' from the name is backslash-escaped, so a Markdown viewer shows it as text
+        assert not re.search(r"(?<!\\)<", r.markdown)
+        assert "\\<" in r.markdown
+
+
+# ---- claim check, immutability, lineage --------------------------------------------------------------------
+def test_claim_check_passes_then_catches_tampering(tmp_path: Path) -> None:
+    wh = lake(tmp_path, frames())
+    r = render_week(from_frames(W, frames()))
+    assert all(c.ok for c in check_claims(wh, W, r.markdown, r.claims, r.texts))
+    tampered = r.markdown.replace("down 14.9%", "down 13.9%")
+    bad = [c for c in check_claims(wh, W, tampered, r.claims, r.texts) if not c.ok]
+    assert {c.problem for c in bad} == {"not in the text", "number in the text without a claim"}
+    extra = r.markdown.replace("## Our View\n", "## Our View\n\nBTC could reach 250k.\n")
+    assert [c.printed_text for c in check_claims(wh, W, extra, r.claims, r.texts) if not c.ok] == ["250"]
+    # the lake changes after rendering: the printed value no longer matches a fresh query
+    lev = frames()["weekly_leverage"].filter(pl.col("week_start") == WEEK).with_columns(pl.lit(150e9).alias("oi_close_usd"))
+    wh.write_partition(BY_NAME["weekly_leverage"], W, lev)
+    bad = [c for c in check_claims(wh, W, r.markdown, r.claims, r.texts) if not c.ok]
+    assert [c.label for c in bad] == ["weekly_leverage/week=2025-11-17#oi_close_usd"]
+    assert bad[0].expected_text == "$150.0B" and bad[0].printed_text == "$135.0B"
+
+
+def test_rerender_is_byte_identical_and_changes_make_a_version(tmp_path: Path) -> None:
+    wh = lake(tmp_path, frames(), skip=("weekly_volume",))
+    r1, man, p1 = build_report(wh, W)
+    week_dir = wh.reports_dir / W
+    first = {p.relative_to(week_dir): p.read_bytes() for p in week_dir.rglob("*") if p.is_file()}
+    r2, _, p2 = build_report(wh, W)
+    assert (p1.version, p1.new, p2.version, p2.new) == (1, True, 1, False)
+    assert first == {p.relative_to(week_dir): p.read_bytes() for p in week_dir.rglob("*") if p.is_file()}
+    assert "weekly_volume: no partition for week=2025-11-17" in (week_dir / "report.md").read_text()
+    # lineage: every input partition with its sha256, the code version, facts with sources
+    assert {"code", "inputs", "facts", "claims"} <= set(man)
+    assert all(re.fullmatch(r"[0-9a-f]{64}", i["sha256"]) for i in man["inputs"])
+    assert {"weekly_market_summary", "weekly_leverage"} <= {i["table"] for i in man["inputs"]}
+    assert all(f["sources"] for f in man["facts"] if f["key"] != "crypto_worst")
+    # the volume table arrives: a new version, with a diff
+    wh.write_partition(BY_NAME["weekly_volume"], W, frames()["weekly_volume"].filter(pl.col("week_start") == WEEK))
+    r3, _, p3 = build_report(wh, W)
+    assert (p3.version, p3.new) == (2, True)
+    changes = (week_dir / "CHANGES.md").read_text()
+    assert "Version 1 -> version 2" in changes and "+- Spot volume totalled $210.0B" in changes
+    assert (week_dir / "versions" / "1" / "report.md").read_bytes() == first[Path("report.md")]
+    assert (week_dir / "report.md").read_text() == r3.markdown
+    assert json.loads((week_dir / "manifest.json").read_text())["week"] == W
+
+
+def test_required_summary_missing_fails(tmp_path: Path) -> None:
+    import dagster as dg
+
+    wh = lake(tmp_path, frames(), skip=("weekly_market_summary",))
+    with pytest.raises(dg.Failure, match="weekly_market_summary"):
+        build_report(wh, W)
+
+
+def test_report_refuses_to_publish_on_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dagster as dg
+
+    import assets.report as rep
+
+    wh = lake(tmp_path, frames())
+    real = rep.render_week
+
+    def lying(wd, sources=None):
+        r = real(wd, sources)
+        r.markdown = r.markdown.replace("$135.0B", "$125.0B")
+        return r
+
+    monkeypatch.setattr(rep, "render_week", lying)
+    with pytest.raises(dg.Failure, match="not published"):
+        build_report(wh, W)
+    assert not (wh.reports_dir / W / "report.md").exists()
+
+
+def test_point_in_time_later_weeks_do_not_matter() -> None:
+    fr = frames()
+    later = {k: pl.concat([v, v.filter(pl.col("week_start") == WEEK).with_columns(pl.col("week_start") + timedelta(days=7))]) for k, v in fr.items()}
+    a = render_week(from_frames(W, fr))
+    b = render_week(from_frames(W, later))
+    assert a.markdown == b.markdown and a.html == b.html
+    assert date.fromisoformat(W) == WEEK
