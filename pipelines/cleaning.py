@@ -104,7 +104,9 @@ def parse_registry_snapshot(wh: Warehouse, snapshot: str) -> pl.DataFrame:
     from pipelines.sources.coingecko import parse_markets  # noqa: PLC0415
 
     base = wh.raw_dir / SOURCE / MARKETS_ENDPOINT / f"snapshot={snapshot}"
-    files = sorted(p for p in base.glob("*.json") if not p.name.endswith(".meta.json"))
+    files = sorted(
+        p for p in base.glob("*.json") if not p.name.endswith(".meta.json") and p.with_suffix(".meta.json").exists()
+    )
     top = [json.loads(p.read_bytes()) for p in files if p.name.startswith("top-page-")]
     if not top:
         raise LookupError(f"snapshot {snapshot} has no /coins/markets pages")

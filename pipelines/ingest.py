@@ -5,6 +5,8 @@ Kept out of the asset bodies so it can be called without Dagster (tests, benchma
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -15,11 +17,14 @@ import polars as pl
 from pipelines.partitions import utc_midnight
 from pipelines.sources.coingecko import CoinGeckoClient, parse_markets
 from pipelines.sources.http import Fetched, SourceError
-from pipelines.warehouse import Warehouse, safe_component
+from pipelines.warehouse import Warehouse, atomic_write_bytes, safe_component
 
 SOURCE = "coingecko"
 CHART_ENDPOINT = "market_chart_range"
 MARKETS_ENDPOINT = "markets"
+# Written last in a /coins/markets snapshot directory: only a snapshot with it is complete (a run killed between
+# the top pages and the category pages must not leave a registry without categories).
+SNAPSHOT_COMPLETE = "_complete"
 # Categories pulled for membership: the sectors the report speaks of, and what the universe excludes.
 MEMBERSHIP_CATEGORIES = (
     "layer-1",
@@ -69,6 +74,8 @@ def pull_registry(client: CoinGeckoClient, wh: Warehouse, top_n: int, now: datet
             files.append(_store(wh, MARKETS_ENDPOINT, {"snapshot": snap}, f"category-{cat}-page-{i}", fetched))
             for row in parse_markets([fetched.json()]).iter_rows(named=True):
                 members.setdefault(row["coin_id"], []).append(cat)
+    base = wh.raw_dir / SOURCE / MARKETS_ENDPOINT / f"snapshot={safe_component(snap)}"
+    atomic_write_bytes(base / SNAPSHOT_COMPLETE, json.dumps({"files": files}, indent=1).encode())
     coins = coins.with_columns(
         pl.col("coin_id")
         .map_elements(lambda c: sorted(members.get(c, [])), return_dtype=pl.List(pl.String))

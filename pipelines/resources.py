@@ -6,6 +6,7 @@ Nothing reads the environment inside an asset body; assets get these resources b
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 
 import dagster as dg
 from pydantic import Field
@@ -34,6 +35,22 @@ class CoinGeckoResource(dg.ConfigurableResource):
     max_attempts: int = Field(default=5)
     timeout_seconds: float = Field(default=30)
     top_n: int = Field(default=250, description="how many coins /coins/markets lists as history candidates")
+    max_retry_wait_seconds: float = Field(
+        default=120, description="longest wait between two tries, whatever Retry-After asks (tests set it low)"
+    )
+    frozen_now: str | None = Field(
+        default=None,
+        description=(
+            "CRYPTO_WEEKLY_NOW: an ISO UTC instant the pipeline takes as 'now' (snapshot names, fetched_at). "
+            "The emulator sets its own clock here so that the same seed and clock give the same lake; unset in "
+            "production (the wall clock)."
+        ),
+    )
+
+    def now(self) -> datetime:
+        if self.frozen_now:
+            return datetime.fromisoformat(self.frozen_now).astimezone(timezone.utc)
+        return datetime.now(timezone.utc)
 
     def client(self) -> CoinGeckoClient:
         return CoinGeckoClient(
@@ -43,6 +60,8 @@ class CoinGeckoResource(dg.ConfigurableResource):
             calls_per_minute=self.calls_per_minute,
             max_attempts=self.max_attempts,
             timeout=self.timeout_seconds,
+            max_wait=self.max_retry_wait_seconds,
+            clock=self.now,
         )
 
 
@@ -55,6 +74,10 @@ def _env_int(name: str, default: int) -> int:
     return dg.EnvVar.int(name) if os.environ.get(name) else default
 
 
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ[name]) if os.environ.get(name) else default
+
+
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     cg_key = dg.EnvVar("COINGECKO_API_KEY") if os.environ.get("COINGECKO_API_KEY") else None
     return {
@@ -65,5 +88,8 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             plan=_env("COINGECKO_API_PLAN", "demo"),
             calls_per_minute=_env_int("COINGECKO_CALLS_PER_MINUTE", 30),
             max_attempts=_env_int("COINGECKO_MAX_ATTEMPTS", 5),
+            top_n=_env_int("COINGECKO_TOP_N", 250),
+            max_retry_wait_seconds=_env_float("HTTP_MAX_RETRY_WAIT_SECONDS", 120.0),
+            frozen_now=dg.EnvVar("CRYPTO_WEEKLY_NOW") if os.environ.get("CRYPTO_WEEKLY_NOW") else None,
         ),
     }

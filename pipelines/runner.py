@@ -44,7 +44,8 @@ def emulated_sources(seed: int | None = None, now: datetime | None = None) -> It
 
     emu = MarketEmulator(seed=seed if seed is not None else DEFAULT_SEED, now=now)
     with emu:
-        env = {**emu.base_urls(), "COINGECKO_CALLS_PER_MINUTE": "0"}
+        # The pipeline's clock is the emulator's: same seed and clock, same lake and report.
+        env = {**emu.base_urls(), "COINGECKO_CALLS_PER_MINUTE": "0", "CRYPTO_WEEKLY_NOW": emu.now.isoformat()}
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
