@@ -6,7 +6,6 @@ Kept out of the asset bodies so it can be called without Dagster (tests, benchma
 from __future__ import annotations
 
 import json
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
