@@ -45,7 +45,7 @@ def raw_coingecko_markets(
     now = coingecko.now()
     snap = latest_snapshot(wh)
     if snap and not config.force:
-        age = now - datetime.strptime(snap, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        age = now - datetime.strptime(snap[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
         if age < timedelta(hours=config.max_age_hours):
             context.log.info(f"reusing snapshot {snap} ({age} old); no request made")
             return dg.MaterializeResult(metadata={"snapshot": snap, "requests": 0, "reused": True})

@@ -88,6 +88,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             plan=_env("COINGECKO_API_PLAN", "demo"),
             calls_per_minute=_env_int("COINGECKO_CALLS_PER_MINUTE", 30),
             max_attempts=_env_int("COINGECKO_MAX_ATTEMPTS", 5),
+            timeout_seconds=_env_float("COINGECKO_TIMEOUT_SECONDS", 30.0),
             top_n=_env_int("COINGECKO_TOP_N", 250),
             max_retry_wait_seconds=_env_float("HTTP_MAX_RETRY_WAIT_SECONDS", 120.0),
             frozen_now=dg.EnvVar("CRYPTO_WEEKLY_NOW") if os.environ.get("CRYPTO_WEEKLY_NOW") else None,

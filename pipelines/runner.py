@@ -62,14 +62,25 @@ class RunFailed(RuntimeError):
     pass
 
 
+def _messages(error: object) -> str:
+    """An error and its causes, innermost last: Dagster wraps an asset's own exception in a step error."""
+    parts = []
+    while error is not None and len(parts) < 5:
+        text = str(getattr(error, "message", "")).strip()
+        if text and not text.startswith("dagster._core.errors.DagsterExecutionStepExecutionError"):
+            parts.append(text)
+        error = getattr(error, "cause", None)
+    return " <- ".join(parts)
+
+
 def _check(result: dg.ExecuteInProcessResult, what: str) -> None:
     if not result.success:
         errors = [
-            str(e.event_specific_data.error.message).strip()  # type: ignore[union-attr]
+            _messages(e.event_specific_data.error)  # type: ignore[union-attr]
             for e in result.all_events
             if e.is_failure and getattr(e.event_specific_data, "error", None)
         ]
-        raise RunFailed(f"{what} failed: " + (" | ".join(errors) or "see the run's logs"))
+        raise RunFailed(f"{what} failed: " + (" | ".join(e for e in errors if e) or "see the run's logs"))
 
 
 def run_week(week: str, instance: dg.DagsterInstance, first_day: str = DAILY_START) -> WeekRun:

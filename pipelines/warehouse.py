@@ -40,6 +40,10 @@ from pipelines.schemas import TABLES, Table
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+def is_safe_component(value: object) -> bool:
+    return isinstance(value, str) and bool(_SAFE.match(value)) and ".." not in value
+
+
 def safe_component(value: str) -> str:
     """A value that will become one path component: refuse anything that could escape its directory."""
     if not isinstance(value, str) or not _SAFE.match(value) or ".." in value:
@@ -244,7 +248,7 @@ class Warehouse:
     def _view_sql(self, table: Table) -> str | None:
         if not any((self.lake_dir / table.name).glob(f"{table.partition_by}=*/data.parquet")):
             return None
-        glob = (self.lake_dir / table.name / f"{table.partition_by}=*" / "data.parquet").as_posix()
+        glob = (self.lake_dir / table.name / f"{table.partition_by}=*" / "data.parquet").as_posix().replace("'", "''")
         ptype = "DATE" if table.partition_by in ("date", "week") else "VARCHAR"
         return (
             f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM read_parquet("
