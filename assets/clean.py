@@ -10,6 +10,7 @@ from pipelines.cleaning import build_coin_daily, latest_registry, parse_registry
 from pipelines.partitions import DAILY, days_between, parse_day
 from pipelines.resources import WarehouseResource
 from pipelines.schemas import COIN_DAILY, COIN_REGISTRY
+from pipelines.warehouse import is_safe_component
 
 
 @dg.asset(
@@ -28,6 +29,11 @@ def coin_registry(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     if snap is None:
         raise dg.Failure("no raw /coins/markets snapshot stored: materialize raw_coingecko_markets first")
     df = parse_registry_snapshot(wh, snap)
+    # A coin id becomes a directory name under raw/: one that could escape it is dropped here, visibly.
+    rejected = sorted(c for c in df["coin_id"].to_list() if not is_safe_component(c))
+    if rejected:
+        context.log.warning(f"snapshot {snap}: dropped {len(rejected)} coin id(s) unsafe as path components: {rejected[:10]}")
+        df = df.filter(~pl.col("coin_id").is_in(rejected))
     written = wh.write_partition(COIN_REGISTRY, snap, df)
     wh.refresh_catalog()
     by_cat = (
@@ -38,6 +44,7 @@ def coin_registry(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
             COIN_REGISTRY,
             df,
             snapshot=snap,
+            rejected_coin_ids=dg.MetadataValue.json(rejected),
             path=dg.MetadataValue.path(str(written.path)),
             categories=dg.MetadataValue.md(md_table(by_cat, 20)),
         )

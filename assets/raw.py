@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from pipelines.cleaning import latest_registry
-from pipelines.ingest import MARKETS_ENDPOINT, SOURCE, pull_market_charts, pull_registry
+from pipelines.ingest import MARKETS_ENDPOINT, SNAPSHOT_COMPLETE, SOURCE, pull_market_charts, pull_registry
 from pipelines.partitions import DAILY, parse_day
 from pipelines.resources import CoinGeckoResource, WarehouseResource
 from pipelines.schemas import COIN_REGISTRY
@@ -24,7 +24,8 @@ class RegistryConfig(PullConfig):
 
 def latest_snapshot(wh: Warehouse) -> str | None:
     base = wh.raw_dir / SOURCE / MARKETS_ENDPOINT
-    snaps = sorted(p.name.split("=", 1)[1] for p in base.glob("snapshot=*") if any(p.glob("*.meta.json")))
+    # Only complete snapshots: a run killed mid-snapshot leaves a directory without the marker.
+    snaps = sorted(p.name.split("=", 1)[1] for p in base.glob("snapshot=*") if (p / SNAPSHOT_COMPLETE).exists())
     return snaps[-1] if snaps else None
 
 
@@ -41,10 +42,10 @@ def raw_coingecko_markets(
     context: dg.AssetExecutionContext, config: RegistryConfig, warehouse: WarehouseResource, coingecko: CoinGeckoResource
 ) -> dg.MaterializeResult:
     wh = warehouse.get()
-    now = datetime.now(timezone.utc)
+    now = coingecko.now()
     snap = latest_snapshot(wh)
     if snap and not config.force:
-        age = now - datetime.strptime(snap, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        age = now - datetime.strptime(snap[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
         if age < timedelta(hours=config.max_age_hours):
             context.log.info(f"reusing snapshot {snap} ({age} old); no request made")
             return dg.MaterializeResult(metadata={"snapshot": snap, "requests": 0, "reused": True})
@@ -88,7 +89,9 @@ def raw_coingecko_market_charts(
             context.log.info(f"market charts: {n}/{total} coins ({coin})")
 
     with coingecko.client() as client:
-        report = pull_market_charts(client, wh, coin_ids, first, last, force=config.force, progress=progress)
+        report = pull_market_charts(
+            client, wh, coin_ids, first, last, force=config.force, now=coingecko.now(), progress=progress
+        )
     if report.failed:
         lines = "\n".join(f"- {c}: {e}" for c, e in sorted(report.failed.items())[:20])
         raise dg.Failure(

@@ -10,6 +10,7 @@ import polars as pl
 from pipelines.ingest import ChartPull, covers, stored_chart_pulls
 from pipelines.schemas import COIN_REGISTRY
 from pipelines.sources.coingecko import parse_market_chart
+from pipelines.sources.http import PayloadError
 from pipelines.warehouse import Warehouse
 
 
@@ -49,7 +50,14 @@ def build_coin_daily(
         for d, pull in chosen.items():
             by_file.setdefault(pull.relpath, []).append(d)
         for relpath, file_days in by_file.items():
-            points = closes(parse_market_chart(json.loads((wh.root / relpath).read_bytes())))
+            try:
+                points = closes(parse_market_chart(json.loads((wh.root / relpath).read_bytes())))
+            except (ValueError, PayloadError) as exc:
+                params = wh.raw_meta(wh.root / relpath).get("params", {})
+                raise PayloadError(
+                    f"stored response {relpath} cannot be cleaned ({exc})",
+                    endpoint=f"/coins/{coin_id}/market_chart/range", params=params, status=None,
+                ) from exc
             per_coin.append(
                 points.filter(pl.col("day").is_in(file_days)).select(
                     "day",
@@ -104,7 +112,9 @@ def parse_registry_snapshot(wh: Warehouse, snapshot: str) -> pl.DataFrame:
     from pipelines.sources.coingecko import parse_markets  # noqa: PLC0415
 
     base = wh.raw_dir / SOURCE / MARKETS_ENDPOINT / f"snapshot={snapshot}"
-    files = sorted(p for p in base.glob("*.json") if not p.name.endswith(".meta.json"))
+    files = sorted(
+        p for p in base.glob("*.json") if not p.name.endswith(".meta.json") and p.with_suffix(".meta.json").exists()
+    )
     top = [json.loads(p.read_bytes()) for p in files if p.name.startswith("top-page-")]
     if not top:
         raise LookupError(f"snapshot {snapshot} has no /coins/markets pages")

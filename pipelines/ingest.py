@@ -5,6 +5,7 @@ Kept out of the asset bodies so it can be called without Dagster (tests, benchma
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -13,13 +14,23 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.partitions import utc_midnight
-from pipelines.sources.coingecko import CoinGeckoClient, parse_markets
-from pipelines.sources.http import Fetched, SourceError
-from pipelines.warehouse import Warehouse, safe_component
+from pipelines.sources.coingecko import CoinGeckoClient, parse_market_chart, parse_markets
+from pipelines.sources.http import Fetched, PayloadError, SourceError
+from pipelines.warehouse import (
+    Warehouse,
+    atomic_write_bytes,
+    is_safe_component,
+    safe_component,
+    sha256_bytes,
+    sha256_file,
+)
 
 SOURCE = "coingecko"
 CHART_ENDPOINT = "market_chart_range"
 MARKETS_ENDPOINT = "markets"
+# Written last in a /coins/markets snapshot directory: only a snapshot with it is complete (a run killed between
+# the top pages and the category pages must not leave a registry without categories).
+SNAPSHOT_COMPLETE = "_complete"
 # Categories pulled for membership: the sectors the report speaks of, and what the universe excludes.
 MEMBERSHIP_CATEGORIES = (
     "layer-1",
@@ -45,6 +56,17 @@ def _store(wh: Warehouse, endpoint: str, parts: dict[str, str], name: str, fetch
     return wh.store_raw(SOURCE, endpoint, parts, name, fetched.body, fetched.request_record()).relpath
 
 
+def _parsed_markets(fetched: Fetched) -> pl.DataFrame:
+    """Parse one /coins/markets page; a drifted payload raises a ``PayloadError`` naming the request."""
+    try:
+        return parse_markets([fetched.json()])
+    except PayloadError as exc:
+        raise PayloadError(
+            f"/coins/markets payload changed shape ({str(exc).split(':', 1)[0]})",
+            endpoint=fetched.endpoint, params=fetched.params, status=fetched.status, body=fetched.body.decode("utf-8", "replace"),
+        ) from exc
+
+
 @dataclass
 class RegistryPull:
     snapshot: str
@@ -54,27 +76,57 @@ class RegistryPull:
 
 
 def pull_registry(client: CoinGeckoClient, wh: Warehouse, top_n: int, now: datetime | None = None) -> RegistryPull:
-    """Top ``top_n`` coins by market cap and their category membership, stored as one snapshot."""
+    """Top ``top_n`` coins by market cap and their category membership, stored as one snapshot.
+
+    Every page is fetched and checked before anything is stored, so a drifted or failing page leaves no snapshot
+    behind; the pages are then stored and the directory marked complete (``_complete``) last, so a run killed
+    while storing leaves a snapshot no reader uses (and a re-run with the same clock completes it).
+    """
     now = now or datetime.now(timezone.utc)
-    snap = stamp(now)
-    files: list[str] = []
+    fetched_pages: list[tuple[str, Fetched]] = []
     pages = []
     for i, fetched in enumerate(client.markets_pages(top_n=top_n), start=1):
-        files.append(_store(wh, MARKETS_ENDPOINT, {"snapshot": snap}, f"top-page-{i}", fetched))
+        _parsed_markets(fetched)  # drift fails here, naming the page, before anything is stored
+        fetched_pages.append((f"top-page-{i}", fetched))
         pages.append(fetched.json())
     coins = parse_markets(pages).head(top_n)
     members: dict[str, list[str]] = {}
     for cat in MEMBERSHIP_CATEGORIES:
         for i, fetched in enumerate(client.markets_pages(top_n=1000, category=cat), start=1):
-            files.append(_store(wh, MARKETS_ENDPOINT, {"snapshot": snap}, f"category-{cat}-page-{i}", fetched))
-            for row in parse_markets([fetched.json()]).iter_rows(named=True):
+            for row in _parsed_markets(fetched).iter_rows(named=True):
                 members.setdefault(row["coin_id"], []).append(cat)
+            fetched_pages.append((f"category-{cat}-page-{i}", fetched))
+    snap = _free_snapshot(wh, stamp(now), fetched_pages)
+    files = [_store(wh, MARKETS_ENDPOINT, {"snapshot": snap}, name, fetched) for name, fetched in fetched_pages]
+    base = wh.raw_dir / SOURCE / MARKETS_ENDPOINT / f"snapshot={safe_component(snap)}"
+    atomic_write_bytes(base / SNAPSHOT_COMPLETE, json.dumps({"files": files}, indent=1).encode())
     coins = coins.with_columns(
         pl.col("coin_id")
         .map_elements(lambda c: sorted(members.get(c, [])), return_dtype=pl.List(pl.String))
         .alias("categories")
     )
     return RegistryPull(snapshot=snap, files=files, coins=coins, requests=len(files))
+
+
+def _free_snapshot(wh: Warehouse, snap: str, fetched_pages: list[tuple[str, Fetched]]) -> str:
+    """``snap``, unless a directory of that name holds other bytes under one of our names (then ``snap-02``...).
+
+    Same name and same bytes is the re-run of an interrupted store (frozen clock): it is completed in place.
+    """
+    for n in range(1, 100):
+        name = snap if n == 1 else f"{snap}-{n:02d}"
+        base = wh.raw_dir / SOURCE / MARKETS_ENDPOINT / f"snapshot={name}"
+        if (base / SNAPSHOT_COMPLETE).exists():
+            continue
+        clash = False
+        for page, fetched in fetched_pages:
+            path = base / f"{page}.json"
+            if path.exists() and path.with_suffix(".meta.json").exists() and sha256_file(path) != sha256_bytes(fetched.body):
+                clash = True
+                break
+        if not clash:
+            return name
+    raise FileExistsError(f"no free snapshot name for {snap}")
 
 
 @dataclass(frozen=True)
@@ -150,7 +202,9 @@ def pull_market_charts(
     days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
     days = [d for d in days if close_instant(d) <= now]
     for n, coin_id in enumerate(coin_ids, start=1):
-        safe_component(coin_id)
+        if not is_safe_component(coin_id):  # it would become a directory name: never request or store it
+            report.failed[coin_id] = f"unsafe coin id {coin_id!r}: not requested (it cannot be a path component)"
+            continue
         if not force:
             pulls = stored_chart_pulls(wh, coin_id)
             if all(any(covers(p, d) for p in pulls) for d in days):
@@ -160,6 +214,17 @@ def pull_market_charts(
             fetched = client.market_chart_range(coin_id, start, min(end, now))
         except SourceError as exc:
             report.failed[coin_id] = str(exc)
+            continue
+        try:  # schema drift: keep nothing that cannot be cleaned (it would count as covering its days)
+            parse_market_chart(fetched.json(), endpoint=fetched.endpoint)
+        except PayloadError as exc:
+            report.failed[coin_id] = str(
+                PayloadError(
+                    f"payload changed shape, not stored ({str(exc).split(':', 1)[0]})",
+                    endpoint=fetched.endpoint, params=fetched.params, status=fetched.status,
+                    body=fetched.body.decode("utf-8", "replace"),
+                )
+            )
             continue
         name = f"{stamp(start)}_{stamp(min(end, now))}__{stamp(fetched.fetched_at)}"
         report.files.append(_store(wh, CHART_ENDPOINT, {"coin": coin_id}, name, fetched))

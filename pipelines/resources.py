@@ -29,7 +29,22 @@ class WarehouseResource(dg.ConfigurableResource):
         return Warehouse(self.root)
 
 
-class CoinGeckoResource(dg.ConfigurableResource):
+class _MarketClock(dg.ConfigurableResource):
+    """``CRYPTO_WEEKLY_NOW``: the pipeline's clock (ISO-8601 UTC) when it is not the wall clock, i.e. against the
+    emulator (whose clock is fixed) or a recording. It decides which days have closed, which days the venues'
+    history windows (Binance 30 days, OKX about 3 months) still reach, and what ``fetched_at`` and snapshot names
+    record, so the same seed and clock give the same lake. Empty (production) = the wall clock."""
+
+    market_now: str = Field(default="", description="ISO-8601 UTC; empty = now")
+
+    def now(self) -> datetime:
+        if not self.market_now:
+            return datetime.now(timezone.utc)
+        t = datetime.fromisoformat(self.market_now)
+        return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+class CoinGeckoResource(_MarketClock):
     """CoinGecko v3. ``COINGECKO_BASE_URL``, ``COINGECKO_API_KEY`` (optional), ``COINGECKO_API_PLAN`` (demo|pro),
     ``COINGECKO_CALLS_PER_MINUTE`` (default 30; 0 turns pacing off, for the emulator)."""
 
@@ -40,6 +55,9 @@ class CoinGeckoResource(dg.ConfigurableResource):
     max_attempts: int = Field(default=5)
     timeout_seconds: float = Field(default=30)
     top_n: int = Field(default=250, description="how many coins /coins/markets lists as history candidates")
+    max_retry_wait_seconds: float = Field(
+        default=120, description="longest wait between two tries, whatever Retry-After asks (tests set it low)"
+    )
 
     def client(self) -> CoinGeckoClient:
         return CoinGeckoClient(
@@ -49,21 +67,9 @@ class CoinGeckoResource(dg.ConfigurableResource):
             calls_per_minute=self.calls_per_minute,
             max_attempts=self.max_attempts,
             timeout=self.timeout_seconds,
+            max_wait=self.max_retry_wait_seconds,
+            clock=self.now,
         )
-
-
-class _MarketClock(dg.ConfigurableResource):
-    """``MARKET_NOW``: the market's clock (ISO-8601 UTC) when it is not the wall clock, i.e. against the
-    emulator (whose clock is fixed) or a recording. It decides which days have closed and which days the
-    venues' history windows (Binance 30 days, OKX about 3 months) still reach. Empty = the wall clock."""
-
-    market_now: str = Field(default="", description="ISO-8601 UTC; empty = now")
-
-    def now(self) -> datetime:
-        if not self.market_now:
-            return datetime.now(timezone.utc)
-        t = datetime.fromisoformat(self.market_now)
-        return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
 class BinanceResource(_MarketClock):
@@ -151,6 +157,10 @@ def _env_int(name: str, default: int) -> int:
     return dg.EnvVar.int(name) if os.environ.get(name) else default
 
 
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ[name]) if os.environ.get(name) else default
+
+
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     cg_key = dg.EnvVar("COINGECKO_API_KEY") if os.environ.get("COINGECKO_API_KEY") else None
     return {
@@ -161,6 +171,10 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             plan=_env("COINGECKO_API_PLAN", "demo"),
             calls_per_minute=_env_int("COINGECKO_CALLS_PER_MINUTE", 30),
             max_attempts=_env_int("COINGECKO_MAX_ATTEMPTS", 5),
+            timeout_seconds=_env_float("COINGECKO_TIMEOUT_SECONDS", 30.0),
+            top_n=_env_int("COINGECKO_TOP_N", 250),
+            max_retry_wait_seconds=_env_float("HTTP_MAX_RETRY_WAIT_SECONDS", 120.0),
+            market_now=_env("CRYPTO_WEEKLY_NOW", ""),
         ),
         "binance": BinanceResource(
             fapi_base_url=_env("BINANCE_FAPI_BASE_URL", _binance.FAPI_BASE_URL),
@@ -168,19 +182,19 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             vision_base_url=_env("BINANCE_VISION_BASE_URL", _vision.BASE_URL),
             calls_per_minute=_env_int("BINANCE_CALLS_PER_MINUTE", 600),
             max_attempts=_env_int("BINANCE_MAX_ATTEMPTS", 5),
-            market_now=_env("MARKET_NOW", ""),
+            market_now=_env("CRYPTO_WEEKLY_NOW", ""),
         ),
         "bybit": BybitResource(
             base_url=_env("BYBIT_BASE_URL", _bybit.BASE_URL),
             calls_per_minute=_env_int("BYBIT_CALLS_PER_MINUTE", 300),
             max_attempts=_env_int("BYBIT_MAX_ATTEMPTS", 5),
-            market_now=_env("MARKET_NOW", ""),
+            market_now=_env("CRYPTO_WEEKLY_NOW", ""),
         ),
         "okx": OkxResource(
             base_url=_env("OKX_BASE_URL", _okx.BASE_URL),
             calls_per_minute=_env_int("OKX_CALLS_PER_MINUTE", 120),
             max_attempts=_env_int("OKX_MAX_ATTEMPTS", 5),
-            market_now=_env("MARKET_NOW", ""),
+            market_now=_env("CRYPTO_WEEKLY_NOW", ""),
         ),
         "fred": FredResource(
             base_url=_env("FRED_BASE_URL", _fred.BASE_URL),

@@ -46,8 +46,9 @@ def emulated_sources(seed: int | None = None, now: datetime | None = None) -> It
 
     emu = MarketEmulator(seed=seed if seed is not None else DEFAULT_SEED, now=now)
     with emu:
+        # The pipeline's clock is the emulator's: same seed and clock, same lake and report; no pacing.
         env = {**emu.base_urls(), **{f"{api}_CALLS_PER_MINUTE": "0" for api in PACED_APIS},
-               "MARKET_NOW": emu.now.isoformat()}
+               "CRYPTO_WEEKLY_NOW": emu.now.isoformat()}
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
@@ -64,14 +65,25 @@ class RunFailed(RuntimeError):
     pass
 
 
+def _messages(error: object) -> str:
+    """An error and its causes, innermost last: Dagster wraps an asset's own exception in a step error."""
+    parts = []
+    while error is not None and len(parts) < 5:
+        text = str(getattr(error, "message", "")).strip()
+        if text and not text.startswith("dagster._core.errors.DagsterExecutionStepExecutionError"):
+            parts.append(text)
+        error = getattr(error, "cause", None)
+    return " <- ".join(parts)
+
+
 def _check(result: dg.ExecuteInProcessResult, what: str) -> None:
     if not result.success:
         errors = [
-            str(e.event_specific_data.error.message).strip()  # type: ignore[union-attr]
+            _messages(e.event_specific_data.error)  # type: ignore[union-attr]
             for e in result.all_events
             if e.is_failure and getattr(e.event_specific_data, "error", None)
         ]
-        raise RunFailed(f"{what} failed: " + (" | ".join(errors) or "see the run's logs"))
+        raise RunFailed(f"{what} failed: " + (" | ".join(e for e in errors if e) or "see the run's logs"))
 
 
 def _run_config(log_level: str) -> dict:

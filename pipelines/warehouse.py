@@ -24,6 +24,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +40,10 @@ from pipelines.schemas import TABLES, Table
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+def is_safe_component(value: object) -> bool:
+    return isinstance(value, str) and bool(_SAFE.match(value)) and ".." not in value
+
+
 def safe_component(value: str) -> str:
     """A value that will become one path component: refuse anything that could escape its directory."""
     if not isinstance(value, str) or not _SAFE.match(value) or ".." in value:
@@ -46,9 +51,50 @@ def safe_component(value: str) -> str:
     return value
 
 
+_TMP = re.compile(r"^\.tmp-(\d+)-")
+STALE_TMP_SECONDS = 3600.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_temp_files(directory: Path) -> list[Path]:
+    """Remove the temporary files a killed writer left in ``directory``.
+
+    Temporary names carry the writer's pid (``.tmp-<pid>-...``): a file whose process is gone can never be
+    renamed into place any more. Unnamed ones (older layout) go once they are an hour old. Readers never look at
+    ``.tmp-*`` files, so this is tidiness, not correctness.
+    """
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for p in directory.glob(".tmp-*"):
+        m = _TMP.match(p.name)
+        try:
+            stale = (not _pid_alive(int(m.group(1)))) if m else (time.time() - p.stat().st_mtime > STALE_TMP_SECONDS)
+            if stale:
+                p.unlink()
+                removed.append(p)
+        except (FileNotFoundError, ValueError, OverflowError):
+            continue
+    return removed
+
+
+def _mkstemp(directory: Path, suffix: str = "") -> tuple[int, str]:
+    sweep_temp_files(directory)
+    return tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix=suffix, dir=directory)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    fd, tmp = _mkstemp(path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -136,17 +182,22 @@ class Warehouse:
     ) -> StoredRaw:
         """Keep a response body exactly as pulled, beside a record of the request that produced it.
 
-        A raw file is never replaced: storing under a name that exists is an error, so stored data can
-        only be added to.
+        A raw file is never replaced: storing different bytes under a name that is stored already is an error,
+        so stored data can only be added to. Storing the very same bytes again (a re-run with a frozen clock)
+        changes nothing and returns the stored file. A body without its ``.meta.json`` is an interrupted store
+        (killed between the two writes); it was never "stored" (every reader ignores it) and is written again.
         """
         path = self.raw_path(source, endpoint, parts, name, ext)
-        if path.exists():
-            raise FileExistsError(f"raw response {self.rel(path)} already stored; raw files are never replaced")
+        meta_path = self.meta_path(path)
         digest = sha256_bytes(body)
+        if path.exists() and meta_path.exists():
+            if sha256_file(path) == digest:
+                return StoredRaw(path=path, relpath=self.rel(path), sha256=digest, bytes=len(body))
+            raise FileExistsError(f"raw response {self.rel(path)} already stored; raw files are never replaced")
         meta = {**request, "sha256": digest, "bytes": len(body)}
         # The body goes first: a .meta.json only exists for a body that is completely on disk.
         atomic_write_bytes(path, body)
-        atomic_write_bytes(path.with_suffix(".meta.json"), json.dumps(meta, sort_keys=True, indent=1).encode())
+        atomic_write_bytes(meta_path, json.dumps(meta, sort_keys=True, indent=1).encode())
         return StoredRaw(path=path, relpath=self.rel(path), sha256=digest, bytes=len(body))
 
     def raw_files(self, source: str, endpoint: str) -> Iterator[Path]:
@@ -157,12 +208,17 @@ class Warehouse:
         for path in sorted(base.rglob("*.json")):
             if path.name.endswith(".meta.json"):
                 continue
-            if path.with_suffix(".meta.json").exists():
+            if self.meta_path(path).exists():
                 yield path
 
     @staticmethod
+    def meta_path(path: Path) -> Path:
+        """The request record beside a raw body (``x.json`` or ``x.zip`` -> ``x.meta.json``)."""
+        return path.with_suffix(".meta.json")
+
+    @staticmethod
     def raw_meta(path: Path) -> dict[str, Any]:
-        return json.loads(path.with_suffix(".meta.json").read_text())
+        return json.loads(Warehouse.meta_path(path).read_text())
 
     # ---- lake ---------------------------------------------------------------------------------------------
     def partition_path(self, table: Table, partition: str) -> Path:
@@ -173,7 +229,7 @@ class Warehouse:
         arrow = table.conform(df)
         path = self.partition_path(table, partition)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
+        fd, tmp = _mkstemp(path.parent, suffix=".parquet")
         os.close(fd)
         try:
             pq.write_table(arrow, tmp, compression="zstd", write_statistics=True)
@@ -201,7 +257,7 @@ class Warehouse:
     def _view_sql(self, table: Table) -> str | None:
         if not any((self.lake_dir / table.name).glob(f"{table.partition_by}=*/data.parquet")):
             return None
-        glob = (self.lake_dir / table.name / f"{table.partition_by}=*" / "data.parquet").as_posix()
+        glob = (self.lake_dir / table.name / f"{table.partition_by}=*" / "data.parquet").as_posix().replace("'", "''")
         ptype = "DATE" if table.partition_by in ("date", "week") else "VARCHAR"
         return (
             f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM read_parquet("

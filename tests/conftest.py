@@ -49,7 +49,7 @@ def env_for(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         monkeypatch.setenv("WAREHOUSE_DIR", str(wh))
         for api in ("COINGECKO", "BINANCE", "BYBIT", "OKX", "FRED"):  # no pacing against the loopback emulator
             monkeypatch.setenv(f"{api}_CALLS_PER_MINUTE", "0")
-        monkeypatch.setenv("MARKET_NOW", emu.now.isoformat())  # the emulator's fixed clock
+        monkeypatch.setenv("CRYPTO_WEEKLY_NOW", emu.now.isoformat())  # the emulator's fixed clock
         for k, v in emu.base_urls().items():
             monkeypatch.setenv(k, v)
         return wh

@@ -147,8 +147,11 @@ class HttpSource:
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
         classify_error: Callable[[str, Mapping[str, Any], int, str], SourceError | None] | None = None,
+        clock: Callable[[], datetime] | None = None,
     ):
         self.classify_error = classify_error
+        # What ``fetched_at`` records: the wall clock, or the pipeline's frozen clock (the emulator's).
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.base_url = base_url.rstrip("/")
         self.max_attempts = max_attempts
         self.max_wait = max_wait
@@ -218,7 +221,7 @@ class HttpSource:
                 params=redact(params),
                 status=resp.status_code,
                 body=resp.content,
-                fetched_at=datetime.now(timezone.utc),
+                fetched_at=self.clock(),
                 attempts=attempts,
                 headers={k.lower(): v for k, v in resp.headers.items() if k.lower().startswith(("x-mbx", "x-bapi", "retry"))},
             )
