@@ -193,8 +193,13 @@ def test_backfill_through_dagster_dev(fresh_emulator: MarketEmulator, tmp_path: 
             assert set(WEEKS) <= instance.get_materialized_partitions(dg.AssetKey(key)), key
         for key in UNPARTITIONED:
             assert instance.get_latest_materialization_event(dg.AssetKey(key)) is not None, key
-        runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        records = instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        runs = [r.dagster_run for r in records]
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        for rec in reversed(records):
+            what = ",".join(sorted(k.to_user_string() for k in rec.dagster_run.asset_selection or ()))
+            print(f"run {what}: queued {rec.start_time - rec.create_timestamp.timestamp():.0f} s, "
+                  f"ran {rec.end_time - rec.start_time:.0f} s")
         daily_runs = [r for r in runs if "coin_daily" in {k.to_user_string() for k in r.asset_selection or ()}]
         assert len(daily_runs) == 1  # fifteen days, one run
     for week in WEEKS:
