@@ -4,8 +4,8 @@
   Daily-partitioned; those assets have a single-run backfill policy, so any range of days is **one run**.
 * ``weekly_job``: groups ``weekly`` and ``report`` (the weekly tables and the report). Weekly-partitioned,
   one run per week (the weekly assets compute one ``context.partition_key`` each).
-* schedules (``pipelines/schedules.py``), freshness checks and their sensor (``pipelines/freshness.py``), and
-  concurrency pools assigned by rule (``pipelines/pools.py``).
+* schedules (``pipelines/schedules.py``), the weekly catch-up sensor (``pipelines/sensors.py``), freshness checks
+  and their sensor (``pipelines/freshness.py``), and concurrency pools assigned by rule (``pipelines/pools.py``).
 
 Assets added to those groups by anyone join the jobs, the pools and the freshness checks without edits here.
 """
@@ -19,6 +19,7 @@ from pipelines.freshness import build_freshness
 from pipelines.pools import apply_pools
 from pipelines.resources import build_resources
 from pipelines.schedules import build_schedules
+from pipelines.sensors import weekly_catch_up_sensor
 
 LAYER_TAG = "crypto-weekly/layer"
 
@@ -50,7 +51,7 @@ def make_definitions() -> dg.Definitions:
         asset_checks=[*all_checks, *freshness_checks],
         jobs=[daily_job, weekly_job],
         schedules=schedules,
-        sensors=[freshness_sensor],
+        sensors=[freshness_sensor, weekly_catch_up_sensor],
         resources=build_resources(),
         # Steps are short and mostly wait on I/O; on two cores a process per step (the multiprocess default)
         # cost more than it saved: a weekly run took 112 s with it (three steps, two checks), see README.

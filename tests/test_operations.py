@@ -39,6 +39,7 @@ def test_daily_schedule_targets_yesterday_after_the_close() -> None:
     (req,) = _requests(defs, "daily_schedule", datetime(2025, 12, 2, 0, 45, tzinfo=UTC))
     assert req.partition_key == "2025-12-01"
     assert req.tags["crypto-weekly/trigger"] == "schedule" and req.tags["crypto-weekly/layer"] == "daily"
+    assert req.tags["dagster/max_retries"] == "2"
     (req,) = _requests(defs, "daily_schedule", datetime(2025, 4, 1, 0, 45, tzinfo=UTC))
     assert req.partition_key == "2025-03-31"
 
@@ -180,3 +181,36 @@ def test_two_runs_at_once_on_one_warehouse(fresh_emulator, tmp_path: Path) -> No
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
         assert len(runs) == 2 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+
+
+@pytest.fixture
+def catch_up(monkeypatch: pytest.MonkeyPatch):
+    import pipelines.sensors as sensors
+
+    def evaluate(instance: dg.DagsterInstance, now: datetime):
+        monkeypatch.setattr(sensors, "_now", lambda: now)
+        return sensors.weekly_catch_up_sensor(dg.build_sensor_context(instance=instance))
+
+    return evaluate
+
+
+def test_catch_up_sensor_waits_for_late_days_then_runs_the_week_once(catch_up) -> None:
+    monday = datetime(2025, 11, 24, 2, 10, tzinfo=UTC)
+    with dg.instance_for_test() as instance:
+        early = catch_up(instance, datetime(2025, 11, 24, 1, 40, tzinfo=UTC))
+        assert isinstance(early, dg.SkipReason) and "schedule runs it first" in early.skip_message
+
+        instance.report_runless_asset_event(dg.AssetMaterialization("coin_daily", partition="2025-11-16"))
+        late = catch_up(instance, monday)
+        assert isinstance(late, dg.SkipReason)
+        assert late.skip_message == "week 2025-11-17: inputs late: coin_daily has no partition 2025-11-23"
+
+        instance.report_runless_asset_event(dg.AssetMaterialization("coin_daily", partition="2025-11-23"))
+        request = catch_up(instance, monday)
+        assert isinstance(request, dg.RunRequest) and request.partition_key == "2025-11-17"
+        assert request.tags["crypto-weekly/trigger"] == "catch_up_sensor"
+        assert catch_up(instance, monday).run_key == request.run_key  # the same inputs: the same key, one run
+
+        instance.report_runless_asset_event(dg.AssetMaterialization("weekly_report", partition="2025-11-17"))
+        done = catch_up(instance, monday)
+        assert isinstance(done, dg.SkipReason) and done.skip_message == "week 2025-11-17 is reported"
