@@ -14,9 +14,11 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 # Trust the machine's certificate store (corporate or CI proxies), not only uv's bundled roots.
 export UV_SYSTEM_CERTS ?= 1
 WEEK ?=
+SINCE ?= 2025-03-31
+UNTIL ?=
 PYTEST_ARGS ?=
 
-.PHONY: install demo test dev lint emulator clean
+.PHONY: install demo test dev lint emulator clean backfill
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -33,6 +35,10 @@ demo: install
 
 test: install
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+# make backfill [SINCE=2025-03-31] [UNTIL=2025-11-17] [EMULATOR=1]: the days as one run, then every week
+backfill: install
+	.venv/bin/crypto-weekly backfill --since $(SINCE) $(if $(UNTIL),--until $(UNTIL)) $(if $(EMULATOR),--emulator)
 
 dev: install
 	.venv/bin/crypto-weekly dev

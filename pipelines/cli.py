@@ -2,6 +2,7 @@
 
     crypto-weekly demo [--week 2025-11-17]       everything a week needs, from the emulator; prints the report
     crypto-weekly report --week 2025-11-17       the same against the configured sources (real APIs by default)
+    crypto-weekly backfill --since 2025-03-31    every day as one run, then every week; resumable
     crypto-weekly emulator [--port 8765]         serve the emulator alone, for any client to point at
     crypto-weekly dev [--port 3000]              the Dagster UI, with the emulator behind it
 
@@ -102,7 +103,8 @@ def demo(week: str | None, seed: int | None) -> None:
 @main.command()
 @click.option("--week", help="Monday of the week (default: the latest complete week)")
 @click.option("--emulator", "use_emulator", is_flag=True, help="use the local emulator instead of the real APIs")
-def report(week: str | None, use_emulator: bool) -> None:
+@click.option("--first-day", default=None, help="first day of the daily history (default: 2025-01-01)")
+def report(week: str | None, use_emulator: bool, first_day: str | None) -> None:
     """Materialize what a week needs and print the report's path."""
     import contextlib  # noqa: PLC0415
 
@@ -115,10 +117,58 @@ def report(week: str | None, use_emulator: bool) -> None:
     ctx = emulated_sources() if use_emulator else contextlib.nullcontext()
     with ctx:
         try:
-            run = run_week(week, dg.DagsterInstance.get())
+            run = run_week(week, dg.DagsterInstance.get(), **({"first_day": first_day} if first_day else {}))
         except RunFailed as exc:
             raise click.ClickException(str(exc)) from exc
     _print_result(run)
+
+
+@main.command()
+@click.option("--since", default="2025-03-31", show_default=True, help="first week (a Monday)")
+@click.option("--until", "until", default=None, help="last week (a Monday; default: the latest complete week)")
+@click.option("--first-day", default=None,
+              help="first day of the daily range (default: the daily partitions' start, 2025-01-01, so lookbacks "
+                   "have their history)")
+@click.option("--redo", is_flag=True, help="recompute weeks whose report is already materialized")
+@click.option("--emulator", "use_emulator", is_flag=True, help="use the local emulator instead of the real APIs")
+def backfill(since: str, until: str | None, first_day: str | None, redo: bool, use_emulator: bool) -> None:
+    """Materialize every day and every week from --since to --until: the days as one run, then week by week.
+
+    Re-running the same command resumes: stored raw pulls are not requested again and weeks already reported
+    are skipped (--redo recomputes them, to the same bytes).
+    """
+    import contextlib  # noqa: PLC0415
+
+    import dagster as dg  # noqa: PLC0415
+
+    from pipelines.partitions import DAILY_START  # noqa: PLC0415
+    from pipelines.runner import RunFailed, emulated_sources  # noqa: PLC0415
+    from pipelines.runner import backfill as run_backfill  # noqa: PLC0415
+
+    since = _week_option(since)
+    until = _week_option(until)
+    if until < since:
+        raise click.BadParameter(f"--until {until} is before --since {since}")
+    first = first_day or DAILY_START
+    try:
+        datetime.strptime(first, "%Y-%m-%d")
+    except ValueError as exc:
+        raise click.BadParameter(f"--first-day {first!r} is not a date (YYYY-MM-DD)") from exc
+    _ensure_dagster_home()
+    t0 = time.monotonic()
+    ctx = emulated_sources() if use_emulator else contextlib.nullcontext()
+    with ctx:
+        click.echo(f"Backfill of the weeks {since}..{until} ({'emulator' if use_emulator else 'configured sources'})")
+        try:
+            result = run_backfill(since, until, dg.DagsterInstance.get(), first_day=first, redo=redo, echo=click.echo)
+        except RunFailed as exc:
+            raise click.ClickException(
+                f"{exc}\nWhat was stored is kept; run the same command again to resume from there."
+            ) from exc
+    click.echo(
+        f"Backfill done in {time.monotonic() - t0:.0f} s: {len(result.weeks_run)} week(s) computed, "
+        f"{len(result.weeks_skipped)} already reported."
+    )
 
 
 @main.command()

@@ -6,7 +6,8 @@ Used by ``make demo``, the ``crypto-weekly`` command and the end-to-end tests.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.partitions import DAILY_START, week_close_days
+from pipelines.partitions import DAILY_START, WEEKLY, week_close_days
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -87,26 +88,39 @@ def _check(result: dg.ExecuteInProcessResult, what: str) -> None:
 
 
 def _run_config(log_level: str) -> dict:
+    """Console logs at ``log_level`` (WARNING by default: a user sees the result, not every step)."""
     return {"loggers": {"console": {"config": {"log_level": log_level}}}}
 
 
-def run_week(
-    week: str, instance: dg.DagsterInstance, first_day: str = DAILY_START, log_level: str = "WARNING"
-) -> WeekRun:
-    """Materialize everything ``week`` needs: days ``first_day``..the week's last day, then the week."""
+def _defs(defs: dg.Definitions | None) -> dg.Definitions:
     from pipelines.definitions import make_definitions  # noqa: PLC0415 (resources read the env at build time)
 
-    defs = make_definitions()
-    _, close_day = week_close_days(week)
-    daily = defs.resolve_job_def("daily_job").execute_in_process(
+    return defs or make_definitions()
+
+
+def run_days(
+    first_day: str, last_day: str, instance: dg.DagsterInstance, defs: dg.Definitions | None = None,
+    trigger: str = "runner", log_level: str = "WARNING",
+) -> str:
+    """``daily_job`` over ``first_day..last_day`` as **one** run (the daily assets' single-run backfill policy);
+    raw pulls skip what is stored, so a re-run after a failure only asks for what is missing. Returns the run id."""
+    daily = _defs(defs).resolve_job_def("daily_job").execute_in_process(
         instance=instance,
-        tags={RANGE_START_TAG: first_day, RANGE_END_TAG: close_day.isoformat(), "crypto-weekly/trigger": "runner"},
+        tags={RANGE_START_TAG: first_day, RANGE_END_TAG: last_day, "crypto-weekly/trigger": trigger},
         raise_on_error=False,
         run_config=_run_config(log_level),
     )
-    _check(daily, f"daily pulls {first_day}..{close_day}")
-    weekly = defs.resolve_job_def("weekly_job").execute_in_process(
-        instance=instance, partition_key=week, tags={"crypto-weekly/trigger": "runner"}, raise_on_error=False,
+    _check(daily, f"daily pulls {first_day}..{last_day}")
+    return daily.run_id
+
+
+def run_weekly(
+    week: str, instance: dg.DagsterInstance, defs: dg.Definitions | None = None, trigger: str = "runner",
+    log_level: str = "WARNING",
+) -> tuple[Path, str]:
+    """``weekly_job`` for one week (its days must be in the lake). Returns (report directory, run id)."""
+    weekly = _defs(defs).resolve_job_def("weekly_job").execute_in_process(
+        instance=instance, partition_key=week, tags={"crypto-weekly/trigger": trigger}, raise_on_error=False,
         run_config=_run_config(log_level),
     )
     _check(weekly, f"week {week}")
@@ -114,7 +128,79 @@ def run_week(
     if not mats:
         raise RunFailed(f"week {week}: the run succeeded but did not materialize weekly_report")
     report_dir = Path(mats[-1].materialization.metadata["markdown_path"].value).parent  # type: ignore[union-attr]
-    return WeekRun(week=week, report_dir=report_dir, daily_run_id=daily.run_id, weekly_run_id=weekly.run_id)
+    return report_dir, weekly.run_id
+
+
+def run_week(week: str, instance: dg.DagsterInstance, first_day: str = DAILY_START) -> WeekRun:
+    """Materialize everything ``week`` needs: days ``first_day``..the week's last day, then the week."""
+    defs = _defs(None)
+    _, close_day = week_close_days(week)
+    daily_run_id = run_days(first_day, close_day.isoformat(), instance, defs)
+    report_dir, weekly_run_id = run_weekly(week, instance, defs)
+    return WeekRun(week=week, report_dir=report_dir, daily_run_id=daily_run_id, weekly_run_id=weekly_run_id)
+
+
+def weeks_between(since: str, until: str) -> list[str]:
+    """Every weekly partition key from ``since`` to ``until`` (Mondays, both included)."""
+    return [k for k in WEEKLY.get_partition_keys() if since <= k <= until]
+
+
+def reported(week: str, instance: dg.DagsterInstance) -> bool:
+    """Whether ``week``'s report is materialized in the instance and the files it recorded are still there."""
+    key = dg.AssetKey("weekly_report")
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[week]), limit=1
+    ).records
+    if not records:
+        return False
+    meta = records[0].asset_materialization.metadata  # type: ignore[union-attr]
+    if "markdown_path" not in meta:
+        return False
+    report_dir = Path(meta["markdown_path"].value).parent  # type: ignore[arg-type]
+    return all((report_dir / name).exists() for name in ("report.md", "report.html", "manifest.json"))
+
+
+@dataclass
+class BackfillResult:
+    daily_run_id: str
+    weeks_run: list[str]
+    weeks_skipped: list[str]
+
+
+def backfill(
+    since: str,
+    until: str,
+    instance: dg.DagsterInstance,
+    first_day: str = DAILY_START,
+    redo: bool = False,
+    echo: Callable[[str], None] = print,
+) -> BackfillResult:
+    """Every day ``first_day``..the close of ``until`` as one run, then every week ``since``..``until``.
+
+    Resumable: stored raw pulls are not asked for again, and a week whose report is already materialized is
+    skipped unless ``redo``. Idempotent: the same inputs give the same lake and report bytes.
+    """
+    defs = _defs(None)
+    weeks = weeks_between(since, until)
+    if not weeks:
+        raise ValueError(f"no weekly partition between {since} and {until}")
+    first_day = min(first_day, week_close_days(weeks[0])[0].isoformat())
+    last_day = week_close_days(weeks[-1])[1].isoformat()
+    t0 = time.monotonic()
+    echo(f"daily: {first_day}..{last_day} as one run (stored pulls are skipped) ...")
+    daily_run_id = run_days(first_day, last_day, instance, defs, trigger="cli-backfill")
+    echo(f"daily: done in {time.monotonic() - t0:.0f} s (run {daily_run_id[:8]})")
+    done, skipped = [], []
+    for i, week in enumerate(weeks, start=1):
+        if not redo and reported(week, instance):
+            skipped.append(week)
+            echo(f"[{i}/{len(weeks)}] week {week}: already reported, skipped")
+            continue
+        t1 = time.monotonic()
+        report_dir, run_id = run_weekly(week, instance, defs, trigger="cli-backfill")
+        done.append(week)
+        echo(f"[{i}/{len(weeks)}] week {week}: {report_dir / 'report.md'} ({time.monotonic() - t1:.1f} s)")
+    return BackfillResult(daily_run_id=daily_run_id, weeks_run=done, weeks_skipped=skipped)
 
 
 def utcnow() -> datetime:

@@ -1,0 +1,42 @@
+"""When the jobs run by themselves (the daemon evaluates these; ``dagster dev`` starts it).
+
+* ``daily_schedule``: every day at 00:45 UTC, ``daily_job`` for **yesterday's** partition. CoinGecko's daily
+  point for day D is stamped D+1 00:00 and lands around 00:35, so at 00:45 yesterday's close is there.
+* ``weekly_schedule``: every Monday at 01:30 UTC, ``weekly_job`` for the week that **just ended** (the Monday
+  seven days earlier): its last close (Sunday's) came in with the 00:45 daily run.
+
+A failed scheduled run is retried twice from the failed step (``RETRIES``). Both come from
+``build_schedule_from_partitioned_job``, which targets the latest *complete* partition at the
+scheduled time, and both start running (``DefaultScheduleStatus.RUNNING``) as soon as the daemon is up.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+TRIGGER_TAG = "crypto-weekly/trigger"
+# Retried twice by the daemon (run_retries in dagster.yaml), from the failed step.
+RETRIES = {"dagster/max_retries": "2", "dagster/retry_strategy": "FROM_FAILURE"}
+
+
+def build_schedules(daily_job, weekly_job) -> list:  # noqa: ANN001 (unresolved asset jobs)
+    daily = dg.build_schedule_from_partitioned_job(
+        daily_job,
+        name="daily_schedule",
+        description="Yesterday's raw pulls and clean tables, each day at 00:45 UTC (after CoinGecko's ~00:35 close).",
+        hour_of_day=0,
+        minute_of_hour=45,
+        tags={TRIGGER_TAG: "schedule", "crypto-weekly/layer": "daily", **RETRIES},
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    weekly = dg.build_schedule_from_partitioned_job(
+        weekly_job,
+        name="weekly_schedule",
+        description="The week that just ended (tables and report), each Monday at 01:30 UTC.",
+        day_of_week=1,
+        hour_of_day=1,
+        minute_of_hour=30,
+        tags={TRIGGER_TAG: "schedule", "crypto-weekly/layer": "weekly", **RETRIES},
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    return [daily, weekly]

@@ -1,0 +1,216 @@
+"""Operations: schedules target the right partitions, pools are assigned by rule, freshness checks flag late
+data, and two runs writing the same warehouse at once neither fail nor duplicate anything."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.test_utils import freeze_time
+
+from pipelines.definitions import make_definitions
+from pipelines.pools import apply_pools, pool_for
+from pipelines.resources import WarehouseResource
+from pipelines.warehouse import Warehouse
+
+REPO = Path(__file__).resolve().parents[1]
+UTC = timezone.utc
+
+
+def _requests(defs: dg.Definitions, name: str, when: datetime) -> list[dg.RunRequest]:
+    schedule = defs.get_schedule_def(name)
+    ctx = dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def())
+    data = schedule.evaluate_tick(ctx)
+    return list(data.run_requests or [])
+
+
+def test_daily_schedule_targets_yesterday_after_the_close() -> None:
+    defs = make_definitions()
+    schedule = defs.get_schedule_def("daily_schedule")
+    assert schedule.cron_schedule == "45 0 * * *" and schedule.execution_timezone == "UTC"
+    assert schedule.job_name == "daily_job"
+    (req,) = _requests(defs, "daily_schedule", datetime(2025, 12, 2, 0, 45, tzinfo=UTC))
+    assert req.partition_key == "2025-12-01"
+    assert req.tags["crypto-weekly/trigger"] == "schedule" and req.tags["crypto-weekly/layer"] == "daily"
+    assert req.tags["dagster/max_retries"] == "2"
+    (req,) = _requests(defs, "daily_schedule", datetime(2025, 4, 1, 0, 45, tzinfo=UTC))
+    assert req.partition_key == "2025-03-31"
+
+
+def test_weekly_schedule_targets_the_week_that_just_ended() -> None:
+    defs = make_definitions()
+    schedule = defs.get_schedule_def("weekly_schedule")
+    assert schedule.cron_schedule == "30 1 * * 1" and schedule.execution_timezone == "UTC"
+    assert schedule.job_name == "weekly_job"
+    (req,) = _requests(defs, "weekly_schedule", datetime(2025, 11, 24, 1, 30, tzinfo=UTC))  # a Monday
+    assert req.partition_key == "2025-11-17"
+    assert req.tags["crypto-weekly/trigger"] == "schedule" and req.tags["crypto-weekly/layer"] == "weekly"
+    (req,) = _requests(defs, "weekly_schedule", datetime(2025, 4, 7, 1, 30, tzinfo=UTC))
+    assert req.partition_key == "2025-03-31"  # the first week
+
+
+def test_every_asset_is_in_a_pool_by_the_rule() -> None:
+    graph = make_definitions().get_repository_def().asset_graph
+    pools = {k.to_user_string(): graph.get(k).pools for k in graph.get_all_asset_keys() if graph.get(k).is_executable}
+    assert pools["raw_coingecko_markets"] == {"source_coingecko"}
+    assert pools["raw_coingecko_market_charts"] == {"source_coingecko"}
+    assert pools["coin_daily"] == {"asset_coin_daily"}
+    assert pools["weekly_report"] == {"asset_weekly_report"}
+    assert all(len(p) == 1 for p in pools.values()), pools
+
+
+def test_an_asset_added_later_gets_a_pool_and_keeps_working() -> None:
+    @dg.asset(group_name="raw", partitions_def=None)
+    def raw_new_source(warehouse: WarehouseResource) -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"root": warehouse.root})
+
+    @dg.asset(group_name="clean", pool="mine")
+    def clean_thing() -> None:
+        return None
+
+    a, b = apply_pools([raw_new_source, clean_thing])
+    assert a.node_def.pool == "asset_raw_new_source"  # raw, but no source resource: its own pool
+    assert b.node_def.pool == "mine"  # a declared pool is kept
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([a], instance=instance, resources={"warehouse": WarehouseResource(root="x")})
+    assert result.success
+    assert pool_for(a) == "asset_raw_new_source"
+
+
+def _check_job(defs: dg.Definitions, key: str):
+    check = dg.AssetCheckKey(dg.AssetKey(key), "freshness_check")
+    job = dg.define_asset_job("freshness_only", selection=dg.AssetSelection.checks(check))
+    defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+    return defs.resolve_job_def("freshness_only"), check
+
+
+@pytest.mark.parametrize(
+    ("key", "partition", "now", "passed"),
+    [
+        ("coin_daily", "2025-12-01", datetime(2025, 12, 2, 2, 30, tzinfo=UTC), True),  # yesterday stored
+        ("coin_daily", "2025-11-30", datetime(2025, 12, 2, 2, 30, tzinfo=UTC), False),  # yesterday late
+        ("weekly_report", "2025-11-17", datetime(2025, 11, 24, 3, 30, tzinfo=UTC), True),
+        ("weekly_report", "2025-11-10", datetime(2025, 11, 24, 3, 30, tzinfo=UTC), False),  # last week missing
+    ],
+)
+def test_freshness_checks_flag_late_partitions(key: str, partition: str, now: datetime, passed: bool) -> None:
+    job, check = _check_job(make_definitions(), key)
+    with dg.instance_for_test() as instance:
+        with freeze_time(now.replace(hour=0, minute=50)):
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
+        with freeze_time(now):
+            result = job.execute_in_process(instance=instance, raise_on_error=False)
+        evaluations = result.get_asset_check_evaluations()
+    assert [e.asset_check_key for e in evaluations] == [check]
+    assert evaluations[0].passed is passed
+    assert evaluations[0].severity == dg.AssetCheckSeverity.WARN
+
+
+def test_freshness_sensor_runs_by_default() -> None:
+    sensor = make_definitions().get_sensor_def("freshness_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+CONCURRENT_RUN = textwrap.dedent(
+    """
+    import sys, warnings
+    warnings.simplefilter("ignore")
+    import dagster as dg
+    from pipelines.definitions import make_definitions
+    from pipelines.runner import RANGE_END_TAG, RANGE_START_TAG
+    job = make_definitions().resolve_job_def("daily_job")
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.get(),
+        tags={RANGE_START_TAG: sys.argv[1], RANGE_END_TAG: sys.argv[2], "crypto-weekly/trigger": "test"},
+        raise_on_error=False,
+    )
+    errors = [str(e.event_specific_data.error.message) for e in result.all_events
+              if e.is_failure and getattr(e.event_specific_data, "error", None)]
+    print("RESULT", result.success, errors)
+    sys.exit(0 if result.success else 1)
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_on_one_warehouse(fresh_emulator, tmp_path: Path) -> None:
+    """Two daily runs over the same days start together (as a backfill and the scheduled run would): both
+    succeed, the pools make them take turns, nothing is pulled twice and the lake has no duplicate rows."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    wh_dir = tmp_path / "warehouse"
+    env = {
+        **os.environ,
+        **fresh_emulator.base_urls(),
+        "COINGECKO_CALLS_PER_MINUTE": "0",
+        "WAREHOUSE_DIR": str(wh_dir),
+        "DAGSTER_HOME": str(home),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_RUN, "2025-11-20", "2025-11-23"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=400)[0] for p in procs]
+    for p, out in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, out[-3000:]
+        assert "Could not set lock" not in out
+    wh = Warehouse(wh_dir)
+    dups = wh.query("SELECT date, coin_id, count(*) AS n FROM coin_daily GROUP BY ALL HAVING n > 1")
+    assert dups.is_empty(), dups
+    days = wh.query("SELECT DISTINCT date FROM coin_daily ORDER BY date")["date"].to_list()
+    assert [d.isoformat() for d in days] == ["2025-11-20", "2025-11-21", "2025-11-22", "2025-11-23"]
+    # one snapshot, one pull per coin: the second run found the first one's responses stored
+    snapshots = list((wh.raw_dir / "coingecko" / "markets").glob("snapshot=*"))
+    assert len(snapshots) == 1
+    per_coin = [
+        len([f for f in d.glob("*.json") if not f.name.endswith(".meta.json")])
+        for d in (wh.raw_dir / "coingecko" / "market_chart_range").iterdir()
+    ]
+    assert per_coin and set(per_coin) == {1}
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 2 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+
+
+@pytest.fixture
+def catch_up(monkeypatch: pytest.MonkeyPatch):
+    import pipelines.sensors as sensors
+
+    def evaluate(instance: dg.DagsterInstance, now: datetime):
+        monkeypatch.setattr(sensors, "_now", lambda: now)
+        return sensors.weekly_catch_up_sensor(dg.build_sensor_context(instance=instance))
+
+    return evaluate
+
+
+def test_catch_up_sensor_waits_for_late_days_then_runs_the_week_once(catch_up) -> None:
+    monday = datetime(2025, 11, 24, 2, 10, tzinfo=UTC)
+    with dg.instance_for_test() as instance:
+        early = catch_up(instance, datetime(2025, 11, 24, 1, 40, tzinfo=UTC))
+        assert isinstance(early, dg.SkipReason) and "schedule runs it first" in early.skip_message
+
+        instance.report_runless_asset_event(dg.AssetMaterialization("coin_daily", partition="2025-11-16"))
+        late = catch_up(instance, monday)
+        assert isinstance(late, dg.SkipReason)
+        assert late.skip_message == "week 2025-11-17: inputs late: coin_daily has no partition 2025-11-23"
+
+        instance.report_runless_asset_event(dg.AssetMaterialization("coin_daily", partition="2025-11-23"))
+        request = catch_up(instance, monday)
+        assert isinstance(request, dg.RunRequest) and request.partition_key == "2025-11-17"
+        assert request.tags["crypto-weekly/trigger"] == "catch_up_sensor"
+        assert catch_up(instance, monday).run_key == request.run_key  # the same inputs: the same key, one run
+
+        instance.report_runless_asset_event(dg.AssetMaterialization("weekly_report", partition="2025-11-17"))
+        done = catch_up(instance, monday)
+        assert isinstance(done, dg.SkipReason) and done.skip_message == "week 2025-11-17 is reported"
