@@ -16,7 +16,7 @@ export UV_SYSTEM_CERTS ?= 1
 WEEK ?=
 PYTEST_ARGS ?=
 
-.PHONY: install demo test dev lint emulator clean
+.PHONY: install demo test dev lint emulator clean bench
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -39,6 +39,9 @@ dev: install
 
 emulator: install
 	.venv/bin/crypto-weekly emulator
+
+bench: install
+	.venv/bin/python -m bench.run
 
 lint: install
 	.venv/bin/ruff check .

@@ -25,7 +25,7 @@ DEFAULT_OUT = REPO / "bench" / "RESULTS.md"
 FULL = {
     "history": [20, 80, 300],
     "universe": [250, 1000, 5000],
-    "pulls": {"coins": 8, "calls_per_minute": 28},
+    "pulls": {"coins": 5, "calls_per_minute": 28},
     "scaling_weeks": [1, None],  # None = every weekly partition
     "new_week": True,
     "profile": True,
