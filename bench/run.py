@@ -48,6 +48,7 @@ def run_phase(name: str, kwargs: dict, inprocess: bool = False) -> dict:
 
         result = phases.PHASES[name](**kwargs)
         result["peak_rss_mib"] = phases.peak_rss_mib()
+        result["process_seconds"] = time.perf_counter() - t0
     else:
         proc = subprocess.run(
             [sys.executable, "-m", "bench.phases", name, json.dumps(kwargs)],
