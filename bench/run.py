@@ -267,8 +267,7 @@ def main(argv: list[str] | None = None) -> Path:
         md.append(
             f" `pairwise_corr` grows as N^{f(expo, 2)} from {a['coins']:,} to {b['coins']:,} coins (2 = quadratic "
             f"work) and does {pairs / b['steps'][q] / 1e6:,.1f} M pairs/s at {b['coins']:,} coins: vectorized "
-            "(a few `[N x T] @ [T x N]` products in blocks of 1,024 columns); a Python loop over pairs runs at "
-            "well under 1 M pairs/s."
+            "(a few `[N x T] @ [T x N]` products in blocks of 1,024 columns, no Python loop over pairs)."
         )
     md.append("")
 
@@ -305,8 +304,8 @@ def main(argv: list[str] | None = None) -> Path:
         f"requests): **{per_run_250} requests** for a fresh backfill of every week, and {per_run_250} per new week "
         f"when the daily job runs once a week over its 7 days; at {cpm}/min that is "
         f"{f(per_run_250 / cpm, 1)} minutes of pacing each. A daily job run every day instead makes "
-        f"{per_run_250} requests per day, {7 * per_run_250} per week (the registry is reused for 20 h, so "
-        f"{7 * 250 + (cat_pages + 1) * 7} when it is refreshed daily).",
+        f"{per_run_250} requests per day (its snapshot is older than 20 h, so the registry is pulled again), "
+        f"{7 * per_run_250} per week.",
         "",
     ]
 
