@@ -18,7 +18,7 @@ SINCE ?= 2025-03-31
 UNTIL ?=
 PYTEST_ARGS ?=
 
-.PHONY: install demo test dev lint emulator clean backfill
+.PHONY: install demo test dev lint emulator clean backfill bench
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -45,6 +45,9 @@ dev: install
 
 emulator: install
 	.venv/bin/crypto-weekly emulator
+
+bench: install
+	.venv/bin/python -m bench.run
 
 lint: install
 	.venv/bin/ruff check .

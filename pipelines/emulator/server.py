@@ -108,6 +108,7 @@ class MarketEmulator:
         self.host, self.port = host, port
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (api, path, query) of every request
+        self.responses: list[tuple[str, str, int]] = []  # (api, path, status) of every answered request
         self._lock = threading.Lock()
         self._routes: dict[str, list[tuple[re.Pattern[str], Handler]]] = {}
         self._apis: dict[str, tuple[str, str, Callable[[int, dict[str, str]], Response]]] = {}
@@ -145,6 +146,15 @@ class MarketEmulator:
     def count(self, api: str, path_regex: str = ".*") -> int:
         with self._lock:
             return sum(1 for a, p, _ in self.requests if a == api and re.search(path_regex, p))
+
+    def status_counts(self, api: str, path_regex: str = ".*") -> dict[int, int]:
+        """How many answered requests got each HTTP status (e.g. ``{200: 263}``; a 429 shows as its own key)."""
+        out: dict[int, int] = {}
+        with self._lock:
+            for a, p, status in self.responses:
+                if a == api and re.search(path_regex, p):
+                    out[status] = out.get(status, 0) + 1
+        return out
 
     @property
     def url(self) -> str:
@@ -214,6 +224,8 @@ class MarketEmulator:
         if fault and fault.kind == "timeout":
             time.sleep(fault.delay)
         resp = self._dispatch(api, req, fault)
+        with self._lock:
+            self.responses.append((api, sub, resp.status))
         body = resp.body
         if fault and fault.kind == "truncated":
             body = body[: max(1, len(body) // 2)]

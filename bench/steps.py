@@ -1,0 +1,242 @@
+"""The floor: the pipeline's computations called as plain functions, without Dagster, through registries.
+
+To benchmark a new asset, append one ``(name, callable)`` step to the matching list:
+
+* ``DAILY_STEPS``: what ``daily_job`` does for a range of days (raw pulls, then clean tables); each step gets a
+  ``DailyCtx``.
+* ``WEEKLY_STEPS``: what ``weekly_job`` does for one week (weekly tables, then the report); each step gets a
+  ``WeekCtx``. Steps write to the lake exactly as the asset bodies do, so the floor does the same I/O.
+* ``METRIC_STEPS``: every pure function of ``pipelines.metrics`` on in-memory frames (no I/O), used for the
+  universe-growth figures; each step gets a ``MetricInputs``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from functools import cached_property
+from typing import Any
+
+import polars as pl
+
+from pipelines.warehouse import Warehouse, atomic_write_bytes
+
+
+# ---- daily ----------------------------------------------------------------------------------------------------
+@dataclass
+class DailyCtx:
+    wh: Warehouse
+    first: date
+    last: date
+    client_factory: Callable[[], Any]  # -> a CoinGeckoClient (context manager)
+    top_n: int = 250
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def step_raw_markets(ctx: DailyCtx) -> None:
+    from pipelines.ingest import pull_registry  # noqa: PLC0415
+
+    with ctx.client_factory() as client:
+        ctx.state["snapshot"] = pull_registry(client, ctx.wh, top_n=ctx.top_n).snapshot
+
+
+def step_coin_registry(ctx: DailyCtx) -> None:
+    from pipelines.cleaning import parse_registry_snapshot  # noqa: PLC0415
+    from pipelines.schemas import COIN_REGISTRY  # noqa: PLC0415
+
+    snap = ctx.state["snapshot"]
+    ctx.wh.write_partition(COIN_REGISTRY, snap, parse_registry_snapshot(ctx.wh, snap))
+    ctx.wh.refresh_catalog()
+
+
+def step_raw_market_charts(ctx: DailyCtx) -> None:
+    from pipelines.cleaning import latest_registry  # noqa: PLC0415
+    from pipelines.ingest import pull_market_charts  # noqa: PLC0415
+
+    ids = latest_registry(ctx.wh)["coin_id"].to_list()
+    with ctx.client_factory() as client:
+        report = pull_market_charts(client, ctx.wh, ids, ctx.first, ctx.last)
+    if report.failed:
+        raise RuntimeError(f"{len(report.failed)} coins failed")
+
+
+def step_coin_daily(ctx: DailyCtx) -> None:
+    from pipelines.cleaning import build_coin_daily, latest_registry  # noqa: PLC0415
+    from pipelines.partitions import days_between  # noqa: PLC0415
+    from pipelines.schemas import COIN_DAILY  # noqa: PLC0415
+
+    frames, _ = build_coin_daily(ctx.wh, latest_registry(ctx.wh), days_between(ctx.first, ctx.last))
+    for day, frame in frames.items():
+        ctx.wh.write_partition(COIN_DAILY, day.isoformat(), frame)
+    ctx.wh.refresh_catalog()
+
+
+DAILY_STEPS: list[tuple[str, Callable[[DailyCtx], Any]]] = [
+    ("raw_coingecko_markets", step_raw_markets),
+    ("coin_registry", step_coin_registry),
+    ("raw_coingecko_market_charts", step_raw_market_charts),
+    ("coin_daily", step_coin_daily),
+]
+
+
+# ---- weekly ---------------------------------------------------------------------------------------------------
+@dataclass
+class WeekCtx:
+    wh: Warehouse
+    week: str
+
+    @cached_property
+    def days(self) -> tuple[date, date]:
+        from pipelines.partitions import week_close_days  # noqa: PLC0415
+
+        return week_close_days(self.week)
+
+    @cached_property
+    def open_close(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        from pipelines.schemas import COIN_DAILY  # noqa: PLC0415
+
+        o, c = self.days
+        return self.wh.read_partition(COIN_DAILY, o.isoformat()), self.wh.read_partition(COIN_DAILY, c.isoformat())
+
+
+def step_weekly_market_summary(ctx: WeekCtx) -> None:
+    from pipelines.metrics.summary import weekly_market_summary  # noqa: PLC0415
+    from pipelines.partitions import week_bounds  # noqa: PLC0415
+    from pipelines.schemas import WEEKLY_MARKET_SUMMARY  # noqa: PLC0415
+
+    start, end = week_bounds(ctx.week)
+    df = weekly_market_summary(*ctx.open_close, start, end, ctx.days[1])
+    ctx.wh.write_partition(WEEKLY_MARKET_SUMMARY, ctx.week, df)
+    ctx.wh.refresh_catalog()
+
+
+def step_weekly_movers(ctx: WeekCtx) -> None:
+    from pipelines.cleaning import latest_registry  # noqa: PLC0415
+    from pipelines.metrics.summary import weekly_movers  # noqa: PLC0415
+    from pipelines.partitions import week_bounds  # noqa: PLC0415
+    from pipelines.schemas import WEEKLY_MOVERS  # noqa: PLC0415
+
+    cats = latest_registry(ctx.wh).select("coin_id", "categories")
+    df = weekly_movers(*ctx.open_close, cats, week_bounds(ctx.week)[0])
+    ctx.wh.write_partition(WEEKLY_MOVERS, ctx.week, df)
+    ctx.wh.refresh_catalog()
+
+
+def step_weekly_report(ctx: WeekCtx) -> None:
+    from pipelines.manifest import code_version, input_entry  # noqa: PLC0415
+    from pipelines.narrative.claims import summary_claims  # noqa: PLC0415
+    from pipelines.narrative.render import render_report  # noqa: PLC0415
+    from pipelines.schemas import COIN_DAILY, WEEKLY_MARKET_SUMMARY, WEEKLY_MOVERS  # noqa: PLC0415
+
+    wh, week = ctx.wh, ctx.week
+    summary, movers = wh.read_partition(WEEKLY_MARKET_SUMMARY, week), wh.read_partition(WEEKLY_MOVERS, week)
+    rendered = render_report(summary, movers, [], "CoinGecko (market caps, prices, volumes, categories)")
+    wrong = [c for c in summary_claims(wh, week, rendered.markdown) if not c.found]
+    if wrong:
+        raise RuntimeError(f"claim check failed for {week}: {wrong}")
+    o, c = ctx.days
+    manifest = {
+        "week": week,
+        "inputs": [input_entry(wh, WEEKLY_MARKET_SUMMARY, week), input_entry(wh, WEEKLY_MOVERS, week),
+                   input_entry(wh, COIN_DAILY, o.isoformat()), input_entry(wh, COIN_DAILY, c.isoformat())],
+        "code": code_version(),
+    }
+    out = wh.reports_dir / week
+    atomic_write_bytes(out / "report.md", rendered.markdown.encode())
+    atomic_write_bytes(out / "report.html", rendered.html.encode())
+    atomic_write_bytes(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
+    # the blocking asset check re-reads the report and re-runs the claims
+    assert all(c.found for c in summary_claims(wh, week, (out / "report.md").read_text()))
+
+
+WEEKLY_STEPS: list[tuple[str, Callable[[WeekCtx], Any]]] = [
+    ("weekly_market_summary", step_weekly_market_summary),
+    ("weekly_movers", step_weekly_movers),
+    ("weekly_report", step_weekly_report),
+]
+
+
+# ---- pure metrics on in-memory frames -------------------------------------------------------------------------
+@dataclass
+class MetricInputs:
+    coin_daily: pl.DataFrame  # lake schema with the hive column: date, coin_id, symbol, name, price_usd, ...
+    registry: pl.DataFrame  # coin_id, categories
+    week: str
+
+    @cached_property
+    def window(self):
+        from pipelines.metrics.pit import week_window  # noqa: PLC0415
+
+        return week_window(self.week)
+
+    @cached_property
+    def eligible_ids(self) -> list[str]:
+        from pipelines.metrics.universe import eligible, eligible_ids  # noqa: PLC0415
+
+        return eligible_ids(eligible(self.registry))
+
+    def day(self, d: date) -> pl.DataFrame:
+        return self.coin_daily.filter(pl.col("date") == d).drop("date")
+
+
+def m_summary(x: MetricInputs):
+    from pipelines.metrics.summary import weekly_market_summary  # noqa: PLC0415
+
+    w = x.window
+    return weekly_market_summary(x.day(w.open_day), x.day(w.close_day), w.monday, w.next_monday, w.close_day)
+
+
+def m_movers(x: MetricInputs):
+    from pipelines.metrics.summary import weekly_movers  # noqa: PLC0415
+
+    return weekly_movers(x.day(x.window.open_day), x.day(x.window.close_day), x.registry, x.window.monday)
+
+
+def m_universe(x: MetricInputs):
+    from pipelines.metrics.universe import weekly_universe  # noqa: PLC0415
+
+    return weekly_universe(x.coin_daily, x.eligible_ids, x.week)
+
+
+def m_market(x: MetricInputs):
+    from pipelines.metrics.market import level_crossings, total_market_cap_daily, weekly_total_market_cap  # noqa: PLC0415
+
+    total = total_market_cap_daily(x.coin_daily)
+    return weekly_total_market_cap(total, x.week), level_crossings(total, x.week)
+
+
+def m_correlation_buckets(x: MetricInputs):
+    from pipelines.metrics.correlation import weekly_correlation_buckets  # noqa: PLC0415
+
+    return weekly_correlation_buckets(x.coin_daily, x.eligible_ids, x.week)
+
+
+def m_correlation_all_coins(x: MetricInputs):
+    """``pairwise_corr`` over every coin of the frame: the quadratic step, [30 days x N] -> [N x N]."""
+    from pipelines.metrics.correlation import log_return_matrix, pairwise_corr  # noqa: PLC0415
+
+    ids = x.coin_daily["coin_id"].unique().sort().to_list()
+    return pairwise_corr(log_return_matrix(x.coin_daily, ids, x.window.close_day))
+
+
+def m_sectors(x: MetricInputs):
+    from pipelines.metrics.sectors import weekly_index_returns  # noqa: PLC0415
+
+    return weekly_index_returns(x.coin_daily, x.registry, x.eligible_ids, x.week)
+
+
+METRIC_STEPS: list[tuple[str, Callable[[MetricInputs], Any]]] = [
+    ("weekly_market_summary", m_summary),
+    ("weekly_movers", m_movers),
+    ("weekly_universe (eligible + top 100)", m_universe),
+    ("weekly_total_market_cap + level_crossings", m_market),
+    ("weekly_correlation_buckets (top 100, 5 weeks)", m_correlation_buckets),
+    ("pairwise_corr, all N coins", m_correlation_all_coins),
+    ("weekly_index_returns (10 indices, 2 weeks)", m_sectors),
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
