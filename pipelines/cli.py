@@ -84,13 +84,14 @@ def demo(week: str | None, seed: int | None) -> None:
     """Run everything a week needs against the local market emulator (no network, no key)."""
     import dagster as dg  # noqa: PLC0415
 
-    from pipelines.runner import RunFailed, emulated_sources, run_week  # noqa: PLC0415
+    from pipelines.runner import RunFailed, demo_clock, emulated_sources, run_week  # noqa: PLC0415
 
     week = _week_option(week)
     _ensure_dagster_home()
     os.environ.setdefault("WAREHOUSE_DIR", str(PROJECT_ROOT / "warehouse"))
     t0 = time.monotonic()
-    with emulated_sources(seed=seed):
+    # The emulated world stands at the Tuesday after the week, as if the report were written live then.
+    with emulated_sources(seed=seed, now=demo_clock(week)):
         click.echo(f"Emulator up; materializing the history and the week of {week} ...")
         try:
             run = run_week(week, dg.DagsterInstance.get())

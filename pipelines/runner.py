@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -21,6 +21,21 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 # Clients whose pacing is turned off against the (loopback) emulator.
 PACED_APIS = ("COINGECKO", "BINANCE", "BYBIT", "OKX", "FRED")
+# The CoinGecko side of the daily job: a week's report reads its whole history ("first time since April").
+MARKET_ASSETS = ("raw_coingecko_markets", "coin_registry", "raw_coingecko_market_charts", "coin_daily")
+# Derivatives and macro need less: the leverage table looks back 90 days at most for its open-interest peak,
+# volatility 30 days. A report run pulls them from this many days before the week's close; a backfill pulls
+# its whole range.
+DERIVATIVES_HISTORY_DAYS = 100
+
+
+def demo_clock(week: str, wall: datetime | None = None) -> datetime:
+    """The emulator's clock for reporting on ``week``: the Tuesday 06:00 UTC after it closed (or now, if that
+    has not come yet), as if the report were run live that week, so the venues' recent-history windows reach it."""
+    wall = wall or datetime.now(timezone.utc)
+    _, close_day = week_close_days(week)
+    tuesday = datetime(close_day.year, close_day.month, close_day.day, 6, tzinfo=timezone.utc) + timedelta(days=2)
+    return min(tuesday, wall)
 
 
 @dataclass
@@ -100,12 +115,14 @@ def _defs(defs: dg.Definitions | None) -> dg.Definitions:
 
 def run_days(
     first_day: str, last_day: str, instance: dg.DagsterInstance, defs: dg.Definitions | None = None,
-    trigger: str = "runner", log_level: str = "WARNING",
+    trigger: str = "runner", log_level: str = "WARNING", assets: list[str] | None = None,
 ) -> str:
     """``daily_job`` over ``first_day..last_day`` as **one** run (the daily assets' single-run backfill policy);
-    raw pulls skip what is stored, so a re-run after a failure only asks for what is missing. Returns the run id."""
+    raw pulls skip what is stored, so a re-run after a failure only asks for what is missing. ``assets`` limits
+    the run to some of the job's assets. Returns the run id."""
     daily = _defs(defs).resolve_job_def("daily_job").execute_in_process(
         instance=instance,
+        asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
         tags={RANGE_START_TAG: first_day, RANGE_END_TAG: last_day, "crypto-weekly/trigger": trigger},
         raise_on_error=False,
         run_config=_run_config(log_level),
@@ -131,11 +148,31 @@ def run_weekly(
     return report_dir, weekly.run_id
 
 
-def run_week(week: str, instance: dg.DagsterInstance, first_day: str = DAILY_START) -> WeekRun:
-    """Materialize everything ``week`` needs: days ``first_day``..the week's last day, then the week."""
+def run_history(
+    first_day: str, last_day: str, instance: dg.DagsterInstance, defs: dg.Definitions,
+    derivatives_days: int | None = DERIVATIVES_HISTORY_DAYS, trigger: str = "runner",
+) -> str:
+    """The daily job for what a report needs: CoinGecko history from ``first_day``; derivatives and macro from
+    ``derivatives_days`` before ``last_day`` (all of it when None). One run per range; returns the last run id."""
+    job_assets = sorted(k.to_user_string() for k in defs.resolve_job_def("daily_job").asset_layer.selected_asset_keys)
+    late = first_day
+    if derivatives_days is not None:
+        late = max(first_day, (date.fromisoformat(last_day) - timedelta(days=derivatives_days)).isoformat())
+    if late == first_day:
+        return run_days(first_day, last_day, instance, defs, trigger=trigger)
+    run_days(first_day, last_day, instance, defs, trigger=trigger, assets=[a for a in job_assets if a in MARKET_ASSETS])
+    return run_days(late, last_day, instance, defs, trigger=trigger,
+                    assets=[a for a in job_assets if a not in MARKET_ASSETS])
+
+
+def run_week(
+    week: str, instance: dg.DagsterInstance, first_day: str = DAILY_START,
+    derivatives_days: int | None = DERIVATIVES_HISTORY_DAYS,
+) -> WeekRun:
+    """Materialize everything ``week`` needs: the daily history up to the week's last day, then the week."""
     defs = _defs(None)
     _, close_day = week_close_days(week)
-    daily_run_id = run_days(first_day, close_day.isoformat(), instance, defs)
+    daily_run_id = run_history(first_day, close_day.isoformat(), instance, defs, derivatives_days)
     report_dir, weekly_run_id = run_weekly(week, instance, defs)
     return WeekRun(week=week, report_dir=report_dir, daily_run_id=daily_run_id, weekly_run_id=weekly_run_id)
 

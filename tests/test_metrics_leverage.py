@@ -147,3 +147,18 @@ def test_daily_open_interest_is_independent_of_row_order():
     for seed in range(8):
         again = daily_open_interest(oi.sample(fraction=1.0, shuffle=True, seed=seed))
         assert again["oi_usd"].to_list() == first["oi_usd"].to_list()
+
+
+def test_turned_negative_only_on_a_sign_flip() -> None:
+    from pipelines.metrics.leverage import negative_funding_facts
+
+    days = [date(2025, 11, 10) + timedelta(days=i) for i in range(12)]
+    # negative Nov 12-13, positive 14-15, negative from Nov 16 (the Sunday before the week) on
+    rates = [1, 1, -1, -1, 1, 1, -1, -1, -1, 1, -1, -1]
+    daily = pl.DataFrame({"day": days, "funding_8h": [r * 1e-5 for r in rates]})
+    week = negative_funding_facts(daily, date(2025, 11, 17), date(2025, 11, 23))
+    # Nov 17 continues a run that began Nov 16: not a flip. Nov 20 is the week's first flip.
+    assert week["first_negative_day"] == date(2025, 11, 20)
+    assert week["first_negative_since"] == date(2025, 11, 18)
+    still = negative_funding_facts(daily.filter(pl.col("day") <= date(2025, 11, 18)), date(2025, 11, 17), date(2025, 11, 18))
+    assert still["first_negative_day"] is None and still["negative_days"] == 2

@@ -25,7 +25,7 @@ WEEKLY_LEVERAGE = register(
             Column("funding_annualized_mean", pa.float64(), "funding_8h_mean x 3 x 365", True),
             Column("funding_weighting", pa.string(), "'oi' (open-interest weighted), 'equal' or 'mixed'", True),
             Column("negative_days", pa.int32(), "days of the week whose daily funding was negative"),
-            Column("first_negative_day", pa.date32(), "first negative day of the week", True),
+            Column("first_negative_day", pa.date32(), "first day of the week funding turned negative (the day before was not)", True),
             Column("first_negative_since", pa.date32(), "last negative day before first_negative_day", True),
             Column("longest_negative_run_days", pa.int32(), "longest run of negative days ending in the week"),
             Column("longest_negative_run_since", pa.date32(), "end of the last earlier run at least as long", True),
@@ -120,10 +120,14 @@ def _runs(daily: pl.DataFrame) -> pl.DataFrame:
 
 def negative_funding_facts(daily: pl.DataFrame, first_day: date, last_day: date) -> dict:
     """Negative-funding facts for the days ``first_day..last_day`` from ``daily_funding`` rows up to last_day."""
-    d = daily.filter((pl.col("day") <= last_day) & pl.col("funding_8h").is_not_null())
+    d = daily.filter((pl.col("day") <= last_day) & pl.col("funding_8h").is_not_null()).sort("day")
     inside = d.filter(pl.col("day") >= first_day)
     neg_days = inside.filter(pl.col("funding_8h") < 0)["day"]
-    first_neg = neg_days.min() if neg_days.len() else None
+    # "turned negative": a negative day whose previous day in the series was not negative (a sign flip)
+    flips = d.with_columns(pl.col("funding_8h").shift(1).alias("prev")).filter(
+        (pl.col("day") >= first_day) & (pl.col("funding_8h") < 0) & (pl.col("prev").is_null() | (pl.col("prev") >= 0))
+    )["day"]
+    first_neg = flips.min() if flips.len() else None
     since = None
     if first_neg is not None:
         before = d.filter((pl.col("day") < first_neg) & (pl.col("funding_8h") < 0))["day"]
