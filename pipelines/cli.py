@@ -21,15 +21,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import click
-from dagster._utils.warnings import BetaWarning, PreviewWarning
+from dagster._utils.warnings import BetaWarning, PreviewWarning, SupersessionWarning
 
 # Dagster flags beta parameters we use on purpose (single-run backfills, partition mappings): not for users.
 warnings.filterwarnings("ignore", category=BetaWarning)
 warnings.filterwarnings("ignore", category=PreviewWarning)
+warnings.filterwarnings("ignore", category=SupersessionWarning)
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"dagster\..*|pipelines\..*")
 
 from pipelines.partitions import latest_complete_week  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Weeks computed before the requested one (when not reported yet), so the report's charts have a history.
+CONTEXT_WEEKS = 7
 
 
 def _ensure_dagster_home() -> Path:
@@ -94,7 +98,7 @@ def demo(week: str | None, seed: int | None) -> None:
     with emulated_sources(seed=seed, now=demo_clock(week)):
         click.echo(f"Emulator up; materializing the history and the week of {week} ...")
         try:
-            run = run_week(week, dg.DagsterInstance.get())
+            run = run_week(week, dg.DagsterInstance.get(), context_weeks=CONTEXT_WEEKS)
         except RunFailed as exc:
             raise click.ClickException(str(exc)) from exc
     _print_result(run)
@@ -118,7 +122,8 @@ def report(week: str | None, use_emulator: bool, first_day: str | None) -> None:
     ctx = emulated_sources() if use_emulator else contextlib.nullcontext()
     with ctx:
         try:
-            run = run_week(week, dg.DagsterInstance.get(), **({"first_day": first_day} if first_day else {}))
+            run = run_week(week, dg.DagsterInstance.get(), context_weeks=CONTEXT_WEEKS,
+                           **({"first_day": first_day} if first_day else {}))
         except RunFailed as exc:
             raise click.ClickException(str(exc)) from exc
     _print_result(run)

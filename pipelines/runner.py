@@ -167,12 +167,19 @@ def run_history(
 
 def run_week(
     week: str, instance: dg.DagsterInstance, first_day: str = DAILY_START,
-    derivatives_days: int | None = DERIVATIVES_HISTORY_DAYS,
+    derivatives_days: int | None = DERIVATIVES_HISTORY_DAYS, context_weeks: int = 0,
 ) -> WeekRun:
-    """Materialize everything ``week`` needs: the daily history up to the week's last day, then the week."""
+    """Materialize everything ``week`` needs: the daily history up to the week's last day, then the week.
+
+    ``context_weeks`` also computes that many earlier weeks first (those not reported yet), so the report's
+    charts over time have points before this one."""
     defs = _defs(None)
     _, close_day = week_close_days(week)
     daily_run_id = run_history(first_day, close_day.isoformat(), instance, defs, derivatives_days)
+    earlier = [k for k in WEEKLY.get_partition_keys() if k < week][-context_weeks:] if context_weeks else []
+    for prior in earlier:
+        if week_close_days(prior)[0].isoformat() >= first_day and not reported(prior, instance):
+            run_weekly(prior, instance, defs)
     report_dir, weekly_run_id = run_weekly(week, instance, defs)
     return WeekRun(week=week, report_dir=report_dir, daily_run_id=daily_run_id, weekly_run_id=weekly_run_id)
 

@@ -64,7 +64,7 @@ def _with_oi(funding: pl.DataFrame, open_interest: pl.DataFrame | None, toleranc
     oi = ensure_utc(open_interest.select("exchange", "symbol", "ts", "oi_usd"), "ts").sort("ts")
     return f.join_asof(
         oi, left_on="funding_time", right_on="ts", by=["exchange", "symbol"], strategy="backward",
-        tolerance=tolerance,
+        tolerance=tolerance, check_sortedness=False,  # both sides sorted on the key just above
     ).drop("ts")
 
 
