@@ -46,18 +46,13 @@ def weekly_keys() -> list[str]:
 
 
 def daily_range_for(weeks: list[str]) -> tuple[date, date]:
-    """The first and last daily partition the weekly partitions read, through the declared partition mapping."""
-    from pipelines.partitions import DAILY, WEEK_FROM_DAYS, WEEKLY  # noqa: PLC0415
+    """The daily partitions the weekly partitions need: from six weeks before the first week's open (the 30-day
+    correlation and volatility windows read that far back) to the last week's close, not before the first day."""
+    from pipelines.partitions import DAILY_START, week_close_days  # noqa: PLC0415
 
-    try:
-        res = WEEK_FROM_DAYS.get_upstream_mapped_partitions_result_for_partitions(
-            WEEKLY.subset_with_partition_keys(weeks), WEEKLY, DAILY
-        )
-        keys = sorted(res.partitions_subset.get_partition_keys())
-        return date.fromisoformat(keys[0]), date.fromisoformat(keys[-1])
-    except Exception:  # noqa: BLE001 (older/newer signature): the documented rule, week before + the week
-        mondays = sorted(date.fromisoformat(w) for w in weeks)
-        return mondays[0] - timedelta(days=7), mondays[-1] + timedelta(days=6)
+    mondays = sorted(date.fromisoformat(w) for w in weeks)
+    first = max(date.fromisoformat(DAILY_START), mondays[0] - timedelta(days=42))
+    return first, week_close_days(mondays[-1].isoformat())[1]
 
 
 @contextmanager

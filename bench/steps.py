@@ -12,7 +12,6 @@ To benchmark a new asset, append one ``(name, callable)`` step to the matching l
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -21,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.warehouse import Warehouse, atomic_write_bytes
+from pipelines.warehouse import Warehouse
 
 
 # ---- daily ----------------------------------------------------------------------------------------------------
@@ -124,36 +123,41 @@ def step_weekly_movers(ctx: WeekCtx) -> None:
     ctx.wh.refresh_catalog()
 
 
-def step_weekly_report(ctx: WeekCtx) -> None:
-    from pipelines.manifest import code_version, input_entry  # noqa: PLC0415
-    from pipelines.narrative.claims import summary_claims  # noqa: PLC0415
-    from pipelines.narrative.render import render_report  # noqa: PLC0415
-    from pipelines.schemas import COIN_DAILY, WEEKLY_MARKET_SUMMARY, WEEKLY_MOVERS  # noqa: PLC0415
+def _table_step(module: str, compute: str, table: str) -> Callable[[WeekCtx], Any]:
+    """A weekly table computed by the same plain function its asset calls (``compute(wh, week)``), then written."""
 
-    wh, week = ctx.wh, ctx.week
-    summary, movers = wh.read_partition(WEEKLY_MARKET_SUMMARY, week), wh.read_partition(WEEKLY_MOVERS, week)
-    rendered = render_report(summary, movers, [], "CoinGecko (market caps, prices, volumes, categories)")
-    wrong = [c for c in summary_claims(wh, week, rendered.markdown) if not c.found]
-    if wrong:
-        raise RuntimeError(f"claim check failed for {week}: {wrong}")
-    o, c = ctx.days
-    manifest = {
-        "week": week,
-        "inputs": [input_entry(wh, WEEKLY_MARKET_SUMMARY, week), input_entry(wh, WEEKLY_MOVERS, week),
-                   input_entry(wh, COIN_DAILY, o.isoformat()), input_entry(wh, COIN_DAILY, c.isoformat())],
-        "code": code_version(),
-    }
-    out = wh.reports_dir / week
-    atomic_write_bytes(out / "report.md", rendered.markdown.encode())
-    atomic_write_bytes(out / "report.html", rendered.html.encode())
-    atomic_write_bytes(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
-    # the blocking asset check re-reads the report and re-runs the claims
-    assert all(c.found for c in summary_claims(wh, week, (out / "report.md").read_text()))
+    def step(ctx: WeekCtx) -> None:
+        import importlib  # noqa: PLC0415
+
+        from pipelines.schemas import TABLES  # noqa: PLC0415
+
+        out = getattr(importlib.import_module(module), compute)(ctx.wh, ctx.week)
+        ctx.wh.write_partition(TABLES[table], ctx.week, out.df)
+
+    return step
+
+
+def step_weekly_report(ctx: WeekCtx) -> None:
+    """The report as its asset builds it (render, claim check, publish) without Dagster around it."""
+    from assets.report import build_report  # noqa: PLC0415
+
+    build_report(ctx.wh, ctx.week)
 
 
 WEEKLY_STEPS: list[tuple[str, Callable[[WeekCtx], Any]]] = [
     ("weekly_market_summary", step_weekly_market_summary),
     ("weekly_movers", step_weekly_movers),
+    *[
+        (table, _table_step(module, compute, table))
+        for module, compute, table in (
+            ("assets.weekly_market", "compute_universe", "weekly_universe"),
+            ("assets.weekly_market", "compute_total_market_cap", "weekly_total_market_cap"),
+            ("assets.weekly_market", "compute_crossings", "weekly_mcap_crossings"),
+            ("assets.weekly_market", "compute_index_returns", "weekly_index_returns"),
+            ("assets.weekly_market", "compute_correlation", "weekly_correlation_buckets"),
+            # the derivatives and macro tables are left out on both sides (bench/phases.py, MARKET_WEEKLY)
+        )
+    ],
     ("weekly_report", step_weekly_report),
 ]
 
