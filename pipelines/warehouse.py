@@ -322,7 +322,7 @@ class Warehouse:
             try:
                 if self.catalog_path.exists() and json.loads(stamp.read_text()) == views:
                     return self.catalog_path
-            except (OSError, ValueError):
+            except (OSError, ValueError):  # no or unreadable stamp: rebuild the catalog below
                 pass
             con = duckdb.connect(str(self.catalog_path))
             try:
