@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +41,9 @@ from pipelines.sources.okx import OkxClient, inst_id
 from pipelines.warehouse import Warehouse, safe_component
 
 MS = timedelta(milliseconds=1)
-PERP_TOP_N = 40
+# How many perpetuals to follow (the largest eligible coins listed on Binance USDT-M). The environment may lower
+# it (the test suite does, to keep runs short); the UI shows it as the assets' `top_n` config default.
+PERP_TOP_N = int(os.environ.get("CRYPTO_WEEKLY_PERP_TOP_N", "40"))
 BTC_SPOT_SYMBOL = "BTCUSDT"
 # Binance /futures/data/* keep 30 days; a day is asked there only when it starts an hour inside that window.
 BINANCE_STATS_REST_DAYS = 30

@@ -11,6 +11,7 @@ import pytest
 
 from pipelines import cleaning_derivatives as cd  # noqa: F401 (registers the tables for queries)
 from pipelines.emulator.server import Fault, MarketEmulator
+from pipelines.ingest_derivatives import PERP_TOP_N
 from pipelines.runner import RANGE_END_TAG, RANGE_START_TAG
 from pipelines.warehouse import Warehouse, sha256_file
 
@@ -56,7 +57,7 @@ def test_tables_rows_and_units(four_days) -> None:
     wh, _, _ = four_days
     f = wh.query("SELECT * FROM funding_rates")
     assert set(f["exchange"].unique()) == {"binance", "bybit", "okx"}
-    assert f["symbol"].n_unique() == 40 and f["symbol"].str.contains("-").sum() == 0  # OKX ids normalized
+    assert f["symbol"].n_unique() == PERP_TOP_N and f["symbol"].str.contains("-").sum() == 0  # OKX ids normalized
     assert f["funding_rate"].abs().max() < 0.01  # fractions per interval, not percent
     assert set(f["interval_hours"].unique()) <= {1, 2, 4, 8}
     assert (f["funding_time"].dt.date() == f["date"]).all()  # partition = settlement day
@@ -66,14 +67,14 @@ def test_tables_rows_and_units(four_days) -> None:
     assert 5e10 < total < 5e11, total  # tens of billions of USD across the three venues
     assert set(oi["exchange"]) == {"binance", "bybit", "okx"}
     per_day = wh.query("SELECT date, exchange, count(*) AS n FROM open_interest GROUP BY ALL")
-    assert per_day.filter(pl.col("exchange") == "binance")["n"].to_list() == [40 * 24] * 4
+    assert per_day.filter(pl.col("exchange") == "binance")["n"].to_list() == [PERP_TOP_N * 24] * 4
     ls = wh.query("SELECT * FROM long_short_ratio")
-    assert ls.height == 4 * 24 * 40 and ((ls["long_account"] + ls["short_account"] - 1).abs() < 1e-3).all()
+    assert ls.height == 4 * 24 * PERP_TOP_N and ((ls["long_account"] + ls["short_account"] - 1).abs() < 1e-3).all()
     assert ls["long_account"].is_between(0, 1).all()
     btc = wh.query("SELECT * FROM btc_hourly ORDER BY ts")
     assert btc.height == 96 and 3e4 < btc["close"].median() < 2e5 and (btc["high"] >= btc["low"]).all()
     vol = wh.query("SELECT * FROM perp_volume_daily")
-    assert vol.height == 4 * 40 and vol["quote_volume_usd"].min() > 0
+    assert vol.height == 4 * PERP_TOP_N and vol["quote_volume_usd"].min() > 0
     macro = wh.query("SELECT * FROM macro_observations")
     assert macro["series_id"].n_unique() == 9
     dgs10 = macro.filter(pl.col("series_id") == "DGS10")
@@ -99,7 +100,7 @@ def test_rerun_makes_no_request_and_rewrites_the_same_rows(four_days) -> None:
     # a new day asks only for that day (one pull per symbol and endpoint)
     oi_before = emu.count("bybit", "open-interest")
     assert run(instance, "2025-11-24", "2025-11-24", RAW).success
-    assert emu.count("bybit", "open-interest") - oi_before == 40
+    assert emu.count("bybit", "open-interest") - oi_before == PERP_TOP_N
 
 
 def test_failed_pull_lists_what_failed_and_leaves_partitions_alone(four_days, monkeypatch) -> None:
@@ -160,11 +161,11 @@ def test_archive_days_are_verified_and_used(fresh_emulator: MarketEmulator, env_
         assert result.success, errors(result)
     zips = list((wh.raw_dir / "binance_vision/metrics").rglob("*.zip"))
     missing = list((wh.raw_dir / "binance_vision/metrics").rglob("*.xml"))  # 404: missing upstream, recorded
-    assert fresh_emulator.count("binance_vision", r"\.zip$") == len(zips) + len(missing) == 2 * 40
+    assert fresh_emulator.count("binance_vision", r"\.zip$") == len(zips) + len(missing) == 2 * PERP_TOP_N
     assert fresh_emulator.count("binance_vision", r"\.CHECKSUM$") == len(zips)  # every zip was verified
     assert fresh_emulator.count("binance_fapi", "openInterestHist") == 0
     ls = wh.query("SELECT * FROM long_short_ratio")
-    assert ls["raw_file"].str.starts_with("raw/binance_vision/metrics/").all() and ls.height > 0.9 * 2 * 24 * 40
+    assert ls["raw_file"].str.starts_with("raw/binance_vision/metrics/").all() and ls.height > 0.9 * 2 * 24 * PERP_TOP_N
 
 
 @pytest.mark.slow

@@ -190,7 +190,7 @@ def test_markets_drift_fails_naming_the_page_and_keeps_no_snapshot(
         emulator.clear_faults()
     msg = str(err.value)
     assert "/coins/markets payload changed shape" in msg and "'page': 1" in msg, msg
-    assert not (target / "lake").exists()  # no registry built from it
+    assert not (target / "lake" / "coin_registry").exists()  # no registry built from it
     from assets.raw import latest_snapshot
     from pipelines.warehouse import Warehouse
 
