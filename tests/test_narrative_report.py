@@ -196,3 +196,13 @@ def test_point_in_time_later_weeks_do_not_matter() -> None:
     b = render_week(from_frames(W, later))
     assert a.markdown == b.markdown and a.html == b.html
     assert date.fromisoformat(W) == WEEK
+
+
+def test_a_part_the_template_does_not_print_is_no_claim() -> None:
+    """Found by the claim check on a demo week: a streak sentence carried last week's value without printing it."""
+    from pipelines.narrative.pieces import Num, Phrase
+
+    cur = Num(-0.0000019, "funding_bp", "weekly_leverage", "2026-10-19", "funding_8h_mean")
+    prev = Num(-0.0000006, "funding_bp", "weekly_leverage", "2026-10-12", "funding_8h_mean")
+    phrase = Phrase("Funding averaged {f} per 8h, negative for the second week.", {"f": cur, "prev": prev})
+    assert phrase.nums() == [cur]

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,8 +102,13 @@ class Phrase:
         return Markup(escape(self.template)).format(**{k: _html(v) for k, v in self.parts.items()})
 
     def nums(self) -> list[Num]:
+        """The numbers the text prints: only parts whose placeholder is in the template (a part the template does
+        not use is not printed, so it is no claim)."""
+        used = {name for _, name, _, _ in string.Formatter().parse(self.template) if name}
         out: list[Num] = []
-        for v in self.parts.values():
+        for k, v in self.parts.items():
+            if k not in used:
+                continue
             if isinstance(v, Num):
                 out.append(v)
             elif isinstance(v, Phrase):

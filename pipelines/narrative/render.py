@@ -10,6 +10,7 @@ came from an API is a ``Txt``: escaped by Jinja's autoescaping in HTML, and by `
 from __future__ import annotations
 
 import base64
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,11 @@ def _collect(phrases: list[Phrase]) -> tuple[list[Num], list[Txt]]:
     txts: list[Txt] = []
 
     def walk(p: Phrase) -> None:
-        for v in p.parts.values():
+        # only what the template prints: a part without its placeholder is not in the text, so it is no claim
+        used = {name for _, name, _, _ in string.Formatter().parse(p.template) if name}
+        for k, v in p.parts.items():
+            if k not in used:
+                continue
             if isinstance(v, Num):
                 nums.append(v)
             elif isinstance(v, Txt):
