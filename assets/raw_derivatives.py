@@ -52,7 +52,7 @@ def raw_binance_premium_index(
     context: dg.AssetExecutionContext, config: PremiumConfig, warehouse: WarehouseResource, binance: BinanceResource
 ) -> dg.MaterializeResult:
     wh = warehouse.get()
-    now = datetime.now(timezone.utc)
+    now = binance.now()  # the pipeline clock (CRYPTO_WEEKLY_NOW against the emulator), else the wall clock
     latest = ing.latest_premium_index(wh)
     if latest and not config.force:
         snap = latest[0].split("snapshot=", 1)[1].split("/", 1)[0]

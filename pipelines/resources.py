@@ -87,7 +87,7 @@ class BinanceResource(_MarketClock):
 
     def _opts(self) -> dict:
         return {"calls_per_minute": self.calls_per_minute, "max_attempts": self.max_attempts,
-                "timeout": self.timeout_seconds}
+                "timeout": self.timeout_seconds, "clock": self.now}
 
     def _unpaced(self, client):
         # calls_per_minute = 0 means "no pacing" (the loopback emulator): that includes the client's slow-down on
@@ -117,7 +117,7 @@ class BybitResource(_MarketClock):
 
     def client(self) -> _bybit.BybitClient:
         return _bybit.BybitClient(self.base_url, calls_per_minute=self.calls_per_minute,
-                                  max_attempts=self.max_attempts, timeout=self.timeout_seconds)
+                                  max_attempts=self.max_attempts, timeout=self.timeout_seconds, clock=self.now)
 
 
 class OkxResource(_MarketClock):
@@ -131,10 +131,10 @@ class OkxResource(_MarketClock):
 
     def client(self) -> _okx.OkxClient:
         return _okx.OkxClient(self.base_url, calls_per_minute=self.calls_per_minute,
-                              max_attempts=self.max_attempts, timeout=self.timeout_seconds)
+                              max_attempts=self.max_attempts, timeout=self.timeout_seconds, clock=self.now)
 
 
-class FredResource(dg.ConfigurableResource):
+class FredResource(_MarketClock):
     """FRED keyless ``fredgraph.csv`` (``FRED_BASE_URL``); ``FRED_CALLS_PER_MINUTE`` (default 20) and
     ``FRED_MAX_ATTEMPTS``."""
 
@@ -145,7 +145,7 @@ class FredResource(dg.ConfigurableResource):
 
     def client(self) -> _fred.FredClient:
         return _fred.FredClient(self.base_url, calls_per_minute=self.calls_per_minute,
-                                max_attempts=self.max_attempts, timeout=self.timeout_seconds)
+                                max_attempts=self.max_attempts, timeout=self.timeout_seconds, clock=self.now)
 
 
 def _env(name: str, default: str) -> str | dg.EnvVar:
@@ -200,5 +200,6 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             base_url=_env("FRED_BASE_URL", _fred.BASE_URL),
             calls_per_minute=_env_int("FRED_CALLS_PER_MINUTE", 20),
             max_attempts=_env_int("FRED_MAX_ATTEMPTS", 5),
+            market_now=_env("CRYPTO_WEEKLY_NOW", ""),
         ),
     }

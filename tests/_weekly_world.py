@@ -16,12 +16,17 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, TABLES, UTC_MS, Column, Table, register
+from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, TABLES, UTC_MS, Column, Table
 from pipelines.warehouse import Warehouse
 
 
 def _table(name: str, partition_by: str, cols: tuple[Column, ...]) -> Table:
-    return TABLES.get(name) or register(Table(name, f"{name} (test declaration)", partition_by, cols))
+    """The real clean table (pipelines.cleaning_derivatives declares them); its columns must be the ones below."""
+    import pipelines.cleaning_derivatives  # noqa: F401, PLC0415 (registers the clean tables)
+
+    table = TABLES[name]
+    assert [c.name for c in table.columns] == [c.name for c in cols], f"{name}: columns changed"
+    return table
 
 
 S, F, D = pa.string(), pa.float64(), pa.date32()

@@ -121,6 +121,10 @@ def mcap_change(wd: WeekData, gaps: list[str]) -> list[Fact]:
     return facts
 
 
+# A level last seen on this side within this many days is a return, not a "first time since".
+RECENT_CROSSING_DAYS = 35
+
+
 def mcap_crossing(wd: WeekData, gaps: list[str]) -> list[Fact]:
     rows = wd.rows("weekly_mcap_crossings")
     if rows is None or rows.height == 0:
@@ -137,8 +141,13 @@ def mcap_crossing(wd: WeekData, gaps: list[str]) -> list[Fact]:
     level = num(t, w, "level_usd", r["level_usd"], "usd_level", where)
     side = "below" if r["direction"] == "down" else "above"
     parts: dict[str, Any] = {"level": level}
-    if r["last_other_side_day"] is not None:
-        parts["since"] = num(t, w, "last_other_side_day", r["last_other_side_day"], "month_year", where)
+    since_day = r["last_other_side_day"]
+    if since_day is not None and (r["crossed_on"] - since_day).days <= RECENT_CROSSING_DAYS:
+        # back where it was a few weeks ago: true but no news, so no "first time since" and no headline
+        sent = Phrase("The total market cap closed back " + side + " {level}.", parts)
+        return [Fact("mcap_crossing", 55, sent, None, dict(r))]
+    if since_day is not None:
+        parts["since"] = num(t, w, "last_other_side_day", since_day, "month_year", where)
         tail = " for the first time since {since}"
     else:
         tail = " for the first time in the available history"
