@@ -154,6 +154,10 @@ def test_two_runs_at_once_on_one_warehouse(fresh_emulator, tmp_path: Path) -> No
         "WAREHOUSE_DIR": str(wh_dir),
         "DAGSTER_HOME": str(home),
     }
+    # Create the instance's storage first: two processes migrating a fresh DAGSTER_HOME at once corrupt it
+    # ("more than one head"); the README says to do the same before starting two writers on a new home.
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", CONCURRENT_RUN, "2025-11-20", "2025-11-23"],
