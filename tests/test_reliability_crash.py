@@ -82,10 +82,10 @@ def _assert_clean_and_equal(wh: Path, reference: dict[str, str]) -> None:
     dupes = Warehouse(wh).query("SELECT date, coin_id, count(*) AS n FROM coin_daily GROUP BY ALL HAVING n > 1")
     assert dupes.is_empty(), dupes
     # every stored body has its record, and every record its body
-    raw = list((wh / "raw").rglob("*.json"))
-    bodies = {p for p in raw if not p.name.endswith(".meta.json")}
+    raw = [p for p in (wh / "raw").rglob("*") if p.is_file() and not p.name.startswith(("_", "."))]
+    bodies = {p for p in raw if not p.name.endswith(".meta.json")}  # .json, .csv, .zip, ...
     metas = {p for p in raw if p.name.endswith(".meta.json")}
-    assert {p.with_suffix(".meta.json") for p in bodies} == metas
+    assert {Warehouse.meta_path(p) for p in bodies} == metas
 
 
 @pytest.mark.parametrize(
