@@ -161,7 +161,8 @@ def test_hostile_coin_names_are_escaped_end_to_end(env: Path, emulator: MarketEm
     html, md = run.html.read_text(), run.markdown.read_text()
     assert "&lt;script&gt;alert(" in html and "&lt;img src=x onerror=alert(1)&gt;" in html  # shown, escaped
     assert "<script" not in html and "<img" not in html and "<b>" not in html.lower()
-    assert "\\<script\\>" in md and "<script" not in md and "<img" not in md
+    # Markdown: shown as text (each "<" backslash-escaped), never a raw tag
+    assert "\\<script\\>" in md and not re.search(r"(?<!\\)<(script|img|b\b)", md)
 
 
 # ---- listening on loopback --------------------------------------------------------------------------------------
