@@ -58,36 +58,20 @@ def daily_range_for(weeks: list[str]) -> tuple[date, date]:
 @contextmanager
 def temp_env(**extra: str) -> Iterator[Path]:
     """A temporary WAREHOUSE_DIR (and DAGSTER_HOME) for the duration; environment restored after."""
+    from pipelines.runner import patched_environ  # noqa: PLC0415
+
     with tempfile.TemporaryDirectory(prefix="crypto-bench-") as tmp:
         root = Path(tmp)
-        env = {"WAREHOUSE_DIR": str(root / "warehouse"), "DAGSTER_HOME": str(root / "dagster_home"), **extra}
         (root / "dagster_home").mkdir()
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
+        env = {"WAREHOUSE_DIR": str(root / "warehouse"), "DAGSTER_HOME": str(root / "dagster_home"), **extra}
+        with patched_environ(env):
             yield root / "warehouse"
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
 
 
 @contextmanager
 def emulator(rate_limits: bool = False, calls_per_minute: int = 0) -> Iterator[object]:
-    """The market emulator on loopback with every client pointed at it; the client paced at ``calls_per_minute``."""
-    from pipelines.emulator.server import MarketEmulator  # noqa: PLC0415
+    """The market emulator on loopback with every client pointed at it; CoinGecko paced at ``calls_per_minute``."""
+    from pipelines.runner import emulated_sources  # noqa: PLC0415
 
-    with MarketEmulator(rate_limits=rate_limits) as emu:
-        env = {**emu.base_urls(), "COINGECKO_CALLS_PER_MINUTE": str(calls_per_minute)}
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            yield emu
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    with emulated_sources(rate_limits=rate_limits, coingecko_calls_per_minute=calls_per_minute) as emu:
+        yield emu

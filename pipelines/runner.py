@@ -12,10 +12,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from pipelines.partitions import DAILY_START, WEEKLY, week_close_days
+
+if TYPE_CHECKING:
+    from pipelines.emulator.server import MarketEmulator
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -55,26 +59,37 @@ class WeekRun:
 
 
 @contextmanager
-def emulated_sources(seed: int | None = None, now: datetime | None = None) -> Iterator[dict[str, str]]:
-    """Start the market emulator and point every client at it (environment variables) for the duration."""
+def patched_environ(env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Set environment variables for the duration of the block, then restore what was there (or unset them)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextmanager
+def emulated_sources(
+    seed: int | None = None, now: datetime | None = None, rate_limits: bool = False, coingecko_calls_per_minute: int = 0
+) -> Iterator[MarketEmulator]:
+    """Start the market emulator and point every client at it (environment variables) for the duration.
+
+    The pipeline's clock is the emulator's (same seed and clock, same lake and report). Pacing is off, except
+    CoinGecko's when ``coingecko_calls_per_minute`` is set (the benchmark's pulls against ``rate_limits``)."""
     from pipelines.emulator.market import DEFAULT_SEED  # noqa: PLC0415
     from pipelines.emulator.server import MarketEmulator  # noqa: PLC0415
 
-    emu = MarketEmulator(seed=seed if seed is not None else DEFAULT_SEED, now=now)
-    with emu:
-        # The pipeline's clock is the emulator's: same seed and clock, same lake and report; no pacing.
+    with MarketEmulator(seed=seed if seed is not None else DEFAULT_SEED, now=now, rate_limits=rate_limits) as emu:
         env = {**emu.base_urls(), **{f"{api}_CALLS_PER_MINUTE": "0" for api in PACED_APIS},
+               "COINGECKO_CALLS_PER_MINUTE": str(coingecko_calls_per_minute),
                "CRYPTO_WEEKLY_NOW": emu.now.isoformat()}
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            yield env
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        with patched_environ(env):
+            yield emu
 
 
 class RunFailed(RuntimeError):
