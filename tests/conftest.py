@@ -36,6 +36,23 @@ def emulator() -> Iterator[MarketEmulator]:
         yield emu
 
 
+# The source-client tests (tests/test_sources_*.py) share one emulator whose clock is 2025-12-01 00:00 UTC.
+SOURCES_NOW = datetime(2025, 12, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="session")
+def _sources_emulator() -> Iterator[MarketEmulator]:
+    with MarketEmulator(now=SOURCES_NOW) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu(_sources_emulator: MarketEmulator) -> Iterator[MarketEmulator]:
+    """The source tests' emulator; faults a test injected are cleared after it."""
+    yield _sources_emulator
+    _sources_emulator.clear_faults()
+
+
 @pytest.fixture
 def fresh_emulator() -> Iterator[MarketEmulator]:
     """An emulator of one's own, for tests that inject faults or count requests."""

@@ -7,24 +7,12 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from pipelines.emulator.server import Fault, MarketEmulator
+from pipelines.emulator.server import Fault
 from pipelines.sources import binance as bn
 from pipelines.sources.http import HistoryLimitError, PayloadError, SourceError
+from tests.conftest import SOURCES_NOW
 
-NOW = datetime(2025, 12, 1, tzinfo=UTC)
-UTC = UTC
-
-
-@pytest.fixture(scope="module")
-def emu():
-    with MarketEmulator(now=NOW) as e:
-        yield e
-
-
-@pytest.fixture(autouse=True)
-def _clean(emu):
-    yield
-    emu.clear_faults()
+NOW = SOURCES_NOW  # the shared emulator's clock (tests/conftest.py, fixture `emu`)
 
 
 @pytest.fixture

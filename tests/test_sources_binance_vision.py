@@ -10,24 +10,17 @@ from datetime import UTC, date, datetime
 import polars as pl
 import pytest
 
-from pipelines.emulator.server import Fault, MarketEmulator
+from pipelines.emulator.server import Fault
 from pipelines.sources import binance_vision as bv
 from pipelines.sources.http import PayloadError
+from tests.conftest import SOURCES_NOW
 
-NOW = datetime(2025, 12, 1, tzinfo=UTC)
-UTC = UTC
-
-
-@pytest.fixture(scope="module")
-def emu():
-    with MarketEmulator(now=NOW) as e:
-        yield e
+NOW = SOURCES_NOW  # the shared emulator's clock (tests/conftest.py, fixture `emu`)
 
 
 @pytest.fixture(autouse=True)
-def _clean(emu):
+def _good_checksums(emu):
     yield
-    emu.clear_faults()
     emu.vision_bad_checksums.clear()
 
 

@@ -8,24 +8,12 @@ import httpx
 import polars as pl
 import pytest
 
-from pipelines.emulator.server import Fault, MarketEmulator
+from pipelines.emulator.server import Fault
 from pipelines.sources import okx as ok
 from pipelines.sources.http import PayloadError, SourceError
+from tests.conftest import SOURCES_NOW
 
-NOW = datetime(2025, 12, 1, tzinfo=UTC)
-UTC = UTC
-
-
-@pytest.fixture(scope="module")
-def emu():
-    with MarketEmulator(now=NOW) as e:
-        yield e
-
-
-@pytest.fixture(autouse=True)
-def _clean(emu):
-    yield
-    emu.clear_faults()
+NOW = SOURCES_NOW  # the shared emulator's clock (tests/conftest.py, fixture `emu`)
 
 
 @pytest.fixture
