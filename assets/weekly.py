@@ -5,6 +5,7 @@ import dagster as dg
 import polars as pl
 
 from assets._meta import table_metadata
+from assets._weekly_io import require_open_close
 from pipelines.cleaning import latest_registry
 from pipelines.metrics.summary import weekly_market_summary as summarize
 from pipelines.metrics.summary import weekly_movers as movers_of
@@ -18,12 +19,8 @@ MIN_COINS = 50
 
 def week_open_close(wh: Warehouse, week: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The clean daily rows at the week's open and close; a clear failure when either day is not in the lake."""
-    open_day, close_day = week_close_days(week)
-    missing = [d.isoformat() for d in (open_day, close_day) if not wh.has_partition(COIN_DAILY, d.isoformat())]
-    if missing:
-        raise dg.Failure(
-            f"week {week}: coin_daily has no partition for {', '.join(missing)}; materialize those days first"
-        )
+    w = require_open_close(wh, week)
+    open_day, close_day = w.open_day, w.close_day
     return wh.read_partition(COIN_DAILY, open_day.isoformat()), wh.read_partition(COIN_DAILY, close_day.isoformat())
 
 
