@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import warnings
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -230,9 +230,6 @@ def dev(port: int, use_emulator: bool) -> None:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
 import polars as pl
 
@@ -233,6 +232,3 @@ def pull_market_charts(
             progress(n, len(coin_ids), coin_id)
     return report
 
-
-def raw_path(wh: Warehouse, relpath: str) -> Path:
-    return wh.root / relpath

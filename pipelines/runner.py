@@ -261,6 +261,3 @@ def backfill(
         echo(f"[{i}/{len(weeks)}] week {week}: {report_dir / 'report.md'} ({time.monotonic() - t1:.1f} s)")
     return BackfillResult(daily_run_id=daily_run_id, weeks_run=done, weeks_skipped=skipped)
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
