@@ -46,12 +46,14 @@ def weekly_keys() -> list[str]:
 
 
 def daily_range_for(weeks: list[str]) -> tuple[date, date]:
-    """The daily partitions the weekly partitions need: from six weeks before the first week's open (the 30-day
-    correlation and volatility windows read that far back) to the last week's close, not before the first day."""
+    """The daily partitions the weekly partitions need: from ``DERIVATIVES_HISTORY_DAYS`` (100) before the first
+    week's open (the leverage table looks 90 days back for its open-interest peak; correlation and volatility 30)
+    to the last week's close, not before the first daily partition: the range a report run pulls."""
     from pipelines.partitions import DAILY_START, week_close_days  # noqa: PLC0415
+    from pipelines.runner import DERIVATIVES_HISTORY_DAYS  # noqa: PLC0415
 
     mondays = sorted(date.fromisoformat(w) for w in weeks)
-    first = max(date.fromisoformat(DAILY_START), mondays[0] - timedelta(days=42))
+    first = max(date.fromisoformat(DAILY_START), mondays[0] - timedelta(days=DERIVATIVES_HISTORY_DAYS))
     return first, week_close_days(mondays[-1].isoformat())[1]
 
 

@@ -53,31 +53,56 @@ def make_defs(coingecko_overrides: dict[str, Any] | None = None):
                           schedules=defs.schedules, sensors=defs.sensors, resources=resources)
 
 
-# The benchmark compares like with like: the CoinGecko path (raw pulls, clean daily rows, the weekly tables built
-# from them, and the report, which lists the derivatives and macro tables as data gaps) with and without Dagster.
-# The derivatives and macro pulls are measured by tests/test_assets_sources.py's 2025 backfill instead.
-from pipelines.runner import MARKET_ASSETS  # noqa: E402
+# The backfill and new-week phases run the whole pipeline (every raw, clean and weekly asset, the report and the
+# checks); the history phase has a synthetic coin_daily only, so it runs the tables built from it (and the report).
+from pipelines.runner import DERIVATIVES_HISTORY_DAYS, MARKET_ASSETS  # noqa: E402, F401
 
 MARKET_WEEKLY = (
     "weekly_market_summary", "weekly_movers", "weekly_universe", "weekly_total_market_cap", "weekly_mcap_crossings",
     "weekly_index_returns", "weekly_correlation_buckets", "weekly_report",
 )
+DERIVATIVE_PULLS = ("raw_binance_funding", "raw_binance_futures_stats", "raw_binance_klines", "raw_bybit_derivatives",
+                    "raw_okx_derivatives")
+# Perpetuals followed (the resource default is 40). The pulls phase cuts it, as it cuts the coins.
+DEFAULT_PERPS = 40
 
 
-def dagster_daily(defs, instance, first, last, run_config: dict | None = None) -> None:
+def perps_config(perps: int) -> dict:
+    return {"ops": {a: {"config": {"top_n": perps}} for a in DERIVATIVE_PULLS}}
+
+
+def merge_config(*configs: dict | None) -> dict:
+    out: dict = {"ops": {}}
+    for c in configs:
+        for k, v in (c or {}).items():
+            if k == "ops":
+                out["ops"].update(v)
+            else:
+                out[k] = v
+    return out
+
+
+def raw_pulls(defs) -> list[str]:
+    """The assets that make requests (group ``raw``) and the registry the venues' symbols are chosen from."""
+    return sorted({s.key.to_user_string() for s in defs.resolve_all_asset_specs() if s.group_name == "raw"}
+                  | {"coin_registry"})
+
+
+def dagster_daily(defs, instance, first, last, run_config: dict | None = None, perps: int = DEFAULT_PERPS,
+                  assets: list[str] | None = None) -> None:
     res = defs.resolve_job_def("daily_job").execute_in_process(
-        asset_selection=[dg_key(a) for a in MARKET_ASSETS],
+        asset_selection=[dg_key(a) for a in assets] if assets else None,
         instance=instance, tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
-        run_config={**LOG, **(run_config or {})}, raise_on_error=True,
+        run_config=merge_config(LOG, perps_config(perps), run_config), raise_on_error=True,
     )
     assert res.success
 
 
-def dagster_weeks(defs, instance, weeks: list[str]) -> None:
+def dagster_weeks(defs, instance, weeks: list[str], selection: tuple[str, ...] | None = None) -> None:
     job = defs.resolve_job_def("weekly_job")
     for week in weeks:
         assert job.execute_in_process(
-            asset_selection=[dg_key(a) for a in MARKET_WEEKLY],
+            asset_selection=[dg_key(a) for a in selection] if selection else None,
             instance=instance, partition_key=week, run_config=LOG, raise_on_error=True,
         ).success
 
@@ -88,7 +113,7 @@ def dg_key(name: str):
     return dg.AssetKey(name)
 
 
-def floor_daily(wh_dir, first, last, top_n: int = 250, timer: Timer | None = None) -> None:
+def floor_daily(wh_dir, first, last, top_n: int = 250, timer: Timer | None = None, perps: int = DEFAULT_PERPS) -> None:
     from bench.steps import DAILY_STEPS, DailyCtx  # noqa: PLC0415
     from pipelines.sources.coingecko import CoinGeckoClient  # noqa: PLC0415
     from pipelines.warehouse import Warehouse  # noqa: PLC0415
@@ -97,7 +122,7 @@ def floor_daily(wh_dir, first, last, top_n: int = 250, timer: Timer | None = Non
         return CoinGeckoClient(base_url=os.environ["COINGECKO_BASE_URL"],
                                calls_per_minute=float(os.environ.get("COINGECKO_CALLS_PER_MINUTE", "0")))
 
-    ctx = DailyCtx(Warehouse(wh_dir), first, last, client, top_n=top_n)
+    ctx = DailyCtx(Warehouse(wh_dir), first, last, client, top_n=top_n, perps=perps)
     for name, step in DAILY_STEPS:
         if timer:
             with timer.lap(f"floor:{name}"):
@@ -106,14 +131,14 @@ def floor_daily(wh_dir, first, last, top_n: int = 250, timer: Timer | None = Non
             step(ctx)
 
 
-def floor_weeks(wh_dir, weeks: list[str], timer: Timer | None = None) -> None:
-    from bench.steps import WEEKLY_STEPS, WeekCtx  # noqa: PLC0415
+def floor_weeks(wh_dir, weeks: list[str], timer: Timer | None = None, market_only: bool = False) -> None:
+    from bench.steps import MARKET_WEEKLY_STEPS, WEEKLY_STEPS, WeekCtx  # noqa: PLC0415
     from pipelines.warehouse import Warehouse  # noqa: PLC0415
 
     wh = Warehouse(wh_dir)
     for week in weeks:
         ctx = WeekCtx(wh, week)
-        for name, step in WEEKLY_STEPS:
+        for name, step in MARKET_WEEKLY_STEPS if market_only else WEEKLY_STEPS:
             if timer:
                 with timer.lap(f"floor:{name}"):
                     step(ctx)
@@ -224,9 +249,9 @@ def history(weeks_history: int, coins: int = 250) -> dict:
         defs = make_defs()
         with dg.instance_for_test() as instance:
             with t.lap("dagster weekly_job"):
-                dagster_weeks(defs, instance, [week])
+                dagster_weeks(defs, instance, [week], MARKET_WEEKLY)
         with t.lap("floor weekly steps"):
-            floor_weeks(wh_dir, [week])
+            floor_weeks(wh_dir, [week], market_only=True)
         with t.lap("load coin_daily history (DuckDB)"):
             cd = wh.query("SELECT * FROM coin_daily")
             reg = wh.query("SELECT coin_id, categories FROM coin_registry")
@@ -261,35 +286,51 @@ def universe(coins: int) -> dict:
             "rss_before_mib": base}
 
 
-def pulls(coins: int = 8, calls_per_minute: int = 28) -> dict:
-    """Requests to CoinGecko with the emulator's rate limits ON: a fresh backfill, then one new week."""
+# The clients' own pacing defaults (pipelines/resources.py), used as in production in the pulls phase.
+PACING = {"BINANCE": 600, "BYBIT": 300, "OKX": 120, "FRED": 20}
+APIS = ("coingecko", "binance_fapi", "binance_spot", "binance_vision", "bybit", "okx", "fred")
+
+
+def pulls(coins: int = 8, calls_per_minute: int = 28, perps: int = 2) -> dict:
+    """Requests to every source with the emulator's rate limits ON (CoinGecko 30/min, Binance's weight per
+    minute) and every client paced as in production: a fresh backfill, then one new week, through daily_job."""
     import dagster as dg  # noqa: PLC0415
+
+    from pipelines.runner import patched_environ  # noqa: PLC0415
 
     keys = weekly_keys()
     b_first, b_last = daily_range_for(keys[:-1])
     n_first, n_last = b_last + timedelta(days=1), daily_range_for(keys[-1:])[1]
-    force_registry = {"ops": {"raw_coingecko_markets": {"config": {"force": True}}}}
-    out: dict[str, Any] = {"coins": coins, "calls_per_minute": calls_per_minute}
-    with temp_env(), emulator(rate_limits=True, calls_per_minute=calls_per_minute) as emu:
+    # a week later the registry, the premiumIndex and the FRED snapshots are stale: refreshed
+    refresh = {"ops": {a: {"config": {"force": True}} for a in
+                       ("raw_coingecko_markets", "raw_binance_premium_index", "raw_fred_series")}}
+    out: dict[str, Any] = {"coins": coins, "perps": perps, "calls_per_minute": calls_per_minute}
+    with temp_env(), emulator(rate_limits=True, calls_per_minute=calls_per_minute) as emu, \
+            patched_environ({f"{api}_CALLS_PER_MINUTE": str(n) for api, n in PACING.items()}):
+        apis = [a for a in APIS if a in emu.api_names] + [a for a in emu.api_names if a not in APIS]
+        out["apis"] = apis
         out["emulator_limit_per_minute"] = emu.coingecko_calls_per_minute
+        out["pacing"] = {"COINGECKO": calls_per_minute, **PACING}
         defs = make_defs({"top_n": coins, "calls_per_minute": calls_per_minute})
         with dg.instance_for_test() as instance:
             for label, first, last, cfg in (("fresh backfill", b_first, b_last, None),
-                                            ("one new week", n_first, n_last, force_registry)):
-                before = {k: emu.count("coingecko", rx) for k, rx in (("markets", "/coins/markets$"),
-                                                                     ("market_chart", "market_chart"))}
-                before_status = emu.status_counts("coingecko")
+                                            ("one new week", n_first, n_last, refresh)):
+                before = {a: emu.status_counts(a) for a in apis}
+                before_cg = {k: emu.count("coingecko", rx) for k, rx in (("markets", "/coins/markets$"),
+                                                                        ("market_chart", "market_chart"))}
                 t0 = time.perf_counter()
-                dagster_daily(defs, instance, first, last, cfg)
-                after_status = emu.status_counts("coingecko")
+                # the raw pulls only: the clean tables' coverage checks (rightly) fail on a universe of 5 coins
+                dagster_daily(defs, instance, first, last, cfg, perps=perps, assets=raw_pulls(defs))
+                after = {a: emu.status_counts(a) for a in apis}
                 out[label] = {
                     "days": (last - first).days + 1,
                     "seconds": time.perf_counter() - t0,
-                    "markets": emu.count("coingecko", "/coins/markets$") - before["markets"],
-                    "market_chart": emu.count("coingecko", "market_chart") - before["market_chart"],
-                    "status": {str(k): v - before_status.get(k, 0) for k, v in after_status.items()},
+                    "markets": emu.count("coingecko", "/coins/markets$") - before_cg["markets"],
+                    "market_chart": emu.count("coingecko", "market_chart") - before_cg["market_chart"],
+                    "by_api": {a: {str(k): v - before[a].get(k, 0) for k, v in after[a].items()
+                                   if v - before[a].get(k, 0)} for a in apis},
                 }
-        out["total_status"] = {str(k): v for k, v in emu.status_counts("coingecko").items()}
+        out["total_status"] = {a: {str(k): v for k, v in emu.status_counts(a).items()} for a in apis}
     return out
 
 

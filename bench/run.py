@@ -25,7 +25,7 @@ DEFAULT_OUT = REPO / "bench" / "RESULTS.md"
 FULL = {
     "history": [20, 80, 300],
     "universe": [250, 1000, 5000],
-    "pulls": {"coins": 5, "calls_per_minute": 28},
+    "pulls": {"coins": 5, "calls_per_minute": 28, "perps": 2},
     "scaling_weeks": [1, None],  # None = every weekly partition
     "new_week": True,
     "profile": True,
@@ -33,7 +33,7 @@ FULL = {
 QUICK = {
     "history": [1],
     "universe": [250],
-    "pulls": {"coins": 1, "calls_per_minute": 0},  # 28 requests: under the emulator's 30/min without pacing
+    "pulls": {"coins": 1, "calls_per_minute": 0, "perps": 1},  # CoinGecko under its 30/min without pacing
     "scaling_weeks": [1],
     "new_week": False,
     "profile": False,
@@ -158,9 +158,12 @@ def main(argv: list[str] | None = None) -> Path:
     md += [
         "## 1. Backfill from the emulator (rate limits off): Dagster against the floor",
         "",
+        "The whole pipeline: every raw pull (CoinGecko 250 coins; Binance, Bybit and OKX for the 40 perpetuals "
+        "followed; FRED), every clean table, the 13 weekly tables and the report with its claim check. "
         "`dagster`: the project's `daily_job` as ONE run over the day range (partition-range tags), then "
         "`weekly_job` once per weekly partition, in process, temp warehouse, `dg.instance_for_test()`. "
-        "`floor`: the same computations as plain functions (`bench/steps.py`: `DAILY_STEPS`, `WEEKLY_STEPS`). "
+        "`floor`: the same computations as plain functions (`bench/steps.py`: `DAILY_STEPS`, `WEEKLY_STEPS`; the "
+        "report's claim check runs once in the floor, twice under Dagster: in the asset and as its blocking check). "
         "*time* = imports + definitions + runs; *process* also counts interpreter start and the emulator's start "
         "(building the synthetic market), the same in both modes.",
         "",
@@ -274,35 +277,45 @@ def main(argv: list[str] | None = None) -> Path:
     # 4. pulls ----------------------------------------------------------------------------------------------------
     print("4. pulls", file=sys.stderr)
     p = R("pulls", **cfg["pulls"])
+    apis = p["apis"]
     rows = []
     for label in ("fresh backfill", "one new week"):
         x = p[label]
-        rows.append([label, x["days"], x["markets"], x["market_chart"], x["markets"] + x["market_chart"],
-                     ", ".join(f"{k}: {v}" for k, v in sorted(x["status"].items())), f(x["seconds"])])
-    n429 = int(p["total_status"].get("429", 0))
+        per_api = [sum(x["by_api"].get(a, {}).values()) for a in apis]
+        statuses: dict[str, int] = {}
+        for a in apis:
+            for k, v in x["by_api"].get(a, {}).items():
+                statuses[k] = statuses.get(k, 0) + v
+        rows.append([label, x["days"], *per_api, sum(per_api),
+                     ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items())), f(x["seconds"])])
+    n429 = sum(int(st.get("429", 0)) for st in p["total_status"].values())
     fresh = p["fresh backfill"]
     top_pages = 1  # /coins/markets top pages: per_page = min(250, top_n), so one page up to 250 coins
     cat_pages = fresh["markets"] - top_pages
     per_run_250 = top_pages + cat_pages + 250
     cpm = p["calls_per_minute"] or 30
     md += [
-        "## 4. Requests to CoinGecko, rate limits ON",
+        "## 4. Requests to every source, rate limits ON",
         "",
-        f"Emulator with `rate_limits=True` (CoinGecko limit {p['emulator_limit_per_minute']}/min); the client "
-        f"paced at `COINGECKO_CALLS_PER_MINUTE={p['calls_per_minute']}`; `daily_job` through Dagster with the "
-        f"registry cut to the top {p['coins']} coins so that the paced run fits in the benchmark's time. The new "
-        "week forces the registry refresh (`raw_coingecko_markets` `force`), as a week-old snapshot would be "
-        "refreshed. Statuses are counted by the emulator (`MarketEmulator.status_counts`).",
+        f"Emulator with `rate_limits=True` (CoinGecko {p['emulator_limit_per_minute']}/min; Binance's request "
+        "weight per minute, 2,400 futures / 6,000 spot); every client paced as in production ("
+        + ", ".join(f"{k} {v}/min" for k, v in p["pacing"].items())
+        + f"); `daily_job` through Dagster with the registry cut to the top {p['coins']} coins and "
+        f"{p['perps']} perpetuals, so that the paced run fits in the benchmark's time. The new week forces the "
+        "registry, premiumIndex and FRED refreshes (`force`), as week-old snapshots would be refreshed. "
+        "Requests and statuses are counted by the emulator (`MarketEmulator.status_counts`), per API:",
         "",
-        table(["run", "days", "/coins/markets", "market_chart/range", "requests", "statuses", "seconds"], rows),
+        table(["run", "days", *apis, "requests", "statuses", "seconds"], rows),
         "",
-        f"Answered 429: **{n429}** ({ok(n429 == 0)}: none). The counts do not depend on the number of days: one "
-        "chart request per coin per run, whatever the range, plus the registry snapshot (1 top page + one page "
-        "per membership category).",
+        f"Answered 429: **{n429}** ({ok(n429 == 0)}: none). CoinGecko's count does not depend on the number of "
+        "days: one chart request per coin per run, whatever the range, plus the registry snapshot (1 top page + "
+        "one page per membership category). The venues' counts grow with days and perpetuals (paginated "
+        "histories per symbol; the data.binance.vision archive costs 2 requests per symbol and day for its last "
+        "60 days).",
         "",
-        f"Extrapolated to the default 250 coins (1 top page of 250, {cat_pages} category pages, 250 chart "
-        f"requests): **{per_run_250} requests** for a fresh backfill of every week, and {per_run_250} per new week "
-        f"when the daily job runs once a week over its 7 days; at {cpm}/min that is "
+        f"CoinGecko extrapolated to the default 250 coins (1 top page of 250, {cat_pages} category pages, 250 "
+        f"chart requests): **{per_run_250} requests** for a fresh backfill of every week, and {per_run_250} per "
+        f"new week when the daily job runs once a week over its 7 days; at {cpm}/min that is "
         f"{f(per_run_250 / cpm, 1)} minutes of pacing each. A daily job run every day instead makes "
         f"{per_run_250} requests per day (its snapshot is older than 20 h, so the registry is pulled again), "
         f"{7 * per_run_250} per week.",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any
 
@@ -31,6 +31,7 @@ class DailyCtx:
     last: date
     client_factory: Callable[[], Any]  # -> a CoinGeckoClient (context manager)
     top_n: int = 250
+    perps: int = 40
     state: dict[str, Any] = field(default_factory=dict)
 
 
@@ -72,11 +73,141 @@ def step_coin_daily(ctx: DailyCtx) -> None:
     ctx.wh.refresh_catalog()
 
 
-DAILY_STEPS: list[tuple[str, Callable[[DailyCtx], Any]]] = [
+# ---- daily: derivatives, BTC hourly, macro (the same pull and build functions the assets call) -----------------
+def _res(name: str):
+    from pipelines.resources import build_resources  # noqa: PLC0415 (reads the environment now, as the assets do)
+
+    # outside a run, a resource's dg.EnvVar fields are resolved by process_config_and_initialize
+    return build_resources()[name].process_config_and_initialize()
+
+
+def _perp_symbols(ctx: DailyCtx) -> list[str]:
+    from pipelines import ingest_derivatives as ing  # noqa: PLC0415
+    from pipelines.cleaning import latest_registry  # noqa: PLC0415
+
+    if "symbols" not in ctx.state:
+        listed = ing.latest_premium_index(ctx.wh)
+        ctx.state["symbols"] = ing.perp_universe(latest_registry(ctx.wh), listed[1]["symbol"].to_list(), ctx.perps)
+    return ctx.state["symbols"]
+
+
+def _closed_days(ctx: DailyCtx, now: datetime) -> list[date]:
+    from pipelines import ingest_derivatives as ing  # noqa: PLC0415
+    from pipelines.partitions import days_between  # noqa: PLC0415
+
+    return ing.closed_days(days_between(ctx.first, ctx.last), now)
+
+
+def _ok(what: str, report: Any) -> None:
+    if report.failed:
+        raise RuntimeError(f"{what}: {len(report.failed)} pull(s) failed: {sorted(report.failed)[:5]}")
+
+
+def step_premium_index(ctx: DailyCtx) -> None:
+    from pipelines import ingest_derivatives as ing  # noqa: PLC0415
+
+    binance = _res("binance")
+    with binance.futures() as client:
+        ing.pull_premium_index(client, ctx.wh, binance.now())
+
+
+def step_raw_binance_funding(ctx: DailyCtx) -> None:
+    from pipelines import ingest_derivatives as ing  # noqa: PLC0415
+
+    binance = _res("binance")
+    with binance.futures() as client:
+        _ok("funding", ing.pull_binance_funding(client, ctx.wh, _perp_symbols(ctx), _closed_days(ctx, binance.now())))
+
+
+def step_raw_binance_stats(ctx: DailyCtx) -> None:
+    from pipelines import ingest_derivatives as ing  # noqa: PLC0415
+
+    binance = _res("binance")
+    now = binance.now()
+    start = (now - timedelta(days=ing.DEFAULT_ARCHIVE_DAYS)).date()
+    with binance.futures() as fapi, binance.vision() as vision:
+        _ok("stats", ing.pull_binance_stats(fapi, vision, ctx.wh, _perp_symbols(ctx), _closed_days(ctx, now), now,
+                                            archive_start=start))
+
+
+def step_raw_binance_klines(ctx: DailyCtx) -> None:
+    from pipelines import ingest_derivatives as ing  # noqa: PLC0415
+
+    binance = _res("binance")
+    with binance.futures() as fapi, binance.spot() as spot:
+        _ok("klines", ing.pull_binance_klines(fapi, spot, ctx.wh, _perp_symbols(ctx), _closed_days(ctx, binance.now())))
+
+
+def step_raw_bybit(ctx: DailyCtx) -> None:
+    from pipelines import ingest_derivatives as ing  # noqa: PLC0415
+
+    bybit = _res("bybit")
+    with bybit.client() as client:
+        _ok("bybit", ing.pull_bybit(client, ctx.wh, _perp_symbols(ctx), _closed_days(ctx, bybit.now())))
+
+
+def step_raw_okx(ctx: DailyCtx) -> None:
+    from pipelines import ingest_derivatives as ing  # noqa: PLC0415
+
+    okx = _res("okx")
+    now = okx.now()
+    with okx.client() as client:
+        _ok("okx", ing.pull_okx(client, ctx.wh, _perp_symbols(ctx), _closed_days(ctx, now), now))
+
+
+def step_raw_fred(ctx: DailyCtx) -> None:
+    from pipelines import ingest_derivatives as ing  # noqa: PLC0415
+
+    fred = _res("fred")
+    with fred.client() as client:
+        _ok("fred", ing.pull_fred(client, ctx.wh, fred.now()))
+
+
+def _clean_step(build: str, table: str, with_count: bool = False) -> Callable[[DailyCtx], Any]:
+    """A clean daily table built by the function its asset calls (``build(wh, days)``), then written per day."""
+
+    def step(ctx: DailyCtx) -> None:
+        from pipelines import cleaning_derivatives as cd  # noqa: PLC0415
+        from pipelines.partitions import days_between  # noqa: PLC0415
+
+        out = getattr(cd, build)(ctx.wh, days_between(ctx.first, ctx.last))
+        frames = out[0] if with_count else out
+        for day, frame in sorted(frames.items()):
+            ctx.wh.write_partition(getattr(cd, table), day.isoformat(), frame)
+        ctx.wh.refresh_catalog()
+
+    return step
+
+
+def step_macro_observations(ctx: DailyCtx) -> None:
+    from pipelines import cleaning_derivatives as cd  # noqa: PLC0415
+
+    for sid, frame in cd.build_macro(ctx.wh).items():
+        ctx.wh.write_partition(cd.MACRO_OBSERVATIONS, sid, frame)
+    ctx.wh.refresh_catalog()
+
+
+MARKET_DAILY_STEPS: list[tuple[str, Callable[[DailyCtx], Any]]] = [
     ("raw_coingecko_markets", step_raw_markets),
     ("coin_registry", step_coin_registry),
     ("raw_coingecko_market_charts", step_raw_market_charts),
     ("coin_daily", step_coin_daily),
+]
+DAILY_STEPS: list[tuple[str, Callable[[DailyCtx], Any]]] = [
+    *MARKET_DAILY_STEPS,
+    ("raw_binance_premium_index", step_premium_index),
+    ("raw_binance_funding", step_raw_binance_funding),
+    ("raw_binance_futures_stats", step_raw_binance_stats),
+    ("raw_binance_klines", step_raw_binance_klines),
+    ("raw_bybit_derivatives", step_raw_bybit),
+    ("raw_okx_derivatives", step_raw_okx),
+    ("raw_fred_series", step_raw_fred),
+    ("funding_rates", _clean_step("build_funding_rates", "FUNDING_RATES")),
+    ("open_interest", _clean_step("build_open_interest", "OPEN_INTEREST", with_count=True)),
+    ("long_short_ratio", _clean_step("build_long_short", "LONG_SHORT_RATIO")),
+    ("btc_hourly", _clean_step("build_btc_hourly", "BTC_HOURLY")),
+    ("perp_volume_daily", _clean_step("build_perp_volume", "PERP_VOLUME_DAILY")),
+    ("macro_observations", step_macro_observations),
 ]
 
 
@@ -155,11 +286,23 @@ WEEKLY_STEPS: list[tuple[str, Callable[[WeekCtx], Any]]] = [
             ("assets.weekly_market", "compute_crossings", "weekly_mcap_crossings"),
             ("assets.weekly_market", "compute_index_returns", "weekly_index_returns"),
             ("assets.weekly_market", "compute_correlation", "weekly_correlation_buckets"),
-            # the derivatives and macro tables are left out on both sides (bench/phases.py, MARKET_WEEKLY)
         )
     ],
-    ("weekly_report", step_weekly_report),
 ]
+# The tables read from derivatives, BTC hourly and macro inputs (the history phase has coin_daily only).
+DERIVED_WEEKLY_STEPS: list[tuple[str, Callable[[WeekCtx], Any]]] = [
+    (table, _table_step(module, compute, table))
+    for module, compute, table in (
+        ("assets.weekly_derivatives", "compute_leverage", "weekly_leverage"),
+        ("assets.weekly_derivatives", "compute_volume", "weekly_volume"),
+        ("assets.weekly_derivatives", "compute_volatility", "weekly_btc_volatility"),
+        ("assets.weekly_macro", "compute_cross_asset", "weekly_cross_asset"),
+        ("assets.weekly_macro", "compute_crypto_rank", "weekly_crypto_rank"),
+        ("assets.weekly_macro", "compute_macro", "weekly_macro"),
+    )
+]
+MARKET_WEEKLY_STEPS = [*WEEKLY_STEPS, ("weekly_report", step_weekly_report)]
+WEEKLY_STEPS = [*WEEKLY_STEPS, *DERIVED_WEEKLY_STEPS, ("weekly_report", step_weekly_report)]
 
 
 # ---- pure metrics on in-memory frames -------------------------------------------------------------------------

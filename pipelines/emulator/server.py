@@ -131,6 +131,11 @@ class MarketEmulator:
         self._apis[name] = (prefix, env_var, errors)
         self._routes.setdefault(name, [])
 
+    @property
+    def api_names(self) -> list[str]:
+        """The APIs served, in the order they were added (e.g. ``coingecko``, ``binance_fapi``, ``okx``)."""
+        return list(self._apis)
+
     def route(self, api: str, pattern: str, handler: Handler) -> None:
         self._routes[api].append((re.compile(f"^{pattern}$"), handler))
 
