@@ -5,7 +5,8 @@
 * ``weekly_job``: groups ``weekly`` and ``report`` (the weekly tables and the report). Weekly-partitioned,
   one run per week (the weekly assets compute one ``context.partition_key`` each).
 * schedules (``pipelines/schedules.py``), the weekly catch-up sensor (``pipelines/sensors.py``), freshness checks
-  and their sensor (``pipelines/freshness.py``), and concurrency pools assigned by rule (``pipelines/pools.py``).
+  and their sensor (``pipelines/freshness.py``; the jobs leave those checks to the sensor), and concurrency
+  pools assigned by rule (``pipelines/pools.py``).
 
 Assets added to those groups by anyone join the jobs, the pools and the freshness checks without edits here.
 """
@@ -27,17 +28,22 @@ all_assets = apply_pools(dg.load_assets_from_package_module(assets))
 all_checks = dg.load_asset_checks_from_package_module(assets)
 freshness_checks, freshness_sensor = build_freshness(all_assets)
 
+# Freshness checks compare the lake with the wall clock; the freshness sensor evaluates them when they are due.
+# Left in the jobs they would run (and, mid-backfill, fail) in every run, for nothing: a backfilled week says
+# nothing about whether the latest week is late.
+_FRESHNESS = dg.AssetSelection.checks(*freshness_checks)
+
 # Everything a day needs: the registry snapshot, the raw pulls and the clean tables.
 daily_job = dg.define_asset_job(
     "daily_job",
-    selection=dg.AssetSelection.groups("raw", "clean"),
+    selection=dg.AssetSelection.groups("raw", "clean") - _FRESHNESS,
     description="Pull and clean market data for a day (or, as one run, a range of days).",
     tags={LAYER_TAG: "daily"},
 )
 # Everything a week needs once its days are in the lake: the weekly tables and the report.
 weekly_job = dg.define_asset_job(
     "weekly_job",
-    selection=dg.AssetSelection.groups("weekly", "report"),
+    selection=dg.AssetSelection.groups("weekly", "report") - _FRESHNESS,
     description="Compute a week's tables and render its report.",
     tags={LAYER_TAG: "weekly"},
 )

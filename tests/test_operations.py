@@ -118,6 +118,22 @@ def test_freshness_sensor_runs_by_default() -> None:
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
 
+def test_jobs_leave_freshness_to_the_sensor_and_keep_every_other_check() -> None:
+    defs = make_definitions()
+    freshness = {c for c in defs.resolve_asset_graph().asset_check_keys if c.name == "freshness_check"}
+    assert len(freshness) >= 20  # every clean daily table and every weekly output has one
+    for name, groups in (("daily_job", {"raw", "clean"}), ("weekly_job", {"weekly", "report"})):
+        graph = defs.resolve_job_def(name).asset_layer.asset_graph
+        in_job = set(graph.asset_check_keys)
+        assert not in_job & freshness, name
+        # every other check of the job's assets runs with them (the claim check, coverage, ranges, quality)
+        expected = {c for c in defs.resolve_asset_graph().asset_check_keys
+                    if c not in freshness and defs.resolve_assets_def(c.asset_key).group_names_by_key.get(c.asset_key) in groups}
+        assert expected and in_job == expected, name
+    assert dg.AssetCheckKey(dg.AssetKey("weekly_report"), "report_claims_match_tables") in set(
+        defs.resolve_job_def("weekly_job").asset_layer.asset_graph.asset_check_keys)
+
+
 CONCURRENT_RUN = textwrap.dedent(
     """
     import sys, warnings
