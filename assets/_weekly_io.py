@@ -127,6 +127,7 @@ def weekly_table_asset(
 
     @dg.asset(
         name=table.name,
+        pool=f"asset_{table.name}",
         group_name="weekly",
         kinds=KINDS,
         partitions_def=WEEKLY,

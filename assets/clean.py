@@ -14,6 +14,7 @@ from pipelines.warehouse import is_safe_component
 
 
 @dg.asset(
+    pool="asset_coin_registry",
     group_name="clean",
     kinds={"python", "parquet"},
     deps=["raw_coingecko_markets"],
@@ -52,6 +53,7 @@ def coin_registry(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
 
 
 @dg.asset(
+    pool="asset_coin_daily",
     group_name="clean",
     kinds={"python", "parquet", "duckdb"},
     partitions_def=DAILY,

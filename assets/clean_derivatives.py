@@ -61,6 +61,7 @@ _DAILY = dict(group_name="clean", kinds={"python", "parquet", "duckdb"}, partiti
 
 
 @dg.asset(
+    pool="asset_funding_rates",
     **_DAILY,
     deps=["raw_binance_funding", "raw_bybit_derivatives", "raw_okx_derivatives"],
     description="Funding settlements of Binance, Bybit and OKX perpetuals; lake/funding_rates/date=<settlement day>/.",
@@ -74,6 +75,7 @@ def funding_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
 
 
 @dg.asset(
+    pool="asset_open_interest",
     **_DAILY,
     deps=["raw_binance_futures_stats", "raw_bybit_derivatives", "raw_okx_derivatives", "raw_binance_klines"],
     description=(
@@ -97,6 +99,7 @@ def open_interest(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
 
 
 @dg.asset(
+    pool="asset_long_short_ratio",
     **_DAILY,
     deps=["raw_binance_futures_stats"],
     description="Binance global long/short account ratio, hourly; lake/long_short_ratio/date=<day of reading>/. "
@@ -113,6 +116,7 @@ def long_short_ratio(context: dg.AssetExecutionContext, warehouse: WarehouseReso
 
 
 @dg.asset(
+    pool="asset_btc_hourly",
     **_DAILY,
     deps=["raw_binance_klines"],
     description="Binance spot BTCUSDT hourly bars; lake/btc_hourly/date=<day of the bar open>/.",
@@ -126,6 +130,7 @@ def btc_hourly(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
 
 
 @dg.asset(
+    pool="asset_perp_volume_daily",
     **_DAILY,
     deps=["raw_binance_klines"],
     description="Binance USDT-M perpetual daily quote volume; lake/perp_volume_daily/date=<day>/.",
@@ -138,6 +143,7 @@ def perp_volume_daily(context: dg.AssetExecutionContext, warehouse: WarehouseRes
 
 
 @dg.asset(
+    pool="asset_macro_observations",
     group_name="clean",
     kinds={"python", "parquet", "duckdb"},
     deps=["raw_fred_series"],

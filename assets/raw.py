@@ -30,6 +30,7 @@ def latest_snapshot(wh: Warehouse) -> str | None:
 
 
 @dg.asset(
+    pool="source_coingecko",
     group_name="raw",
     kinds={"python", "json"},
     description=(
@@ -63,6 +64,7 @@ def raw_coingecko_markets(
 
 
 @dg.asset(
+    pool="source_coingecko",
     group_name="raw",
     kinds={"python", "json"},
     partitions_def=DAILY,

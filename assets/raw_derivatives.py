@@ -40,6 +40,7 @@ class PremiumConfig(dg.Config):
 
 
 @dg.asset(
+    pool="source_binance",
     group_name="raw",
     kinds={"python", "json"},
     description=(
@@ -122,6 +123,7 @@ _DAILY = dict(
 
 
 @dg.asset(
+    pool="source_binance",
     **_DAILY,
     description=(
         "Binance USDT-M funding settlements (/fapi/v1/fundingRate, REST for the whole history: 1000 rows a page) for "
@@ -138,6 +140,7 @@ def raw_binance_funding(context: dg.AssetExecutionContext, config: DerivPullConf
 
 
 @dg.asset(
+    pool="source_binance",
     **_DAILY,
     description=(
         "Binance USDT-M open interest and global long/short account ratio, hourly: REST openInterestHist and "
@@ -160,6 +163,7 @@ def raw_binance_futures_stats(context: dg.AssetExecutionContext, config: StatsPu
 
 
 @dg.asset(
+    pool="source_binance",
     **_DAILY,
     description=(
         "Binance klines: spot BTCUSDT 1h (/api/v3/klines) and, per followed perpetual, USDT-M 1d bars (perp volume) "
@@ -177,6 +181,7 @@ def raw_binance_klines(context: dg.AssetExecutionContext, config: DerivPullConfi
 
 
 @dg.asset(
+    pool="source_bybit",
     **_DAILY,
     description=(
         "Bybit linear perpetuals: funding history (/v5/market/funding/history) and hourly open interest in base coin "
@@ -193,6 +198,7 @@ def raw_bybit_derivatives(context: dg.AssetExecutionContext, config: DerivPullCo
 
 
 @dg.asset(
+    pool="source_okx",
     **_DAILY,
     description=(
         "OKX USDT swaps: funding history (realizedRate; OKX keeps about 3 months, older days are not asked) and "

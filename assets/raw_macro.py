@@ -21,6 +21,7 @@ class FredConfig(dg.Config):
 
 
 @dg.asset(
+    pool="source_fred",
     group_name="raw",
     kinds={"python", "csv"},
     description=(

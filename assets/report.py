@@ -53,6 +53,7 @@ def build_report(wh, week: str):
 
 
 @dg.asset(
+    pool="asset_weekly_report",
     group_name="report",
     kinds={"python", "markdown", "html"},
     partitions_def=WEEKLY,

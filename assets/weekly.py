@@ -25,6 +25,7 @@ def week_open_close(wh: Warehouse, week: str) -> tuple[pl.DataFrame, pl.DataFram
 
 
 @dg.asset(
+    pool="asset_weekly_market_summary",
     group_name="weekly",
     kinds={"python", "parquet"},
     partitions_def=WEEKLY,
@@ -77,6 +78,7 @@ def weekly_market_summary(context: dg.AssetExecutionContext, warehouse: Warehous
 
 
 @dg.asset(
+    pool="asset_weekly_movers",
     group_name="weekly",
     kinds={"python", "parquet"},
     partitions_def=WEEKLY,

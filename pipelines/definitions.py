@@ -6,7 +6,7 @@
   one run per week (the weekly assets compute one ``context.partition_key`` each).
 * schedules (``pipelines/schedules.py``), the weekly catch-up sensor (``pipelines/sensors.py``), freshness checks
   and their sensor (``pipelines/freshness.py``; the jobs leave those checks to the sensor), and concurrency
-  pools assigned by rule (``pipelines/pools.py``).
+  pools declared on each asset and checked against one rule (``pipelines/pools.py``).
 
 Assets added to those groups by anyone join the jobs, the pools and the freshness checks without edits here.
 """
@@ -17,14 +17,14 @@ import dagster as dg
 
 import assets
 from pipelines.freshness import build_freshness
-from pipelines.pools import apply_pools
+from pipelines.pools import check_pools
 from pipelines.resources import build_resources
 from pipelines.schedules import build_schedules
 from pipelines.sensors import weekly_catch_up_sensor
 
 LAYER_TAG = "crypto-weekly/layer"
 
-all_assets = apply_pools(dg.load_assets_from_package_module(assets))
+all_assets = check_pools(dg.load_assets_from_package_module(assets))
 all_checks = dg.load_asset_checks_from_package_module(assets)
 freshness_checks, freshness_sensor = build_freshness(all_assets)
 

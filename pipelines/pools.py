@@ -1,17 +1,23 @@
-"""Concurrency pools, assigned in one place instead of in every asset.
+"""Concurrency pools: one rule, declared with Dagster's public ``pool=`` on every asset and enforced here.
 
-The rule (applied by ``apply_pools`` in ``pipelines/definitions.py`` to every asset, including ones added later):
+The rule:
 
-* a **raw** asset (group ``raw``) that uses a source resource goes into the pool ``source_<resource>``, e.g.
+* a **raw** asset (group ``raw``) that uses a source resource is in the pool ``source_<resource>``, e.g.
   ``source_coingecko``: one step at a time, across every run of the instance, talks to each API. The API's rate
   budget is shared instead of doubled, and two runs never pull (and store) the same responses: the second one
   finds them stored and makes no request.
-* every other asset goes into the pool ``asset_<op name>``: one step at a time materializes a given asset, so a
+* every other asset is in the pool ``asset_<op name>``: one step at a time materializes a given asset, so a
   backfill and the scheduled run take turns on the same lake files instead of racing on them.
+
+Each asset says its pool in its decorator (``@dg.asset(pool="source_binance", ...)``; the weekly table factory
+derives it from the table name). ``check_pools`` runs when the code location loads (``pipelines/definitions.py``)
+and refuses an asset whose pool is missing or breaks the rule, naming the pool to declare, so an asset added
+later cannot silently skip the concurrency limits. (An earlier version rebuilt each asset's op with the pool
+through Dagster internals; declaring it is public API and shows in the code where a reader looks.)
 
 ``.dagster_home/dagster.yaml`` sets ``concurrency.pools.default_limit: 1`` with ``granularity: op``, so every
 pool above holds one step; runs launched by the daemon and in-process runs of the command line claim the same
-slots from the instance's storage. An asset that already declares ``pool=`` keeps its own pool.
+slots from the instance's storage.
 
 The DuckDB file (``catalog.duckdb``) needs no pool: ``Warehouse.refresh_catalog`` is the only code that opens it
 read-write and it does so under an exclusive ``fcntl`` lock; every read goes through in-memory connections.
@@ -22,11 +28,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import dagster as dg
-from dagster._core.definitions.input import In
-from dagster._core.definitions.output import Out
 
 RAW_GROUPS = frozenset({"raw"})
 NOT_SOURCES = frozenset({"warehouse", "io_manager"})
+
+
+class PoolError(ValueError):
+    pass
 
 
 def pool_for(asset: dg.AssetsDefinition) -> str:
@@ -39,41 +47,21 @@ def pool_for(asset: dg.AssetsDefinition) -> str:
     return f"asset_{op.name}"
 
 
-def with_pool(asset: dg.AssetsDefinition, pool: str) -> dg.AssetsDefinition:
-    """The same asset with its op in ``pool``.
-
-    Dagster has no public way to change an existing asset's pool, so the op is rebuilt with the same fields the
-    public ``OpDefinition.with_replaced_properties`` copies, plus the pool (Dagster 1.13 internals; the test of
-    ``tests/test_operations.py`` fails if they change).
-    """
-    op = asset.node_def
-    if not isinstance(op, dg.OpDefinition):  # graph-backed assets: left as they are
-        return asset
-    new_op = dg.OpDefinition.dagster_internal_init(
-        compute_fn=op.compute_fn,
-        name=op.name,
-        ins={d.name: In.from_definition(d) for d in op.input_defs},
-        outs={d.name: Out.from_definition(d) for d in op.output_defs},
-        description=op.description,
-        config_schema=op.config_schema,
-        required_resource_keys=op.required_resource_keys,
-        tags=op.tags,
-        version=None,
-        retry_policy=op.retry_policy,
-        code_version=op.version,
-        pool=pool,
-    )
-    attrs = asset.get_attributes_dict()
-    attrs["node_def"] = new_op
-    return dg.AssetsDefinition.dagster_internal_init(**attrs)
-
-
-def apply_pools(assets: Iterable[object]) -> Sequence[object]:
-    """Every ``AssetsDefinition`` without a pool gets one by the rule; anything else is passed through."""
-    out = []
+def pool_problems(assets: Iterable[object]) -> list[str]:
+    """One line per executable op-backed asset whose declared pool is missing or differs from the rule."""
+    problems = []
     for a in assets:
-        if isinstance(a, dg.AssetsDefinition) and a.is_executable and isinstance(a.node_def, dg.OpDefinition):
-            if not a.node_def.pool:
-                a = with_pool(a, pool_for(a))
-        out.append(a)
-    return out
+        if not (isinstance(a, dg.AssetsDefinition) and a.is_executable and isinstance(a.node_def, dg.OpDefinition)):
+            continue
+        want, have = pool_for(a), a.node_def.pool
+        if have != want:
+            problems.append(f"{a.node_def.name}: pool {have!r}, expected {want!r} (declare @dg.asset(pool={want!r}))")
+    return problems
+
+
+def check_pools(assets: Sequence[object]) -> Sequence[object]:
+    """The assets unchanged, or a ``PoolError`` listing every asset outside the rule."""
+    problems = pool_problems(assets)
+    if problems:
+        raise PoolError("assets outside the concurrency-pool rule (pipelines/pools.py):\n" + "\n".join(problems))
+    return assets

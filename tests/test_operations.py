@@ -16,8 +16,8 @@ import pytest
 from dagster._core.test_utils import freeze_time
 
 from pipelines.definitions import make_definitions
-from pipelines.pools import apply_pools, pool_for
-from pipelines.resources import WarehouseResource
+from pipelines.pools import PoolError, check_pools, pool_for
+from pipelines.resources import CoinGeckoResource, WarehouseResource
 from pipelines.warehouse import Warehouse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,27 +61,39 @@ def test_every_asset_is_in_a_pool_by_the_rule() -> None:
     pools = {k.to_user_string(): graph.get(k).pools for k in graph.get_all_asset_keys() if graph.get(k).is_executable}
     assert pools["raw_coingecko_markets"] == {"source_coingecko"}
     assert pools["raw_coingecko_market_charts"] == {"source_coingecko"}
+    assert pools["raw_binance_funding"] == pools["raw_binance_klines"] == {"source_binance"}
+    assert pools["raw_okx_derivatives"] == {"source_okx"}
     assert pools["coin_daily"] == {"asset_coin_daily"}
+    assert pools["weekly_leverage"] == {"asset_weekly_leverage"}  # from the weekly table factory
     assert pools["weekly_report"] == {"asset_weekly_report"}
     assert all(len(p) == 1 for p in pools.values()), pools
+    assert len(pools) >= 31
 
 
-def test_an_asset_added_later_gets_a_pool_and_keeps_working() -> None:
-    @dg.asset(group_name="raw", partitions_def=None)
-    def raw_new_source(warehouse: WarehouseResource) -> dg.MaterializeResult:
+def test_an_asset_added_later_without_its_pool_is_refused_by_name() -> None:
+    @dg.asset(group_name="raw")
+    def raw_new_source(warehouse: WarehouseResource, coingecko: CoinGeckoResource) -> dg.MaterializeResult:
         return dg.MaterializeResult(metadata={"root": warehouse.root})
 
     @dg.asset(group_name="clean", pool="mine")
     def clean_thing() -> None:
         return None
 
-    a, b = apply_pools([raw_new_source, clean_thing])
-    assert a.node_def.pool == "asset_raw_new_source"  # raw, but no source resource: its own pool
-    assert b.node_def.pool == "mine"  # a declared pool is kept
-    with dg.instance_for_test() as instance:
-        result = dg.materialize([a], instance=instance, resources={"warehouse": WarehouseResource(root="x")})
-    assert result.success
-    assert pool_for(a) == "asset_raw_new_source"
+    @dg.asset(group_name="clean", pool="asset_clean_ok")
+    def clean_ok() -> None:
+        return None
+
+    assert pool_for(raw_new_source) == "source_coingecko"
+    assert pool_for(clean_thing) == "asset_clean_thing"
+    with pytest.raises(PoolError) as err:
+        check_pools([raw_new_source, clean_thing, clean_ok])
+    text = str(err.value)
+    assert "raw_new_source: pool None, expected 'source_coingecko'" in text
+    assert "clean_thing: pool 'mine', expected 'asset_clean_thing'" in text
+    assert "clean_ok" not in text
+    assert check_pools([clean_ok]) == [clean_ok]
+    with dg.instance_for_test() as instance:  # a declared pool is a plain public asset: it runs as any other
+        assert dg.materialize([clean_ok], instance=instance).success
 
 
 def _check_job(defs: dg.Definitions, key: str):
