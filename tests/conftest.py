@@ -27,7 +27,6 @@ from pipelines.emulator.server import MarketEmulator  # noqa: E402
 # The emulator's clock in tests: fixed, so every run sees the same market and the same bytes.
 TEST_NOW = datetime(2025, 12, 2, 6, tzinfo=timezone.utc)
 REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = REPO.parent / "shared" / "data" / "real"
 
 
 @pytest.fixture(scope="session")
@@ -75,13 +74,6 @@ def env_for(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         return wh
 
     return apply
-
-
-@pytest.fixture
-def real_data() -> Path:
-    if not REAL_DATA.is_dir():
-        pytest.skip(f"real market data not found at {REAL_DATA} (the shared/ folder sits beside the repository)")
-    return REAL_DATA
 
 
 def pytest_configure(config: pytest.Config) -> None:
