@@ -1,6 +1,6 @@
 """``make bench``: run every phase (each in its own process) and write ``bench/RESULTS.md``.
 
-    python -m bench.run                      # the full benchmark (about 5-10 minutes on 2 busy cores)
+    python -m bench.run                      # the full benchmark (about 45 minutes on 2 cores)
     python -m bench.run --quick --out X.md   # the smallest configuration (the smoke test uses it)
 
 See ``bench/README.md`` for what each figure means.
