@@ -55,8 +55,6 @@ def make_defs(coingecko_overrides: dict[str, Any] | None = None):
 
 # The backfill and new-week phases run the whole pipeline (every raw, clean and weekly asset, the report and the
 # checks); the history phase has a synthetic coin_daily only, so it runs the tables built from it (and the report).
-from pipelines.runner import DERIVATIVES_HISTORY_DAYS, MARKET_ASSETS  # noqa: E402, F401
-
 MARKET_WEEKLY = (
     "weekly_market_summary", "weekly_movers", "weekly_universe", "weekly_total_market_cap", "weekly_mcap_crossings",
     "weekly_index_returns", "weekly_correlation_buckets", "weekly_report",
@@ -286,7 +284,7 @@ def universe(coins: int) -> dict:
             "rss_before_mib": base}
 
 
-# The clients' own pacing defaults (pipelines/resources.py), used as in production in the pulls phase.
+# The clients' pacing defaults (build_resources in pipelines/resources.py): the pulls phase paces as production does.
 PACING = {"BINANCE": 600, "BYBIT": 300, "OKX": 120, "FRED": 20}
 APIS = ("coingecko", "binance_fapi", "binance_spot", "binance_vision", "bybit", "okx", "fred")
 
