@@ -69,7 +69,8 @@ def raw_binance_premium_index(
                                           "perpetuals": listed[1].height if listed else 0})
 
 
-def _universe(wh: Warehouse, top_n: int) -> list[str]:
+def perp_symbols(wh: Warehouse, top_n: int) -> list[str]:
+    """The perpetuals followed: the largest eligible registry coins listed in the latest premiumIndex snapshot."""
     try:
         registry = latest_registry(wh)
     except LookupError as exc:
@@ -133,7 +134,7 @@ _DAILY = dict(
 def raw_binance_funding(context: dg.AssetExecutionContext, config: DerivPullConfig, warehouse: WarehouseResource,
                         binance: BinanceResource) -> dg.MaterializeResult:
     wh, now = warehouse.get(), binance.now()
-    symbols, days = _universe(wh, config.top_n), _days(context, now)
+    symbols, days = perp_symbols(wh, config.top_n), _days(context, now)
     with binance.futures() as client:
         report = ing.pull_binance_funding(client, wh, symbols, days, force=config.force, workers=config.workers)
     return _finish(context, "Binance funding", report, days, symbols)
@@ -152,7 +153,7 @@ def raw_binance_funding(context: dg.AssetExecutionContext, config: DerivPullConf
 def raw_binance_futures_stats(context: dg.AssetExecutionContext, config: StatsPullConfig,
                               warehouse: WarehouseResource, binance: BinanceResource) -> dg.MaterializeResult:
     wh, now = warehouse.get(), binance.now()
-    symbols, days = _universe(wh, config.top_n), _days(context, now)
+    symbols, days = perp_symbols(wh, config.top_n), _days(context, now)
     start = (date.fromisoformat(config.archive_start) if config.archive_start
              else (now - timedelta(days=ing.DEFAULT_ARCHIVE_DAYS)).date())
     with binance.futures() as fapi, binance.vision() as vision:
@@ -174,7 +175,7 @@ def raw_binance_futures_stats(context: dg.AssetExecutionContext, config: StatsPu
 def raw_binance_klines(context: dg.AssetExecutionContext, config: DerivPullConfig, warehouse: WarehouseResource,
                        binance: BinanceResource) -> dg.MaterializeResult:
     wh, now = warehouse.get(), binance.now()
-    symbols, days = _universe(wh, config.top_n), _days(context, now)
+    symbols, days = perp_symbols(wh, config.top_n), _days(context, now)
     with binance.futures() as fapi, binance.spot() as spot:
         report = ing.pull_binance_klines(fapi, spot, wh, symbols, days, force=config.force, workers=config.workers)
     return _finish(context, "Binance klines", report, days, symbols)
@@ -191,7 +192,7 @@ def raw_binance_klines(context: dg.AssetExecutionContext, config: DerivPullConfi
 def raw_bybit_derivatives(context: dg.AssetExecutionContext, config: DerivPullConfig, warehouse: WarehouseResource,
                           bybit: BybitResource) -> dg.MaterializeResult:
     wh, now = warehouse.get(), bybit.now()
-    symbols, days = _universe(wh, config.top_n), _days(context, now)
+    symbols, days = perp_symbols(wh, config.top_n), _days(context, now)
     with bybit.client() as client:
         report = ing.pull_bybit(client, wh, symbols, days, force=config.force, workers=config.workers)
     return _finish(context, "Bybit", report, days, symbols)
@@ -208,7 +209,7 @@ def raw_bybit_derivatives(context: dg.AssetExecutionContext, config: DerivPullCo
 def raw_okx_derivatives(context: dg.AssetExecutionContext, config: DerivPullConfig, warehouse: WarehouseResource,
                         okx: OkxResource) -> dg.MaterializeResult:
     wh, now = warehouse.get(), okx.now()
-    symbols, days = _universe(wh, config.top_n), _days(context, now)
+    symbols, days = perp_symbols(wh, config.top_n), _days(context, now)
     with okx.client() as client:
         report = ing.pull_okx(client, wh, symbols, days, now, force=config.force, workers=config.workers)
     return _finish(context, "OKX", report, days, symbols)

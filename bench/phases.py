@@ -284,8 +284,6 @@ def universe(coins: int) -> dict:
             "rss_before_mib": base}
 
 
-# The clients' pacing defaults (build_resources in pipelines/resources.py): the pulls phase paces as production does.
-PACING = {"BINANCE": 600, "BYBIT": 300, "OKX": 120, "FRED": 20}
 APIS = ("coingecko", "binance_fapi", "binance_spot", "binance_vision", "bybit", "okx", "fred")
 
 
@@ -294,7 +292,11 @@ def pulls(coins: int = 8, calls_per_minute: int = 28, perps: int = 2) -> dict:
     minute) and every client paced as in production: a fresh backfill, then one new week, through daily_job."""
     import dagster as dg  # noqa: PLC0415
 
+    from pipelines.resources import DEFAULT_CALLS_PER_MINUTE  # noqa: PLC0415
     from pipelines.runner import patched_environ  # noqa: PLC0415
+
+    # every venue paced as in production; CoinGecko at ``calls_per_minute`` (the emulator's limit is 30/min)
+    pacing = {k: v for k, v in DEFAULT_CALLS_PER_MINUTE.items() if k != "COINGECKO"}
 
     keys = weekly_keys()
     b_first, b_last = daily_range_for(keys[:-1])
@@ -304,11 +306,11 @@ def pulls(coins: int = 8, calls_per_minute: int = 28, perps: int = 2) -> dict:
                        ("raw_coingecko_markets", "raw_binance_premium_index", "raw_fred_series")}}
     out: dict[str, Any] = {"coins": coins, "perps": perps, "calls_per_minute": calls_per_minute}
     with temp_env(), emulator(rate_limits=True, calls_per_minute=calls_per_minute) as emu, \
-            patched_environ({f"{api}_CALLS_PER_MINUTE": str(n) for api, n in PACING.items()}):
+            patched_environ({f"{api}_CALLS_PER_MINUTE": str(n) for api, n in pacing.items()}):
         apis = [a for a in APIS if a in emu.api_names] + [a for a in emu.api_names if a not in APIS]
         out["apis"] = apis
         out["emulator_limit_per_minute"] = emu.coingecko_calls_per_minute
-        out["pacing"] = {"COINGECKO": calls_per_minute, **PACING}
+        out["pacing"] = {"COINGECKO": calls_per_minute, **pacing}
         defs = make_defs({"top_n": coins, "calls_per_minute": calls_per_minute})
         with dg.instance_for_test() as instance:
             for label, first, last, cfg in (("fresh backfill", b_first, b_last, None),

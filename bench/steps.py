@@ -82,12 +82,10 @@ def _res(name: str):
 
 
 def _perp_symbols(ctx: DailyCtx) -> list[str]:
-    from pipelines import ingest_derivatives as ing  # noqa: PLC0415
-    from pipelines.cleaning import latest_registry  # noqa: PLC0415
+    from assets.raw_derivatives import perp_symbols  # noqa: PLC0415 (the assets' own choice of perpetuals)
 
     if "symbols" not in ctx.state:
-        listed = ing.latest_premium_index(ctx.wh)
-        ctx.state["symbols"] = ing.perp_universe(latest_registry(ctx.wh), listed[1]["symbol"].to_list(), ctx.perps)
+        ctx.state["symbols"] = perp_symbols(ctx.wh, ctx.perps)
     return ctx.state["symbols"]
 
 

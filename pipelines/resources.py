@@ -161,6 +161,11 @@ def _env_float(name: str, default: float) -> float:
     return float(os.environ[name]) if os.environ.get(name) else default
 
 
+# Each client's pacing when its *_CALLS_PER_MINUTE is not set (the APIs' documented or observed limits, see
+# docs/sources.md); the benchmark's pulls phase paces with the same figures.
+DEFAULT_CALLS_PER_MINUTE = {"COINGECKO": 30, "BINANCE": 600, "BYBIT": 300, "OKX": 120, "FRED": 20}
+
+
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     cg_key = dg.EnvVar("COINGECKO_API_KEY") if os.environ.get("COINGECKO_API_KEY") else None
     return {
@@ -169,7 +174,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             base_url=_env("COINGECKO_BASE_URL", PUBLIC_BASE_URL),
             api_key=cg_key,
             plan=_env("COINGECKO_API_PLAN", "demo"),
-            calls_per_minute=_env_int("COINGECKO_CALLS_PER_MINUTE", 30),
+            calls_per_minute=_env_int("COINGECKO_CALLS_PER_MINUTE", DEFAULT_CALLS_PER_MINUTE["COINGECKO"]),
             max_attempts=_env_int("COINGECKO_MAX_ATTEMPTS", 5),
             timeout_seconds=_env_float("COINGECKO_TIMEOUT_SECONDS", 30.0),
             top_n=_env_int("COINGECKO_TOP_N", 250),
@@ -180,25 +185,25 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             fapi_base_url=_env("BINANCE_FAPI_BASE_URL", _binance.FAPI_BASE_URL),
             spot_base_url=_env("BINANCE_SPOT_BASE_URL", _binance.SPOT_BASE_URL),
             vision_base_url=_env("BINANCE_VISION_BASE_URL", _vision.BASE_URL),
-            calls_per_minute=_env_int("BINANCE_CALLS_PER_MINUTE", 600),
+            calls_per_minute=_env_int("BINANCE_CALLS_PER_MINUTE", DEFAULT_CALLS_PER_MINUTE["BINANCE"]),
             max_attempts=_env_int("BINANCE_MAX_ATTEMPTS", 5),
             market_now=_env("CRYPTO_WEEKLY_NOW", ""),
         ),
         "bybit": BybitResource(
             base_url=_env("BYBIT_BASE_URL", _bybit.BASE_URL),
-            calls_per_minute=_env_int("BYBIT_CALLS_PER_MINUTE", 300),
+            calls_per_minute=_env_int("BYBIT_CALLS_PER_MINUTE", DEFAULT_CALLS_PER_MINUTE["BYBIT"]),
             max_attempts=_env_int("BYBIT_MAX_ATTEMPTS", 5),
             market_now=_env("CRYPTO_WEEKLY_NOW", ""),
         ),
         "okx": OkxResource(
             base_url=_env("OKX_BASE_URL", _okx.BASE_URL),
-            calls_per_minute=_env_int("OKX_CALLS_PER_MINUTE", 120),
+            calls_per_minute=_env_int("OKX_CALLS_PER_MINUTE", DEFAULT_CALLS_PER_MINUTE["OKX"]),
             max_attempts=_env_int("OKX_MAX_ATTEMPTS", 5),
             market_now=_env("CRYPTO_WEEKLY_NOW", ""),
         ),
         "fred": FredResource(
             base_url=_env("FRED_BASE_URL", _fred.BASE_URL),
-            calls_per_minute=_env_int("FRED_CALLS_PER_MINUTE", 20),
+            calls_per_minute=_env_int("FRED_CALLS_PER_MINUTE", DEFAULT_CALLS_PER_MINUTE["FRED"]),
             max_attempts=_env_int("FRED_MAX_ATTEMPTS", 5),
             market_now=_env("CRYPTO_WEEKLY_NOW", ""),
         ),
