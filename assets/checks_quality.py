@@ -20,7 +20,7 @@ from datetime import date
 import dagster as dg
 
 from assets._meta import md_table
-from pipelines import quality
+from pipelines import estimates, quality
 from pipelines.cleaning import latest_registry
 from pipelines.partitions import days_between, parse_day, week_close_days
 from pipelines.resources import WarehouseResource
@@ -57,7 +57,7 @@ def _days_of_run(context: dg.AssetCheckExecutionContext) -> list[date]:
 def _evaluate(wh, days: list[date], names: tuple[str, ...]) -> list[quality.Outcome]:
     registry = latest_registry(wh)
     found = {
-        "coverage": lambda: quality.coverage(wh, days, registry.height),
+        "coverage": lambda: quality.coverage(wh, days, registry.height, estimates.estimated_days(wh, days)),
         "duplicates": lambda: quality.duplicates(wh, days),
         "market_cap_outliers": lambda: quality.outliers(wh, days),
         "stale_observations": lambda: quality.stale(wh, days),

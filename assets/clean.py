@@ -6,9 +6,10 @@ import polars as pl
 
 from assets._meta import md_table, table_metadata
 from assets.raw import latest_snapshot
+from pipelines import estimates
 from pipelines.cleaning import build_coin_daily, latest_registry, parse_registry_snapshot
 from pipelines.partitions import DAILY, days_between, parse_day
-from pipelines.resources import WarehouseResource
+from pipelines.resources import CoinGeckoResource, WarehouseResource
 from pipelines.schemas import COIN_DAILY, COIN_REGISTRY
 from pipelines.warehouse import is_safe_component
 
@@ -58,14 +59,18 @@ def coin_registry(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     kinds={"python", "parquet", "duckdb"},
     partitions_def=DAILY,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=["raw_coingecko_market_charts", COIN_REGISTRY.name],
+    deps=["raw_coingecko_market_charts", "raw_binance_spot_daily", COIN_REGISTRY.name],
     description=(
         "Per coin and UTC day: price, market cap and 24h volume at the day's close (the CoinGecko point of the "
-        "next midnight), from the newest stored pull covering that day. Lake: lake/coin_daily/date=<day>/."
+        "next midnight), from the newest stored pull covering that day. Days older than the CoinGecko plan reaches "
+        "are estimated (Binance spot close x the coin's supply on the plan's first day, volume null) and listed in "
+        "coin_daily_estimates. Lake: lake/coin_daily/date=<day>/."
     ),
     metadata={"dagster/column_schema": COIN_DAILY.dagster_column_schema()},
 )
-def coin_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def coin_daily(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, coingecko: CoinGeckoResource
+) -> dg.MaterializeResult:
     wh = warehouse.get()
     keys = context.partition_key_range
     days = days_between(parse_day(keys.start), parse_day(keys.end))
@@ -73,12 +78,33 @@ def coin_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
         registry = latest_registry(wh)
     except LookupError as exc:
         raise dg.Failure(str(exc)) from exc
-    frames, missing = build_coin_daily(wh, registry, days)
+    plan_first = coingecko.plan_first_day()
+    early = [d for d in days if plan_first is not None and d < plan_first]
+    frames, missing = build_coin_daily(wh, registry, [d for d in days if d not in early])
+    left_out: dict[str, str] = {}
+    if early:  # older than CoinGecko's plan reaches: estimated from Binance spot closes (pipelines/estimates.py)
+        reference, _ = build_coin_daily(wh, registry, [plan_first])
+        pairs = estimates.estimable(registry)
+        closes = estimates.spot_daily_closes(wh, sorted(set(pairs.values())), [*early, plan_first])
+        est = estimates.estimate_coin_daily(reference[plan_first], plan_first, pairs, closes, early)
+        left_out = est.left_out
+        every = set(registry["coin_id"].to_list())
+        for d in early:
+            frames[d] = est.rows[d]
+            missing[d] = sorted(every - set(est.rows[d]["coin_id"].to_list()))
+            wh.write_partition(estimates.COIN_DAILY_ESTIMATES, d.isoformat(), est.provenance[d])
+        frames = dict(sorted(frames.items()))
     empty = [d for d, f in frames.items() if f.is_empty()]
     if empty:
+        hint = (
+            f" Days before {plan_first} are older than the CoinGecko plan reaches and are estimated from "
+            "raw_binance_spot_daily: materialize it for those days too."
+            if early
+            else ""
+        )
         raise dg.Failure(
             f"{len(empty)} day(s) have no data at all (first: {empty[0]}): the raw pulls do not cover them. "
-            "Materialize raw_coingecko_market_charts for those days."
+            "Materialize raw_coingecko_market_charts for those days." + hint
         )
     rows = 0
     for day, frame in frames.items():
@@ -94,6 +120,10 @@ def coin_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
             "days": len(days),
             "coins_in_registry": registry.height,
             "coin_days_missing": sum(gap_days.values()),
+            "days_estimated": len(early),
+            "estimate_left_out": dg.MetadataValue.md(
+                "\n".join(f"- `{c}`: {why}" for c, why in sorted(left_out.items())[:40]) or "_none_"
+            ),
             "missing_by_day": dg.MetadataValue.md(
                 md_table(pl.DataFrame({"day": list(gap_days), "coins": list(gap_days.values())}), 15)
                 if gap_days

@@ -175,6 +175,7 @@ class ChartPullReport:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    beyond_plan: list[date] = field(default_factory=list)  # days the plan's history window does not reach
 
 
 def pull_market_charts(
@@ -187,19 +188,29 @@ def pull_market_charts(
     force: bool = False,
     now: datetime | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    plan_first_day: date | None = None,
 ) -> ChartPullReport:
     """One ``market_chart/range`` request per coin covering the closes of ``first_day..last_day``.
 
     A coin whose stored pulls already cover every day of the range makes no request unless ``force``. A coin
     that fails after the HTTP layer's retries is recorded in ``failed`` and the others go on; the caller decides
     whether a partial pull is an error (the assets make it one, listing the coins).
+
+    ``plan_first_day`` is the first day the plan's history window reaches (``pipelines.estimates``): days before
+    it are not asked (``beyond_plan``), and when the range has such days the request also covers
+    ``plan_first_day`` itself, the reference day their estimates carry the supply back from.
     """
     now = now or datetime.now(timezone.utc)
     report = ChartPullReport()
-    start = close_instant(first_day)
-    end = close_instant(last_day) + timedelta(hours=2)  # hourly points land a few minutes after the hour
     days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
     days = [d for d in days if close_instant(d) <= now]
+    if plan_first_day is not None:
+        report.beyond_plan = [d for d in days if d < plan_first_day]
+        days = [d for d in days if d >= plan_first_day]
+        if report.beyond_plan and close_instant(plan_first_day) <= now:
+            days = sorted({*days, plan_first_day})
+    start = close_instant(days[0] if days else first_day)
+    end = close_instant(days[-1] if days else last_day) + timedelta(hours=2)  # hourly points land minutes late
     for n, coin_id in enumerate(coin_ids, start=1):
         if not is_safe_component(coin_id):  # it would become a directory name: never request or store it
             report.failed[coin_id] = f"unsafe coin id {coin_id!r}: not requested (it cannot be a path component)"

@@ -6,11 +6,12 @@ Nothing reads the environment inside an asset body; assets get these resources b
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import dagster as dg
 from pydantic import Field
 
+from pipelines import estimates
 from pipelines.sources import binance as _binance
 from pipelines.sources import binance_vision as _vision
 from pipelines.sources import bybit as _bybit
@@ -70,6 +71,11 @@ class CoinGeckoResource(_MarketClock):
             max_wait=self.max_retry_wait_seconds,
             clock=self.now,
         )
+
+    def plan_first_day(self) -> date | None:
+        """The first day whose close the plan's history window reaches (keyless and Demo: 365 days back), or
+        None for a paid plan; older market caps are estimated (``pipelines.estimates``)."""
+        return estimates.plan_first_day(self.plan if self.api_key or self.plan == "pro" else "public", self.now())
 
 
 class BinanceResource(_MarketClock):

@@ -26,7 +26,13 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 # Clients whose pacing is turned off against the (loopback) emulator.
 PACED_APIS = ("COINGECKO", "BINANCE", "BYBIT", "OKX", "FRED")
 # The CoinGecko side of the daily job: a week's report reads its whole history ("first time since April").
-MARKET_ASSETS = ("raw_coingecko_markets", "coin_registry", "raw_coingecko_market_charts", "coin_daily")
+MARKET_ASSETS = (
+    "raw_coingecko_markets",
+    "coin_registry",
+    "raw_coingecko_market_charts",
+    "raw_binance_spot_daily",
+    "coin_daily",
+)
 # Derivatives and macro need less: the leverage table looks back 90 days at most for its open-interest peak,
 # volatility 30 days. A report run pulls them from this many days before the week's close; a backfill pulls
 # its whole range.
@@ -87,6 +93,8 @@ def emulated_sources(
     with MarketEmulator(seed=seed if seed is not None else DEFAULT_SEED, now=now, rate_limits=rate_limits) as emu:
         env = {**emu.base_urls(), **{f"{api}_CALLS_PER_MINUTE": "0" for api in PACED_APIS},
                "COINGECKO_CALLS_PER_MINUTE": str(coingecko_calls_per_minute),
+               # The plan the emulator enforces (pro: no history window; demo: 365 days, older days estimated).
+               "COINGECKO_API_PLAN": emu.plan,
                "CRYPTO_WEEKLY_NOW": emu.now.isoformat()}
         with patched_environ(env):
             yield emu

@@ -69,6 +69,7 @@ def env_for(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         for api in ("COINGECKO", "BINANCE", "BYBIT", "OKX", "FRED"):  # no pacing against the loopback emulator
             monkeypatch.setenv(f"{api}_CALLS_PER_MINUTE", "0")
         monkeypatch.setenv("CRYPTO_WEEKLY_NOW", emu.now.isoformat())  # the emulator's fixed clock
+        monkeypatch.setenv("COINGECKO_API_PLAN", emu.plan)  # the plan the emulator enforces
         for k, v in emu.base_urls().items():
             monkeypatch.setenv(k, v)
         return wh

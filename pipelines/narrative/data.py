@@ -6,11 +6,12 @@ Nothing after the week is read (point in time). A table whose partition for the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import polars as pl
 
+from pipelines import estimates
 from pipelines.metrics.correlation import WEEKLY_CORRELATION_BUCKETS
 from pipelines.metrics.cross_asset import WEEKLY_CROSS_ASSET, WEEKLY_CRYPTO_RANK
 from pipelines.metrics.leverage import WEEKLY_LEVERAGE
@@ -20,6 +21,7 @@ from pipelines.metrics.sectors import WEEKLY_INDEX_RETURNS
 from pipelines.metrics.universe import WEEKLY_UNIVERSE
 from pipelines.metrics.volatility import WEEKLY_BTC_VOLATILITY
 from pipelines.metrics.volume import WEEKLY_VOLUME
+from pipelines.partitions import days_between, week_close_days
 from pipelines.schemas import WEEKLY_MARKET_SUMMARY, WEEKLY_MOVERS, Table
 from pipelines.warehouse import Warehouse
 
@@ -49,6 +51,8 @@ class WeekData:
     week: str
     current: dict[str, pl.DataFrame | None]
     history: dict[str, pl.DataFrame]  # rows with week_start <= week, every partition read
+    # days of the week (open..close) whose coin_daily market caps are estimates -> coins estimated
+    estimated_days: dict[date, int] = field(default_factory=dict)
 
     @property
     def week_date(self) -> date:
@@ -115,4 +119,6 @@ def load_week(wh: Warehouse, week: str) -> tuple[WeekData, dict[str, list[str]]]
             pl.concat(frames, how="vertical_relaxed") if frames else empty(t)
         )
         current[t.name] = wh.read_partition(t, week) if week in keys else None
-    return WeekData(week, current, history), read
+    open_day, close_day = week_close_days(week)
+    estimated = estimates.estimated_days(wh, days_between(open_day, close_day))
+    return WeekData(week, current, history, estimated), read

@@ -23,6 +23,7 @@ from pipelines.narrative import charts as charts_mod
 from pipelines.narrative.data import WeekData
 from pipelines.narrative.facts import ASSET_LABELS, INDEX_LABELS, Fact, derive_facts, num, our_view
 from pipelines.narrative.pieces import Num, Phrase, Txt, join, md_escape
+from pipelines.partitions import days_between, week_close_days
 
 __all__ = ["md_escape", "render_week", "RenderedReport", "FIXED_TERMS", "SOURCES_HEADING"]
 
@@ -197,6 +198,26 @@ def _movers(wd: WeekData) -> list[dict[str, Phrase]]:
     return [{"g": g, "l": lo} for g, lo in zip(side("gainer"), side("loser"), strict=False)]
 
 
+def estimate_gaps(wd: WeekData) -> list[str]:
+    """The Data gaps line for a week whose market caps rest on estimates (``pipelines.estimates``). Worded
+    without figures: the days and coin counts are in the manifest and coin_daily_estimates, not claims."""
+    if not wd.estimated_days:
+        return []
+    open_day, close_day = week_close_days(wd.week)
+    # Estimated days are those before the plan's first day: every day of the week, or its first days.
+    which = (
+        "every day of the week"
+        if len(wd.estimated_days) == len(days_between(open_day, close_day))
+        else "the week's first days (its opening day included)"
+    )
+    return [
+        f"Market caps and prices of {which} are estimates: those days are older than the CoinGecko plan's history "
+        "window, so each coin's Binance spot close is multiplied by its circulating supply on the first day the plan "
+        "reaches. Every market-cap figure of the week (totals, sectors, buckets, movers) rests on them; coins without "
+        "a Binance pair are left out, and trading volume is not estimated."
+    ]
+
+
 def render_week(wd: WeekData, sources: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> RenderedReport:
     """Render one week. ``sources(claims)`` returns the input partitions (table, partition, sha256, raw files)
     for the list at the end; the numbers' own sources are in their spans and in ``claims``."""
@@ -205,6 +226,7 @@ def render_week(wd: WeekData, sources: Callable[[list[dict[str, Any]]], list[dic
         raise ValueError(f"week {wd.week}: weekly_market_summary is required and has no row")
     facts, gaps = derive_facts(wd)
     gaps = [f"{name}: no partition for week={wd.week}; its section is left out." for name in wd.missing()] + gaps
+    gaps += estimate_gaps(wd)
     heads = [f.headline for f in facts if f.headline is not None][:2]
     title = join(heads, ", ", ", ") if heads else Phrase("Weekly Crypto Market Update")
     dateline = Phrase("Market Update – {d}", {"d": num("weekly_market_summary", wd.week, "week_end", s["week_end"], "long_date")})
