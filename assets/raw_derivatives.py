@@ -100,6 +100,7 @@ def raw_binance_premium_index(
     context: dg.AssetExecutionContext, config: PremiumConfig, warehouse: WarehouseResource, binance: BinanceResource
 ) -> dg.MaterializeResult:
     wh = warehouse.get()
+    gaps_mod.breaker_for_run(context.run.run_id)
     now = binance.now()  # the pipeline clock (CRYPTO_WEEKLY_NOW against the emulator), else the wall clock
     if not binance.selected:
         return not_selected(context, wh, ing.PREMIUM.source, [ing.PREMIUM.name], [])
@@ -199,6 +200,7 @@ _DAILY = dict(
 def raw_binance_funding(context: dg.AssetExecutionContext, config: DerivPullConfig, warehouse: WarehouseResource,
                         binance: BinanceResource) -> dg.MaterializeResult:
     wh, now = warehouse.get(), binance.now()
+    gaps_mod.breaker_for_run(context.run.run_id)
     days = _days(context, now)
     if not binance.selected:
         return not_selected(context, wh, "binance", [ing.BINANCE_FUNDING.name], days)
@@ -222,6 +224,7 @@ def raw_binance_funding(context: dg.AssetExecutionContext, config: DerivPullConf
 def raw_binance_futures_stats(context: dg.AssetExecutionContext, config: StatsPullConfig,
                               warehouse: WarehouseResource, binance: BinanceResource) -> dg.MaterializeResult:
     wh, now = warehouse.get(), binance.now()
+    gaps_mod.breaker_for_run(context.run.run_id)
     days = _days(context, now)
     if not binance.selected:
         return not_selected(context, wh, "binance", [ing.BINANCE_OI.name, ing.BINANCE_LS.name,
@@ -249,6 +252,7 @@ def raw_binance_futures_stats(context: dg.AssetExecutionContext, config: StatsPu
 def raw_binance_klines(context: dg.AssetExecutionContext, config: DerivPullConfig, warehouse: WarehouseResource,
                        binance: BinanceResource) -> dg.MaterializeResult:
     wh, now = warehouse.get(), binance.now()
+    gaps_mod.breaker_for_run(context.run.run_id)
     days = _days(context, now)
     if not binance.selected:
         return not_selected(context, wh, "binance", [ing.BINANCE_SPOT_1H.name, ing.BINANCE_PERP_1D.name,
@@ -271,6 +275,7 @@ def raw_binance_klines(context: dg.AssetExecutionContext, config: DerivPullConfi
 def raw_bybit_derivatives(context: dg.AssetExecutionContext, config: DerivPullConfig, warehouse: WarehouseResource,
                           bybit: BybitResource) -> dg.MaterializeResult:
     wh, now = warehouse.get(), bybit.now()
+    gaps_mod.breaker_for_run(context.run.run_id)
     days = _days(context, now)
     if not bybit.selected:
         return not_selected(context, wh, "bybit", [ing.BYBIT_FUNDING.name, ing.BYBIT_OI.name], days)
@@ -292,6 +297,7 @@ def raw_bybit_derivatives(context: dg.AssetExecutionContext, config: DerivPullCo
 def raw_okx_derivatives(context: dg.AssetExecutionContext, config: DerivPullConfig, warehouse: WarehouseResource,
                         okx: OkxResource) -> dg.MaterializeResult:
     wh, now = warehouse.get(), okx.now()
+    gaps_mod.breaker_for_run(context.run.run_id)
     days = _days(context, now)
     if not okx.selected:
         return not_selected(context, wh, "okx", [ing.OKX_FUNDING.name, ing.OKX_OI.name], days)

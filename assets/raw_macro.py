@@ -16,6 +16,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets.raw_derivatives import gap_check, gap_outputs, not_selected
+from pipelines import gaps as gaps_mod
 from pipelines import ingest_derivatives as ing
 from pipelines.resources import FredResource, WarehouseResource
 from pipelines.sources.fred import SERIES
@@ -41,6 +42,7 @@ def raw_fred_series(
     context: dg.AssetExecutionContext, config: FredConfig, warehouse: WarehouseResource, fred: FredResource
 ) -> dg.MaterializeResult:
     wh = warehouse.get()
+    gaps_mod.breaker_for_run(context.run.run_id)
     now = fred.now()  # the pipeline clock (CRYPTO_WEEKLY_NOW against the emulator), else the wall clock
     if not fred.selected:
         return not_selected(context, wh, ing.FRED_SOURCE, [ing.FRED_DATASET], [])

@@ -117,9 +117,20 @@ class Breaker:
             self._blocked.clear()
 
 
-# One breaker per process: a Dagster run executes its steps in one process (in_process_executor), so a venue
-# that answered 451 in one asset is not asked again by the next ones. ``reset_breaker`` starts afresh (tests).
+# The current run's breaker. A Dagster run executes its steps in one process (in_process_executor), so a venue
+# that answered 451 in one asset is not asked again by the next ones of the same run; each raw asset calls
+# ``breaker_for_run(run_id)`` first, so a new run (or a test) starts with every venue unblocked.
 BREAKER = Breaker()
+_BY_RUN: dict[str, Breaker] = {}
+
+
+def breaker_for_run(run_id: str) -> Breaker:
+    global BREAKER
+    with Breaker._lock:
+        if len(_BY_RUN) > 64:  # old runs of a long-lived process
+            _BY_RUN.clear()
+        BREAKER = _BY_RUN.setdefault(run_id, Breaker())
+    return BREAKER
 
 
 def reset_breaker() -> None:
@@ -218,4 +229,4 @@ def describe(gaps: Iterable[Gap]) -> list[str]:
 
 
 __all__ = ["Gap", "Breaker", "BREAKER", "classify", "describe", "gaps_for_days", "read_ledger", "record_gaps",
-           "reset_breaker", "reason_text"]
+           "reset_breaker", "reason_text", "breaker_for_run"]
