@@ -17,6 +17,9 @@ WEEK ?=
 SINCE ?= 2025-03-31
 UNTIL ?=
 PYTEST_ARGS ?=
+# make demo PROFILE=real-world [BLOCKED=bybit]: the emulator answers as real users meet the APIs
+PROFILE ?= default
+BLOCKED ?= binance
 
 .PHONY: install demo test dev lint emulator clean backfill bench
 
@@ -31,7 +34,7 @@ $(CURDIR)/.tools/bin/uv:
 install: .venv/.synced
 
 demo: install
-	.venv/bin/crypto-weekly demo $(if $(WEEK),--week $(WEEK))
+	.venv/bin/crypto-weekly demo $(if $(WEEK),--week $(WEEK)) --profile $(PROFILE) --blocked-venue $(BLOCKED)
 
 test: install
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
@@ -44,7 +47,7 @@ dev: install
 	.venv/bin/crypto-weekly dev
 
 emulator: install
-	.venv/bin/crypto-weekly emulator
+	.venv/bin/crypto-weekly emulator --profile $(PROFILE) --blocked-venue $(BLOCKED)
 
 bench: install
 	.venv/bin/python -m bench.run

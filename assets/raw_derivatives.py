@@ -1,21 +1,67 @@
 """Raw layer, derivatives and BTC hourly: Binance, data.binance.vision, Bybit and OKX responses as pulled.
 
 Every daily asset here pulls a whole partition range in one run (``BackfillPolicy.single_run()``), one
-paginated request sequence per symbol for the days not stored yet. A symbol that cannot be pulled is listed in
-a ``dg.Failure`` after the others were stored (they are not asked again on the retry).
+paginated request sequence per symbol for the days not stored yet. What cannot be had (a venue blocked in this
+region, a 404, an empty answer, a 5xx or timeout that outlasted the retries, a body that changed shape, a venue
+left out by ``CRYPTO_WEEKLY_VENUES``) is a named gap: the asset materializes what it has, lists the gaps in its
+metadata and in the WARN check ``source_gaps``, records them in the gap ledger (``pipelines.gaps``) for the
+report, and the run goes on. Nothing is stored for a gap, so the next run asks again.
 """
 
 from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
+import polars as pl
 from pydantic import Field
 
+from assets._meta import md_table
+from pipelines import gaps as gaps_mod
 from pipelines import ingest_derivatives as ing
 from pipelines.cleaning import latest_registry
 from pipelines.partitions import DAILY, days_between, parse_day
 from pipelines.resources import BinanceResource, BybitResource, OkxResource, WarehouseResource
 from pipelines.schemas import COIN_REGISTRY
+from pipelines.sources.http import SourceError
 from pipelines.warehouse import Warehouse
+
+GAP_CHECK = "source_gaps"
+
+
+def gap_check(asset: str) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(GAP_CHECK, asset=asset, blocking=False,
+                              description="Everything asked for was pulled (warning only: what could not be had is a "
+                                          "named gap: source, dataset, key, days, status, reason).")]
+
+
+def gap_table(gaps: list[gaps_mod.Gap], limit: int = 30) -> dg.MetadataValue:
+    if not gaps:
+        return dg.MetadataValue.md("_none_")
+    df = pl.DataFrame([{"source": g.source, "dataset": g.dataset, "key": g.key,
+                        "days": (f"{g.days[0]}..{g.days[-1]} ({len(g.days)})" if g.days else "-"),
+                        "status": str(g.status or "-"), "reason": g.reason} for g in gaps])
+    return dg.MetadataValue.md(md_table(df, limit))
+
+
+def gap_outputs(gaps: list[gaps_mod.Gap]) -> tuple[dict, list[dg.AssetCheckResult]]:
+    """Metadata entries and the WARN check result naming ``gaps``."""
+    lines = gaps_mod.describe(gaps)
+    meta = {"gaps": len(gaps), "gap_summary": dg.MetadataValue.md("\n".join(f"- {x}" for x in lines) or "none"),
+            "gap_detail": gap_table(gaps)}
+    check = dg.AssetCheckResult(check_name=GAP_CHECK, passed=not gaps, severity=dg.AssetCheckSeverity.WARN,
+                                metadata={"gaps": len(gaps), "summary": "; ".join(lines) or "none"})
+    return meta, [check]
+
+
+def not_selected(context: dg.AssetExecutionContext, wh: Warehouse, source: str, datasets: list[str],
+                 days: list[date]) -> dg.MaterializeResult:
+    """The venue is left out by CRYPTO_WEEKLY_VENUES: no request; a "not selected" gap per dataset."""
+    gaps = [gaps_mod.Gap(source, name, "*", ing.day_strings(days), None, gaps_mod.NOT_SELECTED,
+                         "left out by CRYPTO_WEEKLY_VENUES") for name in datasets]
+    for g in gaps:
+        gaps_mod.record_gaps(wh, g.dataset, days, [g], replace_all=not days)
+    context.log.warning(f"{source}: not selected (CRYPTO_WEEKLY_VENUES); no request made")
+    meta, checks = gap_outputs(gaps)
+    return dg.MaterializeResult(metadata={"requests": 0, "selected": False, **meta}, check_results=checks)
 
 
 class DerivPullConfig(dg.Config):
@@ -40,6 +86,7 @@ class PremiumConfig(dg.Config):
 
 
 @dg.asset(
+    check_specs=gap_check("raw_binance_premium_index"),
     pool="source_binance",
     group_name="raw",
     kinds={"python", "json"},
@@ -53,34 +100,56 @@ def raw_binance_premium_index(
     context: dg.AssetExecutionContext, config: PremiumConfig, warehouse: WarehouseResource, binance: BinanceResource
 ) -> dg.MaterializeResult:
     wh = warehouse.get()
+    gaps_mod.breaker_for_run(context.run.run_id)
     now = binance.now()  # the pipeline clock (CRYPTO_WEEKLY_NOW against the emulator), else the wall clock
+    if not binance.selected:
+        return not_selected(context, wh, ing.PREMIUM.source, [ing.PREMIUM.name], [])
     latest = ing.latest_premium_index(wh)
     if latest and not config.force:
         snap = latest[0].split("snapshot=", 1)[1].split("/", 1)[0]
         age = now - datetime.strptime(snap, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
         if age < timedelta(hours=config.max_age_hours):
             context.log.info(f"reusing premiumIndex snapshot {snap} ({age} old); no request made")
+            gaps_mod.record_gaps(wh, ing.PREMIUM.name, [], [], replace_all=True)
+            meta, checks = gap_outputs([])
             return dg.MaterializeResult(metadata={"file": latest[0], "requests": 0, "reused": True,
-                                                  "perpetuals": latest[1].height})
-    with binance.futures() as client:
-        rel = ing.pull_premium_index(client, wh, now)
+                                                  "perpetuals": latest[1].height, **meta}, check_results=checks)
+    try:
+        tripped = gaps_mod.BREAKER.blocked(ing.PREMIUM.source)
+        if tripped is not None:
+            raise tripped
+        with binance.futures() as client:
+            rel = ing.pull_premium_index(client, wh, now)
+    except SourceError as exc:
+        reason, status = gaps_mod.classify(exc)
+        if reason == gaps_mod.BLOCKED:
+            gaps_mod.BREAKER.trip(ing.PREMIUM.source, exc)
+        gap = gaps_mod.Gap(ing.PREMIUM.source, ing.PREMIUM.name, "*", (), status, reason, str(exc)[:300])
+        gaps_mod.record_gaps(wh, ing.PREMIUM.name, [], [gap], replace_all=True)
+        context.log.warning(f"premiumIndex could not be pulled ({reason}): the followed perpetuals come from the "
+                            f"last stored snapshot or the registry. {exc}")
+        meta, checks = gap_outputs([gap])
+        return dg.MaterializeResult(metadata={"requests": 1, "reused": False, **meta}, check_results=checks)
+    gaps_mod.record_gaps(wh, ing.PREMIUM.name, [], [], replace_all=True)
     listed = ing.latest_premium_index(wh)
+    meta, checks = gap_outputs([])
     return dg.MaterializeResult(metadata={"file": rel, "requests": 1, "reused": False,
-                                          "perpetuals": listed[1].height if listed else 0})
+                                          "perpetuals": listed[1].height if listed else 0, **meta},
+                                check_results=checks)
 
 
 def perp_symbols(wh: Warehouse, top_n: int) -> list[str]:
-    """The perpetuals followed: the largest eligible registry coins listed in the latest premiumIndex snapshot."""
+    """The perpetuals followed: the largest eligible registry coins listed in the latest stored premiumIndex
+    snapshot; with no snapshot at all (Binance blocked or not selected), the largest eligible registry coins as
+    ``<SYMBOL>USDT``, which Bybit and OKX answer for or name as a gap. No single venue decides alone."""
     try:
         registry = latest_registry(wh)
     except LookupError as exc:
         raise dg.Failure(str(exc)) from exc
     listed = ing.latest_premium_index(wh)
-    if listed is None:
-        raise dg.Failure("no Binance premiumIndex snapshot stored: materialize raw_binance_premium_index first")
-    symbols = ing.perp_universe(registry, listed[1]["symbol"].to_list(), top_n)
+    symbols = ing.perp_universe(registry, listed[1]["symbol"].to_list() if listed else None, top_n)
     if not symbols:
-        raise dg.Failure("no registry coin has a Binance USDT-M perpetual: check the registry and premiumIndex")
+        raise dg.Failure("no eligible registry coin has a USDT perpetual: check the registry and premiumIndex")
     return symbols
 
 
@@ -89,20 +158,15 @@ def _days(context: dg.AssetExecutionContext, now: datetime) -> list[date]:
     return ing.closed_days(days_between(parse_day(keys.start), parse_day(keys.end)), now)
 
 
-def _finish(context: dg.AssetExecutionContext, what: str, report: ing.PullReport, days: list[date],
+def _finish(context: dg.AssetExecutionContext, wh: Warehouse, what: str, report: ing.PullReport, days: list[date],
             symbols: list[str], **extra) -> dg.MaterializeResult:
-    span = f"{days[0]}..{days[-1]}" if days else "no closed day"
-    if report.failed:
-        lines = "\n".join(f"- {k}: {e}" for k, e in sorted(report.failed.items())[:20])
-        raise dg.Failure(
-            description=(
-                f"{what}: {len(report.failed)} pull(s) failed for {span}; the {report.pulls} that succeeded were "
-                f"stored and will not be asked for again.\n{lines}"
-            ),
-            metadata={"failed": len(report.failed), "stored_pulls": report.pulls, "requests": report.requests},
-        )
+    report.record(wh)
+    if report.gaps:
+        context.log.warning(f"{what}: {len(report.gaps)} gap(s), nothing stored for them (asked again next run): "
+                            + "; ".join(gaps_mod.describe(report.gaps)))
     context.log.info(f"{what}: {report.requests} requests, {report.pulls} pulls, {report.skipped} already stored")
-    return dg.MaterializeResult(metadata={
+    meta, checks = gap_outputs(report.gaps)
+    return dg.MaterializeResult(check_results=checks, metadata={
         "days": len(days),
         "symbols": len(symbols),
         "requests": report.requests,
@@ -110,6 +174,7 @@ def _finish(context: dg.AssetExecutionContext, what: str, report: ing.PullReport
         "skipped_already_stored": report.skipped,
         "unreachable_days": report.unreachable_days,
         "files_sample": dg.MetadataValue.md("\n".join(f"- `{f}`" for f in report.files[:10]) or "_none_"),
+        **meta,
         **extra,
     })
 
@@ -124,6 +189,7 @@ _DAILY = dict(
 
 
 @dg.asset(
+    check_specs=gap_check("raw_binance_funding"),
     pool="source_binance",
     **_DAILY,
     description=(
@@ -134,13 +200,18 @@ _DAILY = dict(
 def raw_binance_funding(context: dg.AssetExecutionContext, config: DerivPullConfig, warehouse: WarehouseResource,
                         binance: BinanceResource) -> dg.MaterializeResult:
     wh, now = warehouse.get(), binance.now()
-    symbols, days = perp_symbols(wh, config.top_n), _days(context, now)
+    gaps_mod.breaker_for_run(context.run.run_id)
+    days = _days(context, now)
+    if not binance.selected:
+        return not_selected(context, wh, "binance", [ing.BINANCE_FUNDING.name], days)
+    symbols = perp_symbols(wh, config.top_n)
     with binance.futures() as client:
         report = ing.pull_binance_funding(client, wh, symbols, days, force=config.force, workers=config.workers)
-    return _finish(context, "Binance funding", report, days, symbols)
+    return _finish(context, wh, "Binance funding", report, days, symbols)
 
 
 @dg.asset(
+    check_specs=gap_check("raw_binance_futures_stats"),
     pool="source_binance",
     **_DAILY,
     description=(
@@ -153,17 +224,23 @@ def raw_binance_funding(context: dg.AssetExecutionContext, config: DerivPullConf
 def raw_binance_futures_stats(context: dg.AssetExecutionContext, config: StatsPullConfig,
                               warehouse: WarehouseResource, binance: BinanceResource) -> dg.MaterializeResult:
     wh, now = warehouse.get(), binance.now()
-    symbols, days = perp_symbols(wh, config.top_n), _days(context, now)
+    gaps_mod.breaker_for_run(context.run.run_id)
+    days = _days(context, now)
+    if not binance.selected:
+        return not_selected(context, wh, "binance", [ing.BINANCE_OI.name, ing.BINANCE_LS.name,
+                                                     ing.BINANCE_METRICS.name], days)
+    symbols = perp_symbols(wh, config.top_n)
     start = (date.fromisoformat(config.archive_start) if config.archive_start
              else (now - timedelta(days=ing.DEFAULT_ARCHIVE_DAYS)).date())
     with binance.futures() as fapi, binance.vision() as vision:
         report = ing.pull_binance_stats(fapi, vision, wh, symbols, days, now, archive_start=start,
                                         force=config.force, workers=config.workers)
-    return _finish(context, "Binance OI / long-short", report, days, symbols, archive_start=start.isoformat(),
+    return _finish(context, wh, "Binance OI / long-short", report, days, symbols, archive_start=start.isoformat(),
                    rest_first_day=ing.rest_stats_first_day(now).isoformat())
 
 
 @dg.asset(
+    check_specs=gap_check("raw_binance_klines"),
     pool="source_binance",
     **_DAILY,
     description=(
@@ -175,13 +252,19 @@ def raw_binance_futures_stats(context: dg.AssetExecutionContext, config: StatsPu
 def raw_binance_klines(context: dg.AssetExecutionContext, config: DerivPullConfig, warehouse: WarehouseResource,
                        binance: BinanceResource) -> dg.MaterializeResult:
     wh, now = warehouse.get(), binance.now()
-    symbols, days = perp_symbols(wh, config.top_n), _days(context, now)
+    gaps_mod.breaker_for_run(context.run.run_id)
+    days = _days(context, now)
+    if not binance.selected:
+        return not_selected(context, wh, "binance", [ing.BINANCE_SPOT_1H.name, ing.BINANCE_PERP_1D.name,
+                                                     ing.BINANCE_PERP_1H.name], days)
+    symbols = perp_symbols(wh, config.top_n)
     with binance.futures() as fapi, binance.spot() as spot:
         report = ing.pull_binance_klines(fapi, spot, wh, symbols, days, force=config.force, workers=config.workers)
-    return _finish(context, "Binance klines", report, days, symbols)
+    return _finish(context, wh, "Binance klines", report, days, symbols)
 
 
 @dg.asset(
+    check_specs=gap_check("raw_bybit_derivatives"),
     pool="source_bybit",
     **_DAILY,
     description=(
@@ -192,13 +275,18 @@ def raw_binance_klines(context: dg.AssetExecutionContext, config: DerivPullConfi
 def raw_bybit_derivatives(context: dg.AssetExecutionContext, config: DerivPullConfig, warehouse: WarehouseResource,
                           bybit: BybitResource) -> dg.MaterializeResult:
     wh, now = warehouse.get(), bybit.now()
-    symbols, days = perp_symbols(wh, config.top_n), _days(context, now)
+    gaps_mod.breaker_for_run(context.run.run_id)
+    days = _days(context, now)
+    if not bybit.selected:
+        return not_selected(context, wh, "bybit", [ing.BYBIT_FUNDING.name, ing.BYBIT_OI.name], days)
+    symbols = perp_symbols(wh, config.top_n)
     with bybit.client() as client:
         report = ing.pull_bybit(client, wh, symbols, days, force=config.force, workers=config.workers)
-    return _finish(context, "Bybit", report, days, symbols)
+    return _finish(context, wh, "Bybit", report, days, symbols)
 
 
 @dg.asset(
+    check_specs=gap_check("raw_okx_derivatives"),
     pool="source_okx",
     **_DAILY,
     description=(
@@ -209,7 +297,11 @@ def raw_bybit_derivatives(context: dg.AssetExecutionContext, config: DerivPullCo
 def raw_okx_derivatives(context: dg.AssetExecutionContext, config: DerivPullConfig, warehouse: WarehouseResource,
                         okx: OkxResource) -> dg.MaterializeResult:
     wh, now = warehouse.get(), okx.now()
-    symbols, days = perp_symbols(wh, config.top_n), _days(context, now)
+    gaps_mod.breaker_for_run(context.run.run_id)
+    days = _days(context, now)
+    if not okx.selected:
+        return not_selected(context, wh, "okx", [ing.OKX_FUNDING.name, ing.OKX_OI.name], days)
+    symbols = perp_symbols(wh, config.top_n)
     with okx.client() as client:
         report = ing.pull_okx(client, wh, symbols, days, now, force=config.force, workers=config.workers)
-    return _finish(context, "OKX", report, days, symbols)
+    return _finish(context, wh, "OKX", report, days, symbols)

@@ -1,11 +1,13 @@
 """Report layer: the rendered weekly update, its manifest and versions, and the blocking claim check."""
 
 import json
+from datetime import date, timedelta
 
 import dagster as dg
 import polars as pl
 
 from assets._meta import md_table
+from pipelines import gaps as gaps_mod
 from pipelines.narrative.claims import check_claims
 from pipelines.narrative.data import ALL_TABLES, OPTIONAL, load_week
 from pipelines.narrative.lineage import clean_inputs, manifest, sources_for, weekly_inputs
@@ -16,13 +18,34 @@ from pipelines.resources import WarehouseResource
 from pipelines.schemas import WEEKLY_MARKET_SUMMARY
 
 
+def source_gap_lines(wh, week: str) -> list[str]:
+    """What the sources could not give for the week's seven days (the gap ledger, ``pipelines.gaps``), and which
+    venues the week's funding and open interest come from when a venue is missing."""
+    first = date.fromisoformat(week)
+    days = [first + timedelta(days=i) for i in range(7)]
+    found = gaps_mod.gaps_for_days(wh, days)
+    lines = gaps_mod.describe(found)
+    derivative_gap = any(g.source in ("binance", "bybit", "okx") for g in found)
+    if derivative_gap:
+        for table, label in (("funding_rates", "Funding"), ("open_interest", "Open interest")):
+            try:
+                venues = wh.query(f"SELECT DISTINCT exchange FROM {table} WHERE date >= ? AND date <= ? ORDER BY 1",
+                                  [days[0], days[-1]])["exchange"].to_list()
+            except Exception:  # noqa: BLE001 - the table may not exist at all: then it covers no venue
+                venues = []
+            names = [gaps_mod.VENUE_LABELS.get(v, v) for v in venues]
+            lines.append(f"{label} this week covers {', '.join(names) if names else 'no venue'} only."
+                         if len(names) < 3 else f"{label} this week covers {', '.join(names)}.")
+    return lines
+
+
 def build_report(wh, week: str):
     """Load, render, check (fail closed) and publish one week; returns (rendered, manifest, published)."""
     if not wh.has_partition(WEEKLY_MARKET_SUMMARY, week):
         raise dg.Failure(f"report for {week}: weekly_market_summary has no partition for the week (it is required)")
     wd, read = load_week(wh, week)
     clean = clean_inputs(wh, week)
-    rendered = render_week(wd, sources_for(wh, week, clean))
+    rendered = render_week(wd, sources_for(wh, week, clean), source_gaps=source_gap_lines(wh, week))
     # Fail closed: a figure that does not match a fresh query of the lake is never published.
     wrong = [c for c in check_claims(wh, week, rendered.markdown, rendered.claims, rendered.texts) if not c.ok]
     if wrong:

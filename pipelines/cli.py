@@ -81,10 +81,21 @@ def main() -> None:
     """crypto-weekly: the weekly crypto market update, from raw market data to a sourced report."""
 
 
+PROFILE_OPTION = click.option(
+    "--profile", type=click.Choice(["default", "real-world"]), default="default", show_default=True,
+    help="real-world: the emulator answers as real users meet the APIs (a venue blocked in the region, a FRED "
+         "404, archive publication lags, empty answers, a delisting, a coin's missing day)")
+BLOCKED_OPTION = click.option(
+    "--blocked-venue", type=click.Choice(["binance", "bybit"]), default="binance", show_default=True,
+    help="with --profile real-world: Binance answers 451 (default) or Bybit answers 403")
+
+
 @main.command()
 @click.option("--week", help="Monday of the week (default: the latest complete week)")
 @click.option("--seed", type=int, default=None, help="emulator seed")
-def demo(week: str | None, seed: int | None) -> None:
+@PROFILE_OPTION
+@BLOCKED_OPTION
+def demo(week: str | None, seed: int | None, profile: str, blocked_venue: str) -> None:
     """Run everything a week needs against the local market emulator (no network, no key)."""
     import dagster as dg  # noqa: PLC0415
 
@@ -95,8 +106,8 @@ def demo(week: str | None, seed: int | None) -> None:
     os.environ.setdefault("WAREHOUSE_DIR", str(PROJECT_ROOT / "warehouse"))
     t0 = time.monotonic()
     # The emulated world stands at the Tuesday after the week, as if the report were written live then.
-    with emulated_sources(seed=seed, now=demo_clock(week)):
-        click.echo(f"Emulator up; materializing the history and the week of {week} ...")
+    with emulated_sources(seed=seed, now=demo_clock(week), profile=profile, blocked_venue=blocked_venue):
+        click.echo(f"Emulator up (profile {profile}); materializing the history and the week of {week} ...")
         try:
             run = run_week(week, dg.DagsterInstance.get(), context_weeks=CONTEXT_WEEKS)
         except RunFailed as exc:
@@ -184,17 +195,22 @@ def backfill(since: str, until: str | None, first_day: str | None, redo: bool, u
 @click.option("--plan", type=click.Choice(["pro", "demo"]), default="pro", show_default=True,
               help="CoinGecko plan to emulate: demo enforces the 365-day history window")
 @click.option("--rate-limits/--no-rate-limits", default=False, help="answer 429 past the APIs' limits")
-def emulator(port: int, host: str, seed: int | None, plan: str, rate_limits: bool) -> None:
+@PROFILE_OPTION
+@BLOCKED_OPTION
+def emulator(port: int, host: str, seed: int | None, plan: str, rate_limits: bool, profile: str,
+             blocked_venue: str) -> None:
     """Serve the market emulator until interrupted; prints the environment to point clients at it."""
     from pipelines.emulator.market import DEFAULT_SEED  # noqa: PLC0415
+    from pipelines.emulator.profiles import apply_profile  # noqa: PLC0415
     from pipelines.emulator.server import MarketEmulator  # noqa: PLC0415
 
     emu = MarketEmulator(seed=seed if seed is not None else DEFAULT_SEED, host=host, port=port, plan=plan,
                          rate_limits=rate_limits)
+    apply_profile(emu, profile, blocked_venue)
     emu.start()
     for k, v in emu.base_urls().items():
         click.echo(f"export {k}={v}")
-    click.echo(f"# emulator clock: {emu.now.isoformat()}; Ctrl-C to stop", err=True)
+    click.echo(f"# emulator clock: {emu.now.isoformat()}; profile {profile}; Ctrl-C to stop", err=True)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     try:

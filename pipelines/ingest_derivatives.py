@@ -12,6 +12,11 @@ of its pages are on disk (pages are stored only once the whole pull succeeded). 
 makes no request unless ``force``; otherwise one pull spans every uncovered day of the range, so a backfill of
 many days is one paginated request sequence per symbol.
 
+A pull that fails stores nothing: it is a named gap (``pipelines.gaps``: source, dataset, key, days, status,
+reason) in the ``PullReport`` and the gap ledger, and the days are asked again on the next run. An answer
+with no rows at all is a gap too (stored nothing). A venue that answers 451/403 trips the per-run circuit
+breaker (``gaps.BREAKER``): its remaining keys are not asked and share the one gap.
+
 Kept free of Dagster so it can be called from tests, benchmarks and the CLI.
 """
 
@@ -30,6 +35,8 @@ from typing import Any
 
 import polars as pl
 
+from pipelines import gaps as gaps_mod
+from pipelines.gaps import BLOCKED, EMPTY, OUTSIDE_WINDOW, PUBLICATION_LAG, Breaker, Gap
 from pipelines.partitions import utc_midnight
 from pipelines.sources.binance import BinanceFuturesClient, BinanceSpotClient, parse_premium_index
 from pipelines.sources.binance_vision import BinanceVisionClient
@@ -54,6 +61,10 @@ OKX_OI_REACH_DAYS = 175
 # for the recent days the REST window cannot reach. Older history is opt-in (``archive_start``).
 DEFAULT_ARCHIVE_DAYS = 60
 FRED_HISTORY_START = date(2024, 1, 1)
+# data.binance.vision publishes a daily file the day after (sometimes later) and a monthly file after the month
+# ends: a 404 inside these lags means "not published yet" (asked again on later runs), not "missing upstream".
+DAILY_ARCHIVE_LAG_DAYS = 2
+MONTHLY_ARCHIVE_LAG_DAYS = 5
 
 
 def stamp(t: datetime) -> str:
@@ -160,6 +171,8 @@ class PullReport:
     unreachable_days: int = 0  # days the source's free window cannot reach (not asked)
     failed: dict[str, str] = field(default_factory=dict)  # "<dataset> <key>" -> error
     files: list[str] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)  # what could not be had (nothing stored for it)
+    asked: dict[str, set[date]] = field(default_factory=dict)  # dataset name -> days this run asked about
 
     def merge(self, other: PullReport) -> None:
         self.requests += other.requests
@@ -168,6 +181,53 @@ class PullReport:
         self.unreachable_days += other.unreachable_days
         self.failed.update(other.failed)
         self.files.extend(other.files)
+        self.gaps.extend(other.gaps)
+        for k, v in other.asked.items():
+            self.asked.setdefault(k, set()).update(v)
+
+    def record(self, wh: Warehouse) -> None:
+        """Write the gap ledger of every dataset this run asked about (days that now succeeded drop out)."""
+        for name, days in sorted(self.asked.items()):
+            # an unpartitioned dataset (FRED: no days) is replaced whole
+            gaps_mod.record_gaps(wh, name, days, [g for g in self.gaps if g.dataset == name], replace_all=not days)
+
+
+class NotPublishedYet(SourceError):
+    """A data.binance.vision 404 for a file still inside its publication lag: asked again on later runs."""
+
+
+def _classify(exc: SourceError) -> tuple[str, int | None]:
+    if isinstance(exc, NotPublishedYet):
+        return PUBLICATION_LAG, exc.status
+    return gaps_mod.classify(exc)
+
+
+def page_rows(page: Page) -> int | None:
+    """How many rows a JSON page holds (a list, Bybit's ``result.list``, OKX's ``data``); None if not known."""
+    if page.ext != "json":
+        return None
+    try:
+        body = json.loads(page.body)
+    except ValueError:
+        return None
+    if isinstance(body, list):
+        return len(body)
+    if isinstance(body, dict):
+        result = body.get("result")
+        if isinstance(result, dict) and isinstance(result.get("list"), list):
+            return len(result["list"])
+        if isinstance(body.get("data"), list):
+            return len(body["data"])
+    return None
+
+
+def is_empty_answer(pages: list[Page]) -> bool:
+    counts = [page_rows(p) for p in pages]
+    return bool(counts) and all(c == 0 for c in counts)
+
+
+def day_strings(days: Iterable[date]) -> tuple[str, ...]:
+    return tuple(sorted(d.isoformat() for d in days))
 
 
 @dataclass(frozen=True)
@@ -206,13 +266,21 @@ def pull_days(
     force: bool,
     workers: int = 4,
     one_pull_per_day: bool = False,
+    breaker: Breaker | None = None,
 ) -> PullReport:
     """Pull every key for the uncovered ``days`` (already restricted to closed, reachable days).
 
     One pull per key spans its uncovered days (or, with ``one_pull_per_day``, one per day: daily archive
-    files). A key that fails is recorded in ``failed`` and nothing of it is stored; the others go on.
+    files). A key that fails, or whose answer has no rows at all, is a gap (``gaps``, also in ``failed``) and
+    nothing of it is stored; the others go on. Once the venue has answered 451/403 (``breaker``, default the
+    process's), the remaining keys are not asked: they are gaps with that answer.
     """
+    breaker = breaker or gaps_mod.BREAKER
     existing = {} if force else stored_pulls(wh, ds.source, ds.endpoint)
+
+    def gap(key: str, exc: SourceError, gdays: list[date]) -> Gap:
+        reason, status = _classify(exc)
+        return Gap(ds.source, ds.name, key, day_strings(gdays), status, reason, str(exc)[:300])
 
     def one(key: str) -> PullReport:
         rep = PullReport()
@@ -223,17 +291,35 @@ def pull_days(
             return rep
         spans = [(d, d) for d in todo] if one_pull_per_day else [(min(todo), max(todo))]
         for first, last in spans:
+            left = [d for d in todo if d >= first]
+            tripped = breaker.blocked(ds.source)
+            if tripped is not None:
+                rep.gaps.append(gap(key, tripped, left))
+                return rep
             try:
                 pages = fetch(key, first, last)
             except SourceError as exc:
+                g = gap(key, exc, [d for d in todo if first <= d <= last])
                 rep.failed[f"{ds.name} {key}"] = str(exc)
-                return rep
+                if g.reason == BLOCKED:
+                    breaker.trip(ds.source, exc)
+                    g = Gap(g.source, g.dataset, g.key, day_strings(left), g.status, g.reason, g.detail)
+                    rep.gaps.append(g)
+                    return rep
+                rep.gaps.append(g)
+                if not one_pull_per_day:
+                    return rep
+                continue
             rep.requests += sum(int(p.request.get("requests", 1)) for p in pages)
+            if is_empty_answer(pages):
+                rep.gaps.append(Gap(ds.source, ds.name, key, day_strings([d for d in todo if first <= d <= last]),
+                                    None, EMPTY, f"{ds.endpoint}: no rows for {first}..{last}"))
+                continue
             rep.files += store_pull(wh, ds, key, first, last, pages)
             rep.pulls += 1
         return rep
 
-    total = PullReport()
+    total = PullReport(asked={ds.name: set(days)} if days else {})
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for rep in pool.map(one, keys):
             total.merge(rep)
@@ -258,18 +344,21 @@ def pull_premium_index(client: BinanceFuturesClient, wh: Warehouse, now: datetim
                         fetched.request_record()).relpath
 
 
-def perp_universe(registry: pl.DataFrame, listed: Iterable[str], top_n: int = PERP_TOP_N) -> list[str]:
+def perp_universe(registry: pl.DataFrame, listed: Iterable[str] | None, top_n: int = PERP_TOP_N) -> list[str]:
     """The ``top_n`` largest eligible coins of the CoinGecko registry (no stablecoins, wrapped or staked
     tokens: ``pipelines.metrics.universe.eligible``) that have a Binance USDT-M perpetual ``<SYMBOL>USDT``,
-    in market-cap order."""
+    in market-cap order. ``listed`` None (no Binance list could be had: blocked or not selected): every eligible
+    coin qualifies, and each venue's own answer says whether it lists the perpetual (a venue that does not is a
+    named gap for that symbol)."""
     from pipelines.metrics.universe import eligible, eligible_ids  # noqa: PLC0415
 
     ok = set(eligible_ids(eligible(registry)))
-    listed = set(listed)
+    listed = set(listed) if listed is not None else None
     out: list[str] = []
     for coin_id, symbol in registry.sort("market_cap_rank", nulls_last=True).select("coin_id", "symbol").iter_rows():
         sym = f"{symbol.upper()}USDT"
-        if coin_id in ok and sym in listed and sym not in out and re.fullmatch(r"[A-Z0-9]{2,20}USDT", sym):
+        if (coin_id in ok and (listed is None or sym in listed) and sym not in out
+                and re.fullmatch(r"[A-Z0-9]{2,20}USDT", sym)):
             out.append(sym)
         if len(out) == top_n:
             break
@@ -309,14 +398,31 @@ def pull_binance_funding(client: BinanceFuturesClient, wh: Warehouse, symbols: l
     return pull_days(wh, BINANCE_FUNDING, symbols, days, fetch, force=force, workers=workers)
 
 
-def verified_archive_page(vision: BinanceVisionClient, path: str) -> Page:
-    """A data.binance.vision zip and its ``.CHECKSUM``, verified; a 404 is recorded as such (days are missing
-    upstream) so that it is not asked again. Raises ``SourceError`` on a mismatch or any other failure."""
+def archive_published(now: datetime, day: date | None = None, month: date | None = None) -> bool:
+    """Whether data.binance.vision should have published the daily file of ``day`` (its close plus
+    ``DAILY_ARCHIVE_LAG_DAYS``) or the monthly file of ``month`` (any day of it: the month's end plus
+    ``MONTHLY_ARCHIVE_LAG_DAYS``) by ``now``."""
+    if day is not None:
+        return now >= close_instant(day) + timedelta(days=DAILY_ARCHIVE_LAG_DAYS)
+    assert month is not None
+    nxt = date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+    return now >= utc_midnight(nxt) + timedelta(days=MONTHLY_ARCHIVE_LAG_DAYS)
+
+
+def verified_archive_page(vision: BinanceVisionClient, path: str, now: datetime | None = None,
+                          day: date | None = None, month: date | None = None) -> Page:
+    """A data.binance.vision zip and its ``.CHECKSUM``, verified. A 404 once the file's publication lag has
+    passed (``archive_published``) is recorded as such (missing upstream) so that it is not asked again; a 404
+    inside the lag raises ``NotPublishedYet`` (nothing stored: asked again on later runs). Raises
+    ``SourceError`` on a mismatch or any other failure."""
     try:
         blob = vision.http.get(path, expect_json=False)
     except SourceError as exc:
         if exc.status == 404:
-            now = datetime.now(timezone.utc)
+            now = now or datetime.now(timezone.utc)
+            if (day or month) and not archive_published(now, day=day, month=month):
+                raise NotPublishedYet("not published yet (inside the archive's publication lag)", endpoint=path,
+                                      params={}, status=404, body=exc.body) from exc
             return Page(exc.body.encode(), {"url": f"{vision.http.base_url}{path}", "endpoint": path, "params": {},
                                             "status": 404, "fetched_at": now.isoformat(), "attempts": 1}, "xml")
         raise
@@ -347,6 +453,11 @@ def pull_binance_stats(fapi: BinanceFuturesClient, vision: BinanceVisionClient, 
     rest_days = [d for d in days if d >= rest_first]
     archive_days = [d for d in days if d < rest_first and (archive_start is None or d >= archive_start)]
     report = PullReport(unreachable_days=len(days) - len(rest_days) - len(archive_days))
+    outside = [d for d in days if d not in rest_days and d not in archive_days]
+    if outside:
+        report.gaps.append(Gap(BINANCE_OI.source, BINANCE_OI.name, "*", day_strings(outside), None, OUTSIDE_WINDOW,
+                               f"before the REST window ({rest_first}) and the archive start ({archive_start})"))
+        report.asked[BINANCE_OI.name] = set(outside)
 
     def oi(sym: str, first: date, last: date) -> list[Page]:
         lo, hi = _span(first, last)
@@ -358,7 +469,7 @@ def pull_binance_stats(fapi: BinanceFuturesClient, vision: BinanceVisionClient, 
 
     def metrics(sym: str, first: date, last: date) -> list[Page]:
         path = f"/data/futures/um/daily/metrics/{sym}/{sym}-metrics-{first.isoformat()}.zip"
-        return [verified_archive_page(vision, path)]
+        return [verified_archive_page(vision, path, now=now, day=first)]
 
     if rest_days:
         report.merge(pull_days(wh, BINANCE_OI, symbols, rest_days, oi, force=force, workers=workers))
@@ -412,6 +523,12 @@ def pull_okx(client: OkxClient, wh: Warehouse, symbols: list[str], days: list[da
     o_first = first_full_day_after(now - timedelta(days=OKX_OI_REACH_DAYS))
     f_days, o_days = [d for d in days if d >= f_first], [d for d in days if d >= o_first]
     report = PullReport(unreachable_days=(len(days) - len(f_days)) + (len(days) - len(o_days)))
+    for ds, reach, first_day in ((OKX_FUNDING, f_days, f_first), (OKX_OI, o_days, o_first)):
+        outside = [d for d in days if d not in reach]
+        if outside:
+            report.gaps.append(Gap(ds.source, ds.name, "*", day_strings(outside), None, OUTSIDE_WINDOW,
+                                   f"OKX keeps this history from {first_day} on"))
+            report.asked[ds.name] = set(outside)
 
     def funding(sym: str, first: date, last: date) -> list[Page]:
         return [Page.of(f) for f in client.funding_history_pages(inst_id(base_of(sym)), *_span(first, last))]
@@ -428,6 +545,7 @@ def pull_okx(client: OkxClient, wh: Warehouse, symbols: list[str], days: list[da
 
 # ---- FRED ------------------------------------------------------------------------------------------------------
 FRED_SOURCE, FRED_ENDPOINT = "fred", "fredgraph_csv"
+FRED_DATASET = "fred series"
 
 
 def fred_snapshots(wh: Warehouse) -> list[str]:
@@ -437,14 +555,22 @@ def fred_snapshots(wh: Warehouse) -> list[str]:
 
 def pull_fred(client: FredClient, wh: Warehouse, now: datetime, series: Iterable[str] = FRED_SERIES,
               start: date = FRED_HISTORY_START) -> PullReport:
-    """One ``fredgraph.csv`` request per series from ``start``, stored under one snapshot stamp."""
-    report = PullReport()
+    """One ``fredgraph.csv`` request per series from ``start``, stored under one snapshot stamp. A series that
+    cannot be pulled is a gap (nothing stored; the newest earlier CSV of it, if any, stays in use)."""
+    report = PullReport(asked={FRED_DATASET: set()})
     snap = stamp(now)
     for sid in series:
+        tripped = gaps_mod.BREAKER.blocked(FRED_SOURCE)
         try:
+            if tripped is not None:
+                raise tripped
             fetched = client.series_csv(sid, start=start)
         except SourceError as exc:
             report.failed[f"fred {sid}"] = str(exc)
+            reason, status = _classify(exc)
+            if reason == BLOCKED:
+                gaps_mod.BREAKER.trip(FRED_SOURCE, exc)
+            report.gaps.append(Gap(FRED_SOURCE, FRED_DATASET, sid, (), status, reason, str(exc)[:300]))
             continue
         report.requests += 1
         report.files.append(wh.store_raw(FRED_SOURCE, FRED_ENDPOINT, {"snapshot": snap}, safe_component(sid),

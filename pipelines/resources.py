@@ -45,6 +45,30 @@ class _MarketClock(dg.ConfigurableResource):
         return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
+# Venues a user may select with CRYPTO_WEEKLY_VENUES (CoinGecko is the report's backbone: always used).
+VENUES = ("binance", "bybit", "okx", "fred")
+
+
+def parse_venues(value: str | None) -> tuple[str, ...]:
+    """``CRYPTO_WEEKLY_VENUES`` (comma-separated, case-insensitive; empty = all) -> the selected venues.
+    Unknown names raise one ``ValueError`` naming them and the valid ones."""
+    names = [v.strip().lower() for v in (value or "").split(",") if v.strip()]
+    if not names:
+        return VENUES
+    unknown = sorted(set(names) - set(VENUES))
+    if unknown:
+        raise ValueError(f"CRYPTO_WEEKLY_VENUES: unknown venue(s) {', '.join(unknown)}; "
+                         f"valid: {', '.join(VENUES)} (comma-separated; empty = all)")
+    return tuple(v for v in VENUES if v in names)
+
+
+class _Venue(_MarketClock):
+    """A venue the user may leave out (``CRYPTO_WEEKLY_VENUES``): its raw assets then make no request and
+    record a "not selected" gap."""
+
+    selected: bool = Field(default=True, description="False when CRYPTO_WEEKLY_VENUES leaves this venue out")
+
+
 class CoinGeckoResource(_MarketClock):
     """CoinGecko v3. ``COINGECKO_BASE_URL``, ``COINGECKO_API_KEY`` (optional), ``COINGECKO_API_PLAN`` (demo|pro),
     ``COINGECKO_CALLS_PER_MINUTE`` (default 30; 0 turns pacing off, for the emulator)."""
@@ -78,7 +102,7 @@ class CoinGeckoResource(_MarketClock):
         return estimates.plan_first_day(self.plan if self.api_key or self.plan == "pro" else "public", self.now())
 
 
-class BinanceResource(_MarketClock):
+class BinanceResource(_Venue):
     """Binance USDT-M futures (``BINANCE_FAPI_BASE_URL``), spot (``BINANCE_SPOT_BASE_URL``) and the
     data.binance.vision archive (``BINANCE_VISION_BASE_URL``). Public market data: no key.
     ``BINANCE_CALLS_PER_MINUTE`` (default 600; the clients also slow down on ``X-MBX-USED-WEIGHT-1M``) and
@@ -112,7 +136,7 @@ class BinanceResource(_MarketClock):
         return _vision.BinanceVisionClient(self.vision_base_url, **self._opts())
 
 
-class BybitResource(_MarketClock):
+class BybitResource(_Venue):
     """Bybit v5 public market data (``BYBIT_BASE_URL``); ``BYBIT_CALLS_PER_MINUTE`` (default 300, far under the
     600 requests / 5 s IP limit) and ``BYBIT_MAX_ATTEMPTS``."""
 
@@ -126,7 +150,7 @@ class BybitResource(_MarketClock):
                                   max_attempts=self.max_attempts, timeout=self.timeout_seconds, clock=self.now)
 
 
-class OkxResource(_MarketClock):
+class OkxResource(_Venue):
     """OKX v5 public data (``OKX_BASE_URL``); ``OKX_CALLS_PER_MINUTE`` (default 120: rubik allows 5 / 2 s) and
     ``OKX_MAX_ATTEMPTS``."""
 
@@ -140,7 +164,7 @@ class OkxResource(_MarketClock):
                               max_attempts=self.max_attempts, timeout=self.timeout_seconds, clock=self.now)
 
 
-class FredResource(_MarketClock):
+class FredResource(_Venue):
     """FRED keyless ``fredgraph.csv`` (``FRED_BASE_URL``); ``FRED_CALLS_PER_MINUTE`` (default 20) and
     ``FRED_MAX_ATTEMPTS``."""
 
@@ -174,6 +198,7 @@ DEFAULT_CALLS_PER_MINUTE = {"COINGECKO": 30, "BINANCE": 600, "BYBIT": 300, "OKX"
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     cg_key = dg.EnvVar("COINGECKO_API_KEY") if os.environ.get("COINGECKO_API_KEY") else None
+    venues = parse_venues(os.environ.get("CRYPTO_WEEKLY_VENUES"))
     return {
         "warehouse": WarehouseResource(root=_env("WAREHOUSE_DIR", "warehouse")),
         "coingecko": CoinGeckoResource(
@@ -194,23 +219,27 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             calls_per_minute=_env_int("BINANCE_CALLS_PER_MINUTE", DEFAULT_CALLS_PER_MINUTE["BINANCE"]),
             max_attempts=_env_int("BINANCE_MAX_ATTEMPTS", 5),
             market_now=_env("CRYPTO_WEEKLY_NOW", ""),
+            selected="binance" in venues,
         ),
         "bybit": BybitResource(
             base_url=_env("BYBIT_BASE_URL", _bybit.BASE_URL),
             calls_per_minute=_env_int("BYBIT_CALLS_PER_MINUTE", DEFAULT_CALLS_PER_MINUTE["BYBIT"]),
             max_attempts=_env_int("BYBIT_MAX_ATTEMPTS", 5),
             market_now=_env("CRYPTO_WEEKLY_NOW", ""),
+            selected="bybit" in venues,
         ),
         "okx": OkxResource(
             base_url=_env("OKX_BASE_URL", _okx.BASE_URL),
             calls_per_minute=_env_int("OKX_CALLS_PER_MINUTE", DEFAULT_CALLS_PER_MINUTE["OKX"]),
             max_attempts=_env_int("OKX_MAX_ATTEMPTS", 5),
             market_now=_env("CRYPTO_WEEKLY_NOW", ""),
+            selected="okx" in venues,
         ),
         "fred": FredResource(
             base_url=_env("FRED_BASE_URL", _fred.BASE_URL),
             calls_per_minute=_env_int("FRED_CALLS_PER_MINUTE", DEFAULT_CALLS_PER_MINUTE["FRED"]),
             max_attempts=_env_int("FRED_MAX_ATTEMPTS", 5),
             market_now=_env("CRYPTO_WEEKLY_NOW", ""),
+            selected="fred" in venues,
         ),
     }

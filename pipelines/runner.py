@@ -81,16 +81,22 @@ def patched_environ(env: dict[str, str]) -> Iterator[dict[str, str]]:
 
 @contextmanager
 def emulated_sources(
-    seed: int | None = None, now: datetime | None = None, rate_limits: bool = False, coingecko_calls_per_minute: int = 0
+    seed: int | None = None, now: datetime | None = None, rate_limits: bool = False, coingecko_calls_per_minute: int = 0,
+    profile: str = "default", blocked_venue: str = "binance",
 ) -> Iterator[MarketEmulator]:
     """Start the market emulator and point every client at it (environment variables) for the duration.
 
     The pipeline's clock is the emulator's (same seed and clock, same lake and report). Pacing is off, except
-    CoinGecko's when ``coingecko_calls_per_minute`` is set (the benchmark's pulls against ``rate_limits``)."""
+    CoinGecko's when ``coingecko_calls_per_minute`` is set (the benchmark's pulls against ``rate_limits``).
+    ``profile`` ``real-world`` makes it answer as real users meet the APIs (``pipelines.emulator.profiles``:
+    ``blocked_venue`` blocked in the region, a FRED 404, archive publication lags, empty answers...)."""
     from pipelines.emulator.market import DEFAULT_SEED  # noqa: PLC0415
+    from pipelines.emulator.profiles import apply_profile  # noqa: PLC0415
     from pipelines.emulator.server import MarketEmulator  # noqa: PLC0415
 
-    with MarketEmulator(seed=seed if seed is not None else DEFAULT_SEED, now=now, rate_limits=rate_limits) as emu:
+    emulator = MarketEmulator(seed=seed if seed is not None else DEFAULT_SEED, now=now, rate_limits=rate_limits)
+    apply_profile(emulator, profile, blocked_venue)
+    with emulator as emu:
         env = {**emu.base_urls(), **{f"{api}_CALLS_PER_MINUTE": "0" for api in PACED_APIS},
                "COINGECKO_CALLS_PER_MINUTE": str(coingecko_calls_per_minute),
                # The plan the emulator enforces (pro: no history window; demo: 365 days, older days estimated).

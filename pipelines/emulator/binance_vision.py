@@ -71,6 +71,10 @@ def register(emu: MarketEmulator) -> None:
     market = build_market(emu.seed)
     today = emu.now.date()
     emu.vision_bad_checksums = set()  # type: ignore[attr-defined]
+    # Publication lags (the real-world profile raises them): a daily file exists from ``1 + lag`` days after its
+    # day, a monthly file ``lag`` days after its month ends.
+    emu.vision_daily_lag_days = 0  # type: ignore[attr-defined]
+    emu.vision_monthly_lag_days = 0  # type: ignore[attr-defined]
 
     def error(status: int, headers: dict[str, str]) -> Response:
         code = {404: "NoSuchKey", 403: "AccessDenied", 503: "SlowDown"}.get(status, "InternalError")
@@ -166,11 +170,11 @@ def register(emu: MarketEmulator) -> None:
             if kind == "funding":
                 y, mo = (int(x) for x in m["m"].split("-"))
                 ends = date(y + (mo == 12), mo % 12 + 1, 1)
-                if ends > today:
+                if ends + timedelta(days=emu.vision_monthly_lag_days) > today:  # type: ignore[attr-defined]
                     raise not_found()
                 return zip_one(name, funding_csv(sym, y, mo), ends)
             day = date.fromisoformat(m["d"])
-            if day >= today:
+            if day + timedelta(days=emu.vision_daily_lag_days) >= today:  # type: ignore[attr-defined]
                 raise not_found()
             if kind == "metrics":
                 if _missing(emu.seed, sym, day):

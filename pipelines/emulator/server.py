@@ -64,7 +64,9 @@ class Fault:
     kinds: ``429`` / ``418`` / ``500`` / ``502`` / ``503`` (status with the API's error body and, for 429/418,
     a ``Retry-After`` of ``retry_after`` seconds), ``timeout`` (sleep ``delay`` seconds before answering),
     ``reset`` (close the connection without a response), ``truncated`` (cut the body in half), ``invalid_json``
-    (a body that is not JSON), ``drift`` (apply ``mutate`` to the decoded JSON before sending it).
+    (a body that is not JSON), ``drift`` (apply ``mutate`` to the decoded JSON before sending it), ``respond``
+    (answer ``status`` with ``body`` as ``content_type`` instead of routing: a region block, a 404).
+    ``query``: only requests whose parameters include these values match (e.g. one FRED series, one symbol).
     """
 
     api: str
@@ -74,8 +76,14 @@ class Fault:
     retry_after: float = 1.0
     delay: float = 5.0
     mutate: Callable[[Any], Any] | None = None
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    query: dict[str, str] | None = None
 
-    def matches(self, api: str, path: str) -> bool:
+    def matches(self, api: str, path: str, query: dict[str, str] | None = None) -> bool:
+        if self.query and any((query or {}).get(k) != v for k, v in self.query.items()):
+            return False
         return api == self.api and re.search(self.path, path) is not None and (self.times is None or self.times > 0)
 
 
@@ -217,7 +225,7 @@ class MarketEmulator:
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         with self._lock:
             self.requests.append((api, sub, query))
-            fault = next((f for f in self.faults if f.matches(api, sub)), None)
+            fault = next((f for f in self.faults if f.matches(api, sub, query)), None)
             if fault and fault.times is not None:
                 fault.times -= 1
         req = Request("GET", sub, query, {k.lower(): v for k, v in h.headers.items()})
@@ -251,6 +259,8 @@ class MarketEmulator:
 
     def _dispatch(self, api: str, req: Request, fault: Fault | None) -> Response:
         errors = self._apis[api][2] if api in self._apis else _generic_error
+        if fault and fault.kind == "respond":
+            return Response(fault.status, fault.body, {}, fault.content_type)
         if fault and fault.kind in ("429", "418", "500", "502", "503"):
             status = int(fault.kind)
             headers = {"Retry-After": f"{fault.retry_after:g}"} if status in (429, 418) else {}

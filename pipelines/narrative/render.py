@@ -218,15 +218,19 @@ def estimate_gaps(wd: WeekData) -> list[str]:
     ]
 
 
-def render_week(wd: WeekData, sources: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> RenderedReport:
+def render_week(wd: WeekData, sources: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+                source_gaps: list[str] | None = None) -> RenderedReport:
     """Render one week. ``sources(claims)`` returns the input partitions (table, partition, sha256, raw files)
-    for the list at the end; the numbers' own sources are in their spans and in ``claims``."""
+    for the list at the end; the numbers' own sources are in their spans and in ``claims``. ``source_gaps``:
+    lines naming what the sources could not give for the week's days (the gap ledger), listed under Data gaps
+    as written (their dates and statuses are wording, not figures)."""
     s = wd.one("weekly_market_summary")
     if s is None:
         raise ValueError(f"week {wd.week}: weekly_market_summary is required and has no row")
     facts, gaps = derive_facts(wd)
     gaps = [f"{name}: no partition for week={wd.week}; its section is left out." for name in wd.missing()] + gaps
     gaps += estimate_gaps(wd)
+    gaps += list(source_gaps or [])
     heads = [f.headline for f in facts if f.headline is not None][:2]
     title = join(heads, ", ", ", ") if heads else Phrase("Weekly Crypto Market Update")
     dateline = Phrase("Market Update – {d}", {"d": num("weekly_market_summary", wd.week, "week_end", s["week_end"], "long_date")})
@@ -276,7 +280,7 @@ def render_week(wd: WeekData, sources: Callable[[list[dict[str, Any]]], list[dic
         html=html,
         facts=facts,
         claims=claims,
-        texts=sorted({t.md() for t in txts}),
+        texts=sorted({t.md() for t in txts} | set(source_gaps or [])),
         gaps=gaps,
         charts=charts,
     )
