@@ -32,7 +32,8 @@ def frames(names: tuple[str, str] = ("Bitcoin", "btc")) -> dict[str, pl.DataFram
             {"week_start": w, "week_end": w + timedelta(7), "total_mcap_start_usd": start, "total_mcap_end_usd": end,
              "total_mcap_change_pct": (end / start - 1) * 100, "btc_return_pct": -8.3 if last else -1.0,
              "eth_return_pct": -11.2 if last else -1.5, "coins_start": 190, "coins_end": 190,
-             "last_close_day": w + timedelta(6)}
+             "last_close_day": w + timedelta(6), "total_mcap_start_common_usd": start, "total_mcap_end_common_usd": end,
+             "total_mcap_change_like_for_like_pct": (end / start - 1) * 100, "coins_common": 190}
         )
         out["weekly_total_market_cap"].append(
             {"week_start": w, "open_day": w - timedelta(1), "close_day": w + timedelta(6), "mcap_open_usd": start,

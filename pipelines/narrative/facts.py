@@ -100,16 +100,29 @@ def _dir(value: float, up: str, down: str, flat: str) -> str:
 # ---- one function per kind of fact --------------------------------------------------------------------------
 def mcap_change(wd: WeekData, gaps: list[str]) -> list[Fact]:
     s = wd.one("weekly_market_summary")
-    if s is None or s["total_mcap_change_pct"] is None:
+    if s is None or s["total_mcap_change_pct"] is None:  # non-null in the schema: only a missing row
         gaps.append("Total market cap change: not available for the week.")
         return []
     t, w = "weekly_market_summary", wd.week
-    ch = num(t, w, "total_mcap_change_pct", s["total_mcap_change_pct"], "updown_pct")
+    change_col = _mcap_change_col(s)
+    if s[change_col] is None:
+        gaps.append("Total market cap change: no coin had a market cap at both the open and the close.")
+        return []
+    ch = num(t, w, change_col, s[change_col], "updown_pct")
     end = num(t, w, "total_mcap_end_usd", s["total_mcap_end_usd"], "usd")
     start = num(t, w, "total_mcap_start_usd", s["total_mcap_start_usd"], "usd")
-    sent = Phrase("Total crypto market cap was {ch} over the week, from {start} to {end}.", {"ch": ch, "start": start, "end": end})
+    if change_col == "total_mcap_change_pct" or round(s["total_mcap_change_pct"], 1) == round(s[change_col], 1):
+        sent = Phrase("Total crypto market cap was {ch} over the week, from {start} to {end}.", {"ch": ch, "start": start, "end": end})
+    else:
+        # the coins priced at the open and at the close differ enough to move the total: say what is compared
+        parts = {"ch": ch, "end": end, "n": num(t, w, "coins_common", s["coins_common"], "int"),
+                 "a": num(t, w, "coins_start", s["coins_start"], "int"), "b": num(t, w, "coins_end", s["coins_end"], "int")}
+        sent = Phrase("Total crypto market cap was {ch} over the week across the {n} coins with a market cap at both "
+                      "ends ({a} at the open, {b} at the close); the total closed at {end}.", parts)
+        gaps.append("Market cap coverage changed: not every coin had a market cap at both the open and the close, so "
+                    "the weekly change compares the coins present at both ends, not the totals.")
     headline = Phrase("Crypto Market Cap {ch} to {end}", {"ch": ch, "end": end})
-    facts = [Fact("mcap_change", 50, sent, headline, {"change_pct": s["total_mcap_change_pct"]})]
+    facts = [Fact("mcap_change", 50, sent, headline, {"change_pct": s[change_col]})]
     majors = [
         Phrase(label + " {r}", {"r": num(t, w, col, s[col], "pct")})
         for col, label in (("btc_return_pct", "Bitcoin returned"), ("eth_return_pct", "Ether"))
@@ -120,6 +133,11 @@ def mcap_change(wd: WeekData, gaps: list[str]) -> list[Fact]:
     else:
         gaps.append("Bitcoin and Ether weekly returns: missing at the open or the close.")
     return facts
+
+
+def _mcap_change_col(s: dict) -> str:
+    """The like-for-like change when the row has it (rows written before it existed: the change of the totals)."""
+    return "total_mcap_change_like_for_like_pct" if "total_mcap_change_like_for_like_pct" in s else "total_mcap_change_pct"
 
 
 # A level last seen on this side within this many days is a return, not a "first time since".
@@ -432,7 +450,8 @@ def spot_volume(wd: WeekData, gaps: list[str]) -> list[Fact]:
         parts["c"] = num(t, w, "spot_change_pct", r["spot_change_pct"], "pct")
         tpl += " ({c} on the week before)"
         s = wd.one("weekly_market_summary")
-        resilient = r["spot_change_pct"] >= RESILIENT_SPOT_PCT and s is not None and s["total_mcap_change_pct"] < 0
+        fell = s is not None and s[_mcap_change_col(s)] is not None and s[_mcap_change_col(s)] < 0
+        resilient = r["spot_change_pct"] >= RESILIENT_SPOT_PCT and fell
     facts = [Fact("spot_resilient" if resilient else "spot_volume", 55 if resilient else 30, Phrase(tpl + (", holding up while prices fell." if resilient else "."), parts), None, {"spot_change_pct": r["spot_change_pct"]})]
     if r["perp_to_spot"] is not None:
         pp: dict[str, Any] = {"r": num(t, w, "perp_to_spot", r["perp_to_spot"], "ratio")}
