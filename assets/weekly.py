@@ -66,6 +66,8 @@ def weekly_market_summary(context: dg.AssetExecutionContext, warehouse: Warehous
             df,
             total_mcap_end_usd=row["total_mcap_end_usd"],
             total_mcap_change_pct=row["total_mcap_change_pct"],
+            total_mcap_change_like_for_like_pct=row["total_mcap_change_like_for_like_pct"],
+            coins_common=row["coins_common"],
         ),
         check_results=[
             dg.AssetCheckResult(

@@ -83,7 +83,7 @@ def compute_leverage(wh, week: str) -> Computed:
     df = weekly_leverage(funding, oi, ls, week)
     row = df.row(0, named=True)
     ranges = out_of(df["funding_8h_mean"], -MAX_FUNDING_8H, MAX_FUNDING_8H, "funding_8h_mean")
-    for col in ("oi_open_usd", "oi_close_usd", "oi_ref_usd"):
+    for col in ("oi_open_usd", "oi_close_usd", "oi_open_common_usd", "oi_close_common_usd", "oi_ref_usd"):
         ranges += out_of(df[col], 0, math.inf, col, closed="none")
     ranges += out_of(df["long_short_ratio_mean"], 0, 100, "long_short_ratio_mean", closed="none")
     days_covered = set(in_week["day"].to_list())
@@ -94,6 +94,10 @@ def compute_leverage(wh, week: str) -> Computed:
         metadata={
             "settlements": in_week.height,
             "funding_weighting": row["funding_weighting"],
+            "funding_oi_share": row["funding_oi_share"],
+            "oi_coverage_changed": row["coverage_changed"],
+            "oi_missing_at_open": row["oi_missing_at_open"] or "none",
+            "oi_missing_at_close": row["oi_missing_at_close"] or "none",
             "settlements_beyond_1pct_8h": extreme,
             "missing_inputs": "; ".join(missing_inputs) or "none",
         },

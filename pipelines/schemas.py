@@ -128,12 +128,18 @@ WEEKLY_MARKET_SUMMARY = Table(
         Column("week_end", pa.date32(), "the next Monday 00:00 UTC that closes it"),
         Column("total_mcap_start_usd", pa.float64(), "sum of market caps at the open"),
         Column("total_mcap_end_usd", pa.float64(), "sum of market caps at the close"),
-        Column("total_mcap_change_pct", pa.float64(), "weekly change of the total, percent"),
+        Column("total_mcap_change_pct", pa.float64(), "total_mcap_start_usd to total_mcap_end_usd, percent: moves "
+               "with coverage (see total_mcap_change_like_for_like_pct)"),
         Column("btc_return_pct", pa.float64(), "BTC price change over the week, percent", True),
         Column("eth_return_pct", pa.float64(), "ETH price change over the week, percent", True),
         Column("coins_start", pa.int32(), "coins with a market cap at the open"),
         Column("coins_end", pa.int32(), "coins with a market cap at the close"),
         Column("last_close_day", pa.date32(), "the daily partition whose close ends the week"),
+        Column("total_mcap_start_common_usd", pa.float64(), "market cap at the open of the coins present at both ends", True),
+        Column("total_mcap_end_common_usd", pa.float64(), "market cap at the close of the coins present at both ends", True),
+        Column("total_mcap_change_like_for_like_pct", pa.float64(), "weekly change over the coins with a market cap at "
+               "both the open and the close, percent (what the report prints)", True),
+        Column("coins_common", pa.int32(), "coins with a market cap at both ends", True),
     ),
 )
 

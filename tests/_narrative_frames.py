@@ -32,7 +32,8 @@ def frames(names: tuple[str, str] = ("Bitcoin", "btc")) -> dict[str, pl.DataFram
             {"week_start": w, "week_end": w + timedelta(7), "total_mcap_start_usd": start, "total_mcap_end_usd": end,
              "total_mcap_change_pct": (end / start - 1) * 100, "btc_return_pct": -8.3 if last else -1.0,
              "eth_return_pct": -11.2 if last else -1.5, "coins_start": 190, "coins_end": 190,
-             "last_close_day": w + timedelta(6)}
+             "last_close_day": w + timedelta(6), "total_mcap_start_common_usd": start, "total_mcap_end_common_usd": end,
+             "total_mcap_change_like_for_like_pct": (end / start - 1) * 100, "coins_common": 190}
         )
         out["weekly_total_market_cap"].append(
             {"week_start": w, "open_day": w - timedelta(1), "close_day": w + timedelta(6), "mcap_open_usd": start,
@@ -49,6 +50,12 @@ def frames(names: tuple[str, str] = ("Bitcoin", "btc")) -> dict[str, pl.DataFram
              "first_negative_since": date(2025, 10, 26) if last else None, "longest_negative_run_days": 3 if last else 0,
              "longest_negative_run_since": date(2025, 10, 12) if last else None, "oi_open_usd": 150e9, "oi_close_usd": 135e9 if last else 200e9 - 8e9 * i,
              "oi_change_pct": -10.0 if last else -3.0, "oi_ref_day": date(2025, 10, 6), "oi_ref_usd": 230e9,
+             "funding_settlements": 63, "funding_oi_share": 1.0, "funding_venues_without_oi": None,
+             "oi_open_common_usd": 150e9, "oi_close_common_usd": 135e9 if last else 200e9 - 8e9 * i,
+             "oi_change_like_for_like_pct": -10.0 if last else -3.0, "oi_series_open": 3, "oi_series_close": 3,
+             "oi_series_common": 3, "oi_venues_open": "binance, bybit, okx", "oi_venues_close": "binance, bybit, okx",
+             "oi_venues_common": "binance, bybit, okx", "oi_missing_at_open": None, "oi_missing_at_close": None,
+             "coverage_changed": False, "oi_ref_close_usd": 135e9 if last else 200e9 - 8e9 * i, "oi_ref_missing": None,
              "oi_vs_ref_pct": (135e9 / 230e9 - 1) * 100 if last else -5.0, "long_short_ratio_mean": 0.94,
              "leverage_skew": "short" if last else "neutral"}
         )

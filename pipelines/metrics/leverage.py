@@ -23,18 +23,40 @@ WEEKLY_LEVERAGE = register(
             Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
             Column("funding_8h_mean", pa.float64(), "mean funding per 8h (fraction) over the week's settlements", True),
             Column("funding_annualized_mean", pa.float64(), "funding_8h_mean x 3 x 365", True),
-            Column("funding_weighting", pa.string(), "'oi' (open-interest weighted), 'equal' or 'mixed'", True),
+            Column("funding_weighting", pa.string(), "'oi' (every settlement had its OI), 'mixed' (OI-weighted over "
+                   "the settlements with OI, the others left out) or 'equal' (no settlement had OI)", True),
+            Column("funding_settlements", pa.int32(), "settlements in the week", True),
+            Column("funding_oi_share", pa.float64(), "share of the week's settlements that had an OI reading (0..1)", True),
+            Column("funding_venues_without_oi", pa.string(), "venues with settlements lacking OI, comma-separated", True),
             Column("negative_days", pa.int32(), "days of the week whose daily funding was negative"),
             Column("first_negative_day", pa.date32(), "first day of the week funding turned negative (the day before was not)", True),
             Column("first_negative_since", pa.date32(), "last negative day before first_negative_day", True),
             Column("longest_negative_run_days", pa.int32(), "longest run of negative days ending in the week"),
             Column("longest_negative_run_since", pa.date32(), "end of the last earlier run at least as long", True),
-            Column("oi_open_usd", pa.float64(), "total perp open interest at the open", True),
-            Column("oi_close_usd", pa.float64(), "total perp open interest at the close", True),
-            Column("oi_change_pct", pa.float64(), "weekly change of total open interest, percent", True),
-            Column("oi_ref_day", pa.date32(), "reference day (given, or the peak of the lookback)", True),
-            Column("oi_ref_usd", pa.float64(), "total open interest at the reference day's close", True),
-            Column("oi_vs_ref_pct", pa.float64(), "oi_close_usd versus oi_ref_usd, percent", True),
+            Column("oi_open_usd", pa.float64(), "total perp open interest at the open (every series with a reading)", True),
+            Column("oi_close_usd", pa.float64(), "total perp open interest at the close (every series with a reading)", True),
+            Column("oi_change_pct", pa.float64(), "oi_open_usd to oi_close_usd, percent: moves with coverage, not "
+                   "the market move (see oi_change_like_for_like_pct)", True),
+            Column("oi_open_common_usd", pa.float64(), "open interest at the open of the series present at both ends", True),
+            Column("oi_close_common_usd", pa.float64(), "open interest at the close of the series present at both ends", True),
+            Column("oi_change_like_for_like_pct", pa.float64(), "weekly change over the (venue, symbol) series "
+                   "present at both the open and the close, percent", True),
+            Column("oi_series_open", pa.int32(), "(venue, symbol) series with a reading at the open", True),
+            Column("oi_series_close", pa.int32(), "(venue, symbol) series with a reading at the close", True),
+            Column("oi_series_common", pa.int32(), "series with a reading at both ends", True),
+            Column("oi_venues_open", pa.string(), "venues with a reading at the open, comma-separated", True),
+            Column("oi_venues_close", pa.string(), "venues with a reading at the close, comma-separated", True),
+            Column("oi_venues_common", pa.string(), "venues with a series present at both ends, comma-separated", True),
+            Column("oi_missing_at_open", pa.string(), "venue:symbol present at the close, missing at the open", True),
+            Column("oi_missing_at_close", pa.string(), "venue:symbol present at the open, missing at the close", True),
+            Column("coverage_changed", pa.bool_(), "the series at the open and the close differ", True),
+            Column("oi_ref_day", pa.date32(), "reference day (given, or the peak of the lookback, see METHODOLOGY)", True),
+            Column("oi_ref_usd", pa.float64(), "open interest at the reference day's close over the series present "
+                   "on the reference day and at the week's close", True),
+            Column("oi_ref_close_usd", pa.float64(), "open interest at the week's close over the same series", True),
+            Column("oi_ref_missing", pa.string(), "venue:symbol at the week's close with no reading on the reference "
+                   "day (left out of the comparison)", True),
+            Column("oi_vs_ref_pct", pa.float64(), "oi_ref_close_usd versus oi_ref_usd (like for like), percent", True),
             Column("long_short_ratio_mean", pa.float64(), "mean of long_account / short_account readings", True),
             Column("leverage_skew", pa.string(), "'short' (funding < 0), 'long' (> baseline) or 'neutral'", True),
         ),
@@ -96,13 +118,35 @@ def mean_funding(
     oi_tolerance: timedelta = timedelta(days=1),
 ) -> tuple[float | None, str | None]:
     """(OI-weighted mean rate per 8h, weighting) over settlements with ``start < funding_time <= end``."""
+    c = funding_coverage(funding, open_interest, start, end, oi_tolerance)
+    return c["funding_8h_mean"], c["funding_weighting"]
+
+
+def funding_coverage(
+    funding: pl.DataFrame, open_interest: pl.DataFrame | None, start: datetime, end: datetime,
+    oi_tolerance: timedelta = timedelta(days=1),
+) -> dict:
+    """The week's mean funding with its weighting named as it was, over settlements ``start < t <= end``.
+
+    ``funding_8h_mean`` is OI-weighted over the settlements that have an OI reading (within ``oi_tolerance``
+    before them); settlements without one are left out of it (when none has one: the equal-weighted mean).
+    ``funding_weighting`` is 'oi' only when every settlement had its OI, 'mixed' when some did, 'equal' when none
+    did; ``funding_oi_share`` is the share of settlements the OI-weighted mean covers and
+    ``funding_venues_without_oi`` the venues whose settlements lacked OI.
+    """
     f = _with_oi(funding, open_interest, oi_tolerance).filter(
         (pl.col("funding_time") > start) & (pl.col("funding_time") <= end)
     )
     if f.height == 0:
-        return None, None
+        return {"funding_8h_mean": None, "funding_weighting": None, "funding_settlements": 0,
+                "funding_oi_share": None, "funding_venues_without_oi": None}
     row = _weighted(f.with_columns(g=pl.lit(0)), ["g"]).row(0, named=True)
-    return row["funding_8h"], row["weighting"]
+    has = pl.col("oi_usd").is_not_null() & (pl.col("oi_usd") > 0)
+    with_oi = f.filter(has).height
+    without = sorted(set(f.filter(~has)["exchange"].to_list()))
+    return {"funding_8h_mean": row["funding_8h"], "funding_weighting": row["weighting"],
+            "funding_settlements": f.height, "funding_oi_share": with_oi / f.height,
+            "funding_venues_without_oi": ", ".join(without) or None}
 
 
 def _runs(daily: pl.DataFrame) -> pl.DataFrame:
@@ -162,6 +206,69 @@ def _oi_on(daily_oi: pl.DataFrame, day: date) -> float | None:
     return hit["oi_usd"][0] if hit.height else None
 
 
+def daily_series_open_interest(open_interest: pl.DataFrame) -> pl.DataFrame:
+    """``exchange, symbol, date, oi_usd``: each series' last positive reading in (D 00:00, D+1 00:00]."""
+    oi = ensure_utc(open_interest, "ts").filter(pl.col("oi_usd").is_not_null() & (pl.col("oi_usd") > 0))
+    return (
+        oi.with_columns(date=(pl.col("ts") - US).dt.date())
+        .sort("ts").group_by(["exchange", "symbol", "date"]).agg(pl.col("oi_usd").last())
+        .sort(["date", "exchange", "symbol"])
+    )
+
+
+def _series_on(series_oi: pl.DataFrame, day: date) -> pl.DataFrame:
+    return series_oi.filter(pl.col("date") == day).select("exchange", "symbol", "oi_usd")
+
+
+def _sum(values: pl.Series) -> float | None:
+    # summed sorted, so the float total does not depend on row order
+    return float(values.sort().sum()) if values.len() else None
+
+
+def _names(df: pl.DataFrame) -> list[str]:
+    return sorted(f"{e}:{s}" for e, s in df.select("exchange", "symbol").iter_rows())
+
+
+def _venues(df: pl.DataFrame) -> str | None:
+    return ", ".join(sorted(set(df["exchange"].to_list()))) or None
+
+
+def compare_open_interest(series_oi: pl.DataFrame, day_a: date, day_b: date) -> dict:
+    """Like-for-like comparison of open interest between the closes of ``day_a`` and ``day_b``.
+
+    ``series_oi`` is ``daily_series_open_interest``. The totals at each end sum every series with a reading that
+    day; the change compares only the (venue, symbol) series present on both days, so a venue that joins, drops
+    out or misses a day's reading changes the coverage columns, not the change.
+    """
+    a, b = _series_on(series_oi, day_a), _series_on(series_oi, day_b)
+    common = a.join(b, on=["exchange", "symbol"], how="inner", suffix="_b")
+    ca, cb = _sum(common["oi_usd"]), _sum(common["oi_usd_b"])
+    only_a = a.join(b, on=["exchange", "symbol"], how="anti")
+    only_b = b.join(a, on=["exchange", "symbol"], how="anti")
+    return {
+        "total_a": _sum(a["oi_usd"]), "total_b": _sum(b["oi_usd"]),
+        "common_a": ca, "common_b": cb, "change_pct": pct(ca, cb),
+        "series_a": a.height, "series_b": b.height, "series_common": common.height,
+        "venues_a": _venues(a), "venues_b": _venues(b), "venues_common": _venues(common),
+        "missing_at_a": ", ".join(_names(only_b)) or None, "missing_at_b": ", ".join(_names(only_a)) or None,
+        "changed": bool(only_a.height or only_b.height),
+    }
+
+
+def reference_peak_day(series_oi: pl.DataFrame, close_day: date, first: date, last: date) -> date | None:
+    """The reference peak for ``close_day``: among the days ``first..last``, those that have a reading for the
+    most of the close day's series; of those, the day whose total over the series it shares with the close is
+    highest (ties: the earliest). A day is never chosen for a venue the close does not have."""
+    close = _series_on(series_oi, close_day).select("exchange", "symbol")
+    if close.height == 0:
+        return None
+    look = series_oi.filter(pl.col("date").is_between(first, last)).join(close, on=["exchange", "symbol"])
+    if look.height == 0:
+        return None
+    per_day = look.group_by("date").agg(pl.len().alias("n"), pl.col("oi_usd").sort().sum().alias("total"))
+    return per_day.sort(["n", "total", "date"], descending=[True, True, False])["date"][0]
+
+
 def weekly_leverage(
     funding: pl.DataFrame,
     open_interest: pl.DataFrame | None,
@@ -171,24 +278,30 @@ def weekly_leverage(
     peak_lookback_days: int = 90,
     oi_tolerance: timedelta = timedelta(days=1),
 ) -> pl.DataFrame:
-    """``weekly_leverage`` row. Without ``reference_day`` the reference is the highest daily total open interest
-    in the ``peak_lookback_days`` before the week's open ("down from the early-October peak")."""
+    """``weekly_leverage`` row. Open interest is compared like for like (``compare_open_interest``): the change and
+    the distance from the reference peak use only the (venue, symbol) series present at both ends. Without
+    ``reference_day`` the reference is ``reference_peak_day`` over the ``peak_lookback_days`` before the week's
+    open ("down from the early-October peak")."""
     w = week_window(week)
     f = as_of(ensure_utc(funding, "funding_time"), week, "funding_time")
     oi = None if open_interest is None else as_of(ensure_utc(open_interest, "ts"), week, "ts")
-    mean8, weighting = mean_funding(f, oi, w.start, w.end, oi_tolerance)
+    fc = funding_coverage(f, oi, w.start, w.end, oi_tolerance)
+    mean8 = fc["funding_8h_mean"]
     facts = negative_funding_facts(daily_funding(f, oi, oi_tolerance), w.monday, w.close_day)
-    oi_open = oi_close = ref_usd = None
+    wk = {"total_a": None, "total_b": None, "common_a": None, "common_b": None, "change_pct": None,
+          "series_a": None, "series_b": None, "series_common": None, "venues_a": None, "venues_b": None,
+          "venues_common": None, "missing_at_a": None, "missing_at_b": None, "changed": None}
+    ref = {"common_a": None, "common_b": None, "missing_at_a": None, "change_pct": None}
     ref_day = reference_day
     if oi is not None and oi.height:
-        doi = daily_open_interest(oi)
-        oi_open, oi_close = _oi_on(doi, w.open_day), _oi_on(doi, w.close_day)
+        soi = daily_series_open_interest(oi)
+        wk = compare_open_interest(soi, w.open_day, w.close_day)
         if ref_day is None:
-            look = doi.filter(pl.col("date").is_between(w.open_day - timedelta(days=peak_lookback_days), w.open_day))
-            if look.height:
-                top = look.sort(["oi_usd", "date"], descending=[True, False]).row(0, named=True)
-                ref_day = top["date"]
-        ref_usd = _oi_on(doi, ref_day) if ref_day is not None else None
+            ref_day = reference_peak_day(
+                soi, w.close_day, w.open_day - timedelta(days=peak_lookback_days), w.open_day
+            )
+        if ref_day is not None:
+            ref = compare_open_interest(soi, ref_day, w.close_day)
     ls_mean = None
     if long_short is not None and long_short.height:
         ls = as_of(ensure_utc(long_short, "ts"), week, "ts").filter(
@@ -201,10 +314,19 @@ def weekly_leverage(
         skew = "short" if mean8 < 0 else ("long" if mean8 > BASELINE_8H else "neutral")
     row = {
         "week_start": w.monday, "funding_8h_mean": mean8,
-        "funding_annualized_mean": None if mean8 is None else mean8 * 3 * 365, "funding_weighting": weighting,
+        "funding_annualized_mean": None if mean8 is None else mean8 * 3 * 365,
+        "funding_weighting": fc["funding_weighting"], "funding_settlements": fc["funding_settlements"],
+        "funding_oi_share": fc["funding_oi_share"], "funding_venues_without_oi": fc["funding_venues_without_oi"],
         **facts,
-        "oi_open_usd": oi_open, "oi_close_usd": oi_close, "oi_change_pct": pct(oi_open, oi_close),
-        "oi_ref_day": ref_day, "oi_ref_usd": ref_usd, "oi_vs_ref_pct": pct(ref_usd, oi_close),
+        "oi_open_usd": wk["total_a"], "oi_close_usd": wk["total_b"], "oi_change_pct": pct(wk["total_a"], wk["total_b"]),
+        "oi_open_common_usd": wk["common_a"], "oi_close_common_usd": wk["common_b"],
+        "oi_change_like_for_like_pct": wk["change_pct"],
+        "oi_series_open": wk["series_a"], "oi_series_close": wk["series_b"], "oi_series_common": wk["series_common"],
+        "oi_venues_open": wk["venues_a"], "oi_venues_close": wk["venues_b"], "oi_venues_common": wk["venues_common"],
+        "oi_missing_at_open": wk["missing_at_a"], "oi_missing_at_close": wk["missing_at_b"],
+        "coverage_changed": wk["changed"],
+        "oi_ref_day": ref_day if ref["common_a"] is not None else None, "oi_ref_usd": ref["common_a"],
+        "oi_ref_close_usd": ref["common_b"], "oi_ref_missing": ref["missing_at_a"], "oi_vs_ref_pct": ref["change_pct"],
         "long_short_ratio_mean": ls_mean, "leverage_skew": skew,
     }
     schema = {c.name: pl.from_arrow(pa.array([], type=c.type)).dtype for c in WEEKLY_LEVERAGE.columns}

@@ -21,7 +21,9 @@ def _pct(end: float | None, start: float | None) -> float | None:
 def weekly_market_summary(
     open_rows: pl.DataFrame, close_rows: pl.DataFrame, week_start: date, week_end: date, close_day: date
 ) -> pl.DataFrame:
-    """One row: totals over every coin with a market cap at the open and at the close, and BTC / ETH returns.
+    """One row: totals over every coin with a market cap at the open and at the close, the like-for-like change
+    over the coins present at both ends (``like_for_like_mcap``; the report prints this one), and BTC / ETH
+    returns.
 
     ``open_rows`` are the clean daily rows of the day whose close opens the week (the Sunday before),
     ``close_rows`` those of the week's last day. Raises ``ValueError`` when either side is empty: a total over
@@ -31,6 +33,7 @@ def weekly_market_summary(
         raise ValueError(f"week {week_start}: no market data at the {'open' if open_rows.is_empty() else 'close'}")
     total_open = open_rows["market_cap_usd"].drop_nulls().sum()
     total_close = close_rows["market_cap_usd"].drop_nulls().sum()
+    lfl = like_for_like_mcap(open_rows, close_rows)
 
     def price(rows: pl.DataFrame, coin: str) -> float | None:
         hit = rows.filter(pl.col("coin_id") == coin)
@@ -48,9 +51,37 @@ def weekly_market_summary(
             "coins_start": [open_rows["market_cap_usd"].drop_nulls().len()],
             "coins_end": [close_rows["market_cap_usd"].drop_nulls().len()],
             "last_close_day": [close_day],
+            "total_mcap_start_common_usd": [lfl["start"]],
+            "total_mcap_end_common_usd": [lfl["end"]],
+            "total_mcap_change_like_for_like_pct": [_pct(lfl["end"], lfl["start"])],
+            "coins_common": [lfl["coins"]],
         },
-        schema_overrides={"coins_start": pl.Int32, "coins_end": pl.Int32},
+        schema_overrides={"coins_start": pl.Int32, "coins_end": pl.Int32, "coins_common": pl.Int32,
+                          "total_mcap_start_common_usd": pl.Float64, "total_mcap_end_common_usd": pl.Float64,
+                          "total_mcap_change_like_for_like_pct": pl.Float64},
     )
+
+
+def like_for_like_mcap(open_rows: pl.DataFrame, close_rows: pl.DataFrame) -> dict:
+    """Total market cap at the open and the close over the coins with a positive market cap at **both** ends
+    (``start``, ``end``, ``coins``): a coin missing on one day (a data gap, a listing, a delisting) changes the
+    count, not the change. Sums of sorted values, so the floats do not depend on row order."""
+
+    def side(rows: pl.DataFrame) -> pl.DataFrame:
+        return (
+            rows.filter(pl.col("market_cap_usd").is_not_null() & (pl.col("market_cap_usd") > 0))
+            .unique("coin_id", keep="last")
+            .select("coin_id", "market_cap_usd")
+        )
+
+    both = side(open_rows).join(side(close_rows), on="coin_id", how="inner", suffix="_close")
+    if both.height == 0:
+        return {"start": None, "end": None, "coins": 0}
+    return {
+        "start": float(both["market_cap_usd"].sort().sum()),
+        "end": float(both["market_cap_usd_close"].sort().sum()),
+        "coins": both.height,
+    }
 
 
 def weekly_movers(

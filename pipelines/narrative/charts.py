@@ -77,7 +77,8 @@ def funding_and_oi(wd: WeekData) -> str | None:
         oi = [None if v is None else v / 1e9 for v in h["oi_close_usd"].to_list()]
         ax2.plot(x, [float("nan") if v is None else v for v in oi], color="#0969da", marker="o", ms=3)
         ax2.set_ylabel("open interest, $B")
-        ax.set_title("OI-weighted funding (bars) and perp open interest (line), by week", loc="left")
+        # the funding weighting and the venues behind the total vary by week (see weekly_leverage coverage columns)
+        ax.set_title("Mean funding (bars) and total perp open interest at each close (line), by week", loc="left")
         fig.autofmt_xdate()
         return _svg(fig)
 

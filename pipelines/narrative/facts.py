@@ -14,6 +14,7 @@ Rules every function follows:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -99,16 +100,29 @@ def _dir(value: float, up: str, down: str, flat: str) -> str:
 # ---- one function per kind of fact --------------------------------------------------------------------------
 def mcap_change(wd: WeekData, gaps: list[str]) -> list[Fact]:
     s = wd.one("weekly_market_summary")
-    if s is None or s["total_mcap_change_pct"] is None:
+    if s is None or s["total_mcap_change_pct"] is None:  # non-null in the schema: only a missing row
         gaps.append("Total market cap change: not available for the week.")
         return []
     t, w = "weekly_market_summary", wd.week
-    ch = num(t, w, "total_mcap_change_pct", s["total_mcap_change_pct"], "updown_pct")
+    change_col = _mcap_change_col(s)
+    if s[change_col] is None:
+        gaps.append("Total market cap change: no coin had a market cap at both the open and the close.")
+        return []
+    ch = num(t, w, change_col, s[change_col], "updown_pct")
     end = num(t, w, "total_mcap_end_usd", s["total_mcap_end_usd"], "usd")
     start = num(t, w, "total_mcap_start_usd", s["total_mcap_start_usd"], "usd")
-    sent = Phrase("Total crypto market cap was {ch} over the week, from {start} to {end}.", {"ch": ch, "start": start, "end": end})
+    if change_col == "total_mcap_change_pct" or round(s["total_mcap_change_pct"], 1) == round(s[change_col], 1):
+        sent = Phrase("Total crypto market cap was {ch} over the week, from {start} to {end}.", {"ch": ch, "start": start, "end": end})
+    else:
+        # the coins priced at the open and at the close differ enough to move the total: say what is compared
+        parts = {"ch": ch, "end": end, "n": num(t, w, "coins_common", s["coins_common"], "int"),
+                 "a": num(t, w, "coins_start", s["coins_start"], "int"), "b": num(t, w, "coins_end", s["coins_end"], "int")}
+        sent = Phrase("Total crypto market cap was {ch} over the week across the {n} coins with a market cap at both "
+                      "ends ({a} at the open, {b} at the close); the total closed at {end}.", parts)
+        gaps.append("Market cap coverage changed: not every coin had a market cap at both the open and the close, so "
+                    "the weekly change compares the coins present at both ends, not the totals.")
     headline = Phrase("Crypto Market Cap {ch} to {end}", {"ch": ch, "end": end})
-    facts = [Fact("mcap_change", 50, sent, headline, {"change_pct": s["total_mcap_change_pct"]})]
+    facts = [Fact("mcap_change", 50, sent, headline, {"change_pct": s[change_col]})]
     majors = [
         Phrase(label + " {r}", {"r": num(t, w, col, s[col], "pct")})
         for col, label in (("btc_return_pct", "Bitcoin returned"), ("eth_return_pct", "Ether"))
@@ -119,6 +133,11 @@ def mcap_change(wd: WeekData, gaps: list[str]) -> list[Fact]:
     else:
         gaps.append("Bitcoin and Ether weekly returns: missing at the open or the close.")
     return facts
+
+
+def _mcap_change_col(s: dict) -> str:
+    """The like-for-like change when the row has it (rows written before it existed: the change of the totals)."""
+    return "total_mcap_change_like_for_like_pct" if "total_mcap_change_like_for_like_pct" in s else "total_mcap_change_pct"
 
 
 # A level last seen on this side within this many days is a return, not a "first time since".
@@ -234,10 +253,32 @@ def funding(wd: WeekData, gaps: list[str]) -> list[Fact]:
     f = num(t, w, "funding_8h_mean", cur, "funding_bp")
     ann = num(t, w, "funding_annualized_mean", r["funding_annualized_mean"], "ann_pct") if r["funding_annualized_mean"] is not None else None
     parts: dict[str, Any] = {"f": f}
-    base = "Open-interest-weighted funding averaged {f} per 8h"
+    # The sentence names the weighting the table records (funding_weighting), never more than it was.
+    weighting, share = r.get("funding_weighting"), r.get("funding_oi_share")
+    if weighting == "oi" or weighting is None:
+        base = "Open-interest-weighted funding averaged {f} per 8h"
+        how = ""
+    elif weighting == "equal":
+        base = "Equal-weighted funding (no open-interest readings) averaged {f} per 8h"
+        how = ""
+    else:  # mixed: OI-weighted over the settlements that had OI, the others left out
+        base = "Funding averaged {f} per 8h"
+        if share is not None:
+            parts["share"] = num(t, w, "funding_oi_share", share, "share_pct")
+            how = "open-interest-weighted over the {share} of settlements with an open-interest reading"
+        else:
+            how = "open-interest-weighted over the settlements with an open-interest reading"
+        venues = _venue_labels(r.get("funding_venues_without_oi"))
+        gaps.append(
+            "Funding weighting: "
+            + (" and ".join(venues) + " settlements" if venues else "some settlements")
+            + " had no open-interest reading, so the weekly mean is open-interest-weighted over the others only."
+        )
     if ann is not None:
         parts["ann"] = ann
-        base += " ({ann} annualized)"
+        base += " ({ann} annualized" + ("; " + how if how else "") + ")"
+    elif how:
+        base += " (" + how + ")"
     prev = _prev_row(wd, t)
     facts = []
     if prev is not None and prev["funding_8h_mean"] is not None:
@@ -291,6 +332,75 @@ def _neg_streak(wd: WeekData, table: str, column: str) -> int:
     return n
 
 
+VENUE_LABELS = {"binance": "Binance", "bybit": "Bybit", "okx": "OKX"}
+
+
+def _venue_labels(venues: str | None) -> list[str]:
+    """Display names of a comma-separated venue (or venue:symbol) list, deduplicated, in order. Unknown venues keep
+    only their letters: these strings also go into the Data gaps lines, which are plain text."""
+    out: list[str] = []
+    for item in (venues or "").split(","):
+        v = item.strip().split(":", 1)[0]
+        if not v:
+            continue
+        label = VENUE_LABELS.get(v.lower()) or re.sub(r"[^A-Za-z]", "", v).capitalize() or "another venue"
+        if label not in out:
+            out.append(label)
+    return out
+
+
+def _and(labels: list[str]) -> str:
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def _oi_change(wd: WeekData, r: dict, gaps: list[str]) -> list[Fact]:
+    """The weekly OI change, like for like: only the series present at both ends (see METHODOLOGY)."""
+    t, w = "weekly_leverage", wd.week
+    if "oi_change_like_for_like_pct" not in r:  # a row written before the coverage columns existed
+        if r["oi_change_pct"] is None:
+            return []
+        c = num(t, w, "oi_change_pct", r["oi_change_pct"], "pct")
+        return [Fact("oi_weekly_change", 32, Phrase("Open interest changed {c} on the week.", {"c": c}), None, {"oi_change_pct": r["oi_change_pct"]})]
+    lfl = r["oi_change_like_for_like_pct"]
+    if lfl is None:
+        gaps.append("Open interest: no venue had a reading at both the open and the close, so no weekly change is reported.")
+        return []
+    parts: dict[str, Any] = {"c": num(t, w, "oi_change_like_for_like_pct", lfl, "pct")}
+    numbers = {"oi_change_like_for_like_pct": lfl, "oi_change_pct": r["oi_change_pct"]}
+    if not r.get("coverage_changed"):
+        return [Fact("oi_weekly_change", 32, Phrase("Open interest changed {c} on the week.", parts), None, numbers)]
+    v_open, v_close = _venue_labels(r.get("oi_venues_open")), _venue_labels(r.get("oi_venues_close"))
+    common = _venue_labels(r.get("oi_venues_common"))
+    lost = [v for v in v_open if v not in v_close]
+    joined = [v for v in v_close if v not in v_open]
+    if lost or joined:
+        parts["venues"] = Txt(_and(common))
+        tpl = "Open interest changed {c} on the week, comparing {venues} at both ends"
+        notes = []
+        if lost:
+            parts["lost"] = Txt(_and(lost))
+            tpl += "; {lost} had no open-interest reading on the close day"
+            notes.append(_and(lost) + " had no open-interest reading on the close day")
+        if joined:
+            parts["joined"] = Txt(_and(joined))
+            tpl += "; {joined} had no reading at the open"
+            notes.append(_and(joined) + " had no open-interest reading at the open")
+        gaps.append(
+            "Open interest coverage changed: " + "; ".join(notes) + ". The weekly change compares "
+            + _and(common) + " at both ends, not the totals."
+        )
+    else:
+        parts |= {
+            "n": num(t, w, "oi_series_common", r["oi_series_common"], "int"),
+            "o": num(t, w, "oi_series_open", r["oi_series_open"], "int"),
+            "k": num(t, w, "oi_series_close", r["oi_series_close"], "int"),
+        }
+        tpl = "Open interest changed {c} on the week over the {n} venue-symbol series present at both ends ({o} at the open, {k} at the close)"
+        gaps.append("Open interest coverage changed: some symbols had a reading at only one end of the week; the "
+                    "weekly change compares the series present at both ends, not the totals.")
+    return [Fact("oi_weekly_change", 32, Phrase(tpl + ".", parts), None, numbers)]
+
+
 def open_interest(wd: WeekData, gaps: list[str]) -> list[Fact]:
     r = wd.one("weekly_leverage")
     if r is None:
@@ -302,19 +412,26 @@ def open_interest(wd: WeekData, gaps: list[str]) -> list[Fact]:
     oi = num(t, w, "oi_close_usd", r["oi_close_usd"], "usd")
     facts = []
     if r["oi_ref_usd"] is not None and r["oi_vs_ref_pct"] is not None and r["oi_ref_day"] is not None:
+        # oi_vs_ref_pct is like for like (the series present on the reference day and at the close): the
+        # headline reads it, so a venue missing at the close cannot make "Leverage Resets".
         parts = {"oi": oi, "ref": num(t, w, "oi_ref_usd", r["oi_ref_usd"], "usd"), "day": num(t, w, "oi_ref_day", r["oi_ref_day"], "day_month"), "pct": num(t, w, "oi_vs_ref_pct", r["oi_vs_ref_pct"], "below_above_pct")}
+        tpl = "Total perpetual open interest stands at {oi}, {pct} the {ref} reference peak of {day}."
+        left_out = _venue_labels(r.get("oi_ref_missing"))
+        if left_out:
+            parts["left"] = Txt(_and(left_out))
+            tpl = ("Total perpetual open interest stands at {oi}; over the series with a reading on both days it is {pct} "
+                   "the {ref} reference peak of {day} ({left} series without a reading on that day are left out).")
         delev = r["oi_vs_ref_pct"] <= DELEVERAGING_PCT
         facts.append(
             Fact(
                 "oi_deleveraging" if delev else "oi_vs_peak",
                 75 if delev else 35,
-                Phrase("Total perpetual open interest stands at {oi}, {pct} the {ref} reference peak of {day}.", parts),
+                Phrase(tpl, parts),
                 Phrase("Leverage Resets", {}) if delev else None,
                 {"oi_vs_ref_pct": r["oi_vs_ref_pct"]},
             )
         )
-    if r["oi_change_pct"] is not None:
-        facts.append(Fact("oi_weekly_change", 32, Phrase("Open interest changed {c} on the week.", {"c": num(t, w, "oi_change_pct", r["oi_change_pct"], "pct")}), None, {"oi_change_pct": r["oi_change_pct"]}))
+    facts.extend(_oi_change(wd, r, gaps))
     return facts
 
 
@@ -333,7 +450,8 @@ def spot_volume(wd: WeekData, gaps: list[str]) -> list[Fact]:
         parts["c"] = num(t, w, "spot_change_pct", r["spot_change_pct"], "pct")
         tpl += " ({c} on the week before)"
         s = wd.one("weekly_market_summary")
-        resilient = r["spot_change_pct"] >= RESILIENT_SPOT_PCT and s is not None and s["total_mcap_change_pct"] < 0
+        fell = s is not None and s[_mcap_change_col(s)] is not None and s[_mcap_change_col(s)] < 0
+        resilient = r["spot_change_pct"] >= RESILIENT_SPOT_PCT and fell
     facts = [Fact("spot_resilient" if resilient else "spot_volume", 55 if resilient else 30, Phrase(tpl + (", holding up while prices fell." if resilient else "."), parts), None, {"spot_change_pct": r["spot_change_pct"]})]
     if r["perp_to_spot"] is not None:
         pp: dict[str, Any] = {"r": num(t, w, "perp_to_spot", r["perp_to_spot"], "ratio")}

@@ -85,6 +85,7 @@ FORMATS: dict[str, Callable] = {
     "fixed2": lambda v: f"{v:.2f}",
     "funding_bp": lambda v: f"{v * 1e4:+.2f} bp",  # a funding fraction per 8h, in basis points
     "ann_pct": lambda v: f"{v * 100:+.1f}%",  # an annualized fraction, in percent
+    "share_pct": lambda v: f"{v * 100:.0f}%",  # a share (0..1) as a whole percent, 48%
     "thousands": lambda v: f"{v:+,.0f}k",
     "int": lambda v: f"{int(v):,d}",
     "ordinal": ordinal,

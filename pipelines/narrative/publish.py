@@ -3,12 +3,19 @@
 Publishing the same bytes again is a no-op (the latest version is returned). Different bytes make version n+1,
 with ``CHANGES.md`` holding a unified diff (difflib) of the Markdown against version n. The latest version is
 also copied to ``reports/<week>/`` (report.md, report.html, manifest.json, charts/, CHANGES.md).
+
+Publishing is atomic: a version is written into ``versions/.tmp-<n>-<pid>/`` and renamed to ``versions/<n>/``
+only when complete (``.content-sha256`` written last). A version directory without its marker or its report.md
+(left by a kill during an older publish) is incomplete: it is treated as absent and swept, so its number is
+reused, and a stale temporary directory is swept the same way.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +37,26 @@ def _digest(files: dict[str, bytes]) -> str:
     return h.hexdigest()
 
 
-def _versions(week_dir: Path) -> list[int]:
+def _complete(vdir: Path) -> bool:
+    return (vdir / ".content-sha256").is_file() and (vdir / "report.md").is_file()
+
+
+def _sweep(week_dir: Path) -> None:
+    """Remove what a killed publish left: temporary dirs and numbered dirs that are not complete versions."""
     base = week_dir / "versions"
-    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()) if base.exists() else []
+    if not base.exists():
+        return
+    for p in sorted(base.iterdir()):
+        if p.is_dir() and (p.name.startswith(".tmp-") or (p.name.isdigit() and not _complete(p))):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _versions(week_dir: Path) -> list[int]:
+    """The complete versions, ascending (an incomplete numbered directory does not count)."""
+    base = week_dir / "versions"
+    if not base.exists():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit() and _complete(p))
 
 
 def changes_md(week: str, old_version: int | None, old_md: str, new_version: int, new_md: str) -> str:
@@ -51,6 +75,7 @@ def changes_md(week: str, old_version: int | None, old_md: str, new_version: int
 def publish(week_dir: Path, week: str, files: dict[str, bytes]) -> Published:
     """``files``: relative path -> bytes (must include report.md)."""
     digest = _digest(files)
+    _sweep(week_dir)
     versions = _versions(week_dir)
     if versions:
         last = week_dir / "versions" / str(versions[-1])
@@ -60,13 +85,16 @@ def publish(week_dir: Path, week: str, files: dict[str, bytes]) -> Published:
     n = versions[-1] + 1 if versions else 1
     vdir = week_dir / "versions" / str(n)
     old_md = (week_dir / "versions" / str(versions[-1]) / "report.md").read_text() if versions else ""
+    tmp = week_dir / "versions" / f".tmp-{n}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
     for rel, data in sorted(files.items()):
-        atomic_write_bytes(vdir / rel, data)
+        atomic_write_bytes(tmp / rel, data)
     atomic_write_bytes(
-        vdir / "CHANGES.md",
+        tmp / "CHANGES.md",
         changes_md(week, versions[-1] if versions else None, old_md, n, files["report.md"].decode()).encode(),
     )
-    atomic_write_bytes(vdir / ".content-sha256", digest.encode())  # written last: marks the version complete
+    atomic_write_bytes(tmp / ".content-sha256", digest.encode())  # written last: marks the version complete
+    os.rename(tmp, vdir)  # the version appears whole or not at all
     _write_latest(week_dir, vdir)
     return Published(n, vdir, True, digest)
 
