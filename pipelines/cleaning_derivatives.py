@@ -3,8 +3,8 @@
 For each (key, day) the newest stored pull covering the day is read (``ingest_derivatives.choose_pulls``);
 every row keeps the raw file it was read from (``raw_file``). Parsers raise ``PayloadError`` on drifted
 payloads; the builders return frames and write nothing, so a failure never touches stored partitions.
-Duplicate and out-of-order rows are resolved deterministically: one row per table key, the one from the
-newest page, rows sorted by key.
+Out-of-order rows are sorted by key; identical duplicate rows are dropped, and conflicting ones (same key,
+different values) refuse the pull with the key and both values named (``sources.dedupe``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pipelines import ingest_derivatives as ing
 from pipelines.schemas import UTC_MS, Column, Table, register
 from pipelines.sources import binance, bybit, okx
 from pipelines.sources.binance_vision import parse_metrics_csv, read_zip_csv
+from pipelines.sources.dedupe import unique_strict
 from pipelines.sources.fred import parse_fredgraph_csv
 from pipelines.sources.http import PayloadError
 from pipelines.warehouse import Warehouse
@@ -123,7 +124,7 @@ def _day_col(col: str = "ts") -> pl.Expr:
 
 
 def _per_page(wh: Warehouse, pull: ing.StoredPull, parse, ts: str, keys: list[str]) -> pl.DataFrame:
-    """Parse a pull page by page (raw_file per row) and keep the newest page's row per key."""
+    """Parse a pull page by page (raw_file per row); one row per key (conflicting duplicates raise)."""
     frames = []
     for rel in pull.files:
         df = parse([_load(wh, rel)])
@@ -131,7 +132,8 @@ def _per_page(wh: Warehouse, pull: ing.StoredPull, parse, ts: str, keys: list[st
     df = pl.concat(frames) if frames else None
     if df is None or df.is_empty():
         return df if df is not None else pl.DataFrame()
-    return df.unique(keys, keep="last", maintain_order=True).sort(keys)
+    # pages overlap: identical rows are dropped, conflicting ones refuse the pull (named), never "newest wins"
+    return unique_strict(df, keys, f"{pull.files[0]} and its pages", ignore=("raw_file",)).sort(keys)
 
 
 def _collect(wh: Warehouse, ds: ing.Dataset, days: list[date], build) -> list[pl.DataFrame]:

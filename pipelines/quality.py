@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 
 import polars as pl
 
@@ -156,3 +156,280 @@ def funding(wh: Warehouse, days: list[date]) -> Outcome:
     out.problems = [str({k: v for k, v in r.items() if k in ("date", "symbol", "exchange", "funding_rate", "funding_time")})
                     for r in bad.head(10).iter_rows(named=True)]
     return out
+
+
+# ---- week-level rules over the clean tables a week reads (issue 12) ---------------------------------------------
+# WRONG data blocks the week, naming the row; MISSING data becomes a named gap line in the report (``week_gaps``).
+# All of these are pure functions of frames (``week_frames`` reads them from the lake), so the mutation harness and
+# the Dagster check run the same code.
+
+TOP_N_REQUIRED = 100  # coins ranked this high by market cap on any day of the week must have sane values
+FUNDING_BLOCK_8H = 0.01  # a settlement above 1% per 8h is treated as corrupt input for the week (blocking)
+# Per clean table: the instant column (None: day-dated) and the columns that must be present and positive.
+WEEK_TABLES: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "coin_daily": (None, ()),  # price / market cap / volume rules apply to the top coins, see ``coin_values``
+    "funding_rates": ("funding_time", ()),
+    "open_interest": ("ts", ("oi_usd",)),
+    "long_short_ratio": ("ts", ("long_account", "short_account")),
+    "btc_hourly": ("ts", ("open", "high", "low", "close")),
+    "perp_volume_daily": (None, ("quote_volume_usd",)),
+}
+NON_NULL: dict[str, tuple[str, ...]] = {"funding_rates": ("funding_rate",)}
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.10g}" if isinstance(v, float) else str(v)
+
+
+def _row_name(table: str, row: dict, keys: tuple[str, ...]) -> str:
+    parts = [f"{k}={row[k]}" for k in ("date", *keys) if k in row and row[k] is not None]
+    return f"{table}[{', '.join(parts)}]"
+
+
+def week_days(week: str) -> tuple[date, date]:
+    """The daily partitions a week reads for its rules: the day before the open (for day-over-day rules) to
+    the next Monday (it holds the 00:00 settlement that belongs to the week)."""
+    from pipelines.partitions import week_close_days  # noqa: PLC0415
+
+    open_day, close_day = week_close_days(week)
+    return open_day - timedelta(days=1), close_day + timedelta(days=1)
+
+
+def week_frames(wh: Warehouse, week: str) -> dict[str, pl.DataFrame]:
+    """The clean daily tables' rows for ``week_days(week)`` (a table absent from the lake is left out); macro
+    observations of the three weeks up to the close. Read with DuckDB over the Parquet files, so a corrupt file
+    (duplicate keys, NaN) is seen as it is."""
+    first, last = week_days(week)
+    out: dict[str, pl.DataFrame] = {}
+    for name in WEEK_TABLES:
+        table = TABLES.get(name)
+        if table is None or not any((wh.lake_dir / name).glob("date=*/data.parquet")):
+            continue
+        out[name] = wh.query(f'SELECT * FROM "{table.name}" WHERE date BETWEEN ? AND ?', [first, last])
+    macro = TABLES.get("macro_observations")
+    if macro is not None and any((wh.lake_dir / macro.name).glob("series=*/data.parquet")):
+        out["macro_observations"] = wh.query(
+            f'SELECT series_id, date, value FROM "{macro.name}" WHERE date BETWEEN ? AND ?',
+            [first - timedelta(days=14), last],
+        )
+    return out
+
+
+def key_duplicates(table: str, df: pl.DataFrame) -> list[str]:
+    """Rows sharing a key (and partition day): CONFLICTING ones (different values) name both values; identical
+    ones are named too, since a sum over the lake would count them twice."""
+    t = TABLES.get(table)
+    if t is None or not t.key or df.is_empty():
+        return []
+    keys = [k for k in ("date", *t.key) if k in df.columns]
+    values = [c for c in df.columns if c not in keys and c != "raw_file"]
+    dup = df.filter(pl.len().over(keys) > 1)
+    out = []
+    for _, g in dup.group_by(keys, maintain_order=True):
+        rows = g.select(values).unique(maintain_order=True)
+        name = _row_name(table, g.row(0, named=True), t.key)
+        if rows.height > 1:
+            diff = [c for c in values if g[c].n_unique() > 1]
+            shown = "; ".join(f"{c}: {' vs '.join(_fmt(v) for v in g[c].to_list())}" for c in diff)
+            out.append(f"{name}: conflicting duplicate rows ({shown})")
+        else:
+            out.append(f"{name}: {g.height} identical rows (would be counted {g.height} times)")
+    return out
+
+
+def non_finite(table: str, df: pl.DataFrame) -> list[str]:
+    """NaN or infinite numbers in any float column."""
+    t = TABLES.get(table)
+    keys = t.key if t else ()
+    out = []
+    for c, dtype in df.schema.items():
+        if dtype not in (pl.Float64, pl.Float32):
+            continue
+        bad = df.filter(pl.col(c).is_nan() | pl.col(c).is_infinite())
+        out += [f"{_row_name(table, r, keys)}: {c} = {r[c]}" for r in bad.head(10).iter_rows(named=True)]
+    return out
+
+
+def required_values(table: str, df: pl.DataFrame) -> list[str]:
+    """Null or non-positive values where a value is required (``WEEK_TABLES``, ``NON_NULL``)."""
+    t = TABLES.get(table)
+    keys = t.key if t else ()
+    out = []
+    for c in WEEK_TABLES.get(table, (None, ()))[1]:
+        if c in df.columns:
+            bad = df.filter(pl.col(c).is_null() | (pl.col(c) <= 0))
+            out += [f"{_row_name(table, r, keys)}: {c} = {r[c]} (must be positive)" for r in bad.head(10).iter_rows(named=True)]
+    for c in NON_NULL.get(table, ()):
+        if c in df.columns:
+            bad = df.filter(pl.col(c).is_null())
+            out += [f"{_row_name(table, r, keys)}: {c} is null" for r in bad.head(10).iter_rows(named=True)]
+    return out
+
+
+def instants(table: str, df: pl.DataFrame) -> list[str]:
+    """A timestamp outside its partition's UTC day (shifted), or an hourly bar not on the hour."""
+    col = WEEK_TABLES.get(table, (None, ()))[0]
+    if col is None or col not in df.columns or "date" not in df.columns or df.is_empty():
+        return []
+    keys = TABLES[table].key
+    ts = pl.col(col).dt.convert_time_zone("UTC") if df.schema[col].time_zone else pl.col(col)
+    bad = df.filter(ts.dt.date() != pl.col("date"))
+    out = [f"{_row_name(table, r, keys)}: {col} {r[col]} is not on the partition's day" for r in bad.head(10).iter_rows(named=True)]
+    if table == "btc_hourly":
+        off = df.filter((ts.dt.minute() != 0) | (ts.dt.second() != 0))
+        out += [f"{_row_name(table, r, keys)}: bar {r[col]} is not on the hour" for r in off.head(10).iter_rows(named=True)]
+    return out
+
+
+def funding_implausible(df: pl.DataFrame) -> list[str]:
+    """A settlement beyond 1% per 8h (normalised by its interval): corrupt for this pipeline's majors."""
+    if df.is_empty() or "funding_rate" not in df.columns:
+        return []
+    rate8 = pl.col("funding_rate") * 8 / pl.col("interval_hours").cast(pl.Float64)
+    bad = df.filter(rate8.abs() > FUNDING_BLOCK_8H)
+    return [
+        f"{_row_name('funding_rates', r, TABLES['funding_rates'].key)}: funding_rate = {_fmt(r['funding_rate'])} "
+        f"per {r['interval_hours']}h, beyond {FUNDING_BLOCK_8H:.0%} per 8h"
+        for r in bad.head(10).iter_rows(named=True)
+    ]
+
+
+def top_coins(coin_daily: pl.DataFrame, top_n: int = TOP_N_REQUIRED) -> list[str]:
+    """Coins ranked in the top ``top_n`` by market cap on any day present (ties by coin id)."""
+    if coin_daily.is_empty():
+        return []
+    ranked = coin_daily.filter(pl.col("market_cap_usd") > 0).with_columns(
+        pl.col("market_cap_usd").rank("ordinal", descending=True).over("date").alias("_rank")
+    )
+    return sorted(set(ranked.filter(pl.col("_rank") <= top_n)["coin_id"].to_list()))
+
+
+def coin_values(coin_daily: pl.DataFrame, top_n: int = TOP_N_REQUIRED) -> list[str]:
+    """A top coin (``top_coins``) with a null or non-positive price, market cap or volume on any day present."""
+    top = top_coins(coin_daily, top_n)
+    rows = coin_daily.filter(pl.col("coin_id").is_in(top))
+    out = []
+    for c in ("price_usd", "market_cap_usd", "volume_24h_usd"):
+        bad = rows.filter(pl.col(c).is_null() | (pl.col(c) <= 0)).sort("date", "coin_id")
+        out += [f"coin_daily[date={r['date']}, coin_id={r['coin_id']}]: {c} = {r[c]} for a top-{top_n} coin"
+                for r in bad.head(10).iter_rows(named=True)]
+    return out
+
+
+def week_violations(frames: dict[str, pl.DataFrame]) -> list[str]:
+    """Every WRONG-data violation in a week's clean frames (see ``week_frames``), each naming its row."""
+    out: list[str] = []
+    for table, df in frames.items():
+        out += key_duplicates(table, df) if table != "macro_observations" else key_duplicates_macro(df)
+        out += non_finite(table, df)
+        out += required_values(table, df)
+        out += instants(table, df)
+    if "coin_daily" in frames:
+        out += coin_values(frames["coin_daily"])
+    if "funding_rates" in frames:
+        out += funding_implausible(frames["funding_rates"])
+    return out
+
+
+def key_duplicates_macro(df: pl.DataFrame) -> list[str]:
+    if df.is_empty():
+        return []
+    dup = df.filter(pl.len().over("series_id", "date") > 1)
+    return [
+        f"macro_observations[series_id={k[0]}, date={k[1]}]: {g.height} rows "
+        f"(value: {' vs '.join(_fmt(v) for v in g['value'].to_list())})"
+        for k, g in dup.group_by("series_id", "date", maintain_order=True)
+    ]
+
+
+def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> list[str]:
+    """MISSING data in a week's clean frames, as named gap lines for the report (never filled):
+
+    * a coin with a market cap at the open but no row on a later day of the week;
+    * a (venue, symbol) with funding settlements, OI readings or perp volume in the week but none on some day;
+      a venue present at the open but absent afterwards;
+    * BTC hourly bars missing in the week;
+    * a weekday with no row, or a blank value, in a daily FRED series (the returns then use an earlier close).
+    """
+    from pipelines.partitions import week_close_days  # noqa: PLC0415
+
+    open_day, close_day = week_close_days(week)
+    week_days_ = [open_day + timedelta(days=i) for i in range((close_day - open_day).days + 1)]
+    out: list[str] = []
+
+    def listed(items: list[str]) -> str:
+        more = f" and {len(items) - limit} more" if len(items) > limit else ""
+        return ", ".join(items[:limit]) + more
+
+    cd = frames.get("coin_daily")
+    if cd is not None and not cd.is_empty():
+        at_open = set(cd.filter((pl.col("date") == open_day) & (pl.col("market_cap_usd") > 0))["coin_id"].to_list())
+        for d in week_days_[1:]:
+            there = set(cd.filter(pl.col("date") == d)["coin_id"].to_list())
+            gone = sorted(at_open - there)
+            if gone:
+                out.append(f"Prices: no close on {d} for {listed(gone)} (not filled; totals and indices use the coins priced).")
+    for table in ("funding_rates", "open_interest", "perp_volume_daily"):
+        df = frames.get(table)
+        if df is None or df.is_empty():
+            continue
+        days = week_days_[1:]  # Monday..Sunday partitions
+        inweek = df.filter(pl.col("date").is_in(days))
+        series = sorted(set(inweek.select("exchange", "symbol").iter_rows()))
+        for d in days:
+            there = set(inweek.filter(pl.col("date") == d).select("exchange", "symbol").iter_rows())
+            absent = [f"{e} {s}" for e, s in series if (e, s) not in there]
+            if absent:
+                out.append(f"{table}: nothing on {d} for {listed(absent)} (not filled).")
+        venues_before = set(df.filter(pl.col("date") < days[0])["exchange"].to_list())
+        for v in sorted(venues_before - set(inweek["exchange"].to_list())):
+            out.append(f"{table}: no {v} data in the week (it had data before; figures cover the other venues).")
+    hourly = frames.get("btc_hourly")
+    if hourly is not None:
+        from pipelines.partitions import utc_midnight  # noqa: PLC0415
+
+        start = utc_midnight(close_day + timedelta(days=1)) - timedelta(days=7)
+        expected = [start + timedelta(hours=h) for h in range(7 * 24)]
+        have = {t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC) for t in hourly["ts"].to_list()}
+        lost = [t for t in expected if t not in have]
+        if lost:
+            out.append(f"BTC hourly bars: {len(lost)} missing in the week, first {lost[0]:%Y-%m-%d %H:00} UTC (not filled).")
+    macro = frames.get("macro_observations")
+    if macro is not None and not macro.is_empty():
+        first_weekday = open_day - timedelta(days=2)  # the Friday before: the open boundary of market returns
+        wanted = [first_weekday + timedelta(days=i) for i in range((close_day - first_weekday).days + 1)]
+        wanted = [d for d in wanted if d.weekday() < 5]
+        for sid in sorted(set(macro["series_id"].to_list())):
+            s = macro.filter(pl.col("series_id") == sid)
+            dates = s["date"].to_list()
+            if len(dates) < 5 or not _is_daily(dates):
+                continue
+            present = dict(s.select("date", "value").iter_rows())
+            lost = [d.isoformat() for d in wanted if d not in present]
+            blank = [d.isoformat() for d in wanted if d in present and present[d] is None]
+            if lost:
+                out.append(f"Macro: {sid} has no observation for {listed(lost)} (the return uses the last earlier close).")
+            if blank:
+                out.append(f"Macro: {sid} is blank on {listed(blank)} (holiday or unpublished; the last earlier close is used).")
+    return out
+
+
+def _is_daily(dates: list[date]) -> bool:
+    ds = sorted(set(dates))
+    steps = [(b - a).days for a, b in zip(ds, ds[1:], strict=False)]
+    return bool(steps) and sorted(steps)[len(steps) // 2] <= 3
+
+
+def week_problems(wh: Warehouse, week: str) -> list[str]:
+    """Every blocking problem of the inputs a week reads: the coin_daily rules (coverage, duplicates, outliers,
+    staleness) over open..close day, then ``week_violations`` over every clean table of the week. Each names
+    its rule and row. Used by the ``week_inputs_quality`` check and by the mutation harness."""
+    from pipelines.cleaning import latest_registry  # noqa: PLC0415
+    from pipelines.partitions import days_between, week_close_days  # noqa: PLC0415
+
+    open_day, close_day = week_close_days(week)
+    days = days_between(open_day, close_day)
+    registry = latest_registry(wh)
+    outcomes = [coverage(wh, days, registry.height), duplicates(wh, days), outliers(wh, days), stale(wh, days)]
+    problems = [f"{o.name}: {p}" for o in outcomes for p in o.problems]
+    return problems + [f"week_values: {p}" for p in week_violations(week_frames(wh, week))]

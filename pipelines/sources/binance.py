@@ -27,6 +27,7 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.sources.dedupe import unique_strict
 from pipelines.sources.http import Fetched, HistoryLimitError, HttpSource, PayloadError, SourceError
 
 FAPI_BASE_URL = "https://fapi.binance.com"
@@ -265,7 +266,7 @@ def parse_funding_rates(pages: list[Any], endpoint: str = "/fapi/v1/fundingRate"
     schema.pop("interval_hours")
     schema["funding_time"] = pl.Int64
     df = pl.DataFrame(out, schema=schema).with_columns(pl.col("funding_time").cast(UTC_MS))
-    df = df.unique(["symbol", "funding_time"], keep="last")
+    df = unique_strict(df, ["symbol", "funding_time"], "Binance payload")
     return infer_interval_hours(df).select(list(FUNDING_SCHEMA))
 
 
@@ -299,7 +300,7 @@ def parse_open_interest_hist(pages: list[Any], endpoint: str = "/futures/data/op
                         "oi_base": _num(r["sumOpenInterest"], "sumOpenInterest", endpoint),
                         "oi_usd": _num(r["sumOpenInterestValue"], "sumOpenInterestValue", endpoint)})
     df = pl.DataFrame(out, schema={**OI_SCHEMA, "ts": pl.Int64}).with_columns(pl.col("ts").cast(UTC_MS))
-    return df.unique(["symbol", "ts"], keep="last").sort("symbol", "ts")
+    return unique_strict(df, ["symbol", "ts"], "Binance payload").sort("symbol", "ts")
 
 
 def parse_long_short_ratio(pages: list[Any], endpoint: str = "/futures/data/globalLongShortAccountRatio") -> pl.DataFrame:
@@ -317,7 +318,7 @@ def parse_long_short_ratio(pages: list[Any], endpoint: str = "/futures/data/glob
     bad = df.filter((pl.col("long_account") < 0) | (pl.col("long_account") > 1))
     if bad.height:
         raise _drift("longAccount outside 0..1 (a percentage?)", endpoint)
-    return df.unique(["symbol", "ts"], keep="last").sort("symbol", "ts")
+    return unique_strict(df, ["symbol", "ts"], "Binance payload").sort("symbol", "ts")
 
 
 KLINE_SCHEMA = {"open_time": UTC_MS, "open": pl.Float64, "high": pl.Float64, "low": pl.Float64, "close": pl.Float64,
@@ -341,7 +342,7 @@ def parse_klines(pages: list[Any], endpoint: str = "/fapi/v1/klines") -> pl.Data
                         _num(r[10], "taker_buy_quote_volume", endpoint)))
     schema = {**KLINE_SCHEMA, "open_time": pl.Int64, "close_time": pl.Int64}
     df = pl.DataFrame(out, schema=schema, orient="row").with_columns(pl.col("open_time", "close_time").cast(UTC_MS))
-    return df.unique("open_time", keep="last").sort("open_time")
+    return unique_strict(df, "open_time", "Binance " + "open_time").sort("open_time")
 
 
 def utc(ms_: int) -> datetime:

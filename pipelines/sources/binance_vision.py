@@ -26,6 +26,7 @@ from typing import Any
 import polars as pl
 
 from pipelines.sources.binance import FUNDING_SCHEMA, KLINE_SCHEMA, UTC_MS
+from pipelines.sources.dedupe import unique_strict
 from pipelines.sources.http import HttpSource, PayloadError, SourceError
 
 BASE_URL = "https://data.binance.vision"
@@ -161,7 +162,7 @@ def parse_metrics_csv(text: str) -> pl.DataFrame:
         df = df.with_columns(pl.col("ts").str.strptime(pl.Datetime("ms"), "%Y-%m-%d %H:%M:%S").dt.replace_time_zone("UTC"))
     except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError) as exc:
         raise _drift(f"create_time is not 'YYYY-MM-DD HH:MM:SS' ({exc})", "metrics") from exc
-    return df.unique(["symbol", "ts"], keep="last").sort("symbol", "ts")
+    return unique_strict(df, ["symbol", "ts"], "Binance archive payload").sort("symbol", "ts")
 
 
 def parse_funding_csv(text: str, symbol: str) -> pl.DataFrame:
@@ -177,7 +178,7 @@ def parse_funding_csv(text: str, symbol: str) -> pl.DataFrame:
                     "funding_time": t - t % 3_600_000, "funding_rate": _float(r[2], "fundingRate"),
                     "interval_hours": int(hours), "mark_price": None})
     df = pl.DataFrame(out, schema={**FUNDING_SCHEMA, "funding_time": pl.Int64})
-    return df.with_columns(pl.col("funding_time").cast(UTC_MS)).unique("funding_time", keep="last").sort("funding_time")
+    return unique_strict(df.with_columns(pl.col("funding_time").cast(UTC_MS)), "funding_time", "Binance archive " + "funding_time").sort("funding_time")
 
 
 def parse_klines_csv(text: str) -> pl.DataFrame:
@@ -189,4 +190,4 @@ def parse_klines_csv(text: str) -> pl.DataFrame:
                     _float(r[10], "klines")))
     schema = {**KLINE_SCHEMA, "open_time": pl.Int64, "close_time": pl.Int64}
     df = pl.DataFrame(out, schema=schema, orient="row").with_columns(pl.col("open_time", "close_time").cast(UTC_MS))
-    return df.unique("open_time", keep="last").sort("open_time")
+    return unique_strict(df, "open_time", "Binance archive " + "open_time").sort("open_time")

@@ -23,6 +23,7 @@ from typing import Any
 import polars as pl
 
 from pipelines.sources.binance import FUNDING_SCHEMA, OI_SCHEMA, UTC_MS, infer_interval_hours, ms
+from pipelines.sources.dedupe import unique_strict
 from pipelines.sources.http import Fetched, HttpSource, PayloadError, SourceError
 
 BASE_URL = "https://api.bybit.com"
@@ -138,7 +139,7 @@ def parse_funding_history(bodies: list[Any], endpoint: str = "/v5/market/funding
                         "mark_price": None})
     schema = {k: v for k, v in FUNDING_SCHEMA.items() if k != "interval_hours"} | {"funding_time": pl.Int64}
     df = pl.DataFrame(out, schema=schema).with_columns(pl.col("funding_time").cast(UTC_MS))
-    df = df.unique(["symbol", "funding_time"], keep="last")
+    df = unique_strict(df, ["symbol", "funding_time"], "Bybit payload")
     return infer_interval_hours(df).select(list(FUNDING_SCHEMA))
 
 
@@ -155,7 +156,7 @@ def parse_open_interest(bodies: list[Any], endpoint: str = "/v5/market/open-inte
             out.append({"venue": "bybit", "symbol": sym, "base": sym[:-4] if sym.endswith("USDT") else sym,
                         "ts": _i(r["timestamp"], endpoint), "oi_base": _f(r["openInterest"], endpoint), "oi_usd": None})
     df = pl.DataFrame(out, schema={**OI_SCHEMA, "ts": pl.Int64}).with_columns(pl.col("ts").cast(UTC_MS))
-    return df.unique(["symbol", "ts"], keep="last").sort("symbol", "ts")
+    return unique_strict(df, ["symbol", "ts"], "Bybit payload").sort("symbol", "ts")
 
 
 def attach_usd(oi: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFrame:

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.sources.dedupe import unique_strict
 from pipelines.sources.http import Fetched, HistoryLimitError, HttpSource, PayloadError, SourceError
 
 PUBLIC_BASE_URL = "https://api.coingecko.com/api/v3"
@@ -157,7 +158,7 @@ def parse_market_chart(body: Any, endpoint: str = "/coins/{id}/market_chart/rang
         rows = _series(body, key, endpoint)
         clean = [(int(t), None if v is None or not math.isfinite(v) else float(v)) for t, v in rows]
         frames.append(
-            pl.DataFrame(clean, schema={"ts_ms": pl.Int64, col: pl.Float64}, orient="row").unique("ts_ms", keep="last")
+            unique_strict(pl.DataFrame(clean, schema={"ts_ms": pl.Int64, col: pl.Float64}, orient="row"), "ts_ms", f"CoinGecko market chart {col}")
         )
     df = frames[0].join(frames[1], on="ts_ms", how="full", coalesce=True).join(frames[2], on="ts_ms", how="full", coalesce=True)
     return (

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from datetime import date
 from typing import Any
 
 import polars as pl
 
+from pipelines.sources.dedupe import unique_strict
 from pipelines.sources.http import Fetched, HttpSource, PayloadError
 
 BASE_URL = "https://fred.stlouisfed.org"
@@ -91,8 +93,11 @@ def parse_fredgraph_csv(text: str | bytes, endpoint: str = "/graph/fredgraph.csv
                 except ValueError:
                     raise PayloadError(f"line {n}: bad value {cell[:20]!r}", endpoint=endpoint, params={},
                                        status=200) from None
+                if not math.isfinite(value):
+                    raise PayloadError(f"line {n}: {sid} on {day} is {cell[:20]!r}, not a finite number",
+                                       endpoint=endpoint, params={}, status=200)
             out.append({"series_id": sid, "date": day, "value": value})
-    return pl.DataFrame(out, schema=SCHEMA).unique(["series_id", "date"], keep="last").sort("series_id", "date")
+    return unique_strict(pl.DataFrame(out, schema=SCHEMA), ["series_id", "date"], "FRED payload").sort("series_id", "date")
 
 
 def gold_proxy_daily(chart: pl.DataFrame) -> pl.DataFrame:

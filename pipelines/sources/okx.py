@@ -24,6 +24,7 @@ from typing import Any
 import polars as pl
 
 from pipelines.sources.binance import FUNDING_SCHEMA, UTC_MS, infer_interval_hours, ms
+from pipelines.sources.dedupe import unique_strict
 from pipelines.sources.http import Fetched, HttpSource, PayloadError, SourceError
 
 BASE_URL = "https://www.okx.com"
@@ -130,7 +131,7 @@ def parse_funding_history(bodies: list[Any], endpoint: str = "/api/v5/public/fun
                         "funding_time": t - t % 3_600_000, "funding_rate": _f(rate, endpoint), "mark_price": None})
     schema = {k: v for k, v in FUNDING_SCHEMA.items() if k != "interval_hours"} | {"funding_time": pl.Int64}
     df = pl.DataFrame(out, schema=schema).with_columns(pl.col("funding_time").cast(UTC_MS))
-    df = df.unique(["symbol", "funding_time"], keep="last")
+    df = unique_strict(df, ["symbol", "funding_time"], "OKX payload")
     return infer_interval_hours(df).select(list(FUNDING_SCHEMA))
 
 
@@ -145,4 +146,4 @@ def parse_open_interest_volume(body: Any, ccy: str,
                     "volume_usd": _f(r[2], endpoint)})
     schema = {"venue": pl.String, "base": pl.String, "ts": pl.Int64, "oi_usd": pl.Float64, "volume_usd": pl.Float64}
     df = pl.DataFrame(out, schema=schema).with_columns(pl.col("ts").cast(UTC_MS))
-    return df.unique("ts", keep="last").sort("ts")
+    return unique_strict(df, "ts", "OKX " + "ts").sort("ts")

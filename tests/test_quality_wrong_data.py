@@ -1,0 +1,125 @@
+"""WRONG data blocks the week with the row named (issue 12): the week-level rules of ``pipelines.quality`` on
+frames and on the synthetic lake, conflicting duplicates refused at parse time, and the check that never
+silently evaluates another set of days. Each test failed before its fix (the rules did not exist, parsers kept the
+last duplicate, ``_days_of_run`` swallowed any exception)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, date, datetime
+from types import SimpleNamespace
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from assets import checks_quality
+from pipelines import quality
+from pipelines.schemas import COIN_DAILY
+from pipelines.sources import binance, fred
+from pipelines.sources.coingecko import parse_market_chart
+from pipelines.sources.dedupe import ConflictingDuplicates
+from pipelines.warehouse import Warehouse
+from tests._weekly_world import build, write_lake
+
+WEEK = "2025-04-21"
+OPEN, CLOSE = date(2025, 4, 20), date(2025, 4, 27)
+UPTO = datetime(2025, 4, 29, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def base_lake(tmp_path_factory):
+    root = tmp_path_factory.mktemp("quality_base")
+    write_lake(root, build(), UPTO)
+    return root
+
+
+@pytest.fixture
+def lake(base_lake, tmp_path) -> Warehouse:
+    shutil.copytree(base_lake, tmp_path / "wh")
+    return Warehouse(tmp_path / "wh")
+
+
+def _rewrite(wh: Warehouse, day: date, fn) -> None:
+    df = wh.read_partition(COIN_DAILY, day.isoformat())
+    wh.write_partition(COIN_DAILY, day.isoformat(), fn(df))
+    wh.refresh_catalog()
+
+
+def test_clean_week_passes(lake) -> None:
+    assert quality.week_problems(lake, WEEK) == []
+
+
+@pytest.mark.parametrize("value", [0.0, None, -5.0])
+@pytest.mark.parametrize("day", [OPEN, CLOSE])
+def test_top_coin_market_cap_zero_or_null_blocks_naming_the_row(lake, day, value) -> None:
+    _rewrite(lake, day, lambda df: df.with_columns(
+        pl.when(pl.col("coin_id") == "alt000").then(pl.lit(value, pl.Float64)).otherwise(pl.col("market_cap_usd"))
+        .alias("market_cap_usd")))
+    problems = quality.week_problems(lake, WEEK)
+    assert any(f"date={day}, coin_id=alt000" in p and "market_cap_usd" in p for p in problems), problems
+
+
+def test_non_finite_price_blocks(lake) -> None:
+    _rewrite(lake, CLOSE, lambda df: df.with_columns(
+        pl.when(pl.col("coin_id") == "alt010").then(float("inf")).otherwise(pl.col("price_usd")).alias("price_usd")))
+    problems = quality.week_problems(lake, WEEK)
+    assert any("coin_id=alt010" in p and "price_usd = inf" in p for p in problems), problems
+
+
+def test_rules_on_frames_name_the_row() -> None:
+    t = datetime(2025, 4, 21, 8, tzinfo=UTC)
+    f = pl.DataFrame({"date": [date(2025, 4, 21)] * 3, "exchange": ["binance"] * 3, "symbol": ["BTCUSDT"] * 3,
+                      "funding_time": [t, t, datetime(2025, 4, 22, 8, tzinfo=UTC)], "funding_rate": [1e-4, 2e-4, 0.02],
+                      "interval_hours": [8, 8, 8], "raw_file": ["a", "b", "c"]})
+    text = "\n".join(quality.week_violations({"funding_rates": f}))
+    assert "conflicting duplicate rows (funding_rate: 0.0001 vs 0.0002)" in text
+    assert "2025-04-22 08:00:00+00:00 is not on the partition's day" in text
+    assert "funding_rate = 0.02 per 8h" in text
+    ident = f.head(2).with_columns(pl.lit(1e-4).alias("funding_rate"), pl.lit("a").alias("raw_file"))
+    assert "2 identical rows" in "\n".join(quality.key_duplicates("funding_rates", ident))
+
+
+def test_conflicting_duplicate_points_are_refused_at_parse_identical_ones_dropped() -> None:
+    t = 1745193600000
+    same = {"prices": [[t, 1.0], [t, 1.0]], "market_caps": [[t, 10.0]], "total_volumes": [[t, 5.0]]}
+    assert parse_market_chart(same).height == 1
+    with pytest.raises(ConflictingDuplicates, match=r"ts_ms=1745193600000 \(price: 1.0 vs 2.0\)"):
+        parse_market_chart({**same, "prices": [[t, 1.0], [t, 2.0]]})
+    page = [{"symbol": "BTCUSDT", "fundingTime": t, "fundingRate": "0.0001", "markPrice": "1"}]
+    clash = [{**page[0], "fundingRate": "0.0003"}]
+    assert binance.parse_funding_rates([page, page]).height == 1
+    with pytest.raises(ConflictingDuplicates, match="funding_rate: 0.0001 vs 0.0003"):
+        binance.parse_funding_rates([page, clash])
+    csv = "observation_date,SP500\n2025-04-17,5000\n2025-04-17,5100\n"
+    with pytest.raises(ConflictingDuplicates, match="5000.0 vs 5100.0"):
+        fred.parse_fredgraph_csv(csv)
+    assert fred.parse_fredgraph_csv("observation_date,SP500\n2025-04-17,5000\n2025-04-17,5000\n").height == 1
+
+
+def _ctx(tags: dict, has_range: bool, rng=None, exc: Exception | None = None):
+    class C:
+        run = SimpleNamespace(tags=tags)
+        has_partition_key_range = has_range
+
+        @property
+        def partition_key_range(self):
+            if exc is not None:
+                raise exc
+            return rng
+
+    return C()
+
+
+def test_days_of_run_never_silently_checks_other_days() -> None:
+    tags = {checks_quality.RANGE_START_TAG: "2025-04-20", checks_quality.RANGE_END_TAG: "2025-04-22"}
+    days = [date(2025, 4, 20), date(2025, 4, 21), date(2025, 4, 22)]
+    assert checks_quality._days_of_run(_ctx(tags, True, dg.PartitionKeyRange("2025-04-20", "2025-04-22"))) == days
+    # an unexpected error used to be swallowed, then the tags were used: now it propagates
+    with pytest.raises(RuntimeError):
+        checks_quality._days_of_run(_ctx(tags, True, exc=RuntimeError("boom")))
+    # the step's range and the run's tags disagree: refuse instead of checking one of them
+    with pytest.raises(dg.Failure, match="refusing to guess"):
+        checks_quality._days_of_run(_ctx(tags, True, dg.PartitionKeyRange("2025-04-23", "2025-04-24")))
+    # the documented case (unpartitioned step): the run's tags define the range
+    assert checks_quality._days_of_run(_ctx(tags, True, exc=dg.DagsterInvariantViolationError("x"))) == days
