@@ -38,7 +38,8 @@ def frames(names: tuple[str, str] = ("Bitcoin", "btc")) -> dict[str, pl.DataFram
         out["weekly_total_market_cap"].append(
             {"week_start": w, "open_day": w - timedelta(1), "close_day": w + timedelta(6), "mcap_open_usd": start,
              "mcap_close_usd": end, "mcap_low_usd": min(start, end), "mcap_high_usd": max(start, end),
-             "change_pct": (end / start - 1) * 100}
+             "change_pct": (end / start - 1) * 100, "coins_open": 190, "coins_close": 190, "coins_carried_open": 0,
+             "coins_carried_close": 0}
         )
         out["weekly_crypto_rank"].append(
             {"week_start": w, "crypto_rank": 7 if i >= 5 else 3, "assets_ranked": 7, "is_worst": i >= 5,

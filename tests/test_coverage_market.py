@@ -65,3 +65,46 @@ def test_the_report_prints_the_like_for_like_change() -> None:
     )
     assert any(g.startswith("Market cap coverage changed") for g in gaps)
     assert "spot_resilient" not in {f.key for f in facts}  # the market did not fall like for like
+
+
+def _coin_daily(caps: dict[str, list[float | None]], first: date) -> pl.DataFrame:
+    rows = [
+        {"date": first + timedelta(days=i), "coin_id": c, "market_cap_usd": v}
+        for c, vals in caps.items()
+        for i, v in enumerate(vals)
+        if v is not None
+    ]
+    return pl.DataFrame(rows, schema={"date": pl.Date, "coin_id": pl.String, "market_cap_usd": pl.Float64})
+
+
+def test_a_coin_missing_on_the_close_day_is_no_fall_and_no_crossing() -> None:
+    from pipelines.metrics.market import level_crossings, total_market_cap_daily, weekly_total_market_cap
+
+    first = OPEN - timedelta(days=3)  # 11 days: first .. CLOSE
+    cd = _coin_daily(
+        {
+            "bitcoin": [2.0e12] * 10 + [2.02e12],
+            "ethereum": [0.5e12] * 10 + [0.505e12],
+            "tether": [0.6e12] * 10 + [None],
+        },  # no tether reading on the close day
+        first,
+    )
+    daily = total_market_cap_daily(cd)
+    assert daily.filter(pl.col("date") == CLOSE).select("total_mcap_usd", "coins", "coins_carried").row(
+        0
+    ) == (pytest.approx(3.125e12), 2, 1)
+    row = weekly_total_market_cap(daily, WEEK.isoformat()).row(0, named=True)
+    assert row["change_pct"] == pytest.approx(25e9 / 3.1e12 * 100)  # +0.8%, not -18.5%
+    assert (row["coins_open"], row["coins_close"], row["coins_carried_close"]) == (3, 2, 1)
+    assert level_crossings(daily, WEEK.isoformat()).height == 0  # no "falls below $3T" from the gap
+
+
+def test_a_coin_gone_longer_than_the_carry_leaves_the_total() -> None:
+    from pipelines.metrics.market import total_market_cap_daily
+
+    cd = _coin_daily({"a": [1.0, 1.0, 1.0], "b": [2.0] + [None] * 5 + [2.0]}, date(2025, 11, 1))
+    cd = cd.vstack(
+        _coin_daily({"a": [1.0] * 7}, date(2025, 11, 1)).filter(pl.col("date") > date(2025, 11, 3))
+    )
+    got = dict(total_market_cap_daily(cd, carry_days=3).select("date", "total_mcap_usd").iter_rows())
+    assert [got[date(2025, 11, d)] for d in range(1, 8)] == [3.0, 3.0, 3.0, 3.0, 1.0, 1.0, 3.0]
