@@ -108,3 +108,50 @@ def test_a_coin_gone_longer_than_the_carry_leaves_the_total() -> None:
     )
     got = dict(total_market_cap_daily(cd, carry_days=3).select("date", "total_mcap_usd").iter_rows())
     assert [got[date(2025, 11, d)] for d in range(1, 8)] == [3.0, 3.0, 3.0, 3.0, 1.0, 1.0, 3.0]
+
+
+def test_index_members_priced_at_each_end_are_counted() -> None:
+    from pipelines.metrics.sectors import WEEKLY_INDEX_RETURNS, IndexSpec, weekly_index_returns
+
+    start = date(2025, 11, 9)  # this week's open day is index 7 (11-16), close 14 (11-23)
+    prices = {"a": [1.0] * 14 + [1.1], "b": [1.0] * 12 + [1.2, None, None], "c": [1.0] * 8 + [None] * 7}
+    rows = [
+        {
+            "date": start + timedelta(days=i),
+            "coin_id": c,
+            "symbol": c,
+            "name": c,
+            "price_usd": p,
+            "market_cap_usd": 100.0 * p,
+            "volume_24h_usd": 0.0,
+        }
+        for c, ps in prices.items()
+        for i, p in enumerate(ps)
+        if p is not None
+    ]
+    cd = pl.DataFrame(rows)
+    cats = pl.DataFrame({"coin_id": list(prices), "categories": [["x"]] * 3})
+    out = weekly_index_returns(
+        cd, cats, list(prices), WEEK.isoformat(), (IndexSpec("all", None, 1, 3),), cap=1.0
+    )
+    WEEKLY_INDEX_RETURNS.conform(out)
+    r = out.row(0, named=True)
+    # a priced on the close day, b at its last price of the week (+20%), c never priced after the open: left out
+    assert (r["constituents"], r["members_close"], r["members_carried"], r["members_dropped"]) == (3, 1, 1, 1)
+    assert r["return_pct"] == pytest.approx(100 * (0.1 + 0.2) / 2)
+
+
+def test_the_sector_line_says_how_many_members_were_priced_on_the_close_day() -> None:
+    from pipelines.narrative.render import render_week
+
+    fr = frames()
+    cur = (pl.col("week_start") == WEEK) & (pl.col("index") == "l2")
+    fr["weekly_index_returns"] = fr["weekly_index_returns"].with_columns(
+        pl.when(cur)
+        .then(pl.lit(10, dtype=pl.Int32))
+        .otherwise(pl.col("members_close"))
+        .alias("members_close")
+    )
+    md = render_week(from_frames(WEEK.isoformat(), fr)).markdown
+    assert "Layer 2 (L2) down 14.9% (12 members, 10 priced on the close day)" in md
+    assert "Gaming down 12.0% (12 members)" in md
