@@ -73,3 +73,14 @@ def test_no_partial_version_is_visible_while_writing(tmp_path: Path, monkeypatch
     p = publish(week_dir, W, files("two\n"))
     assert p.version == 2 and (week_dir / "report.md").read_text() == "two\n"
     assert sorted(x.name for x in (week_dir / "versions").iterdir()) == ["1", "2"]
+
+
+def test_a_running_writers_temporary_dir_is_left_alone(tmp_path: Path) -> None:
+    import os
+
+    week_dir = tmp_path / W
+    parent = os.getppid()  # a process that is running
+    live = week_dir / "versions" / f".tmp-1-{parent}"
+    live.mkdir(parents=True)
+    p = publish(week_dir, W, files("one\n"))
+    assert p.version == 1 and live.exists()
