@@ -40,7 +40,13 @@ def test_incomplete_version_dir_is_swept_and_reused(tmp_path: Path) -> None:
 def test_first_publish_after_a_killed_first_publish(tmp_path: Path) -> None:
     week_dir = tmp_path / W
     (week_dir / "versions" / "1").mkdir(parents=True)  # killed before report.md was written
-    (week_dir / "versions" / ".tmp-1-999").mkdir()  # and a stale temporary directory
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    (week_dir / "versions" / f".tmp-1-{done.stdout.strip()}").mkdir()  # and a stale temporary directory
     p = publish(week_dir, W, files("one\n"))
     assert (p.version, p.new) == (1, True)
     assert (week_dir / "report.md").read_text() == "one\n"
