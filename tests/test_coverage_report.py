@@ -164,3 +164,9 @@ def test_the_mcap_coverage_sentence_passes_the_claim_check(tmp_path: Path) -> No
     )
     wh = _lake(tmp_path, fr)
     assert [c for c in check_claims(wh, W, rep.markdown, rep.claims, rep.texts) if not c.ok] == []
+
+
+def test_a_share_below_one_never_prints_as_100_percent() -> None:
+    from pipelines.narrative.format import fmt
+
+    assert [fmt("share_pct", v) for v in (0.4812, 0.666, 0.999001, 1.0)] == ["48%", "67%", "99.9%", "100%"]
