@@ -38,7 +38,8 @@ def frames(names: tuple[str, str] = ("Bitcoin", "btc")) -> dict[str, pl.DataFram
         out["weekly_total_market_cap"].append(
             {"week_start": w, "open_day": w - timedelta(1), "close_day": w + timedelta(6), "mcap_open_usd": start,
              "mcap_close_usd": end, "mcap_low_usd": min(start, end), "mcap_high_usd": max(start, end),
-             "change_pct": (end / start - 1) * 100}
+             "change_pct": (end / start - 1) * 100, "coins_open": 190, "coins_close": 190, "coins_carried_open": 0,
+             "coins_carried_close": 0}
         )
         out["weekly_crypto_rank"].append(
             {"week_start": w, "crypto_rank": 7 if i >= 5 else 3, "assets_ranked": 7, "is_worst": i >= 5,
@@ -78,7 +79,8 @@ def frames(names: tuple[str, str] = ("Bitcoin", "btc")) -> dict[str, pl.DataFram
             )
         for idx, ret in (("l2", -14.9), ("gaming", -12.0), ("depin", -11.4), ("ai", -10.5), ("core_l1", -7.0), ("top30", -7.2), ("mid_caps", -9.0), ("small_caps", -6.0)):
             out["weekly_index_returns"].append(
-                {"week_start": w, "index": idx, "constituents": 12, "max_weight": 0.25, "return_pct": ret, "prev_return_pct": -1.0}
+                {"week_start": w, "index": idx, "constituents": 12, "max_weight": 0.25, "return_pct": ret, "prev_return_pct": -1.0,
+                 "members_close": 12, "members_carried": 0, "members_dropped": 0}
             )
         for a, ret, rank in (("crypto", -8.4, 7), ("sp500", -1.9, 4), ("nasdaq", -2.7, 5), ("gold", 0.5, 2), ("treasuries", 0.9, 1), ("dollar", 0.2, 3), ("yen", -3.1, 6), ("btc", -8.3, None)):
             out["weekly_cross_asset"].append(

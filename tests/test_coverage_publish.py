@@ -40,7 +40,13 @@ def test_incomplete_version_dir_is_swept_and_reused(tmp_path: Path) -> None:
 def test_first_publish_after_a_killed_first_publish(tmp_path: Path) -> None:
     week_dir = tmp_path / W
     (week_dir / "versions" / "1").mkdir(parents=True)  # killed before report.md was written
-    (week_dir / "versions" / ".tmp-1-999").mkdir()  # and a stale temporary directory
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    (week_dir / "versions" / f".tmp-1-{done.stdout.strip()}").mkdir()  # and a stale temporary directory
     p = publish(week_dir, W, files("one\n"))
     assert (p.version, p.new) == (1, True)
     assert (week_dir / "report.md").read_text() == "one\n"
@@ -73,3 +79,14 @@ def test_no_partial_version_is_visible_while_writing(tmp_path: Path, monkeypatch
     p = publish(week_dir, W, files("two\n"))
     assert p.version == 2 and (week_dir / "report.md").read_text() == "two\n"
     assert sorted(x.name for x in (week_dir / "versions").iterdir()) == ["1", "2"]
+
+
+def test_a_running_writers_temporary_dir_is_left_alone(tmp_path: Path) -> None:
+    import os
+
+    week_dir = tmp_path / W
+    parent = os.getppid()  # a process that is running
+    live = week_dir / "versions" / f".tmp-1-{parent}"
+    live.mkdir(parents=True)
+    p = publish(week_dir, W, files("one\n"))
+    assert p.version == 1 and live.exists()

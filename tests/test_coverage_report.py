@@ -141,3 +141,32 @@ def test_a_fully_covered_week_reads_as_before() -> None:
     fund = [f for f in facts if f.key.startswith("funding_turned")][0]
     assert fund.sentence.md().startswith("Open-interest-weighted funding averaged")
     assert not any("coverage" in g or "weighting" in g for g in gaps)
+
+
+def test_the_mcap_coverage_sentence_passes_the_claim_check(tmp_path: Path) -> None:
+    fr = frames()
+    cur = pl.col("week_start") == WEEK
+    fr["weekly_market_summary"] = fr["weekly_market_summary"].with_columns(
+        pl.when(cur)
+        .then(pl.lit(1.0))
+        .otherwise(pl.col("total_mcap_change_like_for_like_pct"))
+        .alias("total_mcap_change_like_for_like_pct"),
+        pl.when(cur)
+        .then(pl.lit(170, dtype=pl.Int32))
+        .otherwise(pl.col("coins_common"))
+        .alias("coins_common"),
+        pl.when(cur).then(pl.lit(171, dtype=pl.Int32)).otherwise(pl.col("coins_end")).alias("coins_end"),
+    )
+    rep = render_week(from_frames(W, fr))
+    assert (
+        "across the 170 coins with a market cap at both ends (190 at the open, 171 at the close)"
+        in rep.markdown
+    )
+    wh = _lake(tmp_path, fr)
+    assert [c for c in check_claims(wh, W, rep.markdown, rep.claims, rep.texts) if not c.ok] == []
+
+
+def test_a_share_below_one_never_prints_as_100_percent() -> None:
+    from pipelines.narrative.format import fmt
+
+    assert [fmt("share_pct", v) for v in (0.4812, 0.666, 0.999001, 1.0)] == ["48%", "67%", "99.9%", "100%"]

@@ -14,7 +14,8 @@ from pipelines.schemas import Column, Table, register
 WEEKLY_TOTAL_MARKET_CAP = register(
     Table(
         name="weekly_total_market_cap",
-        description="Total crypto market cap (sum over every coin in coin_daily) at the week's open and close.",
+        description="Total crypto market cap (sum over every coin in coin_daily, short data gaps carried) at the "
+        "week's open and close.",
         partition_by="week",
         key=("week_start",),
         columns=(
@@ -26,6 +27,10 @@ WEEKLY_TOTAL_MARKET_CAP = register(
             Column("change_pct", pa.float64(), "weekly change, percent", True),
             Column("mcap_low_usd", pa.float64(), "lowest daily close within open..close", True),
             Column("mcap_high_usd", pa.float64(), "highest daily close within open..close", True),
+            Column("coins_open", pa.int32(), "coins with a market cap reading at the open", True),
+            Column("coins_close", pa.int32(), "coins with a market cap reading at the close", True),
+            Column("coins_carried_open", pa.int32(), "coins counted at their last reading (data gap) at the open", True),
+            Column("coins_carried_close", pa.int32(), "coins counted at their last reading (data gap) at the close", True),
         ),
     )
 )
@@ -52,13 +57,45 @@ WEEKLY_MCAP_CROSSINGS = register(
 )
 
 
-def total_market_cap_daily(coin_daily: pl.DataFrame, coin_ids: list[str] | None = None) -> pl.DataFrame:
-    """``date, total_mcap_usd, coins``: the sum of non-null market caps per close day (optionally a subset)."""
+CARRY_DAYS = 3  # a coin missing for at most this many days counts at its last market cap (a data gap, not a fall)
+
+
+def total_market_cap_daily(
+    coin_daily: pl.DataFrame, coin_ids: list[str] | None = None, carry_days: int = CARRY_DAYS
+) -> pl.DataFrame:
+    """``date, total_mcap_usd, coins, coins_carried`` per close day (optionally over a subset of coins).
+
+    The total sums each coin's positive market cap that day; a coin with no reading that day whose last reading
+    is at most ``carry_days`` days earlier counts at that last reading (``coins_carried`` of them; ``coins`` counts
+    the coins with a reading). So a one-day data gap of a large coin is not a fall and a recovery of the total,
+    while a coin that stops being reported leaves it after ``carry_days``. Only days with at least one reading
+    get a total. Carrying looks only backwards: the value of a day never depends on later data.
+    """
     df = coin_daily if coin_ids is None else coin_daily.filter(pl.col("coin_id").is_in(pl.Series(coin_ids).implode()))
-    return (
+    obs = (
         df.filter(pl.col("market_cap_usd") > 0)
-        .group_by("date")
-        .agg(pl.col("market_cap_usd").sum().alias("total_mcap_usd"), pl.len().cast(pl.Int32).alias("coins"))
+        .select("date", "coin_id", "market_cap_usd")
+        .sort(["coin_id", "date", "market_cap_usd"])
+        .unique(["date", "coin_id"], keep="last", maintain_order=True)  # one reading per coin and day: the largest
+    )
+    days = obs.select("date").unique()
+    parts = [obs.with_columns(pl.lit(False).alias("carried"))]
+    if carry_days > 0 and obs.height:
+        nxt = obs.with_columns(pl.col("date").shift(-1).over("coin_id").alias("next"))
+        for k in range(1, carry_days + 1):
+            c = nxt.with_columns((pl.col("date") + pl.duration(days=k)).alias("d")).filter(
+                pl.col("next").is_null() | (pl.col("d") < pl.col("next"))
+            )
+            parts.append(c.select(pl.col("d").alias("date"), "coin_id", "market_cap_usd", pl.lit(True).alias("carried")))
+    allrows = pl.concat(parts).join(days, on="date", how="semi")
+    return (
+        allrows.group_by("date")
+        .agg(
+            # summing the sorted values makes the float total independent of row order
+            pl.col("market_cap_usd").sort().sum().alias("total_mcap_usd"),
+            (~pl.col("carried")).sum().cast(pl.Int32).alias("coins"),
+            pl.col("carried").sum().cast(pl.Int32).alias("coins_carried"),
+        )
         .sort("date")
     )
 
@@ -74,6 +111,13 @@ def weekly_total_market_cap(total_daily: pl.DataFrame, week: str) -> pl.DataFram
     d = as_of(total_daily, week)
     a, b = _value_on(d, w.open_day), _value_on(d, w.close_day)
     inside = d.filter(pl.col("date").is_between(w.open_day, w.close_day))["total_mcap_usd"]
+
+    def count(col: str, day) -> int | None:
+        if col not in d.columns:
+            return None
+        hit = d.filter(pl.col("date") == day)
+        return int(hit[col][0]) if hit.height else None
+
     return pl.DataFrame(
         {
             "week_start": [w.monday],
@@ -84,11 +128,16 @@ def weekly_total_market_cap(total_daily: pl.DataFrame, week: str) -> pl.DataFram
             "change_pct": [pct(a, b)],
             "mcap_low_usd": [inside.min() if inside.len() else None],
             "mcap_high_usd": [inside.max() if inside.len() else None],
+            "coins_open": [count("coins", w.open_day)],
+            "coins_close": [count("coins", w.close_day)],
+            "coins_carried_open": [count("coins_carried", w.open_day)],
+            "coins_carried_close": [count("coins_carried", w.close_day)],
         },
         schema={
             "week_start": pl.Date, "open_day": pl.Date, "close_day": pl.Date, "mcap_open_usd": pl.Float64,
             "mcap_close_usd": pl.Float64, "change_pct": pl.Float64, "mcap_low_usd": pl.Float64,
-            "mcap_high_usd": pl.Float64,
+            "mcap_high_usd": pl.Float64, "coins_open": pl.Int32, "coins_close": pl.Int32,
+            "coins_carried_open": pl.Int32, "coins_carried_close": pl.Int32,
         },
     )
 

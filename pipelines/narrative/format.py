@@ -68,6 +68,13 @@ def month_year(d: date) -> str:
     return f"{MONTHS[d.month - 1]} {d.year}"
 
 
+def share_pct(v: float) -> str:
+    """A share (0..1) as a whole percent, 48%; a share below 1 that would round to 100% prints 99.9% (floored)."""
+    if v >= 1 or round(v * 100) < 100:
+        return f"{v * 100:.0f}%"
+    return f"{int(v * 1000) / 10:.1f}%"
+
+
 FORMATS: dict[str, Callable] = {
     "usd": usd_compact,
     "usd_level": usd_level,
@@ -85,7 +92,7 @@ FORMATS: dict[str, Callable] = {
     "fixed2": lambda v: f"{v:.2f}",
     "funding_bp": lambda v: f"{v * 1e4:+.2f} bp",  # a funding fraction per 8h, in basis points
     "ann_pct": lambda v: f"{v * 100:+.1f}%",  # an annualized fraction, in percent
-    "share_pct": lambda v: f"{v * 100:.0f}%",  # a share (0..1) as a whole percent, 48%
+    "share_pct": lambda v: share_pct(v),  # a share (0..1): 48%, never rounded up to 100% (99.9%)
     "thousands": lambda v: f"{v:+,.0f}k",
     "int": lambda v: f"{int(v):,d}",
     "ordinal": ordinal,

@@ -47,8 +47,22 @@ def _sweep(week_dir: Path) -> None:
     if not base.exists():
         return
     for p in sorted(base.iterdir()):
-        if p.is_dir() and (p.name.startswith(".tmp-") or (p.name.isdigit() and not _complete(p))):
+        stale_tmp = p.name.startswith(".tmp-") and not _alive(p.name.rsplit("-", 1)[-1])
+        if p.is_dir() and (stale_tmp or (p.name.isdigit() and not _complete(p))):
             shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: str) -> bool:
+    """Whether the writer of a temporary directory (its pid) is still running (then its directory is left)."""
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _versions(week_dir: Path) -> list[int]:

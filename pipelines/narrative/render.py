@@ -159,7 +159,10 @@ def _sectors(wd: WeekData) -> list[Phrase]:
             out.append(Phrase("{n}: no return (no priced members).", {"n": name}))
             continue
         p = {"n": name, "r": num("weekly_index_returns", wd.week, "return_pct", r["return_pct"], "updown_pct", where), "k": num("weekly_index_returns", wd.week, "constituents", r["constituents"], "int", where)}
-        out.append(Phrase("{n} {r} ({k} members)", p))
+        short = r.get("members_close") is not None and r["members_close"] < r["constituents"]
+        if short:  # members without a price on the close day: say how many were priced there (coverage)
+            p["c"] = num("weekly_index_returns", wd.week, "members_close", r["members_close"], "int", where)
+        out.append(Phrase("{n} {r} ({k} members, {c} priced on the close day)" if short else "{n} {r} ({k} members)", p))
     return out
 
 
