@@ -53,25 +53,48 @@ def test_clean_week_passes(lake) -> None:
 @pytest.mark.parametrize("value", [0.0, None, -5.0])
 @pytest.mark.parametrize("day", [OPEN, CLOSE])
 def test_top_coin_market_cap_zero_or_null_blocks_naming_the_row(lake, day, value) -> None:
-    _rewrite(lake, day, lambda df: df.with_columns(
-        pl.when(pl.col("coin_id") == "alt000").then(pl.lit(value, pl.Float64)).otherwise(pl.col("market_cap_usd"))
-        .alias("market_cap_usd")))
+    _rewrite(
+        lake,
+        day,
+        lambda df: df.with_columns(
+            pl.when(pl.col("coin_id") == "alt000")
+            .then(pl.lit(value, pl.Float64))
+            .otherwise(pl.col("market_cap_usd"))
+            .alias("market_cap_usd")
+        ),
+    )
     problems = quality.week_problems(lake, WEEK)
     assert any(f"date={day}, coin_id=alt000" in p and "market_cap_usd" in p for p in problems), problems
 
 
 def test_non_finite_price_blocks(lake) -> None:
-    _rewrite(lake, CLOSE, lambda df: df.with_columns(
-        pl.when(pl.col("coin_id") == "alt010").then(float("inf")).otherwise(pl.col("price_usd")).alias("price_usd")))
+    _rewrite(
+        lake,
+        CLOSE,
+        lambda df: df.with_columns(
+            pl.when(pl.col("coin_id") == "alt010")
+            .then(float("inf"))
+            .otherwise(pl.col("price_usd"))
+            .alias("price_usd")
+        ),
+    )
     problems = quality.week_problems(lake, WEEK)
     assert any("coin_id=alt010" in p and "price_usd = inf" in p for p in problems), problems
 
 
 def test_rules_on_frames_name_the_row() -> None:
     t = datetime(2025, 4, 21, 8, tzinfo=UTC)
-    f = pl.DataFrame({"date": [date(2025, 4, 21)] * 3, "exchange": ["binance"] * 3, "symbol": ["BTCUSDT"] * 3,
-                      "funding_time": [t, t, datetime(2025, 4, 22, 8, tzinfo=UTC)], "funding_rate": [1e-4, 2e-4, 0.02],
-                      "interval_hours": [8, 8, 8], "raw_file": ["a", "b", "c"]})
+    f = pl.DataFrame(
+        {
+            "date": [date(2025, 4, 21)] * 3,
+            "exchange": ["binance"] * 3,
+            "symbol": ["BTCUSDT"] * 3,
+            "funding_time": [t, t, datetime(2025, 4, 22, 8, tzinfo=UTC)],
+            "funding_rate": [1e-4, 2e-4, 0.02],
+            "interval_hours": [8, 8, 8],
+            "raw_file": ["a", "b", "c"],
+        }
+    )
     text = "\n".join(quality.week_violations({"funding_rates": f}))
     assert "conflicting duplicate rows (funding_rate: 0.0001 vs 0.0002)" in text
     assert "2025-04-22 08:00:00+00:00 is not on the partition's day" in text
@@ -114,7 +137,10 @@ def _ctx(tags: dict, has_range: bool, rng=None, exc: Exception | None = None):
 def test_days_of_run_never_silently_checks_other_days() -> None:
     tags = {checks_quality.RANGE_START_TAG: "2025-04-20", checks_quality.RANGE_END_TAG: "2025-04-22"}
     days = [date(2025, 4, 20), date(2025, 4, 21), date(2025, 4, 22)]
-    assert checks_quality._days_of_run(_ctx(tags, True, dg.PartitionKeyRange("2025-04-20", "2025-04-22"))) == days
+    assert (
+        checks_quality._days_of_run(_ctx(tags, True, dg.PartitionKeyRange("2025-04-20", "2025-04-22")))
+        == days
+    )
     # an unexpected error used to be swallowed, then the tags were used: now it propagates
     with pytest.raises(RuntimeError):
         checks_quality._days_of_run(_ctx(tags, True, exc=RuntimeError("boom")))

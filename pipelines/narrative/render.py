@@ -197,14 +197,20 @@ def _movers(wd: WeekData) -> list[dict[str, Phrase]]:
     return [{"g": g, "l": lo} for g, lo in zip(side("gainer"), side("loser"), strict=False)]
 
 
-def render_week(wd: WeekData, sources: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> RenderedReport:
+def render_week(
+    wd: WeekData,
+    sources: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+    input_gaps: list[str] = (),  # type: ignore[assignment]
+) -> RenderedReport:
     """Render one week. ``sources(claims)`` returns the input partitions (table, partition, sha256, raw files)
-    for the list at the end; the numbers' own sources are in their spans and in ``claims``."""
+    for the list at the end; the numbers' own sources are in their spans and in ``claims``. ``input_gaps`` are
+    lines naming missing clean inputs (``quality.week_gaps``), added to Data gaps."""
     s = wd.one("weekly_market_summary")
     if s is None:
         raise ValueError(f"week {wd.week}: weekly_market_summary is required and has no row")
     facts, gaps = derive_facts(wd)
     gaps = [f"{name}: no partition for week={wd.week}; its section is left out." for name in wd.missing()] + gaps
+    gaps += list(input_gaps)  # missing clean inputs, named by quality.week_gaps (issue 12)
     heads = [f.headline for f in facts if f.headline is not None][:2]
     title = join(heads, ", ", ", ") if heads else Phrase("Weekly Crypto Market Update")
     dateline = Phrase("Market Update – {d}", {"d": num("weekly_market_summary", wd.week, "week_end", s["week_end"], "long_date")})
@@ -254,7 +260,7 @@ def render_week(wd: WeekData, sources: Callable[[list[dict[str, Any]]], list[dic
         html=html,
         facts=facts,
         claims=claims,
-        texts=sorted({t.md() for t in txts}),
+        texts=sorted({t.md() for t in txts} | set(input_gaps)),  # gap lines name days, not figures
         gaps=gaps,
         charts=charts,
     )
