@@ -6,7 +6,7 @@ last duplicate, ``_days_of_run`` swallowed any exception)."""
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
 import dagster as dg
@@ -149,3 +149,37 @@ def test_days_of_run_never_silently_checks_other_days() -> None:
         checks_quality._days_of_run(_ctx(tags, True, dg.PartitionKeyRange("2025-04-23", "2025-04-24")))
     # the documented case (unpartitioned step): the run's tags define the range
     assert checks_quality._days_of_run(_ctx(tags, True, exc=dg.DagsterInvariantViolationError("x"))) == days
+
+
+def test_old_blocking_rules_passed_a_zero_market_cap_the_new_rule_names_it(lake) -> None:
+    """The review finding: a top coin's market cap 0 on the close day left every rule green."""
+    _rewrite(lake, CLOSE, lambda df: df.with_columns(
+        pl.when(pl.col("coin_id") == "alt000").then(0.0).otherwise(pl.col("market_cap_usd")).alias("market_cap_usd")))
+    days = [OPEN + timedelta(days=i) for i in range(8)]
+    old = [quality.coverage(lake, days, 120), quality.duplicates(lake, days), quality.outliers(lake, days),
+           quality.stale(lake, days)]
+    assert all(o.passed for o in old)
+    assert any("coin_id=alt000" in p for p in quality.week_problems(lake, WEEK))
+
+
+def test_rules_raise_no_false_alarm_on_real_2025_data() -> None:
+    """Real Binance funding (BTC, ETH 2025-03..12), Binance BTCUSDT hourly bars and Coin Metrics BTC daily caps:
+    no implausible funding, no bar off the hour, no threefold supply jump, no NaN."""
+    from tests._metrics_real import real_file  # noqa: PLC0415
+
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        f = pl.read_csv(real_file(f"millbo01_ipf_data_binance_funding/binance_usdm_{sym}_funding_8h_2025-03_2025-12.csv"))
+        f = f.select(pl.lit("binance").alias("exchange"), "symbol",
+                     pl.col("funding_time_utc").str.to_datetime("%Y-%m-%d %H:%M", time_zone="UTC").alias("funding_time"),
+                     "funding_rate", pl.col("funding_interval_h").alias("interval_hours"))
+        f = f.with_columns(pl.col("funding_time").dt.date().alias("date"))
+        assert quality.funding_implausible(f) == [] and quality.non_finite("funding_rates", f) == []
+        assert quality.key_duplicates("funding_rates", f) == [] and quality.instants("funding_rates", f) == []
+    h = pl.read_csv(real_file("datascientest_binance_btcusdt_1h/binance_spot_BTCUSDT_1h_2025-01_2026-01.csv"))
+    h = h.select(pl.col("timestamp").str.to_datetime(time_zone="UTC").alias("ts"), "open", "high", "low", "close",
+                 "volume", "quote_volume").with_columns(pl.col("ts").dt.date().alias("date"))
+    assert quality.instants("btc_hourly", h) == [] and quality.required_values("btc_hourly", h) == []
+    c = pl.read_csv(real_file("coinmetrics_community/btc_daily_2025-03-01_2025-12-29.csv"), try_parse_dates=True)
+    c = c.select("date", pl.lit("bitcoin").alias("coin_id"), "price_usd", "market_cap_usd",
+                 pl.col("spot_volume_reported_usd_1d").alias("volume_24h_usd"))
+    assert quality.supply_jumps(c) == [] and quality.coin_values(c) == []
