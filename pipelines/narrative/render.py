@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,7 +200,7 @@ def _movers(wd: WeekData) -> list[dict[str, Phrase]]:
 def render_week(
     wd: WeekData,
     sources: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
-    input_gaps: list[str] = (),  # type: ignore[assignment]
+    input_gaps: Sequence[str] = (),
 ) -> RenderedReport:
     """Render one week. ``sources(claims)`` returns the input partitions (table, partition, sha256, raw files)
     for the list at the end; the numbers' own sources are in their spans and in ``claims``. ``input_gaps`` are
