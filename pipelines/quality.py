@@ -282,9 +282,35 @@ def funding_implausible(df: pl.DataFrame) -> list[str]:
     rate8 = pl.col("funding_rate") * 8 / pl.col("interval_hours").cast(pl.Float64)
     bad = df.filter(rate8.abs() > FUNDING_BLOCK_8H)
     return [
-        f"{_row_name('funding_rates', r, TABLES['funding_rates'].key)}: funding_rate = {_fmt(r['funding_rate'])} "
+        f"{_row_name('funding_rates', r, FUNDING_KEY)}: funding_rate = {_fmt(r['funding_rate'])} "
         f"per {r['interval_hours']}h, beyond {FUNDING_BLOCK_8H:.0%} per 8h"
         for r in bad.head(10).iter_rows(named=True)
+    ]
+
+
+FUNDING_KEY = ("exchange", "symbol", "funding_time")
+FUNDING_VENUE_GAP = 0.0005  # 0.05% per 8h away from the other venues at the same settlement ...
+FUNDING_VENUE_FACTOR = 5.0  # ... and five times the other venues' own size
+
+
+def funding_venue_outliers(df: pl.DataFrame) -> list[str]:
+    """A settlement out of line with the other venues' settlements of the same symbol at the same instant: more
+    than ``FUNDING_VENUE_GAP`` and ``FUNDING_VENUE_FACTOR`` x |their median| apart, per 8h. Arbitrage keeps the
+    venues' funding close, and a market-wide event moves them together; a rate off by a factor (x100, a percent
+    read as a fraction) on one venue does not. Needs two venues at the instant (both rows are named). A real
+    per-venue squeeze of that size would block too: an operator then overrides, which is the intended default.
+    (A per-series spike rule was rejected: real SOLUSDT funding on 2025-10-11 was -0.30% per 8h, 100x its median.)"""
+    if df.is_empty() or "funding_rate" not in df.columns:
+        return []
+    f = df.with_columns((pl.col("funding_rate") * 8 / pl.col("interval_hours").cast(pl.Float64)).alias("r8"))
+    pairs = f.join(f, on=["symbol", "funding_time"], suffix="_o").filter(pl.col("exchange") < pl.col("exchange_o"))
+    gap = (pl.col("r8") - pl.col("r8_o")).abs()
+    size = pl.min_horizontal(pl.col("r8").abs(), pl.col("r8_o").abs())
+    bad = pairs.filter((gap > FUNDING_VENUE_GAP) & (gap > FUNDING_VENUE_FACTOR * size))
+    return [
+        f"funding_rates[symbol={r['symbol']}, funding_time={r['funding_time']}]: {r['exchange']} "
+        f"{_fmt(r['r8'])} vs {r['exchange_o']} {_fmt(r['r8_o'])} per 8h"
+        for r in bad.sort("funding_time").head(10).iter_rows(named=True)
     ]
 
 
@@ -350,6 +376,7 @@ def week_violations(frames: dict[str, pl.DataFrame]) -> list[str]:
         out += supply_jumps(frames["coin_daily"])
     if "funding_rates" in frames:
         out += funding_implausible(frames["funding_rates"])
+        out += funding_venue_outliers(frames["funding_rates"])
     return out
 
 

@@ -130,6 +130,14 @@ def _max_funding(lake: Lake) -> None:
     )
 
 
+def _min_funding(lake: Lake) -> None:
+    """x100 on the settlement nearest zero: it stays far under 1% per 8h but can flip a day's sign."""
+    df = lake.read("funding_rates", MID)
+    low = df.sort(pl.col("funding_rate").abs()).row(0, named=True)
+    where = (ex == low["exchange"]) & (sym == low["symbol"]) & (pl.col("funding_time") == low["funding_time"])
+    lake.edit("funding_rates", MID, _scale("funding_rate", 100.0, where))
+
+
 def _stale_close(lake: Lake) -> None:
     """The close day's row of alt001 replaced by the day before's (a stale point, re-dated)."""
     prev = lake.read("coin_daily", CLOSE - timedelta(days=1)).filter(coin == "alt001")
@@ -252,6 +260,7 @@ CASES = [
         _each_day("funding_rates", [*WEEK_DAYS, CLOSE + timedelta(days=1)], _drop(ex == "bybit")),
     ),
     Case("funding rate x100 (largest settlement of the day)", "funding_rate", _max_funding),
+    Case("funding rate x100 (settlement nearest zero)", "BTCUSDT", _min_funding),
     Case(
         "funding rate null",
         "ETHUSDT",

@@ -183,3 +183,16 @@ def test_rules_raise_no_false_alarm_on_real_2025_data() -> None:
     c = c.select("date", pl.lit("bitcoin").alias("coin_id"), "price_usd", "market_cap_usd",
                  pl.col("spot_volume_reported_usd_1d").alias("volume_24h_usd"))
     assert quality.supply_jumps(c) == [] and quality.coin_values(c) == []
+
+
+def test_funding_off_by_a_factor_on_one_venue_blocks_a_market_wide_move_does_not() -> None:
+    t = datetime(2025, 4, 23, tzinfo=UTC)
+
+    def frame(binance: float, bybit: float) -> pl.DataFrame:
+        return pl.DataFrame({"exchange": ["binance", "bybit"], "symbol": ["BTCUSDT"] * 2, "funding_time": [t, t],
+                             "funding_rate": [binance, bybit], "interval_hours": [8, 8]})
+
+    assert quality.funding_venue_outliers(frame(-1.7e-5, -5.4e-4)) != []  # x100 of a near-zero rate
+    assert "binance -1.7e-05 vs bybit -0.00054" in quality.funding_venue_outliers(frame(-1.7e-5, -5.4e-4))[0]
+    assert quality.funding_venue_outliers(frame(-0.003, -0.002)) == []  # a crash moves every venue
+    assert quality.funding_venue_outliers(frame(1e-4, 1.2e-4)) == []
