@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+import assets.weekly_macro as weekly_macro
 import pipelines.metrics.leverage as leverage
 import pipelines.metrics.sectors as sectors
 import pipelines.metrics.volatility as volatility
@@ -50,6 +51,12 @@ def test_second_derivation_agrees_on_a_clean_week(wh) -> None:
     assert "Total crypto market cap" in rendered.markdown
 
 
+def test_second_derivation_agrees_on_every_earlier_week(wh) -> None:
+    for w in HISTORY:
+        assert cc.crosscheck(wh, w) == [], w
+    assert [cc.worst_streak_weeks(wh, w) for w in [*HISTORY, WEEK]] == [0, 0, 1, 2]
+
+
 def test_water_fill_caps_and_matches_pro_rata_when_feasible() -> None:
     w = cc.water_fill(np.array([100.0, 50.0, 10.0, 5.0, 5.0]))
     assert w.max() <= 0.25 + 1e-12 and abs(w.sum() - 1) < 1e-12
@@ -85,6 +92,11 @@ def _summary_drops_last_coin(open_rows, close_rows, *a):
 
 
 ORIG_SUMMARY = pipe.weekly_market_summary
+ORIG_RANK = weekly_macro.weekly_crypto_rank
+
+
+def _streak_off_by_one(levels, week, *a, **k):
+    return ORIG_RANK(levels, week, *a, **k).with_columns(pl.col("worst_streak_weeks") + 1)
 
 
 @pytest.mark.parametrize(
@@ -94,6 +106,7 @@ ORIG_SUMMARY = pipe.weekly_market_summary
         (volatility, "rolling_rv", _ddof0, "BTC 7-day realized volatility"),
         (leverage, "_weighted", _equal_weighted, "mean funding per 8h"),
         (pipe, "weekly_market_summary", _summary_drops_last_coin, "total market cap change %"),
+        (weekly_macro, "weekly_crypto_rank", _streak_off_by_one, "crypto worst-asset streak"),
     ],
 )
 def test_a_wrong_metric_function_blocks_the_report(wh, monkeypatch, target, attr, bug, figure) -> None:

@@ -235,6 +235,74 @@ def btc_rv7_pct(wh: Warehouse, week: str) -> float | None:
     return float(sd * math.sqrt(24 * 365) * 100.0)
 
 
+# METHODOLOGY.md, Cross-asset returns: the major classes, their series and how a return is taken.
+MAJORS = (
+    ("crypto", "price"),
+    ("SP500", "price"),
+    ("NASDAQCOM", "price"),
+    ("gold", "price"),
+    ("DGS10", "yield"),
+    ("DTWEXBGS", "price"),
+    ("DEXJPUS", "inverse"),
+)
+UST_D = 8.5
+MAX_STALE_DAYS = 5
+MAX_STREAK = 104
+
+
+def worst_streak_weeks(wh: Warehouse, week: str) -> int | None:
+    """Consecutive weeks, ending with ``week``, in which crypto (total market cap) had the lowest weekly return
+    of the seven major classes; each week from levels dated up to its own close. None when crypto has no
+    return this week."""
+    if not _has(wh, "macro_observations"):
+        return None
+    _, close_day, _, _ = _days(week)
+    lv = wh.query(
+        "SELECT 'crypto' AS s, date, sum(market_cap_usd) AS v FROM coin_daily WHERE market_cap_usd > 0 AND date <= ? "
+        "GROUP BY date "
+        "UNION ALL SELECT 'gold' AS s, date, price_usd AS v FROM coin_daily "
+        "WHERE coin_id = 'pax-gold' AND price_usd IS NOT NULL AND date <= ? "
+        "UNION ALL SELECT series_id AS s, date, value AS v FROM macro_observations "
+        "WHERE value IS NOT NULL AND date <= ? AND list_contains(?, series_id)",
+        [close_day, close_day, close_day, [m for m, _ in MAJORS if m not in ("crypto", "gold")]],
+    )
+    series: dict[str, list[tuple[date, float]]] = {}
+    for s_, d, v in lv.sort("s", "date").iter_rows():
+        series.setdefault(s_, []).append((d, v))
+
+    def last(s_: str, day: date) -> tuple[date, float] | None:
+        pts = [p for p in series.get(s_, []) if p[0] <= day]
+        return pts[-1] if pts and (day - pts[-1][0]).days <= MAX_STALE_DAYS else None
+
+    def returns(w: date) -> dict[str, float]:
+        o, c = w - timedelta(days=1), w + timedelta(days=6)
+        out = {}
+        for s_, kind in MAJORS:
+            a, b = last(s_, o), last(s_, c)
+            if a is None or b is None:
+                continue
+            if b[0] == a[0]:
+                out[s_] = 0.0
+            elif kind == "price" and a[1] > 0:
+                out[s_] = (b[1] / a[1] - 1) * 100
+            elif kind == "inverse" and b[1] > 0:
+                out[s_] = (a[1] / b[1] - 1) * 100
+            elif kind == "yield":
+                out[s_] = -UST_D * (b[1] - a[1])
+        return out
+
+    w = date.fromisoformat(week)
+    if "crypto" not in returns(w):
+        return None
+    n = 0
+    while n < MAX_STREAK:
+        r = returns(w)
+        if "crypto" not in r or r["crypto"] > min(r.values()):
+            break
+        n, w = n + 1, w - timedelta(days=7)
+    return n
+
+
 def _table_value(
     wh: Warehouse, table: str, column: str, week: str, where: str = "", params: list | None = None
 ):
@@ -267,23 +335,86 @@ def figures(wh: Warehouse, week: str) -> list[Figure]:
     if _has(wh, "coin_daily"):
         total = total_mcap_change_pct(wh, week)
         out += [
-            ("total market cap change %", "weekly_market_summary", "total_mcap_change_pct", "", [], total, ABS_TOL),
-            ("total market cap change % (weekly_total_market_cap)", "weekly_total_market_cap", "change_pct", "", [],
-             total, ABS_TOL),
+            (
+                "total market cap change %",
+                "weekly_market_summary",
+                "total_mcap_change_pct",
+                "",
+                [],
+                total,
+                ABS_TOL,
+            ),
+            (
+                "total market cap change % (weekly_total_market_cap)",
+                "weekly_total_market_cap",
+                "change_pct",
+                "",
+                [],
+                total,
+                ABS_TOL,
+            ),
         ]
         for coin, label, col in (("bitcoin", "BTC", "btc_return_pct"), ("ethereum", "ETH", "eth_return_pct")):
-            out.append((f"{label} weekly return %", "weekly_market_summary", col, "", [],
-                        coin_return_pct(wh, week, coin), ABS_TOL))
+            out.append(
+                (
+                    f"{label} weekly return %",
+                    "weekly_market_summary",
+                    col,
+                    "",
+                    [],
+                    coin_return_pct(wh, week, coin),
+                    ABS_TOL,
+                )
+            )
         if _has(wh, "weekly_index_returns") and _has(wh, "coin_registry"):
             for name, value in index_returns_pct(wh, week).items():
-                out.append((f"{name} index return %", "weekly_index_returns", "return_pct", 'AND "index" = ?', [name],
-                            value, ABS_TOL))
+                out.append(
+                    (
+                        f"{name} index return %",
+                        "weekly_index_returns",
+                        "return_pct",
+                        'AND "index" = ?',
+                        [name],
+                        value,
+                        ABS_TOL,
+                    )
+                )
+        if _has(wh, "weekly_crypto_rank"):
+            out.append(
+                (
+                    "crypto worst-asset streak (weeks)",
+                    "weekly_crypto_rank",
+                    "worst_streak_weeks",
+                    "",
+                    [],
+                    worst_streak_weeks(wh, week),
+                    0.0,
+                )
+            )
     if _has(wh, "weekly_leverage") and _has(wh, "funding_rates"):
-        out.append(("mean funding per 8h", "weekly_leverage", "funding_8h_mean", "", [], mean_funding_8h(wh, week),
-                    FUNDING_ABS_TOL))
+        out.append(
+            (
+                "mean funding per 8h",
+                "weekly_leverage",
+                "funding_8h_mean",
+                "",
+                [],
+                mean_funding_8h(wh, week),
+                FUNDING_ABS_TOL,
+            )
+        )
     if _has(wh, "weekly_btc_volatility") and _has(wh, "btc_hourly"):
-        out.append(("BTC 7-day realized volatility %", "weekly_btc_volatility", "rv7_hourly_pct", "", [],
-                    btc_rv7_pct(wh, week), ABS_TOL))
+        out.append(
+            (
+                "BTC 7-day realized volatility %",
+                "weekly_btc_volatility",
+                "rv7_hourly_pct",
+                "",
+                [],
+                btc_rv7_pct(wh, week),
+                ABS_TOL,
+            )
+        )
     return out
 
 
