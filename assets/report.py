@@ -8,7 +8,9 @@ import polars as pl
 
 from assets._meta import md_table
 from pipelines import gaps as gaps_mod
-from pipelines.narrative.claims import check_claims
+from pipelines import quality
+from pipelines.narrative.claims import ClaimResult, check_claims
+from pipelines.narrative.crosscheck import crosscheck
 from pipelines.narrative.data import ALL_TABLES, OPTIONAL, load_week
 from pipelines.narrative.lineage import clean_inputs, manifest, sources_for, weekly_inputs
 from pipelines.narrative.publish import publish
@@ -45,7 +47,8 @@ def build_report(wh, week: str):
         raise dg.Failure(f"report for {week}: weekly_market_summary has no partition for the week (it is required)")
     wd, read = load_week(wh, week)
     clean = clean_inputs(wh, week)
-    rendered = render_week(wd, sources_for(wh, week, clean), source_gaps=source_gap_lines(wh, week))
+    input_gaps = source_gap_lines(wh, week) + quality.week_gaps(quality.week_frames(wh, week), week)
+    rendered = render_week(wd, sources_for(wh, week, clean), input_gaps)
     # Fail closed: a figure that does not match a fresh query of the lake is never published.
     wrong = [c for c in check_claims(wh, week, rendered.markdown, rendered.claims, rendered.texts) if not c.ok]
     if wrong:
@@ -53,6 +56,10 @@ def build_report(wh, week: str):
             f"report for {week} not published: {len(wrong)} figure(s) fail the claim check: "
             + "; ".join(f"{c.label} printed {c.printed_text!r}, expected {c.expected_text!r} ({c.problem})" for c in wrong[:20])
         )
+    # Fail closed: a headline figure that a second, independent derivation from the clean lake disagrees with.
+    disagree = crosscheck(wh, week)
+    if disagree:
+        raise dg.Failure(f"report for {week} not published: the second derivation disagrees: " + "; ".join(map(str, disagree)))
     man = manifest(
         week,
         rendered.title,
@@ -125,6 +132,8 @@ def report_claims_match_tables(context: dg.AssetCheckExecutionContext, warehouse
     markdown = (wh.reports_dir / week / "report.md").read_text()
     man = json.loads((wh.reports_dir / week / "manifest.json").read_text())
     results = check_claims(wh, week, markdown, man["claims"], man.get("texts", []))
+    results += [ClaimResult(d.figure, repr(d.second_value), repr(d.table_value), True, False, "second derivation disagrees")
+                for d in crosscheck(wh, week)]
     bad = [c for c in results if not c.ok]
     table = pl.DataFrame(
         {

@@ -240,7 +240,7 @@ def key_duplicates(table: str, df: pl.DataFrame) -> list[str]:
 def non_finite(table: str, df: pl.DataFrame) -> list[str]:
     """NaN or infinite numbers in any float column."""
     t = TABLES.get(table)
-    keys = t.key if t else ()
+    keys = ("series_id",) if table == "macro_observations" else t.key if t else ()
     out = []
     for c, dtype in df.schema.items():
         if dtype not in (pl.Float64, pl.Float32):
@@ -288,9 +288,35 @@ def funding_implausible(df: pl.DataFrame) -> list[str]:
     rate8 = pl.col("funding_rate") * 8 / pl.col("interval_hours").cast(pl.Float64)
     bad = df.filter(rate8.abs() > FUNDING_BLOCK_8H)
     return [
-        f"{_row_name('funding_rates', r, TABLES['funding_rates'].key)}: funding_rate = {_fmt(r['funding_rate'])} "
+        f"{_row_name('funding_rates', r, FUNDING_KEY)}: funding_rate = {_fmt(r['funding_rate'])} "
         f"per {r['interval_hours']}h, beyond {FUNDING_BLOCK_8H:.0%} per 8h"
         for r in bad.head(10).iter_rows(named=True)
+    ]
+
+
+FUNDING_KEY = ("exchange", "symbol", "funding_time")
+FUNDING_VENUE_GAP = 0.0005  # 0.05% per 8h away from the other venues at the same settlement ...
+FUNDING_VENUE_FACTOR = 5.0  # ... and five times the other venues' own size
+
+
+def funding_venue_outliers(df: pl.DataFrame) -> list[str]:
+    """A settlement out of line with the other venues' settlements of the same symbol at the same instant: more
+    than ``FUNDING_VENUE_GAP`` and ``FUNDING_VENUE_FACTOR`` x |their median| apart, per 8h. Arbitrage keeps the
+    venues' funding close, and a market-wide event moves them together; a rate off by a factor (x100, a percent
+    read as a fraction) on one venue does not. Needs two venues at the instant (both rows are named). A real
+    per-venue squeeze of that size would block too: an operator then overrides, which is the intended default.
+    (A per-series spike rule was rejected: real SOLUSDT funding on 2025-10-11 was -0.30% per 8h, 100x its median.)"""
+    if df.is_empty() or "funding_rate" not in df.columns:
+        return []
+    f = df.with_columns((pl.col("funding_rate") * 8 / pl.col("interval_hours").cast(pl.Float64)).alias("r8"))
+    pairs = f.join(f, on=["symbol", "funding_time"], suffix="_o").filter(pl.col("exchange") < pl.col("exchange_o"))
+    gap = (pl.col("r8") - pl.col("r8_o")).abs()
+    size = pl.min_horizontal(pl.col("r8").abs(), pl.col("r8_o").abs())
+    bad = pairs.filter((gap > FUNDING_VENUE_GAP) & (gap > FUNDING_VENUE_FACTOR * size))
+    return [
+        f"funding_rates[symbol={r['symbol']}, funding_time={r['funding_time']}]: {r['exchange']} "
+        f"{_fmt(r['r8'])} vs {r['exchange_o']} {_fmt(r['r8_o'])} per 8h"
+        for r in bad.sort("funding_time").head(10).iter_rows(named=True)
     ]
 
 
@@ -316,6 +342,33 @@ def coin_values(coin_daily: pl.DataFrame, top_n: int = TOP_N_REQUIRED) -> list[s
     return out
 
 
+SUPPLY_JUMP = 3.0  # implied supply (market cap / price) of a top coin moving threefold in a day
+
+
+def supply_jumps(coin_daily: pl.DataFrame, top_n: int = TOP_N_REQUIRED) -> list[str]:
+    """A top coin whose implied supply (market cap / price) changes ``SUPPLY_JUMP``-fold from one day to the
+    next: the market cap or the price is off by a factor (x10 on a day the price fell would pass the 10x
+    market-cap rule)."""
+    top = top_coins(coin_daily, top_n)
+    df = (
+        coin_daily.filter(pl.col("coin_id").is_in(top) & (pl.col("market_cap_usd") > 0) & (pl.col("price_usd") > 0))
+        .select("date", "coin_id", "price_usd", "market_cap_usd", (pl.col("market_cap_usd") / pl.col("price_usd")).alias("s"))
+        .sort("coin_id", "date")
+        .with_columns(
+            pl.col("s").shift(1).over("coin_id").alias("s0"),
+            pl.col("date").shift(1).over("coin_id").alias("d0"),
+        )
+        .filter((pl.col("date") - pl.col("d0")) == pl.duration(days=1))
+        .with_columns((pl.col("s") / pl.col("s0")).alias("k"))
+        .filter((pl.col("k") >= SUPPLY_JUMP) | (pl.col("k") <= 1 / SUPPLY_JUMP))
+    )
+    return [
+        f"coin_daily[date={r['date']}, coin_id={r['coin_id']}]: market cap / price moved x{r['k']:.3g} in a day "
+        f"(market_cap_usd = {_fmt(r['market_cap_usd'])}, price_usd = {_fmt(r['price_usd'])})"
+        for r in df.head(10).iter_rows(named=True)
+    ]
+
+
 def week_violations(frames: dict[str, pl.DataFrame]) -> list[str]:
     """Every WRONG-data violation in a week's clean frames (see ``week_frames``), each naming its row."""
     out: list[str] = []
@@ -326,8 +379,10 @@ def week_violations(frames: dict[str, pl.DataFrame]) -> list[str]:
         out += instants(table, df)
     if "coin_daily" in frames:
         out += coin_values(frames["coin_daily"])
+        out += supply_jumps(frames["coin_daily"])
     if "funding_rates" in frames:
         out += funding_implausible(frames["funding_rates"])
+        out += funding_venue_outliers(frames["funding_rates"])
     return out
 
 
@@ -345,7 +400,8 @@ def key_duplicates_macro(df: pl.DataFrame) -> list[str]:
 def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> list[str]:
     """MISSING data in a week's clean frames, as named gap lines for the report (never filled):
 
-    * a coin with a market cap at the open but no row on a later day of the week;
+    * a coin priced on some day the week reads (the day before the open to the close) but absent on a day from
+      the open to the close;
     * a (venue, symbol) with funding settlements, OI readings or perp volume in the week but none on some day;
       a venue present at the open but absent afterwards;
     * BTC hourly bars missing in the week;
@@ -363,10 +419,11 @@ def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> lis
 
     cd = frames.get("coin_daily")
     if cd is not None and not cd.is_empty():
-        at_open = set(cd.filter((pl.col("date") == open_day) & (pl.col("market_cap_usd") > 0))["coin_id"].to_list())
-        for d in week_days_[1:]:
+        # coins priced with a market cap on some day the week reads (the day before the open to the close)
+        seen = set(cd.filter(pl.col("market_cap_usd") > 0)["coin_id"].to_list())
+        for d in week_days_:
             there = set(cd.filter(pl.col("date") == d)["coin_id"].to_list())
-            gone = sorted(at_open - there)
+            gone = sorted(seen - there)
             if gone:
                 out.append(f"Prices: no close on {d} for {listed(gone)} (not filled; totals and indices use the coins priced).")
     for table in ("funding_rates", "open_interest", "perp_volume_daily"):
@@ -430,6 +487,7 @@ def week_problems(wh: Warehouse, week: str) -> list[str]:
     open_day, close_day = week_close_days(week)
     days = days_between(open_day, close_day)
     registry = latest_registry(wh)
-    outcomes = [coverage(wh, days, registry.height), duplicates(wh, days), outliers(wh, days), stale(wh, days)]
+    # duplicates of coin_daily are covered by ``week_violations`` (which also names both values when they conflict)
+    outcomes = [coverage(wh, days, registry.height), outliers(wh, days), stale(wh, days)]
     problems = [f"{o.name}: {p}" for o in outcomes for p in o.problems]
     return problems + [f"week_values: {p}" for p in week_violations(week_frames(wh, week))]

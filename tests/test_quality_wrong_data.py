@@ -6,7 +6,7 @@ last duplicate, ``_days_of_run`` swallowed any exception)."""
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
 import dagster as dg
@@ -53,25 +53,48 @@ def test_clean_week_passes(lake) -> None:
 @pytest.mark.parametrize("value", [0.0, None, -5.0])
 @pytest.mark.parametrize("day", [OPEN, CLOSE])
 def test_top_coin_market_cap_zero_or_null_blocks_naming_the_row(lake, day, value) -> None:
-    _rewrite(lake, day, lambda df: df.with_columns(
-        pl.when(pl.col("coin_id") == "alt000").then(pl.lit(value, pl.Float64)).otherwise(pl.col("market_cap_usd"))
-        .alias("market_cap_usd")))
+    _rewrite(
+        lake,
+        day,
+        lambda df: df.with_columns(
+            pl.when(pl.col("coin_id") == "alt000")
+            .then(pl.lit(value, pl.Float64))
+            .otherwise(pl.col("market_cap_usd"))
+            .alias("market_cap_usd")
+        ),
+    )
     problems = quality.week_problems(lake, WEEK)
     assert any(f"date={day}, coin_id=alt000" in p and "market_cap_usd" in p for p in problems), problems
 
 
 def test_non_finite_price_blocks(lake) -> None:
-    _rewrite(lake, CLOSE, lambda df: df.with_columns(
-        pl.when(pl.col("coin_id") == "alt010").then(float("inf")).otherwise(pl.col("price_usd")).alias("price_usd")))
+    _rewrite(
+        lake,
+        CLOSE,
+        lambda df: df.with_columns(
+            pl.when(pl.col("coin_id") == "alt010")
+            .then(float("inf"))
+            .otherwise(pl.col("price_usd"))
+            .alias("price_usd")
+        ),
+    )
     problems = quality.week_problems(lake, WEEK)
     assert any("coin_id=alt010" in p and "price_usd = inf" in p for p in problems), problems
 
 
 def test_rules_on_frames_name_the_row() -> None:
     t = datetime(2025, 4, 21, 8, tzinfo=UTC)
-    f = pl.DataFrame({"date": [date(2025, 4, 21)] * 3, "exchange": ["binance"] * 3, "symbol": ["BTCUSDT"] * 3,
-                      "funding_time": [t, t, datetime(2025, 4, 22, 8, tzinfo=UTC)], "funding_rate": [1e-4, 2e-4, 0.02],
-                      "interval_hours": [8, 8, 8], "raw_file": ["a", "b", "c"]})
+    f = pl.DataFrame(
+        {
+            "date": [date(2025, 4, 21)] * 3,
+            "exchange": ["binance"] * 3,
+            "symbol": ["BTCUSDT"] * 3,
+            "funding_time": [t, t, datetime(2025, 4, 22, 8, tzinfo=UTC)],
+            "funding_rate": [1e-4, 2e-4, 0.02],
+            "interval_hours": [8, 8, 8],
+            "raw_file": ["a", "b", "c"],
+        }
+    )
     text = "\n".join(quality.week_violations({"funding_rates": f}))
     assert "conflicting duplicate rows (funding_rate: 0.0001 vs 0.0002)" in text
     assert "2025-04-22 08:00:00+00:00 is not on the partition's day" in text
@@ -114,7 +137,10 @@ def _ctx(tags: dict, has_range: bool, rng=None, exc: Exception | None = None):
 def test_days_of_run_never_silently_checks_other_days() -> None:
     tags = {checks_quality.RANGE_START_TAG: "2025-04-20", checks_quality.RANGE_END_TAG: "2025-04-22"}
     days = [date(2025, 4, 20), date(2025, 4, 21), date(2025, 4, 22)]
-    assert checks_quality._days_of_run(_ctx(tags, True, dg.PartitionKeyRange("2025-04-20", "2025-04-22"))) == days
+    assert (
+        checks_quality._days_of_run(_ctx(tags, True, dg.PartitionKeyRange("2025-04-20", "2025-04-22")))
+        == days
+    )
     # an unexpected error used to be swallowed, then the tags were used: now it propagates
     with pytest.raises(RuntimeError):
         checks_quality._days_of_run(_ctx(tags, True, exc=RuntimeError("boom")))
@@ -123,3 +149,50 @@ def test_days_of_run_never_silently_checks_other_days() -> None:
         checks_quality._days_of_run(_ctx(tags, True, dg.PartitionKeyRange("2025-04-23", "2025-04-24")))
     # the documented case (unpartitioned step): the run's tags define the range
     assert checks_quality._days_of_run(_ctx(tags, True, exc=dg.DagsterInvariantViolationError("x"))) == days
+
+
+def test_old_blocking_rules_passed_a_zero_market_cap_the_new_rule_names_it(lake) -> None:
+    """The review finding: a top coin's market cap 0 on the close day left every rule green."""
+    _rewrite(lake, CLOSE, lambda df: df.with_columns(
+        pl.when(pl.col("coin_id") == "alt000").then(0.0).otherwise(pl.col("market_cap_usd")).alias("market_cap_usd")))
+    days = [OPEN + timedelta(days=i) for i in range(8)]
+    old = [quality.coverage(lake, days, 120), quality.duplicates(lake, days), quality.outliers(lake, days),
+           quality.stale(lake, days)]
+    assert all(o.passed for o in old)
+    assert any("coin_id=alt000" in p for p in quality.week_problems(lake, WEEK))
+
+
+def test_rules_raise_no_false_alarm_on_real_2025_data() -> None:
+    """Real Binance funding (BTC, ETH 2025-03..12), Binance BTCUSDT hourly bars and Coin Metrics BTC daily caps:
+    no implausible funding, no bar off the hour, no threefold supply jump, no NaN."""
+    from tests._metrics_real import real_file  # noqa: PLC0415
+
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        f = pl.read_csv(real_file(f"millbo01_ipf_data_binance_funding/binance_usdm_{sym}_funding_8h_2025-03_2025-12.csv"))
+        f = f.select(pl.lit("binance").alias("exchange"), "symbol",
+                     pl.col("funding_time_utc").str.to_datetime("%Y-%m-%d %H:%M", time_zone="UTC").alias("funding_time"),
+                     "funding_rate", pl.col("funding_interval_h").alias("interval_hours"))
+        f = f.with_columns(pl.col("funding_time").dt.date().alias("date"))
+        assert quality.funding_implausible(f) == [] and quality.non_finite("funding_rates", f) == []
+        assert quality.key_duplicates("funding_rates", f) == [] and quality.instants("funding_rates", f) == []
+    h = pl.read_csv(real_file("datascientest_binance_btcusdt_1h/binance_spot_BTCUSDT_1h_2025-01_2026-01.csv"))
+    h = h.select(pl.col("timestamp").str.to_datetime(time_zone="UTC").alias("ts"), "open", "high", "low", "close",
+                 "volume", "quote_volume").with_columns(pl.col("ts").dt.date().alias("date"))
+    assert quality.instants("btc_hourly", h) == [] and quality.required_values("btc_hourly", h) == []
+    c = pl.read_csv(real_file("coinmetrics_community/btc_daily_2025-03-01_2025-12-29.csv"), try_parse_dates=True)
+    c = c.select("date", pl.lit("bitcoin").alias("coin_id"), "price_usd", "market_cap_usd",
+                 pl.col("spot_volume_reported_usd_1d").alias("volume_24h_usd"))
+    assert quality.supply_jumps(c) == [] and quality.coin_values(c) == []
+
+
+def test_funding_off_by_a_factor_on_one_venue_blocks_a_market_wide_move_does_not() -> None:
+    t = datetime(2025, 4, 23, tzinfo=UTC)
+
+    def frame(binance: float, bybit: float) -> pl.DataFrame:
+        return pl.DataFrame({"exchange": ["binance", "bybit"], "symbol": ["BTCUSDT"] * 2, "funding_time": [t, t],
+                             "funding_rate": [binance, bybit], "interval_hours": [8, 8]})
+
+    assert quality.funding_venue_outliers(frame(-1.7e-5, -5.4e-4)) != []  # x100 of a near-zero rate
+    assert "binance -1.7e-05 vs bybit -0.00054" in quality.funding_venue_outliers(frame(-1.7e-5, -5.4e-4))[0]
+    assert quality.funding_venue_outliers(frame(-0.003, -0.002)) == []  # a crash moves every venue
+    assert quality.funding_venue_outliers(frame(1e-4, 1.2e-4)) == []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,19 +221,23 @@ def estimate_gaps(wd: WeekData) -> list[str]:
     ]
 
 
-def render_week(wd: WeekData, sources: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
-                source_gaps: list[str] | None = None) -> RenderedReport:
+def render_week(
+    wd: WeekData,
+    sources: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+    input_gaps: Sequence[str] = (),
+) -> RenderedReport:
     """Render one week. ``sources(claims)`` returns the input partitions (table, partition, sha256, raw files)
-    for the list at the end; the numbers' own sources are in their spans and in ``claims``. ``source_gaps``:
-    lines naming what the sources could not give for the week's days (the gap ledger), listed under Data gaps
-    as written (their dates and statuses are wording, not figures)."""
+    for the list at the end; the numbers' own sources are in their spans and in ``claims``. ``input_gaps`` are
+    lines naming what the week's inputs lack: what the sources could not give (the gap ledger,
+    ``pipelines.gaps``) and missing clean inputs (``quality.week_gaps``). They go under Data gaps as written
+    (their dates and statuses are wording, not figures)."""
     s = wd.one("weekly_market_summary")
     if s is None:
         raise ValueError(f"week {wd.week}: weekly_market_summary is required and has no row")
     facts, gaps = derive_facts(wd)
     gaps = [f"{name}: no partition for week={wd.week}; its section is left out." for name in wd.missing()] + gaps
     gaps += estimate_gaps(wd)
-    gaps += list(source_gaps or [])
+    gaps += list(input_gaps)
     heads = [f.headline for f in facts if f.headline is not None][:2]
     title = join(heads, ", ", ", ") if heads else Phrase("Weekly Crypto Market Update")
     dateline = Phrase("Market Update – {d}", {"d": num("weekly_market_summary", wd.week, "week_end", s["week_end"], "long_date")})
@@ -283,7 +287,7 @@ def render_week(wd: WeekData, sources: Callable[[list[dict[str, Any]]], list[dic
         html=html,
         facts=facts,
         claims=claims,
-        texts=sorted({t.md() for t in txts} | set(source_gaps or [])),
+        texts=sorted({t.md() for t in txts} | set(input_gaps)),  # gap lines name days, not figures
         gaps=gaps,
         charts=charts,
     )

@@ -14,7 +14,9 @@ class ConflictingDuplicates(ValueError):
     """Rows share a key but not their values."""
 
 
-def unique_strict(df: pl.DataFrame, keys: list[str] | str, what: str, ignore: tuple[str, ...] = ()) -> pl.DataFrame:
+def unique_strict(
+    df: pl.DataFrame, keys: list[str] | str, what: str, ignore: tuple[str, ...] = ()
+) -> pl.DataFrame:
     """``df`` with identical duplicate rows dropped (first kept, order kept); raises ``ConflictingDuplicates``
     naming ``what``, the key, and the differing values when rows share ``keys`` but differ elsewhere (columns in
     ``ignore``, e.g. the raw file a row came from, are not compared)."""
@@ -32,4 +34,6 @@ def unique_strict(df: pl.DataFrame, keys: list[str] | str, what: str, ignore: tu
         f"{c}: {' vs '.join(repr(v) for v in first[c].to_list())}" for c in values if first[c].n_unique() > 1
     )
     n = clash.select(keys).unique().height
-    raise ConflictingDuplicates(f"{what}: {n} key(s) with conflicting duplicate rows, first {key_text} ({diff})")
+    raise ConflictingDuplicates(
+        f"{what}: {n} key(s) with conflicting duplicate rows, first {key_text} ({diff})"
+    )

@@ -1,0 +1,428 @@
+"""A second, independent derivation of the report's headline figures, straight from the CLEAN lake.
+
+The claim check (``claims.py``) re-reads the weekly tables the report printed, so a bug in a metric function in
+``pipelines/metrics/`` passes it. This module recomputes the headline figures by another path: DuckDB SQL over the
+clean Parquet tables (``coin_daily``, ``coin_registry``, ``funding_rates``, ``open_interest``, ``btc_hourly``) and a
+few lines of NumPy, without importing ``pipelines.metrics``. The definitions are METHODOLOGY.md's, re-implemented:
+
+* total market cap change: sum of positive market caps on the close day over the open day (Sunday before);
+* BTC and ETH weekly returns: price on the close day over price on the open day;
+* sector and size indices: eligible coins (documented category exclusions) ranked by market cap at the open
+  (top 500, ties by coin id), members per index, weights capped at 25% (computed by water-filling, not by the
+  metric's iteration), member return from the open price to the last price in (open day, close day];
+* mean funding: rate x 8 / interval over settlements in (Monday 00:00, next Monday 00:00], each weighted by its own
+  series' latest open interest at or before it within one day (DuckDB ASOF JOIN); equal weights without OI;
+* BTC 7-day realized volatility: log returns between hourly closes exactly one hour apart, stamped at the bar's
+  close, in (end - 7 days, end], sample standard deviation x sqrt(24 x 365), at least 90% of the 168 returns.
+
+``crosscheck(wh, week)`` compares each with the weekly table's value and returns the disagreements; a printed
+value with no second derivation (the second path finds the inputs insufficient) is a disagreement too. Tolerance:
+``ABS_TOL`` percentage points plus ``REL_TOL`` of the value, far below the printed precision (one decimal).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+
+from pipelines.warehouse import Warehouse
+
+ABS_TOL = 1e-6  # percentage points (or rate units for funding, see FUNDING_ABS_TOL)
+REL_TOL = 1e-9
+FUNDING_ABS_TOL = 1e-12  # rate per 8h
+CAP = 0.25
+UNIVERSE = 500
+# METHODOLOGY.md, Universe: excluded categories and patterns (restated here on purpose, not imported).
+EXCLUDED = {
+    "stablecoins",
+    "usd-stablecoin",
+    "eur-stablecoin",
+    "yield-bearing-stablecoins",
+    "fiat-backed-stablecoin",
+    "crypto-backed-stablecoin",
+    "algorithmic-stablecoin",
+    "wrapped-tokens",
+    "bridged-tokens",
+    "liquid-staking-tokens",
+    "liquid-staked-eth",
+    "liquid-restaking-tokens",
+    "tokenized-gold",
+}
+EXCLUDED_PATTERNS = (
+    "stablecoin",
+    "bridged-",
+    "wrapped-",
+    "liquid-staking",
+    "liquid-restaking",
+    "liquid-staked",
+    "tokenized-",
+)
+# METHODOLOGY.md, Sector and size indices: (index, category or None, rank from, rank to, max members)
+INDICES = (
+    ("core_l1", "layer-1", 1, UNIVERSE, 10),
+    ("l2", "layer-2", 1, UNIVERSE, None),
+    ("gaming", "gaming", 1, UNIVERSE, None),
+    ("depin", "depin", 1, UNIVERSE, None),
+    ("ai", "artificial-intelligence", 1, UNIVERSE, None),
+    ("defi", "decentralized-finance-defi", 1, UNIVERSE, None),
+    ("meme", "meme-token", 1, UNIVERSE, None),
+    ("top30", None, 1, 30, None),
+    ("mid_caps", None, 11, 50, None),
+    ("small_caps", None, 51, 100, None),
+)
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    figure: str
+    table_value: float | None
+    second_value: float | None
+    week: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.figure} for week {self.week}: weekly table {self.table_value!r}, "
+            f"second derivation {self.second_value!r}"
+        )
+
+
+def _has(wh: Warehouse, table: str) -> bool:
+    return any((wh.lake_dir / table).glob("*=*/data.parquet"))
+
+
+def _days(week: str) -> tuple[date, date, datetime, datetime]:
+    monday = date.fromisoformat(week)
+    start = datetime(monday.year, monday.month, monday.day, tzinfo=UTC)
+    return monday - timedelta(days=1), monday + timedelta(days=6), start, start + timedelta(days=7)
+
+
+def total_mcap_change_pct(wh: Warehouse, week: str) -> float | None:
+    open_day, close_day, _, _ = _days(week)
+    df = wh.query(
+        "SELECT sum(market_cap_usd) FILTER (WHERE date = ?) AS o, sum(market_cap_usd) FILTER (WHERE date = ?) AS c "
+        "FROM coin_daily WHERE date IN (?, ?) AND market_cap_usd > 0",
+        [open_day, close_day, open_day, close_day],
+    )
+    o, c = df["o"][0], df["c"][0]
+    return None if not o or c is None else (c / o - 1.0) * 100.0
+
+
+def coin_return_pct(wh: Warehouse, week: str, coin_id: str) -> float | None:
+    open_day, close_day, _, _ = _days(week)
+    df = wh.query(
+        "SELECT max(price_usd) FILTER (WHERE date = ?) AS o, max(price_usd) FILTER (WHERE date = ?) AS c, "
+        "count(*) AS n FROM coin_daily WHERE coin_id = ? AND date IN (?, ?)",
+        [open_day, close_day, coin_id, open_day, close_day],
+    )
+    o, c = df["o"][0], df["c"][0]
+    return None if not o or c is None or df["n"][0] != 2 else (c / o - 1.0) * 100.0
+
+
+def _registry(wh: Warehouse, close_day: date) -> dict[str, list[str]]:
+    snaps = sorted(p.name.split("=", 1)[1] for p in (wh.lake_dir / "coin_registry").glob("snapshot=*"))
+    if not snaps:
+        return {}
+    known = [s for s in snaps if s[:10] <= close_day.isoformat()]
+    snap = known[-1] if known else snaps[0]
+    df = wh.query("SELECT coin_id, categories FROM coin_registry WHERE snapshot = ?", [snap])
+    return {cid: list(cats or []) for cid, cats in df.iter_rows()}
+
+
+def _eligible(cats: list[str]) -> bool:
+    return not any(c in EXCLUDED or any(p in c for p in EXCLUDED_PATTERNS) for c in cats)
+
+
+def water_fill(mcaps: np.ndarray, cap: float = CAP) -> np.ndarray:
+    """Capped market-cap weights by water-filling: the k largest at the cap, the rest pro rata, for the smallest
+    k that leaves every uncapped weight at or below the cap; equal weights when ``n x cap < 1``."""
+    n = len(mcaps)
+    if n == 0:
+        return mcaps
+    if n * cap < 1:
+        return np.full(n, 1.0 / n)
+    order = np.argsort(-mcaps, kind="stable")
+    m = mcaps[order]
+    for k in range(n):
+        rest = m[k:]
+        w_rest = (1.0 - k * cap) * rest / rest.sum()
+        if w_rest.max() <= cap + 1e-12:
+            w = np.concatenate([np.full(k, cap), w_rest])
+            out = np.empty(n)
+            out[order] = w
+            return out
+    return np.full(n, 1.0 / n)
+
+
+def index_returns_pct(wh: Warehouse, week: str) -> dict[str, float | None]:
+    open_day, close_day, _, _ = _days(week)
+    registry = _registry(wh, close_day)
+    opens = wh.query(
+        "SELECT coin_id, price_usd, market_cap_usd FROM coin_daily WHERE date = ? AND market_cap_usd > 0 "
+        "AND price_usd IS NOT NULL ORDER BY market_cap_usd DESC, coin_id",
+        [open_day],
+    )
+    closes = dict(
+        wh.query(
+            "SELECT coin_id, arg_max(price_usd, date) AS p FROM coin_daily WHERE date > ? AND date <= ? "
+            "AND price_usd IS NOT NULL GROUP BY coin_id",
+            [open_day, close_day],
+        ).iter_rows()
+    )
+    ranked = [r for r in opens.iter_rows() if r[0] in registry and _eligible(registry[r[0]])][:UNIVERSE]
+    out: dict[str, float | None] = {}
+    for name, cat, lo, hi, most in INDICES:
+        members = [
+            (rank, r)
+            for rank, r in enumerate(ranked, start=1)
+            if lo <= rank <= hi and (cat is None or cat in registry[r[0]])
+        ]
+        members = members[:most] if most else members
+        if not members:
+            out[name] = None
+            continue
+        w = water_fill(np.array([r[2] for _, r in members], dtype=float))
+        ret = np.array([closes[r[0]] / r[1] - 1.0 if r[0] in closes else np.nan for _, r in members])
+        ok = np.isfinite(ret)
+        out[name] = float(np.sum(w[ok] * ret[ok]) / np.sum(w[ok]) * 100.0) if ok.any() else None
+    return out
+
+
+def mean_funding_8h(wh: Warehouse, week: str) -> float | None:
+    _, _, start, end = _days(week)
+    if not _has(wh, "funding_rates"):
+        return None
+    bounds = [start.date(), end.date(), start, end]
+    if _has(wh, "open_interest"):
+        df = wh.query(
+            "SELECT f.funding_rate * 8.0 / f.interval_hours AS r8, "
+            "CASE WHEN f.funding_time - o.ts <= INTERVAL 1 DAY THEN o.oi_usd END AS oi "
+            "FROM (SELECT * FROM funding_rates WHERE date BETWEEN ? AND ? AND funding_time > ? AND funding_time <= ?) f "
+            "ASOF LEFT JOIN (SELECT exchange, symbol, ts, oi_usd FROM open_interest WHERE ts <= ?) o "
+            "ON f.exchange = o.exchange AND f.symbol = o.symbol AND f.funding_time >= o.ts",
+            [*bounds, end],
+        )
+    else:
+        df = wh.query(
+            "SELECT funding_rate * 8.0 / interval_hours AS r8, NULL::DOUBLE AS oi FROM funding_rates "
+            "WHERE date BETWEEN ? AND ? AND funding_time > ? AND funding_time <= ?",
+            bounds,
+        )
+    if df.height == 0:
+        return None
+    r8, oi = df["r8"].to_numpy(), df["oi"].fill_null(0.0).to_numpy()
+    has = oi > 0
+    return float(np.sum(r8[has] * oi[has]) / np.sum(oi[has])) if has.any() else float(np.mean(r8))
+
+
+def btc_rv7_pct(wh: Warehouse, week: str) -> float | None:
+    _, _, _, end = _days(week)
+    if not _has(wh, "btc_hourly"):
+        return None
+    df = wh.query(
+        "WITH b AS (SELECT DISTINCT ts, close FROM btc_hourly WHERE date BETWEEN ? AND ? AND ts + INTERVAL 1 HOUR <= ?), "
+        "r AS (SELECT ts + INTERVAL 1 HOUR AS stamp, ln(close / lag(close) OVER (ORDER BY ts)) AS lr, "
+        "ts - lag(ts) OVER (ORDER BY ts) AS step FROM b) "
+        "SELECT stddev_samp(lr) AS sd, count(*) AS n FROM r "
+        "WHERE step = INTERVAL 1 HOUR AND stamp > ? AND stamp <= ?",
+        [(end - timedelta(days=9)).date(), end.date(), end, end - timedelta(days=7), end],
+    )
+    sd, n = df["sd"][0], df["n"][0]
+    if sd is None or n < 2 or n < 0.9 * 7 * 24:
+        return None
+    return float(sd * math.sqrt(24 * 365) * 100.0)
+
+
+# METHODOLOGY.md, Cross-asset returns: the major classes, their series and how a return is taken.
+MAJORS = (
+    ("crypto", "price"),
+    ("SP500", "price"),
+    ("NASDAQCOM", "price"),
+    ("gold", "price"),
+    ("DGS10", "yield"),
+    ("DTWEXBGS", "price"),
+    ("DEXJPUS", "inverse"),
+)
+UST_D = 8.5
+MAX_STALE_DAYS = 5
+MAX_STREAK = 104
+
+
+def worst_streak_weeks(wh: Warehouse, week: str) -> int | None:
+    """Consecutive weeks, ending with ``week``, in which crypto (total market cap) had the lowest weekly return
+    of the seven major classes; each week from levels dated up to its own close. None when crypto has no
+    return this week."""
+    if not _has(wh, "macro_observations"):
+        return None
+    _, close_day, _, _ = _days(week)
+    lv = wh.query(
+        "SELECT 'crypto' AS s, date, sum(market_cap_usd) AS v FROM coin_daily WHERE market_cap_usd > 0 AND date <= ? "
+        "GROUP BY date "
+        "UNION ALL SELECT 'gold' AS s, date, price_usd AS v FROM coin_daily "
+        "WHERE coin_id = 'pax-gold' AND price_usd IS NOT NULL AND date <= ? "
+        "UNION ALL SELECT series_id AS s, date, value AS v FROM macro_observations "
+        "WHERE value IS NOT NULL AND date <= ? AND list_contains(?, series_id)",
+        [close_day, close_day, close_day, [m for m, _ in MAJORS if m not in ("crypto", "gold")]],
+    )
+    series: dict[str, list[tuple[date, float]]] = {}
+    for s_, d, v in lv.sort("s", "date").iter_rows():
+        series.setdefault(s_, []).append((d, v))
+
+    def last(s_: str, day: date) -> tuple[date, float] | None:
+        pts = [p for p in series.get(s_, []) if p[0] <= day]
+        return pts[-1] if pts and (day - pts[-1][0]).days <= MAX_STALE_DAYS else None
+
+    def returns(w: date) -> dict[str, float]:
+        o, c = w - timedelta(days=1), w + timedelta(days=6)
+        out = {}
+        for s_, kind in MAJORS:
+            a, b = last(s_, o), last(s_, c)
+            if a is None or b is None:
+                continue
+            if b[0] == a[0]:
+                out[s_] = 0.0
+            elif kind == "price" and a[1] > 0:
+                out[s_] = (b[1] / a[1] - 1) * 100
+            elif kind == "inverse" and b[1] > 0:
+                out[s_] = (a[1] / b[1] - 1) * 100
+            elif kind == "yield":
+                out[s_] = -UST_D * (b[1] - a[1])
+        return out
+
+    w = date.fromisoformat(week)
+    if "crypto" not in returns(w):
+        return None
+    n = 0
+    while n < MAX_STREAK:
+        r = returns(w)
+        if "crypto" not in r or r["crypto"] > min(r.values()):
+            break
+        n, w = n + 1, w - timedelta(days=7)
+    return n
+
+
+def _table_value(
+    wh: Warehouse, table: str, column: str, week: str, where: str = "", params: list | None = None
+):
+    if not _has(wh, table):
+        return None, False
+    df = wh.query(
+        f'SELECT "{column}" AS v FROM "{table}" WHERE week = CAST(? AS DATE) {where}', [week, *(params or [])]
+    )
+    return (df["v"][0], True) if df.height == 1 else (None, df.height > 0)
+
+
+def _agrees(a: float | None, b: float | None, abs_tol: float) -> bool:
+    if a is None:  # nothing printed from the table
+        return True
+    if b is None or not (math.isfinite(a) and math.isfinite(b)):
+        return False
+    return abs(a - b) <= abs_tol + REL_TOL * max(abs(a), abs(b))
+
+
+Figure = tuple[str, str, str, str, list, float | None, float]
+
+
+def figures(wh: Warehouse, week: str) -> list[Figure]:
+    """(figure, table, column, extra where, params, second value, tolerance) for every cross-checked figure.
+
+    A figure is left out when its clean source table is absent from the lake altogether (a lake holding only
+    weekly tables, as in the narrative tests); when the table exists but lacks the week's rows, the second value
+    is None and a printed value then disagrees."""
+    out: list[Figure] = []
+    if _has(wh, "coin_daily"):
+        total = total_mcap_change_pct(wh, week)
+        out += [
+            (
+                "total market cap change %",
+                "weekly_market_summary",
+                "total_mcap_change_pct",
+                "",
+                [],
+                total,
+                ABS_TOL,
+            ),
+            (
+                "total market cap change % (weekly_total_market_cap)",
+                "weekly_total_market_cap",
+                "change_pct",
+                "",
+                [],
+                total,
+                ABS_TOL,
+            ),
+        ]
+        for coin, label, col in (("bitcoin", "BTC", "btc_return_pct"), ("ethereum", "ETH", "eth_return_pct")):
+            out.append(
+                (
+                    f"{label} weekly return %",
+                    "weekly_market_summary",
+                    col,
+                    "",
+                    [],
+                    coin_return_pct(wh, week, coin),
+                    ABS_TOL,
+                )
+            )
+        if _has(wh, "weekly_index_returns") and _has(wh, "coin_registry"):
+            for name, value in index_returns_pct(wh, week).items():
+                out.append(
+                    (
+                        f"{name} index return %",
+                        "weekly_index_returns",
+                        "return_pct",
+                        'AND "index" = ?',
+                        [name],
+                        value,
+                        ABS_TOL,
+                    )
+                )
+        if _has(wh, "weekly_crypto_rank"):
+            out.append(
+                (
+                    "crypto worst-asset streak (weeks)",
+                    "weekly_crypto_rank",
+                    "worst_streak_weeks",
+                    "",
+                    [],
+                    worst_streak_weeks(wh, week),
+                    0.0,
+                )
+            )
+    if _has(wh, "weekly_leverage") and _has(wh, "funding_rates"):
+        out.append(
+            (
+                "mean funding per 8h",
+                "weekly_leverage",
+                "funding_8h_mean",
+                "",
+                [],
+                mean_funding_8h(wh, week),
+                FUNDING_ABS_TOL,
+            )
+        )
+    if _has(wh, "weekly_btc_volatility") and _has(wh, "btc_hourly"):
+        out.append(
+            (
+                "BTC 7-day realized volatility %",
+                "weekly_btc_volatility",
+                "rv7_hourly_pct",
+                "",
+                [],
+                btc_rv7_pct(wh, week),
+                ABS_TOL,
+            )
+        )
+    return out
+
+
+def crosscheck(wh: Warehouse, week: str) -> list[Disagreement]:
+    """Every headline figure whose weekly-table value disagrees with the second derivation (empty: all agree)."""
+    bad = []
+    for figure, table, column, where, params, second, tol in figures(wh, week):
+        value, present = _table_value(wh, table, column, week, where, params)
+        if present and not _agrees(value, second, tol):
+            bad.append(Disagreement(figure, value, second, week))
+    return bad

@@ -1,0 +1,116 @@
+"""One week through the pipeline's pure functions, without Dagster: the blocking quality rules, every weekly
+table (the assets' own compute functions and their blocking checks), the report rendering with its gap lines,
+the claim check and the second derivation. Used by the crosscheck tests and the mutation harness."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+import assets.weekly_derivatives as wd_
+import assets.weekly_macro as wm_
+import assets.weekly_market as wk_
+from assets.weekly import week_open_close
+from pipelines import quality
+from pipelines.cleaning import latest_registry
+from pipelines.metrics.summary import weekly_market_summary, weekly_movers
+from pipelines.narrative.claims import check_claims
+from pipelines.narrative.crosscheck import crosscheck
+from pipelines.narrative.data import load_week
+from pipelines.narrative.render import SOURCES_HEADING, render_week
+from pipelines.partitions import week_bounds, week_close_days
+from pipelines.schemas import TABLES, WEEKLY_MARKET_SUMMARY, WEEKLY_MOVERS
+from pipelines.warehouse import Warehouse
+
+# weekly table -> (compute function, its asset): the asset gives the checks and which of them block
+COMPUTES = {
+    "weekly_universe": (wk_.compute_universe, wk_.weekly_universe_asset),
+    "weekly_total_market_cap": (wk_.compute_total_market_cap, wk_.weekly_total_market_cap_asset),
+    "weekly_mcap_crossings": (wk_.compute_crossings, wk_.weekly_mcap_crossings_asset),
+    "weekly_index_returns": (wk_.compute_index_returns, wk_.weekly_index_returns_asset),
+    "weekly_correlation_buckets": (wk_.compute_correlation, wk_.weekly_correlation_buckets_asset),
+    "weekly_leverage": (wd_.compute_leverage, wd_.weekly_leverage_asset),
+    "weekly_volume": (wd_.compute_volume, wd_.weekly_volume_asset),
+    "weekly_btc_volatility": (wd_.compute_volatility, wd_.weekly_btc_volatility_asset),
+    "weekly_cross_asset": (wm_.compute_cross_asset, wm_.weekly_cross_asset_asset),
+    "weekly_crypto_rank": (wm_.compute_crypto_rank, wm_.weekly_crypto_rank_asset),
+    "weekly_macro": (wm_.compute_macro, wm_.weekly_macro_asset),
+}
+MIN_COINS = 50  # assets.weekly.MIN_COINS (summary_coverage)
+
+
+@dataclass
+class WeekRun:
+    blocked: list[str] = field(
+        default_factory=list
+    )  # every reason publication is blocked, each naming its row
+    markdown: str = ""
+    gaps: list[str] = field(default_factory=list)
+
+    @property
+    def body(self) -> str:
+        """The printed report without its Data gaps and Sources sections (input hashes change with any input)."""
+        text = self.markdown.split("\n" + SOURCES_HEADING + "\n", 1)[0]
+        return text.split("\n## Data gaps\n", 1)[0]
+
+
+def _blocking(asset: dg.AssetsDefinition) -> set[str]:
+    return {s.name for s in asset.check_specs if s.blocking}
+
+
+def compute_weekly(wh: Warehouse, week: str) -> list[str]:
+    """Write every weekly table of ``week`` into the lake; return the blocking problems (check failures and
+    compute failures), as the weekly job would stop on them."""
+    problems: list[str] = []
+    start, end = week_bounds(week)
+    try:
+        open_rows, close_rows = week_open_close(wh, week)
+        summary = weekly_market_summary(open_rows, close_rows, start, end, week_close_days(week)[1])
+        wh.write_partition(WEEKLY_MARKET_SUMMARY, week, summary)
+        row = summary.row(0, named=True)
+        if min(row["coins_start"], row["coins_end"]) < MIN_COINS:
+            problems.append(
+                f"weekly_market_summary.summary_coverage: only {row['coins_start']}/{row['coins_end']} coins"
+            )
+        if row["btc_return_pct"] is None or row["eth_return_pct"] is None:
+            problems.append(
+                "weekly_market_summary.summary_coverage: BTC or ETH missing at the open or the close"
+            )
+        if not (row["total_mcap_start_usd"] > 0 and row["total_mcap_end_usd"] > 0):
+            problems.append("weekly_market_summary.summary_coverage: non-positive total market cap")
+        movers = weekly_movers(
+            open_rows, close_rows, latest_registry(wh).select("coin_id", "categories"), start
+        )
+        wh.write_partition(WEEKLY_MOVERS, week, movers)
+    except (dg.Failure, ValueError) as exc:
+        problems.append(f"weekly_market_summary: {getattr(exc, 'description', None) or exc}")
+    for name, (fn, asset) in COMPUTES.items():
+        try:
+            out = fn(wh, week)
+        except (dg.Failure, ValueError) as exc:
+            problems.append(f"{name}: {getattr(exc, 'description', None) or exc}")
+            continue
+        wh.write_partition(TABLES[name], week, out.df)
+        for check in _blocking(asset):
+            problems += [f"{name}.{check}: {p}" for p in out.problems.get(check, [])]
+    wh.refresh_catalog()
+    return problems
+
+
+def run_week(wh: Warehouse, week: str) -> WeekRun:
+    """Quality rules, weekly tables, report, claim check and second derivation for one week."""
+    run = WeekRun(blocked=[f"week_inputs_quality: {p}" for p in quality.week_problems(wh, week)])
+    run.blocked += compute_weekly(wh, week)
+    if not wh.has_partition(WEEKLY_MARKET_SUMMARY, week):
+        return run
+    wd, _ = load_week(wh, week)
+    rendered = render_week(wd, None, quality.week_gaps(quality.week_frames(wh, week), week))
+    run.markdown, run.gaps = rendered.markdown, rendered.gaps
+    run.blocked += [
+        f"report_claims_match_tables: {c.label} printed {c.printed_text!r}, expected {c.expected_text!r} ({c.problem})"
+        for c in check_claims(wh, week, rendered.markdown, rendered.claims, rendered.texts)
+        if not c.ok
+    ]
+    run.blocked += [f"crosscheck: {d}" for d in crosscheck(wh, week)]
+    return run

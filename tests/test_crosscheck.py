@@ -1,0 +1,121 @@
+"""The second derivation (``pipelines.narrative.crosscheck``) agrees with the weekly tables on a synthetic week,
+and blocks the report when a metric function is deliberately wrong, although the claim check (which re-reads the
+weekly tables) passes."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+
+import assets.weekly_macro as weekly_macro
+import pipelines.metrics.leverage as leverage
+import pipelines.metrics.sectors as sectors
+import pipelines.metrics.volatility as volatility
+import tests._week_pipeline as pipe
+from assets.report import build_report
+from pipelines.narrative import crosscheck as cc
+from pipelines.warehouse import Warehouse
+from tests._weekly_world import build, write_lake
+
+WEEK = "2025-04-21"
+HISTORY = ["2025-03-31", "2025-04-07", "2025-04-14"]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    root = tmp_path_factory.mktemp("crosscheck")
+    wh = write_lake(root, build(), datetime(2025, 4, 29, tzinfo=UTC))
+    for w in HISTORY:
+        assert pipe.compute_weekly(wh, w) == []
+    return root
+
+
+@pytest.fixture
+def wh(base, tmp_path) -> Warehouse:
+    shutil.copytree(base, tmp_path / "wh")
+    return Warehouse(tmp_path / "wh")
+
+
+def test_second_derivation_agrees_on_a_clean_week(wh) -> None:
+    run = pipe.run_week(wh, WEEK)
+    assert run.blocked == []
+    figs = {f[0]: f[5] for f in cc.figures(wh, WEEK)}
+    assert len(figs) >= 15 and all(v is not None for v in figs.values()), figs
+    assert cc.crosscheck(wh, WEEK) == []
+    rendered, _, _ = build_report(wh, WEEK)  # the report asset's own path publishes
+    assert "Total crypto market cap" in rendered.markdown
+
+
+def test_second_derivation_agrees_on_every_earlier_week(wh) -> None:
+    for w in HISTORY:
+        assert cc.crosscheck(wh, w) == [], w
+    assert [cc.worst_streak_weeks(wh, w) for w in [*HISTORY, WEEK]] == [0, 0, 1, 2]
+
+
+def test_water_fill_caps_and_matches_pro_rata_when_feasible() -> None:
+    w = cc.water_fill(np.array([100.0, 50.0, 10.0, 5.0, 5.0]))
+    assert w.max() <= 0.25 + 1e-12 and abs(w.sum() - 1) < 1e-12
+    assert np.allclose(cc.water_fill(np.array([1.0, 1.0, 1.0])), 1 / 3)
+    m = np.array([3.0, 2.0, 2.0, 2.0, 2.0, 2.0])
+    assert np.allclose(cc.water_fill(m), m / m.sum())
+
+
+def _uncapped(mcaps, cap=0.25, max_iter=100):
+    m = np.where(np.isfinite(mcaps) & (mcaps > 0), mcaps, 0.0)
+    return m / m.sum() if m.sum() else m
+
+
+def _ddof0(stamps, r, ends, window, per_year, min_frac=0.9, step=None):
+    out = ORIG_RV(stamps, r, ends, window, per_year, min_frac, step)
+    n = np.searchsorted(stamps, ends, side="right") - np.searchsorted(stamps, ends - window, side="right")
+    return out * np.sqrt(np.maximum(n - 1, 1) / np.maximum(n, 1))
+
+
+ORIG_RV = volatility.rolling_rv
+
+
+def _equal_weighted(df, by):
+    return df.group_by(by).agg(
+        pl.col("rate_8h").mean().alias("funding_8h"),
+        pl.lit("oi").alias("weighting"),
+        pl.len().cast(pl.Int32).alias("settlements"),
+    )
+
+
+def _summary_drops_last_coin(open_rows, close_rows, *a):
+    return ORIG_SUMMARY(open_rows, close_rows.sort("coin_id").head(close_rows.height - 1), *a)
+
+
+ORIG_SUMMARY = pipe.weekly_market_summary
+ORIG_RANK = weekly_macro.weekly_crypto_rank
+
+
+def _streak_off_by_one(levels, week, *a, **k):
+    return ORIG_RANK(levels, week, *a, **k).with_columns(pl.col("worst_streak_weeks") + 1)
+
+
+@pytest.mark.parametrize(
+    ("target", "attr", "bug", "figure"),
+    [
+        (sectors, "capped_weights", _uncapped, "index return"),
+        (volatility, "rolling_rv", _ddof0, "BTC 7-day realized volatility"),
+        (leverage, "_weighted", _equal_weighted, "mean funding per 8h"),
+        (pipe, "weekly_market_summary", _summary_drops_last_coin, "total market cap change %"),
+        (weekly_macro, "weekly_crypto_rank", _streak_off_by_one, "crypto worst-asset streak"),
+    ],
+)
+def test_a_wrong_metric_function_blocks_the_report(wh, monkeypatch, target, attr, bug, figure) -> None:
+    monkeypatch.setattr(target, attr, bug)
+    run = pipe.run_week(wh, WEEK)
+    claims = [b for b in run.blocked if b.startswith("report_claims_match_tables")]
+    assert claims == []  # the claim check re-reads the (wrong) tables: it cannot see the bug
+    second = [b for b in run.blocked if b.startswith("crosscheck")]
+    assert any(figure in b and f"week {WEEK}" in b and "second derivation" in b for b in second), run.blocked
+    if target is not pipe:  # the report asset itself refuses to publish
+        with pytest.raises(dg.Failure, match="second derivation disagrees"):
+            build_report(wh, WEEK)
