@@ -6,6 +6,8 @@ clean Parquet tables (``coin_daily``, ``coin_registry``, ``funding_rates``, ``op
 few lines of NumPy, without importing ``pipelines.metrics``. The definitions are METHODOLOGY.md's, re-implemented:
 
 * total market cap change: sum of positive market caps on the close day over the open day (Sunday before);
+  the same over the coins priced on both days (like for like, the printed change); and the daily total with a
+  coin missing for up to three days counted at its latest reading (the level series of weekly_total_market_cap);
 * BTC and ETH weekly returns: price on the close day over price on the open day;
 * sector and size indices: eligible coins (documented category exclusions) ranked by market cap at the open
   (top 500, ties by coin id), members per index, weights capped at 25% (computed by water-filling, not by the
@@ -100,6 +102,7 @@ def _days(week: str) -> tuple[date, date, datetime, datetime]:
 
 
 def total_mcap_change_pct(wh: Warehouse, week: str) -> float | None:
+    """Sum of positive market caps on the close day over the open day, every coin with a reading that day."""
     open_day, close_day, _, _ = _days(week)
     df = wh.query(
         "SELECT sum(market_cap_usd) FILTER (WHERE date = ?) AS o, sum(market_cap_usd) FILTER (WHERE date = ?) AS c "
@@ -107,6 +110,36 @@ def total_mcap_change_pct(wh: Warehouse, week: str) -> float | None:
         [open_day, close_day, open_day, close_day],
     )
     o, c = df["o"][0], df["c"][0]
+    return None if not o or c is None else (c / o - 1.0) * 100.0
+
+
+def like_for_like_mcap_change_pct(wh: Warehouse, week: str) -> float | None:
+    """The same over the coins with a positive market cap on both the open and the close day."""
+    open_day, close_day, _, _ = _days(week)
+    df = wh.query(
+        "SELECT sum(o.market_cap_usd) AS o, sum(c.market_cap_usd) AS c FROM coin_daily o JOIN coin_daily c "
+        "USING (coin_id) WHERE o.date = ? AND c.date = ? AND o.market_cap_usd > 0 AND c.market_cap_usd > 0",
+        [open_day, close_day],
+    )
+    o, c = df["o"][0], df["c"][0]
+    return None if not o or c is None else (c / o - 1.0) * 100.0
+
+
+def carried_total_change_pct(wh: Warehouse, week: str, carry_days: int = 3) -> float | None:
+    """The daily total as METHODOLOGY.md defines it for levels: each coin at its latest positive market cap on or
+    up to ``carry_days`` days before the day (a short data gap is not a fall), on days that have any reading."""
+    open_day, close_day, _, _ = _days(week)
+    totals = []
+    for day in (open_day, close_day):
+        df = wh.query(
+            "WITH obs AS (SELECT coin_id, date, max(market_cap_usd) AS m FROM coin_daily "
+            "  WHERE market_cap_usd > 0 AND date BETWEEN ? AND ? GROUP BY coin_id, date) "
+            "SELECT (SELECT count(*) FROM obs WHERE date = ?) AS n, sum(m) AS total "
+            "FROM (SELECT arg_max(m, date) AS m FROM obs GROUP BY coin_id)",
+            [day - timedelta(days=carry_days), day, day],
+        )
+        totals.append(df["total"][0] if df["n"][0] else None)
+    o, c = totals
     return None if not o or c is None else (c / o - 1.0) * 100.0
 
 
@@ -258,8 +291,12 @@ def worst_streak_weeks(wh: Warehouse, week: str) -> int | None:
         return None
     _, close_day, _, _ = _days(week)
     lv = wh.query(
-        "SELECT 'crypto' AS s, date, sum(market_cap_usd) AS v FROM coin_daily WHERE market_cap_usd > 0 AND date <= ? "
-        "GROUP BY date "
+        # crypto: the daily total with a coin missing up to three days counted at its latest reading
+        "WITH obs AS (SELECT coin_id, date, max(market_cap_usd) AS m FROM coin_daily "
+        "  WHERE market_cap_usd > 0 AND date <= ? GROUP BY coin_id, date), "
+        "pick AS (SELECT d.date, o.coin_id, arg_max(o.m, o.date) AS m FROM (SELECT DISTINCT date FROM obs) d "
+        "  JOIN obs o ON o.date BETWEEN d.date - 3 AND d.date GROUP BY d.date, o.coin_id) "
+        "SELECT 'crypto' AS s, date, sum(m) AS v FROM pick GROUP BY date "
         "UNION ALL SELECT 'gold' AS s, date, price_usd AS v FROM coin_daily "
         "WHERE coin_id = 'pax-gold' AND price_usd IS NOT NULL AND date <= ? "
         "UNION ALL SELECT series_id AS s, date, value AS v FROM macro_observations "
@@ -345,12 +382,21 @@ def figures(wh: Warehouse, week: str) -> list[Figure]:
                 ABS_TOL,
             ),
             (
+                "total market cap change %, like for like",
+                "weekly_market_summary",
+                "total_mcap_change_like_for_like_pct",
+                "",
+                [],
+                like_for_like_mcap_change_pct(wh, week),
+                ABS_TOL,
+            ),
+            (
                 "total market cap change % (weekly_total_market_cap)",
                 "weekly_total_market_cap",
                 "change_pct",
                 "",
                 [],
-                total,
+                carried_total_change_pct(wh, week),
                 ABS_TOL,
             ),
         ]
