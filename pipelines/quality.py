@@ -331,12 +331,15 @@ def top_coins(coin_daily: pl.DataFrame, top_n: int = TOP_N_REQUIRED) -> list[str
 
 
 def coin_values(coin_daily: pl.DataFrame, top_n: int = TOP_N_REQUIRED) -> list[str]:
-    """A top coin (``top_coins``) with a null or non-positive price, market cap or volume on any day present."""
+    """A top coin (``top_coins``) with a null or non-positive price or market cap, or a zero or negative volume,
+    on any day present. A null volume is missing, not wrong: days whose market caps are estimates
+    (``pipelines.estimates``) carry none, and the volume table names the days it lacks."""
     top = top_coins(coin_daily, top_n)
     rows = coin_daily.filter(pl.col("coin_id").is_in(top))
     out = []
     for c in ("price_usd", "market_cap_usd", "volume_24h_usd"):
-        bad = rows.filter(pl.col(c).is_null() | (pl.col(c) <= 0)).sort("date", "coin_id")
+        wrong = pl.col(c) <= 0 if c == "volume_24h_usd" else pl.col(c).is_null() | (pl.col(c) <= 0)
+        bad = rows.filter(wrong).sort("date", "coin_id")
         out += [f"coin_daily[date={r['date']}, coin_id={r['coin_id']}]: {c} = {r[c]} for a top-{top_n} coin"
                 for r in bad.head(10).iter_rows(named=True)]
     return out
@@ -401,7 +404,7 @@ def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> lis
     """MISSING data in a week's clean frames, as named gap lines for the report (never filled):
 
     * a coin priced on some day the week reads (the day before the open to the close) but absent on a day from
-      the open to the close;
+      the open to the close; a coin priced on a day without a 24h volume;
     * a (venue, symbol) with funding settlements, OI readings or perp volume in the week but none on some day;
       a venue present at the open but absent afterwards;
     * BTC hourly bars missing in the week;
@@ -426,6 +429,13 @@ def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> lis
             gone = sorted(seen - there)
             if gone:
                 out.append(f"Prices: no close on {d} for {listed(gone)} (not filled; totals and indices use the coins priced).")
+        # a coin priced but without a 24h volume (estimated days have none): spot volume leaves it out
+        for d in week_days_:
+            day = cd.filter(pl.col("date") == d)
+            novol = sorted(day.filter(pl.col("volume_24h_usd").is_null())["coin_id"].to_list())
+            if novol:
+                who = "any coin" if len(novol) == day.height else listed(novol)
+                out.append(f"Volume: no 24h volume on {d} for {who} (not filled; spot volume leaves them out).")
     for table in ("funding_rates", "open_interest", "perp_volume_daily"):
         df = frames.get(table)
         if df is None or df.is_empty():

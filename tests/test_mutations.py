@@ -231,6 +231,11 @@ CASES = [
         edit("coin_daily", MID, _set("volume_24h_usd", 0.0, coin == "alt006")),
     ),
     Case(
+        "volume null for a top coin (missing, as on estimated days)",
+        "alt006",
+        edit("coin_daily", MID, _set("volume_24h_usd", None, coin == "alt006")),
+    ),
+    Case(
         "conflicting duplicate day (two closes, two prices)",
         "alt000",
         edit("coin_daily", CLOSE, _dup(coin == "alt000", {"price_usd": 123.0})),
