@@ -58,6 +58,17 @@ def coverage_gaps(frames: dict[date, pl.DataFrame], venues: tuple[str, ...] = ()
         lacking = sorted(d for d, f in frames.items() if f.height and f.filter(pl.col("exchange") == v).is_empty())
         if lacking:
             out.append(f"{v}: no rows on {len(lacking)} day(s): {_span(lacking)}")
+    if venues:  # a symbol a venue has on some days but not on others (delisted, an empty answer)
+        seen = pl.concat([f.select("exchange", "symbol").unique().with_columns(pl.lit(d).alias("day"))
+                          for d, f in frames.items() if f.height] or [pl.DataFrame(
+                              schema={"exchange": pl.String, "symbol": pl.String, "day": pl.Date})])
+        live = {d for d, f in frames.items() if f.height}
+        for (ex, sym), part in sorted(seen.partition_by(["exchange", "symbol"], as_dict=True).items()):
+            have = set(part["day"].to_list())
+            lacking = sorted(d for d in live - have
+                             if not frames[d].filter(pl.col("exchange") == ex).is_empty())
+            if lacking:
+                out.append(f"{ex} {sym}: no rows on {len(lacking)} day(s): {_span(lacking)}")
     return out
 
 

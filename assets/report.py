@@ -36,7 +36,30 @@ def source_gap_lines(wh, week: str) -> list[str]:
             names = [gaps_mod.VENUE_LABELS.get(v, v) for v in venues]
             lines.append(f"{label} this week covers {', '.join(names) if names else 'no venue'} only."
                          if len(names) < 3 else f"{label} this week covers {', '.join(names)}.")
+    lines += _symbol_holes(wh, days)
     return lines
+
+
+def _symbol_holes(wh, days: list[date]) -> list[str]:
+    """Perpetuals a venue settled funding for on some of the week's days but not on others (delisted, or an
+    answer without rows) while the venue itself has every day: named, so a smaller average is not read as a move."""
+    try:
+        rows = wh.query(
+            "WITH d AS (SELECT exchange, symbol, date FROM funding_rates WHERE date >= ? AND date <= ? GROUP BY ALL), "
+            "v AS (SELECT exchange, count(DISTINCT date) AS n FROM d GROUP BY exchange) "
+            "SELECT d.exchange, d.symbol, list(d.date ORDER BY d.date) AS dates, v.n FROM d JOIN v USING (exchange) "
+            "GROUP BY d.exchange, d.symbol, v.n HAVING count(*) < v.n ORDER BY 1, 2",
+            [days[0], days[-1]],
+        )
+    except Exception:  # noqa: BLE001 - no funding table: nothing to compare
+        return []
+    out = []
+    for ex, sym, dates, _ in rows.iter_rows():
+        lacking = [d.isoformat() for d in days if d not in set(dates)]
+        span = lacking[0] if len(lacking) == 1 else f"{lacking[0]}..{lacking[-1]}"
+        out.append(f"{gaps_mod.VENUE_LABELS.get(ex, ex)} {sym}: no funding settlements on {span} (delisted or no "
+                   "answer); the venue's other perpetuals are kept.")
+    return out
 
 
 def build_report(wh, week: str):

@@ -30,8 +30,14 @@ from pipelines.warehouse import Warehouse, atomic_write_bytes, safe_component
 # Statuses that mean "cannot be had from here", never retried: region blocks and missing resources.
 BLOCKED_STATUSES = frozenset({451, 403})
 NOT_FOUND_STATUSES = frozenset({404, 410})
-VENUE_LABELS = {"binance": "Binance", "binance_vision": "data.binance.vision", "bybit": "Bybit", "okx": "OKX",
-                "fred": "FRED", "coingecko": "CoinGecko"}
+VENUE_LABELS = {
+    "binance": "Binance",
+    "binance_vision": "data.binance.vision",
+    "bybit": "Bybit",
+    "okx": "OKX",
+    "fred": "FRED",
+    "coingecko": "CoinGecko",
+}
 
 # Reasons, as printed.
 BLOCKED = "blocked"
@@ -66,8 +72,15 @@ class Gap:
 
     @classmethod
     def from_dict(cls, d: dict) -> Gap:
-        return cls(d["source"], d["dataset"], d["key"], tuple(d.get("days", ())), d.get("status"), d["reason"],
-                   d.get("detail", ""))
+        return cls(
+            d["source"],
+            d["dataset"],
+            d["key"],
+            tuple(d.get("days", ())),
+            d.get("status"),
+            d["reason"],
+            d.get("detail", ""),
+        )
 
 
 def classify(exc: SourceError) -> tuple[str, int | None]:
@@ -90,7 +103,9 @@ def reason_text(reason: str, status: int | None) -> str:
     if reason == BLOCKED:
         return f"blocked (HTTP {status})"
     if reason == UNAVAILABLE:
-        return "unavailable after retries" + (f" (HTTP {status})" if status else " (timeouts or dropped connections)")
+        return "unavailable after retries" + (
+            f" (HTTP {status})" if status else " (timeouts or dropped connections)"
+        )
     return reason + (f" (HTTP {status})" if status else "")
 
 
@@ -161,8 +176,13 @@ def read_ledger(wh: Warehouse, dataset: str | None = None) -> list[Gap]:
     return out
 
 
-def record_gaps(wh: Warehouse, dataset: str, asked_days: Iterable[date | str], gaps: Iterable[Gap],
-                replace_all: bool = False) -> list[Gap]:
+def record_gaps(
+    wh: Warehouse,
+    dataset: str,
+    asked_days: Iterable[date | str],
+    gaps: Iterable[Gap],
+    replace_all: bool = False,
+) -> list[Gap]:
     """Write ``dataset``'s ledger: its records for days not in ``asked_days`` stay, the days asked now are
     replaced by ``gaps`` (``replace_all``: the whole ledger is, for unpartitioned series). Atomic."""
     asked = {d.isoformat() if isinstance(d, date) else d for d in asked_days}
@@ -177,7 +197,9 @@ def record_gaps(wh: Warehouse, dataset: str, asked_days: Iterable[date | str], g
         path = _ledger_path(wh, dataset)
         if not records and not path.exists():
             return records
-        atomic_write_bytes(path, json.dumps([g.as_dict() for g in records], indent=1, sort_keys=True).encode())
+        atomic_write_bytes(
+            path, json.dumps([g.as_dict() for g in records], indent=1, sort_keys=True).encode()
+        )
         return records
 
 
@@ -213,20 +235,39 @@ def describe(gaps: Iterable[Gap]) -> list[str]:
     for g in gaps:
         groups.setdefault((g.source, g.reason, g.status), []).append(g)
     lines = []
-    for (source, reason, status), gs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
+    for (source, reason, status), gs in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)
+    ):
         venue = VENUE_LABELS.get(source, source)
         datasets = sorted({g.dataset for g in gs})
         days = sorted({d for g in gs for d in g.days})
         when = f" ({_span(days)})" if days else ""
         if reason in (BLOCKED, NOT_SELECTED):
-            what = "not selected (CRYPTO_WEEKLY_VENUES)" if reason == NOT_SELECTED else reason_text(reason, status)
+            what = (
+                "not selected (CRYPTO_WEEKLY_VENUES)"
+                if reason == NOT_SELECTED
+                else reason_text(reason, status)
+            )
             lines.append(f"{venue}: {what} for {', '.join(datasets)}{when}; its figures are left out.")
             continue
         keys = [g.key for g in gs if g.key != "*"]
-        lines.append(f"{venue} {', '.join(datasets)}: {reason_text(reason, status)} for "
-                     f"{_keys(keys) or 'every key'}{when}.")
+        lines.append(
+            f"{venue} {', '.join(datasets)}: {reason_text(reason, status)} for "
+            f"{_keys(keys) or 'every key'}{when}."
+        )
     return lines
 
 
-__all__ = ["Gap", "Breaker", "BREAKER", "classify", "describe", "gaps_for_days", "read_ledger", "record_gaps",
-           "reset_breaker", "reason_text", "breaker_for_run"]
+__all__ = [
+    "Gap",
+    "Breaker",
+    "BREAKER",
+    "classify",
+    "describe",
+    "gaps_for_days",
+    "read_ledger",
+    "record_gaps",
+    "reset_breaker",
+    "reason_text",
+    "breaker_for_run",
+]
