@@ -122,7 +122,7 @@ def raw_binance_premium_index(
             rel = ing.pull_premium_index(client, wh, now)
     except SourceError as exc:
         reason, status = gaps_mod.classify(exc)
-        if reason == gaps_mod.BLOCKED:
+        if reason in gaps_mod.TRIPS:
             gaps_mod.BREAKER.trip(ing.PREMIUM.source, exc)
         gap = gaps_mod.Gap(ing.PREMIUM.source, ing.PREMIUM.name, "*", (), status, reason, str(exc)[:300])
         gaps_mod.record_gaps(wh, ing.PREMIUM.name, [], [gap], replace_all=True)

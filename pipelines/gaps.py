@@ -8,7 +8,7 @@ in ``raw/`` (so the next run asks again), and the gap is recorded here:
   blocks regions), ``not found`` (404/410), ``refused`` (a venue error code, any other 4xx), ``payload refused``
   (a body that changed shape: refused before storage), ``unavailable`` (5xx, timeouts and dropped connections
   that outlasted the retries). Every one of them is a gap: the week must still publish.
-* ``Breaker``: the first ``blocked`` answer from a venue marks the venue blocked for the rest of the run (the
+* ``Breaker``: the first ``blocked`` (or ``rate limited``: Bybit's 403 "access too frequent") answer from a venue marks the venue blocked for the rest of the run (the
   process), so the other symbols are not asked (no hundreds of refused requests) and the venue is named once.
 * The ledger: ``gaps/<dataset>.json`` under the warehouse, a JSON list of ``Gap`` records written atomically.
   A pull run replaces the records of the days it asked about (a day that now succeeded drops out), so the ledger
@@ -41,6 +41,7 @@ VENUE_LABELS = {
 
 # Reasons, as printed.
 BLOCKED = "blocked"
+RATE_LIMITED = "rate limited"  # Bybit's IP limit: 403 "access too frequent", lifts after about 10 minutes
 NOT_FOUND = "not found"
 EMPTY = "empty answer"
 REFUSED = "refused"
@@ -49,6 +50,8 @@ UNAVAILABLE = "unavailable"
 NOT_SELECTED = "not selected"
 OUTSIDE_WINDOW = "outside history window"
 PUBLICATION_LAG = "not published yet"
+# Reasons that stop every further request to the venue for the rest of the run (the circuit breaker).
+TRIPS = frozenset({BLOCKED, RATE_LIMITED})
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ def classify(exc: SourceError) -> tuple[str, int | None]:
     status = exc.status
     if isinstance(exc, PayloadError):
         return PAYLOAD, status
+    if status == 403 and "too frequent" in (exc.body or "").lower():
+        return RATE_LIMITED, status
     if status in BLOCKED_STATUSES:
         return BLOCKED, status
     if status in NOT_FOUND_STATUSES:
@@ -102,6 +107,8 @@ def reason_text(reason: str, status: int | None) -> str:
         return "blocked from this region (HTTP 451)"
     if reason == BLOCKED:
         return f"blocked (HTTP {status})"
+    if reason == RATE_LIMITED:
+        return f"rate limited for the rest of the run (HTTP {status} 'access too frequent')"
     if reason == UNAVAILABLE:
         return "unavailable after retries" + (
             f" (HTTP {status})" if status else " (timeouts or dropped connections)"
@@ -242,7 +249,7 @@ def describe(gaps: Iterable[Gap]) -> list[str]:
         datasets = sorted({g.dataset for g in gs})
         days = sorted({d for g in gs for d in g.days})
         when = f" ({_span(days)})" if days else ""
-        if reason in (BLOCKED, NOT_SELECTED):
+        if reason in (BLOCKED, RATE_LIMITED, NOT_SELECTED):
             what = (
                 "not selected (CRYPTO_WEEKLY_VENUES)"
                 if reason == NOT_SELECTED

@@ -36,7 +36,7 @@ from typing import Any
 import polars as pl
 
 from pipelines import gaps as gaps_mod
-from pipelines.gaps import BLOCKED, EMPTY, OUTSIDE_WINDOW, PUBLICATION_LAG, Breaker, Gap
+from pipelines.gaps import EMPTY, OUTSIDE_WINDOW, PUBLICATION_LAG, Breaker, Gap
 from pipelines.partitions import utc_midnight
 from pipelines.sources.binance import BinanceFuturesClient, BinanceSpotClient, parse_premium_index
 from pipelines.sources.binance_vision import BinanceVisionClient
@@ -301,7 +301,7 @@ def pull_days(
             except SourceError as exc:
                 g = gap(key, exc, [d for d in todo if first <= d <= last])
                 rep.failed[f"{ds.name} {key}"] = str(exc)
-                if g.reason == BLOCKED:
+                if g.reason in gaps_mod.TRIPS:
                     breaker.trip(ds.source, exc)
                     g = Gap(g.source, g.dataset, g.key, day_strings(left), g.status, g.reason, g.detail)
                     rep.gaps.append(g)
@@ -568,7 +568,7 @@ def pull_fred(client: FredClient, wh: Warehouse, now: datetime, series: Iterable
         except SourceError as exc:
             report.failed[f"fred {sid}"] = str(exc)
             reason, status = _classify(exc)
-            if reason == BLOCKED:
+            if reason in gaps_mod.TRIPS:
                 gaps_mod.BREAKER.trip(FRED_SOURCE, exc)
             report.gaps.append(Gap(FRED_SOURCE, FRED_DATASET, sid, (), status, reason, str(exc)[:300]))
             continue

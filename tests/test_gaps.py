@@ -41,6 +41,17 @@ def test_classification(status, cls, reason) -> None:
     assert gaps.classify(err(status, cls)) == (reason, status)
 
 
+def test_bybit_rate_limit_403_is_not_a_region_block() -> None:
+    exc = SourceError(
+        "request refused",
+        endpoint="/v5/market/open-interest",
+        params={},
+        status=403,
+        body="access too frequent",
+    )
+    assert gaps.classify(exc) == (gaps.RATE_LIMITED, 403) and gaps.RATE_LIMITED in gaps.TRIPS
+
+
 def test_reason_wording() -> None:
     assert gaps.reason_text(gaps.BLOCKED, 451) == "blocked from this region (HTTP 451)"
     assert gaps.reason_text(gaps.NOT_FOUND, 404) == "not found (HTTP 404)"
