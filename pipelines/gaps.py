@@ -235,6 +235,12 @@ def _keys(keys: list[str], limit: int = 6) -> str:
     return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
+def _label(source: str, dataset: str) -> str:
+    """``binance funding`` under Binance -> ``funding`` (the venue is named already)."""
+    word = source.split("_")[0] + " "
+    return dataset[len(word) :] if dataset.lower().startswith(word) else dataset
+
+
 def describe(gaps: Iterable[Gap]) -> list[str]:
     """Report lines: one per venue and reason (a blocked venue is named once with its datasets), naming the
     keys and days."""
@@ -246,7 +252,7 @@ def describe(gaps: Iterable[Gap]) -> list[str]:
         groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)
     ):
         venue = VENUE_LABELS.get(source, source)
-        datasets = sorted({g.dataset for g in gs})
+        datasets = sorted({_label(source, g.dataset) for g in gs})
         days = sorted({d for g in gs for d in g.days})
         when = f" ({_span(days)})" if days else ""
         if reason in (BLOCKED, RATE_LIMITED, NOT_SELECTED):

@@ -87,7 +87,7 @@ def test_circuit_breaker_asks_a_blocked_venue_once(tmp_path: Path) -> None:
     # named once in the report's wording
     lines = gaps.describe(rep.gaps + rep2.gaps)
     assert lines == [
-        "Bybit: blocked from this region (HTTP 451) for bybit funding, bybit open interest "
+        "Bybit: blocked from this region (HTTP 451) for funding, open interest "
         "(2025-11-17..2025-11-19); its figures are left out."
     ]
 

@@ -78,14 +78,16 @@ def test_week_is_published_with_binance_blocked_and_the_gaps_named(env_for, monk
             line for line in section.splitlines() if "Binance: blocked from this region (HTTP 451)" in line
         ]
         assert len(blocked) == 1, section
-        assert "binance funding" in blocked[0] and "binance perp klines 1h" in blocked[0]
-        assert MISSING_FRED_SERIES in section and "not found (HTTP 404)" in section, section
+        assert (
+            "for funding, " in blocked[0] and "perp klines 1h" in blocked[0] and "premiumIndex" in blocked[0]
+        )
+        assert f"FRED series: not found (HTTP 404) for {MISSING_FRED_SERIES}." in section, section
         assert "Funding this week covers Bybit, OKX only." in section, section
         assert (
             "Open interest this week covers" in section
             and "Binance" not in section.split("Open interest this week")[1]
         )
-        assert "OKX okx funding: empty answer for XRPUSDT" in section, section
+        assert "OKX funding: empty answer for XRPUSDT (2025-11-17..2025-11-23)." in section, section
         assert "Bybit DOGEUSDT: no funding settlements on 2025-11-20..2025-11-23" in section, section
         # the figures come from the other venues
         ex = wh.query(
