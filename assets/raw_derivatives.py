@@ -129,7 +129,8 @@ def raw_binance_premium_index(
         context.log.warning(f"premiumIndex could not be pulled ({reason}): the followed perpetuals come from the "
                             f"last stored snapshot or the registry. {exc}")
         meta, checks = gap_outputs([gap])
-        return dg.MaterializeResult(metadata={"requests": 1, "reused": False, **meta}, check_results=checks)
+        return dg.MaterializeResult(metadata={"requests": 0 if tripped else 1, "reused": False, **meta},
+                                    check_results=checks)
     gaps_mod.record_gaps(wh, ing.PREMIUM.name, [], [], replace_all=True)
     listed = ing.latest_premium_index(wh)
     meta, checks = gap_outputs([])

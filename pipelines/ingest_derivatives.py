@@ -477,6 +477,8 @@ def pull_binance_stats(fapi: BinanceFuturesClient, vision: BinanceVisionClient, 
     if archive_days:
         report.merge(pull_days(wh, BINANCE_METRICS, symbols, archive_days, metrics, force=force, workers=workers,
                                one_pull_per_day=True))
+        # days an earlier run left outside the window, now read from the archive, leave the OI ledger
+        report.asked.setdefault(BINANCE_OI.name, set()).update(archive_days)
     return report
 
 
