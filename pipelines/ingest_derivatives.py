@@ -273,7 +273,7 @@ def pull_days(
     One pull per key spans its uncovered days (or, with ``one_pull_per_day``, one per day: daily archive
     files). A key that fails, or whose answer has no rows at all, is a gap (``gaps``, also in ``failed``) and
     nothing of it is stored; the others go on. Once the venue has answered 451/403 (``breaker``, default the
-    process's), the remaining keys are not asked: they are gaps with that answer.
+    current run's: ``gaps.breaker_for_run``), the remaining keys are not asked: they are gaps with that answer.
     """
     breaker = breaker or gaps_mod.BREAKER
     existing = {} if force else stored_pulls(wh, ds.source, ds.endpoint)

@@ -193,3 +193,23 @@ def test_perpetuals_without_binance_list_come_from_the_registry() -> None:
     without = ing.perp_universe(reg, None, 3)
     assert with_list == ["BTCUSDT", "SOLUSDT"]
     assert without == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]  # no stablecoin; each venue answers for itself
+
+
+def test_clean_coverage_names_missing_days_venues_and_symbols() -> None:
+    import polars as pl
+
+    from assets.clean_derivatives import coverage_gaps
+
+    def rows(*pairs: tuple[str, str]) -> pl.DataFrame:
+        return pl.DataFrame({"exchange": [p[0] for p in pairs], "symbol": [p[1] for p in pairs]})
+
+    frames = {
+        DAYS[0]: rows(("bybit", "BTCUSDT"), ("bybit", "DOGEUSDT"), ("okx", "BTCUSDT")),
+        DAYS[1]: rows(("bybit", "BTCUSDT"), ("okx", "BTCUSDT")),
+        DAYS[2]: rows(),
+    }
+    assert coverage_gaps(frames, ("binance", "bybit", "okx")) == [
+        "no rows at all on 1 day(s): 2025-11-19",
+        "binance: no rows on 2 day(s): 2025-11-17, 2025-11-18",
+        "bybit DOGEUSDT: no rows on 1 day(s): 2025-11-18",
+    ]
