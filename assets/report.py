@@ -9,7 +9,7 @@ import polars as pl
 from assets._meta import md_table
 from pipelines import gaps as gaps_mod
 from pipelines.narrative.claims import check_claims
-from pipelines.narrative.data import ALL_TABLES, OPTIONAL, load_week
+from pipelines.narrative.data import ALL_TABLES, MAY_BE_EMPTY, OPTIONAL, load_week
 from pipelines.narrative.lineage import clean_inputs, manifest, sources_for, weekly_inputs
 from pipelines.narrative.publish import publish
 from pipelines.narrative.render import render_week
@@ -37,6 +37,10 @@ def source_gap_lines(wh, week: str) -> list[str]:
             lines.append(f"{label} this week covers {', '.join(names) if names else 'no venue'} only."
                          if len(names) < 3 else f"{label} this week covers {', '.join(names)}.")
     lines += _symbol_holes(wh, days)
+    # a weekly table written empty because its inputs are missing (e.g. no BTC hourly bar with Binance blocked)
+    for t in OPTIONAL:
+        if t.name not in MAY_BE_EMPTY and wh.has_partition(t, week) and wh.read_partition(t, week).is_empty():
+            lines.append(f"{t.name}: no rows for the week (its inputs are missing); its section is left out.")
     return lines
 
 
