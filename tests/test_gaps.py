@@ -213,3 +213,35 @@ def test_clean_coverage_names_missing_days_venues_and_symbols() -> None:
         "binance: no rows on 2 day(s): 2025-11-17, 2025-11-18",
         "bybit DOGEUSDT: no rows on 1 day(s): 2025-11-18",
     ]
+
+
+def test_venue_left_out_materializes_a_not_selected_gap_without_requests(tmp_path: Path) -> None:
+    import dagster as dg
+
+    from assets.raw_derivatives import raw_bybit_derivatives
+    from assets.raw_macro import raw_fred_series
+    from pipelines.resources import BybitResource, FredResource, WarehouseResource
+
+    now = "2025-12-02T06:00:00+00:00"
+    nowhere = "http://127.0.0.1:9"  # any request would fail (and be named unavailable, not "not selected")
+    resources = {
+        "warehouse": WarehouseResource(root=str(tmp_path)),
+        "bybit": BybitResource(base_url=nowhere, selected=False, market_now=now),
+        "fred": FredResource(base_url=nowhere, selected=False, market_now=now),
+    }
+    result = dg.materialize(
+        [raw_bybit_derivatives, raw_fred_series], resources=resources, partition_key="2025-11-20"
+    )
+    assert result.success
+    evals = result.get_asset_check_evaluations()
+    assert {e.asset_key.to_user_string() for e in evals} == {"raw_bybit_derivatives", "raw_fred_series"}
+    assert all(not e.passed and e.severity == dg.AssetCheckSeverity.WARN for e in evals)
+    ledger = gaps.read_ledger(Warehouse(tmp_path))
+    assert {(g.dataset, g.reason) for g in ledger} == {
+        ("bybit funding", gaps.NOT_SELECTED),
+        ("bybit open interest", gaps.NOT_SELECTED),
+        (ing.FRED_DATASET, gaps.NOT_SELECTED),
+    }
+    assert "Bybit: not selected (CRYPTO_WEEKLY_VENUES) for funding, open interest (2025-11-20)" in " ".join(
+        gaps.describe(ledger)
+    )
