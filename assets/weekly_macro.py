@@ -14,8 +14,10 @@ from assets._weekly_io import (
     has_table,
     out_of,
     require_open_close,
+    require_table,
     weekly_table_asset,
 )
+from pipelines import gaps as gaps_mod
 from pipelines.metrics.cross_asset import (
     DEFAULT_ASSETS,
     WEEKLY_CROSS_ASSET,
@@ -47,6 +49,18 @@ MACRO_RANGES = {
 COIN_DAILY_WEEK = dg.AssetDep(COIN_DAILY.name, partition_mapping=WEEK_FROM_DAYS)
 
 
+def macro_in_lake(wh, week: str) -> bool:
+    """Whether ``macro_observations`` is in the lake. Absent because FRED is a recorded source gap (blocked, not
+    selected, every series failed): False, the week goes on without it. Absent otherwise (never materialized):
+    the clear failure of ``require_table``."""
+    if has_table(wh, MACRO_OBSERVATIONS):
+        return True
+    if any(g.source == "fred" for g in gaps_mod.read_ledger(wh)):
+        return False
+    require_table(wh, MACRO_OBSERVATIONS, week)
+    return True
+
+
 def cross_asset_levels(wh, week: str) -> pl.DataFrame:
     """``series, date, value``: crypto total market cap, BTC/ETH/PAXG prices from coin_daily and the FRED
     series from macro_observations, every row dated on or before the week's close day."""
@@ -64,7 +78,7 @@ def cross_asset_levels(wh, week: str) -> pl.DataFrame:
         f"SELECT series_id AS series, date, value FROM {MACRO_OBSERVATIONS} "
         "WHERE list_contains(?, series_id) AND date <= ? ORDER BY series_id, date",
         [CROSS_MACRO_SERIES, w.close_day],
-    ) if has_table(wh, MACRO_OBSERVATIONS) else pl.DataFrame(schema=schema)
+    ) if macro_in_lake(wh, week) else pl.DataFrame(schema=schema)
     return pl.concat([f.cast(schema) for f in (total, coins, macro)]).sort(["series", "date"])  # type: ignore[arg-type]
 
 
@@ -146,7 +160,7 @@ def compute_macro(wh, week: str) -> Computed:
         f"SELECT series_id, date, value FROM {MACRO_OBSERVATIONS} WHERE list_contains(?, series_id) AND date <= ? "
         "ORDER BY series_id, date",
         [series, w.close_day],
-    ) if has_table(wh, MACRO_OBSERVATIONS) else pl.DataFrame(
+    ) if macro_in_lake(wh, week) else pl.DataFrame(
         schema={"series_id": pl.String, "date": pl.Date, "value": pl.Float64})
     df = weekly_macro(macro, week)
     ranges = []
