@@ -8,6 +8,7 @@ import polars as pl
 
 from assets._meta import md_table
 from pipelines import gaps as gaps_mod
+from pipelines.cleaning_derivatives import FUNDING_RATES, OPEN_INTEREST
 from pipelines.narrative.claims import check_claims
 from pipelines.narrative.data import ALL_TABLES, MAY_BE_EMPTY, OPTIONAL, load_week
 from pipelines.narrative.lineage import clean_inputs, manifest, sources_for, weekly_inputs
@@ -27,9 +28,9 @@ def source_gap_lines(wh, week: str) -> list[str]:
     lines = gaps_mod.describe(found)
     derivative_gap = any(g.source in ("binance", "bybit", "okx") for g in found)
     if derivative_gap:
-        for table, label in (("funding_rates", "Funding"), ("open_interest", "Open interest")):
+        for table, label in ((FUNDING_RATES, "Funding"), (OPEN_INTEREST, "Open interest")):
             try:
-                venues = wh.query(f"SELECT DISTINCT exchange FROM {table} WHERE date >= ? AND date <= ? ORDER BY 1",
+                venues = wh.query(f"SELECT DISTINCT exchange FROM {table.name} WHERE date >= ? AND date <= ? ORDER BY 1",
                                   [days[0], days[-1]])["exchange"].to_list()
             except Exception:  # noqa: BLE001 - the table may not exist at all: then it covers no venue
                 venues = []
