@@ -58,6 +58,17 @@ def coverage_gaps(frames: dict[date, pl.DataFrame], venues: tuple[str, ...] = ()
         lacking = sorted(d for d, f in frames.items() if f.height and f.filter(pl.col("exchange") == v).is_empty())
         if lacking:
             out.append(f"{v}: no rows on {len(lacking)} day(s): {_span(lacking)}")
+    if venues:  # a symbol a venue has on some days but not on others (delisted, an empty answer)
+        seen = pl.concat([f.select("exchange", "symbol").unique().with_columns(pl.lit(d).alias("day"))
+                          for d, f in frames.items() if f.height] or [pl.DataFrame(
+                              schema={"exchange": pl.String, "symbol": pl.String, "day": pl.Date})])
+        live = {d for d, f in frames.items() if f.height}
+        for (ex, sym), part in sorted(seen.partition_by(["exchange", "symbol"], as_dict=True).items()):
+            have = set(part["day"].to_list())
+            lacking = sorted(d for d in live - have
+                             if not frames[d].filter(pl.col("exchange") == ex).is_empty())
+            if lacking:
+                out.append(f"{ex} {sym}: no rows on {len(lacking)} day(s): {_span(lacking)}")
     return out
 
 
@@ -110,9 +121,11 @@ def funding_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     check_specs=_coverage_check("open_interest"),
     pool="asset_open_interest",
     **_DAILY,
-    deps=["raw_binance_futures_stats", "raw_bybit_derivatives", "raw_okx_derivatives", "raw_binance_klines"],
+    deps=["raw_binance_futures_stats", "raw_bybit_derivatives", "raw_okx_derivatives", "raw_binance_klines",
+          "coin_daily"],
     description=(
-        "Perpetual open interest in USD (Binance hourly, Bybit hourly priced with Binance perp closes, OKX daily); "
+        "Perpetual open interest in USD (Binance hourly, Bybit hourly priced with Binance perp closes, or with "
+        "CoinGecko's daily close for a symbol Binance gives no price for, OKX daily); "
         "lake/open_interest/date=<day of reading>/. Days before the Binance archive start hold Bybit/OKX only."
     ),
     metadata={"dagster/column_schema": cd.OPEN_INTEREST.dagster_column_schema()},
@@ -120,13 +133,15 @@ def funding_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
 def open_interest(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
     days = _days(context)
-    frames, unpriced = _build("open_interest", cd.build_open_interest, wh, days)
+    stats: dict = {}
+    frames, unpriced = _build("open_interest", cd.build_open_interest, wh, days, stats)
     totals = pl.DataFrame({"day": [d.isoformat() for d in sorted(frames)]}).head(0)
     last = frames[max(frames)]
     if last.height:
         totals = last.group_by("exchange").agg(pl.col("oi_usd").filter(pl.col("ts") == pl.col("ts").max()).sum()
                                                .alias("oi_usd_last")).sort("exchange")
     return _write(wh, cd.OPEN_INTEREST, frames, venues=VENUES, bybit_unpriced_dropped=unpriced,
+                  bybit_priced_with_coingecko=stats.get("bybit_priced_with_coingecko", 0),
                   binance_archive_missing=len(cd.binance_archive_missing(wh, days)),
                   last_day_by_exchange=dg.MetadataValue.md(md_table(totals)))
 

@@ -122,14 +122,15 @@ def raw_binance_premium_index(
             rel = ing.pull_premium_index(client, wh, now)
     except SourceError as exc:
         reason, status = gaps_mod.classify(exc)
-        if reason == gaps_mod.BLOCKED:
+        if reason in gaps_mod.TRIPS:
             gaps_mod.BREAKER.trip(ing.PREMIUM.source, exc)
         gap = gaps_mod.Gap(ing.PREMIUM.source, ing.PREMIUM.name, "*", (), status, reason, str(exc)[:300])
         gaps_mod.record_gaps(wh, ing.PREMIUM.name, [], [gap], replace_all=True)
         context.log.warning(f"premiumIndex could not be pulled ({reason}): the followed perpetuals come from the "
                             f"last stored snapshot or the registry. {exc}")
         meta, checks = gap_outputs([gap])
-        return dg.MaterializeResult(metadata={"requests": 1, "reused": False, **meta}, check_results=checks)
+        return dg.MaterializeResult(metadata={"requests": 0 if tripped else 1, "reused": False, **meta},
+                                    check_results=checks)
     gaps_mod.record_gaps(wh, ing.PREMIUM.name, [], [], replace_all=True)
     listed = ing.latest_premium_index(wh)
     meta, checks = gap_outputs([])

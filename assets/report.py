@@ -9,9 +9,10 @@ import polars as pl
 from assets._meta import md_table
 from pipelines import gaps as gaps_mod
 from pipelines import quality
+from pipelines.cleaning_derivatives import FUNDING_RATES, OPEN_INTEREST
 from pipelines.narrative.claims import ClaimResult, check_claims
 from pipelines.narrative.crosscheck import crosscheck
-from pipelines.narrative.data import ALL_TABLES, OPTIONAL, load_week
+from pipelines.narrative.data import ALL_TABLES, MAY_BE_EMPTY, OPTIONAL, load_week
 from pipelines.narrative.lineage import clean_inputs, manifest, sources_for, weekly_inputs
 from pipelines.narrative.publish import publish
 from pipelines.narrative.render import render_week
@@ -29,16 +30,43 @@ def source_gap_lines(wh, week: str) -> list[str]:
     lines = gaps_mod.describe(found)
     derivative_gap = any(g.source in ("binance", "bybit", "okx") for g in found)
     if derivative_gap:
-        for table, label in (("funding_rates", "Funding"), ("open_interest", "Open interest")):
+        for table, label in ((FUNDING_RATES, "Funding"), (OPEN_INTEREST, "Open interest")):
             try:
-                venues = wh.query(f"SELECT DISTINCT exchange FROM {table} WHERE date >= ? AND date <= ? ORDER BY 1",
+                venues = wh.query(f"SELECT DISTINCT exchange FROM {table.name} WHERE date >= ? AND date <= ? ORDER BY 1",
                                   [days[0], days[-1]])["exchange"].to_list()
             except Exception:  # noqa: BLE001 - the table may not exist at all: then it covers no venue
                 venues = []
             names = [gaps_mod.VENUE_LABELS.get(v, v) for v in venues]
             lines.append(f"{label} this week covers {', '.join(names) if names else 'no venue'} only."
                          if len(names) < 3 else f"{label} this week covers {', '.join(names)}.")
+    lines += _symbol_holes(wh, days)
+    # a weekly table written empty because its inputs are missing (e.g. no BTC hourly bar with Binance blocked)
+    for t in OPTIONAL:
+        if t.name not in MAY_BE_EMPTY and wh.has_partition(t, week) and wh.read_partition(t, week).is_empty():
+            lines.append(f"{t.name}: no rows for the week (its inputs are missing); its section is left out.")
     return lines
+
+
+def _symbol_holes(wh, days: list[date]) -> list[str]:
+    """Perpetuals a venue settled funding for on some of the week's days but not on others (delisted, or an
+    answer without rows) while the venue itself has every day: named, so a smaller average is not read as a move."""
+    try:
+        rows = wh.query(
+            "WITH d AS (SELECT exchange, symbol, date FROM funding_rates WHERE date >= ? AND date <= ? GROUP BY ALL), "
+            "v AS (SELECT exchange, count(DISTINCT date) AS n FROM d GROUP BY exchange) "
+            "SELECT d.exchange, d.symbol, list(d.date ORDER BY d.date) AS dates, v.n FROM d JOIN v USING (exchange) "
+            "GROUP BY d.exchange, d.symbol, v.n HAVING count(*) < v.n ORDER BY 1, 2",
+            [days[0], days[-1]],
+        )
+    except Exception:  # noqa: BLE001 - no funding table: nothing to compare
+        return []
+    out = []
+    for ex, sym, dates, _ in rows.iter_rows():
+        lacking = [d.isoformat() for d in days if d not in set(dates)]
+        span = lacking[0] if len(lacking) == 1 else f"{lacking[0]}..{lacking[-1]}"
+        out.append(f"{gaps_mod.VENUE_LABELS.get(ex, ex)} {sym}: no funding settlements on {span} (delisted or no "
+                   "answer); the venue's other perpetuals are kept.")
+    return out
 
 
 def build_report(wh, week: str):

@@ -57,7 +57,10 @@ def compute_leverage(wh, week: str) -> Computed:
     funding = ensure_utc(funding, "funding_time")
     in_week = normalize_funding(funding).filter(pl.col("funding_time") > w.start) if funding.height else funding
     if in_week.height == 0:
-        raise dg.Failure(f"week {week}: {FUNDING_RATES} has no settlement in ({w.start}, {w.end}]")
+        # no venue gave funding (every one blocked, not selected or empty): missing, named, not a block
+        gap = f"{FUNDING_RATES} has no settlement in ({w.start}, {w.end}] (a source gap): no leverage figures"
+        return Computed(pl.from_arrow(WEEKLY_LEVERAGE.arrow_schema.empty_table()), metadata={"gap": gap},
+                        problems={"leverage_optional_inputs": [gap]})
     missing_inputs = []
     oi = ls = None
     if has_table(wh, OPEN_INTEREST):

@@ -11,11 +11,13 @@ from assets._weekly_io import (
     Check,
     Computed,
     coin_daily_between,
+    has_table,
     out_of,
     require_open_close,
     require_table,
     weekly_table_asset,
 )
+from pipelines import gaps as gaps_mod
 from pipelines.metrics.cross_asset import (
     DEFAULT_ASSETS,
     WEEKLY_CROSS_ASSET,
@@ -47,11 +49,22 @@ MACRO_RANGES = {
 COIN_DAILY_WEEK = dg.AssetDep(COIN_DAILY.name, partition_mapping=WEEK_FROM_DAYS)
 
 
+def macro_in_lake(wh, week: str) -> bool:
+    """Whether ``macro_observations`` is in the lake. Absent because FRED is a recorded source gap (blocked, not
+    selected, every series failed): False, the week goes on without it. Absent otherwise (never materialized):
+    the clear failure of ``require_table``."""
+    if has_table(wh, MACRO_OBSERVATIONS):
+        return True
+    if any(g.source == "fred" for g in gaps_mod.read_ledger(wh)):
+        return False
+    require_table(wh, MACRO_OBSERVATIONS, week)
+    return True
+
+
 def cross_asset_levels(wh, week: str) -> pl.DataFrame:
     """``series, date, value``: crypto total market cap, BTC/ETH/PAXG prices from coin_daily and the FRED
     series from macro_observations, every row dated on or before the week's close day."""
     w = require_open_close(wh, week)
-    require_table(wh, MACRO_OBSERVATIONS, week)
     cd = coin_daily_between(wh, None, w.close_day, "date, coin_id, price_usd, market_cap_usd")
     total = total_market_cap_daily(cd).select(
         pl.lit("crypto_total_mcap").alias("series"), "date", pl.col("total_mcap_usd").alias("value")
@@ -59,12 +72,13 @@ def cross_asset_levels(wh, week: str) -> pl.DataFrame:
     coins = cd.filter(pl.col("coin_id").is_in(list(COIN_SERIES))).select(
         pl.col("coin_id").replace_strict(COIN_SERIES).alias("series"), "date", pl.col("price_usd").alias("value")
     )
+    schema = {"series": pl.String, "date": pl.Date, "value": pl.Float64}
+    # FRED missing altogether (blocked, not selected: no macro_observations in the lake): the crypto side only
     macro = wh.query(
         f"SELECT series_id AS series, date, value FROM {MACRO_OBSERVATIONS} "
         "WHERE list_contains(?, series_id) AND date <= ? ORDER BY series_id, date",
         [CROSS_MACRO_SERIES, w.close_day],
-    )
-    schema = {"series": pl.String, "date": pl.Date, "value": pl.Float64}
+    ) if macro_in_lake(wh, week) else pl.DataFrame(schema=schema)
     return pl.concat([f.cast(schema) for f in (total, coins, macro)]).sort(["series", "date"])  # type: ignore[arg-type]
 
 
@@ -73,14 +87,16 @@ def compute_cross_asset(wh, week: str) -> Computed:
     no_return = df.filter(pl.col("return_pct").is_null())["asset"].to_list()
     ranked = df["rank"].drop_nulls().len()
     coverage = [f"{a} has no return" for a in ("crypto", "btc", "eth") if a in no_return]
+    ranges = out_of(df["return_pct"], -100, 1000, "return_pct", closed="none")
+    meta = {"assets_ranked": ranked, "assets_without_return": ", ".join(no_return) or "none"}
+    if ranked < MIN_RANKED and not coverage:
+        # missing inputs (FRED series that could not be had), not wrong data: no ranking this week, named
+        gap = f"only {ranked} major asset classes have a return (need {MIN_RANKED}): not ranked this week"
+        return Computed(df.head(0), metadata={**meta, "gap": gap},
+                        problems={"cross_asset_inputs": [gap], "cross_asset_range": ranges})
     if ranked < MIN_RANKED:
         coverage.append(f"only {ranked} major asset classes have a return (need {MIN_RANKED})")
-    ranges = out_of(df["return_pct"], -100, 1000, "return_pct", closed="none")
-    return Computed(
-        df,
-        metadata={"assets_ranked": ranked, "assets_without_return": ", ".join(no_return) or "none"},
-        problems={"cross_asset_coverage": coverage, "cross_asset_range": ranges},
-    )
+    return Computed(df, metadata=meta, problems={"cross_asset_coverage": coverage, "cross_asset_range": ranges})
 
 
 weekly_cross_asset_asset = weekly_table_asset(
@@ -96,6 +112,8 @@ weekly_cross_asset_asset = weekly_table_asset(
     checks=[
         Check("cross_asset_coverage", f"Crypto, BTC and ETH have a return; at least {MIN_RANKED} classes ranked."),
         Check("cross_asset_range", "Every return in (-100%, 1000%)."),
+        Check("cross_asset_inputs", f"At least {MIN_RANKED} classes have a return (warning: when macro series are "
+              "missing the week is not ranked and the report says so).", blocking=False),
     ],
 )
 
@@ -103,6 +121,9 @@ weekly_cross_asset_asset = weekly_table_asset(
 def compute_crypto_rank(wh, week: str) -> Computed:
     df = weekly_crypto_rank(cross_asset_levels(wh, week), week)
     r = df.row(0, named=True)
+    if r["assets_ranked"] < MIN_RANKED and r["crypto_rank"] is not None:
+        gap = f"only {r['assets_ranked']} classes ranked (need {MIN_RANKED}): missing inputs, crypto is not ranked"
+        return Computed(df.head(0), metadata={"gap": gap}, problems={"crypto_rank_inputs": [gap]})
     problems = []
     if r["crypto_rank"] is None:
         problems.append("crypto has no rank this week")
@@ -125,19 +146,22 @@ weekly_crypto_rank_asset = weekly_table_asset(
     deps=[COIN_DAILY_WEEK, MACRO_OBSERVATIONS],
     compute=compute_crypto_rank,
     checks=[Check("crypto_rank_consistent",
-                  f"Crypto ranked within 1..N, N >= {MIN_RANKED}, streak >= 1 exactly when crypto is worst.")],
+                  f"Crypto ranked within 1..N, N >= {MIN_RANKED}, streak >= 1 exactly when crypto is worst."),
+            Check("crypto_rank_inputs", f"At least {MIN_RANKED} classes ranked (warning: with macro series missing "
+                  "crypto is not ranked and the report says so).", blocking=False)],
 )
 
 
 def compute_macro(wh, week: str) -> Computed:
     w = week_window(week)
-    require_table(wh, MACRO_OBSERVATIONS, week)
     series = sorted({m.series_id for m in DEFAULT_METRICS})
+    # FRED missing altogether: every metric is reported missing (a warning), the week still publishes
     macro = wh.query(
         f"SELECT series_id, date, value FROM {MACRO_OBSERVATIONS} WHERE list_contains(?, series_id) AND date <= ? "
         "ORDER BY series_id, date",
         [series, w.close_day],
-    )
+    ) if macro_in_lake(wh, week) else pl.DataFrame(
+        schema={"series_id": pl.String, "date": pl.Date, "value": pl.Float64})
     df = weekly_macro(macro, week)
     ranges = []
     for metric, value in df.select("metric", "value").iter_rows():

@@ -199,8 +199,14 @@ def binance_archive_missing(wh: Warehouse, days: list[date]) -> list[str]:
     return sorted(f"{p.key} {p.first}" for p in chosen if p.statuses[0] == 404)
 
 
-def build_open_interest(wh: Warehouse, days: list[date]) -> tuple[dict[date, pl.DataFrame], int]:
-    """Frames per day, and how many Bybit readings had no Binance price within 2 hours (dropped, counted)."""
+def build_open_interest(wh: Warehouse, days: list[date], stats: dict | None = None
+                        ) -> tuple[dict[date, pl.DataFrame], int]:
+    """Frames per day, and how many Bybit readings had no price (dropped, counted).
+
+    Bybit's base-coin readings are priced with the Binance perpetual's hourly close within 2 hours; a symbol with
+    no Binance price at all in the span (Binance blocked or not selected) is priced with CoinGecko's daily close
+    of the coin instead (``coin_daily``, the last close within 26 hours; counted in ``stats`` as
+    ``bybit_priced_with_coingecko``)."""
     frames: list[pl.DataFrame] = []
     out_cols = [pl.lit("binance").alias("exchange"), "symbol", pl.col("ts").cast(PL_UTC_MS), "oi_usd", "raw_file"]
     frames += [f.select("day", *out_cols) for f in _collect(
@@ -218,6 +224,16 @@ def build_open_interest(wh: Warehouse, days: list[date]) -> tuple[dict[date, pl.
         prices = hourly_prices(wh, days)
         joined = oi.join_asof(prices, on="ts", by="symbol", strategy="backward", tolerance=timedelta(hours=2),
                               check_sortedness=False)
+        no_binance = sorted(set(oi["symbol"].unique().to_list()) - set(prices["symbol"].unique().to_list()))
+        if no_binance:
+            fallback = coingecko_prices(wh, days).filter(pl.col("symbol").is_in(no_binance))
+            rest = joined.filter(~pl.col("symbol").is_in(no_binance))
+            filled = oi.filter(pl.col("symbol").is_in(no_binance)).join_asof(
+                fallback, on="ts", by="symbol", strategy="backward", tolerance=timedelta(hours=26),
+                check_sortedness=False)
+            joined = pl.concat([rest, filled], how="vertical_relaxed")
+            if stats is not None:
+                stats["bybit_priced_with_coingecko"] = filled["price"].drop_nulls().len()
         unpriced = joined["price"].null_count()
         frames.append(joined.drop_nulls("price").with_columns((pl.col("oi_base") * pl.col("price")).alias("oi_usd"))
                       .select("day", pl.lit("bybit").alias("exchange"), "symbol", pl.col("ts").cast(PL_UTC_MS),
@@ -232,6 +248,25 @@ def _okx_oi_frame(wh: Warehouse, pull: ing.StoredPull) -> pl.DataFrame:
     df = okx.parse_open_interest_volume(_load(wh, rel), ing.base_of(pull.key))
     return df.select(_day_col(), pl.lit("okx").alias("exchange"), pl.lit(pull.key).alias("symbol"),
                      pl.col("ts").cast(PL_UTC_MS), "oi_usd", pl.lit(rel).alias("raw_file"))
+
+
+def coingecko_prices(wh: Warehouse, days: list[date]) -> pl.DataFrame:
+    """``symbol, ts, price``: CoinGecko's daily close per coin as ``<SYMBOL>USDT`` at the point's time
+    (``coin_daily.observed_at``), the largest coin of a shared ticker winning; empty without coin_daily."""
+    schema = {"symbol": pl.String, "ts": PL_UTC_MS, "price": pl.Float64}
+    try:
+        df = wh.query(
+            "SELECT upper(symbol) || 'USDT' AS symbol, observed_at AS ts, price_usd AS price, market_cap_usd "
+            "FROM coin_daily WHERE date >= ? AND date <= ? ORDER BY ts",
+            [min(days) - timedelta(days=2), max(days)],
+        )
+    except Exception:  # noqa: BLE001 - no coin_daily in the lake: no fallback price
+        return pl.DataFrame(schema=schema)
+    if df.is_empty():
+        return pl.DataFrame(schema=schema)
+    df = df.sort(["symbol", "ts", "market_cap_usd"], descending=[False, False, True], nulls_last=True)
+    return (df.unique(["symbol", "ts"], keep="first", maintain_order=True)
+            .select(pl.col("symbol"), pl.col("ts").cast(PL_UTC_MS), pl.col("price")).sort("ts"))
 
 
 def hourly_prices(wh: Warehouse, days: list[date]) -> pl.DataFrame:

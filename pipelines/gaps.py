@@ -8,7 +8,7 @@ in ``raw/`` (so the next run asks again), and the gap is recorded here:
   blocks regions), ``not found`` (404/410), ``refused`` (a venue error code, any other 4xx), ``payload refused``
   (a body that changed shape: refused before storage), ``unavailable`` (5xx, timeouts and dropped connections
   that outlasted the retries). Every one of them is a gap: the week must still publish.
-* ``Breaker``: the first ``blocked`` answer from a venue marks the venue blocked for the rest of the run (the
+* ``Breaker``: the first ``blocked`` (or ``rate limited``: Bybit's 403 "access too frequent") answer from a venue marks the venue blocked for the rest of the run (the
   process), so the other symbols are not asked (no hundreds of refused requests) and the venue is named once.
 * The ledger: ``gaps/<dataset>.json`` under the warehouse, a JSON list of ``Gap`` records written atomically.
   A pull run replaces the records of the days it asked about (a day that now succeeded drops out), so the ledger
@@ -30,11 +30,18 @@ from pipelines.warehouse import Warehouse, atomic_write_bytes, safe_component
 # Statuses that mean "cannot be had from here", never retried: region blocks and missing resources.
 BLOCKED_STATUSES = frozenset({451, 403})
 NOT_FOUND_STATUSES = frozenset({404, 410})
-VENUE_LABELS = {"binance": "Binance", "binance_vision": "data.binance.vision", "bybit": "Bybit", "okx": "OKX",
-                "fred": "FRED", "coingecko": "CoinGecko"}
+VENUE_LABELS = {
+    "binance": "Binance",
+    "binance_vision": "data.binance.vision",
+    "bybit": "Bybit",
+    "okx": "OKX",
+    "fred": "FRED",
+    "coingecko": "CoinGecko",
+}
 
 # Reasons, as printed.
 BLOCKED = "blocked"
+RATE_LIMITED = "rate limited"  # Bybit's IP limit: 403 "access too frequent", lifts after about 10 minutes
 NOT_FOUND = "not found"
 EMPTY = "empty answer"
 REFUSED = "refused"
@@ -43,6 +50,8 @@ UNAVAILABLE = "unavailable"
 NOT_SELECTED = "not selected"
 OUTSIDE_WINDOW = "outside history window"
 PUBLICATION_LAG = "not published yet"
+# Reasons that stop every further request to the venue for the rest of the run (the circuit breaker).
+TRIPS = frozenset({BLOCKED, RATE_LIMITED})
 
 
 @dataclass(frozen=True)
@@ -66,8 +75,15 @@ class Gap:
 
     @classmethod
     def from_dict(cls, d: dict) -> Gap:
-        return cls(d["source"], d["dataset"], d["key"], tuple(d.get("days", ())), d.get("status"), d["reason"],
-                   d.get("detail", ""))
+        return cls(
+            d["source"],
+            d["dataset"],
+            d["key"],
+            tuple(d.get("days", ())),
+            d.get("status"),
+            d["reason"],
+            d.get("detail", ""),
+        )
 
 
 def classify(exc: SourceError) -> tuple[str, int | None]:
@@ -75,6 +91,8 @@ def classify(exc: SourceError) -> tuple[str, int | None]:
     status = exc.status
     if isinstance(exc, PayloadError):
         return PAYLOAD, status
+    if status == 403 and "too frequent" in (exc.body or "").lower():
+        return RATE_LIMITED, status
     if status in BLOCKED_STATUSES:
         return BLOCKED, status
     if status in NOT_FOUND_STATUSES:
@@ -89,8 +107,12 @@ def reason_text(reason: str, status: int | None) -> str:
         return "blocked from this region (HTTP 451)"
     if reason == BLOCKED:
         return f"blocked (HTTP {status})"
+    if reason == RATE_LIMITED:
+        return f"rate limited for the rest of the run (HTTP {status} 'access too frequent')"
     if reason == UNAVAILABLE:
-        return "unavailable after retries" + (f" (HTTP {status})" if status else " (timeouts or dropped connections)")
+        return "unavailable after retries" + (
+            f" (HTTP {status})" if status else " (timeouts or dropped connections)"
+        )
     return reason + (f" (HTTP {status})" if status else "")
 
 
@@ -161,8 +183,13 @@ def read_ledger(wh: Warehouse, dataset: str | None = None) -> list[Gap]:
     return out
 
 
-def record_gaps(wh: Warehouse, dataset: str, asked_days: Iterable[date | str], gaps: Iterable[Gap],
-                replace_all: bool = False) -> list[Gap]:
+def record_gaps(
+    wh: Warehouse,
+    dataset: str,
+    asked_days: Iterable[date | str],
+    gaps: Iterable[Gap],
+    replace_all: bool = False,
+) -> list[Gap]:
     """Write ``dataset``'s ledger: its records for days not in ``asked_days`` stay, the days asked now are
     replaced by ``gaps`` (``replace_all``: the whole ledger is, for unpartitioned series). Atomic."""
     asked = {d.isoformat() if isinstance(d, date) else d for d in asked_days}
@@ -177,7 +204,9 @@ def record_gaps(wh: Warehouse, dataset: str, asked_days: Iterable[date | str], g
         path = _ledger_path(wh, dataset)
         if not records and not path.exists():
             return records
-        atomic_write_bytes(path, json.dumps([g.as_dict() for g in records], indent=1, sort_keys=True).encode())
+        atomic_write_bytes(
+            path, json.dumps([g.as_dict() for g in records], indent=1, sort_keys=True).encode()
+        )
         return records
 
 
@@ -206,6 +235,12 @@ def _keys(keys: list[str], limit: int = 6) -> str:
     return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
+def _label(source: str, dataset: str) -> str:
+    """``binance funding`` under Binance -> ``funding`` (the venue is named already)."""
+    word = source.split("_")[0] + " "
+    return dataset[len(word) :] if dataset.lower().startswith(word) else dataset
+
+
 def describe(gaps: Iterable[Gap]) -> list[str]:
     """Report lines: one per venue and reason (a blocked venue is named once with its datasets), naming the
     keys and days."""
@@ -213,20 +248,39 @@ def describe(gaps: Iterable[Gap]) -> list[str]:
     for g in gaps:
         groups.setdefault((g.source, g.reason, g.status), []).append(g)
     lines = []
-    for (source, reason, status), gs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
+    for (source, reason, status), gs in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)
+    ):
         venue = VENUE_LABELS.get(source, source)
-        datasets = sorted({g.dataset for g in gs})
+        datasets = sorted({_label(source, g.dataset) for g in gs})
         days = sorted({d for g in gs for d in g.days})
         when = f" ({_span(days)})" if days else ""
-        if reason in (BLOCKED, NOT_SELECTED):
-            what = "not selected (CRYPTO_WEEKLY_VENUES)" if reason == NOT_SELECTED else reason_text(reason, status)
+        if reason in (BLOCKED, RATE_LIMITED, NOT_SELECTED):
+            what = (
+                "not selected (CRYPTO_WEEKLY_VENUES)"
+                if reason == NOT_SELECTED
+                else reason_text(reason, status)
+            )
             lines.append(f"{venue}: {what} for {', '.join(datasets)}{when}; its figures are left out.")
             continue
         keys = [g.key for g in gs if g.key != "*"]
-        lines.append(f"{venue} {', '.join(datasets)}: {reason_text(reason, status)} for "
-                     f"{_keys(keys) or 'every key'}{when}.")
+        lines.append(
+            f"{venue} {', '.join(datasets)}: {reason_text(reason, status)} for "
+            f"{_keys(keys) or 'every key'}{when}."
+        )
     return lines
 
 
-__all__ = ["Gap", "Breaker", "BREAKER", "classify", "describe", "gaps_for_days", "read_ledger", "record_gaps",
-           "reset_breaker", "reason_text", "breaker_for_run"]
+__all__ = [
+    "Gap",
+    "Breaker",
+    "BREAKER",
+    "classify",
+    "describe",
+    "gaps_for_days",
+    "read_ledger",
+    "record_gaps",
+    "reset_breaker",
+    "reason_text",
+    "breaker_for_run",
+]

@@ -36,7 +36,7 @@ from typing import Any
 import polars as pl
 
 from pipelines import gaps as gaps_mod
-from pipelines.gaps import BLOCKED, EMPTY, OUTSIDE_WINDOW, PUBLICATION_LAG, Breaker, Gap
+from pipelines.gaps import EMPTY, OUTSIDE_WINDOW, PUBLICATION_LAG, Breaker, Gap
 from pipelines.partitions import utc_midnight
 from pipelines.sources.binance import BinanceFuturesClient, BinanceSpotClient, parse_premium_index
 from pipelines.sources.binance_vision import BinanceVisionClient
@@ -273,7 +273,7 @@ def pull_days(
     One pull per key spans its uncovered days (or, with ``one_pull_per_day``, one per day: daily archive
     files). A key that fails, or whose answer has no rows at all, is a gap (``gaps``, also in ``failed``) and
     nothing of it is stored; the others go on. Once the venue has answered 451/403 (``breaker``, default the
-    process's), the remaining keys are not asked: they are gaps with that answer.
+    current run's: ``gaps.breaker_for_run``), the remaining keys are not asked: they are gaps with that answer.
     """
     breaker = breaker or gaps_mod.BREAKER
     existing = {} if force else stored_pulls(wh, ds.source, ds.endpoint)
@@ -301,7 +301,7 @@ def pull_days(
             except SourceError as exc:
                 g = gap(key, exc, [d for d in todo if first <= d <= last])
                 rep.failed[f"{ds.name} {key}"] = str(exc)
-                if g.reason == BLOCKED:
+                if g.reason in gaps_mod.TRIPS:
                     breaker.trip(ds.source, exc)
                     g = Gap(g.source, g.dataset, g.key, day_strings(left), g.status, g.reason, g.detail)
                     rep.gaps.append(g)
@@ -477,6 +477,8 @@ def pull_binance_stats(fapi: BinanceFuturesClient, vision: BinanceVisionClient, 
     if archive_days:
         report.merge(pull_days(wh, BINANCE_METRICS, symbols, archive_days, metrics, force=force, workers=workers,
                                one_pull_per_day=True))
+        # days an earlier run left outside the window, now read from the archive, leave the OI ledger
+        report.asked.setdefault(BINANCE_OI.name, set()).update(archive_days)
     return report
 
 
@@ -568,7 +570,7 @@ def pull_fred(client: FredClient, wh: Warehouse, now: datetime, series: Iterable
         except SourceError as exc:
             report.failed[f"fred {sid}"] = str(exc)
             reason, status = _classify(exc)
-            if reason == BLOCKED:
+            if reason in gaps_mod.TRIPS:
                 gaps_mod.BREAKER.trip(FRED_SOURCE, exc)
             report.gaps.append(Gap(FRED_SOURCE, FRED_DATASET, sid, (), status, reason, str(exc)[:300]))
             continue

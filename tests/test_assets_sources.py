@@ -103,19 +103,31 @@ def test_rerun_makes_no_request_and_rewrites_the_same_rows(four_days) -> None:
     assert emu.count("bybit", "open-interest") - oi_before == PERP_TOP_N
 
 
-def test_failed_pull_lists_what_failed_and_leaves_partitions_alone(four_days, monkeypatch) -> None:
+def test_lasting_5xx_is_a_named_gap_and_the_run_goes_on(four_days, monkeypatch) -> None:
+    from pipelines import gaps
+
     wh, emu, instance = four_days
     hashes = lake_hashes(wh)
     monkeypatch.setenv("BYBIT_MAX_ATTEMPTS", "1")
     emu.inject(Fault(api="bybit", path="/v5/market/open-interest", kind="500", times=None))
     result = run(instance, "2025-11-24", "2025-11-25", RAW + CLEAN)
-    assert not result.success
-    msg = errors(result)
-    assert "Bybit" in msg and "bybit open interest BTCUSDT" in msg and "failed" in msg
-    # the funding pulls of the same run were stored and are not asked again
-    funding = list((wh.raw_dir / "bybit/funding_history/symbol=BTCUSDT").glob("pull=20251124_20251125__*"))
-    assert funding
+    assert result.success, errors(result)  # missing data is a gap, not a failure
+    ledger = [g for g in gaps.read_ledger(wh) if g.dataset == "bybit open interest"]
+    assert {g.key for g in ledger} == set(wh.query("SELECT DISTINCT symbol FROM funding_rates")["symbol"].to_list())
+    assert all(g.reason == gaps.UNAVAILABLE and g.status == 500 and g.days == ("2025-11-24", "2025-11-25")
+               for g in ledger)
+    check = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+             and e.event_specific_data.asset_key == dg.AssetKey("raw_bybit_derivatives")]
+    assert check and not check[0].passed and check[0].severity == dg.AssetCheckSeverity.WARN
+    # the funding pulls of the same run were stored; nothing of the failed OI pulls (asked again next run)
+    assert list((wh.raw_dir / "bybit/funding_history/symbol=BTCUSDT").glob("pull=20251124_20251125__*"))
+    assert not list((wh.raw_dir / "bybit/open_interest/symbol=BTCUSDT").glob("pull=20251124_20251125__*"))
     assert {k: v for k, v in lake_hashes(wh).items() if k in hashes} == hashes
+    # the API recovers: the next run asks again, stores, and the gap leaves the ledger
+    emu.clear_faults()
+    assert run(instance, "2025-11-24", "2025-11-25", RAW).success
+    assert list((wh.raw_dir / "bybit/open_interest/symbol=BTCUSDT").glob("pull=20251124_20251125__*"))
+    assert not [g for g in gaps.read_ledger(wh) if g.dataset == "bybit open interest"]
 
 
 def test_drifted_payload_fails_clean_without_touching_partitions(four_days) -> None:

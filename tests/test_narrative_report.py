@@ -178,8 +178,8 @@ def test_report_refuses_to_publish_on_mismatch(tmp_path: Path, monkeypatch: pyte
     wh = lake(tmp_path, frames())
     real = rep.render_week
 
-    def lying(wd, sources=None, *rest):
-        r = real(wd, sources, *rest)
+    def lying(wd, sources=None, *rest, **kw):
+        r = real(wd, sources, *rest, **kw)
         r.markdown = r.markdown.replace("$135.0B", "$125.0B")
         return r
 

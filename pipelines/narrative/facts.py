@@ -178,7 +178,8 @@ def mcap_crossing(wd: WeekData, gaps: list[str]) -> list[Fact]:
 def crypto_rank(wd: WeekData, gaps: list[str]) -> list[Fact]:
     r = wd.one("weekly_crypto_rank")
     if r is None or r["crypto_rank"] is None or r["is_worst"] is None:
-        if wd.rows("weekly_crypto_rank") is not None:
+        rows = wd.rows("weekly_crypto_rank")
+        if rows is not None and rows.height:  # an empty partition: missing inputs, named with the source gaps
             gaps.append("Cross-asset rank: crypto had no return this week, so it is not ranked.")
         return []
     t, w = "weekly_crypto_rank", wd.week

@@ -1,0 +1,247 @@
+"""Missing data as named gaps: classification, the circuit breaker, the ledger, venue selection, archive lag."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from pipelines import gaps
+from pipelines import ingest_derivatives as ing
+from pipelines.resources import build_resources, parse_venues
+from pipelines.sources.http import PayloadError, SourceError
+from pipelines.warehouse import Warehouse
+
+DAYS = [date(2025, 11, 17), date(2025, 11, 18), date(2025, 11, 19)]
+DS = ing.BYBIT_FUNDING
+
+
+def err(status: int | None, cls: type[SourceError] = SourceError) -> SourceError:
+    return cls("request refused", endpoint="/x", params={"symbol": "BTCUSDT"}, status=status, body="nope")
+
+
+@pytest.mark.parametrize(
+    ("status", "cls", "reason"),
+    [
+        (451, SourceError, gaps.BLOCKED),
+        (403, SourceError, gaps.BLOCKED),
+        (404, SourceError, gaps.NOT_FOUND),
+        (410, SourceError, gaps.NOT_FOUND),
+        (500, SourceError, gaps.UNAVAILABLE),
+        (503, SourceError, gaps.UNAVAILABLE),
+        (429, SourceError, gaps.UNAVAILABLE),
+        (None, SourceError, gaps.UNAVAILABLE),  # timeouts, dropped connections after the retries
+        (200, PayloadError, gaps.PAYLOAD),  # a body that changed shape: refused before storage
+        (400, SourceError, gaps.REFUSED),
+        (200, SourceError, gaps.REFUSED),  # a venue error code with HTTP 200 (Bybit retCode, OKX code)
+    ],
+)
+def test_classification(status, cls, reason) -> None:
+    assert gaps.classify(err(status, cls)) == (reason, status)
+
+
+def test_bybit_rate_limit_403_is_not_a_region_block() -> None:
+    exc = SourceError(
+        "request refused",
+        endpoint="/v5/market/open-interest",
+        params={},
+        status=403,
+        body="access too frequent",
+    )
+    assert gaps.classify(exc) == (gaps.RATE_LIMITED, 403) and gaps.RATE_LIMITED in gaps.TRIPS
+
+
+def test_reason_wording() -> None:
+    assert gaps.reason_text(gaps.BLOCKED, 451) == "blocked from this region (HTTP 451)"
+    assert gaps.reason_text(gaps.NOT_FOUND, 404) == "not found (HTTP 404)"
+    assert "after retries" in gaps.reason_text(gaps.UNAVAILABLE, None)
+
+
+def _page(body: bytes) -> ing.Page:
+    now = datetime(2025, 11, 20, tzinfo=timezone.utc).isoformat()
+    return ing.Page(
+        body, {"url": "http://x/y", "endpoint": "/y", "params": {}, "status": 200, "fetched_at": now}
+    )
+
+
+def test_circuit_breaker_asks_a_blocked_venue_once(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path)
+    calls: list[str] = []
+
+    def fetch(key: str, first: date, last: date) -> list[ing.Page]:
+        calls.append(key)
+        raise err(451)
+
+    breaker = gaps.Breaker()
+    keys = [f"S{i}USDT" for i in range(20)]
+    rep = ing.pull_days(wh, DS, keys, DAYS, fetch, force=False, workers=1, breaker=breaker)
+    assert calls == ["S0USDT"]  # one refused request, not twenty
+    assert len(rep.gaps) == 20 and {g.reason for g in rep.gaps} == {gaps.BLOCKED}
+    assert all(g.days == ("2025-11-17", "2025-11-18", "2025-11-19") and g.status == 451 for g in rep.gaps)
+    assert rep.pulls == 0 and not (wh.raw_dir / DS.source).exists()  # nothing stored: asked again next run
+    assert breaker.blocked(DS.source) is not None and breaker.blocked("okx") is None
+    # another dataset of the same venue in the same run is not asked at all
+    rep2 = ing.pull_days(wh, ing.BYBIT_OI, keys[:3], DAYS, fetch, force=False, breaker=breaker)
+    assert calls == ["S0USDT"] and len(rep2.gaps) == 3
+    # named once in the report's wording
+    lines = gaps.describe(rep.gaps + rep2.gaps)
+    assert lines == [
+        "Bybit: blocked from this region (HTTP 451) for funding, open interest "
+        "(2025-11-17..2025-11-19); its figures are left out."
+    ]
+
+
+def test_breaker_per_run() -> None:
+    a = gaps.breaker_for_run("run-a")
+    a.trip("binance", err(451))
+    assert gaps.breaker_for_run("run-b").blocked("binance") is None
+    assert gaps.breaker_for_run("run-a").blocked("binance") is not None
+
+
+def test_empty_answer_and_404_are_gaps_and_recovery_clears_the_ledger(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path)
+    answers = {"BTCUSDT": b'{"retCode":0,"result":{"list":[]}}', "ETHUSDT": None}
+
+    def fetch(key: str, first: date, last: date) -> list[ing.Page]:
+        if answers[key] is None:
+            raise err(404)
+        return [_page(answers[key])]
+
+    rep = ing.pull_days(wh, DS, ["BTCUSDT", "ETHUSDT"], DAYS, fetch, force=False, breaker=gaps.Breaker())
+    rep.record(wh)
+    assert {(g.key, g.reason) for g in rep.gaps} == {("BTCUSDT", gaps.EMPTY), ("ETHUSDT", gaps.NOT_FOUND)}
+    assert rep.pulls == 0 and not (wh.raw_dir / DS.source).exists()
+    assert len(gaps.read_ledger(wh, DS.name)) == 2
+    assert [g.days for g in gaps.gaps_for_days(wh, [date(2025, 11, 18)])] == [("2025-11-18",)] * 2
+    # the venue answers on the next run: stored, and the ledger no longer names those days
+    row = b'{"retCode":0,"result":{"list":[{"symbol":"BTCUSDT","fundingRate":"0.0001","fundingRateTimestamp":"1"}]}}'
+    answers.update(BTCUSDT=row, ETHUSDT=row)
+    rep = ing.pull_days(wh, DS, ["BTCUSDT", "ETHUSDT"], DAYS, fetch, force=False, breaker=gaps.Breaker())
+    rep.record(wh)
+    assert rep.pulls == 2 and not rep.gaps and gaps.read_ledger(wh, DS.name) == []
+
+
+def test_ledger_keeps_days_not_asked_and_fred_is_replaced_whole(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path)
+    g = gaps.Gap("okx", "okx funding", "BTCUSDT", ("2025-11-17", "2025-11-18"), None, gaps.EMPTY)
+    gaps.record_gaps(wh, "okx funding", [date(2025, 11, 17), date(2025, 11, 18)], [g])
+    gaps.record_gaps(wh, "okx funding", [date(2025, 11, 18)], [])  # 11-18 asked again and answered
+    assert [x.days for x in gaps.read_ledger(wh, "okx funding")] == [("2025-11-17",)]
+    fred = gaps.Gap("fred", ing.FRED_DATASET, "DGS10", (), 404, gaps.NOT_FOUND)
+    gaps.record_gaps(wh, ing.FRED_DATASET, [], [fred], replace_all=True)
+    assert gaps.gaps_for_days(wh, [date(2025, 1, 1)]) == [fred]  # unpartitioned: named for any week
+    gaps.record_gaps(wh, ing.FRED_DATASET, [], [], replace_all=True)
+    assert gaps.read_ledger(wh, ing.FRED_DATASET) == []
+
+
+def test_venue_selection_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse_venues("") == ("binance", "bybit", "okx", "fred")
+    assert parse_venues(" OKX, bybit ") == ("bybit", "okx")
+    with pytest.raises(ValueError, match=r"unknown venue\(s\) kraken; valid: binance, bybit, okx, fred"):
+        parse_venues("bybit,kraken")
+    monkeypatch.setenv("CRYPTO_WEEKLY_VENUES", "bybit,okx")
+    res = build_resources()
+    assert (res["binance"].selected, res["bybit"].selected, res["okx"].selected, res["fred"].selected) == (
+        False,
+        True,
+        True,
+        False,
+    )
+    monkeypatch.setenv("CRYPTO_WEEKLY_VENUES", "binanse")
+    with pytest.raises(ValueError, match="binanse"):
+        build_resources()
+
+
+class _Vision:
+    class http:  # noqa: N801 - the attribute the client exposes
+        base_url = "http://vision"
+
+        @staticmethod
+        def get(path: str, expect_json: bool = False):
+            raise SourceError("request refused", endpoint=path, params={}, status=404, body="<Error/>")
+
+
+def test_archive_404_inside_the_publication_lag_is_asked_again() -> None:
+    day = date(2025, 11, 28)
+    path = "/data/futures/um/daily/metrics/BTCUSDT/BTCUSDT-metrics-2025-11-28.zip"
+    early = datetime(2025, 11, 30, 12, tzinfo=timezone.utc)  # 1.5 days after the day closed
+    late = datetime(2025, 12, 1, 0, tzinfo=timezone.utc)  # 2 days after: the lag has passed
+    assert not ing.archive_published(early, day=day) and ing.archive_published(late, day=day)
+    with pytest.raises(ing.NotPublishedYet) as exc:
+        ing.verified_archive_page(_Vision, path, now=early, day=day)
+    assert ing._classify(exc.value) == (gaps.PUBLICATION_LAG, 404)
+    page = ing.verified_archive_page(_Vision, path, now=late, day=day)  # now recorded as missing upstream
+    assert page.request["status"] == 404
+    # monthly files: after the month ends plus the lag
+    assert not ing.archive_published(datetime(2025, 12, 3, tzinfo=timezone.utc), month=date(2025, 11, 1))
+    assert ing.archive_published(datetime(2025, 12, 6, tzinfo=timezone.utc), month=date(2025, 11, 1))
+
+
+def test_perpetuals_without_binance_list_come_from_the_registry() -> None:
+    import polars as pl
+
+    reg = pl.DataFrame(
+        {
+            "coin_id": ["bitcoin", "tether", "ethereum", "solana"],
+            "symbol": ["btc", "usdt", "eth", "sol"],
+            "market_cap_rank": [1, 3, 2, 4],
+            "categories": [["layer-1"], ["stablecoins"], ["layer-1"], ["layer-1"]],
+        }
+    )
+    with_list = ing.perp_universe(reg, ["BTCUSDT", "SOLUSDT"], 3)
+    without = ing.perp_universe(reg, None, 3)
+    assert with_list == ["BTCUSDT", "SOLUSDT"]
+    assert without == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]  # no stablecoin; each venue answers for itself
+
+
+def test_clean_coverage_names_missing_days_venues_and_symbols() -> None:
+    import polars as pl
+
+    from assets.clean_derivatives import coverage_gaps
+
+    def rows(*pairs: tuple[str, str]) -> pl.DataFrame:
+        return pl.DataFrame({"exchange": [p[0] for p in pairs], "symbol": [p[1] for p in pairs]})
+
+    frames = {
+        DAYS[0]: rows(("bybit", "BTCUSDT"), ("bybit", "DOGEUSDT"), ("okx", "BTCUSDT")),
+        DAYS[1]: rows(("bybit", "BTCUSDT"), ("okx", "BTCUSDT")),
+        DAYS[2]: rows(),
+    }
+    assert coverage_gaps(frames, ("binance", "bybit", "okx")) == [
+        "no rows at all on 1 day(s): 2025-11-19",
+        "binance: no rows on 2 day(s): 2025-11-17, 2025-11-18",
+        "bybit DOGEUSDT: no rows on 1 day(s): 2025-11-18",
+    ]
+
+
+def test_venue_left_out_materializes_a_not_selected_gap_without_requests(tmp_path: Path) -> None:
+    import dagster as dg
+
+    from assets.raw_derivatives import raw_bybit_derivatives
+    from assets.raw_macro import raw_fred_series
+    from pipelines.resources import BybitResource, FredResource, WarehouseResource
+
+    now = "2025-12-02T06:00:00+00:00"
+    nowhere = "http://127.0.0.1:9"  # any request would fail (and be named unavailable, not "not selected")
+    resources = {
+        "warehouse": WarehouseResource(root=str(tmp_path)),
+        "bybit": BybitResource(base_url=nowhere, selected=False, market_now=now),
+        "fred": FredResource(base_url=nowhere, selected=False, market_now=now),
+    }
+    result = dg.materialize(
+        [raw_bybit_derivatives, raw_fred_series], resources=resources, partition_key="2025-11-20"
+    )
+    assert result.success
+    evals = result.get_asset_check_evaluations()
+    assert {e.asset_key.to_user_string() for e in evals} == {"raw_bybit_derivatives", "raw_fred_series"}
+    assert all(not e.passed and e.severity == dg.AssetCheckSeverity.WARN for e in evals)
+    ledger = gaps.read_ledger(Warehouse(tmp_path))
+    assert {(g.dataset, g.reason) for g in ledger} == {
+        ("bybit funding", gaps.NOT_SELECTED),
+        ("bybit open interest", gaps.NOT_SELECTED),
+        (ing.FRED_DATASET, gaps.NOT_SELECTED),
+    }
+    assert "Bybit: not selected (CRYPTO_WEEKLY_VENUES) for funding, open interest (2025-11-20)" in " ".join(
+        gaps.describe(ledger)
+    )
