@@ -22,6 +22,7 @@ from assets._weekly_io import (
     require_table,
     weekly_table_asset,
 )
+from pipelines import quality
 from pipelines.metrics.leverage import WEEKLY_LEVERAGE, normalize_funding, weekly_leverage
 from pipelines.metrics.pit import ensure_utc, week_window
 from pipelines.metrics.volatility import WEEKLY_BTC_VOLATILITY, weekly_btc_volatility
@@ -55,6 +56,9 @@ def compute_leverage(wh, week: str) -> Computed:
         [w.next_monday, w.end],
     )
     funding = ensure_utc(funding, "funding_time")
+    # settlements out of line with the other venues are left out and named under Data gaps (pipelines/quality.py)
+    quarantined = quality.funding_venue_outliers(funding)
+    funding = quality.without_funding_outliers(funding)
     in_week = normalize_funding(funding).filter(pl.col("funding_time") > w.start) if funding.height else funding
     if in_week.height == 0:
         # no venue gave funding (every one blocked, not selected or empty): missing, named, not a block
@@ -102,6 +106,8 @@ def compute_leverage(wh, week: str) -> Computed:
             "oi_missing_at_open": row["oi_missing_at_open"] or "none",
             "oi_missing_at_close": row["oi_missing_at_close"] or "none",
             "settlements_beyond_1pct_8h": extreme,
+            "settlements_quarantined": len(quarantined),
+            "quarantined": "; ".join(quarantined) or "none",
             "missing_inputs": "; ".join(missing_inputs) or "none",
         },
         problems={
@@ -246,7 +252,8 @@ weekly_btc_volatility_asset = weekly_table_asset(
     compute=compute_volatility,
     checks=[
         Check("volatility_range", f"Every volatility in (0, {MAX_RV_PCT:.0f}%)."),
-        Check("volatility_coverage", "The 7-day hourly volatility the report quotes exists."),
+        # missing bars are a gap (the report leaves the figure out and names the hours), not a block
+        Check("volatility_coverage", "The 7-day hourly volatility the report quotes exists.", blocking=False),
         # a short history (a fresh install, a narrow backfill) lacks the 30-day window: said, not blocking
         Check("volatility_30d_coverage", "30-day volatility exists (warning only).", blocking=False),
     ],

@@ -299,25 +299,52 @@ FUNDING_VENUE_GAP = 0.0005  # 0.05% per 8h away from the other venues at the sam
 FUNDING_VENUE_FACTOR = 5.0  # ... and five times the other venues' own size
 
 
-def funding_venue_outliers(df: pl.DataFrame) -> list[str]:
-    """A settlement out of line with the other venues' settlements of the same symbol at the same instant: more
-    than ``FUNDING_VENUE_GAP`` and ``FUNDING_VENUE_FACTOR`` x |their median| apart, per 8h. Arbitrage keeps the
-    venues' funding close, and a market-wide event moves them together; a rate off by a factor (x100, a percent
-    read as a fraction) on one venue does not. Needs two venues at the instant (both rows are named). A real
-    per-venue squeeze of that size would block too: an operator then overrides, which is the intended default.
-    (A per-series spike rule was rejected: real SOLUSDT funding on 2025-10-11 was -0.30% per 8h, 100x its median.)"""
+def funding_venue_outlier_rows(df: pl.DataFrame) -> pl.DataFrame:
+    """Settlements out of line with the other venues' settlements of the same symbol at the same instant:
+    ``exchange, symbol, funding_time, r8, others_r8`` (per 8h), where a settlement is out of line when it lies more
+    than ``FUNDING_VENUE_GAP`` and ``FUNDING_VENUE_FACTOR`` x |median of the other venues| away from that median.
+    Arbitrage keeps venues' funding close and a market-wide event moves them together; a rate off by a factor on
+    one venue (x100 of a near-zero rate stays under the 1% limit but flipped a day's sign in the report) does not.
+    With two venues only the one further from zero can be out of line. It cannot tell a unit error from a real
+    squeeze on one venue, so such a settlement is QUARANTINED, not blocking: left out of the funding figures and
+    named under Data gaps (``week_gaps``). (A per-series spike rule was rejected: real SOLUSDT funding on
+    2025-10-11 was -0.30% per 8h, 100x its median.)"""
+    schema = {"exchange": pl.String, "symbol": pl.String, "funding_time": pl.Datetime("ms", "UTC"),
+              "r8": pl.Float64, "others_r8": pl.Float64}
     if df.is_empty() or "funding_rate" not in df.columns:
-        return []
-    f = df.with_columns((pl.col("funding_rate") * 8 / pl.col("interval_hours").cast(pl.Float64)).alias("r8"))
-    pairs = f.join(f, on=["symbol", "funding_time"], suffix="_o").filter(pl.col("exchange") < pl.col("exchange_o"))
-    gap = (pl.col("r8") - pl.col("r8_o")).abs()
-    size = pl.min_horizontal(pl.col("r8").abs(), pl.col("r8_o").abs())
-    bad = pairs.filter((gap > FUNDING_VENUE_GAP) & (gap > FUNDING_VENUE_FACTOR * size))
+        return pl.DataFrame(schema=schema)
+    f = df.select(
+        "exchange", "symbol", "funding_time",
+        (pl.col("funding_rate") * 8 / pl.col("interval_hours").cast(pl.Float64)).alias("r8"),
+    )
+    others = (
+        f.join(f, on=["symbol", "funding_time"], suffix="_o")
+        .filter(pl.col("exchange") != pl.col("exchange_o"))
+        .group_by("exchange", "symbol", "funding_time")
+        .agg(pl.col("r8").first(), pl.col("r8_o").median().alias("others_r8"))
+    )
+    gap = (pl.col("r8") - pl.col("others_r8")).abs()
+    return (
+        others.filter((gap > FUNDING_VENUE_GAP) & (gap > FUNDING_VENUE_FACTOR * pl.col("others_r8").abs()))
+        .select(list(schema))
+        .sort("funding_time", "symbol", "exchange")
+    )
+
+
+def funding_venue_outliers(df: pl.DataFrame) -> list[str]:
+    """``funding_venue_outlier_rows`` as named lines (for metadata and Data gaps)."""
     return [
-        f"funding_rates[symbol={r['symbol']}, funding_time={r['funding_time']}]: {r['exchange']} "
-        f"{_fmt(r['r8'])} vs {r['exchange_o']} {_fmt(r['r8_o'])} per 8h"
-        for r in bad.sort("funding_time").head(10).iter_rows(named=True)
+        f"funding_rates[exchange={r['exchange']}, symbol={r['symbol']}, funding_time={r['funding_time']}]: "
+        f"{_fmt(r['r8'])} per 8h against {_fmt(r['others_r8'])} on the other venues"
+        for r in funding_venue_outlier_rows(df).head(10).iter_rows(named=True)
     ]
+
+
+def without_funding_outliers(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` less its out-of-line settlements (``funding_venue_outlier_rows``)."""
+    bad = funding_venue_outlier_rows(df)
+    return df.join(bad.select("exchange", "symbol", "funding_time"), on=["exchange", "symbol", "funding_time"],
+                   how="anti") if bad.height else df
 
 
 def top_coins(coin_daily: pl.DataFrame, top_n: int = TOP_N_REQUIRED) -> list[str]:
@@ -385,7 +412,6 @@ def week_violations(frames: dict[str, pl.DataFrame]) -> list[str]:
         out += supply_jumps(frames["coin_daily"])
     if "funding_rates" in frames:
         out += funding_implausible(frames["funding_rates"])
-        out += funding_venue_outliers(frames["funding_rates"])
     return out
 
 
@@ -407,6 +433,7 @@ def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> lis
       the open to the close; a coin priced on a day without a 24h volume;
     * a (venue, symbol) with funding settlements, OI readings or perp volume in the week but none on some day;
       a venue present at the open but absent afterwards;
+    * a funding settlement out of line with the other venues (``funding_venue_outlier_rows``: left out);
     * BTC hourly bars missing in the week;
     * a weekday with no row, or a blank value, in a daily FRED series (the returns then use an earlier close).
     """
@@ -451,6 +478,10 @@ def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> lis
         venues_before = set(df.filter(pl.col("date") < days[0])["exchange"].to_list())
         for v in sorted(venues_before - set(inweek["exchange"].to_list())):
             out.append(f"{table}: no {v} data in the week (it had data before; figures cover the other venues).")
+    funding = frames.get("funding_rates")
+    if funding is not None and not funding.is_empty():
+        for line in funding_venue_outliers(funding.filter(pl.col("date").is_in(week_days_[1:]))):
+            out.append(f"Funding: {line}: out of line with the other venues, left out of the funding figures.")
     hourly = frames.get("btc_hourly")
     if hourly is not None:
         from pipelines.partitions import utc_midnight  # noqa: PLC0415

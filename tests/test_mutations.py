@@ -348,7 +348,7 @@ CASES = [
     # MISSING, yet blocked: the 7-day RV falls under 90% coverage and the blocking volatility_coverage check fires
     Case(
         "BTC hourly bars missing for a whole day",
-        "rv7_hourly_pct",
+        "BTC hourly bars",
         edit("btc_hourly", MID, lambda df: df.head(0)),
     ),
     # perp volume

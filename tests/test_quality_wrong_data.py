@@ -185,14 +185,24 @@ def test_rules_raise_no_false_alarm_on_real_2025_data() -> None:
     assert quality.supply_jumps(c) == [] and quality.coin_values(c) == []
 
 
-def test_funding_off_by_a_factor_on_one_venue_blocks_a_market_wide_move_does_not() -> None:
+def test_funding_off_by_a_factor_on_one_venue_is_left_out_and_named_a_market_wide_move_is_not() -> None:
     t = datetime(2025, 4, 23, tzinfo=UTC)
 
-    def frame(binance: float, bybit: float) -> pl.DataFrame:
-        return pl.DataFrame({"exchange": ["binance", "bybit"], "symbol": ["BTCUSDT"] * 2, "funding_time": [t, t],
-                             "funding_rate": [binance, bybit], "interval_hours": [8, 8]})
+    def frame(*rates: float) -> pl.DataFrame:
+        venues = ["binance", "bybit", "okx"][: len(rates)]
+        return pl.DataFrame({"exchange": venues, "symbol": ["BTCUSDT"] * len(rates), "funding_time": [t] * len(rates),
+                             "funding_rate": list(rates), "interval_hours": [8] * len(rates)})
 
-    assert quality.funding_venue_outliers(frame(-1.7e-5, -5.4e-4)) != []  # x100 of a near-zero rate
-    assert "binance -1.7e-05 vs bybit -0.00054" in quality.funding_venue_outliers(frame(-1.7e-5, -5.4e-4))[0]
+    x100 = frame(-1.7e-5, -5.4e-4)  # x100 of a near-zero rate on bybit
+    assert quality.funding_venue_outliers(x100) == [
+        "funding_rates[exchange=bybit, symbol=BTCUSDT, funding_time=2025-04-23 00:00:00+00:00]: "
+        "-0.00054 per 8h against -1.7e-05 on the other venues"
+    ]
+    kept = quality.without_funding_outliers(x100)
+    assert kept["exchange"].to_list() == ["binance"]  # only the out-of-line venue is left out
+    assert quality.week_violations({"funding_rates": x100.with_columns(pl.lit(t.date()).alias("date"))}) == []
+    # with three venues, the one far from the others' median; a unit error in the small direction is harmless
+    assert quality.funding_venue_outlier_rows(frame(1e-4, 1.1e-4, 1e-2))["exchange"].to_list() == ["okx"]
+    assert quality.funding_venue_outlier_rows(frame(1e-4, 1.1e-4, 1e-6)).is_empty()
     assert quality.funding_venue_outliers(frame(-0.003, -0.002)) == []  # a crash moves every venue
     assert quality.funding_venue_outliers(frame(1e-4, 1.2e-4)) == []

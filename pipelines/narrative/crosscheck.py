@@ -36,6 +36,9 @@ ABS_TOL = 1e-6  # percentage points (or rate units for funding, see FUNDING_ABS_
 REL_TOL = 1e-9
 FUNDING_ABS_TOL = 1e-12  # rate per 8h
 CAP = 0.25
+# METHODOLOGY.md / docs/reliability.md: a settlement this far from the other venues' median is left out
+VENUE_GAP = 0.0005
+VENUE_FACTOR = 5.0
 UNIVERSE = 500
 # METHODOLOGY.md, Universe: excluded categories and patterns (restated here on purpose, not imported).
 EXCLUDED = {
@@ -228,21 +231,27 @@ def mean_funding_8h(wh: Warehouse, week: str) -> float | None:
     if not _has(wh, "funding_rates"):
         return None
     bounds = [start.date(), end.date(), start, end]
+    # the week's settlements, less those out of line with the other venues at the same instant (quarantined:
+    # more than VENUE_GAP and VENUE_FACTOR x |median of the other venues| from that median)
+    kept = (
+        "WITH w AS (SELECT exchange, symbol, funding_time, funding_rate * 8.0 / interval_hours AS r8 FROM funding_rates "
+        "  WHERE date BETWEEN ? AND ? AND funding_time > ? AND funding_time <= ?), "
+        "odd AS (SELECT a.exchange, a.symbol, a.funding_time FROM w a JOIN w b ON a.symbol = b.symbol "
+        "  AND a.funding_time = b.funding_time AND a.exchange <> b.exchange "
+        "  GROUP BY a.exchange, a.symbol, a.funding_time, a.r8 "
+        "  HAVING abs(a.r8 - median(b.r8)) > ? AND abs(a.r8 - median(b.r8)) > ? * abs(median(b.r8))), "
+        "f AS (SELECT * FROM w ANTI JOIN odd USING (exchange, symbol, funding_time)) "
+    )
+    params = [*bounds, VENUE_GAP, VENUE_FACTOR]
     if _has(wh, "open_interest"):
         df = wh.query(
-            "SELECT f.funding_rate * 8.0 / f.interval_hours AS r8, "
-            "CASE WHEN f.funding_time - o.ts <= INTERVAL 1 DAY THEN o.oi_usd END AS oi "
-            "FROM (SELECT * FROM funding_rates WHERE date BETWEEN ? AND ? AND funding_time > ? AND funding_time <= ?) f "
+            kept + "SELECT f.r8, CASE WHEN f.funding_time - o.ts <= INTERVAL 1 DAY THEN o.oi_usd END AS oi FROM f "
             "ASOF LEFT JOIN (SELECT exchange, symbol, ts, oi_usd FROM open_interest WHERE ts <= ?) o "
             "ON f.exchange = o.exchange AND f.symbol = o.symbol AND f.funding_time >= o.ts",
-            [*bounds, end],
+            [*params, end],
         )
     else:
-        df = wh.query(
-            "SELECT funding_rate * 8.0 / interval_hours AS r8, NULL::DOUBLE AS oi FROM funding_rates "
-            "WHERE date BETWEEN ? AND ? AND funding_time > ? AND funding_time <= ?",
-            bounds,
-        )
+        df = wh.query(kept + "SELECT r8, NULL::DOUBLE AS oi FROM f", params)
     if df.height == 0:
         return None
     r8, oi = df["r8"].to_numpy(), df["oi"].fill_null(0.0).to_numpy()
