@@ -206,10 +206,10 @@ def week_frames(wh: Warehouse, week: str) -> dict[str, pl.DataFrame]:
         if table is None or not any((wh.lake_dir / name).glob("date=*/data.parquet")):
             continue
         out[name] = wh.query(f'SELECT * FROM "{table.name}" WHERE date BETWEEN ? AND ?', [first, last])
-    macro = TABLES.get("macro_observations")
-    if macro is not None and any((wh.lake_dir / macro.name).glob("series=*/data.parquet")):
+    table = TABLES.get("macro_observations")
+    if table is not None and any((wh.lake_dir / table.name).glob("series=*/data.parquet")):
         out["macro_observations"] = wh.query(
-            f'SELECT series_id, date, value FROM "{macro.name}" WHERE date BETWEEN ? AND ?',
+            f'SELECT series_id, date, value FROM "{table.name}" WHERE date BETWEEN ? AND ?',
             [first - timedelta(days=14), last],
         )
     return out

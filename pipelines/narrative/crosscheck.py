@@ -30,6 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
+from pipelines.schemas import TABLES
 from pipelines.warehouse import Warehouse
 
 ABS_TOL = 1e-6  # percentage points (or rate units for funding, see FUNDING_ABS_TOL)
@@ -39,6 +40,18 @@ CAP = 0.25
 # METHODOLOGY.md / docs/reliability.md: a settlement this far from the other venues' median is left out
 VENUE_GAP = 0.0005
 VENUE_FACTOR = 5.0
+# The week's settlements (parameters: date bounds, funding_time bounds, VENUE_GAP, VENUE_FACTOR), less those out
+# of line with the other venues at the same instant (quarantined: more than VENUE_GAP and VENUE_FACTOR x |median
+# of the other venues| from that median), as the CTE ``f``.
+FUNDING_KEPT_CTE = (
+    "WITH w AS (SELECT exchange, symbol, funding_time, funding_rate * 8.0 / interval_hours AS r8 FROM funding_rates "
+    "  WHERE date BETWEEN ? AND ? AND funding_time > ? AND funding_time <= ?), "
+    "odd AS (SELECT a.exchange, a.symbol, a.funding_time FROM w a JOIN w b ON a.symbol = b.symbol "
+    "  AND a.funding_time = b.funding_time AND a.exchange <> b.exchange "
+    "  GROUP BY a.exchange, a.symbol, a.funding_time, a.r8 "
+    "  HAVING abs(a.r8 - median(b.r8)) > ? AND abs(a.r8 - median(b.r8)) > ? * abs(median(b.r8))), "
+    "f AS (SELECT * FROM w ANTI JOIN odd USING (exchange, symbol, funding_time))"
+)
 UNIVERSE = 500
 # METHODOLOGY.md, Universe: excluded categories and patterns (restated here on purpose, not imported).
 EXCLUDED = {
@@ -231,27 +244,16 @@ def mean_funding_8h(wh: Warehouse, week: str) -> float | None:
     if not _has(wh, "funding_rates"):
         return None
     bounds = [start.date(), end.date(), start, end]
-    # the week's settlements, less those out of line with the other venues at the same instant (quarantined:
-    # more than VENUE_GAP and VENUE_FACTOR x |median of the other venues| from that median)
-    kept = (
-        "WITH w AS (SELECT exchange, symbol, funding_time, funding_rate * 8.0 / interval_hours AS r8 FROM funding_rates "
-        "  WHERE date BETWEEN ? AND ? AND funding_time > ? AND funding_time <= ?), "
-        "odd AS (SELECT a.exchange, a.symbol, a.funding_time FROM w a JOIN w b ON a.symbol = b.symbol "
-        "  AND a.funding_time = b.funding_time AND a.exchange <> b.exchange "
-        "  GROUP BY a.exchange, a.symbol, a.funding_time, a.r8 "
-        "  HAVING abs(a.r8 - median(b.r8)) > ? AND abs(a.r8 - median(b.r8)) > ? * abs(median(b.r8))), "
-        "f AS (SELECT * FROM w ANTI JOIN odd USING (exchange, symbol, funding_time)) "
-    )
     params = [*bounds, VENUE_GAP, VENUE_FACTOR]
     if _has(wh, "open_interest"):
         df = wh.query(
-            kept + "SELECT f.r8, CASE WHEN f.funding_time - o.ts <= INTERVAL 1 DAY THEN o.oi_usd END AS oi FROM f "
-            "ASOF LEFT JOIN (SELECT exchange, symbol, ts, oi_usd FROM open_interest WHERE ts <= ?) o "
+            f"{FUNDING_KEPT_CTE} SELECT f.r8, CASE WHEN f.funding_time - o.ts <= INTERVAL 1 DAY THEN o.oi_usd END AS oi "
+            "FROM f ASOF LEFT JOIN (SELECT exchange, symbol, ts, oi_usd FROM open_interest WHERE ts <= ?) o "
             "ON f.exchange = o.exchange AND f.symbol = o.symbol AND f.funding_time >= o.ts",
             [*params, end],
         )
     else:
-        df = wh.query(kept + "SELECT r8, NULL::DOUBLE AS oi FROM f", params)
+        df = wh.query(f"{FUNDING_KEPT_CTE} SELECT r8, NULL::DOUBLE AS oi FROM f", params)
     if df.height == 0:
         return None
     r8, oi = df["r8"].to_numpy(), df["oi"].fill_null(0.0).to_numpy()
@@ -354,9 +356,10 @@ def _table_value(
 ):
     if not _has(wh, table):
         return None, False
-    df = wh.query(
-        f'SELECT "{column}" AS v FROM "{table}" WHERE week = CAST(? AS DATE) {where}', [week, *(params or [])]
-    )
+    if table not in TABLES or column not in TABLES[table].column_names:  # identifiers from the registry only
+        raise ValueError(f"unknown table or column {table}.{column}")
+    name, col = TABLES[table].name, column
+    df = wh.query(f'SELECT "{col}" AS v FROM "{name}" WHERE week = CAST(? AS DATE) {where}', [week, *(params or [])])
     return (df["v"][0], True) if df.height == 1 else (None, df.height > 0)
 
 
