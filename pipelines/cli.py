@@ -174,7 +174,13 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, RunFailed):
         text = str(exc)
         if re.search(r"ConnectError|ConnectTimeout|unreachable|Name or service not known", exc.detail):
-            text += " (check the network and the *_BASE_URL variables)"
+            from urllib.parse import urlsplit  # noqa: PLC0415
+
+            from pipelines.settings import BASE_URLS  # noqa: PLC0415
+
+            named = [n for n in BASE_URLS if os.environ.get(n) and urlsplit(os.environ[n]).netloc
+                     and urlsplit(os.environ[n]).netloc in exc.detail]
+            text += f" (fix: check {', '.join(named) if named else 'the *_BASE_URL variables'} and the network)"
         return text
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "") + f" ({type(exc).__name__})"

@@ -7,7 +7,13 @@ import time
 
 import pytest
 
-from pipelines.sources.http import BREAKER_THRESHOLD, HostBreaker, HostUnreachableError, HttpSource, SourceError
+from pipelines.sources.http import (
+    BREAKER_THRESHOLD,
+    HostBreaker,
+    HostUnreachableError,
+    HttpSource,
+    SourceError,
+)
 
 
 @pytest.fixture(autouse=True)
