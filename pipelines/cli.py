@@ -5,6 +5,7 @@
     crypto-weekly backfill --since 2025-03-31    every day as one run, then every week; resumable
     crypto-weekly emulator [--port 8765]         serve the emulator alone, for any client to point at
     crypto-weekly dev [--port 3000]              the Dagster UI, with the emulator behind it
+    crypto-weekly status [--json]                weeks reported, gaps, failed checks, last runs, lake size
 
 Click is used because Dagster already depends on it: no new dependency for a proper CLI.
 """
@@ -377,6 +378,26 @@ def emulator(port: int, host: str, seed: int | None, plan: str, rate_limits: boo
         pass
     finally:
         emu.stop()
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="print the status as JSON")
+@click.option("--runs", type=click.IntRange(0, 1000), default=10, show_default=True, help="how many recent runs")
+@VERBOSE_OPTION
+def status(as_json: bool, runs: int) -> None:
+    """What a desk checks on Monday morning: weeks reported, their gaps and failed checks, the last runs, the
+    lake's size per table. Reads only."""
+    import json  # noqa: PLC0415
+
+    import dagster as dg  # noqa: PLC0415
+
+    from pipelines.status import collect, render  # noqa: PLC0415
+
+    root = _prepare(check_warehouse=False)
+    _ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        st = collect(root, instance, runs=runs)
+    click.echo(json.dumps(st, indent=1) if as_json else render(st))
 
 
 @main.command()
