@@ -12,6 +12,7 @@ Click is used because Dagster already depends on it: no new dependency for a pro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -21,6 +22,7 @@ import tempfile
 import time
 import traceback
 import warnings
+from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -34,6 +36,7 @@ warnings.filterwarnings("ignore", category=SupersessionWarning)
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"dagster\..*|pipelines\..*")
 
 from pipelines.partitions import latest_complete_week  # noqa: E402
+from pipelines.progress import Reporter  # noqa: E402
 from pipelines.settings import SettingsError, check_writable, validate  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -225,17 +228,20 @@ def main() -> None:
     """crypto-weekly: the weekly crypto market update, from raw market data to a sourced report."""
 
 
-def _quiet_dagster() -> None:
-    """Dagster's console logs only with -v (INFO); otherwise nothing but critical lines."""
+@contextlib.contextmanager
+def _reporting() -> Iterator[Reporter]:
+    """Dagster's console logs only with -v (INFO), otherwise critical lines only; progress on stderr (a live line
+    on a terminal, plain lines otherwise) fed by the stages and by each run's event log."""
     from pipelines import runner  # noqa: PLC0415
 
     verbose = click.get_current_context().find_root().meta.get("verbose", False)
     runner.CONSOLE_LOG_LEVEL = "INFO" if verbose else "CRITICAL"
-
-
-def _progress(message: str) -> None:
-    """A step of a long command, on stderr (so stdout keeps the result)."""
-    click.echo(f"[{datetime.now():%H:%M:%S}] {message}", err=True)
+    with Reporter(verbose=verbose, live=None if not verbose else False) as rep:
+        runner.RUN_WATCH = rep.watch
+        try:
+            yield rep
+        finally:
+            runner.RUN_WATCH = runner._no_watch
 
 
 PROFILE_OPTION = click.option(
@@ -262,12 +268,12 @@ def demo(week: str | None, seed: int | None, profile: str, blocked_venue: str) -
     week = _week_option(week)
     _prepare()
     _ensure_dagster_home()
-    _quiet_dagster()
     t0 = time.monotonic()
     # The emulated world stands at the Tuesday after the week, as if the report were written live then.
-    with emulated_sources(seed=seed, now=demo_clock(week), profile=profile, blocked_venue=blocked_venue):
+    with emulated_sources(seed=seed, now=demo_clock(week), profile=profile, blocked_venue=blocked_venue), \
+            _reporting() as rep:
         click.echo(f"Emulator up (profile {profile}); materializing the history and the week of {week} ...")
-        run = run_week(week, dg.DagsterInstance.get(), context_weeks=CONTEXT_WEEKS, echo=_progress)
+        run = run_week(week, dg.DagsterInstance.get(), context_weeks=CONTEXT_WEEKS, echo=rep.stage)
     _print_result(run)
     click.echo(f"\n(done in {time.monotonic() - t0:.0f} s)")
 
@@ -279,7 +285,6 @@ def demo(week: str | None, seed: int | None, profile: str, blocked_venue: str) -
 @VERBOSE_OPTION
 def report(week: str | None, use_emulator: bool, first_day: str | None) -> None:
     """Materialize what a week needs and print the report's path."""
-    import contextlib  # noqa: PLC0415
 
     import dagster as dg  # noqa: PLC0415
 
@@ -289,11 +294,10 @@ def report(week: str | None, use_emulator: bool, first_day: str | None) -> None:
     first_day = _first_day_option(first_day, week)
     _prepare()
     _ensure_dagster_home()
-    _quiet_dagster()
     ctx = emulated_sources() if use_emulator else contextlib.nullcontext()
-    with ctx:
-        _progress(f"report for the week of {week} ({'emulator' if use_emulator else 'configured sources'})")
-        run = run_week(week, dg.DagsterInstance.get(), context_weeks=CONTEXT_WEEKS, echo=_progress,
+    with ctx, _reporting() as rep:
+        rep.line(f"report for the week of {week} ({'emulator' if use_emulator else 'configured sources'})")
+        run = run_week(week, dg.DagsterInstance.get(), context_weeks=CONTEXT_WEEKS, echo=rep.stage,
                        **({"first_day": first_day} if first_day else {}))
     _print_result(run)
 
@@ -313,7 +317,6 @@ def backfill(since: str, until: str | None, first_day: str | None, redo: bool, u
     Re-running the same command resumes: stored raw pulls are not requested again and weeks already reported
     are skipped (--redo recomputes them, to the same bytes).
     """
-    import contextlib  # noqa: PLC0415
 
     import dagster as dg  # noqa: PLC0415
 
@@ -328,13 +331,12 @@ def backfill(since: str, until: str | None, first_day: str | None, redo: bool, u
     first = _first_day_option(first_day, until) or DAILY_START
     _prepare()
     _ensure_dagster_home()
-    _quiet_dagster()
     t0 = time.monotonic()
     ctx = emulated_sources() if use_emulator else contextlib.nullcontext()
-    with ctx:
+    with ctx, _reporting() as rep:
         click.echo(f"Backfill of the weeks {since}..{until} ({'emulator' if use_emulator else 'configured sources'})")
         try:
-            result = run_backfill(since, until, dg.DagsterInstance.get(), first_day=first, redo=redo, echo=click.echo)
+            result = run_backfill(since, until, dg.DagsterInstance.get(), first_day=first, redo=redo, echo=rep.stage)
         except RunFailed as exc:
             exc.hint = "\nWhat was stored is kept; run the same command again to resume from there."  # type: ignore[attr-defined]
             raise
@@ -407,7 +409,6 @@ def status(as_json: bool, runs: int) -> None:
 @VERBOSE_OPTION
 def dev(port: int, use_emulator: bool) -> None:
     """Start the Dagster UI (webserver and daemon) on 127.0.0.1 with a persistent DAGSTER_HOME."""
-    import contextlib  # noqa: PLC0415
 
     from pipelines.runner import emulated_sources  # noqa: PLC0415
 

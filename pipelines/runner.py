@@ -9,13 +9,14 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
+from dagster._core.utils import make_new_run_id
 
 from pipelines.partitions import DAILY_START, WEEKLY, week_close_days
 
@@ -119,6 +120,13 @@ class RunFailed(RuntimeError):
 # The console logger's level for runs started here. WARNING for library callers; the CLI lowers the noise to
 # CRITICAL unless --verbose (Dagster's step-failure stack traces go to the log file it writes instead).
 CONSOLE_LOG_LEVEL = "WARNING"
+# Wrapped around each in-process run, given (instance, run_id): the CLI's progress watcher follows the run's
+# event log with it. Does nothing by default.
+def _no_watch(_instance: dg.DagsterInstance, _run_id: str) -> AbstractContextManager:
+    return nullcontext()
+
+
+RUN_WATCH: Callable[[dg.DagsterInstance, str], AbstractContextManager] = _no_watch
 
 
 def _messages(error: object) -> str:
@@ -169,13 +177,15 @@ def run_days(
     """``daily_job`` over ``first_day..last_day`` as **one** run (the daily assets' single-run backfill policy);
     raw pulls skip what is stored, so a re-run after a failure only asks for what is missing. ``assets`` limits
     the run to some of the job's assets. Returns the run id."""
-    daily = _defs(defs).resolve_job_def("daily_job").execute_in_process(
-        instance=instance,
-        asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
-        tags={RANGE_START_TAG: first_day, RANGE_END_TAG: last_day, "crypto-weekly/trigger": trigger},
-        raise_on_error=False,
-        run_config=_run_config(log_level),
-    )
+    run_id = make_new_run_id()
+    with RUN_WATCH(instance, run_id):
+        daily = _defs(defs).resolve_job_def("daily_job").execute_in_process(
+            instance=instance, run_id=run_id,
+            asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
+            tags={RANGE_START_TAG: first_day, RANGE_END_TAG: last_day, "crypto-weekly/trigger": trigger},
+            raise_on_error=False,
+            run_config=_run_config(log_level),
+        )
     _check(daily, f"daily pulls {first_day}..{last_day}")
     return daily.run_id
 
@@ -185,10 +195,13 @@ def run_weekly(
     log_level: str | None = None,
 ) -> tuple[Path, str]:
     """``weekly_job`` for one week (its days must be in the lake). Returns (report directory, run id)."""
-    weekly = _defs(defs).resolve_job_def("weekly_job").execute_in_process(
-        instance=instance, partition_key=week, tags={"crypto-weekly/trigger": trigger}, raise_on_error=False,
-        run_config=_run_config(log_level),
-    )
+    run_id = make_new_run_id()
+    with RUN_WATCH(instance, run_id):
+        weekly = _defs(defs).resolve_job_def("weekly_job").execute_in_process(
+            instance=instance, run_id=run_id, partition_key=week, tags={"crypto-weekly/trigger": trigger},
+            raise_on_error=False,
+            run_config=_run_config(log_level),
+        )
     _check(weekly, f"week {week}")
     mats = [m for m in weekly.get_asset_materialization_events() if m.asset_key == dg.AssetKey("weekly_report")]
     if not mats:
