@@ -406,17 +406,21 @@ def status(as_json: bool, runs: int) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True)
 @click.option("--emulator/--real", "use_emulator", default=True, show_default=True,
               help="point the sources at the local emulator (default) or the real APIs")
+@click.option("--reports-port", type=click.IntRange(1, 65535), default=3001, show_default=True,
+              help="where the reports folder is served (an index of every week, each report's HTML)")
 @VERBOSE_OPTION
-def dev(port: int, use_emulator: bool) -> None:
-    """Start the Dagster UI (webserver and daemon) on 127.0.0.1 with a persistent DAGSTER_HOME."""
+def dev(port: int, use_emulator: bool, reports_port: int) -> None:
+    """Start the Dagster UI (webserver and daemon) on 127.0.0.1 with a persistent DAGSTER_HOME, and serve the
+    reports folder beside it (linked from the weekly_report asset's metadata)."""
+    from pipelines.report_server import ReportServer  # noqa: PLC0415
+    from pipelines.runner import emulated_sources, patched_environ  # noqa: PLC0415
 
-    from pipelines.runner import emulated_sources  # noqa: PLC0415
-
-    _prepare()
+    root = _prepare()
     home = _ensure_dagster_home()
     ctx = emulated_sources() if use_emulator else contextlib.nullcontext()
-    with ctx:
-        click.echo(f"DAGSTER_HOME={home}; UI on http://127.0.0.1:{port}")
+    with ctx, ReportServer(root / "reports", reports_port) as reports, \
+            patched_environ({"CRYPTO_WEEKLY_REPORTS_URL": reports.url}):
+        click.echo(f"DAGSTER_HOME={home}; UI on http://127.0.0.1:{port}; reports on {reports.url}/")
         cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
                "-h", "127.0.0.1", "-p", str(port)]
         proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -25,6 +25,9 @@ class WarehouseResource(dg.ConfigurableResource):
     """Where raw responses, the Parquet lake, the DuckDB catalog and the reports live (``WAREHOUSE_DIR``)."""
 
     root: str = Field(default="warehouse", description="warehouse directory")
+    reports_url: str = Field(
+        default="", description="where the reports folder is served (crypto-weekly dev sets it); empty = not served"
+    )
 
     def get(self) -> Warehouse:
         return Warehouse(self.root)
@@ -206,7 +209,8 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
     venues = parse_venues(os.environ.get("CRYPTO_WEEKLY_VENUES"))
     return {
         # One meaning for every command and the UI: settings.warehouse_root (absolute; see pipelines.settings).
-        "warehouse": WarehouseResource(root=str(settings.warehouse_root)),
+        "warehouse": WarehouseResource(root=str(settings.warehouse_root),
+                                       reports_url=settings.get("CRYPTO_WEEKLY_REPORTS_URL", "")),
         "coingecko": CoinGeckoResource(
             base_url=_env("COINGECKO_BASE_URL", PUBLIC_BASE_URL),
             api_key=cg_key,

@@ -109,6 +109,7 @@ SPECS: dict[str, tuple[Callable[[str], Any], str]] = {
     "HTTP_MAX_RETRY_WAIT_SECONDS": (_seconds, "seconds > 0"),
     "CRYPTO_WEEKLY_NOW": (_now, "an ISO-8601 date-time"),
     "CRYPTO_WEEKLY_PERP_TOP_N": (_int(1), "a whole number >= 1"),
+    "CRYPTO_WEEKLY_REPORTS_URL": (_url, "an http(s) URL (set by crypto-weekly dev)"),
     "CRYPTO_WEEKLY_VENUES": (_venues, "a comma-separated list of binance, bybit, okx, fred"),
 }
 
