@@ -13,6 +13,7 @@ Click is used because Dagster already depends on it: no new dependency for a pro
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import signal
@@ -130,10 +131,9 @@ VERBOSE_OPTION = click.option("-v", "--verbose", is_flag=True, expose_value=Fals
 
 def _log_path(command: str) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    for base in (Path(os.environ.get("WAREHOUSE_DIR") or "") if os.environ.get("WAREHOUSE_DIR") else None,
-                 Path(tempfile.gettempdir()) / "crypto-weekly"):
-        if base is None:
-            continue
+    from pipelines.settings import warehouse_root  # noqa: PLC0415
+
+    for base in (warehouse_root(), Path(tempfile.gettempdir()) / "crypto-weekly"):
         try:
             (base / "logs").mkdir(parents=True, exist_ok=True)
             path = base / "logs" / f"{command}-{stamp}-{os.getpid()}.log"
@@ -186,6 +186,8 @@ def _one_line(exc: BaseException) -> str:
                      and urlsplit(os.environ[n]).netloc in exc.detail]
             text += f" (fix: check {', '.join(named) if named else 'the *_BASE_URL variables'} and the network)"
         return text
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return f"{exc.strerror}: another process listens on that port; choose another with --port"
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "") + f" ({type(exc).__name__})"
     return f"{type(exc).__name__}: {exc}"

@@ -183,3 +183,21 @@ def test_dead_base_url_fails_within_seconds(clean_env: Path) -> None:
     log = Path(result.output.split("Full log: ")[1].split(" ")[0].strip())
     assert log.is_relative_to(clean_env / "wh" / "logs") and "Traceback" in log.read_text()
     assert result.seconds < 30
+
+
+def test_emulator_port_in_use(clean_env: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = _run(["emulator", "--port", str(port)])
+    _one_clear_line(result, 1, "Address already in use", "choose another with --port")
+    assert "Full log: " + str(clean_env / "wh" / "logs") in result.output
+
+
+def test_verbose_prints_the_stack_trace(clean_env: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        result = _run(["-v", "emulator", "--port", str(s.getsockname()[1])])
+    assert result.exit_code == 1 and "Traceback" in result.output
