@@ -143,7 +143,7 @@ def _messages(error: object) -> str:
 def _short(chain: str) -> str:
     """The asset's own message from a cause chain: its outermost part, without the ``module.Class:`` prefix."""
     first = chain.split(" <- ", 1)[0]
-    return re.sub(r"^(?:[A-Za-z_][\w]*\.)+([A-Za-z_]\w*): ", "", first)
+    return re.sub(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Failure|Failed)\w*: ", "", first)
 
 
 def _check(result: dg.ExecuteInProcessResult, what: str) -> None:

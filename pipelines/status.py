@@ -69,6 +69,17 @@ def _failed_checks(instance: dg.DagsterInstance, limit: int = 5000) -> list[dict
     return [c for c in latest.values() if not c["passed"]]
 
 
+def _run_error(instance: dg.DagsterInstance, run_id: str) -> str:
+    """A failed run's first step error, as the asset raised it (not Dagster's wrapper)."""
+    from pipelines.runner import _messages, _short  # noqa: PLC0415
+
+    for rec in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        err = getattr(rec.dagster_event.event_specific_data, "error", None)  # type: ignore[union-attr]
+        if err is not None:
+            return f"{rec.step_key}: {_short(_messages(err))}"[:300]
+    return "see the run's logs in the UI"
+
+
 def _runs(instance: dg.DagsterInstance, limit: int) -> list[dict[str, Any]]:
     out = []
     for rec in instance.get_run_records(limit=limit):
@@ -80,6 +91,7 @@ def _runs(instance: dg.DagsterInstance, limit: int) -> list[dict[str, Any]]:
             else ""
         )
         start, end = rec.start_time, rec.end_time
+        error = _run_error(instance, run.run_id) if run.status == dg.DagsterRunStatus.FAILURE else None
         out.append(
             {
                 "run_id": run.run_id,
@@ -91,6 +103,7 @@ def _runs(instance: dg.DagsterInstance, limit: int) -> list[dict[str, Any]]:
                 if start
                 else None,
                 "seconds": round(end - start, 1) if start and end else None,
+                "error": error,
             }
         )
     return out
@@ -168,6 +181,7 @@ def render(st: dict[str, Any]) -> str:
     lines += [
         f"  {r['started'] or '-':25} {r['status']:9} {r['job']:11} {r['partition']:23} "
         f"{'' if r['seconds'] is None else str(r['seconds']) + ' s'}  {r['run_id'][:8]}"
+        + (f"\n      {r['error']}" if r.get("error") else "")
         for r in st["runs"]
     ]
     if not st["runs"]:

@@ -37,7 +37,12 @@ def desk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     def tiny() -> int:
         return 1
 
+    @dg.asset
+    def boom() -> int:
+        raise ValueError("CoinGecko /coins/markets listed no coins")
+
     with dg.DagsterInstance.get() as instance:
+        assert not dg.materialize([boom], instance=instance, raise_on_error=False).success
         assert dg.materialize([tiny], instance=instance, tags={"crypto-weekly/trigger": "test"}).success
         instance.report_runless_asset_event(
             dg.AssetCheckEvaluation(
@@ -66,6 +71,7 @@ def test_status_text(desk: Path) -> None:
     assert "2025-11-17  1 data gap(s)" in out
     assert "2025-11-24  failed checks: weekly_leverage:funding_sane" in out
     assert "SUCCESS" in out and "__ephemeral_asset_job__" in out
+    assert "FAILURE" in out and "boom: CoinGecko /coins/markets listed no coins" in out
     assert "coin_daily" in out and "2 partitions" in out and "2 files" in out
 
 
@@ -79,6 +85,7 @@ def test_status_json(desk: Path) -> None:
     assert weeks["2025-11-17"]["failed_checks"] == []
     assert st["lake"] == [{"table": "coin_daily", "partitions": 2, "files": 2, "bytes": 2000}]
     assert st["runs"][0]["status"] == "SUCCESS" and st["runs"][0]["trigger"] == "test"
+    assert st["runs"][1]["status"] == "FAILURE" and "listed no coins" in st["runs"][1]["error"]
 
 
 def test_status_on_an_empty_warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
