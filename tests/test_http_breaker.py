@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
+import httpx
 import pytest
 
 from pipelines.sources.http import (
@@ -61,3 +62,17 @@ def test_the_breaker_is_per_host_and_closes_on_an_answer() -> None:
     b.success()
     assert b.allow() and b.failures == 0
     assert HostBreaker.for_host("a:1") is not HostBreaker.for_host("b:1")
+
+
+@pytest.mark.parametrize(("error", "opens"), [(httpx.ConnectTimeout, True), (httpx.ReadTimeout, False)])
+def test_connect_timeouts_count_read_timeouts_do_not(error: type[httpx.TransportError], opens: bool) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise error("slow", request=request)
+
+    src = HttpSource(
+        "http://blackhole.test", max_attempts=5, sleep=lambda _s: None, transport=httpx.MockTransport(handler)
+    )
+    with pytest.raises(SourceError) as err:
+        src.get("/ping")
+    assert isinstance(err.value, HostUnreachableError) is opens
+    assert (HostBreaker.for_host("blackhole.test").opened_at is not None) is opens

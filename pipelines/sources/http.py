@@ -6,9 +6,9 @@
   JSON; the wait honours ``Retry-After`` when the server sends it (capped), and otherwise backs off
   exponentially with jitter.
 * A circuit breaker per host (``HostBreaker``): after ``BREAKER_THRESHOLD`` consecutive connection failures
-  (refused, DNS, connect or read timeouts) every further request to that host fails at once with
-  ``HostUnreachableError``, without retrying, so a dead base URL fails the run in seconds rather than retrying
-  every coin for an hour. Any HTTP answer from the host closes it again; after ``BREAKER_COOLDOWN_SECONDS`` one
+  (refused, DNS, connect timeouts; a read timeout or a reset does not count: the host took the connection)
+  every further request to that host fails at once with ``HostUnreachableError``, without retrying, so a dead
+  base URL fails the run in seconds rather than retrying every coin for an hour. Any HTTP answer from the host closes it again; after ``BREAKER_COOLDOWN_SECONDS`` one
   request is let through to see whether the host came back.
 * After the last try, ``SourceError`` names the endpoint, the parameters (secrets redacted), the status and the
   start of the body. Client errors (4xx other than 429/418) are not retried: a second try cannot fix them.
@@ -263,8 +263,10 @@ class HttpSource:
             self.limiter.wait()
             try:
                 resp = self.client.get(endpoint, params=params)
-            except httpx.TimeoutException as exc:
+            except httpx.ConnectTimeout as exc:  # no connection at all (a black-holed host or port)
                 self.breaker.failure(f"timeout ({type(exc).__name__})")
+                raise _Retryable(f"timeout ({type(exc).__name__})") from exc
+            except httpx.TimeoutException as exc:  # the host took the connection: slow, not dead
                 raise _Retryable(f"timeout ({type(exc).__name__})") from exc
             except httpx.ConnectError as exc:  # refused, DNS: the host is not answering at all
                 self.breaker.failure(f"{type(exc).__name__}: {exc}")
