@@ -176,7 +176,7 @@ def _one_line(exc: BaseException) -> str:
     from pipelines.runner import RunFailed  # noqa: PLC0415
 
     if isinstance(exc, RunFailed):
-        text = str(exc)
+        first, *rest = [line for line in str(exc).splitlines() if line.strip()] or [""]
         if re.search(r"ConnectError|ConnectTimeout|unreachable|Name or service not known", exc.detail):
             from urllib.parse import urlsplit  # noqa: PLC0415
 
@@ -184,8 +184,11 @@ def _one_line(exc: BaseException) -> str:
 
             named = [n for n in BASE_URLS if os.environ.get(n) and urlsplit(os.environ[n]).netloc
                      and urlsplit(os.environ[n]).netloc in exc.detail]
-            text += f" (fix: check {', '.join(named) if named else 'the *_BASE_URL variables'} and the network)"
-        return text
+            first += f" (fix: check {', '.join(named) if named else 'the *_BASE_URL variables'} and the network)"
+        # the asset's details (e.g. which coins failed): a few, indented; all of them are in the log
+        shown = [f"\n  {line.strip()[:200]}" for line in rest[:3]]
+        more = f"\n  ... {len(rest) - 3} more in the log" if len(rest) > 3 else ""
+        return first + "".join(shown) + more
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return f"{exc.strerror}: another process listens on that port; choose another with --port"
     if isinstance(exc, OSError) and exc.strerror:
