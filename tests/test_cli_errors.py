@@ -180,6 +180,9 @@ def test_dead_base_url_fails_within_seconds(clean_env: Path) -> None:
     )
     assert len(line) < 600, line
     assert "Full log: " in result.output
+    # issue 15's first row: progress first (not six silent minutes), then a few lines, not ~100 of Dagster traces
+    assert "] daily pulls 2025-11-12..2025-11-23" in result.output.split("Error:")[0]
+    assert len(result.output.splitlines()) < 12, result.output
     log = Path(result.output.split("Full log: ")[1].split(" ")[0].strip())
     assert log.is_relative_to(clean_env / "wh" / "logs") and "Traceback" in log.read_text()
     assert result.seconds < 30
