@@ -176,7 +176,7 @@ def test_dead_base_url_fails_within_seconds(clean_env: Path) -> None:
     )
     result.seconds = time.monotonic() - t0
     line = _one_clear_line(
-        result, 1, "unreachable", "fix: check COINGECKO_BASE_URL,", "and the network", within=30
+        result, 1, "unreachable", "fix: check COINGECKO_BASE_URL,", "and the network", within=60
     )
     assert len(line) < 600, line
     assert "Full log: " in result.output
@@ -185,7 +185,7 @@ def test_dead_base_url_fails_within_seconds(clean_env: Path) -> None:
     assert len(result.output.splitlines()) < 12, result.output
     log = Path(result.output.split("Full log: ")[1].split(" ")[0].strip())
     assert log.is_relative_to(clean_env / "wh" / "logs") and "Traceback" in log.read_text()
-    assert result.seconds < 30
+    assert result.seconds < 60  # an hour before; ~12 s on an idle machine
 
 
 def test_emulator_port_in_use(clean_env: Path) -> None:
