@@ -137,6 +137,9 @@ def weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
             "headline": rendered.headline,
             "report": dg.MetadataValue.md(rendered.markdown_with_inline_charts()),
             "html": dg.MetadataValue.url(html_path.as_uri()),
+            **({"served": dg.MetadataValue.url(f"{warehouse.reports_url.rstrip('/')}/{week}/report.html"),
+                "all_reports": dg.MetadataValue.url(f"{warehouse.reports_url.rstrip('/')}/")}
+               if warehouse.reports_url else {}),
             "html_path": dg.MetadataValue.path(str(html_path)),
             "markdown_path": dg.MetadataValue.path(str(out_dir / "report.md")),
             "version": pub.version,

@@ -5,19 +5,26 @@
     crypto-weekly backfill --since 2025-03-31    every day as one run, then every week; resumable
     crypto-weekly emulator [--port 8765]         serve the emulator alone, for any client to point at
     crypto-weekly dev [--port 3000]              the Dagster UI, with the emulator behind it
+    crypto-weekly status [--json]                weeks reported, gaps, failed checks, last runs, lake size
 
 Click is used because Dagster already depends on it: no new dependency for a proper CLI.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
 import warnings
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import click
@@ -30,6 +37,8 @@ warnings.filterwarnings("ignore", category=SupersessionWarning)
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"dagster\..*|pipelines\..*")
 
 from pipelines.partitions import latest_complete_week  # noqa: E402
+from pipelines.progress import Reporter  # noqa: E402
+from pipelines.settings import SettingsError, check_writable, validate  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Weeks computed before the requested one (when not reported yet), so the report's charts have a history.
@@ -46,19 +55,54 @@ def _ensure_dagster_home() -> Path:
     return home
 
 
-def _week_option(week: str | None) -> str:
-    week = week or latest_complete_week()
+def _parse_day(value: str, what: str) -> date:
+    """``YYYY-MM-DD``; month and day may lack their zero padding (``2025-11-3`` is 2025-11-03)."""
+    m = re.fullmatch(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})\s*", value or "")
     try:
-        d = datetime.strptime(week, "%Y-%m-%d").date()
-    except ValueError as exc:
-        raise click.BadParameter(f"{week!r} is not a date (YYYY-MM-DD)") from exc
+        if not m:
+            raise ValueError
+        return date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD, e.g. 2025-11-17)", param_hint=what) from None
+
+
+def _week_option(week: str | None, what: str = "--week") -> str:
+    latest = latest_complete_week()
+    d = _parse_day(week or latest, what)
     if d.weekday() != 0:
-        raise click.BadParameter(f"{week} is a {d:%A}; weeks are keyed by their Monday")
-    if week > latest_complete_week():
-        raise click.BadParameter(f"week {week} has not finished yet (latest complete week: {latest_complete_week()})")
+        raise click.BadParameter(f"{d} is a {d:%A}; weeks are keyed by their Monday", param_hint=what)
+    week = d.isoformat()
+    if week > latest:
+        raise click.BadParameter(f"week {week} has not finished yet (latest complete week: {latest})", param_hint=what)
     if week < "2025-03-31":
-        raise click.BadParameter("weekly partitions start on 2025-03-31")
+        raise click.BadParameter("weekly partitions start on 2025-03-31", param_hint=what)
     return week
+
+
+def _first_day_option(first_day: str | None, week: str) -> str | None:
+    """``--first-day``: a date from the daily partitions' start up to the week's Monday."""
+    from pipelines.partitions import DAILY_START  # noqa: PLC0415
+
+    if first_day is None:
+        return None
+    d = _parse_day(first_day, "--first-day").isoformat()
+    if d < DAILY_START:
+        raise click.BadParameter(f"{d} is before the daily partitions' start, {DAILY_START}", param_hint="--first-day")
+    if d > week:
+        raise click.BadParameter(f"{d} is after the week's Monday, {week}", param_hint="--first-day")
+    return d
+
+
+def _prepare(check_warehouse: bool = True) -> Path:
+    """Before any work: every environment variable checked (``pipelines.settings``), ``WAREHOUSE_DIR`` resolved
+    to its one absolute meaning and exported (so the runs and a ``dagster dev`` child agree), the warehouse
+    checked writable. A bad setting raises ``SettingsError`` (exit 2, one line)."""
+    settings = validate()
+    root = settings.warehouse_root
+    if check_warehouse:
+        check_writable(root)
+    os.environ["WAREHOUSE_DIR"] = str(root)
+    return root
 
 
 def _print_result(run) -> None:  # noqa: ANN001
@@ -76,9 +120,133 @@ def _print_result(run) -> None:  # noqa: ANN001
         click.echo(paragraphs[2])
 
 
-@click.group()
+def _set_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().meta["verbose"] = True
+
+
+VERBOSE_OPTION = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_set_verbose,
+                              is_eager=True, help="print Dagster's logs and, on failure, the full stack trace")
+
+
+def _log_path(command: str) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    from pipelines.settings import warehouse_root  # noqa: PLC0415
+
+    for base in (warehouse_root(), Path(tempfile.gettempdir()) / "crypto-weekly"):
+        try:
+            (base / "logs").mkdir(parents=True, exist_ok=True)
+            path = base / "logs" / f"{command}-{stamp}-{os.getpid()}.log"
+            path.touch()
+            return path
+        except OSError:
+            continue
+    return Path(os.devnull)
+
+
+def _write_log(command: str, exc: BaseException) -> Path:
+    """The full story of a failure: the traceback and, for a failed run, its Dagster event log."""
+    path = _log_path(command)
+    lines = [f"crypto-weekly {' '.join(sys.argv[1:])}", f"failed at {datetime.now(timezone.utc).isoformat()}", "",
+             "".join(traceback.format_exception(exc))]
+    if getattr(exc, "detail", None):
+        lines += ["Every error of the run, with its causes:", exc.detail]  # type: ignore[attr-defined]
+    run_id = getattr(exc, "run_id", None)
+    if run_id:
+        try:
+            import dagster as dg  # noqa: PLC0415
+
+            lines.append(f"\nDagster event log of run {run_id}:")
+            for rec in dg.DagsterInstance.get().all_logs(run_id):
+                err = getattr(getattr(rec.dagster_event, "event_specific_data", None), "error", None)
+                lines.append(f"{datetime.fromtimestamp(rec.timestamp, timezone.utc):%H:%M:%S} {rec.step_key or '-'} "
+                             f"{rec.dagster_event_type or ''} {rec.user_message}")
+                if err is not None:
+                    lines.append(err.to_string())
+        except Exception as log_exc:  # noqa: BLE001 (the log is a courtesy; the error line matters)
+            lines.append(f"(could not read the run's event log: {log_exc})")
+    try:
+        path.write_text("\n".join(lines))
+    except OSError:
+        pass
+    return path
+
+
+def _one_line(exc: BaseException) -> str:
+    from pipelines.runner import RunFailed  # noqa: PLC0415
+
+    if isinstance(exc, RunFailed):
+        first, *rest = [line for line in str(exc).splitlines() if line.strip()] or [""]
+        if re.search(r"ConnectError|ConnectTimeout|unreachable|Name or service not known", exc.detail):
+            from urllib.parse import urlsplit  # noqa: PLC0415
+
+            from pipelines.settings import BASE_URLS  # noqa: PLC0415
+
+            named = [n for n in BASE_URLS if os.environ.get(n) and urlsplit(os.environ[n]).netloc
+                     and urlsplit(os.environ[n]).netloc in exc.detail]
+            first += f" (fix: check {', '.join(named) if named else 'the *_BASE_URL variables'} and the network)"
+        # the asset's details (e.g. which coins failed): a few, indented; all of them are in the log
+        shown = [f"\n  {line.strip()[:200]}" for line in rest[:3]]
+        more = f"\n  ... {len(rest) - 3} more in the log" if len(rest) > 3 else ""
+        return first + "".join(shown) + more
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return f"{exc.strerror}: another process listens on that port; choose another with --port"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "") + f" ({type(exc).__name__})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _Cli(click.Group):
+    """Errors end as one line (cause and fix) plus where the full log is; exit 2 for usage and configuration
+    errors, 1 for failures; a stack trace only with ``-v``."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201
+        from pipelines import runner  # noqa: PLC0415
+
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted; what was stored is kept.", err=True)
+            ctx.exit(130)
+        except SettingsError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(2)
+        except Exception as exc:  # noqa: BLE001
+            command = ctx.invoked_subcommand or "crypto-weekly"
+            log = _write_log(command, exc)
+            if ctx.meta.get("verbose"):
+                click.echo("".join(traceback.format_exception(exc)), err=True)
+            hint = getattr(exc, "hint", "") or ""
+            click.echo(f"Error: {_one_line(exc)}{hint}", err=True)
+            click.echo(f"Full log: {log}" + ("" if ctx.meta.get("verbose") else " (-v prints the stack trace)"),
+                       err=True)
+            ctx.exit(1)
+        finally:
+            runner.CONSOLE_LOG_LEVEL = "WARNING"
+
+
+@click.group(cls=_Cli)
+@VERBOSE_OPTION
 def main() -> None:
     """crypto-weekly: the weekly crypto market update, from raw market data to a sourced report."""
+
+
+@contextlib.contextmanager
+def _reporting() -> Iterator[Reporter]:
+    """Dagster's console logs only with -v (INFO), otherwise critical lines only; progress on stderr (a live line
+    on a terminal, plain lines otherwise) fed by the stages and by each run's event log."""
+    from pipelines import runner  # noqa: PLC0415
+
+    verbose = click.get_current_context().find_root().meta.get("verbose", False)
+    runner.CONSOLE_LOG_LEVEL = "INFO" if verbose else "CRITICAL"
+    with Reporter(verbose=verbose, live=None if not verbose else False) as rep:
+        runner.RUN_WATCH = rep.watch
+        try:
+            yield rep
+        finally:
+            runner.RUN_WATCH = runner._no_watch
 
 
 PROFILE_OPTION = click.option(
@@ -95,23 +263,22 @@ BLOCKED_OPTION = click.option(
 @click.option("--seed", type=int, default=None, help="emulator seed")
 @PROFILE_OPTION
 @BLOCKED_OPTION
+@VERBOSE_OPTION
 def demo(week: str | None, seed: int | None, profile: str, blocked_venue: str) -> None:
     """Run everything a week needs against the local market emulator (no network, no key)."""
     import dagster as dg  # noqa: PLC0415
 
-    from pipelines.runner import RunFailed, demo_clock, emulated_sources, run_week  # noqa: PLC0415
+    from pipelines.runner import demo_clock, emulated_sources, run_week  # noqa: PLC0415
 
     week = _week_option(week)
+    _prepare()
     _ensure_dagster_home()
-    os.environ.setdefault("WAREHOUSE_DIR", str(PROJECT_ROOT / "warehouse"))
     t0 = time.monotonic()
     # The emulated world stands at the Tuesday after the week, as if the report were written live then.
-    with emulated_sources(seed=seed, now=demo_clock(week), profile=profile, blocked_venue=blocked_venue):
+    with emulated_sources(seed=seed, now=demo_clock(week), profile=profile, blocked_venue=blocked_venue), \
+            _reporting() as rep:
         click.echo(f"Emulator up (profile {profile}); materializing the history and the week of {week} ...")
-        try:
-            run = run_week(week, dg.DagsterInstance.get(), context_weeks=CONTEXT_WEEKS)
-        except RunFailed as exc:
-            raise click.ClickException(str(exc)) from exc
+        run = run_week(week, dg.DagsterInstance.get(), context_weeks=CONTEXT_WEEKS, echo=rep.stage)
     _print_result(run)
     click.echo(f"\n(done in {time.monotonic() - t0:.0f} s)")
 
@@ -120,23 +287,23 @@ def demo(week: str | None, seed: int | None, profile: str, blocked_venue: str) -
 @click.option("--week", help="Monday of the week (default: the latest complete week)")
 @click.option("--emulator", "use_emulator", is_flag=True, help="use the local emulator instead of the real APIs")
 @click.option("--first-day", default=None, help="first day of the daily history (default: 2025-01-01)")
+@VERBOSE_OPTION
 def report(week: str | None, use_emulator: bool, first_day: str | None) -> None:
     """Materialize what a week needs and print the report's path."""
-    import contextlib  # noqa: PLC0415
 
     import dagster as dg  # noqa: PLC0415
 
-    from pipelines.runner import RunFailed, emulated_sources, run_week  # noqa: PLC0415
+    from pipelines.runner import emulated_sources, run_week  # noqa: PLC0415
 
     week = _week_option(week)
+    first_day = _first_day_option(first_day, week)
+    _prepare()
     _ensure_dagster_home()
     ctx = emulated_sources() if use_emulator else contextlib.nullcontext()
-    with ctx:
-        try:
-            run = run_week(week, dg.DagsterInstance.get(), context_weeks=CONTEXT_WEEKS,
-                           **({"first_day": first_day} if first_day else {}))
-        except RunFailed as exc:
-            raise click.ClickException(str(exc)) from exc
+    with ctx, _reporting() as rep:
+        rep.line(f"report for the week of {week} ({'emulator' if use_emulator else 'configured sources'})")
+        run = run_week(week, dg.DagsterInstance.get(), context_weeks=CONTEXT_WEEKS, echo=rep.stage,
+                       **({"first_day": first_day} if first_day else {}))
     _print_result(run)
 
 
@@ -148,13 +315,13 @@ def report(week: str | None, use_emulator: bool, first_day: str | None) -> None:
                    "have their history)")
 @click.option("--redo", is_flag=True, help="recompute weeks whose report is already materialized")
 @click.option("--emulator", "use_emulator", is_flag=True, help="use the local emulator instead of the real APIs")
+@VERBOSE_OPTION
 def backfill(since: str, until: str | None, first_day: str | None, redo: bool, use_emulator: bool) -> None:
     """Materialize every day and every week from --since to --until: the days as one run, then week by week.
 
     Re-running the same command resumes: stored raw pulls are not requested again and weeks already reported
     are skipped (--redo recomputes them, to the same bytes).
     """
-    import contextlib  # noqa: PLC0415
 
     import dagster as dg  # noqa: PLC0415
 
@@ -162,26 +329,22 @@ def backfill(since: str, until: str | None, first_day: str | None, redo: bool, u
     from pipelines.runner import RunFailed, emulated_sources  # noqa: PLC0415
     from pipelines.runner import backfill as run_backfill  # noqa: PLC0415
 
-    since = _week_option(since)
-    until = _week_option(until)
+    since = _week_option(since, "--since")
+    until = _week_option(until, "--until")
     if until < since:
         raise click.BadParameter(f"--until {until} is before --since {since}")
-    first = first_day or DAILY_START
-    try:
-        datetime.strptime(first, "%Y-%m-%d")
-    except ValueError as exc:
-        raise click.BadParameter(f"--first-day {first!r} is not a date (YYYY-MM-DD)") from exc
+    first = _first_day_option(first_day, until) or DAILY_START
+    _prepare()
     _ensure_dagster_home()
     t0 = time.monotonic()
     ctx = emulated_sources() if use_emulator else contextlib.nullcontext()
-    with ctx:
+    with ctx, _reporting() as rep:
         click.echo(f"Backfill of the weeks {since}..{until} ({'emulator' if use_emulator else 'configured sources'})")
         try:
-            result = run_backfill(since, until, dg.DagsterInstance.get(), first_day=first, redo=redo, echo=click.echo)
+            result = run_backfill(since, until, dg.DagsterInstance.get(), first_day=first, redo=redo, echo=rep.stage)
         except RunFailed as exc:
-            raise click.ClickException(
-                f"{exc}\nWhat was stored is kept; run the same command again to resume from there."
-            ) from exc
+            exc.hint = "\nWhat was stored is kept; run the same command again to resume from there."  # type: ignore[attr-defined]
+            raise
     click.echo(
         f"Backfill done in {time.monotonic() - t0:.0f} s: {len(result.weeks_run)} week(s) computed, "
         f"{len(result.weeks_skipped)} already reported."
@@ -189,7 +352,7 @@ def backfill(since: str, until: str | None, first_day: str | None, redo: bool, u
 
 
 @main.command()
-@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="bind address (loopback by default)")
 @click.option("--seed", type=int, default=None)
 @click.option("--plan", type=click.Choice(["pro", "demo"]), default="pro", show_default=True,
@@ -197,6 +360,7 @@ def backfill(since: str, until: str | None, first_day: str | None, redo: bool, u
 @click.option("--rate-limits/--no-rate-limits", default=False, help="answer 429 past the APIs' limits")
 @PROFILE_OPTION
 @BLOCKED_OPTION
+@VERBOSE_OPTION
 def emulator(port: int, host: str, seed: int | None, plan: str, rate_limits: bool, profile: str,
              blocked_venue: str) -> None:
     """Serve the market emulator until interrupted; prints the environment to point clients at it."""
@@ -204,6 +368,7 @@ def emulator(port: int, host: str, seed: int | None, plan: str, rate_limits: boo
     from pipelines.emulator.profiles import apply_profile  # noqa: PLC0415
     from pipelines.emulator.server import MarketEmulator  # noqa: PLC0415
 
+    validate()
     emu = MarketEmulator(seed=seed if seed is not None else DEFAULT_SEED, host=host, port=port, plan=plan,
                          rate_limits=rate_limits)
     apply_profile(emu, profile, blocked_venue)
@@ -223,20 +388,44 @@ def emulator(port: int, host: str, seed: int | None, plan: str, rate_limits: boo
 
 
 @main.command()
-@click.option("--port", type=int, default=3000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print the status as JSON")
+@click.option("--runs", type=click.IntRange(0, 1000), default=10, show_default=True, help="how many recent runs")
+@VERBOSE_OPTION
+def status(as_json: bool, runs: int) -> None:
+    """What a desk checks on Monday morning: weeks reported, their gaps and failed checks, the last runs, the
+    lake's size per table. Reads only."""
+    import json  # noqa: PLC0415
+
+    import dagster as dg  # noqa: PLC0415
+
+    from pipelines.status import collect, render  # noqa: PLC0415
+
+    root = _prepare(check_warehouse=False)
+    _ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        st = collect(root, instance, runs=runs)
+    click.echo(json.dumps(st, indent=1) if as_json else render(st))
+
+
+@main.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True)
 @click.option("--emulator/--real", "use_emulator", default=True, show_default=True,
               help="point the sources at the local emulator (default) or the real APIs")
-def dev(port: int, use_emulator: bool) -> None:
-    """Start the Dagster UI (webserver and daemon) on 127.0.0.1 with a persistent DAGSTER_HOME."""
-    import contextlib  # noqa: PLC0415
+@click.option("--reports-port", type=click.IntRange(1, 65535), default=3001, show_default=True,
+              help="where the reports folder is served (an index of every week, each report's HTML)")
+@VERBOSE_OPTION
+def dev(port: int, use_emulator: bool, reports_port: int) -> None:
+    """Start the Dagster UI (webserver and daemon) on 127.0.0.1 with a persistent DAGSTER_HOME, and serve the
+    reports folder beside it (linked from the weekly_report asset's metadata)."""
+    from pipelines.report_server import ReportServer  # noqa: PLC0415
+    from pipelines.runner import emulated_sources, patched_environ  # noqa: PLC0415
 
-    from pipelines.runner import emulated_sources  # noqa: PLC0415
-
+    root = _prepare()
     home = _ensure_dagster_home()
-    os.environ.setdefault("WAREHOUSE_DIR", str(PROJECT_ROOT / "warehouse"))
     ctx = emulated_sources() if use_emulator else contextlib.nullcontext()
-    with ctx:
-        click.echo(f"DAGSTER_HOME={home}; UI on http://127.0.0.1:{port}")
+    with ctx, ReportServer(root / "reports", reports_port) as reports, \
+            patched_environ({"CRYPTO_WEEKLY_REPORTS_URL": reports.url}):
+        click.echo(f"DAGSTER_HOME={home}; UI on http://127.0.0.1:{port}; reports on {reports.url}/")
         cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
                "-h", "127.0.0.1", "-p", str(port)]
         proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -81,6 +81,8 @@ def pull_registry(client: CoinGeckoClient, wh: Warehouse, top_n: int, now: datet
     behind; the pages are then stored and the directory marked complete (``_complete``) last, so a run killed
     while storing leaves a snapshot no reader uses (and a re-run with the same clock completes it).
     """
+    if top_n < 1:  # an empty "complete" snapshot would be reused for hours (COINGECKO_TOP_N is checked too)
+        raise ValueError(f"top_n must be >= 1, got {top_n}")
     now = now or datetime.now(timezone.utc)
     fetched_pages: list[tuple[str, Fetched]] = []
     pages = []
@@ -89,6 +91,8 @@ def pull_registry(client: CoinGeckoClient, wh: Warehouse, top_n: int, now: datet
         fetched_pages.append((f"top-page-{i}", fetched))
         pages.append(fetched.json())
     coins = parse_markets(pages).head(top_n)
+    if coins.is_empty():
+        raise ValueError("CoinGecko /coins/markets listed no coins: no registry snapshot stored")
     members: dict[str, list[str]] = {}
     for cat in MEMBERSHIP_CATEGORIES:
         for i, fetched in enumerate(client.markets_pages(top_n=1000, category=cat), start=1):

@@ -50,7 +50,9 @@ from pipelines.warehouse import Warehouse, safe_component
 MS = timedelta(milliseconds=1)
 # How many perpetuals to follow (the largest eligible coins listed on Binance USDT-M). The environment may lower
 # it (the test suite does, to keep runs short); the UI shows it as the assets' `top_n` config default.
-PERP_TOP_N = int(os.environ.get("CRYPTO_WEEKLY_PERP_TOP_N", "40"))
+# A bad value is reported by pipelines.settings.validate() (one clear error); importing must not fail on it.
+_perp_top_n = os.environ.get("CRYPTO_WEEKLY_PERP_TOP_N", "").strip()
+PERP_TOP_N = int(_perp_top_n) if _perp_top_n.isdigit() and int(_perp_top_n) >= 1 else 40
 BTC_SPOT_SYMBOL = "BTCUSDT"
 # Binance /futures/data/* keep 30 days; a day is asked there only when it starts an hour inside that window.
 BINANCE_STATS_REST_DAYS = 30

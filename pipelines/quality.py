@@ -158,7 +158,7 @@ def funding(wh: Warehouse, days: list[date]) -> Outcome:
     return out
 
 
-# ---- week-level rules over the clean tables a week reads (issue 12) ---------------------------------------------
+# ---- week-level rules over the clean tables a week reads ------------------------------------------------------
 # WRONG data blocks the week, naming the row; MISSING data becomes a named gap line in the report (``week_gaps``).
 # All of these are pure functions of frames (``week_frames`` reads them from the lake), so the mutation harness and
 # the Dagster check run the same code.

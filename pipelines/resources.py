@@ -25,6 +25,9 @@ class WarehouseResource(dg.ConfigurableResource):
     """Where raw responses, the Parquet lake, the DuckDB catalog and the reports live (``WAREHOUSE_DIR``)."""
 
     root: str = Field(default="warehouse", description="warehouse directory")
+    reports_url: str = Field(
+        default="", description="where the reports folder is served (crypto-weekly dev sets it); empty = not served"
+    )
 
     def get(self) -> Warehouse:
         return Warehouse(self.root)
@@ -197,14 +200,21 @@ DEFAULT_CALLS_PER_MINUTE = {"COINGECKO": 30, "BINANCE": 600, "BYBIT": 300, "OKX"
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
+    """Resources from the environment, after ``settings.validate()`` has checked every variable (one
+    ``SettingsError`` naming the bad ones, instead of a Dagster config error when a run starts)."""
+    from pipelines.settings import validate  # noqa: PLC0415
+
+    settings = validate()
     cg_key = dg.EnvVar("COINGECKO_API_KEY") if os.environ.get("COINGECKO_API_KEY") else None
     venues = parse_venues(os.environ.get("CRYPTO_WEEKLY_VENUES"))
     return {
-        "warehouse": WarehouseResource(root=_env("WAREHOUSE_DIR", "warehouse")),
+        # One meaning for every command and the UI: settings.warehouse_root (absolute; see pipelines.settings).
+        "warehouse": WarehouseResource(root=str(settings.warehouse_root),
+                                       reports_url=settings.get("CRYPTO_WEEKLY_REPORTS_URL", "")),
         "coingecko": CoinGeckoResource(
             base_url=_env("COINGECKO_BASE_URL", PUBLIC_BASE_URL),
             api_key=cg_key,
-            plan=_env("COINGECKO_API_PLAN", "demo"),
+            plan=settings.get("COINGECKO_API_PLAN", "demo"),  # normalized to lower case
             calls_per_minute=_env_int("COINGECKO_CALLS_PER_MINUTE", DEFAULT_CALLS_PER_MINUTE["COINGECKO"]),
             max_attempts=_env_int("COINGECKO_MAX_ATTEMPTS", 5),
             timeout_seconds=_env_float("COINGECKO_TIMEOUT_SECONDS", 30.0),

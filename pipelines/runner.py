@@ -6,15 +6,17 @@ Used by ``make demo``, the ``crypto-weekly`` command and the end-to-end tests.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
+from dagster._core.utils import make_new_run_id
 
 from pipelines.partitions import DAILY_START, WEEKLY, week_close_days
 
@@ -107,7 +109,24 @@ def emulated_sources(
 
 
 class RunFailed(RuntimeError):
-    pass
+    """A run that failed; the message is the asset's own error, ``run_id`` finds its event log."""
+
+    def __init__(self, message: str, run_id: str | None = None):
+        super().__init__(message)
+        self.run_id = run_id
+        self.detail = message  # every error of the run with its causes (the CLI writes it to the log file)
+
+
+# The console logger's level for runs started here. WARNING for library callers; the CLI lowers the noise to
+# CRITICAL unless --verbose (Dagster's step-failure stack traces go to the log file it writes instead).
+CONSOLE_LOG_LEVEL = "WARNING"
+# Wrapped around each in-process run, given (instance, run_id): the CLI's progress watcher follows the run's
+# event log with it. Does nothing by default.
+def _no_watch(_instance: dg.DagsterInstance, _run_id: str) -> AbstractContextManager:
+    return nullcontext()
+
+
+RUN_WATCH: Callable[[dg.DagsterInstance, str], AbstractContextManager] = _no_watch
 
 
 def _messages(error: object) -> str:
@@ -121,6 +140,12 @@ def _messages(error: object) -> str:
     return " <- ".join(parts)
 
 
+def _short(chain: str) -> str:
+    """The asset's own message from a cause chain: its outermost part, without the ``module.Class:`` prefix."""
+    first = chain.split(" <- ", 1)[0]
+    return re.sub(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Failure|Failed)\w*: ", "", first)
+
+
 def _check(result: dg.ExecuteInProcessResult, what: str) -> None:
     if not result.success:
         errors = [
@@ -128,12 +153,15 @@ def _check(result: dg.ExecuteInProcessResult, what: str) -> None:
             for e in result.all_events
             if e.is_failure and getattr(e.event_specific_data, "error", None)
         ]
-        raise RunFailed(f"{what} failed: " + (" | ".join(e for e in errors if e) or "see the run's logs"))
+        short = list(dict.fromkeys(_short(e) for e in errors if e))
+        err = RunFailed(f"{what} failed: " + (" | ".join(short) or "see the run's logs"), run_id=result.run_id)
+        err.detail = " | ".join(e for e in errors if e)
+        raise err
 
 
-def _run_config(log_level: str) -> dict:
-    """Console logs at ``log_level`` (WARNING by default: a user sees the result, not every step)."""
-    return {"loggers": {"console": {"config": {"log_level": log_level}}}}
+def _run_config(log_level: str | None) -> dict:
+    """Console logs at ``log_level`` (``CONSOLE_LOG_LEVEL`` by default: a user sees the result, not every step)."""
+    return {"loggers": {"console": {"config": {"log_level": log_level or CONSOLE_LOG_LEVEL}}}}
 
 
 def _defs(defs: dg.Definitions | None) -> dg.Definitions:
@@ -144,31 +172,36 @@ def _defs(defs: dg.Definitions | None) -> dg.Definitions:
 
 def run_days(
     first_day: str, last_day: str, instance: dg.DagsterInstance, defs: dg.Definitions | None = None,
-    trigger: str = "runner", log_level: str = "WARNING", assets: list[str] | None = None,
+    trigger: str = "runner", log_level: str | None = None, assets: list[str] | None = None,
 ) -> str:
     """``daily_job`` over ``first_day..last_day`` as **one** run (the daily assets' single-run backfill policy);
     raw pulls skip what is stored, so a re-run after a failure only asks for what is missing. ``assets`` limits
     the run to some of the job's assets. Returns the run id."""
-    daily = _defs(defs).resolve_job_def("daily_job").execute_in_process(
-        instance=instance,
-        asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
-        tags={RANGE_START_TAG: first_day, RANGE_END_TAG: last_day, "crypto-weekly/trigger": trigger},
-        raise_on_error=False,
-        run_config=_run_config(log_level),
-    )
+    run_id = make_new_run_id()
+    with RUN_WATCH(instance, run_id):
+        daily = _defs(defs).resolve_job_def("daily_job").execute_in_process(
+            instance=instance, run_id=run_id,
+            asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
+            tags={RANGE_START_TAG: first_day, RANGE_END_TAG: last_day, "crypto-weekly/trigger": trigger},
+            raise_on_error=False,
+            run_config=_run_config(log_level),
+        )
     _check(daily, f"daily pulls {first_day}..{last_day}")
     return daily.run_id
 
 
 def run_weekly(
     week: str, instance: dg.DagsterInstance, defs: dg.Definitions | None = None, trigger: str = "runner",
-    log_level: str = "WARNING",
+    log_level: str | None = None,
 ) -> tuple[Path, str]:
     """``weekly_job`` for one week (its days must be in the lake). Returns (report directory, run id)."""
-    weekly = _defs(defs).resolve_job_def("weekly_job").execute_in_process(
-        instance=instance, partition_key=week, tags={"crypto-weekly/trigger": trigger}, raise_on_error=False,
-        run_config=_run_config(log_level),
-    )
+    run_id = make_new_run_id()
+    with RUN_WATCH(instance, run_id):
+        weekly = _defs(defs).resolve_job_def("weekly_job").execute_in_process(
+            instance=instance, run_id=run_id, partition_key=week, tags={"crypto-weekly/trigger": trigger},
+            raise_on_error=False,
+            run_config=_run_config(log_level),
+        )
     _check(weekly, f"week {week}")
     mats = [m for m in weekly.get_asset_materialization_events() if m.asset_key == dg.AssetKey("weekly_report")]
     if not mats:
@@ -180,6 +213,7 @@ def run_weekly(
 def run_history(
     first_day: str, last_day: str, instance: dg.DagsterInstance, defs: dg.Definitions,
     derivatives_days: int | None = DERIVATIVES_HISTORY_DAYS, trigger: str = "runner",
+    echo: Callable[[str], None] = lambda _: None,
 ) -> str:
     """The daily job for what a report needs: CoinGecko history from ``first_day``; derivatives and macro from
     ``derivatives_days`` before ``last_day`` (all of it when None). One run per range; returns the last run id."""
@@ -188,8 +222,11 @@ def run_history(
     if derivatives_days is not None:
         late = max(first_day, (date.fromisoformat(last_day) - timedelta(days=derivatives_days)).isoformat())
     if late == first_day:
+        echo(f"daily pulls {first_day}..{last_day} (stored pulls are skipped) ...")
         return run_days(first_day, last_day, instance, defs, trigger=trigger)
+    echo(f"step 1/2: market history {first_day}..{last_day} (stored pulls are skipped) ...")
     run_days(first_day, last_day, instance, defs, trigger=trigger, assets=[a for a in job_assets if a in MARKET_ASSETS])
+    echo(f"step 2/2: derivatives and macro {late}..{last_day} ...")
     return run_days(late, last_day, instance, defs, trigger=trigger,
                     assets=[a for a in job_assets if a not in MARKET_ASSETS])
 
@@ -197,6 +234,7 @@ def run_history(
 def run_week(
     week: str, instance: dg.DagsterInstance, first_day: str = DAILY_START,
     derivatives_days: int | None = DERIVATIVES_HISTORY_DAYS, context_weeks: int = 0,
+    echo: Callable[[str], None] = lambda _: None,
 ) -> WeekRun:
     """Materialize everything ``week`` needs: the daily history up to the week's last day, then the week.
 
@@ -204,11 +242,15 @@ def run_week(
     charts over time have points before this one."""
     defs = _defs(None)
     _, close_day = week_close_days(week)
-    daily_run_id = run_history(first_day, close_day.isoformat(), instance, defs, derivatives_days)
+    t0 = time.monotonic()
+    daily_run_id = run_history(first_day, close_day.isoformat(), instance, defs, derivatives_days, echo=echo)
+    echo(f"daily pulls done in {time.monotonic() - t0:.0f} s")
     earlier = [k for k in WEEKLY.get_partition_keys() if k < week][-context_weeks:] if context_weeks else []
-    for prior in earlier:
-        if week_close_days(prior)[0].isoformat() >= first_day and not reported(prior, instance):
-            run_weekly(prior, instance, defs)
+    todo = [p for p in earlier if week_close_days(p)[0].isoformat() >= first_day and not reported(p, instance)]
+    for i, prior in enumerate(todo, start=1):
+        echo(f"context week {prior} ({i}/{len(todo)}) ...")
+        run_weekly(prior, instance, defs)
+    echo(f"week {week}: weekly tables and report ...")
     report_dir, weekly_run_id = run_weekly(week, instance, defs)
     return WeekRun(week=week, report_dir=report_dir, daily_run_id=daily_run_id, weekly_run_id=weekly_run_id)
 
@@ -218,8 +260,12 @@ def weeks_between(since: str, until: str) -> list[str]:
     return [k for k in WEEKLY.get_partition_keys() if since <= k <= until]
 
 
-def reported(week: str, instance: dg.DagsterInstance) -> bool:
-    """Whether ``week``'s report is materialized in the instance and the files it recorded are still there."""
+def reported(week: str, instance: dg.DagsterInstance, warehouse_root: str | Path | None = None) -> bool:
+    """Whether ``week``'s report is materialized in the instance and its files are in *this* warehouse
+    (``warehouse_root``, default ``settings.warehouse_root()``): a report recorded in another warehouse (another
+    ``WAREHOUSE_DIR``, another directory) does not count, whatever the current directory."""
+    from pipelines.settings import warehouse_root as _root  # noqa: PLC0415
+
     key = dg.AssetKey("weekly_report")
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=[week]), limit=1
@@ -229,7 +275,7 @@ def reported(week: str, instance: dg.DagsterInstance) -> bool:
     meta = records[0].asset_materialization.metadata  # type: ignore[union-attr]
     if "markdown_path" not in meta:
         return False
-    report_dir = Path(meta["markdown_path"].value).parent  # type: ignore[arg-type]
+    report_dir = Path(warehouse_root or _root()).resolve() / "reports" / week
     return all((report_dir / name).exists() for name in ("report.md", "report.html", "manifest.json"))
 
 

@@ -79,3 +79,13 @@ def env_for(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_host_breakers() -> Iterator[None]:
+    """Each test starts with every host's circuit breaker closed (a dead port in one test stays there)."""
+    from pipelines.sources.http import HostBreaker  # noqa: PLC0415
+
+    HostBreaker.reset_all()
+    yield
+    HostBreaker.reset_all()

@@ -1,4 +1,4 @@
-"""Mutation harness (issue 12): one week's clean inputs corrupted one way at a time, then the week's quality rules,
+"""Mutation harness: one week's clean inputs corrupted one way at a time, then the week's quality rules,
 weekly tables (the assets' compute functions and blocking checks), report rendering, claim check and second
 derivation are run on the pure functions and the lake (no Dagster run). Every outcome must be one of
 

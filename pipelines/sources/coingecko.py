@@ -35,7 +35,7 @@ class CoinGeckoClient:
     ):
         headers = {"accept": "application/json", "user-agent": "crypto-weekly/0.1"}
         if api_key:
-            headers["x-cg-pro-api-key" if plan == "pro" else "x-cg-demo-api-key"] = api_key
+            headers["x-cg-pro-api-key" if plan.strip().lower() == "pro" else "x-cg-demo-api-key"] = api_key
         self.http = HttpSource(
             base_url, headers=headers, calls_per_minute=calls_per_minute, classify_error=classify_error, **http_options
         )

@@ -5,6 +5,11 @@
 * Retries with ``tenacity``: on 429, 418, 5xx, timeouts, dropped connections and bodies that are not valid
   JSON; the wait honours ``Retry-After`` when the server sends it (capped), and otherwise backs off
   exponentially with jitter.
+* A circuit breaker per host (``HostBreaker``): after ``BREAKER_THRESHOLD`` consecutive connection failures
+  (refused, DNS, connect timeouts; a read timeout or a reset does not count: the host took the connection)
+  every further request to that host fails at once with ``HostUnreachableError``, without retrying, so a dead
+  base URL fails the run in seconds rather than retrying every coin for an hour. Any HTTP answer from the host closes it again; after ``BREAKER_COOLDOWN_SECONDS`` one
+  request is let through to see whether the host came back.
 * After the last try, ``SourceError`` names the endpoint, the parameters (secrets redacted), the status and the
   start of the body. Client errors (4xx other than 429/418) are not retried: a second try cannot fix them.
 
@@ -53,6 +58,63 @@ class HistoryLimitError(SourceError):
 
 class PayloadError(SourceError):
     """The response arrived but does not have the documented shape (schema drift, wrong types)."""
+
+
+class HostUnreachableError(SourceError):
+    """The host failed ``BREAKER_THRESHOLD`` connections in a row: requests to it fail at once for a while."""
+
+
+BREAKER_THRESHOLD = 3
+BREAKER_COOLDOWN_SECONDS = 300.0
+
+
+class HostBreaker:
+    """Consecutive connection failures against one host, shared by every client of that host in the process."""
+
+    _registry: dict[str, HostBreaker] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, host: str, threshold: int = BREAKER_THRESHOLD, cooldown: float = BREAKER_COOLDOWN_SECONDS,
+                 clock: Callable[[], float] = time.monotonic):
+        self.host, self.threshold, self.cooldown, self._clock = host, threshold, cooldown, clock
+        self.failures = 0
+        self.opened_at: float | None = None
+        self.last_reason = ""
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_host(cls, host: str) -> HostBreaker:
+        with cls._registry_lock:
+            if host not in cls._registry:
+                cls._registry[host] = cls(host, BREAKER_THRESHOLD, BREAKER_COOLDOWN_SECONDS)
+            return cls._registry[host]
+
+    @classmethod
+    def reset_all(cls) -> None:
+        with cls._registry_lock:
+            cls._registry.clear()
+
+    def allow(self) -> bool:
+        """False while open; after the cooldown one request goes through (half-open)."""
+        with self._lock:
+            if self.opened_at is None:
+                return True
+            if self._clock() - self.opened_at >= self.cooldown:
+                self.opened_at = self._clock()  # one probe per cooldown
+                return True
+            return False
+
+    def failure(self, reason: str) -> None:
+        with self._lock:
+            self.failures += 1
+            self.last_reason = reason
+            if self.failures >= self.threshold:
+                self.opened_at = self._clock()
+
+    def success(self) -> None:
+        with self._lock:
+            self.failures = 0
+            self.opened_at = None
 
 
 class _Retryable(Exception):
@@ -158,6 +220,7 @@ class HttpSource:
         self._sleep = sleep
         host = urlsplit(self.base_url).netloc
         self.limiter = HostLimiter.for_host(host, calls_per_minute)
+        self.breaker = HostBreaker.for_host(host)
         self.client = httpx.Client(
             base_url=self.base_url,
             headers=dict(headers or {}),
@@ -177,6 +240,8 @@ class HttpSource:
         self.close()
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
+        if self.breaker.opened_at is not None:
+            return 0.0  # the next try fails at once (HostUnreachableError): no point waiting for it
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Retryable) and exc.retry_after is not None:
             return min(exc.retry_after, self.max_wait)
@@ -189,13 +254,26 @@ class HttpSource:
         def once() -> Fetched:
             nonlocal attempts
             attempts += 1
+            if not self.breaker.allow():
+                raise HostUnreachableError(
+                    f"{self.breaker.host} unreachable ({self.breaker.failures} connection failures in a row, last: "
+                    f"{self.breaker.last_reason}); not tried again for now, check the base URL and the network",
+                    endpoint=endpoint, params=params, status=None,
+                )
             self.limiter.wait()
             try:
                 resp = self.client.get(endpoint, params=params)
-            except httpx.TimeoutException as exc:
+            except httpx.ConnectTimeout as exc:  # no connection at all (a black-holed host or port)
+                self.breaker.failure(f"timeout ({type(exc).__name__})")
                 raise _Retryable(f"timeout ({type(exc).__name__})") from exc
-            except httpx.TransportError as exc:  # connection reset, refused, body cut short
+            except httpx.TimeoutException as exc:  # the host took the connection: slow, not dead
+                raise _Retryable(f"timeout ({type(exc).__name__})") from exc
+            except httpx.ConnectError as exc:  # refused, DNS: the host is not answering at all
+                self.breaker.failure(f"{type(exc).__name__}: {exc}")
                 raise _Retryable(f"transport error ({type(exc).__name__}: {exc})") from exc
+            except httpx.TransportError as exc:  # reset, body cut short: the host did take the connection
+                raise _Retryable(f"transport error ({type(exc).__name__}: {exc})") from exc
+            self.breaker.success()
             if resp.status_code in RETRY_STATUSES:
                 raise _Retryable(
                     f"HTTP {resp.status_code}",
