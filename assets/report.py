@@ -10,6 +10,7 @@ from assets._meta import md_table
 from pipelines import gaps as gaps_mod
 from pipelines import quality
 from pipelines.narrative.claims import ClaimResult, check_claims
+from pipelines.narrative.predicates import check_predicates
 from pipelines.narrative.crosscheck import crosscheck
 from pipelines.narrative.data import ALL_TABLES, OPTIONAL, load_week
 from pipelines.narrative.lineage import clean_inputs, manifest, sources_for, weekly_inputs
@@ -56,6 +57,13 @@ def build_report(wh, week: str):
             f"report for {week} not published: {len(wrong)} figure(s) fail the claim check: "
             + "; ".join(f"{c.label} printed {c.printed_text!r}, expected {c.expected_text!r} ({c.problem})" for c in wrong[:20])
         )
+    # Fail closed: a judgment ("highest since", "did worst", "closed below", "supports the move") that the
+    # tables do not support is never published; the failure names the sentence.
+    false = [r for r in check_predicates(wh, week, rendered.predicates) if not r.ok]
+    if false:
+        raise dg.Failure(
+            f"report for {week} not published: {len(false)} statement(s) fail their predicate: " + "; ".join(map(str, false[:20]))
+        )
     # Fail closed: a headline figure that a second, independent derivation from the clean lake disagrees with.
     disagree = crosscheck(wh, week)
     if disagree:
@@ -71,6 +79,7 @@ def build_report(wh, week: str):
         rendered.gaps,
     )
     man["texts"] = rendered.texts
+    man["predicates"] = rendered.predicates
     files = {
         "report.md": rendered.markdown.encode(),
         "report.html": rendered.html.encode(),

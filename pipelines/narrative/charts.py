@@ -50,7 +50,7 @@ def sector_returns(wd: WeekData) -> str | None:
     rows = rows.filter(pl.col("return_pct").is_not_null()).sort(["return_pct", "index"])
     if not rows.height:
         return None
-    return _bars([INDEX_LABELS.get(i, i) for i in rows["index"]], rows["return_pct"].to_list(), "Sector and size indices, Monday to Monday")
+    return _bars([INDEX_LABELS.get(i, i) for i in rows["index"]], rows["return_pct"].to_list(), "Sector and size indices, Sunday close to Sunday close")
 
 
 def cross_asset_returns(wd: WeekData) -> str | None:
@@ -117,7 +117,7 @@ def btc_volatility(wd: WeekData) -> str | None:
 
 
 CHARTS = (
-    ("sectors", "Sector returns, Monday to Monday", sector_returns),
+    ("sectors", "Sector returns, Sunday close to Sunday close", sector_returns),
     ("cross_asset", "Cross-asset weekly returns", cross_asset_returns),
     ("funding_oi", "Funding and open interest", funding_and_oi),
     ("correlation", "Correlation by rank bucket", correlation_buckets),
