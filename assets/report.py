@@ -10,10 +10,10 @@ from assets._meta import md_table
 from pipelines import gaps as gaps_mod
 from pipelines import quality
 from pipelines.narrative.claims import ClaimResult, check_claims
-from pipelines.narrative.predicates import check_predicates
 from pipelines.narrative.crosscheck import crosscheck
 from pipelines.narrative.data import ALL_TABLES, OPTIONAL, load_week
 from pipelines.narrative.lineage import clean_inputs, manifest, sources_for, weekly_inputs
+from pipelines.narrative.predicates import check_predicates
 from pipelines.narrative.publish import publish
 from pipelines.narrative.render import render_week
 from pipelines.partitions import WEEKLY

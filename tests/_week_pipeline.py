@@ -47,7 +47,8 @@ class WeekRun:
         default_factory=list
     )  # every reason publication is blocked, each naming its row
     markdown: str = ""
-    predicates: int = 0
+    predicates: int = 0  # the judgments checked on the lake
+    fact_keys: list[str] = field(default_factory=list)
     gaps: list[str] = field(default_factory=list)
 
     @property
@@ -116,5 +117,6 @@ def run_week(wh: Warehouse, week: str) -> WeekRun:
     ]
     run.blocked += [f"report_predicates: {r}" for r in check_predicates(wh, week, rendered.predicates) if not r.ok]
     run.predicates = len(rendered.predicates)
+    run.fact_keys = [f.key for f in rendered.facts]
     run.blocked += [f"crosscheck: {d}" for d in crosscheck(wh, week)]
     return run

@@ -684,7 +684,8 @@ def derive_facts(wd: WeekData) -> tuple[list[Fact], list[str]]:
 # flows / correlation / volatility, and what would change the view. Every number is a claim (a Num) and every
 # judgment a Predicate that must hold on the tables (and is re-checked on the lake before publication). The
 # wording varies across weeks by a hash of the week key, never by randomness, so a week always reads the same.
-VIEW_HORIZON = ("over the next one to two weeks", "into the coming fortnight", "over the next couple of weekly closes")
+VIEW_HORIZON = ("over the next one to two weeks", "within the coming fortnight", "over the next couple of weekly closes")
+CORR_MARGIN = 0.05  # "more tightly together" needs at least this gap in average pairwise correlation
 
 
 def _pick(week: str, salt: str, options: tuple[str, ...]) -> str:
@@ -842,7 +843,7 @@ def _view_flows(wd: WeekData, keys: set[str]) -> _Para | None:
             "Flows moved towards spot: perpetual volume was {r} spot volume, down from {q} the week before (the same venues both weeks), so more of the trading is cash rather than leverage.",
             "Activity rotated to the spot market: perpetual volume fell to {r} spot volume from {q}, like for like across venues.",
         )), {"r": r, "q": q}, (Predicate("lt", (r, q), "the perpetual-to-spot volume ratio fell"),)):
-            p.add("Perpetual volume rose to {r} spot volume from {q} the week before: derivatives, not spot, are setting the pace.", {"r": r, "q": q}, (Predicate("gt", (r, q), "the perpetual-to-spot volume ratio rose"),))
+            p.add("Activity tilted towards derivatives: perpetual volume rose to {r} spot volume from {q} the week before, so leverage rather than cash is doing more of the trading.", {"r": r, "q": q}, (Predicate("gt", (r, q), "the perpetual-to-spot volume ratio rose"),))
     rows = wd.rows("weekly_correlation_buckets")
     sm = _summary_nums(wd)
     if rows is not None and sm is not None:
@@ -852,7 +853,7 @@ def _view_flows(wd: WeekData, keys: set[str]) -> _Para | None:
             t = "weekly_correlation_buckets"
             tc = num(t, w, "avg_pairwise_corr", top["avg_pairwise_corr"], "corr", {"bucket": "1-10"})
             sc = num(t, w, "avg_pairwise_corr", small["avg_pairwise_corr"], "corr", {"bucket": "51-100"})
-            hi = Predicate("gt", (tc, sc), "the top 10's correlation is above ranks 51-100's")
+            hi = Predicate("gt_by", (tc, sc), f"the top 10's correlation is above ranks 51-100's by more than {CORR_MARGIN}", CORR_MARGIN)
             if "corr_concentrated_top" in keys and p.add(
                 "The largest coins moved as one trade (average pairwise correlation {tc} against {sc} in ranks 51-100) and fell the most: the selling came from macro de-risking, not from a verdict on individual projects.",
                 {"tc": tc, "sc": sc}, (hi, Predicate("lt", (sm[0], 0), "the total market cap fell on the week"))):
@@ -895,7 +896,7 @@ def _view_change(wd: WeekData, keys: set[str]) -> _Para | None:
         parts.update({f"c{i}_{k}": v for k, v in pp.items()})
     listed = texts[0] if len(texts) == 1 else ", ".join(texts[:-1]) + " or " + texts[-1]
     p.add(_pick(w, "change", ("What would change this view " + _pick(w, "hz", VIEW_HORIZON) + ": " + listed + ".",
-                              "We would revisit this view on " + listed + "; the test comes " + _pick(w, "hz", VIEW_HORIZON) + ".")), parts)
+                              "We would revisit this view on " + listed + "; that test comes " + _pick(w, "hz", VIEW_HORIZON) + ".")), parts)
     return p
 
 

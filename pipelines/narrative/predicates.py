@@ -14,6 +14,7 @@ Rules (``RULES``):
 kind           holds when
 =============  ===========================================================================================
 gt, ge         a > b, a >= b
+gt_by          a > b + n: "more tightly together" only with a visible margin
 lt, le         a < b, a <= b
 days_before    date a is at least n days before date b (``n`` in ``param``): "since D" is not this week
 between_up     open < level <= close: "closed above L" (the close printed beside it agrees)
@@ -36,6 +37,7 @@ from pipelines.narrative.pieces import Num
 
 RULES: dict[str, Callable[..., bool]] = {
     "gt": lambda a, b, n=0: a > b,
+    "gt_by": lambda a, b, n=0: a > b + n,
     "ge": lambda a, b, n=0: a >= b,
     "lt": lambda a, b, n=0: a < b,
     "le": lambda a, b, n=0: a <= b,
