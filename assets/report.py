@@ -80,6 +80,7 @@ def build_report(wh, week: str):
     )
     man["texts"] = rendered.texts
     man["predicates"] = rendered.predicates
+    man["sources_sha256"] = rendered.sources_sha256
     files = {
         "report.md": rendered.markdown.encode(),
         "report.html": rendered.html.encode(),

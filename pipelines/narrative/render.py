@@ -10,6 +10,9 @@ came from an API is a ``Txt``: escaped by Jinja's autoescaping in HTML, and by `
 from __future__ import annotations
 
 import base64
+import collections
+import hashlib
+import json
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +85,7 @@ class RenderedReport:
     texts: list[str]  # API strings as printed in the Markdown
     gaps: list[str]
     charts: dict[str, tuple[str, str]] = field(default_factory=dict)
+    sources_sha256: str = ""  # sha256 of the full Sources list (table, partition, partition sha256)
 
     def markdown_with_inline_charts(self) -> str:
         """The Markdown with each chart as a data-URI image (for the Dagster UI, which has no files)."""
@@ -299,6 +303,11 @@ def render_week(
         if id(f.sentence) in printed or (f.headline is not None and any(h is f.headline for h in heads))
         for pr in f.predicates
     ]
+    src = sources(claims) if sources else []
+    # The Markdown carries a compact appendix (tables and partition counts, and the hash of the full list); the
+    # full lineage (every partition with its sha256 and raw files) is in the manifest and the HTML version.
+    appendix = sorted(collections.Counter((e["table"], e["partition"].split("=", 1)[0]) for e in src).items())
+    src_hash = hashlib.sha256(json.dumps([[e["table"], e["partition"], e.get("sha256", "")] for e in src], sort_keys=True).encode()).hexdigest()
     context = {
         "title": title,
         "dateline": dateline,
@@ -318,7 +327,9 @@ def render_week(
         "view": view,
         "gaps": gaps,
         "charts": charts,
-        "sources": sources(claims) if sources else [],
+        "sources": src,
+        "appendix": appendix,
+        "sources_sha256": src_hash,
         "sources_heading": SOURCES_HEADING,
     }
     markdown = _env(False).get_template("report.md.j2").render(context)
@@ -334,4 +345,5 @@ def render_week(
         texts=sorted({t.md() for t in txts} | set(input_gaps) | set(missing)),  # gap lines name days, not figures
         gaps=gaps,
         charts=charts,
+        sources_sha256=src_hash,
     )
