@@ -132,6 +132,9 @@ def _macro(wd: WeekData, gaps: list[str]) -> list[Phrase]:
     if rows is None:
         return []
     by = {r["metric"]: r for r in rows.iter_rows(named=True)}
+    h = wd.hist("weekly_macro")
+    prev_week = h.filter(pl.col("week_start") < wd.week_date)["week_start"].max() if h.height else None
+    prev_by = {r["metric"]: r for r in h.filter(pl.col("week_start") == prev_week).iter_rows(named=True)} if prev_week else {}
     out = []
     for metric, label, vfmt, dfmt in MACRO:
         r = by.get(metric)
@@ -145,7 +148,16 @@ def _macro(wd: WeekData, gaps: list[str]) -> list[Phrase]:
             out.append(Phrase(label + ": the {d} observation is missing (not published); no earlier value is substituted.", {"d": d}))
             gaps.append(f"Macro: {label} for the latest period is missing.")
             continue
-        out.append(Phrase(label + ": {v} ({d}).", {"v": num("weekly_macro", wd.week, "value", r["value"], vfmt, where), "d": d}))
+        parts = {"v": num("weekly_macro", wd.week, "value", r["value"], vfmt, where), "d": d}
+        prev = prev_by.get(metric)
+        if prev is not None and prev["value"] is not None and prev["observation_date"] is not None and prev["observation_date"] != r["observation_date"]:
+            # the level with its change: the previous report's observation, from that week's partition
+            pw = prev["week_start"].isoformat()
+            parts["p"] = Num(prev["value"], vfmt, "weekly_macro", pw, "value", (("metric", metric),))
+            parts["pd"] = Num(prev["observation_date"], dfmt, "weekly_macro", pw, "observation_date", (("metric", metric),))
+            out.append(Phrase(label + ": {v} ({d}), against {p} ({pd}) in the previous report.", parts))
+        else:
+            out.append(Phrase(label + ": {v} ({d}).", parts))
     return out
 
 
