@@ -374,9 +374,11 @@ def funding(wd: WeekData, gaps: list[str]) -> list[Fact]:
         if r["first_negative_since"] is not None:
             d["since"] = num(t, w, "first_negative_since", r["first_negative_since"], "day_month")
             tpl = "Daily funding first turned negative on {day}, the first negative day since {since}."
+            dpreds = (Predicate("days_before", (d["since"], d["day"]), "the previous negative day is before this one", 1),)
         else:
             tpl = "Daily funding turned negative on {day}, the first negative day in the available history."
-        facts.append(Fact("funding_first_negative_day", 62, Phrase(tpl, d), None, {"day": r["first_negative_day"]}))
+            dpreds = ()
+        facts.append(Fact("funding_first_negative_day", 62, Phrase(tpl, d), None, {"day": r["first_negative_day"]}, dpreds))
     if r["longest_negative_run_days"] >= 2 and r["longest_negative_run_since"] is not None:
         facts.append(
             Fact(
@@ -388,6 +390,7 @@ def funding(wd: WeekData, gaps: list[str]) -> list[Fact]:
                 ),
                 None,
                 {"days": r["longest_negative_run_days"]},
+                (Predicate("ge", (num(t, w, "longest_negative_run_days", r["longest_negative_run_days"], "int"), 2), "the negative run is at least two days"),),
             )
         )
     return facts
@@ -623,6 +626,14 @@ def btc_volatility(wd: WeekData, gaps: list[str]) -> list[Fact]:
             # a rise under 10 points is a footnote, not a headline
             big = r["rv7_change_pts"] >= 10
             return [Fact("btc_rv_highest_since", 65 if big else 40, Phrase(tpl + ", the highest since {since}.", p), Phrase("Bitcoin Volatility Highest Since {since}", {"since": since}) if big else None, {"rv7": r["rv7_hourly_pct"]}, preds, weight=40 + r["rv7_change_pts"])]
+    h = wd.hist(t).filter(pl.col("rv7_hourly_pct").is_not_null())
+    if r["rv7_highest_since"] is None and r["rv7_change_pts"] is not None and h.height >= 8:
+        # the dataset's maximum: no earlier day was higher, so say so (instead of saying nothing)
+        top = num(t, w, "rv7_hourly_pct", h["rv7_hourly_pct"].max(), "level_pct", kind="hist_max")
+        preds = (Predicate("gt", (p["ch"], 0), "the 7-day volatility rose on the week"),
+                 Predicate("ge", (p["rv"], top), "the 7-day volatility is the highest weekly reading of the history"))
+        if hold(preds) and round(r["rv7_change_pts"], 1) > 0:
+            return [Fact("btc_rv_record", 66, Phrase(tpl + ", the highest weekly reading in the available history.", p), Phrase("Bitcoin Volatility at a Record for the Data", {}), {"rv7": r["rv7_hourly_pct"]}, preds, weight=40 + r["rv7_change_pts"])]
     return [Fact("btc_rv", 30, Phrase(tpl + ".", p), None, {"rv7": r["rv7_hourly_pct"]})]
 
 
@@ -648,7 +659,11 @@ def sector_extremes(wd: WeekData, gaps: list[str]) -> list[Fact]:
             word = "strongest" if val > 0 else "most resilient" if val < 0 else "flattest"
         verb = "were the " + word + " sectors" if len(names) > 1 else "was the " + word + " sector"
         r = num(t, w, "return_pct", first["return_pct"], "pct", {"index": first["index"]})
-        facts.append(Fact(key, pri, Phrase(labels.replace("{", "(").replace("}", ")") + " " + verb + " ({r}).", {"r": r}), None, {"indices": names, "return_pct": first["return_pct"]}))
+        rest = [num(t, w, "return_pct", x["return_pct"], "pct", {"index": x["index"]}) for x in sec.filter(pl.col("_r") != val).iter_rows(named=True)]
+        pred = Predicate("strict_min" if key == "worst_sector" else "strict_max", (r, *rest), f"the {word} sector's return is beyond every other sector's")
+        if not pred.holds():
+            continue
+        facts.append(Fact(key, pri, Phrase(labels.replace("{", "(").replace("}", ")") + " " + verb + " ({r}).", {"r": r}), None, {"indices": names, "return_pct": first["return_pct"]}, (pred,)))
     return facts
 
 
