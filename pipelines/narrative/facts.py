@@ -587,7 +587,7 @@ def correlation(wd: WeekData, gaps: list[str]) -> list[Fact]:
             "sr": num(t, w, "ew_return_pct", small["ew_return_pct"], "pct", {"bucket": "51-100"}),
         }
         others = [num(t, w, "ew_return_pct", r["ew_return_pct"], "pct", {"bucket": r["bucket"]}) for r in b.values() if r["bucket"] != "1-10" and r["ew_return_pct"] is not None]
-        preds = (Predicate("gt", (p["tc"], p["sc"]), "the top 10's average pairwise correlation is above ranks 51-100's"),
+        preds = (Predicate("gt_by", (p["tc"], p["sc"]), f"the top 10's average pairwise correlation is above ranks 51-100's by more than {CORR_MARGIN}", CORR_MARGIN),
                  Predicate("strict_min", (p["tr"], *others), "the top 10's equal-weight return is below every other rank bucket's"))
         if hold(preds) and p["tr"].text not in {o.text for o in others}:
             facts.append(Fact("corr_concentrated_top", 60, Phrase("Correlation is concentrated in the top 10 (average pairwise {tc}), which also did worst of the rank buckets (equal-weight return {tr}); ranks 51-100 averaged a correlation of {sc} and an equal-weight return of {sr}.", p), None, {"top": top["avg_pairwise_corr"], "small": small["avg_pairwise_corr"]}, preds))
@@ -701,6 +701,7 @@ def derive_facts(wd: WeekData) -> tuple[list[Fact], list[str]]:
 # wording varies across weeks by a hash of the week key, never by randomness, so a week always reads the same.
 VIEW_HORIZON = ("over the next one to two weeks", "within the coming fortnight", "over the next couple of weekly closes")
 CORR_MARGIN = 0.05  # "more tightly together" needs at least this gap in average pairwise correlation
+VOL_MARGIN = 3.0  # "rising" / "calming" volatility: 7-day at least this many points from the 30-day
 
 
 def _pick(week: str, salt: str, options: tuple[str, ...]) -> str:
@@ -823,7 +824,8 @@ def _view_leverage(wd: WeekData) -> _Para | None:
             "Leverage has been flushed out: perpetual open interest is {vs} the {ref} reference peak of {day} and funding averaged {f} per 8h, so shorts are paying longs. With positioning this light, forced selling has less fuel left, which is what usually precedes a more orderly market.",
             "Positioning has reset: open interest is {vs} its {ref} reference of {day}, and with funding at {f} per 8h the cost of leverage now sits with shorts. Fewer leveraged longs means fewer forced sellers if prices slip again.",
         )), {"vs": vs, "ref": ref, "day": day, "f": f}, flushed):
-            p.add("Perpetual open interest is {vs} the {ref} reference peak of {day}, with funding averaging {f} per 8h.", {"vs": vs, "ref": ref, "day": day, "f": f})
+            if not p.add("Leverage is lighter than at its peak, open interest being {vs} the {ref} reference of {day}, but funding of {f} per 8h says longs are still paying to hold their positions: the reset is in size, not yet in sentiment.", {"vs": vs, "ref": ref, "day": day, "f": f}, (flushed[0], pos)):
+                p.add("Perpetual open interest is {vs} the {ref} reference peak of {day}, with funding averaging {f} per 8h.", {"vs": vs, "ref": ref, "day": day, "f": f})
     else:
         p.add("Funding averaged {f} per 8h.", {"f": f})
     sm = _summary_nums(wd)
@@ -855,8 +857,8 @@ def _view_flows(wd: WeekData, keys: set[str]) -> _Para | None:
         t = "weekly_volume"
         r, q = num(t, w, "perp_to_spot", v["perp_to_spot"], "ratio"), num(t, w, "perp_to_spot_prev", v["perp_to_spot_prev"], "ratio")
         if r.text != q.text and not p.add(_pick(w, "spot", (
-            "Flows moved towards spot: perpetual volume was {r} spot volume, down from {q} the week before (the same venues both weeks), so more of the trading is cash rather than leverage.",
-            "Activity rotated to the spot market: perpetual volume fell to {r} spot volume from {q}, like for like across venues.",
+            "Flows moved towards spot: perpetual volume was {r} spot volume, down from {q} the week before (both full seven-day weeks), so more of the trading is cash rather than leverage.",
+            "Activity rotated to the spot market: perpetual volume fell to {r} spot volume from {q} the week before, comparing two full seven-day weeks.",
         )), {"r": r, "q": q}, (Predicate("lt", (r, q), "the perpetual-to-spot volume ratio fell"),)):
             p.add("Activity tilted towards derivatives: perpetual volume rose to {r} spot volume from {q} the week before, so leverage rather than cash is doing more of the trading.", {"r": r, "q": q}, (Predicate("gt", (r, q), "the perpetual-to-spot volume ratio rose"),))
     rows = wd.rows("weekly_correlation_buckets")
@@ -879,8 +881,9 @@ def _view_flows(wd: WeekData, keys: set[str]) -> _Para | None:
     if vol is not None and vol["rv7_hourly_pct"] is not None and vol["rv30_hourly_pct"] is not None:
         t = "weekly_btc_volatility"
         a, m = num(t, w, "rv7_hourly_pct", vol["rv7_hourly_pct"], "level_pct"), num(t, w, "rv30_hourly_pct", vol["rv30_hourly_pct"], "level_pct")
-        if a.text != m.text and not p.add("Volatility is rising: Bitcoin's 7-day realized volatility of {a} is above its 30-day {m}, so daily ranges are widening and position sizes should shrink with them.", {"a": a, "m": m}, (Predicate("gt", (a, m), "7-day volatility is above 30-day volatility"),)):
-            p.add("Volatility is calming: Bitcoin's 7-day realized volatility of {a} is below its 30-day {m}.", {"a": a, "m": m}, (Predicate("lt", (a, m), "7-day volatility is below 30-day volatility"),))
+        if not p.add("Volatility is rising: Bitcoin's 7-day realized volatility of {a} is above its 30-day {m}, so daily ranges are widening and position sizes should shrink with them.", {"a": a, "m": m}, (Predicate("gt_by", (a, m), f"7-day volatility is more than {VOL_MARGIN:.0f} points above 30-day volatility", VOL_MARGIN),)):
+            if not p.add("Volatility is calming: Bitcoin's 7-day realized volatility of {a} is below its 30-day {m}, which argues for less defensive sizing if it holds.", {"a": a, "m": m}, (Predicate("gt_by", (m, a), f"7-day volatility is more than {VOL_MARGIN:.0f} points below 30-day volatility", VOL_MARGIN),)):
+                p.add("Volatility is in line with its recent range: Bitcoin's 7-day realized volatility is {a} against a 30-day {m}.", {"a": a, "m": m})
     return p
 
 
