@@ -135,7 +135,7 @@ def weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     )
 
 
-@dg.asset_check(asset=weekly_report, blocking=True, description="Every figure in the text equals a fresh query of the lake, and every number in the text has a claim.")
+@dg.asset_check(asset=weekly_report, blocking=True, description="Every figure in the text equals a fresh query of the lake, every number in the text has a claim, and every qualitative statement's predicate holds on the lake.")
 def report_claims_match_tables(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     wh = warehouse.get()
     week = context.run.tags["dagster/partition"]
@@ -144,6 +144,9 @@ def report_claims_match_tables(context: dg.AssetCheckExecutionContext, warehouse
     results = check_claims(wh, week, markdown, man["claims"], man.get("texts", []))
     results += [ClaimResult(d.figure, repr(d.second_value), repr(d.table_value), True, False, "second derivation disagrees")
                 for d in crosscheck(wh, week)]
+    # the judgments: each statement's predicate, re-evaluated on operands re-derived from the lake
+    results += [ClaimResult("(statement) " + r.rule, "holds", r.sentence, True, r.ok, r.problem)
+                for r in check_predicates(wh, week, man.get("predicates", []))]
     bad = [c for c in results if not c.ok]
     table = pl.DataFrame(
         {

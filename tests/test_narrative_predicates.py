@@ -8,6 +8,7 @@ zero numbers without a claim."""
 from __future__ import annotations
 
 import collections
+import json
 import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -285,3 +286,6 @@ def test_markdown_appendix_is_compact(tmp_path: Path) -> None:
     tail = rendered.markdown.split("## Sources")[1]
     assert len(tail.strip().splitlines()) < 25 and "Lineage hash" in tail
     assert man["sources_sha256"].startswith(tail.split("`")[-2]) and man["predicates"]
+    # the asset check re-reads the predicates from manifest.json: they survive the JSON round trip
+    stored = json.loads((wh.reports_dir / W / "manifest.json").read_text())["predicates"]
+    assert stored and all(r.ok for r in check_predicates(wh, W, stored))
