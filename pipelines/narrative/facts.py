@@ -742,7 +742,7 @@ def our_view(facts: list[Fact], wd: WeekData | None = None) -> list[Fact]:
     if wd is None:
         return [Fact("view_fallback", 0, Phrase(FALLBACK_VIEW))]
     keys = {f.key for f in facts}
-    paras = [p for p in (_view_position(wd, keys), _view_leverage(wd), _view_flows(wd, keys), _view_change(wd, keys)) if p is not None]
+    paras = [p for p in (_view_position(wd, keys), _view_leverage(wd), _view_flows(wd, keys), _view_change(wd, facts)) if p is not None]
     out = [f for f in (p.fact() for p in paras) if f is not None]
     if len(out) < 2:
         out.append(Fact("view_fallback", 0, Phrase(FALLBACK_VIEW)))
@@ -887,7 +887,7 @@ def _view_flows(wd: WeekData, keys: set[str]) -> _Para | None:
     return p
 
 
-def _view_change(wd: WeekData, keys: set[str]) -> _Para | None:
+def _view_change(wd: WeekData, facts: list[Fact]) -> _Para | None:
     """What would change the view: named thresholds, and a horizon."""
     w = wd.week
     p = _Para("change")
@@ -897,11 +897,11 @@ def _view_change(wd: WeekData, keys: set[str]) -> _Para | None:
         conds.append(("funding moving back above zero" if r["funding_8h_mean"] < 0 else "funding turning negative", {}))
         if r["oi_ref_usd"] is not None:
             conds.append(("open interest climbing back towards the {ref} reference", {"ref": num("weekly_leverage", w, "oi_ref_usd", r["oi_ref_usd"], "usd")}))
-    cross = next((f for f in _facts_cache(wd) if f.key == "mcap_crossing"), None)
+    cross = next((f for f in facts if f.key == "mcap_crossing"), None)
     if cross is not None:
         lvl = cross.sentence.parts["level"]
-        side = "above" if "above" in cross.sentence.template else "below"
-        conds.append(("a weekly close back " + ("below" if side == "above" else "above") + " {lvl}", {"lvl": lvl}))
+        back = "above" if cross.numbers["direction"] == "down" else "below"  # the other side of the crossed level
+        conds.append(("a weekly close back " + back + " {lvl}", {"lvl": lvl}))
     vol = wd.one("weekly_btc_volatility")
     if vol is not None and vol["rv30_hourly_pct"] is not None:
         conds.append(("Bitcoin's 7-day volatility settling below its 30-day {m}", {"m": num("weekly_btc_volatility", w, "rv30_hourly_pct", vol["rv30_hourly_pct"], "level_pct")}))
@@ -916,10 +916,6 @@ def _view_change(wd: WeekData, keys: set[str]) -> _Para | None:
     p.add(_pick(w, "change", ("What would change this view " + _pick(w, "hz", VIEW_HORIZON) + ": " + listed + ".",
                               "We would revisit this view on " + listed + "; that test comes " + _pick(w, "hz", VIEW_HORIZON) + ".")), parts)
     return p
-
-
-def _facts_cache(wd: WeekData) -> list[Fact]:
-    return mcap_crossing(wd, [])
 
 
 FALLBACK_VIEW = (
