@@ -239,7 +239,22 @@ def many_weeks(tmp_path_factory):
         world = ww.build()
     finally:
         ww.LAST_DAY = old
-    wh = ww.write_lake(tmp_path_factory.mktemp("many") / "wh", world, datetime(2025, 7, 8, tzinfo=UTC))
+
+    # funding below zero in alternate three-week blocks: weekly sign flips both ways and negative streaks
+    def flip(df: pl.DataFrame) -> pl.DataFrame:
+        block = ((pl.col("funding_time").dt.date() - pl.lit(date(2025, 2, 17))).dt.total_days() // 21) % 2
+        return df.with_columns(
+            funding_rate=pl.when(block == 1)
+            .then(pl.col("funding_rate") - 0.0003)
+            .otherwise(pl.col("funding_rate"))
+        )
+
+    wh = ww.write_lake(
+        tmp_path_factory.mktemp("many") / "wh",
+        world,
+        datetime(2025, 7, 8, tzinfo=UTC),
+        transform={"funding_rates": flip},
+    )
     runs, w = {}, date(2025, 2, 17)
     while w <= date(2025, 6, 30):
         runs[w] = pipe.run_week(wh, w.isoformat())
@@ -262,8 +277,25 @@ def test_many_weeks_every_sentence_checked(many_weeks) -> None:
         assert [s for s, n in collections.Counter(sents).items() if n > 1] == [], w
     keys = collections.Counter(k for r in many_weeks.values() for k in set(r.fact_keys))
     # the lake has rises and falls, crossings, leverage resets and rebuilding, best and worst weeks
-    for k in ("mcap_change", "mcap_crossing", "oi_deleveraging", "crypto_worst", "crypto_best"):
+    for k in (
+        "mcap_change",
+        "mcap_crossing",
+        "oi_deleveraging",
+        "crypto_worst",
+        "crypto_best",
+        "funding_turned_negative",
+        "funding_turned_positive",
+        "funding_negative_streak",
+    ):
         assert keys[k] >= 1, (k, keys)
+    bodies = [r.body for r in many_weeks.values()]
+    for words in (
+        "market cap was up",
+        "market cap was down",
+        "Open interest changed +",
+        "Open interest changed -",
+    ):
+        assert any(words in b for b in bodies), words  # rises and falls of the market and of open interest
     views = {r.markdown.split("## Our View")[1].split("##")[0] for r in many_weeks.values()}
     assert len(views) == len(many_weeks)  # no two weeks share a view
 

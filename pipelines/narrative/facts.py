@@ -701,6 +701,7 @@ def derive_facts(wd: WeekData) -> tuple[list[Fact], list[str]]:
 # wording varies across weeks by a hash of the week key, never by randomness, so a week always reads the same.
 VIEW_HORIZON = ("over the next one to two weeks", "within the coming fortnight", "over the next couple of weekly closes")
 CORR_MARGIN = 0.05  # "more tightly together" needs at least this gap in average pairwise correlation
+FLOW_MARGIN = 0.05  # "towards spot / derivatives": the perp-to-spot ratio moved by more than this
 VOL_MARGIN = 3.0  # "rising" / "calming" volatility: 7-day at least this many points from the 30-day
 
 
@@ -856,11 +857,11 @@ def _view_flows(wd: WeekData, keys: set[str]) -> _Para | None:
     if v is not None and v["perp_to_spot"] is not None and v["perp_to_spot_prev"] is not None:
         t = "weekly_volume"
         r, q = num(t, w, "perp_to_spot", v["perp_to_spot"], "ratio"), num(t, w, "perp_to_spot_prev", v["perp_to_spot_prev"], "ratio")
-        if r.text != q.text and not p.add(_pick(w, "spot", (
+        if not p.add(_pick(w, "spot", (
             "Flows moved towards spot: perpetual volume was {r} spot volume, down from {q} the week before (both full seven-day weeks), so more of the trading is cash rather than leverage.",
             "Activity rotated to the spot market: perpetual volume fell to {r} spot volume from {q} the week before, comparing two full seven-day weeks.",
-        )), {"r": r, "q": q}, (Predicate("lt", (r, q), "the perpetual-to-spot volume ratio fell"),)):
-            p.add("Activity tilted towards derivatives: perpetual volume rose to {r} spot volume from {q} the week before, so leverage rather than cash is doing more of the trading.", {"r": r, "q": q}, (Predicate("gt", (r, q), "the perpetual-to-spot volume ratio rose"),))
+        )), {"r": r, "q": q}, (Predicate("gt_by", (q, r), f"the perpetual-to-spot volume ratio fell by more than {FLOW_MARGIN}", FLOW_MARGIN),)):
+            p.add("Activity tilted towards derivatives: perpetual volume rose to {r} spot volume from {q} the week before, so leverage rather than cash is doing more of the trading.", {"r": r, "q": q}, (Predicate("gt_by", (r, q), f"the perpetual-to-spot volume ratio rose by more than {FLOW_MARGIN}", FLOW_MARGIN),))
     rows = wd.rows("weekly_correlation_buckets")
     sm = _summary_nums(wd)
     if rows is not None and sm is not None:
