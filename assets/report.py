@@ -14,6 +14,7 @@ from pipelines.narrative.claims import ClaimResult, check_claims
 from pipelines.narrative.crosscheck import crosscheck
 from pipelines.narrative.data import ALL_TABLES, MAY_BE_EMPTY, OPTIONAL, load_week
 from pipelines.narrative.lineage import clean_inputs, manifest, sources_for, weekly_inputs
+from pipelines.narrative.predicates import check_predicates
 from pipelines.narrative.publish import publish
 from pipelines.narrative.render import render_week
 from pipelines.partitions import WEEKLY
@@ -84,6 +85,13 @@ def build_report(wh, week: str):
             f"report for {week} not published: {len(wrong)} figure(s) fail the claim check: "
             + "; ".join(f"{c.label} printed {c.printed_text!r}, expected {c.expected_text!r} ({c.problem})" for c in wrong[:20])
         )
+    # Fail closed: a judgment ("highest since", "did worst", "closed below", "supports the move") that the
+    # tables do not support is never published; the failure names the sentence.
+    false = [r for r in check_predicates(wh, week, rendered.predicates) if not r.ok]
+    if false:
+        raise dg.Failure(
+            f"report for {week} not published: {len(false)} statement(s) fail their predicate: " + "; ".join(map(str, false[:20]))
+        )
     # Fail closed: a headline figure that a second, independent derivation from the clean lake disagrees with.
     disagree = crosscheck(wh, week)
     if disagree:
@@ -99,6 +107,8 @@ def build_report(wh, week: str):
         rendered.gaps,
     )
     man["texts"] = rendered.texts
+    man["predicates"] = rendered.predicates
+    man["sources_sha256"] = rendered.sources_sha256
     files = {
         "report.md": rendered.markdown.encode(),
         "report.html": rendered.html.encode(),
@@ -156,7 +166,7 @@ def weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     )
 
 
-@dg.asset_check(asset=weekly_report, blocking=True, description="Every figure in the text equals a fresh query of the lake, and every number in the text has a claim.")
+@dg.asset_check(asset=weekly_report, blocking=True, description="Every figure in the text equals a fresh query of the lake, every number in the text has a claim, and every qualitative statement's predicate holds on the lake.")
 def report_claims_match_tables(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     wh = warehouse.get()
     week = context.run.tags["dagster/partition"]
@@ -165,6 +175,9 @@ def report_claims_match_tables(context: dg.AssetCheckExecutionContext, warehouse
     results = check_claims(wh, week, markdown, man["claims"], man.get("texts", []))
     results += [ClaimResult(d.figure, repr(d.second_value), repr(d.table_value), True, False, "second derivation disagrees")
                 for d in crosscheck(wh, week)]
+    # the judgments: each statement's predicate, re-evaluated on operands re-derived from the lake
+    results += [ClaimResult("(statement) " + r.rule, "holds", r.sentence, True, r.ok, r.problem)
+                for r in check_predicates(wh, week, man.get("predicates", []))]
     bad = [c for c in results if not c.ok]
     table = pl.DataFrame(
         {

@@ -18,6 +18,7 @@ from pipelines.metrics.summary import weekly_market_summary, weekly_movers
 from pipelines.narrative.claims import check_claims
 from pipelines.narrative.crosscheck import crosscheck
 from pipelines.narrative.data import load_week
+from pipelines.narrative.predicates import check_predicates
 from pipelines.narrative.render import SOURCES_HEADING, render_week
 from pipelines.partitions import week_bounds, week_close_days
 from pipelines.schemas import TABLES, WEEKLY_MARKET_SUMMARY, WEEKLY_MOVERS
@@ -46,6 +47,8 @@ class WeekRun:
         default_factory=list
     )  # every reason publication is blocked, each naming its row
     markdown: str = ""
+    predicates: int = 0  # the judgments checked on the lake
+    fact_keys: list[str] = field(default_factory=list)
     gaps: list[str] = field(default_factory=list)
 
     @property
@@ -112,5 +115,8 @@ def run_week(wh: Warehouse, week: str) -> WeekRun:
         for c in check_claims(wh, week, rendered.markdown, rendered.claims, rendered.texts)
         if not c.ok
     ]
+    run.blocked += [f"report_predicates: {r}" for r in check_predicates(wh, week, rendered.predicates) if not r.ok]
+    run.predicates = len(rendered.predicates)
+    run.fact_keys = [f.key for f in rendered.facts]
     run.blocked += [f"crosscheck: {d}" for d in crosscheck(wh, week)]
     return run

@@ -112,3 +112,18 @@ def test_total_market_cap_daily_is_independent_of_row_order():
     for seed in range(8):
         again = total_market_cap_daily(cd.sample(fraction=1.0, shuffle=True, seed=seed))
         assert again["total_mcap_usd"].to_list() == first["total_mcap_usd"].to_list()
+
+
+def test_crossing_back_and_again_on_the_closing_day():
+    """Down on Tuesday, up on Thursday, down again on the closing Sunday: the last crossing is kept, so the
+    report's 'closed below' agrees with the close (the old de-duplication dropped the closing-day crossing)."""
+    days = pl.date_range(date(2025, 9, 1), date(2025, 11, 23), eager=True)
+    vals = [3.2e12] * len(days)
+    vals[-6:] = [2.9e12, 2.95e12, 3.05e12, 3.1e12, 3.02e12, 2.98e12]  # 11-18 .. 11-23 (close day 11-23)
+    out = level_crossings(pl.DataFrame({"date": days, "total_mcap_usd": vals}), WEEK, step=0.5e12)
+    WEEKLY_MCAP_CROSSINGS.conform(out)
+    assert out.select("level_usd", "direction", "crossed_on").rows() == [
+        (3.0e12, "down", date(2025, 11, 18)),
+        (3.0e12, "up", date(2025, 11, 20)),
+        (3.0e12, "down", date(2025, 11, 23)),
+    ]

@@ -50,7 +50,10 @@ def test_facts_are_ranked_and_sourced() -> None:
     assert flip.numbers == {"funding": -0.00002, "prev": 0.00008}
     assert "weekly_leverage/week=2025-11-10#funding_8h_mean" in flip.sources  # the previous week's partition
     assert all(f.sources for f in facts if f.sentence.nums())
-    assert "consolidation" in our_view(facts)[0] or "consolidate" in our_view(facts)[0]
+    view = [f.sentence.md() for f in our_view(facts, from_frames(W, frames()))]
+    assert 2 <= len(view) <= 4
+    assert "flushed" in view[1] or "reset" in view[1]
+    assert all(p.holds() for f in our_view(facts, from_frames(W, frames())) for p in f.predicates)
 
 
 def test_first_week_of_history_makes_no_comparison() -> None:

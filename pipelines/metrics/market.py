@@ -145,7 +145,8 @@ def weekly_total_market_cap(total_daily: pl.DataFrame, week: str) -> pl.DataFram
 def level_crossings(total_daily: pl.DataFrame, week: str, step: float = 0.5e12, base: float = 0.0) -> pl.DataFrame:
     """Every level ``base + k*step`` crossed between consecutive daily closes from the open to the close.
 
-    A level L is crossed down between closes ``x0 >= L > x1`` and up when ``x0 < L <= x1``. For each crossing,
+    A level L is crossed down between closes ``x0 >= L > x1`` and up when ``x0 < L <= x1``; every crossing is a
+    row (a level crossed twice in the week, the closing day included, has two). For each crossing,
     ``last_other_side_day`` is the last close strictly before the crossing day that was already on the new side
     (below L for 'down', at or above L for 'up'): "below $3T for the first time since <that day>". Gaps in the
     daily series are bridged (consecutive available closes are compared).
@@ -156,7 +157,6 @@ def level_crossings(total_daily: pl.DataFrame, week: str, step: float = 0.5e12, 
     vals = d["total_mcap_usd"].to_numpy()
     idx = [i for i, day in enumerate(dates) if w.open_day <= day <= w.close_day]
     rows: list[tuple] = []
-    seen: set[tuple[float, str]] = set()
     for i in idx:
         if i == 0 or dates[i - 1] < w.open_day:
             continue
@@ -170,9 +170,8 @@ def level_crossings(total_daily: pl.DataFrame, week: str, step: float = 0.5e12, 
                 direction, new_side = "up", vals[:i] >= level
             else:
                 continue
-            if (level, direction) in seen:
-                continue
-            seen.add((level, direction))
+            # Every crossing is kept: a level crossed down on Tuesday, back up on Thursday and down again on the
+            # closing Sunday has three rows, so "the last crossing per level" is the one that holds at the close.
             prior = np.flatnonzero(new_side)
             rows.append((w.monday, float(level), direction, dates[i], dates[prior[-1]] if prior.size else None))
     return pl.DataFrame(

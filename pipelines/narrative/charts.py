@@ -18,7 +18,7 @@ RC = {
     "svg.hashsalt": "crypto-weekly",
     "svg.fonttype": "path",
     "font.family": "DejaVu Sans",
-    "font.size": 9,
+    "font.size": 10,  # legible when a 6-inch figure is scaled to a phone's width
     "axes.spines.top": False,
     "axes.spines.right": False,
 }
@@ -35,7 +35,7 @@ def _svg(fig) -> str:
 
 def _bars(labels: list[str], values: list[float], title: str) -> str:
     with plt.rc_context(RC):
-        fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(labels) + 1.0))
+        fig, ax = plt.subplots(figsize=(6.0, 0.35 * len(labels) + 1.0))
         ax.barh(labels[::-1], values[::-1], color=[UP if v >= 0 else DOWN for v in values[::-1]])
         ax.axvline(0, color=INK, lw=0.8)
         ax.set_xlabel("return over the week, %")
@@ -50,7 +50,7 @@ def sector_returns(wd: WeekData) -> str | None:
     rows = rows.filter(pl.col("return_pct").is_not_null()).sort(["return_pct", "index"])
     if not rows.height:
         return None
-    return _bars([INDEX_LABELS.get(i, i) for i in rows["index"]], rows["return_pct"].to_list(), "Sector and size indices, Monday to Monday")
+    return _bars([INDEX_LABELS.get(i, i) for i in rows["index"]], rows["return_pct"].to_list(), "Sector and size indices, Sunday close to Sunday close")
 
 
 def cross_asset_returns(wd: WeekData) -> str | None:
@@ -64,21 +64,29 @@ def cross_asset_returns(wd: WeekData) -> str | None:
 
 
 def funding_and_oi(wd: WeekData) -> str | None:
+    """Funding bars and the open-interest line; a series with no value in the history is not drawn, and neither
+    is its axis (no empty OI axis when OI is missing)."""
     h = wd.hist("weekly_leverage").sort("week_start")
     if h.height < 1 or wd.rows("weekly_leverage") is None:
         return None
+    fund = [None if v is None else v * 1e4 for v in h["funding_8h_mean"].to_list()]
+    oi = [None if v is None else v / 1e9 for v in h["oi_close_usd"].to_list()]
+    has_f, has_oi = any(v is not None for v in fund), any(v is not None for v in oi)
+    if not (has_f or has_oi):
+        return None
     with plt.rc_context(RC):
-        fig, ax = plt.subplots(figsize=(7.5, 3.0))
+        fig, ax = plt.subplots(figsize=(6.0, 3.2))
         x = h["week_start"].to_list()
-        fund = [None if v is None else v * 1e4 for v in h["funding_8h_mean"].to_list()]
-        ax.bar(x, [0 if v is None else v for v in fund], width=5, color=[INK if v is None else (UP if v >= 0 else DOWN) for v in fund])
-        ax.set_ylabel("funding, bp per 8h")
-        ax2 = ax.twinx()
-        oi = [None if v is None else v / 1e9 for v in h["oi_close_usd"].to_list()]
-        ax2.plot(x, [float("nan") if v is None else v for v in oi], color="#0969da", marker="o", ms=3)
-        ax2.set_ylabel("open interest, $B")
+        if has_f:
+            ax.bar(x, [0 if v is None else v for v in fund], width=5, color=[INK if v is None else (UP if v >= 0 else DOWN) for v in fund])
+            ax.set_ylabel("funding, bp per 8h")
+        line_ax = ax.twinx() if has_f and has_oi else ax
+        if has_oi:
+            line_ax.plot(x, [float("nan") if v is None else v for v in oi], color="#0969da", marker="o", ms=3)
+            line_ax.set_ylabel("open interest, $B")
         # the funding weighting and the venues behind the total vary by week (see weekly_leverage coverage columns)
-        ax.set_title("Mean funding (bars) and total perp open interest at each close (line), by week", loc="left")
+        title = ("Funding (bars) and open interest (line)" if has_f and has_oi else "Mean funding by week" if has_f else "Perp open interest at each close")
+        ax.set_title(title, loc="left")
         fig.autofmt_xdate()
         return _svg(fig)
 
@@ -88,14 +96,16 @@ def correlation_buckets(wd: WeekData) -> str | None:
     if h.height < 1 or wd.rows("weekly_correlation_buckets") is None:
         return None
     with plt.rc_context(RC):
-        fig, ax = plt.subplots(figsize=(7.5, 3.0))
+        fig, ax = plt.subplots(figsize=(6.0, 3.2))
         for bucket in sorted(h["bucket"].unique().to_list(), key=lambda b: int(b.split("-")[0])):
             part = h.filter(pl.col("bucket") == bucket)
+            if part["avg_pairwise_corr"].is_null().all():
+                continue  # no empty series in the legend
             y = [float("nan") if v is None else v for v in part["avg_pairwise_corr"].to_list()]
             ax.plot(part["week_start"].to_list(), y, marker="o", ms=3, label=f"ranks {bucket}")
         ax.set_ylabel("average pairwise correlation")
         ax.legend(frameon=False)
-        ax.set_title("Correlation by market-cap rank bucket (30-day daily returns)", loc="left")
+        ax.set_title("Correlation by rank bucket (30-day daily returns)", loc="left")
         fig.autofmt_xdate()
         return _svg(fig)
 
@@ -105,19 +115,21 @@ def btc_volatility(wd: WeekData) -> str | None:
     if h.height < 1 or wd.rows("weekly_btc_volatility") is None:
         return None
     with plt.rc_context(RC):
-        fig, ax = plt.subplots(figsize=(7.5, 3.0))
+        fig, ax = plt.subplots(figsize=(6.0, 3.2))
         x = h["week_start"].to_list()
         for col, label in (("rv7_hourly_pct", "7-day (hourly)"), ("rv30_hourly_pct", "30-day (hourly)")):
+            if h[col].is_null().all():
+                continue
             ax.plot(x, [float("nan") if v is None else v for v in h[col].to_list()], marker="o", ms=3, label=label)
         ax.set_ylabel("annualized %")
         ax.legend(frameon=False)
-        ax.set_title("Bitcoin realized volatility at each week's close", loc="left")
+        ax.set_title("Bitcoin realized volatility at each close", loc="left")
         fig.autofmt_xdate()
         return _svg(fig)
 
 
 CHARTS = (
-    ("sectors", "Sector returns, Monday to Monday", sector_returns),
+    ("sectors", "Sector returns, Sunday close to Sunday close", sector_returns),
     ("cross_asset", "Cross-asset weekly returns", cross_asset_returns),
     ("funding_oi", "Funding and open interest", funding_and_oi),
     ("correlation", "Correlation by rank bucket", correlation_buckets),

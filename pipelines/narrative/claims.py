@@ -85,6 +85,16 @@ def rederive(wh: Warehouse, claim: dict[str, Any]) -> Any:
             [week, week, *w_params],
         )
         return df["v"][0]
+    if kind in ("hist_max", "hist_max_week"):
+        # the highest value of the column over the weeks up to the report's (and the latest week holding it)
+        df = wh.query(
+            f'SELECT week, "{col}" AS v FROM "{name}" WHERE week <= CAST(? AS DATE){w_sql} AND "{col}" IS NOT NULL '
+            'ORDER BY v DESC, week DESC LIMIT 1',
+            [week, *w_params],
+        )
+        if df.height != 1:
+            raise ValueError("no history")
+        return df["v"][0] if kind == "hist_max" else df["week"][0]
     if kind == "neg_streak":
         df = wh.query(f'SELECT week, "{col}" AS v FROM "{name}" WHERE week <= CAST(? AS DATE) ORDER BY week DESC', [week])
         n, expect = 0, date.fromisoformat(week)

@@ -14,6 +14,7 @@ Rules every function follows:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -24,6 +25,7 @@ import polars as pl
 from pipelines.narrative.data import WeekData
 from pipelines.narrative.format import FORMATS
 from pipelines.narrative.pieces import Num, Phrase, Txt, join
+from pipelines.narrative.predicates import Predicate, hold
 
 INDEX_LABELS: dict[str, str] = {
     "l2": "Layer 2 (L2)",
@@ -52,6 +54,7 @@ ASSET_LABELS: dict[str, str] = {
 DELEVERAGING_PCT = -20.0  # open interest this far below its reference peak is "deleveraged"
 RESILIENT_SPOT_PCT = -10.0  # spot volume falling less than this is "resilient"
 MIN_SINCE_WEEKS = 4  # "lowest since" is only news when the earlier week is at least this far back
+MIN_SINCE_DAYS = 14  # a daily "highest since D": D at least this many days before the week's open
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class Fact:
     sentence: Phrase
     headline: Phrase | None = None
     numbers: dict[str, Any] = field(default_factory=dict, hash=False)
+    predicates: tuple[Predicate, ...] = field(default=(), hash=False)  # the judgments the sentence makes
+    weight: float | None = None  # headline ranking (the size of the news); None: the priority
 
     @property
     def nums(self) -> list[Num]:
@@ -78,6 +83,7 @@ class Fact:
             "text": self.sentence.md(),
             "numbers": {k: (v.isoformat() if isinstance(v, date) else v) for k, v in self.numbers.items()},
             "sources": self.sources,
+            "predicates": [p.rule for p in self.predicates],
         }
 
 
@@ -122,7 +128,11 @@ def mcap_change(wd: WeekData, gaps: list[str]) -> list[Fact]:
         gaps.append("Market cap coverage changed: not every coin had a market cap at both the open and the close, so "
                     "the weekly change compares the coins present at both ends, not the totals.")
     headline = Phrase("Crypto Market Cap {ch} to {end}", {"ch": ch, "end": end})
-    facts = [Fact("mcap_change", 50, sent, headline, {"change_pct": s[change_col]})]
+    # the size of the news: a 10% week outranks a volatility "since" and most positioning facts
+    facts = [Fact("mcap_change", 50, sent, headline, {"change_pct": s[change_col]}, weight=40 + 6 * abs(s[change_col]))]
+    btc = _btc_close(wd)
+    if btc is not None:
+        facts.append(Fact("btc_price", 49, Phrase("Bitcoin closed the week at {p}.", {"p": btc}), None, {"btc_close": btc.value}))
     majors = [
         Phrase(label + " {r}", {"r": num(t, w, col, s[col], "pct")})
         for col, label in (("btc_return_pct", "Bitcoin returned"), ("eth_return_pct", "Ether"))
@@ -133,6 +143,16 @@ def mcap_change(wd: WeekData, gaps: list[str]) -> list[Fact]:
     else:
         gaps.append("Bitcoin and Ether weekly returns: missing at the open or the close.")
     return facts
+
+
+def _btc_close(wd: WeekData) -> Num | None:
+    rows = wd.rows("weekly_cross_asset")
+    if rows is None:
+        return None
+    b = rows.filter((pl.col("asset") == "btc") & pl.col("close_value").is_not_null())
+    if not b.height:
+        return None
+    return num("weekly_cross_asset", wd.week, "close_value", b["close_value"][0], "usd_price", {"asset": "btc"})
 
 
 def _mcap_change_col(s: dict) -> str:
@@ -146,33 +166,64 @@ RECENT_CROSSING_DAYS = 35
 
 def mcap_crossing(wd: WeekData, gaps: list[str]) -> list[Fact]:
     rows = wd.rows("weekly_mcap_crossings")
-    if rows is None or rows.height == 0:
+    s = wd.one("weekly_market_summary")
+    if rows is None or rows.height == 0 or s is None:
         return []
     # The crossing that still holds at the close: per level the last crossing; then the level furthest moved.
     last = rows.sort(["level_usd", "crossed_on"]).group_by("level_usd", maintain_order=True).last()
     down = last.filter(pl.col("direction") == "down").sort("level_usd")
     up = last.filter(pl.col("direction") == "up").sort("level_usd", descending=True)
-    pick = down if down.height else up
-    if not pick.height:
-        return []
-    r = pick.row(0, named=True)
+    sm = "weekly_market_summary"
+    start = num(sm, wd.week, "total_mcap_start_usd", s["total_mcap_start_usd"], "usd")
+    end = num(sm, wd.week, "total_mcap_end_usd", s["total_mcap_end_usd"], "usd")
+    for pick in (down, up):
+        for r in pick.iter_rows(named=True):
+            t, w, where = "weekly_mcap_crossings", wd.week, {"level_usd": r["level_usd"], "crossed_on": r["crossed_on"].isoformat()}
+            level = num(t, w, "level_usd", r["level_usd"], "usd_level", where)
+            side = "below" if r["direction"] == "down" else "above"
+            # "closed below L" only when the week opened at or above L and closed below it (the printed totals)
+            pred = Predicate("between_down" if side == "below" else "between_up", (start, level, end),
+                             f"the total market cap opened on the other side of the level and closed {side} it")
+            if not pred.holds():
+                continue
+            return [_crossing_fact(wd, r, level, side, pred)]
+    return []
+
+
+def _crossing_fact(wd: WeekData, r: dict, level: Num, side: str, pred: Predicate) -> Fact:
     t, w, where = "weekly_mcap_crossings", wd.week, {"level_usd": r["level_usd"], "crossed_on": r["crossed_on"].isoformat()}
-    level = num(t, w, "level_usd", r["level_usd"], "usd_level", where)
-    side = "below" if r["direction"] == "down" else "above"
     parts: dict[str, Any] = {"level": level}
     since_day = r["last_other_side_day"]
     if since_day is not None and (r["crossed_on"] - since_day).days <= RECENT_CROSSING_DAYS:
         # back where it was a few weeks ago: true but no news, so no "first time since" and no headline
         sent = Phrase("The total market cap closed back " + side + " {level}.", parts)
-        return [Fact("mcap_crossing", 55, sent, None, dict(r))]
+        return Fact("mcap_crossing", 55, sent, None, dict(r), (pred,))
+    preds: tuple[Predicate, ...] = (pred,)
     if since_day is not None:
-        parts["since"] = num(t, w, "last_other_side_day", since_day, "month_year", where)
+        parts["since"] = since = num(t, w, "last_other_side_day", since_day, "month_year", where)
+        crossed = num(t, w, "crossed_on", r["crossed_on"], "iso_date", where)
+        preds += (Predicate("days_before", (since, crossed), "the 'since' day is more than five weeks before the crossing", RECENT_CROSSING_DAYS + 1),)
         tail = " for the first time since {since}"
     else:
         tail = " for the first time in the available history"
     sent = Phrase("The total market cap closed " + side + " {level}" + tail + ".", parts)
     verb = "Falls Below" if side == "below" else "Climbs Above"
-    return [Fact("mcap_crossing", 100, sent, Phrase("Crypto " + verb + " {level}", {"level": level}), dict(r))]
+    return Fact("mcap_crossing", 100, sent, Phrase("Crypto " + verb + " {level}", {"level": level}), dict(r), preds)
+
+
+def _asset_returns(wd: WeekData) -> tuple[Num | None, list[Num]]:
+    """Crypto's weekly return and the other ranked major asset classes' returns, as claims."""
+    rows = wd.rows("weekly_cross_asset")
+    if rows is None:
+        return None, []
+    crypto, others = None, []
+    for r in rows.filter(pl.col("rank").is_not_null() & pl.col("return_pct").is_not_null()).sort("asset").iter_rows(named=True):
+        n = num("weekly_cross_asset", wd.week, "return_pct", r["return_pct"], "pct", {"asset": r["asset"]})
+        if r["asset"] == "crypto":
+            crypto = n
+        else:
+            others.append(n)
+    return crypto, others
 
 
 def crypto_rank(wd: WeekData, gaps: list[str]) -> list[Fact]:
@@ -184,8 +235,17 @@ def crypto_rank(wd: WeekData, gaps: list[str]) -> list[Fact]:
         return []
     t, w = "weekly_crypto_rank", wd.week
     n = num(t, w, "assets_ranked", r["assets_ranked"], "int")
-    if r["is_worst"] and r["worst_streak_weeks"] >= 2:
+    crypto, others = _asset_returns(wd)
+    if crypto is None or not others:
+        return []
+    worst = Predicate("strict_min", (crypto, *others), "crypto's return is below every other ranked asset class's")
+    best = Predicate("strict_max", (crypto, *others), "crypto's return is above every other ranked asset class's")
+    # Ties are decided on the printed return: two classes that both print -4.2% tie.
+    printed = [crypto.text] + [o.text for o in others]
+    tied_worst = crypto.value <= min(o.value for o in others) and printed.count(crypto.text) > 1
+    if r["is_worst"] and worst.holds() and not tied_worst and r["worst_streak_weeks"] >= 2:
         k = num(t, w, "worst_streak_weeks", r["worst_streak_weeks"], "ordinal")
+        streak = Predicate("ge", (num(t, w, "worst_streak_weeks", r["worst_streak_weeks"], "int"), 2), "the worst-asset streak is at least two weeks")
         return [
             Fact(
                 "crypto_worst_streak",
@@ -193,9 +253,10 @@ def crypto_rank(wd: WeekData, gaps: list[str]) -> list[Fact]:
                 Phrase("Crypto was the worst-performing major asset class for the {k} consecutive week (of {n} ranked).", {"k": k, "n": n}),
                 Phrase("Worst Major Asset Class for the {k} Straight Week", {"k": k}),
                 dict(r),
+                (worst, streak),
             )
         ]
-    if r["is_worst"]:
+    if r["is_worst"] and worst.holds() and not tied_worst:
         return [
             Fact(
                 "crypto_worst",
@@ -203,11 +264,15 @@ def crypto_rank(wd: WeekData, gaps: list[str]) -> list[Fact]:
                 Phrase("Crypto was the worst-performing of {n} major asset classes this week.", {"n": n}),
                 Phrase("Crypto Trails Every Major Asset Class", {}),
                 dict(r),
+                (worst,),
             )
         ]
-    rank = num(t, w, "crypto_rank", r["crypto_rank"], "int")
-    pri = 60 if r["crypto_rank"] == 1 else 20
-    return [Fact("crypto_rank", pri, Phrase("Crypto ranked {rank} of {n} major asset classes this week.", {"rank": rank, "n": n}), None, dict(r))]
+    if crypto.value <= min(o.value for o in others):  # tied for last on the printed return
+        tie = Predicate("le", (crypto, min(others, key=lambda o: o.value)), "crypto's return is no higher than the lowest other")
+        return [Fact("crypto_tied_worst", 40, Phrase("Crypto tied for the weakest return of the {n} major asset classes ({r}).", {"n": n, "r": crypto}), None, dict(r), (tie,))]
+    if best.holds() and printed.count(crypto.text) == 1:
+        return [Fact("crypto_best", 60, Phrase("Crypto was the best-performing of {n} major asset classes this week ({r}).", {"n": n, "r": crypto}), Phrase("Crypto Leads Every Major Asset Class", {}), dict(r), (best,))]
+    return []
 
 
 def mcap_extreme(wd: WeekData, gaps: list[str]) -> list[Fact]:
@@ -230,6 +295,8 @@ def mcap_extreme(wd: WeekData, gaps: list[str]) -> list[Fact]:
             continue
         close = num(t, w, "mcap_close_usd", v, "usd")
         s = num(t, w, "mcap_close_usd", since, "long_date", kind=kind)
+        ws = num(t, w, "week_start", wd.week_date, "iso_date")
+        pred = Predicate("days_before", (s, ws), f"the '{word} since' week is at least {MIN_SINCE_WEEKS} weeks back", 7 * MIN_SINCE_WEEKS)
         out.append(
             Fact(
                 f"mcap_{word}_since",
@@ -237,6 +304,7 @@ def mcap_extreme(wd: WeekData, gaps: list[str]) -> list[Fact]:
                 Phrase("At {close}, the week's close was the " + word + " weekly close since the week of {since}.", {"close": close, "since": s}),
                 None,
                 {"mcap_close_usd": v, "since_week": since},
+                (pred,),
             )
         )
     return out
@@ -285,16 +353,20 @@ def funding(wd: WeekData, gaps: list[str]) -> list[Fact]:
     if prev is not None and prev["funding_8h_mean"] is not None:
         p = Num(prev["funding_8h_mean"], "funding_bp", t, prev["week_start"].isoformat(), "funding_8h_mean")
         parts["prev"] = p
+        neg = Predicate("lt", (f, 0), "funding averaged below zero this week")
+        pos = Predicate("gt", (f, 0), "funding averaged above zero this week")
         if cur < 0 <= prev["funding_8h_mean"]:
-            facts.append(Fact("funding_turned_negative", 85, Phrase(base + ", turning negative after {prev} the week before.", parts), Phrase("Funding Turns Negative", {}), {"funding": cur, "prev": prev["funding_8h_mean"]}))
+            was = Predicate("ge", (p, 0), "funding was at or above zero the week before")
+            facts.append(Fact("funding_turned_negative", 85, Phrase(base + ", turning negative after {prev} the week before.", parts), Phrase("Funding Turns Negative", {}), {"funding": cur, "prev": prev["funding_8h_mean"]}, (neg, was)))
         elif cur > 0 >= prev["funding_8h_mean"]:
-            facts.append(Fact("funding_turned_positive", 80, Phrase(base + ", turning positive after {prev} the week before.", parts), Phrase("Funding Turns Positive", {}), {"funding": cur, "prev": prev["funding_8h_mean"]}))
+            was = Predicate("le", (p, 0), "funding was at or below zero the week before")
+            facts.append(Fact("funding_turned_positive", 80, Phrase(base + ", turning positive after {prev} the week before.", parts), Phrase("Funding Turns Positive", {}), {"funding": cur, "prev": prev["funding_8h_mean"]}, (pos, was)))
         elif cur < 0:
             streak = _neg_streak(wd, t, "funding_8h_mean")
-            parts["k"] = num(t, w, "funding_8h_mean", streak, "ordinal", kind="neg_streak")
-            facts.append(Fact("funding_negative_streak", 70, Phrase(base + ", negative for the {k} consecutive week.", parts), None, {"funding": cur, "streak": streak}))
+            parts["k"] = k = num(t, w, "funding_8h_mean", streak, "ordinal", kind="neg_streak")
+            facts.append(Fact("funding_negative_streak", 70, Phrase(base + ", negative for the {k} consecutive week.", parts), None, {"funding": cur, "streak": streak}, (neg, Predicate("ge", (k, 2), "funding was negative in at least two consecutive weeks"))))
         else:
-            facts.append(Fact("funding_level", 30, Phrase(base + " (the week before: {prev}).", parts), None, {"funding": cur}))
+            facts.append(Fact("funding_level", 30, Phrase(base + ", against {prev} the week before.", parts), None, {"funding": cur}))
     else:
         facts.append(Fact("funding_level", 30, Phrase(base + ".", parts), None, {"funding": cur}))
     # Daily negative-funding facts from the leverage table itself.
@@ -303,9 +375,11 @@ def funding(wd: WeekData, gaps: list[str]) -> list[Fact]:
         if r["first_negative_since"] is not None:
             d["since"] = num(t, w, "first_negative_since", r["first_negative_since"], "day_month")
             tpl = "Daily funding first turned negative on {day}, the first negative day since {since}."
+            dpreds = (Predicate("days_before", (d["since"], d["day"]), "the previous negative day is before this one", 1),)
         else:
             tpl = "Daily funding turned negative on {day}, the first negative day in the available history."
-        facts.append(Fact("funding_first_negative_day", 62, Phrase(tpl, d), None, {"day": r["first_negative_day"]}))
+            dpreds = ()
+        facts.append(Fact("funding_first_negative_day", 62, Phrase(tpl, d), None, {"day": r["first_negative_day"]}, dpreds))
     if r["longest_negative_run_days"] >= 2 and r["longest_negative_run_since"] is not None:
         facts.append(
             Fact(
@@ -317,6 +391,7 @@ def funding(wd: WeekData, gaps: list[str]) -> list[Fact]:
                 ),
                 None,
                 {"days": r["longest_negative_run_days"]},
+                (Predicate("ge", (num(t, w, "longest_negative_run_days", r["longest_negative_run_days"], "int"), 2), "the negative run is at least two days"),),
             )
         )
     return facts
@@ -422,14 +497,20 @@ def open_interest(wd: WeekData, gaps: list[str]) -> list[Fact]:
             parts["left"] = Txt(_and(left_out))
             tpl = ("Total perpetual open interest stands at {oi}; over the series with a reading on both days it is {pct} "
                    "the {ref} reference peak of {day} ({left} series without a reading on that day are left out).")
-        delev = r["oi_vs_ref_pct"] <= DELEVERAGING_PCT
+        # "Leverage Resets": open interest well below its reference peak AND not rising this week
+        preds = [Predicate("le", (parts["pct"], DELEVERAGING_PCT), f"open interest is at least {-DELEVERAGING_PCT:.0f}% below its reference peak")]
+        lfl_col = "oi_change_like_for_like_pct" if "oi_change_like_for_like_pct" in r else "oi_change_pct"
+        if r[lfl_col] is not None:
+            preds.append(Predicate("le", (num(t, w, lfl_col, r[lfl_col], "pct"), 0), "open interest did not rise on the week"))
+        delev = len(preds) == 2 and hold(preds)
         facts.append(
             Fact(
                 "oi_deleveraging" if delev else "oi_vs_peak",
                 75 if delev else 35,
                 Phrase(tpl, parts),
                 Phrase("Leverage Resets", {}) if delev else None,
-                {"oi_vs_ref_pct": r["oi_vs_ref_pct"]},
+                {"oi_vs_ref_pct": r["oi_vs_ref_pct"], "oi_change_pct": r[lfl_col]},
+                tuple(preds) if delev else (),
             )
         )
     facts.extend(_oi_change(wd, r, gaps))
@@ -446,14 +527,17 @@ def spot_volume(wd: WeekData, gaps: list[str]) -> list[Fact]:
     t, w = "weekly_volume", wd.week
     parts: dict[str, Any] = {"v": num(t, w, "spot_volume_usd", r["spot_volume_usd"], "usd")}
     tpl = "Spot volume totalled {v} over the week"
-    resilient = False
+    resilient, preds = False, ()
     if r["spot_change_pct"] is not None:
         parts["c"] = num(t, w, "spot_change_pct", r["spot_change_pct"], "pct")
-        tpl += " ({c} on the week before)"
+        tpl += " ({c} against the week before)"
         s = wd.one("weekly_market_summary")
-        fell = s is not None and s[_mcap_change_col(s)] is not None and s[_mcap_change_col(s)] < 0
-        resilient = r["spot_change_pct"] >= RESILIENT_SPOT_PCT and fell
-    facts = [Fact("spot_resilient" if resilient else "spot_volume", 55 if resilient else 30, Phrase(tpl + (", holding up while prices fell." if resilient else "."), parts), None, {"spot_change_pct": r["spot_change_pct"]})]
+        if s is not None and s[_mcap_change_col(s)] is not None:
+            mc = num("weekly_market_summary", w, _mcap_change_col(s), s[_mcap_change_col(s)], "pct")
+            preds = (Predicate("ge", (parts["c"], RESILIENT_SPOT_PCT), f"spot volume fell less than {-RESILIENT_SPOT_PCT:.0f}% on the week"),
+                     Predicate("lt", (mc, 0), "the total market cap fell on the week"))
+            resilient = hold(preds)
+    facts = [Fact("spot_resilient" if resilient else "spot_volume", 55 if resilient else 30, Phrase(tpl + (", holding up while prices fell." if resilient else "."), parts), None, {"spot_change_pct": r["spot_change_pct"]}, preds if resilient else ())]
     if r["perp_to_spot"] is not None:
         pp: dict[str, Any] = {"r": num(t, w, "perp_to_spot", r["perp_to_spot"], "ratio")}
         tpl = "Perp volume was {r} spot volume"
@@ -465,17 +549,21 @@ def spot_volume(wd: WeekData, gaps: list[str]) -> list[Fact]:
 
 
 def leverage_skew(wd: WeekData, gaps: list[str]) -> list[Fact]:
+    """Positioning: where funding and the long/short account ratio agree, which way leverage leans; where they
+    disagree, both are stated without a lean. The table's ``leverage_skew`` label is not printed on its own."""
     r = wd.one("weekly_leverage")
-    if r is None or r["leverage_skew"] is None:
+    if r is None or r["funding_8h_mean"] is None or r["long_short_ratio_mean"] is None:
         return []
     t, w = "weekly_leverage", wd.week
-    word = {"short": "towards shorts (funding below zero)", "long": "towards longs (funding above the neutral rate)", "neutral": "neutral"}[r["leverage_skew"]]
-    parts: dict[str, Any] = {}
-    tpl = "Leverage is skewed " + word
-    if r["long_short_ratio_mean"] is not None:
-        parts["ls"] = num(t, w, "long_short_ratio_mean", r["long_short_ratio_mean"], "fixed2")
-        tpl += "; the long/short account ratio averaged {ls}"
-    return [Fact("leverage_skew_" + r["leverage_skew"], 40 if r["leverage_skew"] == "short" else 25, Phrase(tpl + ".", parts), None, {"skew": r["leverage_skew"]})]
+    f = num(t, w, "funding_8h_mean", r["funding_8h_mean"], "funding_bp")
+    ls = num(t, w, "long_short_ratio_mean", r["long_short_ratio_mean"], "fixed2")
+    short = (Predicate("lt", (f, 0), "funding averaged below zero"), Predicate("lt", (ls, 1), "fewer accounts long than short"))
+    long_ = (Predicate("gt", (f, 0), "funding averaged above zero"), Predicate("gt", (ls, 1), "more accounts long than short"))
+    if hold(short):
+        return [Fact("leverage_skew_short", 40, Phrase("Positioning leans short: funding is below zero and the long/short account ratio averaged {ls}, fewer accounts long than short.", {"ls": ls}), None, {"skew": "short"}, short)]
+    if hold(long_):
+        return [Fact("leverage_skew_long", 25, Phrase("Positioning leans long: funding is above zero and the long/short account ratio averaged {ls}, more accounts long than short.", {"ls": ls}), None, {"skew": "long"}, long_)]
+    return [Fact("leverage_skew_mixed", 20, Phrase("Positioning gives no clear lean: the long/short account ratio averaged {ls} while funding averaged {f} per 8h.", {"ls": ls, "f": f}), None, {"skew": "mixed"})]
 
 
 def correlation(wd: WeekData, gaps: list[str]) -> list[Fact]:
@@ -499,12 +587,20 @@ def correlation(wd: WeekData, gaps: list[str]) -> list[Fact]:
             "sc": num(t, w, "avg_pairwise_corr", small["avg_pairwise_corr"], "corr", {"bucket": "51-100"}),
             "sr": num(t, w, "ew_return_pct", small["ew_return_pct"], "pct", {"bucket": "51-100"}),
         }
-        if top["avg_pairwise_corr"] > small["avg_pairwise_corr"] and top["ew_return_pct"] < small["ew_return_pct"]:
-            facts.append(Fact("corr_concentrated_top", 60, Phrase("Correlation is concentrated in the top 10 (average pairwise {tc}), which also did worst ({tr}); ranks 51-100 averaged {sc} and {sr}.", p), None, {"top": top["avg_pairwise_corr"], "small": small["avg_pairwise_corr"]}))
+        others = [num(t, w, "ew_return_pct", r["ew_return_pct"], "pct", {"bucket": r["bucket"]}) for r in b.values() if r["bucket"] != "1-10" and r["ew_return_pct"] is not None]
+        preds = (Predicate("gt_by", (p["tc"], p["sc"]), f"the top 10's average pairwise correlation is above ranks 51-100's by more than {CORR_MARGIN}", CORR_MARGIN),
+                 Predicate("strict_min", (p["tr"], *others), "the top 10's equal-weight return is below every other rank bucket's"))
+        if hold(preds) and p["tr"].text not in {o.text for o in others}:
+            facts.append(Fact("corr_concentrated_top", 60, Phrase("Correlation is concentrated in the top 10 (average pairwise {tc}), which also did worst of the rank buckets (equal-weight return {tr}); ranks 51-100 averaged a correlation of {sc} and an equal-weight return of {sr}.", p), None, {"top": top["avg_pairwise_corr"], "small": small["avg_pairwise_corr"]}, preds))
+        elif hold(preds[:1]):
+            facts.append(Fact("corr_concentrated", 35, Phrase("Correlation is highest in the top 10 (average pairwise {tc}, equal-weight return {tr}) and lower in ranks 51-100 ({sc}, equal-weight return {sr}).", p), None, {"top": top["avg_pairwise_corr"], "small": small["avg_pairwise_corr"]}, preds[:1]))
         else:
-            facts.append(Fact("corr_buckets", 30, Phrase("Average pairwise correlation was {tc} in the top 10 ({tr}) and {sc} in ranks 51-100 ({sr}).", p), None, {"top": top["avg_pairwise_corr"], "small": small["avg_pairwise_corr"]}))
+            facts.append(Fact("corr_buckets", 30, Phrase("Average pairwise correlation was {tc} in the top 10 (equal-weight return {tr}) and {sc} in ranks 51-100 (equal-weight return {sr}).", p), None, {"top": top["avg_pairwise_corr"], "small": small["avg_pairwise_corr"]}))
     if small["decoupling"] and small["avg_corr_to_btc_change"] is not None:
-        facts.append(Fact("small_caps_decoupling", 58, Phrase("Ranks 51-100 show early signs of decoupling: their correlation to BTC moved {c} against the previous weeks' average.", {"c": num(t, w, "avg_corr_to_btc_change", small["avg_corr_to_btc_change"], "corr_change", {"bucket": "51-100"})}), None, {"change": small["avg_corr_to_btc_change"]}))
+        c = num(t, w, "avg_corr_to_btc_change", small["avg_corr_to_btc_change"], "corr_change", {"bucket": "51-100"})
+        pred = Predicate("lt", (c, 0), "ranks 51-100's correlation to BTC fell against the previous weeks' average")
+        if pred.holds() and round(small["avg_corr_to_btc_change"], 2) < 0:
+            facts.append(Fact("small_caps_decoupling", 58, Phrase("Ranks 51-100 show early signs of decoupling: their correlation to BTC moved {c} against the previous weeks' average.", {"c": c}), None, {"change": small["avg_corr_to_btc_change"]}, (pred,)))
     return facts
 
 
@@ -521,9 +617,24 @@ def btc_volatility(wd: WeekData, gaps: list[str]) -> list[Fact]:
     if r["rv7_change_pts"] is not None:
         p["ch"] = num(t, w, "rv7_change_pts", r["rv7_change_pts"], "pts")
         tpl += " ({ch} on the week)"
-    if r["rv7_highest_since"] is not None:
-        p["since"] = num(t, w, "rv7_highest_since", r["rv7_highest_since"], "day_month")
-        return [Fact("btc_rv_highest_since", 65, Phrase(tpl + ", the highest since {since}.", p), Phrase("Bitcoin Volatility Highest Since {since}", {"since": p["since"]}), {"rv7": r["rv7_hourly_pct"]})]
+    if r["rv7_highest_since"] is not None and r["rv7_change_pts"] is not None:
+        # "highest since D" only when the volatility rose and D lies well before the week (not inside it)
+        since = num(t, w, "rv7_highest_since", r["rv7_highest_since"], "day_month")
+        preds = (Predicate("gt", (p["ch"], 0), "the 7-day volatility rose on the week"),
+                 Predicate("days_before", (since, num(t, w, "week_start", wd.week_date, "iso_date")), f"the 'since' day is at least {MIN_SINCE_DAYS} days before the week's open", MIN_SINCE_DAYS + 1))
+        if hold(preds) and round(r["rv7_change_pts"], 1) > 0:
+            p["since"] = since
+            # a rise under 10 points is a footnote, not a headline
+            big = r["rv7_change_pts"] >= 10
+            return [Fact("btc_rv_highest_since", 65 if big else 40, Phrase(tpl + ", the highest since {since}.", p), Phrase("Bitcoin Volatility Highest Since {since}", {"since": since}) if big else None, {"rv7": r["rv7_hourly_pct"]}, preds, weight=40 + r["rv7_change_pts"])]
+    h = wd.hist(t).filter(pl.col("rv7_hourly_pct").is_not_null())
+    if r["rv7_highest_since"] is None and r["rv7_change_pts"] is not None and h.height >= 8:
+        # the dataset's maximum: no earlier day was higher, so say so (instead of saying nothing)
+        top = num(t, w, "rv7_hourly_pct", h["rv7_hourly_pct"].max(), "level_pct", kind="hist_max")
+        preds = (Predicate("gt", (p["ch"], 0), "the 7-day volatility rose on the week"),
+                 Predicate("ge", (p["rv"], top), "the 7-day volatility is the highest weekly reading of the history"))
+        if hold(preds) and round(r["rv7_change_pts"], 1) > 0:
+            return [Fact("btc_rv_record", 66, Phrase(tpl + ", the highest weekly reading in the available history.", p), Phrase("Bitcoin Volatility at a Record for the Data", {}), {"rv7": r["rv7_hourly_pct"]}, preds, weight=40 + r["rv7_change_pts"])]
     return [Fact("btc_rv", 30, Phrase(tpl + ".", p), None, {"rv7": r["rv7_hourly_pct"]})]
 
 
@@ -542,10 +653,18 @@ def sector_extremes(wd: WeekData, gaps: list[str]) -> list[Fact]:
         tied = sec.filter(pl.col("_r") == val).sort("index")
         names = [r["index"] for r in tied.iter_rows(named=True)]
         labels = " and ".join(INDEX_LABELS.get(n, n) for n in names)
-        verb = "were the " + word + " sectors" if len(names) > 1 else "was the " + word + " sector"
         first = tied.row(0, named=True)
+        if word == "weakest":  # the wording follows the sign: the weakest of a rising week only "gained least"
+            word = "weakest" if val < 0 else "smallest-gaining" if val > 0 else "flattest"
+        else:
+            word = "strongest" if val > 0 else "most resilient" if val < 0 else "flattest"
+        verb = "were the " + word + " sectors" if len(names) > 1 else "was the " + word + " sector"
         r = num(t, w, "return_pct", first["return_pct"], "pct", {"index": first["index"]})
-        facts.append(Fact(key, pri, Phrase(labels.replace("{", "(").replace("}", ")") + " " + verb + " ({r}).", {"r": r}), None, {"indices": names, "return_pct": first["return_pct"]}))
+        rest = [num(t, w, "return_pct", x["return_pct"], "pct", {"index": x["index"]}) for x in sec.filter(pl.col("_r") != val).iter_rows(named=True)]
+        pred = Predicate("strict_min" if key == "worst_sector" else "strict_max", (r, *rest), f"the {word} sector's return is beyond every other sector's")
+        if not pred.holds():
+            continue
+        facts.append(Fact(key, pri, Phrase(labels.replace("{", "(").replace("}", ")") + " " + verb + " ({r}).", {"r": r}), None, {"indices": names, "return_pct": first["return_pct"]}, (pred,)))
     return facts
 
 
@@ -576,60 +695,232 @@ def derive_facts(wd: WeekData) -> tuple[list[Fact], list[str]]:
     return facts, gaps
 
 
-# ---- Our View: rule-based synthesis --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Rule:
+# ---- Our View: reasoning built by rules -------------------------------------------------------------------------
+# Two to four paragraphs, each present only when its facts are: where the week sits, the state of leverage,
+# flows / correlation / volatility, and what would change the view. Every number is a claim (a Num) and every
+# judgment a Predicate that must hold on the tables (and is re-checked on the lake before publication). The
+# wording varies across weeks by a hash of the week key, never by randomness, so a week always reads the same.
+VIEW_HORIZON = ("over the next one to two weeks", "within the coming fortnight", "over the next couple of weekly closes")
+CORR_MARGIN = 0.05  # "more tightly together" needs at least this gap in average pairwise correlation
+FLOW_MARGIN = 0.05  # "towards spot / derivatives": the perp-to-spot ratio moved by more than this
+VOL_MARGIN = 3.0  # "rising" / "calming" volatility: 7-day at least this many points from the 30-day
+
+
+def _pick(week: str, salt: str, options: tuple[str, ...]) -> str:
+    h = int(hashlib.sha256((week + "|" + salt).encode()).hexdigest(), 16)
+    return options[h % len(options)]
+
+
+@dataclass
+class _Para:
     key: str
-    requires: frozenset[str]  # fact keys that must all be present
-    any_of: frozenset[str]  # at least one of these must be present (empty: no condition)
-    text: str  # trusted wording
+    pieces: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    preds: list[Predicate] = field(default_factory=list)
+
+    def add(self, template: str, parts: dict[str, Any] | None = None, preds: tuple[Predicate, ...] | list[Predicate] = ()) -> bool:
+        """Add a sentence when its predicates hold; return whether it was added."""
+        if not hold(list(preds)):
+            return False
+        self.pieces.append((template, parts or {}))
+        self.preds.extend(preds)
+        return True
+
+    def fact(self) -> Fact | None:
+        if not self.pieces:
+            return None
+        parts: dict[str, Any] = {}
+        tpls = []
+        for i, (tpl, pp) in enumerate(self.pieces):
+            sub = {k: f"s{i}_{k}" for k in pp}
+            for k, v in pp.items():
+                parts[sub[k]] = v
+            tpls.append(tpl.format(**{k: "{" + sub[k] + "}" for k in pp}))
+        return Fact("view_" + self.key, 0, Phrase(" ".join(tpls), parts), None, {}, tuple(self.preds))
 
 
-RULES: tuple[Rule, ...] = (
-    Rule(
-        "consolidation",
-        frozenset({"oi_deleveraging", "spot_resilient"}),
-        frozenset({"funding_turned_negative", "funding_negative_streak", "leverage_skew_short"}),
-        "Leverage has been flushed out: open interest is well below its peak, funding is negative and spot volume "
-        "held up. With positioning this clean, forced selling has less fuel, and the market has the conditions to "
-        "consolidate once macro pressure eases.",
-    ),
-    Rule(
-        "macro_derisking",
-        frozenset(),
-        frozenset({"crypto_worst", "crypto_worst_streak"}),
-        "Crypto traded as a high-beta macro asset this week: it lagged every other major asset class, so the "
-        "macro backdrop remains the driver to watch.",
-    ),
-    Rule(
-        "majors_as_one_trade",
-        frozenset({"corr_concentrated_top"}),
-        frozenset(),
-        "The largest coins moved together and fell the most, while smaller caps relied more on their own "
-        "drivers: selling was macro-driven rather than a judgment on individual projects.",
-    ),
-    Rule(
-        "leverage_rebuilding",
-        frozenset({"funding_turned_positive"}),
-        frozenset(),
-        "Funding turned positive again: leverage is rebuilding, which supports the move but raises the risk of a "
-        "long squeeze if momentum fades.",
-    ),
-    Rule(
-        "volatility_elevated",
-        frozenset({"btc_rv_highest_since"}),
-        frozenset(),
-        "Bitcoin volatility is at a multi-week high: position sizes should reflect wider daily ranges.",
-    ),
-)
+def our_view(facts: list[Fact], wd: WeekData | None = None) -> list[Fact]:
+    """The week's view as reasoning: thesis, evidence, mechanism, condition, horizon. Without the week's tables
+    (``wd`` None) only the rule-free fallback is returned."""
+    if wd is None:
+        return [Fact("view_fallback", 0, Phrase(FALLBACK_VIEW))]
+    keys = {f.key for f in facts}
+    paras = [p for p in (_view_position(wd, keys), _view_leverage(wd), _view_flows(wd, keys), _view_change(wd, facts)) if p is not None]
+    out = [f for f in (p.fact() for p in paras) if f is not None]
+    if len(out) < 2:
+        out.append(Fact("view_fallback", 0, Phrase(FALLBACK_VIEW)))
+    return out
+
+
+def _summary_nums(wd: WeekData) -> tuple[Num, Num, Num] | None:
+    s = wd.one("weekly_market_summary")
+    if s is None or s[_mcap_change_col(s)] is None:
+        return None
+    t = "weekly_market_summary"
+    return (num(t, wd.week, _mcap_change_col(s), s[_mcap_change_col(s)], "pct"),
+            num(t, wd.week, "total_mcap_end_usd", s["total_mcap_end_usd"], "usd"),
+            num(t, wd.week, "total_mcap_start_usd", s["total_mcap_start_usd"], "usd"))
+
+
+def _view_position(wd: WeekData, keys: set[str]) -> _Para | None:
+    sm = _summary_nums(wd)
+    if sm is None:
+        return None
+    ch, end, _ = sm
+    w = wd.week
+    p = _Para("position")
+    up, down = Predicate("gt", (ch, 0), "the total market cap rose on the week"), Predicate("lt", (ch, 0), "the total market cap fell on the week")
+    crypto, others = _asset_returns(wd)
+    worst = Predicate("strict_min", (crypto, *others), "crypto's return is below every other ranked asset class's") if crypto and others else None
+    best = Predicate("strict_max", (crypto, *others), "crypto's return is above every other ranked asset class's") if crypto and others else None
+    if worst is not None and p.add(_pick(w, "thesis-worst", (
+        "Crypto is still trading as the market's highest-beta risk asset: its {cr} on the week (total market cap, close to close) was worse than every other major asset class we track.",
+        "The week was a macro de-risking in which crypto took the brunt: {cr} for the total market cap, the weakest of the major asset classes.",
+    )), {"cr": crypto}, (down, worst)):
+        pass
+    elif best is not None and p.add(_pick(w, "thesis-best", (
+        "Crypto led the risk complex this week: its {cr} (total market cap, close to close) was ahead of every other major asset class we track.",
+        "Risk appetite returned to crypto first: {cr} for the total market cap, the best of the major asset classes.",
+    )), {"cr": crypto}, (up, best)):
+        pass
+    elif not p.add(_pick(w, "thesis-up", ("The total market cap moved {ch} on the week to {end}, a recovery rather than a trend so far.",
+                                          "The market recovered {ch} on the week, closing at {end}.")), {"ch": ch, "end": end}, (up,)):
+        p.add(_pick(w, "thesis-down", ("The total market cap moved {ch} on the week to {end}, extending the pressure on positioning.",
+                                       "The market lost ground again, {ch} on the week to a close of {end}.")), {"ch": ch, "end": end}, (down,))
+    # Where the week sits against the peak of the available history.
+    cur = wd.one("weekly_total_market_cap")
+    hist = wd.hist("weekly_total_market_cap").filter(pl.col("mcap_close_usd").is_not_null())
+    if cur is not None and cur["mcap_close_usd"] is not None and hist.height >= 4:
+        t = "weekly_total_market_cap"
+        close = num(t, w, "mcap_close_usd", cur["mcap_close_usd"], "usd")
+        top = hist.sort(["mcap_close_usd", "week_start"], descending=True).row(0, named=True)
+        peak = num(t, w, "mcap_close_usd", top["mcap_close_usd"], "usd", kind="hist_max")
+        peak_week = num(t, w, "mcap_close_usd", top["week_start"], "long_date", kind="hist_max_week")
+        below = Predicate("lt", (close, peak), "the week's close is below the highest weekly close of the history")
+        if not p.add("At {close} the market sits below its peak weekly close of {peak} (week of {pw}).", {"close": close, "peak": peak, "pw": peak_week}, (below,)):
+            p.add("The close of {close} is the highest weekly close in the available history.", {"close": close}, (Predicate("ge", (close, peak), "the week's close is the highest weekly close of the history"),))
+    r = wd.one("weekly_crypto_rank")
+    if r is not None and r["worst_streak_weeks"] is not None and r["worst_streak_weeks"] >= 2 and "crypto_worst_streak" in keys:
+        k = num("weekly_crypto_rank", w, "worst_streak_weeks", r["worst_streak_weeks"], "ordinal")
+        p.add("It is the {k} straight week at the bottom of the cross-asset table, so the driver is macro risk appetite rather than anything specific to crypto.", {"k": k},
+              (Predicate("ge", (num("weekly_crypto_rank", w, "worst_streak_weeks", r["worst_streak_weeks"], "int"), 2), "the worst-asset streak is at least two weeks"),))
+    return p
+
+
+def _view_leverage(wd: WeekData) -> _Para | None:
+    r = wd.one("weekly_leverage")
+    if r is None or r["funding_8h_mean"] is None:
+        return None
+    t, w = "weekly_leverage", wd.week
+    p = _Para("leverage")
+    f = num(t, w, "funding_8h_mean", r["funding_8h_mean"], "funding_bp")
+    neg, pos = Predicate("lt", (f, 0), "funding averaged below zero"), Predicate("gt", (f, 0), "funding averaged above zero")
+    lfl_col = "oi_change_like_for_like_pct" if "oi_change_like_for_like_pct" in r else "oi_change_pct"
+    oc = num(t, w, lfl_col, r[lfl_col], "pct") if r[lfl_col] is not None else None
+    vs = None
+    if r["oi_vs_ref_pct"] is not None and r["oi_ref_usd"] is not None and r["oi_ref_day"] is not None:
+        vs = num(t, w, "oi_vs_ref_pct", r["oi_vs_ref_pct"], "below_above_pct")
+        ref = num(t, w, "oi_ref_usd", r["oi_ref_usd"], "usd")
+        day = num(t, w, "oi_ref_day", r["oi_ref_day"], "day_month")
+        flushed = (Predicate("le", (vs, DELEVERAGING_PCT), f"open interest is at least {-DELEVERAGING_PCT:.0f}% below its reference peak"), neg)
+        if not p.add(_pick(w, "flushed", (
+            "Leverage has been flushed out: perpetual open interest is {vs} the {ref} reference peak of {day} and funding averaged {f} per 8h, so shorts are paying longs. With positioning this light, forced selling has less fuel left, which is what usually precedes a more orderly market.",
+            "Positioning has reset: open interest is {vs} its {ref} reference of {day}, and with funding at {f} per 8h the cost of leverage now sits with shorts. Fewer leveraged longs means fewer forced sellers if prices slip again.",
+        )), {"vs": vs, "ref": ref, "day": day, "f": f}, flushed):
+            if not p.add("Leverage is lighter than at its peak, open interest being {vs} the {ref} reference of {day}, but funding of {f} per 8h says longs are still paying to hold their positions: the reset is in size, not yet in sentiment.", {"vs": vs, "ref": ref, "day": day, "f": f}, (flushed[0], pos)):
+                p.add("Perpetual open interest is {vs} the {ref} reference peak of {day}, with funding averaging {f} per 8h.", {"vs": vs, "ref": ref, "day": day, "f": f})
+    else:
+        p.add("Funding averaged {f} per 8h.", {"f": f})
+    sm = _summary_nums(wd)
+    if oc is not None and sm is not None:
+        ch = sm[0]
+        rising = (Predicate("gt", (oc, 0), "open interest rose on the week"), pos)
+        if p.add("Leverage is rebuilding: open interest rose {oc} on the week with funding positive,", {"oc": oc}, rising):
+            if not p.add("which supports the move while spot demand leads it.", {}, (Predicate("same_sign", (f, ch), "funding and the market's move have the same sign"),)):
+                p.add("adding longs into a falling market, which leaves it exposed to a long squeeze.", {}, (Predicate("opposite_sign", (f, ch), "funding and the market's move have opposite signs"),))
+        else:
+            p.add("Open interest moved {oc} on the week, so the market is not re-levering into the move.", {"oc": oc}, (Predicate("le", (oc, 0), "open interest did not rise on the week"),))
+    streak = _neg_streak(wd, t, "funding_8h_mean")
+    if streak >= 2:
+        k = num(t, w, "funding_8h_mean", streak, "ordinal", kind="neg_streak")
+        p.add("Funding has now been negative for the {k} consecutive week.", {"k": k}, (Predicate("ge", (k, 2), "funding was negative in at least two consecutive weeks"),))
+    if r["long_short_ratio_mean"] is not None:
+        ls = num(t, w, "long_short_ratio_mean", r["long_short_ratio_mean"], "fixed2")
+        if not p.add("Accounts lean short as well (long/short ratio {ls}).", {"ls": ls}, (Predicate("lt", (ls, 1), "fewer accounts long than short"), neg)):
+            if not p.add("Accounts still lean long (long/short ratio {ls}) even with funding below zero, so the short skew is in the price of leverage, not in the head count.", {"ls": ls}, (Predicate("gt", (ls, 1), "more accounts long than short"), neg)):
+                p.add("Accounts lean long (long/short ratio {ls}).", {"ls": ls}, (Predicate("gt", (ls, 1), "more accounts long than short"),))
+    return p
+
+
+def _view_flows(wd: WeekData, keys: set[str]) -> _Para | None:
+    w = wd.week
+    p = _Para("flows")
+    v = wd.one("weekly_volume")
+    if v is not None and v["perp_to_spot"] is not None and v["perp_to_spot_prev"] is not None:
+        t = "weekly_volume"
+        r, q = num(t, w, "perp_to_spot", v["perp_to_spot"], "ratio"), num(t, w, "perp_to_spot_prev", v["perp_to_spot_prev"], "ratio")
+        if not p.add(_pick(w, "spot", (
+            "Flows moved towards spot: perpetual volume was {r} spot volume, down from {q} the week before (both full seven-day weeks), so more of the trading is cash rather than leverage.",
+            "Activity rotated to the spot market: perpetual volume fell to {r} spot volume from {q} the week before, comparing two full seven-day weeks.",
+        )), {"r": r, "q": q}, (Predicate("gt_by", (q, r), f"the perpetual-to-spot volume ratio fell by more than {FLOW_MARGIN}", FLOW_MARGIN),)):
+            p.add("Activity tilted towards derivatives: perpetual volume rose to {r} spot volume from {q} the week before, so leverage rather than cash is doing more of the trading.", {"r": r, "q": q}, (Predicate("gt_by", (r, q), f"the perpetual-to-spot volume ratio rose by more than {FLOW_MARGIN}", FLOW_MARGIN),))
+    rows = wd.rows("weekly_correlation_buckets")
+    sm = _summary_nums(wd)
+    if rows is not None and sm is not None:
+        b = {x["bucket"]: x for x in rows.iter_rows(named=True)}
+        top, small = b.get("1-10"), b.get("51-100")
+        if top and small and top["avg_pairwise_corr"] is not None and small["avg_pairwise_corr"] is not None:
+            t = "weekly_correlation_buckets"
+            tc = num(t, w, "avg_pairwise_corr", top["avg_pairwise_corr"], "corr", {"bucket": "1-10"})
+            sc = num(t, w, "avg_pairwise_corr", small["avg_pairwise_corr"], "corr", {"bucket": "51-100"})
+            hi = Predicate("gt_by", (tc, sc), f"the top 10's correlation is above ranks 51-100's by more than {CORR_MARGIN}", CORR_MARGIN)
+            if "corr_concentrated_top" in keys and p.add(
+                "The largest coins moved as one trade (average pairwise correlation {tc} against {sc} in ranks 51-100) and fell the most: the selling came from macro de-risking, not from a verdict on individual projects.",
+                {"tc": tc, "sc": sc}, (hi, Predicate("lt", (sm[0], 0), "the total market cap fell on the week"))):
+                pass
+            elif not p.add("The top 10 traded more tightly together (average pairwise correlation {tc}) than ranks 51-100 ({sc}), the mark of a market moved by one macro factor.", {"tc": tc, "sc": sc}, (hi,)):
+                p.add("Correlation in the top 10 ({tc}) is no higher than in ranks 51-100 ({sc}): coins are trading on their own drivers more than on one macro factor.", {"tc": tc, "sc": sc}, (Predicate("le", (tc, sc), "the top 10's correlation is not above ranks 51-100's"),))
+    vol = wd.one("weekly_btc_volatility")
+    if vol is not None and vol["rv7_hourly_pct"] is not None and vol["rv30_hourly_pct"] is not None:
+        t = "weekly_btc_volatility"
+        a, m = num(t, w, "rv7_hourly_pct", vol["rv7_hourly_pct"], "level_pct"), num(t, w, "rv30_hourly_pct", vol["rv30_hourly_pct"], "level_pct")
+        if not p.add("Volatility is rising: Bitcoin's 7-day realized volatility of {a} is above its 30-day {m}, so daily ranges are widening and position sizes should shrink with them.", {"a": a, "m": m}, (Predicate("gt_by", (a, m), f"7-day volatility is more than {VOL_MARGIN:.0f} points above 30-day volatility", VOL_MARGIN),)):
+            if not p.add("Volatility is calming: Bitcoin's 7-day realized volatility of {a} is below its 30-day {m}, which argues for less defensive sizing if it holds.", {"a": a, "m": m}, (Predicate("gt_by", (m, a), f"7-day volatility is more than {VOL_MARGIN:.0f} points below 30-day volatility", VOL_MARGIN),)):
+                p.add("Volatility is in line with its recent range: Bitcoin's 7-day realized volatility is {a} against a 30-day {m}.", {"a": a, "m": m})
+    return p
+
+
+def _view_change(wd: WeekData, facts: list[Fact]) -> _Para | None:
+    """What would change the view: named thresholds, and a horizon."""
+    w = wd.week
+    p = _Para("change")
+    conds: list[tuple[str, dict[str, Any]]] = []
+    r = wd.one("weekly_leverage")
+    if r is not None and r["funding_8h_mean"] is not None:
+        conds.append(("funding moving back above zero" if r["funding_8h_mean"] < 0 else "funding turning negative", {}))
+        if r["oi_ref_usd"] is not None:
+            conds.append(("open interest climbing back towards the {ref} reference", {"ref": num("weekly_leverage", w, "oi_ref_usd", r["oi_ref_usd"], "usd")}))
+    cross = next((f for f in facts if f.key == "mcap_crossing"), None)
+    if cross is not None:
+        lvl = cross.sentence.parts["level"]
+        back = "above" if cross.numbers["direction"] == "down" else "below"  # the other side of the crossed level
+        conds.append(("a weekly close back " + back + " {lvl}", {"lvl": lvl}))
+    vol = wd.one("weekly_btc_volatility")
+    if vol is not None and vol["rv30_hourly_pct"] is not None:
+        conds.append(("Bitcoin's 7-day volatility settling below its 30-day {m}", {"m": num("weekly_btc_volatility", w, "rv30_hourly_pct", vol["rv30_hourly_pct"], "level_pct")}))
+    if not conds:
+        return None
+    parts: dict[str, Any] = {}
+    texts = []
+    for i, (tpl, pp) in enumerate(conds[:3]):
+        texts.append(tpl.format(**{k: "{" + f"c{i}_{k}" + "}" for k in pp}))
+        parts.update({f"c{i}_{k}": v for k, v in pp.items()})
+    listed = texts[0] if len(texts) == 1 else ", ".join(texts[:-1]) + " or " + texts[-1]
+    p.add(_pick(w, "change", ("What would change this view " + _pick(w, "hz", VIEW_HORIZON) + ": " + listed + ".",
+                              "We would revisit this view on " + listed + "; that test comes " + _pick(w, "hz", VIEW_HORIZON) + ".")), parts)
+    return p
+
+
 FALLBACK_VIEW = (
     "The data this week does not point to a clear regime change; we keep our positioning unchanged until funding, "
     "open interest or cross-asset performance give a clearer signal."
 )
-
-
-def our_view(facts: list[Fact]) -> list[str]:
-    """Apply ``RULES`` in order to the keys of the week's facts; the fallback when none fires."""
-    keys = {f.key for f in facts}
-    out = [r.text for r in RULES if r.requires <= keys and (not r.any_of or r.any_of & keys)]
-    return out or [FALLBACK_VIEW]

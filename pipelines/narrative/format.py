@@ -15,6 +15,8 @@ def pct(value: float | None, places: int = 1) -> str:
     """+3.4% / -7.8%; 'n/a' when missing."""
     if value is None:
         return "n/a"
+    if round(value, places) == 0:
+        return f"{0:.{places}f}%"  # never "-0.0%"
     return f"{value:+.{places}f}%"
 
 
@@ -86,12 +88,13 @@ FORMATS: dict[str, Callable] = {
     "rate2": lambda v: f"{v:.2f}%",  # a yield, 3.51%
     "pp2": lambda v: f"{v:+.2f} pp",  # a spread in percentage points
     "corr": lambda v: f"{v:.2f}",
-    "corr_change": lambda v: f"{v:+.2f}",
+    "corr_change": lambda v: "0.00" if round(v, 2) == 0 else f"{v:+.2f}",
     "ratio": lambda v: f"{v:.2f}x",
-    "pts": lambda v: f"{v:+.1f} pts",
+    "pts": lambda v: "0.0 pts" if round(v, 1) == 0 else f"{v:+.1f} pts",
+    "usd_price": lambda v: f"${v:,.0f}",  # a price level, $87,412
     "fixed2": lambda v: f"{v:.2f}",
-    "funding_bp": lambda v: f"{v * 1e4:+.2f} bp",  # a funding fraction per 8h, in basis points
-    "ann_pct": lambda v: f"{v * 100:+.1f}%",  # an annualized fraction, in percent
+    "funding_bp": lambda v: "0.00 bp" if round(v * 1e4, 2) == 0 else f"{v * 1e4:+.2f} bp",  # per 8h, in bp
+    "ann_pct": lambda v: "0.0%" if round(v * 100, 1) == 0 else f"{v * 100:+.1f}%",  # annualized, in percent
     "share_pct": lambda v: share_pct(v),  # a share (0..1): 48%, never rounded up to 100% (99.9%)
     "thousands": lambda v: f"{v:+,.0f}k",
     "int": lambda v: f"{int(v):,d}",

@@ -27,7 +27,9 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>&])")
 #   last_le    the latest earlier week whose column is <= this week's (a "lowest since")
 #   last_ge    the latest earlier week whose column is >= this week's (a "highest since")
 #   neg_streak consecutive weeks, ending with this one, whose column is < 0
-KINDS = ("value", "count", "last_le", "last_ge", "neg_streak")
+#   hist_max   the highest value of the column over the weeks up to this one (a peak)
+#   hist_max_week  the latest week holding that highest value
+KINDS = ("value", "count", "last_le", "last_ge", "neg_streak", "hist_max", "hist_max_week")
 
 
 def md_escape(text: str) -> str:

@@ -10,6 +10,9 @@ came from an API is a ``Txt``: escaped by Jinja's autoescaping in HTML, and by `
 from __future__ import annotations
 
 import base64
+import collections
+import hashlib
+import json
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +43,7 @@ FIXED_TERMS: tuple[str, ...] = tuple(
     )
 )
 SUMMARY_FACTS = 4
+NOT_IN_LEDE = ("worst_sector", "best_sector", "top_gainer", "top_loser")
 
 MACRO: tuple[tuple[str, str, str, str], ...] = (
     # metric, label, value format, observation-date format
@@ -55,6 +59,20 @@ STRUCTURE_KEYS = ("funding", "oi_", "spot_", "perp_to_spot", "leverage_skew")
 CORR_VOL_KEYS = ("corr_", "small_caps_decoupling", "btc_rv")
 
 
+def _window(wd: WeekData, s: dict) -> Phrase:
+    """The windows as they are: crypto from the Sunday close before the week to its own Sunday close (00:00
+    UTC Monday); the other asset classes between their own closes, listed with each return."""
+    t = wd.one("weekly_total_market_cap")
+    if t is not None:
+        tm = "weekly_total_market_cap"
+        return Phrase(
+            "Crypto figures run from the {a} daily close to the {b} daily close (Sunday to Sunday, 00:00 UTC); other asset "
+            "classes run between their own last closes on or before those days (Friday to Friday for equities, FX and Treasuries).",
+            {"a": num(tm, wd.week, "open_day", t["open_day"], "long_date"), "b": num(tm, wd.week, "close_day", t["close_day"], "long_date")},
+        )
+    return Phrase("Week of {a} to {b}, Monday 00:00 UTC to Monday 00:00 UTC.", {"a": num("weekly_market_summary", wd.week, "week_start", s["week_start"], "iso_date"), "b": num("weekly_market_summary", wd.week, "week_end", s["week_end"], "iso_date")})
+
+
 @dataclass
 class RenderedReport:
     title: str
@@ -63,9 +81,11 @@ class RenderedReport:
     html: str
     facts: list[Fact]
     claims: list[dict[str, Any]]
+    predicates: list[dict[str, Any]]  # the judgments of every printed sentence (predicates.check_predicates)
     texts: list[str]  # API strings as printed in the Markdown
     gaps: list[str]
     charts: dict[str, tuple[str, str]] = field(default_factory=dict)
+    sources_sha256: str = ""  # sha256 of the full Sources list (table, partition, partition sha256)
 
     def markdown_with_inline_charts(self) -> str:
         """The Markdown with each chart as a data-URI image (for the Dagster UI, which has no files)."""
@@ -112,6 +132,9 @@ def _macro(wd: WeekData, gaps: list[str]) -> list[Phrase]:
     if rows is None:
         return []
     by = {r["metric"]: r for r in rows.iter_rows(named=True)}
+    h = wd.hist("weekly_macro")
+    prev_week = h.filter(pl.col("week_start") < wd.week_date)["week_start"].max() if h.height else None
+    prev_by = {r["metric"]: r for r in h.filter(pl.col("week_start") == prev_week).iter_rows(named=True)} if prev_week else {}
     out = []
     for metric, label, vfmt, dfmt in MACRO:
         r = by.get(metric)
@@ -125,7 +148,16 @@ def _macro(wd: WeekData, gaps: list[str]) -> list[Phrase]:
             out.append(Phrase(label + ": the {d} observation is missing (not published); no earlier value is substituted.", {"d": d}))
             gaps.append(f"Macro: {label} for the latest period is missing.")
             continue
-        out.append(Phrase(label + ": {v} ({d}).", {"v": num("weekly_macro", wd.week, "value", r["value"], vfmt, where), "d": d}))
+        parts = {"v": num("weekly_macro", wd.week, "value", r["value"], vfmt, where), "d": d}
+        prev = prev_by.get(metric)
+        if prev is not None and prev["value"] is not None and prev["observation_date"] is not None and prev["observation_date"] != r["observation_date"]:
+            # the level with its change: the previous report's observation, from that week's partition
+            pw = prev["week_start"].isoformat()
+            parts["p"] = Num(prev["value"], vfmt, "weekly_macro", pw, "value", (("metric", metric),))
+            parts["pd"] = Num(prev["observation_date"], dfmt, "weekly_macro", pw, "observation_date", (("metric", metric),))
+            out.append(Phrase(label + ": {v} ({d}), against {p} ({pd}) in the previous report.", parts))
+        else:
+            out.append(Phrase(label + ": {v} ({d}).", parts))
     return out
 
 
@@ -142,7 +174,13 @@ def _cross_asset(wd: WeekData) -> list[Phrase]:
         if r["return_pct"] is None:
             out.append(Phrase("{n}: no return this week (stale or missing prices).", {"n": name}))
         else:
-            out.append(Phrase("{n}: {r}", {"n": name, "r": num("weekly_cross_asset", wd.week, "return_pct", r["return_pct"], "pct", where)}))
+            p = {"n": name, "r": num("weekly_cross_asset", wd.week, "return_pct", r["return_pct"], "pct", where)}
+            if r.get("open_date") is not None and r.get("close_date") is not None:
+                p["a"] = num("weekly_cross_asset", wd.week, "open_date", r["open_date"], "day_month", where)
+                p["b"] = num("weekly_cross_asset", wd.week, "close_date", r["close_date"], "day_month", where)
+                out.append(Phrase("{n}: {r} ({a} to {b} close)", p))
+            else:
+                out.append(Phrase("{n}: {r}", p))
     return out
 
 
@@ -235,29 +273,53 @@ def render_week(
     if s is None:
         raise ValueError(f"week {wd.week}: weekly_market_summary is required and has no row")
     facts, gaps = derive_facts(wd)
-    gaps = [f"{name}: no partition for week={wd.week}; its section is left out." for name in wd.missing()] + gaps
+    missing = [f"{name}: no partition for week={wd.week}; its section is left out." for name in wd.missing()]
+    gaps = missing + gaps
     gaps += estimate_gaps(wd)
     gaps += list(input_gaps)
-    heads = [f.headline for f in facts if f.headline is not None][:2]
+    # Headlines by the size of the news (a fact's weight, else its priority): the week's largest move wins over
+    # a trivial "since".
+    ranked = sorted((f for f in facts if f.headline is not None), key=lambda f: (-(f.weight if f.weight is not None else f.priority), f.key))
+    heads = [f.headline for f in ranked][:2]
     title = join(heads, ", ", ", ") if heads else Phrase("Weekly Crypto Market Update")
     dateline = Phrase("Market Update – {d}", {"d": num("weekly_market_summary", wd.week, "week_end", s["week_end"], "long_date")})
-    window = Phrase("Week of {a} to {b}, Monday 00:00 UTC to Monday 00:00 UTC.", {"a": num("weekly_market_summary", wd.week, "week_start", s["week_start"], "iso_date"), "b": num("weekly_market_summary", wd.week, "week_end", s["week_end"], "iso_date")})
-    summary = [f.sentence for f in facts[:SUMMARY_FACTS]]
+    window = _window(wd, s)
+    # The lede: the market's move first (the week's news), then the highest-priority facts.
+    first = [f for f in facts if f.key == "mcap_change"]
+    lede = first + [f for f in facts if f.key not in NOT_IN_LEDE and f.key != "mcap_change"][: SUMMARY_FACTS - len(first)]
+    summary = [f.sentence for f in lede]
+    in_lede = {f.key for f in lede}  # a sentence is printed once: the lede's facts are not repeated below
     macro = _macro(wd, gaps)
-    structure = [f.sentence for f in facts if f.key.startswith(STRUCTURE_KEYS)]
-    corr_vol = [f.sentence for f in facts if f.key.startswith(CORR_VOL_KEYS)]
-    market = [f.sentence for f in facts if f.key.startswith(("mcap_", "crypto_"))]
+    structure_all = [f for f in facts if f.key.startswith(STRUCTURE_KEYS)]
+    corr_all = [f for f in facts if f.key.startswith(CORR_VOL_KEYS)]
+    market_all = [f for f in facts if f.key.startswith(("mcap_", "crypto_", "btc_price"))]
+    structure = [f.sentence for f in structure_all if f.key not in in_lede]
+    corr_vol = [f.sentence for f in corr_all if f.key not in in_lede]
+    market = [f.sentence for f in market_all if f.key not in in_lede]
     sectors = _sectors(wd)
-    sector_facts = [f.sentence for f in facts if f.key in ("worst_sector", "best_sector")]
+    sector_facts = [f.sentence for f in facts if f.key in ("worst_sector", "best_sector") and f.key not in in_lede]
     buckets = _buckets(wd)
     cross = _cross_asset(wd)
     movers = _movers(wd)
-    view = our_view(facts)
+    view_facts = our_view(facts, wd)
+    view = [f.sentence for f in view_facts]
     charts = charts_mod.render_charts(wd)
-    everything = [title, dateline, window, *summary, *macro, *structure, *corr_vol, *market, *sectors, *sector_facts, *buckets, *cross]
+    everything = [title, dateline, window, *summary, *macro, *structure, *corr_vol, *market, *sectors, *sector_facts, *buckets, *cross, *view]
     everything += [p for row in movers for p in row.values()]
     nums, txts = _collect(everything)
     claims = list({c["source"] + "|" + c["format"]: c for c in (n.claim() for n in nums)}.values())
+    printed = {id(p) for p in everything}
+    predicates = [
+        pr.as_dict(f.sentence.md())
+        for f in [*facts, *view_facts]
+        if id(f.sentence) in printed or (f.headline is not None and any(h is f.headline for h in heads))
+        for pr in f.predicates
+    ]
+    src = sources(claims) if sources else []
+    # The Markdown carries a compact appendix (tables and partition counts, and the hash of the full list); the
+    # full lineage (every partition with its sha256 and raw files) is in the manifest and the HTML version.
+    appendix = sorted(collections.Counter((e["table"], e["partition"].split("=", 1)[0]) for e in src).items())
+    src_hash = hashlib.sha256(json.dumps([[e["table"], e["partition"], e.get("sha256", "")] for e in src], sort_keys=True).encode()).hexdigest()
     context = {
         "title": title,
         "dateline": dateline,
@@ -267,6 +329,8 @@ def render_week(
         "market": market,
         "cross": cross,
         "structure": structure,
+        "has_structure": bool(structure_all),
+        "has_corr_vol": bool(corr_all),
         "corr_vol": corr_vol,
         "buckets": buckets,
         "sectors": sectors,
@@ -275,7 +339,9 @@ def render_week(
         "view": view,
         "gaps": gaps,
         "charts": charts,
-        "sources": sources(claims) if sources else [],
+        "sources": src,
+        "appendix": appendix,
+        "sources_sha256": src_hash,
         "sources_heading": SOURCES_HEADING,
     }
     markdown = _env(False).get_template("report.md.j2").render(context)
@@ -287,7 +353,9 @@ def render_week(
         html=html,
         facts=facts,
         claims=claims,
-        texts=sorted({t.md() for t in txts} | set(input_gaps)),  # gap lines name days, not figures
+        predicates=predicates,
+        texts=sorted({t.md() for t in txts} | set(input_gaps) | set(missing)),  # gap lines name days, not figures
         gaps=gaps,
         charts=charts,
+        sources_sha256=src_hash,
     )
