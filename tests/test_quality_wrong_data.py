@@ -1,4 +1,4 @@
-"""WRONG data blocks the week with the row named the week-level rules of ``pipelines.quality`` on
+"""WRONG data blocks the week with the row named: the week-level rules of ``pipelines.quality`` on
 frames and on the synthetic lake, conflicting duplicates refused at parse time, and the check that never
 silently evaluates another set of days. Each test failed before its fix (the rules did not exist, parsers kept the
 last duplicate, ``_days_of_run`` swallowed any exception)."""
