@@ -59,19 +59,23 @@ def fresh_emulator() -> Iterator[MarketEmulator]:
         yield emu
 
 
+def point_env_at(mp: pytest.MonkeyPatch, emu: MarketEmulator, wh: Path) -> Path:
+    """Point the pipeline's resources at ``emu`` and the warehouse ``wh`` (through ``mp``, undone with it)."""
+    mp.setenv("WAREHOUSE_DIR", str(wh))
+    for api in ("COINGECKO", "BINANCE", "BYBIT", "OKX", "FRED"):  # no pacing against the loopback emulator
+        mp.setenv(f"{api}_CALLS_PER_MINUTE", "0")
+    mp.setenv("CRYPTO_WEEKLY_NOW", emu.now.isoformat())  # the emulator's fixed clock
+    for k, v in emu.base_urls().items():
+        mp.setenv(k, v)
+    return wh
+
+
 @pytest.fixture
 def env_for(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """Point the pipeline's resources at an emulator and a temporary warehouse."""
 
     def apply(emu: MarketEmulator) -> Path:
-        wh = tmp_path / "warehouse"
-        monkeypatch.setenv("WAREHOUSE_DIR", str(wh))
-        for api in ("COINGECKO", "BINANCE", "BYBIT", "OKX", "FRED"):  # no pacing against the loopback emulator
-            monkeypatch.setenv(f"{api}_CALLS_PER_MINUTE", "0")
-        monkeypatch.setenv("CRYPTO_WEEKLY_NOW", emu.now.isoformat())  # the emulator's fixed clock
-        for k, v in emu.base_urls().items():
-            monkeypatch.setenv(k, v)
-        return wh
+        return point_env_at(monkeypatch, emu, tmp_path / "warehouse")
 
     return apply
 
