@@ -44,13 +44,30 @@ def lake_hashes(wh: Warehouse) -> dict[str, str]:
     return {wh.rel(p): sha256_file(p) for p in sorted(wh.lake_dir.rglob("*.parquet"))}
 
 
+@pytest.fixture(scope="module")
+def four_days_built(tmp_path_factory: pytest.TempPathFactory):
+    """The four days pulled and cleaned once for the module (its own emulator); each test gets a copy."""
+    from tests.conftest import TEST_NOW, point_env_at
+
+    with MarketEmulator(now=TEST_NOW) as emu, pytest.MonkeyPatch.context() as mp:
+        wh_dir = point_env_at(mp, emu, tmp_path_factory.mktemp("four_days") / "warehouse")
+        with dg.instance_for_test() as instance:
+            result = run(instance, "2025-11-20", "2025-11-23", RAW + CLEAN)
+            assert result.success, errors(result)
+        yield wh_dir, emu
+
+
 @pytest.fixture
-def four_days(fresh_emulator: MarketEmulator, env_for):
-    wh_dir = env_for(fresh_emulator)
+def four_days(four_days_built, env_for, tmp_path):
+    """A copy of the four days' warehouse, the environment pointing at it and at the module's emulator (faults
+    cleared before and after), and an instance of the test's own."""
+    built, emu = four_days_built
+    wh_dir = env_for(emu)
+    shutil.copytree(built, wh_dir)
+    emu.clear_faults()
     with dg.instance_for_test() as instance:
-        result = run(instance, "2025-11-20", "2025-11-23", RAW + CLEAN)
-        assert result.success, errors(result)
-        yield Warehouse(wh_dir), fresh_emulator, instance
+        yield Warehouse(wh_dir), emu, instance
+    emu.clear_faults()
 
 
 def test_tables_rows_and_units(four_days) -> None:
