@@ -18,17 +18,16 @@ WEEK = "2025-11-17"
 
 
 @pytest.fixture(scope="module")
-def week_run(tmp_path_factory: pytest.TempPathFactory):
-    """One run of the week for the whole module (its own emulator, warehouse and instance): the tests below only
-    read what it left, except test_stored_days_are_not_pulled_again, which runs the same week again on top (last,
-    and leaving the same bytes)."""
-    from tests.conftest import TEST_NOW, point_env_at
+def week_run(week_from_november):
+    """The week run once for the session (tests/conftest.py): the tests below only read what it left, except
+    test_stored_days_are_not_pulled_again, which runs the same week again on top (last, and leaving the same
+    bytes)."""
+    from tests.conftest import point_env_at
 
-    with MarketEmulator(now=TEST_NOW) as emu, pytest.MonkeyPatch.context() as mp:
-        wh_dir = point_env_at(mp, emu, tmp_path_factory.mktemp("e2e") / "warehouse")
-        with dg.instance_for_test() as instance:
-            run = run_week(WEEK, instance, first_day="2025-11-01")
-            yield run, Warehouse(wh_dir), emu, instance
+    built = week_from_november
+    with pytest.MonkeyPatch.context() as mp:
+        point_env_at(mp, built.emulator, built.warehouse)
+        yield built.run, Warehouse(built.warehouse), built.emulator, built.instance
 
 
 def test_report_numbers_equal_a_direct_query_of_the_lake(week_run) -> None:
