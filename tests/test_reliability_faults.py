@@ -18,7 +18,7 @@ import dagster as dg
 import pytest
 
 from pipelines.emulator.server import Fault, MarketEmulator
-from pipelines.runner import RunFailed, run_week
+from pipelines.runner import PACED_APIS, RunFailed, run_week
 from tests._reliability import assert_untouched, tree_hashes, week
 from tests.conftest import TEST_NOW
 
@@ -29,7 +29,8 @@ CHART_ENDPOINT = "/coins/solana/market_chart/range"
 
 def _env(mp: pytest.MonkeyPatch, emu: MarketEmulator, wh: Path) -> None:
     mp.setenv("WAREHOUSE_DIR", str(wh))
-    mp.setenv("COINGECKO_CALLS_PER_MINUTE", "0")
+    for api in PACED_APIS:  # no pacing against the loopback emulator (pacing is not what these tests are about)
+        mp.setenv(f"{api}_CALLS_PER_MINUTE", "0")
     mp.setenv("COINGECKO_MAX_ATTEMPTS", "3")
     mp.setenv("HTTP_MAX_RETRY_WAIT_SECONDS", "0.05")
     mp.setenv("COINGECKO_TIMEOUT_SECONDS", "0.5")
