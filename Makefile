@@ -18,10 +18,10 @@ SINCE ?= 2025-03-31
 UNTIL ?=
 PYTEST_ARGS ?=
 # The suite runs on both cores (pytest-xdist, see pyproject.toml): every worker starts its own emulators on
-# ephemeral ports and every test writes under its own tmp_path. loadgroup: tests go to whichever worker is free,
-# except that the tests of one xdist_group (the modules that share an expensive fixture) go to the same worker, so
-# the fixture is built once. PYTEST_XDIST= (empty) runs in one process.
-PYTEST_XDIST ?= -n 2 --dist loadgroup
+# ephemeral ports and every test writes under its own tmp_path. worksteal: each worker starts on its half of the
+# files in order (a module's shared fixture is built once) and takes tests from the other when it runs dry.
+# PYTEST_XDIST= (empty) runs in one process.
+PYTEST_XDIST ?= -n 2 --dist worksteal
 
 .PHONY: install demo test dev lint emulator clean backfill bench
 

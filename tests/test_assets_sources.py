@@ -15,8 +15,6 @@ from pipelines.ingest_derivatives import PERP_TOP_N
 from pipelines.runner import RANGE_END_TAG, RANGE_START_TAG
 from pipelines.warehouse import Warehouse, sha256_file
 
-# With pytest-xdist (make test), this module's tests go to one worker, so the four days are pulled once.
-pytestmark = pytest.mark.xdist_group("four_days")
 RAW = ["raw_coingecko_markets", "coin_registry", "raw_binance_premium_index", "raw_binance_funding",
        "raw_binance_futures_stats", "raw_binance_klines", "raw_bybit_derivatives", "raw_okx_derivatives",
        "raw_fred_series"]

@@ -14,9 +14,6 @@ from pipelines.narrative.format import fmt, pct, usd_compact
 from pipelines.runner import run_week
 from pipelines.warehouse import Warehouse
 
-# With pytest-xdist (make test), the tests reading the session's run of the week (conftest.week_from_november)
-# go to one worker, so it is built once.
-pytestmark = pytest.mark.xdist_group("week_from_november")
 WEEK = "2025-11-17"
 
 

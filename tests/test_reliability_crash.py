@@ -22,8 +22,6 @@ from pipelines.warehouse import Warehouse
 from tests._reliability import tree_hashes
 from tests.conftest import REPO, TEST_NOW
 
-# With pytest-xdist (make test), this module's tests go to one worker, so the uninterrupted run is made once.
-pytestmark = pytest.mark.xdist_group("crash")
 SCRIPT = """
 import os, sys
 from datetime import datetime

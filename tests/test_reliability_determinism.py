@@ -12,9 +12,6 @@ from pipelines.runner import emulated_sources
 from tests._reliability import tree_hashes, week
 from tests.conftest import TEST_NOW
 
-# With pytest-xdist (make test), the tests reading the session's run of the week (conftest.week_from_november)
-# go to one worker, so it is built once.
-pytestmark = pytest.mark.xdist_group("week_from_november")
 WEEK = "2025-11-17"
 
 

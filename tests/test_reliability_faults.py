@@ -22,8 +22,6 @@ from pipelines.runner import PACED_APIS, RunFailed, run_week
 from tests._reliability import assert_untouched, tree_hashes, week
 from tests.conftest import TEST_NOW
 
-# With pytest-xdist (make test), this module's tests go to one worker, so its baseline warehouse is built once.
-pytestmark = pytest.mark.xdist_group("faults")
 WEEK, FIRST = "2025-11-17", "2025-11-17"
 CHART = "/coins/solana/market_chart"
 CHART_ENDPOINT = "/coins/solana/market_chart/range"
