@@ -20,6 +20,11 @@ PYTEST_ARGS ?=
 # make demo PROFILE=real-world [BLOCKED=bybit]: the emulator answers as real users meet the APIs
 PROFILE ?= default
 BLOCKED ?= binance
+# The suite runs on both cores (pytest-xdist, see pyproject.toml): every worker starts its own emulators on
+# ephemeral ports and every test writes under its own tmp_path. worksteal: each worker starts on its half of the
+# files in order (a module's shared fixture is built once) and takes tests from the other when it runs dry.
+# PYTEST_XDIST= (empty) runs in one process.
+PYTEST_XDIST ?= -n 2 --dist worksteal
 
 .PHONY: install demo test dev lint emulator clean backfill bench
 
@@ -37,7 +42,7 @@ demo: install
 	.venv/bin/crypto-weekly demo $(if $(WEEK),--week $(WEEK)) --profile $(PROFILE) --blocked-venue $(BLOCKED)
 
 test: install
-	.venv/bin/python -m pytest $(PYTEST_ARGS)
+	.venv/bin/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 # make backfill [SINCE=2025-03-31] [UNTIL=2025-11-17] [EMULATOR=1]: the days as one run, then every week
 backfill: install

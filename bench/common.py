@@ -45,15 +45,17 @@ def weekly_keys() -> list[str]:
     return WEEKLY.get_partition_keys()
 
 
-def daily_range_for(weeks: list[str]) -> tuple[date, date]:
+def daily_range_for(weeks: list[str], history_days: int | None = None) -> tuple[date, date]:
     """The daily partitions the weekly partitions need: from ``DERIVATIVES_HISTORY_DAYS`` (100) before the first
     week's open (the leverage table looks 90 days back for its open-interest peak; correlation and volatility 30)
-    to the last week's close, not before the first daily partition: the range a report run pulls."""
+    to the last week's close, not before the first daily partition: the range a report run pulls.
+    ``history_days`` takes that many days before the open instead (1: the week's open and its days only)."""
     from pipelines.partitions import DAILY_START, week_close_days  # noqa: PLC0415
     from pipelines.runner import DERIVATIVES_HISTORY_DAYS  # noqa: PLC0415
 
+    back = DERIVATIVES_HISTORY_DAYS if history_days is None else history_days
     mondays = sorted(date.fromisoformat(w) for w in weeks)
-    first = max(date.fromisoformat(DAILY_START), mondays[0] - timedelta(days=DERIVATIVES_HISTORY_DAYS))
+    first = max(date.fromisoformat(DAILY_START), mondays[0] - timedelta(days=back))
     return first, week_close_days(mondays[-1].isoformat())[1]
 
 

@@ -151,8 +151,10 @@ def default_top_n() -> int:
 
 
 # ---- phases ---------------------------------------------------------------------------------------------------
-def backfill(mode: str, weeks: int | None = None, profile: bool = False) -> dict:
-    """Backfill the last ``weeks`` weekly partitions (None: all) and the days they read, from the emulator."""
+def backfill(mode: str, weeks: int | None = None, profile: bool = False, perps: int = DEFAULT_PERPS,
+             history_days: int | None = None) -> dict:
+    """Backfill the last ``weeks`` weekly partitions (None: all) and the days they read, from the emulator, following
+    ``perps`` perpetuals (``history_days``: see ``daily_range_for``)."""
     t = Timer()
     with t.lap("import"):
         import dagster as dg  # noqa: PLC0415, F401
@@ -160,7 +162,7 @@ def backfill(mode: str, weeks: int | None = None, profile: bool = False) -> dict
         import pipelines.definitions  # noqa: PLC0415, F401
     keys = weekly_keys()
     keys = keys if weeks is None else keys[-weeks:]
-    first, last = daily_range_for(keys)
+    first, last = daily_range_for(keys, history_days)
     prof = cProfile.Profile() if profile else None
     with temp_env() as wh_dir, emulator():
         if mode == "dagster":
@@ -170,19 +172,19 @@ def backfill(mode: str, weeks: int | None = None, profile: bool = False) -> dict
                 if prof:
                     prof.enable()
                 with t.lap("daily"):
-                    dagster_daily(defs, instance, first, last)
+                    dagster_daily(defs, instance, first, last, perps=perps)
                 with t.lap("weekly"):
                     dagster_weeks(defs, instance, keys)
         else:
             if prof:
                 prof.enable()
             with t.lap("daily"):
-                floor_daily(wh_dir, first, last, default_top_n(), t)
+                floor_daily(wh_dir, first, last, default_top_n(), t, perps=perps)
             with t.lap("weekly"):
                 floor_weeks(wh_dir, keys, t)
         if prof:
             prof.disable()
-    out: dict[str, Any] = {"mode": mode, "weeks": len(keys), "days": (last - first).days + 1,
+    out: dict[str, Any] = {"mode": mode, "weeks": len(keys), "days": (last - first).days + 1, "perps": perps,
                            "first_week": keys[0], "last_week": keys[-1], "laps": t.laps,
                            "compute": t.laps["daily"] + t.laps["weekly"]}
     if prof:
@@ -287,9 +289,11 @@ def universe(coins: int) -> dict:
 APIS = ("coingecko", "binance_fapi", "binance_spot", "binance_vision", "bybit", "okx", "fred")
 
 
-def pulls(coins: int = 8, calls_per_minute: int = 28, perps: int = 2) -> dict:
+def pulls(coins: int = 8, calls_per_minute: int = 28, perps: int = 2, weeks: int | None = None,
+          history_days: int | None = None) -> dict:
     """Requests to every source with the emulator's rate limits ON (CoinGecko 30/min, Binance's weight per
-    minute) and every client paced as in production: a fresh backfill, then one new week, through daily_job."""
+    minute) and every client paced as in production: a fresh backfill (of every week before the last, or of the
+    ``weeks`` before it; ``history_days``: see ``daily_range_for``), then one new week, through daily_job."""
     import dagster as dg  # noqa: PLC0415
 
     from pipelines.resources import DEFAULT_CALLS_PER_MINUTE  # noqa: PLC0415
@@ -299,7 +303,7 @@ def pulls(coins: int = 8, calls_per_minute: int = 28, perps: int = 2) -> dict:
     pacing = {k: v for k, v in DEFAULT_CALLS_PER_MINUTE.items() if k != "COINGECKO"}
 
     keys = weekly_keys()
-    b_first, b_last = daily_range_for(keys[:-1])
+    b_first, b_last = daily_range_for(keys[:-1] if weeks is None else keys[-1 - weeks:-1], history_days)
     n_first, n_last = b_last + timedelta(days=1), daily_range_for(keys[-1:])[1]
     # a week later the registry, the premiumIndex and the FRED snapshots are stale: refreshed
     refresh = {"ops": {a: {"config": {"force": True}} for a in

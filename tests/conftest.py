@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -59,20 +60,53 @@ def fresh_emulator() -> Iterator[MarketEmulator]:
         yield emu
 
 
+def point_env_at(mp: pytest.MonkeyPatch, emu: MarketEmulator, wh: Path) -> Path:
+    """Point the pipeline's resources at ``emu`` and the warehouse ``wh`` (through ``mp``, undone with it)."""
+    mp.setenv("WAREHOUSE_DIR", str(wh))
+    for api in ("COINGECKO", "BINANCE", "BYBIT", "OKX", "FRED"):  # no pacing against the loopback emulator
+        mp.setenv(f"{api}_CALLS_PER_MINUTE", "0")
+    mp.setenv("CRYPTO_WEEKLY_NOW", emu.now.isoformat())  # the emulator's fixed clock
+    mp.setenv("COINGECKO_API_PLAN", emu.plan)  # the plan the emulator enforces
+    for k, v in emu.base_urls().items():
+        mp.setenv(k, v)
+    return wh
+
+
+@dataclass
+class BuiltWeek:
+    run: object  # pipelines.runner.WeekRun
+    warehouse: Path
+    emulator: MarketEmulator
+    instance: object  # dagster.DagsterInstance
+    hashes: dict[str, str]  # sha256 of lake/ and reports/ right after the run, before any test touched them
+
+
+@pytest.fixture(scope="session")
+def week_from_november(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltWeek]:
+    """Week 2025-11-17 run once from an empty warehouse with its history from 2025-11-01 (run_week, default
+    universe, its own emulator, warehouse and Dagster instance), for the tests that read such a run: the
+    end-to-end tests of tests/test_pipeline_e2e.py, and the determinism test as one of its two runs. Built once per
+    session (per xdist worker) instead of once per test. The environment points at it only while it is built;
+    a user that runs more on it points the environment at it again (point_env_at)."""
+    import dagster as dg
+
+    from pipelines.runner import run_week
+    from tests._reliability import tree_hashes
+
+    with MarketEmulator(now=TEST_NOW) as emu, dg.instance_for_test() as instance:
+        wh = tmp_path_factory.mktemp("week_from_november") / "warehouse"
+        with pytest.MonkeyPatch.context() as mp:
+            point_env_at(mp, emu, wh)
+            run = run_week("2025-11-17", instance, first_day="2025-11-01")
+        yield BuiltWeek(run, wh, emu, instance, tree_hashes(wh, "lake", "reports"))
+
+
 @pytest.fixture
 def env_for(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """Point the pipeline's resources at an emulator and a temporary warehouse."""
 
     def apply(emu: MarketEmulator) -> Path:
-        wh = tmp_path / "warehouse"
-        monkeypatch.setenv("WAREHOUSE_DIR", str(wh))
-        for api in ("COINGECKO", "BINANCE", "BYBIT", "OKX", "FRED"):  # no pacing against the loopback emulator
-            monkeypatch.setenv(f"{api}_CALLS_PER_MINUTE", "0")
-        monkeypatch.setenv("CRYPTO_WEEKLY_NOW", emu.now.isoformat())  # the emulator's fixed clock
-        monkeypatch.setenv("COINGECKO_API_PLAN", emu.plan)  # the plan the emulator enforces
-        for k, v in emu.base_urls().items():
-            monkeypatch.setenv(k, v)
-        return wh
+        return point_env_at(monkeypatch, emu, tmp_path / "warehouse")
 
     return apply
 

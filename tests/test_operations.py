@@ -18,6 +18,7 @@ from dagster._core.test_utils import freeze_time
 from pipelines.definitions import make_definitions
 from pipelines.pools import PoolError, check_pools, pool_for
 from pipelines.resources import CoinGeckoResource, WarehouseResource
+from pipelines.runner import PACED_APIS
 from pipelines.warehouse import Warehouse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,7 +179,7 @@ def test_two_runs_at_once_on_one_warehouse(fresh_emulator, tmp_path: Path) -> No
     env = {
         **os.environ,
         **fresh_emulator.base_urls(),
-        "COINGECKO_CALLS_PER_MINUTE": "0",
+        **{f"{api}_CALLS_PER_MINUTE": "0" for api in PACED_APIS},  # no pacing against the loopback emulator
         "WAREHOUSE_DIR": str(wh_dir),
         "DAGSTER_HOME": str(home),
     }

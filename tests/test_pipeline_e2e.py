@@ -17,12 +17,17 @@ from pipelines.warehouse import Warehouse
 WEEK = "2025-11-17"
 
 
-@pytest.fixture
-def week_run(fresh_emulator: MarketEmulator, env_for):
-    wh_dir = env_for(fresh_emulator)
-    with dg.instance_for_test() as instance:
-        run = run_week(WEEK, instance, first_day="2025-11-01")
-        yield run, Warehouse(wh_dir), fresh_emulator, instance
+@pytest.fixture(scope="module")
+def week_run(week_from_november):
+    """The week run once for the session (tests/conftest.py): the tests below only read what it left, except
+    test_stored_days_are_not_pulled_again, which runs the same week again on top (last, and leaving the same
+    bytes)."""
+    from tests.conftest import point_env_at
+
+    built = week_from_november
+    with pytest.MonkeyPatch.context() as mp:
+        point_env_at(mp, built.emulator, built.warehouse)
+        yield built.run, Warehouse(built.warehouse), built.emulator, built.instance
 
 
 def test_report_numbers_equal_a_direct_query_of_the_lake(week_run) -> None:

@@ -9,6 +9,7 @@ only by what the killed run had stored already, which the re-run reuses).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,10 +70,16 @@ def _lake_days(wh: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The warehouse of one uninterrupted run (read only: a test that changes it works on a copy)."""
     tmp = tmp_path_factory.mktemp("uninterrupted")
     _run(tmp / "warehouse", tmp)
-    return tree_hashes(tmp / "warehouse", "lake", "reports")
+    return tmp / "warehouse"
+
+
+@pytest.fixture(scope="module")
+def reference(uninterrupted: Path) -> dict[str, str]:
+    return tree_hashes(uninterrupted, "lake", "reports")
 
 
 def _assert_clean_and_equal(wh: Path, reference: dict[str, str]) -> None:
@@ -105,11 +112,11 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(point, reference, tmp_pa
     assert killed_at[0] >= 1  # the re-run really started from a half-done warehouse
 
 
-def test_leftovers_of_a_kill_are_completed_or_swept(reference, tmp_path: Path) -> None:
+def test_leftovers_of_a_kill_are_completed_or_swept(uninterrupted: Path, reference, tmp_path: Path) -> None:
     """The states a kill can leave, made on purpose: a body without .meta.json, dead writers' temp files, and a
-    registry snapshot stored without its completion marker."""
+    registry snapshot stored without its completion marker (in a copy of the uninterrupted run's warehouse)."""
     wh = tmp_path / "warehouse"
-    _run(wh, tmp_path)
+    shutil.copytree(uninterrupted, wh)
     finished = subprocess.Popen(["true"])  # noqa: S607
     finished.wait()
     dead_pid = finished.pid  # a writer that is gone

@@ -13,7 +13,7 @@ import pytest
 
 from pipelines import quality
 from pipelines.emulator.server import Fault, MarketEmulator
-from pipelines.runner import RunFailed, run_week
+from pipelines.runner import PACED_APIS, RunFailed, run_week
 from pipelines.schemas import COIN_DAILY, TABLES, Column, Table
 from pipelines.warehouse import Warehouse
 from tests.conftest import TEST_NOW
@@ -41,7 +41,8 @@ def _drop_close(body: dict) -> dict:
 def env(emulator: MarketEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     wh = tmp_path / "warehouse"
     monkeypatch.setenv("WAREHOUSE_DIR", str(wh))
-    monkeypatch.setenv("COINGECKO_CALLS_PER_MINUTE", "0")
+    for api in PACED_APIS:  # no pacing against the loopback emulator (pacing is not what these tests are about)
+        monkeypatch.setenv(f"{api}_CALLS_PER_MINUTE", "0")
     monkeypatch.setenv("COINGECKO_TOP_N", "120")
     monkeypatch.setenv("CRYPTO_WEEKLY_NOW", TEST_NOW.isoformat())
     for k, v in emulator.base_urls().items():

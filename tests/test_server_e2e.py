@@ -23,6 +23,7 @@ import dagster as dg
 import pytest
 
 from pipelines.emulator.server import MarketEmulator
+from pipelines.runner import PACED_APIS
 
 REPO = Path(__file__).resolve().parents[1]
 DAYS = ("2025-11-16", "2025-11-30")  # the opens and closes of the two weeks
@@ -105,7 +106,7 @@ def test_backfill_through_dagster_dev(fresh_emulator: MarketEmulator, tmp_path: 
     env = {
         **os.environ,
         **fresh_emulator.base_urls(),
-        "COINGECKO_CALLS_PER_MINUTE": "0",
+        **{f"{api}_CALLS_PER_MINUTE": "0" for api in PACED_APIS},  # no pacing against the loopback emulator
         "WAREHOUSE_DIR": str(wh),
         "DAGSTER_HOME": str(home),
         "DAGSTER_DISABLE_TELEMETRY": "1",
