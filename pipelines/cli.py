@@ -375,6 +375,7 @@ def emulator(port: int, host: str, seed: int | None, plan: str, rate_limits: boo
     emu.start()
     for k, v in emu.base_urls().items():
         click.echo(f"export {k}={v}")
+    click.echo(f"export COINGECKO_API_PLAN={plan}")  # the history window the emulator enforces
     click.echo(f"# emulator clock: {emu.now.isoformat()}; profile {profile}; Ctrl-C to stop", err=True)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))

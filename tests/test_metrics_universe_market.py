@@ -127,3 +127,15 @@ def test_crossing_back_and_again_on_the_closing_day():
         (3.0e12, "up", date(2025, 11, 20)),
         (3.0e12, "down", date(2025, 11, 23)),
     ]
+
+
+def test_a_coin_without_any_category_is_eligible() -> None:
+    """Many CoinGecko coins belong to none of the categories pulled: an empty list must not drop them from the
+    universe (polars' explode drops empty lists; the second derivation caught the size buckets disagreeing)."""
+    from pipelines.metrics.universe import eligible, eligible_ids
+
+    registry = pl.DataFrame(
+        {"coin_id": ["plain", "stable", "both"], "categories": [[], ["stablecoins"], ["layer-1"]]},
+        schema={"coin_id": pl.String, "categories": pl.List(pl.String)},
+    )
+    assert eligible_ids(eligible(registry)) == ["both", "plain"]

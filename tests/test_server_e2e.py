@@ -107,6 +107,7 @@ def test_backfill_through_dagster_dev(fresh_emulator: MarketEmulator, tmp_path: 
         **os.environ,
         **fresh_emulator.base_urls(),
         **{f"{api}_CALLS_PER_MINUTE": "0" for api in PACED_APIS},  # no pacing against the loopback emulator
+        "COINGECKO_API_PLAN": fresh_emulator.plan,  # the plan the emulator enforces (no 365-day window)
         "WAREHOUSE_DIR": str(wh),
         "DAGSTER_HOME": str(home),
         "DAGSTER_DISABLE_TELEMETRY": "1",

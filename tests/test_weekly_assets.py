@@ -191,3 +191,21 @@ def test_blocking_checks_fire_on_wrong_units_and_gaps(world, tmp_path: Path) -> 
     assert set(failed_checks(result)) == {"weekly_leverage.leverage_ranges", "weekly_volume.volume_coverage"}
     vol = Warehouse(tmp_path).read_partition(TABLES["weekly_volume"], "2025-04-21").row(0, named=True)
     assert vol["perp_volume_usd"] is None and vol["spot_volume_usd"] is not None
+
+
+def test_the_registry_of_a_week_is_the_last_snapshot_taken_by_its_close(tmp_path) -> None:
+    """Snapshot names are YYYYMMDDTHHMMSSZ stamps: compared as dates, not as ISO strings (which always fell back
+    to the earliest snapshot)."""
+    from assets._weekly_io import registry_as_of
+    from pipelines.schemas import COIN_REGISTRY
+    from pipelines.warehouse import Warehouse
+
+    wh = Warehouse(tmp_path)
+    for snap, cat in (("20251101T060000Z", "old"), ("20251120T060000Z", "new"), ("20251201T060000Z", "later")):
+        wh.write_partition(COIN_REGISTRY, snap, pl.DataFrame(
+            {"coin_id": ["x"], "symbol": ["x"], "name": ["X"], "market_cap_rank": [1], "market_cap_usd": [1.0],
+             "categories": [[cat]], "pulled_at": [datetime(2025, 11, 1, tzinfo=UTC)]},
+            schema_overrides={"market_cap_rank": pl.Int32, "pulled_at": pl.Datetime("ms", "UTC")}))
+    assert registry_as_of(wh, date(2025, 11, 23))["categories"].to_list() == [["new"]]
+    assert registry_as_of(wh, date(2025, 11, 20))["categories"].to_list() == [["new"]]
+    assert registry_as_of(wh, date(2025, 10, 1))["categories"].to_list() == [["old"]]  # before any: the earliest

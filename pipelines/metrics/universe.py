@@ -55,11 +55,11 @@ def eligible(registry: pl.DataFrame, overrides: pl.DataFrame | None = None) -> p
     (``coin_id, include, reason``) wins over the categories, in both directions, and may name coins absent from
     the registry.
     """
+    # grouped without exploding: a coin with no category at all (an empty list) is kept, and eligible
     cats = (
-        registry.select("coin_id", pl.col("categories").cast(pl.List(pl.String)))
-        .explode("categories")
+        registry.select("coin_id", pl.col("categories").cast(pl.List(pl.String)).fill_null([]))
         .group_by("coin_id")
-        .agg(pl.col("categories").drop_nulls().unique().sort())
+        .agg(pl.col("categories").list.explode(keep_nulls=False, empty_as_null=False).unique().sort())
     )
     rows = []
     for coin_id, categories in cats.iter_rows():

@@ -174,7 +174,7 @@ def _registry(wh: Warehouse, close_day: date) -> dict[str, list[str]]:
     snaps = sorted(p.name.split("=", 1)[1] for p in (wh.lake_dir / "coin_registry").glob("snapshot=*"))
     if not snaps:
         return {}
-    known = [s for s in snaps if s[:10] <= close_day.isoformat()]
+    known = [s for s in snaps if s[:8] <= close_day.strftime("%Y%m%d")]  # names are YYYYMMDDTHHMMSSZ stamps
     snap = known[-1] if known else snaps[0]
     df = wh.query("SELECT coin_id, categories FROM coin_registry WHERE snapshot = ?", [snap])
     return {cid: list(cats or []) for cid, cats in df.iter_rows()}
