@@ -8,14 +8,14 @@ Every read goes through ``Warehouse.query`` with parameterized ``date <= ?`` (an
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
 from assets._meta import table_metadata
-from pipelines.cleaning import registry_snapshots
+from pipelines.cleaning import registry_snapshots, snapshot_day
 from pipelines.metrics.pit import WeekWindow, week_window
 from pipelines.metrics.universe import eligible, eligible_ids
 from pipelines.partitions import WEEKLY
@@ -67,11 +67,6 @@ def registry_as_of(wh: Warehouse, day: date) -> pl.DataFrame:
         raise dg.Failure(f"no {COIN_REGISTRY.name} snapshot in the lake yet: materialize coin_registry first")
     known = [s for s in snaps if snapshot_day(s) <= day]
     return wh.read_partition(COIN_REGISTRY, known[-1] if known else snaps[0])
-
-
-def snapshot_day(snapshot: str) -> date:
-    """The UTC day a registry snapshot was taken: its name is the pull's stamp, ``YYYYMMDDTHHMMSSZ``."""
-    return datetime.strptime(snapshot[:8], "%Y%m%d").date()
 
 
 def eligible_coin_ids(wh: Warehouse, day: date) -> tuple[list[str], pl.DataFrame]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime
 
 import polars as pl
@@ -96,6 +97,14 @@ def build_coin_daily(
 
 def registry_snapshots(wh: Warehouse) -> list[str]:
     return sorted(p.name.split("=", 1)[1] for p in (wh.lake_dir / COIN_REGISTRY.name).glob("snapshot=*"))
+
+
+def snapshot_day(snapshot: str) -> date:
+    """The UTC day a registry snapshot was taken. Its name is the pull's stamp, ``YYYYMMDDTHHMMSSZ``; names
+    written by hand (tests, recordings) may be ISO dates, ``YYYY-MM-DD...``."""
+    if re.match(r"\d{4}-\d{2}-\d{2}", snapshot):
+        return date.fromisoformat(snapshot[:10])
+    return datetime.strptime(snapshot[:8], "%Y%m%d").date()
 
 
 def latest_registry(wh: Warehouse) -> pl.DataFrame:

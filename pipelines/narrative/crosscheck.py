@@ -30,6 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
+from pipelines.cleaning import snapshot_day
 from pipelines.schemas import TABLES
 from pipelines.warehouse import Warehouse
 
@@ -174,7 +175,7 @@ def _registry(wh: Warehouse, close_day: date) -> dict[str, list[str]]:
     snaps = sorted(p.name.split("=", 1)[1] for p in (wh.lake_dir / "coin_registry").glob("snapshot=*"))
     if not snaps:
         return {}
-    known = [s for s in snaps if s[:8] <= close_day.strftime("%Y%m%d")]  # names are YYYYMMDDTHHMMSSZ stamps
+    known = [s for s in snaps if snapshot_day(s) <= close_day]
     snap = known[-1] if known else snaps[0]
     df = wh.query("SELECT coin_id, categories FROM coin_registry WHERE snapshot = ?", [snap])
     return {cid: list(cats or []) for cid, cats in df.iter_rows()}
