@@ -426,6 +426,13 @@ def key_duplicates_macro(df: pl.DataFrame) -> list[str]:
     ]
 
 
+def _day_span(days: tuple[date, ...]) -> str:
+    """``2025-11-20``, ``2025-11-20..2025-11-23`` (consecutive) or ``2025-11-20, 2025-11-22``."""
+    if len(days) > 1 and all((b - a).days == 1 for a, b in zip(days, days[1:], strict=False)):
+        return f"{days[0]}..{days[-1]}"
+    return ", ".join(d.isoformat() for d in days)
+
+
 def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> list[str]:
     """MISSING data in a week's clean frames, as named gap lines for the report (never filled):
 
@@ -470,11 +477,15 @@ def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> lis
         days = week_days_[1:]  # Monday..Sunday partitions
         inweek = df.filter(pl.col("date").is_in(days))
         series = sorted(set(inweek.select("exchange", "symbol").iter_rows()))
-        for d in days:
-            there = set(inweek.filter(pl.col("date") == d).select("exchange", "symbol").iter_rows())
-            absent = [f"{e} {s}" for e, s in series if (e, s) not in there]
-            if absent:
-                out.append(f"{table}: nothing on {d} for {listed(absent)} (not filled).")
+        present = {d: set(inweek.filter(pl.col("date") == d).select("exchange", "symbol").iter_rows()) for d in days}
+        # one line per set of missing days (a delisting is one line for the rest of the week, not one per day)
+        by_days: dict[tuple[date, ...], list[str]] = {}
+        for e, s_ in series:
+            lost = tuple(d for d in days if (e, s_) not in present[d])
+            if lost:
+                by_days.setdefault(lost, []).append(f"{e} {s_}")
+        for lost, names in sorted(by_days.items()):
+            out.append(f"{table}: nothing on {_day_span(lost)} for {listed(names)} (not filled).")
         venues_before = set(df.filter(pl.col("date") < days[0])["exchange"].to_list())
         for v in sorted(venues_before - set(inweek["exchange"].to_list())):
             out.append(f"{table}: no {v} data in the week (it had data before; figures cover the other venues).")

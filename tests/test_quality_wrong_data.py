@@ -206,3 +206,13 @@ def test_funding_off_by_a_factor_on_one_venue_is_left_out_and_named_a_market_wid
     assert quality.funding_venue_outlier_rows(frame(1e-4, 1.1e-4, 1e-6)).is_empty()
     assert quality.funding_venue_outliers(frame(-0.003, -0.002)) == []  # a crash moves every venue
     assert quality.funding_venue_outliers(frame(1e-4, 1.2e-4)) == []
+
+
+def test_a_series_missing_for_the_rest_of_the_week_is_one_gap_line() -> None:
+    from datetime import date, timedelta
+
+    days = [date(2025, 11, 17) + timedelta(days=i) for i in range(7)]
+    rows = [("bybit", "BTCUSDT", d) for d in days] + [("bybit", "DOGEUSDT", d) for d in days[:3]]
+    df = pl.DataFrame(rows, schema={"exchange": pl.String, "symbol": pl.String, "date": pl.Date}, orient="row")
+    lines = [g for g in quality.week_gaps({"funding_rates": df}, "2025-11-17") if g.startswith("funding_rates")]
+    assert lines == ["funding_rates: nothing on 2025-11-20..2025-11-23 for bybit DOGEUSDT (not filled)."]
