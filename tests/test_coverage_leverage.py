@@ -8,27 +8,9 @@ import polars as pl
 import pytest
 
 from pipelines.metrics.leverage import WEEKLY_LEVERAGE, weekly_leverage
+from tests._leverage_frames import funding_frame, oi_rows
 
 WEEK = "2026-11-23"  # open: close of Sun 22 Nov; close: close of Sun 29 Nov
-
-
-def oi_rows(levels: dict[tuple[str, str], dict[date, float]]) -> pl.DataFrame:
-    """One reading per (venue, symbol) at 12:00 of each listed day."""
-    rows = [
-        (ex, sym, datetime(d.year, d.month, d.day, 12, tzinfo=UTC), v)
-        for (ex, sym), by_day in levels.items()
-        for d, v in by_day.items()
-    ]
-    return pl.DataFrame(
-        rows,
-        schema={
-            "exchange": pl.String,
-            "symbol": pl.String,
-            "ts": pl.Datetime("us", "UTC"),
-            "oi_usd": pl.Float64,
-        },
-        orient="row",
-    )
 
 
 def funding_rows(venues: list[str], first: date, days: int, rate: float = 0.0001) -> pl.DataFrame:
@@ -37,17 +19,7 @@ def funding_rows(venues: list[str], first: date, days: int, rate: float = 0.0001
         t = datetime(first.year, first.month, first.day, tzinfo=UTC)
         for k in range(1, 3 * days + 1):
             rows.append((ex, "BTCUSDT", t + timedelta(hours=8 * k), rate, 8))
-    return pl.DataFrame(
-        rows,
-        schema={
-            "exchange": pl.String,
-            "symbol": pl.String,
-            "funding_time": pl.Datetime("us", "UTC"),
-            "funding_rate": pl.Float64,
-            "interval_hours": pl.Int64,
-        },
-        orient="row",
-    )
+    return funding_frame(rows)
 
 
 DAYS = [date(2026, 10, 1) + timedelta(days=i) for i in range(60)]  # up to 29 Nov

@@ -13,29 +13,12 @@ from pipelines.narrative.data import BY_NAME, from_frames
 from pipelines.narrative.facts import derive_facts
 from pipelines.narrative.render import render_week
 from pipelines.warehouse import Warehouse
+from tests._leverage_frames import funding_frame, oi_rows
 from tests._narrative_frames import WEEK, WEEKS, frames
 
 W = WEEK.isoformat()
 OPEN, CLOSE = WEEK - timedelta(days=1), WEEK + timedelta(days=6)
 DAYS = [WEEK - timedelta(days=80) + timedelta(days=i) for i in range(87)]  # .. the close day
-
-
-def _oi(levels: dict[tuple[str, str], dict]) -> pl.DataFrame:
-    rows = [
-        (ex, sym, datetime(d.year, d.month, d.day, 12, tzinfo=UTC), v)
-        for (ex, sym), by in levels.items()
-        for d, v in by.items()
-    ]
-    return pl.DataFrame(
-        rows,
-        schema={
-            "exchange": pl.String,
-            "symbol": pl.String,
-            "ts": pl.Datetime("us", "UTC"),
-            "oi_usd": pl.Float64,
-        },
-        orient="row",
-    )
 
 
 def _funding(venues: list[str], rate: float) -> pl.DataFrame:
@@ -46,17 +29,7 @@ def _funding(venues: list[str], rate: float) -> pl.DataFrame:
         for ex in venues
         for k in range(1, 64)
     ]
-    return pl.DataFrame(
-        rows,
-        schema={
-            "exchange": pl.String,
-            "symbol": pl.String,
-            "funding_time": pl.Datetime("us", "UTC"),
-            "funding_rate": pl.Float64,
-            "interval_hours": pl.Int64,
-        },
-        orient="row",
-    )
+    return funding_frame(rows)
 
 
 def _with_leverage(row: pl.DataFrame) -> dict[str, pl.DataFrame]:
@@ -86,9 +59,9 @@ def okx_missing_at_close() -> pl.DataFrame:
     lv[("binance", "BTCUSDT")][CLOSE] = 61.26e9
     lv[("bybit", "BTCUSDT")][CLOSE] = 40.84e9
     oi = (
-        _oi(lv)
+        oi_rows(lv)
         .filter(pl.col("exchange") != "binance")
-        .vstack(_oi({k: v for k, v in lv.items() if k[0] == "binance"}))
+        .vstack(oi_rows({k: v for k, v in lv.items() if k[0] == "binance"}))
     )
     f = pl.concat([_funding(["bybit", "okx"], 0.0001), _funding(["binance"], 0.0003)])
     # Binance funding has no OI: its OI series is named differently from its funding symbol
