@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from dagster._core.utils import make_new_run_id
 
+from pipelines import settings
 from pipelines.partitions import DAILY_START, WEEKLY, week_close_days
 
 if TYPE_CHECKING:
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
-# Clients whose pacing is turned off against the (loopback) emulator.
-PACED_APIS = ("COINGECKO", "BINANCE", "BYBIT", "OKX", "FRED")
+# Clients whose pacing is turned off against the (loopback) emulator: every API with a *_CALLS_PER_MINUTE.
+PACED_APIS = settings.APIS
 # The CoinGecko side of the daily job: a week's report reads its whole history ("first time since April").
 MARKET_ASSETS = (
     "raw_coingecko_markets",
@@ -264,8 +265,6 @@ def reported(week: str, instance: dg.DagsterInstance, warehouse_root: str | Path
     """Whether ``week``'s report is materialized in the instance and its files are in *this* warehouse
     (``warehouse_root``, default ``settings.warehouse_root()``): a report recorded in another warehouse (another
     ``WAREHOUSE_DIR``, another directory) does not count, whatever the current directory."""
-    from pipelines.settings import warehouse_root as _root  # noqa: PLC0415
-
     key = dg.AssetKey("weekly_report")
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=[week]), limit=1
@@ -275,7 +274,7 @@ def reported(week: str, instance: dg.DagsterInstance, warehouse_root: str | Path
     meta = records[0].asset_materialization.metadata  # type: ignore[union-attr]
     if "markdown_path" not in meta:
         return False
-    report_dir = Path(warehouse_root or _root()).resolve() / "reports" / week
+    report_dir = Path(warehouse_root or settings.warehouse_root()).resolve() / "reports" / week
     return all((report_dir / name).exists() for name in ("report.md", "report.html", "manifest.json"))
 
 

@@ -104,3 +104,19 @@ def frames(names: tuple[str, str] = ("Bitcoin", "btc")) -> dict[str, pl.DataFram
             out["weekly_universe"].append({"week_start": w, "rank": k, "coin_id": f"c{k}", "symbol": f"c{k}", "name": f"Coin {k}", "market_cap_open_usd": 1e11 / k, "price_open_usd": 10.0})
     out["weekly_mcap_crossings"].append({"week_start": WEEK, "level_usd": 3e12, "direction": "down", "crossed_on": WEEK + timedelta(3), "last_other_side_day": date(2025, 4, 21)})
     return {k: table(k, v) for k, v in out.items()}
+
+
+def frames_with_mcap_coverage_change() -> dict[str, pl.DataFrame]:
+    """``frames()`` with coverage moving the week's market-cap change: 170 coins compared at both ends (+1.0% like
+    for like) against 171 at the close, so the printed change and the plain totals' change differ."""
+    fr = frames()
+    cur = pl.col("week_start") == WEEK
+    fr["weekly_market_summary"] = fr["weekly_market_summary"].with_columns(
+        pl.when(cur)
+        .then(pl.lit(1.0))
+        .otherwise(pl.col("total_mcap_change_like_for_like_pct"))
+        .alias("total_mcap_change_like_for_like_pct"),
+        pl.when(cur).then(pl.lit(170, dtype=pl.Int32)).otherwise(pl.col("coins_common")).alias("coins_common"),
+        pl.when(cur).then(pl.lit(171, dtype=pl.Int32)).otherwise(pl.col("coins_end")).alias("coins_end"),
+    )
+    return fr

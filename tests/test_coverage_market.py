@@ -11,7 +11,7 @@ from pipelines.metrics.summary import weekly_market_summary
 from pipelines.narrative.data import from_frames
 from pipelines.narrative.facts import derive_facts
 from pipelines.schemas import WEEKLY_MARKET_SUMMARY
-from tests._narrative_frames import WEEK, frames
+from tests._narrative_frames import WEEK, frames, frames_with_mcap_coverage_change
 
 OPEN, CLOSE = WEEK - timedelta(days=1), WEEK + timedelta(days=6)
 
@@ -43,20 +43,7 @@ def test_a_coin_missing_at_the_close_is_not_a_fall() -> None:
 
 
 def test_the_report_prints_the_like_for_like_change() -> None:
-    fr = frames()
-    s = fr["weekly_market_summary"]
-    cur = pl.col("week_start") == WEEK
-    fr["weekly_market_summary"] = s.with_columns(
-        pl.when(cur)
-        .then(pl.lit(1.0))
-        .otherwise(pl.col("total_mcap_change_like_for_like_pct"))
-        .alias("total_mcap_change_like_for_like_pct"),
-        pl.when(cur)
-        .then(pl.lit(170, dtype=pl.Int32))
-        .otherwise(pl.col("coins_common"))
-        .alias("coins_common"),
-        pl.when(cur).then(pl.lit(171, dtype=pl.Int32)).otherwise(pl.col("coins_end")).alias("coins_end"),
-    )
+    fr = frames_with_mcap_coverage_change()
     facts, gaps = derive_facts(from_frames(WEEK.isoformat(), fr))
     m = [f for f in facts if f.key == "mcap_change"][0]
     assert m.headline.md().startswith("Crypto Market Cap up 1.0% to")

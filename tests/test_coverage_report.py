@@ -14,7 +14,7 @@ from pipelines.narrative.facts import derive_facts
 from pipelines.narrative.render import render_week
 from pipelines.warehouse import Warehouse
 from tests._leverage_frames import funding_frame, oi_rows
-from tests._narrative_frames import WEEK, WEEKS, frames
+from tests._narrative_frames import WEEK, WEEKS, frames, frames_with_mcap_coverage_change
 
 W = WEEK.isoformat()
 OPEN, CLOSE = WEEK - timedelta(days=1), WEEK + timedelta(days=6)
@@ -117,19 +117,7 @@ def test_a_fully_covered_week_reads_as_before() -> None:
 
 
 def test_the_mcap_coverage_sentence_passes_the_claim_check(tmp_path: Path) -> None:
-    fr = frames()
-    cur = pl.col("week_start") == WEEK
-    fr["weekly_market_summary"] = fr["weekly_market_summary"].with_columns(
-        pl.when(cur)
-        .then(pl.lit(1.0))
-        .otherwise(pl.col("total_mcap_change_like_for_like_pct"))
-        .alias("total_mcap_change_like_for_like_pct"),
-        pl.when(cur)
-        .then(pl.lit(170, dtype=pl.Int32))
-        .otherwise(pl.col("coins_common"))
-        .alias("coins_common"),
-        pl.when(cur).then(pl.lit(171, dtype=pl.Int32)).otherwise(pl.col("coins_end")).alias("coins_end"),
-    )
+    fr = frames_with_mcap_coverage_change()
     rep = render_week(from_frames(W, fr))
     assert (
         "across the 170 coins with a market cap at both ends (190 at the open, 171 at the close)"
