@@ -430,6 +430,9 @@ def dev(port: int, use_emulator: bool, reports_port: int) -> None:
         cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
                "-h", "127.0.0.1", "-p", str(port)]
         proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        # SIGTERM (a service manager, `kill`, a test) is passed on to dagster dev, which stops the webserver,
+        # daemon and code server; this process then waits for it and closes the report server and the emulator.
+        signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
         try:
             proc.wait()
         except KeyboardInterrupt:
