@@ -47,6 +47,12 @@ def index_html(reports: Path) -> str:
 
 class _Handler(SimpleHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if self.path == "/favicon.ico":
+            # Browsers ask for it on every page; "no content" instead of a 404 that their console reports as an
+            # error (the reports carry no icon).
+            self.send_response(204)
+            self.end_headers()
+            return
         if self.path in ("/", "/index.html"):
             data = index_html(Path(self.directory)).encode()
             self.send_response(200)

@@ -33,6 +33,9 @@ def test_index_and_reports(tmp_path: Path) -> None:
         assert httpx.get(srv.url + "/2025-11-17/report.html").text.startswith("<h1>Crypto Falls")
         assert httpx.get(srv.url + "/../secret.txt").status_code == 404
         assert httpx.get(srv.url + "/2025-11-17/").status_code == 404  # no directory listings
+        # no icon, and no 404 for the one browsers ask for (their console reports it as an error)
+        icon = httpx.get(srv.url + "/favicon.ico")
+        assert (icon.status_code, icon.content) == (204, b"")
 
 
 def test_reports_url_reaches_the_warehouse_resource(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
