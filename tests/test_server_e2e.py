@@ -272,7 +272,7 @@ def _latest_report_materialization(server: DevServer, week: str) -> dg.EventLogR
     return got[0]
 
 
-def browse_weekly_report(server: DevServer, week: str, artifacts: Path) -> tuple[Path, Path]:
+def _browse_weekly_report(server: DevServer, week: str, artifacts: Path) -> tuple[Path, Path]:
     """Headless Chromium (Playwright driving /usr/bin/chromium) on the weekly_report page of ``week`` in the
     Dagster UI, then on the report through the link in its metadata. Asserts what a person would check and that
     neither page logs an error; returns the two screenshots (a third, ``*-failure.png``, on a failure)."""
@@ -357,5 +357,5 @@ def test_weekly_report_in_headless_chromium(request: pytest.FixtureRequest) -> N
     server: DevServer = request.getfixturevalue("dev_server")  # after the skip: no server for a skipped test
     assert server.backfill.get("status") == "COMPLETED_SUCCESS", (server.backfill, server.log_tail())
     t0 = time.monotonic()
-    shots = browse_weekly_report(server, WEEKS[-1], ARTIFACTS)
+    shots = _browse_weekly_report(server, WEEKS[-1], ARTIFACTS)
     print(f"browser checks: {time.monotonic() - t0:.1f} s; screenshots: {', '.join(map(str, shots))}")
