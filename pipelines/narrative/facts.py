@@ -105,10 +105,10 @@ def _dir(value: float, up: str, down: str, flat: str) -> str:
 
 # ---- one function per kind of fact --------------------------------------------------------------------------
 TM = "weekly_total_market_cap"
-# An estimated market total is within this share of CoinGecko's figure (METHODOLOGY.md, "The market's total":
-# at most 0.37% on real listings with the constant share); a level is said to be crossed on an estimate only
-# when the close lies beyond it by at least this much.
-ESTIMATE_MARGIN = 0.005
+# An estimated market total is within this share of the true total (METHODOLOGY.md, "The market's total": at
+# most 0.62% on real listings with the share of another instant, 0.37% with the constant share); a level is said
+# to be crossed on an estimate only when the close lies beyond it by more than this.
+ESTIMATE_MARGIN = 0.0075
 
 
 def _market_level(wd: WeekData, end: str) -> Phrase | None:
