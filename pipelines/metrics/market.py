@@ -170,6 +170,10 @@ def usable_observations(observations: pl.DataFrame, week: str) -> pl.DataFrame:
     bound = _close_instant(w.close_day) + USABLE_AFTER_CLOSE
     if observations.is_empty():
         return observations
+    # DuckDB reads the column as Etc/UTC, a test frame may say UTC: the same instants, one zone to compare in
+    observations = observations.with_columns(
+        pl.col("observed_at").dt.convert_time_zone("UTC").dt.cast_time_unit("ms")
+    )
     return observations.filter(
         (pl.col("observed_at") <= bound) & (pl.col("top_share") > 0) & (pl.col("total_market_cap_usd") > 0)
     ).sort("observed_at")
