@@ -98,7 +98,8 @@ def global_observations(wh) -> pl.DataFrame:
     """Every /global observation in the lake (``global_market_cap``); ``market_total_daily`` keeps those the week
     may use. Empty (with the columns) when none was ever stored."""
     if has_table(wh, GLOBAL_MARKET_CAP.name):
-        return wh.query(f"SELECT {OBSERVATION_COLUMNS} FROM {GLOBAL_MARKET_CAP.name} ORDER BY observed_at")
+        return wh.query("SELECT observed_at, total_market_cap_usd, top_coins, top_mcap_usd, top_share, close_day "
+                        "FROM global_market_cap ORDER BY observed_at")
     empty = pl.from_arrow(GLOBAL_MARKET_CAP.arrow_schema.empty_table())
     return empty.select(OBSERVATION_COLUMNS.split(", "))  # type: ignore[union-attr]
 

@@ -174,17 +174,17 @@ def market_total_on(wh: Warehouse, week: str, day: date, carry_days: int = 3) ->
     _, _, _, end = _days(week)
     bound = end + timedelta(days=USABLE_DAYS_AFTER_CLOSE)
     close = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
-    usable = "observed_at <= ? AND top_share > 0 AND total_market_cap_usd > 0"
-    if _has(wh, "global_market_cap"):
+    if _has(wh, "global_market_cap"):  # usable: made by the bound, with a positive total and share
         seen = wh.query(
-            f"SELECT total_market_cap_usd AS v FROM global_market_cap WHERE {usable} AND close_day = ? "
-            "ORDER BY observed_at LIMIT 1",
+            "SELECT total_market_cap_usd AS v FROM global_market_cap WHERE observed_at <= ? AND top_share > 0 "
+            "AND total_market_cap_usd > 0 AND close_day = ? ORDER BY observed_at LIMIT 1",
             [bound, day],
         )
         if seen.height:
             return seen["v"][0]
         near = wh.query(
-            f"SELECT top_share AS s FROM global_market_cap WHERE {usable} "
+            "SELECT top_share AS s FROM global_market_cap WHERE observed_at <= ? AND top_share > 0 "
+            "AND total_market_cap_usd > 0 "
             "ORDER BY abs(epoch(observed_at) - epoch(CAST(? AS TIMESTAMPTZ))), observed_at LIMIT 1",
             [bound, close],
         )
