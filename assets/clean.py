@@ -7,10 +7,16 @@ import polars as pl
 from assets._meta import md_table, table_metadata
 from assets.raw import latest_snapshot
 from pipelines import estimates
-from pipelines.cleaning import build_coin_daily, latest_registry, parse_registry_snapshot
+from pipelines.cleaning import (
+    build_coin_daily,
+    global_snapshots,
+    latest_registry,
+    parse_global_snapshot,
+    parse_registry_snapshot,
+)
 from pipelines.partitions import DAILY, days_between, parse_day
 from pipelines.resources import CoinGeckoResource, WarehouseResource
-from pipelines.schemas import COIN_DAILY, COIN_REGISTRY
+from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, GLOBAL_MARKET_CAP
 from pipelines.warehouse import is_safe_component
 
 
@@ -50,6 +56,41 @@ def coin_registry(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
             path=dg.MetadataValue.path(str(written.path)),
             categories=dg.MetadataValue.md(md_table(by_cat, 20)),
         )
+    )
+
+
+@dg.asset(
+    pool="asset_global_market_cap",
+    group_name="clean",
+    kinds={"python", "parquet"},
+    deps=["raw_coingecko_markets"],
+    description=(
+        "CoinGecko /global as observed (the market's total market cap, when CoinGecko computed it) beside the "
+        "share of it held by the largest listed coins of the same instant. One lake partition per registry "
+        "snapshot with a /global answer; a partition already in the lake is not rewritten. The weekly market "
+        "total divides the top coins' market cap by this share (METHODOLOGY.md, 'The market's total')."
+    ),
+    metadata={"dagster/column_schema": GLOBAL_MARKET_CAP.dagster_column_schema()},
+)
+def global_market_cap(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    wh = warehouse.get()
+    snaps = global_snapshots(wh)
+    new = [s for s in snaps if not wh.has_partition(GLOBAL_MARKET_CAP, s)]
+    for snap in new:
+        wh.write_partition(GLOBAL_MARKET_CAP, snap, parse_global_snapshot(wh, snap))
+    if new:
+        wh.refresh_catalog()
+    if not snaps:
+        context.log.warning("no /global observation stored yet: the market's total is estimated with the share "
+                            "measured on real listings (METHODOLOGY.md)")
+    last = wh.read_partition(GLOBAL_MARKET_CAP, snaps[-1]) if snaps else None
+    return dg.MaterializeResult(
+        metadata={
+            **(table_metadata(GLOBAL_MARKET_CAP, last) if last is not None else {}),
+            "observations": len(snaps),
+            "written": len(new),
+            "latest_snapshot": snaps[-1] if snaps else "none",
+        }
     )
 
 

@@ -6,9 +6,18 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from pydantic import Field
 
+from assets.raw_derivatives import gap_check, gap_outputs
 from pipelines import estimates
+from pipelines import gaps as gaps_mod
 from pipelines.cleaning import latest_registry
-from pipelines.ingest import MARKETS_ENDPOINT, SNAPSHOT_COMPLETE, SOURCE, pull_market_charts, pull_registry
+from pipelines.ingest import (
+    GLOBAL_DATASET,
+    MARKETS_ENDPOINT,
+    SNAPSHOT_COMPLETE,
+    SOURCE,
+    pull_market_charts,
+    pull_registry,
+)
 from pipelines.ingest_derivatives import closed_days
 from pipelines.partitions import DAILY, days_between, parse_day
 from pipelines.resources import BinanceResource, CoinGeckoResource, WarehouseResource
@@ -32,13 +41,16 @@ def latest_snapshot(wh: Warehouse) -> str | None:
 
 
 @dg.asset(
+    check_specs=gap_check("raw_coingecko_markets"),
     pool="source_coingecko",
     group_name="raw",
     kinds={"python", "json"},
     description=(
         "CoinGecko /coins/markets (top N by market cap) and category membership (/coins/markets?category=), "
-        "stored as pulled under raw/coingecko/markets/snapshot=<UTC stamp>/. A snapshot younger than "
-        "max_age_hours is reused; force pulls a new one."
+        "stored as pulled under raw/coingecko/markets/snapshot=<UTC stamp>/, and /global (the market's total) "
+        "pulled right after the top pages, under raw/coingecko/global/snapshot=<same stamp>/. A /global that "
+        "fails or whose figure is wrong (zero, negative, NaN, below the listed coins' total) is not stored: a "
+        "named gap (WARN check source_gaps). A snapshot younger than max_age_hours is reused; force pulls a new one."
     ),
 )
 def raw_coingecko_markets(
@@ -51,17 +63,29 @@ def raw_coingecko_markets(
         age = now - datetime.strptime(snap[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
         if age < timedelta(hours=config.max_age_hours):
             context.log.info(f"reusing snapshot {snap} ({age} old); no request made")
-            return dg.MaterializeResult(metadata={"snapshot": snap, "requests": 0, "reused": True})
+            meta, checks = gap_outputs([])
+            return dg.MaterializeResult(metadata={"snapshot": snap, "requests": 0, "reused": True, **meta},
+                                        check_results=checks)
     with coingecko.client() as client:
         pull = pull_registry(client, wh, top_n=coingecko.top_n, now=now)
+    gaps = [pull.global_gap] if pull.global_gap else []
+    # the ledger holds the latest /global pull's outcome: a success clears an earlier failure
+    gaps_mod.record_gaps(wh, GLOBAL_DATASET, [], gaps, replace_all=True)
+    if pull.global_gap:
+        context.log.warning(f"CoinGecko /global: {pull.global_gap.reason}: {pull.global_gap.detail}; the registry "
+                            "was stored, the market's total is estimated from an earlier share")
+    meta, checks = gap_outputs(gaps)
     return dg.MaterializeResult(
         metadata={
             "snapshot": pull.snapshot,
             "requests": pull.requests,
             "reused": False,
             "coins": pull.coins.height,
+            "global_file": pull.global_file or "none",
             "files": dg.MetadataValue.md("\n".join(f"- `{f}`" for f in pull.files[:20])),
-        }
+            **meta,
+        },
+        check_results=checks,
     )
 
 

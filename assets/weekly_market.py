@@ -3,6 +3,7 @@ crossings, sector and size indices, correlation buckets. Each asset wraps one fu
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 import dagster as dg
@@ -14,6 +15,7 @@ from assets._weekly_io import (
     coin_daily_between,
     days_before,
     eligible_coin_ids,
+    has_table,
     out_of,
     require_days,
     require_open_close,
@@ -21,17 +23,21 @@ from assets._weekly_io import (
 )
 from pipelines.metrics.correlation import WEEKLY_CORRELATION_BUCKETS, weekly_correlation_buckets
 from pipelines.metrics.market import (
+    ESTIMATED,
+    WEEKLY_MARKET_TOTAL,
     WEEKLY_MCAP_CROSSINGS,
     WEEKLY_TOTAL_MARKET_CAP,
     level_crossings,
+    market_total_daily,
     total_market_cap_daily,
+    weekly_market_total,
     weekly_total_market_cap,
 )
 from pipelines.metrics.pit import week_window
 from pipelines.metrics.sectors import WEEKLY_INDEX_RETURNS, weekly_index_returns
 from pipelines.metrics.universe import WEEKLY_UNIVERSE, weekly_universe
 from pipelines.partitions import WEEK_FROM_DAYS
-from pipelines.schemas import COIN_DAILY, COIN_REGISTRY
+from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, GLOBAL_MARKET_CAP
 
 TOP_N = 100
 MIN_UNIVERSE = 50  # fewer eligible coins priced at the open means the pulls are incomplete
@@ -78,17 +84,51 @@ weekly_universe_asset = weekly_table_asset(
 )
 
 
-# ---- weekly_total_market_cap and weekly_mcap_crossings ---------------------------------------------------------
+# ---- weekly_total_market_cap, weekly_market_total and weekly_mcap_crossings --------------------------------------
 def _total_daily(wh, week: str) -> pl.DataFrame:
     w = require_open_close(wh, week)
     cd = coin_daily_between(wh, None, w.close_day, "date, coin_id, market_cap_usd")
     return total_market_cap_daily(cd)
 
 
+OBSERVATION_COLUMNS = "observed_at, total_market_cap_usd, top_coins, top_mcap_usd, top_share, close_day"
+
+
+def global_observations(wh) -> pl.DataFrame:
+    """Every /global observation in the lake (``global_market_cap``); ``market_total_daily`` keeps those the week
+    may use. Empty (with the columns) when none was ever stored."""
+    if has_table(wh, GLOBAL_MARKET_CAP.name):
+        return wh.query("SELECT observed_at, total_market_cap_usd, top_coins, top_mcap_usd, top_share, close_day "
+                        "FROM global_market_cap ORDER BY observed_at")
+    empty = pl.from_arrow(GLOBAL_MARKET_CAP.arrow_schema.empty_table())
+    return empty.select(OBSERVATION_COLUMNS.split(", "))  # type: ignore[union-attr]
+
+
+def _market_daily(wh, week: str, daily: pl.DataFrame | None = None) -> pl.DataFrame:
+    daily = _total_daily(wh, week) if daily is None else daily
+    return market_total_daily(daily, global_observations(wh), week)
+
+
+def market_total_problems(rows: list[dict]) -> list[str]:
+    """A day of the market's total that is wrong: missing or not positive, below the top coins it was estimated
+    from (share above 1), or a share outside (0, 1]."""
+    out = []
+    for r in rows:
+        v, top, share = r.get("market_total_usd"), r.get("top_mcap_usd"), r.get("share")
+        if v is None or not v > 0 or not math.isfinite(v):
+            out.append(f"{r['date']}: market total {v} missing or not positive")
+        elif top is not None and v < top * (1 - 1e-12):
+            out.append(f"{r['date']}: market total {v:.6g} below the top {r['top_coins']} coins' {top:.6g}")
+        if share is None or not 0 < share <= 1:
+            out.append(f"{r['date']}: share {share} outside (0, 1]")
+    return out
+
+
 def compute_total_market_cap(wh, week: str) -> Computed:
     w = week_window(week)
     daily = _total_daily(wh, week)
-    df = weekly_total_market_cap(daily, week)
+    market = _market_daily(wh, week, daily)
+    df = weekly_total_market_cap(daily, week, market)
     row = df.row(0, named=True)
     problems = []
     coins = dict(daily.filter(pl.col("date").is_in([w.open_day, w.close_day])).select("date", "coins").iter_rows())
@@ -100,31 +140,71 @@ def compute_total_market_cap(wh, week: str) -> Computed:
     elif not row["mcap_low_usd"] <= min(row["mcap_open_usd"], row["mcap_close_usd"]) <= row["mcap_high_usd"]:
         problems.append("low/high do not bracket the open and close")
     days = daily.filter(pl.col("date").is_between(w.open_day, w.close_day)).height
+    ends = market.filter(pl.col("date").is_in([w.open_day, w.close_day])).to_dicts()
+    market_problems = market_total_problems(ends)
+    if len(ends) < 2:
+        market_problems.append("the market's total is missing at the open or the close")
     return Computed(
         df,
-        metadata={"days_in_week": days, "coins_open": coins.get(w.open_day, 0), "coins_close": coins.get(w.close_day, 0)},
-        problems={"total_market_cap_coverage": problems},
+        metadata={"days_in_week": days, "coins_open": coins.get(w.open_day, 0), "coins_close": coins.get(w.close_day, 0),
+                  "market_total_basis": f"{row['basis_open']} at the open, {row['basis_close']} at the close",
+                  "share_close": row["share_close"], "share_source_close": row["share_source_close"]},
+        problems={"total_market_cap_coverage": problems, "market_total_consistent": market_problems},
     )
 
 
 weekly_total_market_cap_asset = weekly_table_asset(
     WEEKLY_TOTAL_MARKET_CAP,
     description=(
-        "Total crypto market cap (every coin in coin_daily, stablecoins included, like CoinGecko's global figure) "
-        "at the week's open and close, its change and the week's low and high daily close. "
+        "Total crypto market cap at the week's open and close, its change and the week's low and high daily close: "
+        "the tracked coins' total (every coin in coin_daily, stablecoins included) and the market's total "
+        "(CoinGecko's global figure, observed or estimated, with its basis and share; weekly_market_total). "
         "pipelines.metrics.market.weekly_total_market_cap."
     ),
-    deps=[COIN_DAILY_WEEK],
+    deps=[COIN_DAILY_WEEK, GLOBAL_MARKET_CAP.name],
     compute=compute_total_market_cap,
     checks=[Check("total_market_cap_coverage",
-                  f"At least {MIN_TOTAL_COINS} coins at open and close, positive totals, low <= open/close <= high.")],
+                  f"At least {MIN_TOTAL_COINS} coins at open and close, positive totals, low <= open/close <= high."),
+            Check("market_total_consistent", "The market's total at the open and close is positive, at least the "
+                  "top coins it is estimated from, with a share in (0, 1].")],
+)
+
+
+def compute_market_total(wh, week: str) -> Computed:
+    w = week_window(week)
+    market = _market_daily(wh, week)
+    df = weekly_market_total(market, week)
+    problems = market_total_problems(df.to_dicts())
+    have = set(df["date"].to_list())
+    problems += [f"{d}: no market total" for d in (w.open_day, w.close_day) if d not in have]
+    estimated = df.filter(pl.col("basis") == ESTIMATED)
+    return Computed(
+        df,
+        metadata={"observed_days": df.height - estimated.height, "estimated_days": estimated.height,
+                  "share_sources": ", ".join(sorted(set(df["share_source"].to_list()))) or "none"},
+        problems={"market_total_consistent": problems},
+    )
+
+
+weekly_market_total_asset = weekly_table_asset(
+    WEEKLY_MARKET_TOTAL,
+    description=(
+        "The market's total market cap on each day of the week: CoinGecko's global figure where it was observed at "
+        "the close, else the top 100 coins' market cap divided by their share of it, measured by the nearest /global "
+        "observation made by two days after the week's close (or the share measured on real listings), labelled "
+        "observed or estimated with the share used. pipelines.metrics.market.market_total_daily."
+    ),
+    deps=[COIN_DAILY_WEEK, GLOBAL_MARKET_CAP.name],
+    compute=compute_market_total,
+    checks=[Check("market_total_consistent", "Every day's market total is positive, at least the top coins it is "
+                  "estimated from, with a share in (0, 1]; the open and the close are present.")],
 )
 
 
 def compute_crossings(wh, week: str) -> Computed:
     w = week_window(week)
-    daily = _total_daily(wh, week)
-    df = level_crossings(daily, week)
+    daily = _market_daily(wh, week)
+    df = level_crossings(daily, week, col="market_total_usd")
     problems = []
     for r in df.iter_rows(named=True):
         if not w.open_day < r["crossed_on"] <= w.close_day:
@@ -141,11 +221,12 @@ def compute_crossings(wh, week: str) -> Computed:
 weekly_mcap_crossings_asset = weekly_table_asset(
     WEEKLY_MCAP_CROSSINGS,
     description=(
-        "Round levels ($0.5T steps) of the total market cap crossed between daily closes during the week, with the "
-        "last earlier close already on the new side ('first time since April'). Reads coin_daily's whole history "
-        "up to the week's close. pipelines.metrics.market.level_crossings."
+        "Round levels ($0.5T steps) of the market's total (CoinGecko's global figure, observed or estimated as in "
+        "weekly_market_total) crossed between daily closes during the week, with the last earlier close already on "
+        "the new side ('first time since April'). Reads coin_daily's whole history up to the week's close and the "
+        "/global observations the week may use. pipelines.metrics.market.level_crossings."
     ),
-    deps=[COIN_DAILY_WEEK],
+    deps=[COIN_DAILY_WEEK, GLOBAL_MARKET_CAP.name],
     compute=compute_crossings,
     checks=[Check("crossings_consistent", "Crossings fall inside the week; 'since' days precede them.")],
 )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import polars as pl
 
 from pipelines.ingest import ChartPull, covers, stored_chart_pulls
-from pipelines.schemas import COIN_REGISTRY
+from pipelines.schemas import COIN_REGISTRY, GLOBAL_MARKET_CAP
 from pipelines.sources.coingecko import parse_market_chart
 from pipelines.sources.http import PayloadError
 from pipelines.warehouse import Warehouse
@@ -140,3 +140,52 @@ def parse_registry_snapshot(wh: Warehouse, snapshot: str) -> pl.DataFrame:
         pl.Series("categories", [sorted(members.get(c, ())) for c in coins["coin_id"].to_list()], dtype=pl.List(pl.String)),
         pl.lit(pulled_at).cast(pl.Datetime("ms", "UTC")).alias("pulled_at"),
     )
+
+
+CLOSE_WINDOW_MS = 3_600_000  # an observation in [D+1 00:00, D+1 01:00) is the close of D (as ``closes``)
+
+
+def global_snapshots(wh: Warehouse) -> list[str]:
+    """Registry snapshots that are complete and have a stored /global response, oldest first."""
+    from pipelines.ingest import GLOBAL_ENDPOINT, GLOBAL_FILE, MARKETS_ENDPOINT, SNAPSHOT_COMPLETE, SOURCE  # noqa: PLC0415
+
+    base = wh.raw_dir / SOURCE / GLOBAL_ENDPOINT
+    out = []
+    for path in sorted(base.glob(f"snapshot=*/{GLOBAL_FILE}.json")):
+        snap = path.parent.name.split("=", 1)[1]
+        complete = wh.raw_dir / SOURCE / MARKETS_ENDPOINT / f"snapshot={snap}" / SNAPSHOT_COMPLETE
+        if path.with_suffix(".meta.json").exists() and complete.exists():
+            out.append(snap)
+    return out
+
+
+def parse_global_snapshot(wh: Warehouse, snapshot: str) -> pl.DataFrame:
+    """One ``global_market_cap`` row from a snapshot's stored /global response and its /coins/markets top pages
+    (the same instant): the total, and the share of it held by the ``SHARE_TOP_N`` largest listed coins."""
+    from pipelines.ingest import GLOBAL_ENDPOINT, GLOBAL_FILE, SHARE_TOP_N, SOURCE  # noqa: PLC0415
+    from pipelines.sources.coingecko import parse_global  # noqa: PLC0415
+
+    path = wh.raw_dir / SOURCE / GLOBAL_ENDPOINT / f"snapshot={snapshot}" / f"{GLOBAL_FILE}.json"
+    g = parse_global(json.loads(path.read_bytes()))
+    coins = parse_registry_snapshot(wh, snapshot)
+    caps = coins["market_cap_usd"].drop_nulls().filter(coins["market_cap_usd"].drop_nulls() > 0).sort(descending=True)
+    top = caps.head(SHARE_TOP_N)
+    top_sum = float(top.sort().sum())  # sorted: the float sum does not depend on order
+    total = g["total_market_cap_usd"]
+    observed = g["updated_at"]
+    day = (observed.date() - timedelta(days=1)) if (observed.timestamp() * 1000) % 86_400_000 < CLOSE_WINDOW_MS else None
+    row = {
+        "observed_at": observed,
+        "pulled_at": datetime.fromisoformat(wh.raw_meta(path)["fetched_at"]),
+        "total_market_cap_usd": total,
+        "total_volume_usd": g["total_volume_usd"],
+        "top_coins": top.len(),
+        "top_mcap_usd": top_sum,
+        "top_share": top_sum / total if total else float("nan"),
+        "close_day": day,
+        "raw_file": wh.rel(path),
+    }
+    schema = {"observed_at": pl.Datetime("ms", "UTC"), "pulled_at": pl.Datetime("ms", "UTC"),
+              "total_market_cap_usd": pl.Float64, "total_volume_usd": pl.Float64, "top_coins": pl.Int32,
+              "top_mcap_usd": pl.Float64, "top_share": pl.Float64, "close_day": pl.Date, "raw_file": pl.String}
+    return pl.DataFrame([row], schema=schema).select(GLOBAL_MARKET_CAP.column_names)

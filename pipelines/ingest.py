@@ -6,14 +6,16 @@ Kept out of the asset bodies so it can be called without Dagster (tests, benchma
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 
+from pipelines import gaps as gaps_mod
 from pipelines.partitions import utc_midnight
-from pipelines.sources.coingecko import CoinGeckoClient, parse_market_chart, parse_markets
+from pipelines.sources.coingecko import CoinGeckoClient, parse_global, parse_market_chart, parse_markets
 from pipelines.sources.http import Fetched, PayloadError, SourceError
 from pipelines.warehouse import (
     Warehouse,
@@ -27,6 +29,16 @@ from pipelines.warehouse import (
 SOURCE = "coingecko"
 CHART_ENDPOINT = "market_chart_range"
 MARKETS_ENDPOINT = "markets"
+# /global, pulled with each /coins/markets snapshot and stored under the same snapshot stamp, so the top coins'
+# share of the market's total is measured at one instant (METHODOLOGY.md, "The market's total").
+GLOBAL_ENDPOINT = "global"
+GLOBAL_DATASET = "coingecko global"
+GLOBAL_FILE = "global"
+# The coins whose share of the total is measured (the largest by market cap, stablecoins included, as /global).
+SHARE_TOP_N = 100
+# A /global total more than this many times the listed coins' own total is off by a factor (a unit error): the
+# real top 100 hold about 98.6% of it.
+MAX_TOTAL_TO_LISTED = 2.0
 # Written last in a /coins/markets snapshot directory: only a snapshot with it is complete (a run killed between
 # the top pages and the category pages must not leave a registry without categories).
 SNAPSHOT_COMPLETE = "_complete"
@@ -72,10 +84,53 @@ class RegistryPull:
     files: list[str]
     coins: pl.DataFrame  # coin_id, symbol, name, market_cap_rank, market_cap_usd, categories
     requests: int
+    global_file: str | None = None  # the stored /global response of the same instant
+    global_gap: gaps_mod.Gap | None = None  # why there is none: the pull failed or its figure was refused
+
+
+def global_problems(total: float, listed_usd: float) -> list[str]:
+    """What is wrong with a ``/global`` total next to the listed coins' total of the same instant (empty: it is
+    plausible): not a finite number, zero or negative, below what the listed coins alone add up to, or more than
+    ``MAX_TOTAL_TO_LISTED`` times it (off by a factor)."""
+    if not math.isfinite(total):
+        return [f"total_market_cap.usd = {total} is not a finite number"]
+    if total <= 0:
+        return [f"total_market_cap.usd = {total:.10g} is not positive"]
+    if total < listed_usd:
+        return [f"total_market_cap.usd = {total:.10g} is below the listed coins' own total {listed_usd:.10g}"]
+    if total > MAX_TOTAL_TO_LISTED * listed_usd:
+        return [f"total_market_cap.usd = {total:.10g} is more than {MAX_TOTAL_TO_LISTED:g}x the listed coins' "
+                f"total {listed_usd:.10g} (off by a factor)"]
+    return []
+
+
+def fetch_global(client: CoinGeckoClient, coins: pl.DataFrame) -> tuple[Fetched | None, gaps_mod.Gap | None]:
+    """``/global`` checked against the listed coins (``coins``, the /coins/markets pages of the same instant).
+
+    A failed request (404, 451, 5xx or timeouts after the retries, an error body) and a refused answer (a changed
+    shape, or a figure ``global_problems`` rejects: zero, negative, NaN, below the listed coins' total) give a
+    named gap and nothing to store: wrong figures are refused before storage, so the lake never holds them."""
+    try:
+        fetched = client.global_market()
+    except SourceError as exc:
+        reason, status = gaps_mod.classify(exc)
+        return None, gaps_mod.Gap(SOURCE, GLOBAL_DATASET, "/global", (), status, reason, str(exc)[:300])
+    try:
+        parsed = parse_global(fetched.json())
+        listed = float(coins["market_cap_usd"].drop_nulls().sum())
+        wrong = global_problems(parsed["total_market_cap_usd"], listed)
+        if wrong:
+            raise PayloadError("; ".join(wrong), endpoint=fetched.endpoint, params=fetched.params, status=fetched.status)
+    except (ValueError, PayloadError) as exc:  # ValueError: not JSON
+        detail = f"refused before storage: {exc}"
+        return None, gaps_mod.Gap(SOURCE, GLOBAL_DATASET, "/global", (), fetched.status, gaps_mod.PAYLOAD, detail[:300])
+    return fetched, None
 
 
 def pull_registry(client: CoinGeckoClient, wh: Warehouse, top_n: int, now: datetime | None = None) -> RegistryPull:
-    """Top ``top_n`` coins by market cap and their category membership, stored as one snapshot.
+    """Top ``top_n`` coins by market cap and their category membership, stored as one snapshot, with ``/global``
+    pulled right after the top pages and stored under the same stamp (``raw/coingecko/global/snapshot=...``).
+    A ``/global`` that fails or is refused is a gap (``global_gap``); the registry is stored regardless.
 
     Every page is fetched and checked before anything is stored, so a drifted or failing page leaves no snapshot
     behind; the pages are then stored and the directory marked complete (``_complete``) last, so a run killed
@@ -93,6 +148,7 @@ def pull_registry(client: CoinGeckoClient, wh: Warehouse, top_n: int, now: datet
     coins = parse_markets(pages).head(top_n)
     if coins.is_empty():
         raise ValueError("CoinGecko /coins/markets listed no coins: no registry snapshot stored")
+    global_fetched, global_gap = fetch_global(client, coins)  # right after the top pages: the same instant
     members: dict[str, list[str]] = {}
     for cat in MEMBERSHIP_CATEGORIES:
         for i, fetched in enumerate(client.markets_pages(top_n=1000, category=cat), start=1):
@@ -101,6 +157,8 @@ def pull_registry(client: CoinGeckoClient, wh: Warehouse, top_n: int, now: datet
             fetched_pages.append((f"category-{cat}-page-{i}", fetched))
     snap = _free_snapshot(wh, stamp(now), fetched_pages)
     files = [_store(wh, MARKETS_ENDPOINT, {"snapshot": snap}, name, fetched) for name, fetched in fetched_pages]
+    # stored before the snapshot is marked complete: a complete snapshot's /global (if any) is always there
+    global_file = _store(wh, GLOBAL_ENDPOINT, {"snapshot": snap}, GLOBAL_FILE, global_fetched) if global_fetched else None
     base = wh.raw_dir / SOURCE / MARKETS_ENDPOINT / f"snapshot={safe_component(snap)}"
     atomic_write_bytes(base / SNAPSHOT_COMPLETE, json.dumps({"files": files}, indent=1).encode())
     coins = coins.with_columns(
@@ -108,7 +166,9 @@ def pull_registry(client: CoinGeckoClient, wh: Warehouse, top_n: int, now: datet
         .map_elements(lambda c: sorted(members.get(c, [])), return_dtype=pl.List(pl.String))
         .alias("categories")
     )
-    return RegistryPull(snapshot=snap, files=files, coins=coins, requests=len(files))
+    requests = len(files) + 1  # the /global request, answered or not
+    return RegistryPull(snapshot=snap, files=files, coins=coins, requests=requests, global_file=global_file,
+                        global_gap=global_gap)
 
 
 def _free_snapshot(wh: Warehouse, snap: str, fetched_pages: list[tuple[str, Fetched]]) -> str:

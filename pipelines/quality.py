@@ -7,9 +7,10 @@ weekly run that reads them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
 
@@ -206,6 +207,13 @@ def week_frames(wh: Warehouse, week: str) -> dict[str, pl.DataFrame]:
         if table is None or not any((wh.lake_dir / name).glob("date=*/data.parquet")):
             continue
         out[name] = wh.query(f'SELECT * FROM "{table.name}" WHERE date BETWEEN ? AND ?', [first, last])
+    table = TABLES.get("global_market_cap")
+    if table is not None and any((wh.lake_dir / table.name).glob("snapshot=*/data.parquet")):
+        # every observation the week may use (made by two days after its close: metrics.market.USABLE_AFTER_CLOSE)
+        out["global_market_cap"] = wh.query(
+            f'SELECT * FROM "{table.name}" WHERE observed_at <= ? ORDER BY observed_at',
+            [datetime.combine(last + timedelta(days=2), time(), UTC)],
+        )
     table = TABLES.get("macro_observations")
     if table is not None and any((wh.lake_dir / table.name).glob("series=*/data.parquet")):
         out["macro_observations"] = wh.query(
@@ -399,10 +407,31 @@ def supply_jumps(coin_daily: pl.DataFrame, top_n: int = TOP_N_REQUIRED) -> list[
     ]
 
 
+def global_values(df: pl.DataFrame) -> list[str]:
+    """A /global observation (``global_market_cap``) that is wrong: a total or share that is not a finite
+    positive number, a total below the top coins' own market cap (share above 1), or a top sum that is not
+    positive. The pull refuses such answers before storage; a row that reaches the lake anyway (an older
+    recording, a file edited by hand) blocks every week that may use it, naming the row."""
+    out = []
+    for r in df.iter_rows(named=True):
+        name = f"global_market_cap[snapshot={r.get('snapshot', '?')}, observed_at={r['observed_at']}]"
+        total, top, share = r["total_market_cap_usd"], r["top_mcap_usd"], r["top_share"]
+        for col, v in (("total_market_cap_usd", total), ("top_mcap_usd", top), ("top_share", share)):
+            if v is None or not math.isfinite(v) or v <= 0:
+                out.append(f"{name}: {col} = {v} (must be a positive number)")
+        if total is not None and top is not None and math.isfinite(total) and math.isfinite(top) and 0 < total < top:
+            out.append(f"{name}: total_market_cap_usd = {_fmt(total)} below the top {r['top_coins']} coins' "
+                       f"{_fmt(top)}")
+    return out
+
+
 def week_violations(frames: dict[str, pl.DataFrame]) -> list[str]:
     """Every WRONG-data violation in a week's clean frames (see ``week_frames``), each naming its row."""
     out: list[str] = []
     for table, df in frames.items():
+        if table == "global_market_cap":
+            out += global_values(df)
+            continue
         out += key_duplicates(table, df) if table != "macro_observations" else key_duplicates_macro(df)
         out += non_finite(table, df)
         out += required_values(table, df)

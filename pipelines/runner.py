@@ -32,6 +32,7 @@ PACED_APIS = settings.APIS
 MARKET_ASSETS = (
     "raw_coingecko_markets",
     "coin_registry",
+    "global_market_cap",
     "raw_coingecko_market_charts",
     "raw_binance_spot_daily",
     "coin_daily",

@@ -118,6 +118,29 @@ COIN_REGISTRY = Table(
     ),
 )
 
+GLOBAL_MARKET_CAP = Table(
+    name="global_market_cap",
+    description=(
+        "CoinGecko /global as observed: the market's total market cap, when CoinGecko computed it, and the share "
+        "of it held by the top coins of the /coins/markets pages pulled at the same instant. One partition per "
+        "registry snapshot that has a /global answer."
+    ),
+    partition_by="snapshot",
+    key=("observed_at",),
+    columns=(
+        Column("observed_at", UTC_MS, "data.updated_at: when CoinGecko computed the figure"),
+        Column("pulled_at", UTC_MS, "when the response was received"),
+        Column("total_market_cap_usd", pa.float64(), "data.total_market_cap.usd: the market's total"),
+        Column("total_volume_usd", pa.float64(), "data.total_volume.usd", True),
+        Column("top_coins", pa.int32(), "coins in top_mcap_usd: the largest listed coins, at most 100"),
+        Column("top_mcap_usd", pa.float64(), "their market caps summed (the /coins/markets pages of the same instant)"),
+        Column("top_share", pa.float64(), "top_mcap_usd / total_market_cap_usd: the share the estimates divide by"),
+        Column("close_day", pa.date32(), "the day whose close this observation is (observed_at within the hour "
+               "after D+1 00:00 UTC, the rule for coin closes); null when it was made at another time", True),
+        Column("raw_file", pa.string(), "the stored /global response"),
+    ),
+)
+
 WEEKLY_MARKET_SUMMARY = Table(
     name="weekly_market_summary",
     description="One row per week: total market cap at the week's open and close, BTC and ETH weekly returns.",
@@ -160,7 +183,9 @@ WEEKLY_MOVERS = Table(
     ),
 )
 
-TABLES: dict[str, Table] = {t.name: t for t in (COIN_DAILY, COIN_REGISTRY, WEEKLY_MARKET_SUMMARY, WEEKLY_MOVERS)}
+TABLES: dict[str, Table] = {
+    t.name: t for t in (COIN_DAILY, COIN_REGISTRY, GLOBAL_MARKET_CAP, WEEKLY_MARKET_SUMMARY, WEEKLY_MOVERS)
+}
 
 
 def register(table: Table) -> Table:

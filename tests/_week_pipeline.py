@@ -28,6 +28,7 @@ from pipelines.warehouse import Warehouse
 COMPUTES = {
     "weekly_universe": (wk_.compute_universe, wk_.weekly_universe_asset),
     "weekly_total_market_cap": (wk_.compute_total_market_cap, wk_.weekly_total_market_cap_asset),
+    "weekly_market_total": (wk_.compute_market_total, wk_.weekly_market_total_asset),
     "weekly_mcap_crossings": (wk_.compute_crossings, wk_.weekly_mcap_crossings_asset),
     "weekly_index_returns": (wk_.compute_index_returns, wk_.weekly_index_returns_asset),
     "weekly_correlation_buckets": (wk_.compute_correlation, wk_.weekly_correlation_buckets_asset),

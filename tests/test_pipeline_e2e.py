@@ -42,10 +42,19 @@ def test_report_numbers_equal_a_direct_query_of_the_lake(week_run) -> None:
         """
     )
     (open_total, close_total), (btc0, btc1) = totals["total"].to_list(), totals["btc"].to_list()
-    assert usd_compact(open_total) in text and usd_compact(close_total) in text
-    assert fmt("updown_pct", (close_total / open_total - 1) * 100) in text
+    assert fmt("updown_pct", (close_total / open_total - 1) * 100) in text  # the move: the coins tracked
     assert pct((btc1 / btc0 - 1) * 100) in text
-    assert close_total < 3e12 < open_total  # the emulated November sell-off
+    # the levels: the market's total. The only /global observation (the run's clock, 2025-12-02) came more than
+    # two days after the week closed, so both ends are the top 100 over the share measured on real listings
+    top = wh.query(
+        "SELECT date, sum(market_cap_usd) AS top FROM (SELECT date, market_cap_usd, row_number() OVER "
+        "(PARTITION BY date ORDER BY market_cap_usd DESC) AS r FROM coin_daily WHERE market_cap_usd > 0 AND date IN "
+        "(DATE '2025-11-16', DATE '2025-11-23')) WHERE r <= 100 GROUP BY date ORDER BY date"
+    )["top"].to_list()
+    market_open, market_close = (v / 0.986 for v in top)
+    assert f"from about {usd_compact(market_open)} to about {usd_compact(market_close)}" in text
+    assert "divided by 98.6%, their share of the global figure measured on real market listings" in text
+    assert close_total < market_close < 3e12 < open_total < market_open  # the emulated November sell-off
     # the headline says what the data says: the total crossed below $3T during the week
     assert "Below $3T" in run.markdown.read_text().splitlines()[0]
 

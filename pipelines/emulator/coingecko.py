@@ -4,7 +4,8 @@ Formats follow ``shared/reference/market-apis.md`` section 1: JSON numbers, char
 seconds (or ISO dates), the automatic granularity rules of ``market_chart/range``, ``per_page`` capped at 250,
 the Demo plan's 365-day history window (HTTP 401, error 10012, inside ``{"error":{"status":...}}``), the 429 body
 without that wrapper, ``_in_currency`` keys for extra price-change windows, ``category_id`` in the categories list
-but ``id`` in categories with market data.
+but ``id`` in categories with market data, and ``/global`` (everything inside ``data``, ``updated_at`` in seconds)
+whose total is the market's: the listed coins plus an unlisted tail (``market.unlisted_tail_share``).
 """
 
 from __future__ import annotations
@@ -112,10 +113,13 @@ def register(emu: MarketEmulator) -> None:
         return Response.json(rows)
 
     def global_(req: Request) -> Response:
+        # The market's total: the listed coins and the unlisted tail (market.py, ``unlisted_tail_share``), so the
+        # coins /coins/markets lists are less than the total, as at CoinGecko. The tail's volume is taken in the
+        # same proportion as its market cap.
         caps = market.mcap[now_h]
-        total = float(np.nansum(caps))
-        vol = float(np.nansum(market.volume_24h[now_h]))
-        prev = float(np.nansum(market.mcap[max(now_h - 24, 0)]))
+        total = float(market.global_mcap[now_h])
+        prev = float(market.global_mcap[max(now_h - 24, 0)])
+        vol = float(np.nansum(market.volume_24h[now_h])) * total / float(np.nansum(caps))
         order = np.argsort(-np.nan_to_num(caps, nan=-1))[:10]
         btc_price = float(market.price[now_h, 0])
         return Response.json(

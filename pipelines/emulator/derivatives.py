@@ -135,7 +135,7 @@ def build_derivatives(seed: int | None = None) -> Derivatives:
             iv[ones] = 1
         intervals[v] = iv
 
-    mkt_ret = _trailing(np.log(market.total_mcap), 168)
+    mkt_ret = _trailing(np.log(market.global_mcap), 168)
     coin_ret = _trailing(logp, 168)
     ret7 = 0.6 * mkt_ret[:, None] + 0.4 * coin_ret
     base_f8 = 0.00008 + 0.0011 * ret7 + 0.0008 * np.minimum(ret7 + 0.04, 0.0)
@@ -157,7 +157,7 @@ def build_derivatives(seed: int | None = None) -> Derivatives:
     grid = np.arange(HOURS)
     t_hours = np.array([_parse(t) for t, _ in TOTAL_ANCHORS])
     anchor_log = np.interp(grid, t_hours, np.log([v for _, v in TOTAL_ANCHORS]))
-    wobble = np.log(market.total_mcap / 1e12) - anchor_log
+    wobble = np.log(market.global_mcap / 1e12) - anchor_log
     oi_total = oi_total * np.exp(wobble)
 
     caps = np.nan_to_num(market.mcap[:, idx], nan=0.0)

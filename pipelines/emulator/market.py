@@ -12,9 +12,16 @@ How prices move (hourly log returns)::
 ``m`` is the market factor (the log change of the target total), ``s`` a factor per sector and ``e`` the coin's
 own noise. The largest coins have beta near 1 and little own noise, so the market factor binds them tightly;
 small coins carry more own noise, and from November 2025 they decouple further (lower beta, more noise).
-After simulation, the free-floating coins are scaled together, hour by hour, so that the total market cap
-(stablecoins and gold tokens included) follows the target path exactly. Stablecoins stay near $1, wrapped
-and staked tokens track their underlying, gold tokens track a gold path.
+After simulation, the free-floating coins are scaled together, hour by hour, so that the listed coins' total
+(stablecoins and gold tokens included) is the target path less an **unlisted tail**. Stablecoins stay near $1,
+wrapped and staked tokens track their underlying, gold tokens track a gold path.
+
+The target path is the market's total, CoinGecko's global figure (``/global``). A real market has thousands of
+coins beyond any top-N list; the emulator lists its 189 coins in ``/coins/markets`` and counts the rest as a tail
+worth ``unlisted_tail_share(h)`` of the total: 1.3% +/- 0.25%, a sine of period 120 days (deterministic, no
+seed). So the listed coins are 98.45% to 98.95% of ``/global`` and the top 100 about 98.6% (98.54% to 98.61% in
+2025), like the real top 100's 98.6% (METHODOLOGY.md, "The market's total"): a pipeline that sums the listed coins
+does not get the total.
 
 Everything derives from one seed through ``numpy.random.SeedSequence``; the same seed gives the same arrays,
 and the arrays never depend on the wall clock.
@@ -35,6 +42,8 @@ END = datetime(2028, 1, 1, tzinfo=timezone.utc)  # exclusive
 HOURS = int((END - START).total_seconds() // 3600)
 DEFAULT_SEED = 20250101
 TAIL_COINS = 125
+# The unlisted tail: coins /coins/markets does not list, as a share of the market's total (/global).
+UNLISTED_TAIL_MEAN, UNLISTED_TAIL_SWING, UNLISTED_TAIL_PERIOD_HOURS = 0.013, 0.0025, 24 * 120
 
 # (time, total market cap in $T). Log-linear between anchors, plus a Brownian bridge (zero at anchors).
 TOTAL_ANCHORS: tuple[tuple[str, float], ...] = (
@@ -120,6 +129,12 @@ def hour_time(h: int) -> datetime:
     return START + timedelta(hours=int(h))
 
 
+def unlisted_tail_share(h: np.ndarray | int) -> np.ndarray | float:
+    """Share of the market's total (``/global``) held by coins the emulator does not list, at hour ``h``:
+    ``UNLISTED_TAIL_MEAN + UNLISTED_TAIL_SWING * sin(2 pi h / UNLISTED_TAIL_PERIOD_HOURS)``."""
+    return UNLISTED_TAIL_MEAN + UNLISTED_TAIL_SWING * np.sin(2 * np.pi * np.asarray(h) / UNLISTED_TAIL_PERIOD_HOURS)
+
+
 def _parse(ts: str) -> int:
     return hour_index(datetime.strptime(ts, "%Y-%m-%dT%H").replace(tzinfo=timezone.utc))
 
@@ -148,7 +163,8 @@ class SyntheticMarket:
     prior_ath: np.ndarray  # [coin] all-time high before 2025
     prior_atl: np.ndarray  # [coin]
     gold: np.ndarray  # [hour] USD per ounce
-    total_mcap: np.ndarray  # [hour]
+    total_mcap: np.ndarray  # [hour] the listed coins' total
+    global_mcap: np.ndarray  # [hour] the market's total (/global): the listed coins and the unlisted tail
 
     def coin_index(self, coin_id: str) -> int:
         return self._ids[coin_id]
@@ -179,7 +195,8 @@ def build_market(seed: int = DEFAULT_SEED) -> SyntheticMarket:
     ids = {c.id: i for i, c in enumerate(coins)}
     grid_years = np.arange(HOURS) / 8760.0
 
-    total = _anchored_path(r_total, TOTAL_ANCHORS, 0.0042) * 1e12
+    total = _anchored_path(r_total, TOTAL_ANCHORS, 0.0042) * 1e12  # the market's total (/global)
+    listed = total * (1.0 - unlisted_tail_share(np.arange(HOURS)))  # what the listed coins add up to
     gold = _anchored_path(r_gold, GOLD_ANCHORS, 0.0017)
     market = np.concatenate([[0.0], np.diff(np.log(total))])
     sector_f = {s: r_factor.normal(0.0, 0.0032, HOURS) for s in SECTORS}
@@ -252,7 +269,7 @@ def build_market(seed: int = DEFAULT_SEED) -> SyntheticMarket:
         elif c.kind == "gold":
             price[:, i] = gold * (1.0 + r_coin.normal(0.0, 0.0008, HOURS)) * (1.004 if c.id == "tether-gold" else 1.0)
 
-    # scale the free-floating coins (and what tracks them) so the total follows the target path
+    # scale the free-floating coins (and what tracks them) so the listed total follows the target path less the tail
     def derived_prices(p: np.ndarray) -> None:
         for i, c in enumerate(coins):
             if c.kind in ("wrapped", "staked"):
@@ -265,7 +282,7 @@ def build_market(seed: int = DEFAULT_SEED) -> SyntheticMarket:
     floating = np.array([c.kind in ("free", "wrapped", "staked") for c in coins])
     fixed_total = np.nansum(mcap[:, ~floating], axis=1)
     float_total = np.nansum(mcap[:, floating], axis=1)
-    k = (total - fixed_total) / float_total
+    k = (listed - fixed_total) / float_total
     price[:, floating] *= k[:, None]
     mcap = price * supply
 
@@ -310,4 +327,5 @@ def build_market(seed: int = DEFAULT_SEED) -> SyntheticMarket:
         prior_atl=prior_atl,
         gold=gold,
         total_mcap=np.nansum(mcap, axis=1),
+        global_mcap=total,
     )

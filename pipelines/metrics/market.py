@@ -1,15 +1,17 @@
-"""Total crypto market cap: level at the week's open and close, weekly change, round-number crossings."""
+"""Total crypto market cap: the tracked coins' total and the market's total (CoinGecko's global figure, observed
+or estimated from the top 100's share), their levels at the week's open and close, round-number crossings."""
 
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from pipelines.metrics.pit import as_of, pct, week_window
-from pipelines.schemas import Column, Table, register
+from pipelines.schemas import UTC_MS, Column, Table, register
 
 WEEKLY_TOTAL_MARKET_CAP = register(
     Table(
@@ -31,6 +33,48 @@ WEEKLY_TOTAL_MARKET_CAP = register(
             Column("coins_close", pa.int32(), "coins with a market cap reading at the close", True),
             Column("coins_carried_open", pa.int32(), "coins counted at their last reading (data gap) at the open", True),
             Column("coins_carried_close", pa.int32(), "coins counted at their last reading (data gap) at the close", True),
+            Column("market_total_open_usd", pa.float64(), "the market's total at the open (weekly_market_total)", True),
+            Column("market_total_close_usd", pa.float64(), "the market's total at the close", True),
+            Column("market_total_change_pct", pa.float64(), "market_total_open_usd to market_total_close_usd, percent",
+                   True),
+            Column("market_total_low_usd", pa.float64(), "lowest daily market total within open..close", True),
+            Column("market_total_high_usd", pa.float64(), "highest daily market total within open..close", True),
+            Column("basis_open", pa.string(), "'observed' (CoinGecko's global figure at the close) or 'estimated'",
+                   True),
+            Column("basis_close", pa.string(), "the same at the close", True),
+            Column("share_open", pa.float64(), "the top coins' share of the total used (or observed) at the open", True),
+            Column("share_close", pa.float64(), "the same at the close", True),
+            Column("share_source_open", pa.string(), "'measured' (a /global observation) or 'real-data constant'",
+                   True),
+            Column("share_source_close", pa.string(), "the same at the close", True),
+            Column("share_observed_at_open", UTC_MS, "when the share used at the open was measured (null: constant)",
+                   True),
+            Column("share_observed_at_close", UTC_MS, "the same at the close", True),
+            Column("top_coins_open", pa.int32(), "coins in the top sum divided by the share at the open", True),
+            Column("top_coins_close", pa.int32(), "the same at the close", True),
+        ),
+    )
+)
+
+WEEKLY_MARKET_TOTAL = register(
+    Table(
+        name="weekly_market_total",
+        description="The market's total market cap on each day of the week (the close of the Sunday before to the "
+        "week's own Sunday): CoinGecko's global figure where it was observed at the close, else the top 100 coins' "
+        "market cap divided by their measured share of it (METHODOLOGY.md, 'The market's total').",
+        partition_by="week",
+        key=("date",),
+        columns=(
+            Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+            Column("date", pa.date32(), "the day whose close this is"),
+            Column("tracked_mcap_usd", pa.float64(), "the tracked coins' total (coin_daily, short gaps carried)"),
+            Column("top_mcap_usd", pa.float64(), "the top_coins largest of them summed"),
+            Column("top_coins", pa.int32(), "how many: 100, or every tracked coin when fewer"),
+            Column("market_total_usd", pa.float64(), "the market's total: observed, or top_mcap_usd / share"),
+            Column("basis", pa.string(), "'observed' or 'estimated'"),
+            Column("share", pa.float64(), "the share divided by (estimated) or observed that day (observed)"),
+            Column("share_source", pa.string(), "'measured' (global_market_cap) or 'real-data constant'"),
+            Column("share_observed_at", UTC_MS, "the observation the share comes from (null: the constant)", True),
         ),
     )
 )
@@ -58,18 +102,31 @@ WEEKLY_MCAP_CROSSINGS = register(
 
 
 CARRY_DAYS = 3  # a coin missing for at most this many days counts at its last market cap (a data gap, not a fall)
+SHARE_TOP_N = 100  # the largest coins whose share of the market's total is measured and divided by
+# The top 100's mean share of the market's total on real listings (CMC top 300, 17 snapshots 2025-10-26..11-03;
+# tests/test_total_mcap_share_real.py): used when no /global observation is usable for the week.
+REAL_TOP100_SHARE = 0.986
+# A /global observation made up to this long after a week's close (by the Wednesday 00:00 UTC after it) counts for
+# the week; later ones never change it (point in time: a week's figures are final two days after its close).
+USABLE_AFTER_CLOSE = timedelta(days=2)
+OBSERVED, ESTIMATED = "observed", "estimated"
+MEASURED, CONSTANT = "measured", "real-data constant"
 
 
 def total_market_cap_daily(
-    coin_daily: pl.DataFrame, coin_ids: list[str] | None = None, carry_days: int = CARRY_DAYS
+    coin_daily: pl.DataFrame, coin_ids: list[str] | None = None, carry_days: int = CARRY_DAYS,
+    top_n: int = SHARE_TOP_N,
 ) -> pl.DataFrame:
-    """``date, total_mcap_usd, coins, coins_carried`` per close day (optionally over a subset of coins).
+    """``date, total_mcap_usd, coins, coins_carried, top_mcap_usd, top_coins`` per close day (optionally over a
+    subset of coins).
 
     The total sums each coin's positive market cap that day; a coin with no reading that day whose last reading
     is at most ``carry_days`` days earlier counts at that last reading (``coins_carried`` of them; ``coins`` counts
     the coins with a reading). So a one-day data gap of a large coin is not a fall and a recovery of the total,
     while a coin that stops being reported leaves it after ``carry_days``. Only days with at least one reading
     get a total. Carrying looks only backwards: the value of a day never depends on later data.
+    ``top_mcap_usd`` sums the ``top_n`` largest of the same market caps (``top_coins`` of them: fewer when fewer
+    coins are counted): what the market's total is estimated from (``market_total_daily``).
     """
     df = coin_daily if coin_ids is None else coin_daily.filter(pl.col("coin_id").is_in(pl.Series(coin_ids).implode()))
     obs = (
@@ -95,9 +152,87 @@ def total_market_cap_daily(
             pl.col("market_cap_usd").sort().sum().alias("total_mcap_usd"),
             (~pl.col("carried")).sum().cast(pl.Int32).alias("coins"),
             pl.col("carried").sum().cast(pl.Int32).alias("coins_carried"),
+            pl.col("market_cap_usd").sort(descending=True).head(top_n).sort().sum().alias("top_mcap_usd"),
+            pl.len().clip(upper_bound=top_n).cast(pl.Int32).alias("top_coins"),
         )
         .sort("date")
     )
+
+
+def _close_instant(day) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+
+
+def usable_observations(observations: pl.DataFrame, week: str) -> pl.DataFrame:
+    """The /global observations (``global_market_cap`` rows) a week may use: made at most ``USABLE_AFTER_CLOSE``
+    after the week's close (next Monday 00:00 UTC), with a positive share; oldest first."""
+    w = week_window(week)
+    bound = _close_instant(w.close_day) + USABLE_AFTER_CLOSE
+    if observations.is_empty():
+        return observations
+    # DuckDB reads the column as Etc/UTC, a test frame may say UTC: the same instants, one zone to compare in
+    observations = observations.with_columns(
+        pl.col("observed_at").dt.convert_time_zone("UTC").dt.cast_time_unit("ms")
+    )
+    return observations.filter(
+        (pl.col("observed_at") <= bound) & (pl.col("top_share") > 0) & (pl.col("total_market_cap_usd") > 0)
+    ).sort("observed_at")
+
+
+def market_total_daily(
+    total_daily: pl.DataFrame, observations: pl.DataFrame, week: str, default_share: float = REAL_TOP100_SHARE
+) -> pl.DataFrame:
+    """The market's total for every close day up to the week's close, as known to the week (point in time).
+
+    ``total_daily`` is ``total_market_cap_daily``'s output, ``observations`` the ``global_market_cap`` rows.
+    For day D:
+
+    * **observed**: an observation (usable for the week, ``usable_observations``) whose ``close_day`` is D is
+      CoinGecko's total at D's close (made within the hour after it); the earliest such observation is used;
+    * **estimated** otherwise: ``top_mcap_usd / share``, the share measured by the usable observation nearest
+      to D's close (00:00 UTC of D+1; a tie goes to the earlier), else ``default_share`` (the top 100's share on
+      real listings).
+
+    Returns ``date, tracked_mcap_usd, top_mcap_usd, top_coins, market_total_usd, basis, share, share_source,
+    share_observed_at``.
+    """
+    d = as_of(total_daily, week).filter(pl.col("top_mcap_usd") > 0).sort("date")
+    obs = usable_observations(observations, week)
+    schema = {
+        "date": pl.Date, "tracked_mcap_usd": pl.Float64, "top_mcap_usd": pl.Float64, "top_coins": pl.Int32,
+        "market_total_usd": pl.Float64, "basis": pl.String, "share": pl.Float64, "share_source": pl.String,
+        "share_observed_at": pl.Datetime("ms", "UTC"),
+    }
+    if d.is_empty():
+        return pl.DataFrame(schema=schema)
+    times = obs["observed_at"].to_list() if obs.height else []
+    ms = np.array([t.timestamp() for t in times]) if times else np.array([])
+    observed: dict = {}
+    for r in obs.filter(pl.col("close_day").is_not_null()).iter_rows(named=True):
+        observed.setdefault(r["close_day"], r)  # oldest first: the one nearest the close wins
+    shares = obs["top_share"].to_list() if obs.height else []
+    rows = []
+    for day, tracked, top, n in d.select("date", "total_mcap_usd", "top_mcap_usd", "top_coins").iter_rows():
+        hit = observed.get(day)
+        if hit is not None:
+            rows.append((day, tracked, top, n, hit["total_market_cap_usd"], OBSERVED, hit["top_share"], MEASURED,
+                         hit["observed_at"]))
+            continue
+        if ms.size:
+            t = _close_instant(day).timestamp()
+            i = int(np.argmin(np.abs(ms - t)))  # argmin takes the first of equal distances: the earlier
+            share, source, at = shares[i], MEASURED, times[i]
+        else:
+            share, source, at = default_share, CONSTANT, None
+        rows.append((day, tracked, top, n, top / share, ESTIMATED, share, source, at))
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def weekly_market_total(market_daily: pl.DataFrame, week: str) -> pl.DataFrame:
+    """The week's rows of ``market_total_daily`` (open day to close day), as the ``weekly_market_total`` table."""
+    w = week_window(week)
+    rows = market_daily.filter(pl.col("date").is_between(w.open_day, w.close_day)).sort("date")
+    return rows.select(pl.lit(w.monday).alias("week_start"), *WEEKLY_MARKET_TOTAL.column_names[1:])
 
 
 def _value_on(daily: pl.DataFrame, day) -> float | None:
@@ -105,8 +240,9 @@ def _value_on(daily: pl.DataFrame, day) -> float | None:
     return hit["total_mcap_usd"][0] if hit.height else None
 
 
-def weekly_total_market_cap(total_daily: pl.DataFrame, week: str) -> pl.DataFrame:
-    """One ``weekly_total_market_cap`` row from the daily totals (``total_market_cap_daily``)."""
+def weekly_total_market_cap(total_daily: pl.DataFrame, week: str, market_daily: pl.DataFrame | None = None) -> pl.DataFrame:
+    """One ``weekly_total_market_cap`` row from the daily totals (``total_market_cap_daily``) and, when given, the
+    market's total (``market_total_daily``; else those columns are null)."""
     w = week_window(week)
     d = as_of(total_daily, week)
     a, b = _value_on(d, w.open_day), _value_on(d, w.close_day)
@@ -118,6 +254,24 @@ def weekly_total_market_cap(total_daily: pl.DataFrame, week: str) -> pl.DataFram
         hit = d.filter(pl.col("date") == day)
         return int(hit[col][0]) if hit.height else None
 
+    m = {}
+    if market_daily is not None:
+        md = market_daily.filter(pl.col("date") <= w.close_day)
+        ends = {r["date"]: r for r in md.filter(pl.col("date").is_in([w.open_day, w.close_day])).iter_rows(named=True)}
+        mo, mc = ends.get(w.open_day, {}), ends.get(w.close_day, {})
+        mins = md.filter(pl.col("date").is_between(w.open_day, w.close_day))["market_total_usd"]
+        m = {
+            "market_total_open_usd": mo.get("market_total_usd"), "market_total_close_usd": mc.get("market_total_usd"),
+            "market_total_change_pct": pct(mo.get("market_total_usd"), mc.get("market_total_usd")),
+            "market_total_low_usd": mins.min() if mins.len() else None,
+            "market_total_high_usd": mins.max() if mins.len() else None,
+            "basis_open": mo.get("basis"), "basis_close": mc.get("basis"),
+            "share_open": mo.get("share"), "share_close": mc.get("share"),
+            "share_source_open": mo.get("share_source"), "share_source_close": mc.get("share_source"),
+            "share_observed_at_open": mo.get("share_observed_at"), "share_observed_at_close": mc.get("share_observed_at"),
+            "top_coins_open": mo.get("top_coins"), "top_coins_close": mc.get("top_coins"),
+        }
+    market_cols = {c: [m.get(c)] for c in MARKET_COLUMNS}
     return pl.DataFrame(
         {
             "week_start": [w.monday],
@@ -132,18 +286,31 @@ def weekly_total_market_cap(total_daily: pl.DataFrame, week: str) -> pl.DataFram
             "coins_close": [count("coins", w.close_day)],
             "coins_carried_open": [count("coins_carried", w.open_day)],
             "coins_carried_close": [count("coins_carried", w.close_day)],
+            **market_cols,
         },
         schema={
             "week_start": pl.Date, "open_day": pl.Date, "close_day": pl.Date, "mcap_open_usd": pl.Float64,
             "mcap_close_usd": pl.Float64, "change_pct": pl.Float64, "mcap_low_usd": pl.Float64,
             "mcap_high_usd": pl.Float64, "coins_open": pl.Int32, "coins_close": pl.Int32,
-            "coins_carried_open": pl.Int32, "coins_carried_close": pl.Int32,
+            "coins_carried_open": pl.Int32, "coins_carried_close": pl.Int32, **MARKET_COLUMNS,
         },
     )
 
 
-def level_crossings(total_daily: pl.DataFrame, week: str, step: float = 0.5e12, base: float = 0.0) -> pl.DataFrame:
-    """Every level ``base + k*step`` crossed between consecutive daily closes from the open to the close.
+MARKET_COLUMNS = {
+    "market_total_open_usd": pl.Float64, "market_total_close_usd": pl.Float64, "market_total_change_pct": pl.Float64,
+    "market_total_low_usd": pl.Float64, "market_total_high_usd": pl.Float64, "basis_open": pl.String,
+    "basis_close": pl.String, "share_open": pl.Float64, "share_close": pl.Float64, "share_source_open": pl.String,
+    "share_source_close": pl.String, "share_observed_at_open": pl.Datetime("ms", "UTC"),
+    "share_observed_at_close": pl.Datetime("ms", "UTC"), "top_coins_open": pl.Int32, "top_coins_close": pl.Int32,
+}
+
+
+def level_crossings(
+    total_daily: pl.DataFrame, week: str, step: float = 0.5e12, base: float = 0.0, col: str = "total_mcap_usd"
+) -> pl.DataFrame:
+    """Every level ``base + k*step`` crossed between consecutive daily closes from the open to the close, on the
+    daily series ``col`` of ``total_daily`` (the report passes the market's total, ``market_total_usd``).
 
     A level L is crossed down between closes ``x0 >= L > x1`` and up when ``x0 < L <= x1``; every crossing is a
     row (a level crossed twice in the week, the closing day included, has two). For each crossing,
@@ -152,9 +319,9 @@ def level_crossings(total_daily: pl.DataFrame, week: str, step: float = 0.5e12, 
     daily series are bridged (consecutive available closes are compared).
     """
     w = week_window(week)
-    d = as_of(total_daily, week).filter(pl.col("total_mcap_usd").is_not_null()).sort("date")
+    d = as_of(total_daily, week).filter(pl.col(col).is_not_null()).sort("date")
     dates = d["date"].to_list()
-    vals = d["total_mcap_usd"].to_numpy()
+    vals = d[col].to_numpy()
     idx = [i for i, day in enumerate(dates) if w.open_day <= day <= w.close_day]
     rows: list[tuple] = []
     for i in idx:

@@ -8,6 +8,9 @@ few lines of NumPy, without importing ``pipelines.metrics``. The definitions are
 * total market cap change: sum of positive market caps on the close day over the open day (Sunday before);
   the same over the coins priced on both days (like for like, the printed change); and the daily total with a
   coin missing for up to three days counted at its latest reading (the level series of weekly_total_market_cap);
+* the market's total at the open and the close (and its change): CoinGecko's /global figure observed at that
+  close, else the 100 largest carried market caps of the day divided by the share measured by the nearest
+  /global observation made by two days after the week's close, else by the real-data constant;
 * BTC and ETH weekly returns: price on the close day over price on the open day;
 * sector and size indices: eligible coins (documented category exclusions) ranked by market cap at the open
   (top 500, ties by coin id), members per index, weights capped at 25% (computed by water-filling, not by the
@@ -158,6 +161,47 @@ def carried_total_change_pct(wh: Warehouse, week: str, carry_days: int = 3) -> f
         totals.append(df["total"][0] if df["n"][0] else None)
     o, c = totals
     return None if not o or c is None else (c / o - 1.0) * 100.0
+
+
+# METHODOLOGY.md, "The market's total" (restated here on purpose, not imported from pipelines.metrics).
+TOP_N = 100
+REAL_SHARE = 0.986
+USABLE_DAYS_AFTER_CLOSE = 2
+
+
+def market_total_on(wh: Warehouse, week: str, day: date, carry_days: int = 3) -> float | None:
+    """The market's total at the close of ``day`` as week ``week`` knows it (see the module docstring)."""
+    _, _, _, end = _days(week)
+    bound = end + timedelta(days=USABLE_DAYS_AFTER_CLOSE)
+    close = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    if _has(wh, "global_market_cap"):  # usable: made by the bound, with a positive total and share
+        seen = wh.query(
+            "SELECT total_market_cap_usd AS v FROM global_market_cap WHERE observed_at <= ? AND top_share > 0 "
+            "AND total_market_cap_usd > 0 AND close_day = ? ORDER BY observed_at LIMIT 1",
+            [bound, day],
+        )
+        if seen.height:
+            return seen["v"][0]
+        near = wh.query(
+            "SELECT top_share AS s FROM global_market_cap WHERE observed_at <= ? AND top_share > 0 "
+            "AND total_market_cap_usd > 0 "
+            "ORDER BY abs(epoch(observed_at) - epoch(CAST(? AS TIMESTAMPTZ))), observed_at LIMIT 1",
+            [bound, close],
+        )
+        share = near["s"][0] if near.height else REAL_SHARE
+    else:
+        share = REAL_SHARE
+    df = wh.query(
+        "WITH obs AS (SELECT coin_id, date, max(market_cap_usd) AS m FROM coin_daily "
+        "  WHERE market_cap_usd > 0 AND date BETWEEN ? AND ? GROUP BY coin_id, date), "
+        "latest AS (SELECT arg_max(m, date) AS m FROM obs GROUP BY coin_id) "
+        "SELECT (SELECT count(*) FROM obs WHERE date = ?) AS n, "
+        "(SELECT sum(m) FROM (SELECT m FROM latest ORDER BY m DESC LIMIT ?)) AS top",
+        [day - timedelta(days=carry_days), day, day, TOP_N],
+    )
+    if not df["n"][0] or df["top"][0] is None:
+        return None
+    return df["top"][0] / share
 
 
 def coin_return_pct(wh: Warehouse, week: str, coin_id: str) -> float | None:
@@ -413,6 +457,15 @@ def figures(wh: Warehouse, week: str) -> list[Figure]:
                 ABS_TOL,
             ),
         ]
+        open_day, close_day, _, _ = _days(week)
+        m_open, m_close = market_total_on(wh, week, open_day), market_total_on(wh, week, close_day)
+        m_change = None if not m_open or m_close is None else (m_close / m_open - 1.0) * 100.0
+        for label, col, value in (
+            ("the market's total at the open", "market_total_open_usd", m_open),
+            ("the market's total at the close", "market_total_close_usd", m_close),
+            ("the market's total change %", "market_total_change_pct", m_change),
+        ):
+            out.append((label, "weekly_total_market_cap", col, "", [], value, ABS_TOL))
         for coin, label, col in (("bitcoin", "BTC", "btc_return_pct"), ("ethereum", "ETH", "eth_return_pct")):
             out.append(
                 (

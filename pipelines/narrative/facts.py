@@ -104,6 +104,22 @@ def _dir(value: float, up: str, down: str, flat: str) -> str:
 
 
 # ---- one function per kind of fact --------------------------------------------------------------------------
+TM = "weekly_total_market_cap"
+# An estimated market total is within this share of the true total (METHODOLOGY.md, "The market's total": at
+# most 0.62% on real listings with the share of another instant, 0.37% with the constant share); a level is said
+# to be crossed on an estimate only when the close lies beyond it by more than this.
+ESTIMATE_MARGIN = 0.0075
+
+
+def _market_level(wd: WeekData, end: str) -> Phrase | None:
+    """The market's total at the open or close (``end``): "$3.01T" when observed, "about $3.01T" when estimated."""
+    t = wd.one(TM)
+    if t is None or t.get(f"market_total_{end}_usd") is None:
+        return None
+    v = num(TM, wd.week, f"market_total_{end}_usd", t[f"market_total_{end}_usd"], "usd")
+    return Phrase("about {v}" if t[f"basis_{end}"] == "estimated" else "{v}", {"v": v})
+
+
 def mcap_change(wd: WeekData, gaps: list[str]) -> list[Fact]:
     s = wd.one("weekly_market_summary")
     if s is None or s["total_mcap_change_pct"] is None:  # non-null in the schema: only a missing row
@@ -114,22 +130,36 @@ def mcap_change(wd: WeekData, gaps: list[str]) -> list[Fact]:
     if s[change_col] is None:
         gaps.append("Total market cap change: no coin had a market cap at both the open and the close.")
         return []
+    # The week's move is the like-for-like change of the coins tracked (coverage rule); the levels printed beside
+    # it are the market's total (CoinGecko's global figure, observed or estimated: METHODOLOGY.md).
     ch = num(t, w, change_col, s[change_col], "updown_pct")
-    end = num(t, w, "total_mcap_end_usd", s["total_mcap_end_usd"], "usd")
-    start = num(t, w, "total_mcap_start_usd", s["total_mcap_start_usd"], "usd")
-    if change_col == "total_mcap_change_pct" or round(s["total_mcap_change_pct"], 1) == round(s[change_col], 1):
-        sent = Phrase("Total crypto market cap was {ch} over the week, from {start} to {end}.", {"ch": ch, "start": start, "end": end})
-    else:
+    start, end = _market_level(wd, "open"), _market_level(wd, "close")
+    tm = wd.one(TM)
+    if start is None or end is None or tm is None:
+        sent = Phrase("The coins we track were {ch} over the week, like for like.", {"ch": ch})
+        headline = Phrase("Crypto Market Cap {ch}", {"ch": ch})
+        gaps.append("The market's total: not available for the week, so no market cap level is printed.")
+    elif change_col != "total_mcap_change_pct" and round(s["total_mcap_change_pct"], 1) != round(s[change_col], 1):
         # the coins priced at the open and at the close differ enough to move the total: say what is compared
         parts = {"ch": ch, "end": end, "n": num(t, w, "coins_common", s["coins_common"], "int"),
                  "a": num(t, w, "coins_start", s["coins_start"], "int"), "b": num(t, w, "coins_end", s["coins_end"], "int")}
         sent = Phrase("Total crypto market cap was {ch} over the week across the {n} coins with a market cap at both "
-                      "ends ({a} at the open, {b} at the close); the total closed at {end}.", parts)
+                      "ends ({a} at the open, {b} at the close); the market's total closed at {end}.", parts)
         gaps.append("Market cap coverage changed: not every coin had a market cap at both the open and the close, so "
                     "the weekly change compares the coins present at both ends, not the totals.")
-    headline = Phrase("Crypto Market Cap {ch} to {end}", {"ch": ch, "end": end})
+    elif tm["market_total_change_pct"] is not None and round(tm["market_total_change_pct"], 1) == round(s[change_col], 1):
+        sent = Phrase("Total crypto market cap was {ch} over the week, from {start} to {end}.", {"ch": ch, "start": start, "end": end})
+    else:
+        # the market's total moved differently from the coins compared (another share at one end, or the top
+        # coins it is estimated from moving apart from the rest): both are said, each for what it measures
+        mch = num(TM, w, "market_total_change_pct", tm["market_total_change_pct"], "pct")
+        sent = Phrase("Total crypto market cap was {ch} over the week for the coins tracked at both ends; the "
+                      "market's total went from {start} to {end} ({mch}).", {"ch": ch, "start": start, "end": end, "mch": mch})
+    if start is not None and end is not None:
+        headline = Phrase("Crypto Market Cap {ch} to {end}", {"ch": ch, "end": end})
     # the size of the news: a 10% week outranks a volatility "since" and most positioning facts
     facts = [Fact("mcap_change", 50, sent, headline, {"change_pct": s[change_col]}, weight=40 + 6 * abs(s[change_col]))]
+    facts += _market_basis(wd, gaps)
     btc = _btc_close(wd)
     if btc is not None:
         facts.append(Fact("btc_price", 49, Phrase("Bitcoin closed the week at {p}.", {"p": btc}), None, {"btc_close": btc.value}))
@@ -143,6 +173,41 @@ def mcap_change(wd: WeekData, gaps: list[str]) -> list[Fact]:
     else:
         gaps.append("Bitcoin and Ether weekly returns: missing at the open or the close.")
     return facts
+
+
+def _share_clause(wd: WeekData, t: dict, end: str) -> Phrase:
+    """How the market's total at one end was estimated: the top coins' market cap over their share, and where
+    the share comes from."""
+    parts = {"n": num(TM, wd.week, f"top_coins_{end}", t[f"top_coins_{end}"], "int"),
+             "s": num(TM, wd.week, f"share_{end}", t[f"share_{end}"], "share_pct1")}
+    if t[f"share_source_{end}"] == "measured":
+        parts["d"] = num(TM, wd.week, f"share_observed_at_{end}", t[f"share_observed_at_{end}"], "long_date")
+        return Phrase("the top {n} coins' market cap divided by their {s} share of CoinGecko's global figure, "
+                      "measured on {d}", parts)
+    return Phrase("the top {n} coins' market cap divided by {s}, their share of the global figure measured on real "
+                  "market listings", parts)
+
+
+def _market_basis(wd: WeekData, gaps: list[str]) -> list[Fact]:
+    """What the printed levels are: CoinGecko's global figure as observed, or an estimate and how it was made."""
+    t = wd.one(TM)
+    if t is None or t.get("basis_open") is None or t.get("basis_close") is None:
+        return []
+    ends = {e: t[f"basis_{e}"] for e in ("open", "close")}
+    if all(b == "observed" for b in ends.values()):
+        sent = Phrase("The market's total is CoinGecko's global figure as observed at the open and at the close.")
+    elif all(b == "estimated" for b in ends.values()) and all(
+        t[f"{c}_open"] == t[f"{c}_close"] for c in ("share", "share_source", "share_observed_at", "top_coins")
+    ):
+        sent = Phrase("The market's total is estimated at both ends: {how}.", {"how": _share_clause(wd, t, "close")})
+    else:
+        said = {e: Phrase("CoinGecko's global figure as observed") if b == "observed" else _share_clause(wd, t, e)
+                for e, b in ends.items()}
+        sent = Phrase("The market's total is, at the open, {o}; at the close, {c}.", {"o": said["open"], "c": said["close"]})
+    if "real-data constant" in (t["share_source_open"], t["share_source_close"]):
+        gaps.append("CoinGecko's global market cap: no observation was usable for the week (none made by two days "
+                    "after its close), so the market's total rests on the top 100's share measured on real listings.")
+    return [Fact("mcap_total_basis", 47, sent, None, {"basis_open": ends["open"], "basis_close": ends["close"]})]
 
 
 def _btc_close(wd: WeekData) -> Num | None:
@@ -165,40 +230,55 @@ RECENT_CROSSING_DAYS = 35
 
 
 def mcap_crossing(wd: WeekData, gaps: list[str]) -> list[Fact]:
+    """Round levels crossed by the market's total (``weekly_mcap_crossings`` is computed on it), judged on the
+    market's total at the open and the close printed in the lede. On an estimated close the level must lie
+    ``ESTIMATE_MARGIN`` beyond it; a close within the estimate's error of the level is said as such."""
     rows = wd.rows("weekly_mcap_crossings")
-    s = wd.one("weekly_market_summary")
-    if rows is None or rows.height == 0 or s is None:
+    t = wd.one(TM)
+    if rows is None or rows.height == 0 or t is None or t.get("market_total_open_usd") is None or t.get("market_total_close_usd") is None:
         return []
     # The crossing that still holds at the close: per level the last crossing; then the level furthest moved.
     last = rows.sort(["level_usd", "crossed_on"]).group_by("level_usd", maintain_order=True).last()
     down = last.filter(pl.col("direction") == "down").sort("level_usd")
     up = last.filter(pl.col("direction") == "up").sort("level_usd", descending=True)
-    sm = "weekly_market_summary"
-    start = num(sm, wd.week, "total_mcap_start_usd", s["total_mcap_start_usd"], "usd")
-    end = num(sm, wd.week, "total_mcap_end_usd", s["total_mcap_end_usd"], "usd")
+    start = num(TM, wd.week, "market_total_open_usd", t["market_total_open_usd"], "usd")
+    end = num(TM, wd.week, "market_total_close_usd", t["market_total_close_usd"], "usd")
+    estimated = t["basis_close"] == "estimated"
     for pick in (down, up):
         for r in pick.iter_rows(named=True):
-            t, w, where = "weekly_mcap_crossings", wd.week, {"level_usd": r["level_usd"], "crossed_on": r["crossed_on"].isoformat()}
-            level = num(t, w, "level_usd", r["level_usd"], "usd_level", where)
+            tc, w, where = "weekly_mcap_crossings", wd.week, {"level_usd": r["level_usd"], "crossed_on": r["crossed_on"].isoformat()}
+            level = num(tc, w, "level_usd", r["level_usd"], "usd_level", where)
             side = "below" if r["direction"] == "down" else "above"
             # "closed below L" only when the week opened at or above L and closed below it (the printed totals)
             pred = Predicate("between_down" if side == "below" else "between_up", (start, level, end),
-                             f"the total market cap opened on the other side of the level and closed {side} it")
+                             f"the market's total opened on the other side of the level and closed {side} it")
             if not pred.holds():
                 continue
+            if estimated:
+                m = r["level_usd"] * ESTIMATE_MARGIN
+                beyond = Predicate("gt_by", (level, end) if side == "below" else (end, level),
+                                   f"the estimated close is {side} the level by more than the estimate's error", m)
+                if not beyond.holds():
+                    near = (Predicate("gt", (end, r["level_usd"] - m), "the estimated close is within the estimate's error of the level"),
+                            Predicate("lt", (end, r["level_usd"] + m), "the estimated close is within the estimate's error of the level"))
+                    sent = Phrase("The market's total ended the week at about {end}, within the estimate's error of "
+                                  "{level}, so we do not call a close " + side + " it.", {"end": end, "level": level})
+                    return [Fact("mcap_near_level", 54, sent, None, dict(r), near)]
+                return [_crossing_fact(wd, r, level, side, pred, beyond)]
             return [_crossing_fact(wd, r, level, side, pred)]
     return []
 
 
-def _crossing_fact(wd: WeekData, r: dict, level: Num, side: str, pred: Predicate) -> Fact:
+def _crossing_fact(wd: WeekData, r: dict, level: Num, side: str, pred: Predicate, beyond: Predicate | None = None) -> Fact:
     t, w, where = "weekly_mcap_crossings", wd.week, {"level_usd": r["level_usd"], "crossed_on": r["crossed_on"].isoformat()}
     parts: dict[str, Any] = {"level": level}
     since_day = r["last_other_side_day"]
+    base: tuple[Predicate, ...] = (pred,) if beyond is None else (pred, beyond)
     if since_day is not None and (r["crossed_on"] - since_day).days <= RECENT_CROSSING_DAYS:
         # back where it was a few weeks ago: true but no news, so no "first time since" and no headline
         sent = Phrase("The total market cap closed back " + side + " {level}.", parts)
-        return Fact("mcap_crossing", 55, sent, None, dict(r), (pred,))
-    preds: tuple[Predicate, ...] = (pred,)
+        return Fact("mcap_crossing", 55, sent, None, dict(r), base)
+    preds: tuple[Predicate, ...] = base
     if since_day is not None:
         parts["since"] = since = num(t, w, "last_other_side_day", since_day, "month_year", where)
         crossed = num(t, w, "crossed_on", r["crossed_on"], "iso_date", where)
@@ -276,25 +356,25 @@ def crypto_rank(wd: WeekData, gaps: list[str]) -> list[Fact]:
 
 
 def mcap_extreme(wd: WeekData, gaps: list[str]) -> list[Fact]:
-    cur = wd.one("weekly_total_market_cap")
-    if cur is None or cur["mcap_close_usd"] is None:
+    # weekly closes of the market's total, each as its own week computed it (point in time)
+    cur = wd.one(TM)
+    col = "market_total_close_usd"
+    if cur is None or cur.get(col) is None:
         return []
-    h = wd.hist("weekly_total_market_cap").filter(
-        (pl.col("week_start") < wd.week_date) & pl.col("mcap_close_usd").is_not_null()
-    )
+    h = wd.hist(TM).filter((pl.col("week_start") < wd.week_date) & pl.col(col).is_not_null())
     if h.height == 0:  # first week of history: nothing to compare with
         return []
-    t, w, v = "weekly_total_market_cap", wd.week, cur["mcap_close_usd"]
+    t, w, v = TM, wd.week, cur[col]
     out = []
-    for kind, op, word, pri in (("last_le", pl.col("mcap_close_usd") <= v, "lowest", 60), ("last_ge", pl.col("mcap_close_usd") >= v, "highest", 55)):
+    for kind, op, word, pri in (("last_le", pl.col(col) <= v, "lowest", 60), ("last_ge", pl.col(col) >= v, "highest", 55)):
         earlier = h.filter(op)
         if earlier.height == 0:
             continue
         since = earlier["week_start"].max()
         if (wd.week_date - since).days < 7 * MIN_SINCE_WEEKS:
             continue
-        close = num(t, w, "mcap_close_usd", v, "usd")
-        s = num(t, w, "mcap_close_usd", since, "long_date", kind=kind)
+        close = _market_level(wd, "close")
+        s = num(t, w, col, since, "long_date", kind=kind)
         ws = num(t, w, "week_start", wd.week_date, "iso_date")
         pred = Predicate("days_before", (s, ws), f"the '{word} since' week is at least {MIN_SINCE_WEEKS} weeks back", 7 * MIN_SINCE_WEEKS)
         out.append(
@@ -303,7 +383,7 @@ def mcap_extreme(wd: WeekData, gaps: list[str]) -> list[Fact]:
                 pri,
                 Phrase("At {close}, the week's close was the " + word + " weekly close since the week of {since}.", {"close": close, "since": s}),
                 None,
-                {"mcap_close_usd": v, "since_week": since},
+                {"market_total_close_usd": v, "since_week": since},
                 (pred,),
             )
         )
@@ -787,14 +867,15 @@ def _view_position(wd: WeekData, keys: set[str]) -> _Para | None:
         p.add(_pick(w, "thesis-down", ("The total market cap moved {ch} on the week to {end}, extending the pressure on positioning.",
                                        "The market lost ground again, {ch} on the week to a close of {end}.")), {"ch": ch, "end": end}, (down,))
     # Where the week sits against the peak of the available history.
-    cur = wd.one("weekly_total_market_cap")
-    hist = wd.hist("weekly_total_market_cap").filter(pl.col("mcap_close_usd").is_not_null())
-    if cur is not None and cur["mcap_close_usd"] is not None and hist.height >= 4:
-        t = "weekly_total_market_cap"
-        close = num(t, w, "mcap_close_usd", cur["mcap_close_usd"], "usd")
-        top = hist.sort(["mcap_close_usd", "week_start"], descending=True).row(0, named=True)
-        peak = num(t, w, "mcap_close_usd", top["mcap_close_usd"], "usd", kind="hist_max")
-        peak_week = num(t, w, "mcap_close_usd", top["week_start"], "long_date", kind="hist_max_week")
+    cur = wd.one(TM)
+    col = "market_total_close_usd"  # the market's total, each week as it computed it
+    hist = wd.hist(TM).filter(pl.col(col).is_not_null())
+    if cur is not None and cur.get(col) is not None and hist.height >= 4:
+        t = TM
+        close = num(t, w, col, cur[col], "usd")
+        top = hist.sort([col, "week_start"], descending=True).row(0, named=True)
+        peak = num(t, w, col, top[col], "usd", kind="hist_max")
+        peak_week = num(t, w, col, top["week_start"], "long_date", kind="hist_max_week")
         below = Predicate("lt", (close, peak), "the week's close is below the highest weekly close of the history")
         if not p.add("At {close} the market sits below its peak weekly close of {peak} (week of {pw}).", {"close": close, "peak": peak, "pw": peak_week}, (below,)):
             p.add("The close of {close} is the highest weekly close in the available history.", {"close": close}, (Predicate("ge", (close, peak), "the week's close is the highest weekly close of the history"),))

@@ -96,6 +96,7 @@ FORMATS: dict[str, Callable] = {
     "funding_bp": lambda v: "0.00 bp" if round(v * 1e4, 2) == 0 else f"{v * 1e4:+.2f} bp",  # per 8h, in bp
     "ann_pct": lambda v: "0.0%" if round(v * 100, 1) == 0 else f"{v * 100:+.1f}%",  # annualized, in percent
     "share_pct": lambda v: share_pct(v),  # a share (0..1): 48%, never rounded up to 100% (99.9%)
+    "share_pct1": lambda v: f"{v * 100:.1f}%",  # a share (0..1) to a tenth of a point: 98.6%
     "thousands": lambda v: f"{v:+,.0f}k",
     "int": lambda v: f"{int(v):,d}",
     "ordinal": ordinal,

@@ -43,7 +43,7 @@ FIXED_TERMS: tuple[str, ...] = tuple(
     )
 )
 SUMMARY_FACTS = 4
-NOT_IN_LEDE = ("worst_sector", "best_sector", "top_gainer", "top_loser")
+NOT_IN_LEDE = ("worst_sector", "best_sector", "top_gainer", "top_loser", "mcap_total_basis")
 
 MACRO: tuple[tuple[str, str, str, str], ...] = (
     # metric, label, value format, observation-date format

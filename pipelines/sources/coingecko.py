@@ -81,6 +81,10 @@ class CoinGeckoClient:
     def categories_list(self) -> Fetched:
         return self._get("/coins/categories/list", {})
 
+    def global_market(self) -> Fetched:
+        """``/global``: the market's total market cap and volume now (``data.total_market_cap.usd``)."""
+        return self._get("/global", {})
+
 
 HISTORY_LIMIT_HELP = (
     "CoinGecko refused history older than 365 days (error 10012). The free and Demo plans only reach back 365 days: "
@@ -190,6 +194,36 @@ def parse_markets(pages: list[Any]) -> pl.DataFrame:
             )
     schema = {"coin_id": pl.String, "symbol": pl.String, "name": pl.String, "market_cap_rank": pl.Int32, "market_cap_usd": pl.Float64}
     return pl.DataFrame(out, schema=schema).unique("coin_id", keep="first", maintain_order=True)
+
+
+def parse_global(body: Any, endpoint: str = "/global") -> dict[str, Any]:
+    """``{"data": {"total_market_cap": {"usd": ...}, "total_volume": {"usd": ...}, "updated_at": s}}`` ->
+    ``total_market_cap_usd``, ``total_volume_usd`` (None when absent) and ``updated_at`` (UTC).
+
+    Raises ``PayloadError`` when the shape is not CoinGecko's: no ``data`` object, no numeric
+    ``total_market_cap.usd`` or no numeric ``updated_at`` (UNIX seconds). Whether the figure is plausible is the
+    caller's rule (``pipelines.ingest.global_problems``)."""
+
+    def bad(why: str) -> PayloadError:
+        return PayloadError(why, endpoint=endpoint, params={}, status=200)
+
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict):
+        raise bad("field 'data' missing or not an object")
+    caps, vols = data.get("total_market_cap"), data.get("total_volume")
+    if not isinstance(caps, dict) or not number(caps.get("usd")):
+        raise bad("field 'data.total_market_cap.usd' missing or not a number")
+    if not number(data.get("updated_at")):
+        raise bad("field 'data.updated_at' missing or not a number")
+    vol = vols.get("usd") if isinstance(vols, dict) else None
+    return {
+        "total_market_cap_usd": float(caps["usd"]),
+        "total_volume_usd": float(vol) if number(vol) else None,
+        "updated_at": datetime.fromtimestamp(float(data["updated_at"]), timezone.utc),
+    }
 
 
 def utc(ts: float) -> datetime:
