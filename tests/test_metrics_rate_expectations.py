@@ -14,6 +14,7 @@ from pipelines.metrics.macro import (
     WEEKLY_RATE_EXPECTATIONS,
     bill_money_market_yield,
     bill_overnight_rate,
+    implied_rate_change,
     weekly_rate_expectations,
 )
 from tests._metrics_real import real_file
@@ -111,9 +112,12 @@ def test_point_in_time_later_rows_change_nothing() -> None:
     a = weekly_rate_expectations(frame(rows), "2025-11-17")
     b = weekly_rate_expectations(frame(later), "2025-11-17")
     assert a.equals(b)
-    # Friday's bill is known at the Sunday close (published the next business day, lag one day); Saturday's is not
     cut = [r for r in rows if r[1] <= date(2025, 11, 21)]
     assert weekly_rate_expectations(frame(cut), "2025-11-17").equals(a)
+    # an observation dated D is known at the close of D + 1 (published the next business day): on Friday's close
+    # the latest known pair is Thursday's
+    assert implied_rate_change(frame(rows), date(2025, 11, 21))["observation_date"] == date(2025, 11, 20)
+    assert implied_rate_change(frame(rows), date(2025, 11, 22))["observation_date"] == date(2025, 11, 21)
 
 
 # ---- real data -----------------------------------------------------------------------------------------------

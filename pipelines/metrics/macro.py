@@ -202,7 +202,10 @@ def implied_rate_change(macro: pl.DataFrame, cutoff: date, max_age_days: int = R
     if pair.height == 0:
         return out
     day, d, f = pair.row(-1)
-    overnight = bill_overnight_rate(d)
+    try:
+        overnight = bill_overnight_rate(d)
+    except ValueError as exc:  # a wrong value (NaN, beyond any price): the week is blocked, naming the row
+        raise ValueError(f"macro_observations[series_id={bill}, date={day}]: {exc}") from exc
     change = (overnight - f) * 100
     out.update(observation_date=day, bill_discount_pct=d, bill_overnight_pct=overnight, funds_rate_pct=f,
                implied_change_bp=change, cuts_priced=-change / CUT_BP,
