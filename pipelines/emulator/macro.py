@@ -10,12 +10,12 @@ Daily series (business days, US holidays missing) from 2024-01-01 to 2027-12-31:
   holidays missing (``.``).
 
 ``DFF`` (percent), the effective fed funds rate, lists **every calendar day**: a weekend or holiday repeats the
-business day before, as FRED's series does. It is the lower bound of an invented but 2024-2025-shaped policy path
-(``MEETINGS`` from ``POLICY_LOWER_START``: 5.25% to September 2024, 4.25% after December 2024, cuts effective 18 September, 30 October and
-11 December 2025, one invented cut in June 2026) plus a spread to it (``EFFR_SPREAD``: 8 bp, drifting up
-through October 2025, 12 bp from 30 October, 14 bp from 11 December 2025), one basis point higher on the last
-business day of a month. So it reads about 4.33% until the September 2025 cut, 4.08-4.09% after it (drifting to
-4.11% late in October), 3.87-3.88% after 29 October and 3.64% after 10 December; its monthly averages are within
+business day before, as FRED's series does. It is the lower bound of the target range on a policy path shaped like
+2024-2025 (``MEETINGS`` from ``POLICY_LOWER_START``: 5.25% to September 2024, 4.25% after December 2024, cuts
+effective 18 September, 30 October and 11 December 2025, one invented cut in June 2026) plus a spread to it
+(``EFFR_SPREAD``: 8 bp, drifting up through October 2025, 12 bp from 30 October, 14 bp from 11 December 2025), one
+basis point higher on the last business day of a month. So it reads about 4.33% until the September 2025 cut,
+4.08-4.09% after it (drifting to 4.11-4.12% late in October), 3.87-3.88% after 29 October and 3.64% after 10 December; its monthly averages are within
 2 bp of the real FEDFUNDS of 2024-2025 (``tests/test_metrics_rate_expectations.py``).
 
 The bill prices the cuts ahead of each decision: ``MEETINGS`` gives, per FOMC decision, the change made and the
