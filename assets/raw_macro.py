@@ -2,7 +2,7 @@
 
 One unpartitioned asset: a FRED series is a whole history that is revised in place (and monthly series are
 published weeks late), so each refresh stores the full series since ``FRED_HISTORY_START`` as a new snapshot
-(9 small requests) rather than per-day partitions. A snapshot younger than ``max_age_hours`` is reused.
+(one small request per series) rather than per-day partitions. A snapshot younger than ``max_age_hours`` is reused.
 
 A series that cannot be pulled (404, blocked, 5xx after retries, a changed payload) is a named gap: the others
 are stored, the series' newest earlier CSV (if any) stays in use, the gap goes to the metadata, the WARN check

@@ -1,6 +1,7 @@
 """Weekly cross-asset and macro tables: returns of crypto against equities, gold, Treasuries, the dollar and the
-yen over the same Monday-to-Monday window, crypto's rank and worst-week streak, and the macro facts known at the
-week's close. Each asset wraps one function of ``pipelines.metrics``."""
+yen over the same Monday-to-Monday window, crypto's rank and worst-week streak, the macro facts known at the
+week's close, and the rate change three-month bills price against the fed funds rate. Each asset wraps one
+function of ``pipelines.metrics``."""
 
 from __future__ import annotations
 
@@ -25,7 +26,15 @@ from pipelines.metrics.cross_asset import (
     weekly_cross_asset,
     weekly_crypto_rank,
 )
-from pipelines.metrics.macro import DEFAULT_METRICS, WEEKLY_MACRO, weekly_macro
+from pipelines.metrics.macro import (
+    BILL_SERIES,
+    DEFAULT_METRICS,
+    FUNDS_SERIES,
+    WEEKLY_MACRO,
+    WEEKLY_RATE_EXPECTATIONS,
+    weekly_macro,
+    weekly_rate_expectations,
+)
 from pipelines.metrics.market import total_market_cap_daily
 from pipelines.metrics.pit import week_window
 from pipelines.partitions import WEEK_FROM_DAYS
@@ -189,5 +198,63 @@ weekly_macro_asset = weekly_table_asset(
         Check("macro_values_plausible", "Each value within a plausible range for its unit."),
         Check("macro_availability", "Every metric has a published value (missing/unavailable listed).",
               blocking=False),
+    ],
+)
+
+
+# Sanity bounds of wrong data (a unit slip, a corrupt file), not of what is likely: bills have traded a little below
+# zero, the funds rate has been near 20%, and bills have sat 2 points under the funds rate in a flight to safety.
+RATE_RANGES = {
+    "bill_discount_pct": (-1.0, 25.0),
+    "funds_rate_pct": (-1.0, 25.0),
+    "prev_implied_change_bp": (-500.0, 500.0),
+    "implied_change_bp": (-500.0, 500.0),
+}
+
+
+def compute_rate_expectations(wh, week: str) -> Computed:
+    w = week_window(week)
+    # FRED missing altogether: the row says 'unavailable' (a warning), the week still publishes without the sentence
+    macro = wh.query(
+        f"SELECT series_id, date, value FROM {MACRO_OBSERVATIONS} WHERE list_contains(?, series_id) AND date <= ? "
+        "ORDER BY series_id, date",
+        [[BILL_SERIES, FUNDS_SERIES], w.close_day],
+    ) if macro_in_lake(wh, week) else pl.DataFrame(
+        schema={"series_id": pl.String, "date": pl.Date, "value": pl.Float64})
+    df = weekly_rate_expectations(macro, week)
+    r = df.row(0, named=True)
+    ranges = []
+    for col, (lo, hi) in RATE_RANGES.items():
+        v = r[col]
+        if v is not None and not lo <= v <= hi:  # NaN fails too
+            day = r["prev_observation_date" if col.startswith("prev_") else "observation_date"]
+            ranges.append(f"weekly_rate_expectations[week={week}]: {col} = {v} (observations of {day}) outside [{lo}, {hi}]")
+    availability = [] if r["status"] == "ok" else [
+        f"{BILL_SERIES} against {FUNDS_SERIES}: {r['status']}"
+        + (f" (latest pair dated {r['observation_date']})" if r["observation_date"] else "")]
+    if r["status"] == "ok" and r["prev_implied_change_bp"] is None:
+        availability.append("no value as known at the close of the week before: no weekly change")
+    return Computed(
+        df,
+        metadata={"status": r["status"], "observation_date": str(r["observation_date"])},
+        problems={"rate_values_plausible": ranges, "rate_availability": availability},
+    )
+
+
+weekly_rate_expectations_asset = weekly_table_asset(
+    WEEKLY_RATE_EXPECTATIONS,
+    description=(
+        "The change in the overnight rate three-month Treasury bills price: DTB3 (discount basis) as the overnight "
+        "act/360 rate compounding daily to the bill's 91-day return, minus DFF on the same day, in bp and in cuts "
+        "of 25 bp, at the week's close and the close before. pipelines.metrics.macro.weekly_rate_expectations over "
+        "macro_observations."
+    ),
+    deps=[MACRO_OBSERVATIONS],
+    compute=compute_rate_expectations,
+    checks=[
+        Check("rate_values_plausible", "Bill rate and funds rate within [-1%, 25%], the priced change within "
+              "±500 bp (wrong data, named; NaN fails)."),
+        Check("rate_availability", "Both series known within the week, and a week before (warning: otherwise the "
+              "report leaves the sentence out and names the gap).", blocking=False),
     ],
 )

@@ -297,6 +297,7 @@ DERIVED_WEEKLY_STEPS: list[tuple[str, Callable[[WeekCtx], Any]]] = [
         ("assets.weekly_macro", "compute_cross_asset", "weekly_cross_asset"),
         ("assets.weekly_macro", "compute_crypto_rank", "weekly_crypto_rank"),
         ("assets.weekly_macro", "compute_macro", "weekly_macro"),
+        ("assets.weekly_macro", "compute_rate_expectations", "weekly_rate_expectations"),
     )
 ]
 MARKET_WEEKLY_STEPS = [*WEEKLY_STEPS, ("weekly_report", step_weekly_report)]

@@ -111,6 +111,14 @@ def frames(names: tuple[str, str] = ("Bitcoin", "btc")) -> dict[str, pl.DataFram
             ("usd_jpy", "DEXJPUS", 156.4, w + timedelta(4), "ok", "yen"),
         ):
             out["weekly_macro"].append({"week_start": w, "metric": m, "series_id": sid, "value": v, "observation_date": d, "status": st, "unit": unit})
+        # bills price fewer cuts each week: -22 bp seven weeks back, -8.2 bp this week (+3 bp on the week)
+        implied, prev = -8.2 if last else -22.0 + 2.0 * (7 - i), -11.2 if last else -24.0 + 2.0 * (7 - i)
+        out["weekly_rate_expectations"].append(
+            {"week_start": w, "bill_series": "DTB3", "funds_series": "DFF", "observation_date": w + timedelta(4),
+             "bill_discount_pct": 3.77, "bill_overnight_pct": 3.87 + implied / 100, "funds_rate_pct": 3.87,
+             "implied_change_bp": implied, "cuts_priced": -implied / 25, "status": "ok",
+             "prev_observation_date": w - timedelta(3), "prev_implied_change_bp": prev, "change_bp": implied - prev}
+        )
         for k in range(1, 4):
             out["weekly_movers"].append({"week_start": w, "kind": "gainer", "position": k, "coin_id": f"g{k}", "symbol": names[1] if k == 1 else f"g{k}", "name": names[0] if k == 1 else f"Gainer {k}", "rank_start": 10 + k, "return_pct": 30.0 - k})
             out["weekly_movers"].append({"week_start": w, "kind": "loser", "position": k, "coin_id": f"l{k}", "symbol": f"l{k}", "name": f"Loser {k}", "rank_start": 20 + k, "return_pct": -30.0 + k})

@@ -38,6 +38,7 @@ COMPUTES = {
     "weekly_cross_asset": (wm_.compute_cross_asset, wm_.weekly_cross_asset_asset),
     "weekly_crypto_rank": (wm_.compute_crypto_rank, wm_.weekly_crypto_rank_asset),
     "weekly_macro": (wm_.compute_macro, wm_.weekly_macro_asset),
+    "weekly_rate_expectations": (wm_.compute_rate_expectations, wm_.weekly_rate_expectations_asset),
 }
 MIN_COINS = 50  # assets.weekly.MIN_COINS (summary_coverage)
 

@@ -157,6 +157,12 @@ def build(seed: int = 7) -> dict[str, pl.DataFrame]:
             if d.weekday() < 5:
                 blank = d == HOLIDAY and sid in ("SP500", "NASDAQCOM")
                 mac.append((sid, d, None if blank else float(level), _midnight(d + timedelta(days=1))))
+    # the bill (discount basis, weekdays) and the effective fed funds rate (every calendar day), without random
+    # draws so the other series keep their values: bills price a cut drawing closer week by week
+    for k, d in enumerate(days):
+        if d.weekday() < 5:
+            mac.append(("DTB3", d, round(4.28 - 0.002 * k, 2), _midnight(d + timedelta(days=1))))
+        mac.append(("DFF", d, 4.33, _midnight(d + timedelta(days=1))))
     for sid, v0 in MONTHLY_FRED.items():
         for m, month in enumerate((date(2025, 1, 1), date(2025, 2, 1), date(2025, 3, 1), date(2025, 4, 1))):
             v = v0 + (150.0 * m if sid == "PAYEMS" else 0.05 * m)

@@ -82,6 +82,8 @@ def test_week_is_published_with_binance_blocked_and_the_gaps_named(env_for, monk
             "for funding, " in blocked[0] and "perp klines 1h" in blocked[0] and "premiumIndex" in blocked[0]
         )
         assert f"FRED series: not found (HTTP 404) for {MISSING_FRED_SERIES}." in section, section
+        # the other FRED series are there: the Macro Update prints the rate path bills price, its judgment checked
+        assert "Rate expectations: three-month Treasury bills priced" in text.split("## Macro Update", 1)[1]
         assert "Funding this week covers Bybit, OKX only." in section, section
         # Bybit OI priced with CoinGecko's daily close when Binance gives no price
         assert "Open interest this week covers Bybit, OKX only." in section, section

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+import re
+from datetime import date, timedelta
 
 import polars as pl
 import pytest
@@ -104,3 +105,46 @@ def test_gold_proxy_from_paxg_chart():
             "market_caps": [], "total_volumes": []}
     g = fred.gold_proxy_daily(parse_market_chart(body))
     assert g["series_id"].to_list() == ["GOLD_PAXG", "GOLD_PAXG"] and g["value"].to_list() == [2065.0, 2070.25]  # last price of each UTC day
+
+
+def test_bill_and_funds_rate_in_freds_exact_format(client):
+    """DTB3: weekdays, two decimals, bond holidays as "."; DFF: every calendar day, no blank, a weekend repeating
+    Friday; both as published by the clock (the next business day); raw bytes as FRED writes them."""
+    body = client.series_csv("DTB3", date(2025, 10, 1), date(2025, 12, 31)).body.decode()
+    lines = body.splitlines()
+    assert lines[0] == "observation_date,DTB3" and body.endswith("\n")
+    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2},(\d\.\d{2}|\.)", line) for line in lines[1:]), lines[:5]
+    assert "2025-10-13,." in lines and "2025-11-11,." in lines and "2025-11-27,." in lines  # Columbus, Veterans, Thanksgiving
+    bill = fred.parse_fredgraph_csv(body)
+    assert (bill["date"].dt.weekday() <= 5).all() and bill["date"].max() == date(2025, 11, 28)
+    funds = fred.parse_fredgraph_csv(client.series_csv("DFF", date(2025, 1, 1), date(2025, 12, 31)).body)
+    days = funds["date"].to_list()
+    assert days == [date(2025, 1, 1) + timedelta(days=i) for i in range(len(days))]  # every calendar day
+    assert days[-1] == date(2025, 11, 30) and funds["value"].null_count() == 0  # the weekend is published Monday
+    level = dict(funds.select("date", "value").iter_rows())
+    assert level[date(2025, 11, 22)] == level[date(2025, 11, 23)] == level[date(2025, 11, 21)]
+    assert {level[d] for d in days if d < date(2025, 9, 18)} <= {4.33, 4.34}  # until the September cut
+    assert {level[d] for d in days if date(2025, 9, 18) <= d <= date(2025, 9, 29)} == {4.08}
+    assert {level[d] for d in days if date(2025, 10, 30) <= d} <= {3.87, 3.88}  # after the October cut
+    with pytest.raises(SourceError) as err:
+        client.series_csv("DGS3MO")  # not served: the report uses DTB3
+    assert err.value.status == 404
+
+
+def test_bills_price_the_cuts_ahead_of_each_decision():
+    """In the emulator's model the bill (on the funds rate's overnight basis) sits well below the funds rate in the
+    weeks before each 2025 cut and close to it just after, and December's pricing dips in late November."""
+    from pipelines.metrics.macro import bill_overnight_rate
+
+    macro = build_macro()
+    bill = {o.day: o.value for o in macro.series["DTB3"]}
+    funds = {o.day: o.value for o in macro.series["DFF"]}
+
+    def implied(d: date) -> float:
+        return (bill_overnight_rate(bill[d]) - funds[d]) * 100
+
+    for before, after in ((date(2025, 9, 12), date(2025, 9, 19)), (date(2025, 10, 24), date(2025, 10, 31)),
+                          (date(2025, 12, 5), date(2025, 12, 12))):
+        assert implied(before) < -15 and implied(after) > implied(before) + 10, (before, implied(before), implied(after))
+    assert implied(date(2025, 11, 21)) > implied(date(2025, 11, 14)) > implied(date(2025, 11, 7)) - 5
+    assert implied(date(2025, 11, 28)) < implied(date(2025, 11, 21)) - 5  # priced again after the dip

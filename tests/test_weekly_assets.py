@@ -160,10 +160,11 @@ def test_a_missing_required_table_fails_naming_it(world, tmp_path: Path) -> None
         e.step_key: e.event_specific_data.error.message for e in result.all_events if e.is_step_failure
     }
     assert set(errors) == {"weekly_leverage", "weekly_btc_volatility", "weekly_cross_asset", "weekly_crypto_rank",
-                           "weekly_macro"}
+                           "weekly_macro", "weekly_rate_expectations"}
     assert "'funding_rates' is not in the lake" in errors["weekly_leverage"]
     assert "'btc_hourly' is not in the lake" in errors["weekly_btc_volatility"]
     assert "'macro_observations' is not in the lake" in errors["weekly_macro"]
+    assert "'macro_observations' is not in the lake" in errors["weekly_rate_expectations"]
     assert not Warehouse(tmp_path).has_partition(TABLES["weekly_leverage"], "2025-04-21")
 
 

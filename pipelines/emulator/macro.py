@@ -6,6 +6,26 @@ Daily series (business days, US holidays missing) from 2024-01-01 to 2027-12-31:
   late 2025. ``NASDAQCOM`` moves with it at a beta of about 1.3.
 * ``DGS10`` / ``DGS2`` (percent): the 10-year within roughly 4.0-4.6% through 2025, the 2-year 0.3-0.6 below.
 * ``DEXJPUS`` (yen per USD) and ``DTWEXBGS`` (broad dollar index).
+* ``DTB3`` (percent, **discount basis**): the 3-month Treasury bill's secondary-market rate, business days, bond
+  holidays missing (``.``).
+
+``DFF`` (percent), the effective fed funds rate, lists **every calendar day**: a weekend or holiday repeats the
+business day before, as FRED's series does. It is the lower bound of the target range on a policy path shaped like
+2024-2025 (``MEETINGS`` from ``POLICY_LOWER_START``: 5.25% to September 2024, 4.25% after December 2024, cuts
+effective 18 September, 30 October and 11 December 2025, one invented cut in June 2026) plus a spread to it
+(``EFFR_SPREAD``: 8 bp, drifting up through October 2025, 12 bp from 30 October, 14 bp from 11 December 2025), one
+basis point higher on the last business day of a month. So it reads about 4.33% until the September 2025 cut,
+4.08-4.09% after it (drifting to 4.11-4.12% late in October), 3.87-3.88% after 29 October and 3.64% after 10 December; its monthly averages are within
+2 bp of the real FEDFUNDS of 2024-2025 (``tests/test_metrics_rate_expectations.py``).
+
+The bill prices the cuts ahead of each decision: ``MEETINGS`` gives, per FOMC decision, the change made and the
+change the market expected on given days before it (interpolated; decisions that changed nothing were priced for
+a while too, such as the spring 2025 cuts priced after the April tariff shock). On each business day ``t`` the
+bill's rate is the expected average overnight rate over the 91 days after ``t`` (the day's effective rate plus
+every expected change weighted by the share of the 91 days after it takes effect), plus a bill-to-funds basis
+(``BILL_BASIS``, a few basis points) and a small autocorrelated noise, turned into the discount rate of a 91-day
+bill compounding that overnight rate daily. The pricing of December 2025 falls from about two thirds of a cut in
+early November to about a third on 20 November and recovers by the 26th.
 
 Monthly series, dated the 1st of the month they describe: ``PAYEMS`` (thousands of persons, a level),
 ``UNRATE`` (percent; **October 2025 is missing**: the household survey was not run during the government
@@ -28,11 +48,12 @@ import numpy as np
 from pipelines.emulator.market import DEFAULT_SEED
 
 FIRST, LAST = date(2024, 1, 1), date(2027, 12, 31)
-DAILY = ("SP500", "NASDAQCOM", "DGS10", "DGS2", "DEXJPUS", "DTWEXBGS")
+DAILY = ("SP500", "NASDAQCOM", "DGS10", "DGS2", "DEXJPUS", "DTWEXBGS", "DTB3")
+CALENDAR_DAILY = ("DFF",)  # every calendar day, weekends and holidays included
 MONTHLY = ("PAYEMS", "UNRATE", "IRLTLT01JPM156N")
-SERIES = DAILY + MONTHLY
-DECIMALS = {"SP500": 2, "NASDAQCOM": 2, "DGS10": 2, "DGS2": 2, "DEXJPUS": 4, "DTWEXBGS": 4, "PAYEMS": 0,
-            "UNRATE": 1, "IRLTLT01JPM156N": 2}
+SERIES = DAILY + CALENDAR_DAILY + MONTHLY
+DECIMALS = {"SP500": 2, "NASDAQCOM": 2, "DGS10": 2, "DGS2": 2, "DEXJPUS": 4, "DTWEXBGS": 4, "DTB3": 2, "DFF": 2,
+            "PAYEMS": 0, "UNRATE": 1, "IRLTLT01JPM156N": 2}
 MISSING_MONTHS = {"UNRATE": {date(2025, 10, 1)}}
 JOBS_RELEASE_OVERRIDE = {date(2025, 9, 1): date(2025, 11, 20), date(2025, 10, 1): date(2025, 12, 16),
                          date(2025, 11, 1): date(2025, 12, 16)}
@@ -57,6 +78,38 @@ UNRATE_ANCHORS = (("2024-01-01", 3.7), ("2024-07-01", 4.2), ("2024-12-01", 4.1),
                   ("2025-09-01", 4.4), ("2025-11-01", 4.6), ("2026-12-01", 4.5), ("2027-12-01", 4.3))
 JGB_ANCHORS = (("2024-01-01", 0.65), ("2024-12-01", 1.05), ("2025-05-01", 1.38), ("2025-11-01", 1.72),
                ("2026-12-01", 1.95), ("2027-12-01", 2.05))
+
+# Policy: (FOMC decision day, change of the target range in percentage points, the change the market expected
+# on given days before the decision, interpolated between them, 0 before the first, the last one held until the
+# decision). Decision days follow the FOMC calendar; the expectations are invented.
+MEETINGS: tuple[tuple[str, float, tuple[tuple[str, float], ...]], ...] = (
+    ("2024-03-20", 0.0, (("2024-01-02", -0.12), ("2024-02-05", -0.05), ("2024-03-19", 0.0))),
+    ("2024-06-12", 0.0, (("2024-02-01", -0.10), ("2024-04-15", -0.02), ("2024-06-11", 0.0))),
+    ("2024-07-31", 0.0, (("2024-05-01", -0.03), ("2024-07-11", -0.03), ("2024-07-30", -0.01))),
+    ("2024-09-18", -0.50, (("2024-05-01", -0.10), ("2024-07-11", -0.25), ("2024-08-05", -0.40), ("2024-09-17", -0.45))),
+    ("2024-11-07", -0.25, (("2024-08-05", -0.30), ("2024-10-04", -0.20), ("2024-11-06", -0.24))),
+    ("2024-12-18", -0.25, (("2024-09-20", -0.20), ("2024-11-15", -0.15), ("2024-12-17", -0.24))),
+    ("2025-01-29", 0.0, (("2024-11-01", -0.10), ("2024-12-19", -0.02), ("2025-01-28", 0.0))),
+    ("2025-03-19", 0.0, (("2024-12-19", -0.08), ("2025-02-15", -0.03), ("2025-03-18", 0.0))),
+    ("2025-05-07", 0.0, (("2025-02-15", -0.05), ("2025-04-07", -0.18), ("2025-04-25", -0.05), ("2025-05-06", 0.0))),
+    ("2025-06-18", 0.0, (("2025-04-07", -0.20), ("2025-05-13", -0.03), ("2025-06-17", 0.0))),
+    ("2025-07-30", 0.0, (("2025-05-01", -0.12), ("2025-06-20", -0.05), ("2025-07-29", -0.01))),
+    ("2025-09-17", -0.25, (("2025-06-01", -0.12), ("2025-08-01", -0.20), ("2025-08-05", -0.23), ("2025-09-16", -0.25))),
+    ("2025-10-29", -0.25, (("2025-08-05", -0.12), ("2025-09-18", -0.20), ("2025-10-28", -0.245))),
+    ("2025-12-10", -0.25, (("2025-09-18", -0.15), ("2025-10-28", -0.22), ("2025-10-31", -0.18), ("2025-11-13", -0.17),
+                           ("2025-11-20", -0.075), ("2025-11-26", -0.20), ("2025-12-09", -0.24))),
+    ("2026-01-28", 0.0, (("2025-11-01", -0.06), ("2025-12-11", -0.05), ("2026-01-27", 0.0))),
+    ("2026-03-18", 0.0, (("2025-12-11", -0.08), ("2026-02-15", -0.04), ("2026-03-17", 0.0))),
+    ("2026-04-29", 0.0, (("2026-02-01", -0.08), ("2026-04-28", -0.02))),
+    ("2026-06-17", -0.25, (("2026-03-18", -0.10), ("2026-05-15", -0.18), ("2026-06-16", -0.24))),
+    ("2026-09-16", 0.0, (("2026-06-18", -0.08), ("2026-09-15", 0.0))),
+)
+POLICY_LOWER_START = 5.25  # lower bound of the target range on FIRST (the range then was 5.25-5.50%)
+EFFR_SPREAD = (("2024-01-01", 0.08), ("2025-09-30", 0.08), ("2025-10-29", 0.115), ("2025-10-30", 0.12), ("2025-12-10", 0.125),
+               ("2025-12-11", 0.14), ("2027-12-31", 0.14))  # effective rate minus the lower bound, pp
+BILL_BASIS = (("2024-01-02", -0.01), ("2025-06-30", 0.01), ("2025-08-15", 0.03), ("2025-12-31", 0.02),
+              ("2027-12-31", 0.01))  # bill minus the expected average overnight rate, pp (bill supply, etc.)
+BILL_DAYS = 91  # a new 3-month bill
 
 
 def _easter(y: int) -> date:
@@ -156,10 +209,68 @@ def _first_friday(y: int, m: int) -> date:
     return _nth_weekday(y, m, 4, 1)
 
 
+def _interp(day: date, anchors) -> float:
+    ax = [date.fromisoformat(t).toordinal() for t, _ in anchors]
+    return float(np.interp(day.toordinal(), ax, [v for _, v in anchors]))
+
+
+def _is_business_day(d: date) -> bool:
+    return d.weekday() < 5 and not is_holiday(d, "bonds")
+
+
+def _last_business_day_of_month(d: date) -> bool:
+    nxt = d + timedelta(days=1)
+    while not _is_business_day(nxt):
+        nxt += timedelta(days=1)
+    return _is_business_day(d) and nxt.month != d.month
+
+
+def policy_lower(d: date) -> float:
+    """Lower bound of the target range in force on ``d`` (a decision takes effect the day after it)."""
+    return POLICY_LOWER_START + sum(ch for day, ch, _ in MEETINGS if date.fromisoformat(day) < d)
+
+
+def effective_rate(d: date) -> float:
+    """The effective rate on ``d`` before rounding; a weekend or holiday carries the business day before."""
+    while not _is_business_day(d) and d > FIRST:
+        d -= timedelta(days=1)
+    return policy_lower(d) + _interp(d, EFFR_SPREAD) + (0.01 if _last_business_day_of_month(d) else 0.0)
+
+
+def expected_change(meeting: tuple[str, float, tuple], t: date) -> float:
+    """The change the market expects from ``meeting`` at the close of ``t`` (the decision itself once made)."""
+    day, change, anchors = meeting
+    decision = date.fromisoformat(day)
+    if t >= decision:
+        return change
+    first = date.fromisoformat(anchors[0][0])
+    return 0.0 if t < first else _interp(t, anchors)
+
+
+def expected_average_rate(t: date, days: int = BILL_DAYS) -> float:
+    """The overnight rate the market expects on average over the ``days`` days after ``t``: the effective rate of
+    ``t`` plus each decision not yet in it, weighted by the share of those days after it takes effect."""
+    rate = round(effective_rate(t), 2)
+    for meeting in MEETINGS:
+        decision = date.fromisoformat(meeting[0])
+        if decision < t:  # already in the effective rate (it took effect the day after the decision)
+            continue
+        after = max(0, min(days, (t + timedelta(days=days) - decision).days))  # days t+1..t+days after it takes effect
+        rate += expected_change(meeting, t) * after / days
+    return rate
+
+
+def bill_discount_rate(overnight_pct: float, days: int = BILL_DAYS) -> float:
+    """The discount rate (percent) of a ``days``-day bill earning ``overnight_pct`` (act/360) compounded daily."""
+    growth = (1 + overnight_pct / 100 / 360) ** days
+    return (1 - 1 / growth) * 360 / days * 100
+
+
 @lru_cache(maxsize=4)
 def build_macro(seed: int = DEFAULT_SEED) -> MacroData:
     # a separate SeedSequence entropy pool (seed, 2) so that the market's children are untouched
-    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, 2]).spawn(9)]
+    # children 0..8 are the same whichever number is spawned, so series added later leave the others' bytes alone
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, 2]).spawn(10)]
     days = _business_days()
     sp = _path(rngs[0], days, SP500_ANCHORS, 0.008, True)
     ndq = 19300.0 * (sp / 5890.0) ** 1.3 * _path(rngs[1], days, (("2024-01-02", 0.78), ("2024-12-31", 1.0), ("2027-12-31", 1.0)), 0.003, True)
@@ -176,6 +287,20 @@ def build_macro(seed: int = DEFAULT_SEED) -> MacroData:
             value = None if is_holiday(d, cal) else round(float(v), DECIMALS[sid])
             obs.append(Observation(d, value, _next_business_day(d)))
         series[sid] = obs
+
+    # the bill: expected average overnight rate + basis + AR(1) noise (phi 0.8, 0.5 bp steps), as a discount rate
+    noise = np.zeros(len(days))
+    steps = rngs[9].normal(0.0, 0.005, len(days))
+    for i in range(1, len(days)):
+        noise[i] = 0.8 * noise[i - 1] + steps[i]
+    series["DTB3"] = [
+        Observation(d, None if is_holiday(d, "bonds") else round(
+            bill_discount_rate(expected_average_rate(d) + _interp(d, BILL_BASIS) + float(e)), DECIMALS["DTB3"]),
+            _next_business_day(d))
+        for d, e in zip(days, noise, strict=True)
+    ]
+    calendar = [FIRST + timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
+    series["DFF"] = [Observation(d, round(effective_rate(d), DECIMALS["DFF"]), _next_business_day(d)) for d in calendar]
 
     months = [date(y, m, 1) for y in range(FIRST.year, LAST.year + 1) for m in range(1, 13)]
     unrate = _path(rngs[6], months, UNRATE_ANCHORS, 0.06, False)

@@ -15,7 +15,7 @@ from pipelines import estimates
 from pipelines.metrics.correlation import WEEKLY_CORRELATION_BUCKETS
 from pipelines.metrics.cross_asset import WEEKLY_CROSS_ASSET, WEEKLY_CRYPTO_RANK
 from pipelines.metrics.leverage import WEEKLY_LEVERAGE
-from pipelines.metrics.macro import WEEKLY_MACRO
+from pipelines.metrics.macro import WEEKLY_MACRO, WEEKLY_RATE_EXPECTATIONS
 from pipelines.metrics.market import WEEKLY_MCAP_CROSSINGS, WEEKLY_TOTAL_MARKET_CAP
 from pipelines.metrics.sectors import WEEKLY_INDEX_RETURNS
 from pipelines.metrics.universe import WEEKLY_UNIVERSE
@@ -38,6 +38,7 @@ OPTIONAL: tuple[Table, ...] = (
     WEEKLY_VOLUME,
     WEEKLY_BTC_VOLATILITY,
     WEEKLY_MACRO,
+    WEEKLY_RATE_EXPECTATIONS,
     WEEKLY_UNIVERSE,
 )
 ALL_TABLES: tuple[Table, ...] = REQUIRED + OPTIONAL

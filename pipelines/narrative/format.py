@@ -93,6 +93,8 @@ FORMATS: dict[str, Callable] = {
     "pts": lambda v: "0.0 pts" if round(v, 1) == 0 else f"{v:+.1f} pts",
     "usd_price": lambda v: f"${v:,.0f}",  # a price level, $87,412
     "fixed2": lambda v: f"{v:.2f}",
+    "bp0": lambda v: "0 bp" if round(v) == 0 else f"{v:+.0f} bp",  # a change in basis points, whole
+    "cuts1": lambda v: f"{v:.1f}",  # a number of 25 bp cuts, one decimal
     "funding_bp": lambda v: "0.00 bp" if round(v * 1e4, 2) == 0 else f"{v * 1e4:+.2f} bp",  # per 8h, in bp
     "ann_pct": lambda v: "0.0%" if round(v * 100, 1) == 0 else f"{v * 100:+.1f}%",  # annualized, in percent
     "share_pct": lambda v: share_pct(v),  # a share (0..1): 48%, never rounded up to 100% (99.9%)

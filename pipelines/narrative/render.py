@@ -26,6 +26,7 @@ from pipelines.narrative import charts as charts_mod
 from pipelines.narrative.data import WeekData
 from pipelines.narrative.facts import ASSET_LABELS, INDEX_LABELS, Fact, derive_facts, num, our_view
 from pipelines.narrative.pieces import Num, Phrase, Txt, join, md_escape
+from pipelines.narrative.rate_expectations import rate_expectations
 from pipelines.partitions import days_between, week_close_days
 
 __all__ = ["md_escape", "render_week", "RenderedReport", "FIXED_TERMS", "SOURCES_HEADING"]
@@ -37,7 +38,8 @@ FIXED_TERMS: tuple[str, ...] = tuple(
     sorted(
         set(INDEX_LABELS.values())
         | set(ASSET_LABELS.values())
-        | {"1-10", "11-50", "51-100", "top 10", "top 100", "7-day", "30-day", "8h", "00:00", "10Y-2Y", "2Y", "10Y", "GMCI-30"},
+        | {"1-10", "11-50", "51-100", "top 10", "top 100", "7-day", "30-day", "8h", "00:00", "10Y-2Y", "2Y", "10Y", "GMCI-30",
+           "cuts of 25 bp"},
         key=len,
         reverse=True,
     )
@@ -289,7 +291,8 @@ def render_week(
     lede = first + [f for f in facts if f.key not in NOT_IN_LEDE and f.key != "mcap_change"][: SUMMARY_FACTS - len(first)]
     summary = [f.sentence for f in lede]
     in_lede = {f.key for f in lede}  # a sentence is printed once: the lede's facts are not repeated below
-    macro = _macro(wd, gaps)
+    macro_facts = rate_expectations(wd, gaps)  # printed in the Macro Update only, never in the lede
+    macro = _macro(wd, gaps) + [f.sentence for f in macro_facts]
     structure_all = [f for f in facts if f.key.startswith(STRUCTURE_KEYS)]
     corr_all = [f for f in facts if f.key.startswith(CORR_VOL_KEYS)]
     market_all = [f for f in facts if f.key.startswith(("mcap_", "crypto_", "btc_price"))]
@@ -311,7 +314,7 @@ def render_week(
     printed = {id(p) for p in everything}
     predicates = [
         pr.as_dict(f.sentence.md())
-        for f in [*facts, *view_facts]
+        for f in [*facts, *view_facts, *macro_facts]
         if id(f.sentence) in printed or (f.headline is not None and any(h is f.headline for h in heads))
         for pr in f.predicates
     ]
@@ -351,7 +354,7 @@ def render_week(
         headline=" ".join(p.md() for p in summary),
         markdown=markdown,
         html=html,
-        facts=facts,
+        facts=[*facts, *macro_facts],
         claims=claims,
         predicates=predicates,
         texts=sorted({t.md() for t in txts} | set(input_gaps) | set(missing)),  # gap lines name days, not figures

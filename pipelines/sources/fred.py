@@ -7,7 +7,10 @@ Series used by the report (units as FRED gives them): ``SP500`` and ``NASDAQCOM`
 close), ``DGS2`` and ``DGS10`` (percent), ``DEXJPUS`` (yen per USD), ``DTWEXBGS`` (broad dollar index),
 ``PAYEMS`` (monthly, SA, **thousands of persons**, a level: take the difference for the monthly change),
 ``UNRATE`` (monthly, percent; 2025-10 is missing because of the shutdown), ``IRLTLT01JPM156N`` (monthly Japan
-10-year yield, percent). Monthly rows are dated the 1st of the month they describe.
+10-year yield, percent), ``DTB3`` (3-month Treasury bill, secondary market, percent **on a discount basis**,
+business days, holidays ``.``) and ``DFF`` (effective federal funds rate, percent, act/360, **every calendar
+day**: weekends and holidays repeat the business day before). Monthly rows are dated the 1st of the month they
+describe. ``DTB3`` against ``DFF`` gives the rate change bills price (``pipelines.metrics.macro``).
 
 Gold: FRED no longer carries LBMA gold (``GOLDAMGBD228NLBM`` was removed), and no other daily USD gold series
 was verified there. The gold proxy is **PAX Gold (``pax-gold``) from CoinGecko**: one token is redeemable for
@@ -32,7 +35,8 @@ from pipelines.sources.dedupe import unique_strict
 from pipelines.sources.http import Fetched, HttpSource, PayloadError
 
 BASE_URL = "https://fred.stlouisfed.org"
-SERIES = ("SP500", "NASDAQCOM", "DGS2", "DGS10", "DEXJPUS", "DTWEXBGS", "PAYEMS", "UNRATE", "IRLTLT01JPM156N")
+SERIES = ("SP500", "NASDAQCOM", "DGS2", "DGS10", "DEXJPUS", "DTWEXBGS", "PAYEMS", "UNRATE", "IRLTLT01JPM156N",
+          "DTB3", "DFF")
 GOLD_PROXY_ID = "GOLD_PAXG"
 MISSING = {".", "", "NaN", "nan", "NA"}
 SCHEMA = {"series_id": pl.String, "date": pl.Date, "value": pl.Float64}
