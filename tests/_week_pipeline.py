@@ -11,6 +11,7 @@ import dagster as dg
 import assets.weekly_derivatives as wd_
 import assets.weekly_macro as wm_
 import assets.weekly_market as wk_
+import pipelines.cleaning_derivatives  # noqa: F401 (registers the clean tables the weekly computes read)
 from assets.weekly import week_open_close
 from pipelines import quality
 from pipelines.cleaning import latest_registry
@@ -103,11 +104,12 @@ def compute_weekly(wh: Warehouse, week: str) -> list[str]:
     return problems
 
 
-def run_week(wh: Warehouse, week: str) -> WeekRun:
-    """Quality rules, weekly tables, report, claim check and second derivation for one week."""
+def run_week(wh: Warehouse, week: str, render: bool = True) -> WeekRun:
+    """Quality rules, weekly tables, report, claim check and second derivation for one week (``render`` False:
+    the quality rules and the weekly tables only, for a week that later weeks read as history)."""
     run = WeekRun(blocked=[f"week_inputs_quality: {p}" for p in quality.week_problems(wh, week)])
     run.blocked += compute_weekly(wh, week)
-    if not wh.has_partition(WEEKLY_MARKET_SUMMARY, week):
+    if not render or not wh.has_partition(WEEKLY_MARKET_SUMMARY, week):
         return run
     wd, _ = load_week(wh, week)
     rendered = render_week(wd, None, quality.week_gaps(quality.week_frames(wh, week), week))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import json
-import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from pipelines.narrative.data import BY_NAME, from_frames
 from pipelines.narrative.facts import derive_facts, our_view
 from pipelines.narrative.predicates import Predicate, check_predicates
 from pipelines.narrative.render import render_week
+from tests import _report_audit as audit
 from tests._narrative_frames import WEEK, WEEKS, frames, table
 
 W = WEEK.isoformat()
@@ -169,9 +169,8 @@ def test_no_sentence_twice_and_no_negative_zero() -> None:
     fr = frames()
     _set(fr, "weekly_index_returns", {"return_pct": -0.04}, pl.col("index") == "gaming")
     md = _text(fr).split("## Sources")[0]
-    sents = [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n", md) if len(s.strip()) > 30]
-    assert [s for s, n in collections.Counter(sents).items() if n > 1] == []
-    assert "-0.0%" not in md and ") (" not in md  # no double parentheses
+    assert audit.repeated_sentences(md) == []
+    assert audit.style_faults(md) == []  # no "-0.0%", no double parentheses, no "ranked N of"
 
 
 def test_our_view_is_reasoning_with_checked_judgments() -> None:
@@ -268,13 +267,8 @@ def test_many_weeks_every_sentence_checked(many_weeks) -> None:
     assert blocked == {}  # zero failing predicates, zero numbers without a claim, zero wrong figures
     assert sum(r.predicates for r in many_weeks.values()) > 5 * len(many_weeks)
     for w, r in many_weeks.items():
-        body = r.body
-        sents = [
-            s.strip()
-            for s in re.split(r"(?<=[.!?])\s+|\n", body)
-            if len(s.strip()) > 30 and not s.startswith("![")
-        ]
-        assert [s for s, n in collections.Counter(sents).items() if n > 1] == [], w
+        assert audit.repeated_sentences(r.body) == [], w
+        assert audit.style_faults(r.body) == [], w
     keys = collections.Counter(k for r in many_weeks.values() for k in set(r.fact_keys))
     # the lake has rises and falls, crossings, leverage resets and rebuilding, best and worst weeks
     for k in (
@@ -296,7 +290,7 @@ def test_many_weeks_every_sentence_checked(many_weeks) -> None:
         "Open interest changed -",
     ):
         assert any(words in b for b in bodies), words  # rises and falls of the market and of open interest
-    views = {r.markdown.split("## Our View")[1].split("##")[0] for r in many_weeks.values()}
+    views = {audit.section(r.markdown, "Our View") for r in many_weeks.values()}
     assert len(views) == len(many_weeks)  # no two weeks share a view
 
 
