@@ -40,6 +40,7 @@ INDEX_LABELS: dict[str, str] = {
     "small_caps": "Small caps (ranks 51-100)",
 }
 SECTORS = ("l2", "gaming", "depin", "ai", "defi", "meme", "core_l1")
+EQUITIES = ("nasdaq", "sp500")  # the equity indices of the cross-asset table: "macro de-risking" needs them down
 ASSET_LABELS: dict[str, str] = {
     "crypto": "Crypto (total market cap)",
     "btc": "Bitcoin",
@@ -671,7 +672,14 @@ def correlation(wd: WeekData, gaps: list[str]) -> list[Fact]:
         preds = (Predicate("gt_by", (p["tc"], p["sc"]), f"the top 10's average pairwise correlation is above ranks 51-100's by more than {CORR_MARGIN}", CORR_MARGIN),
                  Predicate("strict_min", (p["tr"], *others), "the top 10's equal-weight return is below every other rank bucket's"))
         if hold(preds) and p["tr"].text not in {o.text for o in others}:
-            facts.append(Fact("corr_concentrated_top", 60, Phrase("Correlation is concentrated in the top 10 (average pairwise {tc}), which also did worst of the rank buckets (equal-weight return {tr}); ranks 51-100 averaged a correlation of {sc} and an equal-weight return of {sr}.", p), None, {"top": top["avg_pairwise_corr"], "small": small["avg_pairwise_corr"]}, preds))
+            # the lowest return in words that fit its sign: in a rising week the top 10 "gained the least"
+            if round(top["ew_return_pct"], 1) < 0:
+                did, sign = "lost the most", (Predicate("lt", (p["tr"], 0), "the top 10's equal-weight return is below zero"),)
+            elif round(top["ew_return_pct"], 1) > 0:
+                did, sign = "gained the least", (Predicate("gt", (p["tr"], 0), "the top 10's equal-weight return is above zero"),)
+            else:
+                did, sign = "did worst", ()
+            facts.append(Fact("corr_concentrated_top", 60, Phrase("Correlation is concentrated in the top 10 (average pairwise {tc}), which also " + did + " of the rank buckets (equal-weight return {tr}); ranks 51-100 averaged a correlation of {sc} and an equal-weight return of {sr}.", p), None, {"top": top["avg_pairwise_corr"], "small": small["avg_pairwise_corr"]}, preds + sign))
         elif hold(preds[:1]):
             facts.append(Fact("corr_concentrated", 35, Phrase("Correlation is highest in the top 10 (average pairwise {tc}, equal-weight return {tr}) and lower in ranks 51-100 ({sc}, equal-weight return {sr}).", p), None, {"top": top["avg_pairwise_corr"], "small": small["avg_pairwise_corr"]}, preds[:1]))
         else:
@@ -748,6 +756,17 @@ def sector_extremes(wd: WeekData, gaps: list[str]) -> list[Fact]:
     return facts
 
 
+def coin_label(name: str, symbol: str) -> Phrase:
+    """A coin as "Name (SYM)". A name that carries its own parenthesis ("POL (ex-MATIC)") is not followed by a
+    second one: it is printed alone when it already contains the symbol, else as "Name, SYM"."""
+    sym = symbol.upper()
+    if "(" not in name and ")" not in name:
+        return Phrase("{n} ({s})", {"n": Txt(name), "s": Txt(sym)})
+    if re.search(r"(?<![A-Za-z0-9])" + re.escape(sym) + r"(?![A-Za-z0-9])", name, re.IGNORECASE):
+        return Phrase("{n}", {"n": Txt(name)})
+    return Phrase("{n}, {s}", {"n": Txt(name), "s": Txt(sym)})
+
+
 def top_mover(wd: WeekData, gaps: list[str]) -> list[Fact]:
     rows = wd.rows("weekly_movers")
     if rows is None or rows.height == 0:
@@ -758,7 +777,7 @@ def top_mover(wd: WeekData, gaps: list[str]) -> list[Fact]:
         m = rows.filter((pl.col("kind") == kind) & (pl.col("position") == 1))
         if m.height:
             r = m.row(0, named=True)
-            out.append(Fact(f"top_{kind}", pri, Phrase("{name} ({sym}) was the " + word + " performer of the top 100 ({r}).", {"name": Txt(r["name"]), "sym": Txt(r["symbol"].upper()), "r": num(t, w, "return_pct", r["return_pct"], "pct", {"kind": kind, "position": "1"})}), None, {"coin_id": r["coin_id"]}))
+            out.append(Fact(f"top_{kind}", pri, Phrase("{coin} was the " + word + " performer of the top 100 ({r}).", {"coin": coin_label(r["name"], r["symbol"]), "r": num(t, w, "return_pct", r["return_pct"], "pct", {"kind": kind, "position": "1"})}), None, {"coin_id": r["coin_id"]}))
     return out
 
 
@@ -841,6 +860,14 @@ def _summary_nums(wd: WeekData) -> tuple[Num, Num, Num] | None:
             num(t, wd.week, "total_mcap_start_usd", s["total_mcap_start_usd"], "usd"))
 
 
+def _equities_down(wd: WeekData) -> list[Predicate]:
+    """One predicate per equity index of the cross-asset table saying it fell; empty when there is none or one
+    rose (then nothing may be called a macro de-risking)."""
+    _, others = _asset_returns(wd)
+    preds = [Predicate("lt", (e, 0), f"{dict(e.where)['asset']} fell on the week") for e in others if dict(e.where).get("asset") in EQUITIES]
+    return preds if preds and hold(preds) else []
+
+
 def _view_position(wd: WeekData, keys: set[str]) -> _Para | None:
     sm = _summary_nums(wd)
     if sm is None:
@@ -852,20 +879,39 @@ def _view_position(wd: WeekData, keys: set[str]) -> _Para | None:
     crypto, others = _asset_returns(wd)
     worst = Predicate("strict_min", (crypto, *others), "crypto's return is below every other ranked asset class's") if crypto and others else None
     best = Predicate("strict_max", (crypto, *others), "crypto's return is above every other ranked asset class's") if crypto and others else None
-    if worst is not None and p.add(_pick(w, "thesis-worst", (
-        "Crypto is still trading as the market's highest-beta risk asset: its {cr} on the week (total market cap, close to close) was worse than every other major asset class we track.",
-        "The week was a macro de-risking in which crypto took the brunt: {cr} for the total market cap, the weakest of the major asset classes.",
-    )), {"cr": crypto}, (down, worst)):
+    # "Macro de-risking" and "highest-beta risk asset" only when equities fell too; crypto falling alone is its own.
+    equities = [o for o in others if dict(o.where).get("asset") in EQUITIES]
+    eq_down = _equities_down(wd)
+    eq_up = next((e for e in sorted(equities, key=lambda e: dict(e.where)["asset"]) if e.value is not None and e.value > 0), None)
+    prev = _prev_row(wd, "weekly_market_summary")
+    pch = None
+    if prev is not None and prev[_mcap_change_col(prev)] is not None:
+        pcol = _mcap_change_col(prev)
+        pch = Num(prev[pcol], "pct", "weekly_market_summary", prev["week_start"].isoformat(), pcol)
+    if worst is not None and eq_down and p.add(_pick(w, "thesis-worst", (
+        "Crypto traded as the market's highest-beta risk asset: its {cr} on the week (total market cap, close to close) was worse than every other major asset class we track, equities included.",
+        "The week was a macro de-risking in which crypto took the brunt: {cr} for the total market cap, the weakest of the major asset classes while equities fell too.",
+    )), {"cr": crypto}, (down, worst, *eq_down)):
+        pass
+    elif worst is not None and eq_up is not None and p.add(
+        "Crypto fell on its own: its {cr} on the week (total market cap, close to close) was the weakest of the major asset classes while the " + ASSET_LABELS[dict(eq_up.where)["asset"]] + " returned {eq}, so the selling came from inside crypto rather than from a retreat from risk everywhere.",
+        {"cr": crypto, "eq": eq_up}, (down, worst, Predicate("gt", (eq_up, 0), "an equity index rose on the week"))):
         pass
     elif best is not None and p.add(_pick(w, "thesis-best", (
         "Crypto led the risk complex this week: its {cr} (total market cap, close to close) was ahead of every other major asset class we track.",
-        "Risk appetite returned to crypto first: {cr} for the total market cap, the best of the major asset classes.",
+        "Crypto outpaced every other major asset class this week: {cr} for the total market cap.",
     )), {"cr": crypto}, (up, best)):
         pass
-    elif not p.add(_pick(w, "thesis-up", ("The total market cap moved {ch} on the week to {end}, a recovery rather than a trend so far.",
-                                          "The market recovered {ch} on the week, closing at {end}.")), {"ch": ch, "end": end}, (up,)):
-        p.add(_pick(w, "thesis-down", ("The total market cap moved {ch} on the week to {end}, extending the pressure on positioning.",
-                                       "The market lost ground again, {ch} on the week to a close of {end}.")), {"ch": ch, "end": end}, (down,))
+    elif pch is not None and p.add(_pick(w, "thesis-up", ("The total market cap moved {ch} on the week to {end}, a recovery from the week before's {pch} rather than a trend so far.",
+                                                          "The market recovered {ch} on the week, closing at {end} after {pch} the week before.")),
+                                   {"ch": ch, "end": end, "pch": pch}, (up, Predicate("lt", (pch, 0), "the total market cap fell the week before"))):
+        pass
+    elif pch is not None and p.add(_pick(w, "thesis-down", ("The total market cap moved {ch} on the week to {end}, extending the week before's {pch} and the pressure on positioning.",
+                                                            "The market lost ground again, {ch} on the week to a close of {end} after {pch} the week before.")),
+                                   {"ch": ch, "end": end, "pch": pch}, (down, Predicate("lt", (pch, 0), "the total market cap fell the week before"))):
+        pass
+    elif not p.add("The total market cap rose {ch} on the week to {end}.", {"ch": ch, "end": end}, (up,)):
+        p.add("The total market cap fell {ch} on the week to {end}.", {"ch": ch, "end": end}, (down,))
     # Where the week sits against the peak of the available history.
     cur = wd.one(TM)
     col = "market_total_close_usd"  # the market's total, each week as it computed it
@@ -882,8 +928,9 @@ def _view_position(wd: WeekData, keys: set[str]) -> _Para | None:
     r = wd.one("weekly_crypto_rank")
     if r is not None and r["worst_streak_weeks"] is not None and r["worst_streak_weeks"] >= 2 and "crypto_worst_streak" in keys:
         k = num("weekly_crypto_rank", w, "worst_streak_weeks", r["worst_streak_weeks"], "ordinal")
-        p.add("It is the {k} straight week at the bottom of the cross-asset table, so the driver is macro risk appetite rather than anything specific to crypto.", {"k": k},
-              (Predicate("ge", (num("weekly_crypto_rank", w, "worst_streak_weeks", r["worst_streak_weeks"], "int"), 2), "the worst-asset streak is at least two weeks"),))
+        streak = Predicate("ge", (num("weekly_crypto_rank", w, "worst_streak_weeks", r["worst_streak_weeks"], "int"), 2), "the worst-asset streak is at least two weeks")
+        if not (eq_down and p.add("It is the {k} straight week at the bottom of the cross-asset table, so the driver is macro risk appetite rather than anything specific to crypto.", {"k": k}, (streak, *eq_down))):
+            p.add("It is the {k} straight week at the bottom of the cross-asset table.", {"k": k}, (streak,))
     return p
 
 
@@ -916,7 +963,7 @@ def _view_leverage(wd: WeekData) -> _Para | None:
         ch = sm[0]
         rising = (Predicate("gt", (oc, 0), "open interest rose on the week"), pos)
         if p.add("Leverage is rebuilding: open interest rose {oc} on the week with funding positive,", {"oc": oc}, rising):
-            if not p.add("which supports the move while spot demand leads it.", {}, (Predicate("same_sign", (f, ch), "funding and the market's move have the same sign"),)):
+            if not p.add("which supports the move.", {}, (Predicate("same_sign", (f, ch), "funding and the market's move have the same sign"),)):
                 p.add("adding longs into a falling market, which leaves it exposed to a long squeeze.", {}, (Predicate("opposite_sign", (f, ch), "funding and the market's move have opposite signs"),))
         else:
             p.add("Open interest moved {oc} on the week, so the market is not re-levering into the move.", {"oc": oc}, (Predicate("le", (oc, 0), "open interest did not rise on the week"),))
@@ -954,12 +1001,21 @@ def _view_flows(wd: WeekData, keys: set[str]) -> _Para | None:
             tc = num(t, w, "avg_pairwise_corr", top["avg_pairwise_corr"], "corr", {"bucket": "1-10"})
             sc = num(t, w, "avg_pairwise_corr", small["avg_pairwise_corr"], "corr", {"bucket": "51-100"})
             hi = Predicate("gt_by", (tc, sc), f"the top 10's correlation is above ranks 51-100's by more than {CORR_MARGIN}", CORR_MARGIN)
-            if "corr_concentrated_top" in keys and p.add(
-                "The largest coins moved as one trade (average pairwise correlation {tc} against {sc} in ranks 51-100) and fell the most: the selling came from macro de-risking, not from a verdict on individual projects.",
-                {"tc": tc, "sc": sc}, (hi, Predicate("lt", (sm[0], 0), "the total market cap fell on the week"))):
+            fell = (hi, Predicate("lt", (sm[0], 0), "the total market cap fell on the week"))
+            if top["ew_return_pct"] is not None:
+                tr = num(t, w, "ew_return_pct", top["ew_return_pct"], "pct", {"bucket": "1-10"})
+                fell += (Predicate("lt", (tr, 0), "the top 10's equal-weight return is below zero"),)
+            macro = _equities_down(wd)
+            if "corr_concentrated_top" in keys and macro and p.add(
+                "The largest coins moved as one trade (average pairwise correlation {tc} against {sc} in ranks 51-100) and fell the most: with equities down as well, the selling came from macro de-risking, not from a verdict on individual projects.",
+                {"tc": tc, "sc": sc}, (*fell, *macro)):
                 pass
-            elif not p.add("The top 10 traded more tightly together (average pairwise correlation {tc}) than ranks 51-100 ({sc}), the mark of a market moved by one macro factor.", {"tc": tc, "sc": sc}, (hi,)):
-                p.add("Correlation in the top 10 ({tc}) is no higher than in ranks 51-100 ({sc}): coins are trading on their own drivers more than on one macro factor.", {"tc": tc, "sc": sc}, (Predicate("le", (tc, sc), "the top 10's correlation is not above ranks 51-100's"),))
+            elif "corr_concentrated_top" in keys and p.add(
+                "The largest coins moved as one trade (average pairwise correlation {tc} against {sc} in ranks 51-100) and fell the most: the selling hit the market as a block, not individual projects.",
+                {"tc": tc, "sc": sc}, fell):
+                pass
+            elif not p.add("The top 10 traded more tightly together (average pairwise correlation {tc}) than ranks 51-100 ({sc}), the mark of a market moved by one common factor.", {"tc": tc, "sc": sc}, (hi,)):
+                p.add("Correlation in the top 10 ({tc}) is no higher than in ranks 51-100 ({sc}): coins are trading on their own drivers more than on one common factor.", {"tc": tc, "sc": sc}, (Predicate("le", (tc, sc), "the top 10's correlation is not above ranks 51-100's"),))
     vol = wd.one("weekly_btc_volatility")
     if vol is not None and vol["rv7_hourly_pct"] is not None and vol["rv30_hourly_pct"] is not None:
         t = "weekly_btc_volatility"
@@ -971,23 +1027,32 @@ def _view_flows(wd: WeekData, keys: set[str]) -> _Para | None:
 
 
 def _view_change(wd: WeekData, facts: list[Fact]) -> _Para | None:
-    """What would change the view: named thresholds, and a horizon."""
+    """What would change the view: the reverse of what the other paragraphs judged (funding's sign, open interest's
+    direction against its peak, volatility against its 30-day level, a crossed level), a threshold, a horizon."""
     w = wd.week
     p = _Para("change")
     conds: list[tuple[str, dict[str, Any]]] = []
     r = wd.one("weekly_leverage")
     if r is not None and r["funding_8h_mean"] is not None:
         conds.append(("funding moving back above zero" if r["funding_8h_mean"] < 0 else "funding turning negative", {}))
-        if r["oi_ref_usd"] is not None:
+        lfl_col = "oi_change_like_for_like_pct" if "oi_change_like_for_like_pct" in r else "oi_change_pct"
+        if r["oi_ref_usd"] is not None and r["oi_vs_ref_pct"] is not None and r["oi_vs_ref_pct"] <= DELEVERAGING_PCT:
             conds.append(("open interest climbing back towards the {ref} reference", {"ref": num("weekly_leverage", w, "oi_ref_usd", r["oi_ref_usd"], "usd")}))
+        elif r[lfl_col] is not None and round(r[lfl_col], 1) > 0:  # leverage rebuilding: the reverse is giving it back
+            conds.append(("open interest giving back this week's {oc} rise", {"oc": num("weekly_leverage", w, lfl_col, r[lfl_col], "pct")}))
+        elif r[lfl_col] is not None:
+            conds.append(("open interest rising again", {}))
     cross = next((f for f in facts if f.key == "mcap_crossing"), None)
     if cross is not None:
         lvl = cross.sentence.parts["level"]
         back = "above" if cross.numbers["direction"] == "down" else "below"  # the other side of the crossed level
         conds.append(("a weekly close back " + back + " {lvl}", {"lvl": lvl}))
     vol = wd.one("weekly_btc_volatility")
-    if vol is not None and vol["rv30_hourly_pct"] is not None:
-        conds.append(("Bitcoin's 7-day volatility settling below its 30-day {m}", {"m": num("weekly_btc_volatility", w, "rv30_hourly_pct", vol["rv30_hourly_pct"], "level_pct")}))
+    if vol is not None and vol["rv30_hourly_pct"] is not None and vol["rv7_hourly_pct"] is not None:
+        m = num("weekly_btc_volatility", w, "rv30_hourly_pct", vol["rv30_hourly_pct"], "level_pct")
+        gap = vol["rv7_hourly_pct"] - vol["rv30_hourly_pct"]  # the flows paragraph's judgment, reversed
+        how = "settling below" if gap > VOL_MARGIN else "climbing back above" if gap < -VOL_MARGIN else "breaking clearly away from"
+        conds.append(("Bitcoin's 7-day volatility " + how + " its 30-day {m}", {"m": m}))
     if not conds:
         return None
     parts: dict[str, Any] = {}

@@ -24,7 +24,15 @@ import polars as pl
 
 from pipelines.narrative import charts as charts_mod
 from pipelines.narrative.data import WeekData
-from pipelines.narrative.facts import ASSET_LABELS, INDEX_LABELS, Fact, derive_facts, num, our_view
+from pipelines.narrative.facts import (
+    ASSET_LABELS,
+    INDEX_LABELS,
+    Fact,
+    coin_label,
+    derive_facts,
+    num,
+    our_view,
+)
 from pipelines.narrative.pieces import Num, Phrase, Txt, join, md_escape
 from pipelines.narrative.rate_expectations import rate_expectations
 from pipelines.partitions import days_between, week_close_days
@@ -235,7 +243,7 @@ def _movers(wd: WeekData) -> list[dict[str, Phrase]]:
         out = []
         for r in rows.filter(pl.col("kind") == kind).sort("position").iter_rows(named=True):
             where = {"kind": kind, "position": str(r["position"])}
-            out.append(Phrase("{n} ({s}) {r}", {"n": Txt(r["name"]), "s": Txt(r["symbol"].upper()), "r": num("weekly_movers", wd.week, "return_pct", r["return_pct"], "pct", where)}))
+            out.append(Phrase("{c} {r}", {"c": coin_label(r["name"], r["symbol"]), "r": num("weekly_movers", wd.week, "return_pct", r["return_pct"], "pct", where)}))
         return out
 
     return [{"g": g, "l": lo} for g, lo in zip(side("gainer"), side("loser"), strict=False)]
