@@ -26,7 +26,7 @@ BLOCKED ?= binance
 # PYTEST_XDIST= (empty) runs in one process.
 PYTEST_XDIST ?= -n 2 --dist worksteal
 
-.PHONY: install demo test dev lint emulator clean backfill bench
+.PHONY: install demo test test-every-week every-week-counts dev lint emulator clean backfill bench
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -43,6 +43,13 @@ demo: install
 
 test: install
 	.venv/bin/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
+
+# Every emulator week rendered and checked (make test renders every 3rd week and the named ones), and the counts.
+test-every-week: install
+	CRYPTO_WEEKLY_EVERY_WEEK=1 .venv/bin/python -m pytest tests/test_every_week.py $(PYTEST_ARGS)
+
+every-week-counts: install
+	.venv/bin/python -m tests._every_week $(if $(OUT),--out $(OUT))
 
 # make backfill [SINCE=2025-03-31] [UNTIL=2025-11-17] [EMULATOR=1]: the days as one run, then every week
 backfill: install

@@ -28,7 +28,7 @@ def test_the_weeks_are_the_emulator_history() -> None:
 
 # One test, so that no other xdist worker takes part of the module and builds the lake a second time.
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800 if len(RENDERED) == len(WEEKS) else 900)
 def test_every_week_true_once_and_reasoned(tmp_path) -> None:
     runs = ew.run_weeks(ew.build_lake(tmp_path / "warehouse"), WEEKS, RENDERED)
     assert set(runs) == set(WEEKS)
