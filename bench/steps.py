@@ -51,6 +51,17 @@ def step_coin_registry(ctx: DailyCtx) -> None:
     ctx.wh.refresh_catalog()
 
 
+def step_global_market_cap(ctx: DailyCtx) -> None:
+    """The stored /global answers of the registry snapshots, as the ``global_market_cap`` asset writes them."""
+    from pipelines.cleaning import global_snapshots, parse_global_snapshot  # noqa: PLC0415
+    from pipelines.schemas import GLOBAL_MARKET_CAP  # noqa: PLC0415
+
+    for snap in global_snapshots(ctx.wh):
+        if not ctx.wh.has_partition(GLOBAL_MARKET_CAP, snap):
+            ctx.wh.write_partition(GLOBAL_MARKET_CAP, snap, parse_global_snapshot(ctx.wh, snap))
+    ctx.wh.refresh_catalog()
+
+
 def step_raw_market_charts(ctx: DailyCtx) -> None:
     from pipelines.cleaning import latest_registry  # noqa: PLC0415
     from pipelines.ingest import pull_market_charts  # noqa: PLC0415
@@ -188,6 +199,7 @@ def step_macro_observations(ctx: DailyCtx) -> None:
 MARKET_DAILY_STEPS: list[tuple[str, Callable[[DailyCtx], Any]]] = [
     ("raw_coingecko_markets", step_raw_markets),
     ("coin_registry", step_coin_registry),
+    ("global_market_cap", step_global_market_cap),
     ("raw_coingecko_market_charts", step_raw_market_charts),
     ("coin_daily", step_coin_daily),
 ]
