@@ -98,6 +98,7 @@ def counts(runs: dict[str, WeekRun]) -> dict[str, object]:
         "failing predicates": sum(len(failing_predicates(r)) for r in done.values()),
         "reports with a repeated sentence": sum(1 for r in done.values() if audit.repeated_sentences(r.body)),
         "unlabeled numbers": sum(len(unlabeled_numbers(r)) for r in done.values()),
+        "Our View closes differing from the lede's": sum(len(audit.close_mismatches(r.markdown)) for r in done.values()),
         "Our View distinct texts": len(set(views.values())),
         "Our View words min/median/max": (min(words), statistics.median(words), max(words)) if words else None,
         "Our View paragraphs min": min((len(audit.paragraphs(v)) for v in views.values()), default=0),

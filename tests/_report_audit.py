@@ -59,3 +59,19 @@ def template_of(text: str) -> str:
     with the same wording and other numbers have the same template."""
     text = re.sub(MONTHS + r"(?: \d{1,2})?(?:, \d{4})?", "#", text)
     return re.sub(r"[-+]?\$?\d[\d,.]*(?:[%TBMkx]|st|nd|rd|th| bp| pts)?", "#", text)
+
+
+LEVEL = r"((?:about )?\$[\d.,]+T)"
+LEDE_CLOSE = re.compile(r"over the week.*? (?:to|closed at) " + LEVEL)
+VIEW_CLOSE = re.compile(r"(?:closing at|on the week to|^At|\. At|The close of) " + LEVEL)
+
+
+def close_mismatches(markdown: str) -> list[str]:
+    """Our View's statements of the week's closing market level that differ from the level the lede prints (the
+    same close said as two figures)."""
+    lede = markdown.split("\n## ", 1)[0]
+    m = LEDE_CLOSE.search(lede)
+    if m is None:
+        return []
+    view = section(markdown, "Our View")
+    return [f"{lvl} (lede: {m.group(1)})" for lvl in VIEW_CLOSE.findall(view) if lvl != m.group(1)]

@@ -42,6 +42,10 @@ def test_every_week_true_once_and_reasoned(tmp_path) -> None:
     faults = {w: audit.style_faults(runs[w].body) for w in RENDERED}
     assert {w: f for w, f in faults.items() if f} == {}
 
+    # Our View states the week's close as the lede does (the market's total, "about" when estimated)
+    closes = {w: audit.close_mismatches(runs[w].markdown) for w in RENDERED}
+    assert {w: c for w, c in closes.items() if c} == {}
+
     # Our View: each week's own, two to four reasoned paragraphs ending on what would change it
     views = {w: audit.section(runs[w].markdown, "Our View") for w in RENDERED}
     assert len(set(views.values())) == len(views)

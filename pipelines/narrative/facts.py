@@ -872,7 +872,10 @@ def _view_position(wd: WeekData, keys: set[str]) -> _Para | None:
     sm = _summary_nums(wd)
     if sm is None:
         return None
-    ch, end, _ = sm
+    ch, tracked_end, _ = sm
+    # the level printed is the one the lede prints: the market's total ("about" when estimated); without it, the
+    # tracked coins' total, said as such
+    end = _market_level(wd, "close") or Phrase("{v} for the coins tracked", {"v": tracked_end})
     w = wd.week
     p = _Para("position")
     up, down = Predicate("gt", (ch, 0), "the total market cap rose on the week"), Predicate("lt", (ch, 0), "the total market cap fell on the week")
@@ -923,8 +926,10 @@ def _view_position(wd: WeekData, keys: set[str]) -> _Para | None:
         peak = num(t, w, col, top[col], "usd", kind="hist_max")
         peak_week = num(t, w, col, top["week_start"], "long_date", kind="hist_max_week")
         below = Predicate("lt", (close, peak), "the week's close is below the highest weekly close of the history")
-        if not p.add("At {close} the market sits below its peak weekly close of {peak} (week of {pw}).", {"close": close, "peak": peak, "pw": peak_week}, (below,)):
-            p.add("The close of {close} is the highest weekly close in the available history.", {"close": close}, (Predicate("ge", (close, peak), "the week's close is the highest weekly close of the history"),))
+        said = {"close": _market_level(wd, "close") or close,
+                "peak": Phrase("about {v}" if top.get("basis_close") == "estimated" else "{v}", {"v": peak})}
+        if not p.add("At {close} the market sits below its peak weekly close of {peak} (week of {pw}).", {**said, "pw": peak_week}, (below,)):
+            p.add("The close of {close} is the highest weekly close in the available history.", {"close": said["close"]}, (Predicate("ge", (close, peak), "the week's close is the highest weekly close of the history"),))
     r = wd.one("weekly_crypto_rank")
     if r is not None and r["worst_streak_weeks"] is not None and r["worst_streak_weeks"] >= 2 and "crypto_worst_streak" in keys:
         k = num("weekly_crypto_rank", w, "worst_streak_weeks", r["worst_streak_weeks"], "ordinal")
