@@ -9,7 +9,8 @@ import polars as pl
 from assets._meta import md_table
 from pipelines import gaps as gaps_mod
 from pipelines import quality
-from pipelines.cleaning_derivatives import FUNDING_RATES, OPEN_INTEREST
+from pipelines.calendar import WEEKLY
+from pipelines.clean.derivatives import FUNDING_RATES, OPEN_INTEREST
 from pipelines.narrative.claims import ClaimResult, check_claims
 from pipelines.narrative.crosscheck import crosscheck
 from pipelines.narrative.data import ALL_TABLES, MAY_BE_EMPTY, OPTIONAL, load_week
@@ -17,7 +18,6 @@ from pipelines.narrative.lineage import clean_inputs, manifest, sources_for, wee
 from pipelines.narrative.predicates import check_predicates
 from pipelines.narrative.publish import publish
 from pipelines.narrative.render import render_week
-from pipelines.partitions import WEEKLY
 from pipelines.resources import WarehouseResource
 from pipelines.schemas import WEEKLY_MARKET_SUMMARY
 

@@ -39,8 +39,8 @@ class Timer:
 
 
 def weekly_keys() -> list[str]:
-    """Every weekly partition key that exists now (discovered from ``pipelines.partitions``)."""
-    from pipelines.partitions import WEEKLY  # noqa: PLC0415
+    """Every weekly partition key that exists now (discovered from ``pipelines.calendar``)."""
+    from pipelines.calendar import WEEKLY  # noqa: PLC0415
 
     return WEEKLY.get_partition_keys()
 
@@ -50,7 +50,7 @@ def daily_range_for(weeks: list[str], history_days: int | None = None) -> tuple[
     week's open (the leverage table looks 90 days back for its open-interest peak; correlation and volatility 30)
     to the last week's close, not before the first daily partition: the range a report run pulls.
     ``history_days`` takes that many days before the open instead (1: the week's open and its days only)."""
-    from pipelines.partitions import DAILY_START, week_close_days  # noqa: PLC0415
+    from pipelines.calendar import DAILY_START, week_close_days  # noqa: PLC0415
     from pipelines.runner import DERIVATIVES_HISTORY_DAYS  # noqa: PLC0415
 
     back = DERIVATIVES_HISTORY_DAYS if history_days is None else history_days

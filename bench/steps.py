@@ -36,14 +36,14 @@ class DailyCtx:
 
 
 def step_raw_markets(ctx: DailyCtx) -> None:
-    from pipelines.ingest import pull_registry  # noqa: PLC0415
+    from pipelines.pulls.coingecko import pull_registry  # noqa: PLC0415
 
     with ctx.client_factory() as client:
         ctx.state["snapshot"] = pull_registry(client, ctx.wh, top_n=ctx.top_n).snapshot
 
 
 def step_coin_registry(ctx: DailyCtx) -> None:
-    from pipelines.cleaning import parse_registry_snapshot  # noqa: PLC0415
+    from pipelines.clean.coingecko import parse_registry_snapshot  # noqa: PLC0415
     from pipelines.schemas import COIN_REGISTRY  # noqa: PLC0415
 
     snap = ctx.state["snapshot"]
@@ -53,7 +53,7 @@ def step_coin_registry(ctx: DailyCtx) -> None:
 
 def step_global_market_cap(ctx: DailyCtx) -> None:
     """The stored /global answers of the registry snapshots, as the ``global_market_cap`` asset writes them."""
-    from pipelines.cleaning import global_snapshots, parse_global_snapshot  # noqa: PLC0415
+    from pipelines.clean.coingecko import global_snapshots, parse_global_snapshot  # noqa: PLC0415
     from pipelines.schemas import GLOBAL_MARKET_CAP  # noqa: PLC0415
 
     for snap in global_snapshots(ctx.wh):
@@ -63,8 +63,8 @@ def step_global_market_cap(ctx: DailyCtx) -> None:
 
 
 def step_raw_market_charts(ctx: DailyCtx) -> None:
-    from pipelines.cleaning import latest_registry  # noqa: PLC0415
-    from pipelines.ingest import pull_market_charts  # noqa: PLC0415
+    from pipelines.clean.coingecko import latest_registry  # noqa: PLC0415
+    from pipelines.pulls.coingecko import pull_market_charts  # noqa: PLC0415
 
     ids = latest_registry(ctx.wh)["coin_id"].to_list()
     with ctx.client_factory() as client:
@@ -74,8 +74,8 @@ def step_raw_market_charts(ctx: DailyCtx) -> None:
 
 
 def step_coin_daily(ctx: DailyCtx) -> None:
-    from pipelines.cleaning import build_coin_daily, latest_registry  # noqa: PLC0415
-    from pipelines.partitions import days_between  # noqa: PLC0415
+    from pipelines.calendar import days_between  # noqa: PLC0415
+    from pipelines.clean.coingecko import build_coin_daily, latest_registry  # noqa: PLC0415
     from pipelines.schemas import COIN_DAILY  # noqa: PLC0415
 
     frames, _ = build_coin_daily(ctx.wh, latest_registry(ctx.wh), days_between(ctx.first, ctx.last))
@@ -93,7 +93,7 @@ def _res(name: str):
 
 
 def _perp_symbols(ctx: DailyCtx) -> list[str]:
-    from assets.raw_derivatives import perp_symbols  # noqa: PLC0415 (the assets' own choice of perpetuals)
+    from assets.derivatives.raw import perp_symbols  # noqa: PLC0415 (the assets' own choice of perpetuals)
 
     if "symbols" not in ctx.state:
         ctx.state["symbols"] = perp_symbols(ctx.wh, ctx.perps)
@@ -101,8 +101,8 @@ def _perp_symbols(ctx: DailyCtx) -> list[str]:
 
 
 def _closed_days(ctx: DailyCtx, now: datetime) -> list[date]:
-    from pipelines import ingest_derivatives as ing  # noqa: PLC0415
-    from pipelines.partitions import days_between  # noqa: PLC0415
+    from pipelines.calendar import days_between  # noqa: PLC0415
+    from pipelines.pulls import derivatives as ing  # noqa: PLC0415
 
     return ing.closed_days(days_between(ctx.first, ctx.last), now)
 
@@ -113,7 +113,7 @@ def _ok(what: str, report: Any) -> None:
 
 
 def step_premium_index(ctx: DailyCtx) -> None:
-    from pipelines import ingest_derivatives as ing  # noqa: PLC0415
+    from pipelines.pulls import derivatives as ing  # noqa: PLC0415
 
     binance = _res("binance")
     with binance.futures() as client:
@@ -121,7 +121,7 @@ def step_premium_index(ctx: DailyCtx) -> None:
 
 
 def step_raw_binance_funding(ctx: DailyCtx) -> None:
-    from pipelines import ingest_derivatives as ing  # noqa: PLC0415
+    from pipelines.pulls import derivatives as ing  # noqa: PLC0415
 
     binance = _res("binance")
     with binance.futures() as client:
@@ -129,7 +129,7 @@ def step_raw_binance_funding(ctx: DailyCtx) -> None:
 
 
 def step_raw_binance_stats(ctx: DailyCtx) -> None:
-    from pipelines import ingest_derivatives as ing  # noqa: PLC0415
+    from pipelines.pulls import derivatives as ing  # noqa: PLC0415
 
     binance = _res("binance")
     now = binance.now()
@@ -140,7 +140,7 @@ def step_raw_binance_stats(ctx: DailyCtx) -> None:
 
 
 def step_raw_binance_klines(ctx: DailyCtx) -> None:
-    from pipelines import ingest_derivatives as ing  # noqa: PLC0415
+    from pipelines.pulls import derivatives as ing  # noqa: PLC0415
 
     binance = _res("binance")
     with binance.futures() as fapi, binance.spot() as spot:
@@ -148,7 +148,7 @@ def step_raw_binance_klines(ctx: DailyCtx) -> None:
 
 
 def step_raw_bybit(ctx: DailyCtx) -> None:
-    from pipelines import ingest_derivatives as ing  # noqa: PLC0415
+    from pipelines.pulls import derivatives as ing  # noqa: PLC0415
 
     bybit = _res("bybit")
     with bybit.client() as client:
@@ -156,7 +156,7 @@ def step_raw_bybit(ctx: DailyCtx) -> None:
 
 
 def step_raw_okx(ctx: DailyCtx) -> None:
-    from pipelines import ingest_derivatives as ing  # noqa: PLC0415
+    from pipelines.pulls import derivatives as ing  # noqa: PLC0415
 
     okx = _res("okx")
     now = okx.now()
@@ -165,7 +165,7 @@ def step_raw_okx(ctx: DailyCtx) -> None:
 
 
 def step_raw_fred(ctx: DailyCtx) -> None:
-    from pipelines import ingest_derivatives as ing  # noqa: PLC0415
+    from pipelines.pulls import derivatives as ing  # noqa: PLC0415
 
     fred = _res("fred")
     with fred.client() as client:
@@ -176,8 +176,8 @@ def _clean_step(build: str, table: str, with_count: bool = False) -> Callable[[D
     """A clean daily table built by the function its asset calls (``build(wh, days)``), then written per day."""
 
     def step(ctx: DailyCtx) -> None:
-        from pipelines import cleaning_derivatives as cd  # noqa: PLC0415
-        from pipelines.partitions import days_between  # noqa: PLC0415
+        from pipelines.calendar import days_between  # noqa: PLC0415
+        from pipelines.clean import derivatives as cd  # noqa: PLC0415
 
         out = getattr(cd, build)(ctx.wh, days_between(ctx.first, ctx.last))
         frames = out[0] if with_count else out
@@ -189,7 +189,7 @@ def _clean_step(build: str, table: str, with_count: bool = False) -> Callable[[D
 
 
 def step_macro_observations(ctx: DailyCtx) -> None:
-    from pipelines import cleaning_derivatives as cd  # noqa: PLC0415
+    from pipelines.clean import derivatives as cd  # noqa: PLC0415
 
     for sid, frame in cd.build_macro(ctx.wh).items():
         ctx.wh.write_partition(cd.MACRO_OBSERVATIONS, sid, frame)
@@ -229,7 +229,7 @@ class WeekCtx:
 
     @cached_property
     def days(self) -> tuple[date, date]:
-        from pipelines.partitions import week_close_days  # noqa: PLC0415
+        from pipelines.calendar import week_close_days  # noqa: PLC0415
 
         return week_close_days(self.week)
 
@@ -242,8 +242,8 @@ class WeekCtx:
 
 
 def step_weekly_market_summary(ctx: WeekCtx) -> None:
+    from pipelines.calendar import week_bounds  # noqa: PLC0415
     from pipelines.metrics.summary import weekly_market_summary  # noqa: PLC0415
-    from pipelines.partitions import week_bounds  # noqa: PLC0415
     from pipelines.schemas import WEEKLY_MARKET_SUMMARY  # noqa: PLC0415
 
     start, end = week_bounds(ctx.week)
@@ -253,9 +253,9 @@ def step_weekly_market_summary(ctx: WeekCtx) -> None:
 
 
 def step_weekly_movers(ctx: WeekCtx) -> None:
-    from pipelines.cleaning import latest_registry  # noqa: PLC0415
+    from pipelines.calendar import week_bounds  # noqa: PLC0415
+    from pipelines.clean.coingecko import latest_registry  # noqa: PLC0415
     from pipelines.metrics.summary import weekly_movers  # noqa: PLC0415
-    from pipelines.partitions import week_bounds  # noqa: PLC0415
     from pipelines.schemas import WEEKLY_MOVERS  # noqa: PLC0415
 
     cats = latest_registry(ctx.wh).select("coin_id", "categories")
@@ -291,11 +291,11 @@ WEEKLY_STEPS: list[tuple[str, Callable[[WeekCtx], Any]]] = [
     *[
         (table, _table_step(module, compute, table))
         for module, compute, table in (
-            ("assets.weekly_market", "compute_universe", "weekly_universe"),
-            ("assets.weekly_market", "compute_total_market_cap", "weekly_total_market_cap"),
-            ("assets.weekly_market", "compute_crossings", "weekly_mcap_crossings"),
-            ("assets.weekly_market", "compute_index_returns", "weekly_index_returns"),
-            ("assets.weekly_market", "compute_correlation", "weekly_correlation_buckets"),
+            ("assets.weekly.market", "compute_universe", "weekly_universe"),
+            ("assets.weekly.market", "compute_total_market_cap", "weekly_total_market_cap"),
+            ("assets.weekly.market", "compute_crossings", "weekly_mcap_crossings"),
+            ("assets.weekly.market", "compute_index_returns", "weekly_index_returns"),
+            ("assets.weekly.market", "compute_correlation", "weekly_correlation_buckets"),
         )
     ],
 ]
@@ -303,13 +303,13 @@ WEEKLY_STEPS: list[tuple[str, Callable[[WeekCtx], Any]]] = [
 DERIVED_WEEKLY_STEPS: list[tuple[str, Callable[[WeekCtx], Any]]] = [
     (table, _table_step(module, compute, table))
     for module, compute, table in (
-        ("assets.weekly_derivatives", "compute_leverage", "weekly_leverage"),
-        ("assets.weekly_derivatives", "compute_volume", "weekly_volume"),
-        ("assets.weekly_derivatives", "compute_volatility", "weekly_btc_volatility"),
-        ("assets.weekly_macro", "compute_cross_asset", "weekly_cross_asset"),
-        ("assets.weekly_macro", "compute_crypto_rank", "weekly_crypto_rank"),
-        ("assets.weekly_macro", "compute_macro", "weekly_macro"),
-        ("assets.weekly_macro", "compute_rate_expectations", "weekly_rate_expectations"),
+        ("assets.weekly.derivatives", "compute_leverage", "weekly_leverage"),
+        ("assets.weekly.derivatives", "compute_volume", "weekly_volume"),
+        ("assets.weekly.derivatives", "compute_volatility", "weekly_btc_volatility"),
+        ("assets.weekly.macro", "compute_cross_asset", "weekly_cross_asset"),
+        ("assets.weekly.macro", "compute_crypto_rank", "weekly_crypto_rank"),
+        ("assets.weekly.macro", "compute_macro", "weekly_macro"),
+        ("assets.weekly.macro", "compute_rate_expectations", "weekly_rate_expectations"),
     )
 ]
 MARKET_WEEKLY_STEPS = [*WEEKLY_STEPS, ("weekly_report", step_weekly_report)]

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta, timezone
 import numpy as np
 import polars as pl
 
-from pipelines.ingest import MEMBERSHIP_CATEGORIES
+from pipelines.pulls.coingecko import MEMBERSHIP_CATEGORIES
 
 
 def coin_ids(n: int) -> list[str]:

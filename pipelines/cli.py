@@ -36,7 +36,7 @@ warnings.filterwarnings("ignore", category=PreviewWarning)
 warnings.filterwarnings("ignore", category=SupersessionWarning)
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"dagster\..*|pipelines\..*")
 
-from pipelines.partitions import latest_complete_week  # noqa: E402
+from pipelines.calendar import latest_complete_week  # noqa: E402
 from pipelines.progress import Reporter  # noqa: E402
 from pipelines.settings import SettingsError, check_writable, validate  # noqa: E402
 
@@ -81,7 +81,7 @@ def _week_option(week: str | None, what: str = "--week") -> str:
 
 def _first_day_option(first_day: str | None, week: str) -> str | None:
     """``--first-day``: a date from the daily partitions' start up to the week's Monday."""
-    from pipelines.partitions import DAILY_START  # noqa: PLC0415
+    from pipelines.calendar import DAILY_START  # noqa: PLC0415
 
     if first_day is None:
         return None
@@ -325,7 +325,7 @@ def backfill(since: str, until: str | None, first_day: str | None, redo: bool, u
 
     import dagster as dg  # noqa: PLC0415
 
-    from pipelines.partitions import DAILY_START  # noqa: PLC0415
+    from pipelines.calendar import DAILY_START  # noqa: PLC0415
     from pipelines.runner import RunFailed, emulated_sources  # noqa: PLC0415
     from pipelines.runner import backfill as run_backfill  # noqa: PLC0415
 

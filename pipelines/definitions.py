@@ -4,9 +4,9 @@
   Daily-partitioned; those assets have a single-run backfill policy, so any range of days is **one run**.
 * ``weekly_job``: groups ``weekly`` and ``report`` (the weekly tables and the report). Weekly-partitioned,
   one run per week (the weekly assets compute one ``context.partition_key`` each).
-* schedules (``pipelines/schedules.py``), the weekly catch-up sensor (``pipelines/sensors.py``), freshness checks
-  and their sensor (``pipelines/freshness.py``; the jobs leave those checks to the sensor), and concurrency
-  pools declared on each asset and checked against one rule (``pipelines/pools.py``).
+* schedules (``pipelines/automation/schedules.py``), the weekly catch-up sensor (``pipelines/automation/sensors.py``), freshness checks
+  and their sensor (``pipelines/automation/freshness.py``; the jobs leave those checks to the sensor), and concurrency
+  pools declared on each asset and checked against one rule (``pipelines/automation/pools.py``).
 
 Assets added to those groups by anyone join the jobs, the pools and the freshness checks without edits here.
 """
@@ -16,11 +16,11 @@ from __future__ import annotations
 import dagster as dg
 
 import assets
-from pipelines.freshness import build_freshness
-from pipelines.pools import check_pools
+from pipelines.automation.freshness import build_freshness
+from pipelines.automation.pools import check_pools
+from pipelines.automation.schedules import build_schedules
+from pipelines.automation.sensors import weekly_catch_up_sensor
 from pipelines.resources import build_resources
-from pipelines.schedules import build_schedules
-from pipelines.sensors import weekly_catch_up_sensor
 
 LAYER_TAG = "crypto-weekly/layer"
 

@@ -1,4 +1,4 @@
-"""Data quality rules over the clean daily lake, shared by the asset checks in ``assets/checks_quality.py``.
+"""Data quality rules over the clean daily lake, shared by the asset checks in ``assets/quality.py``.
 
 Pure functions over a ``Warehouse`` and a list of days: each returns the problems it found (empty = passed).
 They read the lake (not Dagster outputs), so the same rules guard the daily run that wrote the days and every
@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
 
-from pipelines.ingest import close_instant
+from pipelines.pulls.coingecko import close_instant
 from pipelines.schemas import COIN_DAILY, TABLES
 from pipelines.warehouse import Warehouse
 
@@ -44,7 +44,7 @@ def _frames(wh: Warehouse, days: Iterable[date]) -> dict[date, pl.DataFrame]:
 
 def coverage(wh: Warehouse, days: list[date], registry_size: int, estimated: Iterable[date] = ()) -> Outcome:
     """BTC and ETH priced each day, and at least ``MIN_COVERAGE`` of the registry. Days whose market caps are
-    estimates (older than CoinGecko's plan reaches, ``pipelines.estimates``) price only the coins Binance lists:
+    estimates (older than CoinGecko's plan reaches, ``pipelines.clean.estimates``) price only the coins Binance lists:
     they need BTC and ETH, and the report names the share estimated instead of the 90% rule blocking them."""
     out = Outcome("coverage", checked=len(days))
     estimated = set(estimated)
@@ -190,7 +190,7 @@ def _row_name(table: str, row: dict, keys: tuple[str, ...]) -> str:
 def week_days(week: str) -> tuple[date, date]:
     """The daily partitions a week reads for its rules: the day before the open (for day-over-day rules) to
     the next Monday (it holds the 00:00 settlement that belongs to the week)."""
-    from pipelines.partitions import week_close_days  # noqa: PLC0415
+    from pipelines.calendar import week_close_days  # noqa: PLC0415
 
     open_day, close_day = week_close_days(week)
     return open_day - timedelta(days=1), close_day + timedelta(days=1)
@@ -368,7 +368,7 @@ def top_coins(coin_daily: pl.DataFrame, top_n: int = TOP_N_REQUIRED) -> list[str
 def coin_values(coin_daily: pl.DataFrame, top_n: int = TOP_N_REQUIRED) -> list[str]:
     """A top coin (``top_coins``) with a null or non-positive price or market cap, or a zero or negative volume,
     on any day present. A null volume is missing, not wrong: days whose market caps are estimates
-    (``pipelines.estimates``) carry none, and the volume table names the days it lacks."""
+    (``pipelines.clean.estimates``) carry none, and the volume table names the days it lacks."""
     top = top_coins(coin_daily, top_n)
     rows = coin_daily.filter(pl.col("coin_id").is_in(top))
     out = []
@@ -473,7 +473,7 @@ def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> lis
     * BTC hourly bars missing in the week;
     * a weekday with no row, or a blank value, in a daily FRED series (the returns then use an earlier close).
     """
-    from pipelines.partitions import week_close_days  # noqa: PLC0415
+    from pipelines.calendar import week_close_days  # noqa: PLC0415
 
     open_day, close_day = week_close_days(week)
     week_days_ = [open_day + timedelta(days=i) for i in range((close_day - open_day).days + 1)]
@@ -524,7 +524,7 @@ def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> lis
             out.append(f"Funding: {line}: out of line with the other venues, left out of the funding figures.")
     hourly = frames.get("btc_hourly")
     if hourly is not None:
-        from pipelines.partitions import utc_midnight  # noqa: PLC0415
+        from pipelines.calendar import utc_midnight  # noqa: PLC0415
 
         start = utc_midnight(close_day + timedelta(days=1)) - timedelta(days=7)
         expected = [start + timedelta(hours=h) for h in range(7 * 24)]
@@ -562,8 +562,8 @@ def week_problems(wh: Warehouse, week: str) -> list[str]:
     """Every blocking problem of the inputs a week reads: the coin_daily rules (coverage, duplicates, outliers,
     staleness) over open..close day, then ``week_violations`` over every clean table of the week. Each names
     its rule and row. Used by the ``week_inputs_quality`` check and by the mutation harness."""
-    from pipelines.cleaning import latest_registry  # noqa: PLC0415
-    from pipelines.partitions import days_between, week_close_days  # noqa: PLC0415
+    from pipelines.calendar import days_between, week_close_days  # noqa: PLC0415
+    from pipelines.clean.coingecko import latest_registry  # noqa: PLC0415
 
     open_day, close_day = week_close_days(week)
     days = days_between(open_day, close_day)

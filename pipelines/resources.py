@@ -11,7 +11,7 @@ from datetime import date, datetime, timezone
 import dagster as dg
 from pydantic import Field
 
-from pipelines import estimates
+from pipelines.clean import estimates
 from pipelines.sources import binance as _binance
 from pipelines.sources import binance_vision as _vision
 from pipelines.sources import bybit as _bybit
@@ -101,7 +101,7 @@ class CoinGeckoResource(_MarketClock):
 
     def plan_first_day(self) -> date | None:
         """The first day whose close the plan's history window reaches (keyless and Demo: 365 days back), or
-        None for a paid plan; older market caps are estimated (``pipelines.estimates``)."""
+        None for a paid plan; older market caps are estimated (``pipelines.clean.estimates``)."""
         return estimates.plan_first_day(self.plan if self.api_key or self.plan == "pro" else "public", self.now())
 
 

@@ -19,7 +19,7 @@ import dagster as dg
 from dagster._core.utils import make_new_run_id
 
 from pipelines import settings
-from pipelines.partitions import DAILY_START, WEEKLY, week_close_days
+from pipelines.calendar import DAILY_START, WEEKLY, week_close_days
 
 if TYPE_CHECKING:
     from pipelines.emulator.server import MarketEmulator

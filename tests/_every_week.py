@@ -25,7 +25,7 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from pipelines.partitions import WEEKLY_START, latest_complete_week
+from pipelines.calendar import WEEKLY_START, latest_complete_week
 from pipelines.warehouse import Warehouse
 from tests import _report_audit as audit
 from tests._week_pipeline import WeekRun, run_week

@@ -8,20 +8,20 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-import assets.weekly_derivatives as wd_
-import assets.weekly_macro as wm_
-import assets.weekly_market as wk_
-import pipelines.cleaning_derivatives  # noqa: F401 (registers the clean tables the weekly computes read)
-from assets.weekly import week_open_close
+import assets.weekly.derivatives as wd_
+import assets.weekly.macro as wm_
+import assets.weekly.market as wk_
+import pipelines.clean.derivatives  # noqa: F401 (registers the clean tables the weekly computes read)
+from assets.weekly.summary import week_open_close
 from pipelines import quality
-from pipelines.cleaning import latest_registry
+from pipelines.calendar import week_bounds, week_close_days
+from pipelines.clean.coingecko import latest_registry
 from pipelines.metrics.summary import weekly_market_summary, weekly_movers
 from pipelines.narrative.claims import check_claims
 from pipelines.narrative.crosscheck import crosscheck
 from pipelines.narrative.data import load_week
 from pipelines.narrative.predicates import check_predicates
 from pipelines.narrative.render import SOURCES_HEADING, render_week
-from pipelines.partitions import week_bounds, week_close_days
 from pipelines.schemas import TABLES, WEEKLY_MARKET_SUMMARY, WEEKLY_MOVERS
 from pipelines.warehouse import Warehouse
 
@@ -41,7 +41,7 @@ COMPUTES = {
     "weekly_macro": (wm_.compute_macro, wm_.weekly_macro_asset),
     "weekly_rate_expectations": (wm_.compute_rate_expectations, wm_.weekly_rate_expectations_asset),
 }
-MIN_COINS = 50  # assets.weekly.MIN_COINS (summary_coverage)
+MIN_COINS = 50  # assets.weekly.summary.MIN_COINS (summary_coverage)
 
 
 @dataclass

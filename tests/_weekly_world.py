@@ -21,8 +21,8 @@ from pipelines.warehouse import Warehouse
 
 
 def _table(name: str, partition_by: str, cols: tuple[Column, ...]) -> Table:
-    """The real clean table (pipelines.cleaning_derivatives declares them); its columns must be the ones below."""
-    import pipelines.cleaning_derivatives  # noqa: F401, PLC0415 (registers the clean tables)
+    """The real clean table (pipelines.clean.derivatives declares them); its columns must be the ones below."""
+    import pipelines.clean.derivatives  # noqa: F401, PLC0415 (registers the clean tables)
 
     table = TABLES[name]
     assert [c.name for c in table.columns] == [c.name for c in cols], f"{name}: columns changed"

@@ -9,9 +9,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from pipelines import cleaning_derivatives as cd  # noqa: F401 (registers the tables for queries)
+from pipelines.clean import derivatives as cd  # noqa: F401 (registers the tables for queries)
 from pipelines.emulator.server import Fault, MarketEmulator
-from pipelines.ingest_derivatives import PERP_TOP_N
+from pipelines.pulls.derivatives import PERP_TOP_N
 from pipelines.runner import RANGE_END_TAG, RANGE_START_TAG
 from pipelines.sources.fred import SERIES as FRED_SERIES
 from pipelines.warehouse import Warehouse, sha256_file

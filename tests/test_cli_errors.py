@@ -110,7 +110,7 @@ def test_plan_is_case_insensitive(clean_env: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_top_n_zero_never_stores_an_empty_snapshot(tmp_path: Path) -> None:
-    from pipelines.ingest import pull_registry  # noqa: PLC0415
+    from pipelines.pulls.coingecko import pull_registry  # noqa: PLC0415
     from pipelines.warehouse import Warehouse  # noqa: PLC0415
 
     with pytest.raises(ValueError, match="top_n must be >= 1"):

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-import assets.weekly_macro as weekly_macro
+import assets.weekly.macro as weekly_macro
 import pipelines.metrics.leverage as leverage
 import pipelines.metrics.sectors as sectors
 import pipelines.metrics.volatility as volatility

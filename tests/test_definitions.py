@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pipelines.calendar import DAILY, WEEKLY, latest_complete_week, week_bounds, week_close_days
 from pipelines.definitions import make_definitions
-from pipelines.partitions import DAILY, WEEKLY, latest_complete_week, week_bounds, week_close_days
 
 
 def test_definitions_load_and_resolve() -> None:

@@ -1,4 +1,4 @@
-"""Market caps older than CoinGecko's plan reaches: estimated from Binance spot closes (pipelines/estimates.py)."""
+"""Market caps older than CoinGecko's plan reaches: estimated from Binance spot closes (pipelines/clean/estimates.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from pipelines import estimates
+from pipelines.clean import estimates
 from pipelines.emulator.server import MarketEmulator
 from pipelines.runner import MARKET_ASSETS, run_days
 from pipelines.schemas import COIN_DAILY

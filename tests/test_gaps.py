@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import gaps
-from pipelines import ingest_derivatives as ing
+from pipelines.pulls import derivatives as ing
 from pipelines.resources import build_resources, parse_venues
 from pipelines.sources.http import PayloadError, SourceError
 from pipelines.warehouse import Warehouse
@@ -198,7 +198,7 @@ def test_perpetuals_without_binance_list_come_from_the_registry() -> None:
 def test_clean_coverage_names_missing_days_venues_and_symbols() -> None:
     import polars as pl
 
-    from assets.clean_derivatives import coverage_gaps
+    from assets.derivatives.clean import coverage_gaps
 
     def rows(*pairs: tuple[str, str]) -> pl.DataFrame:
         return pl.DataFrame({"exchange": [p[0] for p in pairs], "symbol": [p[1] for p in pairs]})
@@ -218,8 +218,8 @@ def test_clean_coverage_names_missing_days_venues_and_symbols() -> None:
 def test_venue_left_out_materializes_a_not_selected_gap_without_requests(tmp_path: Path) -> None:
     import dagster as dg
 
-    from assets.raw_derivatives import raw_bybit_derivatives
-    from assets.raw_macro import raw_fred_series
+    from assets.derivatives.raw import raw_bybit_derivatives
+    from assets.macro.raw import raw_fred_series
     from pipelines.resources import BybitResource, FredResource, WarehouseResource
 
     now = "2025-12-02T06:00:00+00:00"

@@ -13,11 +13,10 @@ import polars as pl
 import pytest
 
 from pipelines import quality
-from pipelines.cleaning import global_snapshots, parse_global_snapshot
+from pipelines.clean.coingecko import global_snapshots, parse_global_snapshot
 from pipelines.emulator.market import build_market, hour_index
 from pipelines.emulator.server import Fault, MarketEmulator
 from pipelines.gaps import NOT_FOUND, PAYLOAD, UNAVAILABLE
-from pipelines.ingest import GLOBAL_ENDPOINT, pull_registry
 from pipelines.metrics.market import (
     CONSTANT,
     ESTIMATED,
@@ -30,6 +29,7 @@ from pipelines.metrics.market import (
     weekly_total_market_cap,
 )
 from pipelines.narrative.crosscheck import market_total_on
+from pipelines.pulls.coingecko import GLOBAL_ENDPOINT, pull_registry
 from pipelines.schemas import COIN_DAILY, GLOBAL_MARKET_CAP
 from pipelines.sources.coingecko import CoinGeckoClient
 from pipelines.warehouse import Warehouse

@@ -11,17 +11,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-import assets.weekly_macro as wm
+import assets.weekly.macro as wm
 from pipelines import gaps as gaps_mod
-from pipelines import ingest_derivatives as ing
 from pipelines import quality
-from pipelines.cleaning_derivatives import MACRO_OBSERVATIONS, build_macro
+from pipelines.clean.derivatives import MACRO_OBSERVATIONS, build_macro
 from pipelines.emulator.server import Fault
 from pipelines.narrative.claims import check_claims
 from pipelines.narrative.data import BY_NAME, from_frames
 from pipelines.narrative.predicates import check_predicates
 from pipelines.narrative.rate_expectations import GAP_NO_CHANGE, GAP_STALE, GAP_UNAVAILABLE, rate_expectations
 from pipelines.narrative.render import render_week
+from pipelines.pulls import derivatives as ing
 from pipelines.sources.fred import FredClient
 from pipelines.warehouse import Warehouse
 from tests._narrative_frames import WEEK, frames, table

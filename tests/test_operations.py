@@ -15,8 +15,8 @@ import dagster as dg
 import pytest
 from dagster._core.test_utils import freeze_time
 
+from pipelines.automation.pools import PoolError, check_pools, pool_for
 from pipelines.definitions import make_definitions
-from pipelines.pools import PoolError, check_pools, pool_for
 from pipelines.resources import CoinGeckoResource, WarehouseResource
 from pipelines.runner import PACED_APIS
 from pipelines.warehouse import Warehouse
@@ -218,7 +218,7 @@ def test_two_runs_at_once_on_one_warehouse(fresh_emulator, tmp_path: Path) -> No
 
 @pytest.fixture
 def catch_up(monkeypatch: pytest.MonkeyPatch):
-    import pipelines.sensors as sensors
+    import pipelines.automation.sensors as sensors
 
     def evaluate(instance: dg.DagsterInstance, now: datetime):
         monkeypatch.setattr(sensors, "_now", lambda: now)

@@ -13,7 +13,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from assets import checks_quality
+from assets import quality as quality_checks
 from pipelines import quality
 from pipelines.schemas import COIN_DAILY
 from pipelines.sources import binance, fred
@@ -135,20 +135,20 @@ def _ctx(tags: dict, has_range: bool, rng=None, exc: Exception | None = None):
 
 
 def test_days_of_run_never_silently_checks_other_days() -> None:
-    tags = {checks_quality.RANGE_START_TAG: "2025-04-20", checks_quality.RANGE_END_TAG: "2025-04-22"}
+    tags = {quality_checks.RANGE_START_TAG: "2025-04-20", quality_checks.RANGE_END_TAG: "2025-04-22"}
     days = [date(2025, 4, 20), date(2025, 4, 21), date(2025, 4, 22)]
     assert (
-        checks_quality._days_of_run(_ctx(tags, True, dg.PartitionKeyRange("2025-04-20", "2025-04-22")))
+        quality_checks._days_of_run(_ctx(tags, True, dg.PartitionKeyRange("2025-04-20", "2025-04-22")))
         == days
     )
     # an unexpected error used to be swallowed, then the tags were used: now it propagates
     with pytest.raises(RuntimeError):
-        checks_quality._days_of_run(_ctx(tags, True, exc=RuntimeError("boom")))
+        quality_checks._days_of_run(_ctx(tags, True, exc=RuntimeError("boom")))
     # the step's range and the run's tags disagree: refuse instead of checking one of them
     with pytest.raises(dg.Failure, match="refusing to guess"):
-        checks_quality._days_of_run(_ctx(tags, True, dg.PartitionKeyRange("2025-04-23", "2025-04-24")))
+        quality_checks._days_of_run(_ctx(tags, True, dg.PartitionKeyRange("2025-04-23", "2025-04-24")))
     # the documented case (unpartitioned step): the run's tags define the range
-    assert checks_quality._days_of_run(_ctx(tags, True, exc=dg.DagsterInvariantViolationError("x"))) == days
+    assert quality_checks._days_of_run(_ctx(tags, True, exc=dg.DagsterInvariantViolationError("x"))) == days
 
 
 def test_old_blocking_rules_passed_a_zero_market_cap_the_new_rule_names_it(lake) -> None:

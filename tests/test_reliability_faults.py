@@ -221,7 +221,7 @@ def test_markets_drift_fails_naming_the_page_and_keeps_no_snapshot(
     msg = str(err.value)
     assert "/coins/markets payload changed shape" in msg and "'page': 1" in msg, msg
     assert not (target / "lake" / "coin_registry").exists()  # no registry built from it
-    from assets.raw import latest_snapshot
+    from assets.coingecko.raw import latest_snapshot
     from pipelines.warehouse import Warehouse
 
     assert latest_snapshot(Warehouse(target)) is None  # the stored page is evidence, not a usable snapshot

@@ -78,7 +78,7 @@ SQL_WORDS = ("SELECT ", "INSERT ", "UPDATE ", "DELETE ", "CREATE ", "COMMENT ON"
 ALLOWED = {"table.name", "glob", "ptype", "table.partition_by", "comment", "where",
            # identifiers checked against the schema registry before use (pipelines/narrative/claims.py)
            "name", "col", "w_sql", "op",
-           # a column list written in the code (assets/_weekly_io.py)
+           # a column list written in the code (assets/weekly/shape.py)
            "columns"}
 # Table-name constants from the schema registry (COIN_DAILY.name, FUNDING_RATES, ...) are identifiers too.
 CONSTANT = re.compile(r"^[A-Z][A-Z0-9_]*(\.name)?$")

@@ -13,9 +13,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-import assets.weekly_derivatives as derivatives
-import assets.weekly_macro as macro
-import assets.weekly_market as market
+import assets.weekly.derivatives as derivatives
+import assets.weekly.macro as macro
+import assets.weekly.market as market
 from pipelines.resources import WarehouseResource
 from pipelines.schemas import TABLES
 from pipelines.warehouse import Warehouse, sha256_file
@@ -197,7 +197,7 @@ def test_blocking_checks_fire_on_wrong_units_and_gaps(world, tmp_path: Path) -> 
 def test_the_registry_of_a_week_is_the_last_snapshot_taken_by_its_close(tmp_path) -> None:
     """Snapshot names are YYYYMMDDTHHMMSSZ stamps: compared as dates, not as ISO strings (which always fell back
     to the earliest snapshot)."""
-    from assets._weekly_io import registry_as_of
+    from assets.weekly.shape import registry_as_of
     from pipelines.schemas import COIN_REGISTRY
     from pipelines.warehouse import Warehouse
 

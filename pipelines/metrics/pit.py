@@ -1,6 +1,6 @@
 """Point-in-time helpers shared by the metric modules.
 
-Conventions (from ``pipelines.partitions``):
+Conventions (from ``pipelines.calendar``):
 
 * a week ``W`` (its Monday) runs from ``W`` 00:00 UTC to ``W+7`` 00:00 UTC;
 * a day-dated row ``D`` in a daily table holds the state at the close of ``D`` (``D+1`` 00:00 UTC), so the week
@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 
-from pipelines.partitions import utc_midnight, week_bounds, week_close_days
+from pipelines.calendar import utc_midnight, week_bounds, week_close_days
 
 
 @dataclass(frozen=True)

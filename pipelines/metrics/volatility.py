@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from pipelines.calendar import utc_midnight
 from pipelines.metrics.pit import as_of, ensure_utc, week_window
-from pipelines.partitions import utc_midnight
 from pipelines.schemas import Column, Table, register
 
 HOURS_PER_YEAR = 24 * 365

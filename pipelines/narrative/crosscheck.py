@@ -33,7 +33,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
-from pipelines.cleaning import snapshot_day
+from pipelines.clean.coingecko import snapshot_day
 from pipelines.schemas import TABLES
 from pipelines.warehouse import Warehouse
 

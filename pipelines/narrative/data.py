@@ -11,7 +11,8 @@ from datetime import date
 
 import polars as pl
 
-from pipelines import estimates
+from pipelines.calendar import days_between, week_close_days
+from pipelines.clean import estimates
 from pipelines.metrics.correlation import WEEKLY_CORRELATION_BUCKETS
 from pipelines.metrics.cross_asset import WEEKLY_CROSS_ASSET, WEEKLY_CRYPTO_RANK
 from pipelines.metrics.leverage import WEEKLY_LEVERAGE
@@ -21,7 +22,6 @@ from pipelines.metrics.sectors import WEEKLY_INDEX_RETURNS
 from pipelines.metrics.universe import WEEKLY_UNIVERSE
 from pipelines.metrics.volatility import WEEKLY_BTC_VOLATILITY
 from pipelines.metrics.volume import WEEKLY_VOLUME
-from pipelines.partitions import days_between, week_close_days
 from pipelines.schemas import WEEKLY_MARKET_SUMMARY, WEEKLY_MOVERS, Table
 from pipelines.warehouse import Warehouse
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.calendar import days_between, week_close_days
 from pipelines.manifest import code_version, input_entry
 from pipelines.narrative.data import BY_NAME
-from pipelines.partitions import days_between, week_close_days
 from pipelines.schemas import TABLES
 from pipelines.warehouse import Warehouse
 

@@ -22,6 +22,7 @@ from typing import Any
 import jinja2
 import polars as pl
 
+from pipelines.calendar import days_between, week_close_days
 from pipelines.narrative import charts as charts_mod
 from pipelines.narrative.data import WeekData
 from pipelines.narrative.facts import (
@@ -35,7 +36,6 @@ from pipelines.narrative.facts import (
 )
 from pipelines.narrative.pieces import Num, Phrase, Txt, join, md_escape
 from pipelines.narrative.rate_expectations import rate_expectations
-from pipelines.partitions import days_between, week_close_days
 
 __all__ = ["md_escape", "render_week", "RenderedReport", "FIXED_TERMS", "SOURCES_HEADING"]
 
@@ -250,7 +250,7 @@ def _movers(wd: WeekData) -> list[dict[str, Phrase]]:
 
 
 def estimate_gaps(wd: WeekData) -> list[str]:
-    """The Data gaps line for a week whose market caps rest on estimates (``pipelines.estimates``). Worded
+    """The Data gaps line for a week whose market caps rest on estimates (``pipelines.clean.estimates``). Worded
     without figures: the days and coin counts are in the manifest and coin_daily_estimates, not claims."""
     if not wd.estimated_days:
         return []

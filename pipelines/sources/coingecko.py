@@ -202,7 +202,7 @@ def parse_global(body: Any, endpoint: str = "/global") -> dict[str, Any]:
 
     Raises ``PayloadError`` when the shape is not CoinGecko's: no ``data`` object, no numeric
     ``total_market_cap.usd`` or no numeric ``updated_at`` (UNIX seconds). Whether the figure is plausible is the
-    caller's rule (``pipelines.ingest.global_problems``)."""
+    caller's rule (``pipelines.pulls.coingecko.global_problems``)."""
 
     def bad(why: str) -> PayloadError:
         return PayloadError(why, endpoint=endpoint, params={}, status=200)

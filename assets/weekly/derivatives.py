@@ -11,7 +11,7 @@ from datetime import timedelta
 import dagster as dg
 import polars as pl
 
-from assets._weekly_io import (
+from assets.weekly.shape import (
     Check,
     Computed,
     day_range,
@@ -23,11 +23,11 @@ from assets._weekly_io import (
     weekly_table_asset,
 )
 from pipelines import quality
+from pipelines.calendar import WEEK_FROM_DAYS
 from pipelines.metrics.leverage import WEEKLY_LEVERAGE, normalize_funding, weekly_leverage
 from pipelines.metrics.pit import ensure_utc, week_window
 from pipelines.metrics.volatility import WEEKLY_BTC_VOLATILITY, weekly_btc_volatility
 from pipelines.metrics.volume import WEEKLY_VOLUME, weekly_volume
-from pipelines.partitions import WEEK_FROM_DAYS
 from pipelines.schemas import COIN_DAILY, COIN_REGISTRY
 
 FUNDING_RATES = "funding_rates"

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from pydantic import Field
 
-from assets.raw_derivatives import gap_check, gap_outputs, not_selected
+from assets.derivatives.raw import gap_check, gap_outputs, not_selected
 from pipelines import gaps as gaps_mod
-from pipelines import ingest_derivatives as ing
+from pipelines.pulls import derivatives as ing
 from pipelines.resources import FredResource, WarehouseResource
 from pipelines.sources.fred import SERIES
 

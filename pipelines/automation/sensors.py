@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from pipelines.partitions import latest_complete_week, utc_midnight, week_bounds, week_close_days
+from pipelines.calendar import latest_complete_week, utc_midnight, week_bounds, week_close_days
 
 CATCH_UP_FROM = timedelta(hours=2)  # after the Monday 01:30 schedule has had its chance
 IN_FLIGHT = [

@@ -16,7 +16,7 @@ A Binance pair is used for a coin only when its close on day R is within ``PAIR_
 price that day: a ticker can name another asset on Binance (CoinGecko symbols are not unique). Coins with no
 usable pair are left out of the estimated days and named.
 
-Kept free of Dagster; the pulls use the recorded-pull model of ``pipelines.ingest_derivatives``.
+Kept free of Dagster; the pulls use the recorded-pull model of ``pipelines.pulls.derivatives``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 import pyarrow as pa
 
-from pipelines import ingest_derivatives as ing
-from pipelines.partitions import utc_midnight
+from pipelines.calendar import utc_midnight
+from pipelines.pulls import derivatives as ing
 from pipelines.schemas import Column, Table, register
 from pipelines.sources.binance import BinanceSpotClient, parse_klines
 from pipelines.warehouse import Warehouse

@@ -63,5 +63,5 @@ def check_pools(assets: Sequence[object]) -> Sequence[object]:
     """The assets unchanged, or a ``PoolError`` listing every asset outside the rule."""
     problems = pool_problems(assets)
     if problems:
-        raise PoolError("assets outside the concurrency-pool rule (pipelines/pools.py):\n" + "\n".join(problems))
+        raise PoolError("assets outside the concurrency-pool rule (pipelines/automation/pools.py):\n" + "\n".join(problems))
     return assets

@@ -1,4 +1,4 @@
-"""Clean layer, derivatives / BTC hourly / macro: typed Parquet per partition with ``raw_file`` lineage.
+"""Clean layer, derivatives and BTC hourly: typed Parquet per partition with ``raw_file`` lineage.
 
 Every asset builds all of its partitions in memory first and writes only when all of them parsed, so a
 drifted payload (``PayloadError``: data present but wrong) fails the run without touching what is stored.
@@ -14,11 +14,10 @@ import dagster as dg
 import polars as pl
 
 from assets._meta import md_table, table_metadata
-from pipelines import cleaning_derivatives as cd
-from pipelines.partitions import DAILY, days_between, parse_day
+from pipelines.calendar import DAILY, days_between, parse_day
+from pipelines.clean import derivatives as cd
 from pipelines.resources import WarehouseResource
 from pipelines.schemas import Table
-from pipelines.sources.fred import SERIES as FRED_SERIES
 from pipelines.sources.http import PayloadError
 from pipelines.warehouse import Warehouse
 
@@ -28,7 +27,7 @@ def _days(context: dg.AssetExecutionContext) -> list[date]:
     return days_between(parse_day(keys.start), parse_day(keys.end))
 
 
-def _build(what: str, fn, *args):
+def build_or_fail(what: str, fn, *args):
     try:
         return fn(*args)
     except PayloadError as exc:
@@ -38,7 +37,7 @@ def _build(what: str, fn, *args):
 COVERAGE_CHECK = "coverage_gaps"
 
 
-def _coverage_check(asset: str) -> list[dg.AssetCheckSpec]:
+def coverage_check_specs(asset: str) -> list[dg.AssetCheckSpec]:
     return [dg.AssetCheckSpec(COVERAGE_CHECK, asset=asset, blocking=False,
                               description="Every day (and every venue) has rows (warning only: missing data is a "
                                           "named gap, the days and venues are listed).")]
@@ -103,7 +102,7 @@ _DAILY = dict(group_name="clean", kinds={"python", "parquet", "duckdb"}, partiti
 
 
 @dg.asset(
-    check_specs=_coverage_check("funding_rates"),
+    check_specs=coverage_check_specs("funding_rates"),
     pool="asset_funding_rates",
     **_DAILY,
     deps=["raw_binance_funding", "raw_bybit_derivatives", "raw_okx_derivatives"],
@@ -112,13 +111,13 @@ _DAILY = dict(group_name="clean", kinds={"python", "parquet", "duckdb"}, partiti
 )
 def funding_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
-    frames = _build("funding_rates", cd.build_funding_rates, wh, _days(context))
+    frames = build_or_fail("funding_rates", cd.build_funding_rates, wh, _days(context))
     by_ex = pl.concat(frames.values()).group_by("exchange").len().sort("exchange")
     return _write(wh, cd.FUNDING_RATES, frames, venues=VENUES, by_exchange=dg.MetadataValue.md(md_table(by_ex)))
 
 
 @dg.asset(
-    check_specs=_coverage_check("open_interest"),
+    check_specs=coverage_check_specs("open_interest"),
     pool="asset_open_interest",
     **_DAILY,
     deps=["raw_binance_futures_stats", "raw_bybit_derivatives", "raw_okx_derivatives", "raw_binance_klines",
@@ -134,7 +133,7 @@ def open_interest(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     wh = warehouse.get()
     days = _days(context)
     stats: dict = {}
-    frames, unpriced = _build("open_interest", cd.build_open_interest, wh, days, stats)
+    frames, unpriced = build_or_fail("open_interest", cd.build_open_interest, wh, days, stats)
     totals = pl.DataFrame({"day": [d.isoformat() for d in sorted(frames)]}).head(0)
     last = frames[max(frames)]
     if last.height:
@@ -147,7 +146,7 @@ def open_interest(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
 
 
 @dg.asset(
-    check_specs=_coverage_check("long_short_ratio"),
+    check_specs=coverage_check_specs("long_short_ratio"),
     pool="asset_long_short_ratio",
     **_DAILY,
     deps=["raw_binance_futures_stats"],
@@ -158,14 +157,14 @@ def open_interest(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
 def long_short_ratio(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
     days = _days(context)
-    frames = _build("long_short_ratio", cd.build_long_short, wh, days)
+    frames = build_or_fail("long_short_ratio", cd.build_long_short, wh, days)
     # Binance is the only source: days older than the archive policy reaches are legitimately empty.
     return _write(wh, cd.LONG_SHORT_RATIO, frames,
                   binance_archive_missing=len(cd.binance_archive_missing(wh, days)))
 
 
 @dg.asset(
-    check_specs=_coverage_check("btc_hourly"),
+    check_specs=coverage_check_specs("btc_hourly"),
     pool="asset_btc_hourly",
     **_DAILY,
     deps=["raw_binance_klines"],
@@ -174,13 +173,13 @@ def long_short_ratio(context: dg.AssetExecutionContext, warehouse: WarehouseReso
 )
 def btc_hourly(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
-    frames = _build("btc_hourly", cd.build_btc_hourly, wh, _days(context))
+    frames = build_or_fail("btc_hourly", cd.build_btc_hourly, wh, _days(context))
     short = {d.isoformat(): f.height for d, f in frames.items() if 0 < f.height < 24}
     return _write(wh, cd.BTC_HOURLY, frames, days_with_missing_hours=len(short))
 
 
 @dg.asset(
-    check_specs=_coverage_check("perp_volume_daily"),
+    check_specs=coverage_check_specs("perp_volume_daily"),
     pool="asset_perp_volume_daily",
     **_DAILY,
     deps=["raw_binance_klines"],
@@ -189,42 +188,5 @@ def btc_hourly(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
 )
 def perp_volume_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
-    frames = _build("perp_volume_daily", cd.build_perp_volume, wh, _days(context))
+    frames = build_or_fail("perp_volume_daily", cd.build_perp_volume, wh, _days(context))
     return _write(wh, cd.PERP_VOLUME_DAILY, frames)
-
-
-@dg.asset(
-    check_specs=_coverage_check("macro_observations"),
-    pool="asset_macro_observations",
-    group_name="clean",
-    kinds={"python", "parquet", "duckdb"},
-    deps=["raw_fred_series"],
-    description="FRED observations of the report's macro series, from the newest stored CSV of each; "
-                "lake/macro_observations/series=<id>/. FRED '.'/blank stay null.",
-    metadata={"dagster/column_schema": cd.MACRO_OBSERVATIONS.dagster_column_schema()},
-)
-def macro_observations(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    wh = warehouse.get()
-    frames = _build("macro_observations", cd.build_macro, wh)
-    absent = [sid for sid in FRED_SERIES if sid not in frames]
-    check = dg.AssetCheckResult(check_name=COVERAGE_CHECK, passed=not absent, severity=dg.AssetCheckSeverity.WARN,
-                                metadata={"series_without_csv": ", ".join(absent) or "none"})
-    if not frames:
-        context.log.warning("no FRED CSV stored (FRED unreachable or not selected): nothing written")
-        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "series_without_csv": ", ".join(absent)},
-                                    check_results=[check])
-    rows = 0
-    for sid, frame in frames.items():
-        wh.write_partition(cd.MACRO_OBSERVATIONS, sid, frame)
-        rows += frame.height
-    wh.refresh_catalog()
-    summary = pl.DataFrame([
-        {"series": sid, "rows": f.height, "nulls": f["value"].null_count(), "last": str(f["date"].max())}
-        for sid, f in frames.items()
-    ])
-    return dg.MaterializeResult(metadata={
-        **table_metadata(cd.MACRO_OBSERVATIONS, frames[sorted(frames)[0]].tail(10)),
-        "dagster/row_count": rows,
-        "series": dg.MetadataValue.md(md_table(summary, 20)),
-        "series_without_csv": ", ".join(absent) or "none",
-    }, check_results=[check])

@@ -15,10 +15,10 @@ import dagster as dg
 import polars as pl
 
 from assets._meta import table_metadata
-from pipelines.cleaning import registry_snapshots, snapshot_day
+from pipelines.calendar import WEEKLY
+from pipelines.clean.coingecko import registry_snapshots, snapshot_day
 from pipelines.metrics.pit import WeekWindow, week_window
 from pipelines.metrics.universe import eligible, eligible_ids
-from pipelines.partitions import WEEKLY
 from pipelines.resources import WarehouseResource
 from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, TABLES
 from pipelines.warehouse import Warehouse

@@ -16,9 +16,9 @@ from pydantic import Field
 
 from assets._meta import md_table
 from pipelines import gaps as gaps_mod
-from pipelines import ingest_derivatives as ing
-from pipelines.cleaning import latest_registry
-from pipelines.partitions import DAILY, days_between, parse_day
+from pipelines.calendar import DAILY, days_between, parse_day
+from pipelines.clean.coingecko import latest_registry
+from pipelines.pulls import derivatives as ing
 from pipelines.resources import BinanceResource, BybitResource, OkxResource, WarehouseResource
 from pipelines.schemas import COIN_REGISTRY
 from pipelines.sources.http import SourceError

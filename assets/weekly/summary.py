@@ -5,11 +5,11 @@ import dagster as dg
 import polars as pl
 
 from assets._meta import table_metadata
-from assets._weekly_io import require_open_close
-from pipelines.cleaning import latest_registry
+from assets.weekly.shape import require_open_close
+from pipelines.calendar import WEEK_FROM_DAYS, WEEKLY, week_bounds, week_close_days
+from pipelines.clean.coingecko import latest_registry
 from pipelines.metrics.summary import weekly_market_summary as summarize
 from pipelines.metrics.summary import weekly_movers as movers_of
-from pipelines.partitions import WEEK_FROM_DAYS, WEEKLY, week_bounds, week_close_days
 from pipelines.resources import WarehouseResource
 from pipelines.schemas import COIN_DAILY, WEEKLY_MARKET_SUMMARY, WEEKLY_MOVERS
 from pipelines.warehouse import Warehouse

@@ -6,11 +6,12 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from pydantic import Field
 
-from assets.raw_derivatives import gap_check, gap_outputs
-from pipelines import estimates
+from assets.derivatives.raw import gap_check, gap_outputs
 from pipelines import gaps as gaps_mod
-from pipelines.cleaning import latest_registry
-from pipelines.ingest import (
+from pipelines.calendar import DAILY, days_between, parse_day
+from pipelines.clean import estimates
+from pipelines.clean.coingecko import latest_registry
+from pipelines.pulls.coingecko import (
     GLOBAL_DATASET,
     MARKETS_ENDPOINT,
     SNAPSHOT_COMPLETE,
@@ -18,8 +19,7 @@ from pipelines.ingest import (
     pull_market_charts,
     pull_registry,
 )
-from pipelines.ingest_derivatives import closed_days
-from pipelines.partitions import DAILY, days_between, parse_day
+from pipelines.pulls.derivatives import closed_days
 from pipelines.resources import BinanceResource, CoinGeckoResource, WarehouseResource
 from pipelines.schemas import COIN_REGISTRY
 from pipelines.warehouse import Warehouse
@@ -164,7 +164,7 @@ class SpotDailyConfig(PullConfig):
     description=(
         "Binance spot daily bars (/api/v3/klines interval 1d, <SYMBOL>USDT) for the registry coins, only for the "
         "days older than the CoinGecko plan reaches (keyless and Demo: 365 days) plus the plan's first day: "
-        "coin_daily estimates those days' market caps from them (pipelines/estimates.py). With a paid plan it asks "
+        "coin_daily estimates those days' market caps from them (pipelines/clean/estimates.py). With a paid plan it asks "
         "nothing. Stored as pulled under raw/binance/spot_klines_1d/symbol=<S>/pull=<days>__<stamp>/."
     ),
 )

@@ -36,8 +36,8 @@ from typing import Any
 import polars as pl
 
 from pipelines import gaps as gaps_mod
+from pipelines.calendar import utc_midnight
 from pipelines.gaps import EMPTY, OUTSIDE_WINDOW, PUBLICATION_LAG, Breaker, Gap
-from pipelines.partitions import utc_midnight
 from pipelines.sources.binance import BinanceFuturesClient, BinanceSpotClient, parse_premium_index
 from pipelines.sources.binance_vision import BinanceVisionClient
 from pipelines.sources.bybit import BybitClient

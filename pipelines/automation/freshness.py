@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from pipelines.partitions import DAILY, WEEKLY
+from pipelines.calendar import DAILY, WEEKLY
 
 DAILY_DEADLINE_CRON = "0 2 * * *"  # yesterday's partition by 02:00 UTC
 WEEKLY_DEADLINE_CRON = "0 3 * * 1"  # last week's partition by Monday 03:00 UTC

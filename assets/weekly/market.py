@@ -9,7 +9,7 @@ from datetime import timedelta
 import dagster as dg
 import polars as pl
 
-from assets._weekly_io import (
+from assets.weekly.shape import (
     Check,
     Computed,
     coin_daily_between,
@@ -21,6 +21,7 @@ from assets._weekly_io import (
     require_open_close,
     weekly_table_asset,
 )
+from pipelines.calendar import WEEK_FROM_DAYS
 from pipelines.metrics.correlation import WEEKLY_CORRELATION_BUCKETS, weekly_correlation_buckets
 from pipelines.metrics.market import (
     ESTIMATED,
@@ -36,7 +37,6 @@ from pipelines.metrics.market import (
 from pipelines.metrics.pit import week_window
 from pipelines.metrics.sectors import WEEKLY_INDEX_RETURNS, weekly_index_returns
 from pipelines.metrics.universe import WEEKLY_UNIVERSE, weekly_universe
-from pipelines.partitions import WEEK_FROM_DAYS
 from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, GLOBAL_MARKET_CAP
 
 TOP_N = 100

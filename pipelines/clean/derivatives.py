@@ -1,6 +1,6 @@
 """Stored Binance / Bybit / OKX / FRED responses -> clean lake tables. Pure functions over raw files; no network.
 
-For each (key, day) the newest stored pull covering the day is read (``ingest_derivatives.choose_pulls``);
+For each (key, day) the newest stored pull covering the day is read (``pulls.derivatives.choose_pulls``);
 every row keeps the raw file it was read from (``raw_file``). Parsers raise ``PayloadError`` on drifted
 payloads; the builders return frames and write nothing, so a failure never touches stored partitions.
 Out-of-order rows are sorted by key; identical duplicate rows are dropped, and conflicting ones (same key,
@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 import polars as pl
 import pyarrow as pa
 
-from pipelines import ingest_derivatives as ing
+from pipelines.pulls import derivatives as ing
 from pipelines.schemas import UTC_MS, Column, Table, register
 from pipelines.sources import binance, bybit, okx
 from pipelines.sources.binance_vision import parse_metrics_csv, read_zip_csv

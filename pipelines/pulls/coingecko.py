@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 
 from pipelines import gaps as gaps_mod
-from pipelines.partitions import utc_midnight
+from pipelines.calendar import utc_midnight
 from pipelines.sources.coingecko import CoinGeckoClient, parse_global, parse_market_chart, parse_markets
 from pipelines.sources.http import Fetched, PayloadError, SourceError
 from pipelines.warehouse import (
@@ -260,7 +260,7 @@ def pull_market_charts(
     that fails after the HTTP layer's retries is recorded in ``failed`` and the others go on; the caller decides
     whether a partial pull is an error (the assets make it one, listing the coins).
 
-    ``plan_first_day`` is the first day the plan's history window reaches (``pipelines.estimates``): days before
+    ``plan_first_day`` is the first day the plan's history window reaches (``pipelines.clean.estimates``): days before
     it are not asked (``beyond_plan``), and when the range has such days the request also covers
     ``plan_first_day`` itself, the reference day their estimates carry the supply back from.
     """

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 
-from pipelines.ingest import ChartPull, covers, stored_chart_pulls
+from pipelines.pulls.coingecko import ChartPull, covers, stored_chart_pulls
 from pipelines.schemas import COIN_REGISTRY, GLOBAL_MARKET_CAP
 from pipelines.sources.coingecko import parse_market_chart
 from pipelines.sources.http import PayloadError
@@ -117,7 +117,7 @@ def latest_registry(wh: Warehouse) -> pl.DataFrame:
 
 def parse_registry_snapshot(wh: Warehouse, snapshot: str) -> pl.DataFrame:
     """Rebuild the registry rows of one stored /coins/markets snapshot (top pages + category pages)."""
-    from pipelines.ingest import MARKETS_ENDPOINT, SOURCE  # noqa: PLC0415
+    from pipelines.pulls.coingecko import MARKETS_ENDPOINT, SOURCE  # noqa: PLC0415
     from pipelines.sources.coingecko import parse_markets  # noqa: PLC0415
 
     base = wh.raw_dir / SOURCE / MARKETS_ENDPOINT / f"snapshot={snapshot}"
@@ -147,7 +147,13 @@ CLOSE_WINDOW_MS = 3_600_000  # an observation in [D+1 00:00, D+1 01:00) is the c
 
 def global_snapshots(wh: Warehouse) -> list[str]:
     """Registry snapshots that are complete and have a stored /global response, oldest first."""
-    from pipelines.ingest import GLOBAL_ENDPOINT, GLOBAL_FILE, MARKETS_ENDPOINT, SNAPSHOT_COMPLETE, SOURCE  # noqa: PLC0415
+    from pipelines.pulls.coingecko import (  # noqa: PLC0415
+        GLOBAL_ENDPOINT,
+        GLOBAL_FILE,
+        MARKETS_ENDPOINT,
+        SNAPSHOT_COMPLETE,
+        SOURCE,
+    )
 
     base = wh.raw_dir / SOURCE / GLOBAL_ENDPOINT
     out = []
@@ -162,7 +168,7 @@ def global_snapshots(wh: Warehouse) -> list[str]:
 def parse_global_snapshot(wh: Warehouse, snapshot: str) -> pl.DataFrame:
     """One ``global_market_cap`` row from a snapshot's stored /global response and its /coins/markets top pages
     (the same instant): the total, and the share of it held by the ``SHARE_TOP_N`` largest listed coins."""
-    from pipelines.ingest import GLOBAL_ENDPOINT, GLOBAL_FILE, SHARE_TOP_N, SOURCE  # noqa: PLC0415
+    from pipelines.pulls.coingecko import GLOBAL_ENDPOINT, GLOBAL_FILE, SHARE_TOP_N, SOURCE  # noqa: PLC0415
     from pipelines.sources.coingecko import parse_global  # noqa: PLC0415
 
     path = wh.raw_dir / SOURCE / GLOBAL_ENDPOINT / f"snapshot={snapshot}" / f"{GLOBAL_FILE}.json"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
-from assets._weekly_io import (
+from assets.weekly.shape import (
     Check,
     Computed,
     coin_daily_between,
@@ -19,6 +19,7 @@ from assets._weekly_io import (
     weekly_table_asset,
 )
 from pipelines import gaps as gaps_mod
+from pipelines.calendar import WEEK_FROM_DAYS
 from pipelines.metrics.cross_asset import (
     DEFAULT_ASSETS,
     WEEKLY_CROSS_ASSET,
@@ -37,7 +38,6 @@ from pipelines.metrics.macro import (
 )
 from pipelines.metrics.market import total_market_cap_daily
 from pipelines.metrics.pit import week_window
-from pipelines.partitions import WEEK_FROM_DAYS
 from pipelines.schemas import COIN_DAILY
 
 MACRO_OBSERVATIONS = "macro_observations"

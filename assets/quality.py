@@ -21,9 +21,10 @@ import dagster as dg
 from dagster._check import CheckError
 
 from assets._meta import md_table
-from pipelines import estimates, quality
-from pipelines.cleaning import latest_registry
-from pipelines.partitions import days_between, parse_day, week_close_days
+from pipelines import quality
+from pipelines.calendar import days_between, parse_day, week_close_days
+from pipelines.clean import estimates
+from pipelines.clean.coingecko import latest_registry
 from pipelines.resources import WarehouseResource
 from pipelines.schemas import COIN_DAILY
 

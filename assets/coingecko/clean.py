@@ -5,16 +5,16 @@ import dagster as dg
 import polars as pl
 
 from assets._meta import md_table, table_metadata
-from assets.raw import latest_snapshot
-from pipelines import estimates
-from pipelines.cleaning import (
+from assets.coingecko.raw import latest_snapshot
+from pipelines.calendar import DAILY, days_between, parse_day
+from pipelines.clean import estimates
+from pipelines.clean.coingecko import (
     build_coin_daily,
     global_snapshots,
     latest_registry,
     parse_global_snapshot,
     parse_registry_snapshot,
 )
-from pipelines.partitions import DAILY, days_between, parse_day
 from pipelines.resources import CoinGeckoResource, WarehouseResource
 from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, GLOBAL_MARKET_CAP
 from pipelines.warehouse import is_safe_component
@@ -123,7 +123,7 @@ def coin_daily(
     early = [d for d in days if plan_first is not None and d < plan_first]
     frames, missing = build_coin_daily(wh, registry, [d for d in days if d not in early])
     left_out: dict[str, str] = {}
-    if early:  # older than CoinGecko's plan reaches: estimated from Binance spot closes (pipelines/estimates.py)
+    if early:  # older than CoinGecko's plan reaches: estimated from Binance spot closes (pipelines/clean/estimates.py)
         reference, _ = build_coin_daily(wh, registry, [plan_first])
         pairs = estimates.estimable(registry)
         closes = estimates.spot_daily_closes(wh, sorted(set(pairs.values())), [*early, plan_first])

@@ -1,0 +1,1 @@
+"""Derivatives venues (Binance, Bybit, OKX): raw pulls and clean daily tables."""

@@ -1,0 +1,1 @@
+"""Macro series (FRED): raw pulls."""

@@ -1,0 +1,1 @@
+"""When things run: schedules, sensors, freshness checks and concurrency pools."""
