@@ -66,6 +66,7 @@ bench: install
 
 lint: install
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 
 clean:
 	rm -rf warehouse .dagster_home/storage .dagster_home/history .dagster_home/schedules .dagster_home/logs

@@ -13,7 +13,6 @@
 Stablecoin peg and funding outliers are WARN: a real depeg or a funding spike is news, not bad data.
 """
 
-
 from collections.abc import Iterator
 from datetime import date
 
@@ -32,12 +31,24 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 _RULES = {
-    "coverage": (dg.AssetCheckSeverity.ERROR, "BTC and ETH present each day, and at least 90% of the registry's coins."),
+    "coverage": (
+        dg.AssetCheckSeverity.ERROR,
+        "BTC and ETH present each day, and at least 90% of the registry's coins.",
+    ),
     "duplicates": (dg.AssetCheckSeverity.ERROR, "At most one row per (date, coin_id) across the lake."),
-    "market_cap_outliers": (dg.AssetCheckSeverity.ERROR, "No coin's market cap moves tenfold (up or down) in a day."),
-    "stale_observations": (dg.AssetCheckSeverity.ERROR, "Every observed_at lies in the hour after the day's close."),
+    "market_cap_outliers": (
+        dg.AssetCheckSeverity.ERROR,
+        "No coin's market cap moves tenfold (up or down) in a day.",
+    ),
+    "stale_observations": (
+        dg.AssetCheckSeverity.ERROR,
+        "Every observed_at lies in the hour after the day's close.",
+    ),
     "stablecoin_peg": (dg.AssetCheckSeverity.WARN, "USD stablecoins within 2% of $1."),
-    "funding_outliers": (dg.AssetCheckSeverity.WARN, "|funding rate| at most 1% per interval (when the table exists)."),
+    "funding_outliers": (
+        dg.AssetCheckSeverity.WARN,
+        "|funding rate| at most 1% per interval (when the table exists).",
+    ),
 }
 
 
@@ -84,7 +95,7 @@ def _evaluate(wh, days: list[date], names: tuple[str, ...]) -> list[quality.Outc
 
 
 def _result(outcome: quality.Outcome, days: list[date], asset: str) -> dg.AssetCheckResult:
-    import polars as pl  # noqa: PLC0415
+    import polars as pl
 
     severity = _RULES[outcome.name][0]
     return dg.AssetCheckResult(
@@ -92,7 +103,9 @@ def _result(outcome: quality.Outcome, days: list[date], asset: str) -> dg.AssetC
         check_name=outcome.name,
         passed=outcome.passed,
         severity=severity,
-        description=None if outcome.passed else f"{len(outcome.problems)} problem(s), first: {outcome.problems[0]}",
+        description=None
+        if outcome.passed
+        else f"{len(outcome.problems)} problem(s), first: {outcome.problems[0]}",
         metadata={
             "days": f"{min(days)}..{max(days)}" if days else "none",
             "checked": outcome.checked,
@@ -128,7 +141,9 @@ BLOCKING = tuple(n for n, (sev, _) in _RULES.items() if sev == dg.AssetCheckSeve
     description="The coin_daily days this week reads pass the blocking quality rules (coverage, duplicates, "
     "outliers, staleness); otherwise the report is not rendered.",
 )
-def week_inputs_quality(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def week_inputs_quality(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
     wh = warehouse.get()
     week = context.run.tags["dagster/partition"]
     open_day, close_day = week_close_days(week)

@@ -33,13 +33,18 @@ def source_gap_lines(wh, week: str) -> list[str]:
     if derivative_gap:
         for table, label in ((FUNDING_RATES, "Funding"), (OPEN_INTEREST, "Open interest")):
             try:
-                venues = wh.query(f"SELECT DISTINCT exchange FROM {table.name} WHERE date >= ? AND date <= ? ORDER BY 1",
-                                  [days[0], days[-1]])["exchange"].to_list()
-            except Exception:  # noqa: BLE001 - the table may not exist at all: then it covers no venue
+                venues = wh.query(
+                    f"SELECT DISTINCT exchange FROM {table.name} WHERE date >= ? AND date <= ? ORDER BY 1",
+                    [days[0], days[-1]],
+                )["exchange"].to_list()
+            except Exception:
                 venues = []
             names = [gaps_mod.VENUE_LABELS.get(v, v) for v in venues]
-            lines.append(f"{label} this week covers {', '.join(names) if names else 'no venue'} only."
-                         if len(names) < 3 else f"{label} this week covers {', '.join(names)}.")
+            lines.append(
+                f"{label} this week covers {', '.join(names) if names else 'no venue'} only."
+                if len(names) < 3
+                else f"{label} this week covers {', '.join(names)}."
+            )
     lines += _symbol_holes(wh, days)
     # a weekly table written empty because its inputs are missing (e.g. no BTC hourly bar with Binance blocked)
     for t in OPTIONAL:
@@ -59,43 +64,56 @@ def _symbol_holes(wh, days: list[date]) -> list[str]:
             "GROUP BY d.exchange, d.symbol, v.n HAVING count(*) < v.n ORDER BY 1, 2",
             [days[0], days[-1]],
         )
-    except Exception:  # noqa: BLE001 - no funding table: nothing to compare
+    except Exception:
         return []
     out = []
     for ex, sym, dates, _ in rows.iter_rows():
         lacking = [d.isoformat() for d in days if d not in set(dates)]
         span = lacking[0] if len(lacking) == 1 else f"{lacking[0]}..{lacking[-1]}"
-        out.append(f"{gaps_mod.VENUE_LABELS.get(ex, ex)} {sym}: no funding settlements on {span} (delisted or no "
-                   "answer); the venue's other perpetuals are kept.")
+        out.append(
+            f"{gaps_mod.VENUE_LABELS.get(ex, ex)} {sym}: no funding settlements on {span} (delisted or no "
+            "answer); the venue's other perpetuals are kept."
+        )
     return out
 
 
 def build_report(wh, week: str):
     """Load, render, check (fail closed) and publish one week; returns (rendered, manifest, published)."""
     if not wh.has_partition(WEEKLY_MARKET_SUMMARY, week):
-        raise dg.Failure(f"report for {week}: weekly_market_summary has no partition for the week (it is required)")
+        raise dg.Failure(
+            f"report for {week}: weekly_market_summary has no partition for the week (it is required)"
+        )
     wd, read = load_week(wh, week)
     clean = clean_inputs(wh, week)
     input_gaps = source_gap_lines(wh, week) + quality.week_gaps(quality.week_frames(wh, week), week)
     rendered = render_week(wd, sources_for(wh, week, clean), input_gaps)
     # Fail closed: a figure that does not match a fresh query of the lake is never published.
-    wrong = [c for c in check_claims(wh, week, rendered.markdown, rendered.claims, rendered.texts) if not c.ok]
+    wrong = [
+        c for c in check_claims(wh, week, rendered.markdown, rendered.claims, rendered.texts) if not c.ok
+    ]
     if wrong:
         raise dg.Failure(
             f"report for {week} not published: {len(wrong)} figure(s) fail the claim check: "
-            + "; ".join(f"{c.label} printed {c.printed_text!r}, expected {c.expected_text!r} ({c.problem})" for c in wrong[:20])
+            + "; ".join(
+                f"{c.label} printed {c.printed_text!r}, expected {c.expected_text!r} ({c.problem})"
+                for c in wrong[:20]
+            )
         )
     # Fail closed: a judgment ("highest since", "did worst", "closed below", "supports the move") that the
     # tables do not support is never published; the failure names the sentence.
     false = [r for r in check_predicates(wh, week, rendered.predicates) if not r.ok]
     if false:
         raise dg.Failure(
-            f"report for {week} not published: {len(false)} statement(s) fail their predicate: " + "; ".join(map(str, false[:20]))
+            f"report for {week} not published: {len(false)} statement(s) fail their predicate: "
+            + "; ".join(map(str, false[:20]))
         )
     # Fail closed: a headline figure that a second, independent derivation from the clean lake disagrees with.
     disagree = crosscheck(wh, week)
     if disagree:
-        raise dg.Failure(f"report for {week} not published: the second derivation disagrees: " + "; ".join(map(str, disagree)))
+        raise dg.Failure(
+            f"report for {week} not published: the second derivation disagrees: "
+            + "; ".join(map(str, disagree))
+        )
     man = manifest(
         week,
         rendered.title,
@@ -147,9 +165,14 @@ def weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
             "headline": rendered.headline,
             "report": dg.MetadataValue.md(rendered.markdown_with_inline_charts()),
             "html": dg.MetadataValue.url(html_path.as_uri()),
-            **({"served": dg.MetadataValue.url(f"{warehouse.reports_url.rstrip('/')}/{week}/report.html"),
-                "all_reports": dg.MetadataValue.url(f"{warehouse.reports_url.rstrip('/')}/")}
-               if warehouse.reports_url else {}),
+            **(
+                {
+                    "served": dg.MetadataValue.url(f"{warehouse.reports_url.rstrip('/')}/{week}/report.html"),
+                    "all_reports": dg.MetadataValue.url(f"{warehouse.reports_url.rstrip('/')}/"),
+                }
+                if warehouse.reports_url
+                else {}
+            ),
             "html_path": dg.MetadataValue.path(str(html_path)),
             "markdown_path": dg.MetadataValue.path(str(out_dir / "report.md")),
             "version": pub.version,
@@ -157,7 +180,19 @@ def weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
             "new_version": pub.new,
             "content_sha256": pub.content_sha256,
             "claims": len(rendered.claims),
-            "facts": dg.MetadataValue.md(md_table(pl.DataFrame([{"key": f.key, "priority": f.priority, "text": f.sentence.md()} for f in rendered.facts]) if rendered.facts else pl.DataFrame(), 40)),
+            "facts": dg.MetadataValue.md(
+                md_table(
+                    pl.DataFrame(
+                        [
+                            {"key": f.key, "priority": f.priority, "text": f.sentence.md()}
+                            for f in rendered.facts
+                        ]
+                    )
+                    if rendered.facts
+                    else pl.DataFrame(),
+                    40,
+                )
+            ),
             "missing_tables": ", ".join(missing) or "none",
             "data_gaps": dg.MetadataValue.md("\n".join(f"- {g}" for g in rendered.gaps) or "none"),
             "manifest_inputs": len(man["inputs"]),
@@ -166,18 +201,30 @@ def weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     )
 
 
-@dg.asset_check(asset=weekly_report, blocking=True, description="Every figure in the text equals a fresh query of the lake, every number in the text has a claim, and every qualitative statement's predicate holds on the lake.")
-def report_claims_match_tables(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=weekly_report,
+    blocking=True,
+    description="Every figure in the text equals a fresh query of the lake, every number in the text has a claim, and every qualitative statement's predicate holds on the lake.",
+)
+def report_claims_match_tables(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
     wh = warehouse.get()
     week = context.run.tags["dagster/partition"]
     markdown = (wh.reports_dir / week / "report.md").read_text()
     man = json.loads((wh.reports_dir / week / "manifest.json").read_text())
     results = check_claims(wh, week, markdown, man["claims"], man.get("texts", []))
-    results += [ClaimResult(d.figure, repr(d.second_value), repr(d.table_value), True, False, "second derivation disagrees")
-                for d in crosscheck(wh, week)]
+    results += [
+        ClaimResult(
+            d.figure, repr(d.second_value), repr(d.table_value), True, False, "second derivation disagrees"
+        )
+        for d in crosscheck(wh, week)
+    ]
     # the judgments: each statement's predicate, re-evaluated on operands re-derived from the lake
-    results += [ClaimResult("(statement) " + r.rule, "holds", r.sentence, True, r.ok, r.problem)
-                for r in check_predicates(wh, week, man.get("predicates", []))]
+    results += [
+        ClaimResult("(statement) " + r.rule, "holds", r.sentence, True, r.ok, r.problem)
+        for r in check_predicates(wh, week, man.get("predicates", []))
+    ]
     bad = [c for c in results if not c.ok]
     table = pl.DataFrame(
         {
@@ -190,5 +237,9 @@ def report_claims_match_tables(context: dg.AssetCheckExecutionContext, warehouse
     ).sort("ok")
     return dg.AssetCheckResult(
         passed=not bad,
-        metadata={"claims": len(results), "mismatches": len(bad), "detail": dg.MetadataValue.md(md_table(table, 40))},
+        metadata={
+            "claims": len(results),
+            "mismatches": len(bad),
+            "detail": dg.MetadataValue.md(md_table(table, 40)),
+        },
     )

@@ -40,7 +40,7 @@ class Timer:
 
 def weekly_keys() -> list[str]:
     """Every weekly partition key that exists now (discovered from ``pipelines.calendar``)."""
-    from pipelines.calendar import WEEKLY  # noqa: PLC0415
+    from pipelines.calendar import WEEKLY
 
     return WEEKLY.get_partition_keys()
 
@@ -50,8 +50,8 @@ def daily_range_for(weeks: list[str], history_days: int | None = None) -> tuple[
     week's open (the leverage table looks 90 days back for its open-interest peak; correlation and volatility 30)
     to the last week's close, not before the first daily partition: the range a report run pulls.
     ``history_days`` takes that many days before the open instead (1: the week's open and its days only)."""
-    from pipelines.calendar import DAILY_START, week_close_days  # noqa: PLC0415
-    from pipelines.runner import DERIVATIVES_HISTORY_DAYS  # noqa: PLC0415
+    from pipelines.calendar import DAILY_START, week_close_days
+    from pipelines.runner import DERIVATIVES_HISTORY_DAYS
 
     back = DERIVATIVES_HISTORY_DAYS if history_days is None else history_days
     mondays = sorted(date.fromisoformat(w) for w in weeks)
@@ -62,7 +62,7 @@ def daily_range_for(weeks: list[str], history_days: int | None = None) -> tuple[
 @contextmanager
 def temp_env(**extra: str) -> Iterator[Path]:
     """A temporary WAREHOUSE_DIR (and DAGSTER_HOME) for the duration; environment restored after."""
-    from pipelines.runner import patched_environ  # noqa: PLC0415
+    from pipelines.runner import patched_environ
 
     with tempfile.TemporaryDirectory(prefix="crypto-bench-") as tmp:
         root = Path(tmp)
@@ -75,7 +75,7 @@ def temp_env(**extra: str) -> Iterator[Path]:
 @contextmanager
 def emulator(rate_limits: bool = False, calls_per_minute: int = 0) -> Iterator[object]:
     """The market emulator on loopback with every client pointed at it; CoinGecko paced at ``calls_per_minute``."""
-    from pipelines.runner import emulated_sources  # noqa: PLC0415
+    from pipelines.runner import emulated_sources
 
     with emulated_sources(rate_limits=rate_limits, coingecko_calls_per_minute=calls_per_minute) as emu:
         yield emu

@@ -38,29 +38,48 @@ LOG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # ---- the two ways to run the pipeline -------------------------------------------------------------------------
 def make_defs(coingecko_overrides: dict[str, Any] | None = None):
     """The project's Definitions (built now, from the environment); optionally another CoinGecko resource."""
-    import dagster as dg  # noqa: PLC0415
+    import dagster as dg
 
-    from pipelines.definitions import make_definitions  # noqa: PLC0415
+    from pipelines.definitions import make_definitions
 
     defs = make_definitions()
     if not coingecko_overrides:
         return defs
-    from pipelines.resources import CoinGeckoResource  # noqa: PLC0415
+    from pipelines.resources import CoinGeckoResource
 
     resources = dict(defs.resources or {})
-    resources["coingecko"] = CoinGeckoResource(base_url=os.environ["COINGECKO_BASE_URL"], **coingecko_overrides)
-    return dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
-                          schedules=defs.schedules, sensors=defs.sensors, resources=resources)
+    resources["coingecko"] = CoinGeckoResource(
+        base_url=os.environ["COINGECKO_BASE_URL"], **coingecko_overrides
+    )
+    return dg.Definitions(
+        assets=defs.assets,
+        asset_checks=defs.asset_checks,
+        jobs=defs.jobs,
+        schedules=defs.schedules,
+        sensors=defs.sensors,
+        resources=resources,
+    )
 
 
 # The backfill and new-week phases run the whole pipeline (every raw, clean and weekly asset, the report and the
 # checks); the history phase has a synthetic coin_daily only, so it runs the tables built from it (and the report).
 MARKET_WEEKLY = (
-    "weekly_market_summary", "weekly_movers", "weekly_universe", "weekly_total_market_cap", "weekly_mcap_crossings",
-    "weekly_index_returns", "weekly_correlation_buckets", "weekly_report",
+    "weekly_market_summary",
+    "weekly_movers",
+    "weekly_universe",
+    "weekly_total_market_cap",
+    "weekly_mcap_crossings",
+    "weekly_index_returns",
+    "weekly_correlation_buckets",
+    "weekly_report",
 )
-DERIVATIVE_PULLS = ("raw_binance_funding", "raw_binance_futures_stats", "raw_binance_klines", "raw_bybit_derivatives",
-                    "raw_okx_derivatives")
+DERIVATIVE_PULLS = (
+    "raw_binance_funding",
+    "raw_binance_futures_stats",
+    "raw_binance_klines",
+    "raw_bybit_derivatives",
+    "raw_okx_derivatives",
+)
 # Perpetuals followed (the resource default is 40). The pulls phase cuts it, as it cuts the coins.
 DEFAULT_PERPS = 40
 
@@ -82,16 +101,27 @@ def merge_config(*configs: dict | None) -> dict:
 
 def raw_pulls(defs) -> list[str]:
     """The assets that make requests (group ``raw``) and the registry the venues' symbols are chosen from."""
-    return sorted({s.key.to_user_string() for s in defs.resolve_all_asset_specs() if s.group_name == "raw"}
-                  | {"coin_registry"})
+    return sorted(
+        {s.key.to_user_string() for s in defs.resolve_all_asset_specs() if s.group_name == "raw"}
+        | {"coin_registry"}
+    )
 
 
-def dagster_daily(defs, instance, first, last, run_config: dict | None = None, perps: int = DEFAULT_PERPS,
-                  assets: list[str] | None = None) -> None:
+def dagster_daily(
+    defs,
+    instance,
+    first,
+    last,
+    run_config: dict | None = None,
+    perps: int = DEFAULT_PERPS,
+    assets: list[str] | None = None,
+) -> None:
     res = defs.resolve_job_def("daily_job").execute_in_process(
         asset_selection=[dg_key(a) for a in assets] if assets else None,
-        instance=instance, tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
-        run_config=merge_config(LOG, perps_config(perps), run_config), raise_on_error=True,
+        instance=instance,
+        tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
+        run_config=merge_config(LOG, perps_config(perps), run_config),
+        raise_on_error=True,
     )
     assert res.success
 
@@ -101,24 +131,31 @@ def dagster_weeks(defs, instance, weeks: list[str], selection: tuple[str, ...] |
     for week in weeks:
         assert job.execute_in_process(
             asset_selection=[dg_key(a) for a in selection] if selection else None,
-            instance=instance, partition_key=week, run_config=LOG, raise_on_error=True,
+            instance=instance,
+            partition_key=week,
+            run_config=LOG,
+            raise_on_error=True,
         ).success
 
 
 def dg_key(name: str):
-    import dagster as dg  # noqa: PLC0415
+    import dagster as dg
 
     return dg.AssetKey(name)
 
 
-def floor_daily(wh_dir, first, last, top_n: int = 250, timer: Timer | None = None, perps: int = DEFAULT_PERPS) -> None:
-    from bench.steps import DAILY_STEPS, DailyCtx  # noqa: PLC0415
-    from pipelines.sources.coingecko import CoinGeckoClient  # noqa: PLC0415
-    from pipelines.warehouse import Warehouse  # noqa: PLC0415
+def floor_daily(
+    wh_dir, first, last, top_n: int = 250, timer: Timer | None = None, perps: int = DEFAULT_PERPS
+) -> None:
+    from bench.steps import DAILY_STEPS, DailyCtx
+    from pipelines.sources.coingecko import CoinGeckoClient
+    from pipelines.warehouse import Warehouse
 
     def client():
-        return CoinGeckoClient(base_url=os.environ["COINGECKO_BASE_URL"],
-                               calls_per_minute=float(os.environ.get("COINGECKO_CALLS_PER_MINUTE", "0")))
+        return CoinGeckoClient(
+            base_url=os.environ["COINGECKO_BASE_URL"],
+            calls_per_minute=float(os.environ.get("COINGECKO_CALLS_PER_MINUTE", "0")),
+        )
 
     ctx = DailyCtx(Warehouse(wh_dir), first, last, client, top_n=top_n, perps=perps)
     for name, step in DAILY_STEPS:
@@ -130,8 +167,8 @@ def floor_daily(wh_dir, first, last, top_n: int = 250, timer: Timer | None = Non
 
 
 def floor_weeks(wh_dir, weeks: list[str], timer: Timer | None = None, market_only: bool = False) -> None:
-    from bench.steps import MARKET_WEEKLY_STEPS, WEEKLY_STEPS, WeekCtx  # noqa: PLC0415
-    from pipelines.warehouse import Warehouse  # noqa: PLC0415
+    from bench.steps import MARKET_WEEKLY_STEPS, WEEKLY_STEPS, WeekCtx
+    from pipelines.warehouse import Warehouse
 
     wh = Warehouse(wh_dir)
     for week in weeks:
@@ -145,21 +182,26 @@ def floor_weeks(wh_dir, weeks: list[str], timer: Timer | None = None, market_onl
 
 
 def default_top_n() -> int:
-    from pipelines.resources import CoinGeckoResource  # noqa: PLC0415
+    from pipelines.resources import CoinGeckoResource
 
     return int(CoinGeckoResource.model_fields["top_n"].default)
 
 
 # ---- phases ---------------------------------------------------------------------------------------------------
-def backfill(mode: str, weeks: int | None = None, profile: bool = False, perps: int = DEFAULT_PERPS,
-             history_days: int | None = None) -> dict:
+def backfill(
+    mode: str,
+    weeks: int | None = None,
+    profile: bool = False,
+    perps: int = DEFAULT_PERPS,
+    history_days: int | None = None,
+) -> dict:
     """Backfill the last ``weeks`` weekly partitions (None: all) and the days they read, from the emulator, following
     ``perps`` perpetuals (``history_days``: see ``daily_range_for``)."""
     t = Timer()
     with t.lap("import"):
-        import dagster as dg  # noqa: PLC0415, F401
+        import dagster as dg
 
-        import pipelines.definitions  # noqa: PLC0415, F401
+        import pipelines.definitions  # noqa: F401
     keys = weekly_keys()
     keys = keys if weeks is None else keys[-weeks:]
     first, last = daily_range_for(keys, history_days)
@@ -184,9 +226,16 @@ def backfill(mode: str, weeks: int | None = None, profile: bool = False, perps: 
                 floor_weeks(wh_dir, keys, t)
         if prof:
             prof.disable()
-    out: dict[str, Any] = {"mode": mode, "weeks": len(keys), "days": (last - first).days + 1, "perps": perps,
-                           "first_week": keys[0], "last_week": keys[-1], "laps": t.laps,
-                           "compute": t.laps["daily"] + t.laps["weekly"]}
+    out: dict[str, Any] = {
+        "mode": mode,
+        "weeks": len(keys),
+        "days": (last - first).days + 1,
+        "perps": perps,
+        "first_week": keys[0],
+        "last_week": keys[-1],
+        "laps": t.laps,
+        "compute": t.laps["daily"] + t.laps["weekly"],
+    }
     if prof:
         out["profile"] = profile_text(prof)
     return out
@@ -197,19 +246,21 @@ def profile_text(prof: cProfile.Profile, n: int = 18) -> str:
     st = pstats.Stats(prof, stream=s)
     st.sort_stats("tottime").print_stats(n)
     text = s.getvalue()
-    return text[text.find("   ncalls"):].rstrip() if "   ncalls" in text else text
+    return text[text.find("   ncalls") :].rstrip() if "   ncalls" in text else text
 
 
 def new_week(mode: str) -> dict:
     """Steady state: the week before is in place; pull, clean and report one new week (the latest)."""
     t = Timer()
-    import dagster as dg  # noqa: PLC0415
+    import dagster as dg
 
     keys = weekly_keys()
     prev, new = keys[-2], keys[-1]
     p_first, p_last = daily_range_for([prev])
     n_first, n_last = p_last + timedelta(days=1), daily_range_for([new])[1]
-    force_registry = {"ops": {"raw_coingecko_markets": {"config": {"force": True}}}}  # a week later it is stale
+    force_registry = {
+        "ops": {"raw_coingecko_markets": {"config": {"force": True}}}
+    }  # a week later it is stale
     with temp_env() as wh_dir, emulator():
         if mode == "dagster":
             defs = make_defs()
@@ -232,11 +283,11 @@ def new_week(mode: str) -> dict:
 
 def history(weeks_history: int, coins: int = 250) -> dict:
     """One new week with ``weeks_history`` weeks of synthetic ``coin_daily`` history already in the lake."""
-    import dagster as dg  # noqa: PLC0415
+    import dagster as dg
 
-    from bench import synth  # noqa: PLC0415
-    from bench.steps import METRIC_STEPS, MetricInputs  # noqa: PLC0415
-    from pipelines.warehouse import Warehouse  # noqa: PLC0415
+    from bench import synth
+    from bench.steps import METRIC_STEPS, MetricInputs
+    from pipelines.warehouse import Warehouse
 
     t = Timer()
     week = weekly_keys()[-1]
@@ -265,8 +316,8 @@ def history(weeks_history: int, coins: int = 250) -> dict:
 
 def universe(coins: int) -> dict:
     """Every metric function on a synthetic ``coin_daily`` of ``coins`` coins (enough days for every lookback)."""
-    from bench import synth  # noqa: PLC0415
-    from bench.steps import METRIC_STEPS, MetricInputs  # noqa: PLC0415
+    from bench import synth
+    from bench.steps import METRIC_STEPS, MetricInputs
 
     t = Timer()
     week = weekly_keys()[-1]
@@ -282,46 +333,67 @@ def universe(coins: int) -> dict:
         t0 = time.perf_counter()
         step(x)
         steps[name] = time.perf_counter() - t0
-    return {"coins": coins, "rows": cd.height, "steps": steps, "total": sum(steps.values()),
-            "rss_before_mib": base}
+    return {
+        "coins": coins,
+        "rows": cd.height,
+        "steps": steps,
+        "total": sum(steps.values()),
+        "rss_before_mib": base,
+    }
 
 
 APIS = ("coingecko", "binance_fapi", "binance_spot", "binance_vision", "bybit", "okx", "fred")
 
 
-def pulls(coins: int = 8, calls_per_minute: int = 28, perps: int = 2, weeks: int | None = None,
-          history_days: int | None = None) -> dict:
+def pulls(
+    coins: int = 8,
+    calls_per_minute: int = 28,
+    perps: int = 2,
+    weeks: int | None = None,
+    history_days: int | None = None,
+) -> dict:
     """Requests to every source with the emulator's rate limits ON (CoinGecko 30/min, Binance's weight per
     minute) and every client paced as in production: a fresh backfill (of every week before the last, or of the
     ``weeks`` before it; ``history_days``: see ``daily_range_for``), then one new week, through daily_job."""
-    import dagster as dg  # noqa: PLC0415
+    import dagster as dg
 
-    from pipelines.resources import DEFAULT_CALLS_PER_MINUTE  # noqa: PLC0415
-    from pipelines.runner import patched_environ  # noqa: PLC0415
+    from pipelines.resources import DEFAULT_CALLS_PER_MINUTE
+    from pipelines.runner import patched_environ
 
     # every venue paced as in production; CoinGecko at ``calls_per_minute`` (the emulator's limit is 30/min)
     pacing = {k: v for k, v in DEFAULT_CALLS_PER_MINUTE.items() if k != "COINGECKO"}
 
     keys = weekly_keys()
-    b_first, b_last = daily_range_for(keys[:-1] if weeks is None else keys[-1 - weeks:-1], history_days)
+    b_first, b_last = daily_range_for(keys[:-1] if weeks is None else keys[-1 - weeks : -1], history_days)
     n_first, n_last = b_last + timedelta(days=1), daily_range_for(keys[-1:])[1]
     # a week later the registry, the premiumIndex and the FRED snapshots are stale: refreshed
-    refresh = {"ops": {a: {"config": {"force": True}} for a in
-                       ("raw_coingecko_markets", "raw_binance_premium_index", "raw_fred_series")}}
+    refresh = {
+        "ops": {
+            a: {"config": {"force": True}}
+            for a in ("raw_coingecko_markets", "raw_binance_premium_index", "raw_fred_series")
+        }
+    }
     out: dict[str, Any] = {"coins": coins, "perps": perps, "calls_per_minute": calls_per_minute}
-    with temp_env(), emulator(rate_limits=True, calls_per_minute=calls_per_minute) as emu, \
-            patched_environ({f"{api}_CALLS_PER_MINUTE": str(n) for api, n in pacing.items()}):
+    with (
+        temp_env(),
+        emulator(rate_limits=True, calls_per_minute=calls_per_minute) as emu,
+        patched_environ({f"{api}_CALLS_PER_MINUTE": str(n) for api, n in pacing.items()}),
+    ):
         apis = [a for a in APIS if a in emu.api_names] + [a for a in emu.api_names if a not in APIS]
         out["apis"] = apis
         out["emulator_limit_per_minute"] = emu.coingecko_calls_per_minute
         out["pacing"] = {"COINGECKO": calls_per_minute, **pacing}
         defs = make_defs({"top_n": coins, "calls_per_minute": calls_per_minute})
         with dg.instance_for_test() as instance:
-            for label, first, last, cfg in (("fresh backfill", b_first, b_last, None),
-                                            ("one new week", n_first, n_last, refresh)):
+            for label, first, last, cfg in (
+                ("fresh backfill", b_first, b_last, None),
+                ("one new week", n_first, n_last, refresh),
+            ):
                 before = {a: emu.status_counts(a) for a in apis}
-                before_cg = {k: emu.count("coingecko", rx) for k, rx in (("markets", "/coins/markets$"),
-                                                                        ("market_chart", "market_chart"))}
+                before_cg = {
+                    k: emu.count("coingecko", rx)
+                    for k, rx in (("markets", "/coins/markets$"), ("market_chart", "market_chart"))
+                }
                 t0 = time.perf_counter()
                 # the raw pulls only: the clean tables' coverage checks (rightly) fail on a universe of 5 coins
                 dagster_daily(defs, instance, first, last, cfg, perps=perps, assets=raw_pulls(defs))
@@ -331,14 +403,26 @@ def pulls(coins: int = 8, calls_per_minute: int = 28, perps: int = 2, weeks: int
                     "seconds": time.perf_counter() - t0,
                     "markets": emu.count("coingecko", "/coins/markets$") - before_cg["markets"],
                     "market_chart": emu.count("coingecko", "market_chart") - before_cg["market_chart"],
-                    "by_api": {a: {str(k): v - before[a].get(k, 0) for k, v in after[a].items()
-                                   if v - before[a].get(k, 0)} for a in apis},
+                    "by_api": {
+                        a: {
+                            str(k): v - before[a].get(k, 0)
+                            for k, v in after[a].items()
+                            if v - before[a].get(k, 0)
+                        }
+                        for a in apis
+                    },
                 }
         out["total_status"] = {a: {str(k): v for k, v in emu.status_counts(a).items()} for a in apis}
     return out
 
 
-PHASES = {"backfill": backfill, "new_week": new_week, "history": history, "universe": universe, "pulls": pulls}
+PHASES = {
+    "backfill": backfill,
+    "new_week": new_week,
+    "history": history,
+    "universe": universe,
+    "pulls": pulls,
+}
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ def run_phase(name: str, kwargs: dict, inprocess: bool = False) -> dict:
     """One phase in a fresh interpreter (or in this one, for the smoke test); returns its result dict."""
     t0 = time.perf_counter()
     if inprocess:
-        from bench import phases  # noqa: PLC0415
+        from bench import phases
 
         result = phases.PHASES[name](**kwargs)
         result["peak_rss_mib"] = phases.peak_rss_mib()
@@ -61,11 +61,16 @@ def run_phase(name: str, kwargs: dict, inprocess: bool = False) -> dict:
     else:
         proc = subprocess.run(
             [sys.executable, "-m", "bench.phases", name, json.dumps(kwargs)],
-            cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
         )
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT ")]
         if proc.returncode != 0 or not lines:
-            raise RuntimeError(f"phase {name} {kwargs} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+            raise RuntimeError(
+                f"phase {name} {kwargs} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+            )
         result = json.loads(lines[-1].removeprefix("BENCH_RESULT "))
     result["wall_seconds"] = time.perf_counter() - t0
     print(f"  {name} {kwargs}: {result['wall_seconds']:.1f} s", file=sys.stderr, flush=True)
@@ -83,16 +88,24 @@ def machine() -> dict:
     except OSError:
         pass
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                                    capture_output=True, text=True).stdout.strip())
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        )
     except OSError:
         commit, dirty = "unknown", False
     versions = {}
     for mod in ("dagster", "polars", "duckdb", "numpy"):
         try:
             versions[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001
+        except Exception:
             versions[mod] = "?"
     return {
         "cpus": os.cpu_count(),
@@ -159,12 +172,24 @@ def main(argv: list[str] | None = None) -> Path:
     runs = {}
     for weeks in cfg["scaling_weeks"]:
         for mode in ("dagster", "floor"):
-            runs[(mode, weeks)] = R("backfill", mode=mode, weeks=weeks, perps=cfg["perps"],
-                                    history_days=cfg["history_days"])
+            runs[(mode, weeks)] = R(
+                "backfill", mode=mode, weeks=weeks, perps=cfg["perps"], history_days=cfg["history_days"]
+            )
     rows = []
     for (mode, _), r in runs.items():
-        rows.append([mode, r["weeks"], r["days"], f(r["laps"].get("import")), f(r["laps"]["daily"]),
-                     f(r["laps"]["weekly"]), f(backfill_time(r)), f(r["process_seconds"]), f(r["peak_rss_mib"], 0)])
+        rows.append(
+            [
+                mode,
+                r["weeks"],
+                r["days"],
+                f(r["laps"].get("import")),
+                f(r["laps"]["daily"]),
+                f(r["laps"]["weekly"]),
+                f(backfill_time(r)),
+                f(r["process_seconds"]),
+                f(r["peak_rss_mib"], 0),
+            ]
+        )
     md += [
         "## 1. Backfill from the emulator (rate limits off): Dagster against the floor",
         "",
@@ -179,7 +204,10 @@ def main(argv: list[str] | None = None) -> Path:
         "*time* = imports + definitions + runs; *process* also counts interpreter start and the emulator's start "
         "(building the synthetic market), the same in both modes.",
         "",
-        table(["mode", "weeks", "days", "import s", "daily s", "weekly s", "time s", "process s", "peak MiB"], rows),
+        table(
+            ["mode", "weeks", "days", "import s", "daily s", "weekly s", "time s", "process s", "peak MiB"],
+            rows,
+        ),
         "",
     ]
     full_weeks = max(r["weeks"] for r in runs.values())
@@ -198,9 +226,14 @@ def main(argv: list[str] | None = None) -> Path:
             "",
             "Fit time = a + b * weeks through the 1-week and all-weeks points:",
             "",
-            table(["mode", "a (fixed) s", "b (per week) s"],
-                  [["dagster", f(d[0], 2), f(d[1], 3)], ["floor", f(fl[0], 2), f(fl[1], 3)],
-                   ["overhead (dagster - floor)", f(d[0] - fl[0], 2), f(d[1] - fl[1], 3)]]),
+            table(
+                ["mode", "a (fixed) s", "b (per week) s"],
+                [
+                    ["dagster", f(d[0], 2), f(d[1], 3)],
+                    ["floor", f(fl[0], 2), f(fl[1], 3)],
+                    ["overhead (dagster - floor)", f(d[0] - fl[0], 2), f(d[1] - fl[1], 3)],
+                ],
+            ),
             "",
             f"Dagster's overhead is {f(d[0] - fl[0], 2)} s fixed plus {f(d[1] - fl[1], 3)} s per week: over "
             f"{full_weeks} weeks the per-week part adds {f((d[1] - fl[1]) * full_weeks)} s. The per-week part is "
@@ -216,9 +249,19 @@ def main(argv: list[str] | None = None) -> Path:
             f"One new week ({nw['dagster']['week']}) after the week before is in place: daily_job for its 7 days "
             "(registry refreshed as it would be a week later, one chart request per coin) + weekly_job:",
             "",
-            table(["mode", "daily s", "weekly s", "total s", "peak MiB"],
-                  [[k, f(v["laps"]["daily"]), f(v["laps"]["weekly"]), f(v["compute"]), f(v["peak_rss_mib"], 0)]
-                   for k, v in nw.items()]),
+            table(
+                ["mode", "daily s", "weekly s", "total s", "peak MiB"],
+                [
+                    [
+                        k,
+                        f(v["laps"]["daily"]),
+                        f(v["laps"]["weekly"]),
+                        f(v["compute"]),
+                        f(v["peak_rss_mib"], 0),
+                    ]
+                    for k, v in nw.items()
+                ],
+            ),
             "",
             f"Dagster {f(dn)} s against the floor's {f(fn)} s (**{f(dn / fn, 2)}x**, +{f(dn - fn)} s). "
             f"Target < 15 s: {ok(dn < 15)}.",
@@ -228,8 +271,12 @@ def main(argv: list[str] | None = None) -> Path:
     # 2. history --------------------------------------------------------------------------------------------------
     print("2. history", file=sys.stderr)
     hist = [R("history", weeks_history=h) for h in cfg["history"]]
-    keys = ["dagster weekly_job", "floor weekly steps", "load coin_daily history (DuckDB)",
-            "all metric functions, full history"]
+    keys = [
+        "dagster weekly_job",
+        "floor weekly steps",
+        "load coin_daily history (DuckDB)",
+        "all metric functions, full history",
+    ]
     md += [
         "## 2. One new week against a growing history",
         "",
@@ -239,9 +286,15 @@ def main(argv: list[str] | None = None) -> Path:
         "weekly job runs for the last week only. Also timed: loading the whole `coin_daily` history through "
         "DuckDB and running every metric function of `METRIC_STEPS` on it (the weekly assets of the future).",
         "",
-        table(["history weeks", "days", "rows"] + [k + " s" for k in keys] + ["peak MiB"],
-              [[h["weeks_history"], h["days"], f"{h['rows']:,}"] + [f(h["laps"][k], 2) for k in keys]
-               + [f(h["peak_rss_mib"], 0)] for h in hist]),
+        table(
+            ["history weeks", "days", "rows"] + [k + " s" for k in keys] + ["peak MiB"],
+            [
+                [h["weeks_history"], h["days"], f"{h['rows']:,}"]
+                + [f(h["laps"][k], 2) for k in keys]
+                + [f(h["peak_rss_mib"], 0)]
+                for h in hist
+            ],
+        ),
         "",
     ]
     if len(hist) > 1:
@@ -266,14 +319,21 @@ def main(argv: list[str] | None = None) -> Path:
         "correlates every coin with every other (the quadratic step); the weekly correlation table itself uses "
         "the top 100 only.",
         "",
-        table(["coins", "rows", "total s", "peak MiB"] + [s + " s" for s in step_names],
-              [[u["coins"], f"{u['rows']:,}", f(u["total"], 2), f(u["peak_rss_mib"], 0)]
-               + [f(u["steps"][s], 3) for s in step_names] for u in uni]),
+        table(
+            ["coins", "rows", "total s", "peak MiB"] + [s + " s" for s in step_names],
+            [
+                [u["coins"], f"{u['rows']:,}", f(u["total"], 2), f(u["peak_rss_mib"], 0)]
+                + [f(u["steps"][s], 3) for s in step_names]
+                for u in uni
+            ],
+        ),
         "",
     ]
     big = uni[-1]
-    md.append(f"{big['coins']:,} coins: {f(big['total'], 1)} s (target < 30 s: {ok(big['total'] < 30)}), peak "
-              f"{f(big['peak_rss_mib'] / 1024, 2)} GiB (target < 4 GiB: {ok(big['peak_rss_mib'] < 4096)}).")
+    md.append(
+        f"{big['coins']:,} coins: {f(big['total'], 1)} s (target < 30 s: {ok(big['total'] < 30)}), peak "
+        f"{f(big['peak_rss_mib'] / 1024, 2)} GiB (target < 4 GiB: {ok(big['peak_rss_mib'] < 4096)})."
+    )
     if len(uni) > 1:
         q = "pairwise_corr, all N coins"
         a, b = uni[-2], uni[-1]
@@ -298,8 +358,16 @@ def main(argv: list[str] | None = None) -> Path:
         for a in apis:
             for k, v in x["by_api"].get(a, {}).items():
                 statuses[k] = statuses.get(k, 0) + v
-        rows.append([label, x["days"], *per_api, sum(per_api),
-                     ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items())), f(x["seconds"])])
+        rows.append(
+            [
+                label,
+                x["days"],
+                *per_api,
+                sum(per_api),
+                ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items())),
+                f(x["seconds"]),
+            ]
+        )
     n429 = sum(int(st.get("429", 0)) for st in p["total_status"].values())
     fresh = p["fresh backfill"]
     top_pages = 1  # /coins/markets top pages: per_page = min(250, top_n), so one page up to 250 coins

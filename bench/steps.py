@@ -36,15 +36,15 @@ class DailyCtx:
 
 
 def step_raw_markets(ctx: DailyCtx) -> None:
-    from pipelines.pulls.coingecko import pull_registry  # noqa: PLC0415
+    from pipelines.pulls.coingecko import pull_registry
 
     with ctx.client_factory() as client:
         ctx.state["snapshot"] = pull_registry(client, ctx.wh, top_n=ctx.top_n).snapshot
 
 
 def step_coin_registry(ctx: DailyCtx) -> None:
-    from pipelines.clean.coingecko import parse_registry_snapshot  # noqa: PLC0415
-    from pipelines.schemas import COIN_REGISTRY  # noqa: PLC0415
+    from pipelines.clean.coingecko import parse_registry_snapshot
+    from pipelines.schemas import COIN_REGISTRY
 
     snap = ctx.state["snapshot"]
     ctx.wh.write_partition(COIN_REGISTRY, snap, parse_registry_snapshot(ctx.wh, snap))
@@ -53,8 +53,8 @@ def step_coin_registry(ctx: DailyCtx) -> None:
 
 def step_global_market_cap(ctx: DailyCtx) -> None:
     """The stored /global answers of the registry snapshots, as the ``global_market_cap`` asset writes them."""
-    from pipelines.clean.coingecko import global_snapshots, parse_global_snapshot  # noqa: PLC0415
-    from pipelines.schemas import GLOBAL_MARKET_CAP  # noqa: PLC0415
+    from pipelines.clean.coingecko import global_snapshots, parse_global_snapshot
+    from pipelines.schemas import GLOBAL_MARKET_CAP
 
     for snap in global_snapshots(ctx.wh):
         if not ctx.wh.has_partition(GLOBAL_MARKET_CAP, snap):
@@ -63,8 +63,8 @@ def step_global_market_cap(ctx: DailyCtx) -> None:
 
 
 def step_raw_market_charts(ctx: DailyCtx) -> None:
-    from pipelines.clean.coingecko import latest_registry  # noqa: PLC0415
-    from pipelines.pulls.coingecko import pull_market_charts  # noqa: PLC0415
+    from pipelines.clean.coingecko import latest_registry
+    from pipelines.pulls.coingecko import pull_market_charts
 
     ids = latest_registry(ctx.wh)["coin_id"].to_list()
     with ctx.client_factory() as client:
@@ -74,9 +74,9 @@ def step_raw_market_charts(ctx: DailyCtx) -> None:
 
 
 def step_coin_daily(ctx: DailyCtx) -> None:
-    from pipelines.calendar import days_between  # noqa: PLC0415
-    from pipelines.clean.coingecko import build_coin_daily, latest_registry  # noqa: PLC0415
-    from pipelines.schemas import COIN_DAILY  # noqa: PLC0415
+    from pipelines.calendar import days_between
+    from pipelines.clean.coingecko import build_coin_daily, latest_registry
+    from pipelines.schemas import COIN_DAILY
 
     frames, _ = build_coin_daily(ctx.wh, latest_registry(ctx.wh), days_between(ctx.first, ctx.last))
     for day, frame in frames.items():
@@ -86,14 +86,14 @@ def step_coin_daily(ctx: DailyCtx) -> None:
 
 # ---- daily: derivatives, BTC hourly, macro (the same pull and build functions the assets call) -----------------
 def _res(name: str):
-    from pipelines.resources import build_resources  # noqa: PLC0415 (reads the environment now, as the assets do)
+    from pipelines.resources import build_resources
 
     # outside a run, a resource's dg.EnvVar fields are resolved by process_config_and_initialize
     return build_resources()[name].process_config_and_initialize()
 
 
 def _perp_symbols(ctx: DailyCtx) -> list[str]:
-    from assets.derivatives.raw import perp_symbols  # noqa: PLC0415 (the assets' own choice of perpetuals)
+    from assets.derivatives.raw import perp_symbols
 
     if "symbols" not in ctx.state:
         ctx.state["symbols"] = perp_symbols(ctx.wh, ctx.perps)
@@ -101,8 +101,8 @@ def _perp_symbols(ctx: DailyCtx) -> list[str]:
 
 
 def _closed_days(ctx: DailyCtx, now: datetime) -> list[date]:
-    from pipelines.calendar import days_between  # noqa: PLC0415
-    from pipelines.pulls import derivatives as ing  # noqa: PLC0415
+    from pipelines.calendar import days_between
+    from pipelines.pulls import derivatives as ing
 
     return ing.closed_days(days_between(ctx.first, ctx.last), now)
 
@@ -113,7 +113,7 @@ def _ok(what: str, report: Any) -> None:
 
 
 def step_premium_index(ctx: DailyCtx) -> None:
-    from pipelines.pulls import derivatives as ing  # noqa: PLC0415
+    from pipelines.pulls import derivatives as ing
 
     binance = _res("binance")
     with binance.futures() as client:
@@ -121,34 +121,44 @@ def step_premium_index(ctx: DailyCtx) -> None:
 
 
 def step_raw_binance_funding(ctx: DailyCtx) -> None:
-    from pipelines.pulls import derivatives as ing  # noqa: PLC0415
+    from pipelines.pulls import derivatives as ing
 
     binance = _res("binance")
     with binance.futures() as client:
-        _ok("funding", ing.pull_binance_funding(client, ctx.wh, _perp_symbols(ctx), _closed_days(ctx, binance.now())))
+        _ok(
+            "funding",
+            ing.pull_binance_funding(client, ctx.wh, _perp_symbols(ctx), _closed_days(ctx, binance.now())),
+        )
 
 
 def step_raw_binance_stats(ctx: DailyCtx) -> None:
-    from pipelines.pulls import derivatives as ing  # noqa: PLC0415
+    from pipelines.pulls import derivatives as ing
 
     binance = _res("binance")
     now = binance.now()
     start = (now - timedelta(days=ing.DEFAULT_ARCHIVE_DAYS)).date()
     with binance.futures() as fapi, binance.vision() as vision:
-        _ok("stats", ing.pull_binance_stats(fapi, vision, ctx.wh, _perp_symbols(ctx), _closed_days(ctx, now), now,
-                                            archive_start=start))
+        _ok(
+            "stats",
+            ing.pull_binance_stats(
+                fapi, vision, ctx.wh, _perp_symbols(ctx), _closed_days(ctx, now), now, archive_start=start
+            ),
+        )
 
 
 def step_raw_binance_klines(ctx: DailyCtx) -> None:
-    from pipelines.pulls import derivatives as ing  # noqa: PLC0415
+    from pipelines.pulls import derivatives as ing
 
     binance = _res("binance")
     with binance.futures() as fapi, binance.spot() as spot:
-        _ok("klines", ing.pull_binance_klines(fapi, spot, ctx.wh, _perp_symbols(ctx), _closed_days(ctx, binance.now())))
+        _ok(
+            "klines",
+            ing.pull_binance_klines(fapi, spot, ctx.wh, _perp_symbols(ctx), _closed_days(ctx, binance.now())),
+        )
 
 
 def step_raw_bybit(ctx: DailyCtx) -> None:
-    from pipelines.pulls import derivatives as ing  # noqa: PLC0415
+    from pipelines.pulls import derivatives as ing
 
     bybit = _res("bybit")
     with bybit.client() as client:
@@ -156,7 +166,7 @@ def step_raw_bybit(ctx: DailyCtx) -> None:
 
 
 def step_raw_okx(ctx: DailyCtx) -> None:
-    from pipelines.pulls import derivatives as ing  # noqa: PLC0415
+    from pipelines.pulls import derivatives as ing
 
     okx = _res("okx")
     now = okx.now()
@@ -165,7 +175,7 @@ def step_raw_okx(ctx: DailyCtx) -> None:
 
 
 def step_raw_fred(ctx: DailyCtx) -> None:
-    from pipelines.pulls import derivatives as ing  # noqa: PLC0415
+    from pipelines.pulls import derivatives as ing
 
     fred = _res("fred")
     with fred.client() as client:
@@ -176,8 +186,8 @@ def _clean_step(build: str, table: str, with_count: bool = False) -> Callable[[D
     """A clean daily table built by the function its asset calls (``build(wh, days)``), then written per day."""
 
     def step(ctx: DailyCtx) -> None:
-        from pipelines.calendar import days_between  # noqa: PLC0415
-        from pipelines.clean import derivatives as cd  # noqa: PLC0415
+        from pipelines.calendar import days_between
+        from pipelines.clean import derivatives as cd
 
         out = getattr(cd, build)(ctx.wh, days_between(ctx.first, ctx.last))
         frames = out[0] if with_count else out
@@ -189,7 +199,7 @@ def _clean_step(build: str, table: str, with_count: bool = False) -> Callable[[D
 
 
 def step_macro_observations(ctx: DailyCtx) -> None:
-    from pipelines.clean import derivatives as cd  # noqa: PLC0415
+    from pipelines.clean import derivatives as cd
 
     for sid, frame in cd.build_macro(ctx.wh).items():
         ctx.wh.write_partition(cd.MACRO_OBSERVATIONS, sid, frame)
@@ -229,22 +239,24 @@ class WeekCtx:
 
     @cached_property
     def days(self) -> tuple[date, date]:
-        from pipelines.calendar import week_close_days  # noqa: PLC0415
+        from pipelines.calendar import week_close_days
 
         return week_close_days(self.week)
 
     @cached_property
     def open_close(self) -> tuple[pl.DataFrame, pl.DataFrame]:
-        from pipelines.schemas import COIN_DAILY  # noqa: PLC0415
+        from pipelines.schemas import COIN_DAILY
 
         o, c = self.days
-        return self.wh.read_partition(COIN_DAILY, o.isoformat()), self.wh.read_partition(COIN_DAILY, c.isoformat())
+        return self.wh.read_partition(COIN_DAILY, o.isoformat()), self.wh.read_partition(
+            COIN_DAILY, c.isoformat()
+        )
 
 
 def step_weekly_market_summary(ctx: WeekCtx) -> None:
-    from pipelines.calendar import week_bounds  # noqa: PLC0415
-    from pipelines.metrics.summary import weekly_market_summary  # noqa: PLC0415
-    from pipelines.schemas import WEEKLY_MARKET_SUMMARY  # noqa: PLC0415
+    from pipelines.calendar import week_bounds
+    from pipelines.metrics.summary import weekly_market_summary
+    from pipelines.schemas import WEEKLY_MARKET_SUMMARY
 
     start, end = week_bounds(ctx.week)
     df = weekly_market_summary(*ctx.open_close, start, end, ctx.days[1])
@@ -253,10 +265,10 @@ def step_weekly_market_summary(ctx: WeekCtx) -> None:
 
 
 def step_weekly_movers(ctx: WeekCtx) -> None:
-    from pipelines.calendar import week_bounds  # noqa: PLC0415
-    from pipelines.clean.coingecko import latest_registry  # noqa: PLC0415
-    from pipelines.metrics.summary import weekly_movers  # noqa: PLC0415
-    from pipelines.schemas import WEEKLY_MOVERS  # noqa: PLC0415
+    from pipelines.calendar import week_bounds
+    from pipelines.clean.coingecko import latest_registry
+    from pipelines.metrics.summary import weekly_movers
+    from pipelines.schemas import WEEKLY_MOVERS
 
     cats = latest_registry(ctx.wh).select("coin_id", "categories")
     df = weekly_movers(*ctx.open_close, cats, week_bounds(ctx.week)[0])
@@ -268,9 +280,9 @@ def _table_step(module: str, compute: str, table: str) -> Callable[[WeekCtx], An
     """A weekly table computed by the same plain function its asset calls (``compute(wh, week)``), then written."""
 
     def step(ctx: WeekCtx) -> None:
-        import importlib  # noqa: PLC0415
+        import importlib
 
-        from pipelines.schemas import TABLES  # noqa: PLC0415
+        from pipelines.schemas import TABLES
 
         out = getattr(importlib.import_module(module), compute)(ctx.wh, ctx.week)
         ctx.wh.write_partition(TABLES[table], ctx.week, out.df)
@@ -280,7 +292,7 @@ def _table_step(module: str, compute: str, table: str) -> Callable[[WeekCtx], An
 
 def step_weekly_report(ctx: WeekCtx) -> None:
     """The report as its asset builds it (render, claim check, publish) without Dagster around it."""
-    from assets.report import build_report  # noqa: PLC0415
+    from assets.report import build_report
 
     build_report(ctx.wh, ctx.week)
 
@@ -325,13 +337,13 @@ class MetricInputs:
 
     @cached_property
     def window(self):
-        from pipelines.metrics.pit import week_window  # noqa: PLC0415
+        from pipelines.metrics.pit import week_window
 
         return week_window(self.week)
 
     @cached_property
     def eligible_ids(self) -> list[str]:
-        from pipelines.metrics.universe import eligible, eligible_ids  # noqa: PLC0415
+        from pipelines.metrics.universe import eligible, eligible_ids
 
         return eligible_ids(eligible(self.registry))
 
@@ -340,47 +352,47 @@ class MetricInputs:
 
 
 def m_summary(x: MetricInputs):
-    from pipelines.metrics.summary import weekly_market_summary  # noqa: PLC0415
+    from pipelines.metrics.summary import weekly_market_summary
 
     w = x.window
     return weekly_market_summary(x.day(w.open_day), x.day(w.close_day), w.monday, w.next_monday, w.close_day)
 
 
 def m_movers(x: MetricInputs):
-    from pipelines.metrics.summary import weekly_movers  # noqa: PLC0415
+    from pipelines.metrics.summary import weekly_movers
 
     return weekly_movers(x.day(x.window.open_day), x.day(x.window.close_day), x.registry, x.window.monday)
 
 
 def m_universe(x: MetricInputs):
-    from pipelines.metrics.universe import weekly_universe  # noqa: PLC0415
+    from pipelines.metrics.universe import weekly_universe
 
     return weekly_universe(x.coin_daily, x.eligible_ids, x.week)
 
 
 def m_market(x: MetricInputs):
-    from pipelines.metrics.market import level_crossings, total_market_cap_daily, weekly_total_market_cap  # noqa: PLC0415
+    from pipelines.metrics.market import level_crossings, total_market_cap_daily, weekly_total_market_cap
 
     total = total_market_cap_daily(x.coin_daily)
     return weekly_total_market_cap(total, x.week), level_crossings(total, x.week)
 
 
 def m_correlation_buckets(x: MetricInputs):
-    from pipelines.metrics.correlation import weekly_correlation_buckets  # noqa: PLC0415
+    from pipelines.metrics.correlation import weekly_correlation_buckets
 
     return weekly_correlation_buckets(x.coin_daily, x.eligible_ids, x.week)
 
 
 def m_correlation_all_coins(x: MetricInputs):
     """``pairwise_corr`` over every coin of the frame: the quadratic step, [30 days x N] -> [N x N]."""
-    from pipelines.metrics.correlation import log_return_matrix, pairwise_corr  # noqa: PLC0415
+    from pipelines.metrics.correlation import log_return_matrix, pairwise_corr
 
     ids = x.coin_daily["coin_id"].unique().sort().to_list()
     return pairwise_corr(log_return_matrix(x.coin_daily, ids, x.window.close_day))
 
 
 def m_sectors(x: MetricInputs):
-    from pipelines.metrics.sectors import weekly_index_returns  # noqa: PLC0415
+    from pipelines.metrics.sectors import weekly_index_returns
 
     return weekly_index_returns(x.coin_daily, x.registry, x.eligible_ids, x.week)
 

@@ -78,7 +78,7 @@ def coin_daily(n: int, first: date, last: date, seed: int = 11) -> pl.DataFrame:
 
 def write_lake_history(wh, n: int, first: date, last: date) -> int:
     """Write ``coin_daily`` partitions ``first..last`` and one registry snapshot into a warehouse's lake."""
-    from pipelines.schemas import COIN_DAILY, COIN_REGISTRY  # noqa: PLC0415
+    from pipelines.schemas import COIN_DAILY, COIN_REGISTRY
 
     df = coin_daily(n, first, last)
     for (d,), part in df.partition_by("date", as_dict=True).items():

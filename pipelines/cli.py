@@ -63,7 +63,9 @@ def _parse_day(value: str, what: str) -> date:
             raise ValueError
         return date(int(m[1]), int(m[2]), int(m[3]))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD, e.g. 2025-11-17)", param_hint=what) from None
+        raise click.BadParameter(
+            f"{value!r} is not a date (YYYY-MM-DD, e.g. 2025-11-17)", param_hint=what
+        ) from None
 
 
 def _week_option(week: str | None, what: str = "--week") -> str:
@@ -73,7 +75,9 @@ def _week_option(week: str | None, what: str = "--week") -> str:
         raise click.BadParameter(f"{d} is a {d:%A}; weeks are keyed by their Monday", param_hint=what)
     week = d.isoformat()
     if week > latest:
-        raise click.BadParameter(f"week {week} has not finished yet (latest complete week: {latest})", param_hint=what)
+        raise click.BadParameter(
+            f"week {week} has not finished yet (latest complete week: {latest})", param_hint=what
+        )
     if week < "2025-03-31":
         raise click.BadParameter("weekly partitions start on 2025-03-31", param_hint=what)
     return week
@@ -81,13 +85,15 @@ def _week_option(week: str | None, what: str = "--week") -> str:
 
 def _first_day_option(first_day: str | None, week: str) -> str | None:
     """``--first-day``: a date from the daily partitions' start up to the week's Monday."""
-    from pipelines.calendar import DAILY_START  # noqa: PLC0415
+    from pipelines.calendar import DAILY_START
 
     if first_day is None:
         return None
     d = _parse_day(first_day, "--first-day").isoformat()
     if d < DAILY_START:
-        raise click.BadParameter(f"{d} is before the daily partitions' start, {DAILY_START}", param_hint="--first-day")
+        raise click.BadParameter(
+            f"{d} is before the daily partitions' start, {DAILY_START}", param_hint="--first-day"
+        )
     if d > week:
         raise click.BadParameter(f"{d} is after the week's Monday, {week}", param_hint="--first-day")
     return d
@@ -105,7 +111,7 @@ def _prepare(check_warehouse: bool = True) -> Path:
     return root
 
 
-def _print_result(run) -> None:  # noqa: ANN001
+def _print_result(run) -> None:
     text = run.markdown.read_text()
     paragraphs = [p for p in text.split("\n\n") if p.strip()]
     click.echo("")
@@ -125,13 +131,20 @@ def _set_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> No
         ctx.find_root().meta["verbose"] = True
 
 
-VERBOSE_OPTION = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_set_verbose,
-                              is_eager=True, help="print Dagster's logs and, on failure, the full stack trace")
+VERBOSE_OPTION = click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    expose_value=False,
+    callback=_set_verbose,
+    is_eager=True,
+    help="print Dagster's logs and, on failure, the full stack trace",
+)
 
 
 def _log_path(command: str) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    from pipelines.settings import warehouse_root  # noqa: PLC0415
+    from pipelines.settings import warehouse_root
 
     for base in (warehouse_root(), Path(tempfile.gettempdir()) / "crypto-weekly"):
         try:
@@ -147,23 +160,29 @@ def _log_path(command: str) -> Path:
 def _write_log(command: str, exc: BaseException) -> Path:
     """The full story of a failure: the traceback and, for a failed run, its Dagster event log."""
     path = _log_path(command)
-    lines = [f"crypto-weekly {' '.join(sys.argv[1:])}", f"failed at {datetime.now(timezone.utc).isoformat()}", "",
-             "".join(traceback.format_exception(exc))]
+    lines = [
+        f"crypto-weekly {' '.join(sys.argv[1:])}",
+        f"failed at {datetime.now(timezone.utc).isoformat()}",
+        "",
+        "".join(traceback.format_exception(exc)),
+    ]
     if getattr(exc, "detail", None):
         lines += ["Every error of the run, with its causes:", exc.detail]  # type: ignore[attr-defined]
     run_id = getattr(exc, "run_id", None)
     if run_id:
         try:
-            import dagster as dg  # noqa: PLC0415
+            import dagster as dg
 
             lines.append(f"\nDagster event log of run {run_id}:")
             for rec in dg.DagsterInstance.get().all_logs(run_id):
                 err = getattr(getattr(rec.dagster_event, "event_specific_data", None), "error", None)
-                lines.append(f"{datetime.fromtimestamp(rec.timestamp, timezone.utc):%H:%M:%S} {rec.step_key or '-'} "
-                             f"{rec.dagster_event_type or ''} {rec.user_message}")
+                lines.append(
+                    f"{datetime.fromtimestamp(rec.timestamp, timezone.utc):%H:%M:%S} {rec.step_key or '-'} "
+                    f"{rec.dagster_event_type or ''} {rec.user_message}"
+                )
                 if err is not None:
                     lines.append(err.to_string())
-        except Exception as log_exc:  # noqa: BLE001 (the log is a courtesy; the error line matters)
+        except Exception as log_exc:
             lines.append(f"(could not read the run's event log: {log_exc})")
     try:
         path.write_text("\n".join(lines))
@@ -173,18 +192,25 @@ def _write_log(command: str, exc: BaseException) -> Path:
 
 
 def _one_line(exc: BaseException) -> str:
-    from pipelines.runner import RunFailed  # noqa: PLC0415
+    from pipelines.runner import RunFailed
 
     if isinstance(exc, RunFailed):
         first, *rest = [line for line in str(exc).splitlines() if line.strip()] or [""]
         if re.search(r"ConnectError|ConnectTimeout|unreachable|Name or service not known", exc.detail):
-            from urllib.parse import urlsplit  # noqa: PLC0415
+            from urllib.parse import urlsplit
 
-            from pipelines.settings import BASE_URLS  # noqa: PLC0415
+            from pipelines.settings import BASE_URLS
 
-            named = [n for n in BASE_URLS if os.environ.get(n) and urlsplit(os.environ[n]).netloc
-                     and urlsplit(os.environ[n]).netloc in exc.detail]
-            first += f" (fix: check {', '.join(named) if named else 'the *_BASE_URL variables'} and the network)"
+            named = [
+                n
+                for n in BASE_URLS
+                if os.environ.get(n)
+                and urlsplit(os.environ[n]).netloc
+                and urlsplit(os.environ[n]).netloc in exc.detail
+            ]
+            first += (
+                f" (fix: check {', '.join(named) if named else 'the *_BASE_URL variables'} and the network)"
+            )
         # the asset's details (e.g. which coins failed): a few, indented; all of them are in the log
         shown = [f"\n  {line.strip()[:200]}" for line in rest[:3]]
         more = f"\n  ... {len(rest) - 3} more in the log" if len(rest) > 3 else ""
@@ -200,8 +226,8 @@ class _Cli(click.Group):
     """Errors end as one line (cause and fix) plus where the full log is; exit 2 for usage and configuration
     errors, 1 for failures; a stack trace only with ``-v``."""
 
-    def invoke(self, ctx: click.Context):  # noqa: ANN201
-        from pipelines import runner  # noqa: PLC0415
+    def invoke(self, ctx: click.Context):
+        from pipelines import runner
 
         try:
             return super().invoke(ctx)
@@ -213,15 +239,17 @@ class _Cli(click.Group):
         except SettingsError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             command = ctx.invoked_subcommand or "crypto-weekly"
             log = _write_log(command, exc)
             if ctx.meta.get("verbose"):
                 click.echo("".join(traceback.format_exception(exc)), err=True)
             hint = getattr(exc, "hint", "") or ""
             click.echo(f"Error: {_one_line(exc)}{hint}", err=True)
-            click.echo(f"Full log: {log}" + ("" if ctx.meta.get("verbose") else " (-v prints the stack trace)"),
-                       err=True)
+            click.echo(
+                f"Full log: {log}" + ("" if ctx.meta.get("verbose") else " (-v prints the stack trace)"),
+                err=True,
+            )
             ctx.exit(1)
         finally:
             runner.CONSOLE_LOG_LEVEL = "WARNING"
@@ -237,7 +265,7 @@ def main() -> None:
 def _reporting() -> Iterator[Reporter]:
     """Dagster's console logs only with -v (INFO), otherwise critical lines only; progress on stderr (a live line
     on a terminal, plain lines otherwise) fed by the stages and by each run's event log."""
-    from pipelines import runner  # noqa: PLC0415
+    from pipelines import runner
 
     verbose = click.get_current_context().find_root().meta.get("verbose", False)
     runner.CONSOLE_LOG_LEVEL = "INFO" if verbose else "CRITICAL"
@@ -250,12 +278,20 @@ def _reporting() -> Iterator[Reporter]:
 
 
 PROFILE_OPTION = click.option(
-    "--profile", type=click.Choice(["default", "real-world"]), default="default", show_default=True,
+    "--profile",
+    type=click.Choice(["default", "real-world"]),
+    default="default",
+    show_default=True,
     help="real-world: the emulator answers as real users meet the APIs (a venue blocked in the region, a FRED "
-         "404, archive publication lags, empty answers, a delisting, a coin's missing day)")
+    "404, archive publication lags, empty answers, a delisting, a coin's missing day)",
+)
 BLOCKED_OPTION = click.option(
-    "--blocked-venue", type=click.Choice(["binance", "bybit"]), default="binance", show_default=True,
-    help="with --profile real-world: Binance answers 451 (default) or Bybit answers 403")
+    "--blocked-venue",
+    type=click.Choice(["binance", "bybit"]),
+    default="binance",
+    show_default=True,
+    help="with --profile real-world: Binance answers 451 (default) or Bybit answers 403",
+)
 
 
 @main.command()
@@ -266,17 +302,19 @@ BLOCKED_OPTION = click.option(
 @VERBOSE_OPTION
 def demo(week: str | None, seed: int | None, profile: str, blocked_venue: str) -> None:
     """Run everything a week needs against the local market emulator (no network, no key)."""
-    import dagster as dg  # noqa: PLC0415
+    import dagster as dg
 
-    from pipelines.runner import demo_clock, emulated_sources, run_week  # noqa: PLC0415
+    from pipelines.runner import demo_clock, emulated_sources, run_week
 
     week = _week_option(week)
     _prepare()
     _ensure_dagster_home()
     t0 = time.monotonic()
     # The emulated world stands at the Tuesday after the week, as if the report were written live then.
-    with emulated_sources(seed=seed, now=demo_clock(week), profile=profile, blocked_venue=blocked_venue), \
-            _reporting() as rep:
+    with (
+        emulated_sources(seed=seed, now=demo_clock(week), profile=profile, blocked_venue=blocked_venue),
+        _reporting() as rep,
+    ):
         click.echo(f"Emulator up (profile {profile}); materializing the history and the week of {week} ...")
         run = run_week(week, dg.DagsterInstance.get(), context_weeks=CONTEXT_WEEKS, echo=rep.stage)
     _print_result(run)
@@ -285,15 +323,17 @@ def demo(week: str | None, seed: int | None, profile: str, blocked_venue: str) -
 
 @main.command()
 @click.option("--week", help="Monday of the week (default: the latest complete week)")
-@click.option("--emulator", "use_emulator", is_flag=True, help="use the local emulator instead of the real APIs")
+@click.option(
+    "--emulator", "use_emulator", is_flag=True, help="use the local emulator instead of the real APIs"
+)
 @click.option("--first-day", default=None, help="first day of the daily history (default: 2025-01-01)")
 @VERBOSE_OPTION
 def report(week: str | None, use_emulator: bool, first_day: str | None) -> None:
     """Materialize what a week needs and print the report's path."""
 
-    import dagster as dg  # noqa: PLC0415
+    import dagster as dg
 
-    from pipelines.runner import emulated_sources, run_week  # noqa: PLC0415
+    from pipelines.runner import emulated_sources, run_week
 
     week = _week_option(week)
     first_day = _first_day_option(first_day, week)
@@ -302,19 +342,31 @@ def report(week: str | None, use_emulator: bool, first_day: str | None) -> None:
     ctx = emulated_sources() if use_emulator else contextlib.nullcontext()
     with ctx, _reporting() as rep:
         rep.line(f"report for the week of {week} ({'emulator' if use_emulator else 'configured sources'})")
-        run = run_week(week, dg.DagsterInstance.get(), context_weeks=CONTEXT_WEEKS, echo=rep.stage,
-                       **({"first_day": first_day} if first_day else {}))
+        run = run_week(
+            week,
+            dg.DagsterInstance.get(),
+            context_weeks=CONTEXT_WEEKS,
+            echo=rep.stage,
+            **({"first_day": first_day} if first_day else {}),
+        )
     _print_result(run)
 
 
 @main.command()
 @click.option("--since", default="2025-03-31", show_default=True, help="first week (a Monday)")
-@click.option("--until", "until", default=None, help="last week (a Monday; default: the latest complete week)")
-@click.option("--first-day", default=None,
-              help="first day of the daily range (default: the daily partitions' start, 2025-01-01, so lookbacks "
-                   "have their history)")
+@click.option(
+    "--until", "until", default=None, help="last week (a Monday; default: the latest complete week)"
+)
+@click.option(
+    "--first-day",
+    default=None,
+    help="first day of the daily range (default: the daily partitions' start, 2025-01-01, so lookbacks "
+    "have their history)",
+)
 @click.option("--redo", is_flag=True, help="recompute weeks whose report is already materialized")
-@click.option("--emulator", "use_emulator", is_flag=True, help="use the local emulator instead of the real APIs")
+@click.option(
+    "--emulator", "use_emulator", is_flag=True, help="use the local emulator instead of the real APIs"
+)
 @VERBOSE_OPTION
 def backfill(since: str, until: str | None, first_day: str | None, redo: bool, use_emulator: bool) -> None:
     """Materialize every day and every week from --since to --until: the days as one run, then week by week.
@@ -323,11 +375,11 @@ def backfill(since: str, until: str | None, first_day: str | None, redo: bool, u
     are skipped (--redo recomputes them, to the same bytes).
     """
 
-    import dagster as dg  # noqa: PLC0415
+    import dagster as dg
 
-    from pipelines.calendar import DAILY_START  # noqa: PLC0415
-    from pipelines.runner import RunFailed, emulated_sources  # noqa: PLC0415
-    from pipelines.runner import backfill as run_backfill  # noqa: PLC0415
+    from pipelines.calendar import DAILY_START
+    from pipelines.runner import RunFailed, emulated_sources
+    from pipelines.runner import backfill as run_backfill
 
     since = _week_option(since, "--since")
     until = _week_option(until, "--until")
@@ -339,9 +391,13 @@ def backfill(since: str, until: str | None, first_day: str | None, redo: bool, u
     t0 = time.monotonic()
     ctx = emulated_sources() if use_emulator else contextlib.nullcontext()
     with ctx, _reporting() as rep:
-        click.echo(f"Backfill of the weeks {since}..{until} ({'emulator' if use_emulator else 'configured sources'})")
+        click.echo(
+            f"Backfill of the weeks {since}..{until} ({'emulator' if use_emulator else 'configured sources'})"
+        )
         try:
-            result = run_backfill(since, until, dg.DagsterInstance.get(), first_day=first, redo=redo, echo=rep.stage)
+            result = run_backfill(
+                since, until, dg.DagsterInstance.get(), first_day=first, redo=redo, echo=rep.stage
+            )
         except RunFailed as exc:
             exc.hint = "\nWhat was stored is kept; run the same command again to resume from there."  # type: ignore[attr-defined]
             raise
@@ -355,22 +411,33 @@ def backfill(since: str, until: str | None, first_day: str | None, redo: bool, u
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="bind address (loopback by default)")
 @click.option("--seed", type=int, default=None)
-@click.option("--plan", type=click.Choice(["pro", "demo"]), default="pro", show_default=True,
-              help="CoinGecko plan to emulate: demo enforces the 365-day history window")
+@click.option(
+    "--plan",
+    type=click.Choice(["pro", "demo"]),
+    default="pro",
+    show_default=True,
+    help="CoinGecko plan to emulate: demo enforces the 365-day history window",
+)
 @click.option("--rate-limits/--no-rate-limits", default=False, help="answer 429 past the APIs' limits")
 @PROFILE_OPTION
 @BLOCKED_OPTION
 @VERBOSE_OPTION
-def emulator(port: int, host: str, seed: int | None, plan: str, rate_limits: bool, profile: str,
-             blocked_venue: str) -> None:
+def emulator(
+    port: int, host: str, seed: int | None, plan: str, rate_limits: bool, profile: str, blocked_venue: str
+) -> None:
     """Serve the market emulator until interrupted; prints the environment to point clients at it."""
-    from pipelines.emulator.market import DEFAULT_SEED  # noqa: PLC0415
-    from pipelines.emulator.profiles import apply_profile  # noqa: PLC0415
-    from pipelines.emulator.server import MarketEmulator  # noqa: PLC0415
+    from pipelines.emulator.market import DEFAULT_SEED
+    from pipelines.emulator.profiles import apply_profile
+    from pipelines.emulator.server import MarketEmulator
 
     validate()
-    emu = MarketEmulator(seed=seed if seed is not None else DEFAULT_SEED, host=host, port=port, plan=plan,
-                         rate_limits=rate_limits)
+    emu = MarketEmulator(
+        seed=seed if seed is not None else DEFAULT_SEED,
+        host=host,
+        port=port,
+        plan=plan,
+        rate_limits=rate_limits,
+    )
     apply_profile(emu, profile, blocked_venue)
     emu.start()
     for k, v in emu.base_urls().items():
@@ -390,16 +457,18 @@ def emulator(port: int, host: str, seed: int | None, plan: str, rate_limits: boo
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="print the status as JSON")
-@click.option("--runs", type=click.IntRange(0, 1000), default=10, show_default=True, help="how many recent runs")
+@click.option(
+    "--runs", type=click.IntRange(0, 1000), default=10, show_default=True, help="how many recent runs"
+)
 @VERBOSE_OPTION
 def status(as_json: bool, runs: int) -> None:
     """What a desk checks on Monday morning: weeks reported, their gaps and failed checks, the last runs, the
     lake's size per table. Reads only."""
-    import json  # noqa: PLC0415
+    import json
 
-    import dagster as dg  # noqa: PLC0415
+    import dagster as dg
 
-    from pipelines.status import collect, render  # noqa: PLC0415
+    from pipelines.status import collect, render
 
     root = _prepare(check_warehouse=False)
     _ensure_dagster_home()
@@ -410,26 +479,51 @@ def status(as_json: bool, runs: int) -> None:
 
 @main.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True)
-@click.option("--emulator/--real", "use_emulator", default=True, show_default=True,
-              help="point the sources at the local emulator (default) or the real APIs")
-@click.option("--reports-port", type=click.IntRange(1, 65535), default=3001, show_default=True,
-              help="where the reports folder is served (an index of every week, each report's HTML)")
+@click.option(
+    "--emulator/--real",
+    "use_emulator",
+    default=True,
+    show_default=True,
+    help="point the sources at the local emulator (default) or the real APIs",
+)
+@click.option(
+    "--reports-port",
+    type=click.IntRange(1, 65535),
+    default=3001,
+    show_default=True,
+    help="where the reports folder is served (an index of every week, each report's HTML)",
+)
 @VERBOSE_OPTION
 def dev(port: int, use_emulator: bool, reports_port: int) -> None:
     """Start the Dagster UI (webserver and daemon) on 127.0.0.1 with a persistent DAGSTER_HOME, and serve the
     reports folder beside it (linked from the weekly_report asset's metadata)."""
-    from pipelines.report_server import ReportServer  # noqa: PLC0415
-    from pipelines.runner import emulated_sources, patched_environ  # noqa: PLC0415
+    from pipelines.report_server import ReportServer
+    from pipelines.runner import emulated_sources, patched_environ
 
     root = _prepare()
     home = _ensure_dagster_home()
     ctx = emulated_sources() if use_emulator else contextlib.nullcontext()
-    with ctx, ReportServer(root / "reports", reports_port) as reports, \
-            patched_environ({"CRYPTO_WEEKLY_REPORTS_URL": reports.url}):
+    with (
+        ctx,
+        ReportServer(root / "reports", reports_port) as reports,
+        patched_environ({"CRYPTO_WEEKLY_REPORTS_URL": reports.url}),
+    ):
         click.echo(f"DAGSTER_HOME={home}; UI on http://127.0.0.1:{port}; reports on {reports.url}/")
-        cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
-               "-h", "127.0.0.1", "-p", str(port)]
-        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        cmd = [
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-w",
+            str(PROJECT_ROOT / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ]
+        proc = subprocess.Popen(
+            cmd, cwd=PROJECT_ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+        )
         # SIGTERM (a service manager, `kill`, a test) is passed on to dagster dev, which stops the webserver,
         # daemon and code server; this process then waits for it and closes the report server and the emulator.
         signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
@@ -438,7 +532,6 @@ def dev(port: int, use_emulator: bool, reports_port: int) -> None:
         except KeyboardInterrupt:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)
-
 
 
 if __name__ == "__main__":

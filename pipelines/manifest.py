@@ -24,7 +24,12 @@ def code_version() -> dict[str, str]:
     out = {"source_sha256": h.hexdigest()}
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=5, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=PACKAGE_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         out["git_commit"] = commit
     except (OSError, subprocess.SubprocessError):

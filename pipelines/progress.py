@@ -92,13 +92,13 @@ class Reporter:
         stop = threading.Event()
 
         def follow() -> None:
-            from dagster import DagsterEventType  # noqa: PLC0415
+            from dagster import DagsterEventType
 
             cursor = None
             while not stop.wait(interval):
                 try:
                     conn = instance.get_records_for_run(run_id, cursor=cursor, limit=1000)
-                except Exception:  # noqa: BLE001 (no run yet, or storage busy: try again next tick)
+                except Exception:
                     continue
                 cursor = conn.cursor
                 for rec in conn.records:

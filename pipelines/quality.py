@@ -39,7 +39,11 @@ class Outcome:
 
 
 def _frames(wh: Warehouse, days: Iterable[date]) -> dict[date, pl.DataFrame]:
-    return {d: wh.read_partition(COIN_DAILY, d.isoformat()) for d in days if wh.has_partition(COIN_DAILY, d.isoformat())}
+    return {
+        d: wh.read_partition(COIN_DAILY, d.isoformat())
+        for d in days
+        if wh.has_partition(COIN_DAILY, d.isoformat())
+    }
 
 
 def coverage(wh: Warehouse, days: list[date], registry_size: int, estimated: Iterable[date] = ()) -> Outcome:
@@ -62,7 +66,9 @@ def coverage(wh: Warehouse, days: list[date], registry_size: int, estimated: Ite
         if lacking:
             out.problems.append(f"{d}: {', '.join(lacking)} missing")
         if len(ids) < need and d not in estimated:
-            out.problems.append(f"{d}: {len(ids)} coins priced, fewer than {need} ({MIN_COVERAGE:.0%} of {registry_size})")
+            out.problems.append(
+                f"{d}: {len(ids)} coins priced, fewer than {need} ({MIN_COVERAGE:.0%} of {registry_size})"
+            )
     return out
 
 
@@ -76,7 +82,9 @@ def duplicates(wh: Warehouse, days: list[date]) -> Outcome:
         "GROUP BY date, coin_id HAVING count(*) > 1 ORDER BY date, coin_id",
         [min(days), max(days)],
     )
-    out.problems = [f"{r['date']}: {r['coin_id']} {r['n']} times" for r in dupes.head(20).iter_rows(named=True)]
+    out.problems = [
+        f"{r['date']}: {r['coin_id']} {r['n']} times" for r in dupes.head(20).iter_rows(named=True)
+    ]
     return out
 
 
@@ -89,14 +97,18 @@ def outliers(wh: Warehouse, days: list[date]) -> Outcome:
         today, before = frames.get(d), frames.get(d - timedelta(days=1))
         if today is None or before is None:
             continue
-        pair = today.select("coin_id", pl.col("market_cap_usd").alias("cap")).join(
-            before.select("coin_id", pl.col("market_cap_usd").alias("prev")), on="coin_id"
-        ).filter((pl.col("cap") > 0) & (pl.col("prev") > 0))
+        pair = (
+            today.select("coin_id", pl.col("market_cap_usd").alias("cap"))
+            .join(before.select("coin_id", pl.col("market_cap_usd").alias("prev")), on="coin_id")
+            .filter((pl.col("cap") > 0) & (pl.col("prev") > 0))
+        )
         out.checked += pair.height
         bad = pair.with_columns((pl.col("cap") / pl.col("prev")).alias("ratio")).filter(
             (pl.col("ratio") >= OUTLIER_FACTOR) | (pl.col("ratio") <= 1 / OUTLIER_FACTOR)
         )
-        out.problems += [f"{d}: {r['coin_id']} market cap x{r['ratio']:.3g} in a day" for r in bad.iter_rows(named=True)]
+        out.problems += [
+            f"{d}: {r['coin_id']} market cap x{r['ratio']:.3g} in a day" for r in bad.iter_rows(named=True)
+        ]
     return out
 
 
@@ -108,7 +120,12 @@ def stablecoin_peg(wh: Warehouse, days: list[date], registry: pl.DataFrame) -> O
     if not frames or stables.is_empty():
         out.skipped = "no stablecoins or no days"
         return out
-    rows = pl.concat([f.select("coin_id", "symbol", "price_usd").with_columns(pl.lit(d).alias("day")) for d, f in frames.items()])
+    rows = pl.concat(
+        [
+            f.select("coin_id", "symbol", "price_usd").with_columns(pl.lit(d).alias("day"))
+            for d, f in frames.items()
+        ]
+    )
     rows = rows.filter(pl.col("coin_id").is_in(stables["coin_id"].to_list()))
     med = rows.group_by("coin_id").agg(pl.col("price_usd").median().alias("median"), pl.col("symbol").first())
     pegged = med.filter(
@@ -130,7 +147,9 @@ def stale(wh: Warehouse, days: list[date]) -> Outcome:
         lo = int(t0.timestamp() * 1000)
         bad = f.filter((ms < lo) | (ms >= lo + STALE_AFTER_MS))
         out.checked += f.height
-        out.problems += [f"{d}: {r['coin_id']} observed at {r['observed_at']}" for r in bad.head(10).iter_rows(named=True)]
+        out.problems += [
+            f"{d}: {r['coin_id']} observed at {r['observed_at']}" for r in bad.head(10).iter_rows(named=True)
+        ]
     return out
 
 
@@ -151,11 +170,19 @@ def funding(wh: Warehouse, days: list[date]) -> Outcome:
     params: list = []
     if table.partition_by == "date" and days:
         where, params = "WHERE date BETWEEN ? AND ?", [min(days), max(days)]
-    rows = wh.query(f"SELECT * FROM funding_rates {where}", params)  # noqa: S608 (fixed text, values bound)
+    rows = wh.query(f"SELECT * FROM funding_rates {where}", params)
     out.checked = rows.height
     bad = rows.filter(pl.col("funding_rate").abs() > FUNDING_LIMIT)
-    out.problems = [str({k: v for k, v in r.items() if k in ("date", "symbol", "exchange", "funding_rate", "funding_time")})
-                    for r in bad.head(10).iter_rows(named=True)]
+    out.problems = [
+        str(
+            {
+                k: v
+                for k, v in r.items()
+                if k in ("date", "symbol", "exchange", "funding_rate", "funding_time")
+            }
+        )
+        for r in bad.head(10).iter_rows(named=True)
+    ]
     return out
 
 
@@ -190,7 +217,7 @@ def _row_name(table: str, row: dict, keys: tuple[str, ...]) -> str:
 def week_days(week: str) -> tuple[date, date]:
     """The daily partitions a week reads for its rules: the day before the open (for day-over-day rules) to
     the next Monday (it holds the 00:00 settlement that belongs to the week)."""
-    from pipelines.calendar import week_close_days  # noqa: PLC0415
+    from pipelines.calendar import week_close_days
 
     open_day, close_day = week_close_days(week)
     return open_day - timedelta(days=1), close_day + timedelta(days=1)
@@ -266,7 +293,10 @@ def required_values(table: str, df: pl.DataFrame) -> list[str]:
     for c in WEEK_TABLES.get(table, (None, ()))[1]:
         if c in df.columns:
             bad = df.filter(pl.col(c).is_null() | (pl.col(c) <= 0))
-            out += [f"{_row_name(table, r, keys)}: {c} = {r[c]} (must be positive)" for r in bad.head(10).iter_rows(named=True)]
+            out += [
+                f"{_row_name(table, r, keys)}: {c} = {r[c]} (must be positive)"
+                for r in bad.head(10).iter_rows(named=True)
+            ]
     for c in NON_NULL.get(table, ()):
         if c in df.columns:
             bad = df.filter(pl.col(c).is_null())
@@ -282,10 +312,16 @@ def instants(table: str, df: pl.DataFrame) -> list[str]:
     keys = TABLES[table].key
     ts = pl.col(col).dt.convert_time_zone("UTC") if df.schema[col].time_zone else pl.col(col)
     bad = df.filter(ts.dt.date() != pl.col("date"))
-    out = [f"{_row_name(table, r, keys)}: {col} {r[col]} is not on the partition's day" for r in bad.head(10).iter_rows(named=True)]
+    out = [
+        f"{_row_name(table, r, keys)}: {col} {r[col]} is not on the partition's day"
+        for r in bad.head(10).iter_rows(named=True)
+    ]
     if table == "btc_hourly":
         off = df.filter((ts.dt.minute() != 0) | (ts.dt.second() != 0))
-        out += [f"{_row_name(table, r, keys)}: bar {r[col]} is not on the hour" for r in off.head(10).iter_rows(named=True)]
+        out += [
+            f"{_row_name(table, r, keys)}: bar {r[col]} is not on the hour"
+            for r in off.head(10).iter_rows(named=True)
+        ]
     return out
 
 
@@ -317,12 +353,19 @@ def funding_venue_outlier_rows(df: pl.DataFrame) -> pl.DataFrame:
     squeeze on one venue, so such a settlement is QUARANTINED, not blocking: left out of the funding figures and
     named under Data gaps (``week_gaps``). (A per-series spike rule was rejected: real SOLUSDT funding on
     2025-10-11 was -0.30% per 8h, 100x its median.)"""
-    schema = {"exchange": pl.String, "symbol": pl.String, "funding_time": pl.Datetime("ms", "UTC"),
-              "r8": pl.Float64, "others_r8": pl.Float64}
+    schema = {
+        "exchange": pl.String,
+        "symbol": pl.String,
+        "funding_time": pl.Datetime("ms", "UTC"),
+        "r8": pl.Float64,
+        "others_r8": pl.Float64,
+    }
     if df.is_empty() or "funding_rate" not in df.columns:
         return pl.DataFrame(schema=schema)
     f = df.select(
-        "exchange", "symbol", "funding_time",
+        "exchange",
+        "symbol",
+        "funding_time",
         (pl.col("funding_rate") * 8 / pl.col("interval_hours").cast(pl.Float64)).alias("r8"),
     )
     others = (
@@ -351,8 +394,15 @@ def funding_venue_outliers(df: pl.DataFrame) -> list[str]:
 def without_funding_outliers(df: pl.DataFrame) -> pl.DataFrame:
     """``df`` less its out-of-line settlements (``funding_venue_outlier_rows``)."""
     bad = funding_venue_outlier_rows(df)
-    return df.join(bad.select("exchange", "symbol", "funding_time"), on=["exchange", "symbol", "funding_time"],
-                   how="anti") if bad.height else df
+    return (
+        df.join(
+            bad.select("exchange", "symbol", "funding_time"),
+            on=["exchange", "symbol", "funding_time"],
+            how="anti",
+        )
+        if bad.height
+        else df
+    )
 
 
 def top_coins(coin_daily: pl.DataFrame, top_n: int = TOP_N_REQUIRED) -> list[str]:
@@ -375,8 +425,10 @@ def coin_values(coin_daily: pl.DataFrame, top_n: int = TOP_N_REQUIRED) -> list[s
     for c in ("price_usd", "market_cap_usd", "volume_24h_usd"):
         wrong = pl.col(c) <= 0 if c == "volume_24h_usd" else pl.col(c).is_null() | (pl.col(c) <= 0)
         bad = rows.filter(wrong).sort("date", "coin_id")
-        out += [f"coin_daily[date={r['date']}, coin_id={r['coin_id']}]: {c} = {r[c]} for a top-{top_n} coin"
-                for r in bad.head(10).iter_rows(named=True)]
+        out += [
+            f"coin_daily[date={r['date']}, coin_id={r['coin_id']}]: {c} = {r[c]} for a top-{top_n} coin"
+            for r in bad.head(10).iter_rows(named=True)
+        ]
     return out
 
 
@@ -389,8 +441,16 @@ def supply_jumps(coin_daily: pl.DataFrame, top_n: int = TOP_N_REQUIRED) -> list[
     market-cap rule)."""
     top = top_coins(coin_daily, top_n)
     df = (
-        coin_daily.filter(pl.col("coin_id").is_in(top) & (pl.col("market_cap_usd") > 0) & (pl.col("price_usd") > 0))
-        .select("date", "coin_id", "price_usd", "market_cap_usd", (pl.col("market_cap_usd") / pl.col("price_usd")).alias("s"))
+        coin_daily.filter(
+            pl.col("coin_id").is_in(top) & (pl.col("market_cap_usd") > 0) & (pl.col("price_usd") > 0)
+        )
+        .select(
+            "date",
+            "coin_id",
+            "price_usd",
+            "market_cap_usd",
+            (pl.col("market_cap_usd") / pl.col("price_usd")).alias("s"),
+        )
         .sort("coin_id", "date")
         .with_columns(
             pl.col("s").shift(1).over("coin_id").alias("s0"),
@@ -419,9 +479,17 @@ def global_values(df: pl.DataFrame) -> list[str]:
         for col, v in (("total_market_cap_usd", total), ("top_mcap_usd", top), ("top_share", share)):
             if v is None or not math.isfinite(v) or v <= 0:
                 out.append(f"{name}: {col} = {v} (must be a positive number)")
-        if total is not None and top is not None and math.isfinite(total) and math.isfinite(top) and 0 < total < top:
-            out.append(f"{name}: total_market_cap_usd = {_fmt(total)} below the top {r['top_coins']} coins' "
-                       f"{_fmt(top)}")
+        if (
+            total is not None
+            and top is not None
+            and math.isfinite(total)
+            and math.isfinite(top)
+            and 0 < total < top
+        ):
+            out.append(
+                f"{name}: total_market_cap_usd = {_fmt(total)} below the top {r['top_coins']} coins' "
+                f"{_fmt(top)}"
+            )
     return out
 
 
@@ -473,7 +541,7 @@ def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> lis
     * BTC hourly bars missing in the week;
     * a weekday with no row, or a blank value, in a daily FRED series (the returns then use an earlier close).
     """
-    from pipelines.calendar import week_close_days  # noqa: PLC0415
+    from pipelines.calendar import week_close_days
 
     open_day, close_day = week_close_days(week)
     week_days_ = [open_day + timedelta(days=i) for i in range((close_day - open_day).days + 1)]
@@ -491,14 +559,18 @@ def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> lis
             there = set(cd.filter(pl.col("date") == d)["coin_id"].to_list())
             gone = sorted(seen - there)
             if gone:
-                out.append(f"Prices: no close on {d} for {listed(gone)} (not filled; totals and indices use the coins priced).")
+                out.append(
+                    f"Prices: no close on {d} for {listed(gone)} (not filled; totals and indices use the coins priced)."
+                )
         # a coin priced but without a 24h volume (estimated days have none): spot volume leaves it out
         for d in week_days_:
             day = cd.filter(pl.col("date") == d)
             novol = sorted(day.filter(pl.col("volume_24h_usd").is_null())["coin_id"].to_list())
             if novol:
                 who = "any coin" if len(novol) == day.height else listed(novol)
-                out.append(f"Volume: no 24h volume on {d} for {who} (not filled; spot volume leaves them out).")
+                out.append(
+                    f"Volume: no 24h volume on {d} for {who} (not filled; spot volume leaves them out)."
+                )
     for table in ("funding_rates", "open_interest", "perp_volume_daily"):
         df = frames.get(table)
         if df is None or df.is_empty():
@@ -506,7 +578,9 @@ def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> lis
         days = week_days_[1:]  # Monday..Sunday partitions
         inweek = df.filter(pl.col("date").is_in(days))
         series = sorted(set(inweek.select("exchange", "symbol").iter_rows()))
-        present = {d: set(inweek.filter(pl.col("date") == d).select("exchange", "symbol").iter_rows()) for d in days}
+        present = {
+            d: set(inweek.filter(pl.col("date") == d).select("exchange", "symbol").iter_rows()) for d in days
+        }
         # one line per set of missing days (a delisting is one line for the rest of the week, not one per day)
         by_days: dict[tuple[date, ...], list[str]] = {}
         for e, s_ in series:
@@ -517,21 +591,27 @@ def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> lis
             out.append(f"{table}: nothing on {_day_span(lost)} for {listed(names)} (not filled).")
         venues_before = set(df.filter(pl.col("date") < days[0])["exchange"].to_list())
         for v in sorted(venues_before - set(inweek["exchange"].to_list())):
-            out.append(f"{table}: no {v} data in the week (it had data before; figures cover the other venues).")
+            out.append(
+                f"{table}: no {v} data in the week (it had data before; figures cover the other venues)."
+            )
     funding = frames.get("funding_rates")
     if funding is not None and not funding.is_empty():
         for line in funding_venue_outliers(funding.filter(pl.col("date").is_in(week_days_[1:]))):
-            out.append(f"Funding: {line}: out of line with the other venues, left out of the funding figures.")
+            out.append(
+                f"Funding: {line}: out of line with the other venues, left out of the funding figures."
+            )
     hourly = frames.get("btc_hourly")
     if hourly is not None:
-        from pipelines.calendar import utc_midnight  # noqa: PLC0415
+        from pipelines.calendar import utc_midnight
 
         start = utc_midnight(close_day + timedelta(days=1)) - timedelta(days=7)
         expected = [start + timedelta(hours=h) for h in range(7 * 24)]
         have = {t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC) for t in hourly["ts"].to_list()}
         lost = [t for t in expected if t not in have]
         if lost:
-            out.append(f"BTC hourly bars: {len(lost)} missing in the week, first {lost[0]:%Y-%m-%d %H:00} UTC (not filled).")
+            out.append(
+                f"BTC hourly bars: {len(lost)} missing in the week, first {lost[0]:%Y-%m-%d %H:00} UTC (not filled)."
+            )
     macro = frames.get("macro_observations")
     if macro is not None and not macro.is_empty():
         first_weekday = open_day - timedelta(days=2)  # the Friday before: the open boundary of market returns
@@ -546,9 +626,13 @@ def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> lis
             lost = [d.isoformat() for d in wanted if d not in present]
             blank = [d.isoformat() for d in wanted if d in present and present[d] is None]
             if lost:
-                out.append(f"Macro: {sid} has no observation for {listed(lost)} (the return uses the last earlier close).")
+                out.append(
+                    f"Macro: {sid} has no observation for {listed(lost)} (the return uses the last earlier close)."
+                )
             if blank:
-                out.append(f"Macro: {sid} is blank on {listed(blank)} (holiday or unpublished; the last earlier close is used).")
+                out.append(
+                    f"Macro: {sid} is blank on {listed(blank)} (holiday or unpublished; the last earlier close is used)."
+                )
     return out
 
 
@@ -562,8 +646,8 @@ def week_problems(wh: Warehouse, week: str) -> list[str]:
     """Every blocking problem of the inputs a week reads: the coin_daily rules (coverage, duplicates, outliers,
     staleness) over open..close day, then ``week_violations`` over every clean table of the week. Each names
     its rule and row. Used by the ``week_inputs_quality`` check and by the mutation harness."""
-    from pipelines.calendar import days_between, week_close_days  # noqa: PLC0415
-    from pipelines.clean.coingecko import latest_registry  # noqa: PLC0415
+    from pipelines.calendar import days_between, week_close_days
+    from pipelines.clean.coingecko import latest_registry
 
     open_day, close_day = week_close_days(week)
     days = days_between(open_day, close_day)

@@ -46,7 +46,7 @@ def index_html(reports: Path) -> str:
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         if self.path == "/favicon.ico":
             # Browsers ask for it on every page; "no content" instead of a 404 that their console reports as an
             # error (the reports carry no icon).
@@ -63,7 +63,7 @@ class _Handler(SimpleHTTPRequestHandler):
             return
         super().do_GET()
 
-    def list_directory(self, path):  # noqa: ANN001, ANN201 (no directory listings beyond the index)
+    def list_directory(self, path):
         self.send_error(404)
 
     def log_message(self, *args: object) -> None:

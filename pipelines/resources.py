@@ -26,7 +26,8 @@ class WarehouseResource(dg.ConfigurableResource):
 
     root: str = Field(default="warehouse", description="warehouse directory")
     reports_url: str = Field(
-        default="", description="where the reports folder is served (crypto-weekly dev sets it); empty = not served"
+        default="",
+        description="where the reports folder is served (crypto-weekly dev sets it); empty = not served",
     )
 
     def get(self) -> Warehouse:
@@ -60,8 +61,10 @@ def parse_venues(value: str | None) -> tuple[str, ...]:
         return VENUES
     unknown = sorted(set(names) - set(VENUES))
     if unknown:
-        raise ValueError(f"CRYPTO_WEEKLY_VENUES: unknown venue(s) {', '.join(unknown)}; "
-                         f"valid: {', '.join(VENUES)} (comma-separated; empty = all)")
+        raise ValueError(
+            f"CRYPTO_WEEKLY_VENUES: unknown venue(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(VENUES)} (comma-separated; empty = all)"
+        )
     return tuple(v for v in VENUES if v in names)
 
 
@@ -84,7 +87,8 @@ class CoinGeckoResource(_MarketClock):
     timeout_seconds: float = Field(default=30)
     top_n: int = Field(default=250, description="how many coins /coins/markets lists as history candidates")
     max_retry_wait_seconds: float = Field(
-        default=120, description="longest wait between two tries, whatever Retry-After asks (tests set it low)"
+        default=120,
+        description="longest wait between two tries, whatever Retry-After asks (tests set it low)",
     )
 
     def client(self) -> CoinGeckoClient:
@@ -102,7 +106,9 @@ class CoinGeckoResource(_MarketClock):
     def plan_first_day(self) -> date | None:
         """The first day whose close the plan's history window reaches (keyless and Demo: 365 days back), or
         None for a paid plan; older market caps are estimated (``pipelines.clean.estimates``)."""
-        return estimates.plan_first_day(self.plan if self.api_key or self.plan == "pro" else "public", self.now())
+        return estimates.plan_first_day(
+            self.plan if self.api_key or self.plan == "pro" else "public", self.now()
+        )
 
 
 class BinanceResource(_Venue):
@@ -119,8 +125,12 @@ class BinanceResource(_Venue):
     timeout_seconds: float = Field(default=30)
 
     def _opts(self) -> dict:
-        return {"calls_per_minute": self.calls_per_minute, "max_attempts": self.max_attempts,
-                "timeout": self.timeout_seconds, "clock": self.now}
+        return {
+            "calls_per_minute": self.calls_per_minute,
+            "max_attempts": self.max_attempts,
+            "timeout": self.timeout_seconds,
+            "clock": self.now,
+        }
 
     def _unpaced(self, client):
         # calls_per_minute = 0 means "no pacing" (the loopback emulator): that includes the client's slow-down on
@@ -149,8 +159,13 @@ class BybitResource(_Venue):
     timeout_seconds: float = Field(default=30)
 
     def client(self) -> _bybit.BybitClient:
-        return _bybit.BybitClient(self.base_url, calls_per_minute=self.calls_per_minute,
-                                  max_attempts=self.max_attempts, timeout=self.timeout_seconds, clock=self.now)
+        return _bybit.BybitClient(
+            self.base_url,
+            calls_per_minute=self.calls_per_minute,
+            max_attempts=self.max_attempts,
+            timeout=self.timeout_seconds,
+            clock=self.now,
+        )
 
 
 class OkxResource(_Venue):
@@ -163,8 +178,13 @@ class OkxResource(_Venue):
     timeout_seconds: float = Field(default=30)
 
     def client(self) -> _okx.OkxClient:
-        return _okx.OkxClient(self.base_url, calls_per_minute=self.calls_per_minute,
-                              max_attempts=self.max_attempts, timeout=self.timeout_seconds, clock=self.now)
+        return _okx.OkxClient(
+            self.base_url,
+            calls_per_minute=self.calls_per_minute,
+            max_attempts=self.max_attempts,
+            timeout=self.timeout_seconds,
+            clock=self.now,
+        )
 
 
 class FredResource(_Venue):
@@ -177,8 +197,13 @@ class FredResource(_Venue):
     timeout_seconds: float = Field(default=30)
 
     def client(self) -> _fred.FredClient:
-        return _fred.FredClient(self.base_url, calls_per_minute=self.calls_per_minute,
-                                max_attempts=self.max_attempts, timeout=self.timeout_seconds, clock=self.now)
+        return _fred.FredClient(
+            self.base_url,
+            calls_per_minute=self.calls_per_minute,
+            max_attempts=self.max_attempts,
+            timeout=self.timeout_seconds,
+            clock=self.now,
+        )
 
 
 def _env(name: str, default: str) -> str | dg.EnvVar:
@@ -202,15 +227,16 @@ DEFAULT_CALLS_PER_MINUTE = {"COINGECKO": 30, "BINANCE": 600, "BYBIT": 300, "OKX"
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     """Resources from the environment, after ``settings.validate()`` has checked every variable (one
     ``SettingsError`` naming the bad ones, instead of a Dagster config error when a run starts)."""
-    from pipelines.settings import validate  # noqa: PLC0415
+    from pipelines.settings import validate
 
     settings = validate()
     cg_key = dg.EnvVar("COINGECKO_API_KEY") if os.environ.get("COINGECKO_API_KEY") else None
     venues = parse_venues(os.environ.get("CRYPTO_WEEKLY_VENUES"))
     return {
         # One meaning for every command and the UI: settings.warehouse_root (absolute; see pipelines.settings).
-        "warehouse": WarehouseResource(root=str(settings.warehouse_root),
-                                       reports_url=settings.get("CRYPTO_WEEKLY_REPORTS_URL", "")),
+        "warehouse": WarehouseResource(
+            root=str(settings.warehouse_root), reports_url=settings.get("CRYPTO_WEEKLY_REPORTS_URL", "")
+        ),
         "coingecko": CoinGeckoResource(
             base_url=_env("COINGECKO_BASE_URL", PUBLIC_BASE_URL),
             api_key=cg_key,

@@ -48,7 +48,9 @@ def demo_clock(week: str, wall: datetime | None = None) -> datetime:
     has not come yet), as if the report were run live that week, so the venues' recent-history windows reach it."""
     wall = wall or datetime.now(timezone.utc)
     _, close_day = week_close_days(week)
-    tuesday = datetime(close_day.year, close_day.month, close_day.day, 6, tzinfo=timezone.utc) + timedelta(days=2)
+    tuesday = datetime(close_day.year, close_day.month, close_day.day, 6, tzinfo=timezone.utc) + timedelta(
+        days=2
+    )
     return min(tuesday, wall)
 
 
@@ -85,8 +87,12 @@ def patched_environ(env: dict[str, str]) -> Iterator[dict[str, str]]:
 
 @contextmanager
 def emulated_sources(
-    seed: int | None = None, now: datetime | None = None, rate_limits: bool = False, coingecko_calls_per_minute: int = 0,
-    profile: str = "default", blocked_venue: str = "binance",
+    seed: int | None = None,
+    now: datetime | None = None,
+    rate_limits: bool = False,
+    coingecko_calls_per_minute: int = 0,
+    profile: str = "default",
+    blocked_venue: str = "binance",
 ) -> Iterator[MarketEmulator]:
     """Start the market emulator and point every client at it (environment variables) for the duration.
 
@@ -94,18 +100,23 @@ def emulated_sources(
     CoinGecko's when ``coingecko_calls_per_minute`` is set (the benchmark's pulls against ``rate_limits``).
     ``profile`` ``real-world`` makes it answer as real users meet the APIs (``pipelines.emulator.profiles``:
     ``blocked_venue`` blocked in the region, a FRED 404, archive publication lags, empty answers...)."""
-    from pipelines.emulator.market import DEFAULT_SEED  # noqa: PLC0415
-    from pipelines.emulator.profiles import apply_profile  # noqa: PLC0415
-    from pipelines.emulator.server import MarketEmulator  # noqa: PLC0415
+    from pipelines.emulator.market import DEFAULT_SEED
+    from pipelines.emulator.profiles import apply_profile
+    from pipelines.emulator.server import MarketEmulator
 
-    emulator = MarketEmulator(seed=seed if seed is not None else DEFAULT_SEED, now=now, rate_limits=rate_limits)
+    emulator = MarketEmulator(
+        seed=seed if seed is not None else DEFAULT_SEED, now=now, rate_limits=rate_limits
+    )
     apply_profile(emulator, profile, blocked_venue)
     with emulator as emu:
-        env = {**emu.base_urls(), **{f"{api}_CALLS_PER_MINUTE": "0" for api in PACED_APIS},
-               "COINGECKO_CALLS_PER_MINUTE": str(coingecko_calls_per_minute),
-               # The plan the emulator enforces (pro: no history window; demo: 365 days, older days estimated).
-               "COINGECKO_API_PLAN": emu.plan,
-               "CRYPTO_WEEKLY_NOW": emu.now.isoformat()}
+        env = {
+            **emu.base_urls(),
+            **{f"{api}_CALLS_PER_MINUTE": "0" for api in PACED_APIS},
+            "COINGECKO_CALLS_PER_MINUTE": str(coingecko_calls_per_minute),
+            # The plan the emulator enforces (pro: no history window; demo: 365 days, older days estimated).
+            "COINGECKO_API_PLAN": emu.plan,
+            "CRYPTO_WEEKLY_NOW": emu.now.isoformat(),
+        }
         with patched_environ(env):
             yield emu
 
@@ -122,6 +133,8 @@ class RunFailed(RuntimeError):
 # The console logger's level for runs started here. WARNING for library callers; the CLI lowers the noise to
 # CRITICAL unless --verbose (Dagster's step-failure stack traces go to the log file it writes instead).
 CONSOLE_LOG_LEVEL = "WARNING"
+
+
 # Wrapped around each in-process run, given (instance, run_id): the CLI's progress watcher follows the run's
 # event log with it. Does nothing by default.
 def _no_watch(_instance: dg.DagsterInstance, _run_id: str) -> AbstractContextManager:
@@ -156,7 +169,9 @@ def _check(result: dg.ExecuteInProcessResult, what: str) -> None:
             if e.is_failure and getattr(e.event_specific_data, "error", None)
         ]
         short = list(dict.fromkeys(_short(e) for e in errors if e))
-        err = RunFailed(f"{what} failed: " + (" | ".join(short) or "see the run's logs"), run_id=result.run_id)
+        err = RunFailed(
+            f"{what} failed: " + (" | ".join(short) or "see the run's logs"), run_id=result.run_id
+        )
         err.detail = " | ".join(e for e in errors if e)
         raise err
 
@@ -167,45 +182,67 @@ def _run_config(log_level: str | None) -> dict:
 
 
 def _defs(defs: dg.Definitions | None) -> dg.Definitions:
-    from pipelines.definitions import make_definitions  # noqa: PLC0415 (resources read the env at build time)
+    from pipelines.definitions import make_definitions
 
     return defs or make_definitions()
 
 
 def run_days(
-    first_day: str, last_day: str, instance: dg.DagsterInstance, defs: dg.Definitions | None = None,
-    trigger: str = "runner", log_level: str | None = None, assets: list[str] | None = None,
+    first_day: str,
+    last_day: str,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions | None = None,
+    trigger: str = "runner",
+    log_level: str | None = None,
+    assets: list[str] | None = None,
 ) -> str:
     """``daily_job`` over ``first_day..last_day`` as **one** run (the daily assets' single-run backfill policy);
     raw pulls skip what is stored, so a re-run after a failure only asks for what is missing. ``assets`` limits
     the run to some of the job's assets. Returns the run id."""
     run_id = make_new_run_id()
     with RUN_WATCH(instance, run_id):
-        daily = _defs(defs).resolve_job_def("daily_job").execute_in_process(
-            instance=instance, run_id=run_id,
-            asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
-            tags={RANGE_START_TAG: first_day, RANGE_END_TAG: last_day, "crypto-weekly/trigger": trigger},
-            raise_on_error=False,
-            run_config=_run_config(log_level),
+        daily = (
+            _defs(defs)
+            .resolve_job_def("daily_job")
+            .execute_in_process(
+                instance=instance,
+                run_id=run_id,
+                asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
+                tags={RANGE_START_TAG: first_day, RANGE_END_TAG: last_day, "crypto-weekly/trigger": trigger},
+                raise_on_error=False,
+                run_config=_run_config(log_level),
+            )
         )
     _check(daily, f"daily pulls {first_day}..{last_day}")
     return daily.run_id
 
 
 def run_weekly(
-    week: str, instance: dg.DagsterInstance, defs: dg.Definitions | None = None, trigger: str = "runner",
+    week: str,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions | None = None,
+    trigger: str = "runner",
     log_level: str | None = None,
 ) -> tuple[Path, str]:
     """``weekly_job`` for one week (its days must be in the lake). Returns (report directory, run id)."""
     run_id = make_new_run_id()
     with RUN_WATCH(instance, run_id):
-        weekly = _defs(defs).resolve_job_def("weekly_job").execute_in_process(
-            instance=instance, run_id=run_id, partition_key=week, tags={"crypto-weekly/trigger": trigger},
-            raise_on_error=False,
-            run_config=_run_config(log_level),
+        weekly = (
+            _defs(defs)
+            .resolve_job_def("weekly_job")
+            .execute_in_process(
+                instance=instance,
+                run_id=run_id,
+                partition_key=week,
+                tags={"crypto-weekly/trigger": trigger},
+                raise_on_error=False,
+                run_config=_run_config(log_level),
+            )
         )
     _check(weekly, f"week {week}")
-    mats = [m for m in weekly.get_asset_materialization_events() if m.asset_key == dg.AssetKey("weekly_report")]
+    mats = [
+        m for m in weekly.get_asset_materialization_events() if m.asset_key == dg.AssetKey("weekly_report")
+    ]
     if not mats:
         raise RunFailed(f"week {week}: the run succeeded but did not materialize weekly_report")
     report_dir = Path(mats[-1].materialization.metadata["markdown_path"].value).parent  # type: ignore[union-attr]
@@ -213,13 +250,19 @@ def run_weekly(
 
 
 def run_history(
-    first_day: str, last_day: str, instance: dg.DagsterInstance, defs: dg.Definitions,
-    derivatives_days: int | None = DERIVATIVES_HISTORY_DAYS, trigger: str = "runner",
+    first_day: str,
+    last_day: str,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    derivatives_days: int | None = DERIVATIVES_HISTORY_DAYS,
+    trigger: str = "runner",
     echo: Callable[[str], None] = lambda _: None,
 ) -> str:
     """The daily job for what a report needs: CoinGecko history from ``first_day``; derivatives and macro from
     ``derivatives_days`` before ``last_day`` (all of it when None). One run per range; returns the last run id."""
-    job_assets = sorted(k.to_user_string() for k in defs.resolve_job_def("daily_job").asset_layer.selected_asset_keys)
+    job_assets = sorted(
+        k.to_user_string() for k in defs.resolve_job_def("daily_job").asset_layer.selected_asset_keys
+    )
     late = first_day
     if derivatives_days is not None:
         late = max(first_day, (date.fromisoformat(last_day) - timedelta(days=derivatives_days)).isoformat())
@@ -227,15 +270,31 @@ def run_history(
         echo(f"daily pulls {first_day}..{last_day} (stored pulls are skipped) ...")
         return run_days(first_day, last_day, instance, defs, trigger=trigger)
     echo(f"step 1/2: market history {first_day}..{last_day} (stored pulls are skipped) ...")
-    run_days(first_day, last_day, instance, defs, trigger=trigger, assets=[a for a in job_assets if a in MARKET_ASSETS])
+    run_days(
+        first_day,
+        last_day,
+        instance,
+        defs,
+        trigger=trigger,
+        assets=[a for a in job_assets if a in MARKET_ASSETS],
+    )
     echo(f"step 2/2: derivatives and macro {late}..{last_day} ...")
-    return run_days(late, last_day, instance, defs, trigger=trigger,
-                    assets=[a for a in job_assets if a not in MARKET_ASSETS])
+    return run_days(
+        late,
+        last_day,
+        instance,
+        defs,
+        trigger=trigger,
+        assets=[a for a in job_assets if a not in MARKET_ASSETS],
+    )
 
 
 def run_week(
-    week: str, instance: dg.DagsterInstance, first_day: str = DAILY_START,
-    derivatives_days: int | None = DERIVATIVES_HISTORY_DAYS, context_weeks: int = 0,
+    week: str,
+    instance: dg.DagsterInstance,
+    first_day: str = DAILY_START,
+    derivatives_days: int | None = DERIVATIVES_HISTORY_DAYS,
+    context_weeks: int = 0,
     echo: Callable[[str], None] = lambda _: None,
 ) -> WeekRun:
     """Materialize everything ``week`` needs: the daily history up to the week's last day, then the week.
@@ -248,7 +307,9 @@ def run_week(
     daily_run_id = run_history(first_day, close_day.isoformat(), instance, defs, derivatives_days, echo=echo)
     echo(f"daily pulls done in {time.monotonic() - t0:.0f} s")
     earlier = [k for k in WEEKLY.get_partition_keys() if k < week][-context_weeks:] if context_weeks else []
-    todo = [p for p in earlier if week_close_days(p)[0].isoformat() >= first_day and not reported(p, instance)]
+    todo = [
+        p for p in earlier if week_close_days(p)[0].isoformat() >= first_day and not reported(p, instance)
+    ]
     for i, prior in enumerate(todo, start=1):
         echo(f"context week {prior} ({i}/{len(todo)}) ...")
         run_weekly(prior, instance, defs)
@@ -320,4 +381,3 @@ def backfill(
         done.append(week)
         echo(f"[{i}/{len(weeks)}] week {week}: {report_dir / 'report.md'} ({time.monotonic() - t1:.1f} s)")
     return BackfillResult(daily_run_id=daily_run_id, weeks_run=done, weeks_skipped=skipped)
-

@@ -52,11 +52,15 @@ class Table:
         df = df.select(self.column_names)
         for col in self.columns:
             if not col.nullable and df[col.name].null_count():
-                raise SchemaError(f"{self.name}.{col.name}: {df[col.name].null_count()} nulls in a non-null column")
+                raise SchemaError(
+                    f"{self.name}.{col.name}: {df[col.name].null_count()} nulls in a non-null column"
+                )
         if self.key and df.height:
             dupes = df.group_by(list(self.key)).len().filter(pl.col("len") > 1)
             if dupes.height:
-                raise SchemaError(f"{self.name}: {dupes.height} duplicate keys on {self.key}, e.g. {dupes.row(0)}")
+                raise SchemaError(
+                    f"{self.name}: {dupes.height} duplicate keys on {self.key}, e.g. {dupes.row(0)}"
+                )
         try:
             return df.to_arrow().cast(self.arrow_schema)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
@@ -95,7 +99,12 @@ COIN_DAILY = Table(
         Column("symbol", pa.string(), "ticker, lower case as CoinGecko gives it (not unique)"),
         Column("name", pa.string(), "display name as the API gave it (untrusted text)"),
         Column("price_usd", pa.float64(), "price in USD at the close"),
-        Column("market_cap_usd", pa.float64(), "market cap in USD at the close; null when the API gave none", True),
+        Column(
+            "market_cap_usd",
+            pa.float64(),
+            "market cap in USD at the close; null when the API gave none",
+            True,
+        ),
         Column("volume_24h_usd", pa.float64(), "rolling 24h volume in USD at the close", True),
         Column("observed_at", UTC_MS, "timestamp of the API point used"),
         Column("raw_file", pa.string(), "the raw response this row was read from, relative to the warehouse"),
@@ -133,10 +142,23 @@ GLOBAL_MARKET_CAP = Table(
         Column("total_market_cap_usd", pa.float64(), "data.total_market_cap.usd: the market's total"),
         Column("total_volume_usd", pa.float64(), "data.total_volume.usd", True),
         Column("top_coins", pa.int32(), "coins in top_mcap_usd: the largest listed coins, at most 100"),
-        Column("top_mcap_usd", pa.float64(), "their market caps summed (the /coins/markets pages of the same instant)"),
-        Column("top_share", pa.float64(), "top_mcap_usd / total_market_cap_usd: the share the estimates divide by"),
-        Column("close_day", pa.date32(), "the day whose close this observation is (observed_at within the hour "
-               "after D+1 00:00 UTC, the rule for coin closes); null when it was made at another time", True),
+        Column(
+            "top_mcap_usd",
+            pa.float64(),
+            "their market caps summed (the /coins/markets pages of the same instant)",
+        ),
+        Column(
+            "top_share",
+            pa.float64(),
+            "top_mcap_usd / total_market_cap_usd: the share the estimates divide by",
+        ),
+        Column(
+            "close_day",
+            pa.date32(),
+            "the day whose close this observation is (observed_at within the hour "
+            "after D+1 00:00 UTC, the rule for coin closes); null when it was made at another time",
+            True,
+        ),
         Column("raw_file", pa.string(), "the stored /global response"),
     ),
 )
@@ -151,17 +173,36 @@ WEEKLY_MARKET_SUMMARY = Table(
         Column("week_end", pa.date32(), "the next Monday 00:00 UTC that closes it"),
         Column("total_mcap_start_usd", pa.float64(), "sum of market caps at the open"),
         Column("total_mcap_end_usd", pa.float64(), "sum of market caps at the close"),
-        Column("total_mcap_change_pct", pa.float64(), "total_mcap_start_usd to total_mcap_end_usd, percent: moves "
-               "with coverage (see total_mcap_change_like_for_like_pct)"),
+        Column(
+            "total_mcap_change_pct",
+            pa.float64(),
+            "total_mcap_start_usd to total_mcap_end_usd, percent: moves "
+            "with coverage (see total_mcap_change_like_for_like_pct)",
+        ),
         Column("btc_return_pct", pa.float64(), "BTC price change over the week, percent", True),
         Column("eth_return_pct", pa.float64(), "ETH price change over the week, percent", True),
         Column("coins_start", pa.int32(), "coins with a market cap at the open"),
         Column("coins_end", pa.int32(), "coins with a market cap at the close"),
         Column("last_close_day", pa.date32(), "the daily partition whose close ends the week"),
-        Column("total_mcap_start_common_usd", pa.float64(), "market cap at the open of the coins present at both ends", True),
-        Column("total_mcap_end_common_usd", pa.float64(), "market cap at the close of the coins present at both ends", True),
-        Column("total_mcap_change_like_for_like_pct", pa.float64(), "weekly change over the coins with a market cap at "
-               "both the open and the close, percent (what the report prints)", True),
+        Column(
+            "total_mcap_start_common_usd",
+            pa.float64(),
+            "market cap at the open of the coins present at both ends",
+            True,
+        ),
+        Column(
+            "total_mcap_end_common_usd",
+            pa.float64(),
+            "market cap at the close of the coins present at both ends",
+            True,
+        ),
+        Column(
+            "total_mcap_change_like_for_like_pct",
+            pa.float64(),
+            "weekly change over the coins with a market cap at "
+            "both the open and the close, percent (what the report prints)",
+            True,
+        ),
         Column("coins_common", pa.int32(), "coins with a market cap at both ends", True),
     ),
 )

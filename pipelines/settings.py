@@ -84,7 +84,7 @@ def _now(value: str) -> str:
 
 
 def _venues(value: str) -> tuple[str, ...]:
-    from pipelines.resources import parse_venues  # noqa: PLC0415
+    from pipelines.resources import parse_venues
 
     try:
         return parse_venues(value)

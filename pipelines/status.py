@@ -77,7 +77,7 @@ def _failed_checks(instance: dg.DagsterInstance, limit: int = 5000) -> list[dict
 
 def _run_error(instance: dg.DagsterInstance, run_id: str) -> str:
     """A failed run's first step error, as the asset raised it (not Dagster's wrapper)."""
-    from pipelines.runner import _messages, _short  # noqa: PLC0415
+    from pipelines.runner import _messages, _short
 
     for rec in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
         err = getattr(rec.dagster_event.event_specific_data, "error", None)  # type: ignore[union-attr]

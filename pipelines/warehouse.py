@@ -80,7 +80,11 @@ def sweep_temp_files(directory: Path) -> list[Path]:
     for p in directory.glob(".tmp-*"):
         m = _TMP.match(p.name)
         try:
-            stale = (not _pid_alive(int(m.group(1)))) if m else (time.time() - p.stat().st_mtime > STALE_TMP_SECONDS)
+            stale = (
+                (not _pid_alive(int(m.group(1))))
+                if m
+                else (time.time() - p.stat().st_mtime > STALE_TMP_SECONDS)
+            )
             if stale:
                 p.unlink()
                 removed.append(p)
@@ -176,7 +180,9 @@ class Warehouse:
         return path.resolve().relative_to(self.root).as_posix()
 
     # ---- raw ----------------------------------------------------------------------------------------------
-    def raw_path(self, source: str, endpoint: str, parts: Mapping[str, str], name: str, ext: str = "json") -> Path:
+    def raw_path(
+        self, source: str, endpoint: str, parts: Mapping[str, str], name: str, ext: str = "json"
+    ) -> Path:
         """``ext`` is the body's own format (``json``, ``zip``, ``csv``, ...); the record is always ``.meta.json``."""
         if not re.fullmatch(r"[a-z0-9]{1,8}", ext) or ext == "meta":
             raise ValueError(f"unsafe raw file extension {ext!r}")
@@ -208,7 +214,9 @@ class Warehouse:
         if path.exists() and meta_path.exists():
             if sha256_file(path) == digest:
                 return StoredRaw(path=path, relpath=self.rel(path), sha256=digest, bytes=len(body))
-            raise FileExistsError(f"raw response {self.rel(path)} already stored; raw files are never replaced")
+            raise FileExistsError(
+                f"raw response {self.rel(path)} already stored; raw files are never replaced"
+            )
         meta = {**request, "sha256": digest, "bytes": len(body)}
         # The body goes first: a .meta.json only exists for a body that is completely on disk.
         atomic_write_bytes(path, body)
@@ -237,7 +245,9 @@ class Warehouse:
 
     # ---- lake ---------------------------------------------------------------------------------------------
     def partition_path(self, table: Table, partition: str) -> Path:
-        return self.lake_dir / table.name / f"{table.partition_by}={safe_component(partition)}" / "data.parquet"
+        return (
+            self.lake_dir / table.name / f"{table.partition_by}={safe_component(partition)}" / "data.parquet"
+        )
 
     def write_partition(self, table: Table, partition: str, df: pl.DataFrame) -> WrittenPartition:
         """Validate a frame against its schema and replace one partition's Parquet file atomically."""
@@ -272,7 +282,11 @@ class Warehouse:
     def _view_sql(self, table: Table) -> str | None:
         if not any((self.lake_dir / table.name).glob(f"{table.partition_by}=*/data.parquet")):
             return None
-        glob = (self.lake_dir / table.name / f"{table.partition_by}=*" / "data.parquet").as_posix().replace("'", "''")
+        glob = (
+            (self.lake_dir / table.name / f"{table.partition_by}=*" / "data.parquet")
+            .as_posix()
+            .replace("'", "''")
+        )
         ptype = "DATE" if table.partition_by in ("date", "week") else "VARCHAR"
         return (
             f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM read_parquet("
@@ -287,7 +301,9 @@ class Warehouse:
         DuckDB database costs about 0.1 s, more than most queries), with temporary views. Creating a view binds it, which lists and reads the table's Parquet files, so a
         connection for one query creates only the views that query names (see ``query``).
         """
-        con = _memory_db().cursor()  # its own connection to a shared in-memory database: milliseconds, not ~0.1 s
+        con = (
+            _memory_db().cursor()
+        )  # its own connection to a shared in-memory database: milliseconds, not ~0.1 s
         wanted = None if tables is None else set(tables)
         try:
             for table in TABLES.values():

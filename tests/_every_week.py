@@ -58,12 +58,14 @@ def rendered_weeks(weeks: list[str], every_week: bool | None = None) -> list[str
     return [w for w in weeks if w in chosen]
 
 
-def build_lake(root: Path, now: datetime = EVERY_WEEK_NOW, top_n: int = TOP_N, perps: int = PERPS) -> Warehouse:
+def build_lake(
+    root: Path, now: datetime = EVERY_WEEK_NOW, top_n: int = TOP_N, perps: int = PERPS
+) -> Warehouse:
     """Every daily raw pull and clean table from the first daily partition to the latest week's close, pulled from
     an emulator whose clock is ``now`` (pacing off), by the pipeline's own pull and clean functions."""
-    from bench.common import daily_range_for  # noqa: PLC0415
-    from bench.phases import floor_daily  # noqa: PLC0415
-    from pipelines.runner import emulated_sources  # noqa: PLC0415
+    from bench.common import daily_range_for
+    from bench.phases import floor_daily
+    from pipelines.runner import emulated_sources
 
     first, last = daily_range_for([WEEKLY_START, latest_complete_week(now)])
     with emulated_sources(now=now):
@@ -98,9 +100,13 @@ def counts(runs: dict[str, WeekRun]) -> dict[str, object]:
         "failing predicates": sum(len(failing_predicates(r)) for r in done.values()),
         "reports with a repeated sentence": sum(1 for r in done.values() if audit.repeated_sentences(r.body)),
         "unlabeled numbers": sum(len(unlabeled_numbers(r)) for r in done.values()),
-        "Our View closes differing from the lede's": sum(len(audit.close_mismatches(r.markdown)) for r in done.values()),
+        "Our View closes differing from the lede's": sum(
+            len(audit.close_mismatches(r.markdown)) for r in done.values()
+        ),
         "Our View distinct texts": len(set(views.values())),
-        "Our View words min/median/max": (min(words), statistics.median(words), max(words)) if words else None,
+        "Our View words min/median/max": (min(words), statistics.median(words), max(words))
+        if words
+        else None,
         "Our View paragraphs min": min((len(audit.paragraphs(v)) for v in views.values()), default=0),
         "distinct headline templates": len({audit.template_of(t) for t in titles}),
         "reports saying 'highest since'": sum(1 for r in done.values() if audit.HIGHEST_SINCE.search(r.body)),
@@ -111,7 +117,7 @@ def counts(runs: dict[str, WeekRun]) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse  # noqa: PLC0415
+    import argparse
 
     parser = argparse.ArgumentParser(prog="python -m tests._every_week", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="write each week's Markdown to OUT/<week>.md")

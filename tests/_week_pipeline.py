@@ -119,7 +119,9 @@ def run_week(wh: Warehouse, week: str, render: bool = True) -> WeekRun:
         for c in check_claims(wh, week, rendered.markdown, rendered.claims, rendered.texts)
         if not c.ok
     ]
-    run.blocked += [f"report_predicates: {r}" for r in check_predicates(wh, week, rendered.predicates) if not r.ok]
+    run.blocked += [
+        f"report_predicates: {r}" for r in check_predicates(wh, week, rendered.predicates) if not r.ok
+    ]
     run.predicates = len(rendered.predicates)
     run.fact_keys = [f.key for f in rendered.facts]
     run.blocked += [f"crosscheck: {d}" for d in crosscheck(wh, week)]

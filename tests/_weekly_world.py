@@ -22,7 +22,7 @@ from pipelines.warehouse import Warehouse
 
 def _table(name: str, partition_by: str, cols: tuple[Column, ...]) -> Table:
     """The real clean table (pipelines.clean.derivatives declares them); its columns must be the ones below."""
-    import pipelines.clean.derivatives  # noqa: F401, PLC0415 (registers the clean tables)
+    import pipelines.clean.derivatives  # noqa: F401 (registers the clean tables)
 
     table = TABLES[name]
     assert [c.name for c in table.columns] == [c.name for c in cols], f"{name}: columns changed"
@@ -30,30 +30,101 @@ def _table(name: str, partition_by: str, cols: tuple[Column, ...]) -> Table:
 
 
 S, F, D = pa.string(), pa.float64(), pa.date32()
-FUNDING_RATES = _table("funding_rates", "date", (
-    Column("exchange", S, ""), Column("symbol", S, ""), Column("funding_time", UTC_MS, ""),
-    Column("funding_rate", F, ""), Column("interval_hours", pa.int32(), ""), Column("raw_file", S, "")))
-OPEN_INTEREST = _table("open_interest", "date", (
-    Column("exchange", S, ""), Column("symbol", S, ""), Column("ts", UTC_MS, ""), Column("oi_usd", F, ""),
-    Column("raw_file", S, "")))
-LONG_SHORT_RATIO = _table("long_short_ratio", "date", (
-    Column("exchange", S, ""), Column("symbol", S, ""), Column("ts", UTC_MS, ""), Column("long_account", F, ""),
-    Column("short_account", F, ""), Column("raw_file", S, "")))
-BTC_HOURLY = _table("btc_hourly", "date", (
-    Column("ts", UTC_MS, ""), Column("open", F, ""), Column("high", F, ""), Column("low", F, ""),
-    Column("close", F, ""), Column("volume", F, ""), Column("quote_volume", F, ""), Column("raw_file", S, "")))
-PERP_VOLUME_DAILY = _table("perp_volume_daily", "date", (
-    Column("exchange", S, ""), Column("symbol", S, ""), Column("quote_volume_usd", F, ""), Column("raw_file", S, "")))
-MACRO_OBSERVATIONS = _table("macro_observations", "series", (
-    Column("series_id", S, ""), Column("date", D, ""), Column("value", F, "", True), Column("pulled_at", UTC_MS, ""),
-    Column("raw_file", S, "")))
+FUNDING_RATES = _table(
+    "funding_rates",
+    "date",
+    (
+        Column("exchange", S, ""),
+        Column("symbol", S, ""),
+        Column("funding_time", UTC_MS, ""),
+        Column("funding_rate", F, ""),
+        Column("interval_hours", pa.int32(), ""),
+        Column("raw_file", S, ""),
+    ),
+)
+OPEN_INTEREST = _table(
+    "open_interest",
+    "date",
+    (
+        Column("exchange", S, ""),
+        Column("symbol", S, ""),
+        Column("ts", UTC_MS, ""),
+        Column("oi_usd", F, ""),
+        Column("raw_file", S, ""),
+    ),
+)
+LONG_SHORT_RATIO = _table(
+    "long_short_ratio",
+    "date",
+    (
+        Column("exchange", S, ""),
+        Column("symbol", S, ""),
+        Column("ts", UTC_MS, ""),
+        Column("long_account", F, ""),
+        Column("short_account", F, ""),
+        Column("raw_file", S, ""),
+    ),
+)
+BTC_HOURLY = _table(
+    "btc_hourly",
+    "date",
+    (
+        Column("ts", UTC_MS, ""),
+        Column("open", F, ""),
+        Column("high", F, ""),
+        Column("low", F, ""),
+        Column("close", F, ""),
+        Column("volume", F, ""),
+        Column("quote_volume", F, ""),
+        Column("raw_file", S, ""),
+    ),
+)
+PERP_VOLUME_DAILY = _table(
+    "perp_volume_daily",
+    "date",
+    (
+        Column("exchange", S, ""),
+        Column("symbol", S, ""),
+        Column("quote_volume_usd", F, ""),
+        Column("raw_file", S, ""),
+    ),
+)
+MACRO_OBSERVATIONS = _table(
+    "macro_observations",
+    "series",
+    (
+        Column("series_id", S, ""),
+        Column("date", D, ""),
+        Column("value", F, "", True),
+        Column("pulled_at", UTC_MS, ""),
+        Column("raw_file", S, ""),
+    ),
+)
 
 FIRST_DAY = date(2025, 2, 10)
 LAST_DAY = date(2025, 5, 25)
 N_ALTS = 116
-CATS = ["layer-1", "layer-2", "gaming", "depin", "artificial-intelligence", "decentralized-finance-defi", "meme-token"]
-SNAPSHOTS = {"2025-04-01T000000Z": datetime(2025, 4, 1, tzinfo=UTC), "2025-05-10T000000Z": datetime(2025, 5, 10, tzinfo=UTC)}
-DAILY_FRED = {"SP500": 5600.0, "NASDAQCOM": 17500.0, "DGS10": 4.3, "DGS2": 3.9, "DTWEXBGS": 125.0, "DEXJPUS": 145.0}
+CATS = [
+    "layer-1",
+    "layer-2",
+    "gaming",
+    "depin",
+    "artificial-intelligence",
+    "decentralized-finance-defi",
+    "meme-token",
+]
+SNAPSHOTS = {
+    "2025-04-01T000000Z": datetime(2025, 4, 1, tzinfo=UTC),
+    "2025-05-10T000000Z": datetime(2025, 5, 10, tzinfo=UTC),
+}
+DAILY_FRED = {
+    "SP500": 5600.0,
+    "NASDAQCOM": 17500.0,
+    "DGS10": 4.3,
+    "DGS2": 3.9,
+    "DTWEXBGS": 125.0,
+    "DEXJPUS": 145.0,
+}
 MONTHLY_FRED = {"PAYEMS": 159000.0, "UNRATE": 4.1, "IRLTLT01JPM156N": 1.4}
 HOLIDAY = date(2025, 4, 18)  # Good Friday: FRED leaves equities blank
 
@@ -97,32 +168,76 @@ def build(seed: int = 7) -> dict[str, pl.DataFrame]:
             if cid == "alt115" and d > date(2025, 4, 16):
                 continue  # a coin that vanishes mid-week
             mc = price[i, j] * supply[j]
-            rows.append((d, cid, cid[:4], cid.title(), float(price[i, j]), float(mc),
-                         float(mc * 0.04 * (1 + 0.3 * rng.random())), _midnight(d + timedelta(days=1)), f"raw/cg/{cid}.json"))
-    coin_daily = pl.DataFrame(rows, orient="row", schema=["date", "coin_id", "symbol", "name", "price_usd",
-                                                            "market_cap_usd", "volume_24h_usd", "observed_at", "raw_file"])
+            rows.append(
+                (
+                    d,
+                    cid,
+                    cid[:4],
+                    cid.title(),
+                    float(price[i, j]),
+                    float(mc),
+                    float(mc * 0.04 * (1 + 0.3 * rng.random())),
+                    _midnight(d + timedelta(days=1)),
+                    f"raw/cg/{cid}.json",
+                )
+            )
+    coin_daily = pl.DataFrame(
+        rows,
+        orient="row",
+        schema=[
+            "date",
+            "coin_id",
+            "symbol",
+            "name",
+            "price_usd",
+            "market_cap_usd",
+            "volume_24h_usd",
+            "observed_at",
+            "raw_file",
+        ],
+    )
     coin_daily = coin_daily.with_columns(known_at=pl.col("observed_at"))
 
     reg = []
     for snap, pulled in SNAPSHOTS.items():
         for j, (cid, cats) in enumerate(c.select("coin_id", "categories").iter_rows()):
             if snap.startswith("2025-05") and cid == "alt003":
-                cats = ["usd-stablecoin"]  # a later snapshot reclassifies a coin: earlier weeks must not change
+                cats = [
+                    "usd-stablecoin"
+                ]  # a later snapshot reclassifies a coin: earlier weeks must not change
             reg.append((snap, cid, cid[:4], cid.title(), j + 1, float(c["mcap0"][j]), cats, pulled))
-    registry = pl.DataFrame(reg, orient="row", schema={
-        "snapshot": pl.String, "coin_id": pl.String, "symbol": pl.String, "name": pl.String,
-        "market_cap_rank": pl.Int32, "market_cap_usd": pl.Float64, "categories": pl.List(pl.String),
-        "pulled_at": pl.Datetime("us", "UTC")}).with_columns(known_at=pl.col("pulled_at"))
+    registry = pl.DataFrame(
+        reg,
+        orient="row",
+        schema={
+            "snapshot": pl.String,
+            "coin_id": pl.String,
+            "symbol": pl.String,
+            "name": pl.String,
+            "market_cap_rank": pl.Int32,
+            "market_cap_usd": pl.Float64,
+            "categories": pl.List(pl.String),
+            "pulled_at": pl.Datetime("us", "UTC"),
+        },
+    ).with_columns(known_at=pl.col("pulled_at"))
 
     hours = int((_midnight(LAST_DAY) - _midnight(FIRST_DAY)).total_seconds() // 3600) + 24
     hr = rng.normal(0, 0.006, hours)
-    hr[(65 * 24):(72 * 24)] *= 2.0  # volatility rises in the sell-off week
+    hr[(65 * 24) : (72 * 24)] *= 2.0  # volatility rises in the sell-off week
     close = 85000.0 * np.exp(np.cumsum(hr))
     ts = [_midnight(FIRST_DAY) + timedelta(hours=h) for h in range(hours)]
-    btc = pl.DataFrame({
-        "ts": ts, "open": np.r_[85000.0, close[:-1]], "high": close * 1.002, "low": close * 0.998, "close": close,
-        "volume": np.full(hours, 100.0), "quote_volume": close * 100.0, "raw_file": ["raw/binance/klines.json"] * hours,
-    }).with_columns(date=pl.col("ts").dt.date(), known_at=pl.col("ts") + pl.duration(hours=1))
+    btc = pl.DataFrame(
+        {
+            "ts": ts,
+            "open": np.r_[85000.0, close[:-1]],
+            "high": close * 1.002,
+            "low": close * 0.998,
+            "close": close,
+            "volume": np.full(hours, 100.0),
+            "quote_volume": close * 100.0,
+            "raw_file": ["raw/binance/klines.json"] * hours,
+        }
+    ).with_columns(date=pl.col("ts").dt.date(), known_at=pl.col("ts") + pl.duration(hours=1))
 
     fund, oi, ls = [], [], []
     for e, ex in enumerate(("binance", "bybit")):
@@ -131,22 +246,42 @@ def build(seed: int = 7) -> dict[str, pl.DataFrame]:
                 at = _midnight(FIRST_DAY) + timedelta(hours=8 * s)
                 rate = 0.0001 + 0.00015 * np.sin(s / 9.0 + k) + rng.normal(0, 0.00003)
                 fund.append((ex, sym, at, float(rate), 8, f"raw/{ex}/funding.json"))
-                oi.append((ex, sym, at, float((2e10 / (k + 1)) * (1 + 0.2 * np.sin(s / 30.0)) * (1 + e)), f"raw/{ex}/oi.json"))
+                oi.append(
+                    (
+                        ex,
+                        sym,
+                        at,
+                        float((2e10 / (k + 1)) * (1 + 0.2 * np.sin(s / 30.0)) * (1 + e)),
+                        f"raw/{ex}/oi.json",
+                    )
+                )
                 la = float(0.5 + 0.1 * np.sin(s / 7.0 + e))
                 ls.append((ex, sym, at, la, 1 - la, f"raw/{ex}/ls.json"))
-    funding = pl.DataFrame(fund, orient="row", schema=["exchange", "symbol", "funding_time", "funding_rate",
-                                                        "interval_hours", "raw_file"])
+    funding = pl.DataFrame(
+        fund,
+        orient="row",
+        schema=["exchange", "symbol", "funding_time", "funding_rate", "interval_hours", "raw_file"],
+    )
     funding = funding.with_columns(date=pl.col("funding_time").dt.date(), known_at=pl.col("funding_time"))
     open_interest = pl.DataFrame(oi, orient="row", schema=["exchange", "symbol", "ts", "oi_usd", "raw_file"])
     open_interest = open_interest.with_columns(date=pl.col("ts").dt.date(), known_at=pl.col("ts"))
-    long_short = pl.DataFrame(ls, orient="row", schema=["exchange", "symbol", "ts", "long_account", "short_account",
-                                                         "raw_file"])
+    long_short = pl.DataFrame(
+        ls, orient="row", schema=["exchange", "symbol", "ts", "long_account", "short_account", "raw_file"]
+    )
     long_short = long_short.with_columns(date=pl.col("ts").dt.date(), known_at=pl.col("ts"))
 
-    pv = [(d, ex, sym, float(1e10 * (1 + rng.random())), f"raw/{ex}/perp_volume.json")
-          for d in days for ex in ("binance", "bybit") for sym in ("BTCUSDT", "ETHUSDT")]
-    perp_volume = pl.DataFrame(pv, orient="row", schema=["date", "exchange", "symbol", "quote_volume_usd", "raw_file"])
-    perp_volume = perp_volume.with_columns(known_at=pl.col("date").cast(pl.Datetime("us", "UTC")) + pl.duration(days=1))
+    pv = [
+        (d, ex, sym, float(1e10 * (1 + rng.random())), f"raw/{ex}/perp_volume.json")
+        for d in days
+        for ex in ("binance", "bybit")
+        for sym in ("BTCUSDT", "ETHUSDT")
+    ]
+    perp_volume = pl.DataFrame(
+        pv, orient="row", schema=["date", "exchange", "symbol", "quote_volume_usd", "raw_file"]
+    )
+    perp_volume = perp_volume.with_columns(
+        known_at=pl.col("date").cast(pl.Datetime("us", "UTC")) + pl.duration(days=1)
+    )
 
     mac = []
     for sid, v0 in DAILY_FRED.items():
@@ -167,25 +302,48 @@ def build(seed: int = 7) -> dict[str, pl.DataFrame]:
         for m, month in enumerate((date(2025, 1, 1), date(2025, 2, 1), date(2025, 3, 1), date(2025, 4, 1))):
             v = v0 + (150.0 * m if sid == "PAYEMS" else 0.05 * m)
             mac.append((sid, month, float(v), _midnight(month + timedelta(days=35))))
-    macro = pl.DataFrame(mac, orient="row", schema={"series_id": pl.String, "date": pl.Date, "value": pl.Float64,
-                                                    "known_at": pl.Datetime("us", "UTC")})
+    macro = pl.DataFrame(
+        mac,
+        orient="row",
+        schema={
+            "series_id": pl.String,
+            "date": pl.Date,
+            "value": pl.Float64,
+            "known_at": pl.Datetime("us", "UTC"),
+        },
+    )
     macro = macro.with_columns(series=pl.col("series_id"), raw_file=pl.lit("raw/fred/series.csv"))
     return {
-        "coin_daily": coin_daily, "coin_registry": registry, "btc_hourly": btc, "funding_rates": funding,
-        "open_interest": open_interest, "long_short_ratio": long_short, "perp_volume_daily": perp_volume,
+        "coin_daily": coin_daily,
+        "coin_registry": registry,
+        "btc_hourly": btc,
+        "funding_rates": funding,
+        "open_interest": open_interest,
+        "long_short_ratio": long_short,
+        "perp_volume_daily": perp_volume,
         "macro_observations": macro,
     }
 
 
 TABLE_OF = {
-    "coin_daily": COIN_DAILY, "coin_registry": COIN_REGISTRY, "btc_hourly": BTC_HOURLY,
-    "funding_rates": FUNDING_RATES, "open_interest": OPEN_INTEREST, "long_short_ratio": LONG_SHORT_RATIO,
-    "perp_volume_daily": PERP_VOLUME_DAILY, "macro_observations": MACRO_OBSERVATIONS,
+    "coin_daily": COIN_DAILY,
+    "coin_registry": COIN_REGISTRY,
+    "btc_hourly": BTC_HOURLY,
+    "funding_rates": FUNDING_RATES,
+    "open_interest": OPEN_INTEREST,
+    "long_short_ratio": LONG_SHORT_RATIO,
+    "perp_volume_daily": PERP_VOLUME_DAILY,
+    "macro_observations": MACRO_OBSERVATIONS,
 }
 
 
-def write_lake(root: Path, world: dict[str, pl.DataFrame], upto: datetime, skip: tuple[str, ...] = (),
-               transform: dict | None = None) -> Warehouse:
+def write_lake(
+    root: Path,
+    world: dict[str, pl.DataFrame],
+    upto: datetime,
+    skip: tuple[str, ...] = (),
+    transform: dict | None = None,
+) -> Warehouse:
     """Write every partition of every table as known at ``upto`` (a partition holds only the rows known by then,
     and macro series are rewritten whole, as a new pull of a FRED series would be)."""
     wh = Warehouse(root)

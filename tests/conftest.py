@@ -118,7 +118,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_host_breakers() -> Iterator[None]:
     """Each test starts with every host's circuit breaker closed (a dead port in one test stays there)."""
-    from pipelines.sources.http import HostBreaker  # noqa: PLC0415
+    from pipelines.sources.http import HostBreaker
 
     HostBreaker.reset_all()
     yield

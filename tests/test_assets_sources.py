@@ -16,29 +16,60 @@ from pipelines.runner import RANGE_END_TAG, RANGE_START_TAG
 from pipelines.sources.fred import SERIES as FRED_SERIES
 from pipelines.warehouse import Warehouse, sha256_file
 
-RAW = ["raw_coingecko_markets", "coin_registry", "raw_binance_premium_index", "raw_binance_funding",
-       "raw_binance_futures_stats", "raw_binance_klines", "raw_bybit_derivatives", "raw_okx_derivatives",
-       "raw_fred_series"]
-CLEAN = ["funding_rates", "open_interest", "long_short_ratio", "btc_hourly", "perp_volume_daily", "macro_observations"]
+RAW = [
+    "raw_coingecko_markets",
+    "coin_registry",
+    "raw_binance_premium_index",
+    "raw_binance_funding",
+    "raw_binance_futures_stats",
+    "raw_binance_klines",
+    "raw_bybit_derivatives",
+    "raw_okx_derivatives",
+    "raw_fred_series",
+]
+CLEAN = [
+    "funding_rates",
+    "open_interest",
+    "long_short_ratio",
+    "btc_hourly",
+    "perp_volume_daily",
+    "macro_observations",
+]
 # the raw assets that follow the top perpetuals (their ``top_n`` config)
-DERIVATIVE_PULLS = ("raw_binance_funding", "raw_binance_futures_stats", "raw_binance_klines", "raw_bybit_derivatives",
-                    "raw_okx_derivatives")
+DERIVATIVE_PULLS = (
+    "raw_binance_funding",
+    "raw_binance_futures_stats",
+    "raw_binance_klines",
+    "raw_bybit_derivatives",
+    "raw_okx_derivatives",
+)
 SOURCES = ("binance_fapi", "binance_spot", "binance_vision", "bybit", "okx", "fred")
 
 
-def run(instance: dg.DagsterInstance, start: str, end: str, keys: list[str],
-        run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+def run(
+    instance: dg.DagsterInstance, start: str, end: str, keys: list[str], run_config: dict | None = None
+) -> dg.ExecuteInProcessResult:
     from pipelines.definitions import make_definitions  # resources read the environment when built
 
-    return make_definitions().resolve_job_def("daily_job").execute_in_process(
-        instance=instance, tags={RANGE_START_TAG: start, RANGE_END_TAG: end}, raise_on_error=False,
-        asset_selection=[dg.AssetKey(k) for k in keys], run_config=run_config,
+    return (
+        make_definitions()
+        .resolve_job_def("daily_job")
+        .execute_in_process(
+            instance=instance,
+            tags={RANGE_START_TAG: start, RANGE_END_TAG: end},
+            raise_on_error=False,
+            asset_selection=[dg.AssetKey(k) for k in keys],
+            run_config=run_config,
+        )
     )
 
 
 def errors(result: dg.ExecuteInProcessResult) -> str:
-    return " | ".join(str(e.event_specific_data.error.message) for e in result.all_events  # type: ignore[union-attr]
-                      if e.is_failure and getattr(e.event_specific_data, "error", None))
+    return " | ".join(
+        str(e.event_specific_data.error.message)
+        for e in result.all_events  # type: ignore[union-attr]
+        if e.is_failure and getattr(e.event_specific_data, "error", None)
+    )
 
 
 def requests(emu: MarketEmulator) -> dict[str, int]:
@@ -79,19 +110,26 @@ def test_tables_rows_and_units(four_days) -> None:
     wh, _, _ = four_days
     f = wh.query("SELECT * FROM funding_rates")
     assert set(f["exchange"].unique()) == {"binance", "bybit", "okx"}
-    assert f["symbol"].n_unique() == PERP_TOP_N and f["symbol"].str.contains("-").sum() == 0  # OKX ids normalized
+    assert (
+        f["symbol"].n_unique() == PERP_TOP_N and f["symbol"].str.contains("-").sum() == 0
+    )  # OKX ids normalized
     assert f["funding_rate"].abs().max() < 0.01  # fractions per interval, not percent
     assert set(f["interval_hours"].unique()) <= {1, 2, 4, 8}
     assert (f["funding_time"].dt.date() == f["date"]).all()  # partition = settlement day
-    oi = wh.query("SELECT exchange, ts, sum(oi_usd) AS oi FROM open_interest WHERE ts = TIMESTAMPTZ '2025-11-23 00:00:00+00' "
-                  "GROUP BY ALL")
+    oi = wh.query(
+        "SELECT exchange, ts, sum(oi_usd) AS oi FROM open_interest WHERE ts = TIMESTAMPTZ '2025-11-23 00:00:00+00' "
+        "GROUP BY ALL"
+    )
     total = oi["oi"].sum()
     assert 5e10 < total < 5e11, total  # tens of billions of USD across the three venues
     assert set(oi["exchange"]) == {"binance", "bybit", "okx"}
     per_day = wh.query("SELECT date, exchange, count(*) AS n FROM open_interest GROUP BY ALL")
     assert per_day.filter(pl.col("exchange") == "binance")["n"].to_list() == [PERP_TOP_N * 24] * 4
     ls = wh.query("SELECT * FROM long_short_ratio")
-    assert ls.height == 4 * 24 * PERP_TOP_N and ((ls["long_account"] + ls["short_account"] - 1).abs() < 1e-3).all()
+    assert (
+        ls.height == 4 * 24 * PERP_TOP_N
+        and ((ls["long_account"] + ls["short_account"] - 1).abs() < 1e-3).all()
+    )
     assert ls["long_account"].is_between(0, 1).all()
     btc = wh.query("SELECT * FROM btc_hourly ORDER BY ts")
     assert btc.height == 96 and 3e4 < btc["close"].median() < 2e5 and (btc["high"] >= btc["low"]).all()
@@ -100,13 +138,17 @@ def test_tables_rows_and_units(four_days) -> None:
     macro = wh.query("SELECT * FROM macro_observations")
     assert set(macro["series_id"].to_list()) == set(FRED_SERIES)  # every series the client pulls
     dgs10 = macro.filter(pl.col("series_id") == "DGS10")
-    assert dgs10["value"].null_count() > 0 and (dgs10["value"].drop_nulls() > 0).all()  # holidays null, never 0
+    assert (
+        dgs10["value"].null_count() > 0 and (dgs10["value"].drop_nulls() > 0).all()
+    )  # holidays null, never 0
     unrate = macro.filter((pl.col("series_id") == "UNRATE") & (pl.col("date") == pl.date(2025, 10, 1)))
     assert unrate.height in (0, 1) and (unrate.height == 0 or unrate["value"][0] is None)
     # lineage: every row names a stored raw response with its request record
     for table in ("funding_rates", "open_interest", "long_short_ratio", "btc_hourly", "perp_volume_daily"):
         files = wh.query(f"SELECT DISTINCT raw_file FROM {table}")["raw_file"].to_list()
-        assert files and all((wh.root / r).exists() and (wh.root / r).with_suffix(".meta.json").exists() for r in files)
+        assert files and all(
+            (wh.root / r).exists() and (wh.root / r).with_suffix(".meta.json").exists() for r in files
+        )
 
 
 def test_rerun_makes_no_request_and_rewrites_the_same_rows(four_days) -> None:
@@ -135,11 +177,19 @@ def test_lasting_5xx_is_a_named_gap_and_the_run_goes_on(four_days, monkeypatch) 
     result = run(instance, "2025-11-24", "2025-11-25", RAW + CLEAN)
     assert result.success, errors(result)  # missing data is a gap, not a failure
     ledger = [g for g in gaps.read_ledger(wh) if g.dataset == "bybit open interest"]
-    assert {g.key for g in ledger} == set(wh.query("SELECT DISTINCT symbol FROM funding_rates")["symbol"].to_list())
-    assert all(g.reason == gaps.UNAVAILABLE and g.status == 500 and g.days == ("2025-11-24", "2025-11-25")
-               for g in ledger)
-    check = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
-             and e.event_specific_data.asset_key == dg.AssetKey("raw_bybit_derivatives")]
+    assert {g.key for g in ledger} == set(
+        wh.query("SELECT DISTINCT symbol FROM funding_rates")["symbol"].to_list()
+    )
+    assert all(
+        g.reason == gaps.UNAVAILABLE and g.status == 500 and g.days == ("2025-11-24", "2025-11-25")
+        for g in ledger
+    )
+    check = [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.asset_key == dg.AssetKey("raw_bybit_derivatives")
+    ]
     assert check and not check[0].passed and check[0].severity == dg.AssetCheckSeverity.WARN
     # the funding pulls of the same run were stored; nothing of the failed OI pulls (asked again next run)
     assert list((wh.raw_dir / "bybit/funding_history/symbol=BTCUSDT").glob("pull=20251124_20251125__*"))
@@ -173,15 +223,28 @@ def test_replay_from_recorded_raw_without_network(four_days, tmp_path, monkeypat
     copy = tmp_path / "replay"
     shutil.copytree(wh.raw_dir, copy / "raw")
     monkeypatch.setenv("WAREHOUSE_DIR", str(copy))
-    for var in ("COINGECKO_BASE_URL", "BINANCE_FAPI_BASE_URL", "BINANCE_SPOT_BASE_URL", "BINANCE_VISION_BASE_URL",
-                "BYBIT_BASE_URL", "OKX_BASE_URL", "FRED_BASE_URL"):
+    for var in (
+        "COINGECKO_BASE_URL",
+        "BINANCE_FAPI_BASE_URL",
+        "BINANCE_SPOT_BASE_URL",
+        "BINANCE_VISION_BASE_URL",
+        "BYBIT_BASE_URL",
+        "OKX_BASE_URL",
+        "FRED_BASE_URL",
+    ):
         monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens there
     with dg.instance_for_test() as instance:
         result = run(instance, "2025-11-20", "2025-11-23", ["coin_registry", *CLEAN])
         assert result.success, errors(result)
     replay = Warehouse(copy)
-    for table in ("funding_rates", "open_interest", "long_short_ratio", "btc_hourly", "perp_volume_daily",
-                  "macro_observations"):
+    for table in (
+        "funding_rates",
+        "open_interest",
+        "long_short_ratio",
+        "btc_hourly",
+        "perp_volume_daily",
+        "macro_observations",
+    ):
         a = wh.query(f"SELECT * EXCLUDE (raw_file) FROM {table} ORDER BY ALL")
         b = replay.query(f"SELECT * EXCLUDE (raw_file) FROM {table} ORDER BY ALL")
         assert a.height and a.equals(b), table
@@ -199,7 +262,10 @@ def test_archive_days_are_verified_and_used(fresh_emulator: MarketEmulator, env_
     assert fresh_emulator.count("binance_vision", r"\.CHECKSUM$") == len(zips)  # every zip was verified
     assert fresh_emulator.count("binance_fapi", "openInterestHist") == 0
     ls = wh.query("SELECT * FROM long_short_ratio")
-    assert ls["raw_file"].str.starts_with("raw/binance_vision/metrics/").all() and ls.height > 0.9 * 2 * 24 * PERP_TOP_N
+    assert (
+        ls["raw_file"].str.starts_with("raw/binance_vision/metrics/").all()
+        and ls.height > 0.9 * 2 * 24 * PERP_TOP_N
+    )
 
 
 @pytest.mark.slow
@@ -219,4 +285,6 @@ def test_backfill_2025_lands_every_table(fresh_emulator: MarketEmulator, env_for
         if table != "long_short_ratio":  # Binance only: empty before the metrics archive start
             assert wh.query(f"SELECT count(DISTINCT date) AS n FROM {table}")["n"][0] == 335, table
     assert wh.query("SELECT count(*) AS n FROM btc_hourly")["n"][0] == 335 * 24
-    assert set(wh.query("SELECT DISTINCT series_id FROM macro_observations")["series_id"].to_list()) == set(FRED_SERIES)
+    assert set(wh.query("SELECT DISTINCT series_id FROM macro_observations")["series_id"].to_list()) == set(
+        FRED_SERIES
+    )

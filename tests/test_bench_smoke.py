@@ -16,7 +16,12 @@ def test_bench_quick_configuration_writes_results(tmp_path: Path) -> None:
 
     out = main(["--quick", "--inprocess", "--out", str(tmp_path / "RESULTS.md")])
     text = out.read_text()
-    for heading in ("## 1. Backfill", "## 2. One new week", "## 3. Weekly tables", "## 4. Requests to every source"):
+    for heading in (
+        "## 1. Backfill",
+        "## 2. One new week",
+        "## 3. Weekly tables",
+        "## 4. Requests to every source",
+    ):
         assert heading in text
     assert "Answered 429: **0**" in text
     assert "| dagster | 1 |" in text and "| floor | 1 |" in text

@@ -20,14 +20,18 @@ def cli_env(fresh_emulator: MarketEmulator, env_for, monkeypatch: pytest.MonkeyP
     wh = env_for(fresh_emulator)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")  # the project's pools and queue
+    shutil.copy(
+        REPO / ".dagster_home" / "dagster.yaml", home / "dagster.yaml"
+    )  # the project's pools and queue
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("COINGECKO_MAX_ATTEMPTS", "2")
     return wh, fresh_emulator
 
 
 def _reports(wh: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(wh)): p.read_bytes() for p in sorted((wh / "reports").rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(wh)): p.read_bytes() for p in sorted((wh / "reports").rglob("*")) if p.is_file()
+    }
 
 
 @pytest.mark.slow

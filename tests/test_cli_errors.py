@@ -91,7 +91,7 @@ def test_bad_environment_is_refused_before_any_work(
 def test_bad_environment_fails_the_definitions_with_the_same_line(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipelines.definitions import make_definitions  # noqa: PLC0415
+    from pipelines.definitions import make_definitions
 
     monkeypatch.setenv("COINGECKO_TIMEOUT_SECONDS", "abc")
     with pytest.raises(SettingsError, match="COINGECKO_TIMEOUT_SECONDS='abc'"):
@@ -99,7 +99,7 @@ def test_bad_environment_fails_the_definitions_with_the_same_line(
 
 
 def test_plan_is_case_insensitive(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.resources import build_resources  # noqa: PLC0415
+    from pipelines.resources import build_resources
 
     monkeypatch.setenv("COINGECKO_API_PLAN", "Pro")
     monkeypatch.setenv("COINGECKO_API_KEY", "k")
@@ -110,8 +110,8 @@ def test_plan_is_case_insensitive(clean_env: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_top_n_zero_never_stores_an_empty_snapshot(tmp_path: Path) -> None:
-    from pipelines.pulls.coingecko import pull_registry  # noqa: PLC0415
-    from pipelines.warehouse import Warehouse  # noqa: PLC0415
+    from pipelines.pulls.coingecko import pull_registry
+    from pipelines.warehouse import Warehouse
 
     with pytest.raises(ValueError, match="top_n must be >= 1"):
         pull_registry(None, Warehouse(tmp_path), top_n=0)  # type: ignore[arg-type]
@@ -136,7 +136,7 @@ def test_warehouse_dir_has_one_meaning_whatever_the_current_directory(
 
 
 def test_already_reported_means_in_this_warehouse(tmp_path: Path) -> None:
-    from pipelines.runner import reported  # noqa: PLC0415
+    from pipelines.runner import reported
 
     here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
     week = "2025-11-17"

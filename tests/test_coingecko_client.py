@@ -16,7 +16,11 @@ from pipelines.sources.http import HistoryLimitError, PayloadError, SourceError
 def client_for(emu: MarketEmulator, waits: list[float] | None = None, **kw) -> CoinGeckoClient:
     sleeps = waits if waits is not None else []
     return CoinGeckoClient(
-        emu.base_urls()["COINGECKO_BASE_URL"], calls_per_minute=0, sleep=sleeps.append, timeout=kw.pop("timeout", 5), **kw
+        emu.base_urls()["COINGECKO_BASE_URL"],
+        calls_per_minute=0,
+        sleep=sleeps.append,
+        timeout=kw.pop("timeout", 5),
+        **kw,
     )
 
 
@@ -36,7 +40,12 @@ def test_market_chart_parses_to_typed_utc_frame(emulator: MarketEmulator) -> Non
             "bitcoin", datetime(2025, 3, 1, tzinfo=timezone.utc), datetime(2025, 9, 1, tzinfo=timezone.utc)
         )
     df = parse_market_chart(fetched.json())
-    assert df.schema == {"ts": pl.Datetime("ms", "UTC"), "price": pl.Float64, "market_cap": pl.Float64, "total_volume": pl.Float64}
+    assert df.schema == {
+        "ts": pl.Datetime("ms", "UTC"),
+        "price": pl.Float64,
+        "market_cap": pl.Float64,
+        "total_volume": pl.Float64,
+    }
     assert df.height == 185 and df["ts"][0] == datetime(2025, 3, 1, tzinfo=timezone.utc)
     assert fetched.params == {"vs_currency": "usd", "from": 1740787200, "to": 1756684800}  # seconds in
 
@@ -91,20 +100,36 @@ def test_gives_up_with_a_clear_error(fresh_emulator: MarketEmulator) -> None:
     with client_for(fresh_emulator, max_attempts=3) as cg, pytest.raises(SourceError) as err:
         list(cg.markets_pages(top_n=10))
     msg = str(err.value)
-    assert "gave up after 3 attempts" in msg and "/coins/markets" in msg and "status=503" in msg and "per_page" in msg
+    assert (
+        "gave up after 3 attempts" in msg
+        and "/coins/markets" in msg
+        and "status=503" in msg
+        and "per_page" in msg
+    )
 
 
 def test_client_errors_are_not_retried(fresh_emulator: MarketEmulator) -> None:
     with client_for(fresh_emulator) as cg, pytest.raises(SourceError) as err:
-        cg.market_chart_range("no-such-coin", datetime(2025, 5, 1, tzinfo=timezone.utc), datetime(2025, 5, 2, tzinfo=timezone.utc))
+        cg.market_chart_range(
+            "no-such-coin",
+            datetime(2025, 5, 1, tzinfo=timezone.utc),
+            datetime(2025, 5, 2, tzinfo=timezone.utc),
+        )
     assert err.value.status == 404
     assert fresh_emulator.count("coingecko", "no-such-coin") == 1
 
 
 def test_history_window_is_a_clear_non_retried_error() -> None:
-    with MarketEmulator(now=datetime(2026, 6, 1, tzinfo=timezone.utc), plan="demo") as emu, client_for(emu) as cg:
+    with (
+        MarketEmulator(now=datetime(2026, 6, 1, tzinfo=timezone.utc), plan="demo") as emu,
+        client_for(emu) as cg,
+    ):
         with pytest.raises(HistoryLimitError) as err:
-            cg.market_chart_range("bitcoin", datetime(2025, 1, 2, tzinfo=timezone.utc), datetime(2025, 6, 1, tzinfo=timezone.utc))
+            cg.market_chart_range(
+                "bitcoin",
+                datetime(2025, 1, 2, tzinfo=timezone.utc),
+                datetime(2025, 6, 1, tzinfo=timezone.utc),
+            )
         assert "365 days" in str(err.value) and "COINGECKO_API_KEY" in str(err.value)
         assert emu.count("coingecko", "market_chart") == 1
 

@@ -24,7 +24,9 @@ def test_same_seed_same_bytes_and_other_seed_differs() -> None:
         with MarketEmulator(seed=seed, now=TEST_NOW) as emu:
             base = emu.base_urls()["COINGECKO_BASE_URL"]
             chart = httpx.get(f"{base}/coins/bitcoin/market_chart/range", params=params).content
-            markets = httpx.get(f"{base}/coins/markets", params={"vs_currency": "usd", "per_page": 250}).content
+            markets = httpx.get(
+                f"{base}/coins/markets", params={"vs_currency": "usd", "per_page": 250}
+            ).content
             bodies.append(chart + markets)
     assert bodies[0] == bodies[1]
     assert bodies[0] != bodies[2]
@@ -35,8 +37,18 @@ def test_universe_has_coins_ids_and_excluded_kinds() -> None:
     assert len(m.coins) >= 150
     assert len({c.id for c in m.coins}) == len(m.coins)
     cats = {cat for c in m.coins for cat in c.categories}
-    for needed in ("stablecoins", "wrapped-tokens", "liquid-staking-tokens", "layer-1", "layer-2", "gaming",
-                   "depin", "artificial-intelligence", "meme-token", "decentralized-finance-defi"):
+    for needed in (
+        "stablecoins",
+        "wrapped-tokens",
+        "liquid-staking-tokens",
+        "layer-1",
+        "layer-2",
+        "gaming",
+        "depin",
+        "artificial-intelligence",
+        "meme-token",
+        "decentralized-finance-defi",
+    ):
         assert needed in cats
 
 
@@ -88,7 +100,9 @@ def test_markets_paging_caps_and_category(emulator: MarketEmulator) -> None:
     l2 = httpx.get(f"{base}/coins/markets", params={"vs_currency": "usd", "category": "layer-2"}).json()
     assert l2 and {"arbitrum", "optimism"} <= {r["id"] for r in l2}
     assert httpx.get(f"{base}/coins/markets", params={"per_page": 10}).status_code == 400
-    extra = httpx.get(f"{base}/coins/markets", params={"vs_currency": "usd", "price_change_percentage": "1h,7d"}).json()
+    extra = httpx.get(
+        f"{base}/coins/markets", params={"vs_currency": "usd", "price_change_percentage": "1h,7d"}
+    ).json()
     assert "price_change_percentage_7d_in_currency" in extra[0] and "price_change_percentage_24h" in extra[0]
 
 
@@ -114,19 +128,28 @@ def test_market_chart_granularity_rules(emulator: MarketEmulator) -> None:
 def test_demo_plan_history_window_error() -> None:
     with MarketEmulator(now=datetime(2026, 6, 1, tzinfo=timezone.utc), plan="demo") as emu:
         base = emu.base_urls()["COINGECKO_BASE_URL"]
-        r = httpx.get(f"{base}/coins/bitcoin/market_chart/range",
-                      params={"vs_currency": "usd", "from": 1735776000, "to": 1740000000})
+        r = httpx.get(
+            f"{base}/coins/bitcoin/market_chart/range",
+            params={"vs_currency": "usd", "from": 1735776000, "to": 1740000000},
+        )
         assert r.status_code == 401
         assert r.json()["error"]["status"]["error_code"] == 10012
-        recent = httpx.get(f"{base}/coins/bitcoin/market_chart/range",
-                           params={"vs_currency": "usd", "from": 1762000000, "to": 1763000000})  # Nov 2025
+        recent = httpx.get(
+            f"{base}/coins/bitcoin/market_chart/range",
+            params={"vs_currency": "usd", "from": 1762000000, "to": 1763000000},
+        )  # Nov 2025
         assert recent.status_code == 200
 
 
 def test_unknown_coin_and_rate_limit_bodies() -> None:
     with MarketEmulator(now=TEST_NOW, rate_limits=True, coingecko_calls_per_minute=3) as emu:
         base = emu.base_urls()["COINGECKO_BASE_URL"]
-        assert httpx.get(f"{base}/coins/nope/market_chart/range", params={"vs_currency": "usd", "from": 1, "to": 2}).status_code == 404
+        assert (
+            httpx.get(
+                f"{base}/coins/nope/market_chart/range", params={"vs_currency": "usd", "from": 1, "to": 2}
+            ).status_code
+            == 404
+        )
         codes = [httpx.get(f"{base}/ping").status_code for _ in range(4)]
         assert codes[-1] == 429
         assert httpx.get(f"{base}/ping").json()["status"]["error_code"] == 429

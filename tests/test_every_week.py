@@ -55,14 +55,24 @@ def test_every_week_true_once_and_reasoned(tmp_path) -> None:
         assert "What would change this view" in paras[-1] or "revisit this view" in paras[-1], w
     words = [len(v.split()) for v in views.values()]
     assert min(words) >= 80 and statistics.median(words) >= 120, words
-    for w in (ew.MODEL_WEEK, WEEKS[-1]):  # the desk-note weeks: position, leverage, flows, then the conditions
+    for w in (
+        ew.MODEL_WEEK,
+        WEEKS[-1],
+    ):  # the desk-note weeks: position, leverage, flows, then the conditions
         assert len(audit.paragraphs(views[w])) == 4, views[w]
 
     # the history has rises and falls, crossings, leverage resets, best and worst weeks: the reports say so, and
     # their headlines are not one template
     keys = {k for w in RENDERED for k in runs[w].fact_keys}
-    for k in ("mcap_change", "mcap_crossing", "crypto_worst_streak", "crypto_best", "funding_turned_negative",
-              "funding_turned_positive", "corr_concentrated_top"):
+    for k in (
+        "mcap_change",
+        "mcap_crossing",
+        "crypto_worst_streak",
+        "crypto_best",
+        "funding_turned_negative",
+        "funding_turned_positive",
+        "corr_concentrated_top",
+    ):
         assert k in keys, (k, sorted(keys))
     titles = {audit.template_of(audit.title(runs[w].markdown)) for w in RENDERED}
     assert len(titles) >= 8, titles

@@ -154,7 +154,7 @@ def test_venue_selection_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class _Vision:
-    class http:  # noqa: N801 - the attribute the client exposes
+    class http:
         base_url = "http://vision"
 
         @staticmethod

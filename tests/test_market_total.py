@@ -45,10 +45,17 @@ def close_of(day: date, minutes: int = 0) -> datetime:
 def daily(tops: dict[date, float]) -> pl.DataFrame:
     """A total_market_cap_daily frame whose tracked total is the top 100's sum plus 1%."""
     days = sorted(tops)
-    return pl.DataFrame({"date": days, "total_mcap_usd": [tops[d] * 1.01 for d in days], "coins": [150] * len(days),
-                         "coins_carried": [0] * len(days), "top_mcap_usd": [tops[d] for d in days],
-                         "top_coins": [100] * len(days)},
-                        schema_overrides={"coins": pl.Int32, "coins_carried": pl.Int32, "top_coins": pl.Int32})
+    return pl.DataFrame(
+        {
+            "date": days,
+            "total_mcap_usd": [tops[d] * 1.01 for d in days],
+            "coins": [150] * len(days),
+            "coins_carried": [0] * len(days),
+            "top_mcap_usd": [tops[d] for d in days],
+            "top_coins": [100] * len(days),
+        },
+        schema_overrides={"coins": pl.Int32, "coins_carried": pl.Int32, "top_coins": pl.Int32},
+    )
 
 
 def observations(rows: list[tuple[datetime, float, float]]) -> pl.DataFrame:
@@ -56,11 +63,27 @@ def observations(rows: list[tuple[datetime, float, float]]) -> pl.DataFrame:
     out = []
     for at, total, top in rows:
         day = at.date() - timedelta(days=1) if at.hour == 0 else None
-        out.append({"observed_at": at, "total_market_cap_usd": total, "top_coins": 100, "top_mcap_usd": top,
-                    "top_share": top / total, "close_day": day})
-    return pl.DataFrame(out, schema={"observed_at": pl.Datetime("ms", "UTC"), "total_market_cap_usd": pl.Float64,
-                                     "top_coins": pl.Int32, "top_mcap_usd": pl.Float64, "top_share": pl.Float64,
-                                     "close_day": pl.Date})
+        out.append(
+            {
+                "observed_at": at,
+                "total_market_cap_usd": total,
+                "top_coins": 100,
+                "top_mcap_usd": top,
+                "top_share": top / total,
+                "close_day": day,
+            }
+        )
+    return pl.DataFrame(
+        out,
+        schema={
+            "observed_at": pl.Datetime("ms", "UTC"),
+            "total_market_cap_usd": pl.Float64,
+            "top_coins": pl.Int32,
+            "top_mcap_usd": pl.Float64,
+            "top_share": pl.Float64,
+            "close_day": pl.Date,
+        },
+    )
 
 
 WEEK_DAYS = [OPEN + timedelta(days=i) for i in range(8)]
@@ -76,21 +99,40 @@ def test_without_observations_the_real_data_constant_is_used_and_labelled() -> N
 
 def test_an_observation_at_a_close_is_that_day_and_the_nearest_share_estimates_the_others() -> None:
     d = daily({day: 3.0e12 - 0.01e12 * i for i, day in enumerate(WEEK_DAYS)})
-    obs = observations([
-        (close_of(date(2025, 11, 19), 40), 3.1e12, 3.05e12),  # 00:40 after the 19th's close: the 19th, observed
-        (close_of(date(2025, 11, 23), 30 * 60), 2.9e12, 2.87e12),  # Monday 06:00 after the week: a share only
-    ])
+    obs = observations(
+        [
+            (
+                close_of(date(2025, 11, 19), 40),
+                3.1e12,
+                3.05e12,
+            ),  # 00:40 after the 19th's close: the 19th, observed
+            (
+                close_of(date(2025, 11, 23), 30 * 60),
+                2.9e12,
+                2.87e12,
+            ),  # Monday 06:00 after the week: a share only
+        ]
+    )
     m = {r["date"]: r for r in market_total_daily(d, obs, WEEK).iter_rows(named=True)}
     assert m[date(2025, 11, 19)]["basis"] == OBSERVED and m[date(2025, 11, 19)]["market_total_usd"] == 3.1e12
     near_first, near_last = 3.05e12 / 3.1e12, 2.87e12 / 2.9e12
     # the 20th's close is 24.7 h from the first observation and 3 days from the second
     assert m[date(2025, 11, 20)]["share"] == pytest.approx(near_first)
-    assert m[date(2025, 11, 20)]["market_total_usd"] == pytest.approx(m[date(2025, 11, 20)]["top_mcap_usd"] / near_first)
-    assert m[date(2025, 11, 23)]["share"] == pytest.approx(near_last) and m[date(2025, 11, 23)]["basis"] == ESTIMATED
+    assert m[date(2025, 11, 20)]["market_total_usd"] == pytest.approx(
+        m[date(2025, 11, 20)]["top_mcap_usd"] / near_first
+    )
+    assert (
+        m[date(2025, 11, 23)]["share"] == pytest.approx(near_last)
+        and m[date(2025, 11, 23)]["basis"] == ESTIMATED
+    )
     assert m[OPEN]["share_source"] == MEASURED and m[OPEN]["share"] == pytest.approx(near_first)
     # equally far from two observations: the earlier one
-    tie = observations([(close_of(date(2025, 11, 20), -12 * 60), 3.0e12, 2.9e12),
-                        (close_of(date(2025, 11, 20), 12 * 60), 3.0e12, 2.95e12)])
+    tie = observations(
+        [
+            (close_of(date(2025, 11, 20), -12 * 60), 3.0e12, 2.9e12),
+            (close_of(date(2025, 11, 20), 12 * 60), 3.0e12, 2.95e12),
+        ]
+    )
     row = market_total_daily(d, tie, WEEK).filter(pl.col("date") == date(2025, 11, 20)).row(0, named=True)
     assert row["share"] == pytest.approx(2.9e12 / 3.0e12)
 
@@ -128,8 +170,12 @@ def test_crossings_are_judged_on_the_market_total_not_the_top_coins() -> None:
 
 def test_the_top_100_is_summed_from_carried_market_caps() -> None:
     rows = [(day, f"c{i}", 1e9 * (200 - i)) for day in (OPEN, OPEN + timedelta(days=1)) for i in range(150)]
-    cd = pl.DataFrame(rows, schema={"date": pl.Date, "coin_id": pl.String, "market_cap_usd": pl.Float64}, orient="row")
-    cd = cd.filter(~((pl.col("date") == OPEN + timedelta(days=1)) & (pl.col("coin_id") == "c0")))  # c0 missing a day
+    cd = pl.DataFrame(
+        rows, schema={"date": pl.Date, "coin_id": pl.String, "market_cap_usd": pl.Float64}, orient="row"
+    )
+    cd = cd.filter(
+        ~((pl.col("date") == OPEN + timedelta(days=1)) & (pl.col("coin_id") == "c0"))
+    )  # c0 missing a day
     t = total_market_cap_daily(cd)
     expected = sum(1e9 * (200 - i) for i in range(100))
     assert t["top_mcap_usd"].to_list() == [pytest.approx(expected)] * 2  # c0 counts at its last reading
@@ -137,12 +183,22 @@ def test_the_top_100_is_summed_from_carried_market_caps() -> None:
 
 
 def test_wrong_global_rows_in_the_lake_block_naming_the_row() -> None:
-    base = {"snapshot": "20251125T060000Z", "observed_at": close_of(date(2025, 11, 24), 6 * 60), "top_coins": 100}
+    base = {
+        "snapshot": "20251125T060000Z",
+        "observed_at": close_of(date(2025, 11, 24), 6 * 60),
+        "top_coins": 100,
+    }
     good = {**base, "total_market_cap_usd": 3.0e12, "top_mcap_usd": 2.96e12, "top_share": 2.96 / 3.0}
     assert quality.global_values(pl.DataFrame([good])) == []
-    for total, share, what in ((0.0, math.inf, "total_market_cap_usd = 0.0"), (-1e12, -2.96, "total_market_cap_usd = -1"),
-                               (math.nan, math.nan, "total_market_cap_usd = nan"), (2.5e12, 2.96 / 2.5, "below the top 100")):
-        bad = quality.global_values(pl.DataFrame([{**good, "total_market_cap_usd": total, "top_share": share}]))
+    for total, share, what in (
+        (0.0, math.inf, "total_market_cap_usd = 0.0"),
+        (-1e12, -2.96, "total_market_cap_usd = -1"),
+        (math.nan, math.nan, "total_market_cap_usd = nan"),
+        (2.5e12, 2.96 / 2.5, "below the top 100"),
+    ):
+        bad = quality.global_values(
+            pl.DataFrame([{**good, "total_market_cap_usd": total, "top_share": share}])
+        )
         assert bad and all(p.startswith("global_market_cap[snapshot=20251125T060000Z") for p in bad), total
         assert any(what in p for p in bad), (what, bad)
 
@@ -150,8 +206,13 @@ def test_wrong_global_rows_in_the_lake_block_naming_the_row() -> None:
 # ---- the pull, against the emulator ---------------------------------------------------------------------------
 @pytest.fixture
 def cg(fresh_emulator: MarketEmulator):
-    with CoinGeckoClient(fresh_emulator.base_urls()["COINGECKO_BASE_URL"], calls_per_minute=0, sleep=lambda _: None,
-                         timeout=2, max_attempts=2) as client:
+    with CoinGeckoClient(
+        fresh_emulator.base_urls()["COINGECKO_BASE_URL"],
+        calls_per_minute=0,
+        sleep=lambda _: None,
+        timeout=2,
+        max_attempts=2,
+    ) as client:
         yield client
 
 
@@ -175,27 +236,77 @@ def test_global_is_stored_with_the_snapshot_and_measures_the_top_share(cg, fresh
 @pytest.mark.parametrize(
     "fault, reason",
     [
-        (Fault(api="coingecko", path="^/global", kind="respond", status=404, body=b'{"error":"not found"}', times=None), NOT_FOUND),
+        (
+            Fault(
+                api="coingecko",
+                path="^/global",
+                kind="respond",
+                status=404,
+                body=b'{"error":"not found"}',
+                times=None,
+            ),
+            NOT_FOUND,
+        ),
         (Fault(api="coingecko", path="^/global", kind="503", times=None), UNAVAILABLE),
-        (Fault(api="coingecko", path="^/global", kind="drift", times=None,
-               mutate=lambda b: {**b, "data": {**b["data"], "total_market_cap": {"usd": 0}}}), PAYLOAD),
-        (Fault(api="coingecko", path="^/global", kind="drift", times=None,
-               mutate=lambda b: {**b, "data": {**b["data"], "total_market_cap": {"usd": -3e12}}}), PAYLOAD),
-        (Fault(api="coingecko", path="^/global", kind="drift", times=None,
-               mutate=lambda b: {**b, "data": {**b["data"], "total_market_cap": {"usd": float("nan")}}}), PAYLOAD),
-        (Fault(api="coingecko", path="^/global", kind="drift", times=None,  # below the listed coins' own total
-               mutate=lambda b: {**b, "data": {**b["data"], "total_market_cap": {"usd": 1e12}}}), PAYLOAD),
-        (Fault(api="coingecko", path="^/global", kind="drift", times=None, mutate=lambda b: {"data": {}}), PAYLOAD),
+        (
+            Fault(
+                api="coingecko",
+                path="^/global",
+                kind="drift",
+                times=None,
+                mutate=lambda b: {**b, "data": {**b["data"], "total_market_cap": {"usd": 0}}},
+            ),
+            PAYLOAD,
+        ),
+        (
+            Fault(
+                api="coingecko",
+                path="^/global",
+                kind="drift",
+                times=None,
+                mutate=lambda b: {**b, "data": {**b["data"], "total_market_cap": {"usd": -3e12}}},
+            ),
+            PAYLOAD,
+        ),
+        (
+            Fault(
+                api="coingecko",
+                path="^/global",
+                kind="drift",
+                times=None,
+                mutate=lambda b: {**b, "data": {**b["data"], "total_market_cap": {"usd": float("nan")}}},
+            ),
+            PAYLOAD,
+        ),
+        (
+            Fault(
+                api="coingecko",
+                path="^/global",
+                kind="drift",
+                times=None,  # below the listed coins' own total
+                mutate=lambda b: {**b, "data": {**b["data"], "total_market_cap": {"usd": 1e12}}},
+            ),
+            PAYLOAD,
+        ),
+        (
+            Fault(api="coingecko", path="^/global", kind="drift", times=None, mutate=lambda b: {"data": {}}),
+            PAYLOAD,
+        ),
     ],
 )
-def test_a_failed_or_wrong_global_is_a_gap_and_the_registry_is_still_stored(cg, fresh_emulator, tmp_path, fault, reason) -> None:
+def test_a_failed_or_wrong_global_is_a_gap_and_the_registry_is_still_stored(
+    cg, fresh_emulator, tmp_path, fault, reason
+) -> None:
     wh = Warehouse(tmp_path)
     fresh_emulator.inject(fault)
     pull = pull_registry(cg, wh, top_n=120, now=fresh_emulator.now)
     assert pull.global_gap is not None and pull.global_gap.reason == reason and pull.global_file is None
     assert pull.global_gap.dataset == "coingecko global" and pull.global_gap.key == "/global"
     assert _global_files(wh) == [] and global_snapshots(wh) == []  # nothing stored: the next pull asks again
-    assert pull.coins.height == 120 and (wh.raw_dir / "coingecko" / "markets" / f"snapshot={pull.snapshot}" / "_complete").exists()
+    assert (
+        pull.coins.height == 120
+        and (wh.raw_dir / "coingecko" / "markets" / f"snapshot={pull.snapshot}" / "_complete").exists()
+    )
 
 
 # ---- the second derivation -------------------------------------------------------------------------------------
@@ -204,18 +315,38 @@ def test_second_derivation_reproduces_the_market_total(tmp_path) -> None:
     rng = np.random.default_rng(7)
     caps = rng.lognormal(21, 2, 130)
     for i, day in enumerate(WEEK_DAYS):
-        rows = [{"coin_id": f"c{k:03d}", "symbol": "x", "name": "x", "price_usd": 1.0,
-                 "market_cap_usd": float(caps[k] * (1 + 0.01 * i)), "volume_24h_usd": 1.0,
-                 "observed_at": close_of(day), "raw_file": "raw/x.json"}
-                for k in range(130) if not (day == date(2025, 11, 20) and k == 0)]  # a one-day gap of the largest
+        rows = [
+            {
+                "coin_id": f"c{k:03d}",
+                "symbol": "x",
+                "name": "x",
+                "price_usd": 1.0,
+                "market_cap_usd": float(caps[k] * (1 + 0.01 * i)),
+                "volume_24h_usd": 1.0,
+                "observed_at": close_of(day),
+                "raw_file": "raw/x.json",
+            }
+            for k in range(130)
+            if not (day == date(2025, 11, 20) and k == 0)
+        ]  # a one-day gap of the largest
         wh.write_partition(COIN_DAILY, day.isoformat(), pl.DataFrame(rows))
-    obs = observations([(close_of(date(2025, 11, 18), 30), 9e11, 8.8e11), (close_of(CLOSE, 30 * 60), 9.5e11, 9.3e11)])
+    obs = observations(
+        [(close_of(date(2025, 11, 18), 30), 9e11, 8.8e11), (close_of(CLOSE, 30 * 60), 9.5e11, 9.3e11)]
+    )
     for k, r in enumerate(obs.iter_rows(named=True)):
-        wh.write_partition(GLOBAL_MARKET_CAP, f"2025112{k}T000000Z", pl.DataFrame([{**r, "pulled_at": r["observed_at"],
-                           "total_volume_usd": None, "raw_file": "raw/g.json"}]).select(GLOBAL_MARKET_CAP.column_names))
+        wh.write_partition(
+            GLOBAL_MARKET_CAP,
+            f"2025112{k}T000000Z",
+            pl.DataFrame(
+                [{**r, "pulled_at": r["observed_at"], "total_volume_usd": None, "raw_file": "raw/g.json"}]
+            ).select(GLOBAL_MARKET_CAP.column_names),
+        )
     wh.refresh_catalog()
     cd = wh.query("SELECT date, coin_id, market_cap_usd FROM coin_daily")
-    metric = {r["date"]: r["market_total_usd"] for r in market_total_daily(total_market_cap_daily(cd), obs, WEEK).iter_rows(named=True)}
+    metric = {
+        r["date"]: r["market_total_usd"]
+        for r in market_total_daily(total_market_cap_daily(cd), obs, WEEK).iter_rows(named=True)
+    }
     for day in (OPEN, date(2025, 11, 18), date(2025, 11, 20), CLOSE):
         assert market_total_on(wh, WEEK, day) == pytest.approx(metric[day], rel=1e-12), day
 

@@ -36,8 +36,13 @@ def test_pairwise_complete_with_gaps_and_min_overlap():
 
 
 @settings(max_examples=60, deadline=None)
-@given(arrays(np.float64, st.tuples(st.integers(3, 40), st.integers(1, 8)),
-              elements=st.one_of(st.floats(-0.5, 0.5), st.just(np.nan))))
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(3, 40), st.integers(1, 8)),
+        elements=st.one_of(st.floats(-0.5, 0.5), st.just(np.nan)),
+    )
+)
 def test_symmetric_unit_diagonal_bounded(r):
     c = pairwise_corr(r, min_overlap=2, block=3)
     assert np.array_equal(np.isnan(c), np.isnan(c.T))
@@ -76,14 +81,27 @@ def _panel(n_coins: int, days: int, end: date, seed: int = 0, decouple_from: dat
                 beta = 0.0
             logp[i] += beta * f[t] + rng.normal(0, 0.005 if i < 10 else 0.03)
             cid = "bitcoin" if i == 0 else f"c{i:03d}"
-            rows.append({"date": d, "coin_id": cid, "price_usd": float(np.exp(logp[i])),
-                         "market_cap_usd": float(1e12 / (i + 1) * np.exp(logp[i])), "symbol": cid, "name": cid})
+            rows.append(
+                {
+                    "date": d,
+                    "coin_id": cid,
+                    "price_usd": float(np.exp(logp[i])),
+                    "market_cap_usd": float(1e12 / (i + 1) * np.exp(logp[i])),
+                    "symbol": cid,
+                    "name": cid,
+                }
+            )
     return pl.DataFrame(rows)
 
 
 def test_log_return_matrix_day_gap_gives_nan():
-    cd = pl.DataFrame({"date": [date(2025, 1, 1), date(2025, 1, 2), date(2025, 1, 4)], "coin_id": ["a"] * 3,
-                       "price_usd": [1.0, 2.0, 4.0]})
+    cd = pl.DataFrame(
+        {
+            "date": [date(2025, 1, 1), date(2025, 1, 2), date(2025, 1, 4)],
+            "coin_id": ["a"] * 3,
+            "price_usd": [1.0, 2.0, 4.0],
+        }
+    )
     r = log_return_matrix(cd, ["a", "zz"], date(2025, 1, 4), window_days=3)
     assert r[0, 0] == pytest.approx(np.log(2)) and np.isnan(r[1:, 0]).all() and np.isnan(r[:, 1]).all()
 
@@ -102,40 +120,56 @@ def test_buckets_on_factor_panel_and_point_in_time():
     assert got["11-50"]["decoupling"] is True and got["1-10"]["decoupling"] is False
     # equal-weight return of the top bucket, recomputed directly
     o = cd.filter(pl.col("date") == date(2025, 11, 16)).sort("market_cap_usd", descending=True).head(10)
-    c = cd.filter(pl.col("date") == end).join(o.select("coin_id", pl.col("price_usd").alias("p0")), on="coin_id")
+    c = cd.filter(pl.col("date") == end).join(
+        o.select("coin_id", pl.col("price_usd").alias("p0")), on="coin_id"
+    )
     assert got["1-10"]["ew_return_pct"] == pytest.approx(100 * (c["price_usd"] / c["p0"] - 1).mean())
     cut = cd.filter(pl.col("date") <= end)
-    again = weekly_correlation_buckets(cut, ids, "2025-11-17", buckets=buckets, window_days=14, min_overlap=10)
+    again = weekly_correlation_buckets(
+        cut, ids, "2025-11-17", buckets=buckets, window_days=14, min_overlap=10
+    )
     assert out.equals(again)
 
 
 def test_real_binance_perps_correlation_and_bucket_return():
     from tests._metrics_real import real_file
 
-    path = real_file("silertrades_gravestone_binance_perps/binance_usdm_perp_klines_1d_2025-01_2026-01.parquet")
+    path = real_file(
+        "silertrades_gravestone_binance_perps/binance_usdm_perp_klines_1d_2025-01_2026-01.parquet"
+    )
     perps = pl.read_parquet(path)
     syms = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "BNBUSDT", "DOGEUSDT", "ADAUSDT", "LINKUSDT"]
     px = perps.filter(pl.col("symbol").is_in(syms))
     # rank by quote volume over the 30 days before the open as a market-cap stand-in (no caps in this file)
-    size = px.filter(pl.col("date").is_between(date(2025, 10, 17), date(2025, 11, 16))).group_by("symbol").agg(
-        pl.col("quote_volume").sum())
+    size = (
+        px.filter(pl.col("date").is_between(date(2025, 10, 17), date(2025, 11, 16)))
+        .group_by("symbol")
+        .agg(pl.col("quote_volume").sum())
+    )
     cd = px.join(size.rename({"quote_volume": "market_cap_usd"}), on="symbol").select(
-        "date", pl.col("symbol").alias("coin_id"), pl.col("close").alias("price_usd"), "market_cap_usd")
+        "date", pl.col("symbol").alias("coin_id"), pl.col("close").alias("price_usd"), "market_cap_usd"
+    )
     end = date(2025, 11, 23)
     r = log_return_matrix(cd, syms, end, window_days=30)
     assert np.isfinite(r).all()
     # independent: closes as a plain numpy array from the file, one column per symbol
-    wide = px.filter(pl.col("date").is_between(end - timedelta(days=30), end)).pivot(
-        on="symbol", index="date", values="close").sort("date")
+    wide = (
+        px.filter(pl.col("date").is_between(end - timedelta(days=30), end))
+        .pivot(on="symbol", index="date", values="close")
+        .sort("date")
+    )
     lr = np.diff(np.log(wide.select(syms).to_numpy()), axis=0)
     assert pairwise_corr(r) == pytest.approx(np.corrcoef(lr, rowvar=False), abs=1e-10)
     c = pairwise_corr(r)
     assert c[0, 1] > 0.7  # BTC and ETH move together over a month
 
-    out = weekly_correlation_buckets(cd, syms, "2025-11-17", buckets=(("1-4", 1, 4), ("5-8", 5, 8)),
-                                     btc_id="BTCUSDT", lookback_weeks=2)
+    out = weekly_correlation_buckets(
+        cd, syms, "2025-11-17", buckets=(("1-4", 1, 4), ("5-8", 5, 8)), btc_id="BTCUSDT", lookback_weeks=2
+    )
     top = size.sort("quote_volume", descending=True).head(4)["symbol"].to_list()
-    p0 = px.filter((pl.col("date") == date(2025, 11, 16)) & pl.col("symbol").is_in(top)).sort("symbol")["close"]
+    p0 = px.filter((pl.col("date") == date(2025, 11, 16)) & pl.col("symbol").is_in(top)).sort("symbol")[
+        "close"
+    ]
     p1 = px.filter((pl.col("date") == end) & pl.col("symbol").is_in(top)).sort("symbol")["close"]
     row = out.filter(pl.col("bucket") == "1-4").row(0, named=True)
     assert row["ew_return_pct"] == pytest.approx(100 * float((p1 / p0 - 1).mean()))

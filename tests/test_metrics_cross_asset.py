@@ -24,18 +24,25 @@ ASSETS = (
 
 
 def lv(rows):
-    return pl.DataFrame(rows, schema={"series": pl.String, "date": pl.Date, "value": pl.Float64}, orient="row")
+    return pl.DataFrame(
+        rows, schema={"series": pl.String, "date": pl.Date, "value": pl.Float64}, orient="row"
+    )
 
 
 def test_alignment_weekend_holiday_and_transforms():
     rows = [
-        ("crypto", date(2025, 11, 16), 100.0), ("crypto", date(2025, 11, 23), 90.0),
+        ("crypto", date(2025, 11, 16), 100.0),
+        ("crypto", date(2025, 11, 23), 90.0),
         ("crypto", date(2025, 11, 24), 1.0),  # after the close
-        ("SPX", date(2025, 11, 14), 50.0), ("SPX", date(2025, 11, 20), 51.0),  # Friday 21 is a "holiday"
+        ("SPX", date(2025, 11, 14), 50.0),
+        ("SPX", date(2025, 11, 20), 51.0),  # Friday 21 is a "holiday"
         ("SPX", date(2025, 11, 21), None),
-        ("DGS10", date(2025, 11, 14), 4.00), ("DGS10", date(2025, 11, 21), 4.10),
-        ("USDJPY", date(2025, 11, 14), 150.0), ("USDJPY", date(2025, 11, 21), 156.0),
-        ("btc", date(2025, 11, 16), 10.0), ("btc", date(2025, 11, 23), 5.0),
+        ("DGS10", date(2025, 11, 14), 4.00),
+        ("DGS10", date(2025, 11, 21), 4.10),
+        ("USDJPY", date(2025, 11, 14), 150.0),
+        ("USDJPY", date(2025, 11, 21), 156.0),
+        ("btc", date(2025, 11, 16), 10.0),
+        ("btc", date(2025, 11, 23), 5.0),
     ]
     out = weekly_cross_asset(lv(rows), "2025-11-17", ASSETS, duration=8.5)
     WEEKLY_CROSS_ASSET.conform(out)
@@ -52,7 +59,9 @@ def test_alignment_weekend_holiday_and_transforms():
 
 def test_stale_observation_gives_null():
     rows = [("SPX", date(2025, 11, 3), 50.0), ("SPX", date(2025, 11, 21), 51.0)]
-    got = weekly_cross_asset(lv(rows), "2025-11-17", ASSETS).filter(pl.col("asset") == "spx").row(0, named=True)
+    got = (
+        weekly_cross_asset(lv(rows), "2025-11-17", ASSETS).filter(pl.col("asset") == "spx").row(0, named=True)
+    )
     assert got["open_date"] is None and got["return_pct"] is None
 
 
@@ -79,7 +88,10 @@ def test_worst_streak_hand_computed():
 
 
 @settings(max_examples=20, deadline=None)
-@given(st.lists(st.floats(-0.3, 0.3), min_size=8, max_size=8), st.lists(st.floats(-0.1, 0.1), min_size=8, max_size=8))
+@given(
+    st.lists(st.floats(-0.3, 0.3), min_size=8, max_size=8),
+    st.lists(st.floats(-0.1, 0.1), min_size=8, max_size=8),
+)
 def test_removing_later_data_does_not_change_a_week(cm, sm):
     levels = _weekly_path(cm, sm)
     week = "2025-11-03"
@@ -90,30 +102,46 @@ def test_removing_later_data_does_not_change_a_week(cm, sm):
 
 def test_real_week_2025_11_17():
     fred_path = real_file("sivamsapingali_fred_macro/fred_daily_2024-12_2025-12.csv")
-    perps_path = real_file("silertrades_gravestone_binance_perps/binance_usdm_perp_klines_1d_2025-01_2026-01.parquet")
+    perps_path = real_file(
+        "silertrades_gravestone_binance_perps/binance_usdm_perp_klines_1d_2025-01_2026-01.parquet"
+    )
     cm_path = real_file("coinmetrics_community/btc_daily_2025-03-01_2025-12-29.csv")
     fred = pl.read_csv(fred_path, try_parse_dates=True, schema_overrides={"value": pl.Float64})
     perps = pl.read_parquet(perps_path)
     cm = pl.read_csv(cm_path, try_parse_dates=True)
-    levels = pl.concat([
-        fred.rename({"series_id": "series"}),
-        perps.filter(pl.col("symbol").is_in(["BTCUSDT", "PAXGUSDT"])).select(
-            pl.col("symbol").replace({"BTCUSDT": "btc", "PAXGUSDT": "gold"}).alias("series"), "date",
-            pl.col("close").alias("value")),
-        cm.select(pl.lit("btc_cm").alias("series"), "date", pl.col("price_usd").cast(pl.Float64).alias("value")),
-    ])
-    assets = (AssetSpec("crypto", "btc_cm"), AssetSpec("sp500", "SP500"), AssetSpec("gold", "gold"),
-              AssetSpec("treasuries", "DGS10", "yield"), AssetSpec("dollar", "DTWEXBGS"),
-              AssetSpec("btc_perp", "btc", major=False))
+    levels = pl.concat(
+        [
+            fred.rename({"series_id": "series"}),
+            perps.filter(pl.col("symbol").is_in(["BTCUSDT", "PAXGUSDT"])).select(
+                pl.col("symbol").replace({"BTCUSDT": "btc", "PAXGUSDT": "gold"}).alias("series"),
+                "date",
+                pl.col("close").alias("value"),
+            ),
+            cm.select(
+                pl.lit("btc_cm").alias("series"), "date", pl.col("price_usd").cast(pl.Float64).alias("value")
+            ),
+        ]
+    )
+    assets = (
+        AssetSpec("crypto", "btc_cm"),
+        AssetSpec("sp500", "SP500"),
+        AssetSpec("gold", "gold"),
+        AssetSpec("treasuries", "DGS10", "yield"),
+        AssetSpec("dollar", "DTWEXBGS"),
+        AssetSpec("btc_perp", "btc", major=False),
+    )
     out = {r["asset"]: r for r in weekly_cross_asset(levels, "2025-11-17", assets).iter_rows(named=True)}
 
     def fred_on(series, d):
         return fred.filter((pl.col("series_id") == series) & (pl.col("date") == d))["value"][0]
 
     # Monday 00:00 boundaries fall on weekends for US markets: Friday closes are used
-    assert out["sp500"]["open_date"] == date(2025, 11, 14) and out["sp500"]["close_date"] == date(2025, 11, 21)
+    assert out["sp500"]["open_date"] == date(2025, 11, 14) and out["sp500"]["close_date"] == date(
+        2025, 11, 21
+    )
     assert out["sp500"]["return_pct"] == pytest.approx(
-        (fred_on("SP500", date(2025, 11, 21)) / fred_on("SP500", date(2025, 11, 14)) - 1) * 100)
+        (fred_on("SP500", date(2025, 11, 21)) / fred_on("SP500", date(2025, 11, 14)) - 1) * 100
+    )
     dy = fred_on("DGS10", date(2025, 11, 21)) - fred_on("DGS10", date(2025, 11, 14))
     assert out["treasuries"]["return_pct"] == pytest.approx(-8.5 * dy)
     # Binance perp close (bar of day D closes at D+1 00:00) and Coin Metrics close agree on the week within 0.5 pt

@@ -20,11 +20,15 @@ START = datetime(2025, 11, 1, tzinfo=UTC)
 
 
 def settlements(symbol, rates, interval=8, exchange="x", start=START):
-    return pl.DataFrame({
-        "exchange": exchange, "symbol": symbol,
-        "funding_time": [start + timedelta(hours=interval * (i + 1)) for i in range(len(rates))],
-        "funding_rate": rates, "interval_hours": interval,
-    })
+    return pl.DataFrame(
+        {
+            "exchange": exchange,
+            "symbol": symbol,
+            "funding_time": [start + timedelta(hours=interval * (i + 1)) for i in range(len(rates))],
+            "funding_rate": rates,
+            "interval_hours": interval,
+        }
+    )
 
 
 def test_normalization_and_accrual_day():
@@ -54,16 +58,28 @@ def test_negative_facts_oi_and_skew():
     f = settlements("BTC", rates, interval=24, start=START - timedelta(hours=24) + timedelta(hours=0))
     # settlement i at Nov 1 + i days 00:00 -> accrues on Nov i (i = 1..30) shifted: first settles Nov 1 00:00
     f = f.with_columns(pl.col("funding_time") + timedelta(days=1))
-    oi = pl.DataFrame({
-        "exchange": "x", "symbol": "BTC",
-        "ts": [datetime(2025, 10, d, 12, tzinfo=UTC) for d in (5, 6)] + [datetime(2025, 11, d, 12, tzinfo=UTC)
-                                                                          for d in (16, 23, 24)],
-        "oi_usd": [230e9, 200e9, 150e9, 135e9, 1.0],
-    })
-    ls = pl.DataFrame({"exchange": "x", "symbol": "BTC",
-                       "ts": [datetime(2025, 11, 16, 12, tzinfo=UTC), datetime(2025, 11, 20, tzinfo=UTC),
-                              datetime(2025, 11, 22, tzinfo=UTC)],
-                       "long_account": [0.9, 0.4, 0.5], "short_account": [0.1, 0.6, 0.5]})
+    oi = pl.DataFrame(
+        {
+            "exchange": "x",
+            "symbol": "BTC",
+            "ts": [datetime(2025, 10, d, 12, tzinfo=UTC) for d in (5, 6)]
+            + [datetime(2025, 11, d, 12, tzinfo=UTC) for d in (16, 23, 24)],
+            "oi_usd": [230e9, 200e9, 150e9, 135e9, 1.0],
+        }
+    )
+    ls = pl.DataFrame(
+        {
+            "exchange": "x",
+            "symbol": "BTC",
+            "ts": [
+                datetime(2025, 11, 16, 12, tzinfo=UTC),
+                datetime(2025, 11, 20, tzinfo=UTC),
+                datetime(2025, 11, 22, tzinfo=UTC),
+            ],
+            "long_account": [0.9, 0.4, 0.5],
+            "short_account": [0.1, 0.6, 0.5],
+        }
+    )
     out = weekly_leverage(f, oi, ls, "2025-11-17", oi_tolerance=timedelta(days=10))
     WEEKLY_LEVERAGE.conform(out)
     row = out.row(0, named=True)
@@ -95,8 +111,13 @@ def _real_funding(symbol: str) -> pl.DataFrame:
     name = {"BTCUSDT": "binance_usdm_BTCUSDT_funding_8h_2025-03_2025-12.csv"}[symbol]
     path = real_file(f"millbo01_ipf_data_binance_funding/{name}")
     d = pl.read_csv(path, try_parse_dates=True)
-    return d.select(pl.lit("binance").alias("exchange"), "symbol", pl.col("funding_time_utc").alias("funding_time"),
-                    "funding_rate", pl.col("funding_interval_h").alias("interval_hours"))
+    return d.select(
+        pl.lit("binance").alias("exchange"),
+        "symbol",
+        pl.col("funding_time_utc").alias("funding_time"),
+        "funding_rate",
+        pl.col("funding_interval_h").alias("interval_hours"),
+    )
 
 
 def test_real_btc_funding_week_vs_october_and_direct_mean():
@@ -105,8 +126,11 @@ def test_real_btc_funding_week_vs_october_and_direct_mean():
     raw = list(csv.DictReader(open(path)))
 
     def direct(lo: datetime, hi: datetime) -> float:
-        vals = [float(r["funding_rate"]) * 8 / float(r["funding_interval_h"]) for r in raw
-                if lo < datetime.fromisoformat(r["funding_time_utc"]).replace(tzinfo=UTC) <= hi]
+        vals = [
+            float(r["funding_rate"]) * 8 / float(r["funding_interval_h"])
+            for r in raw
+            if lo < datetime.fromisoformat(r["funding_time_utc"]).replace(tzinfo=UTC) <= hi
+        ]
         return sum(vals) / len(vals)
 
     wk_lo, wk_hi = datetime(2025, 11, 17, tzinfo=UTC), datetime(2025, 11, 24, tzinfo=UTC)
@@ -137,12 +161,14 @@ def test_daily_open_interest_is_independent_of_row_order():
 
     rng = np.random.default_rng(3)
     n = 3000
-    oi = pl.DataFrame({
-        "exchange": rng.choice(["binance", "bybit", "okx"], n),
-        "symbol": [f"S{i}" for i in rng.integers(0, 400, n)],
-        "ts": [START + timedelta(minutes=int(m)) for m in rng.integers(1, 3 * 1440, n)],
-        "oi_usd": rng.lognormal(18, 2, n),
-    })
+    oi = pl.DataFrame(
+        {
+            "exchange": rng.choice(["binance", "bybit", "okx"], n),
+            "symbol": [f"S{i}" for i in rng.integers(0, 400, n)],
+            "ts": [START + timedelta(minutes=int(m)) for m in rng.integers(1, 3 * 1440, n)],
+            "oi_usd": rng.lognormal(18, 2, n),
+        }
+    )
     first = daily_open_interest(oi)
     for seed in range(8):
         again = daily_open_interest(oi.sample(fraction=1.0, shuffle=True, seed=seed))
@@ -160,5 +186,7 @@ def test_turned_negative_only_on_a_sign_flip() -> None:
     # Nov 17 continues a run that began Nov 16: not a flip. Nov 20 is the week's first flip.
     assert week["first_negative_day"] == date(2025, 11, 20)
     assert week["first_negative_since"] == date(2025, 11, 18)
-    still = negative_funding_facts(daily.filter(pl.col("day") <= date(2025, 11, 18)), date(2025, 11, 17), date(2025, 11, 18))
+    still = negative_funding_facts(
+        daily.filter(pl.col("day") <= date(2025, 11, 18)), date(2025, 11, 17), date(2025, 11, 18)
+    )
     assert still["first_negative_day"] is None and still["negative_days"] == 2

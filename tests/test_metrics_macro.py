@@ -10,7 +10,9 @@ from tests._metrics_real import real_file
 
 
 def frame(rows):
-    return pl.DataFrame(rows, schema={"series_id": pl.String, "date": pl.Date, "value": pl.Float64}, orient="row")
+    return pl.DataFrame(
+        rows, schema={"series_id": pl.String, "date": pl.Date, "value": pl.Float64}, orient="row"
+    )
 
 
 def by_metric(out):
@@ -18,13 +20,20 @@ def by_metric(out):
 
 
 def test_hand_case_lags_diff_curve_and_holiday_blanks():
-    m = frame([
-        ("PAYEMS", date(2025, 8, 1), 100.0), ("PAYEMS", date(2025, 9, 1), 150.0), ("PAYEMS", date(2025, 10, 1), 120.0),
-        ("UNRATE", date(2025, 9, 1), 4.4), ("UNRATE", date(2025, 10, 1), None),
-        ("DGS10", date(2025, 11, 20), 4.1), ("DGS10", date(2025, 11, 21), None),
-        ("DGS2", date(2025, 11, 20), 3.6), ("DGS2", date(2025, 11, 21), 3.5),
-        ("DGS10", date(2025, 11, 24), 9.9),  # after the close: not known
-    ])
+    m = frame(
+        [
+            ("PAYEMS", date(2025, 8, 1), 100.0),
+            ("PAYEMS", date(2025, 9, 1), 150.0),
+            ("PAYEMS", date(2025, 10, 1), 120.0),
+            ("UNRATE", date(2025, 9, 1), 4.4),
+            ("UNRATE", date(2025, 10, 1), None),
+            ("DGS10", date(2025, 11, 20), 4.1),
+            ("DGS10", date(2025, 11, 21), None),
+            ("DGS2", date(2025, 11, 20), 3.6),
+            ("DGS2", date(2025, 11, 21), 3.5),
+            ("DGS10", date(2025, 11, 24), 9.9),  # after the close: not known
+        ]
+    )
     out = weekly_macro(m, "2025-11-17")
     WEEKLY_MACRO.conform(out)
     got = by_metric(out)
@@ -38,8 +47,13 @@ def test_hand_case_lags_diff_curve_and_holiday_blanks():
 
 
 def test_release_dates_take_precedence():
-    m = frame([("PAYEMS", date(2025, 8, 1), 159474.0), ("PAYEMS", date(2025, 9, 1), 159593.0),
-               ("PAYEMS", date(2025, 10, 1), 159488.0)])
+    m = frame(
+        [
+            ("PAYEMS", date(2025, 8, 1), 159474.0),
+            ("PAYEMS", date(2025, 9, 1), 159593.0),
+            ("PAYEMS", date(2025, 10, 1), 159488.0),
+        ]
+    )
     m = m.with_columns(release_date=pl.Series([date(2025, 9, 5), date(2025, 11, 20), date(2025, 12, 16)]))
     got = by_metric(weekly_macro(m, "2025-11-17"))
     assert got["payrolls_change_k"]["value"] == pytest.approx(119.0)
@@ -51,8 +65,10 @@ def test_release_dates_take_precedence():
 @given(st.lists(st.floats(3.0, 5.0), min_size=40, max_size=80))
 def test_removing_later_data_does_not_change_a_week(vals):
     days = [date.fromordinal(date(2025, 10, 20).toordinal() + i) for i in range(len(vals))]
-    m = frame([("DGS10", d, v) for d, v in zip(days, vals, strict=True)]
-              + [("DGS2", d, v - 0.5) for d, v in zip(days, vals, strict=True)])
+    m = frame(
+        [("DGS10", d, v) for d, v in zip(days, vals, strict=True)]
+        + [("DGS2", d, v - 0.5) for d, v in zip(days, vals, strict=True)]
+    )
     cut = m.filter(pl.col("date") <= date(2025, 11, 23))
     assert weekly_macro(m, "2025-11-17").equals(weekly_macro(cut, "2025-11-17"))
 

@@ -21,7 +21,9 @@ from tests._metrics_real import real_file
 
 
 def frame(rows) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema={"series_id": pl.String, "date": pl.Date, "value": pl.Float64}, orient="row")
+    return pl.DataFrame(
+        rows, schema={"series_id": pl.String, "date": pl.Date, "value": pl.Float64}, orient="row"
+    )
 
 
 def _days(first: date, last: date) -> list[date]:
@@ -55,8 +57,10 @@ def test_discount_rate_to_money_market_and_overnight_basis() -> None:
 def week_rows() -> list[tuple]:
     return [
         *funds(date(2025, 11, 1), date(2025, 11, 30)),
-        ("DTB3", date(2025, 11, 13), 3.74), ("DTB3", date(2025, 11, 14), 3.74),
-        ("DTB3", date(2025, 11, 20), 3.80), ("DTB3", date(2025, 11, 21), 3.77),
+        ("DTB3", date(2025, 11, 13), 3.74),
+        ("DTB3", date(2025, 11, 14), 3.74),
+        ("DTB3", date(2025, 11, 20), 3.80),
+        ("DTB3", date(2025, 11, 21), 3.77),
         ("DTB3", date(2025, 11, 24), 3.60),  # after the close: not known at the week's close
     ]
 
@@ -81,11 +85,21 @@ def test_spread_in_bp_and_cuts_with_the_weekly_change() -> None:
 
 def test_the_pair_is_the_latest_day_with_both_and_holidays_are_skipped() -> None:
     rows = [*funds(date(2025, 11, 1), date(2025, 11, 20)), ("DFF", date(2025, 11, 21), None)]
-    rows += [("DTB3", date(2025, 11, 14), 3.74), ("DTB3", date(2025, 11, 20), 3.80), ("DTB3", date(2025, 11, 21), 3.77)]
+    rows += [
+        ("DTB3", date(2025, 11, 14), 3.74),
+        ("DTB3", date(2025, 11, 20), 3.80),
+        ("DTB3", date(2025, 11, 21), 3.77),
+    ]
     r = weekly_rate_expectations(frame(rows), "2025-11-17").row(0, named=True)
-    assert r["observation_date"] == date(2025, 11, 20) and r["bill_discount_pct"] == 3.80  # no funds rate on the 21st
-    holiday = [*funds(date(2025, 11, 1), date(2025, 11, 30)), ("DTB3", date(2025, 11, 14), 3.74),
-               ("DTB3", date(2025, 11, 20), 3.80), ("DTB3", date(2025, 11, 21), None)]  # "." on FRED
+    assert (
+        r["observation_date"] == date(2025, 11, 20) and r["bill_discount_pct"] == 3.80
+    )  # no funds rate on the 21st
+    holiday = [
+        *funds(date(2025, 11, 1), date(2025, 11, 30)),
+        ("DTB3", date(2025, 11, 14), 3.74),
+        ("DTB3", date(2025, 11, 20), 3.80),
+        ("DTB3", date(2025, 11, 21), None),
+    ]  # "." on FRED
     r = weekly_rate_expectations(frame(holiday), "2025-11-17").row(0, named=True)
     assert r["observation_date"] == date(2025, 11, 20) and r["status"] == "ok"
 
@@ -95,7 +109,10 @@ def test_a_missing_series_is_unavailable_and_an_old_pair_is_stale() -> None:
     r = no_bill.row(0, named=True)
     WEEKLY_RATE_EXPECTATIONS.conform(no_bill)
     assert r["status"] == "unavailable" and r["implied_change_bp"] is None and r["change_bp"] is None
-    assert weekly_rate_expectations(frame([("DTB3", date(2025, 11, 21), 3.77)]), "2025-11-17")["status"][0] == "unavailable"
+    assert (
+        weekly_rate_expectations(frame([("DTB3", date(2025, 11, 21), 3.77)]), "2025-11-17")["status"][0]
+        == "unavailable"
+    )
     # the bill stopped on 14 November: the week's close sees a pair nine days old
     old = [*funds(date(2025, 11, 1), date(2025, 11, 30)), ("DTB3", date(2025, 11, 14), 3.74)]
     r = weekly_rate_expectations(frame(old), "2025-11-17").row(0, named=True)
@@ -129,10 +146,15 @@ def test_emulator_effective_rate_matches_the_real_monthly_averages() -> None:
 
     path = real_file("sivamsapingali_fred_macro/fred_macro_lowfreq_2024-2025.csv")
     with path.open() as fh:
-        real = {date.fromisoformat(r["date"]): float(r["value"]) for r in csv.DictReader(fh)
-                if r["series_id"] == "FEDFUNDS" and r["value"]}
+        real = {
+            date.fromisoformat(r["date"]): float(r["value"])
+            for r in csv.DictReader(fh)
+            if r["series_id"] == "FEDFUNDS" and r["value"]
+        }
     assert len(real) >= 23, sorted(real)
-    dff = pl.DataFrame([(o.day, o.value) for o in build_macro().series["DFF"]], schema=["date", "value"], orient="row")
+    dff = pl.DataFrame(
+        [(o.day, o.value) for o in build_macro().series["DFF"]], schema=["date", "value"], orient="row"
+    )
     monthly = dict(dff.group_by(pl.col("date").dt.truncate("1mo")).agg(pl.col("value").mean()).iter_rows())
     worst = max(abs(monthly[m] - v) for m, v in real.items())
     assert worst < 0.02, {m: (round(monthly[m], 3), v) for m, v in sorted(real.items())}

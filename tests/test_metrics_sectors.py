@@ -56,13 +56,24 @@ def _daily(prices: dict[str, list[float]], mcap0: dict[str, float], start: date)
         for i, p in enumerate(ps):
             if p is None:
                 continue
-            rows.append({"date": start + timedelta(days=i), "coin_id": cid, "symbol": cid, "name": cid,
-                         "price_usd": p, "market_cap_usd": mcap0[cid] * p / ps[0], "volume_24h_usd": 0.0})
+            rows.append(
+                {
+                    "date": start + timedelta(days=i),
+                    "coin_id": cid,
+                    "symbol": cid,
+                    "name": cid,
+                    "price_usd": p,
+                    "market_cap_usd": mcap0[cid] * p / ps[0],
+                    "volume_24h_usd": 0.0,
+                }
+            )
     return pl.DataFrame(rows)
 
 
 def test_weekly_index_returns_hand_computed_and_point_in_time():
-    start = date(2025, 11, 9)  # prior week's open day; this week's open day is index 7 (11-16), close 14 (11-23)
+    start = date(
+        2025, 11, 9
+    )  # prior week's open day; this week's open day is index 7 (11-16), close 14 (11-23)
     n = 22
     prices = {
         "l2a": [1.0] * 7 + [1.0] * 7 + [0.8] + [0.5] * (n - 15),
@@ -71,7 +82,9 @@ def test_weekly_index_returns_hand_computed_and_point_in_time():
     }
     mc = {"l2a": 300.0, "l2b": 100.0, "meme": 50.0}
     cd = _daily(prices, mc, start)
-    cats = pl.DataFrame({"coin_id": ["l2a", "l2b", "meme"], "categories": [["layer-2"], ["layer-2"], ["meme-token"]]})
+    cats = pl.DataFrame(
+        {"coin_id": ["l2a", "l2b", "meme"], "categories": [["layer-2"], ["layer-2"], ["meme-token"]]}
+    )
     specs = (IndexSpec("l2", ("layer-2",)), IndexSpec("meme", ("meme-token",)), IndexSpec("top2", None, 1, 2))
     out = weekly_index_returns(cd, cats, ["l2a", "l2b", "meme"], "2025-11-17", specs, cap=0.6)
     WEEKLY_INDEX_RETURNS.conform(out)
@@ -89,17 +102,27 @@ def test_weekly_index_returns_hand_computed_and_point_in_time():
 def test_real_perps_single_constituent_index_and_capped_pair():
     from tests._metrics_real import real_file
 
-    perps = pl.read_parquet(real_file(
-        "silertrades_gravestone_binance_perps/binance_usdm_perp_klines_1d_2025-01_2026-01.parquet"))
+    perps = pl.read_parquet(
+        real_file("silertrades_gravestone_binance_perps/binance_usdm_perp_klines_1d_2025-01_2026-01.parquet")
+    )
     px = perps.filter(pl.col("symbol").is_in(["BTCUSDT", "ETHUSDT"]))
     mc = {"BTCUSDT": 1.8e12, "ETHUSDT": 0.37e12}  # rough caps at the open; only the weight split matters
-    cd = px.select("date", pl.col("symbol").alias("coin_id"), pl.col("close").alias("price_usd"),
-                   (pl.col("close") * pl.col("symbol").replace_strict(mc) / pl.col("close").first().over("symbol"))
-                   .alias("market_cap_usd"))
+    cd = px.select(
+        "date",
+        pl.col("symbol").alias("coin_id"),
+        pl.col("close").alias("price_usd"),
+        (
+            pl.col("close") * pl.col("symbol").replace_strict(mc) / pl.col("close").first().over("symbol")
+        ).alias("market_cap_usd"),
+    )
     cats = pl.DataFrame({"coin_id": ["BTCUSDT", "ETHUSDT"], "categories": [["layer-1"], ["layer-1", "x"]]})
     specs = (IndexSpec("btc_only", None, 1, 1), IndexSpec("pair", ("layer-1",)))
-    out = {r["index"]: r for r in weekly_index_returns(cd, cats, ["BTCUSDT", "ETHUSDT"], "2025-11-17", specs,
-                                                      cap=0.6).iter_rows(named=True)}
+    out = {
+        r["index"]: r
+        for r in weekly_index_returns(
+            cd, cats, ["BTCUSDT", "ETHUSDT"], "2025-11-17", specs, cap=0.6
+        ).iter_rows(named=True)
+    }
 
     def close(sym, d):
         return px.filter((pl.col("symbol") == sym) & (pl.col("date") == d))["close"][0]

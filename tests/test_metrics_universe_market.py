@@ -21,8 +21,12 @@ WEEK = "2025-11-17"  # open day 2025-11-16, close day 2025-11-23
 def coin_rows(coin_id, start, mcaps, price=1.0):
     return [
         {
-            "date": start + timedelta(days=i), "coin_id": coin_id, "symbol": coin_id[:3], "name": coin_id.title(),
-            "price_usd": price * m / mcaps[0] if m is not None else None, "market_cap_usd": m,
+            "date": start + timedelta(days=i),
+            "coin_id": coin_id,
+            "symbol": coin_id[:3],
+            "name": coin_id.title(),
+            "price_usd": price * m / mcaps[0] if m is not None else None,
+            "market_cap_usd": m,
             "volume_24h_usd": 1.0,
         }
         for i, m in enumerate(mcaps)
@@ -32,14 +36,33 @@ def coin_rows(coin_id, start, mcaps, price=1.0):
 def test_eligible_excludes_categories_and_applies_overrides():
     registry = pl.DataFrame(
         {
-            "coin_id": ["bitcoin", "tether", "wrapped-bitcoin", "lido-staked-ether", "pax-gold", "usd-coin-bridged",
-                        "ether-fi-staked-eth", "dogecoin", "weird"],
-            "categories": [["layer-1"], ["stablecoins", "usd-stablecoin"], ["wrapped-tokens"],
-                           ["liquid-staking-tokens"], ["tokenized-gold"], ["bridged-usdc"],
-                           ["liquid-restaking-tokens"], ["meme-token"], ["layer-1"]],
+            "coin_id": [
+                "bitcoin",
+                "tether",
+                "wrapped-bitcoin",
+                "lido-staked-ether",
+                "pax-gold",
+                "usd-coin-bridged",
+                "ether-fi-staked-eth",
+                "dogecoin",
+                "weird",
+            ],
+            "categories": [
+                ["layer-1"],
+                ["stablecoins", "usd-stablecoin"],
+                ["wrapped-tokens"],
+                ["liquid-staking-tokens"],
+                ["tokenized-gold"],
+                ["bridged-usdc"],
+                ["liquid-restaking-tokens"],
+                ["meme-token"],
+                ["layer-1"],
+            ],
         }
     )
-    overrides = pl.DataFrame({"coin_id": ["weird", "pax-gold"], "include": [False, False], "reason": ["scam", "x"]})
+    overrides = pl.DataFrame(
+        {"coin_id": ["weird", "pax-gold"], "include": [False, False], "reason": ["scam", "x"]}
+    )
     out = eligible(registry, overrides)
     assert set(eligible_ids(out)) == {"bitcoin", "dogecoin"}
     assert out.filter(pl.col("coin_id") == "weird")["reason"][0] == "override: scam"
@@ -90,8 +113,11 @@ def test_crossing_first_time_since():
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.floats(2e12, 5e12), min_size=20, max_size=40), st.integers(0, 20))
 def test_removing_later_data_does_not_change_a_week(vals, extra):
-    days = pl.date_range(date(2025, 11, 23) - timedelta(days=len(vals) - 1 - extra), date(2025, 11, 23) +
-                         timedelta(days=extra), eager=True)
+    days = pl.date_range(
+        date(2025, 11, 23) - timedelta(days=len(vals) - 1 - extra),
+        date(2025, 11, 23) + timedelta(days=extra),
+        eager=True,
+    )
     daily = pl.DataFrame({"date": days[: len(vals)], "total_mcap_usd": vals})
     cut = daily.filter(pl.col("date") <= date(2025, 11, 23))
     assert weekly_total_market_cap(daily, WEEK).equals(weekly_total_market_cap(cut, WEEK))
@@ -103,11 +129,13 @@ def test_total_market_cap_daily_is_independent_of_row_order():
 
     rng = np.random.default_rng(5)
     n = 5000
-    cd = pl.DataFrame({
-        "date": [date(2025, 4, 1) + timedelta(days=int(d)) for d in rng.integers(0, 5, n)],
-        "coin_id": [f"c{i}" for i in range(n)],
-        "market_cap_usd": rng.lognormal(20, 3, n),
-    })
+    cd = pl.DataFrame(
+        {
+            "date": [date(2025, 4, 1) + timedelta(days=int(d)) for d in rng.integers(0, 5, n)],
+            "coin_id": [f"c{i}" for i in range(n)],
+            "market_cap_usd": rng.lognormal(20, 3, n),
+        }
+    )
     first = total_market_cap_daily(cd)
     for seed in range(8):
         again = total_market_cap_daily(cd.sample(fraction=1.0, shuffle=True, seed=seed))

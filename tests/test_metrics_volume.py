@@ -10,8 +10,10 @@ from tests._metrics_real import real_file
 
 
 def daily(start: date, vols):
-    return pl.DataFrame({"date": [start + timedelta(days=i) for i in range(len(vols))], "quote_volume_usd": vols},
-                        schema={"date": pl.Date, "quote_volume_usd": pl.Float64})
+    return pl.DataFrame(
+        {"date": [start + timedelta(days=i) for i in range(len(vols))], "quote_volume_usd": vols},
+        schema={"date": pl.Date, "quote_volume_usd": pl.Float64},
+    )
 
 
 def test_hand_computed():
@@ -43,10 +45,16 @@ def test_real_btc_spot_volume_week():
     path = real_file("coinmetrics_community/btc_daily_2025-03-01_2025-12-29.csv")
     cm = pl.read_csv(path, try_parse_dates=True)
     spot = cm.select("date", pl.col("spot_volume_reported_usd_1d").cast(pl.Float64).alias("quote_volume_usd"))
-    perps = pl.read_parquet(real_file("silertrades_gravestone_binance_perps/binance_usdm_perp_klines_1d_2025-01_2026-01.parquet"))
-    perp = perps.filter(pl.col("symbol") == "BTCUSDT").select("date", pl.col("quote_volume").alias("quote_volume_usd"))
+    perps = pl.read_parquet(
+        real_file("silertrades_gravestone_binance_perps/binance_usdm_perp_klines_1d_2025-01_2026-01.parquet")
+    )
+    perp = perps.filter(pl.col("symbol") == "BTCUSDT").select(
+        "date", pl.col("quote_volume").alias("quote_volume_usd")
+    )
     r = weekly_volume(spot, perp, "2025-11-17").row(0, named=True)
-    direct = cm.filter(pl.col("date").is_between(date(2025, 11, 17), date(2025, 11, 23)))["spot_volume_reported_usd_1d"]
+    direct = cm.filter(pl.col("date").is_between(date(2025, 11, 17), date(2025, 11, 23)))[
+        "spot_volume_reported_usd_1d"
+    ]
     assert direct.len() == 7
     assert r["spot_volume_usd"] == pytest.approx(float(direct.sum()))
     assert r["perp_to_spot"] == pytest.approx(r["perp_volume_usd"] / r["spot_volume_usd"])

@@ -15,8 +15,14 @@ from tests._narrative_frames import WEEK, frames
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--hide-scrollbars",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
 ]
 
 
@@ -43,9 +49,19 @@ def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
     html.write_text(r.html)
     png = tmp_path / "report.png"
     shot = subprocess.run(
-        [str(CHROMIUM), *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-         f"--screenshot={png}", "--window-size=1200,3000", html.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            str(CHROMIUM),
+            *FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--screenshot={png}",
+            "--window-size=1200,3000",
+            html.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert png.exists() and png.stat().st_size > 10_000, shot.stderr[-2000:]
     assert png_pixels_not_blank(png.read_bytes())
@@ -53,7 +69,9 @@ def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert console == [], console
     dom = subprocess.run(
         [str(CHROMIUM), *FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", "--dump-dom", html.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout
     assert dom.count("<svg") == 5
     assert "Market Update – <span" in dom and ">November 24, 2025</span>" in dom

@@ -76,11 +76,15 @@ def test_highest_since_needs_a_rise_and_a_date_before_the_week() -> None:
 def test_closed_below_agrees_with_the_printed_open_and_close() -> None:
     fr = frames()
     assert "closed below $3T" in _text(fr)
-    _set(fr, "weekly_total_market_cap", {"market_total_close_usd": 3.05e12})  # the close printed beside it is above
+    _set(
+        fr, "weekly_total_market_cap", {"market_total_close_usd": 3.05e12}
+    )  # the close printed beside it is above
     md = _text(fr)
     assert "closed below $3T" not in md and "Falls Below" not in md
     fr = frames()
-    _set(fr, "weekly_total_market_cap", {"market_total_open_usd": 2.97e12})  # opened below already: no crossing
+    _set(
+        fr, "weekly_total_market_cap", {"market_total_open_usd": 2.97e12}
+    )  # opened below already: no crossing
     assert "closed below $3T" not in _text(fr)
 
 

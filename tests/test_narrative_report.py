@@ -44,8 +44,14 @@ def test_facts_are_ranked_and_sourced() -> None:
     assert keys(facts)[:3] == ["mcap_crossing", "crypto_worst_streak", "funding_turned_negative"]
     cross = facts[0]
     assert cross.sentence.md() == "The total market cap closed below $3T for the first time since April 2025."
-    assert any(s.startswith("weekly_mcap_crossings/week=2025-11-17#last_other_side_day[") for s in cross.sources)
-    assert facts[1].sentence.md().startswith("Crypto was the worst-performing major asset class for the 3rd consecutive")
+    assert any(
+        s.startswith("weekly_mcap_crossings/week=2025-11-17#last_other_side_day[") for s in cross.sources
+    )
+    assert (
+        facts[1]
+        .sentence.md()
+        .startswith("Crypto was the worst-performing major asset class for the 3rd consecutive")
+    )
     flip = facts[2]
     assert flip.numbers == {"funding": -0.00002, "prev": 0.00008}
     assert "weekly_leverage/week=2025-11-10#funding_8h_mean" in flip.sources  # the previous week's partition
@@ -66,7 +72,10 @@ def test_first_week_of_history_makes_no_comparison() -> None:
 def test_missing_inputs_produce_no_fact_and_a_gap() -> None:
     fr = frames()
     fr["weekly_leverage"] = fr["weekly_leverage"].with_columns(
-        pl.when(pl.col("week_start") == WEEK).then(None).otherwise(pl.col("funding_8h_mean")).alias("funding_8h_mean")
+        pl.when(pl.col("week_start") == WEEK)
+        .then(None)
+        .otherwise(pl.col("funding_8h_mean"))
+        .alias("funding_8h_mean")
     )
     fr["weekly_volume"] = fr["weekly_volume"].with_columns(pl.lit(None, pl.Float64).alias("spot_volume_usd"))
     del fr["weekly_btc_volatility"]
@@ -92,7 +101,9 @@ def test_tied_sectors_are_named_together() -> None:
 
 def test_wording_follows_the_sign() -> None:
     fr = frames()
-    fr["weekly_leverage"] = fr["weekly_leverage"].with_columns((-pl.col("funding_8h_mean")).alias("funding_8h_mean"))
+    fr["weekly_leverage"] = fr["weekly_leverage"].with_columns(
+        (-pl.col("funding_8h_mean")).alias("funding_8h_mean")
+    )
     facts, _ = derive_facts(from_frames(W, fr))
     assert "funding_turned_positive" in keys(facts) and "funding_turned_negative" not in keys(facts)
 
@@ -103,12 +114,28 @@ def test_report_has_the_model_shape_and_spans() -> None:
     md = r.markdown
     assert md.startswith("# Crypto Falls Below $3T, Worst Major Asset Class for the 3rd Straight Week\n")
     assert "*Market Update – November 24, 2025*" in md
-    order = ["## Macro Update", "## Market Internal Structure", "## Correlations and Volatility", "## Sector Performance", "## Our View", "## Data gaps"]
+    order = [
+        "## Macro Update",
+        "## Market Internal Structure",
+        "## Correlations and Volatility",
+        "## Sector Performance",
+        "## Our View",
+        "## Data gaps",
+    ]
     assert [md.index(h) for h in order] == sorted(md.index(h) for h in order)
     assert "- Layer 2 (L2) down 14.9% (12 members)" in md
-    assert "Unemployment rate: the October 2025 observation is missing" in md and "Non-farm payrolls (change): +119k (September 2025)" in md
-    assert '<span class="num" data-source="weekly_index_returns/week=2025-11-17#return_pct[index=l2]"' in r.html
-    assert r.html.count("<svg") == 5 and "http://" not in r.html.replace("http://www.w3.org", "") and "<script" not in r.html
+    assert (
+        "Unemployment rate: the October 2025 observation is missing" in md
+        and "Non-farm payrolls (change): +119k (September 2025)" in md
+    )
+    assert (
+        '<span class="num" data-source="weekly_index_returns/week=2025-11-17#return_pct[index=l2]"' in r.html
+    )
+    assert (
+        r.html.count("<svg") == 5
+        and "http://" not in r.html.replace("http://www.w3.org", "")
+        and "<script" not in r.html
+    )
     assert "https://" not in r.html
 
 
@@ -133,7 +160,11 @@ def test_claim_check_passes_then_catches_tampering(tmp_path: Path) -> None:
     extra = r.markdown.replace("## Our View\n", "## Our View\n\nBTC could reach 250k.\n")
     assert [c.printed_text for c in check_claims(wh, W, extra, r.claims, r.texts) if not c.ok] == ["250"]
     # the lake changes after rendering: the printed value no longer matches a fresh query
-    lev = frames()["weekly_leverage"].filter(pl.col("week_start") == WEEK).with_columns(pl.lit(150e9).alias("oi_close_usd"))
+    lev = (
+        frames()["weekly_leverage"]
+        .filter(pl.col("week_start") == WEEK)
+        .with_columns(pl.lit(150e9).alias("oi_close_usd"))
+    )
     wh.write_partition(BY_NAME["weekly_leverage"], W, lev)
     bad = [c for c in check_claims(wh, W, r.markdown, r.claims, r.texts) if not c.ok]
     assert [c.label for c in bad] == ["weekly_leverage/week=2025-11-17#oi_close_usd"]
@@ -155,7 +186,9 @@ def test_rerender_is_byte_identical_and_changes_make_a_version(tmp_path: Path) -
     assert {"weekly_market_summary", "weekly_leverage"} <= {i["table"] for i in man["inputs"]}
     assert all(f["sources"] for f in man["facts"] if f["key"] != "crypto_worst")
     # the volume table arrives: a new version, with a diff
-    wh.write_partition(BY_NAME["weekly_volume"], W, frames()["weekly_volume"].filter(pl.col("week_start") == WEEK))
+    wh.write_partition(
+        BY_NAME["weekly_volume"], W, frames()["weekly_volume"].filter(pl.col("week_start") == WEEK)
+    )
     r3, _, p3 = build_report(wh, W)
     assert (p3.version, p3.new) == (2, True)
     changes = (week_dir / "CHANGES.md").read_text()
@@ -194,7 +227,12 @@ def test_report_refuses_to_publish_on_mismatch(tmp_path: Path, monkeypatch: pyte
 
 def test_point_in_time_later_weeks_do_not_matter() -> None:
     fr = frames()
-    later = {k: pl.concat([v, v.filter(pl.col("week_start") == WEEK).with_columns(pl.col("week_start") + timedelta(days=7))]) for k, v in fr.items()}
+    later = {
+        k: pl.concat(
+            [v, v.filter(pl.col("week_start") == WEEK).with_columns(pl.col("week_start") + timedelta(days=7))]
+        )
+        for k, v in fr.items()
+    }
     a = render_week(from_frames(W, fr))
     b = render_week(from_frames(W, later))
     assert a.markdown == b.markdown and a.html == b.html

@@ -24,8 +24,15 @@ def _view(fr: dict[str, pl.DataFrame]) -> str:
 
 
 def _rising(fr: dict[str, pl.DataFrame], pct: float = 4.0) -> None:
-    _set(fr, "weekly_market_summary", {"total_mcap_change_like_for_like_pct": pct, "total_mcap_change_pct": pct,
-                                       "total_mcap_end_usd": 3.3e12})
+    _set(
+        fr,
+        "weekly_market_summary",
+        {
+            "total_mcap_change_like_for_like_pct": pct,
+            "total_mcap_change_pct": pct,
+            "total_mcap_end_usd": 3.3e12,
+        },
+    )
 
 
 def test_a_coin_name_with_its_own_parenthesis_gets_no_second_one() -> None:
@@ -72,8 +79,16 @@ def test_largest_coins_fell_the_most_only_when_the_top_10_fell() -> None:
 def test_rebuilding_leverage_says_nothing_of_spot_demand() -> None:
     fr = frames()
     _rising(fr)
-    _set(fr, "weekly_leverage", {"funding_8h_mean": 0.0001, "oi_change_like_for_like_pct": 3.0, "oi_change_pct": 3.0,
-                                 "oi_vs_ref_pct": -5.0})
+    _set(
+        fr,
+        "weekly_leverage",
+        {
+            "funding_8h_mean": 0.0001,
+            "oi_change_like_for_like_pct": 3.0,
+            "oi_change_pct": 3.0,
+            "oi_vs_ref_pct": -5.0,
+        },
+    )
     view = _view(fr)
     assert "which supports the move." in view and "spot demand" not in view
     # what would change the view is the reverse of what it judged: open interest giving back its rise
@@ -83,7 +98,9 @@ def test_rebuilding_leverage_says_nothing_of_spot_demand() -> None:
 
 def test_what_would_change_the_view_reverses_its_judgments() -> None:
     fr = frames()  # open interest 41% below its peak, 7-day volatility 66.1% above its 30-day 50.2%
-    fr["weekly_mcap_crossings"] = fr["weekly_mcap_crossings"].clear()  # three conditions at most: no level crossed
+    fr["weekly_mcap_crossings"] = fr[
+        "weekly_mcap_crossings"
+    ].clear()  # three conditions at most: no level crossed
     view = _view(fr)
     assert "open interest climbing back towards the $230.0B reference" in view
     assert "Bitcoin's 7-day volatility settling below its 30-day 50.2%" in view
@@ -101,9 +118,16 @@ def test_a_recovery_only_after_a_falling_week() -> None:
     _rising(fr, 0.7)
     assert "recover" in _view(fr)
     prev = WEEK - timedelta(days=7)
-    fr["weekly_market_summary"] = table("weekly_market_summary", fr["weekly_market_summary"].with_columns(
-        total_mcap_change_like_for_like_pct=pl.when(pl.col("week_start") == prev).then(pl.lit(2.0))
-        .otherwise(pl.col("total_mcap_change_like_for_like_pct"))).to_dicts())
+    fr["weekly_market_summary"] = table(
+        "weekly_market_summary",
+        fr["weekly_market_summary"]
+        .with_columns(
+            total_mcap_change_like_for_like_pct=pl.when(pl.col("week_start") == prev)
+            .then(pl.lit(2.0))
+            .otherwise(pl.col("total_mcap_change_like_for_like_pct"))
+        )
+        .to_dicts(),
+    )
     view = _view(fr)
     assert "recover" not in view and "lost ground again" not in view
     assert "The total market cap rose +0.7% on the week to about $2.96T." in view

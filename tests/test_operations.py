@@ -59,7 +59,11 @@ def test_weekly_schedule_targets_the_week_that_just_ended() -> None:
 
 def test_every_asset_is_in_a_pool_by_the_rule() -> None:
     graph = make_definitions().get_repository_def().asset_graph
-    pools = {k.to_user_string(): graph.get(k).pools for k in graph.get_all_asset_keys() if graph.get(k).is_executable}
+    pools = {
+        k.to_user_string(): graph.get(k).pools
+        for k in graph.get_all_asset_keys()
+        if graph.get(k).is_executable
+    }
     assert pools["raw_coingecko_markets"] == {"source_coingecko"}
     assert pools["raw_coingecko_market_charts"] == {"source_coingecko"}
     assert pools["raw_binance_funding"] == pools["raw_binance_klines"] == {"source_binance"}
@@ -110,7 +114,12 @@ def _check_job(defs: dg.Definitions, key: str):
         ("coin_daily", "2025-12-01", datetime(2025, 12, 2, 2, 30, tzinfo=UTC), True),  # yesterday stored
         ("coin_daily", "2025-11-30", datetime(2025, 12, 2, 2, 30, tzinfo=UTC), False),  # yesterday late
         ("weekly_report", "2025-11-17", datetime(2025, 11, 24, 3, 30, tzinfo=UTC), True),
-        ("weekly_report", "2025-11-10", datetime(2025, 11, 24, 3, 30, tzinfo=UTC), False),  # last week missing
+        (
+            "weekly_report",
+            "2025-11-10",
+            datetime(2025, 11, 24, 3, 30, tzinfo=UTC),
+            False,
+        ),  # last week missing
     ],
 )
 def test_freshness_checks_flag_late_partitions(key: str, partition: str, now: datetime, passed: bool) -> None:
@@ -140,11 +149,16 @@ def test_jobs_leave_freshness_to_the_sensor_and_keep_every_other_check() -> None
         in_job = set(graph.asset_check_keys)
         assert not in_job & freshness, name
         # every other check of the job's assets runs with them (the claim check, coverage, ranges, quality)
-        expected = {c for c in defs.resolve_asset_graph().asset_check_keys
-                    if c not in freshness and defs.resolve_assets_def(c.asset_key).group_names_by_key.get(c.asset_key) in groups}
+        expected = {
+            c
+            for c in defs.resolve_asset_graph().asset_check_keys
+            if c not in freshness
+            and defs.resolve_assets_def(c.asset_key).group_names_by_key.get(c.asset_key) in groups
+        }
         assert expected and in_job == expected, name
     assert dg.AssetCheckKey(dg.AssetKey("weekly_report"), "report_claims_match_tables") in set(
-        defs.resolve_job_def("weekly_job").asset_layer.asset_graph.asset_check_keys)
+        defs.resolve_job_def("weekly_job").asset_layer.asset_graph.asset_check_keys
+    )
 
 
 CONCURRENT_RUN = textwrap.dedent(
@@ -190,7 +204,11 @@ def test_two_runs_at_once_on_one_warehouse(fresh_emulator, tmp_path: Path) -> No
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", CONCURRENT_RUN, "2025-11-20", "2025-11-23"],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for _ in range(2)
     ]

@@ -76,8 +76,12 @@ def test_outputs_manifest_html_and_catalog(week_run) -> None:
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
     assert (wh.root / "catalog.duckdb").exists()
     # every clean row points back at the raw response it came from
-    raw = wh.query("SELECT DISTINCT raw_file FROM coin_daily WHERE date = DATE '2025-11-23'")["raw_file"].to_list()
-    assert raw and all((wh.root / r).exists() and (wh.root / r).with_suffix(".meta.json").exists() for r in raw)
+    raw = wh.query("SELECT DISTINCT raw_file FROM coin_daily WHERE date = DATE '2025-11-23'")[
+        "raw_file"
+    ].to_list()
+    assert raw and all(
+        (wh.root / r).exists() and (wh.root / r).with_suffix(".meta.json").exists() for r in raw
+    )
 
 
 def test_materializations_carry_metadata_and_checks_pass(week_run) -> None:
@@ -87,7 +91,9 @@ def test_materializations_carry_metadata_and_checks_pass(week_run) -> None:
         assert event is not None, key
         meta = event.asset_materialization.metadata
         assert meta, key
-    summary = instance.get_latest_materialization_event(dg.AssetKey("weekly_market_summary")).asset_materialization
+    summary = instance.get_latest_materialization_event(
+        dg.AssetKey("weekly_market_summary")
+    ).asset_materialization
     assert summary.metadata["dagster/row_count"].value == 1
     report = instance.get_latest_materialization_event(dg.AssetKey("weekly_report")).asset_materialization
     assert report.metadata["report"].value.startswith("# Crypto ")

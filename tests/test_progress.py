@@ -13,7 +13,7 @@ from pipelines.progress import Reporter
 
 
 @dg.asset
-def charts(context) -> None:  # noqa: ANN001 (Dagster reads the annotation; a string one is refused)
+def charts(context) -> None:
     for n in (1, 2):
         context.log.info(f"market charts: {n}/2 coins (coin-{n})")
         time.sleep(0.4)

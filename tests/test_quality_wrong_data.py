@@ -153,11 +153,23 @@ def test_days_of_run_never_silently_checks_other_days() -> None:
 
 def test_old_blocking_rules_passed_a_zero_market_cap_the_new_rule_names_it(lake) -> None:
     """The review finding: a top coin's market cap 0 on the close day left every rule green."""
-    _rewrite(lake, CLOSE, lambda df: df.with_columns(
-        pl.when(pl.col("coin_id") == "alt000").then(0.0).otherwise(pl.col("market_cap_usd")).alias("market_cap_usd")))
+    _rewrite(
+        lake,
+        CLOSE,
+        lambda df: df.with_columns(
+            pl.when(pl.col("coin_id") == "alt000")
+            .then(0.0)
+            .otherwise(pl.col("market_cap_usd"))
+            .alias("market_cap_usd")
+        ),
+    )
     days = [OPEN + timedelta(days=i) for i in range(8)]
-    old = [quality.coverage(lake, days, 120), quality.duplicates(lake, days), quality.outliers(lake, days),
-           quality.stale(lake, days)]
+    old = [
+        quality.coverage(lake, days, 120),
+        quality.duplicates(lake, days),
+        quality.outliers(lake, days),
+        quality.stale(lake, days),
+    ]
     assert all(o.passed for o in old)
     assert any("coin_id=alt000" in p for p in quality.week_problems(lake, WEEK))
 
@@ -165,23 +177,45 @@ def test_old_blocking_rules_passed_a_zero_market_cap_the_new_rule_names_it(lake)
 def test_rules_raise_no_false_alarm_on_real_2025_data() -> None:
     """Real Binance funding (BTC, ETH 2025-03..12), Binance BTCUSDT hourly bars and Coin Metrics BTC daily caps:
     no implausible funding, no bar off the hour, no threefold supply jump, no NaN."""
-    from tests._metrics_real import real_file  # noqa: PLC0415
+    from tests._metrics_real import real_file
 
     for sym in ("BTCUSDT", "ETHUSDT"):
-        f = pl.read_csv(real_file(f"millbo01_ipf_data_binance_funding/binance_usdm_{sym}_funding_8h_2025-03_2025-12.csv"))
-        f = f.select(pl.lit("binance").alias("exchange"), "symbol",
-                     pl.col("funding_time_utc").str.to_datetime("%Y-%m-%d %H:%M", time_zone="UTC").alias("funding_time"),
-                     "funding_rate", pl.col("funding_interval_h").alias("interval_hours"))
+        f = pl.read_csv(
+            real_file(f"millbo01_ipf_data_binance_funding/binance_usdm_{sym}_funding_8h_2025-03_2025-12.csv")
+        )
+        f = f.select(
+            pl.lit("binance").alias("exchange"),
+            "symbol",
+            pl.col("funding_time_utc")
+            .str.to_datetime("%Y-%m-%d %H:%M", time_zone="UTC")
+            .alias("funding_time"),
+            "funding_rate",
+            pl.col("funding_interval_h").alias("interval_hours"),
+        )
         f = f.with_columns(pl.col("funding_time").dt.date().alias("date"))
         assert quality.funding_implausible(f) == [] and quality.non_finite("funding_rates", f) == []
         assert quality.key_duplicates("funding_rates", f) == [] and quality.instants("funding_rates", f) == []
     h = pl.read_csv(real_file("datascientest_binance_btcusdt_1h/binance_spot_BTCUSDT_1h_2025-01_2026-01.csv"))
-    h = h.select(pl.col("timestamp").str.to_datetime(time_zone="UTC").alias("ts"), "open", "high", "low", "close",
-                 "volume", "quote_volume").with_columns(pl.col("ts").dt.date().alias("date"))
+    h = h.select(
+        pl.col("timestamp").str.to_datetime(time_zone="UTC").alias("ts"),
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "quote_volume",
+    ).with_columns(pl.col("ts").dt.date().alias("date"))
     assert quality.instants("btc_hourly", h) == [] and quality.required_values("btc_hourly", h) == []
-    c = pl.read_csv(real_file("coinmetrics_community/btc_daily_2025-03-01_2025-12-29.csv"), try_parse_dates=True)
-    c = c.select("date", pl.lit("bitcoin").alias("coin_id"), "price_usd", "market_cap_usd",
-                 pl.col("spot_volume_reported_usd_1d").alias("volume_24h_usd"))
+    c = pl.read_csv(
+        real_file("coinmetrics_community/btc_daily_2025-03-01_2025-12-29.csv"), try_parse_dates=True
+    )
+    c = c.select(
+        "date",
+        pl.lit("bitcoin").alias("coin_id"),
+        "price_usd",
+        "market_cap_usd",
+        pl.col("spot_volume_reported_usd_1d").alias("volume_24h_usd"),
+    )
     assert quality.supply_jumps(c) == [] and quality.coin_values(c) == []
 
 
@@ -190,8 +224,15 @@ def test_funding_off_by_a_factor_on_one_venue_is_left_out_and_named_a_market_wid
 
     def frame(*rates: float) -> pl.DataFrame:
         venues = ["binance", "bybit", "okx"][: len(rates)]
-        return pl.DataFrame({"exchange": venues, "symbol": ["BTCUSDT"] * len(rates), "funding_time": [t] * len(rates),
-                             "funding_rate": list(rates), "interval_hours": [8] * len(rates)})
+        return pl.DataFrame(
+            {
+                "exchange": venues,
+                "symbol": ["BTCUSDT"] * len(rates),
+                "funding_time": [t] * len(rates),
+                "funding_rate": list(rates),
+                "interval_hours": [8] * len(rates),
+            }
+        )
 
     x100 = frame(-1.7e-5, -5.4e-4)  # x100 of a near-zero rate on bybit
     assert quality.funding_venue_outliers(x100) == [
@@ -213,6 +254,10 @@ def test_a_series_missing_for_the_rest_of_the_week_is_one_gap_line() -> None:
 
     days = [date(2025, 11, 17) + timedelta(days=i) for i in range(7)]
     rows = [("bybit", "BTCUSDT", d) for d in days] + [("bybit", "DOGEUSDT", d) for d in days[:3]]
-    df = pl.DataFrame(rows, schema={"exchange": pl.String, "symbol": pl.String, "date": pl.Date}, orient="row")
-    lines = [g for g in quality.week_gaps({"funding_rates": df}, "2025-11-17") if g.startswith("funding_rates")]
+    df = pl.DataFrame(
+        rows, schema={"exchange": pl.String, "symbol": pl.String, "date": pl.Date}, orient="row"
+    )
+    lines = [
+        g for g in quality.week_gaps({"funding_rates": df}, "2025-11-17") if g.startswith("funding_rates")
+    ]
     assert lines == ["funding_rates: nothing on 2025-11-20..2025-11-23 for bybit DOGEUSDT (not filled)."]

@@ -26,7 +26,7 @@ WEEK = "2025-11-17"
 
 def _get(url: str) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback emulator
+        with urllib.request.urlopen(url, timeout=10) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()

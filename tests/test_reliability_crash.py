@@ -39,8 +39,12 @@ def _spawn(wh: Path, tmp: Path) -> subprocess.Popen:
     env = {**os.environ, "WAREHOUSE_DIR": str(wh), "COINGECKO_TOP_N": "120", "DAGSTER_DISABLE_TELEMETRY": "1"}
     env.pop("CRYPTO_WEEKLY_NOW", None)
     return subprocess.Popen(
-        [sys.executable, str(script), TEST_NOW.isoformat()], cwd=REPO, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, str(script), TEST_NOW.isoformat()],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -86,7 +90,9 @@ def _assert_clean_and_equal(wh: Path, reference: dict[str, str]) -> None:
     leftovers = [p for p in wh.rglob(".tmp-*")]
     assert not leftovers, leftovers
     assert tree_hashes(wh, "lake", "reports") == reference
-    dupes = Warehouse(wh).query("SELECT date, coin_id, count(*) AS n FROM coin_daily GROUP BY ALL HAVING n > 1")
+    dupes = Warehouse(wh).query(
+        "SELECT date, coin_id, count(*) AS n FROM coin_daily GROUP BY ALL HAVING n > 1"
+    )
     assert dupes.is_empty(), dupes
     # every stored body has its record, and every record its body
     raw = [p for p in (wh / "raw").rglob("*") if p.is_file() and not p.name.startswith(("_", "."))]
@@ -117,7 +123,7 @@ def test_leftovers_of_a_kill_are_completed_or_swept(uninterrupted: Path, referen
     registry snapshot stored without its completion marker (in a copy of the uninterrupted run's warehouse)."""
     wh = tmp_path / "warehouse"
     shutil.copytree(uninterrupted, wh)
-    finished = subprocess.Popen(["true"])  # noqa: S607
+    finished = subprocess.Popen(["true"])
     finished.wait()
     dead_pid = finished.pid  # a writer that is gone
     coin = wh / "raw/coingecko/market_chart_range/coin=solana"

@@ -17,7 +17,9 @@ WEEK = "2025-11-17"
 
 def _full_run(wh: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     monkeypatch.setenv("WAREHOUSE_DIR", str(wh))
-    with emulated_sources(seed=DEFAULT_SEED, now=TEST_NOW):  # its own emulator; the pipeline's clock is its clock
+    with emulated_sources(
+        seed=DEFAULT_SEED, now=TEST_NOW
+    ):  # its own emulator; the pipeline's clock is its clock
         week(WEEK, "2025-11-01")
     return tree_hashes(wh, "lake", "reports")
 
@@ -31,7 +33,11 @@ def test_two_runs_give_byte_identical_lake_and_reports(
     a = week_from_november.hashes
     b = _full_run(tmp_path / "b" / "warehouse", monkeypatch)
     assert len([k for k in a if k.startswith("lake/coin_daily/")]) == 23  # 2025-11-01..2025-11-23
-    assert {f"reports/{WEEK}/report.md", f"reports/{WEEK}/report.html", f"reports/{WEEK}/manifest.json"} <= set(a)
+    assert {
+        f"reports/{WEEK}/report.md",
+        f"reports/{WEEK}/report.html",
+        f"reports/{WEEK}/manifest.json",
+    } <= set(a)
     differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
     assert not differ, differ
     for wh in (week_from_november.warehouse, tmp_path / "b" / "warehouse"):

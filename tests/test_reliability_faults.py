@@ -29,7 +29,9 @@ CHART_ENDPOINT = "/coins/solana/market_chart/range"
 
 def _env(mp: pytest.MonkeyPatch, emu: MarketEmulator, wh: Path) -> None:
     mp.setenv("WAREHOUSE_DIR", str(wh))
-    for api in PACED_APIS:  # no pacing against the loopback emulator (pacing is not what these tests are about)
+    for (
+        api
+    ) in PACED_APIS:  # no pacing against the loopback emulator (pacing is not what these tests are about)
         mp.setenv(f"{api}_CALLS_PER_MINUTE", "0")
     mp.setenv("COINGECKO_MAX_ATTEMPTS", "3")
     mp.setenv("HTTP_MAX_RETRY_WAIT_SECONDS", "0.05")
@@ -78,22 +80,41 @@ def _error_of(msg: str, coin: str) -> str:
 # Several faults go into one run, each on a coin of its own: the charts are pulled one coin after the other, so a
 # coin's faulty answers never meet another coin's requests, and each kind is still counted and checked on its own.
 # One run instead of one per kind (the runs were the same week on the same copy of the baseline).
-TRANSIENT = {"429": "solana", "418": "ripple", "500": "dogecoin", "502": "chainlink", "503": "cardano",
-             "reset": "polkadot", "truncated": "sui", "invalid_json": "aptos", "timeout": "uniswap"}
+TRANSIENT = {
+    "429": "solana",
+    "418": "ripple",
+    "500": "dogecoin",
+    "502": "chainlink",
+    "503": "cardano",
+    "reset": "polkadot",
+    "truncated": "sui",
+    "invalid_json": "aptos",
+    "timeout": "uniswap",
+}
 
 
 def test_transient_faults_are_retried_and_change_nothing(wh, stores, emulator: MarketEmulator) -> None:
     target, before = wh
     times = {kind: 1 if kind == "timeout" else 2 for kind in TRANSIENT}
     for kind, coin in TRANSIENT.items():
-        emulator.inject(Fault(api="coingecko", path=f"/coins/{coin}/market_chart", kind=kind, times=times[kind],
-                              retry_after=0.05, delay=1.5))
+        emulator.inject(
+            Fault(
+                api="coingecko",
+                path=f"/coins/{coin}/market_chart",
+                kind=kind,
+                times=times[kind],
+                retry_after=0.05,
+                delay=1.5,
+            )
+        )
     n0 = {kind: _chart_requests(emulator, coin) for kind, coin in TRANSIENT.items()}
     week(WEEK, FIRST)
     for kind, coin in TRANSIENT.items():  # the faulty answers, then the good one
         assert _chart_requests(emulator, coin) - n0[kind] == times[kind] + 1, kind
     assert_untouched(before, tree_hashes(target, "lake", "raw"))
-    assert tree_hashes(target, "lake", "reports") == stores[1]  # exactly the undisturbed run's lake and report
+    assert (
+        tree_hashes(target, "lake", "reports") == stores[1]
+    )  # exactly the undisturbed run's lake and report
 
 
 def test_retry_after_is_honoured(wh, emulator: MarketEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,24 +125,43 @@ def test_retry_after_is_honoured(wh, emulator: MarketEmulator, monkeypatch: pyte
     assert time.monotonic() - t0 >= 1.2  # two waits of Retry-After: 0.6 s
 
 
-LASTING = {"503": "solana", "429": "ripple", "reset": "dogecoin", "invalid_json": "chainlink",
-           "truncated": "cardano", "timeout": "polkadot"}
+LASTING = {
+    "503": "solana",
+    "429": "ripple",
+    "reset": "dogecoin",
+    "invalid_json": "chainlink",
+    "truncated": "cardano",
+    "timeout": "polkadot",
+}
 
 
 def test_lasting_faults_fail_naming_endpoint_and_params(wh, emulator: MarketEmulator) -> None:
     target, before = wh
     for kind, coin in LASTING.items():
-        emulator.inject(Fault(api="coingecko", path=f"/coins/{coin}/market_chart", kind=kind, times=None,
-                              retry_after=0.01, delay=1.0))
+        emulator.inject(
+            Fault(
+                api="coingecko",
+                path=f"/coins/{coin}/market_chart",
+                kind=kind,
+                times=None,
+                retry_after=0.01,
+                delay=1.0,
+            )
+        )
     with pytest.raises(RunFailed) as err:
         week(WEEK, FIRST)
     msg = str(err.value)
     after = tree_hashes(target, "lake", "raw")
     assert_untouched(before, after)
-    assert not any(k.startswith("lake/coin_daily/date=2025-11-2") for k in after)  # nothing cleaned from a hole
+    assert not any(
+        k.startswith("lake/coin_daily/date=2025-11-2") for k in after
+    )  # nothing cleaned from a hole
     for kind, coin in LASTING.items():
         line = _error_of(msg, coin)
-        assert f"/coins/{coin}/market_chart/range" in line and "gave up after 3 attempts" in line, (kind, line)
+        assert f"/coins/{coin}/market_chart/range" in line and "gave up after 3 attempts" in line, (
+            kind,
+            line,
+        )
         # from = close of 2025-11-17
         assert "'from': 1763424000" in line and "'vs_currency': 'usd'" in line, (kind, line)
         assert not any(f"coin={coin}" in k and k not in before for k in after), kind  # nothing stored for it
@@ -132,20 +172,35 @@ def _map_series(body: dict, fn) -> dict:
 
 
 REFUSED_DRIFTS = {
-    "numbers_as_strings": (lambda b: _map_series(b, lambda s: [[t, str(v)] for t, v in s]), "bad point in 'prices'"),
+    "numbers_as_strings": (
+        lambda b: _map_series(b, lambda s: [[t, str(v)] for t, v in s]),
+        "bad point in 'prices'",
+    ),
     "missing_field": (lambda b: {k: v for k, v in b.items() if k != "market_caps"}, "'market_caps' missing"),
-    "renamed_field": (lambda b: {("price" if k == "prices" else k): v for k, v in b.items()}, "'prices' missing"),
+    "renamed_field": (
+        lambda b: {("price" if k == "prices" else k): v for k, v in b.items()},
+        "'prices' missing",
+    ),
     "object_not_array": (lambda b: _map_series(b, lambda s: [{"t": t, "v": v} for t, v in s]), "bad point"),
     "error_object_200": (lambda b: {"status": {"error_code": 9999, "error_message": "nope"}}, "error body"),
 }
-DRIFT_COINS = dict(zip(sorted(REFUSED_DRIFTS), ["solana", "ripple", "dogecoin", "chainlink", "cardano"], strict=True))
+DRIFT_COINS = dict(
+    zip(sorted(REFUSED_DRIFTS), ["solana", "ripple", "dogecoin", "chainlink", "cardano"], strict=True)
+)
 
 
 def test_schema_drifts_are_refused_before_storage(wh, emulator: MarketEmulator) -> None:
     target, before = wh
     for name, coin in DRIFT_COINS.items():
-        emulator.inject(Fault(api="coingecko", path=f"/coins/{coin}/market_chart", kind="drift", times=None,
-                              mutate=REFUSED_DRIFTS[name][0]))
+        emulator.inject(
+            Fault(
+                api="coingecko",
+                path=f"/coins/{coin}/market_chart",
+                kind="drift",
+                times=None,
+                mutate=REFUSED_DRIFTS[name][0],
+            )
+        )
     with pytest.raises(RunFailed) as err:
         week(WEEK, FIRST)
     msg = str(err.value)
@@ -154,8 +209,9 @@ def test_schema_drifts_are_refused_before_storage(wh, emulator: MarketEmulator) 
     for name, coin in DRIFT_COINS.items():
         line = _error_of(msg, coin)
         expected = REFUSED_DRIFTS[name][1]
-        assert expected in line and f"/coins/{coin}/market_chart/range" in line and "'from': 1763424000" in line, (
-            name, line)
+        assert (
+            expected in line and f"/coins/{coin}/market_chart/range" in line and "'from': 1763424000" in line
+        ), (name, line)
         # a refused body is not kept as covering
         assert not any(f"coin={coin}" in k and k not in before for k in after), name
     # once the API is fixed, the same command completes, equal to an undisturbed run
@@ -171,7 +227,9 @@ def test_extra_fields_duplicates_and_disorder_are_harmless(wh, stores, emulator:
         return {**out, "extra_field": {"new": True}, "market_cap_rank": 5}
 
     emulator.inject(Fault(api="coingecko", path=CHART, kind="drift", times=None, mutate=noisy))
-    emulator.inject(Fault(api="coingecko", path="/coins/bitcoin/market_chart", kind="drift", times=None, mutate=noisy))
+    emulator.inject(
+        Fault(api="coingecko", path="/coins/bitcoin/market_chart", kind="drift", times=None, mutate=noisy)
+    )
     week(WEEK, FIRST)
     assert_untouched(before, tree_hashes(target, "lake", "raw"))
     assert tree_hashes(target, "lake", "reports") == stores[1]
@@ -188,7 +246,9 @@ def test_missing_day_is_a_visible_gap_not_a_fill(wh, emulator: MarketEmulator) -
     emulator.inject(Fault(api="coingecko", path=CHART, kind="drift", times=None, mutate=drop_day))
     with dg.instance_for_test() as instance:
         run_week(WEEK, instance, first_day=FIRST)
-        meta = instance.get_latest_materialization_event(dg.AssetKey("coin_daily")).asset_materialization.metadata
+        meta = instance.get_latest_materialization_event(
+            dg.AssetKey("coin_daily")
+        ).asset_materialization.metadata
         assert meta["coin_days_missing"].value == 1
         assert "2025-11-20" in meta["missing_by_day"].value
     from pipelines.warehouse import Warehouse
@@ -199,7 +259,12 @@ def test_missing_day_is_a_visible_gap_not_a_fill(wh, emulator: MarketEmulator) -
         ["solana"],
     )
     assert sorted(str(d) for d in present["date"].to_list()) == [
-        "2025-11-17", "2025-11-18", "2025-11-19", "2025-11-21", "2025-11-22", "2025-11-23"
+        "2025-11-17",
+        "2025-11-18",
+        "2025-11-19",
+        "2025-11-21",
+        "2025-11-22",
+        "2025-11-23",
     ]
     assert present["n"].max() == 1
     assert_untouched(before, tree_hashes(target, "lake", "raw"))

@@ -34,14 +34,18 @@ def _edit(series: str, fn):
 
 
 def _drop_close(body: dict) -> dict:
-    return {k: [p for p in v if not _in_close_hour(p[0])] if isinstance(v, list) else v for k, v in body.items()}
+    return {
+        k: [p for p in v if not _in_close_hour(p[0])] if isinstance(v, list) else v for k, v in body.items()
+    }
 
 
 @pytest.fixture
 def env(emulator: MarketEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     wh = tmp_path / "warehouse"
     monkeypatch.setenv("WAREHOUSE_DIR", str(wh))
-    for api in PACED_APIS:  # no pacing against the loopback emulator (pacing is not what these tests are about)
+    for (
+        api
+    ) in PACED_APIS:  # no pacing against the loopback emulator (pacing is not what these tests are about)
         monkeypatch.setenv(f"{api}_CALLS_PER_MINUTE", "0")
     monkeypatch.setenv("COINGECKO_TOP_N", "120")
     monkeypatch.setenv("CRYPTO_WEEKLY_NOW", TEST_NOW.isoformat())
@@ -54,7 +58,9 @@ def env(emulator: MarketEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def _evaluations(instance: dg.DagsterInstance) -> dict[str, dg.AssetCheckEvaluation]:
     out = {}
-    for rec in instance.get_event_records(dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)):
+    for rec in instance.get_event_records(
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    ):
         ev = rec.event_log_entry.dagster_event.event_specific_data
         out.setdefault(ev.check_name, ev)  # newest first
     return out
@@ -71,26 +77,51 @@ def _run_expecting_failure(wh: Path, check: str, needle: str) -> None:
 
 
 def test_tenfold_market_cap_jump_blocks(env: Path, emulator: MarketEmulator) -> None:
-    emulator.inject(Fault(api="coingecko", path="/coins/solana/market_chart", kind="drift", times=None,
-                          mutate=_edit("market_caps", lambda v: v * 10)))
+    emulator.inject(
+        Fault(
+            api="coingecko",
+            path="/coins/solana/market_chart",
+            kind="drift",
+            times=None,
+            mutate=_edit("market_caps", lambda v: v * 10),
+        )
+    )
     _run_expecting_failure(env, "market_cap_outliers", "2025-11-20: solana market cap x10")
 
 
 def test_bitcoin_missing_on_a_day_blocks(env: Path, emulator: MarketEmulator) -> None:
-    emulator.inject(Fault(api="coingecko", path="/coins/bitcoin/market_chart", kind="drift", times=None, mutate=_drop_close))
+    emulator.inject(
+        Fault(
+            api="coingecko", path="/coins/bitcoin/market_chart", kind="drift", times=None, mutate=_drop_close
+        )
+    )
     _run_expecting_failure(env, "coverage", "2025-11-20: bitcoin missing")
 
 
 def test_coverage_below_ninety_percent_blocks(env: Path, emulator: MarketEmulator) -> None:
     # every coin whose id starts with a letter from c to m loses the close of 2025-11-20 (about a third)
-    emulator.inject(Fault(api="coingecko", path="^/coins/[c-m][^/]*/market_chart", kind="drift", times=None,
-                          mutate=_drop_close))
+    emulator.inject(
+        Fault(
+            api="coingecko",
+            path="^/coins/[c-m][^/]*/market_chart",
+            kind="drift",
+            times=None,
+            mutate=_drop_close,
+        )
+    )
     _run_expecting_failure(env, "coverage", "fewer than 108 (90% of 120)")
 
 
 def test_stablecoin_off_peg_warns_without_blocking(env: Path, emulator: MarketEmulator) -> None:
-    emulator.inject(Fault(api="coingecko", path="/coins/tether/market_chart", kind="drift", times=None,
-                          mutate=_edit("prices", lambda v: v * 0.95)))
+    emulator.inject(
+        Fault(
+            api="coingecko",
+            path="/coins/tether/market_chart",
+            kind="drift",
+            times=None,
+            mutate=_edit("prices", lambda v: v * 0.95),
+        )
+    )
     with dg.instance_for_test() as instance:
         run = run_week(WEEK, instance, first_day="2025-11-16")
         ev = _evaluations(instance)["stablecoin_peg"]
@@ -110,8 +141,10 @@ def test_weekly_guard_blocks_a_report_from_a_bad_lake(env: Path) -> None:
     from pipelines.definitions import make_definitions
 
     with dg.instance_for_test() as instance:
-        result = make_definitions().resolve_job_def("weekly_job").execute_in_process(
-            instance=instance, partition_key=WEEK, raise_on_error=False
+        result = (
+            make_definitions()
+            .resolve_job_def("weekly_job")
+            .execute_in_process(instance=instance, partition_key=WEEK, raise_on_error=False)
         )
         assert not result.success
         ev = _evaluations(instance)["week_inputs_quality"]
@@ -130,16 +163,23 @@ def _rows(d: date, coins: list[str], minutes: int = 3) -> pl.DataFrame:
     t = datetime(d.year, d.month, d.day, tzinfo=timezone.utc) + timedelta(days=1, minutes=minutes)
     return pl.DataFrame(
         {
-            "coin_id": coins, "symbol": coins, "name": coins, "price_usd": [1.0] * len(coins),
-            "market_cap_usd": [1e9] * len(coins), "volume_24h_usd": [1e6] * len(coins),
-            "observed_at": [t] * len(coins), "raw_file": ["raw/x.json"] * len(coins),
+            "coin_id": coins,
+            "symbol": coins,
+            "name": coins,
+            "price_usd": [1.0] * len(coins),
+            "market_cap_usd": [1e9] * len(coins),
+            "volume_24h_usd": [1e6] * len(coins),
+            "observed_at": [t] * len(coins),
+            "raw_file": ["raw/x.json"] * len(coins),
         }
     ).with_columns(pl.col("observed_at").dt.cast_time_unit("ms"))
 
 
 def test_stale_observation_and_duplicates_in_the_lake(tmp_path: Path) -> None:
     d = date(2025, 11, 20)
-    wh = _lake_with(tmp_path, {d: _rows(d, ["bitcoin", "ethereum"]), d + timedelta(days=1): _rows(d, ["bitcoin"], 0)})
+    wh = _lake_with(
+        tmp_path, {d: _rows(d, ["bitcoin", "ethereum"]), d + timedelta(days=1): _rows(d, ["bitcoin"], 0)}
+    )
     assert quality.stale(wh, [d]).passed
     stale = quality.stale(wh, [d + timedelta(days=1)])  # observed at the close of the day before: a day stale
     assert not stale.passed and "bitcoin" in stale.problems[0]
@@ -157,13 +197,27 @@ def test_funding_outliers_only_when_the_table_exists(tmp_path: Path, monkeypatch
     monkeypatch.delitem(TABLES, "funding_rates", raising=False)
     assert quality.funding(wh, [d]).skipped == "no funding_rates table declared"
     table = Table(
-        "funding_rates", "test", "date",
-        (Column("exchange", pa.string(), ""), Column("symbol", pa.string(), ""), Column("funding_rate", pa.float64(), "")),
+        "funding_rates",
+        "test",
+        "date",
+        (
+            Column("exchange", pa.string(), ""),
+            Column("symbol", pa.string(), ""),
+            Column("funding_rate", pa.float64(), ""),
+        ),
     )
     monkeypatch.setitem(TABLES, "funding_rates", table)
     assert quality.funding(wh, [d]).skipped == "funding_rates has no data in the lake"
-    wh.write_partition(table, d.isoformat(), pl.DataFrame(
-        {"exchange": ["binance", "okx"], "symbol": ["BTCUSDT", "BTC-USDT-SWAP"], "funding_rate": [0.0001, 0.05]}
-    ))
+    wh.write_partition(
+        table,
+        d.isoformat(),
+        pl.DataFrame(
+            {
+                "exchange": ["binance", "okx"],
+                "symbol": ["BTCUSDT", "BTC-USDT-SWAP"],
+                "funding_rate": [0.0001, 0.05],
+            }
+        ),
+    )
     out = quality.funding(wh, [d])
     assert out.checked == 2 and len(out.problems) == 1 and "0.05" in out.problems[0]

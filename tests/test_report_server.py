@@ -39,7 +39,7 @@ def test_index_and_reports(tmp_path: Path) -> None:
 
 
 def test_reports_url_reaches_the_warehouse_resource(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from pipelines.resources import build_resources  # noqa: PLC0415
+    from pipelines.resources import build_resources
 
     monkeypatch.setenv("WAREHOUSE_DIR", str(tmp_path))
     monkeypatch.setenv("CRYPTO_WEEKLY_REPORTS_URL", "http://127.0.0.1:3001")

@@ -23,7 +23,9 @@ WEEK = "2025-11-17"
 def env(emulator: MarketEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     wh = tmp_path / "warehouse"
     monkeypatch.setenv("WAREHOUSE_DIR", str(wh))
-    for api in PACED_APIS:  # no pacing against the loopback emulator (pacing is not what these tests are about)
+    for (
+        api
+    ) in PACED_APIS:  # no pacing against the loopback emulator (pacing is not what these tests are about)
         monkeypatch.setenv(f"{api}_CALLS_PER_MINUTE", "0")
     monkeypatch.setenv("COINGECKO_TOP_N", "120")
     monkeypatch.setenv("COINGECKO_MAX_ATTEMPTS", "1")
@@ -75,11 +77,21 @@ def test_api_key_never_reaches_lake_logs_metadata_or_reports(
 # ---- SQL --------------------------------------------------------------------------------------------------------
 SQL_WORDS = ("SELECT ", "INSERT ", "UPDATE ", "DELETE ", "CREATE ", "COMMENT ON", " WHERE ", "DROP ")
 # Interpolations allowed in SQL text: identifiers and fragments from the code, never values from an API.
-ALLOWED = {"table.name", "glob", "ptype", "table.partition_by", "comment", "where",
-           # identifiers checked against the schema registry before use (pipelines/narrative/claims.py)
-           "name", "col", "w_sql", "op",
-           # a column list written in the code (assets/weekly/shape.py)
-           "columns"}
+ALLOWED = {
+    "table.name",
+    "glob",
+    "ptype",
+    "table.partition_by",
+    "comment",
+    "where",
+    # identifiers checked against the schema registry before use (pipelines/narrative/claims.py)
+    "name",
+    "col",
+    "w_sql",
+    "op",
+    # a column list written in the code (assets/weekly/shape.py)
+    "columns",
+}
 # Table-name constants from the schema registry (COIN_DAILY.name, FUNDING_RATES, ...) are identifiers too.
 CONSTANT = re.compile(r"^[A-Z][A-Z0-9_]*(\.name)?$")
 
@@ -89,20 +101,31 @@ def sql_interpolations(source: str) -> list[str]:
     bad = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.JoinedStr):
-            text = "".join(v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str))
+            text = "".join(
+                v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str)
+            )
             if any(w in text.upper() for w in SQL_WORDS):
                 for v in node.values:
-                    if isinstance(v, ast.FormattedValue) and ast.unparse(v.value) not in ALLOWED and not CONSTANT.match(ast.unparse(v.value)):
+                    if (
+                        isinstance(v, ast.FormattedValue)
+                        and ast.unparse(v.value) not in ALLOWED
+                        and not CONSTANT.match(ast.unparse(v.value))
+                    ):
                         bad.append(f"line {node.lineno}: {{{ast.unparse(v.value)}}} in {text[:60]!r}")
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod | ast.Add):
             for side in (node.left, node.right):
-                if isinstance(side, ast.Constant) and isinstance(side.value, str) and any(
-                    w in side.value.upper() for w in SQL_WORDS
+                if (
+                    isinstance(side, ast.Constant)
+                    and isinstance(side.value, str)
+                    and any(w in side.value.upper() for w in SQL_WORDS)
                 ):
                     bad.append(f"line {node.lineno}: SQL built with {type(node.op).__name__}")
         elif (
-            isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format"
-            and isinstance(node.func.value, ast.Constant) and isinstance(node.func.value.value, str)
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "format"
+            and isinstance(node.func.value, ast.Constant)
+            and isinstance(node.func.value.value, str)
             and any(w in node.func.value.value.upper() for w in SQL_WORDS)
         ):
             bad.append(f"line {node.lineno}: SQL built with .format")
@@ -117,7 +140,9 @@ def test_the_sql_checker_catches_interpolated_values() -> None:
 
 
 def test_sql_in_pipelines_and_assets_is_parameterized() -> None:
-    files = [p for d in ("pipelines", "assets") for p in (REPO / d).rglob("*.py") if "emulator" not in p.parts]
+    files = [
+        p for d in ("pipelines", "assets") for p in (REPO / d).rglob("*.py") if "emulator" not in p.parts
+    ]
     assert len(files) > 20
     found = {str(p.relative_to(REPO)): bad for p in files if (bad := sql_interpolations(p.read_text()))}
     assert not found, found
@@ -132,11 +157,15 @@ def test_hostile_coin_ids_never_become_paths(env: Path, emulator: MarketEmulator
         evil = [{**rows[0], "id": cid, "symbol": "../evil", "market_cap_rank": 2} for cid in EVIL_IDS]
         return rows[:1] + evil + rows[1:]
 
-    emulator.inject(Fault(api="coingecko", path="^/coins/markets$", kind="drift", times=None, mutate=add_evil))
+    emulator.inject(
+        Fault(api="coingecko", path="^/coins/markets$", kind="drift", times=None, mutate=add_evil)
+    )
     n0 = len(emulator.requests)
     with dg.instance_for_test() as instance:
         run = run_week(WEEK, instance, first_day="2025-11-16")  # dropped visibly, the rest goes on
-        meta = instance.get_latest_materialization_event(dg.AssetKey("coin_registry")).asset_materialization.metadata
+        meta = instance.get_latest_materialization_event(
+            dg.AssetKey("coin_registry")
+        ).asset_materialization.metadata
     assert sorted(meta["rejected_coin_ids"].value) == sorted(EVIL_IDS)
     assert run.markdown.exists()
     asked = [p for _, p, _ in emulator.requests[n0:]]
@@ -150,9 +179,12 @@ def test_hostile_coin_ids_never_become_paths(env: Path, emulator: MarketEmulator
 def test_hostile_coin_names_are_escaped_end_to_end(env: Path, emulator: MarketEmulator) -> None:
     def hostile(rows: list) -> list:
         return [
-            {**r, "name": f"<script>alert('{r['id']}')</script>\"><img src=x onerror=alert(1)> O'Neil'); DROP TABLE x;--",
-             # the largest coins keep their tickers: the perpetuals are matched on them
-             "symbol": r["symbol"] if (r.get("market_cap_rank") or 999) <= 60 else "<b>" + r["symbol"]}
+            {
+                **r,
+                "name": f"<script>alert('{r['id']}')</script>\"><img src=x onerror=alert(1)> O'Neil'); DROP TABLE x;--",
+                # the largest coins keep their tickers: the perpetuals are matched on them
+                "symbol": r["symbol"] if (r.get("market_cap_rank") or 999) <= 60 else "<b>" + r["symbol"],
+            }
             for r in rows
         ]
 

@@ -135,7 +135,9 @@ def _wait_until_loaded(proc: subprocess.Popen, server: DevServer) -> None:
         try:
             entries = _graphql(server.port, LOCATIONS, timeout=5)["workspaceOrError"]["locationEntries"]
             if entries and all(e["loadStatus"] == "LOADED" for e in entries):
-                assert all(e["locationOrLoadError"]["__typename"] == "RepositoryLocation" for e in entries), entries
+                assert all(e["locationOrLoadError"]["__typename"] == "RepositoryLocation" for e in entries), (
+                    entries
+                )
                 return
         except (OSError, ValueError):
             pass
@@ -161,7 +163,9 @@ def _run_backfill(server: DevServer) -> None:
     server.backfill_id = launched["backfillId"]
     t0 = time.monotonic()
     while time.monotonic() - t0 < 600:
-        server.backfill = _graphql(server.port, STATUS, {"id": server.backfill_id})["partitionBackfillOrError"]
+        server.backfill = _graphql(server.port, STATUS, {"id": server.backfill_id})[
+            "partitionBackfillOrError"
+        ]
         if server.backfill["status"] not in ("REQUESTED", "CANCELING", "FAILING"):
             break
         time.sleep(3)
@@ -193,18 +197,27 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     tmp = tmp_path_factory.mktemp("dev_server")
     home = tmp / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")  # the project's queue and pools
+    shutil.copy(
+        REPO / ".dagster_home" / "dagster.yaml", home / "dagster.yaml"
+    )  # the project's queue and pools
     port = _free_port()
     reports_port = _free_port()
     while reports_port == port:
         reports_port = _free_port()
-    server = DevServer(port=port, reports_url=f"http://127.0.0.1:{reports_port}", home=home,
-                       warehouse=tmp / "warehouse", log=tmp / "crypto_weekly_dev.log")
+    server = DevServer(
+        port=port,
+        reports_url=f"http://127.0.0.1:{reports_port}",
+        home=home,
+        warehouse=tmp / "warehouse",
+        log=tmp / "crypto_weekly_dev.log",
+    )
     with MarketEmulator(now=TEST_NOW) as emu:
         env = {
             **os.environ,
             **emu.base_urls(),
-            **{f"{api}_CALLS_PER_MINUTE": "0" for api in PACED_APIS},  # no pacing against the loopback emulator
+            **{
+                f"{api}_CALLS_PER_MINUTE": "0" for api in PACED_APIS
+            },  # no pacing against the loopback emulator
             "COINGECKO_API_PLAN": emu.plan,  # the plan the emulator enforces (no 365-day window)
             "WAREHOUSE_DIR": str(server.warehouse),
             "DAGSTER_HOME": str(home),
@@ -212,11 +225,25 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
         }
         # crypto-weekly dev (pipelines.cli): --real keeps the sources the environment names (here this test's
         # emulator, whose clock is fixed) instead of starting an emulator of its own.
-        cmd = [sys.executable, "-m", "pipelines.cli", "dev", "--real", "--port", str(port),
-               "--reports-port", str(reports_port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "dev",
+            "--real",
+            "--port",
+            str(port),
+            "--reports-port",
+            str(reports_port),
+        ]
         with server.log.open("w") as log:
             proc = subprocess.Popen(
-                cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cmd,
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 preexec_fn=_reset_sigint,
             )
         t0 = time.monotonic()
@@ -237,7 +264,10 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_backfill_through_dagster_dev(dev_server: DevServer) -> None:
-    assert dev_server.backfill.get("status") == "COMPLETED_SUCCESS", (dev_server.backfill, dev_server.log_tail())
+    assert dev_server.backfill.get("status") == "COMPLETED_SUCCESS", (
+        dev_server.backfill,
+        dev_server.log_tail(),
+    )
 
     # every targeted partition is materialized, by the runs the daemon launched
     with dg.DagsterInstance.from_config(str(dev_server.home)) as instance:
@@ -254,9 +284,13 @@ def test_backfill_through_dagster_dev(dev_server: DevServer) -> None:
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         for rec in reversed(records):
             what = ",".join(sorted(k.to_user_string() for k in rec.dagster_run.asset_selection or ()))
-            print(f"run {what}: queued {rec.start_time - rec.create_timestamp.timestamp():.0f} s, "
-                  f"ran {rec.end_time - rec.start_time:.0f} s")
-        daily_runs = [r for r in runs if "coin_daily" in {k.to_user_string() for k in r.asset_selection or ()}]
+            print(
+                f"run {what}: queued {rec.start_time - rec.create_timestamp.timestamp():.0f} s, "
+                f"ran {rec.end_time - rec.start_time:.0f} s"
+            )
+        daily_runs = [
+            r for r in runs if "coin_daily" in {k.to_user_string() for k in r.asset_selection or ()}
+        ]
         assert len(daily_runs) == 1  # fifteen days, one run
     for week in WEEKS:
         assert (dev_server.warehouse / "reports" / week / "report.md").read_text().startswith("# ")
@@ -276,7 +310,7 @@ def _browse_weekly_report(server: DevServer, week: str, artifacts: Path) -> tupl
     """Headless Chromium (Playwright driving /usr/bin/chromium) on the weekly_report page of ``week`` in the
     Dagster UI, then on the report through the link in its metadata. Asserts what a person would check and that
     neither page logs an error; returns the two screenshots (a third, ``*-failure.png``, on a failure)."""
-    from playwright.sync_api import ConsoleMessage, expect, sync_playwright  # noqa: PLC0415 (used here only)
+    from playwright.sync_api import ConsoleMessage, expect, sync_playwright
 
     report_dir = server.warehouse / "reports" / week
     title = json.loads((report_dir / "manifest.json").read_text())["title"]
@@ -291,7 +325,9 @@ def _browse_weekly_report(server: DevServer, week: str, artifacts: Path) -> tupl
     for png in (asset_png, report_png, failure_png):
         png.unlink(missing_ok=True)  # no screenshot of an earlier run passes for this one's
     errors: list[str] = []
-    expect.set_options(timeout=60_000)  # the UI's first render, on a 2-core machine running the other tests too
+    expect.set_options(
+        timeout=60_000
+    )  # the UI's first render, on a 2-core machine running the other tests too
     # Dagster's "Join the Dagster community" dialog opens once per DAGSTER_HOME when the UI is served from
     # 127.0.0.1 or localhost (GraphQL shouldShowNux); the test's home is new, so a person meets it and skips it.
     nux = _graphql(server.port, "{ shouldShowNux }")["shouldShowNux"]
@@ -314,12 +350,16 @@ def _browse_weekly_report(server: DevServer, week: str, artifacts: Path) -> tupl
                 dialog.get_by_role("button", name="Skip").click()
                 expect(dialog).to_be_hidden()
 
-            def row(key: str):  # noqa: ANN202 (a Playwright locator)
+            def row(key: str):
                 return page.get_by_role("row").filter(has=page.get_by_role("cell", name=key, exact=True))
 
             # the week's partition shown as materialized, by the run that wrote it, with the report's metadata
-            detail = (page.locator("div").filter(has=page.get_by_title(week, exact=True))
-                      .filter(has=page.get_by_text("Materialized", exact=True)).last)
+            detail = (
+                page.locator("div")
+                .filter(has=page.get_by_title(week, exact=True))
+                .filter(has=page.get_by_text("Materialized", exact=True))
+                .last
+            )
             expect(detail).to_be_visible()
             expect(page.locator(f'a[href^="/runs/{record.run_id}"]')).to_be_visible()
             expect(row("title")).to_contain_text(title)

@@ -17,13 +17,19 @@ NOW = SOURCES_NOW  # the shared emulator's clock (tests/conftest.py, fixture `em
 
 @pytest.fixture
 def fut(emu):
-    with bn.BinanceFuturesClient(emu.base_urls()["BINANCE_FAPI_BASE_URL"], sleep=lambda s: None, timeout=0.5) as c:
+    with bn.BinanceFuturesClient(
+        emu.base_urls()["BINANCE_FAPI_BASE_URL"], sleep=lambda s: None, timeout=0.5
+    ) as c:
         yield c
 
 
 def test_funding_pagination_covers_window_in_order(fut, emu):
     before = emu.count("binance_fapi", "fundingRate")
-    pages = list(fut.funding_rate_pages("BTCUSDT", datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 11, 30, 16, tzinfo=UTC)))
+    pages = list(
+        fut.funding_rate_pages(
+            "BTCUSDT", datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 11, 30, 16, tzinfo=UTC)
+        )
+    )
     assert emu.count("binance_fapi", "fundingRate") - before == len(pages) >= 2
     assert len(pages[0].json()) == 1000  # capped page
     df = bn.parse_funding_rates([p.json() for p in pages])
@@ -38,8 +44,10 @@ def test_funding_pagination_covers_window_in_order(fut, emu):
 def test_limit_is_clamped(emu):
     import httpx
 
-    r = httpx.get(emu.base_urls()["BINANCE_FAPI_BASE_URL"] + "/fapi/v1/fundingRate",
-                  params={"symbol": "ETHUSDT", "startTime": 0, "limit": 5000})
+    r = httpx.get(
+        emu.base_urls()["BINANCE_FAPI_BASE_URL"] + "/fapi/v1/fundingRate",
+        params={"symbol": "ETHUSDT", "startTime": 0, "limit": 5000},
+    )
     assert r.status_code == 200 and len(r.json()) == 1000
     assert isinstance(r.json()[0]["fundingRate"], str) and isinstance(r.json()[0]["fundingTime"], int)
     assert int(r.headers["X-MBX-USED-WEIGHT-1M"]) >= 1
@@ -58,7 +66,9 @@ def test_short_interval_symbols_infer_interval(fut, emu):
 def test_open_interest_history_wall_and_windows(fut):
     with pytest.raises(HistoryLimitError, match="30 days"):
         list(fut.open_interest_hist_pages("BTCUSDT", "1h", NOW - timedelta(days=40), NOW))
-    pages = list(fut.open_interest_hist_pages("BTCUSDT", "5m", NOW - timedelta(days=3), NOW - timedelta(hours=1)))
+    pages = list(
+        fut.open_interest_hist_pages("BTCUSDT", "5m", NOW - timedelta(days=3), NOW - timedelta(hours=1))
+    )
     assert all(len(p.json()) <= 500 for p in pages) and len(pages) == 2
     df = bn.parse_open_interest_hist([p.json() for p in pages])
     assert df.height == 3 * 288 - 12 + 1
@@ -82,13 +92,19 @@ def test_premium_index_array_and_object(fut):
 
 
 def test_klines_futures_and_spot(fut, emu):
-    pages = list(fut.klines_pages("BTCUSDT", "1h", datetime(2025, 9, 1, tzinfo=UTC), datetime(2025, 12, 1, tzinfo=UTC)))
+    pages = list(
+        fut.klines_pages("BTCUSDT", "1h", datetime(2025, 9, 1, tzinfo=UTC), datetime(2025, 12, 1, tzinfo=UTC))
+    )
     assert [len(p.json()) for p in pages][0] == 1500
     df = bn.parse_klines([p.json() for p in pages])
     assert df.height == 91 * 24 and df["open_time"].is_sorted()
     assert (df["high"] >= df[["open", "close"]].max_horizontal()).all()
     with bn.BinanceSpotClient(emu.base_urls()["BINANCE_SPOT_BASE_URL"], sleep=lambda s: None) as spot:
-        sp = list(spot.klines_pages("BTCUSDT", "1h", datetime(2025, 11, 1, tzinfo=UTC), datetime(2025, 12, 1, tzinfo=UTC)))
+        sp = list(
+            spot.klines_pages(
+                "BTCUSDT", "1h", datetime(2025, 11, 1, tzinfo=UTC), datetime(2025, 12, 1, tzinfo=UTC)
+            )
+        )
     assert len(sp[0].json()) == 720 and max(len(p.json()) for p in sp) <= 1000
     sdf = bn.parse_klines([p.json() for p in sp], "/api/v3/klines")
     assert sdf.height == 720 and (sdf["quote_volume"] > 0).all()
@@ -153,35 +169,85 @@ def test_client_reads_weight_header(fut):
 
 # ---- literal samples from the reference sheet ---------------------------------------------------------------
 def test_reference_funding_sample():
-    body = [{"symbol": "BTCUSDT", "fundingRate": "0.00010000", "fundingTime": 1704067200000, "markPrice": "42288.58000000"},
-            {"symbol": "BTCUSDT", "fundingRate": "-0.00002311", "fundingTime": 1704096000000, "markPrice": "42501.10000000"}]
+    body = [
+        {
+            "symbol": "BTCUSDT",
+            "fundingRate": "0.00010000",
+            "fundingTime": 1704067200000,
+            "markPrice": "42288.58000000",
+        },
+        {
+            "symbol": "BTCUSDT",
+            "fundingRate": "-0.00002311",
+            "fundingTime": 1704096000000,
+            "markPrice": "42501.10000000",
+        },
+    ]
     df = bn.parse_funding_rates([body])
-    assert df["funding_time"].to_list() == [datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, 8, tzinfo=UTC)]
+    assert df["funding_time"].to_list() == [
+        datetime(2024, 1, 1, tzinfo=UTC),
+        datetime(2024, 1, 1, 8, tzinfo=UTC),
+    ]
     assert df["funding_rate"].to_list() == [0.0001, -0.00002311]
     assert df["interval_hours"].to_list() == [8, 8] and df["mark_price"][1] == 42501.1
 
 
 def test_reference_oi_and_ratio_samples():
-    oi = [{"symbol": "BTCUSDT", "sumOpenInterest": "109115.83500000", "sumOpenInterestValue": "8785524572.89207600",
-           "CMCCirculatingSupply": "20086328.00000000", "timestamp": 1789912200000}]
+    oi = [
+        {
+            "symbol": "BTCUSDT",
+            "sumOpenInterest": "109115.83500000",
+            "sumOpenInterestValue": "8785524572.89207600",
+            "CMCCirculatingSupply": "20086328.00000000",
+            "timestamp": 1789912200000,
+        }
+    ]
     df = bn.parse_open_interest_hist([oi])
     assert df["oi_usd"][0] == pytest.approx(8785524572.892076) and df["oi_base"][0] == 109115.835
     assert df["ts"][0] == datetime.fromtimestamp(1789912200, UTC)
     string_ts = [{**oi[0], "timestamp": "1789912200000"}]
     assert bn.parse_open_interest_hist([string_ts])["ts"][0] == df["ts"][0]
-    ls = [{"symbol": "BTCUSDT", "longShortRatio": "1.9559", "longAccount": "0.6617", "shortAccount": "0.3382",
-           "timestamp": 1583139900000}]
+    ls = [
+        {
+            "symbol": "BTCUSDT",
+            "longShortRatio": "1.9559",
+            "longAccount": "0.6617",
+            "shortAccount": "0.3382",
+            "timestamp": 1583139900000,
+        }
+    ]
     assert bn.parse_long_short_ratio([ls])["long_account"][0] == 0.6617
 
 
 def test_reference_kline_and_premium_samples():
-    row = [1499040000000, "0.01634790", "0.80000000", "0.01575800", "0.01577100", "148976.11427815", 1499644799999,
-           "2434.19055334", 308, "1756.87402397", "28.46694368", "0"]
+    row = [
+        1499040000000,
+        "0.01634790",
+        "0.80000000",
+        "0.01575800",
+        "0.01577100",
+        "148976.11427815",
+        1499644799999,
+        "2434.19055334",
+        308,
+        "1756.87402397",
+        "28.46694368",
+        "0",
+    ]
     df = bn.parse_klines([[row]])
     assert df["trades"][0] == 308 and df["quote_volume"][0] == pytest.approx(2434.19055334)
     assert df["open_time"][0] == datetime(2017, 7, 3, tzinfo=UTC)
-    prem = {"symbol": "BTCUSDT", "markPrice": "11793.63104562", "indexPrice": "11781.80495970",
-            "estimatedSettlePrice": "11781.16138815", "lastFundingRate": "0.00038246", "interestRate": "0.00010000",
-            "nextFundingTime": 1597392000000, "time": 1597370495002}
+    prem = {
+        "symbol": "BTCUSDT",
+        "markPrice": "11793.63104562",
+        "indexPrice": "11781.80495970",
+        "estimatedSettlePrice": "11781.16138815",
+        "lastFundingRate": "0.00038246",
+        "interestRate": "0.00010000",
+        "nextFundingTime": 1597392000000,
+        "time": 1597370495002,
+    }
     p = bn.parse_premium_index(prem)
-    assert p["last_funding_rate"][0] == 0.00038246 and p["next_funding_time"][0] == datetime(2020, 8, 14, 8, tzinfo=UTC)
+    assert p["last_funding_rate"][0] == 0.00038246 and p["next_funding_time"][0] == datetime(
+        2020, 8, 14, 8, tzinfo=UTC
+    )

@@ -26,7 +26,9 @@ def _good_checksums(emu):
 
 @pytest.fixture
 def client(emu):
-    with bv.BinanceVisionClient(emu.base_urls()["BINANCE_VISION_BASE_URL"], sleep=lambda s: None, timeout=0.5) as c:
+    with bv.BinanceVisionClient(
+        emu.base_urls()["BINANCE_VISION_BASE_URL"], sleep=lambda s: None, timeout=0.5
+    ) as c:
         yield c
 
 
@@ -48,7 +50,9 @@ def test_blank_ratio_cells_become_null(client):
         blob = client.metrics_day("ETHUSDT", date(2025, 10, d))
         if blob:
             df = bv.parse_metrics_csv(bv.read_zip_csv(blob))
-            nulls += df.select(pl.col("top_account_ratio", "top_position_ratio", "long_short_ratio").null_count()).sum_horizontal()[0]
+            nulls += df.select(
+                pl.col("top_account_ratio", "top_position_ratio", "long_short_ratio").null_count()
+            ).sum_horizontal()[0]
             assert df["oi_usd"].null_count() == 0
     assert nulls > 0
 
@@ -113,7 +117,9 @@ def test_checksum_line_names_other_file(emu):
         def handle_request(self, request):
             blob = b"PK\x05\x06" + b"\x00" * 18
             if request.url.path.endswith(".CHECKSUM"):
-                return httpx.Response(200, content=f"{hashlib.sha256(blob).hexdigest()}  OTHER.zip\n".encode())
+                return httpx.Response(
+                    200, content=f"{hashlib.sha256(blob).hexdigest()}  OTHER.zip\n".encode()
+                )
             return httpx.Response(200, content=blob)
 
     with bv.BinanceVisionClient("https://data.binance.vision", transport=T()) as c:
@@ -124,17 +130,25 @@ def test_checksum_line_names_other_file(emu):
 # ---- literal samples from the reference sheet ---------------------------------------------------------------
 def test_reference_rows():
     header = ",".join(bv.METRICS_COLUMNS)
-    m = bv.parse_metrics_csv(header + "\n2025-08-01 00:05:00,1000000BOBUSDT,28094099.0000000000000000,"
-                             "1608949.0497300000000000,1.40508806,2.00440300,1.67633929,1.51837000\n")
+    m = bv.parse_metrics_csv(
+        header + "\n2025-08-01 00:05:00,1000000BOBUSDT,28094099.0000000000000000,"
+        "1608949.0497300000000000,1.40508806,2.00440300,1.67633929,1.51837000\n"
+    )
     assert m["ts"][0] == datetime(2025, 8, 1, 0, 5, tzinfo=UTC) and m["oi_base"][0] == 28094099.0
     assert m["long_short_ratio"][0] == 1.67633929
-    k = bv.parse_klines_csv("1704067200000,42314.00,42603.20,42289.60,42503.50,8459.477,1704070799999,"
-                            "359196345.08716,88278,4687.976,199033806.82405,0\n")
+    k = bv.parse_klines_csv(
+        "1704067200000,42314.00,42603.20,42289.60,42503.50,8459.477,1704070799999,"
+        "359196345.08716,88278,4687.976,199033806.82405,0\n"
+    )
     assert k["open_time"][0] == datetime(2024, 1, 1, tzinfo=UTC) and k["trades"][0] == 88278
     us = bv.parse_klines_csv("1735689600000000,1,2,0.5,1.5,10,1735693199999999,15,3,5,7.5,0\n")
     assert us["open_time"][0] == datetime(2025, 1, 1, tzinfo=UTC)
-    f = bv.parse_funding_csv("calc_time,funding_interval_hours,last_funding_rate\n1780272000001,8,0.00005703\n", "BTCUSDT")
-    assert f["funding_time"][0] == datetime.fromtimestamp(1780272000, UTC) and f["funding_rate"][0] == 0.00005703
+    f = bv.parse_funding_csv(
+        "calc_time,funding_interval_hours,last_funding_rate\n1780272000001,8,0.00005703\n", "BTCUSDT"
+    )
+    assert (
+        f["funding_time"][0] == datetime.fromtimestamp(1780272000, UTC) and f["funding_rate"][0] == 0.00005703
+    )
     assert f["interval_hours"][0] == 8
     line = "bf673f3d10804a951e8bac56dd2473486f113025971d43ebe5258ec40f9bfeb3  BTCUSDT-1h-2024-01.zip"
     assert bv._CHECKSUM.match(line + "\n")

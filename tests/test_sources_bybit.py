@@ -24,7 +24,11 @@ def bybit(emu):
 
 # ---- Bybit ----------------------------------------------------------------------------------------------------
 def test_bybit_funding_pages_backward_newest_first(bybit):
-    pages = list(bybit.funding_history_pages("ETHUSDT", datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 11, 30, 16, tzinfo=UTC)))
+    pages = list(
+        bybit.funding_history_pages(
+            "ETHUSDT", datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 11, 30, 16, tzinfo=UTC)
+        )
+    )
     lists = [p.json()["result"]["list"] for p in pages]
     assert [len(x) for x in lists[:2]] == [200, 200]
     first = [int(r["fundingRateTimestamp"]) for r in lists[0]]
@@ -38,9 +42,14 @@ def test_bybit_funding_pages_backward_newest_first(bybit):
 
 def test_bybit_start_only_is_an_error(emu, bybit):
     base = emu.base_urls()["BYBIT_BASE_URL"]
-    r = httpx.get(base + "/v5/market/funding/history", params={"category": "linear", "symbol": "BTCUSDT", "startTime": 1750000000000})
+    r = httpx.get(
+        base + "/v5/market/funding/history",
+        params={"category": "linear", "symbol": "BTCUSDT", "startTime": 1750000000000},
+    )
     assert r.status_code == 200 and r.json()["retCode"] == 10001
-    r = httpx.get(base + "/v5/market/funding/history", params={"category": "linear", "symbol": "BTCUSDT", "limit": 500})
+    r = httpx.get(
+        base + "/v5/market/funding/history", params={"category": "linear", "symbol": "BTCUSDT", "limit": 500}
+    )
     assert r.json()["retCode"] == 10001
     with pytest.raises(SourceError, match="retCode 10001"):
         bybit._get("/v5/market/funding/history", {"category": "linear", "symbol": "BTCUSDT", "startTime": 1})
@@ -53,12 +62,16 @@ def test_bybit_open_interest_cursor(bybit, emu):
     assert pages[-1].json()["result"]["nextPageCursor"] == "" and pages[0].json()["result"]["nextPageCursor"]
     df = by.parse_open_interest([p.json() for p in pages])
     assert df.height == 30 * 24 + 1 and df["oi_usd"].null_count() == df.height
-    prices = pl.DataFrame({"base": ["BTC"], "ts": [NOW - timedelta(days=31)], "price": [90_000.0]},
-                          schema={"base": pl.String, "ts": pl.Datetime("ms", "UTC"), "price": pl.Float64})
+    prices = pl.DataFrame(
+        {"base": ["BTC"], "ts": [NOW - timedelta(days=31)], "price": [90_000.0]},
+        schema={"base": pl.String, "ts": pl.Datetime("ms", "UTC"), "price": pl.Float64},
+    )
     usd = by.attach_usd(df, prices)
     assert usd["oi_usd"].to_list() == pytest.approx((df["oi_base"] * 90_000).to_list())
-    default = httpx.get(emu.base_urls()["BYBIT_BASE_URL"] + "/v5/market/open-interest",
-                        params={"category": "linear", "symbol": "BTCUSDT", "intervalTime": "5min"}).json()
+    default = httpx.get(
+        emu.base_urls()["BYBIT_BASE_URL"] + "/v5/market/open-interest",
+        params={"category": "linear", "symbol": "BTCUSDT", "intervalTime": "5min"},
+    ).json()
     assert len(default["result"]["list"]) == 50
 
 
@@ -66,7 +79,9 @@ def test_bybit_open_interest_cursor(bybit, emu):
 def test_bybit_faults_retried(bybit, emu, kind):
     emu.inject(Fault(api="bybit", path="funding", kind=kind, times=1, retry_after=0, delay=1.0))
     pages = list(bybit.funding_history_pages("BTCUSDT", NOW - timedelta(days=1), NOW))
-    assert pages[0].attempts == 2 and by.parse_funding_history([p.json() for p in pages]).height == 4  # both ends inclusive
+    assert (
+        pages[0].attempts == 2 and by.parse_funding_history([p.json() for p in pages]).height == 4
+    )  # both ends inclusive
 
 
 def test_bybit_drift(bybit, emu):
@@ -82,14 +97,32 @@ def test_bybit_drift(bybit, emu):
 
 
 def test_bybit_reference_samples():
-    f = {"retCode": 0, "retMsg": "OK", "result": {"category": "linear", "list": [
-        {"symbol": "BTCUSDT", "fundingRate": "0.0001", "fundingRateTimestamp": "1672041600000"}]},
-         "retExtInfo": {}, "time": 1672051897447}
+    f = {
+        "retCode": 0,
+        "retMsg": "OK",
+        "result": {
+            "category": "linear",
+            "list": [{"symbol": "BTCUSDT", "fundingRate": "0.0001", "fundingRateTimestamp": "1672041600000"}],
+        },
+        "retExtInfo": {},
+        "time": 1672051897447,
+    }
     df = by.parse_funding_history([f])
     assert df["funding_time"][0] == datetime(2022, 12, 26, 8, tzinfo=UTC) and df["funding_rate"][0] == 0.0001
-    oi = {"retCode": 0, "retMsg": "OK", "result": {"symbol": "ETHUSDT", "category": "linear", "list": [
-        {"openInterest": "411496.22000000", "timestamp": "1677832800000"},
-        {"openInterest": "411484.61000000", "timestamp": "1677832500000"}], "nextPageCursor": "lastid%3D44487872"},
-          "retExtInfo": {}, "time": 1677832955976}
+    oi = {
+        "retCode": 0,
+        "retMsg": "OK",
+        "result": {
+            "symbol": "ETHUSDT",
+            "category": "linear",
+            "list": [
+                {"openInterest": "411496.22000000", "timestamp": "1677832800000"},
+                {"openInterest": "411484.61000000", "timestamp": "1677832500000"},
+            ],
+            "nextPageCursor": "lastid%3D44487872",
+        },
+        "retExtInfo": {},
+        "time": 1677832955976,
+    }
     d = by.parse_open_interest([oi])
     assert d["oi_base"].to_list() == [411484.61, 411496.22] and d["ts"].is_sorted()  # re-ordered ascending

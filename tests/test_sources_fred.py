@@ -19,7 +19,9 @@ NOW = SOURCES_NOW  # the shared emulator's clock (tests/conftest.py, fixture `em
 
 @pytest.fixture
 def client(emu):
-    with fred.FredClient(emu.base_urls()["FRED_BASE_URL"], calls_per_minute=0, sleep=lambda s: None, timeout=0.5) as c:
+    with fred.FredClient(
+        emu.base_urls()["FRED_BASE_URL"], calls_per_minute=0, sleep=lambda s: None, timeout=0.5
+    ) as c:
         yield c
 
 
@@ -101,10 +103,16 @@ def test_reference_sample_and_old_header():
 def test_gold_proxy_from_paxg_chart():
     from pipelines.sources.coingecko import parse_market_chart
 
-    body = {"prices": [[1704067241331, 2061.5], [1704150000000, 2065.0], [1704153600000, 2070.25]],
-            "market_caps": [], "total_volumes": []}
+    body = {
+        "prices": [[1704067241331, 2061.5], [1704150000000, 2065.0], [1704153600000, 2070.25]],
+        "market_caps": [],
+        "total_volumes": [],
+    }
     g = fred.gold_proxy_daily(parse_market_chart(body))
-    assert g["series_id"].to_list() == ["GOLD_PAXG", "GOLD_PAXG"] and g["value"].to_list() == [2065.0, 2070.25]  # last price of each UTC day
+    assert g["series_id"].to_list() == ["GOLD_PAXG", "GOLD_PAXG"] and g["value"].to_list() == [
+        2065.0,
+        2070.25,
+    ]  # last price of each UTC day
 
 
 def test_bill_and_funds_rate_in_freds_exact_format(client):
@@ -114,13 +122,17 @@ def test_bill_and_funds_rate_in_freds_exact_format(client):
     lines = body.splitlines()
     assert lines[0] == "observation_date,DTB3" and body.endswith("\n")
     assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2},(\d\.\d{2}|\.)", line) for line in lines[1:]), lines[:5]
-    assert "2025-10-13,." in lines and "2025-11-11,." in lines and "2025-11-27,." in lines  # Columbus, Veterans, Thanksgiving
+    assert (
+        "2025-10-13,." in lines and "2025-11-11,." in lines and "2025-11-27,." in lines
+    )  # Columbus, Veterans, Thanksgiving
     bill = fred.parse_fredgraph_csv(body)
     assert (bill["date"].dt.weekday() <= 5).all() and bill["date"].max() == date(2025, 11, 28)
     funds = fred.parse_fredgraph_csv(client.series_csv("DFF", date(2025, 1, 1), date(2025, 12, 31)).body)
     days = funds["date"].to_list()
     assert days == [date(2025, 1, 1) + timedelta(days=i) for i in range(len(days))]  # every calendar day
-    assert days[-1] == date(2025, 11, 30) and funds["value"].null_count() == 0  # the weekend is published Monday
+    assert (
+        days[-1] == date(2025, 11, 30) and funds["value"].null_count() == 0
+    )  # the weekend is published Monday
     level = dict(funds.select("date", "value").iter_rows())
     assert level[date(2025, 11, 22)] == level[date(2025, 11, 23)] == level[date(2025, 11, 21)]
     assert {level[d] for d in days if d < date(2025, 9, 18)} <= {4.33, 4.34}  # until the September cut
@@ -143,8 +155,15 @@ def test_bills_price_the_cuts_ahead_of_each_decision():
     def implied(d: date) -> float:
         return (bill_overnight_rate(bill[d]) - funds[d]) * 100
 
-    for before, after in ((date(2025, 9, 12), date(2025, 9, 19)), (date(2025, 10, 24), date(2025, 10, 31)),
-                          (date(2025, 12, 5), date(2025, 12, 12))):
-        assert implied(before) < -15 and implied(after) > implied(before) + 10, (before, implied(before), implied(after))
+    for before, after in (
+        (date(2025, 9, 12), date(2025, 9, 19)),
+        (date(2025, 10, 24), date(2025, 10, 31)),
+        (date(2025, 12, 5), date(2025, 12, 12)),
+    ):
+        assert implied(before) < -15 and implied(after) > implied(before) + 10, (
+            before,
+            implied(before),
+            implied(after),
+        )
     assert implied(date(2025, 11, 21)) > implied(date(2025, 11, 14)) > implied(date(2025, 11, 7)) - 5
     assert implied(date(2025, 11, 28)) < implied(date(2025, 11, 21)) - 5  # priced again after the dip

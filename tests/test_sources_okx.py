@@ -33,15 +33,23 @@ def test_okx_funding_three_month_wall(okx, emu):
     assert df["funding_time"].min() >= NOW - timedelta(days=93)
     assert df.height == 92 * 3 + 1 and df["funding_time"].is_sorted()
     r = data[0]
-    assert df.filter(pl.col("funding_time") == df["funding_time"].max())["funding_rate"][0] == float(r["realizedRate"])
+    assert df.filter(pl.col("funding_time") == df["funding_time"].max())["funding_rate"][0] == float(
+        r["realizedRate"]
+    )
 
 
 def test_okx_paging_with_after(okx, emu):
     base = emu.base_urls()["OKX_BASE_URL"]
-    r = httpx.get(base + "/api/v5/public/funding-rate-history", params={"instId": "ETH-USDT-SWAP", "limit": 10}).json()
-    older = httpx.get(base + "/api/v5/public/funding-rate-history",
-                      params={"instId": "ETH-USDT-SWAP", "limit": 10, "after": r["data"][-1]["fundingTime"]}).json()
-    assert int(older["data"][0]["fundingTime"]) < int(r["data"][-1]["fundingTime"]) and len(older["data"]) == 10
+    r = httpx.get(
+        base + "/api/v5/public/funding-rate-history", params={"instId": "ETH-USDT-SWAP", "limit": 10}
+    ).json()
+    older = httpx.get(
+        base + "/api/v5/public/funding-rate-history",
+        params={"instId": "ETH-USDT-SWAP", "limit": 10, "after": r["data"][-1]["fundingTime"]},
+    ).json()
+    assert (
+        int(older["data"][0]["fundingTime"]) < int(r["data"][-1]["fundingTime"]) and len(older["data"]) == 10
+    )
     bad = httpx.get(base + "/api/v5/public/funding-rate-history", params={"instId": "NOPE-USDT-SWAP"}).json()
     assert bad["code"] == "51001"
     with pytest.raises(SourceError, match="51001"):
@@ -65,18 +73,41 @@ def test_okx_faults_retried(okx, emu, kind):
 
 
 def test_okx_drift(okx, emu):
-    emu.inject(Fault(api="okx", path="funding", kind="drift", mutate=lambda b: {**b, "data": [{"instId": "BTC-USDT-SWAP"}]}))
+    emu.inject(
+        Fault(
+            api="okx",
+            path="funding",
+            kind="drift",
+            mutate=lambda b: {**b, "data": [{"instId": "BTC-USDT-SWAP"}]},
+        )
+    )
     with pytest.raises(PayloadError, match="fundingTime"):
         list(okx.funding_history_pages("BTC-USDT-SWAP", NOW - timedelta(days=1), NOW))
-    body = {"code": "0", "msg": "", "data": [{"instId": "BTC-USDT-SWAP", "fundingTime": "1703059200000", "realizedRate": 1e-4}]}
+    body = {
+        "code": "0",
+        "msg": "",
+        "data": [{"instId": "BTC-USDT-SWAP", "fundingTime": "1703059200000", "realizedRate": 1e-4}],
+    }
     with pytest.raises(PayloadError):
         ok.parse_funding_history([body])
 
 
 def test_okx_reference_samples():
-    f = {"code": "0", "msg": "", "data": [{"formulaType": "noRate", "fundingRate": "0.0000746604960499",
-         "fundingTime": "1703059200000", "instId": "BTC-USD-SWAP", "instType": "SWAP", "method": "next_period",
-         "realizedRate": "0.0000746572360545"}]}
+    f = {
+        "code": "0",
+        "msg": "",
+        "data": [
+            {
+                "formulaType": "noRate",
+                "fundingRate": "0.0000746604960499",
+                "fundingTime": "1703059200000",
+                "instId": "BTC-USD-SWAP",
+                "instType": "SWAP",
+                "method": "next_period",
+                "realizedRate": "0.0000746572360545",
+            }
+        ],
+    }
     df = ok.parse_funding_history([f])
     assert df["funding_rate"][0] == 0.0000746572360545 and df["base"][0] == "BTC"
     assert df["funding_time"][0] == datetime(2023, 12, 20, 8, tzinfo=UTC)

@@ -85,13 +85,19 @@ def test_tracked_set_survivorship_months_back_on_real_snapshots() -> None:
     top 100 among the coins of the October list sum to 0.24% less than the true top 100 in January, 0.41% in
     March, 0.36% in April, under 0.06% from June. So an estimate of April is low by about 0.4% more than the
     share's own error."""
-    m = pl.read_csv(real_file("smoothbrainquant_trading_for_new_dads/coinmarketcap_monthly_snapshots_top200_2025.csv"))
+    m = pl.read_csv(
+        real_file("smoothbrainquant_trading_for_new_dads/coinmarketcap_monthly_snapshots_top200_2025.csv")
+    )
     m = m.with_columns(pl.concat_str(["Symbol", "Name"]).alias("key"))
     tracked = set(m.filter(pl.col("snapshot_date") == m["snapshot_date"].max())["key"].to_list())
     gap = {}
     for (day,), g in m.group_by("snapshot_date", maintain_order=True):
         g = g.sort("Market Cap", descending=True)
-        gap[day] = g.filter(pl.col("key").is_in(list(tracked))).head(TOP_N)["Market Cap"].sum() / g.head(TOP_N)["Market Cap"].sum() - 1
+        gap[day] = (
+            g.filter(pl.col("key").is_in(list(tracked))).head(TOP_N)["Market Cap"].sum()
+            / g.head(TOP_N)["Market Cap"].sum()
+            - 1
+        )
     assert len(gap) == 10
     assert all(-0.0045 < v <= 0 for v in gap.values()), gap
     assert gap[20250301] < -0.004 and gap[20250401] < -0.003 and gap[20250101] < -0.002  # the early months

@@ -70,7 +70,9 @@ def test_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
 
 def test_raw_files_are_never_replaced(tmp_path: Path) -> None:
     wh = Warehouse(tmp_path)
-    stored = wh.store_raw("coingecko", "markets", {"snapshot": "s1"}, "page-1", b"[1]", {"url": "u", "params": {}})
+    stored = wh.store_raw(
+        "coingecko", "markets", {"snapshot": "s1"}, "page-1", b"[1]", {"url": "u", "params": {}}
+    )
     assert stored.path.read_bytes() == b"[1]"
     with pytest.raises(FileExistsError):
         wh.store_raw("coingecko", "markets", {"snapshot": "s1"}, "page-1", b"[2]", {"url": "u", "params": {}})

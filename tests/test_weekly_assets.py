@@ -35,8 +35,11 @@ LATE = datetime(2025, 5, 12, tzinfo=UTC)  # two more weeks landed, plus a new re
 
 def run(root: Path, week: str, instance, selection=None) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        selection or ASSETS, partition_key=week, resources={"warehouse": WarehouseResource(root=str(root))},
-        instance=instance, raise_on_error=False,
+        selection or ASSETS,
+        partition_key=week,
+        resources={"warehouse": WarehouseResource(root=str(root))},
+        instance=instance,
+        raise_on_error=False,
     )
 
 
@@ -45,7 +48,11 @@ def hashes(wh: Warehouse, week: str) -> dict[str, str]:
 
 
 def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
-    return [f"{e.asset_key.to_user_string()}.{e.check_name}" for e in result.get_asset_check_evaluations() if not e.passed]
+    return [
+        f"{e.asset_key.to_user_string()}.{e.check_name}"
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -119,13 +126,21 @@ def test_values_equal_direct_computations_from_the_lake(backfill) -> None:
     assert vol["perp_to_spot"] == pytest.approx(perp / spot, rel=1e-12)
 
     # S&P 500: Friday close to Friday close (Good Friday 2025-04-18 is blank, so the open is Thursday's)
-    sp = dict(wh.query(
-        "SELECT date, value FROM macro_observations WHERE series_id = 'SP500' "
-        "AND date IN (DATE '2025-04-17', DATE '2025-04-25')"
-    ).iter_rows())
-    ca = frames["weekly_cross_asset"].filter((pl.col("week") == week) & (pl.col("asset") == "sp500")).row(0, named=True)
+    sp = dict(
+        wh.query(
+            "SELECT date, value FROM macro_observations WHERE series_id = 'SP500' "
+            "AND date IN (DATE '2025-04-17', DATE '2025-04-25')"
+        ).iter_rows()
+    )
+    ca = (
+        frames["weekly_cross_asset"]
+        .filter((pl.col("week") == week) & (pl.col("asset") == "sp500"))
+        .row(0, named=True)
+    )
     assert ca["open_date"] == date(2025, 4, 17)
-    assert ca["return_pct"] == pytest.approx((sp[date(2025, 4, 25)] / sp[date(2025, 4, 17)] - 1) * 100, rel=1e-12)
+    assert ca["return_pct"] == pytest.approx(
+        (sp[date(2025, 4, 25)] / sp[date(2025, 4, 17)] - 1) * 100, rel=1e-12
+    )
 
     # 7-day hourly RV: numpy std of the 168 hourly log returns ending next Monday 00:00
     close = wh.query(
@@ -156,11 +171,15 @@ def test_a_missing_required_table_fails_naming_it(world, tmp_path: Path) -> None
     with dg.instance_for_test() as instance:
         result = run(tmp_path, "2025-04-21", instance)
     assert not result.success
-    errors = {
-        e.step_key: e.event_specific_data.error.message for e in result.all_events if e.is_step_failure
+    errors = {e.step_key: e.event_specific_data.error.message for e in result.all_events if e.is_step_failure}
+    assert set(errors) == {
+        "weekly_leverage",
+        "weekly_btc_volatility",
+        "weekly_cross_asset",
+        "weekly_crypto_rank",
+        "weekly_macro",
+        "weekly_rate_expectations",
     }
-    assert set(errors) == {"weekly_leverage", "weekly_btc_volatility", "weekly_cross_asset", "weekly_crypto_rank",
-                           "weekly_macro", "weekly_rate_expectations"}
     assert "'funding_rates' is not in the lake" in errors["weekly_leverage"]
     assert "'btc_hourly' is not in the lake" in errors["weekly_btc_volatility"]
     assert "'macro_observations' is not in the lake" in errors["weekly_macro"]
@@ -172,7 +191,9 @@ def test_missing_optional_long_short_gives_nulls_and_says_so(world, tmp_path: Pa
     write_lake(tmp_path, world, EARLY, skip=("long_short_ratio",))
     with dg.instance_for_test() as instance:
         result = run(tmp_path, "2025-04-21", instance, [derivatives.weekly_leverage_asset])
-        meta = instance.get_latest_materialization_event(dg.AssetKey("weekly_leverage")).asset_materialization.metadata
+        meta = instance.get_latest_materialization_event(
+            dg.AssetKey("weekly_leverage")
+        ).asset_materialization.metadata
     assert result.success
     assert failed_checks(result) == ["weekly_leverage.leverage_optional_inputs"]
     row = Warehouse(tmp_path).read_partition(TABLES["weekly_leverage"], "2025-04-21").row(0, named=True)
@@ -182,13 +203,22 @@ def test_missing_optional_long_short_gives_nulls_and_says_so(world, tmp_path: Pa
 
 def test_blocking_checks_fire_on_wrong_units_and_gaps(world, tmp_path: Path) -> None:
     # funding stored in percent instead of a fraction, one perp-volume day missing
-    write_lake(tmp_path, world, EARLY, transform={
-        "funding_rates": lambda f: f.with_columns(pl.col("funding_rate") * 100),
-        "perp_volume_daily": lambda f: f.filter(pl.col("date") != date(2025, 4, 23)),
-    })
+    write_lake(
+        tmp_path,
+        world,
+        EARLY,
+        transform={
+            "funding_rates": lambda f: f.with_columns(pl.col("funding_rate") * 100),
+            "perp_volume_daily": lambda f: f.filter(pl.col("date") != date(2025, 4, 23)),
+        },
+    )
     with dg.instance_for_test() as instance:
-        result = run(tmp_path, "2025-04-21", instance, [derivatives.weekly_leverage_asset,
-                                                        derivatives.weekly_volume_asset])
+        result = run(
+            tmp_path,
+            "2025-04-21",
+            instance,
+            [derivatives.weekly_leverage_asset, derivatives.weekly_volume_asset],
+        )
     assert set(failed_checks(result)) == {"weekly_leverage.leverage_ranges", "weekly_volume.volume_coverage"}
     vol = Warehouse(tmp_path).read_partition(TABLES["weekly_volume"], "2025-04-21").row(0, named=True)
     assert vol["perp_volume_usd"] is None and vol["spot_volume_usd"] is not None
@@ -202,11 +232,29 @@ def test_the_registry_of_a_week_is_the_last_snapshot_taken_by_its_close(tmp_path
     from pipelines.warehouse import Warehouse
 
     wh = Warehouse(tmp_path)
-    for snap, cat in (("20251101T060000Z", "old"), ("20251120T060000Z", "new"), ("20251201T060000Z", "later")):
-        wh.write_partition(COIN_REGISTRY, snap, pl.DataFrame(
-            {"coin_id": ["x"], "symbol": ["x"], "name": ["X"], "market_cap_rank": [1], "market_cap_usd": [1.0],
-             "categories": [[cat]], "pulled_at": [datetime(2025, 11, 1, tzinfo=UTC)]},
-            schema_overrides={"market_cap_rank": pl.Int32, "pulled_at": pl.Datetime("ms", "UTC")}))
+    for snap, cat in (
+        ("20251101T060000Z", "old"),
+        ("20251120T060000Z", "new"),
+        ("20251201T060000Z", "later"),
+    ):
+        wh.write_partition(
+            COIN_REGISTRY,
+            snap,
+            pl.DataFrame(
+                {
+                    "coin_id": ["x"],
+                    "symbol": ["x"],
+                    "name": ["X"],
+                    "market_cap_rank": [1],
+                    "market_cap_usd": [1.0],
+                    "categories": [[cat]],
+                    "pulled_at": [datetime(2025, 11, 1, tzinfo=UTC)],
+                },
+                schema_overrides={"market_cap_rank": pl.Int32, "pulled_at": pl.Datetime("ms", "UTC")},
+            ),
+        )
     assert registry_as_of(wh, date(2025, 11, 23))["categories"].to_list() == [["new"]]
     assert registry_as_of(wh, date(2025, 11, 20))["categories"].to_list() == [["new"]]
-    assert registry_as_of(wh, date(2025, 10, 1))["categories"].to_list() == [["old"]]  # before any: the earliest
+    assert registry_as_of(wh, date(2025, 10, 1))["categories"].to_list() == [
+        ["old"]
+    ]  # before any: the earliest

@@ -1,6 +1,5 @@
 """Clean layer: typed, validated Parquet in the lake, one file per partition."""
 
-
 import dagster as dg
 import polars as pl
 
@@ -40,12 +39,18 @@ def coin_registry(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     # A coin id becomes a directory name under raw/: one that could escape it is dropped here, visibly.
     rejected = sorted(c for c in df["coin_id"].to_list() if not is_safe_component(c))
     if rejected:
-        context.log.warning(f"snapshot {snap}: dropped {len(rejected)} coin id(s) unsafe as path components: {rejected[:10]}")
+        context.log.warning(
+            f"snapshot {snap}: dropped {len(rejected)} coin id(s) unsafe as path components: {rejected[:10]}"
+        )
         df = df.filter(~pl.col("coin_id").is_in(rejected))
     written = wh.write_partition(COIN_REGISTRY, snap, df)
     wh.refresh_catalog()
     by_cat = (
-        df.explode("categories").drop_nulls("categories").group_by("categories").len().sort("len", descending=True)
+        df.explode("categories")
+        .drop_nulls("categories")
+        .group_by("categories")
+        .len()
+        .sort("len", descending=True)
     )
     return dg.MaterializeResult(
         metadata=table_metadata(
@@ -72,7 +77,9 @@ def coin_registry(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     ),
     metadata={"dagster/column_schema": GLOBAL_MARKET_CAP.dagster_column_schema()},
 )
-def global_market_cap(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def global_market_cap(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     wh = warehouse.get()
     snaps = global_snapshots(wh)
     new = [s for s in snaps if not wh.has_partition(GLOBAL_MARKET_CAP, s)]
@@ -81,8 +88,10 @@ def global_market_cap(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     if new:
         wh.refresh_catalog()
     if not snaps:
-        context.log.warning("no /global observation stored yet: the market's total is estimated with the share "
-                            "measured on real listings (METHODOLOGY.md)")
+        context.log.warning(
+            "no /global observation stored yet: the market's total is estimated with the share "
+            "measured on real listings (METHODOLOGY.md)"
+        )
     last = wh.read_partition(GLOBAL_MARKET_CAP, snaps[-1]) if snaps else None
     return dg.MaterializeResult(
         metadata={

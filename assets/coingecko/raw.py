@@ -1,6 +1,5 @@
 """Raw layer: API responses stored exactly as pulled, with the request that produced them."""
 
-
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -26,7 +25,9 @@ from pipelines.warehouse import Warehouse
 
 
 class PullConfig(dg.Config):
-    force: bool = Field(default=False, description="pull again even when stored responses already cover the data")
+    force: bool = Field(
+        default=False, description="pull again even when stored responses already cover the data"
+    )
 
 
 class RegistryConfig(PullConfig):
@@ -36,7 +37,9 @@ class RegistryConfig(PullConfig):
 def latest_snapshot(wh: Warehouse) -> str | None:
     base = wh.raw_dir / SOURCE / MARKETS_ENDPOINT
     # Only complete snapshots: a run killed mid-snapshot leaves a directory without the marker.
-    snaps = sorted(p.name.split("=", 1)[1] for p in base.glob("snapshot=*") if (p / SNAPSHOT_COMPLETE).exists())
+    snaps = sorted(
+        p.name.split("=", 1)[1] for p in base.glob("snapshot=*") if (p / SNAPSHOT_COMPLETE).exists()
+    )
     return snaps[-1] if snaps else None
 
 
@@ -54,7 +57,10 @@ def latest_snapshot(wh: Warehouse) -> str | None:
     ),
 )
 def raw_coingecko_markets(
-    context: dg.AssetExecutionContext, config: RegistryConfig, warehouse: WarehouseResource, coingecko: CoinGeckoResource
+    context: dg.AssetExecutionContext,
+    config: RegistryConfig,
+    warehouse: WarehouseResource,
+    coingecko: CoinGeckoResource,
 ) -> dg.MaterializeResult:
     wh = warehouse.get()
     now = coingecko.now()
@@ -64,16 +70,19 @@ def raw_coingecko_markets(
         if age < timedelta(hours=config.max_age_hours):
             context.log.info(f"reusing snapshot {snap} ({age} old); no request made")
             meta, checks = gap_outputs([])
-            return dg.MaterializeResult(metadata={"snapshot": snap, "requests": 0, "reused": True, **meta},
-                                        check_results=checks)
+            return dg.MaterializeResult(
+                metadata={"snapshot": snap, "requests": 0, "reused": True, **meta}, check_results=checks
+            )
     with coingecko.client() as client:
         pull = pull_registry(client, wh, top_n=coingecko.top_n, now=now)
     gaps = [pull.global_gap] if pull.global_gap else []
     # the ledger holds the latest /global pull's outcome: a success clears an earlier failure
     gaps_mod.record_gaps(wh, GLOBAL_DATASET, [], gaps, replace_all=True)
     if pull.global_gap:
-        context.log.warning(f"CoinGecko /global: {pull.global_gap.reason}: {pull.global_gap.detail}; the registry "
-                            "was stored, the market's total is estimated from an earlier share")
+        context.log.warning(
+            f"CoinGecko /global: {pull.global_gap.reason}: {pull.global_gap.detail}; the registry "
+            "was stored, the market's total is estimated from an earlier share"
+        )
     meta, checks = gap_outputs(gaps)
     return dg.MaterializeResult(
         metadata={
@@ -104,7 +113,10 @@ def raw_coingecko_markets(
     ),
 )
 def raw_coingecko_market_charts(
-    context: dg.AssetExecutionContext, config: PullConfig, warehouse: WarehouseResource, coingecko: CoinGeckoResource
+    context: dg.AssetExecutionContext,
+    config: PullConfig,
+    warehouse: WarehouseResource,
+    coingecko: CoinGeckoResource,
 ) -> dg.MaterializeResult:
     wh = warehouse.get()
     keys = context.partition_key_range
@@ -119,7 +131,14 @@ def raw_coingecko_market_charts(
     plan_first = coingecko.plan_first_day()
     with coingecko.client() as client:
         report = pull_market_charts(
-            client, wh, coin_ids, first, last, force=config.force, now=coingecko.now(), progress=progress,
+            client,
+            wh,
+            coin_ids,
+            first,
+            last,
+            force=config.force,
+            now=coingecko.now(),
+            progress=progress,
             plan_first_day=plan_first,
         )
     if report.beyond_plan:

@@ -31,20 +31,30 @@ def build_or_fail(what: str, fn, *args):
     try:
         return fn(*args)
     except PayloadError as exc:
-        raise dg.Failure(f"{what}: a stored response does not have the documented shape; nothing was written. {exc}") from exc
+        raise dg.Failure(
+            f"{what}: a stored response does not have the documented shape; nothing was written. {exc}"
+        ) from exc
 
 
 COVERAGE_CHECK = "coverage_gaps"
 
 
 def coverage_check_specs(asset: str) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(COVERAGE_CHECK, asset=asset, blocking=False,
-                              description="Every day (and every venue) has rows (warning only: missing data is a "
-                                          "named gap, the days and venues are listed).")]
+    return [
+        dg.AssetCheckSpec(
+            COVERAGE_CHECK,
+            asset=asset,
+            blocking=False,
+            description="Every day (and every venue) has rows (warning only: missing data is a "
+            "named gap, the days and venues are listed).",
+        )
+    ]
 
 
 def _span(days: list[date]) -> str:
-    return ", ".join(d.isoformat() for d in days[:5]) + (f" and {len(days) - 5} more" if len(days) > 5 else "")
+    return ", ".join(d.isoformat() for d in days[:5]) + (
+        f" and {len(days) - 5} more" if len(days) > 5 else ""
+    )
 
 
 def coverage_gaps(frames: dict[date, pl.DataFrame], venues: tuple[str, ...] = ()) -> list[str]:
@@ -54,25 +64,34 @@ def coverage_gaps(frames: dict[date, pl.DataFrame], venues: tuple[str, ...] = ()
     if empty:
         out.append(f"no rows at all on {len(empty)} day(s): {_span(empty)}")
     for v in venues:
-        lacking = sorted(d for d, f in frames.items() if f.height and f.filter(pl.col("exchange") == v).is_empty())
+        lacking = sorted(
+            d for d, f in frames.items() if f.height and f.filter(pl.col("exchange") == v).is_empty()
+        )
         if lacking:
             out.append(f"{v}: no rows on {len(lacking)} day(s): {_span(lacking)}")
     if venues:  # a symbol a venue has on some days but not on others (delisted, an empty answer)
-        seen = pl.concat([f.select("exchange", "symbol").unique().with_columns(pl.lit(d).alias("day"))
-                          for d, f in frames.items() if f.height] or [pl.DataFrame(
-                              schema={"exchange": pl.String, "symbol": pl.String, "day": pl.Date})])
+        seen = pl.concat(
+            [
+                f.select("exchange", "symbol").unique().with_columns(pl.lit(d).alias("day"))
+                for d, f in frames.items()
+                if f.height
+            ]
+            or [pl.DataFrame(schema={"exchange": pl.String, "symbol": pl.String, "day": pl.Date})]
+        )
         live = {d for d, f in frames.items() if f.height}
         for (ex, sym), part in sorted(seen.partition_by(["exchange", "symbol"], as_dict=True).items()):
             have = set(part["day"].to_list())
-            lacking = sorted(d for d in live - have
-                             if not frames[d].filter(pl.col("exchange") == ex).is_empty())
+            lacking = sorted(
+                d for d in live - have if not frames[d].filter(pl.col("exchange") == ex).is_empty()
+            )
             if lacking:
                 out.append(f"{ex} {sym}: no rows on {len(lacking)} day(s): {_span(lacking)}")
     return out
 
 
-def _write(wh: Warehouse, table: Table, frames: dict[date, pl.DataFrame], *, venues: tuple[str, ...] = (),
-           **extra) -> dg.MaterializeResult:
+def _write(
+    wh: Warehouse, table: Table, frames: dict[date, pl.DataFrame], *, venues: tuple[str, ...] = (), **extra
+) -> dg.MaterializeResult:
     empty = [d for d, f in frames.items() if f.is_empty()]
     missing = coverage_gaps(frames, venues)
     rows = 0
@@ -81,24 +100,37 @@ def _write(wh: Warehouse, table: Table, frames: dict[date, pl.DataFrame], *, ven
         rows += frame.height
     wh.refresh_catalog()
     last = frames[max(frames)]
-    per_day = pl.DataFrame({"day": [d.isoformat() for d in sorted(frames)],
-                            "rows": [frames[d].height for d in sorted(frames)]})
-    return dg.MaterializeResult(metadata={
-        **table_metadata(table, last),
-        "dagster/row_count": rows,
-        "days": len(frames),
-        "empty_days": len(empty),
-        "rows_by_day": dg.MetadataValue.md(md_table(per_day.sort("day", descending=True), 10)),
-        "coverage_gaps": dg.MetadataValue.md("\n".join(f"- {m}" for m in missing) or "none"),
-        **extra,
-    }, check_results=[dg.AssetCheckResult(check_name=COVERAGE_CHECK, passed=not missing,
-                                          severity=dg.AssetCheckSeverity.WARN,
-                                          metadata={"missing": "; ".join(missing) or "none"})])
+    per_day = pl.DataFrame(
+        {"day": [d.isoformat() for d in sorted(frames)], "rows": [frames[d].height for d in sorted(frames)]}
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(table, last),
+            "dagster/row_count": rows,
+            "days": len(frames),
+            "empty_days": len(empty),
+            "rows_by_day": dg.MetadataValue.md(md_table(per_day.sort("day", descending=True), 10)),
+            "coverage_gaps": dg.MetadataValue.md("\n".join(f"- {m}" for m in missing) or "none"),
+            **extra,
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=COVERAGE_CHECK,
+                passed=not missing,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"missing": "; ".join(missing) or "none"},
+            )
+        ],
+    )
 
 
 VENUES = ("binance", "bybit", "okx")
-_DAILY = dict(group_name="clean", kinds={"python", "parquet", "duckdb"}, partitions_def=DAILY,
-              backfill_policy=dg.BackfillPolicy.single_run())
+_DAILY = dict(
+    group_name="clean",
+    kinds={"python", "parquet", "duckdb"},
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
 
 
 @dg.asset(
@@ -113,15 +145,22 @@ def funding_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     wh = warehouse.get()
     frames = build_or_fail("funding_rates", cd.build_funding_rates, wh, _days(context))
     by_ex = pl.concat(frames.values()).group_by("exchange").len().sort("exchange")
-    return _write(wh, cd.FUNDING_RATES, frames, venues=VENUES, by_exchange=dg.MetadataValue.md(md_table(by_ex)))
+    return _write(
+        wh, cd.FUNDING_RATES, frames, venues=VENUES, by_exchange=dg.MetadataValue.md(md_table(by_ex))
+    )
 
 
 @dg.asset(
     check_specs=coverage_check_specs("open_interest"),
     pool="asset_open_interest",
     **_DAILY,
-    deps=["raw_binance_futures_stats", "raw_bybit_derivatives", "raw_okx_derivatives", "raw_binance_klines",
-          "coin_daily"],
+    deps=[
+        "raw_binance_futures_stats",
+        "raw_bybit_derivatives",
+        "raw_okx_derivatives",
+        "raw_binance_klines",
+        "coin_daily",
+    ],
     description=(
         "Perpetual open interest in USD (Binance hourly, Bybit hourly priced with Binance perp closes, or with "
         "CoinGecko's daily close for a symbol Binance gives no price for, OKX daily); "
@@ -137,12 +176,21 @@ def open_interest(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     totals = pl.DataFrame({"day": [d.isoformat() for d in sorted(frames)]}).head(0)
     last = frames[max(frames)]
     if last.height:
-        totals = last.group_by("exchange").agg(pl.col("oi_usd").filter(pl.col("ts") == pl.col("ts").max()).sum()
-                                               .alias("oi_usd_last")).sort("exchange")
-    return _write(wh, cd.OPEN_INTEREST, frames, venues=VENUES, bybit_unpriced_dropped=unpriced,
-                  bybit_priced_with_coingecko=stats.get("bybit_priced_with_coingecko", 0),
-                  binance_archive_missing=len(cd.binance_archive_missing(wh, days)),
-                  last_day_by_exchange=dg.MetadataValue.md(md_table(totals)))
+        totals = (
+            last.group_by("exchange")
+            .agg(pl.col("oi_usd").filter(pl.col("ts") == pl.col("ts").max()).sum().alias("oi_usd_last"))
+            .sort("exchange")
+        )
+    return _write(
+        wh,
+        cd.OPEN_INTEREST,
+        frames,
+        venues=VENUES,
+        bybit_unpriced_dropped=unpriced,
+        bybit_priced_with_coingecko=stats.get("bybit_priced_with_coingecko", 0),
+        binance_archive_missing=len(cd.binance_archive_missing(wh, days)),
+        last_day_by_exchange=dg.MetadataValue.md(md_table(totals)),
+    )
 
 
 @dg.asset(
@@ -151,7 +199,7 @@ def open_interest(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     **_DAILY,
     deps=["raw_binance_futures_stats"],
     description="Binance global long/short account ratio, hourly; lake/long_short_ratio/date=<day of reading>/. "
-                "Days before the Binance metrics archive start are written empty.",
+    "Days before the Binance metrics archive start are written empty.",
     metadata={"dagster/column_schema": cd.LONG_SHORT_RATIO.dagster_column_schema()},
 )
 def long_short_ratio(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -159,8 +207,9 @@ def long_short_ratio(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     days = _days(context)
     frames = build_or_fail("long_short_ratio", cd.build_long_short, wh, days)
     # Binance is the only source: days older than the archive policy reaches are legitimately empty.
-    return _write(wh, cd.LONG_SHORT_RATIO, frames,
-                  binance_archive_missing=len(cd.binance_archive_missing(wh, days)))
+    return _write(
+        wh, cd.LONG_SHORT_RATIO, frames, binance_archive_missing=len(cd.binance_archive_missing(wh, days))
+    )
 
 
 @dg.asset(
@@ -186,7 +235,9 @@ def btc_hourly(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
     description="Binance USDT-M perpetual daily quote volume; lake/perp_volume_daily/date=<day>/.",
     metadata={"dagster/column_schema": cd.PERP_VOLUME_DAILY.dagster_column_schema()},
 )
-def perp_volume_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def perp_volume_daily(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     wh = warehouse.get()
     frames = build_or_fail("perp_volume_daily", cd.build_perp_volume, wh, _days(context))
     return _write(wh, cd.PERP_VOLUME_DAILY, frames)

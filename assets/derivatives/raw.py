@@ -28,35 +28,69 @@ GAP_CHECK = "source_gaps"
 
 
 def gap_check(asset: str) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(GAP_CHECK, asset=asset, blocking=False,
-                              description="Everything asked for was pulled (warning only: what could not be had is a "
-                                          "named gap: source, dataset, key, days, status, reason).")]
+    return [
+        dg.AssetCheckSpec(
+            GAP_CHECK,
+            asset=asset,
+            blocking=False,
+            description="Everything asked for was pulled (warning only: what could not be had is a "
+            "named gap: source, dataset, key, days, status, reason).",
+        )
+    ]
 
 
 def gap_table(gaps: list[gaps_mod.Gap], limit: int = 30) -> dg.MetadataValue:
     if not gaps:
         return dg.MetadataValue.md("_none_")
-    df = pl.DataFrame([{"source": g.source, "dataset": g.dataset, "key": g.key,
-                        "days": (f"{g.days[0]}..{g.days[-1]} ({len(g.days)})" if g.days else "-"),
-                        "status": str(g.status or "-"), "reason": g.reason} for g in gaps])
+    df = pl.DataFrame(
+        [
+            {
+                "source": g.source,
+                "dataset": g.dataset,
+                "key": g.key,
+                "days": (f"{g.days[0]}..{g.days[-1]} ({len(g.days)})" if g.days else "-"),
+                "status": str(g.status or "-"),
+                "reason": g.reason,
+            }
+            for g in gaps
+        ]
+    )
     return dg.MetadataValue.md(md_table(df, limit))
 
 
 def gap_outputs(gaps: list[gaps_mod.Gap]) -> tuple[dict, list[dg.AssetCheckResult]]:
     """Metadata entries and the WARN check result naming ``gaps``."""
     lines = gaps_mod.describe(gaps)
-    meta = {"gaps": len(gaps), "gap_summary": dg.MetadataValue.md("\n".join(f"- {x}" for x in lines) or "none"),
-            "gap_detail": gap_table(gaps)}
-    check = dg.AssetCheckResult(check_name=GAP_CHECK, passed=not gaps, severity=dg.AssetCheckSeverity.WARN,
-                                metadata={"gaps": len(gaps), "summary": "; ".join(lines) or "none"})
+    meta = {
+        "gaps": len(gaps),
+        "gap_summary": dg.MetadataValue.md("\n".join(f"- {x}" for x in lines) or "none"),
+        "gap_detail": gap_table(gaps),
+    }
+    check = dg.AssetCheckResult(
+        check_name=GAP_CHECK,
+        passed=not gaps,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"gaps": len(gaps), "summary": "; ".join(lines) or "none"},
+    )
     return meta, [check]
 
 
-def not_selected(context: dg.AssetExecutionContext, wh: Warehouse, source: str, datasets: list[str],
-                 days: list[date]) -> dg.MaterializeResult:
+def not_selected(
+    context: dg.AssetExecutionContext, wh: Warehouse, source: str, datasets: list[str], days: list[date]
+) -> dg.MaterializeResult:
     """The venue is left out by CRYPTO_WEEKLY_VENUES: no request; a "not selected" gap per dataset."""
-    gaps = [gaps_mod.Gap(source, name, "*", ing.day_strings(days), None, gaps_mod.NOT_SELECTED,
-                         "left out by CRYPTO_WEEKLY_VENUES") for name in datasets]
+    gaps = [
+        gaps_mod.Gap(
+            source,
+            name,
+            "*",
+            ing.day_strings(days),
+            None,
+            gaps_mod.NOT_SELECTED,
+            "left out by CRYPTO_WEEKLY_VENUES",
+        )
+        for name in datasets
+    ]
     for g in gaps:
         gaps_mod.record_gaps(wh, g.dataset, days, [g], replace_all=not days)
     context.log.warning(f"{source}: not selected (CRYPTO_WEEKLY_VENUES); no request made")
@@ -65,7 +99,9 @@ def not_selected(context: dg.AssetExecutionContext, wh: Warehouse, source: str, 
 
 
 class DerivPullConfig(dg.Config):
-    force: bool = Field(default=False, description="pull again even when stored responses already cover the days")
+    force: bool = Field(
+        default=False, description="pull again even when stored responses already cover the days"
+    )
     top_n: int = Field(default=ing.PERP_TOP_N, description="how many perpetuals to follow")
     workers: int = Field(default=4, description="symbols pulled concurrently")
 
@@ -97,7 +133,10 @@ class PremiumConfig(dg.Config):
     ),
 )
 def raw_binance_premium_index(
-    context: dg.AssetExecutionContext, config: PremiumConfig, warehouse: WarehouseResource, binance: BinanceResource
+    context: dg.AssetExecutionContext,
+    config: PremiumConfig,
+    warehouse: WarehouseResource,
+    binance: BinanceResource,
 ) -> dg.MaterializeResult:
     wh = warehouse.get()
     gaps_mod.breaker_for_run(context.run.run_id)
@@ -112,8 +151,16 @@ def raw_binance_premium_index(
             context.log.info(f"reusing premiumIndex snapshot {snap} ({age} old); no request made")
             gaps_mod.record_gaps(wh, ing.PREMIUM.name, [], [], replace_all=True)
             meta, checks = gap_outputs([])
-            return dg.MaterializeResult(metadata={"file": latest[0], "requests": 0, "reused": True,
-                                                  "perpetuals": latest[1].height, **meta}, check_results=checks)
+            return dg.MaterializeResult(
+                metadata={
+                    "file": latest[0],
+                    "requests": 0,
+                    "reused": True,
+                    "perpetuals": latest[1].height,
+                    **meta,
+                },
+                check_results=checks,
+            )
     try:
         tripped = gaps_mod.BREAKER.blocked(ing.PREMIUM.source)
         if tripped is not None:
@@ -126,17 +173,27 @@ def raw_binance_premium_index(
             gaps_mod.BREAKER.trip(ing.PREMIUM.source, exc)
         gap = gaps_mod.Gap(ing.PREMIUM.source, ing.PREMIUM.name, "*", (), status, reason, str(exc)[:300])
         gaps_mod.record_gaps(wh, ing.PREMIUM.name, [], [gap], replace_all=True)
-        context.log.warning(f"premiumIndex could not be pulled ({reason}): the followed perpetuals come from the "
-                            f"last stored snapshot or the registry. {exc}")
+        context.log.warning(
+            f"premiumIndex could not be pulled ({reason}): the followed perpetuals come from the "
+            f"last stored snapshot or the registry. {exc}"
+        )
         meta, checks = gap_outputs([gap])
-        return dg.MaterializeResult(metadata={"requests": 0 if tripped else 1, "reused": False, **meta},
-                                    check_results=checks)
+        return dg.MaterializeResult(
+            metadata={"requests": 0 if tripped else 1, "reused": False, **meta}, check_results=checks
+        )
     gaps_mod.record_gaps(wh, ing.PREMIUM.name, [], [], replace_all=True)
     listed = ing.latest_premium_index(wh)
     meta, checks = gap_outputs([])
-    return dg.MaterializeResult(metadata={"file": rel, "requests": 1, "reused": False,
-                                          "perpetuals": listed[1].height if listed else 0, **meta},
-                                check_results=checks)
+    return dg.MaterializeResult(
+        metadata={
+            "file": rel,
+            "requests": 1,
+            "reused": False,
+            "perpetuals": listed[1].height if listed else 0,
+            **meta,
+        },
+        check_results=checks,
+    )
 
 
 def perp_symbols(wh: Warehouse, top_n: int) -> list[str]:
@@ -150,7 +207,9 @@ def perp_symbols(wh: Warehouse, top_n: int) -> list[str]:
     listed = ing.latest_premium_index(wh)
     symbols = ing.perp_universe(registry, listed[1]["symbol"].to_list() if listed else None, top_n)
     if not symbols:
-        raise dg.Failure("no eligible registry coin has a USDT perpetual: check the registry and premiumIndex")
+        raise dg.Failure(
+            "no eligible registry coin has a USDT perpetual: check the registry and premiumIndex"
+        )
     return symbols
 
 
@@ -159,25 +218,39 @@ def _days(context: dg.AssetExecutionContext, now: datetime) -> list[date]:
     return ing.closed_days(days_between(parse_day(keys.start), parse_day(keys.end)), now)
 
 
-def _finish(context: dg.AssetExecutionContext, wh: Warehouse, what: str, report: ing.PullReport, days: list[date],
-            symbols: list[str], **extra) -> dg.MaterializeResult:
+def _finish(
+    context: dg.AssetExecutionContext,
+    wh: Warehouse,
+    what: str,
+    report: ing.PullReport,
+    days: list[date],
+    symbols: list[str],
+    **extra,
+) -> dg.MaterializeResult:
     report.record(wh)
     if report.gaps:
-        context.log.warning(f"{what}: {len(report.gaps)} gap(s), nothing stored for them (asked again next run): "
-                            + "; ".join(gaps_mod.describe(report.gaps)))
-    context.log.info(f"{what}: {report.requests} requests, {report.pulls} pulls, {report.skipped} already stored")
+        context.log.warning(
+            f"{what}: {len(report.gaps)} gap(s), nothing stored for them (asked again next run): "
+            + "; ".join(gaps_mod.describe(report.gaps))
+        )
+    context.log.info(
+        f"{what}: {report.requests} requests, {report.pulls} pulls, {report.skipped} already stored"
+    )
     meta, checks = gap_outputs(report.gaps)
-    return dg.MaterializeResult(check_results=checks, metadata={
-        "days": len(days),
-        "symbols": len(symbols),
-        "requests": report.requests,
-        "pulls": report.pulls,
-        "skipped_already_stored": report.skipped,
-        "unreachable_days": report.unreachable_days,
-        "files_sample": dg.MetadataValue.md("\n".join(f"- `{f}`" for f in report.files[:10]) or "_none_"),
-        **meta,
-        **extra,
-    })
+    return dg.MaterializeResult(
+        check_results=checks,
+        metadata={
+            "days": len(days),
+            "symbols": len(symbols),
+            "requests": report.requests,
+            "pulls": report.pulls,
+            "skipped_already_stored": report.skipped,
+            "unreachable_days": report.unreachable_days,
+            "files_sample": dg.MetadataValue.md("\n".join(f"- `{f}`" for f in report.files[:10]) or "_none_"),
+            **meta,
+            **extra,
+        },
+    )
 
 
 _DAILY = dict(
@@ -198,8 +271,12 @@ _DAILY = dict(
         "the followed perpetuals. Stored as pulled under raw/binance/funding_rate/symbol=<S>/pull=<days>__<stamp>/."
     ),
 )
-def raw_binance_funding(context: dg.AssetExecutionContext, config: DerivPullConfig, warehouse: WarehouseResource,
-                        binance: BinanceResource) -> dg.MaterializeResult:
+def raw_binance_funding(
+    context: dg.AssetExecutionContext,
+    config: DerivPullConfig,
+    warehouse: WarehouseResource,
+    binance: BinanceResource,
+) -> dg.MaterializeResult:
     wh, now = warehouse.get(), binance.now()
     gaps_mod.breaker_for_run(context.run.run_id)
     days = _days(context, now)
@@ -207,7 +284,9 @@ def raw_binance_funding(context: dg.AssetExecutionContext, config: DerivPullConf
         return not_selected(context, wh, "binance", [ing.BINANCE_FUNDING.name], days)
     symbols = perp_symbols(wh, config.top_n)
     with binance.futures() as client:
-        report = ing.pull_binance_funding(client, wh, symbols, days, force=config.force, workers=config.workers)
+        report = ing.pull_binance_funding(
+            client, wh, symbols, days, force=config.force, workers=config.workers
+        )
     return _finish(context, wh, "Binance funding", report, days, symbols)
 
 
@@ -222,22 +301,47 @@ def raw_binance_funding(context: dg.AssetExecutionContext, config: DerivPullConf
         "archive_start. Days before archive_start are not asked."
     ),
 )
-def raw_binance_futures_stats(context: dg.AssetExecutionContext, config: StatsPullConfig,
-                              warehouse: WarehouseResource, binance: BinanceResource) -> dg.MaterializeResult:
+def raw_binance_futures_stats(
+    context: dg.AssetExecutionContext,
+    config: StatsPullConfig,
+    warehouse: WarehouseResource,
+    binance: BinanceResource,
+) -> dg.MaterializeResult:
     wh, now = warehouse.get(), binance.now()
     gaps_mod.breaker_for_run(context.run.run_id)
     days = _days(context, now)
     if not binance.selected:
-        return not_selected(context, wh, "binance", [ing.BINANCE_OI.name, ing.BINANCE_LS.name,
-                                                     ing.BINANCE_METRICS.name], days)
+        return not_selected(
+            context, wh, "binance", [ing.BINANCE_OI.name, ing.BINANCE_LS.name, ing.BINANCE_METRICS.name], days
+        )
     symbols = perp_symbols(wh, config.top_n)
-    start = (date.fromisoformat(config.archive_start) if config.archive_start
-             else (now - timedelta(days=ing.DEFAULT_ARCHIVE_DAYS)).date())
+    start = (
+        date.fromisoformat(config.archive_start)
+        if config.archive_start
+        else (now - timedelta(days=ing.DEFAULT_ARCHIVE_DAYS)).date()
+    )
     with binance.futures() as fapi, binance.vision() as vision:
-        report = ing.pull_binance_stats(fapi, vision, wh, symbols, days, now, archive_start=start,
-                                        force=config.force, workers=config.workers)
-    return _finish(context, wh, "Binance OI / long-short", report, days, symbols, archive_start=start.isoformat(),
-                   rest_first_day=ing.rest_stats_first_day(now).isoformat())
+        report = ing.pull_binance_stats(
+            fapi,
+            vision,
+            wh,
+            symbols,
+            days,
+            now,
+            archive_start=start,
+            force=config.force,
+            workers=config.workers,
+        )
+    return _finish(
+        context,
+        wh,
+        "Binance OI / long-short",
+        report,
+        days,
+        symbols,
+        archive_start=start.isoformat(),
+        rest_first_day=ing.rest_stats_first_day(now).isoformat(),
+    )
 
 
 @dg.asset(
@@ -250,17 +354,28 @@ def raw_binance_futures_stats(context: dg.AssetExecutionContext, config: StatsPu
         "raw/binance/{spot_klines_1h,perp_klines_1d,perp_klines_1h}/."
     ),
 )
-def raw_binance_klines(context: dg.AssetExecutionContext, config: DerivPullConfig, warehouse: WarehouseResource,
-                       binance: BinanceResource) -> dg.MaterializeResult:
+def raw_binance_klines(
+    context: dg.AssetExecutionContext,
+    config: DerivPullConfig,
+    warehouse: WarehouseResource,
+    binance: BinanceResource,
+) -> dg.MaterializeResult:
     wh, now = warehouse.get(), binance.now()
     gaps_mod.breaker_for_run(context.run.run_id)
     days = _days(context, now)
     if not binance.selected:
-        return not_selected(context, wh, "binance", [ing.BINANCE_SPOT_1H.name, ing.BINANCE_PERP_1D.name,
-                                                     ing.BINANCE_PERP_1H.name], days)
+        return not_selected(
+            context,
+            wh,
+            "binance",
+            [ing.BINANCE_SPOT_1H.name, ing.BINANCE_PERP_1D.name, ing.BINANCE_PERP_1H.name],
+            days,
+        )
     symbols = perp_symbols(wh, config.top_n)
     with binance.futures() as fapi, binance.spot() as spot:
-        report = ing.pull_binance_klines(fapi, spot, wh, symbols, days, force=config.force, workers=config.workers)
+        report = ing.pull_binance_klines(
+            fapi, spot, wh, symbols, days, force=config.force, workers=config.workers
+        )
     return _finish(context, wh, "Binance klines", report, days, symbols)
 
 
@@ -273,8 +388,12 @@ def raw_binance_klines(context: dg.AssetExecutionContext, config: DerivPullConfi
         "(/v5/market/open-interest), for the followed symbols; whole history reachable."
     ),
 )
-def raw_bybit_derivatives(context: dg.AssetExecutionContext, config: DerivPullConfig, warehouse: WarehouseResource,
-                          bybit: BybitResource) -> dg.MaterializeResult:
+def raw_bybit_derivatives(
+    context: dg.AssetExecutionContext,
+    config: DerivPullConfig,
+    warehouse: WarehouseResource,
+    bybit: BybitResource,
+) -> dg.MaterializeResult:
     wh, now = warehouse.get(), bybit.now()
     gaps_mod.breaker_for_run(context.run.run_id)
     days = _days(context, now)
@@ -295,8 +414,9 @@ def raw_bybit_derivatives(context: dg.AssetExecutionContext, config: DerivPullCo
         "the rubik daily open interest per coin in USD (180 days kept), for the followed symbols."
     ),
 )
-def raw_okx_derivatives(context: dg.AssetExecutionContext, config: DerivPullConfig, warehouse: WarehouseResource,
-                        okx: OkxResource) -> dg.MaterializeResult:
+def raw_okx_derivatives(
+    context: dg.AssetExecutionContext, config: DerivPullConfig, warehouse: WarehouseResource, okx: OkxResource
+) -> dg.MaterializeResult:
     wh, now = warehouse.get(), okx.now()
     gaps_mod.breaker_for_run(context.run.run_id)
     days = _days(context, now)

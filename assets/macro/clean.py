@@ -20,31 +20,43 @@ from pipelines.sources.fred import SERIES as FRED_SERIES
     kinds={"python", "parquet", "duckdb"},
     deps=["raw_fred_series"],
     description="FRED observations of the report's macro series, from the newest stored CSV of each; "
-                "lake/macro_observations/series=<id>/. FRED '.'/blank stay null.",
+    "lake/macro_observations/series=<id>/. FRED '.'/blank stay null.",
     metadata={"dagster/column_schema": cd.MACRO_OBSERVATIONS.dagster_column_schema()},
 )
-def macro_observations(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def macro_observations(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     wh = warehouse.get()
     frames = build_or_fail("macro_observations", cd.build_macro, wh)
     absent = [sid for sid in FRED_SERIES if sid not in frames]
-    check = dg.AssetCheckResult(check_name=COVERAGE_CHECK, passed=not absent, severity=dg.AssetCheckSeverity.WARN,
-                                metadata={"series_without_csv": ", ".join(absent) or "none"})
+    check = dg.AssetCheckResult(
+        check_name=COVERAGE_CHECK,
+        passed=not absent,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"series_without_csv": ", ".join(absent) or "none"},
+    )
     if not frames:
         context.log.warning("no FRED CSV stored (FRED unreachable or not selected): nothing written")
-        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "series_without_csv": ", ".join(absent)},
-                                    check_results=[check])
+        return dg.MaterializeResult(
+            metadata={"dagster/row_count": 0, "series_without_csv": ", ".join(absent)}, check_results=[check]
+        )
     rows = 0
     for sid, frame in frames.items():
         wh.write_partition(cd.MACRO_OBSERVATIONS, sid, frame)
         rows += frame.height
     wh.refresh_catalog()
-    summary = pl.DataFrame([
-        {"series": sid, "rows": f.height, "nulls": f["value"].null_count(), "last": str(f["date"].max())}
-        for sid, f in frames.items()
-    ])
-    return dg.MaterializeResult(metadata={
-        **table_metadata(cd.MACRO_OBSERVATIONS, frames[sorted(frames)[0]].tail(10)),
-        "dagster/row_count": rows,
-        "series": dg.MetadataValue.md(md_table(summary, 20)),
-        "series_without_csv": ", ".join(absent) or "none",
-    }, check_results=[check])
+    summary = pl.DataFrame(
+        [
+            {"series": sid, "rows": f.height, "nulls": f["value"].null_count(), "last": str(f["date"].max())}
+            for sid, f in frames.items()
+        ]
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(cd.MACRO_OBSERVATIONS, frames[sorted(frames)[0]].tail(10)),
+            "dagster/row_count": rows,
+            "series": dg.MetadataValue.md(md_table(summary, 20)),
+            "series_without_csv": ", ".join(absent) or "none",
+        },
+        check_results=[check],
+    )

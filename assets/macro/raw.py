@@ -53,17 +53,26 @@ def raw_fred_series(
         if age < timedelta(hours=config.max_age_hours) and have >= set(SERIES):
             context.log.info(f"reusing FRED snapshot {snaps[-1]} ({age} old); no request made")
             meta, checks = gap_outputs([])
-            return dg.MaterializeResult(metadata={"snapshot": snaps[-1], "requests": 0, "reused": True, **meta},
-                                        check_results=checks)
+            return dg.MaterializeResult(
+                metadata={"snapshot": snaps[-1], "requests": 0, "reused": True, **meta}, check_results=checks
+            )
     with fred.client() as client:
         report = ing.pull_fred(client, wh, now)
     report.record(wh)
     if report.gaps:
-        context.log.warning(f"{len(report.gaps)} of {len(SERIES)} FRED series could not be pulled (named gaps; the "
-                            f"{report.pulls} others were stored): " + "; ".join(f"{k}: {e}" for k, e in
-                                                                               sorted(report.failed.items())))
+        context.log.warning(
+            f"{len(report.gaps)} of {len(SERIES)} FRED series could not be pulled (named gaps; the "
+            f"{report.pulls} others were stored): "
+            + "; ".join(f"{k}: {e}" for k, e in sorted(report.failed.items()))
+        )
     meta, checks = gap_outputs(report.gaps)
-    return dg.MaterializeResult(check_results=checks, metadata={
-        "snapshot": ing.stamp(now), "requests": report.requests, "reused": False,
-        "files": dg.MetadataValue.md("\n".join(f"- `{f}`" for f in report.files)), **meta,
-    })
+    return dg.MaterializeResult(
+        check_results=checks,
+        metadata={
+            "snapshot": ing.stamp(now),
+            "requests": report.requests,
+            "reused": False,
+            "files": dg.MetadataValue.md("\n".join(f"- `{f}`" for f in report.files)),
+            **meta,
+        },
+    )

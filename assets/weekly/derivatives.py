@@ -59,12 +59,17 @@ def compute_leverage(wh, week: str) -> Computed:
     # settlements out of line with the other venues are left out and named under Data gaps (pipelines/quality.py)
     quarantined = quality.funding_venue_outliers(funding)
     funding = quality.without_funding_outliers(funding)
-    in_week = normalize_funding(funding).filter(pl.col("funding_time") > w.start) if funding.height else funding
+    in_week = (
+        normalize_funding(funding).filter(pl.col("funding_time") > w.start) if funding.height else funding
+    )
     if in_week.height == 0:
         # no venue gave funding (every one blocked, not selected or empty): missing, named, not a block
         gap = f"{FUNDING_RATES} has no settlement in ({w.start}, {w.end}] (a source gap): no leverage figures"
-        return Computed(pl.from_arrow(WEEKLY_LEVERAGE.arrow_schema.empty_table()), metadata={"gap": gap},
-                        problems={"leverage_optional_inputs": [gap]})
+        return Computed(
+            pl.from_arrow(WEEKLY_LEVERAGE.arrow_schema.empty_table()),
+            metadata={"gap": gap},
+            problems={"leverage_optional_inputs": [gap]},
+        )
     missing_inputs = []
     oi = ls = None
     if has_table(wh, OPEN_INTEREST):
@@ -130,9 +135,18 @@ weekly_leverage_asset = weekly_table_asset(
     deps=[_dep(FUNDING_RATES), _dep(OPEN_INTEREST, 14), _dep(LONG_SHORT_RATIO)],
     compute=compute_leverage,
     checks=[
-        Check("leverage_ranges", "Mean funding within +-1% per 8h; open interest positive; long/short in (0, 100)."),
-        Check("funding_coverage", "Settlements accrue to every day of the week (the daily series has no gap)."),
-        Check("leverage_optional_inputs", "Open interest and long/short readings exist for the week.", blocking=False),
+        Check(
+            "leverage_ranges",
+            "Mean funding within +-1% per 8h; open interest positive; long/short in (0, 100).",
+        ),
+        Check(
+            "funding_coverage", "Settlements accrue to every day of the week (the daily series has no gap)."
+        ),
+        Check(
+            "leverage_optional_inputs",
+            "Open interest and long/short readings exist for the week.",
+            blocking=False,
+        ),
     ],
 )
 
@@ -202,7 +216,11 @@ weekly_volume_asset = weekly_table_asset(
         "(perp_volume_daily, all exchanges) over the week's seven UTC days, against the week before, and "
         "perp/spot. pipelines.metrics.volume.weekly_volume."
     ),
-    deps=[dg.AssetDep(COIN_DAILY.name, partition_mapping=WEEK_FROM_DAYS), COIN_REGISTRY.name, _dep(PERP_VOLUME_DAILY)],
+    deps=[
+        dg.AssetDep(COIN_DAILY.name, partition_mapping=WEEK_FROM_DAYS),
+        COIN_REGISTRY.name,
+        _dep(PERP_VOLUME_DAILY),
+    ],
     compute=compute_volume,
     checks=[
         Check("volume_coverage", "Spot and perp volumes exist for all seven days of the week."),
@@ -226,18 +244,28 @@ def compute_volatility(wh, week: str) -> Computed:
         # missing, not wrong (the venue was blocked, not selected or answered nothing): an empty partition, the
         # report names the gap; a warning, not a block
         gap = f"{BTC_HOURLY} has no bar in [{w.start}, {w.end}) (a source gap): no volatility this week"
-        return Computed(pl.from_arrow(WEEKLY_BTC_VOLATILITY.arrow_schema.empty_table()),
-                        metadata={"bars_in_week": 0, "bars_read": bars.height, "gap": gap},
-                        problems={"volatility_30d_coverage": [gap]})
+        return Computed(
+            pl.from_arrow(WEEKLY_BTC_VOLATILITY.arrow_schema.empty_table()),
+            metadata={"bars_in_week": 0, "bars_read": bars.height, "gap": gap},
+            problems={"volatility_30d_coverage": [gap]},
+        )
     df = weekly_btc_volatility(bars, week)
     cols = ["rv7_hourly_pct", "rv7_hourly_prev_pct", "rv30_hourly_pct", "rv7_daily_pct", "rv30_daily_pct"]
     ranges = [p for c in cols for p in out_of(df[c], 0, MAX_RV_PCT, c, closed="none")]
     coverage = [f"{c} is null (not enough bars)" for c in ("rv7_hourly_pct",) if df[c][0] is None]
-    coverage_30d = [f"{c} is null (under 30 days of bars)" for c in ("rv30_hourly_pct", "rv30_daily_pct") if df[c][0] is None]
+    coverage_30d = [
+        f"{c} is null (under 30 days of bars)"
+        for c in ("rv30_hourly_pct", "rv30_daily_pct")
+        if df[c][0] is None
+    ]
     return Computed(
         df,
         metadata={"bars_in_week": in_week, "bars_read": bars.height, "history_from": str(bars["ts"].min())},
-        problems={"volatility_range": ranges, "volatility_coverage": coverage, "volatility_30d_coverage": coverage_30d},
+        problems={
+            "volatility_range": ranges,
+            "volatility_coverage": coverage,
+            "volatility_30d_coverage": coverage_30d,
+        },
     )
 
 
@@ -258,4 +286,3 @@ weekly_btc_volatility_asset = weekly_table_asset(
         Check("volatility_30d_coverage", "30-day volatility exists (warning only).", blocking=False),
     ],
 )
-

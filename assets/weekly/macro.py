@@ -79,15 +79,21 @@ def cross_asset_levels(wh, week: str) -> pl.DataFrame:
         pl.lit("crypto_total_mcap").alias("series"), "date", pl.col("total_mcap_usd").alias("value")
     )
     coins = cd.filter(pl.col("coin_id").is_in(list(COIN_SERIES))).select(
-        pl.col("coin_id").replace_strict(COIN_SERIES).alias("series"), "date", pl.col("price_usd").alias("value")
+        pl.col("coin_id").replace_strict(COIN_SERIES).alias("series"),
+        "date",
+        pl.col("price_usd").alias("value"),
     )
     schema = {"series": pl.String, "date": pl.Date, "value": pl.Float64}
     # FRED missing altogether (blocked, not selected: no macro_observations in the lake): the crypto side only
-    macro = wh.query(
-        f"SELECT series_id AS series, date, value FROM {MACRO_OBSERVATIONS} "
-        "WHERE list_contains(?, series_id) AND date <= ? ORDER BY series_id, date",
-        [CROSS_MACRO_SERIES, w.close_day],
-    ) if macro_in_lake(wh, week) else pl.DataFrame(schema=schema)
+    macro = (
+        wh.query(
+            f"SELECT series_id AS series, date, value FROM {MACRO_OBSERVATIONS} "
+            "WHERE list_contains(?, series_id) AND date <= ? ORDER BY series_id, date",
+            [CROSS_MACRO_SERIES, w.close_day],
+        )
+        if macro_in_lake(wh, week)
+        else pl.DataFrame(schema=schema)
+    )
     return pl.concat([f.cast(schema) for f in (total, coins, macro)]).sort(["series", "date"])  # type: ignore[arg-type]
 
 
@@ -101,11 +107,16 @@ def compute_cross_asset(wh, week: str) -> Computed:
     if ranked < MIN_RANKED and not coverage:
         # missing inputs (FRED series that could not be had), not wrong data: no ranking this week, named
         gap = f"only {ranked} major asset classes have a return (need {MIN_RANKED}): not ranked this week"
-        return Computed(df.head(0), metadata={**meta, "gap": gap},
-                        problems={"cross_asset_inputs": [gap], "cross_asset_range": ranges})
+        return Computed(
+            df.head(0),
+            metadata={**meta, "gap": gap},
+            problems={"cross_asset_inputs": [gap], "cross_asset_range": ranges},
+        )
     if ranked < MIN_RANKED:
         coverage.append(f"only {ranked} major asset classes have a return (need {MIN_RANKED})")
-    return Computed(df, metadata=meta, problems={"cross_asset_coverage": coverage, "cross_asset_range": ranges})
+    return Computed(
+        df, metadata=meta, problems={"cross_asset_coverage": coverage, "cross_asset_range": ranges}
+    )
 
 
 weekly_cross_asset_asset = weekly_table_asset(
@@ -119,10 +130,17 @@ weekly_cross_asset_asset = weekly_table_asset(
     deps=[COIN_DAILY_WEEK, MACRO_OBSERVATIONS],
     compute=compute_cross_asset,
     checks=[
-        Check("cross_asset_coverage", f"Crypto, BTC and ETH have a return; at least {MIN_RANKED} classes ranked."),
+        Check(
+            "cross_asset_coverage",
+            f"Crypto, BTC and ETH have a return; at least {MIN_RANKED} classes ranked.",
+        ),
         Check("cross_asset_range", "Every return in (-100%, 1000%)."),
-        Check("cross_asset_inputs", f"At least {MIN_RANKED} classes have a return (warning: when macro series are "
-              "missing the week is not ranked and the report says so).", blocking=False),
+        Check(
+            "cross_asset_inputs",
+            f"At least {MIN_RANKED} classes have a return (warning: when macro series are "
+            "missing the week is not ranked and the report says so).",
+            blocking=False,
+        ),
     ],
 )
 
@@ -154,10 +172,18 @@ weekly_crypto_rank_asset = weekly_table_asset(
     ),
     deps=[COIN_DAILY_WEEK, MACRO_OBSERVATIONS],
     compute=compute_crypto_rank,
-    checks=[Check("crypto_rank_consistent",
-                  f"Crypto ranked within 1..N, N >= {MIN_RANKED}, streak >= 1 exactly when crypto is worst."),
-            Check("crypto_rank_inputs", f"At least {MIN_RANKED} classes ranked (warning: with macro series missing "
-                  "crypto is not ranked and the report says so).", blocking=False)],
+    checks=[
+        Check(
+            "crypto_rank_consistent",
+            f"Crypto ranked within 1..N, N >= {MIN_RANKED}, streak >= 1 exactly when crypto is worst.",
+        ),
+        Check(
+            "crypto_rank_inputs",
+            f"At least {MIN_RANKED} classes ranked (warning: with macro series missing "
+            "crypto is not ranked and the report says so).",
+            blocking=False,
+        ),
+    ],
 )
 
 
@@ -165,12 +191,15 @@ def compute_macro(wh, week: str) -> Computed:
     w = week_window(week)
     series = sorted({m.series_id for m in DEFAULT_METRICS})
     # FRED missing altogether: every metric is reported missing (a warning), the week still publishes
-    macro = wh.query(
-        f"SELECT series_id, date, value FROM {MACRO_OBSERVATIONS} WHERE list_contains(?, series_id) AND date <= ? "
-        "ORDER BY series_id, date",
-        [series, w.close_day],
-    ) if macro_in_lake(wh, week) else pl.DataFrame(
-        schema={"series_id": pl.String, "date": pl.Date, "value": pl.Float64})
+    macro = (
+        wh.query(
+            f"SELECT series_id, date, value FROM {MACRO_OBSERVATIONS} WHERE list_contains(?, series_id) AND date <= ? "
+            "ORDER BY series_id, date",
+            [series, w.close_day],
+        )
+        if macro_in_lake(wh, week)
+        else pl.DataFrame(schema={"series_id": pl.String, "date": pl.Date, "value": pl.Float64})
+    )
     df = weekly_macro(macro, week)
     ranges = []
     for metric, value in df.select("metric", "value").iter_rows():
@@ -196,8 +225,11 @@ weekly_macro_asset = weekly_table_asset(
     compute=compute_macro,
     checks=[
         Check("macro_values_plausible", "Each value within a plausible range for its unit."),
-        Check("macro_availability", "Every metric has a published value (missing/unavailable listed).",
-              blocking=False),
+        Check(
+            "macro_availability",
+            "Every metric has a published value (missing/unavailable listed).",
+            blocking=False,
+        ),
     ],
 )
 
@@ -215,12 +247,15 @@ RATE_RANGES = {
 def compute_rate_expectations(wh, week: str) -> Computed:
     w = week_window(week)
     # FRED missing altogether: the row says 'unavailable' (a warning), the week still publishes without the sentence
-    macro = wh.query(
-        f"SELECT series_id, date, value FROM {MACRO_OBSERVATIONS} WHERE list_contains(?, series_id) AND date <= ? "
-        "ORDER BY series_id, date",
-        [[BILL_SERIES, FUNDS_SERIES], w.close_day],
-    ) if macro_in_lake(wh, week) else pl.DataFrame(
-        schema={"series_id": pl.String, "date": pl.Date, "value": pl.Float64})
+    macro = (
+        wh.query(
+            f"SELECT series_id, date, value FROM {MACRO_OBSERVATIONS} WHERE list_contains(?, series_id) AND date <= ? "
+            "ORDER BY series_id, date",
+            [[BILL_SERIES, FUNDS_SERIES], w.close_day],
+        )
+        if macro_in_lake(wh, week)
+        else pl.DataFrame(schema={"series_id": pl.String, "date": pl.Date, "value": pl.Float64})
+    )
     df = weekly_rate_expectations(macro, week)
     r = df.row(0, named=True)
     ranges = []
@@ -228,10 +263,17 @@ def compute_rate_expectations(wh, week: str) -> Computed:
         v = r[col]
         if v is not None and not lo <= v <= hi:  # NaN fails too
             day = r["prev_observation_date" if col.startswith("prev_") else "observation_date"]
-            ranges.append(f"weekly_rate_expectations[week={week}]: {col} = {v} (observations of {day}) outside [{lo}, {hi}]")
-    availability = [] if r["status"] == "ok" else [
-        f"{BILL_SERIES} against {FUNDS_SERIES}: {r['status']}"
-        + (f" (latest pair dated {r['observation_date']})" if r["observation_date"] else "")]
+            ranges.append(
+                f"weekly_rate_expectations[week={week}]: {col} = {v} (observations of {day}) outside [{lo}, {hi}]"
+            )
+    availability = (
+        []
+        if r["status"] == "ok"
+        else [
+            f"{BILL_SERIES} against {FUNDS_SERIES}: {r['status']}"
+            + (f" (latest pair dated {r['observation_date']})" if r["observation_date"] else "")
+        ]
+    )
     if r["status"] == "ok" and r["prev_implied_change_bp"] is None:
         availability.append("no value as known at the close of the week before: no weekly change")
     return Computed(
@@ -252,9 +294,16 @@ weekly_rate_expectations_asset = weekly_table_asset(
     deps=[MACRO_OBSERVATIONS],
     compute=compute_rate_expectations,
     checks=[
-        Check("rate_values_plausible", "Bill rate and funds rate within [-1%, 25%], the priced change within "
-              "±500 bp (wrong data, named; NaN fails)."),
-        Check("rate_availability", "Both series known within the week, and a week before (warning: otherwise the "
-              "report leaves the sentence out and names the gap).", blocking=False),
+        Check(
+            "rate_values_plausible",
+            "Bill rate and funds rate within [-1%, 25%], the priced change within "
+            "±500 bp (wrong data, named; NaN fails).",
+        ),
+        Check(
+            "rate_availability",
+            "Both series known within the week, and a week before (warning: otherwise the "
+            "report leaves the sentence out and names the gap).",
+            blocking=False,
+        ),
     ],
 )

@@ -67,7 +67,11 @@ def compute_universe(wh, week: str) -> Computed:
         problems.append(f"{', '.join(sorted(absent))} not in the universe")
     return Computed(
         df,
-        metadata={"coins": df.height, "eligible_coins": len(ids), "registry_pulled_at": str(registry["pulled_at"][0])},
+        metadata={
+            "coins": df.height,
+            "eligible_coins": len(ids),
+            "registry_pulled_at": str(registry["pulled_at"][0]),
+        },
         problems={"universe_coverage": problems},
     )
 
@@ -98,8 +102,10 @@ def global_observations(wh) -> pl.DataFrame:
     """Every /global observation in the lake (``global_market_cap``); ``market_total_daily`` keeps those the week
     may use. Empty (with the columns) when none was ever stored."""
     if has_table(wh, GLOBAL_MARKET_CAP.name):
-        return wh.query("SELECT observed_at, total_market_cap_usd, top_coins, top_mcap_usd, top_share, close_day "
-                        "FROM global_market_cap ORDER BY observed_at")
+        return wh.query(
+            "SELECT observed_at, total_market_cap_usd, top_coins, top_mcap_usd, top_share, close_day "
+            "FROM global_market_cap ORDER BY observed_at"
+        )
     empty = pl.from_arrow(GLOBAL_MARKET_CAP.arrow_schema.empty_table())
     return empty.select(OBSERVATION_COLUMNS.split(", "))  # type: ignore[union-attr]
 
@@ -131,7 +137,9 @@ def compute_total_market_cap(wh, week: str) -> Computed:
     df = weekly_total_market_cap(daily, week, market)
     row = df.row(0, named=True)
     problems = []
-    coins = dict(daily.filter(pl.col("date").is_in([w.open_day, w.close_day])).select("date", "coins").iter_rows())
+    coins = dict(
+        daily.filter(pl.col("date").is_in([w.open_day, w.close_day])).select("date", "coins").iter_rows()
+    )
     for label, d in (("open", w.open_day), ("close", w.close_day)):
         if coins.get(d, 0) < MIN_TOTAL_COINS:
             problems.append(f"only {coins.get(d, 0)} coins with a market cap at the {label} ({d})")
@@ -146,9 +154,14 @@ def compute_total_market_cap(wh, week: str) -> Computed:
         market_problems.append("the market's total is missing at the open or the close")
     return Computed(
         df,
-        metadata={"days_in_week": days, "coins_open": coins.get(w.open_day, 0), "coins_close": coins.get(w.close_day, 0),
-                  "market_total_basis": f"{row['basis_open']} at the open, {row['basis_close']} at the close",
-                  "share_close": row["share_close"], "share_source_close": row["share_source_close"]},
+        metadata={
+            "days_in_week": days,
+            "coins_open": coins.get(w.open_day, 0),
+            "coins_close": coins.get(w.close_day, 0),
+            "market_total_basis": f"{row['basis_open']} at the open, {row['basis_close']} at the close",
+            "share_close": row["share_close"],
+            "share_source_close": row["share_source_close"],
+        },
         problems={"total_market_cap_coverage": problems, "market_total_consistent": market_problems},
     )
 
@@ -163,10 +176,17 @@ weekly_total_market_cap_asset = weekly_table_asset(
     ),
     deps=[COIN_DAILY_WEEK, GLOBAL_MARKET_CAP.name],
     compute=compute_total_market_cap,
-    checks=[Check("total_market_cap_coverage",
-                  f"At least {MIN_TOTAL_COINS} coins at open and close, positive totals, low <= open/close <= high."),
-            Check("market_total_consistent", "The market's total at the open and close is positive, at least the "
-                  "top coins it is estimated from, with a share in (0, 1].")],
+    checks=[
+        Check(
+            "total_market_cap_coverage",
+            f"At least {MIN_TOTAL_COINS} coins at open and close, positive totals, low <= open/close <= high.",
+        ),
+        Check(
+            "market_total_consistent",
+            "The market's total at the open and close is positive, at least the "
+            "top coins it is estimated from, with a share in (0, 1].",
+        ),
+    ],
 )
 
 
@@ -180,8 +200,11 @@ def compute_market_total(wh, week: str) -> Computed:
     estimated = df.filter(pl.col("basis") == ESTIMATED)
     return Computed(
         df,
-        metadata={"observed_days": df.height - estimated.height, "estimated_days": estimated.height,
-                  "share_sources": ", ".join(sorted(set(df["share_source"].to_list()))) or "none"},
+        metadata={
+            "observed_days": df.height - estimated.height,
+            "estimated_days": estimated.height,
+            "share_sources": ", ".join(sorted(set(df["share_source"].to_list()))) or "none",
+        },
         problems={"market_total_consistent": problems},
     )
 
@@ -196,8 +219,13 @@ weekly_market_total_asset = weekly_table_asset(
     ),
     deps=[COIN_DAILY_WEEK, GLOBAL_MARKET_CAP.name],
     compute=compute_market_total,
-    checks=[Check("market_total_consistent", "Every day's market total is positive, at least the top coins it is "
-                  "estimated from, with a share in (0, 1]; the open and the close are present.")],
+    checks=[
+        Check(
+            "market_total_consistent",
+            "Every day's market total is positive, at least the top coins it is "
+            "estimated from, with a share in (0, 1]; the open and the close are present.",
+        )
+    ],
 )
 
 
@@ -213,7 +241,11 @@ def compute_crossings(wh, week: str) -> Computed:
             problems.append(f"'since' day {r['last_other_side_day']} not before the crossing")
     return Computed(
         df,
-        metadata={"crossings": df.height, "history_from": str(daily["date"].min()), "history_days": daily.height},
+        metadata={
+            "crossings": df.height,
+            "history_from": str(daily["date"].min()),
+            "history_days": daily.height,
+        },
         problems={"crossings_consistent": problems},
     )
 
@@ -257,8 +289,11 @@ def compute_index_returns(wh, week: str) -> Computed:
     return Computed(
         df,
         metadata={"empty_indices": ", ".join(empty) or "none"},
-        problems={"index_weights_capped": capped, "index_coverage": coverage,
-                  "sector_members": [f"{e} has no members" for e in empty]},
+        problems={
+            "index_weights_capped": capped,
+            "index_coverage": coverage,
+            "sector_members": [f"{e} has no members" for e in empty],
+        },
     )
 
 
@@ -272,7 +307,10 @@ weekly_index_returns_asset = weekly_table_asset(
     deps=[COIN_DAILY_WEEK, COIN_REGISTRY.name],
     compute=compute_index_returns,
     checks=[
-        Check("index_weights_capped", f"No weight above {INDEX_CAP:.0%} (1/n when n x cap < 1); returns above -100%."),
+        Check(
+            "index_weights_capped",
+            f"No weight above {INDEX_CAP:.0%} (1/n when n x cap < 1); returns above -100%.",
+        ),
         Check("index_coverage", f"{', '.join(REQUIRED_INDICES)} have a return."),
         Check("sector_members", "Every sector index has members this week.", blocking=False),
     ],
@@ -285,7 +323,9 @@ def compute_correlation(wh, week: str) -> Computed:
     ids, _ = eligible_coin_ids(wh, w.close_day)
     first = w.close_day - timedelta(days=7 * CORR_LOOKBACK_WEEKS + CORR_WINDOW_DAYS + 1)
     cd = coin_daily_between(wh, first, w.close_day, "date, coin_id, symbol, name, price_usd, market_cap_usd")
-    df = weekly_correlation_buckets(cd, ids, week, window_days=CORR_WINDOW_DAYS, lookback_weeks=CORR_LOOKBACK_WEEKS)
+    df = weekly_correlation_buckets(
+        cd, ids, week, window_days=CORR_WINDOW_DAYS, lookback_weeks=CORR_LOOKBACK_WEEKS
+    )
     ranges = (
         out_of(df["avg_pairwise_corr"], -1, 1, "avg_pairwise_corr")
         + out_of(df["avg_corr_to_btc"], -1, 1, "avg_corr_to_btc")
@@ -302,7 +342,11 @@ def compute_correlation(wh, week: str) -> Computed:
     return Computed(
         df,
         metadata={"history_from": str(cd["date"].min()), "window_days": CORR_WINDOW_DAYS},
-        problems={"correlation_range": ranges, "correlation_members": members, "correlation_coverage": coverage},
+        problems={
+            "correlation_range": ranges,
+            "correlation_members": members,
+            "correlation_coverage": coverage,
+        },
     )
 
 
@@ -313,12 +357,19 @@ weekly_correlation_buckets_asset = weekly_table_asset(
         f"11-50 and 51-100 at the open, the buckets' equal-weight returns, and the change against the previous "
         f"{CORR_LOOKBACK_WEEKS} weeks. pipelines.metrics.correlation.weekly_correlation_buckets."
     ),
-    deps=[dg.AssetDep(COIN_DAILY.name, partition_mapping=days_before(CORR_LOOKBACK_WEEKS + 5)), COIN_REGISTRY.name],
+    deps=[
+        dg.AssetDep(COIN_DAILY.name, partition_mapping=days_before(CORR_LOOKBACK_WEEKS + 5)),
+        COIN_REGISTRY.name,
+    ],
     compute=compute_correlation,
     checks=[
         Check("correlation_range", "Correlations in [-1, 1]; bucket returns above -100%."),
         Check("correlation_members", "Every rank bucket has members."),
-        Check("correlation_coverage", "Every bucket has a pairwise correlation and a correlation to BTC (warning: "
-              "needs the window's history).", blocking=False),
+        Check(
+            "correlation_coverage",
+            "Every bucket has a pairwise correlation and a correlation to BTC (warning: "
+            "needs the window's history).",
+            blocking=False,
+        ),
     ],
 )

@@ -5,7 +5,6 @@ Every read goes through ``Warehouse.query`` with parameterized ``date <= ?`` (an
 ``ts <= ?``) bounds, so an asset never sees data from after its week's close.
 """
 
-
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -120,7 +119,10 @@ def weekly_table_asset(
     """A weekly-partitioned asset writing ``table`` for one week from ``compute(wh, week)``."""
     specs = [
         dg.AssetCheckSpec(
-            c.name, asset=table.name, blocking=c.blocking, description=c.description,
+            c.name,
+            asset=table.name,
+            blocking=c.blocking,
+            description=c.description,
         )
         for c in checks
     ]
@@ -150,14 +152,21 @@ def weekly_table_asset(
                     check_name=c.name,
                     passed=not problems,
                     severity=dg.AssetCheckSeverity.ERROR if c.blocking else dg.AssetCheckSeverity.WARN,
-                    metadata={"problems": "; ".join(problems) or "none", **out.check_metadata.get(c.name, {})},
+                    metadata={
+                        "problems": "; ".join(problems) or "none",
+                        **out.check_metadata.get(c.name, {}),
+                    },
                 )
             )
         checks_md = {f"check_{c.name}": "; ".join(out.problems.get(c.name, [])) or "passed" for c in checks}
         return dg.MaterializeResult(
             metadata=table_metadata(
-                table, out.df, sha256=written.sha256, path=dg.MetadataValue.path(str(written.path)),
-                **out.metadata, **checks_md,
+                table,
+                out.df,
+                sha256=written.sha256,
+                path=dg.MetadataValue.path(str(written.path)),
+                **out.metadata,
+                **checks_md,
             ),
             check_results=results,
         )
@@ -169,8 +178,10 @@ def out_of(values: pl.Series, lo: float, hi: float, label: str, closed: str = "b
     """A problem per value of ``values`` (nulls ignored) outside [lo, hi] (``closed='none'``: (lo, hi))."""
     v = values.drop_nulls()
     bad = v.filter(~v.is_between(lo, hi, closed=closed))  # type: ignore[arg-type]
-    return [f"{label} {x:.6g} outside {'[' if closed == 'both' else '('}{lo}, {hi}{']' if closed == 'both' else ')'}"
-            for x in bad.to_list()]
+    return [
+        f"{label} {x:.6g} outside {'[' if closed == 'both' else '('}{lo}, {hi}{']' if closed == 'both' else ')'}"
+        for x in bad.to_list()
+    ]
 
 
 def day_range(first: date, last: date) -> list[date]:

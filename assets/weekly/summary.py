@@ -1,6 +1,5 @@
 """Weekly layer: the tables the report speaks from, one lake partition per week."""
 
-
 import dagster as dg
 import polars as pl
 
@@ -21,7 +20,9 @@ def week_open_close(wh: Warehouse, week: str) -> tuple[pl.DataFrame, pl.DataFram
     """The clean daily rows at the week's open and close; a clear failure when either day is not in the lake."""
     w = require_open_close(wh, week)
     open_day, close_day = w.open_day, w.close_day
-    return wh.read_partition(COIN_DAILY, open_day.isoformat()), wh.read_partition(COIN_DAILY, close_day.isoformat())
+    return wh.read_partition(COIN_DAILY, open_day.isoformat()), wh.read_partition(
+        COIN_DAILY, close_day.isoformat()
+    )
 
 
 @dg.asset(
@@ -44,7 +45,9 @@ def week_open_close(wh: Warehouse, week: str) -> tuple[pl.DataFrame, pl.DataFram
         )
     ],
 )
-def weekly_market_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def weekly_market_summary(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     wh = warehouse.get()
     week = context.partition_key
     start, end = week_bounds(week)

@@ -23,7 +23,9 @@ DAILY_DEADLINE_CRON = "0 2 * * *"  # yesterday's partition by 02:00 UTC
 WEEKLY_DEADLINE_CRON = "0 3 * * 1"  # last week's partition by Monday 03:00 UTC
 
 
-def _keys(assets: Sequence[object], groups: set[str], partitions_def: dg.PartitionsDefinition) -> list[dg.AssetKey]:
+def _keys(
+    assets: Sequence[object], groups: set[str], partitions_def: dg.PartitionsDefinition
+) -> list[dg.AssetKey]:
     keys = []
     for a in assets:
         if not isinstance(a, dg.AssetsDefinition) or not a.is_executable:
@@ -40,7 +42,9 @@ def build_freshness(assets: Sequence[object]) -> tuple[list[dg.AssetChecksDefini
             assets=_keys(assets, {"clean"}, DAILY), deadline_cron=DAILY_DEADLINE_CRON, timezone="UTC"
         ),
         *dg.build_time_partition_freshness_checks(
-            assets=_keys(assets, {"weekly", "report"}, WEEKLY), deadline_cron=WEEKLY_DEADLINE_CRON, timezone="UTC"
+            assets=_keys(assets, {"weekly", "report"}, WEEKLY),
+            deadline_cron=WEEKLY_DEADLINE_CRON,
+            timezone="UTC",
         ),
     ]
     sensor = dg.build_sensor_for_freshness_checks(

@@ -51,11 +51,15 @@ def pool_problems(assets: Iterable[object]) -> list[str]:
     """One line per executable op-backed asset whose declared pool is missing or differs from the rule."""
     problems = []
     for a in assets:
-        if not (isinstance(a, dg.AssetsDefinition) and a.is_executable and isinstance(a.node_def, dg.OpDefinition)):
+        if not (
+            isinstance(a, dg.AssetsDefinition) and a.is_executable and isinstance(a.node_def, dg.OpDefinition)
+        ):
             continue
         want, have = pool_for(a), a.node_def.pool
         if have != want:
-            problems.append(f"{a.node_def.name}: pool {have!r}, expected {want!r} (declare @dg.asset(pool={want!r}))")
+            problems.append(
+                f"{a.node_def.name}: pool {have!r}, expected {want!r} (declare @dg.asset(pool={want!r}))"
+            )
     return problems
 
 
@@ -63,5 +67,8 @@ def check_pools(assets: Sequence[object]) -> Sequence[object]:
     """The assets unchanged, or a ``PoolError`` listing every asset outside the rule."""
     problems = pool_problems(assets)
     if problems:
-        raise PoolError("assets outside the concurrency-pool rule (pipelines/automation/pools.py):\n" + "\n".join(problems))
+        raise PoolError(
+            "assets outside the concurrency-pool rule (pipelines/automation/pools.py):\n"
+            + "\n".join(problems)
+        )
     return assets

@@ -19,7 +19,7 @@ TRIGGER_TAG = "crypto-weekly/trigger"
 RETRIES = {"dagster/max_retries": "2", "dagster/retry_strategy": "FROM_FAILURE"}
 
 
-def build_schedules(daily_job, weekly_job) -> list:  # noqa: ANN001 (unresolved asset jobs)
+def build_schedules(daily_job, weekly_job) -> list:
     daily = dg.build_schedule_from_partitioned_job(
         daily_job,
         name="daily_schedule",

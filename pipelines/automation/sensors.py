@@ -60,8 +60,13 @@ def weekly_catch_up_sensor(context: dg.SensorEvaluationContext) -> dg.RunRequest
         dg.RunsFilter(job_name="weekly_job", tags={"dagster/partition": week}, statuses=IN_FLIGHT), limit=1
     )
     if in_flight:
-        return dg.SkipReason(f"week {week}: run {in_flight[0].run_id[:8]} is {in_flight[0].status.value.lower()}")
-    ids = {d.isoformat(): _latest_storage_id(instance, "coin_daily", d.isoformat()) for d in week_close_days(week)}
+        return dg.SkipReason(
+            f"week {week}: run {in_flight[0].run_id[:8]} is {in_flight[0].status.value.lower()}"
+        )
+    ids = {
+        d.isoformat(): _latest_storage_id(instance, "coin_daily", d.isoformat())
+        for d in week_close_days(week)
+    }
     missing = [d for d, i in ids.items() if i is None]
     if missing:
         return dg.SkipReason(f"week {week}: inputs late: coin_daily has no partition {', '.join(missing)}")

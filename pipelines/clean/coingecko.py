@@ -57,7 +57,9 @@ def build_coin_daily(
                 params = wh.raw_meta(wh.root / relpath).get("params", {})
                 raise PayloadError(
                     f"stored response {relpath} cannot be cleaned ({exc})",
-                    endpoint=f"/coins/{coin_id}/market_chart/range", params=params, status=None,
+                    endpoint=f"/coins/{coin_id}/market_chart/range",
+                    params=params,
+                    status=None,
                 ) from exc
             per_coin.append(
                 points.filter(pl.col("day").is_in(file_days)).select(
@@ -111,18 +113,22 @@ def latest_registry(wh: Warehouse) -> pl.DataFrame:
     """The newest coin registry snapshot in the lake (coin ids, names, categories)."""
     snaps = registry_snapshots(wh)
     if not snaps:
-        raise LookupError(f"no {COIN_REGISTRY.name} snapshot in the lake yet: materialize coin_registry first")
+        raise LookupError(
+            f"no {COIN_REGISTRY.name} snapshot in the lake yet: materialize coin_registry first"
+        )
     return wh.read_partition(COIN_REGISTRY, snaps[-1])
 
 
 def parse_registry_snapshot(wh: Warehouse, snapshot: str) -> pl.DataFrame:
     """Rebuild the registry rows of one stored /coins/markets snapshot (top pages + category pages)."""
-    from pipelines.pulls.coingecko import MARKETS_ENDPOINT, SOURCE  # noqa: PLC0415
-    from pipelines.sources.coingecko import parse_markets  # noqa: PLC0415
+    from pipelines.pulls.coingecko import MARKETS_ENDPOINT, SOURCE
+    from pipelines.sources.coingecko import parse_markets
 
     base = wh.raw_dir / SOURCE / MARKETS_ENDPOINT / f"snapshot={snapshot}"
     files = sorted(
-        p for p in base.glob("*.json") if not p.name.endswith(".meta.json") and p.with_suffix(".meta.json").exists()
+        p
+        for p in base.glob("*.json")
+        if not p.name.endswith(".meta.json") and p.with_suffix(".meta.json").exists()
     )
     top = [json.loads(p.read_bytes()) for p in files if p.name.startswith("top-page-")]
     if not top:
@@ -137,7 +143,11 @@ def parse_registry_snapshot(wh: Warehouse, snapshot: str) -> pl.DataFrame:
         for cid in parse_markets([json.loads(p.read_bytes())])["coin_id"].to_list():
             members.setdefault(cid, set()).add(category)
     return coins.with_columns(
-        pl.Series("categories", [sorted(members.get(c, ())) for c in coins["coin_id"].to_list()], dtype=pl.List(pl.String)),
+        pl.Series(
+            "categories",
+            [sorted(members.get(c, ())) for c in coins["coin_id"].to_list()],
+            dtype=pl.List(pl.String),
+        ),
         pl.lit(pulled_at).cast(pl.Datetime("ms", "UTC")).alias("pulled_at"),
     )
 
@@ -147,7 +157,7 @@ CLOSE_WINDOW_MS = 3_600_000  # an observation in [D+1 00:00, D+1 01:00) is the c
 
 def global_snapshots(wh: Warehouse) -> list[str]:
     """Registry snapshots that are complete and have a stored /global response, oldest first."""
-    from pipelines.pulls.coingecko import (  # noqa: PLC0415
+    from pipelines.pulls.coingecko import (
         GLOBAL_ENDPOINT,
         GLOBAL_FILE,
         MARKETS_ENDPOINT,
@@ -168,18 +178,27 @@ def global_snapshots(wh: Warehouse) -> list[str]:
 def parse_global_snapshot(wh: Warehouse, snapshot: str) -> pl.DataFrame:
     """One ``global_market_cap`` row from a snapshot's stored /global response and its /coins/markets top pages
     (the same instant): the total, and the share of it held by the ``SHARE_TOP_N`` largest listed coins."""
-    from pipelines.pulls.coingecko import GLOBAL_ENDPOINT, GLOBAL_FILE, SHARE_TOP_N, SOURCE  # noqa: PLC0415
-    from pipelines.sources.coingecko import parse_global  # noqa: PLC0415
+    from pipelines.pulls.coingecko import GLOBAL_ENDPOINT, GLOBAL_FILE, SHARE_TOP_N, SOURCE
+    from pipelines.sources.coingecko import parse_global
 
     path = wh.raw_dir / SOURCE / GLOBAL_ENDPOINT / f"snapshot={snapshot}" / f"{GLOBAL_FILE}.json"
     g = parse_global(json.loads(path.read_bytes()))
     coins = parse_registry_snapshot(wh, snapshot)
-    caps = coins["market_cap_usd"].drop_nulls().filter(coins["market_cap_usd"].drop_nulls() > 0).sort(descending=True)
+    caps = (
+        coins["market_cap_usd"]
+        .drop_nulls()
+        .filter(coins["market_cap_usd"].drop_nulls() > 0)
+        .sort(descending=True)
+    )
     top = caps.head(SHARE_TOP_N)
     top_sum = float(top.sort().sum())  # sorted: the float sum does not depend on order
     total = g["total_market_cap_usd"]
     observed = g["updated_at"]
-    day = (observed.date() - timedelta(days=1)) if (observed.timestamp() * 1000) % 86_400_000 < CLOSE_WINDOW_MS else None
+    day = (
+        (observed.date() - timedelta(days=1))
+        if (observed.timestamp() * 1000) % 86_400_000 < CLOSE_WINDOW_MS
+        else None
+    )
     row = {
         "observed_at": observed,
         "pulled_at": datetime.fromisoformat(wh.raw_meta(path)["fetched_at"]),
@@ -191,7 +210,15 @@ def parse_global_snapshot(wh: Warehouse, snapshot: str) -> pl.DataFrame:
         "close_day": day,
         "raw_file": wh.rel(path),
     }
-    schema = {"observed_at": pl.Datetime("ms", "UTC"), "pulled_at": pl.Datetime("ms", "UTC"),
-              "total_market_cap_usd": pl.Float64, "total_volume_usd": pl.Float64, "top_coins": pl.Int32,
-              "top_mcap_usd": pl.Float64, "top_share": pl.Float64, "close_day": pl.Date, "raw_file": pl.String}
+    schema = {
+        "observed_at": pl.Datetime("ms", "UTC"),
+        "pulled_at": pl.Datetime("ms", "UTC"),
+        "total_market_cap_usd": pl.Float64,
+        "total_volume_usd": pl.Float64,
+        "top_coins": pl.Int32,
+        "top_mcap_usd": pl.Float64,
+        "top_share": pl.Float64,
+        "close_day": pl.Date,
+        "raw_file": pl.String,
+    }
     return pl.DataFrame([row], schema=schema).select(GLOBAL_MARKET_CAP.column_names)

@@ -27,83 +27,120 @@ from pipelines.warehouse import Warehouse
 PL_UTC_MS = pl.Datetime("ms", "UTC")
 EXCHANGE = Column("exchange", pa.string(), "binance | bybit | okx")
 SYMBOL = Column("symbol", pa.string(), "perpetual, normalized to <BASE>USDT (OKX BTC-USDT-SWAP -> BTCUSDT)")
-RAW_FILE = Column("raw_file", pa.string(), "the raw response this row was read from, relative to the warehouse")
+RAW_FILE = Column(
+    "raw_file", pa.string(), "the raw response this row was read from, relative to the warehouse"
+)
 
-FUNDING_RATES = register(Table(
-    name="funding_rates",
-    description="Perpetual funding settlements (Binance USDT-M, Bybit linear, OKX USDT swaps), one row per "
-                "settlement; partition = UTC day of the settlement.",
-    partition_by="date",
-    key=("exchange", "symbol", "funding_time"),
-    columns=(
-        EXCHANGE, SYMBOL,
-        Column("funding_time", UTC_MS, "settlement time, UTC (floored to the hour)"),
-        Column("funding_rate", pa.float64(), "fraction of notional paid per interval (0.0001 = 0.01%); OKX realizedRate"),
-        Column("interval_hours", pa.int32(), "funding interval in hours (8, 4, 1...), from the venue or the gaps"),
-        RAW_FILE,
-    ),
-))
-OPEN_INTEREST = register(Table(
-    name="open_interest",
-    description="Perpetual open interest in USD: Binance hourly (REST 30 days, metrics archive before), Bybit "
-                "hourly (base coin x Binance perp hourly close), OKX daily (rubik, all of the coin's contracts). "
-                "Partition = UTC day of the reading.",
-    partition_by="date",
-    key=("exchange", "symbol", "ts"),
-    columns=(
-        EXCHANGE, SYMBOL,
-        Column("ts", UTC_MS, "reading time, UTC (hourly; OKX daily at 00:00)"),
-        Column("oi_usd", pa.float64(), "open interest, USD notional (both sides counted once)"),
-        RAW_FILE,
-    ),
-))
-LONG_SHORT_RATIO = register(Table(
-    name="long_short_ratio",
-    description="Binance global long/short account ratio, hourly (REST 30 days, metrics archive before).",
-    partition_by="date",
-    key=("exchange", "symbol", "ts"),
-    columns=(
-        EXCHANGE, SYMBOL,
-        Column("ts", UTC_MS, "reading time, UTC"),
-        Column("long_account", pa.float64(), "share of accounts net long, 0..1"),
-        Column("short_account", pa.float64(), "share of accounts net short, 0..1"),
-        RAW_FILE,
-    ),
-))
-BTC_HOURLY = register(Table(
-    name="btc_hourly",
-    description="Binance spot BTCUSDT hourly bars; partition = UTC day of the bar's open.",
-    partition_by="date",
-    key=("ts",),
-    columns=(
-        Column("ts", UTC_MS, "bar open, UTC"),
-        Column("open", pa.float64(), "USDT"), Column("high", pa.float64(), "USDT"),
-        Column("low", pa.float64(), "USDT"), Column("close", pa.float64(), "USDT"),
-        Column("volume", pa.float64(), "base volume, BTC"),
-        Column("quote_volume", pa.float64(), "quote volume, USDT"),
-        RAW_FILE,
-    ),
-))
-PERP_VOLUME_DAILY = register(Table(
-    name="perp_volume_daily",
-    description="Binance USDT-M perpetual volume of the UTC day (daily kline quote volume, USDT taken as USD).",
-    partition_by="date",
-    key=("exchange", "symbol"),
-    columns=(EXCHANGE, SYMBOL, Column("quote_volume_usd", pa.float64(), "quote volume of the day, USD(T)"), RAW_FILE),
-))
-MACRO_OBSERVATIONS = register(Table(
-    name="macro_observations",
-    description="FRED observations (fredgraph.csv) of the report's macro series; partition = series id.",
-    partition_by="series",
-    key=("date",),
-    columns=(
-        Column("series_id", pa.string(), "FRED series id"),
-        Column("date", pa.date32(), "observation date (monthly series: the 1st of the month)"),
-        Column("value", pa.float64(), "value in the series' units; null where FRED has '.' or blank, never 0", True),
-        Column("pulled_at", UTC_MS, "when the raw CSV was pulled"),
-        RAW_FILE,
-    ),
-))
+FUNDING_RATES = register(
+    Table(
+        name="funding_rates",
+        description="Perpetual funding settlements (Binance USDT-M, Bybit linear, OKX USDT swaps), one row per "
+        "settlement; partition = UTC day of the settlement.",
+        partition_by="date",
+        key=("exchange", "symbol", "funding_time"),
+        columns=(
+            EXCHANGE,
+            SYMBOL,
+            Column("funding_time", UTC_MS, "settlement time, UTC (floored to the hour)"),
+            Column(
+                "funding_rate",
+                pa.float64(),
+                "fraction of notional paid per interval (0.0001 = 0.01%); OKX realizedRate",
+            ),
+            Column(
+                "interval_hours",
+                pa.int32(),
+                "funding interval in hours (8, 4, 1...), from the venue or the gaps",
+            ),
+            RAW_FILE,
+        ),
+    )
+)
+OPEN_INTEREST = register(
+    Table(
+        name="open_interest",
+        description="Perpetual open interest in USD: Binance hourly (REST 30 days, metrics archive before), Bybit "
+        "hourly (base coin x Binance perp hourly close), OKX daily (rubik, all of the coin's contracts). "
+        "Partition = UTC day of the reading.",
+        partition_by="date",
+        key=("exchange", "symbol", "ts"),
+        columns=(
+            EXCHANGE,
+            SYMBOL,
+            Column("ts", UTC_MS, "reading time, UTC (hourly; OKX daily at 00:00)"),
+            Column("oi_usd", pa.float64(), "open interest, USD notional (both sides counted once)"),
+            RAW_FILE,
+        ),
+    )
+)
+LONG_SHORT_RATIO = register(
+    Table(
+        name="long_short_ratio",
+        description="Binance global long/short account ratio, hourly (REST 30 days, metrics archive before).",
+        partition_by="date",
+        key=("exchange", "symbol", "ts"),
+        columns=(
+            EXCHANGE,
+            SYMBOL,
+            Column("ts", UTC_MS, "reading time, UTC"),
+            Column("long_account", pa.float64(), "share of accounts net long, 0..1"),
+            Column("short_account", pa.float64(), "share of accounts net short, 0..1"),
+            RAW_FILE,
+        ),
+    )
+)
+BTC_HOURLY = register(
+    Table(
+        name="btc_hourly",
+        description="Binance spot BTCUSDT hourly bars; partition = UTC day of the bar's open.",
+        partition_by="date",
+        key=("ts",),
+        columns=(
+            Column("ts", UTC_MS, "bar open, UTC"),
+            Column("open", pa.float64(), "USDT"),
+            Column("high", pa.float64(), "USDT"),
+            Column("low", pa.float64(), "USDT"),
+            Column("close", pa.float64(), "USDT"),
+            Column("volume", pa.float64(), "base volume, BTC"),
+            Column("quote_volume", pa.float64(), "quote volume, USDT"),
+            RAW_FILE,
+        ),
+    )
+)
+PERP_VOLUME_DAILY = register(
+    Table(
+        name="perp_volume_daily",
+        description="Binance USDT-M perpetual volume of the UTC day (daily kline quote volume, USDT taken as USD).",
+        partition_by="date",
+        key=("exchange", "symbol"),
+        columns=(
+            EXCHANGE,
+            SYMBOL,
+            Column("quote_volume_usd", pa.float64(), "quote volume of the day, USD(T)"),
+            RAW_FILE,
+        ),
+    )
+)
+MACRO_OBSERVATIONS = register(
+    Table(
+        name="macro_observations",
+        description="FRED observations (fredgraph.csv) of the report's macro series; partition = series id.",
+        partition_by="series",
+        key=("date",),
+        columns=(
+            Column("series_id", pa.string(), "FRED series id"),
+            Column("date", pa.date32(), "observation date (monthly series: the 1st of the month)"),
+            Column(
+                "value",
+                pa.float64(),
+                "value in the series' units; null where FRED has '.' or blank, never 0",
+                True,
+            ),
+            Column("pulled_at", UTC_MS, "when the raw CSV was pulled"),
+            RAW_FILE,
+        ),
+    )
+)
 
 
 def normalize_symbol(symbol: str) -> str:
@@ -116,7 +153,9 @@ def _load(wh: Warehouse, relpath: str) -> object:
     try:
         return json.loads((wh.root / relpath).read_bytes())
     except ValueError as exc:
-        raise PayloadError(f"stored body is not JSON ({exc})", endpoint=relpath, params={}, status=200) from exc
+        raise PayloadError(
+            f"stored body is not JSON ({exc})", endpoint=relpath, params={}, status=200
+        ) from exc
 
 
 def _day_col(col: str = "ts") -> pl.Expr:
@@ -146,10 +185,16 @@ def _collect(wh: Warehouse, ds: ing.Dataset, days: list[date], build) -> list[pl
     return out
 
 
-def _split(frames: list[pl.DataFrame], table: Table, days: list[date], sort: list[str]) -> dict[date, pl.DataFrame]:
+def _split(
+    frames: list[pl.DataFrame], table: Table, days: list[date], sort: list[str]
+) -> dict[date, pl.DataFrame]:
     cols = ["day", *table.column_names]
     frames = [f.select(cols) for f in frames if f.height]
-    empty = pl.from_arrow(table.arrow_schema.empty_table()).with_columns(pl.lit(None, pl.Date).alias("day")).select(cols)
+    empty = (
+        pl.from_arrow(table.arrow_schema.empty_table())
+        .with_columns(pl.lit(None, pl.Date).alias("day"))
+        .select(cols)
+    )
     allrows = pl.concat(frames, how="vertical_relaxed") if frames else empty
     allrows = allrows.unique(["day", *table.key], keep="first", maintain_order=True)
     parts = {k[0]: v for k, v in allrows.partition_by("day", as_dict=True).items()}
@@ -160,8 +205,13 @@ def _split(frames: list[pl.DataFrame], table: Table, days: list[date], sort: lis
 def _funding_frame(wh: Warehouse, pull: ing.StoredPull, parse, exchange: str) -> pl.DataFrame:
     bodies = [_load(wh, rel) for rel in pull.files]
     values = parse(bodies)  # interval inference needs every page together
-    lineage = _per_page(wh, pull, lambda b: parse(b).select("symbol", "funding_time"), "funding_time",
-                        ["symbol", "funding_time"])
+    lineage = _per_page(
+        wh,
+        pull,
+        lambda b: parse(b).select("symbol", "funding_time"),
+        "funding_time",
+        ["symbol", "funding_time"],
+    )
     if values.is_empty():
         return values
     return values.join(lineage, on=["symbol", "funding_time"], how="left").select(
@@ -177,9 +227,11 @@ def _funding_frame(wh: Warehouse, pull: ing.StoredPull, parse, exchange: str) ->
 
 def build_funding_rates(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame]:
     frames = []
-    for ds, parse, ex in ((ing.BINANCE_FUNDING, binance.parse_funding_rates, "binance"),
-                          (ing.BYBIT_FUNDING, bybit.parse_funding_history, "bybit"),
-                          (ing.OKX_FUNDING, okx.parse_funding_history, "okx")):
+    for ds, parse, ex in (
+        (ing.BINANCE_FUNDING, binance.parse_funding_rates, "binance"),
+        (ing.BYBIT_FUNDING, bybit.parse_funding_history, "bybit"),
+        (ing.OKX_FUNDING, okx.parse_funding_history, "okx"),
+    ):
         frames += _collect(wh, ds, days, lambda p, parse=parse, ex=ex: _funding_frame(wh, p, parse, ex))
     return _split(frames, FUNDING_RATES, days, ["exchange", "symbol", "funding_time"])
 
@@ -195,12 +247,15 @@ def _metrics_frame(wh: Warehouse, pull: ing.StoredPull) -> pl.DataFrame | None:
 
 def binance_archive_missing(wh: Warehouse, days: list[date]) -> list[str]:
     """``SYMBOL day`` for every archive day recorded as missing upstream (404)."""
-    chosen = ing.choose_pulls(ing.stored_pulls(wh, ing.BINANCE_METRICS.source, ing.BINANCE_METRICS.endpoint), days)
+    chosen = ing.choose_pulls(
+        ing.stored_pulls(wh, ing.BINANCE_METRICS.source, ing.BINANCE_METRICS.endpoint), days
+    )
     return sorted(f"{p.key} {p.first}" for p in chosen if p.statuses[0] == 404)
 
 
-def build_open_interest(wh: Warehouse, days: list[date], stats: dict | None = None
-                        ) -> tuple[dict[date, pl.DataFrame], int]:
+def build_open_interest(
+    wh: Warehouse, days: list[date], stats: dict | None = None
+) -> tuple[dict[date, pl.DataFrame], int]:
     """Frames per day, and how many Bybit readings had no price (dropped, counted).
 
     Bybit's base-coin readings are priced with the Binance perpetual's hourly close within 2 hours; a symbol with
@@ -208,36 +263,81 @@ def build_open_interest(wh: Warehouse, days: list[date], stats: dict | None = No
     of the coin instead (``coin_daily``, the last close within 26 hours; counted in ``stats`` as
     ``bybit_priced_with_coingecko``)."""
     frames: list[pl.DataFrame] = []
-    out_cols = [pl.lit("binance").alias("exchange"), "symbol", pl.col("ts").cast(PL_UTC_MS), "oi_usd", "raw_file"]
-    frames += [f.select("day", *out_cols) for f in _collect(
-        wh, ing.BINANCE_OI, days,
-        lambda p: _per_page(wh, p, binance.parse_open_interest_hist, "ts", ["symbol", "ts"]).with_columns(_day_col())
-        if p.files else None)]
-    frames += [f.drop_nulls("oi_usd").select("day", *out_cols)
-               for f in _collect(wh, ing.BINANCE_METRICS, days, lambda p: _metrics_frame(wh, p))]
+    out_cols = [
+        pl.lit("binance").alias("exchange"),
+        "symbol",
+        pl.col("ts").cast(PL_UTC_MS),
+        "oi_usd",
+        "raw_file",
+    ]
+    frames += [
+        f.select("day", *out_cols)
+        for f in _collect(
+            wh,
+            ing.BINANCE_OI,
+            days,
+            lambda p: (
+                _per_page(wh, p, binance.parse_open_interest_hist, "ts", ["symbol", "ts"]).with_columns(
+                    _day_col()
+                )
+                if p.files
+                else None
+            ),
+        )
+    ]
+    frames += [
+        f.drop_nulls("oi_usd").select("day", *out_cols)
+        for f in _collect(wh, ing.BINANCE_METRICS, days, lambda p: _metrics_frame(wh, p))
+    ]
     # Bybit: base-coin OI x the Binance perpetual's price at the reading (close of the hour bar ending there)
-    bybit_frames = _collect(wh, ing.BYBIT_OI, days, lambda p: _per_page(
-        wh, p, bybit.parse_open_interest, "ts", ["symbol", "ts"]).with_columns(_day_col()))
+    bybit_frames = _collect(
+        wh,
+        ing.BYBIT_OI,
+        days,
+        lambda p: _per_page(wh, p, bybit.parse_open_interest, "ts", ["symbol", "ts"]).with_columns(
+            _day_col()
+        ),
+    )
     unpriced = 0
     if bybit_frames:
         oi = pl.concat(bybit_frames).sort("ts")
         prices = hourly_prices(wh, days)
-        joined = oi.join_asof(prices, on="ts", by="symbol", strategy="backward", tolerance=timedelta(hours=2),
-                              check_sortedness=False)
+        joined = oi.join_asof(
+            prices,
+            on="ts",
+            by="symbol",
+            strategy="backward",
+            tolerance=timedelta(hours=2),
+            check_sortedness=False,
+        )
         no_binance = sorted(set(oi["symbol"].unique().to_list()) - set(prices["symbol"].unique().to_list()))
         if no_binance:
             fallback = coingecko_prices(wh, days).filter(pl.col("symbol").is_in(no_binance))
             rest = joined.filter(~pl.col("symbol").is_in(no_binance))
             filled = oi.filter(pl.col("symbol").is_in(no_binance)).join_asof(
-                fallback, on="ts", by="symbol", strategy="backward", tolerance=timedelta(hours=26),
-                check_sortedness=False)
+                fallback,
+                on="ts",
+                by="symbol",
+                strategy="backward",
+                tolerance=timedelta(hours=26),
+                check_sortedness=False,
+            )
             joined = pl.concat([rest, filled], how="vertical_relaxed")
             if stats is not None:
                 stats["bybit_priced_with_coingecko"] = filled["price"].drop_nulls().len()
         unpriced = joined["price"].null_count()
-        frames.append(joined.drop_nulls("price").with_columns((pl.col("oi_base") * pl.col("price")).alias("oi_usd"))
-                      .select("day", pl.lit("bybit").alias("exchange"), "symbol", pl.col("ts").cast(PL_UTC_MS),
-                              "oi_usd", "raw_file"))
+        frames.append(
+            joined.drop_nulls("price")
+            .with_columns((pl.col("oi_base") * pl.col("price")).alias("oi_usd"))
+            .select(
+                "day",
+                pl.lit("bybit").alias("exchange"),
+                "symbol",
+                pl.col("ts").cast(PL_UTC_MS),
+                "oi_usd",
+                "raw_file",
+            )
+        )
     for f in _collect(wh, ing.OKX_OI, days, lambda p: _okx_oi_frame(wh, p)):
         frames.append(f)
     return _split(frames, OPEN_INTEREST, days, ["exchange", "symbol", "ts"]), unpriced
@@ -246,8 +346,14 @@ def build_open_interest(wh: Warehouse, days: list[date], stats: dict | None = No
 def _okx_oi_frame(wh: Warehouse, pull: ing.StoredPull) -> pl.DataFrame:
     rel = pull.files[0]
     df = okx.parse_open_interest_volume(_load(wh, rel), ing.base_of(pull.key))
-    return df.select(_day_col(), pl.lit("okx").alias("exchange"), pl.lit(pull.key).alias("symbol"),
-                     pl.col("ts").cast(PL_UTC_MS), "oi_usd", pl.lit(rel).alias("raw_file"))
+    return df.select(
+        _day_col(),
+        pl.lit("okx").alias("exchange"),
+        pl.lit(pull.key).alias("symbol"),
+        pl.col("ts").cast(PL_UTC_MS),
+        "oi_usd",
+        pl.lit(rel).alias("raw_file"),
+    )
 
 
 def coingecko_prices(wh: Warehouse, days: list[date]) -> pl.DataFrame:
@@ -260,44 +366,75 @@ def coingecko_prices(wh: Warehouse, days: list[date]) -> pl.DataFrame:
             "FROM coin_daily WHERE date >= ? AND date <= ? ORDER BY ts",
             [min(days) - timedelta(days=2), max(days)],
         )
-    except Exception:  # noqa: BLE001 - no coin_daily in the lake: no fallback price
+    except Exception:
         return pl.DataFrame(schema=schema)
     if df.is_empty():
         return pl.DataFrame(schema=schema)
     df = df.sort(["symbol", "ts", "market_cap_usd"], descending=[False, False, True], nulls_last=True)
-    return (df.unique(["symbol", "ts"], keep="first", maintain_order=True)
-            .select(pl.col("symbol"), pl.col("ts").cast(PL_UTC_MS), pl.col("price")).sort("ts"))
+    return (
+        df.unique(["symbol", "ts"], keep="first", maintain_order=True)
+        .select(pl.col("symbol"), pl.col("ts").cast(PL_UTC_MS), pl.col("price"))
+        .sort("ts")
+    )
 
 
 def hourly_prices(wh: Warehouse, days: list[date]) -> pl.DataFrame:
     """``symbol, ts, price``: each Binance perpetual's hourly close, stamped at the bar's close (open + 1 h), and
     the first bar's open, read from the stored ``perp_klines_1h`` pulls covering ``days`` and the day before."""
     span = sorted({d for day in days for d in (day - timedelta(days=1), day)})
-    frames = [f for f in _collect(wh, ing.BINANCE_PERP_1H, span, lambda p: _per_page(
-        wh, p, binance.parse_klines, "open_time", ["open_time"]).with_columns(
-            _day_col("open_time"), pl.lit(p.key).alias("symbol")))]
+    frames = [
+        f
+        for f in _collect(
+            wh,
+            ing.BINANCE_PERP_1H,
+            span,
+            lambda p: _per_page(wh, p, binance.parse_klines, "open_time", ["open_time"]).with_columns(
+                _day_col("open_time"), pl.lit(p.key).alias("symbol")
+            ),
+        )
+    ]
     schema = {"symbol": pl.String, "ts": PL_UTC_MS, "price": pl.Float64}
     if not frames:
         return pl.DataFrame(schema=schema)
     bars = pl.concat(frames)
-    closes = bars.select("symbol", (pl.col("open_time") + pl.duration(hours=1)).cast(PL_UTC_MS).alias("ts"),
-                         pl.col("close").alias("price"))
-    opens = bars.select("symbol", pl.col("open_time").cast(PL_UTC_MS).alias("ts"), pl.col("open").alias("price"))
+    closes = bars.select(
+        "symbol",
+        (pl.col("open_time") + pl.duration(hours=1)).cast(PL_UTC_MS).alias("ts"),
+        pl.col("close").alias("price"),
+    )
+    opens = bars.select(
+        "symbol", pl.col("open_time").cast(PL_UTC_MS).alias("ts"), pl.col("open").alias("price")
+    )
     # a bar's close is the price at the next hour; the first bar's open prices the first hour
     return pl.concat([closes, opens]).unique(["symbol", "ts"], keep="first", maintain_order=True).sort("ts")
 
 
 def build_long_short(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame]:
-    cols = [pl.lit("binance").alias("exchange"), "symbol", pl.col("ts").cast(PL_UTC_MS), "long_account",
-            "short_account", "raw_file"]
-    frames = [f.select("day", *cols) for f in _collect(
-        wh, ing.BINANCE_LS, days,
-        lambda p: _per_page(wh, p, binance.parse_long_short_ratio, "ts", ["symbol", "ts"]).with_columns(_day_col()))]
+    cols = [
+        pl.lit("binance").alias("exchange"),
+        "symbol",
+        pl.col("ts").cast(PL_UTC_MS),
+        "long_account",
+        "short_account",
+        "raw_file",
+    ]
+    frames = [
+        f.select("day", *cols)
+        for f in _collect(
+            wh,
+            ing.BINANCE_LS,
+            days,
+            lambda p: _per_page(wh, p, binance.parse_long_short_ratio, "ts", ["symbol", "ts"]).with_columns(
+                _day_col()
+            ),
+        )
+    ]
     for f in _collect(wh, ing.BINANCE_METRICS, days, lambda p: _metrics_frame(wh, p)):
         # the archive's count_long_short_ratio is long/short of accounts: long = r / (1 + r)
         f = f.drop_nulls("long_short_ratio").with_columns(
             (pl.col("long_short_ratio") / (1 + pl.col("long_short_ratio"))).alias("long_account"),
-            (1 / (1 + pl.col("long_short_ratio"))).alias("short_account"))
+            (1 / (1 + pl.col("long_short_ratio"))).alias("short_account"),
+        )
         frames.append(f.select("day", *cols))
     return _split(frames, LONG_SHORT_RATIO, days, ["exchange", "symbol", "ts"])
 
@@ -313,16 +450,34 @@ def _klines_frame(wh: Warehouse, pull: ing.StoredPull) -> pl.DataFrame:
 
 
 def build_btc_hourly(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame]:
-    frames = [f.select("day", pl.col("open_time").cast(PL_UTC_MS).alias("ts"), "open", "high", "low", "close",
-                       "volume", "quote_volume", "raw_file")
-              for f in _collect(wh, ing.BINANCE_SPOT_1H, days, lambda p: _klines_frame(wh, p))]
+    frames = [
+        f.select(
+            "day",
+            pl.col("open_time").cast(PL_UTC_MS).alias("ts"),
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "quote_volume",
+            "raw_file",
+        )
+        for f in _collect(wh, ing.BINANCE_SPOT_1H, days, lambda p: _klines_frame(wh, p))
+    ]
     return _split(frames, BTC_HOURLY, days, ["ts"])
 
 
 def build_perp_volume(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame]:
-    frames = [f.select("day", pl.lit("binance").alias("exchange"), "symbol",
-                       pl.col("quote_volume").alias("quote_volume_usd"), "raw_file")
-              for f in _collect(wh, ing.BINANCE_PERP_1D, days, lambda p: _klines_frame(wh, p))]
+    frames = [
+        f.select(
+            "day",
+            pl.lit("binance").alias("exchange"),
+            "symbol",
+            pl.col("quote_volume").alias("quote_volume_usd"),
+            "raw_file",
+        )
+        for f in _collect(wh, ing.BINANCE_PERP_1D, days, lambda p: _klines_frame(wh, p))
+    ]
     return _split(frames, PERP_VOLUME_DAILY, days, ["exchange", "symbol"])
 
 
@@ -334,9 +489,18 @@ def build_macro(wh: Warehouse) -> dict[str, pl.DataFrame]:
         df = parse_fredgraph_csv(path.read_bytes())
         ids = set(df["series_id"].unique().to_list())
         if ids - {sid}:
-            raise PayloadError(f"{wh.rel(path)} holds series {sorted(ids)}, expected {sid}", endpoint=wh.rel(path),
-                               params={}, status=200)
+            raise PayloadError(
+                f"{wh.rel(path)} holds series {sorted(ids)}, expected {sid}",
+                endpoint=wh.rel(path),
+                params={},
+                status=200,
+            )
         pulled = datetime.fromisoformat(wh.raw_meta(path)["fetched_at"])
-        out[sid] = df.select("series_id", "date", "value", pl.lit(pulled).cast(PL_UTC_MS).alias("pulled_at"),
-                             pl.lit(wh.rel(path)).alias("raw_file")).sort("date")
+        out[sid] = df.select(
+            "series_id",
+            "date",
+            "value",
+            pl.lit(pulled).cast(PL_UTC_MS).alias("pulled_at"),
+            pl.lit(wh.rel(path)).alias("raw_file"),
+        ).sort("date")
     return out

@@ -36,8 +36,17 @@ SPOT_PREFIX = "/binance-spot"
 HOUR_MS = 3_600_000
 START_MS = int(START.timestamp() * 1000)
 INTERVAL_HOURS = {"1h": 1, "2h": 2, "4h": 4, "6h": 6, "8h": 8, "12h": 12, "1d": 24}
-PERIOD_MS = {"5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": HOUR_MS, "2h": 2 * HOUR_MS,
-             "4h": 4 * HOUR_MS, "6h": 6 * HOUR_MS, "12h": 12 * HOUR_MS, "1d": 24 * HOUR_MS}
+PERIOD_MS = {
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": HOUR_MS,
+    "2h": 2 * HOUR_MS,
+    "4h": 4 * HOUR_MS,
+    "6h": 6 * HOUR_MS,
+    "12h": 12 * HOUR_MS,
+    "1d": 24 * HOUR_MS,
+}
 WEIGHT_LIMIT = {"binance_fapi": 2400, "binance_spot": 6000}
 HISTORY_DAYS = 30
 
@@ -100,11 +109,22 @@ def bars(seed: int, coin: int, venue: str, hours: int, h_from: int, h_to: int) -
             continue
         blk = hb[h : h + hours]
         open_ms = START_MS + h * HOUR_MS
-        out.append([
-            open_ms, dec(blk[0, 0]), dec(blk[:, 1].max()), dec(blk[:, 2].min()), dec(blk[-1, 3]),
-            dec(blk[:, 4].sum(), 3), open_ms + hours * HOUR_MS - 1, dec(blk[:, 5].sum(), 5), int(blk[:, 6].sum()),
-            dec(blk[:, 7].sum(), 3), dec(blk[:, 8].sum(), 5), "0",
-        ])
+        out.append(
+            [
+                open_ms,
+                dec(blk[0, 0]),
+                dec(blk[:, 1].max()),
+                dec(blk[:, 2].min()),
+                dec(blk[-1, 3]),
+                dec(blk[:, 4].sum(), 3),
+                open_ms + hours * HOUR_MS - 1,
+                dec(blk[:, 5].sum(), 5),
+                int(blk[:, 6].sum()),
+                dec(blk[:, 7].sum(), 3),
+                dec(blk[:, 8].sum(), 5),
+                "0",
+            ]
+        )
     return out
 
 
@@ -115,7 +135,9 @@ def _int(req: Request, name: str) -> int | None:
     try:
         return int(v)
     except ValueError:
-        raise bad(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.") from None
+        raise bad(
+            -1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."
+        ) from None
 
 
 def _limit(req: Request, default: int, cap: int) -> int:
@@ -137,8 +159,11 @@ def register(emu: MarketEmulator) -> None:
     def errors_for(api: str):
         def error(status: int, headers: dict[str, str]) -> Response:
             if status in (429, 418):
-                msg = (f"Too many requests; current limit of IP is {WEIGHT_LIMIT[api]} requests per minute."
-                       if status == 429 else "Way too many requests; IP banned until later.")
+                msg = (
+                    f"Too many requests; current limit of IP is {WEIGHT_LIMIT[api]} requests per minute."
+                    if status == 429
+                    else "Way too many requests; IP banned until later."
+                )
                 body = {"code": -1003, "msg": msg}
             elif status == 404:
                 body = {"code": -1000, "msg": "Not found."}
@@ -159,8 +184,10 @@ def register(emu: MarketEmulator) -> None:
                 hdr = {"X-MBX-USED-WEIGHT-1M": str(used)}
                 if emu.rate_limits and used > WEIGHT_LIMIT[api]:
                     wait = 60 - int(time.time()) % 60
-                    body = {"code": -1003,
-                            "msg": f"Too many requests; current limit of IP is {WEIGHT_LIMIT[api]} requests per minute."}
+                    body = {
+                        "code": -1003,
+                        "msg": f"Too many requests; current limit of IP is {WEIGHT_LIMIT[api]} requests per minute.",
+                    }
                     return Response.json(body, 429, {**hdr, "Retry-After": str(wait)})
                 try:
                     resp = handler(req)
@@ -215,8 +242,14 @@ def register(emu: MarketEmulator) -> None:
             for h, rate in deriv.settlements("binance", jj, h0, h1):
                 t = START_MS + h * HOUR_MS + ((h * 7 + jj * 3) % 11 if (h + jj) % 3 == 0 else 0)
                 if lo <= t <= hi:
-                    rows.append({"symbol": deriv.symbols[jj], "fundingRate": dec(rate), "fundingTime": t,
-                                 "markPrice": dec(float(deriv.price[h, jj]))})
+                    rows.append(
+                        {
+                            "symbol": deriv.symbols[jj],
+                            "fundingRate": dec(rate),
+                            "fundingTime": t,
+                            "markPrice": dec(float(deriv.price[h, jj])),
+                        }
+                    )
         rows.sort(key=lambda r: (r["fundingTime"], r["symbol"]))
         rows = rows[:limit] if start is not None else rows[-limit:]
         return Response.json(rows)
@@ -226,9 +259,16 @@ def register(emu: MarketEmulator) -> None:
         nxt = (now_h // step + 1) * step
         mark = float(deriv.price[now_h, j])
         index = float(market.price[now_h, deriv.coin_idx[j]])
-        return {"symbol": deriv.symbols[j], "markPrice": dec(mark), "indexPrice": dec(index),
-                "estimatedSettlePrice": dec(index), "lastFundingRate": dec(float(deriv.f8["binance"][now_h, j]) * step / 8),
-                "interestRate": "0.00010000", "nextFundingTime": START_MS + nxt * HOUR_MS, "time": now_ms + 2_417}
+        return {
+            "symbol": deriv.symbols[j],
+            "markPrice": dec(mark),
+            "indexPrice": dec(index),
+            "estimatedSettlePrice": dec(index),
+            "lastFundingRate": dec(float(deriv.f8["binance"][now_h, j]) * step / 8),
+            "interestRate": "0.00010000",
+            "nextFundingTime": START_MS + nxt * HOUR_MS,
+            "time": now_ms + 2_417,
+        }
 
     @weighted("binance_fapi", lambda r: 1 if r.query.get("symbol") else 10)
     def premium_index(req: Request) -> Response:
@@ -262,14 +302,24 @@ def register(emu: MarketEmulator) -> None:
         usd = at(deriv.oi_usd["binance"], j, t)
         px = at(deriv.price, j, t)
         supply = float(market.supply[min(hour_index_ms(t), HOURS - 1), deriv.coin_idx[j]])
-        return {"symbol": deriv.symbols[j], "sumOpenInterest": dec(usd / px), "sumOpenInterestValue": dec(usd),
-                "CMCCirculatingSupply": dec(supply), "timestamp": t}
+        return {
+            "symbol": deriv.symbols[j],
+            "sumOpenInterest": dec(usd / px),
+            "sumOpenInterestValue": dec(usd),
+            "CMCCirculatingSupply": dec(supply),
+            "timestamp": t,
+        }
 
     def ls_row(j: int, t: int) -> dict:
         long_ = round(at(deriv.long_account, j, t), 4)
         short = round(1 - long_, 4)
-        return {"symbol": deriv.symbols[j], "longShortRatio": dec(long_ / short, 4), "longAccount": dec(long_, 4),
-                "shortAccount": dec(short, 4), "timestamp": t}
+        return {
+            "symbol": deriv.symbols[j],
+            "longShortRatio": dec(long_ / short, 4),
+            "longAccount": dec(long_, 4),
+            "shortAccount": dec(short, 4),
+            "timestamp": t,
+        }
 
     def hour_index_ms(t: int) -> int:
         return (t - START_MS) // HOUR_MS
@@ -313,8 +363,12 @@ def register(emu: MarketEmulator) -> None:
             raise bad(-1121, "Invalid symbol.")
         return spot_coins[sym]
 
-    fapi_klines = weighted("binance_fapi", lambda r: klines_weight(int(r.query.get("limit") or 500) if (r.query.get("limit") or "500").isdigit() else 500))(
-        klines_for(perp_coin, "fapi", 1500))
+    fapi_klines = weighted(
+        "binance_fapi",
+        lambda r: klines_weight(
+            int(r.query.get("limit") or 500) if (r.query.get("limit") or "500").isdigit() else 500
+        ),
+    )(klines_for(perp_coin, "fapi", 1500))
     spot_klines = weighted("binance_spot", lambda r: 2)(klines_for(spot_coin, "spot", 1000))
 
     emu.route("binance_fapi", "/fapi/v1/fundingRate", funding_rate)

@@ -45,10 +45,14 @@ PREFIX = "/binance-vision"
 HOUR_MS = 3_600_000
 START_MS = int(START.timestamp() * 1000)
 KLINES_HEADER_FROM = date(2025, 3, 1)
-KLINES_HEADER = ("open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
-                 "taker_buy_quote_volume,ignore")
-METRICS_HEADER = ("create_time,symbol,sum_open_interest,sum_open_interest_value,count_toptrader_long_short_ratio,"
-                  "sum_toptrader_long_short_ratio,count_long_short_ratio,sum_taker_long_short_vol_ratio")
+KLINES_HEADER = (
+    "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
+    "taker_buy_quote_volume,ignore"
+)
+METRICS_HEADER = (
+    "create_time,symbol,sum_open_interest,sum_open_interest_value,count_toptrader_long_short_ratio,"
+    "sum_toptrader_long_short_ratio,count_long_short_ratio,sum_taker_long_short_vol_ratio"
+)
 
 
 def zip_one(name: str, text: str, when: date) -> bytes:
@@ -78,8 +82,10 @@ def register(emu: MarketEmulator) -> None:
 
     def error(status: int, headers: dict[str, str]) -> Response:
         code = {404: "NoSuchKey", 403: "AccessDenied", 503: "SlowDown"}.get(status, "InternalError")
-        body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{code}</Message>'
-                f"</Error>").encode()
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{code}</Message>'
+            f"</Error>"
+        ).encode()
         return Response(status, body, headers, "application/xml")
 
     emu.add_api("binance_vision", PREFIX, "BINANCE_VISION_BASE_URL", error)
@@ -118,7 +124,12 @@ def register(emu: MarketEmulator) -> None:
         lines = [METRICS_HEADER]
         t0 = datetime(day.year, day.month, day.day)
         for k in range(288):
-            cells = [f"{top_count[k]:.8f}", f"{top_sum[k]:.8f}", f"{long_[k] / (1 - long_[k]):.8f}", f"{taker[k]:.8f}"]
+            cells = [
+                f"{top_count[k]:.8f}",
+                f"{top_sum[k]:.8f}",
+                f"{long_[k] / (1 - long_[k]):.8f}",
+                f"{taker[k]:.8f}",
+            ]
             for c in range(3):
                 if blank[k, c]:
                     cells[c + 1 if c else 0] = ""
@@ -151,12 +162,24 @@ def register(emu: MarketEmulator) -> None:
         return "\n".join(lines) + "\n"
 
     patterns = [
-        (re.compile(r"/data/futures/um/daily/metrics/(?P<s>[A-Z0-9]+)/(?P=s)-metrics-(?P<d>\d{4}-\d{2}-\d{2})\.zip"),
-         "metrics"),
-        (re.compile(r"/data/futures/um/monthly/fundingRate/(?P<s>[A-Z0-9]+)/(?P=s)-fundingRate-(?P<m>\d{4}-\d{2})\.zip"),
-         "funding"),
-        (re.compile(r"/data/futures/um/daily/klines/(?P<s>[A-Z0-9]+)/(?P<i>\w+)/(?P=s)-(?P=i)-(?P<d>\d{4}-\d{2}-\d{2})\.zip"),
-         "klines"),
+        (
+            re.compile(
+                r"/data/futures/um/daily/metrics/(?P<s>[A-Z0-9]+)/(?P=s)-metrics-(?P<d>\d{4}-\d{2}-\d{2})\.zip"
+            ),
+            "metrics",
+        ),
+        (
+            re.compile(
+                r"/data/futures/um/monthly/fundingRate/(?P<s>[A-Z0-9]+)/(?P=s)-fundingRate-(?P<m>\d{4}-\d{2})\.zip"
+            ),
+            "funding",
+        ),
+        (
+            re.compile(
+                r"/data/futures/um/daily/klines/(?P<s>[A-Z0-9]+)/(?P<i>\w+)/(?P=s)-(?P=i)-(?P<d>\d{4}-\d{2}-\d{2})\.zip"
+            ),
+            "klines",
+        ),
     ]
 
     @lru_cache(maxsize=1024)

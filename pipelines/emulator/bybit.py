@@ -28,8 +28,14 @@ if TYPE_CHECKING:
 PREFIX = "/bybit"
 HOUR_MS = 3_600_000
 START_MS = int(START.timestamp() * 1000)
-INTERVAL_MS = {"5min": 300_000, "15min": 900_000, "30min": 1_800_000, "1h": HOUR_MS, "4h": 4 * HOUR_MS,
-               "1d": 24 * HOUR_MS}
+INTERVAL_MS = {
+    "5min": 300_000,
+    "15min": 900_000,
+    "30min": 1_800_000,
+    "1h": HOUR_MS,
+    "4h": 4 * HOUR_MS,
+    "1d": 24 * HOUR_MS,
+}
 
 
 def register(emu: MarketEmulator) -> None:
@@ -37,16 +43,30 @@ def register(emu: MarketEmulator) -> None:
     now_ms = int(emu.now.timestamp() * 1000)
 
     def envelope(result: dict, code: int = 0, msg: str = "OK") -> Response:
-        return Response.json({"retCode": code, "retMsg": msg, "result": result, "retExtInfo": {}, "time": now_ms + 1_337})
+        return Response.json(
+            {"retCode": code, "retMsg": msg, "result": result, "retExtInfo": {}, "time": now_ms + 1_337}
+        )
 
     def error(status: int, headers: dict[str, str]) -> Response:
         if status == 403:
             return Response(403, b"access too frequent", headers, "text/plain")
         if status == 429:
-            return Response.json({"retCode": 10006, "retMsg": "Too many visits!", "result": {}, "retExtInfo": {},
-                                  "time": now_ms}, 429, headers)
-        return Response.json({"retCode": 10016, "retMsg": "Server error.", "result": {}, "retExtInfo": {},
-                              "time": now_ms}, status, headers)
+            return Response.json(
+                {
+                    "retCode": 10006,
+                    "retMsg": "Too many visits!",
+                    "result": {},
+                    "retExtInfo": {},
+                    "time": now_ms,
+                },
+                429,
+                headers,
+            )
+        return Response.json(
+            {"retCode": 10016, "retMsg": "Server error.", "result": {}, "retExtInfo": {}, "time": now_ms},
+            status,
+            headers,
+        )
 
     emu.add_api("bybit", PREFIX, "BYBIT_BASE_URL", error)
 
@@ -87,12 +107,26 @@ def register(emu: MarketEmulator) -> None:
             raise bad("params error: endTime is required when startTime is set")
         hi = min(end if end is not None else now_ms, now_ms)
         lo = start if start is not None else START_MS
-        rows = [(START_MS + h * HOUR_MS, r) for h, r in deriv.settlements(
-            "bybit", j, max(0, (lo - START_MS) // HOUR_MS), (hi - START_MS) // HOUR_MS)]
+        rows = [
+            (START_MS + h * HOUR_MS, r)
+            for h, r in deriv.settlements(
+                "bybit", j, max(0, (lo - START_MS) // HOUR_MS), (hi - START_MS) // HOUR_MS
+            )
+        ]
         rows = [(t, r) for t, r in rows if lo <= t <= hi][::-1][:n]
-        return envelope({"category": "linear", "list": [
-            {"symbol": deriv.symbols[j], "fundingRate": f"{r:.8f}".rstrip("0").rstrip(".") if r else "0",
-             "fundingRateTimestamp": str(t)} for t, r in rows]})
+        return envelope(
+            {
+                "category": "linear",
+                "list": [
+                    {
+                        "symbol": deriv.symbols[j],
+                        "fundingRate": f"{r:.8f}".rstrip("0").rstrip(".") if r else "0",
+                        "fundingRateTimestamp": str(t),
+                    }
+                    for t, r in rows
+                ],
+            }
+        )
 
     def open_interest(req: Request) -> Response:
         j = linear(req)
@@ -129,7 +163,9 @@ def register(emu: MarketEmulator) -> None:
             p = px[h] + (px[h2] - px[h]) * f
             out.append({"openInterest": f"{usd / p:.8f}", "timestamp": str(t)})
         nxt = base64.urlsafe_b64encode(f"lastid={times[-1]}".encode()).decode() if more and times else ""
-        return envelope({"symbol": deriv.symbols[j], "category": "linear", "list": out, "nextPageCursor": nxt})
+        return envelope(
+            {"symbol": deriv.symbols[j], "category": "linear", "list": out, "nextPageCursor": nxt}
+        )
 
     _ = np  # numpy arrays are indexed above
     emu.route("bybit", "/v5/market/funding/history", funding)

@@ -100,7 +100,10 @@ def register(emu: MarketEmulator) -> None:
                     "market_cap_change_24h": (cap_now / cap_prev - 1) * 100 if cap_now and cap_prev else None,
                     "content": "",
                     "top_3_coins_id": [market.coins[i].id for i in top],
-                    "top_3_coins": [f"https://assets.coingecko.com/coins/images/{i + 1}/small/{market.coins[i].id}.png" for i in top],
+                    "top_3_coins": [
+                        f"https://assets.coingecko.com/coins/images/{i + 1}/small/{market.coins[i].id}.png"
+                        for i in top
+                    ],
                     "volume_24h": float(np.nansum(market.volume_24h[now_h, idx])) if idx else None,
                     "updated_at": _iso(emu.now),
                 }
@@ -132,7 +135,9 @@ def register(emu: MarketEmulator) -> None:
                     "markets": 1046,
                     "total_market_cap": {"btc": total / btc_price, "usd": total},
                     "total_volume": {"btc": vol / btc_price, "usd": vol},
-                    "market_cap_percentage": {market.coins[i].symbol: float(caps[i] / total * 100) for i in order},
+                    "market_cap_percentage": {
+                        market.coins[i].symbol: float(caps[i] / total * 100) for i in order
+                    },
                     "market_cap_change_percentage_24h_usd": (total / prev - 1) * 100,
                     "updated_at": int(emu.now.timestamp()),
                 }
@@ -186,14 +191,22 @@ def register(emu: MarketEmulator) -> None:
         price = float(p[now_h])
         day = slice(max(now_h - 24, 0), now_h + 1)
         prev = float(p[max(now_h - 24, 0)]) if not np.isnan(p[max(now_h - 24, 0)]) else price
-        prev_cap = float(cap[max(now_h - 24, 0)]) if not np.isnan(cap[max(now_h - 24, 0)]) else float(cap[now_h])
+        prev_cap = (
+            float(cap[max(now_h - 24, 0)]) if not np.isnan(cap[max(now_h - 24, 0)]) else float(cap[now_h])
+        )
         hist = p[: now_h + 1]
         ath_h = int(np.nanargmax(hist))
         atl_h = int(np.nanargmin(hist))
-        ath, ath_date = (float(hist[ath_h]), hour_time(ath_h)) if hist[ath_h] > market.prior_ath[i] else (
-            float(market.prior_ath[i]), datetime(2021, 11, 10, 14, 24, 11, tzinfo=timezone.utc))
-        atl, atl_date = (float(hist[atl_h]), hour_time(atl_h)) if hist[atl_h] < market.prior_atl[i] else (
-            float(market.prior_atl[i]), datetime(2020, 3, 13, 2, 24, 0, tzinfo=timezone.utc))
+        ath, ath_date = (
+            (float(hist[ath_h]), hour_time(ath_h))
+            if hist[ath_h] > market.prior_ath[i]
+            else (float(market.prior_ath[i]), datetime(2021, 11, 10, 14, 24, 11, tzinfo=timezone.utc))
+        )
+        atl, atl_date = (
+            (float(hist[atl_h]), hour_time(atl_h))
+            if hist[atl_h] < market.prior_atl[i]
+            else (float(market.prior_atl[i]), datetime(2020, 3, 13, 2, 24, 0, tzinfo=timezone.utc))
+        )
         row = {
             "id": c.id,
             "symbol": c.symbol,
@@ -202,7 +215,9 @@ def register(emu: MarketEmulator) -> None:
             "current_price": price,
             "market_cap": round(float(cap[now_h])),
             "market_cap_rank": int(rank),
-            "fully_diluted_valuation": round(price * float(market.total_supply[i])) if c.kind != "stable" else None,
+            "fully_diluted_valuation": round(price * float(market.total_supply[i]))
+            if c.kind != "stable"
+            else None,
             "total_volume": round(float(market.volume_24h[now_h, i])),
             "high_24h": float(np.nanmax(p[day])),
             "low_24h": float(np.nanmin(p[day])),
@@ -224,7 +239,9 @@ def register(emu: MarketEmulator) -> None:
         }
         for w in windows:
             back = p[max(now_h - WINDOWS[w], 0)]
-            row[f"price_change_percentage_{w}_in_currency"] = None if np.isnan(back) else (price / float(back) - 1) * 100
+            row[f"price_change_percentage_{w}_in_currency"] = (
+                None if np.isnan(back) else (price / float(back) - 1) * 100
+            )
         return row
 
     def market_chart_range(req: Request) -> Response:

@@ -94,7 +94,9 @@ class Derivatives:
         """(hour, rate per interval) of every settlement of perp ``j`` at ``venue`` in hours [h0, h1]."""
         step = int(self.intervals[venue][j])
         first = max(h0, 0) + (-max(h0, 0)) % step
-        return [(h, float(self.f8[venue][h, j]) * step / 8.0) for h in range(first, min(h1, HOURS - 1) + 1, step)]
+        return [
+            (h, float(self.f8[venue][h, j]) * step / 8.0) for h in range(first, min(h1, HOURS - 1) + 1, step)
+        ]
 
     def total_oi(self, h: int) -> float:
         return float(sum(np.nansum(self.oi_usd[v][h]) for v in VENUES))

@@ -26,8 +26,12 @@ def register(emu: MarketEmulator) -> None:
 
     def error(status: int, headers: dict[str, str]) -> Response:
         text = {404: "Not Found", 429: "Too Many Requests"}.get(status, "Internal Server Error")
-        return Response(status, f"<html><body><h1>{status} {text}</h1></body></html>".encode(), headers,
-                        "text/html; charset=UTF-8")
+        return Response(
+            status,
+            f"<html><body><h1>{status} {text}</h1></body></html>".encode(),
+            headers,
+            "text/html; charset=UTF-8",
+        )
 
     emu.add_api("fred", PREFIX, "FRED_BASE_URL", error)
 

@@ -52,32 +52,108 @@ DAILY = ("SP500", "NASDAQCOM", "DGS10", "DGS2", "DEXJPUS", "DTWEXBGS", "DTB3")
 CALENDAR_DAILY = ("DFF",)  # every calendar day, weekends and holidays included
 MONTHLY = ("PAYEMS", "UNRATE", "IRLTLT01JPM156N")
 SERIES = DAILY + CALENDAR_DAILY + MONTHLY
-DECIMALS = {"SP500": 2, "NASDAQCOM": 2, "DGS10": 2, "DGS2": 2, "DEXJPUS": 4, "DTWEXBGS": 4, "DTB3": 2, "DFF": 2,
-            "PAYEMS": 0, "UNRATE": 1, "IRLTLT01JPM156N": 2}
+DECIMALS = {
+    "SP500": 2,
+    "NASDAQCOM": 2,
+    "DGS10": 2,
+    "DGS2": 2,
+    "DEXJPUS": 4,
+    "DTWEXBGS": 4,
+    "DTB3": 2,
+    "DFF": 2,
+    "PAYEMS": 0,
+    "UNRATE": 1,
+    "IRLTLT01JPM156N": 2,
+}
 MISSING_MONTHS = {"UNRATE": {date(2025, 10, 1)}}
-JOBS_RELEASE_OVERRIDE = {date(2025, 9, 1): date(2025, 11, 20), date(2025, 10, 1): date(2025, 12, 16),
-                         date(2025, 11, 1): date(2025, 12, 16)}
+JOBS_RELEASE_OVERRIDE = {
+    date(2025, 9, 1): date(2025, 11, 20),
+    date(2025, 10, 1): date(2025, 12, 16),
+    date(2025, 11, 1): date(2025, 12, 16),
+}
 
-SP500_ANCHORS = (("2024-01-02", 4740), ("2024-07-16", 5660), ("2024-08-05", 5190), ("2024-12-31", 5890),
-                 ("2025-02-19", 6130), ("2025-04-08", 4990), ("2025-05-13", 5880), ("2025-07-31", 6350),
-                 ("2025-10-08", 6760), ("2025-10-29", 6880), ("2025-11-20", 6560), ("2025-12-31", 6830),
-                 ("2026-06-30", 7050), ("2026-12-31", 7200), ("2027-12-31", 7500))
-DGS10_ANCHORS = (("2024-01-02", 3.95), ("2024-04-25", 4.70), ("2024-09-16", 3.62), ("2024-12-31", 4.57),
-                 ("2025-01-14", 4.62), ("2025-04-04", 4.01), ("2025-04-11", 4.48), ("2025-05-21", 4.58),
-                 ("2025-09-01", 4.22), ("2025-10-22", 3.99), ("2025-11-28", 4.03), ("2025-12-31", 4.14),
-                 ("2026-12-31", 4.05), ("2027-12-31", 4.20))
-SPREAD_ANCHORS = (("2024-01-02", -0.40), ("2024-09-01", 0.05), ("2024-12-31", 0.32), ("2025-06-30", 0.52),
-                  ("2025-12-31", 0.58), ("2027-12-31", 0.60))
-JPY_ANCHORS = (("2024-01-02", 142.0), ("2024-07-10", 161.5), ("2024-09-16", 140.5), ("2024-12-31", 157.2),
-               ("2025-04-21", 140.8), ("2025-07-31", 150.5), ("2025-09-30", 147.8), ("2025-11-20", 157.4),
-               ("2025-12-31", 155.0), ("2027-12-31", 148.0))
-DXY_ANCHORS = (("2024-01-02", 121.0), ("2024-09-30", 120.5), ("2024-12-31", 129.5), ("2025-01-13", 130.2),
-               ("2025-04-21", 122.0), ("2025-07-01", 119.8), ("2025-11-20", 121.6), ("2025-12-31", 120.8),
-               ("2027-12-31", 119.0))
-UNRATE_ANCHORS = (("2024-01-01", 3.7), ("2024-07-01", 4.2), ("2024-12-01", 4.1), ("2025-06-01", 4.1),
-                  ("2025-09-01", 4.4), ("2025-11-01", 4.6), ("2026-12-01", 4.5), ("2027-12-01", 4.3))
-JGB_ANCHORS = (("2024-01-01", 0.65), ("2024-12-01", 1.05), ("2025-05-01", 1.38), ("2025-11-01", 1.72),
-               ("2026-12-01", 1.95), ("2027-12-01", 2.05))
+SP500_ANCHORS = (
+    ("2024-01-02", 4740),
+    ("2024-07-16", 5660),
+    ("2024-08-05", 5190),
+    ("2024-12-31", 5890),
+    ("2025-02-19", 6130),
+    ("2025-04-08", 4990),
+    ("2025-05-13", 5880),
+    ("2025-07-31", 6350),
+    ("2025-10-08", 6760),
+    ("2025-10-29", 6880),
+    ("2025-11-20", 6560),
+    ("2025-12-31", 6830),
+    ("2026-06-30", 7050),
+    ("2026-12-31", 7200),
+    ("2027-12-31", 7500),
+)
+DGS10_ANCHORS = (
+    ("2024-01-02", 3.95),
+    ("2024-04-25", 4.70),
+    ("2024-09-16", 3.62),
+    ("2024-12-31", 4.57),
+    ("2025-01-14", 4.62),
+    ("2025-04-04", 4.01),
+    ("2025-04-11", 4.48),
+    ("2025-05-21", 4.58),
+    ("2025-09-01", 4.22),
+    ("2025-10-22", 3.99),
+    ("2025-11-28", 4.03),
+    ("2025-12-31", 4.14),
+    ("2026-12-31", 4.05),
+    ("2027-12-31", 4.20),
+)
+SPREAD_ANCHORS = (
+    ("2024-01-02", -0.40),
+    ("2024-09-01", 0.05),
+    ("2024-12-31", 0.32),
+    ("2025-06-30", 0.52),
+    ("2025-12-31", 0.58),
+    ("2027-12-31", 0.60),
+)
+JPY_ANCHORS = (
+    ("2024-01-02", 142.0),
+    ("2024-07-10", 161.5),
+    ("2024-09-16", 140.5),
+    ("2024-12-31", 157.2),
+    ("2025-04-21", 140.8),
+    ("2025-07-31", 150.5),
+    ("2025-09-30", 147.8),
+    ("2025-11-20", 157.4),
+    ("2025-12-31", 155.0),
+    ("2027-12-31", 148.0),
+)
+DXY_ANCHORS = (
+    ("2024-01-02", 121.0),
+    ("2024-09-30", 120.5),
+    ("2024-12-31", 129.5),
+    ("2025-01-13", 130.2),
+    ("2025-04-21", 122.0),
+    ("2025-07-01", 119.8),
+    ("2025-11-20", 121.6),
+    ("2025-12-31", 120.8),
+    ("2027-12-31", 119.0),
+)
+UNRATE_ANCHORS = (
+    ("2024-01-01", 3.7),
+    ("2024-07-01", 4.2),
+    ("2024-12-01", 4.1),
+    ("2025-06-01", 4.1),
+    ("2025-09-01", 4.4),
+    ("2025-11-01", 4.6),
+    ("2026-12-01", 4.5),
+    ("2027-12-01", 4.3),
+)
+JGB_ANCHORS = (
+    ("2024-01-01", 0.65),
+    ("2024-12-01", 1.05),
+    ("2025-05-01", 1.38),
+    ("2025-11-01", 1.72),
+    ("2026-12-01", 1.95),
+    ("2027-12-01", 2.05),
+)
 
 # Policy: (FOMC decision day, change of the target range in percentage points, the change the market expected
 # on given days before the decision, interpolated between them, 0 before the first, the last one held until the
@@ -86,18 +162,41 @@ MEETINGS: tuple[tuple[str, float, tuple[tuple[str, float], ...]], ...] = (
     ("2024-03-20", 0.0, (("2024-01-02", -0.12), ("2024-02-05", -0.05), ("2024-03-19", 0.0))),
     ("2024-06-12", 0.0, (("2024-02-01", -0.10), ("2024-04-15", -0.02), ("2024-06-11", 0.0))),
     ("2024-07-31", 0.0, (("2024-05-01", -0.03), ("2024-07-11", -0.03), ("2024-07-30", -0.01))),
-    ("2024-09-18", -0.50, (("2024-05-01", -0.10), ("2024-07-11", -0.25), ("2024-08-05", -0.40), ("2024-09-17", -0.45))),
+    (
+        "2024-09-18",
+        -0.50,
+        (("2024-05-01", -0.10), ("2024-07-11", -0.25), ("2024-08-05", -0.40), ("2024-09-17", -0.45)),
+    ),
     ("2024-11-07", -0.25, (("2024-08-05", -0.30), ("2024-10-04", -0.20), ("2024-11-06", -0.24))),
     ("2024-12-18", -0.25, (("2024-09-20", -0.20), ("2024-11-15", -0.15), ("2024-12-17", -0.24))),
     ("2025-01-29", 0.0, (("2024-11-01", -0.10), ("2024-12-19", -0.02), ("2025-01-28", 0.0))),
     ("2025-03-19", 0.0, (("2024-12-19", -0.08), ("2025-02-15", -0.03), ("2025-03-18", 0.0))),
-    ("2025-05-07", 0.0, (("2025-02-15", -0.05), ("2025-04-07", -0.18), ("2025-04-25", -0.05), ("2025-05-06", 0.0))),
+    (
+        "2025-05-07",
+        0.0,
+        (("2025-02-15", -0.05), ("2025-04-07", -0.18), ("2025-04-25", -0.05), ("2025-05-06", 0.0)),
+    ),
     ("2025-06-18", 0.0, (("2025-04-07", -0.20), ("2025-05-13", -0.03), ("2025-06-17", 0.0))),
     ("2025-07-30", 0.0, (("2025-05-01", -0.12), ("2025-06-20", -0.05), ("2025-07-29", -0.01))),
-    ("2025-09-17", -0.25, (("2025-06-01", -0.12), ("2025-08-01", -0.20), ("2025-08-05", -0.23), ("2025-09-16", -0.25))),
+    (
+        "2025-09-17",
+        -0.25,
+        (("2025-06-01", -0.12), ("2025-08-01", -0.20), ("2025-08-05", -0.23), ("2025-09-16", -0.25)),
+    ),
     ("2025-10-29", -0.25, (("2025-08-05", -0.12), ("2025-09-18", -0.20), ("2025-10-28", -0.245))),
-    ("2025-12-10", -0.25, (("2025-09-18", -0.15), ("2025-10-28", -0.22), ("2025-10-31", -0.18), ("2025-11-13", -0.17),
-                           ("2025-11-20", -0.075), ("2025-11-26", -0.20), ("2025-12-09", -0.24))),
+    (
+        "2025-12-10",
+        -0.25,
+        (
+            ("2025-09-18", -0.15),
+            ("2025-10-28", -0.22),
+            ("2025-10-31", -0.18),
+            ("2025-11-13", -0.17),
+            ("2025-11-20", -0.075),
+            ("2025-11-26", -0.20),
+            ("2025-12-09", -0.24),
+        ),
+    ),
     ("2026-01-28", 0.0, (("2025-11-01", -0.06), ("2025-12-11", -0.05), ("2026-01-27", 0.0))),
     ("2026-03-18", 0.0, (("2025-12-11", -0.08), ("2026-02-15", -0.04), ("2026-03-17", 0.0))),
     ("2026-04-29", 0.0, (("2026-02-01", -0.08), ("2026-04-28", -0.02))),
@@ -105,10 +204,22 @@ MEETINGS: tuple[tuple[str, float, tuple[tuple[str, float], ...]], ...] = (
     ("2026-09-16", 0.0, (("2026-06-18", -0.08), ("2026-09-15", 0.0))),
 )
 POLICY_LOWER_START = 5.25  # lower bound of the target range on FIRST (the range then was 5.25-5.50%)
-EFFR_SPREAD = (("2024-01-01", 0.08), ("2025-09-30", 0.08), ("2025-10-29", 0.115), ("2025-10-30", 0.12), ("2025-12-10", 0.125),
-               ("2025-12-11", 0.14), ("2027-12-31", 0.14))  # effective rate minus the lower bound, pp
-BILL_BASIS = (("2024-01-02", -0.01), ("2025-06-30", 0.01), ("2025-08-15", 0.03), ("2025-12-31", 0.02),
-              ("2027-12-31", 0.01))  # bill minus the expected average overnight rate, pp (bill supply, etc.)
+EFFR_SPREAD = (
+    ("2024-01-01", 0.08),
+    ("2025-09-30", 0.08),
+    ("2025-10-29", 0.115),
+    ("2025-10-30", 0.12),
+    ("2025-12-10", 0.125),
+    ("2025-12-11", 0.14),
+    ("2027-12-31", 0.14),
+)  # effective rate minus the lower bound, pp
+BILL_BASIS = (
+    ("2024-01-02", -0.01),
+    ("2025-06-30", 0.01),
+    ("2025-08-15", 0.03),
+    ("2025-12-31", 0.02),
+    ("2027-12-31", 0.01),
+)  # bill minus the expected average overnight rate, pp (bill supply, etc.)
 BILL_DAYS = 91  # a new 3-month bill
 
 
@@ -255,7 +366,9 @@ def expected_average_rate(t: date, days: int = BILL_DAYS) -> float:
         decision = date.fromisoformat(meeting[0])
         if decision < t:  # already in the effective rate (it took effect the day after the decision)
             continue
-        after = max(0, min(days, (t + timedelta(days=days) - decision).days))  # days t+1..t+days after it takes effect
+        after = max(
+            0, min(days, (t + timedelta(days=days) - decision).days)
+        )  # days t+1..t+days after it takes effect
         rate += expected_change(meeting, t) * after / days
     return rate
 
@@ -273,13 +386,23 @@ def build_macro(seed: int = DEFAULT_SEED) -> MacroData:
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, 2]).spawn(10)]
     days = _business_days()
     sp = _path(rngs[0], days, SP500_ANCHORS, 0.008, True)
-    ndq = 19300.0 * (sp / 5890.0) ** 1.3 * _path(rngs[1], days, (("2024-01-02", 0.78), ("2024-12-31", 1.0), ("2027-12-31", 1.0)), 0.003, True)
+    ndq = (
+        19300.0
+        * (sp / 5890.0) ** 1.3
+        * _path(rngs[1], days, (("2024-01-02", 0.78), ("2024-12-31", 1.0), ("2027-12-31", 1.0)), 0.003, True)
+    )
     dgs10 = _path(rngs[2], days, DGS10_ANCHORS, 0.022, False)
     dgs2 = dgs10 - _path(rngs[3], days, SPREAD_ANCHORS, 0.02, False)
     jpy = _path(rngs[4], days, JPY_ANCHORS, 0.004, True)
     dxy = _path(rngs[5], days, DXY_ANCHORS, 0.0025, True)
-    daily = {"SP500": (sp, "stocks"), "NASDAQCOM": (ndq, "stocks"), "DGS10": (dgs10, "bonds"),
-             "DGS2": (dgs2, "bonds"), "DEXJPUS": (jpy, "bonds"), "DTWEXBGS": (dxy, "bonds")}
+    daily = {
+        "SP500": (sp, "stocks"),
+        "NASDAQCOM": (ndq, "stocks"),
+        "DGS10": (dgs10, "bonds"),
+        "DGS2": (dgs2, "bonds"),
+        "DEXJPUS": (jpy, "bonds"),
+        "DTWEXBGS": (dxy, "bonds"),
+    }
     series: dict[str, list[Observation]] = {}
     for sid, (values, cal) in daily.items():
         obs = []
@@ -294,19 +417,29 @@ def build_macro(seed: int = DEFAULT_SEED) -> MacroData:
     for i in range(1, len(days)):
         noise[i] = 0.8 * noise[i - 1] + steps[i]
     series["DTB3"] = [
-        Observation(d, None if is_holiday(d, "bonds") else round(
-            bill_discount_rate(expected_average_rate(d) + _interp(d, BILL_BASIS) + float(e)), DECIMALS["DTB3"]),
-            _next_business_day(d))
+        Observation(
+            d,
+            None
+            if is_holiday(d, "bonds")
+            else round(
+                bill_discount_rate(expected_average_rate(d) + _interp(d, BILL_BASIS) + float(e)),
+                DECIMALS["DTB3"],
+            ),
+            _next_business_day(d),
+        )
         for d, e in zip(days, noise, strict=True)
     ]
     calendar = [FIRST + timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
-    series["DFF"] = [Observation(d, round(effective_rate(d), DECIMALS["DFF"]), _next_business_day(d)) for d in calendar]
+    series["DFF"] = [
+        Observation(d, round(effective_rate(d), DECIMALS["DFF"]), _next_business_day(d)) for d in calendar
+    ]
 
     months = [date(y, m, 1) for y in range(FIRST.year, LAST.year + 1) for m in range(1, 13)]
     unrate = _path(rngs[6], months, UNRATE_ANCHORS, 0.06, False)
     jgb = _path(rngs[7], months, JGB_ANCHORS, 0.04, False)
     changes = rngs[8].normal(0.0, 45.0, len(months)) + np.where(
-        np.array([m < date(2025, 4, 1) for m in months]), 170.0, 45.0)
+        np.array([m < date(2025, 4, 1) for m in months]), 170.0, 45.0
+    )
     payems = 157_500.0 + np.cumsum(changes)
 
     def jobs_release(m: date) -> date:
@@ -317,7 +450,11 @@ def build_macro(seed: int = DEFAULT_SEED) -> MacroData:
 
     for sid, values in (("PAYEMS", payems), ("UNRATE", unrate)):
         series[sid] = [
-            Observation(m, None if m in MISSING_MONTHS.get(sid, ()) else round(float(v), DECIMALS[sid]), jobs_release(m))
+            Observation(
+                m,
+                None if m in MISSING_MONTHS.get(sid, ()) else round(float(v), DECIMALS[sid]),
+                jobs_release(m),
+            )
             for m, v in zip(months, values, strict=True)
         ]
     series["IRLTLT01JPM156N"] = [

@@ -99,22 +99,70 @@ GOLD_ANCHORS: tuple[tuple[str, float], ...] = (
 )
 # Approximate USD prices on 2025-01-01 for the head, so levels look familiar (supplies follow from the caps).
 HEAD_PRICES = {
-    "bitcoin": 93_400.0, "ethereum": 3_350.0, "ripple": 2.08, "binancecoin": 705.0, "solana": 190.0,
-    "dogecoin": 0.32, "cardano": 0.85, "tron": 0.255, "avalanche-2": 36.5, "the-open-network": 5.6,
-    "chainlink": 20.5, "shiba-inu": 0.0000213, "sui": 4.1, "stellar": 0.33, "hedera-hashgraph": 0.27,
-    "polkadot": 6.6, "bitcoin-cash": 430.0, "uniswap": 13.3, "litecoin": 102.0, "pepe": 0.0000178,
-    "hyperliquid": 20.5, "near": 5.0, "aptos": 8.7, "internet-computer": 10.3, "aave": 300.0, "monero": 195.0,
-    "mantle": 1.15, "polygon-ecosystem-token": 0.45, "render-token": 7.1, "bittensor": 460.0, "fetch-ai": 1.3,
-    "arbitrum": 0.74, "filecoin": 5.0, "ethena": 0.9, "injective-protocol": 21.0, "optimism": 1.8,
-    "bonk": 0.000032, "immutable-x": 1.25, "theta-token": 2.0, "dogwifcoin": 1.95, "worldcoin-wld": 2.1,
-    "the-sandbox": 0.6, "gala": 0.035, "starknet": 0.45, "axie-infinity": 6.5, "helium": 6.0, "zcash": 52.0,
-    "akash-network": 3.1, "iotex": 0.047, "beam-2": 0.021, "celestia": 5.2,
+    "bitcoin": 93_400.0,
+    "ethereum": 3_350.0,
+    "ripple": 2.08,
+    "binancecoin": 705.0,
+    "solana": 190.0,
+    "dogecoin": 0.32,
+    "cardano": 0.85,
+    "tron": 0.255,
+    "avalanche-2": 36.5,
+    "the-open-network": 5.6,
+    "chainlink": 20.5,
+    "shiba-inu": 0.0000213,
+    "sui": 4.1,
+    "stellar": 0.33,
+    "hedera-hashgraph": 0.27,
+    "polkadot": 6.6,
+    "bitcoin-cash": 430.0,
+    "uniswap": 13.3,
+    "litecoin": 102.0,
+    "pepe": 0.0000178,
+    "hyperliquid": 20.5,
+    "near": 5.0,
+    "aptos": 8.7,
+    "internet-computer": 10.3,
+    "aave": 300.0,
+    "monero": 195.0,
+    "mantle": 1.15,
+    "polygon-ecosystem-token": 0.45,
+    "render-token": 7.1,
+    "bittensor": 460.0,
+    "fetch-ai": 1.3,
+    "arbitrum": 0.74,
+    "filecoin": 5.0,
+    "ethena": 0.9,
+    "injective-protocol": 21.0,
+    "optimism": 1.8,
+    "bonk": 0.000032,
+    "immutable-x": 1.25,
+    "theta-token": 2.0,
+    "dogwifcoin": 1.95,
+    "worldcoin-wld": 2.1,
+    "the-sandbox": 0.6,
+    "gala": 0.035,
+    "starknet": 0.45,
+    "axie-infinity": 6.5,
+    "helium": 6.0,
+    "zcash": 52.0,
+    "akash-network": 3.1,
+    "iotex": 0.047,
+    "beam-2": 0.021,
+    "celestia": 5.2,
 }
 CRASH_HOUR = "2025-10-10T21"  # the alt liquidation cascade
 DECOUPLE_FROM, DECOUPLE_TO = "2025-11-01T00", "2025-12-15T00"
 
-SECTOR_BETA = {"layer-1": 1.05, "layer-2": 1.3, "gaming": 1.25, "depin": 1.22, "artificial-intelligence": 1.2,
-               "meme-token": 1.35, "decentralized-finance-defi": 1.12}
+SECTOR_BETA = {
+    "layer-1": 1.05,
+    "layer-2": 1.3,
+    "gaming": 1.25,
+    "depin": 1.22,
+    "artificial-intelligence": 1.2,
+    "meme-token": 1.35,
+    "decentralized-finance-defi": 1.12,
+}
 
 
 def hour_index(t: datetime) -> int:
@@ -132,14 +180,18 @@ def hour_time(h: int) -> datetime:
 def unlisted_tail_share(h: np.ndarray | int) -> np.ndarray | float:
     """Share of the market's total (``/global``) held by coins the emulator does not list, at hour ``h``:
     ``UNLISTED_TAIL_MEAN + UNLISTED_TAIL_SWING * sin(2 pi h / UNLISTED_TAIL_PERIOD_HOURS)``."""
-    return UNLISTED_TAIL_MEAN + UNLISTED_TAIL_SWING * np.sin(2 * np.pi * np.asarray(h) / UNLISTED_TAIL_PERIOD_HOURS)
+    return UNLISTED_TAIL_MEAN + UNLISTED_TAIL_SWING * np.sin(
+        2 * np.pi * np.asarray(h) / UNLISTED_TAIL_PERIOD_HOURS
+    )
 
 
 def _parse(ts: str) -> int:
     return hour_index(datetime.strptime(ts, "%Y-%m-%dT%H").replace(tzinfo=timezone.utc))
 
 
-def _anchored_path(rng: np.random.Generator, anchors: tuple[tuple[str, float], ...], sigma: float) -> np.ndarray:
+def _anchored_path(
+    rng: np.random.Generator, anchors: tuple[tuple[str, float], ...], sigma: float
+) -> np.ndarray:
     """exp(log-linear interpolation between anchors + a Brownian bridge pinned to 0 at each anchor)."""
     hours = np.array([_parse(t) for t, _ in anchors])
     levels = np.log(np.array([v for _, v in anchors]))
@@ -188,7 +240,9 @@ class SyntheticMarket:
 @lru_cache(maxsize=4)
 def build_market(seed: int = DEFAULT_SEED) -> SyntheticMarket:
     ss = np.random.SeedSequence(seed)
-    r_tail, r_total, r_gold, r_factor, r_coin, r_vol, r_params = (np.random.default_rng(s) for s in ss.spawn(7))
+    r_tail, r_total, r_gold, r_factor, r_coin, r_vol, r_params = (
+        np.random.default_rng(s) for s in ss.spawn(7)
+    )
 
     coins = list(HEAD) + generate_tail(r_tail, TAIL_COINS)
     n = len(coins)
@@ -206,7 +260,9 @@ def build_market(seed: int = DEFAULT_SEED) -> SyntheticMarket:
     # supplies: a plausible starting supply, growing at the coin's yearly rate up to its max supply
     price0 = np.empty(n)
     for i, c in enumerate(coins):
-        price0[i] = 1.0 if c.kind == "stable" else float(np.exp(r_params.uniform(np.log(0.002), np.log(400.0))))
+        price0[i] = (
+            1.0 if c.kind == "stable" else float(np.exp(r_params.uniform(np.log(0.002), np.log(400.0))))
+        )
     for coin_id, p0 in HEAD_PRICES.items():  # the head starts near its real 2025-01-01 price
         price0[ids[coin_id]] = p0
     for i, c in enumerate(coins):  # tracked coins start at their underlying's price
@@ -267,7 +323,9 @@ def build_market(seed: int = DEFAULT_SEED) -> SyntheticMarket:
                 dev[crash_h : crash_h + 20] -= 0.034 * np.exp(-np.arange(20) / 5.0)
             price[:, i] = 1.0 + dev
         elif c.kind == "gold":
-            price[:, i] = gold * (1.0 + r_coin.normal(0.0, 0.0008, HOURS)) * (1.004 if c.id == "tether-gold" else 1.0)
+            price[:, i] = (
+                gold * (1.0 + r_coin.normal(0.0, 0.0008, HOURS)) * (1.004 if c.id == "tether-gold" else 1.0)
+            )
 
     # scale the free-floating coins (and what tracks them) so the listed total follows the target path less the tail
     def derived_prices(p: np.ndarray) -> None:
@@ -301,7 +359,13 @@ def build_market(seed: int = DEFAULT_SEED) -> SyntheticMarket:
     turnover[ids["ethereum"]] = 0.06
     logp_all = np.log(np.where(np.isnan(price), 1.0, price))
     absret = np.abs(np.diff(logp_all, axis=0, prepend=logp_all[:1]))
-    hourly = np.nan_to_num(mcap) * turnover / 24.0 * (1.0 + 30.0 * absret) * np.exp(r_vol.normal(0.0, 0.3, (HOURS, n)))
+    hourly = (
+        np.nan_to_num(mcap)
+        * turnover
+        / 24.0
+        * (1.0 + 30.0 * absret)
+        * np.exp(r_vol.normal(0.0, 0.3, (HOURS, n)))
+    )
     csum = np.cumsum(hourly, axis=0)
     vol24 = csum.copy()
     vol24[24:] = csum[24:] - csum[:-24]

@@ -43,7 +43,9 @@ def register(emu: MarketEmulator) -> None:
             return Response.json({"code": "50011", "msg": "Too Many Requests", "data": []}, 429, headers)
         if status == 404:
             return Response.json({"code": "50000", "msg": "Not Found", "data": []}, 404, headers)
-        return Response.json({"code": "50001", "msg": "Service temporarily unavailable", "data": []}, status, headers)
+        return Response.json(
+            {"code": "50001", "msg": "Service temporarily unavailable", "data": []}, status, headers
+        )
 
     emu.add_api("okx", PREFIX, "OKX_BASE_URL", error)
 
@@ -72,12 +74,26 @@ def register(emu: MarketEmulator) -> None:
         wall = now_ms - FUNDING_DAYS * DAY_MS
         hi = min(after - 1 if after is not None else now_ms, now_ms)
         lo = max(before + 1 if before is not None else wall, wall)
-        rows = [(START_MS + h * HOUR_MS, r) for h, r in deriv.settlements(
-            "okx", j, max(0, (lo - START_MS) // HOUR_MS), (hi - START_MS) // HOUR_MS)]
+        rows = [
+            (START_MS + h * HOUR_MS, r)
+            for h, r in deriv.settlements(
+                "okx", j, max(0, (lo - START_MS) // HOUR_MS), (hi - START_MS) // HOUR_MS
+            )
+        ]
         rows = [(t, r) for t, r in rows if lo <= t <= hi][::-1]
         rows = rows[:n] if before is None else rows[-n:]
-        out = [{"formulaType": "withRate", "fundingRate": f"{r * 1.0004:.16f}", "fundingTime": str(t), "instId": inst,
-                "instType": "SWAP", "method": "current_period", "realizedRate": f"{r:.16f}"} for t, r in rows]
+        out = [
+            {
+                "formulaType": "withRate",
+                "fundingRate": f"{r * 1.0004:.16f}",
+                "fundingTime": str(t),
+                "instId": inst,
+                "instType": "SWAP",
+                "method": "current_period",
+                "realizedRate": f"{r:.16f}",
+            }
+            for t, r in rows
+        ]
         return Response.json({"code": "0", "msg": "", "data": out})
 
     def oi_volume(req: Request) -> Response:

@@ -84,7 +84,11 @@ class Fault:
     def matches(self, api: str, path: str, query: dict[str, str] | None = None) -> bool:
         if self.query and any((query or {}).get(k) != v for k, v in self.query.items()):
             return False
-        return api == self.api and re.search(self.path, path) is not None and (self.times is None or self.times > 0)
+        return (
+            api == self.api
+            and re.search(self.path, path) is not None
+            and (self.times is None or self.times > 0)
+        )
 
 
 class MarketEmulator:
@@ -123,7 +127,7 @@ class MarketEmulator:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._throttle: dict[str, list[float]] = {}
-        from pipelines.emulator import register_all  # noqa: PLC0415 (each API module adds its routes)
+        from pipelines.emulator import register_all
 
         register_all(self)
 
@@ -191,12 +195,14 @@ class MarketEmulator:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 emulator._handle(self)
 
         self._server = ThreadingHTTPServer((self.host, self.port), _Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="market-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="market-emulator", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -249,7 +255,9 @@ class MarketEmulator:
             h.send_header("Content-Type", resp.content_type)
             for k, v in resp.headers.items():
                 h.send_header(k, v)
-            h.send_header("Content-Length", str(len(resp.body) if fault and fault.kind == "truncated" else len(body)))
+            h.send_header(
+                "Content-Length", str(len(resp.body) if fault and fault.kind == "truncated" else len(body))
+            )
             h.end_headers()
             h.wfile.write(body)
             if fault and fault.kind == "truncated":
@@ -271,7 +279,9 @@ class MarketEmulator:
         for pattern, handler in self._routes.get(api, []):
             m = pattern.match(req.path)
             if m:
-                req.query.update({k: v for k, v in m.groupdict().items() if v is not None and k not in req.query})
+                req.query.update(
+                    {k: v for k, v in m.groupdict().items() if v is not None and k not in req.query}
+                )
                 try:
                     resp = handler(req)
                 except ApiError as exc:

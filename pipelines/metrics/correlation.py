@@ -24,11 +24,24 @@ WEEKLY_CORRELATION_BUCKETS = register(
             Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
             Column("bucket", pa.string(), "rank bucket at the week's open, e.g. '1-10'"),
             Column("coins", pa.int32(), "bucket members (ranked at the open)"),
-            Column("avg_pairwise_corr", pa.float64(), "mean correlation over member pairs with enough overlap", True),
-            Column("avg_corr_to_btc", pa.float64(), "mean correlation of members (BTC excluded) to BTC", True),
-            Column("ew_return_pct", pa.float64(), "equal-weight return of members over the week, percent", True),
-            Column("avg_pairwise_corr_change", pa.float64(), "minus the mean of the previous weeks' values", True),
-            Column("avg_corr_to_btc_change", pa.float64(), "minus the mean of the previous weeks' values", True),
+            Column(
+                "avg_pairwise_corr",
+                pa.float64(),
+                "mean correlation over member pairs with enough overlap",
+                True,
+            ),
+            Column(
+                "avg_corr_to_btc", pa.float64(), "mean correlation of members (BTC excluded) to BTC", True
+            ),
+            Column(
+                "ew_return_pct", pa.float64(), "equal-weight return of members over the week, percent", True
+            ),
+            Column(
+                "avg_pairwise_corr_change", pa.float64(), "minus the mean of the previous weeks' values", True
+            ),
+            Column(
+                "avg_corr_to_btc_change", pa.float64(), "minus the mean of the previous weeks' values", True
+            ),
             Column("decoupling", pa.bool_(), "avg_corr_to_btc fell by at least the threshold", True),
         ),
     )
@@ -45,7 +58,8 @@ def log_return_matrix(coin_daily: pl.DataFrame, coin_ids: list[str], end_day: da
     days = pl.date_range(first, end_day, eager=True).alias("date")
     prices = (
         coin_daily.filter(
-            pl.col("date").is_between(first, end_day) & pl.col("coin_id").is_in(pl.Series(coin_ids).implode())
+            pl.col("date").is_between(first, end_day)
+            & pl.col("coin_id").is_in(pl.Series(coin_ids).implode())
             & (pl.col("price_usd") > 0)
         )
         .unique(["date", "coin_id"], keep="last")
@@ -106,10 +120,18 @@ def _bucket_stats(coin_daily, eligible_ids, week, buckets, window_days, min_over
     corr = pairwise_corr(log_return_matrix(cd, ids_all, w.close_day, window_days), min_overlap)
     btc = ids_all.index(btc_id)
     close = (
-        cd.filter(pl.col("date").is_between(w.open_day + timedelta(days=1), w.close_day) & pl.col("price_usd").is_not_null())
-        .sort("date").group_by("coin_id").last().select("coin_id", pl.col("price_usd").alias("p1"))
+        cd.filter(
+            pl.col("date").is_between(w.open_day + timedelta(days=1), w.close_day)
+            & pl.col("price_usd").is_not_null()
+        )
+        .sort("date")
+        .group_by("coin_id")
+        .last()
+        .select("coin_id", pl.col("price_usd").alias("p1"))
     )
-    rets = uni.join(close, on="coin_id", how="left").with_columns((pl.col("p1") / pl.col("price_usd") - 1).alias("r"))
+    rets = uni.join(close, on="coin_id", how="left").with_columns(
+        (pl.col("p1") / pl.col("price_usd") - 1).alias("r")
+    )
     out = {}
     for name, lo, hi in buckets:
         idx = [i for i, rk in enumerate(uni["rank"].to_list()) if lo <= rk <= hi]
@@ -150,7 +172,9 @@ def weekly_correlation_buckets(
     w = week_window(week)
     now = _bucket_stats(coin_daily, eligible_ids, week, buckets, window_days, min_overlap, btc_id)
     past = [
-        _bucket_stats(coin_daily, eligible_ids, shift_week(week, -k), buckets, window_days, min_overlap, btc_id)
+        _bucket_stats(
+            coin_daily, eligible_ids, shift_week(week, -k), buckets, window_days, min_overlap, btc_id
+        )
         for k in range(1, lookback_weeks + 1)
     ]
 
@@ -163,14 +187,31 @@ def weekly_correlation_buckets(
     for name, _, _ in buckets:
         n, apc, btc, ew = now[name]
         d_btc = change(name, 2)
-        rows.append((w.monday, name, n, apc, btc, ew, change(name, 1), d_btc,
-                     None if d_btc is None else d_btc <= -decoupling_threshold))
+        rows.append(
+            (
+                w.monday,
+                name,
+                n,
+                apc,
+                btc,
+                ew,
+                change(name, 1),
+                d_btc,
+                None if d_btc is None else d_btc <= -decoupling_threshold,
+            )
+        )
     return pl.DataFrame(
         rows,
         schema={
-            "week_start": pl.Date, "bucket": pl.String, "coins": pl.Int32, "avg_pairwise_corr": pl.Float64,
-            "avg_corr_to_btc": pl.Float64, "ew_return_pct": pl.Float64, "avg_pairwise_corr_change": pl.Float64,
-            "avg_corr_to_btc_change": pl.Float64, "decoupling": pl.Boolean,
+            "week_start": pl.Date,
+            "bucket": pl.String,
+            "coins": pl.Int32,
+            "avg_pairwise_corr": pl.Float64,
+            "avg_corr_to_btc": pl.Float64,
+            "ew_return_pct": pl.Float64,
+            "avg_pairwise_corr_change": pl.Float64,
+            "avg_corr_to_btc_change": pl.Float64,
+            "decoupling": pl.Boolean,
         },
         orient="row",
     )

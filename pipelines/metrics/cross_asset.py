@@ -35,9 +35,17 @@ DEFAULT_ASSETS: tuple[AssetSpec, ...] = (
 )
 
 _ASSET_SCHEMA = {
-    "week_start": pl.Date, "asset": pl.String, "series": pl.String, "kind": pl.String, "open_date": pl.Date,
-    "close_date": pl.Date, "open_value": pl.Float64, "close_value": pl.Float64, "return_pct": pl.Float64,
-    "rank": pl.Int32, "is_worst": pl.Boolean,
+    "week_start": pl.Date,
+    "asset": pl.String,
+    "series": pl.String,
+    "kind": pl.String,
+    "open_date": pl.Date,
+    "close_date": pl.Date,
+    "open_value": pl.Float64,
+    "close_value": pl.Float64,
+    "return_pct": pl.Float64,
+    "rank": pl.Int32,
+    "is_worst": pl.Boolean,
 }
 
 WEEKLY_CROSS_ASSET = register(
@@ -50,13 +58,26 @@ WEEKLY_CROSS_ASSET = register(
             Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
             Column("asset", pa.string(), "asset name"),
             Column("series", pa.string(), "input series used"),
-            Column("kind", pa.string(), "'price', 'inverse' (return of the quote currency) or 'yield' (price proxy)"),
-            Column("open_date", pa.date32(), "date of the last observation at or before the week's open", True),
-            Column("close_date", pa.date32(), "date of the last observation at or before the week's close", True),
+            Column(
+                "kind",
+                pa.string(),
+                "'price', 'inverse' (return of the quote currency) or 'yield' (price proxy)",
+            ),
+            Column(
+                "open_date", pa.date32(), "date of the last observation at or before the week's open", True
+            ),
+            Column(
+                "close_date", pa.date32(), "date of the last observation at or before the week's close", True
+            ),
             Column("open_value", pa.float64(), "level at open_date", True),
             Column("close_value", pa.float64(), "level at close_date", True),
             Column("return_pct", pa.float64(), "weekly return, percent (yield: -duration x change)", True),
-            Column("rank", pa.int32(), "1 = best among major asset classes; null for non-major or no return", True),
+            Column(
+                "rank",
+                pa.int32(),
+                "1 = best among major asset classes; null for non-major or no return",
+                True,
+            ),
             Column("is_worst", pa.bool_(), "worst of the ranked major asset classes", True),
         ),
     )
@@ -81,7 +102,9 @@ WEEKLY_CRYPTO_RANK = register(
 
 def _last_at_or_before(levels: pl.DataFrame, series: str, day: date, max_stale_days: int):
     s = levels.filter(
-        (pl.col("series") == series) & (pl.col("date") <= day) & pl.col("value").is_not_null()
+        (pl.col("series") == series)
+        & (pl.col("date") <= day)
+        & pl.col("value").is_not_null()
         & (pl.col("date") > day - timedelta(days=max_stale_days))
     ).sort("date")
     return (s["date"][-1], s["value"][-1]) if s.height else (None, None)
@@ -158,7 +181,12 @@ def weekly_crypto_rank(
         is_w = stats(k)[2]
     return pl.DataFrame(
         [(w.monday, rank, n, worst, streak)],
-        schema={"week_start": pl.Date, "crypto_rank": pl.Int32, "assets_ranked": pl.Int32, "is_worst": pl.Boolean,
-                "worst_streak_weeks": pl.Int32},
+        schema={
+            "week_start": pl.Date,
+            "crypto_rank": pl.Int32,
+            "assets_ranked": pl.Int32,
+            "is_worst": pl.Boolean,
+            "worst_streak_weeks": pl.Int32,
+        },
         orient="row",
     )

@@ -21,44 +21,152 @@ WEEKLY_LEVERAGE = register(
         key=("week_start",),
         columns=(
             Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
-            Column("funding_8h_mean", pa.float64(), "mean funding per 8h (fraction) over the week's settlements", True),
+            Column(
+                "funding_8h_mean",
+                pa.float64(),
+                "mean funding per 8h (fraction) over the week's settlements",
+                True,
+            ),
             Column("funding_annualized_mean", pa.float64(), "funding_8h_mean x 3 x 365", True),
-            Column("funding_weighting", pa.string(), "'oi' (every settlement had its OI), 'mixed' (OI-weighted over "
-                   "the settlements with OI, the others left out) or 'equal' (no settlement had OI)", True),
+            Column(
+                "funding_weighting",
+                pa.string(),
+                "'oi' (every settlement had its OI), 'mixed' (OI-weighted over "
+                "the settlements with OI, the others left out) or 'equal' (no settlement had OI)",
+                True,
+            ),
             Column("funding_settlements", pa.int32(), "settlements in the week", True),
-            Column("funding_oi_share", pa.float64(), "share of the week's settlements that had an OI reading (0..1)", True),
-            Column("funding_venues_without_oi", pa.string(), "venues with settlements lacking OI, comma-separated", True),
+            Column(
+                "funding_oi_share",
+                pa.float64(),
+                "share of the week's settlements that had an OI reading (0..1)",
+                True,
+            ),
+            Column(
+                "funding_venues_without_oi",
+                pa.string(),
+                "venues with settlements lacking OI, comma-separated",
+                True,
+            ),
             Column("negative_days", pa.int32(), "days of the week whose daily funding was negative"),
-            Column("first_negative_day", pa.date32(), "first day of the week funding turned negative (the day before was not)", True),
+            Column(
+                "first_negative_day",
+                pa.date32(),
+                "first day of the week funding turned negative (the day before was not)",
+                True,
+            ),
             Column("first_negative_since", pa.date32(), "last negative day before first_negative_day", True),
-            Column("longest_negative_run_days", pa.int32(), "longest run of negative days ending in the week"),
-            Column("longest_negative_run_since", pa.date32(), "end of the last earlier run at least as long", True),
-            Column("oi_open_usd", pa.float64(), "total perp open interest at the open (every series with a reading)", True),
-            Column("oi_close_usd", pa.float64(), "total perp open interest at the close (every series with a reading)", True),
-            Column("oi_change_pct", pa.float64(), "oi_open_usd to oi_close_usd, percent: moves with coverage, not "
-                   "the market move (see oi_change_like_for_like_pct)", True),
-            Column("oi_open_common_usd", pa.float64(), "open interest at the open of the series present at both ends", True),
-            Column("oi_close_common_usd", pa.float64(), "open interest at the close of the series present at both ends", True),
-            Column("oi_change_like_for_like_pct", pa.float64(), "weekly change over the (venue, symbol) series "
-                   "present at both the open and the close, percent", True),
+            Column(
+                "longest_negative_run_days", pa.int32(), "longest run of negative days ending in the week"
+            ),
+            Column(
+                "longest_negative_run_since",
+                pa.date32(),
+                "end of the last earlier run at least as long",
+                True,
+            ),
+            Column(
+                "oi_open_usd",
+                pa.float64(),
+                "total perp open interest at the open (every series with a reading)",
+                True,
+            ),
+            Column(
+                "oi_close_usd",
+                pa.float64(),
+                "total perp open interest at the close (every series with a reading)",
+                True,
+            ),
+            Column(
+                "oi_change_pct",
+                pa.float64(),
+                "oi_open_usd to oi_close_usd, percent: moves with coverage, not "
+                "the market move (see oi_change_like_for_like_pct)",
+                True,
+            ),
+            Column(
+                "oi_open_common_usd",
+                pa.float64(),
+                "open interest at the open of the series present at both ends",
+                True,
+            ),
+            Column(
+                "oi_close_common_usd",
+                pa.float64(),
+                "open interest at the close of the series present at both ends",
+                True,
+            ),
+            Column(
+                "oi_change_like_for_like_pct",
+                pa.float64(),
+                "weekly change over the (venue, symbol) series "
+                "present at both the open and the close, percent",
+                True,
+            ),
             Column("oi_series_open", pa.int32(), "(venue, symbol) series with a reading at the open", True),
             Column("oi_series_close", pa.int32(), "(venue, symbol) series with a reading at the close", True),
             Column("oi_series_common", pa.int32(), "series with a reading at both ends", True),
             Column("oi_venues_open", pa.string(), "venues with a reading at the open, comma-separated", True),
-            Column("oi_venues_close", pa.string(), "venues with a reading at the close, comma-separated", True),
-            Column("oi_venues_common", pa.string(), "venues with a series present at both ends, comma-separated", True),
-            Column("oi_missing_at_open", pa.string(), "venue:symbol present at the close, missing at the open", True),
-            Column("oi_missing_at_close", pa.string(), "venue:symbol present at the open, missing at the close", True),
+            Column(
+                "oi_venues_close", pa.string(), "venues with a reading at the close, comma-separated", True
+            ),
+            Column(
+                "oi_venues_common",
+                pa.string(),
+                "venues with a series present at both ends, comma-separated",
+                True,
+            ),
+            Column(
+                "oi_missing_at_open",
+                pa.string(),
+                "venue:symbol present at the close, missing at the open",
+                True,
+            ),
+            Column(
+                "oi_missing_at_close",
+                pa.string(),
+                "venue:symbol present at the open, missing at the close",
+                True,
+            ),
             Column("coverage_changed", pa.bool_(), "the series at the open and the close differ", True),
-            Column("oi_ref_day", pa.date32(), "reference day (given, or the peak of the lookback, see METHODOLOGY)", True),
-            Column("oi_ref_usd", pa.float64(), "open interest at the reference day's close over the series present "
-                   "on the reference day and at the week's close", True),
-            Column("oi_ref_close_usd", pa.float64(), "open interest at the week's close over the same series", True),
-            Column("oi_ref_missing", pa.string(), "venue:symbol at the week's close with no reading on the reference "
-                   "day (left out of the comparison)", True),
-            Column("oi_vs_ref_pct", pa.float64(), "oi_ref_close_usd versus oi_ref_usd (like for like), percent", True),
-            Column("long_short_ratio_mean", pa.float64(), "mean of long_account / short_account readings", True),
-            Column("leverage_skew", pa.string(), "'short' (funding < 0), 'long' (> baseline) or 'neutral'", True),
+            Column(
+                "oi_ref_day",
+                pa.date32(),
+                "reference day (given, or the peak of the lookback, see METHODOLOGY)",
+                True,
+            ),
+            Column(
+                "oi_ref_usd",
+                pa.float64(),
+                "open interest at the reference day's close over the series present "
+                "on the reference day and at the week's close",
+                True,
+            ),
+            Column(
+                "oi_ref_close_usd",
+                pa.float64(),
+                "open interest at the week's close over the same series",
+                True,
+            ),
+            Column(
+                "oi_ref_missing",
+                pa.string(),
+                "venue:symbol at the week's close with no reading on the reference "
+                "day (left out of the comparison)",
+                True,
+            ),
+            Column(
+                "oi_vs_ref_pct",
+                pa.float64(),
+                "oi_ref_close_usd versus oi_ref_usd (like for like), percent",
+                True,
+            ),
+            Column(
+                "long_short_ratio_mean", pa.float64(), "mean of long_account / short_account readings", True
+            ),
+            Column(
+                "leverage_skew", pa.string(), "'short' (funding < 0), 'long' (> baseline) or 'neutral'", True
+            ),
         ),
     )
 )
@@ -85,8 +193,13 @@ def _with_oi(funding: pl.DataFrame, open_interest: pl.DataFrame | None, toleranc
         return f.with_columns(oi_usd=pl.lit(None, dtype=pl.Float64))
     oi = ensure_utc(open_interest.select("exchange", "symbol", "ts", "oi_usd"), "ts").sort("ts")
     return f.join_asof(
-        oi, left_on="funding_time", right_on="ts", by=["exchange", "symbol"], strategy="backward",
-        tolerance=tolerance, check_sortedness=False,  # both sides sorted on the key just above
+        oi,
+        left_on="funding_time",
+        right_on="ts",
+        by=["exchange", "symbol"],
+        strategy="backward",
+        tolerance=tolerance,
+        check_sortedness=False,  # both sides sorted on the key just above
     ).drop("ts")
 
 
@@ -98,14 +211,20 @@ def _weighted(df: pl.DataFrame, by: list[str]) -> pl.DataFrame:
         .then((pl.col("rate_8h") * pl.col("oi_usd")).filter(has).sum() / pl.col("oi_usd").filter(has).sum())
         .otherwise(pl.col("rate_8h").mean())
         .alias("funding_8h"),
-        pl.when(has.all()).then(pl.lit("oi")).when(has.any()).then(pl.lit("mixed")).otherwise(pl.lit("equal"))
+        pl.when(has.all())
+        .then(pl.lit("oi"))
+        .when(has.any())
+        .then(pl.lit("mixed"))
+        .otherwise(pl.lit("equal"))
         .alias("weighting"),
         pl.len().cast(pl.Int32).alias("settlements"),
     )
 
 
 def daily_funding(
-    funding: pl.DataFrame, open_interest: pl.DataFrame | None = None, oi_tolerance: timedelta = timedelta(days=1)
+    funding: pl.DataFrame,
+    open_interest: pl.DataFrame | None = None,
+    oi_tolerance: timedelta = timedelta(days=1),
 ) -> pl.DataFrame:
     """``day, funding_8h, funding_annualized, weighting, settlements``: one row per accrual day, all symbols and
     exchanges together, each settlement weighted by its series' latest open interest at or before it."""
@@ -114,7 +233,10 @@ def daily_funding(
 
 
 def mean_funding(
-    funding: pl.DataFrame, open_interest: pl.DataFrame | None, start: datetime, end: datetime,
+    funding: pl.DataFrame,
+    open_interest: pl.DataFrame | None,
+    start: datetime,
+    end: datetime,
     oi_tolerance: timedelta = timedelta(days=1),
 ) -> tuple[float | None, str | None]:
     """(OI-weighted mean rate per 8h, weighting) over settlements with ``start < funding_time <= end``."""
@@ -123,7 +245,10 @@ def mean_funding(
 
 
 def funding_coverage(
-    funding: pl.DataFrame, open_interest: pl.DataFrame | None, start: datetime, end: datetime,
+    funding: pl.DataFrame,
+    open_interest: pl.DataFrame | None,
+    start: datetime,
+    end: datetime,
     oi_tolerance: timedelta = timedelta(days=1),
 ) -> dict:
     """The week's mean funding with its weighting named as it was, over settlements ``start < t <= end``.
@@ -138,26 +263,41 @@ def funding_coverage(
         (pl.col("funding_time") > start) & (pl.col("funding_time") <= end)
     )
     if f.height == 0:
-        return {"funding_8h_mean": None, "funding_weighting": None, "funding_settlements": 0,
-                "funding_oi_share": None, "funding_venues_without_oi": None}
+        return {
+            "funding_8h_mean": None,
+            "funding_weighting": None,
+            "funding_settlements": 0,
+            "funding_oi_share": None,
+            "funding_venues_without_oi": None,
+        }
     row = _weighted(f.with_columns(g=pl.lit(0)), ["g"]).row(0, named=True)
     has = pl.col("oi_usd").is_not_null() & (pl.col("oi_usd") > 0)
     with_oi = f.filter(has).height
     without = sorted(set(f.filter(~has)["exchange"].to_list()))
-    return {"funding_8h_mean": row["funding_8h"], "funding_weighting": row["weighting"],
-            "funding_settlements": f.height, "funding_oi_share": with_oi / f.height,
-            "funding_venues_without_oi": ", ".join(without) or None}
+    return {
+        "funding_8h_mean": row["funding_8h"],
+        "funding_weighting": row["weighting"],
+        "funding_settlements": f.height,
+        "funding_oi_share": with_oi / f.height,
+        "funding_venues_without_oi": ", ".join(without) or None,
+    }
 
 
 def _runs(daily: pl.DataFrame) -> pl.DataFrame:
     """Runs of consecutive days with the same sign: ``start, end, days, negative``; a missing day breaks runs."""
     d = daily.sort("day").with_columns(neg=pl.col("funding_8h") < 0)
-    brk = (pl.col("neg") != pl.col("neg").shift()) | ((pl.col("day") - pl.col("day").shift()).dt.total_days() != 1)
+    brk = (pl.col("neg") != pl.col("neg").shift()) | (
+        (pl.col("day") - pl.col("day").shift()).dt.total_days() != 1
+    )
     return (
         d.with_columns(run=brk.fill_null(True).cum_sum())
         .group_by("run")
-        .agg(pl.col("day").min().alias("start"), pl.col("day").max().alias("end"), pl.len().alias("days"),
-             pl.col("neg").first().alias("negative"))
+        .agg(
+            pl.col("day").min().alias("start"),
+            pl.col("day").max().alias("end"),
+            pl.len().alias("days"),
+            pl.col("neg").first().alias("negative"),
+        )
         .sort("start")
     )
 
@@ -169,7 +309,9 @@ def negative_funding_facts(daily: pl.DataFrame, first_day: date, last_day: date)
     neg_days = inside.filter(pl.col("funding_8h") < 0)["day"]
     # "turned negative": a negative day whose previous day in the series was not negative (a sign flip)
     flips = d.with_columns(pl.col("funding_8h").shift(1).alias("prev")).filter(
-        (pl.col("day") >= first_day) & (pl.col("funding_8h") < 0) & (pl.col("prev").is_null() | (pl.col("prev") >= 0))
+        (pl.col("day") >= first_day)
+        & (pl.col("funding_8h") < 0)
+        & (pl.col("prev").is_null() | (pl.col("prev") >= 0))
     )["day"]
     first_neg = flips.min() if flips.len() else None
     since = None
@@ -184,8 +326,11 @@ def negative_funding_facts(daily: pl.DataFrame, first_day: date, last_day: date)
         prior = runs.filter((pl.col("end") < start) & (pl.col("days") >= longest))["end"]
         run_since = prior.max() if prior.len() else None
     return {
-        "negative_days": neg_days.len(), "first_negative_day": first_neg, "first_negative_since": since,
-        "longest_negative_run_days": int(longest), "longest_negative_run_since": run_since,
+        "negative_days": neg_days.len(),
+        "first_negative_day": first_neg,
+        "first_negative_since": since,
+        "longest_negative_run_days": int(longest),
+        "longest_negative_run_since": run_since,
     }
 
 
@@ -194,9 +339,12 @@ def daily_open_interest(open_interest: pl.DataFrame) -> pl.DataFrame:
     in (D 00:00, D+1 00:00] (a reading at D+1 00:00 is the close of D). The sum does not depend on row order."""
     oi = ensure_utc(open_interest, "ts").with_columns(date=(pl.col("ts") - US).dt.date())
     return (
-        oi.sort("ts").group_by(["exchange", "symbol", "date"]).agg(pl.col("oi_usd").last())
+        oi.sort("ts")
+        .group_by(["exchange", "symbol", "date"])
+        .agg(pl.col("oi_usd").last())
         # summing the sorted values makes the float total independent of the order the groups come out in
-        .group_by("date").agg(pl.col("oi_usd").sort().sum(), pl.len().cast(pl.Int32).alias("series"))
+        .group_by("date")
+        .agg(pl.col("oi_usd").sort().sum(), pl.len().cast(pl.Int32).alias("series"))
         .sort("date")
     )
 
@@ -211,7 +359,9 @@ def daily_series_open_interest(open_interest: pl.DataFrame) -> pl.DataFrame:
     oi = ensure_utc(open_interest, "ts").filter(pl.col("oi_usd").is_not_null() & (pl.col("oi_usd") > 0))
     return (
         oi.with_columns(date=(pl.col("ts") - US).dt.date())
-        .sort("ts").group_by(["exchange", "symbol", "date"]).agg(pl.col("oi_usd").last())
+        .sort("ts")
+        .group_by(["exchange", "symbol", "date"])
+        .agg(pl.col("oi_usd").last())
         .sort(["date", "exchange", "symbol"])
     )
 
@@ -246,11 +396,19 @@ def compare_open_interest(series_oi: pl.DataFrame, day_a: date, day_b: date) -> 
     only_a = a.join(b, on=["exchange", "symbol"], how="anti")
     only_b = b.join(a, on=["exchange", "symbol"], how="anti")
     return {
-        "total_a": _sum(a["oi_usd"]), "total_b": _sum(b["oi_usd"]),
-        "common_a": ca, "common_b": cb, "change_pct": pct(ca, cb),
-        "series_a": a.height, "series_b": b.height, "series_common": common.height,
-        "venues_a": _venues(a), "venues_b": _venues(b), "venues_common": _venues(common),
-        "missing_at_a": ", ".join(_names(only_b)) or None, "missing_at_b": ", ".join(_names(only_a)) or None,
+        "total_a": _sum(a["oi_usd"]),
+        "total_b": _sum(b["oi_usd"]),
+        "common_a": ca,
+        "common_b": cb,
+        "change_pct": pct(ca, cb),
+        "series_a": a.height,
+        "series_b": b.height,
+        "series_common": common.height,
+        "venues_a": _venues(a),
+        "venues_b": _venues(b),
+        "venues_common": _venues(common),
+        "missing_at_a": ", ".join(_names(only_b)) or None,
+        "missing_at_b": ", ".join(_names(only_a)) or None,
         "changed": bool(only_a.height or only_b.height),
     }
 
@@ -288,9 +446,22 @@ def weekly_leverage(
     fc = funding_coverage(f, oi, w.start, w.end, oi_tolerance)
     mean8 = fc["funding_8h_mean"]
     facts = negative_funding_facts(daily_funding(f, oi, oi_tolerance), w.monday, w.close_day)
-    wk = {"total_a": None, "total_b": None, "common_a": None, "common_b": None, "change_pct": None,
-          "series_a": None, "series_b": None, "series_common": None, "venues_a": None, "venues_b": None,
-          "venues_common": None, "missing_at_a": None, "missing_at_b": None, "changed": None}
+    wk = {
+        "total_a": None,
+        "total_b": None,
+        "common_a": None,
+        "common_b": None,
+        "change_pct": None,
+        "series_a": None,
+        "series_b": None,
+        "series_common": None,
+        "venues_a": None,
+        "venues_b": None,
+        "venues_common": None,
+        "missing_at_a": None,
+        "missing_at_b": None,
+        "changed": None,
+    }
     ref = {"common_a": None, "common_b": None, "missing_at_a": None, "change_pct": None}
     ref_day = reference_day
     if oi is not None and oi.height:
@@ -313,21 +484,36 @@ def weekly_leverage(
     if mean8 is not None:
         skew = "short" if mean8 < 0 else ("long" if mean8 > BASELINE_8H else "neutral")
     row = {
-        "week_start": w.monday, "funding_8h_mean": mean8,
+        "week_start": w.monday,
+        "funding_8h_mean": mean8,
         "funding_annualized_mean": None if mean8 is None else mean8 * 3 * 365,
-        "funding_weighting": fc["funding_weighting"], "funding_settlements": fc["funding_settlements"],
-        "funding_oi_share": fc["funding_oi_share"], "funding_venues_without_oi": fc["funding_venues_without_oi"],
+        "funding_weighting": fc["funding_weighting"],
+        "funding_settlements": fc["funding_settlements"],
+        "funding_oi_share": fc["funding_oi_share"],
+        "funding_venues_without_oi": fc["funding_venues_without_oi"],
         **facts,
-        "oi_open_usd": wk["total_a"], "oi_close_usd": wk["total_b"], "oi_change_pct": pct(wk["total_a"], wk["total_b"]),
-        "oi_open_common_usd": wk["common_a"], "oi_close_common_usd": wk["common_b"],
+        "oi_open_usd": wk["total_a"],
+        "oi_close_usd": wk["total_b"],
+        "oi_change_pct": pct(wk["total_a"], wk["total_b"]),
+        "oi_open_common_usd": wk["common_a"],
+        "oi_close_common_usd": wk["common_b"],
         "oi_change_like_for_like_pct": wk["change_pct"],
-        "oi_series_open": wk["series_a"], "oi_series_close": wk["series_b"], "oi_series_common": wk["series_common"],
-        "oi_venues_open": wk["venues_a"], "oi_venues_close": wk["venues_b"], "oi_venues_common": wk["venues_common"],
-        "oi_missing_at_open": wk["missing_at_a"], "oi_missing_at_close": wk["missing_at_b"],
+        "oi_series_open": wk["series_a"],
+        "oi_series_close": wk["series_b"],
+        "oi_series_common": wk["series_common"],
+        "oi_venues_open": wk["venues_a"],
+        "oi_venues_close": wk["venues_b"],
+        "oi_venues_common": wk["venues_common"],
+        "oi_missing_at_open": wk["missing_at_a"],
+        "oi_missing_at_close": wk["missing_at_b"],
         "coverage_changed": wk["changed"],
-        "oi_ref_day": ref_day if ref["common_a"] is not None else None, "oi_ref_usd": ref["common_a"],
-        "oi_ref_close_usd": ref["common_b"], "oi_ref_missing": ref["missing_at_a"], "oi_vs_ref_pct": ref["change_pct"],
-        "long_short_ratio_mean": ls_mean, "leverage_skew": skew,
+        "oi_ref_day": ref_day if ref["common_a"] is not None else None,
+        "oi_ref_usd": ref["common_a"],
+        "oi_ref_close_usd": ref["common_b"],
+        "oi_ref_missing": ref["missing_at_a"],
+        "oi_vs_ref_pct": ref["change_pct"],
+        "long_short_ratio_mean": ls_mean,
+        "leverage_skew": skew,
     }
     schema = {c.name: pl.from_arrow(pa.array([], type=c.type)).dtype for c in WEEKLY_LEVERAGE.columns}
     return pl.DataFrame([row], schema=schema)

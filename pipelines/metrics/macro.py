@@ -49,8 +49,14 @@ WEEKLY_MACRO = register(
             Column("metric", pa.string(), "metric name, e.g. 'payrolls_change_k'"),
             Column("series_id", pa.string(), "source series id(s)"),
             Column("value", pa.float64(), "value; null when the latest known observation is missing", True),
-            Column("observation_date", pa.date32(), "date of that observation; null when nothing is known", True),
-            Column("status", pa.string(), "'ok', 'missing' (observation exists, value not published) or 'unavailable'"),
+            Column(
+                "observation_date", pa.date32(), "date of that observation; null when nothing is known", True
+            ),
+            Column(
+                "status",
+                pa.string(),
+                "'ok', 'missing' (observation exists, value not published) or 'unavailable'",
+            ),
             Column("unit", pa.string(), "unit of value"),
         ),
     )
@@ -88,8 +94,12 @@ def latest_macro(
         name, long_id, short_id = curve
         daily = known.filter(pl.col("value").is_not_null())  # curve from daily yields: blanks are holidays
         both = (
-            daily.filter(pl.col("series_id") == long_id).select("date", pl.col("value").alias("a"))
-            .join(daily.filter(pl.col("series_id") == short_id).select("date", pl.col("value").alias("b")), on="date")
+            daily.filter(pl.col("series_id") == long_id)
+            .select("date", pl.col("value").alias("a"))
+            .join(
+                daily.filter(pl.col("series_id") == short_id).select("date", pl.col("value").alias("b")),
+                on="date",
+            )
             .sort("date")
         )
         if both.height == 0:
@@ -97,12 +107,22 @@ def latest_macro(
         else:
             last = both.row(-1, named=True)
             v = None if last["a"] is None or last["b"] is None else last["a"] - last["b"]
-            rows.append((name, f"{long_id}-{short_id}", v, last["date"], "ok" if v is not None else "missing",
-                         "percentage points"))
+            rows.append(
+                (
+                    name,
+                    f"{long_id}-{short_id}",
+                    v,
+                    last["date"],
+                    "ok" if v is not None else "missing",
+                    "percentage points",
+                )
+            )
     return rows
 
 
-def weekly_macro(macro: pl.DataFrame, week: str, metrics: tuple[MacroMetric, ...] = DEFAULT_METRICS, curve=CURVE):
+def weekly_macro(
+    macro: pl.DataFrame, week: str, metrics: tuple[MacroMetric, ...] = DEFAULT_METRICS, curve=CURVE
+):
     """``weekly_macro`` rows: each metric's latest observation known at the week's close day.
 
     The latest known observation is reported even when its value is null (status 'missing'): an unpublished
@@ -112,12 +132,17 @@ def weekly_macro(macro: pl.DataFrame, week: str, metrics: tuple[MacroMetric, ...
     rows = [(w.monday, *r) for r in latest_macro(macro, w.close_day, metrics, curve)]
     return pl.DataFrame(
         rows,
-        schema={"week_start": pl.Date, "metric": pl.String, "series_id": pl.String, "value": pl.Float64,
-                "observation_date": pl.Date, "status": pl.String, "unit": pl.String},
+        schema={
+            "week_start": pl.Date,
+            "metric": pl.String,
+            "series_id": pl.String,
+            "value": pl.Float64,
+            "observation_date": pl.Date,
+            "status": pl.String,
+            "unit": pl.String,
+        },
         orient="row",
     )
-
-
 
 
 # ---- rate expectations: three-month bills against the effective fed funds rate ---------------------------------
@@ -126,7 +151,9 @@ FUNDS_SERIES = "DFF"  # effective federal funds rate, percent, act/360, every ca
 BILL_DAYS = 91  # days to maturity of a new 3-month (13-week) bill
 CUT_BP = 25.0  # one cut, in basis points
 RATE_MAX_AGE_DAYS = 6  # the compared observation must be dated within the week: on or after close day - 6
-RATE_LAG_DAYS = 1  # both series: an observation dated D is known at the close of D + 1 (as the daily series above)
+RATE_LAG_DAYS = (
+    1  # both series: an observation dated D is known at the close of D + 1 (as the daily series above)
+)
 
 WEEKLY_RATE_EXPECTATIONS = register(
     Table(
@@ -143,22 +170,61 @@ WEEKLY_RATE_EXPECTATIONS = register(
             Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
             Column("bill_series", pa.string(), "FRED id of the bill rate (DTB3)"),
             Column("funds_series", pa.string(), "FRED id of the effective fed funds rate (DFF)"),
-            Column("observation_date", pa.date32(), "latest date known at the close with both a bill rate and a "
-                   "funds rate; null when there is none", True),
-            Column("bill_discount_pct", pa.float64(), "bill rate as published, percent, discount basis", True),
-            Column("bill_overnight_pct", pa.float64(), "the bill's return over its 91 days as an overnight act/360 "
-                   "rate compounded daily, percent (the funds rate's basis)", True),
-            Column("funds_rate_pct", pa.float64(), "effective fed funds rate on observation_date, percent", True),
-            Column("implied_change_bp", pa.float64(), "bill_overnight_pct - funds_rate_pct, basis points: the "
-                   "change in the average overnight rate over the bill's life that the bill prices", True),
-            Column("cuts_priced", pa.float64(), "-implied_change_bp / 25: cuts of 25 bp priced (negative: rises)",
-                   True),
-            Column("status", pa.string(), "'ok'; 'stale' (the latest pair is dated before the week) or "
-                   "'unavailable' (a series has no known value)"),
-            Column("prev_observation_date", pa.date32(), "the same as known at the close of the week before", True),
-            Column("prev_implied_change_bp", pa.float64(), "implied_change_bp as known at the close of the week "
-                   "before (null unless that week's status is 'ok')", True),
-            Column("change_bp", pa.float64(), "implied_change_bp - prev_implied_change_bp, basis points", True),
+            Column(
+                "observation_date",
+                pa.date32(),
+                "latest date known at the close with both a bill rate and a "
+                "funds rate; null when there is none",
+                True,
+            ),
+            Column(
+                "bill_discount_pct", pa.float64(), "bill rate as published, percent, discount basis", True
+            ),
+            Column(
+                "bill_overnight_pct",
+                pa.float64(),
+                "the bill's return over its 91 days as an overnight act/360 "
+                "rate compounded daily, percent (the funds rate's basis)",
+                True,
+            ),
+            Column(
+                "funds_rate_pct", pa.float64(), "effective fed funds rate on observation_date, percent", True
+            ),
+            Column(
+                "implied_change_bp",
+                pa.float64(),
+                "bill_overnight_pct - funds_rate_pct, basis points: the "
+                "change in the average overnight rate over the bill's life that the bill prices",
+                True,
+            ),
+            Column(
+                "cuts_priced",
+                pa.float64(),
+                "-implied_change_bp / 25: cuts of 25 bp priced (negative: rises)",
+                True,
+            ),
+            Column(
+                "status",
+                pa.string(),
+                "'ok'; 'stale' (the latest pair is dated before the week) or "
+                "'unavailable' (a series has no known value)",
+            ),
+            Column(
+                "prev_observation_date",
+                pa.date32(),
+                "the same as known at the close of the week before",
+                True,
+            ),
+            Column(
+                "prev_implied_change_bp",
+                pa.float64(),
+                "implied_change_bp as known at the close of the week "
+                "before (null unless that week's status is 'ok')",
+                True,
+            ),
+            Column(
+                "change_bp", pa.float64(), "implied_change_bp - prev_implied_change_bp, basis points", True
+            ),
         ),
     )
 )
@@ -185,20 +251,38 @@ def bill_overnight_rate(discount_pct: float, days: int = BILL_DAYS) -> float:
     return (growth ** (1 / days) - 1) * 360 * 100
 
 
-def implied_rate_change(macro: pl.DataFrame, cutoff: date, max_age_days: int = RATE_MAX_AGE_DAYS,
-                        bill: str = BILL_SERIES, funds: str = FUNDS_SERIES) -> dict:
+def implied_rate_change(
+    macro: pl.DataFrame,
+    cutoff: date,
+    max_age_days: int = RATE_MAX_AGE_DAYS,
+    bill: str = BILL_SERIES,
+    funds: str = FUNDS_SERIES,
+) -> dict:
     """The bill against the funds rate as known at the close of ``cutoff``: the latest date with both a bill rate
     and a funds rate (blanks are holidays and skipped), both values, the bill's overnight equivalent and the
     change it prices (``implied_change_bp``) and ``cuts_priced``. ``status`` is 'unavailable' when either series
     has no known value, 'stale' when the latest pair is dated before ``cutoff - max_age_days``, else 'ok'."""
-    known = known_macro(macro, cutoff, {bill: RATE_LAG_DAYS, funds: RATE_LAG_DAYS}).filter(pl.col("value").is_not_null())
+    known = known_macro(macro, cutoff, {bill: RATE_LAG_DAYS, funds: RATE_LAG_DAYS}).filter(
+        pl.col("value").is_not_null()
+    )
     pair = (
-        known.filter(pl.col("series_id") == bill).select("date", pl.col("value").alias("bill"))
-        .join(known.filter(pl.col("series_id") == funds).select("date", pl.col("value").alias("funds")), on="date")
+        known.filter(pl.col("series_id") == bill)
+        .select("date", pl.col("value").alias("bill"))
+        .join(
+            known.filter(pl.col("series_id") == funds).select("date", pl.col("value").alias("funds")),
+            on="date",
+        )
         .sort("date")
     )
-    out: dict = {"observation_date": None, "bill_discount_pct": None, "bill_overnight_pct": None,
-                 "funds_rate_pct": None, "implied_change_bp": None, "cuts_priced": None, "status": "unavailable"}
+    out: dict = {
+        "observation_date": None,
+        "bill_discount_pct": None,
+        "bill_overnight_pct": None,
+        "funds_rate_pct": None,
+        "implied_change_bp": None,
+        "cuts_priced": None,
+        "status": "unavailable",
+    }
     if pair.height == 0:
         return out
     day, d, f = pair.row(-1)
@@ -207,14 +291,25 @@ def implied_rate_change(macro: pl.DataFrame, cutoff: date, max_age_days: int = R
     except ValueError as exc:  # a wrong value (NaN, beyond any price): the week is blocked, naming the row
         raise ValueError(f"macro_observations[series_id={bill}, date={day}]: {exc}") from exc
     change = (overnight - f) * 100
-    out.update(observation_date=day, bill_discount_pct=d, bill_overnight_pct=overnight, funds_rate_pct=f,
-               implied_change_bp=change, cuts_priced=-change / CUT_BP,
-               status="stale" if (cutoff - day).days > max_age_days else "ok")
+    out.update(
+        observation_date=day,
+        bill_discount_pct=d,
+        bill_overnight_pct=overnight,
+        funds_rate_pct=f,
+        implied_change_bp=change,
+        cuts_priced=-change / CUT_BP,
+        status="stale" if (cutoff - day).days > max_age_days else "ok",
+    )
     return out
 
 
-def weekly_rate_expectations(macro: pl.DataFrame, week: str, max_age_days: int = RATE_MAX_AGE_DAYS,
-                             bill: str = BILL_SERIES, funds: str = FUNDS_SERIES) -> pl.DataFrame:
+def weekly_rate_expectations(
+    macro: pl.DataFrame,
+    week: str,
+    max_age_days: int = RATE_MAX_AGE_DAYS,
+    bill: str = BILL_SERIES,
+    funds: str = FUNDS_SERIES,
+) -> pl.DataFrame:
     """One ``weekly_rate_expectations`` row: ``implied_rate_change`` at the week's close day and, for the weekly
     change, at the close day of the week before (each from what was known then)."""
     w = week_window(week)
@@ -222,15 +317,30 @@ def weekly_rate_expectations(macro: pl.DataFrame, week: str, max_age_days: int =
     before = implied_rate_change(macro, w.close_day - timedelta(days=7), max_age_days, bill, funds)
     prev = before["implied_change_bp"] if before["status"] == "ok" else None
     ok = now["status"] == "ok" and prev is not None
-    row = {"week_start": w.monday, "bill_series": bill, "funds_series": funds, **now,
-           "prev_observation_date": before["observation_date"] if prev is not None else None,
-           "prev_implied_change_bp": prev, "change_bp": now["implied_change_bp"] - prev if ok else None}
+    row = {
+        "week_start": w.monday,
+        "bill_series": bill,
+        "funds_series": funds,
+        **now,
+        "prev_observation_date": before["observation_date"] if prev is not None else None,
+        "prev_implied_change_bp": prev,
+        "change_bp": now["implied_change_bp"] - prev if ok else None,
+    }
     return pl.DataFrame([row], schema=RATE_SCHEMA)
 
 
 RATE_SCHEMA = {
-    "week_start": pl.Date, "bill_series": pl.String, "funds_series": pl.String, "observation_date": pl.Date,
-    "bill_discount_pct": pl.Float64, "bill_overnight_pct": pl.Float64, "funds_rate_pct": pl.Float64,
-    "implied_change_bp": pl.Float64, "cuts_priced": pl.Float64, "status": pl.String,
-    "prev_observation_date": pl.Date, "prev_implied_change_bp": pl.Float64, "change_bp": pl.Float64,
+    "week_start": pl.Date,
+    "bill_series": pl.String,
+    "funds_series": pl.String,
+    "observation_date": pl.Date,
+    "bill_discount_pct": pl.Float64,
+    "bill_overnight_pct": pl.Float64,
+    "funds_rate_pct": pl.Float64,
+    "implied_change_bp": pl.Float64,
+    "cuts_priced": pl.Float64,
+    "status": pl.String,
+    "prev_observation_date": pl.Date,
+    "prev_implied_change_bp": pl.Float64,
+    "change_bp": pl.Float64,
 }

@@ -31,26 +31,68 @@ WEEKLY_TOTAL_MARKET_CAP = register(
             Column("mcap_high_usd", pa.float64(), "highest daily close within open..close", True),
             Column("coins_open", pa.int32(), "coins with a market cap reading at the open", True),
             Column("coins_close", pa.int32(), "coins with a market cap reading at the close", True),
-            Column("coins_carried_open", pa.int32(), "coins counted at their last reading (data gap) at the open", True),
-            Column("coins_carried_close", pa.int32(), "coins counted at their last reading (data gap) at the close", True),
-            Column("market_total_open_usd", pa.float64(), "the market's total at the open (weekly_market_total)", True),
+            Column(
+                "coins_carried_open",
+                pa.int32(),
+                "coins counted at their last reading (data gap) at the open",
+                True,
+            ),
+            Column(
+                "coins_carried_close",
+                pa.int32(),
+                "coins counted at their last reading (data gap) at the close",
+                True,
+            ),
+            Column(
+                "market_total_open_usd",
+                pa.float64(),
+                "the market's total at the open (weekly_market_total)",
+                True,
+            ),
             Column("market_total_close_usd", pa.float64(), "the market's total at the close", True),
-            Column("market_total_change_pct", pa.float64(), "market_total_open_usd to market_total_close_usd, percent",
-                   True),
-            Column("market_total_low_usd", pa.float64(), "lowest daily market total within open..close", True),
-            Column("market_total_high_usd", pa.float64(), "highest daily market total within open..close", True),
-            Column("basis_open", pa.string(), "'observed' (CoinGecko's global figure at the close) or 'estimated'",
-                   True),
+            Column(
+                "market_total_change_pct",
+                pa.float64(),
+                "market_total_open_usd to market_total_close_usd, percent",
+                True,
+            ),
+            Column(
+                "market_total_low_usd", pa.float64(), "lowest daily market total within open..close", True
+            ),
+            Column(
+                "market_total_high_usd", pa.float64(), "highest daily market total within open..close", True
+            ),
+            Column(
+                "basis_open",
+                pa.string(),
+                "'observed' (CoinGecko's global figure at the close) or 'estimated'",
+                True,
+            ),
             Column("basis_close", pa.string(), "the same at the close", True),
-            Column("share_open", pa.float64(), "the top coins' share of the total used (or observed) at the open", True),
+            Column(
+                "share_open",
+                pa.float64(),
+                "the top coins' share of the total used (or observed) at the open",
+                True,
+            ),
             Column("share_close", pa.float64(), "the same at the close", True),
-            Column("share_source_open", pa.string(), "'measured' (a /global observation) or 'real-data constant'",
-                   True),
+            Column(
+                "share_source_open",
+                pa.string(),
+                "'measured' (a /global observation) or 'real-data constant'",
+                True,
+            ),
             Column("share_source_close", pa.string(), "the same at the close", True),
-            Column("share_observed_at_open", UTC_MS, "when the share used at the open was measured (null: constant)",
-                   True),
+            Column(
+                "share_observed_at_open",
+                UTC_MS,
+                "when the share used at the open was measured (null: constant)",
+                True,
+            ),
             Column("share_observed_at_close", UTC_MS, "the same at the close", True),
-            Column("top_coins_open", pa.int32(), "coins in the top sum divided by the share at the open", True),
+            Column(
+                "top_coins_open", pa.int32(), "coins in the top sum divided by the share at the open", True
+            ),
             Column("top_coins_close", pa.int32(), "the same at the close", True),
         ),
     )
@@ -67,14 +109,18 @@ WEEKLY_MARKET_TOTAL = register(
         columns=(
             Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
             Column("date", pa.date32(), "the day whose close this is"),
-            Column("tracked_mcap_usd", pa.float64(), "the tracked coins' total (coin_daily, short gaps carried)"),
+            Column(
+                "tracked_mcap_usd", pa.float64(), "the tracked coins' total (coin_daily, short gaps carried)"
+            ),
             Column("top_mcap_usd", pa.float64(), "the top_coins largest of them summed"),
             Column("top_coins", pa.int32(), "how many: 100, or every tracked coin when fewer"),
             Column("market_total_usd", pa.float64(), "the market's total: observed, or top_mcap_usd / share"),
             Column("basis", pa.string(), "'observed' or 'estimated'"),
             Column("share", pa.float64(), "the share divided by (estimated) or observed that day (observed)"),
             Column("share_source", pa.string(), "'measured' (global_market_cap) or 'real-data constant'"),
-            Column("share_observed_at", UTC_MS, "the observation the share comes from (null: the constant)", True),
+            Column(
+                "share_observed_at", UTC_MS, "the observation the share comes from (null: the constant)", True
+            ),
         ),
     )
 )
@@ -88,7 +134,11 @@ WEEKLY_MCAP_CROSSINGS = register(
         columns=(
             Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
             Column("level_usd", pa.float64(), "the round level crossed, e.g. 3e12"),
-            Column("direction", pa.string(), "'down' (closed below, was at or above) or 'up' (closed at or above)"),
+            Column(
+                "direction",
+                pa.string(),
+                "'down' (closed below, was at or above) or 'up' (closed at or above)",
+            ),
             Column("crossed_on", pa.date32(), "first daily close on the new side"),
             Column(
                 "last_other_side_day",
@@ -101,7 +151,9 @@ WEEKLY_MCAP_CROSSINGS = register(
 )
 
 
-CARRY_DAYS = 3  # a coin missing for at most this many days counts at its last market cap (a data gap, not a fall)
+CARRY_DAYS = (
+    3  # a coin missing for at most this many days counts at its last market cap (a data gap, not a fall)
+)
 SHARE_TOP_N = 100  # the largest coins whose share of the market's total is measured and divided by
 # The top 100's mean share of the market's total on real listings (CMC top 300, 17 snapshots 2025-10-26..11-03;
 # tests/test_total_mcap_share_real.py): used when no /global observation is usable for the week.
@@ -114,7 +166,9 @@ MEASURED, CONSTANT = "measured", "real-data constant"
 
 
 def total_market_cap_daily(
-    coin_daily: pl.DataFrame, coin_ids: list[str] | None = None, carry_days: int = CARRY_DAYS,
+    coin_daily: pl.DataFrame,
+    coin_ids: list[str] | None = None,
+    carry_days: int = CARRY_DAYS,
     top_n: int = SHARE_TOP_N,
 ) -> pl.DataFrame:
     """``date, total_mcap_usd, coins, coins_carried, top_mcap_usd, top_coins`` per close day (optionally over a
@@ -128,12 +182,18 @@ def total_market_cap_daily(
     ``top_mcap_usd`` sums the ``top_n`` largest of the same market caps (``top_coins`` of them: fewer when fewer
     coins are counted): what the market's total is estimated from (``market_total_daily``).
     """
-    df = coin_daily if coin_ids is None else coin_daily.filter(pl.col("coin_id").is_in(pl.Series(coin_ids).implode()))
+    df = (
+        coin_daily
+        if coin_ids is None
+        else coin_daily.filter(pl.col("coin_id").is_in(pl.Series(coin_ids).implode()))
+    )
     obs = (
         df.filter(pl.col("market_cap_usd") > 0)
         .select("date", "coin_id", "market_cap_usd")
         .sort(["coin_id", "date", "market_cap_usd"])
-        .unique(["date", "coin_id"], keep="last", maintain_order=True)  # one reading per coin and day: the largest
+        .unique(
+            ["date", "coin_id"], keep="last", maintain_order=True
+        )  # one reading per coin and day: the largest
     )
     days = obs.select("date").unique()
     parts = [obs.with_columns(pl.lit(False).alias("carried"))]
@@ -143,7 +203,11 @@ def total_market_cap_daily(
             c = nxt.with_columns((pl.col("date") + pl.duration(days=k)).alias("d")).filter(
                 pl.col("next").is_null() | (pl.col("d") < pl.col("next"))
             )
-            parts.append(c.select(pl.col("d").alias("date"), "coin_id", "market_cap_usd", pl.lit(True).alias("carried")))
+            parts.append(
+                c.select(
+                    pl.col("d").alias("date"), "coin_id", "market_cap_usd", pl.lit(True).alias("carried")
+                )
+            )
     allrows = pl.concat(parts).join(days, on="date", how="semi")
     return (
         allrows.group_by("date")
@@ -199,8 +263,14 @@ def market_total_daily(
     d = as_of(total_daily, week).filter(pl.col("top_mcap_usd") > 0).sort("date")
     obs = usable_observations(observations, week)
     schema = {
-        "date": pl.Date, "tracked_mcap_usd": pl.Float64, "top_mcap_usd": pl.Float64, "top_coins": pl.Int32,
-        "market_total_usd": pl.Float64, "basis": pl.String, "share": pl.Float64, "share_source": pl.String,
+        "date": pl.Date,
+        "tracked_mcap_usd": pl.Float64,
+        "top_mcap_usd": pl.Float64,
+        "top_coins": pl.Int32,
+        "market_total_usd": pl.Float64,
+        "basis": pl.String,
+        "share": pl.Float64,
+        "share_source": pl.String,
         "share_observed_at": pl.Datetime("ms", "UTC"),
     }
     if d.is_empty():
@@ -215,8 +285,19 @@ def market_total_daily(
     for day, tracked, top, n in d.select("date", "total_mcap_usd", "top_mcap_usd", "top_coins").iter_rows():
         hit = observed.get(day)
         if hit is not None:
-            rows.append((day, tracked, top, n, hit["total_market_cap_usd"], OBSERVED, hit["top_share"], MEASURED,
-                         hit["observed_at"]))
+            rows.append(
+                (
+                    day,
+                    tracked,
+                    top,
+                    n,
+                    hit["total_market_cap_usd"],
+                    OBSERVED,
+                    hit["top_share"],
+                    MEASURED,
+                    hit["observed_at"],
+                )
+            )
             continue
         if ms.size:
             t = _close_instant(day).timestamp()
@@ -240,7 +321,9 @@ def _value_on(daily: pl.DataFrame, day) -> float | None:
     return hit["total_mcap_usd"][0] if hit.height else None
 
 
-def weekly_total_market_cap(total_daily: pl.DataFrame, week: str, market_daily: pl.DataFrame | None = None) -> pl.DataFrame:
+def weekly_total_market_cap(
+    total_daily: pl.DataFrame, week: str, market_daily: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """One ``weekly_total_market_cap`` row from the daily totals (``total_market_cap_daily``) and, when given, the
     market's total (``market_total_daily``; else those columns are null)."""
     w = week_window(week)
@@ -257,19 +340,28 @@ def weekly_total_market_cap(total_daily: pl.DataFrame, week: str, market_daily: 
     m = {}
     if market_daily is not None:
         md = market_daily.filter(pl.col("date") <= w.close_day)
-        ends = {r["date"]: r for r in md.filter(pl.col("date").is_in([w.open_day, w.close_day])).iter_rows(named=True)}
+        ends = {
+            r["date"]: r
+            for r in md.filter(pl.col("date").is_in([w.open_day, w.close_day])).iter_rows(named=True)
+        }
         mo, mc = ends.get(w.open_day, {}), ends.get(w.close_day, {})
         mins = md.filter(pl.col("date").is_between(w.open_day, w.close_day))["market_total_usd"]
         m = {
-            "market_total_open_usd": mo.get("market_total_usd"), "market_total_close_usd": mc.get("market_total_usd"),
+            "market_total_open_usd": mo.get("market_total_usd"),
+            "market_total_close_usd": mc.get("market_total_usd"),
             "market_total_change_pct": pct(mo.get("market_total_usd"), mc.get("market_total_usd")),
             "market_total_low_usd": mins.min() if mins.len() else None,
             "market_total_high_usd": mins.max() if mins.len() else None,
-            "basis_open": mo.get("basis"), "basis_close": mc.get("basis"),
-            "share_open": mo.get("share"), "share_close": mc.get("share"),
-            "share_source_open": mo.get("share_source"), "share_source_close": mc.get("share_source"),
-            "share_observed_at_open": mo.get("share_observed_at"), "share_observed_at_close": mc.get("share_observed_at"),
-            "top_coins_open": mo.get("top_coins"), "top_coins_close": mc.get("top_coins"),
+            "basis_open": mo.get("basis"),
+            "basis_close": mc.get("basis"),
+            "share_open": mo.get("share"),
+            "share_close": mc.get("share"),
+            "share_source_open": mo.get("share_source"),
+            "share_source_close": mc.get("share_source"),
+            "share_observed_at_open": mo.get("share_observed_at"),
+            "share_observed_at_close": mc.get("share_observed_at"),
+            "top_coins_open": mo.get("top_coins"),
+            "top_coins_close": mc.get("top_coins"),
         }
     market_cols = {c: [m.get(c)] for c in MARKET_COLUMNS}
     return pl.DataFrame(
@@ -289,20 +381,39 @@ def weekly_total_market_cap(total_daily: pl.DataFrame, week: str, market_daily: 
             **market_cols,
         },
         schema={
-            "week_start": pl.Date, "open_day": pl.Date, "close_day": pl.Date, "mcap_open_usd": pl.Float64,
-            "mcap_close_usd": pl.Float64, "change_pct": pl.Float64, "mcap_low_usd": pl.Float64,
-            "mcap_high_usd": pl.Float64, "coins_open": pl.Int32, "coins_close": pl.Int32,
-            "coins_carried_open": pl.Int32, "coins_carried_close": pl.Int32, **MARKET_COLUMNS,
+            "week_start": pl.Date,
+            "open_day": pl.Date,
+            "close_day": pl.Date,
+            "mcap_open_usd": pl.Float64,
+            "mcap_close_usd": pl.Float64,
+            "change_pct": pl.Float64,
+            "mcap_low_usd": pl.Float64,
+            "mcap_high_usd": pl.Float64,
+            "coins_open": pl.Int32,
+            "coins_close": pl.Int32,
+            "coins_carried_open": pl.Int32,
+            "coins_carried_close": pl.Int32,
+            **MARKET_COLUMNS,
         },
     )
 
 
 MARKET_COLUMNS = {
-    "market_total_open_usd": pl.Float64, "market_total_close_usd": pl.Float64, "market_total_change_pct": pl.Float64,
-    "market_total_low_usd": pl.Float64, "market_total_high_usd": pl.Float64, "basis_open": pl.String,
-    "basis_close": pl.String, "share_open": pl.Float64, "share_close": pl.Float64, "share_source_open": pl.String,
-    "share_source_close": pl.String, "share_observed_at_open": pl.Datetime("ms", "UTC"),
-    "share_observed_at_close": pl.Datetime("ms", "UTC"), "top_coins_open": pl.Int32, "top_coins_close": pl.Int32,
+    "market_total_open_usd": pl.Float64,
+    "market_total_close_usd": pl.Float64,
+    "market_total_change_pct": pl.Float64,
+    "market_total_low_usd": pl.Float64,
+    "market_total_high_usd": pl.Float64,
+    "basis_open": pl.String,
+    "basis_close": pl.String,
+    "share_open": pl.Float64,
+    "share_close": pl.Float64,
+    "share_source_open": pl.String,
+    "share_source_close": pl.String,
+    "share_observed_at_open": pl.Datetime("ms", "UTC"),
+    "share_observed_at_close": pl.Datetime("ms", "UTC"),
+    "top_coins_open": pl.Int32,
+    "top_coins_close": pl.Int32,
 }
 
 
@@ -340,11 +451,16 @@ def level_crossings(
             # Every crossing is kept: a level crossed down on Tuesday, back up on Thursday and down again on the
             # closing Sunday has three rows, so "the last crossing per level" is the one that holds at the close.
             prior = np.flatnonzero(new_side)
-            rows.append((w.monday, float(level), direction, dates[i], dates[prior[-1]] if prior.size else None))
+            rows.append(
+                (w.monday, float(level), direction, dates[i], dates[prior[-1]] if prior.size else None)
+            )
     return pl.DataFrame(
         rows,
         schema={
-            "week_start": pl.Date, "level_usd": pl.Float64, "direction": pl.String, "crossed_on": pl.Date,
+            "week_start": pl.Date,
+            "level_usd": pl.Float64,
+            "direction": pl.String,
+            "crossed_on": pl.Date,
             "last_other_side_day": pl.Date,
         },
         orient="row",

@@ -52,8 +52,15 @@ WEEKLY_INDEX_RETURNS = register(
             Column("return_pct", pa.float64(), "weighted return over the week, percent", True),
             Column("prev_return_pct", pa.float64(), "the same index's return the week before, percent", True),
             Column("members_close", pa.int32(), "members with a price on the close day", True),
-            Column("members_carried", pa.int32(), "members priced at their last price earlier in the week", True),
-            Column("members_dropped", pa.int32(), "members with no price after the open (left out, weights renormalised)", True),
+            Column(
+                "members_carried", pa.int32(), "members priced at their last price earlier in the week", True
+            ),
+            Column(
+                "members_dropped",
+                pa.int32(),
+                "members with no price after the open (left out, weights renormalised)",
+                True,
+            ),
         ),
     )
 )
@@ -122,13 +129,21 @@ def _week_returns(coin_daily, categories, eligible_ids, week, specs, cap, univer
             out[spec.name] = (0, None, None, 0, 0, 0)
             continue
         r, wts = index_return(
-            m["price_usd"].to_numpy(), m["price_close"].fill_null(float("nan")).to_numpy(),
-            m["market_cap_usd"].to_numpy(), cap,
+            m["price_usd"].to_numpy(),
+            m["price_close"].fill_null(float("nan")).to_numpy(),
+            m["market_cap_usd"].to_numpy(),
+            cap,
         )
         on_close = m.filter(pl.col("close_date") == w.close_day).height
         dropped = m.filter(pl.col("price_close").is_null()).height
-        out[spec.name] = (m.height, float(wts.max()), None if r is None else 100.0 * r,
-                          on_close, m.height - on_close - dropped, dropped)
+        out[spec.name] = (
+            m.height,
+            float(wts.max()),
+            None if r is None else 100.0 * r,
+            on_close,
+            m.height - on_close - dropped,
+            dropped,
+        )
     return out
 
 
@@ -151,14 +166,32 @@ def weekly_index_returns(
     """
     w = week_window(week)
     now = _week_returns(coin_daily, categories, eligible_ids, week, specs, cap, universe_size)
-    prev = _week_returns(coin_daily, categories, eligible_ids, shift_week(week, -1), specs, cap, universe_size)
+    prev = _week_returns(
+        coin_daily, categories, eligible_ids, shift_week(week, -1), specs, cap, universe_size
+    )
     return pl.DataFrame(
-        [(w.monday, s.name, now[s.name][0], now[s.name][1], now[s.name][2], prev[s.name][2], *now[s.name][3:])
-         for s in specs],
+        [
+            (
+                w.monday,
+                s.name,
+                now[s.name][0],
+                now[s.name][1],
+                now[s.name][2],
+                prev[s.name][2],
+                *now[s.name][3:],
+            )
+            for s in specs
+        ],
         schema={
-            "week_start": pl.Date, "index": pl.String, "constituents": pl.Int32, "max_weight": pl.Float64,
-            "return_pct": pl.Float64, "prev_return_pct": pl.Float64, "members_close": pl.Int32,
-            "members_carried": pl.Int32, "members_dropped": pl.Int32,
+            "week_start": pl.Date,
+            "index": pl.String,
+            "constituents": pl.Int32,
+            "max_weight": pl.Float64,
+            "return_pct": pl.Float64,
+            "prev_return_pct": pl.Float64,
+            "members_close": pl.Int32,
+            "members_carried": pl.Int32,
+            "members_dropped": pl.Int32,
         },
         orient="row",
     )

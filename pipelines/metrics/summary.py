@@ -30,7 +30,9 @@ def weekly_market_summary(
     nothing is not zero, it is missing data.
     """
     if open_rows.is_empty() or close_rows.is_empty():
-        raise ValueError(f"week {week_start}: no market data at the {'open' if open_rows.is_empty() else 'close'}")
+        raise ValueError(
+            f"week {week_start}: no market data at the {'open' if open_rows.is_empty() else 'close'}"
+        )
     total_open = open_rows["market_cap_usd"].drop_nulls().sum()
     total_close = close_rows["market_cap_usd"].drop_nulls().sum()
     lfl = like_for_like_mcap(open_rows, close_rows)
@@ -56,9 +58,14 @@ def weekly_market_summary(
             "total_mcap_change_like_for_like_pct": [_pct(lfl["end"], lfl["start"])],
             "coins_common": [lfl["coins"]],
         },
-        schema_overrides={"coins_start": pl.Int32, "coins_end": pl.Int32, "coins_common": pl.Int32,
-                          "total_mcap_start_common_usd": pl.Float64, "total_mcap_end_common_usd": pl.Float64,
-                          "total_mcap_change_like_for_like_pct": pl.Float64},
+        schema_overrides={
+            "coins_start": pl.Int32,
+            "coins_end": pl.Int32,
+            "coins_common": pl.Int32,
+            "total_mcap_start_common_usd": pl.Float64,
+            "total_mcap_end_common_usd": pl.Float64,
+            "total_mcap_change_like_for_like_pct": pl.Float64,
+        },
     )
 
 
@@ -108,7 +115,9 @@ def weekly_movers(
         .sort(["market_cap_usd", "coin_id"], descending=[True, False])
         .head(top_n)
         .with_row_index("rank_start", offset=1)
-        .select("coin_id", "symbol", "name", pl.col("rank_start").cast(pl.Int32), pl.col("price_usd").alias("p0"))
+        .select(
+            "coin_id", "symbol", "name", pl.col("rank_start").cast(pl.Int32), pl.col("price_usd").alias("p0")
+        )
     )
     moves = (
         start.join(close_rows.select("coin_id", pl.col("price_usd").alias("p1")), on="coin_id", how="inner")
@@ -121,7 +130,11 @@ def weekly_movers(
     for kind, frame in (("gainer", gainers), ("loser", losers)):
         out.append(
             frame.with_row_index("position", offset=1).with_columns(
-                pl.lit(week_start).alias("week_start"), pl.lit(kind).alias("kind"), pl.col("position").cast(pl.Int32)
+                pl.lit(week_start).alias("week_start"),
+                pl.lit(kind).alias("kind"),
+                pl.col("position").cast(pl.Int32),
             )
         )
-    return pl.concat(out).select("week_start", "kind", "position", "coin_id", "symbol", "name", "rank_start", "return_pct")
+    return pl.concat(out).select(
+        "week_start", "kind", "position", "coin_id", "symbol", "name", "rank_start", "return_pct"
+    )

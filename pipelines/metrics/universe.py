@@ -39,8 +39,15 @@ EXCLUDED_CATEGORIES: frozenset[str] = frozenset(
         "real-world-assets-rwa-tokenized-funds",
     }
 )
-_EXCLUDED_PATTERNS: tuple[str, ...] = ("stablecoin", "bridged-", "wrapped-", "liquid-staking", "liquid-restaking",
-                                       "liquid-staked", "tokenized-")
+_EXCLUDED_PATTERNS: tuple[str, ...] = (
+    "stablecoin",
+    "bridged-",
+    "wrapped-",
+    "liquid-staking",
+    "liquid-restaking",
+    "liquid-staked",
+    "tokenized-",
+)
 
 
 def _excluded_category(cat: str) -> bool:
@@ -65,7 +72,9 @@ def eligible(registry: pl.DataFrame, overrides: pl.DataFrame | None = None) -> p
     for coin_id, categories in cats.iter_rows():
         hits = [c for c in categories if _excluded_category(c)]
         rows.append((coin_id, not hits, ("excluded category: " + ", ".join(hits)) if hits else "categories"))
-    out = pl.DataFrame(rows, schema={"coin_id": pl.String, "eligible": pl.Boolean, "reason": pl.String}, orient="row")
+    out = pl.DataFrame(
+        rows, schema={"coin_id": pl.String, "eligible": pl.Boolean, "reason": pl.String}, orient="row"
+    )
     if overrides is not None and overrides.height:
         ov = overrides.select(
             "coin_id",
@@ -120,7 +129,9 @@ def universe_at(coin_daily: pl.DataFrame, eligible_ids: list[str] | pl.Series, d
     )
 
 
-def weekly_universe(coin_daily: pl.DataFrame, eligible_ids: list[str] | pl.Series, week: str, top_n: int = 100):
+def weekly_universe(
+    coin_daily: pl.DataFrame, eligible_ids: list[str] | pl.Series, week: str, top_n: int = 100
+):
     """``weekly_universe`` rows for ``week``: top ``top_n`` eligible coins by market cap at the week's open."""
     w = week_window(week)
     top = universe_at(as_of(coin_daily, week), eligible_ids, w.open_day, top_n)

@@ -24,13 +24,20 @@ WEEKLY_BTC_VOLATILITY = register(
         key=("week_start",),
         columns=(
             Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
-            Column("rv7_hourly_pct", pa.float64(), "7-day RV from 168 hourly log returns, x sqrt(24*365)", True),
+            Column(
+                "rv7_hourly_pct", pa.float64(), "7-day RV from 168 hourly log returns, x sqrt(24*365)", True
+            ),
             Column("rv7_hourly_prev_pct", pa.float64(), "the same at the week's open", True),
             Column("rv7_change_pts", pa.float64(), "rv7_hourly_pct minus rv7_hourly_prev_pct", True),
             Column("rv30_hourly_pct", pa.float64(), "30-day RV from hourly log returns", True),
             Column("rv7_daily_pct", pa.float64(), "7-day RV from daily log returns, x sqrt(365)", True),
             Column("rv30_daily_pct", pa.float64(), "30-day RV from daily log returns", True),
-            Column("rv7_highest_since", pa.date32(), "last earlier daily close with rv7_hourly >= this week's", True),
+            Column(
+                "rv7_highest_since",
+                pa.date32(),
+                "last earlier daily close with rv7_hourly >= this week's",
+                True,
+            ),
         ),
     )
 )
@@ -48,8 +55,15 @@ def hourly_log_returns(btc_hourly: pl.DataFrame) -> tuple[np.ndarray, np.ndarray
     return t[1:][ok] + 3_600_000_000, r[ok]
 
 
-def rolling_rv(stamps: np.ndarray, r: np.ndarray, ends: np.ndarray, window: np.int64, per_year: float,
-               min_frac: float = 0.9, step: np.int64 | None = None) -> np.ndarray:
+def rolling_rv(
+    stamps: np.ndarray,
+    r: np.ndarray,
+    ends: np.ndarray,
+    window: np.int64,
+    per_year: float,
+    min_frac: float = 0.9,
+    step: np.int64 | None = None,
+) -> np.ndarray:
     """Annualized realized vol (percent) at each instant of ``ends``: sample standard deviation (ddof=1) of
     the returns stamped in ``(end - window, end]``, times ``sqrt(per_year)``. NaN when fewer than
     ``min_frac`` of the expected ``window / step`` returns are present. Vectorized with cumulative sums."""
@@ -89,9 +103,8 @@ def weekly_btc_volatility(btc_hourly: pl.DataFrame, week: str, btc_daily: pl.Dat
     hourly = as_of(ensure_utc(btc_hourly, "ts"), week, "ts", timedelta(hours=1))
     t, r = hourly_log_returns(hourly)
     if btc_daily is None:
-        btc_daily = (
-            hourly.filter(pl.col("ts").dt.hour() == 23)
-            .select(pl.col("ts").dt.date().alias("date"), "close")
+        btc_daily = hourly.filter(pl.col("ts").dt.hour() == 23).select(
+            pl.col("ts").dt.date().alias("date"), "close"
         )
     daily = as_of(btc_daily, week)
     td, rd = daily_log_returns(daily)
@@ -109,7 +122,7 @@ def weekly_btc_volatility(btc_hourly: pl.DataFrame, week: str, btc_daily: pl.Dat
         hist = rolling_rv(t, r, boundaries, 7 * day, HOURS_PER_YEAR, step=hour)
         higher = np.flatnonzero(hist >= rv7[0])
         if higher.size:
-            since = (date(1970, 1, 1) + timedelta(days=int(boundaries[higher[-1]] // day) - 1))
+            since = date(1970, 1, 1) + timedelta(days=int(boundaries[higher[-1]] // day) - 1)
 
     def f(x: float) -> float | None:
         return None if x is None or not math.isfinite(x) else float(x)
@@ -117,9 +130,14 @@ def weekly_btc_volatility(btc_hourly: pl.DataFrame, week: str, btc_daily: pl.Dat
     return pl.DataFrame(
         [(w.monday, f(rv7[0]), f(rv7[1]), f(rv7[0] - rv7[1]), f(rv30), f(rv7d), f(rv30d), since)],
         schema={
-            "week_start": pl.Date, "rv7_hourly_pct": pl.Float64, "rv7_hourly_prev_pct": pl.Float64,
-            "rv7_change_pts": pl.Float64, "rv30_hourly_pct": pl.Float64, "rv7_daily_pct": pl.Float64,
-            "rv30_daily_pct": pl.Float64, "rv7_highest_since": pl.Date,
+            "week_start": pl.Date,
+            "rv7_hourly_pct": pl.Float64,
+            "rv7_hourly_prev_pct": pl.Float64,
+            "rv7_change_pts": pl.Float64,
+            "rv30_hourly_pct": pl.Float64,
+            "rv7_daily_pct": pl.Float64,
+            "rv30_daily_pct": pl.Float64,
+            "rv7_highest_since": pl.Date,
         },
         orient="row",
     )

@@ -16,10 +16,20 @@ WEEKLY_VOLUME = register(
         key=("week_start",),
         columns=(
             Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
-            Column("spot_volume_usd", pa.float64(), "spot volume Monday..Sunday; null unless all 7 days exist", True),
+            Column(
+                "spot_volume_usd",
+                pa.float64(),
+                "spot volume Monday..Sunday; null unless all 7 days exist",
+                True,
+            ),
             Column("spot_volume_prev_usd", pa.float64(), "the same for the week before", True),
             Column("spot_change_pct", pa.float64(), "weekly change of spot volume, percent", True),
-            Column("perp_volume_usd", pa.float64(), "perp volume Monday..Sunday; null unless all 7 days exist", True),
+            Column(
+                "perp_volume_usd",
+                pa.float64(),
+                "perp volume Monday..Sunday; null unless all 7 days exist",
+                True,
+            ),
             Column("perp_volume_prev_usd", pa.float64(), "the same for the week before", True),
             Column("perp_change_pct", pa.float64(), "weekly change of perp volume, percent", True),
             Column("perp_to_spot", pa.float64(), "perp_volume_usd / spot_volume_usd", True),
@@ -33,9 +43,12 @@ def week_volume(daily: pl.DataFrame, week: str, min_days: int = 7) -> float | No
     """Sum of ``quote_volume_usd`` over the UTC days Monday..Sunday of ``week`` (a row dated D is the volume
     traded during D); None when fewer than ``min_days`` distinct days have a value."""
     w = week_window(week)
-    d = as_of(daily, week).filter(
-        pl.col("date").is_between(w.monday, w.close_day) & pl.col("quote_volume_usd").is_not_null()
-    ).unique("date", keep="last").sort("date")
+    d = (
+        as_of(daily, week)
+        .filter(pl.col("date").is_between(w.monday, w.close_day) & pl.col("quote_volume_usd").is_not_null())
+        .unique("date", keep="last")
+        .sort("date")
+    )
     return float(d["quote_volume_usd"].sum()) if d.height >= min_days else None
 
 

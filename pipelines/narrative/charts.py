@@ -8,11 +8,11 @@ import io
 import matplotlib
 
 matplotlib.use("svg")
-import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
+import matplotlib.pyplot as plt
+import polars as pl
 
-from pipelines.narrative.data import WeekData  # noqa: E402
-from pipelines.narrative.facts import ASSET_LABELS, INDEX_LABELS  # noqa: E402
+from pipelines.narrative.data import WeekData
+from pipelines.narrative.facts import ASSET_LABELS, INDEX_LABELS
 
 RC = {
     "svg.hashsalt": "crypto-weekly",
@@ -27,7 +27,12 @@ UP, DOWN, INK = "#1a7f37", "#cf222e", "#57606a"
 
 def _svg(fig) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None}, bbox_inches="tight")
+    fig.savefig(
+        buf,
+        format="svg",
+        metadata={"Date": None, "Creator": None, "Format": None, "Type": None},
+        bbox_inches="tight",
+    )
     plt.close(fig)
     text = buf.getvalue()
     return text[text.index("<svg") :]  # drop the XML prolog and doctype: the SVG is inlined in HTML
@@ -50,17 +55,27 @@ def sector_returns(wd: WeekData) -> str | None:
     rows = rows.filter(pl.col("return_pct").is_not_null()).sort(["return_pct", "index"])
     if not rows.height:
         return None
-    return _bars([INDEX_LABELS.get(i, i) for i in rows["index"]], rows["return_pct"].to_list(), "Sector and size indices, Sunday close to Sunday close")
+    return _bars(
+        [INDEX_LABELS.get(i, i) for i in rows["index"]],
+        rows["return_pct"].to_list(),
+        "Sector and size indices, Sunday close to Sunday close",
+    )
 
 
 def cross_asset_returns(wd: WeekData) -> str | None:
     rows = wd.rows("weekly_cross_asset")
     if rows is None:
         return None
-    rows = rows.filter(pl.col("return_pct").is_not_null()).sort(["return_pct", "asset"], descending=[True, False])
+    rows = rows.filter(pl.col("return_pct").is_not_null()).sort(
+        ["return_pct", "asset"], descending=[True, False]
+    )
     if not rows.height:
         return None
-    return _bars([ASSET_LABELS.get(a, a) for a in rows["asset"]], rows["return_pct"].to_list(), "Weekly returns across asset classes")
+    return _bars(
+        [ASSET_LABELS.get(a, a) for a in rows["asset"]],
+        rows["return_pct"].to_list(),
+        "Weekly returns across asset classes",
+    )
 
 
 def funding_and_oi(wd: WeekData) -> str | None:
@@ -78,14 +93,25 @@ def funding_and_oi(wd: WeekData) -> str | None:
         fig, ax = plt.subplots(figsize=(6.0, 3.2))
         x = h["week_start"].to_list()
         if has_f:
-            ax.bar(x, [0 if v is None else v for v in fund], width=5, color=[INK if v is None else (UP if v >= 0 else DOWN) for v in fund])
+            ax.bar(
+                x,
+                [0 if v is None else v for v in fund],
+                width=5,
+                color=[INK if v is None else (UP if v >= 0 else DOWN) for v in fund],
+            )
             ax.set_ylabel("funding, bp per 8h")
         line_ax = ax.twinx() if has_f and has_oi else ax
         if has_oi:
             line_ax.plot(x, [float("nan") if v is None else v for v in oi], color="#0969da", marker="o", ms=3)
             line_ax.set_ylabel("open interest, $B")
         # the funding weighting and the venues behind the total vary by week (see weekly_leverage coverage columns)
-        title = ("Funding (bars) and open interest (line)" if has_f and has_oi else "Mean funding by week" if has_f else "Perp open interest at each close")
+        title = (
+            "Funding (bars) and open interest (line)"
+            if has_f and has_oi
+            else "Mean funding by week"
+            if has_f
+            else "Perp open interest at each close"
+        )
         ax.set_title(title, loc="left")
         fig.autofmt_xdate()
         return _svg(fig)
@@ -120,7 +146,9 @@ def btc_volatility(wd: WeekData) -> str | None:
         for col, label in (("rv7_hourly_pct", "7-day (hourly)"), ("rv30_hourly_pct", "30-day (hourly)")):
             if h[col].is_null().all():
                 continue
-            ax.plot(x, [float("nan") if v is None else v for v in h[col].to_list()], marker="o", ms=3, label=label)
+            ax.plot(
+                x, [float("nan") if v is None else v for v in h[col].to_list()], marker="o", ms=3, label=label
+            )
         ax.set_ylabel("annualized %")
         ax.legend(frameon=False)
         ax.set_title("Bitcoin realized volatility at each close", loc="left")

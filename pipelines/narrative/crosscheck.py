@@ -404,7 +404,9 @@ def _table_value(
     if table not in TABLES or column not in TABLES[table].column_names:  # identifiers from the registry only
         raise ValueError(f"unknown table or column {table}.{column}")
     name, col = TABLES[table].name, column
-    df = wh.query(f'SELECT "{col}" AS v FROM "{name}" WHERE week = CAST(? AS DATE) {where}', [week, *(params or [])])
+    df = wh.query(
+        f'SELECT "{col}" AS v FROM "{name}" WHERE week = CAST(? AS DATE) {where}', [week, *(params or [])]
+    )
     return (df["v"][0], True) if df.height == 1 else (None, df.height > 0)
 
 

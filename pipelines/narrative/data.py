@@ -116,9 +116,7 @@ def load_week(wh: Warehouse, week: str) -> tuple[WeekData, dict[str, list[str]]]
         keys = partitions_up_to(wh, t, week)
         read[t.name] = keys
         frames = [wh.read_partition(t, k) for k in keys]
-        history[t.name] = (
-            pl.concat(frames, how="vertical_relaxed") if frames else empty(t)
-        )
+        history[t.name] = pl.concat(frames, how="vertical_relaxed") if frames else empty(t)
         current[t.name] = wh.read_partition(t, week) if week in keys else None
     open_day, close_day = week_close_days(week)
     estimated = estimates.estimated_days(wh, days_between(open_day, close_day))

@@ -58,7 +58,16 @@ def sources_for(wh: Warehouse, week: str, clean: list[dict[str, Any]]):
     return build
 
 
-def manifest(week: str, title: str, weekly: list[dict], clean: list[dict], facts: list[dict], claims: list[dict], charts: list[str], gaps: list[str]) -> dict[str, Any]:
+def manifest(
+    week: str,
+    title: str,
+    weekly: list[dict],
+    clean: list[dict],
+    facts: list[dict],
+    claims: list[dict],
+    charts: list[str],
+    gaps: list[str],
+) -> dict[str, Any]:
     return {
         "week": week,
         "title": title,

@@ -129,7 +129,7 @@ def check_predicates(wh, week: str, predicates: list[dict[str, Any]]) -> list[Pr
             p = Predicate(d["kind"], tuple(values), d["rule"], d.get("param", 0))
             ok = p.evaluate(values)
             problem = "" if ok else "does not hold on the lake"
-        except Exception as exc:  # noqa: BLE001 - an operand that cannot be re-derived fails the predicate
+        except Exception as exc:
             ok, problem = False, f"cannot re-derive: {exc}"
         out.append(PredicateResult(d.get("sentence", ""), d["rule"], d["kind"], values, ok, problem))
     return out

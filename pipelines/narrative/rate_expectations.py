@@ -53,23 +53,45 @@ def rate_expectations(wd: WeekData, gaps: list[str]) -> list[Fact]:
         "f": num(t, w, "funds_rate_pct", r["funds_rate_pct"], "rate2"),
         "d": num(t, w, "observation_date", r["observation_date"], "long_date"),
     }
-    detail = ("a bill-implied change of {i} in the average overnight rate (bill yield {y} on the funds rate's overnight "
-              "basis against an effective fed funds rate of {f}, {d}).")
-    cuts = Predicate("le", (implied, -MOVE_BP), "bills price the overnight rate at least a tenth of a cut below the funds rate")
+    detail = (
+        "a bill-implied change of {i} in the average overnight rate (bill yield {y} on the funds rate's overnight "
+        "basis against an effective fed funds rate of {f}, {d})."
+    )
+    cuts = Predicate(
+        "le",
+        (implied, -MOVE_BP),
+        "bills price the overnight rate at least a tenth of a cut below the funds rate",
+    )
     if cuts.holds():
-        first = Phrase("Rate expectations: three-month Treasury bills priced about {n} cuts of 25 bp over the next "
-                       "three months, " + detail,
-                       {**levels, "n": num(t, w, "cuts_priced", r["cuts_priced"], "cuts1")})
+        first = Phrase(
+            "Rate expectations: three-month Treasury bills priced about {n} cuts of 25 bp over the next "
+            "three months, " + detail,
+            {**levels, "n": num(t, w, "cuts_priced", r["cuts_priced"], "cuts1")},
+        )
         preds = [cuts]
-    elif (up := Predicate("ge", (implied, MOVE_BP), "bills price the overnight rate at least a tenth of a cut above the funds rate")).holds():
-        first = Phrase("Rate expectations: three-month Treasury bills priced no cut over the next three months but a "
-                       "slightly higher overnight rate, " + detail, levels)
+    elif (
+        up := Predicate(
+            "ge",
+            (implied, MOVE_BP),
+            "bills price the overnight rate at least a tenth of a cut above the funds rate",
+        )
+    ).holds():
+        first = Phrase(
+            "Rate expectations: three-month Treasury bills priced no cut over the next three months but a "
+            "slightly higher overnight rate, " + detail,
+            levels,
+        )
         preds = [up]
     else:
-        first = Phrase("Rate expectations: three-month Treasury bills priced no cut over the next three months, "
-                       + detail, levels)
-        preds = [Predicate("gt", (implied, -MOVE_BP), "bills price less than a tenth of a cut"),
-                 Predicate("lt", (implied, MOVE_BP), "bills price less than a tenth of a cut of rise")]
+        first = Phrase(
+            "Rate expectations: three-month Treasury bills priced no cut over the next three months, "
+            + detail,
+            levels,
+        )
+        preds = [
+            Predicate("gt", (implied, -MOVE_BP), "bills price less than a tenth of a cut"),
+            Predicate("lt", (implied, MOVE_BP), "bills price less than a tenth of a cut of rise"),
+        ]
     if not hold(preds):  # the branches cover every value; a failure here is a bug, not data
         raise AssertionError(f"rate expectations: no rule holds for {r['implied_change_bp']}")
     sentence, change_preds = _weekly_change(wd, r, implied, first)
@@ -86,23 +108,48 @@ def _weekly_change(wd: WeekData, r: dict, implied, first: Phrase) -> tuple[Phras
     t, w = TABLE, wd.week
     ch = num(t, w, "change_bp", r["change_bp"], "bp0")
     prev = num(t, w, "prev_implied_change_bp", r["prev_implied_change_bp"], "bp0")
-    parts = {"a": first, "p": prev, "pd": num(t, w, "prev_observation_date", r["prev_observation_date"], "long_date"),
-             "ch": ch}
-    fell = Predicate("le", (ch, -MOVE_BP), "the bill-implied change fell by at least a tenth of a cut on the week")
-    rose = Predicate("ge", (ch, MOVE_BP), "the bill-implied change rose by at least a tenth of a cut on the week")
+    parts = {
+        "a": first,
+        "p": prev,
+        "pd": num(t, w, "prev_observation_date", r["prev_observation_date"], "long_date"),
+        "ch": ch,
+    }
+    fell = Predicate(
+        "le", (ch, -MOVE_BP), "the bill-implied change fell by at least a tenth of a cut on the week"
+    )
+    rose = Predicate(
+        "ge", (ch, MOVE_BP), "the bill-implied change rose by at least a tenth of a cut on the week"
+    )
     cuts_now = Predicate("le", (implied, -MOVE_BP), "bills price at least a tenth of a cut now")
     cuts_before = Predicate("le", (prev, -MOVE_BP), "bills priced at least a tenth of a cut a week earlier")
     rules: list[tuple[str, list[Predicate]]] = [
         ("markets priced more cuts", [fell, cuts_now]),
         ("markets priced fewer cuts", [rose, cuts_before]),
-        ("markets priced a lower rate path", [fell, Predicate("gt", (implied, -MOVE_BP), "bills price less than a tenth of a cut now")]),
-        ("markets priced a higher rate path", [rose, Predicate("gt", (prev, -MOVE_BP), "bills priced less than a tenth of a cut a week earlier")]),
+        (
+            "markets priced a lower rate path",
+            [fell, Predicate("gt", (implied, -MOVE_BP), "bills price less than a tenth of a cut now")],
+        ),
+        (
+            "markets priced a higher rate path",
+            [
+                rose,
+                Predicate("gt", (prev, -MOVE_BP), "bills priced less than a tenth of a cut a week earlier"),
+            ],
+        ),
     ]
     for words, preds in rules:
         if hold(preds):
-            return Phrase("{a} A week earlier ({pd}) it was {p}: " + words + ", {ch} on the week.", parts), preds
-    steady = [Predicate("gt", (ch, -MOVE_BP), "the bill-implied change moved less than a tenth of a cut on the week"),
-              Predicate("lt", (ch, MOVE_BP), "the bill-implied change moved less than a tenth of a cut on the week")]
+            return Phrase(
+                "{a} A week earlier ({pd}) it was {p}: " + words + ", {ch} on the week.", parts
+            ), preds
+    steady = [
+        Predicate(
+            "gt", (ch, -MOVE_BP), "the bill-implied change moved less than a tenth of a cut on the week"
+        ),
+        Predicate(
+            "lt", (ch, MOVE_BP), "the bill-implied change moved less than a tenth of a cut on the week"
+        ),
+    ]
     if not hold(steady):
         raise AssertionError(f"rate expectations: no rule holds for a weekly change of {r['change_bp']}")
     return Phrase("{a} A week earlier ({pd}) it was {p}, little changed ({ch} on the week).", parts), steady

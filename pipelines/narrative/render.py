@@ -46,8 +46,22 @@ FIXED_TERMS: tuple[str, ...] = tuple(
     sorted(
         set(INDEX_LABELS.values())
         | set(ASSET_LABELS.values())
-        | {"1-10", "11-50", "51-100", "top 10", "top 100", "7-day", "30-day", "8h", "00:00", "10Y-2Y", "2Y", "10Y", "GMCI-30",
-           "cuts of 25 bp"},
+        | {
+            "1-10",
+            "11-50",
+            "51-100",
+            "top 10",
+            "top 100",
+            "7-day",
+            "30-day",
+            "8h",
+            "00:00",
+            "10Y-2Y",
+            "2Y",
+            "10Y",
+            "GMCI-30",
+            "cuts of 25 bp",
+        },
         key=len,
         reverse=True,
     )
@@ -78,9 +92,18 @@ def _window(wd: WeekData, s: dict) -> Phrase:
         return Phrase(
             "Crypto figures run from the {a} daily close to the {b} daily close (Sunday to Sunday, 00:00 UTC); other asset "
             "classes run between their own last closes on or before those days (Friday to Friday for equities, FX and Treasuries).",
-            {"a": num(tm, wd.week, "open_day", t["open_day"], "long_date"), "b": num(tm, wd.week, "close_day", t["close_day"], "long_date")},
+            {
+                "a": num(tm, wd.week, "open_day", t["open_day"], "long_date"),
+                "b": num(tm, wd.week, "close_day", t["close_day"], "long_date"),
+            },
         )
-    return Phrase("Week of {a} to {b}, Monday 00:00 UTC to Monday 00:00 UTC.", {"a": num("weekly_market_summary", wd.week, "week_start", s["week_start"], "iso_date"), "b": num("weekly_market_summary", wd.week, "week_end", s["week_end"], "iso_date")})
+    return Phrase(
+        "Week of {a} to {b}, Monday 00:00 UTC to Monday 00:00 UTC.",
+        {
+            "a": num("weekly_market_summary", wd.week, "week_start", s["week_start"], "iso_date"),
+            "b": num("weekly_market_summary", wd.week, "week_end", s["week_end"], "iso_date"),
+        },
+    )
 
 
 @dataclass
@@ -144,7 +167,11 @@ def _macro(wd: WeekData, gaps: list[str]) -> list[Phrase]:
     by = {r["metric"]: r for r in rows.iter_rows(named=True)}
     h = wd.hist("weekly_macro")
     prev_week = h.filter(pl.col("week_start") < wd.week_date)["week_start"].max() if h.height else None
-    prev_by = {r["metric"]: r for r in h.filter(pl.col("week_start") == prev_week).iter_rows(named=True)} if prev_week else {}
+    prev_by = (
+        {r["metric"]: r for r in h.filter(pl.col("week_start") == prev_week).iter_rows(named=True)}
+        if prev_week
+        else {}
+    )
     out = []
     for metric, label, vfmt, dfmt in MACRO:
         r = by.get(metric)
@@ -155,16 +182,29 @@ def _macro(wd: WeekData, gaps: list[str]) -> list[Phrase]:
             continue
         d = num("weekly_macro", wd.week, "observation_date", r["observation_date"], dfmt, where)
         if r["status"] == "missing" or r["value"] is None:
-            out.append(Phrase(label + ": the {d} observation is missing (not published); no earlier value is substituted.", {"d": d}))
+            out.append(
+                Phrase(
+                    label
+                    + ": the {d} observation is missing (not published); no earlier value is substituted.",
+                    {"d": d},
+                )
+            )
             gaps.append(f"Macro: {label} for the latest period is missing.")
             continue
         parts = {"v": num("weekly_macro", wd.week, "value", r["value"], vfmt, where), "d": d}
         prev = prev_by.get(metric)
-        if prev is not None and prev["value"] is not None and prev["observation_date"] is not None and prev["observation_date"] != r["observation_date"]:
+        if (
+            prev is not None
+            and prev["value"] is not None
+            and prev["observation_date"] is not None
+            and prev["observation_date"] != r["observation_date"]
+        ):
             # the level with its change: the previous report's observation, from that week's partition
             pw = prev["week_start"].isoformat()
             parts["p"] = Num(prev["value"], vfmt, "weekly_macro", pw, "value", (("metric", metric),))
-            parts["pd"] = Num(prev["observation_date"], dfmt, "weekly_macro", pw, "observation_date", (("metric", metric),))
+            parts["pd"] = Num(
+                prev["observation_date"], dfmt, "weekly_macro", pw, "observation_date", (("metric", metric),)
+            )
             out.append(Phrase(label + ": {v} ({d}), against {p} ({pd}) in the previous report.", parts))
         else:
             out.append(Phrase(label + ": {v} ({d}).", parts))
@@ -184,7 +224,10 @@ def _cross_asset(wd: WeekData) -> list[Phrase]:
         if r["return_pct"] is None:
             out.append(Phrase("{n}: no return this week (stale or missing prices).", {"n": name}))
         else:
-            p = {"n": name, "r": num("weekly_cross_asset", wd.week, "return_pct", r["return_pct"], "pct", where)}
+            p = {
+                "n": name,
+                "r": num("weekly_cross_asset", wd.week, "return_pct", r["return_pct"], "pct", where),
+            }
             if r.get("open_date") is not None and r.get("close_date") is not None:
                 p["a"] = num("weekly_cross_asset", wd.week, "open_date", r["open_date"], "day_month", where)
                 p["b"] = num("weekly_cross_asset", wd.week, "close_date", r["close_date"], "day_month", where)
@@ -206,11 +249,19 @@ def _sectors(wd: WeekData) -> list[Phrase]:
         if r["return_pct"] is None:
             out.append(Phrase("{n}: no return (no priced members).", {"n": name}))
             continue
-        p = {"n": name, "r": num("weekly_index_returns", wd.week, "return_pct", r["return_pct"], "updown_pct", where), "k": num("weekly_index_returns", wd.week, "constituents", r["constituents"], "int", where)}
+        p = {
+            "n": name,
+            "r": num("weekly_index_returns", wd.week, "return_pct", r["return_pct"], "updown_pct", where),
+            "k": num("weekly_index_returns", wd.week, "constituents", r["constituents"], "int", where),
+        }
         short = r.get("members_close") is not None and r["members_close"] < r["constituents"]
         if short:  # members without a price on the close day: say how many were priced there (coverage)
             p["c"] = num("weekly_index_returns", wd.week, "members_close", r["members_close"], "int", where)
-        out.append(Phrase("{n} {r} ({k} members, {c} priced on the close day)" if short else "{n} {r} ({k} members)", p))
+        out.append(
+            Phrase(
+                "{n} {r} ({k} members, {c} priced on the close day)" if short else "{n} {r} ({k} members)", p
+            )
+        )
     return out
 
 
@@ -219,14 +270,28 @@ def _buckets(wd: WeekData) -> list[Phrase]:
     if rows is None:
         return []
     out = []
-    for r in sorted(rows.iter_rows(named=True), key=lambda r: int(r["bucket"].split("-")[0]) if r["bucket"].split("-")[0].isdigit() else 10**9):
+    for r in sorted(
+        rows.iter_rows(named=True),
+        key=lambda r: int(r["bucket"].split("-")[0]) if r["bucket"].split("-")[0].isdigit() else 10**9,
+    ):
         where = {"bucket": r["bucket"]}
         parts: list[Phrase] = []
-        for col, label, f in (("avg_pairwise_corr", "average pairwise correlation", "corr"), ("avg_corr_to_btc", "correlation to BTC", "corr"), ("ew_return_pct", "equal-weight return", "pct")):
+        for col, label, f in (
+            ("avg_pairwise_corr", "average pairwise correlation", "corr"),
+            ("avg_corr_to_btc", "correlation to BTC", "corr"),
+            ("ew_return_pct", "equal-weight return", "pct"),
+        ):
             if r[col] is not None:
-                parts.append(Phrase(label + " {v}", {"v": num("weekly_correlation_buckets", wd.week, col, r[col], f, where)}))
+                parts.append(
+                    Phrase(
+                        label + " {v}",
+                        {"v": num("weekly_correlation_buckets", wd.week, col, r[col], f, where)},
+                    )
+                )
         b = r["bucket"]
-        name = Phrase("Ranks " + b) if b in ("1-10", "11-50", "51-100") else Phrase("Ranks {b}", {"b": Txt(b)})
+        name = (
+            Phrase("Ranks " + b) if b in ("1-10", "11-50", "51-100") else Phrase("Ranks {b}", {"b": Txt(b)})
+        )
         if parts:
             out.append(Phrase("{n}: {p}", {"n": name, "p": join(parts, ", ", ", ")}))
         else:
@@ -243,7 +308,15 @@ def _movers(wd: WeekData) -> list[dict[str, Phrase]]:
         out = []
         for r in rows.filter(pl.col("kind") == kind).sort("position").iter_rows(named=True):
             where = {"kind": kind, "position": str(r["position"])}
-            out.append(Phrase("{c} {r}", {"c": coin_label(r["name"], r["symbol"]), "r": num("weekly_movers", wd.week, "return_pct", r["return_pct"], "pct", where)}))
+            out.append(
+                Phrase(
+                    "{c} {r}",
+                    {
+                        "c": coin_label(r["name"], r["symbol"]),
+                        "r": num("weekly_movers", wd.week, "return_pct", r["return_pct"], "pct", where),
+                    },
+                )
+            )
         return out
 
     return [{"g": g, "l": lo} for g, lo in zip(side("gainer"), side("loser"), strict=False)]
@@ -289,14 +362,25 @@ def render_week(
     gaps += list(input_gaps)
     # Headlines by the size of the news (a fact's weight, else its priority): the week's largest move wins over
     # a trivial "since".
-    ranked = sorted((f for f in facts if f.headline is not None), key=lambda f: (-(f.weight if f.weight is not None else f.priority), f.key))
+    ranked = sorted(
+        (f for f in facts if f.headline is not None),
+        key=lambda f: (-(f.weight if f.weight is not None else f.priority), f.key),
+    )
     heads = [f.headline for f in ranked][:2]
     title = join(heads, ", ", ", ") if heads else Phrase("Weekly Crypto Market Update")
-    dateline = Phrase("Market Update – {d}", {"d": num("weekly_market_summary", wd.week, "week_end", s["week_end"], "long_date")})
+    dateline = Phrase(
+        "Market Update – {d}",
+        {"d": num("weekly_market_summary", wd.week, "week_end", s["week_end"], "long_date")},
+    )
     window = _window(wd, s)
     # The lede: the market's move first (the week's news), then the highest-priority facts.
     first = [f for f in facts if f.key == "mcap_change"]
-    lede = first + [f for f in facts if f.key not in NOT_IN_LEDE and f.key != "mcap_change"][: SUMMARY_FACTS - len(first)]
+    lede = (
+        first
+        + [f for f in facts if f.key not in NOT_IN_LEDE and f.key != "mcap_change"][
+            : SUMMARY_FACTS - len(first)
+        ]
+    )
     summary = [f.sentence for f in lede]
     in_lede = {f.key for f in lede}  # a sentence is printed once: the lede's facts are not repeated below
     macro_facts = rate_expectations(wd, gaps)  # printed in the Macro Update only, never in the lede
@@ -308,14 +392,30 @@ def render_week(
     corr_vol = [f.sentence for f in corr_all if f.key not in in_lede]
     market = [f.sentence for f in market_all if f.key not in in_lede]
     sectors = _sectors(wd)
-    sector_facts = [f.sentence for f in facts if f.key in ("worst_sector", "best_sector") and f.key not in in_lede]
+    sector_facts = [
+        f.sentence for f in facts if f.key in ("worst_sector", "best_sector") and f.key not in in_lede
+    ]
     buckets = _buckets(wd)
     cross = _cross_asset(wd)
     movers = _movers(wd)
     view_facts = our_view(facts, wd)
     view = [f.sentence for f in view_facts]
     charts = charts_mod.render_charts(wd)
-    everything = [title, dateline, window, *summary, *macro, *structure, *corr_vol, *market, *sectors, *sector_facts, *buckets, *cross, *view]
+    everything = [
+        title,
+        dateline,
+        window,
+        *summary,
+        *macro,
+        *structure,
+        *corr_vol,
+        *market,
+        *sectors,
+        *sector_facts,
+        *buckets,
+        *cross,
+        *view,
+    ]
     everything += [p for row in movers for p in row.values()]
     nums, txts = _collect(everything)
     claims = list({c["source"] + "|" + c["format"]: c for c in (n.claim() for n in nums)}.values())
@@ -330,7 +430,9 @@ def render_week(
     # The Markdown carries a compact appendix (tables and partition counts, and the hash of the full list); the
     # full lineage (every partition with its sha256 and raw files) is in the manifest and the HTML version.
     appendix = sorted(collections.Counter((e["table"], e["partition"].split("=", 1)[0]) for e in src).items())
-    src_hash = hashlib.sha256(json.dumps([[e["table"], e["partition"], e.get("sha256", "")] for e in src], sort_keys=True).encode()).hexdigest()
+    src_hash = hashlib.sha256(
+        json.dumps([[e["table"], e["partition"], e.get("sha256", "")] for e in src], sort_keys=True).encode()
+    ).hexdigest()
     context = {
         "title": title,
         "dateline": dateline,
@@ -365,7 +467,9 @@ def render_week(
         facts=[*facts, *macro_facts],
         claims=claims,
         predicates=predicates,
-        texts=sorted({t.md() for t in txts} | set(input_gaps) | set(missing)),  # gap lines name days, not figures
+        texts=sorted(
+            {t.md() for t in txts} | set(input_gaps) | set(missing)
+        ),  # gap lines name days, not figures
         gaps=gaps,
         charts=charts,
         sources_sha256=src_hash,

@@ -74,7 +74,10 @@ def _parsed_markets(fetched: Fetched) -> pl.DataFrame:
     except PayloadError as exc:
         raise PayloadError(
             f"/coins/markets payload changed shape ({str(exc).split(':', 1)[0]})",
-            endpoint=fetched.endpoint, params=fetched.params, status=fetched.status, body=fetched.body.decode("utf-8", "replace"),
+            endpoint=fetched.endpoint,
+            params=fetched.params,
+            status=fetched.status,
+            body=fetched.body.decode("utf-8", "replace"),
         ) from exc
 
 
@@ -99,8 +102,10 @@ def global_problems(total: float, listed_usd: float) -> list[str]:
     if total < listed_usd:
         return [f"total_market_cap.usd = {total:.10g} is below the listed coins' own total {listed_usd:.10g}"]
     if total > MAX_TOTAL_TO_LISTED * listed_usd:
-        return [f"total_market_cap.usd = {total:.10g} is more than {MAX_TOTAL_TO_LISTED:g}x the listed coins' "
-                f"total {listed_usd:.10g} (off by a factor)"]
+        return [
+            f"total_market_cap.usd = {total:.10g} is more than {MAX_TOTAL_TO_LISTED:g}x the listed coins' "
+            f"total {listed_usd:.10g} (off by a factor)"
+        ]
     return []
 
 
@@ -120,14 +125,20 @@ def fetch_global(client: CoinGeckoClient, coins: pl.DataFrame) -> tuple[Fetched 
         listed = float(coins["market_cap_usd"].drop_nulls().sum())
         wrong = global_problems(parsed["total_market_cap_usd"], listed)
         if wrong:
-            raise PayloadError("; ".join(wrong), endpoint=fetched.endpoint, params=fetched.params, status=fetched.status)
+            raise PayloadError(
+                "; ".join(wrong), endpoint=fetched.endpoint, params=fetched.params, status=fetched.status
+            )
     except (ValueError, PayloadError) as exc:  # ValueError: not JSON
         detail = f"refused before storage: {exc}"
-        return None, gaps_mod.Gap(SOURCE, GLOBAL_DATASET, "/global", (), fetched.status, gaps_mod.PAYLOAD, detail[:300])
+        return None, gaps_mod.Gap(
+            SOURCE, GLOBAL_DATASET, "/global", (), fetched.status, gaps_mod.PAYLOAD, detail[:300]
+        )
     return fetched, None
 
 
-def pull_registry(client: CoinGeckoClient, wh: Warehouse, top_n: int, now: datetime | None = None) -> RegistryPull:
+def pull_registry(
+    client: CoinGeckoClient, wh: Warehouse, top_n: int, now: datetime | None = None
+) -> RegistryPull:
     """Top ``top_n`` coins by market cap and their category membership, stored as one snapshot, with ``/global``
     pulled right after the top pages and stored under the same stamp (``raw/coingecko/global/snapshot=...``).
     A ``/global`` that fails or is refused is a gap (``global_gap``); the registry is stored regardless.
@@ -156,9 +167,15 @@ def pull_registry(client: CoinGeckoClient, wh: Warehouse, top_n: int, now: datet
                 members.setdefault(row["coin_id"], []).append(cat)
             fetched_pages.append((f"category-{cat}-page-{i}", fetched))
     snap = _free_snapshot(wh, stamp(now), fetched_pages)
-    files = [_store(wh, MARKETS_ENDPOINT, {"snapshot": snap}, name, fetched) for name, fetched in fetched_pages]
+    files = [
+        _store(wh, MARKETS_ENDPOINT, {"snapshot": snap}, name, fetched) for name, fetched in fetched_pages
+    ]
     # stored before the snapshot is marked complete: a complete snapshot's /global (if any) is always there
-    global_file = _store(wh, GLOBAL_ENDPOINT, {"snapshot": snap}, GLOBAL_FILE, global_fetched) if global_fetched else None
+    global_file = (
+        _store(wh, GLOBAL_ENDPOINT, {"snapshot": snap}, GLOBAL_FILE, global_fetched)
+        if global_fetched
+        else None
+    )
     base = wh.raw_dir / SOURCE / MARKETS_ENDPOINT / f"snapshot={safe_component(snap)}"
     atomic_write_bytes(base / SNAPSHOT_COMPLETE, json.dumps({"files": files}, indent=1).encode())
     coins = coins.with_columns(
@@ -167,8 +184,14 @@ def pull_registry(client: CoinGeckoClient, wh: Warehouse, top_n: int, now: datet
         .alias("categories")
     )
     requests = len(files) + 1  # the /global request, answered or not
-    return RegistryPull(snapshot=snap, files=files, coins=coins, requests=requests, global_file=global_file,
-                        global_gap=global_gap)
+    return RegistryPull(
+        snapshot=snap,
+        files=files,
+        coins=coins,
+        requests=requests,
+        global_file=global_file,
+        global_gap=global_gap,
+    )
 
 
 def _free_snapshot(wh: Warehouse, snap: str, fetched_pages: list[tuple[str, Fetched]]) -> str:
@@ -184,7 +207,11 @@ def _free_snapshot(wh: Warehouse, snap: str, fetched_pages: list[tuple[str, Fetc
         clash = False
         for page, fetched in fetched_pages:
             path = base / f"{page}.json"
-            if path.exists() and path.with_suffix(".meta.json").exists() and sha256_file(path) != sha256_bytes(fetched.body):
+            if (
+                path.exists()
+                and path.with_suffix(".meta.json").exists()
+                and sha256_file(path) != sha256_bytes(fetched.body)
+            ):
                 clash = True
                 break
         if not clash:
@@ -274,10 +301,14 @@ def pull_market_charts(
         if report.beyond_plan and close_instant(plan_first_day) <= now:
             days = sorted({*days, plan_first_day})
     start = close_instant(days[0] if days else first_day)
-    end = close_instant(days[-1] if days else last_day) + timedelta(hours=2)  # hourly points land minutes late
+    end = close_instant(days[-1] if days else last_day) + timedelta(
+        hours=2
+    )  # hourly points land minutes late
     for n, coin_id in enumerate(coin_ids, start=1):
         if not is_safe_component(coin_id):  # it would become a directory name: never request or store it
-            report.failed[coin_id] = f"unsafe coin id {coin_id!r}: not requested (it cannot be a path component)"
+            report.failed[coin_id] = (
+                f"unsafe coin id {coin_id!r}: not requested (it cannot be a path component)"
+            )
             continue
         if not force:
             pulls = stored_chart_pulls(wh, coin_id)
@@ -295,7 +326,9 @@ def pull_market_charts(
             report.failed[coin_id] = str(
                 PayloadError(
                     f"payload changed shape, not stored ({str(exc).split(':', 1)[0]})",
-                    endpoint=fetched.endpoint, params=fetched.params, status=fetched.status,
+                    endpoint=fetched.endpoint,
+                    params=fetched.params,
+                    status=fetched.status,
                     body=fetched.body.decode("utf-8", "replace"),
                 )
             )
@@ -306,4 +339,3 @@ def pull_market_charts(
         if progress:
             progress(n, len(coin_ids), coin_id)
     return report
-

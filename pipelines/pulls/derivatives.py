@@ -191,7 +191,9 @@ class PullReport:
         """Write the gap ledger of every dataset this run asked about (days that now succeeded drop out)."""
         for name, days in sorted(self.asked.items()):
             # an unpartitioned dataset (FRED: no days) is replaced whole
-            gaps_mod.record_gaps(wh, name, days, [g for g in self.gaps if g.dataset == name], replace_all=not days)
+            gaps_mod.record_gaps(
+                wh, name, days, [g for g in self.gaps if g.dataset == name], replace_all=not days
+            )
 
 
 class NotPublishedYet(SourceError):
@@ -247,14 +249,27 @@ def store_pull(wh: Warehouse, ds: Dataset, key: str, first: date, last: date, pa
     pull_id = f"{first:%Y%m%d}_{last:%Y%m%d}__{stamp(fetched)}"
     parts = {ds.key_name: key, "pull": pull_id}
     n = 1
-    while wh.raw_path(ds.source, ds.endpoint, parts, "page-001", pages[0].ext).exists():  # same second, same key
+    while wh.raw_path(
+        ds.source, ds.endpoint, parts, "page-001", pages[0].ext
+    ).exists():  # same second, same key
         n += 1
         parts["pull"] = f"{pull_id}-{n}"
     files = []
     for i, page in enumerate(pages, start=1):
-        record = {**page.request, "pull": {"key": key, "first_day": first.isoformat(), "last_day": last.isoformat(),
-                                           "page": i, "pages": len(pages), "ext": page.ext}}
-        files.append(wh.store_raw(ds.source, ds.endpoint, parts, f"page-{i:03d}", page.body, record, page.ext).relpath)
+        record = {
+            **page.request,
+            "pull": {
+                "key": key,
+                "first_day": first.isoformat(),
+                "last_day": last.isoformat(),
+                "page": i,
+                "pages": len(pages),
+                "ext": page.ext,
+            },
+        }
+        files.append(
+            wh.store_raw(ds.source, ds.endpoint, parts, f"page-{i:03d}", page.body, record, page.ext).relpath
+        )
     return files
 
 
@@ -314,8 +329,17 @@ def pull_days(
                 continue
             rep.requests += sum(int(p.request.get("requests", 1)) for p in pages)
             if is_empty_answer(pages):
-                rep.gaps.append(Gap(ds.source, ds.name, key, day_strings([d for d in todo if first <= d <= last]),
-                                    None, EMPTY, f"{ds.endpoint}: no rows for {first}..{last}"))
+                rep.gaps.append(
+                    Gap(
+                        ds.source,
+                        ds.name,
+                        key,
+                        day_strings([d for d in todo if first <= d <= last]),
+                        None,
+                        EMPTY,
+                        f"{ds.endpoint}: no rows for {first}..{last}",
+                    )
+                )
                 continue
             rep.files += store_pull(wh, ds, key, first, last, pages)
             rep.pulls += 1
@@ -334,7 +358,9 @@ PREMIUM = Dataset("binance premiumIndex", "binance", "premium_index", "snapshot"
 
 def latest_premium_index(wh: Warehouse) -> tuple[str, pl.DataFrame] | None:
     base = wh.raw_dir / PREMIUM.source / PREMIUM.endpoint
-    files = sorted(p for p in base.glob("snapshot=*/premium_index.json") if p.with_suffix(".meta.json").exists())
+    files = sorted(
+        p for p in base.glob("snapshot=*/premium_index.json") if p.with_suffix(".meta.json").exists()
+    )
     if not files:
         return None
     return wh.rel(files[-1]), parse_premium_index(json.loads(files[-1].read_bytes()))
@@ -342,8 +368,14 @@ def latest_premium_index(wh: Warehouse) -> tuple[str, pl.DataFrame] | None:
 
 def pull_premium_index(client: BinanceFuturesClient, wh: Warehouse, now: datetime) -> str:
     fetched = client.premium_index()
-    return wh.store_raw(PREMIUM.source, PREMIUM.endpoint, {"snapshot": stamp(now)}, "premium_index", fetched.body,
-                        fetched.request_record()).relpath
+    return wh.store_raw(
+        PREMIUM.source,
+        PREMIUM.endpoint,
+        {"snapshot": stamp(now)},
+        "premium_index",
+        fetched.body,
+        fetched.request_record(),
+    ).relpath
 
 
 def perp_universe(registry: pl.DataFrame, listed: Iterable[str] | None, top_n: int = PERP_TOP_N) -> list[str]:
@@ -352,15 +384,21 @@ def perp_universe(registry: pl.DataFrame, listed: Iterable[str] | None, top_n: i
     in market-cap order. ``listed`` None (no Binance list could be had: blocked or not selected): every eligible
     coin qualifies, and each venue's own answer says whether it lists the perpetual (a venue that does not is a
     named gap for that symbol)."""
-    from pipelines.metrics.universe import eligible, eligible_ids  # noqa: PLC0415
+    from pipelines.metrics.universe import eligible, eligible_ids
 
     ok = set(eligible_ids(eligible(registry)))
     listed = set(listed) if listed is not None else None
     out: list[str] = []
-    for coin_id, symbol in registry.sort("market_cap_rank", nulls_last=True).select("coin_id", "symbol").iter_rows():
+    for coin_id, symbol in (
+        registry.sort("market_cap_rank", nulls_last=True).select("coin_id", "symbol").iter_rows()
+    ):
         sym = f"{symbol.upper()}USDT"
-        if (coin_id in ok and (listed is None or sym in listed) and sym not in out
-                and re.fullmatch(r"[A-Z0-9]{2,20}USDT", sym)):
+        if (
+            coin_id in ok
+            and (listed is None or sym in listed)
+            and sym not in out
+            and re.fullmatch(r"[A-Z0-9]{2,20}USDT", sym)
+        ):
             out.append(sym)
         if len(out) == top_n:
             break
@@ -374,7 +412,9 @@ def base_of(symbol: str) -> str:
 # ---- datasets ------------------------------------------------------------------------------------------------
 BINANCE_FUNDING = Dataset("binance funding", "binance", "funding_rate", "symbol")
 BINANCE_OI = Dataset("binance openInterestHist", "binance", "open_interest_hist", "symbol")
-BINANCE_LS = Dataset("binance globalLongShortAccountRatio", "binance", "global_long_short_account_ratio", "symbol")
+BINANCE_LS = Dataset(
+    "binance globalLongShortAccountRatio", "binance", "global_long_short_account_ratio", "symbol"
+)
 BINANCE_METRICS = Dataset("binance metrics archive", "binance_vision", "metrics", "symbol")
 BINANCE_SPOT_1H = Dataset("binance spot klines 1h", "binance", "spot_klines_1h", "symbol")
 BINANCE_PERP_1D = Dataset("binance perp klines 1d", "binance", "perp_klines_1d", "symbol")
@@ -390,10 +430,18 @@ def _span(first: date, last: date) -> tuple[datetime, datetime]:
     return utc_midnight(first), utc_midnight(last + timedelta(days=1)) - MS
 
 
-def pull_binance_funding(client: BinanceFuturesClient, wh: Warehouse, symbols: list[str], days: list[date], *,
-                         force: bool = False, workers: int = 4) -> PullReport:
+def pull_binance_funding(
+    client: BinanceFuturesClient,
+    wh: Warehouse,
+    symbols: list[str],
+    days: list[date],
+    *,
+    force: bool = False,
+    workers: int = 4,
+) -> PullReport:
     """``/fapi/v1/fundingRate`` over REST for every day: it reaches the whole history at up to 1000 rows a page
     (one or two requests per symbol for a year of 8-hour settlements), much cheaper than the monthly archive."""
+
     def fetch(sym: str, first: date, last: date) -> list[Page]:
         return [Page.of(f) for f in client.funding_rate_pages(sym, *_span(first, last))]
 
@@ -411,8 +459,13 @@ def archive_published(now: datetime, day: date | None = None, month: date | None
     return now >= utc_midnight(nxt) + timedelta(days=MONTHLY_ARCHIVE_LAG_DAYS)
 
 
-def verified_archive_page(vision: BinanceVisionClient, path: str, now: datetime | None = None,
-                          day: date | None = None, month: date | None = None) -> Page:
+def verified_archive_page(
+    vision: BinanceVisionClient,
+    path: str,
+    now: datetime | None = None,
+    day: date | None = None,
+    month: date | None = None,
+) -> Page:
     """A data.binance.vision zip and its ``.CHECKSUM``, verified. A 404 once the file's publication lag has
     passed (``archive_published``) is recorded as such (missing upstream) so that it is not asked again; a 404
     inside the lag raises ``NotPublishedYet`` (nothing stored: asked again on later runs). Raises
@@ -423,27 +476,54 @@ def verified_archive_page(vision: BinanceVisionClient, path: str, now: datetime 
         if exc.status == 404:
             now = now or datetime.now(timezone.utc)
             if (day or month) and not archive_published(now, day=day, month=month):
-                raise NotPublishedYet("not published yet (inside the archive's publication lag)", endpoint=path,
-                                      params={}, status=404, body=exc.body) from exc
-            return Page(exc.body.encode(), {"url": f"{vision.http.base_url}{path}", "endpoint": path, "params": {},
-                                            "status": 404, "fetched_at": now.isoformat(), "attempts": 1}, "xml")
+                raise NotPublishedYet(
+                    "not published yet (inside the archive's publication lag)",
+                    endpoint=path,
+                    params={},
+                    status=404,
+                    body=exc.body,
+                ) from exc
+            return Page(
+                exc.body.encode(),
+                {
+                    "url": f"{vision.http.base_url}{path}",
+                    "endpoint": path,
+                    "params": {},
+                    "status": 404,
+                    "fetched_at": now.isoformat(),
+                    "attempts": 1,
+                },
+                "xml",
+            )
         raise
     check = vision.http.get(path + ".CHECKSUM", expect_json=False)
     line = check.body.decode("ascii", errors="replace").strip()
     m = re.fullmatch(r"([0-9a-f]{64})  (\S+)", line)
     name = path.rsplit("/", 1)[1]
     if not m or m.group(2) != name:
-        raise PayloadError(f"unreadable .CHECKSUM {line[:90]!r}", endpoint=path + ".CHECKSUM", params={}, status=200)
+        raise PayloadError(
+            f"unreadable .CHECKSUM {line[:90]!r}", endpoint=path + ".CHECKSUM", params={}, status=200
+        )
     actual = hashlib.sha256(blob.body).hexdigest()
     if actual != m.group(1):
-        raise SourceError(f"sha256 mismatch: file {actual}, .CHECKSUM {m.group(1)}", endpoint=path, params={},
-                          status=200)
+        raise SourceError(
+            f"sha256 mismatch: file {actual}, .CHECKSUM {m.group(1)}", endpoint=path, params={}, status=200
+        )
     return Page.of(blob, "zip", checksum=line, checksum_url=check.url, requests=2)
 
 
-def pull_binance_stats(fapi: BinanceFuturesClient, vision: BinanceVisionClient, wh: Warehouse, symbols: list[str],
-                       days: list[date], now: datetime, *, archive_start: date | None, force: bool = False,
-                       workers: int = 4) -> PullReport:
+def pull_binance_stats(
+    fapi: BinanceFuturesClient,
+    vision: BinanceVisionClient,
+    wh: Warehouse,
+    symbols: list[str],
+    days: list[date],
+    now: datetime,
+    *,
+    archive_start: date | None,
+    force: bool = False,
+    workers: int = 4,
+) -> PullReport:
     """Open interest and global long/short account ratio, hourly.
 
     Days inside Binance's 30-day ``/futures/data`` window: REST ``openInterestHist`` and
@@ -457,8 +537,17 @@ def pull_binance_stats(fapi: BinanceFuturesClient, vision: BinanceVisionClient, 
     report = PullReport(unreachable_days=len(days) - len(rest_days) - len(archive_days))
     outside = [d for d in days if d not in rest_days and d not in archive_days]
     if outside:
-        report.gaps.append(Gap(BINANCE_OI.source, BINANCE_OI.name, "*", day_strings(outside), None, OUTSIDE_WINDOW,
-                               f"before the REST window ({rest_first}) and the archive start ({archive_start})"))
+        report.gaps.append(
+            Gap(
+                BINANCE_OI.source,
+                BINANCE_OI.name,
+                "*",
+                day_strings(outside),
+                None,
+                OUTSIDE_WINDOW,
+                f"before the REST window ({rest_first}) and the archive start ({archive_start})",
+            )
+        )
         report.asked[BINANCE_OI.name] = set(outside)
 
     def oi(sym: str, first: date, last: date) -> list[Page]:
@@ -477,18 +566,37 @@ def pull_binance_stats(fapi: BinanceFuturesClient, vision: BinanceVisionClient, 
         report.merge(pull_days(wh, BINANCE_OI, symbols, rest_days, oi, force=force, workers=workers))
         report.merge(pull_days(wh, BINANCE_LS, symbols, rest_days, ls, force=force, workers=workers))
     if archive_days:
-        report.merge(pull_days(wh, BINANCE_METRICS, symbols, archive_days, metrics, force=force, workers=workers,
-                               one_pull_per_day=True))
+        report.merge(
+            pull_days(
+                wh,
+                BINANCE_METRICS,
+                symbols,
+                archive_days,
+                metrics,
+                force=force,
+                workers=workers,
+                one_pull_per_day=True,
+            )
+        )
         # days an earlier run left outside the window, now read from the archive, leave the OI ledger
         report.asked.setdefault(BINANCE_OI.name, set()).update(archive_days)
     return report
 
 
-def pull_binance_klines(fapi: BinanceFuturesClient, spot: BinanceSpotClient, wh: Warehouse, symbols: list[str],
-                        days: list[date], *, force: bool = False, workers: int = 4) -> PullReport:
+def pull_binance_klines(
+    fapi: BinanceFuturesClient,
+    spot: BinanceSpotClient,
+    wh: Warehouse,
+    symbols: list[str],
+    days: list[date],
+    *,
+    force: bool = False,
+    workers: int = 4,
+) -> PullReport:
     """Spot BTCUSDT 1h bars (``/api/v3/klines``, 1000 a page), and per perpetual the USDT-M daily bars (perp
     volume; one request a symbol for up to 1500 days) and hourly bars (prices that turn Bybit's base-coin open
     interest into USD; 1500 a page)."""
+
     def spot_1h(sym: str, first: date, last: date) -> list[Page]:
         lo, hi = _span(first, last)
         return [Page.of(f) for f in spot.klines_pages(sym, "1h", lo, hi + MS)]
@@ -497,6 +605,7 @@ def pull_binance_klines(fapi: BinanceFuturesClient, spot: BinanceSpotClient, wh:
         def fetch(sym: str, first: date, last: date) -> list[Page]:
             lo, hi = _span(first, last)
             return [Page.of(f) for f in fapi.klines_pages(sym, interval, lo, hi + MS)]
+
         return fetch
 
     report = pull_days(wh, BINANCE_SPOT_1H, [BTC_SPOT_SYMBOL], days, spot_1h, force=force, workers=1)
@@ -505,9 +614,17 @@ def pull_binance_klines(fapi: BinanceFuturesClient, spot: BinanceSpotClient, wh:
     return report
 
 
-def pull_bybit(client: BybitClient, wh: Warehouse, symbols: list[str], days: list[date], *, force: bool = False,
-               workers: int = 4) -> PullReport:
+def pull_bybit(
+    client: BybitClient,
+    wh: Warehouse,
+    symbols: list[str],
+    days: list[date],
+    *,
+    force: bool = False,
+    workers: int = 4,
+) -> PullReport:
     """Bybit linear funding history (200 a page, paged backward) and hourly open interest (cursor pages of 200)."""
+
     def funding(sym: str, first: date, last: date) -> list[Page]:
         return [Page.of(f) for f in client.funding_history_pages(sym, *_span(first, last))]
 
@@ -519,8 +636,16 @@ def pull_bybit(client: BybitClient, wh: Warehouse, symbols: list[str], days: lis
     return report
 
 
-def pull_okx(client: OkxClient, wh: Warehouse, symbols: list[str], days: list[date], now: datetime, *,
-             force: bool = False, workers: int = 4) -> PullReport:
+def pull_okx(
+    client: OkxClient,
+    wh: Warehouse,
+    symbols: list[str],
+    days: list[date],
+    now: datetime,
+    *,
+    force: bool = False,
+    workers: int = 4,
+) -> PullReport:
     """OKX swap funding history (``realizedRate``; about 3 months kept) and the rubik daily open interest of each
     coin (USD, all of the coin's OKX futures and swaps; 180 days kept). Older days are not asked."""
     f_first = first_full_day_after(now - timedelta(days=OKX_FUNDING_REACH_DAYS))
@@ -530,8 +655,17 @@ def pull_okx(client: OkxClient, wh: Warehouse, symbols: list[str], days: list[da
     for ds, reach, first_day in ((OKX_FUNDING, f_days, f_first), (OKX_OI, o_days, o_first)):
         outside = [d for d in days if d not in reach]
         if outside:
-            report.gaps.append(Gap(ds.source, ds.name, "*", day_strings(outside), None, OUTSIDE_WINDOW,
-                                   f"OKX keeps this history from {first_day} on"))
+            report.gaps.append(
+                Gap(
+                    ds.source,
+                    ds.name,
+                    "*",
+                    day_strings(outside),
+                    None,
+                    OUTSIDE_WINDOW,
+                    f"OKX keeps this history from {first_day} on",
+                )
+            )
             report.asked[ds.name] = set(outside)
 
     def funding(sym: str, first: date, last: date) -> list[Page]:
@@ -557,8 +691,13 @@ def fred_snapshots(wh: Warehouse) -> list[str]:
     return sorted(p.name.split("=", 1)[1] for p in base.glob("snapshot=*") if any(p.glob("*.meta.json")))
 
 
-def pull_fred(client: FredClient, wh: Warehouse, now: datetime, series: Iterable[str] = FRED_SERIES,
-              start: date = FRED_HISTORY_START) -> PullReport:
+def pull_fred(
+    client: FredClient,
+    wh: Warehouse,
+    now: datetime,
+    series: Iterable[str] = FRED_SERIES,
+    start: date = FRED_HISTORY_START,
+) -> PullReport:
     """One ``fredgraph.csv`` request per series from ``start``, stored under one snapshot stamp. A series that
     cannot be pulled is a gap (nothing stored; the newest earlier CSV of it, if any, stays in use)."""
     report = PullReport(asked={FRED_DATASET: set()})
@@ -577,8 +716,17 @@ def pull_fred(client: FredClient, wh: Warehouse, now: datetime, series: Iterable
             report.gaps.append(Gap(FRED_SOURCE, FRED_DATASET, sid, (), status, reason, str(exc)[:300]))
             continue
         report.requests += 1
-        report.files.append(wh.store_raw(FRED_SOURCE, FRED_ENDPOINT, {"snapshot": snap}, safe_component(sid),
-                                         fetched.body, fetched.request_record(), "csv").relpath)
+        report.files.append(
+            wh.store_raw(
+                FRED_SOURCE,
+                FRED_ENDPOINT,
+                {"snapshot": snap},
+                safe_component(sid),
+                fetched.body,
+                fetched.request_record(),
+                "csv",
+            ).relpath
+        )
     report.pulls = len(report.files)
     return report
 

@@ -36,8 +36,17 @@ FUNDING_LIMIT = 1000
 STATS_LIMIT = 500
 FAPI_KLINES_LIMIT = 1500
 SPOT_KLINES_LIMIT = 1000
-PERIOD_MS = {"5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000, "2h": 7_200_000,
-             "4h": 14_400_000, "6h": 21_600_000, "12h": 43_200_000, "1d": 86_400_000}
+PERIOD_MS = {
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+}
 INTERVAL_MS = {**PERIOD_MS, "1m": 60_000, "3m": 180_000, "8h": 28_800_000}
 UTC_MS = pl.Datetime("ms", "UTC")
 
@@ -49,7 +58,9 @@ def ms(t: datetime) -> int:
 class WeightPacer:
     """Slows down as ``X-MBX-USED-WEIGHT-1M`` approaches the per-minute budget."""
 
-    def __init__(self, limit: int, sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
+    def __init__(
+        self, limit: int, sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time
+    ):
         self.limit = limit
         self.used = 0
         self._sleep, self._clock = sleep, clock
@@ -96,28 +107,42 @@ class _BinanceBase:
                 raise HistoryLimitError(
                     "Binance keeps only the last 30 days on /futures/data/* (error -1130); read older history "
                     "from the data.binance.vision metrics archive",
-                    endpoint=endpoint, params=params, status=400, body=exc.body,
+                    endpoint=endpoint,
+                    params=params,
+                    status=400,
+                    body=exc.body,
                 ) from exc
             raise
         self.pacer.observe(fetched)
         return fetched
 
-    def _klines(self, endpoint: str, cap: int, symbol: str, interval: str, start: datetime,
-                end: datetime) -> Iterator[Fetched]:
+    def _klines(
+        self, endpoint: str, cap: int, symbol: str, interval: str, start: datetime, end: datetime
+    ) -> Iterator[Fetched]:
         """Pages of klines opening in [start, end), continuing from ``last open_time + 1``."""
         cursor, stop = ms(start), ms(end) - 1
         while cursor <= stop:
-            params = {"symbol": symbol, "interval": interval, "startTime": cursor, "endTime": stop, "limit": cap}
+            params = {
+                "symbol": symbol,
+                "interval": interval,
+                "startTime": cursor,
+                "endTime": stop,
+                "limit": cap,
+            }
             fetched = self._get(endpoint, params)
             rows = fetched.json()
             if not isinstance(rows, list):
-                raise PayloadError("expected a JSON array", endpoint=endpoint, params=params, status=fetched.status)
+                raise PayloadError(
+                    "expected a JSON array", endpoint=endpoint, params=params, status=fetched.status
+                )
             yield fetched
             if not rows:
                 return
             last = rows[-1][0] if isinstance(rows[-1], list) and rows[-1] else None
             if not isinstance(last, int) or last < cursor:
-                raise PayloadError("bad kline open time", endpoint=endpoint, params=params, status=fetched.status)
+                raise PayloadError(
+                    "bad kline open time", endpoint=endpoint, params=params, status=fetched.status
+                )
             cursor = last + 1
 
 
@@ -135,38 +160,57 @@ class BinanceFuturesClient(_BinanceBase):
             fetched = self._get("/fapi/v1/fundingRate", params)
             rows = fetched.json()
             if not isinstance(rows, list):
-                raise PayloadError("expected a JSON array", endpoint="/fapi/v1/fundingRate", params=params,
-                                   status=fetched.status)
+                raise PayloadError(
+                    "expected a JSON array",
+                    endpoint="/fapi/v1/fundingRate",
+                    params=params,
+                    status=fetched.status,
+                )
             yield fetched
             if not rows:
                 return
             last = rows[-1].get("fundingTime") if isinstance(rows[-1], dict) else None
             if not isinstance(last, int) or last < cursor:
-                raise PayloadError("bad fundingTime", endpoint="/fapi/v1/fundingRate", params=params,
-                                   status=fetched.status)
+                raise PayloadError(
+                    "bad fundingTime", endpoint="/fapi/v1/fundingRate", params=params, status=fetched.status
+                )
             cursor = last + 1
 
     def premium_index(self, symbol: str | None = None) -> Fetched:
         return self._get("/fapi/v1/premiumIndex", {"symbol": symbol} if symbol else {})
 
-    def _stats_pages(self, endpoint: str, symbol: str, period: str, start: datetime, end: datetime) -> Iterator[Fetched]:
+    def _stats_pages(
+        self, endpoint: str, symbol: str, period: str, start: datetime, end: datetime
+    ) -> Iterator[Fetched]:
         """Windows of at most ``STATS_LIMIT`` periods, so the server's choice inside a window never matters."""
         step = PERIOD_MS[period]
         cursor, stop = ms(start), ms(end)
         while cursor <= stop:
             w_end = min(cursor + step * STATS_LIMIT - 1, stop)
-            params = {"symbol": symbol, "period": period, "startTime": cursor, "endTime": w_end, "limit": STATS_LIMIT}
+            params = {
+                "symbol": symbol,
+                "period": period,
+                "startTime": cursor,
+                "endTime": w_end,
+                "limit": STATS_LIMIT,
+            }
             fetched = self._get(endpoint, params)
             if not isinstance(fetched.json(), list):
-                raise PayloadError("expected a JSON array", endpoint=endpoint, params=params, status=fetched.status)
+                raise PayloadError(
+                    "expected a JSON array", endpoint=endpoint, params=params, status=fetched.status
+                )
             yield fetched
             cursor = w_end + 1
 
-    def open_interest_hist_pages(self, symbol: str, period: str, start: datetime, end: datetime) -> Iterator[Fetched]:
+    def open_interest_hist_pages(
+        self, symbol: str, period: str, start: datetime, end: datetime
+    ) -> Iterator[Fetched]:
         """``/futures/data/openInterestHist`` (last 30 days only; older raises ``HistoryLimitError``)."""
         return self._stats_pages("/futures/data/openInterestHist", symbol, period, start, end)
 
-    def long_short_ratio_pages(self, symbol: str, period: str, start: datetime, end: datetime) -> Iterator[Fetched]:
+    def long_short_ratio_pages(
+        self, symbol: str, period: str, start: datetime, end: datetime
+    ) -> Iterator[Fetched]:
         """``/futures/data/globalLongShortAccountRatio`` (last 30 days only)."""
         return self._stats_pages("/futures/data/globalLongShortAccountRatio", symbol, period, start, end)
 
@@ -234,14 +278,23 @@ def infer_interval_hours(df: pl.DataFrame, by: str = "symbol", default: int = 8)
         df.sort(by, "funding_time")
         .with_columns(gap.alias("_gap"))
         .with_columns(
-            pl.coalesce(pl.col("_gap"), pl.col("_gap").shift(-1).over(by), pl.lit(default, pl.Int32)).alias("interval_hours")
+            pl.coalesce(pl.col("_gap"), pl.col("_gap").shift(-1).over(by), pl.lit(default, pl.Int32)).alias(
+                "interval_hours"
+            )
         )
         .drop("_gap")
     )
 
 
-FUNDING_SCHEMA = {"venue": pl.String, "symbol": pl.String, "base": pl.String, "funding_time": UTC_MS,
-                  "funding_rate": pl.Float64, "interval_hours": pl.Int32, "mark_price": pl.Float64}
+FUNDING_SCHEMA = {
+    "venue": pl.String,
+    "symbol": pl.String,
+    "base": pl.String,
+    "funding_time": UTC_MS,
+    "funding_rate": pl.Float64,
+    "interval_hours": pl.Int32,
+    "mark_price": pl.Float64,
+}
 
 
 def _base(symbol: str) -> str:
@@ -258,10 +311,16 @@ def parse_funding_rates(pages: list[Any], endpoint: str = "/fapi/v1/fundingRate"
     for page in pages:
         for r in _rows(page, endpoint, ("symbol", "fundingRate", "fundingTime")):
             t = _ts(r["fundingTime"], "fundingTime", endpoint)
-            out.append({"venue": "binance", "symbol": str(r["symbol"]), "base": _base(str(r["symbol"])),
-                        "funding_time": t - t % 3_600_000,
-                        "funding_rate": _num(r["fundingRate"], "fundingRate", endpoint),
-                        "mark_price": _num(r.get("markPrice", ""), "markPrice", endpoint, allow_empty=True)})
+            out.append(
+                {
+                    "venue": "binance",
+                    "symbol": str(r["symbol"]),
+                    "base": _base(str(r["symbol"])),
+                    "funding_time": t - t % 3_600_000,
+                    "funding_rate": _num(r["fundingRate"], "fundingRate", endpoint),
+                    "mark_price": _num(r.get("markPrice", ""), "markPrice", endpoint, allow_empty=True),
+                }
+            )
     schema = {**FUNDING_SCHEMA}
     schema.pop("interval_hours")
     schema["funding_time"] = pl.Int64
@@ -273,47 +332,91 @@ def parse_funding_rates(pages: list[Any], endpoint: str = "/fapi/v1/fundingRate"
 def parse_premium_index(body: Any, endpoint: str = "/fapi/v1/premiumIndex") -> pl.DataFrame:
     """One object or an array -> symbol, mark/index price (USD), ``last_funding_rate`` (running interval,
     not yet paid), ``next_funding_time`` and ``time`` (UTC)."""
-    rows = _rows([body] if isinstance(body, dict) else body, endpoint,
-                 ("symbol", "markPrice", "lastFundingRate", "nextFundingTime", "time"))
-    out = [{"symbol": str(r["symbol"]), "mark_price": _num(r["markPrice"], "markPrice", endpoint),
+    rows = _rows(
+        [body] if isinstance(body, dict) else body,
+        endpoint,
+        ("symbol", "markPrice", "lastFundingRate", "nextFundingTime", "time"),
+    )
+    out = [
+        {
+            "symbol": str(r["symbol"]),
+            "mark_price": _num(r["markPrice"], "markPrice", endpoint),
             "index_price": _num(r.get("indexPrice", ""), "indexPrice", endpoint, allow_empty=True),
             "last_funding_rate": _num(r["lastFundingRate"], "lastFundingRate", endpoint, allow_empty=True),
             "interest_rate": _num(r.get("interestRate", ""), "interestRate", endpoint, allow_empty=True),
             "next_funding_time": _ts(r["nextFundingTime"], "nextFundingTime", endpoint),
-            "time": _ts(r["time"], "time", endpoint)} for r in rows]
-    schema = {"symbol": pl.String, "mark_price": pl.Float64, "index_price": pl.Float64, "last_funding_rate": pl.Float64,
-              "interest_rate": pl.Float64, "next_funding_time": pl.Int64, "time": pl.Int64}
+            "time": _ts(r["time"], "time", endpoint),
+        }
+        for r in rows
+    ]
+    schema = {
+        "symbol": pl.String,
+        "mark_price": pl.Float64,
+        "index_price": pl.Float64,
+        "last_funding_rate": pl.Float64,
+        "interest_rate": pl.Float64,
+        "next_funding_time": pl.Int64,
+        "time": pl.Int64,
+    }
     return pl.DataFrame(out, schema=schema).with_columns(pl.col("next_funding_time", "time").cast(UTC_MS))
 
 
-OI_SCHEMA = {"venue": pl.String, "symbol": pl.String, "base": pl.String, "ts": UTC_MS, "oi_base": pl.Float64,
-             "oi_usd": pl.Float64}
+OI_SCHEMA = {
+    "venue": pl.String,
+    "symbol": pl.String,
+    "base": pl.String,
+    "ts": UTC_MS,
+    "oi_base": pl.Float64,
+    "oi_usd": pl.Float64,
+}
 
 
-def parse_open_interest_hist(pages: list[Any], endpoint: str = "/futures/data/openInterestHist") -> pl.DataFrame:
+def parse_open_interest_hist(
+    pages: list[Any], endpoint: str = "/futures/data/openInterestHist"
+) -> pl.DataFrame:
     """-> venue, symbol, base, ts (UTC), ``oi_base`` (coins), ``oi_usd`` (USDT notional), ascending."""
     out = []
     for page in pages:
         for r in _rows(page, endpoint, ("symbol", "sumOpenInterest", "sumOpenInterestValue", "timestamp")):
-            out.append({"venue": "binance", "symbol": str(r["symbol"]), "base": _base(str(r["symbol"])),
-                        "ts": _ts(r["timestamp"], "timestamp", endpoint),
-                        "oi_base": _num(r["sumOpenInterest"], "sumOpenInterest", endpoint),
-                        "oi_usd": _num(r["sumOpenInterestValue"], "sumOpenInterestValue", endpoint)})
+            out.append(
+                {
+                    "venue": "binance",
+                    "symbol": str(r["symbol"]),
+                    "base": _base(str(r["symbol"])),
+                    "ts": _ts(r["timestamp"], "timestamp", endpoint),
+                    "oi_base": _num(r["sumOpenInterest"], "sumOpenInterest", endpoint),
+                    "oi_usd": _num(r["sumOpenInterestValue"], "sumOpenInterestValue", endpoint),
+                }
+            )
     df = pl.DataFrame(out, schema={**OI_SCHEMA, "ts": pl.Int64}).with_columns(pl.col("ts").cast(UTC_MS))
     return unique_strict(df, ["symbol", "ts"], "Binance payload").sort("symbol", "ts")
 
 
-def parse_long_short_ratio(pages: list[Any], endpoint: str = "/futures/data/globalLongShortAccountRatio") -> pl.DataFrame:
+def parse_long_short_ratio(
+    pages: list[Any], endpoint: str = "/futures/data/globalLongShortAccountRatio"
+) -> pl.DataFrame:
     """-> symbol, ts (UTC), ``long_account`` and ``short_account`` (fractions 0..1), ``long_short_ratio``."""
     out = []
     for page in pages:
-        for r in _rows(page, endpoint, ("symbol", "longShortRatio", "longAccount", "shortAccount", "timestamp")):
-            out.append({"symbol": str(r["symbol"]), "ts": _ts(r["timestamp"], "timestamp", endpoint),
-                        "long_account": _num(r["longAccount"], "longAccount", endpoint),
-                        "short_account": _num(r["shortAccount"], "shortAccount", endpoint),
-                        "long_short_ratio": _num(r["longShortRatio"], "longShortRatio", endpoint)})
-    schema = {"symbol": pl.String, "ts": pl.Int64, "long_account": pl.Float64, "short_account": pl.Float64,
-              "long_short_ratio": pl.Float64}
+        for r in _rows(
+            page, endpoint, ("symbol", "longShortRatio", "longAccount", "shortAccount", "timestamp")
+        ):
+            out.append(
+                {
+                    "symbol": str(r["symbol"]),
+                    "ts": _ts(r["timestamp"], "timestamp", endpoint),
+                    "long_account": _num(r["longAccount"], "longAccount", endpoint),
+                    "short_account": _num(r["shortAccount"], "shortAccount", endpoint),
+                    "long_short_ratio": _num(r["longShortRatio"], "longShortRatio", endpoint),
+                }
+            )
+    schema = {
+        "symbol": pl.String,
+        "ts": pl.Int64,
+        "long_account": pl.Float64,
+        "short_account": pl.Float64,
+        "long_short_ratio": pl.Float64,
+    }
     df = pl.DataFrame(out, schema=schema).with_columns(pl.col("ts").cast(UTC_MS))
     bad = df.filter((pl.col("long_account") < 0) | (pl.col("long_account") > 1))
     if bad.height:
@@ -321,9 +424,19 @@ def parse_long_short_ratio(pages: list[Any], endpoint: str = "/futures/data/glob
     return unique_strict(df, ["symbol", "ts"], "Binance payload").sort("symbol", "ts")
 
 
-KLINE_SCHEMA = {"open_time": UTC_MS, "open": pl.Float64, "high": pl.Float64, "low": pl.Float64, "close": pl.Float64,
-                "volume": pl.Float64, "close_time": UTC_MS, "quote_volume": pl.Float64, "trades": pl.Int64,
-                "taker_buy_volume": pl.Float64, "taker_buy_quote_volume": pl.Float64}
+KLINE_SCHEMA = {
+    "open_time": UTC_MS,
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+    "volume": pl.Float64,
+    "close_time": UTC_MS,
+    "quote_volume": pl.Float64,
+    "trades": pl.Int64,
+    "taker_buy_volume": pl.Float64,
+    "taker_buy_quote_volume": pl.Float64,
+}
 
 
 def parse_klines(pages: list[Any], endpoint: str = "/fapi/v1/klines") -> pl.DataFrame:
@@ -336,12 +449,21 @@ def parse_klines(pages: list[Any], endpoint: str = "/fapi/v1/klines") -> pl.Data
         for r in page:
             if not isinstance(r, list) or len(r) < 11:
                 raise _drift(f"bad kline {str(r)[:80]}", endpoint)
-            out.append((_ts(r[0], "open_time", endpoint), *(_num(r[k], f"kline[{k}]", endpoint) for k in range(1, 6)),
-                        _ts(r[6], "close_time", endpoint), _num(r[7], "quote_volume", endpoint),
-                        int(_ts(r[8], "count", endpoint)), _num(r[9], "taker_buy_volume", endpoint),
-                        _num(r[10], "taker_buy_quote_volume", endpoint)))
+            out.append(
+                (
+                    _ts(r[0], "open_time", endpoint),
+                    *(_num(r[k], f"kline[{k}]", endpoint) for k in range(1, 6)),
+                    _ts(r[6], "close_time", endpoint),
+                    _num(r[7], "quote_volume", endpoint),
+                    int(_ts(r[8], "count", endpoint)),
+                    _num(r[9], "taker_buy_volume", endpoint),
+                    _num(r[10], "taker_buy_quote_volume", endpoint),
+                )
+            )
     schema = {**KLINE_SCHEMA, "open_time": pl.Int64, "close_time": pl.Int64}
-    df = pl.DataFrame(out, schema=schema, orient="row").with_columns(pl.col("open_time", "close_time").cast(UTC_MS))
+    df = pl.DataFrame(out, schema=schema, orient="row").with_columns(
+        pl.col("open_time", "close_time").cast(UTC_MS)
+    )
     return unique_strict(df, "open_time", "Binance " + "open_time").sort("open_time")
 
 

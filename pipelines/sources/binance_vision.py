@@ -30,12 +30,31 @@ from pipelines.sources.dedupe import unique_strict
 from pipelines.sources.http import HttpSource, PayloadError, SourceError
 
 BASE_URL = "https://data.binance.vision"
-METRICS_COLUMNS = ("create_time", "symbol", "sum_open_interest", "sum_open_interest_value",
-                   "count_toptrader_long_short_ratio", "sum_toptrader_long_short_ratio", "count_long_short_ratio",
-                   "sum_taker_long_short_vol_ratio")
+METRICS_COLUMNS = (
+    "create_time",
+    "symbol",
+    "sum_open_interest",
+    "sum_open_interest_value",
+    "count_toptrader_long_short_ratio",
+    "sum_toptrader_long_short_ratio",
+    "count_long_short_ratio",
+    "sum_taker_long_short_vol_ratio",
+)
 FUNDING_COLUMNS = ("calc_time", "funding_interval_hours", "last_funding_rate")
-KLINE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "count",
-                 "taker_buy_volume", "taker_buy_quote_volume", "ignore")
+KLINE_COLUMNS = (
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "count",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+    "ignore",
+)
 _CHECKSUM = re.compile(r"^([0-9a-f]{64})  (\S+)\s*$")
 
 
@@ -45,8 +64,12 @@ class ChecksumError(SourceError):
 
 class BinanceVisionClient:
     def __init__(self, base_url: str = BASE_URL, calls_per_minute: float = 0, **http_options: Any):
-        self.http = HttpSource(base_url, headers={"user-agent": "crypto-weekly/0.1"},
-                               calls_per_minute=calls_per_minute, **http_options)
+        self.http = HttpSource(
+            base_url,
+            headers={"user-agent": "crypto-weekly/0.1"},
+            calls_per_minute=calls_per_minute,
+            **http_options,
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -69,26 +92,37 @@ class BinanceVisionClient:
         m = _CHECKSUM.match(line.strip("\r\n") + "\n" if line else "")
         name = path.rsplit("/", 1)[1]
         if not m:
-            raise PayloadError(f"unreadable .CHECKSUM line {line[:90]!r}", endpoint=path + ".CHECKSUM", params={},
-                               status=200)
+            raise PayloadError(
+                f"unreadable .CHECKSUM line {line[:90]!r}", endpoint=path + ".CHECKSUM", params={}, status=200
+            )
         if m.group(2) != name:
-            raise ChecksumError(f".CHECKSUM names {m.group(2)!r}, not {name!r}", endpoint=path, params={}, status=200)
+            raise ChecksumError(
+                f".CHECKSUM names {m.group(2)!r}, not {name!r}", endpoint=path, params={}, status=200
+            )
         actual = hashlib.sha256(blob).hexdigest()
         if actual != m.group(1):
-            raise ChecksumError(f"sha256 mismatch: file {actual}, .CHECKSUM {m.group(1)}", endpoint=path, params={},
-                                status=200)
+            raise ChecksumError(
+                f"sha256 mismatch: file {actual}, .CHECKSUM {m.group(1)}",
+                endpoint=path,
+                params={},
+                status=200,
+            )
         return blob
 
     def metrics_day(self, symbol: str, day: date) -> bytes | None:
-        return self.fetch_verified(f"/data/futures/um/daily/metrics/{symbol}/{symbol}-metrics-{day.isoformat()}.zip")
+        return self.fetch_verified(
+            f"/data/futures/um/daily/metrics/{symbol}/{symbol}-metrics-{day.isoformat()}.zip"
+        )
 
     def funding_month(self, symbol: str, year: int, month: int) -> bytes | None:
         return self.fetch_verified(
-            f"/data/futures/um/monthly/fundingRate/{symbol}/{symbol}-fundingRate-{year:04d}-{month:02d}.zip")
+            f"/data/futures/um/monthly/fundingRate/{symbol}/{symbol}-fundingRate-{year:04d}-{month:02d}.zip"
+        )
 
     def klines_day(self, symbol: str, interval: str, day: date) -> bytes | None:
         return self.fetch_verified(
-            f"/data/futures/um/daily/klines/{symbol}/{interval}/{symbol}-{interval}-{day.isoformat()}.zip")
+            f"/data/futures/um/daily/klines/{symbol}/{interval}/{symbol}-{interval}-{day.isoformat()}.zip"
+        )
 
 
 # ---- parsers ------------------------------------------------------------------------------------------------
@@ -150,16 +184,33 @@ def parse_metrics_csv(text: str) -> pl.DataFrame:
     long/short), ``taker_buy_sell_ratio``; blank cells are null."""
     out = []
     for r in _table(text, METRICS_COLUMNS, "metrics"):
-        out.append({"symbol": r[1], "ts": r[0].strip(), "oi_base": _float(r[2], "metrics"),
-                    "oi_usd": _float(r[3], "metrics"), "top_account_ratio": _float(r[4], "metrics"),
-                    "top_position_ratio": _float(r[5], "metrics"), "long_short_ratio": _float(r[6], "metrics"),
-                    "taker_buy_sell_ratio": _float(r[7], "metrics")})
-    schema = {"symbol": pl.String, "ts": pl.String, "oi_base": pl.Float64, "oi_usd": pl.Float64,
-              "top_account_ratio": pl.Float64, "top_position_ratio": pl.Float64, "long_short_ratio": pl.Float64,
-              "taker_buy_sell_ratio": pl.Float64}
+        out.append(
+            {
+                "symbol": r[1],
+                "ts": r[0].strip(),
+                "oi_base": _float(r[2], "metrics"),
+                "oi_usd": _float(r[3], "metrics"),
+                "top_account_ratio": _float(r[4], "metrics"),
+                "top_position_ratio": _float(r[5], "metrics"),
+                "long_short_ratio": _float(r[6], "metrics"),
+                "taker_buy_sell_ratio": _float(r[7], "metrics"),
+            }
+        )
+    schema = {
+        "symbol": pl.String,
+        "ts": pl.String,
+        "oi_base": pl.Float64,
+        "oi_usd": pl.Float64,
+        "top_account_ratio": pl.Float64,
+        "top_position_ratio": pl.Float64,
+        "long_short_ratio": pl.Float64,
+        "taker_buy_sell_ratio": pl.Float64,
+    }
     df = pl.DataFrame(out, schema=schema)
     try:
-        df = df.with_columns(pl.col("ts").str.strptime(pl.Datetime("ms"), "%Y-%m-%d %H:%M:%S").dt.replace_time_zone("UTC"))
+        df = df.with_columns(
+            pl.col("ts").str.strptime(pl.Datetime("ms"), "%Y-%m-%d %H:%M:%S").dt.replace_time_zone("UTC")
+        )
     except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError) as exc:
         raise _drift(f"create_time is not 'YYYY-MM-DD HH:MM:SS' ({exc})", "metrics") from exc
     return unique_strict(df, ["symbol", "ts"], "Binance archive payload").sort("symbol", "ts")
@@ -174,20 +225,42 @@ def parse_funding_csv(text: str, symbol: str) -> pl.DataFrame:
         hours = r[1].strip()
         if not hours.isdigit():
             raise _drift(f"funding_interval_hours {hours!r}", "fundingRate")
-        out.append({"venue": "binance", "symbol": symbol, "base": symbol[:-4] if symbol.endswith("USDT") else symbol,
-                    "funding_time": t - t % 3_600_000, "funding_rate": _float(r[2], "fundingRate"),
-                    "interval_hours": int(hours), "mark_price": None})
+        out.append(
+            {
+                "venue": "binance",
+                "symbol": symbol,
+                "base": symbol[:-4] if symbol.endswith("USDT") else symbol,
+                "funding_time": t - t % 3_600_000,
+                "funding_rate": _float(r[2], "fundingRate"),
+                "interval_hours": int(hours),
+                "mark_price": None,
+            }
+        )
     df = pl.DataFrame(out, schema={**FUNDING_SCHEMA, "funding_time": pl.Int64})
-    return unique_strict(df.with_columns(pl.col("funding_time").cast(UTC_MS)), "funding_time", "Binance archive " + "funding_time").sort("funding_time")
+    return unique_strict(
+        df.with_columns(pl.col("funding_time").cast(UTC_MS)),
+        "funding_time",
+        "Binance archive " + "funding_time",
+    ).sort("funding_time")
 
 
 def parse_klines_csv(text: str) -> pl.DataFrame:
     """A klines CSV (header or not) -> the frame of ``binance.parse_klines`` (times normalised to ms, UTC)."""
     out = []
     for r in _table(text, KLINE_COLUMNS, "klines", header_optional=True):
-        out.append((epoch_ms(r[0], "klines"), *(_float(r[k], "klines") for k in range(1, 6)),
-                    epoch_ms(r[6], "klines"), _float(r[7], "klines"), int(r[8]), _float(r[9], "klines"),
-                    _float(r[10], "klines")))
+        out.append(
+            (
+                epoch_ms(r[0], "klines"),
+                *(_float(r[k], "klines") for k in range(1, 6)),
+                epoch_ms(r[6], "klines"),
+                _float(r[7], "klines"),
+                int(r[8]),
+                _float(r[9], "klines"),
+                _float(r[10], "klines"),
+            )
+        )
     schema = {**KLINE_SCHEMA, "open_time": pl.Int64, "close_time": pl.Int64}
-    df = pl.DataFrame(out, schema=schema, orient="row").with_columns(pl.col("open_time", "close_time").cast(UTC_MS))
+    df = pl.DataFrame(out, schema=schema, orient="row").with_columns(
+        pl.col("open_time", "close_time").cast(UTC_MS)
+    )
     return unique_strict(df, "open_time", "Binance archive " + "open_time").sort("open_time")

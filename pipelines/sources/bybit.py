@@ -48,11 +48,21 @@ class BybitClient:
         fetched = self.http.get(endpoint, params)
         body = fetched.json()
         if not isinstance(body, dict) or "retCode" not in body:
-            raise PayloadError("not a Bybit v5 envelope", endpoint=endpoint, params=params, status=fetched.status,
-                               body=fetched.body.decode(errors="replace"))
+            raise PayloadError(
+                "not a Bybit v5 envelope",
+                endpoint=endpoint,
+                params=params,
+                status=fetched.status,
+                body=fetched.body.decode(errors="replace"),
+            )
         if body["retCode"] != 0:
-            raise SourceError(f"Bybit retCode {body['retCode']} ({body.get('retMsg')})", endpoint=endpoint,
-                              params=params, status=fetched.status, body=fetched.body.decode(errors="replace"))
+            raise SourceError(
+                f"Bybit retCode {body['retCode']} ({body.get('retMsg')})",
+                endpoint=endpoint,
+                params=params,
+                status=fetched.status,
+                body=fetched.body.decode(errors="replace"),
+            )
         result = body.get("result")
         if not isinstance(result, dict) or not isinstance(result.get("list"), list):
             raise PayloadError("result.list missing", endpoint=endpoint, params=params, status=fetched.status)
@@ -62,7 +72,13 @@ class BybitClient:
         """Settlements in [start, end], newest page first."""
         lo, hi = ms(start), ms(end)
         while hi >= lo:
-            params = {"category": "linear", "symbol": symbol, "startTime": lo, "endTime": hi, "limit": PAGE_LIMIT}
+            params = {
+                "category": "linear",
+                "symbol": symbol,
+                "startTime": lo,
+                "endTime": hi,
+                "limit": PAGE_LIMIT,
+            }
             fetched, result = self._get("/v5/market/funding/history", params)
             yield fetched
             rows = result["list"]
@@ -71,27 +87,47 @@ class BybitClient:
             try:
                 oldest = min(int(r["fundingRateTimestamp"]) for r in rows)
             except (KeyError, TypeError, ValueError) as exc:
-                raise PayloadError("bad fundingRateTimestamp", endpoint="/v5/market/funding/history", params=params,
-                                   status=fetched.status) from exc
+                raise PayloadError(
+                    "bad fundingRateTimestamp",
+                    endpoint="/v5/market/funding/history",
+                    params=params,
+                    status=fetched.status,
+                ) from exc
             if oldest > hi:
-                raise PayloadError("page not older than endTime", endpoint="/v5/market/funding/history",
-                                   params=params, status=fetched.status)
+                raise PayloadError(
+                    "page not older than endTime",
+                    endpoint="/v5/market/funding/history",
+                    params=params,
+                    status=fetched.status,
+                )
             hi = oldest - 1
 
-    def open_interest_pages(self, symbol: str, interval: str, start: datetime, end: datetime) -> Iterator[Fetched]:
+    def open_interest_pages(
+        self, symbol: str, interval: str, start: datetime, end: datetime
+    ) -> Iterator[Fetched]:
         """``intervalTime`` one of 5min,15min,30min,1h,4h,1d; pages follow ``nextPageCursor``."""
         cursor = ""
         while True:
-            params: dict[str, Any] = {"category": "linear", "symbol": symbol, "intervalTime": interval,
-                                      "startTime": ms(start), "endTime": ms(end), "limit": PAGE_LIMIT}
+            params: dict[str, Any] = {
+                "category": "linear",
+                "symbol": symbol,
+                "intervalTime": interval,
+                "startTime": ms(start),
+                "endTime": ms(end),
+                "limit": PAGE_LIMIT,
+            }
             if cursor:
                 params["cursor"] = cursor
             fetched, result = self._get("/v5/market/open-interest", params)
             yield fetched
             nxt = result.get("nextPageCursor", "")
             if not isinstance(nxt, str):
-                raise PayloadError("nextPageCursor not a string", endpoint="/v5/market/open-interest", params=params,
-                                   status=fetched.status)
+                raise PayloadError(
+                    "nextPageCursor not a string",
+                    endpoint="/v5/market/open-interest",
+                    params=params,
+                    status=fetched.status,
+                )
             if not nxt or not result["list"] or nxt == cursor:
                 return
             cursor = nxt
@@ -134,9 +170,16 @@ def parse_funding_history(bodies: list[Any], endpoint: str = "/v5/market/funding
         for r in _list(body, endpoint, ("symbol", "fundingRate", "fundingRateTimestamp")):
             t = _i(r["fundingRateTimestamp"], endpoint)
             sym = r["symbol"]
-            out.append({"venue": "bybit", "symbol": sym, "base": sym[:-4] if sym.endswith("USDT") else sym,
-                        "funding_time": t - t % 3_600_000, "funding_rate": _f(r["fundingRate"], endpoint),
-                        "mark_price": None})
+            out.append(
+                {
+                    "venue": "bybit",
+                    "symbol": sym,
+                    "base": sym[:-4] if sym.endswith("USDT") else sym,
+                    "funding_time": t - t % 3_600_000,
+                    "funding_rate": _f(r["fundingRate"], endpoint),
+                    "mark_price": None,
+                }
+            )
     schema = {k: v for k, v in FUNDING_SCHEMA.items() if k != "interval_hours"} | {"funding_time": pl.Int64}
     df = pl.DataFrame(out, schema=schema).with_columns(pl.col("funding_time").cast(UTC_MS))
     df = unique_strict(df, ["symbol", "funding_time"], "Bybit payload")
@@ -153,8 +196,16 @@ def parse_open_interest(bodies: list[Any], endpoint: str = "/v5/market/open-inte
         if not isinstance(sym, str):
             raise _drift("result.symbol missing", endpoint)
         for r in rows:
-            out.append({"venue": "bybit", "symbol": sym, "base": sym[:-4] if sym.endswith("USDT") else sym,
-                        "ts": _i(r["timestamp"], endpoint), "oi_base": _f(r["openInterest"], endpoint), "oi_usd": None})
+            out.append(
+                {
+                    "venue": "bybit",
+                    "symbol": sym,
+                    "base": sym[:-4] if sym.endswith("USDT") else sym,
+                    "ts": _i(r["timestamp"], endpoint),
+                    "oi_base": _f(r["openInterest"], endpoint),
+                    "oi_usd": None,
+                }
+            )
     df = pl.DataFrame(out, schema={**OI_SCHEMA, "ts": pl.Int64}).with_columns(pl.col("ts").cast(UTC_MS))
     return unique_strict(df, ["symbol", "ts"], "Bybit payload").sort("symbol", "ts")
 
@@ -162,7 +213,15 @@ def parse_open_interest(bodies: list[Any], endpoint: str = "/v5/market/open-inte
 def attach_usd(oi: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFrame:
     """Fill ``oi_usd = oi_base × price`` using ``prices`` (columns ``base``, ``ts`` UTC, ``price`` USD), taking
     the latest price at or before each OI timestamp (e.g. hourly closes from Binance klines)."""
-    joined = oi.sort("base", "ts").join_asof(prices.select("base", "ts", "price").sort("base", "ts"), on="ts", by="base",
-                                          strategy="backward", check_sortedness=False)
-    return joined.with_columns((pl.col("oi_base") * pl.col("price")).alias("oi_usd")).select(list(OI_SCHEMA)).sort(
-        "symbol", "ts")
+    joined = oi.sort("base", "ts").join_asof(
+        prices.select("base", "ts", "price").sort("base", "ts"),
+        on="ts",
+        by="base",
+        strategy="backward",
+        check_sortedness=False,
+    )
+    return (
+        joined.with_columns((pl.col("oi_base") * pl.col("price")).alias("oi_usd"))
+        .select(list(OI_SCHEMA))
+        .sort("symbol", "ts")
+    )

@@ -37,7 +37,11 @@ class CoinGeckoClient:
         if api_key:
             headers["x-cg-pro-api-key" if plan.strip().lower() == "pro" else "x-cg-demo-api-key"] = api_key
         self.http = HttpSource(
-            base_url, headers=headers, calls_per_minute=calls_per_minute, classify_error=classify_error, **http_options
+            base_url,
+            headers=headers,
+            calls_per_minute=calls_per_minute,
+            classify_error=classify_error,
+            **http_options,
         )
 
     def close(self) -> None:
@@ -60,13 +64,20 @@ class CoinGeckoClient:
         seen = 0
         page = 1
         while seen < top_n:
-            params: dict[str, Any] = {"vs_currency": "usd", "order": "market_cap_desc", "per_page": per_page, "page": page}
+            params: dict[str, Any] = {
+                "vs_currency": "usd",
+                "order": "market_cap_desc",
+                "per_page": per_page,
+                "page": page,
+            }
             if category:
                 params["category"] = category
             fetched = self._get("/coins/markets", params)
             rows = fetched.json()
             if not isinstance(rows, list):
-                raise PayloadError("expected a JSON array", endpoint="/coins/markets", params=params, status=fetched.status)
+                raise PayloadError(
+                    "expected a JSON array", endpoint="/coins/markets", params=params, status=fetched.status
+                )
             yield fetched
             seen += len(rows)
             if len(rows) < per_page:
@@ -110,7 +121,9 @@ def classify_error(endpoint: str, params: Any, status: int, text: str) -> Source
     except ValueError:
         return None
     if found and found[0] == 10012:
-        return HistoryLimitError(HISTORY_LIMIT_HELP, endpoint=endpoint, params=params, status=status, body=found[1])
+        return HistoryLimitError(
+            HISTORY_LIMIT_HELP, endpoint=endpoint, params=params, status=status, body=found[1]
+        )
     return None
 
 
@@ -123,10 +136,20 @@ def check_error_body(fetched: Fetched) -> None:
     if found is None:
         return
     if found[0] == 10012:
-        raise HistoryLimitError(HISTORY_LIMIT_HELP, endpoint=fetched.endpoint, params=fetched.params,
-                                status=fetched.status, body=found[1])
-    raise SourceError("CoinGecko returned an error body", endpoint=fetched.endpoint, params=fetched.params,
-                      status=fetched.status, body=found[1])
+        raise HistoryLimitError(
+            HISTORY_LIMIT_HELP,
+            endpoint=fetched.endpoint,
+            params=fetched.params,
+            status=fetched.status,
+            body=found[1],
+        )
+    raise SourceError(
+        "CoinGecko returned an error body",
+        endpoint=fetched.endpoint,
+        params=fetched.params,
+        status=fetched.status,
+        body=found[1],
+    )
 
 
 def _is_payload(body: dict[str, Any]) -> bool:
@@ -136,7 +159,9 @@ def _is_payload(body: dict[str, Any]) -> bool:
 def _series(body: dict[str, Any], key: str, fetched_endpoint: str) -> list[list[Any]]:
     rows = body.get(key)
     if not isinstance(rows, list):
-        raise PayloadError(f"field {key!r} missing or not a list", endpoint=fetched_endpoint, params={}, status=200)
+        raise PayloadError(
+            f"field {key!r} missing or not a list", endpoint=fetched_endpoint, params={}, status=200
+        )
     for row in rows:
         if (
             not isinstance(row, list)
@@ -145,7 +170,9 @@ def _series(body: dict[str, Any], key: str, fetched_endpoint: str) -> list[list[
             or isinstance(row[0], bool)
             or not (row[1] is None or (isinstance(row[1], int | float) and not isinstance(row[1], bool)))
         ):
-            raise PayloadError(f"bad point in {key!r}: {str(row)[:80]}", endpoint=fetched_endpoint, params={}, status=200)
+            raise PayloadError(
+                f"bad point in {key!r}: {str(row)[:80]}", endpoint=fetched_endpoint, params={}, status=200
+            )
     return rows
 
 
@@ -162,12 +189,25 @@ def parse_market_chart(body: Any, endpoint: str = "/coins/{id}/market_chart/rang
         rows = _series(body, key, endpoint)
         clean = [(int(t), None if v is None or not math.isfinite(v) else float(v)) for t, v in rows]
         frames.append(
-            unique_strict(pl.DataFrame(clean, schema={"ts_ms": pl.Int64, col: pl.Float64}, orient="row"), "ts_ms", f"CoinGecko market chart {col}")
+            unique_strict(
+                pl.DataFrame(clean, schema={"ts_ms": pl.Int64, col: pl.Float64}, orient="row"),
+                "ts_ms",
+                f"CoinGecko market chart {col}",
+            )
         )
-    df = frames[0].join(frames[1], on="ts_ms", how="full", coalesce=True).join(frames[2], on="ts_ms", how="full", coalesce=True)
+    df = (
+        frames[0]
+        .join(frames[1], on="ts_ms", how="full", coalesce=True)
+        .join(frames[2], on="ts_ms", how="full", coalesce=True)
+    )
     return (
         df.sort("ts_ms")
-        .with_columns(pl.from_epoch("ts_ms", time_unit="ms").dt.cast_time_unit("ms").dt.replace_time_zone("UTC").alias("ts"))
+        .with_columns(
+            pl.from_epoch("ts_ms", time_unit="ms")
+            .dt.cast_time_unit("ms")
+            .dt.replace_time_zone("UTC")
+            .alias("ts")
+        )
         .select("ts", "price", "market_cap", "total_volume")
     )
 
@@ -180,7 +220,9 @@ def parse_markets(pages: list[Any]) -> pl.DataFrame:
             raise PayloadError("expected a JSON array", endpoint="/coins/markets", params={}, status=200)
         for row in page:
             if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-                raise PayloadError(f"bad row {str(row)[:80]}", endpoint="/coins/markets", params={}, status=200)
+                raise PayloadError(
+                    f"bad row {str(row)[:80]}", endpoint="/coins/markets", params={}, status=200
+                )
             rank = row.get("market_cap_rank")
             cap = row.get("market_cap")
             out.append(
@@ -188,11 +230,21 @@ def parse_markets(pages: list[Any]) -> pl.DataFrame:
                     "coin_id": row["id"],
                     "symbol": str(row.get("symbol") or ""),
                     "name": str(row.get("name") or ""),
-                    "market_cap_rank": int(rank) if isinstance(rank, int | float) and not isinstance(rank, bool) else None,
-                    "market_cap_usd": float(cap) if isinstance(cap, int | float) and not isinstance(cap, bool) else None,
+                    "market_cap_rank": int(rank)
+                    if isinstance(rank, int | float) and not isinstance(rank, bool)
+                    else None,
+                    "market_cap_usd": float(cap)
+                    if isinstance(cap, int | float) and not isinstance(cap, bool)
+                    else None,
                 }
             )
-    schema = {"coin_id": pl.String, "symbol": pl.String, "name": pl.String, "market_cap_rank": pl.Int32, "market_cap_usd": pl.Float64}
+    schema = {
+        "coin_id": pl.String,
+        "symbol": pl.String,
+        "name": pl.String,
+        "market_cap_rank": pl.Int32,
+        "market_cap_usd": pl.Float64,
+    }
     return pl.DataFrame(out, schema=schema).unique("coin_id", keep="first", maintain_order=True)
 
 

@@ -35,8 +35,19 @@ from pipelines.sources.dedupe import unique_strict
 from pipelines.sources.http import Fetched, HttpSource, PayloadError
 
 BASE_URL = "https://fred.stlouisfed.org"
-SERIES = ("SP500", "NASDAQCOM", "DGS2", "DGS10", "DEXJPUS", "DTWEXBGS", "PAYEMS", "UNRATE", "IRLTLT01JPM156N",
-          "DTB3", "DFF")
+SERIES = (
+    "SP500",
+    "NASDAQCOM",
+    "DGS2",
+    "DGS10",
+    "DEXJPUS",
+    "DTWEXBGS",
+    "PAYEMS",
+    "UNRATE",
+    "IRLTLT01JPM156N",
+    "DTB3",
+    "DFF",
+)
 GOLD_PROXY_ID = "GOLD_PAXG"
 MISSING = {".", "", "NaN", "nan", "NA"}
 SCHEMA = {"series_id": pl.String, "date": pl.Date, "value": pl.Float64}
@@ -75,7 +86,9 @@ def parse_fredgraph_csv(text: str | bytes, endpoint: str = "/graph/fredgraph.csv
         text = text.decode("utf-8-sig", errors="replace")
     rows = list(csv.reader(io.StringIO(text)))
     if not rows or len(rows[0]) < 2 or rows[0][0].strip().lower() not in ("observation_date", "date"):
-        raise PayloadError(f"not a FRED CSV: first line {text[:60]!r}", endpoint=endpoint, params={}, status=200)
+        raise PayloadError(
+            f"not a FRED CSV: first line {text[:60]!r}", endpoint=endpoint, params={}, status=200
+        )
     ids = [h.strip() for h in rows[0][1:]]
     out = []
     for n, row in enumerate(rows[1:], start=2):
@@ -86,7 +99,9 @@ def parse_fredgraph_csv(text: str | bytes, endpoint: str = "/graph/fredgraph.csv
         try:
             day = date.fromisoformat(row[0].strip())
         except ValueError:
-            raise PayloadError(f"line {n}: bad date {row[0][:20]!r}", endpoint=endpoint, params={}, status=200) from None
+            raise PayloadError(
+                f"line {n}: bad date {row[0][:20]!r}", endpoint=endpoint, params={}, status=200
+            ) from None
         for sid, cell in zip(ids, row[1:], strict=True):
             cell = cell.strip()
             if cell in MISSING:
@@ -95,13 +110,20 @@ def parse_fredgraph_csv(text: str | bytes, endpoint: str = "/graph/fredgraph.csv
                 try:
                     value = float(cell)
                 except ValueError:
-                    raise PayloadError(f"line {n}: bad value {cell[:20]!r}", endpoint=endpoint, params={},
-                                       status=200) from None
+                    raise PayloadError(
+                        f"line {n}: bad value {cell[:20]!r}", endpoint=endpoint, params={}, status=200
+                    ) from None
                 if not math.isfinite(value):
-                    raise PayloadError(f"line {n}: {sid} on {day} is {cell[:20]!r}, not a finite number",
-                                       endpoint=endpoint, params={}, status=200)
+                    raise PayloadError(
+                        f"line {n}: {sid} on {day} is {cell[:20]!r}, not a finite number",
+                        endpoint=endpoint,
+                        params={},
+                        status=200,
+                    )
             out.append({"series_id": sid, "date": day, "value": value})
-    return unique_strict(pl.DataFrame(out, schema=SCHEMA), ["series_id", "date"], "FRED payload").sort("series_id", "date")
+    return unique_strict(pl.DataFrame(out, schema=SCHEMA), ["series_id", "date"], "FRED payload").sort(
+        "series_id", "date"
+    )
 
 
 def gold_proxy_daily(chart: pl.DataFrame) -> pl.DataFrame:

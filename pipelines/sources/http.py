@@ -42,13 +42,16 @@ def redact(params: Mapping[str, Any]) -> dict[str, Any]:
 class SourceError(RuntimeError):
     """A request that failed for good: what was asked, what came back."""
 
-    def __init__(self, message: str, *, endpoint: str, params: Mapping[str, Any], status: int | None, body: str = ""):
+    def __init__(
+        self, message: str, *, endpoint: str, params: Mapping[str, Any], status: int | None, body: str = ""
+    ):
         self.endpoint = endpoint
         self.params = redact(params)
         self.status = status
         self.body = body[:300]
         super().__init__(
-            f"{message}: GET {endpoint} params={self.params} status={status}" + (f" body={self.body!r}" if body else "")
+            f"{message}: GET {endpoint} params={self.params} status={status}"
+            + (f" body={self.body!r}" if body else "")
         )
 
 
@@ -74,8 +77,13 @@ class HostBreaker:
     _registry: dict[str, HostBreaker] = {}
     _registry_lock = threading.Lock()
 
-    def __init__(self, host: str, threshold: int = BREAKER_THRESHOLD, cooldown: float = BREAKER_COOLDOWN_SECONDS,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        host: str,
+        threshold: int = BREAKER_THRESHOLD,
+        cooldown: float = BREAKER_COOLDOWN_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.host, self.threshold, self.cooldown, self._clock = host, threshold, cooldown, clock
         self.failures = 0
         self.opened_at: float | None = None
@@ -118,7 +126,9 @@ class HostBreaker:
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None, body: str = ""):
+    def __init__(
+        self, reason: str, status: int | None = None, retry_after: float | None = None, body: str = ""
+    ):
         super().__init__(reason)
         self.reason, self.status, self.retry_after, self.body = reason, status, retry_after, body
 
@@ -247,7 +257,9 @@ class HttpSource:
             return min(exc.retry_after, self.max_wait)
         return min(self._fallback_wait(state), self.max_wait)
 
-    def get(self, endpoint: str, params: Mapping[str, Any] | None = None, *, expect_json: bool = True) -> Fetched:
+    def get(
+        self, endpoint: str, params: Mapping[str, Any] | None = None, *, expect_json: bool = True
+    ) -> Fetched:
         params = dict(params or {})
         attempts = 0
 
@@ -258,7 +270,9 @@ class HttpSource:
                 raise HostUnreachableError(
                     f"{self.breaker.host} unreachable ({self.breaker.failures} connection failures in a row, last: "
                     f"{self.breaker.last_reason}); not tried again for now, check the base URL and the network",
-                    endpoint=endpoint, params=params, status=None,
+                    endpoint=endpoint,
+                    params=params,
+                    status=None,
                 )
             self.limiter.wait()
             try:
@@ -282,11 +296,19 @@ class HttpSource:
                     resp.text,
                 )
             if resp.status_code >= 400:
-                special = self.classify_error(endpoint, params, resp.status_code, resp.text) if self.classify_error else None
+                special = (
+                    self.classify_error(endpoint, params, resp.status_code, resp.text)
+                    if self.classify_error
+                    else None
+                )
                 if special is not None:
                     raise special
                 raise SourceError(
-                    "request refused", endpoint=endpoint, params=params, status=resp.status_code, body=resp.text
+                    "request refused",
+                    endpoint=endpoint,
+                    params=params,
+                    status=resp.status_code,
+                    body=resp.text,
                 )
             if expect_json:
                 try:
@@ -301,7 +323,11 @@ class HttpSource:
                 body=resp.content,
                 fetched_at=self.clock(),
                 attempts=attempts,
-                headers={k.lower(): v for k, v in resp.headers.items() if k.lower().startswith(("x-mbx", "x-bapi", "retry"))},
+                headers={
+                    k.lower(): v
+                    for k, v in resp.headers.items()
+                    if k.lower().startswith(("x-mbx", "x-bapi", "retry"))
+                },
             )
 
         retrying = tenacity.Retrying(

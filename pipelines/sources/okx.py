@@ -54,11 +54,21 @@ class OkxClient:
         fetched = self.http.get(endpoint, params)
         body = fetched.json()
         if not isinstance(body, dict) or not isinstance(body.get("code"), str):
-            raise PayloadError("not an OKX v5 envelope", endpoint=endpoint, params=params, status=fetched.status,
-                               body=fetched.body.decode(errors="replace"))
+            raise PayloadError(
+                "not an OKX v5 envelope",
+                endpoint=endpoint,
+                params=params,
+                status=fetched.status,
+                body=fetched.body.decode(errors="replace"),
+            )
         if body["code"] != "0":
-            raise SourceError(f"OKX code {body['code']} ({body.get('msg')})", endpoint=endpoint, params=params,
-                              status=fetched.status, body=fetched.body.decode(errors="replace"))
+            raise SourceError(
+                f"OKX code {body['code']} ({body.get('msg')})",
+                endpoint=endpoint,
+                params=params,
+                status=fetched.status,
+                body=fetched.body.decode(errors="replace"),
+            )
         if not isinstance(body.get("data"), list):
             raise PayloadError("data missing", endpoint=endpoint, params=params, status=fetched.status)
         return fetched, body["data"]
@@ -76,8 +86,12 @@ class OkxClient:
             try:
                 oldest = min(int(r["fundingTime"]) for r in data)
             except (KeyError, TypeError, ValueError) as exc:
-                raise PayloadError("bad fundingTime", endpoint="/api/v5/public/funding-rate-history", params=params,
-                                   status=fetched.status) from exc
+                raise PayloadError(
+                    "bad fundingTime",
+                    endpoint="/api/v5/public/funding-rate-history",
+                    params=params,
+                    status=fetched.status,
+                ) from exc
             if oldest <= lo or oldest >= cursor:
                 return
             cursor = oldest
@@ -86,8 +100,10 @@ class OkxClient:
         """One request (the endpoint returns the whole reachable window); ``period`` 5m, 1H or 1D."""
         if period not in PERIOD_REACH_DAYS:
             raise ValueError(f"period must be one of {list(PERIOD_REACH_DAYS)}")
-        fetched, _ = self._get("/api/v5/rubik/stat/contracts/open-interest-volume",
-                               {"ccy": ccy, "period": period, "begin": ms(start), "end": ms(end)})
+        fetched, _ = self._get(
+            "/api/v5/rubik/stat/contracts/open-interest-volume",
+            {"ccy": ccy, "period": period, "begin": ms(start), "end": ms(end)},
+        )
         return fetched
 
 
@@ -116,7 +132,9 @@ def _i(v: Any, endpoint: str) -> int:
     raise _drift(f"not an epoch-ms string: {str(v)[:40]!r}", endpoint)
 
 
-def parse_funding_history(bodies: list[Any], endpoint: str = "/api/v5/public/funding-rate-history") -> pl.DataFrame:
+def parse_funding_history(
+    bodies: list[Any], endpoint: str = "/api/v5/public/funding-rate-history"
+) -> pl.DataFrame:
     """Envelopes -> venue, symbol (instId), base, funding_time (UTC), funding_rate = ``realizedRate``
     (fraction per interval), interval_hours (inferred), mark_price (null), ascending."""
     out = []
@@ -127,23 +145,45 @@ def parse_funding_history(bodies: list[Any], endpoint: str = "/api/v5/public/fun
             t = _i(r.get("fundingTime"), endpoint)
             rate = r.get("realizedRate")
             rate = r.get("fundingRate") if rate in (None, "") else rate  # rows not settled yet
-            out.append({"venue": "okx", "symbol": r["instId"], "base": r["instId"].split("-")[0],
-                        "funding_time": t - t % 3_600_000, "funding_rate": _f(rate, endpoint), "mark_price": None})
+            out.append(
+                {
+                    "venue": "okx",
+                    "symbol": r["instId"],
+                    "base": r["instId"].split("-")[0],
+                    "funding_time": t - t % 3_600_000,
+                    "funding_rate": _f(rate, endpoint),
+                    "mark_price": None,
+                }
+            )
     schema = {k: v for k, v in FUNDING_SCHEMA.items() if k != "interval_hours"} | {"funding_time": pl.Int64}
     df = pl.DataFrame(out, schema=schema).with_columns(pl.col("funding_time").cast(UTC_MS))
     df = unique_strict(df, ["symbol", "funding_time"], "OKX payload")
     return infer_interval_hours(df).select(list(FUNDING_SCHEMA))
 
 
-def parse_open_interest_volume(body: Any, ccy: str,
-                               endpoint: str = "/api/v5/rubik/stat/contracts/open-interest-volume") -> pl.DataFrame:
+def parse_open_interest_volume(
+    body: Any, ccy: str, endpoint: str = "/api/v5/rubik/stat/contracts/open-interest-volume"
+) -> pl.DataFrame:
     """``[[ts, oi, vol], ...]`` -> venue, base, ts (UTC), ``oi_usd``, ``volume_usd`` (per period), ascending."""
     out = []
     for r in _data(body, endpoint):
         if not isinstance(r, list) or len(r) < 3:
             raise _drift(f"bad row {str(r)[:80]}", endpoint)
-        out.append({"venue": "okx", "base": ccy.upper(), "ts": _i(r[0], endpoint), "oi_usd": _f(r[1], endpoint),
-                    "volume_usd": _f(r[2], endpoint)})
-    schema = {"venue": pl.String, "base": pl.String, "ts": pl.Int64, "oi_usd": pl.Float64, "volume_usd": pl.Float64}
+        out.append(
+            {
+                "venue": "okx",
+                "base": ccy.upper(),
+                "ts": _i(r[0], endpoint),
+                "oi_usd": _f(r[1], endpoint),
+                "volume_usd": _f(r[2], endpoint),
+            }
+        )
+    schema = {
+        "venue": pl.String,
+        "base": pl.String,
+        "ts": pl.Int64,
+        "oi_usd": pl.Float64,
+        "volume_usd": pl.Float64,
+    }
     df = pl.DataFrame(out, schema=schema).with_columns(pl.col("ts").cast(UTC_MS))
     return unique_strict(df, "ts", "OKX " + "ts").sort("ts")
