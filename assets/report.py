@@ -10,7 +10,6 @@ from assets._meta import md_table
 from pipelines import gaps as gaps_mod
 from pipelines import quality
 from pipelines.calendar import WEEKLY
-from pipelines.clean.derivatives import FUNDING_RATES, OPEN_INTEREST
 from pipelines.narrative.claims import ClaimResult, check_claims
 from pipelines.narrative.crosscheck import crosscheck
 from pipelines.narrative.data import ALL_TABLES, MAY_BE_EMPTY, OPTIONAL, load_week
@@ -19,7 +18,7 @@ from pipelines.narrative.predicates import check_predicates
 from pipelines.narrative.publish import publish
 from pipelines.narrative.render import render_week
 from pipelines.resources import WarehouseResource
-from pipelines.schemas import WEEKLY_MARKET_SUMMARY
+from pipelines.schemas import FUNDING_RATES, OPEN_INTEREST, WEEKLY_MARKET_SUMMARY
 
 
 def source_gap_lines(wh, week: str) -> list[str]:

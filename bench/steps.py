@@ -20,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.schemas import MACRO_OBSERVATIONS
 from pipelines.warehouse import Warehouse
 
 
@@ -202,7 +203,7 @@ def step_macro_observations(ctx: DailyCtx) -> None:
     from pipelines.clean import derivatives as cd
 
     for sid, frame in cd.build_macro(ctx.wh).items():
-        ctx.wh.write_partition(cd.MACRO_OBSERVATIONS, sid, frame)
+        ctx.wh.write_partition(MACRO_OBSERVATIONS, sid, frame)
     ctx.wh.refresh_catalog()
 
 

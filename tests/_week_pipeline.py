@@ -11,7 +11,6 @@ import dagster as dg
 import assets.weekly.derivatives as wd_
 import assets.weekly.macro as wm_
 import assets.weekly.market as wk_
-import pipelines.clean.derivatives  # noqa: F401 (registers the clean tables the weekly computes read)
 from assets.weekly.summary import week_open_close
 from pipelines import quality
 from pipelines.calendar import week_bounds, week_close_days

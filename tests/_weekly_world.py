@@ -1,7 +1,7 @@
 """A small synthetic lake for the weekly assets: every clean table they read, as known at an instant ``upto``.
 
-The clean derivative and macro tables are built on another branch; until their ``Table``s are importable, the
-declarations below mirror their agreed columns (and are only registered when nobody registered them first).
+The declarations below restate the clean derivative and macro tables' columns, so a change of the real tables'
+columns (``pipelines.schemas``) fails here instead of silently changing what the synthetic lake writes.
 Every table is generated for the whole period from one seeded random state and then cut at ``upto`` by the
 time each row becomes known, so the lake at a later instant extends the lake at an earlier one exactly as
 real data landing later would.
@@ -21,9 +21,7 @@ from pipelines.warehouse import Warehouse
 
 
 def _table(name: str, partition_by: str, cols: tuple[Column, ...]) -> Table:
-    """The real clean table (pipelines.clean.derivatives declares them); its columns must be the ones below."""
-    import pipelines.clean.derivatives  # noqa: F401 (registers the clean tables)
-
+    """The real clean table (declared in pipelines.schemas); its columns must be the ones below."""
     table = TABLES[name]
     assert [c.name for c in table.columns] == [c.name for c in cols], f"{name}: columns changed"
     return table

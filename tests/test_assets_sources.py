@@ -9,7 +9,6 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from pipelines.clean import derivatives as cd  # noqa: F401 (registers the tables for queries)
 from pipelines.emulator.server import Fault, MarketEmulator
 from pipelines.pulls.derivatives import PERP_TOP_N
 from pipelines.runner import RANGE_END_TAG, RANGE_START_TAG

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 import pytest
 
-from pipelines.metrics.leverage import WEEKLY_LEVERAGE, weekly_leverage
+from pipelines.metrics.leverage import weekly_leverage
+from pipelines.schemas import WEEKLY_LEVERAGE
 from tests._leverage_frames import funding_frame, oi_rows
 
 WEEK = "2026-11-23"  # open: close of Sun 22 Nov; close: close of Sun 29 Nov

@@ -98,7 +98,8 @@ def test_a_coin_gone_longer_than_the_carry_leaves_the_total() -> None:
 
 
 def test_index_members_priced_at_each_end_are_counted() -> None:
-    from pipelines.metrics.sectors import WEEKLY_INDEX_RETURNS, IndexSpec, weekly_index_returns
+    from pipelines.metrics.sectors import IndexSpec, weekly_index_returns
+    from pipelines.schemas import WEEKLY_INDEX_RETURNS
 
     start = date(2025, 11, 9)  # this week's open day is index 7 (11-16), close 14 (11-23)
     prices = {"a": [1.0] * 14 + [1.1], "b": [1.0] * 12 + [1.2, None, None], "c": [1.0] * 8 + [None] * 7}

@@ -74,3 +74,31 @@ def test_latest_complete_week_only_counts_finished_weeks() -> None:
 
     assert latest_complete_week(datetime(2025, 11, 24, 0, 1, tzinfo=timezone.utc)) == "2025-11-17"
     assert latest_complete_week(datetime(2025, 11, 23, 23, 59, tzinfo=timezone.utc)) == "2025-11-10"
+
+
+def test_table_registry_is_declared_in_one_place() -> None:
+    """Which tables DuckDB can see does not depend on what was imported: ``pipelines.schemas`` alone declares them
+    all, and every ``Table`` any loaded module holds is the registry's own object."""
+    import subprocess
+    import sys
+
+    from pipelines.schemas import TABLES, Table
+
+    alone = subprocess.run(
+        [sys.executable, "-c", "from pipelines.schemas import TABLES; print(' '.join(sorted(TABLES)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    import pipelines.definitions  # noqa: F401 (every asset module, loaded)
+
+    assert alone == sorted(TABLES)
+    held = {
+        (mod_name, attr): value
+        for mod_name, mod in list(sys.modules.items())
+        if mod_name.startswith(("pipelines", "assets"))
+        for attr, value in vars(mod).items()
+        if isinstance(value, Table)
+    }
+    assert held, "no module holds a table: the check would be empty"
+    assert {where: TABLES.get(t.name) is t for where, t in held.items()} == {where: True for where in held}

@@ -11,7 +11,7 @@ import pytest
 from pipelines.clean import estimates
 from pipelines.emulator.server import MarketEmulator
 from pipelines.runner import MARKET_ASSETS, run_days
-from pipelines.schemas import COIN_DAILY
+from pipelines.schemas import COIN_DAILY, COIN_DAILY_ESTIMATES
 from pipelines.warehouse import Warehouse
 from tests._metrics_real import real_file
 
@@ -85,7 +85,7 @@ def test_estimate_carries_the_reference_supply_back_and_names_what_it_leaves_out
     assert rows["market_cap_usd"].to_list() == [pytest.approx(80.0 * 2000.0 / 100.0)]  # close x supply(ref)
     assert rows["price_usd"].to_list() == [80.0] and rows["volume_24h_usd"].to_list() == [None]
     COIN_DAILY.conform(rows)  # the same schema as CoinGecko's rows
-    estimates.COIN_DAILY_ESTIMATES.conform(est.provenance[d])
+    COIN_DAILY_ESTIMATES.conform(est.provenance[d])
     assert est.provenance[d].row(0, named=True)["reference_supply"] == pytest.approx(20.0)
     assert "another asset" in est.left_out["impostor"] and "closed at 3" in est.left_out["impostor"]
     assert "no CoinGecko price and market cap" in est.left_out["nocap"]
@@ -142,18 +142,18 @@ def test_a_demo_plan_backfill_older_than_365_days_is_estimated_and_close_to_the_
     paid = _estimated_lake("pro", tmp_path / "paid", monkeypatch)
     for day in ("2025-11-20", "2025-11-23"):
         est, truth = demo.read_partition(COIN_DAILY, day), paid.read_partition(COIN_DAILY, day)
-        prov = demo.read_partition(estimates.COIN_DAILY_ESTIMATES, day)
+        prov = demo.read_partition(COIN_DAILY_ESTIMATES, day)
         assert set(prov["coin_id"]) == set(est["coin_id"]) and prov["reference_day"].unique().to_list() == [
             date(2025, 12, 1)
         ]
         assert est["volume_24h_usd"].null_count() == est.height  # volume is not estimated
-        assert not paid.has_partition(estimates.COIN_DAILY_ESTIMATES, day)
+        assert not paid.has_partition(COIN_DAILY_ESTIMATES, day)
         both = est.join(truth, on="coin_id", suffix="_true")
         assert both.height >= 0.6 * truth.height  # stablecoins and tickers Binance lacks are left out, named
         err = both["market_cap_usd"].sum() / both["market_cap_usd_true"].sum() - 1
         assert abs(err) < 0.05, f"{day}: estimated total off by {err:.2%}"
     # nothing older than the plan was asked of CoinGecko: only the reference day
-    assert not demo.has_partition(estimates.COIN_DAILY_ESTIMATES, "2025-12-01")
+    assert not demo.has_partition(COIN_DAILY_ESTIMATES, "2025-12-01")
 
 
 def test_the_report_names_a_week_resting_on_estimates_with_no_unclaimed_number() -> None:

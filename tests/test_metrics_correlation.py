@@ -8,12 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pipelines.metrics.correlation import (
-    WEEKLY_CORRELATION_BUCKETS,
-    log_return_matrix,
-    pairwise_corr,
-    weekly_correlation_buckets,
-)
+from pipelines.metrics.correlation import log_return_matrix, pairwise_corr, weekly_correlation_buckets
+from pipelines.schemas import WEEKLY_CORRELATION_BUCKETS
 
 
 def test_matches_numpy_corrcoef_on_complete_data():

@@ -5,13 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.metrics.cross_asset import (
-    WEEKLY_CROSS_ASSET,
-    WEEKLY_CRYPTO_RANK,
-    AssetSpec,
-    weekly_cross_asset,
-    weekly_crypto_rank,
-)
+from pipelines.metrics.cross_asset import AssetSpec, weekly_cross_asset, weekly_crypto_rank
+from pipelines.schemas import WEEKLY_CROSS_ASSET, WEEKLY_CRYPTO_RANK
 from tests._metrics_real import real_file
 
 ASSETS = (

@@ -6,13 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.metrics.leverage import (
-    WEEKLY_LEVERAGE,
-    daily_funding,
-    mean_funding,
-    normalize_funding,
-    weekly_leverage,
-)
+from pipelines.metrics.leverage import daily_funding, mean_funding, normalize_funding, weekly_leverage
+from pipelines.schemas import WEEKLY_LEVERAGE
 from tests._metrics_real import real_file
 
 UTC = UTC

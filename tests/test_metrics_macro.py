@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.metrics.macro import WEEKLY_MACRO, weekly_macro
+from pipelines.metrics.macro import weekly_macro
+from pipelines.schemas import WEEKLY_MACRO
 from tests._metrics_real import real_file
 
 

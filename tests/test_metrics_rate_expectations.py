@@ -11,12 +11,12 @@ import polars as pl
 import pytest
 
 from pipelines.metrics.macro import (
-    WEEKLY_RATE_EXPECTATIONS,
     bill_money_market_yield,
     bill_overnight_rate,
     implied_rate_change,
     weekly_rate_expectations,
 )
+from pipelines.schemas import WEEKLY_RATE_EXPECTATIONS
 from tests._metrics_real import real_file
 
 

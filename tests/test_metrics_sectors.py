@@ -6,13 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.metrics.sectors import (
-    WEEKLY_INDEX_RETURNS,
-    IndexSpec,
-    capped_weights,
-    index_return,
-    weekly_index_returns,
-)
+from pipelines.metrics.sectors import IndexSpec, capped_weights, index_return, weekly_index_returns
+from pipelines.schemas import WEEKLY_INDEX_RETURNS
 
 mcaps = st.lists(st.floats(1e3, 1e12, allow_nan=False), min_size=1, max_size=60)
 

@@ -5,15 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.metrics.market import (
-    WEEKLY_MCAP_CROSSINGS,
-    WEEKLY_TOTAL_MARKET_CAP,
-    level_crossings,
-    total_market_cap_daily,
-    weekly_total_market_cap,
-)
-from pipelines.metrics.universe import WEEKLY_UNIVERSE, eligible, eligible_ids, weekly_universe
-from pipelines.schemas import TABLES
+from pipelines.metrics.market import level_crossings, total_market_cap_daily, weekly_total_market_cap
+from pipelines.metrics.universe import eligible, eligible_ids, weekly_universe
+from pipelines.schemas import TABLES, WEEKLY_MCAP_CROSSINGS, WEEKLY_TOTAL_MARKET_CAP, WEEKLY_UNIVERSE
 
 WEEK = "2025-11-17"  # open day 2025-11-16, close day 2025-11-23
 

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.metrics.volatility import WEEKLY_BTC_VOLATILITY, weekly_btc_volatility
+from pipelines.metrics.volatility import weekly_btc_volatility
+from pipelines.schemas import WEEKLY_BTC_VOLATILITY
 from tests._metrics_real import real_file
 
 T0 = datetime(2025, 10, 1, tzinfo=UTC)

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.metrics.volume import WEEKLY_VOLUME, weekly_volume
+from pipelines.metrics.volume import weekly_volume
+from pipelines.schemas import WEEKLY_VOLUME
 from tests._metrics_real import real_file
 
 

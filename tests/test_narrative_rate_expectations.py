@@ -14,7 +14,7 @@ import pytest
 import assets.weekly.macro as wm
 from pipelines import gaps as gaps_mod
 from pipelines import quality
-from pipelines.clean.derivatives import MACRO_OBSERVATIONS, build_macro
+from pipelines.clean.derivatives import build_macro
 from pipelines.emulator.server import Fault
 from pipelines.narrative.claims import check_claims
 from pipelines.narrative.data import BY_NAME, from_frames
@@ -22,6 +22,7 @@ from pipelines.narrative.predicates import check_predicates
 from pipelines.narrative.rate_expectations import GAP_NO_CHANGE, GAP_STALE, GAP_UNAVAILABLE, rate_expectations
 from pipelines.narrative.render import render_week
 from pipelines.pulls import derivatives as ing
+from pipelines.schemas import MACRO_OBSERVATIONS
 from pipelines.sources.fred import FredClient
 from pipelines.warehouse import Warehouse
 from tests._narrative_frames import WEEK, frames, table

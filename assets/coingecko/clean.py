@@ -15,7 +15,7 @@ from pipelines.clean.coingecko import (
     parse_registry_snapshot,
 )
 from pipelines.resources import CoinGeckoResource, WarehouseResource
-from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, GLOBAL_MARKET_CAP
+from pipelines.schemas import COIN_DAILY, COIN_DAILY_ESTIMATES, COIN_REGISTRY, GLOBAL_MARKET_CAP
 from pipelines.warehouse import is_safe_component
 
 
@@ -142,7 +142,7 @@ def coin_daily(
         for d in early:
             frames[d] = est.rows[d]
             missing[d] = sorted(every - set(est.rows[d]["coin_id"].to_list()))
-            wh.write_partition(estimates.COIN_DAILY_ESTIMATES, d.isoformat(), est.provenance[d])
+            wh.write_partition(COIN_DAILY_ESTIMATES, d.isoformat(), est.provenance[d])
         frames = dict(sorted(frames.items()))
     empty = [d for d, f in frames.items() if f.is_empty()]
     if empty:

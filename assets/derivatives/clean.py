@@ -17,7 +17,14 @@ from assets._meta import md_table, table_metadata
 from pipelines.calendar import DAILY, days_between, parse_day
 from pipelines.clean import derivatives as cd
 from pipelines.resources import WarehouseResource
-from pipelines.schemas import Table
+from pipelines.schemas import (
+    BTC_HOURLY,
+    FUNDING_RATES,
+    LONG_SHORT_RATIO,
+    OPEN_INTEREST,
+    PERP_VOLUME_DAILY,
+    Table,
+)
 from pipelines.sources.http import PayloadError
 from pipelines.warehouse import Warehouse
 
@@ -139,15 +146,13 @@ _DAILY = dict(
     **_DAILY,
     deps=["raw_binance_funding", "raw_bybit_derivatives", "raw_okx_derivatives"],
     description="Funding settlements of Binance, Bybit and OKX perpetuals; lake/funding_rates/date=<settlement day>/.",
-    metadata={"dagster/column_schema": cd.FUNDING_RATES.dagster_column_schema()},
+    metadata={"dagster/column_schema": FUNDING_RATES.dagster_column_schema()},
 )
 def funding_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
     frames = build_or_fail("funding_rates", cd.build_funding_rates, wh, _days(context))
     by_ex = pl.concat(frames.values()).group_by("exchange").len().sort("exchange")
-    return _write(
-        wh, cd.FUNDING_RATES, frames, venues=VENUES, by_exchange=dg.MetadataValue.md(md_table(by_ex))
-    )
+    return _write(wh, FUNDING_RATES, frames, venues=VENUES, by_exchange=dg.MetadataValue.md(md_table(by_ex)))
 
 
 @dg.asset(
@@ -166,7 +171,7 @@ def funding_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
         "CoinGecko's daily close for a symbol Binance gives no price for, OKX daily); "
         "lake/open_interest/date=<day of reading>/. Days before the Binance archive start hold Bybit/OKX only."
     ),
-    metadata={"dagster/column_schema": cd.OPEN_INTEREST.dagster_column_schema()},
+    metadata={"dagster/column_schema": OPEN_INTEREST.dagster_column_schema()},
 )
 def open_interest(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
@@ -183,7 +188,7 @@ def open_interest(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
         )
     return _write(
         wh,
-        cd.OPEN_INTEREST,
+        OPEN_INTEREST,
         frames,
         venues=VENUES,
         bybit_unpriced_dropped=unpriced,
@@ -200,7 +205,7 @@ def open_interest(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     deps=["raw_binance_futures_stats"],
     description="Binance global long/short account ratio, hourly; lake/long_short_ratio/date=<day of reading>/. "
     "Days before the Binance metrics archive start are written empty.",
-    metadata={"dagster/column_schema": cd.LONG_SHORT_RATIO.dagster_column_schema()},
+    metadata={"dagster/column_schema": LONG_SHORT_RATIO.dagster_column_schema()},
 )
 def long_short_ratio(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
@@ -208,7 +213,7 @@ def long_short_ratio(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     frames = build_or_fail("long_short_ratio", cd.build_long_short, wh, days)
     # Binance is the only source: days older than the archive policy reaches are legitimately empty.
     return _write(
-        wh, cd.LONG_SHORT_RATIO, frames, binance_archive_missing=len(cd.binance_archive_missing(wh, days))
+        wh, LONG_SHORT_RATIO, frames, binance_archive_missing=len(cd.binance_archive_missing(wh, days))
     )
 
 
@@ -218,13 +223,13 @@ def long_short_ratio(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     **_DAILY,
     deps=["raw_binance_klines"],
     description="Binance spot BTCUSDT hourly bars; lake/btc_hourly/date=<day of the bar open>/.",
-    metadata={"dagster/column_schema": cd.BTC_HOURLY.dagster_column_schema()},
+    metadata={"dagster/column_schema": BTC_HOURLY.dagster_column_schema()},
 )
 def btc_hourly(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
     frames = build_or_fail("btc_hourly", cd.build_btc_hourly, wh, _days(context))
     short = {d.isoformat(): f.height for d, f in frames.items() if 0 < f.height < 24}
-    return _write(wh, cd.BTC_HOURLY, frames, days_with_missing_hours=len(short))
+    return _write(wh, BTC_HOURLY, frames, days_with_missing_hours=len(short))
 
 
 @dg.asset(
@@ -233,11 +238,11 @@ def btc_hourly(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
     **_DAILY,
     deps=["raw_binance_klines"],
     description="Binance USDT-M perpetual daily quote volume; lake/perp_volume_daily/date=<day>/.",
-    metadata={"dagster/column_schema": cd.PERP_VOLUME_DAILY.dagster_column_schema()},
+    metadata={"dagster/column_schema": PERP_VOLUME_DAILY.dagster_column_schema()},
 )
 def perp_volume_daily(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     wh = warehouse.get()
     frames = build_or_fail("perp_volume_daily", cd.build_perp_volume, wh, _days(context))
-    return _write(wh, cd.PERP_VOLUME_DAILY, frames)
+    return _write(wh, PERP_VOLUME_DAILY, frames)

@@ -10,6 +10,7 @@ from assets._meta import md_table, table_metadata
 from assets.derivatives.clean import COVERAGE_CHECK, build_or_fail, coverage_check_specs
 from pipelines.clean import derivatives as cd
 from pipelines.resources import WarehouseResource
+from pipelines.schemas import MACRO_OBSERVATIONS
 from pipelines.sources.fred import SERIES as FRED_SERIES
 
 
@@ -21,7 +22,7 @@ from pipelines.sources.fred import SERIES as FRED_SERIES
     deps=["raw_fred_series"],
     description="FRED observations of the report's macro series, from the newest stored CSV of each; "
     "lake/macro_observations/series=<id>/. FRED '.'/blank stay null.",
-    metadata={"dagster/column_schema": cd.MACRO_OBSERVATIONS.dagster_column_schema()},
+    metadata={"dagster/column_schema": MACRO_OBSERVATIONS.dagster_column_schema()},
 )
 def macro_observations(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
@@ -42,7 +43,7 @@ def macro_observations(
         )
     rows = 0
     for sid, frame in frames.items():
-        wh.write_partition(cd.MACRO_OBSERVATIONS, sid, frame)
+        wh.write_partition(MACRO_OBSERVATIONS, sid, frame)
         rows += frame.height
     wh.refresh_catalog()
     summary = pl.DataFrame(
@@ -53,7 +54,7 @@ def macro_observations(
     )
     return dg.MaterializeResult(
         metadata={
-            **table_metadata(cd.MACRO_OBSERVATIONS, frames[sorted(frames)[0]].tail(10)),
+            **table_metadata(MACRO_OBSERVATIONS, frames[sorted(frames)[0]].tail(10)),
             "dagster/row_count": rows,
             "series": dg.MetadataValue.md(md_table(summary, 20)),
             "series_without_csv": ", ".join(absent) or "none",

@@ -24,11 +24,11 @@ from assets.weekly.shape import (
 )
 from pipelines import quality
 from pipelines.calendar import WEEK_FROM_DAYS
-from pipelines.metrics.leverage import WEEKLY_LEVERAGE, normalize_funding, weekly_leverage
+from pipelines.metrics.leverage import normalize_funding, weekly_leverage
 from pipelines.metrics.pit import ensure_utc, week_window
-from pipelines.metrics.volatility import WEEKLY_BTC_VOLATILITY, weekly_btc_volatility
-from pipelines.metrics.volume import WEEKLY_VOLUME, weekly_volume
-from pipelines.schemas import COIN_DAILY, COIN_REGISTRY
+from pipelines.metrics.volatility import weekly_btc_volatility
+from pipelines.metrics.volume import weekly_volume
+from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, WEEKLY_BTC_VOLATILITY, WEEKLY_LEVERAGE, WEEKLY_VOLUME
 
 FUNDING_RATES = "funding_rates"
 OPEN_INTEREST = "open_interest"

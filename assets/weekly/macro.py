@@ -20,25 +20,23 @@ from assets.weekly.shape import (
 )
 from pipelines import gaps as gaps_mod
 from pipelines.calendar import WEEK_FROM_DAYS
-from pipelines.metrics.cross_asset import (
-    DEFAULT_ASSETS,
-    WEEKLY_CROSS_ASSET,
-    WEEKLY_CRYPTO_RANK,
-    weekly_cross_asset,
-    weekly_crypto_rank,
-)
+from pipelines.metrics.cross_asset import DEFAULT_ASSETS, weekly_cross_asset, weekly_crypto_rank
 from pipelines.metrics.macro import (
     BILL_SERIES,
     DEFAULT_METRICS,
     FUNDS_SERIES,
-    WEEKLY_MACRO,
-    WEEKLY_RATE_EXPECTATIONS,
     weekly_macro,
     weekly_rate_expectations,
 )
 from pipelines.metrics.market import total_market_cap_daily
 from pipelines.metrics.pit import week_window
-from pipelines.schemas import COIN_DAILY
+from pipelines.schemas import (
+    COIN_DAILY,
+    WEEKLY_CROSS_ASSET,
+    WEEKLY_CRYPTO_RANK,
+    WEEKLY_MACRO,
+    WEEKLY_RATE_EXPECTATIONS,
+)
 
 MACRO_OBSERVATIONS = "macro_observations"
 # coin_daily prices used as cross-asset series: BTC, ETH and PAX Gold as the gold proxy (FRED has no gold price)

@@ -22,12 +22,9 @@ from assets.weekly.shape import (
     weekly_table_asset,
 )
 from pipelines.calendar import WEEK_FROM_DAYS
-from pipelines.metrics.correlation import WEEKLY_CORRELATION_BUCKETS, weekly_correlation_buckets
+from pipelines.metrics.correlation import weekly_correlation_buckets
 from pipelines.metrics.market import (
     ESTIMATED,
-    WEEKLY_MARKET_TOTAL,
-    WEEKLY_MCAP_CROSSINGS,
-    WEEKLY_TOTAL_MARKET_CAP,
     level_crossings,
     market_total_daily,
     total_market_cap_daily,
@@ -35,9 +32,19 @@ from pipelines.metrics.market import (
     weekly_total_market_cap,
 )
 from pipelines.metrics.pit import week_window
-from pipelines.metrics.sectors import WEEKLY_INDEX_RETURNS, weekly_index_returns
-from pipelines.metrics.universe import WEEKLY_UNIVERSE, weekly_universe
-from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, GLOBAL_MARKET_CAP
+from pipelines.metrics.sectors import weekly_index_returns
+from pipelines.metrics.universe import weekly_universe
+from pipelines.schemas import (
+    COIN_DAILY,
+    COIN_REGISTRY,
+    GLOBAL_MARKET_CAP,
+    WEEKLY_CORRELATION_BUCKETS,
+    WEEKLY_INDEX_RETURNS,
+    WEEKLY_MARKET_TOTAL,
+    WEEKLY_MCAP_CROSSINGS,
+    WEEKLY_TOTAL_MARKET_CAP,
+    WEEKLY_UNIVERSE,
+)
 
 TOP_N = 100
 MIN_UNIVERSE = 50  # fewer eligible coins priced at the open means the pulls are incomplete

@@ -13,10 +13,16 @@ import json
 from datetime import date, datetime, timedelta
 
 import polars as pl
-import pyarrow as pa
 
 from pipelines.pulls import derivatives as ing
-from pipelines.schemas import UTC_MS, Column, Table, register
+from pipelines.schemas import (
+    BTC_HOURLY,
+    FUNDING_RATES,
+    LONG_SHORT_RATIO,
+    OPEN_INTEREST,
+    PERP_VOLUME_DAILY,
+    Table,
+)
 from pipelines.sources import binance, bybit, okx
 from pipelines.sources.binance_vision import parse_metrics_csv, read_zip_csv
 from pipelines.sources.dedupe import unique_strict
@@ -25,122 +31,6 @@ from pipelines.sources.http import PayloadError
 from pipelines.warehouse import Warehouse
 
 PL_UTC_MS = pl.Datetime("ms", "UTC")
-EXCHANGE = Column("exchange", pa.string(), "binance | bybit | okx")
-SYMBOL = Column("symbol", pa.string(), "perpetual, normalized to <BASE>USDT (OKX BTC-USDT-SWAP -> BTCUSDT)")
-RAW_FILE = Column(
-    "raw_file", pa.string(), "the raw response this row was read from, relative to the warehouse"
-)
-
-FUNDING_RATES = register(
-    Table(
-        name="funding_rates",
-        description="Perpetual funding settlements (Binance USDT-M, Bybit linear, OKX USDT swaps), one row per "
-        "settlement; partition = UTC day of the settlement.",
-        partition_by="date",
-        key=("exchange", "symbol", "funding_time"),
-        columns=(
-            EXCHANGE,
-            SYMBOL,
-            Column("funding_time", UTC_MS, "settlement time, UTC (floored to the hour)"),
-            Column(
-                "funding_rate",
-                pa.float64(),
-                "fraction of notional paid per interval (0.0001 = 0.01%); OKX realizedRate",
-            ),
-            Column(
-                "interval_hours",
-                pa.int32(),
-                "funding interval in hours (8, 4, 1...), from the venue or the gaps",
-            ),
-            RAW_FILE,
-        ),
-    )
-)
-OPEN_INTEREST = register(
-    Table(
-        name="open_interest",
-        description="Perpetual open interest in USD: Binance hourly (REST 30 days, metrics archive before), Bybit "
-        "hourly (base coin x Binance perp hourly close), OKX daily (rubik, all of the coin's contracts). "
-        "Partition = UTC day of the reading.",
-        partition_by="date",
-        key=("exchange", "symbol", "ts"),
-        columns=(
-            EXCHANGE,
-            SYMBOL,
-            Column("ts", UTC_MS, "reading time, UTC (hourly; OKX daily at 00:00)"),
-            Column("oi_usd", pa.float64(), "open interest, USD notional (both sides counted once)"),
-            RAW_FILE,
-        ),
-    )
-)
-LONG_SHORT_RATIO = register(
-    Table(
-        name="long_short_ratio",
-        description="Binance global long/short account ratio, hourly (REST 30 days, metrics archive before).",
-        partition_by="date",
-        key=("exchange", "symbol", "ts"),
-        columns=(
-            EXCHANGE,
-            SYMBOL,
-            Column("ts", UTC_MS, "reading time, UTC"),
-            Column("long_account", pa.float64(), "share of accounts net long, 0..1"),
-            Column("short_account", pa.float64(), "share of accounts net short, 0..1"),
-            RAW_FILE,
-        ),
-    )
-)
-BTC_HOURLY = register(
-    Table(
-        name="btc_hourly",
-        description="Binance spot BTCUSDT hourly bars; partition = UTC day of the bar's open.",
-        partition_by="date",
-        key=("ts",),
-        columns=(
-            Column("ts", UTC_MS, "bar open, UTC"),
-            Column("open", pa.float64(), "USDT"),
-            Column("high", pa.float64(), "USDT"),
-            Column("low", pa.float64(), "USDT"),
-            Column("close", pa.float64(), "USDT"),
-            Column("volume", pa.float64(), "base volume, BTC"),
-            Column("quote_volume", pa.float64(), "quote volume, USDT"),
-            RAW_FILE,
-        ),
-    )
-)
-PERP_VOLUME_DAILY = register(
-    Table(
-        name="perp_volume_daily",
-        description="Binance USDT-M perpetual volume of the UTC day (daily kline quote volume, USDT taken as USD).",
-        partition_by="date",
-        key=("exchange", "symbol"),
-        columns=(
-            EXCHANGE,
-            SYMBOL,
-            Column("quote_volume_usd", pa.float64(), "quote volume of the day, USD(T)"),
-            RAW_FILE,
-        ),
-    )
-)
-MACRO_OBSERVATIONS = register(
-    Table(
-        name="macro_observations",
-        description="FRED observations (fredgraph.csv) of the report's macro series; partition = series id.",
-        partition_by="series",
-        key=("date",),
-        columns=(
-            Column("series_id", pa.string(), "FRED series id"),
-            Column("date", pa.date32(), "observation date (monthly series: the 1st of the month)"),
-            Column(
-                "value",
-                pa.float64(),
-                "value in the series' units; null where FRED has '.' or blank, never 0",
-                True,
-            ),
-            Column("pulled_at", UTC_MS, "when the raw CSV was pulled"),
-            RAW_FILE,
-        ),
-    )
-)
 
 
 def normalize_symbol(symbol: str) -> str:

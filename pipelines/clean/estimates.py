@@ -27,11 +27,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
-import pyarrow as pa
 
 from pipelines.calendar import utc_midnight
 from pipelines.pulls import derivatives as ing
-from pipelines.schemas import Column, Table, register
+from pipelines.schemas import COIN_DAILY_ESTIMATES, ESTIMATE_METHOD
 from pipelines.sources.binance import BinanceSpotClient, parse_klines
 from pipelines.warehouse import Warehouse
 
@@ -39,33 +38,9 @@ from pipelines.warehouse import Warehouse
 PLAN_HISTORY_DAYS = {"demo": 365, "public": 365}
 # Binance close vs CoinGecko price on the reference day: further apart, the ticker is taken to be another asset.
 PAIR_TOLERANCE = 0.05
-METHOD = "binance_spot_close_x_reference_supply"
+METHOD = ESTIMATE_METHOD
 
 BINANCE_SPOT_1D = ing.Dataset("binance spot klines 1d", "binance", "spot_klines_1d", "symbol")
-
-COIN_DAILY_ESTIMATES = register(
-    Table(
-        name="coin_daily_estimates",
-        description=(
-            "Which coin_daily rows are estimates, and how: one row per coin and day whose market cap was estimated "
-            "from a Binance spot close and the coin's supply on a reference day CoinGecko's plan reaches."
-        ),
-        partition_by="date",
-        key=("coin_id",),
-        columns=(
-            Column("coin_id", pa.string(), "CoinGecko coin id"),
-            Column("method", pa.string(), f"how the row was estimated ('{METHOD}')"),
-            Column("spot_symbol", pa.string(), "the Binance spot pair whose daily close priced the coin"),
-            Column(
-                "reference_day",
-                pa.date32(),
-                "the first day CoinGecko's plan reaches; its supply is carried back",
-            ),
-            Column("reference_supply", pa.float64(), "market_cap / price on the reference day (CoinGecko)"),
-            Column("spot_raw_file", pa.string(), "the stored Binance response of the close"),
-        ),
-    )
-)
 
 
 def plan_first_day(plan: str, now: datetime) -> date | None:

@@ -6,46 +6,11 @@ from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from pipelines.metrics.pit import as_of, shift_week, week_window
 from pipelines.metrics.universe import universe_at
-from pipelines.schemas import Column, Table, register
 
 DEFAULT_BUCKETS: tuple[tuple[str, int, int], ...] = (("1-10", 1, 10), ("11-50", 11, 50), ("51-100", 51, 100))
-
-WEEKLY_CORRELATION_BUCKETS = register(
-    Table(
-        name="weekly_correlation_buckets",
-        description="Average correlation of daily log returns inside market-cap rank buckets and to BTC.",
-        partition_by="week",
-        key=("bucket",),
-        columns=(
-            Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
-            Column("bucket", pa.string(), "rank bucket at the week's open, e.g. '1-10'"),
-            Column("coins", pa.int32(), "bucket members (ranked at the open)"),
-            Column(
-                "avg_pairwise_corr",
-                pa.float64(),
-                "mean correlation over member pairs with enough overlap",
-                True,
-            ),
-            Column(
-                "avg_corr_to_btc", pa.float64(), "mean correlation of members (BTC excluded) to BTC", True
-            ),
-            Column(
-                "ew_return_pct", pa.float64(), "equal-weight return of members over the week, percent", True
-            ),
-            Column(
-                "avg_pairwise_corr_change", pa.float64(), "minus the mean of the previous weeks' values", True
-            ),
-            Column(
-                "avg_corr_to_btc_change", pa.float64(), "minus the mean of the previous weeks' values", True
-            ),
-            Column("decoupling", pa.bool_(), "avg_corr_to_btc fell by at least the threshold", True),
-        ),
-    )
-)
 
 
 def log_return_matrix(coin_daily: pl.DataFrame, coin_ids: list[str], end_day: date, window_days: int = 30):

@@ -6,10 +6,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import polars as pl
-import pyarrow as pa
 
 from pipelines.metrics.pit import as_of, shift_week, week_window
-from pipelines.schemas import Column, Table, register
 
 UST_DURATION = 8.5  # modified duration of a 10-year Treasury near par at a ~4% yield
 
@@ -47,57 +45,6 @@ _ASSET_SCHEMA = {
     "rank": pl.Int32,
     "is_worst": pl.Boolean,
 }
-
-WEEKLY_CROSS_ASSET = register(
-    Table(
-        name="weekly_cross_asset",
-        description="Weekly returns of crypto and other asset classes over the same Monday-to-Monday window.",
-        partition_by="week",
-        key=("asset",),
-        columns=(
-            Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
-            Column("asset", pa.string(), "asset name"),
-            Column("series", pa.string(), "input series used"),
-            Column(
-                "kind",
-                pa.string(),
-                "'price', 'inverse' (return of the quote currency) or 'yield' (price proxy)",
-            ),
-            Column(
-                "open_date", pa.date32(), "date of the last observation at or before the week's open", True
-            ),
-            Column(
-                "close_date", pa.date32(), "date of the last observation at or before the week's close", True
-            ),
-            Column("open_value", pa.float64(), "level at open_date", True),
-            Column("close_value", pa.float64(), "level at close_date", True),
-            Column("return_pct", pa.float64(), "weekly return, percent (yield: -duration x change)", True),
-            Column(
-                "rank",
-                pa.int32(),
-                "1 = best among major asset classes; null for non-major or no return",
-                True,
-            ),
-            Column("is_worst", pa.bool_(), "worst of the ranked major asset classes", True),
-        ),
-    )
-)
-
-WEEKLY_CRYPTO_RANK = register(
-    Table(
-        name="weekly_crypto_rank",
-        description="Crypto's rank among major asset classes and how many consecutive weeks it has been worst.",
-        partition_by="week",
-        key=("week_start",),
-        columns=(
-            Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
-            Column("crypto_rank", pa.int32(), "rank of crypto, 1 = best", True),
-            Column("assets_ranked", pa.int32(), "major asset classes with a return this week"),
-            Column("is_worst", pa.bool_(), "crypto was the worst", True),
-            Column("worst_streak_weeks", pa.int32(), "consecutive weeks up to this one with crypto worst"),
-        ),
-    )
-)
 
 
 def _last_at_or_before(levels: pl.DataFrame, series: str, day: date, max_stale_days: int):

@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import polars as pl
-import pyarrow as pa
 
 from pipelines.metrics.pit import week_window
-from pipelines.schemas import Column, Table, register
 
 
 @dataclass(frozen=True)
@@ -37,30 +35,6 @@ DEFAULT_METRICS: tuple[MacroMetric, ...] = (
     MacroMetric("usd_jpy", "DEXJPUS", "level", "yen per dollar", 1, True),
 )
 CURVE = ("curve_10y_2y", "DGS10", "DGS2")
-
-WEEKLY_MACRO = register(
-    Table(
-        name="weekly_macro",
-        description="Latest value of each macro series known at the week's close (missing releases stay missing).",
-        partition_by="week",
-        key=("metric",),
-        columns=(
-            Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
-            Column("metric", pa.string(), "metric name, e.g. 'payrolls_change_k'"),
-            Column("series_id", pa.string(), "source series id(s)"),
-            Column("value", pa.float64(), "value; null when the latest known observation is missing", True),
-            Column(
-                "observation_date", pa.date32(), "date of that observation; null when nothing is known", True
-            ),
-            Column(
-                "status",
-                pa.string(),
-                "'ok', 'missing' (observation exists, value not published) or 'unavailable'",
-            ),
-            Column("unit", pa.string(), "unit of value"),
-        ),
-    )
-)
 
 
 def known_macro(macro: pl.DataFrame, cutoff: date, lags: dict[str, int] | None = None) -> pl.DataFrame:
@@ -153,80 +127,6 @@ CUT_BP = 25.0  # one cut, in basis points
 RATE_MAX_AGE_DAYS = 6  # the compared observation must be dated within the week: on or after close day - 6
 RATE_LAG_DAYS = (
     1  # both series: an observation dated D is known at the close of D + 1 (as the daily series above)
-)
-
-WEEKLY_RATE_EXPECTATIONS = register(
-    Table(
-        name="weekly_rate_expectations",
-        description=(
-            "The change in the overnight rate that three-month Treasury bills price over their life: the bill's "
-            "discount rate (DTB3) turned into the overnight act/360 rate that compounds daily to the bill's return, "
-            "minus the effective fed funds rate (DFF) of the same day; as known at the week's close and at the "
-            "close of the week before."
-        ),
-        partition_by="week",
-        key=("week_start",),
-        columns=(
-            Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
-            Column("bill_series", pa.string(), "FRED id of the bill rate (DTB3)"),
-            Column("funds_series", pa.string(), "FRED id of the effective fed funds rate (DFF)"),
-            Column(
-                "observation_date",
-                pa.date32(),
-                "latest date known at the close with both a bill rate and a "
-                "funds rate; null when there is none",
-                True,
-            ),
-            Column(
-                "bill_discount_pct", pa.float64(), "bill rate as published, percent, discount basis", True
-            ),
-            Column(
-                "bill_overnight_pct",
-                pa.float64(),
-                "the bill's return over its 91 days as an overnight act/360 "
-                "rate compounded daily, percent (the funds rate's basis)",
-                True,
-            ),
-            Column(
-                "funds_rate_pct", pa.float64(), "effective fed funds rate on observation_date, percent", True
-            ),
-            Column(
-                "implied_change_bp",
-                pa.float64(),
-                "bill_overnight_pct - funds_rate_pct, basis points: the "
-                "change in the average overnight rate over the bill's life that the bill prices",
-                True,
-            ),
-            Column(
-                "cuts_priced",
-                pa.float64(),
-                "-implied_change_bp / 25: cuts of 25 bp priced (negative: rises)",
-                True,
-            ),
-            Column(
-                "status",
-                pa.string(),
-                "'ok'; 'stale' (the latest pair is dated before the week) or "
-                "'unavailable' (a series has no known value)",
-            ),
-            Column(
-                "prev_observation_date",
-                pa.date32(),
-                "the same as known at the close of the week before",
-                True,
-            ),
-            Column(
-                "prev_implied_change_bp",
-                pa.float64(),
-                "implied_change_bp as known at the close of the week "
-                "before (null unless that week's status is 'ok')",
-                True,
-            ),
-            Column(
-                "change_bp", pa.float64(), "implied_change_bp - prev_implied_change_bp, basis points", True
-            ),
-        ),
-    )
 )
 
 

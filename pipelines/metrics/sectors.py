@@ -6,11 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from pipelines.metrics.pit import as_of, last_on_or_before, shift_week, week_window
 from pipelines.metrics.universe import universe_at
-from pipelines.schemas import Column, Table, register
 
 
 @dataclass(frozen=True)
@@ -36,33 +34,6 @@ DEFAULT_INDICES: tuple[IndexSpec, ...] = (
     IndexSpec("top30", None, 1, 30),
     IndexSpec("mid_caps", None, 11, 50),
     IndexSpec("small_caps", None, 51, 100),
-)
-
-WEEKLY_INDEX_RETURNS = register(
-    Table(
-        name="weekly_index_returns",
-        description="Capped market-cap-weighted sector/size index returns, Monday 00:00 to Monday 00:00 UTC.",
-        partition_by="week",
-        key=("index",),
-        columns=(
-            Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
-            Column("index", pa.string(), "index name (see METHODOLOGY.md)"),
-            Column("constituents", pa.int32(), "members at the Monday rebalance"),
-            Column("max_weight", pa.float64(), "largest weight after capping", True),
-            Column("return_pct", pa.float64(), "weighted return over the week, percent", True),
-            Column("prev_return_pct", pa.float64(), "the same index's return the week before, percent", True),
-            Column("members_close", pa.int32(), "members with a price on the close day", True),
-            Column(
-                "members_carried", pa.int32(), "members priced at their last price earlier in the week", True
-            ),
-            Column(
-                "members_dropped",
-                pa.int32(),
-                "members with no price after the open (left out, weights renormalised)",
-                True,
-            ),
-        ),
-    )
 )
 
 

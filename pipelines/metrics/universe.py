@@ -5,10 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 import polars as pl
-import pyarrow as pa
 
 from pipelines.metrics.pit import as_of, week_window
-from pipelines.schemas import Column, Table, register
 
 # CoinGecko category ids whose coins are not independent crypto-asset exposure: they track a fiat currency,
 # another coin (wrapped, bridged, staked, restaked) or a real-world asset. Matched exactly, plus the patterns in
@@ -87,25 +85,6 @@ def eligible(registry: pl.DataFrame, overrides: pl.DataFrame | None = None) -> p
 
 def eligible_ids(eligibility: pl.DataFrame) -> list[str]:
     return eligibility.filter(pl.col("eligible"))["coin_id"].to_list()
-
-
-WEEKLY_UNIVERSE = register(
-    Table(
-        name="weekly_universe",
-        description="The top N eligible coins by market cap at the week's open (close of the Sunday before), ranked.",
-        partition_by="week",
-        key=("coin_id",),
-        columns=(
-            Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
-            Column("rank", pa.int32(), "market-cap rank among eligible coins at the open, 1 = largest"),
-            Column("coin_id", pa.string(), "CoinGecko coin id"),
-            Column("symbol", pa.string(), "ticker"),
-            Column("name", pa.string(), "display name (untrusted text)"),
-            Column("market_cap_open_usd", pa.float64(), "market cap at the open"),
-            Column("price_open_usd", pa.float64(), "price at the open"),
-        ),
-    )
-)
 
 
 def universe_at(coin_daily: pl.DataFrame, eligible_ids: list[str] | pl.Series, day: date, top_n: int = 100):

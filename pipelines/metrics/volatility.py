@@ -7,40 +7,12 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from pipelines.calendar import utc_midnight
 from pipelines.metrics.pit import as_of, ensure_utc, week_window
-from pipelines.schemas import Column, Table, register
 
 HOURS_PER_YEAR = 24 * 365
 DAYS_PER_YEAR = 365
-
-WEEKLY_BTC_VOLATILITY = register(
-    Table(
-        name="weekly_btc_volatility",
-        description="BTC realized volatility (annualized, percent) at the week's close and a week earlier.",
-        partition_by="week",
-        key=("week_start",),
-        columns=(
-            Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
-            Column(
-                "rv7_hourly_pct", pa.float64(), "7-day RV from 168 hourly log returns, x sqrt(24*365)", True
-            ),
-            Column("rv7_hourly_prev_pct", pa.float64(), "the same at the week's open", True),
-            Column("rv7_change_pts", pa.float64(), "rv7_hourly_pct minus rv7_hourly_prev_pct", True),
-            Column("rv30_hourly_pct", pa.float64(), "30-day RV from hourly log returns", True),
-            Column("rv7_daily_pct", pa.float64(), "7-day RV from daily log returns, x sqrt(365)", True),
-            Column("rv30_daily_pct", pa.float64(), "30-day RV from daily log returns", True),
-            Column(
-                "rv7_highest_since",
-                pa.date32(),
-                "last earlier daily close with rv7_hourly >= this week's",
-                True,
-            ),
-        ),
-    )
-)
 
 
 def hourly_log_returns(btc_hourly: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:

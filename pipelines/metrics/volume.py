@@ -3,40 +3,9 @@
 from __future__ import annotations
 
 import polars as pl
-import pyarrow as pa
 
 from pipelines.metrics.pit import as_of, pct, shift_week, week_window
-from pipelines.schemas import Column, Table, register
-
-WEEKLY_VOLUME = register(
-    Table(
-        name="weekly_volume",
-        description="Spot and perp quote volume summed over the week's seven UTC days, and perp/spot.",
-        partition_by="week",
-        key=("week_start",),
-        columns=(
-            Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
-            Column(
-                "spot_volume_usd",
-                pa.float64(),
-                "spot volume Monday..Sunday; null unless all 7 days exist",
-                True,
-            ),
-            Column("spot_volume_prev_usd", pa.float64(), "the same for the week before", True),
-            Column("spot_change_pct", pa.float64(), "weekly change of spot volume, percent", True),
-            Column(
-                "perp_volume_usd",
-                pa.float64(),
-                "perp volume Monday..Sunday; null unless all 7 days exist",
-                True,
-            ),
-            Column("perp_volume_prev_usd", pa.float64(), "the same for the week before", True),
-            Column("perp_change_pct", pa.float64(), "weekly change of perp volume, percent", True),
-            Column("perp_to_spot", pa.float64(), "perp_volume_usd / spot_volume_usd", True),
-            Column("perp_to_spot_prev", pa.float64(), "the same for the week before", True),
-        ),
-    )
-)
+from pipelines.schemas import WEEKLY_VOLUME
 
 
 def week_volume(daily: pl.DataFrame, week: str, min_days: int = 7) -> float | None:

@@ -13,16 +13,23 @@ import polars as pl
 
 from pipelines.calendar import days_between, week_close_days
 from pipelines.clean import estimates
-from pipelines.metrics.correlation import WEEKLY_CORRELATION_BUCKETS
-from pipelines.metrics.cross_asset import WEEKLY_CROSS_ASSET, WEEKLY_CRYPTO_RANK
-from pipelines.metrics.leverage import WEEKLY_LEVERAGE
-from pipelines.metrics.macro import WEEKLY_MACRO, WEEKLY_RATE_EXPECTATIONS
-from pipelines.metrics.market import WEEKLY_MCAP_CROSSINGS, WEEKLY_TOTAL_MARKET_CAP
-from pipelines.metrics.sectors import WEEKLY_INDEX_RETURNS
-from pipelines.metrics.universe import WEEKLY_UNIVERSE
-from pipelines.metrics.volatility import WEEKLY_BTC_VOLATILITY
-from pipelines.metrics.volume import WEEKLY_VOLUME
-from pipelines.schemas import WEEKLY_MARKET_SUMMARY, WEEKLY_MOVERS, Table
+from pipelines.schemas import (
+    WEEKLY_BTC_VOLATILITY,
+    WEEKLY_CORRELATION_BUCKETS,
+    WEEKLY_CROSS_ASSET,
+    WEEKLY_CRYPTO_RANK,
+    WEEKLY_INDEX_RETURNS,
+    WEEKLY_LEVERAGE,
+    WEEKLY_MACRO,
+    WEEKLY_MARKET_SUMMARY,
+    WEEKLY_MCAP_CROSSINGS,
+    WEEKLY_MOVERS,
+    WEEKLY_RATE_EXPECTATIONS,
+    WEEKLY_TOTAL_MARKET_CAP,
+    WEEKLY_UNIVERSE,
+    WEEKLY_VOLUME,
+    Table,
+)
 from pipelines.warehouse import Warehouse
 
 REQUIRED: tuple[Table, ...] = (WEEKLY_MARKET_SUMMARY,)
