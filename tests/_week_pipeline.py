@@ -11,21 +11,20 @@ import dagster as dg
 import assets.weekly.derivatives as wd_
 import assets.weekly.macro as wm_
 import assets.weekly.market as wk_
-from assets.weekly.summary import week_open_close
+import assets.weekly.summary as ws_
 from pipelines import quality
-from pipelines.calendar import week_bounds, week_close_days
-from pipelines.clean.coingecko import latest_registry
-from pipelines.metrics.summary import weekly_market_summary, weekly_movers
 from pipelines.narrative.claims import check_claims
 from pipelines.narrative.crosscheck import crosscheck
 from pipelines.narrative.data import load_week
 from pipelines.narrative.predicates import check_predicates
 from pipelines.narrative.render import SOURCES_HEADING, render_week
-from pipelines.schemas import TABLES, WEEKLY_MARKET_SUMMARY, WEEKLY_MOVERS
+from pipelines.schemas import TABLES, WEEKLY_MARKET_SUMMARY
 from pipelines.warehouse import Warehouse
 
 # weekly table -> (compute function, its asset): the asset gives the checks and which of them block
 COMPUTES = {
+    "weekly_market_summary": (ws_.compute_market_summary, ws_.weekly_market_summary_asset),
+    "weekly_movers": (ws_.compute_movers, ws_.weekly_movers_asset),
     "weekly_universe": (wk_.compute_universe, wk_.weekly_universe_asset),
     "weekly_total_market_cap": (wk_.compute_total_market_cap, wk_.weekly_total_market_cap_asset),
     "weekly_market_total": (wk_.compute_market_total, wk_.weekly_market_total_asset),
@@ -40,7 +39,6 @@ COMPUTES = {
     "weekly_macro": (wm_.compute_macro, wm_.weekly_macro_asset),
     "weekly_rate_expectations": (wm_.compute_rate_expectations, wm_.weekly_rate_expectations_asset),
 }
-MIN_COINS = 50  # assets.weekly.summary.MIN_COINS (summary_coverage)
 
 
 @dataclass
@@ -68,28 +66,6 @@ def compute_weekly(wh: Warehouse, week: str) -> list[str]:
     """Write every weekly table of ``week`` into the lake; return the blocking problems (check failures and
     compute failures), as the weekly job would stop on them."""
     problems: list[str] = []
-    start, end = week_bounds(week)
-    try:
-        open_rows, close_rows = week_open_close(wh, week)
-        summary = weekly_market_summary(open_rows, close_rows, start, end, week_close_days(week)[1])
-        wh.write_partition(WEEKLY_MARKET_SUMMARY, week, summary)
-        row = summary.row(0, named=True)
-        if min(row["coins_start"], row["coins_end"]) < MIN_COINS:
-            problems.append(
-                f"weekly_market_summary.summary_coverage: only {row['coins_start']}/{row['coins_end']} coins"
-            )
-        if row["btc_return_pct"] is None or row["eth_return_pct"] is None:
-            problems.append(
-                "weekly_market_summary.summary_coverage: BTC or ETH missing at the open or the close"
-            )
-        if not (row["total_mcap_start_usd"] > 0 and row["total_mcap_end_usd"] > 0):
-            problems.append("weekly_market_summary.summary_coverage: non-positive total market cap")
-        movers = weekly_movers(
-            open_rows, close_rows, latest_registry(wh).select("coin_id", "categories"), start
-        )
-        wh.write_partition(WEEKLY_MOVERS, week, movers)
-    except (dg.Failure, ValueError) as exc:
-        problems.append(f"weekly_market_summary: {getattr(exc, 'description', None) or exc}")
     for name, (fn, asset) in COMPUTES.items():
         try:
             out = fn(wh, week)

@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 import assets.weekly.macro as weekly_macro
+import assets.weekly.summary as weekly_summary
 import pipelines.metrics.leverage as leverage
 import pipelines.metrics.sectors as sectors
 import pipelines.metrics.volatility as volatility
@@ -91,7 +92,7 @@ def _summary_drops_last_coin(open_rows, close_rows, *a):
     return ORIG_SUMMARY(open_rows, close_rows.sort("coin_id").head(close_rows.height - 1), *a)
 
 
-ORIG_SUMMARY = pipe.weekly_market_summary
+ORIG_SUMMARY = weekly_summary.summarize
 ORIG_RANK = weekly_macro.weekly_crypto_rank
 
 
@@ -105,7 +106,7 @@ def _streak_off_by_one(levels, week, *a, **k):
         (sectors, "capped_weights", _uncapped, "index return"),
         (volatility, "rolling_rv", _ddof0, "BTC 7-day realized volatility"),
         (leverage, "_weighted", _equal_weighted, "mean funding per 8h"),
-        (pipe, "weekly_market_summary", _summary_drops_last_coin, "total market cap change %"),
+        (weekly_summary, "summarize", _summary_drops_last_coin, "total market cap change %"),
         (weekly_macro, "weekly_crypto_rank", _streak_off_by_one, "crypto worst-asset streak"),
     ],
 )

@@ -16,6 +16,7 @@ import pytest
 import assets.weekly.derivatives as derivatives
 import assets.weekly.macro as macro
 import assets.weekly.market as market
+import assets.weekly.summary as summary
 from pipelines.resources import WarehouseResource
 from pipelines.schemas import TABLES
 from pipelines.warehouse import Warehouse, sha256_file
@@ -23,10 +24,10 @@ from tests._weekly_world import build, write_lake
 
 ASSETS = [
     getattr(mod, n)
-    for mod in (market, derivatives, macro)
+    for mod in (market, derivatives, macro, summary)
     for n in sorted(dir(mod))
     if n.endswith("_asset") and isinstance(getattr(mod, n), dg.AssetsDefinition)
-]
+]  # every weekly table has one shape, so every one is held point in time below
 TABLE_NAMES = sorted(a.key.to_user_string() for a in ASSETS)
 WEEKS = ["2025-04-14", "2025-04-21"]
 EARLY = datetime(2025, 4, 28, tzinfo=UTC)  # the lake as it stood at the close of week 2025-04-21
@@ -258,3 +259,27 @@ def test_the_registry_of_a_week_is_the_last_snapshot_taken_by_its_close(tmp_path
     assert registry_as_of(wh, date(2025, 10, 1))["categories"].to_list() == [
         ["old"]
     ]  # before any: the earliest
+
+
+def test_movers_take_the_registry_known_at_the_weeks_close(world, tmp_path: Path) -> None:
+    """A later registry snapshot that reclassifies the week's top gainer (say, as a stablecoin) must not change the
+    week's movers: the registry is taken as known at the close, as for every other weekly table."""
+    week = "2025-04-21"
+    wh = write_lake(tmp_path, world, EARLY)
+    before = summary.compute_movers(wh, week).df
+    top = before.filter((pl.col("kind") == "gainer") & (pl.col("position") == 1))["coin_id"][0]
+
+    def reclassify(registry: pl.DataFrame) -> pl.DataFrame:
+        late = registry["snapshot"] == registry["snapshot"].max()
+        return registry.with_columns(
+            categories=pl.when(late & (pl.col("coin_id") == top))
+            .then(pl.lit(["usd-stablecoin"]))
+            .otherwise(pl.col("categories"))
+        )
+
+    write_lake(tmp_path, world, LATE, transform={"coin_registry": reclassify})
+    assert summary.compute_movers(wh, week).df.equals(before)
+    # the same snapshot does reach a week that closes after it: the check above can fail
+    late_week = "2025-05-05"
+    if summary.compute_movers(wh, late_week).df["coin_id"].is_in([top]).any():
+        raise AssertionError(f"{top} reclassified as a stablecoin is still a mover of {late_week}")
