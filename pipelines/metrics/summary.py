@@ -6,10 +6,9 @@ from datetime import date
 
 import polars as pl
 
+from pipelines.metrics.universe import eligible
+
 # Coins that are not market risk of their own: excluded from rankings of movers (and, later, the universe).
-EXCLUDED_CATEGORIES = frozenset(
-    {"stablecoins", "wrapped-tokens", "liquid-staking-tokens", "liquid-restaking-tokens", "tokenized-gold"}
-)
 
 
 def _pct(end: float | None, start: float | None) -> float | None:
@@ -101,15 +100,12 @@ def weekly_movers(
 ) -> pl.DataFrame:
     """The ``n`` best and worst weekly price changes among the ``top_n`` largest eligible coins at the open.
 
-    Eligible: not in an excluded category (stablecoins, wrapped, liquid staking, tokenized gold). Ranks are
+    Eligible: the universe's rule (``universe.eligible``: no stablecoin, wrapped, staked or tokenized asset). Ranks are
     taken at the open, so a coin that crashes out of the top 100 during the week is still ranked. Ties are broken
     by coin id, so the result does not depend on row order.
     """
-    excluded = set(
-        categories.filter(
-            pl.col("categories").list.eval(pl.element().is_in(list(EXCLUDED_CATEGORIES))).list.any()
-        )["coin_id"].to_list()
-    )
+    verdicts = eligible(categories)
+    excluded = set(verdicts.filter(~pl.col("eligible"))["coin_id"].to_list())
     start = (
         open_rows.filter(~pl.col("coin_id").is_in(list(excluded)) & pl.col("market_cap_usd").is_not_null())
         .sort(["market_cap_usd", "coin_id"], descending=[True, False])
