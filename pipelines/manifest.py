@@ -11,15 +11,26 @@ from pipelines.schemas import Table
 from pipelines.warehouse import Warehouse, sha256_file
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_ROOT.parent
+# What decides a report's numbers and words: the two code packages (pipelines/ and the Dagster assets/), their
+# templates, and the locked dependency versions.
+CODE_DIRS = ("pipelines", "assets")
+CODE_FILES = ("pyproject.toml", "uv.lock")
 
 
 @lru_cache(maxsize=1)
 def code_version() -> dict[str, str]:
-    """A hash of every source and template file of the pipeline, and the git commit when there is one."""
+    """A hash of every source and template file of ``pipelines/`` and ``assets/`` and of the locked dependencies,
+    and the git commit when there is one."""
     h = hashlib.sha256()
-    for path in sorted(PACKAGE_ROOT.rglob("*")):
-        if path.suffix in (".py", ".j2", ".sql", ".csv", ".toml") and "__pycache__" not in path.parts:
-            h.update(path.relative_to(PACKAGE_ROOT).as_posix().encode())
+    paths = [p for d in CODE_DIRS if (PROJECT_ROOT / d).is_dir() for p in (PROJECT_ROOT / d).rglob("*")]
+    paths += [PROJECT_ROOT / f for f in CODE_FILES if (PROJECT_ROOT / f).is_file()]
+    for path in sorted(paths):
+        if (
+            path.suffix in (".py", ".j2", ".sql", ".csv", ".toml", ".lock")
+            and "__pycache__" not in path.parts
+        ):
+            h.update(path.relative_to(PROJECT_ROOT).as_posix().encode())
             h.update(path.read_bytes())
     out = {"source_sha256": h.hexdigest()}
     try:
