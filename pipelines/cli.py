@@ -30,6 +30,8 @@ from pathlib import Path
 import click
 from dagster._utils.warnings import BetaWarning, PreviewWarning, SupersessionWarning
 
+from pipelines.calendar import WEEKLY_START
+
 # Dagster flags beta parameters we use on purpose (single-run backfills, partition mappings): not for users.
 warnings.filterwarnings("ignore", category=BetaWarning)
 warnings.filterwarnings("ignore", category=PreviewWarning)
@@ -78,8 +80,8 @@ def _week_option(week: str | None, what: str = "--week") -> str:
         raise click.BadParameter(
             f"week {week} has not finished yet (latest complete week: {latest})", param_hint=what
         )
-    if week < "2025-03-31":
-        raise click.BadParameter("weekly partitions start on 2025-03-31", param_hint=what)
+    if week < WEEKLY_START:
+        raise click.BadParameter(f"weekly partitions start on {WEEKLY_START}", param_hint=what)
     return week
 
 
@@ -353,7 +355,7 @@ def report(week: str | None, use_emulator: bool, first_day: str | None) -> None:
 
 
 @main.command()
-@click.option("--since", default="2025-03-31", show_default=True, help="first week (a Monday)")
+@click.option("--since", default=WEEKLY_START, show_default=True, help="first week (a Monday)")
 @click.option(
     "--until", "until", default=None, help="last week (a Monday; default: the latest complete week)"
 )

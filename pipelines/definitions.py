@@ -20,9 +20,8 @@ from pipelines.automation.freshness import build_freshness
 from pipelines.automation.pools import check_pools
 from pipelines.automation.schedules import build_schedules
 from pipelines.automation.sensors import weekly_catch_up_sensor
+from pipelines.automation.tags import LAYER_TAG
 from pipelines.resources import build_resources
-
-LAYER_TAG = "crypto-weekly/layer"
 
 all_assets = check_pools(dg.load_assets_from_package_module(assets))
 all_checks = dg.load_asset_checks_from_package_module(assets)

@@ -19,6 +19,7 @@ import dagster as dg
 from dagster._core.utils import make_new_run_id
 
 from pipelines import settings
+from pipelines.automation.tags import TRIGGER_TAG
 from pipelines.calendar import DAILY_START, WEEKLY, week_close_days
 
 if TYPE_CHECKING:
@@ -208,7 +209,7 @@ def run_days(
                 instance=instance,
                 run_id=run_id,
                 asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
-                tags={RANGE_START_TAG: first_day, RANGE_END_TAG: last_day, "crypto-weekly/trigger": trigger},
+                tags={RANGE_START_TAG: first_day, RANGE_END_TAG: last_day, TRIGGER_TAG: trigger},
                 raise_on_error=False,
                 run_config=_run_config(log_level),
             )
@@ -234,7 +235,7 @@ def run_weekly(
                 instance=instance,
                 run_id=run_id,
                 partition_key=week,
-                tags={"crypto-weekly/trigger": trigger},
+                tags={TRIGGER_TAG: trigger},
                 raise_on_error=False,
                 run_config=_run_config(log_level),
             )

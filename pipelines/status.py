@@ -15,6 +15,8 @@ from typing import Any
 
 import dagster as dg
 
+from pipelines.automation.tags import TRIGGER_TAG
+
 
 def _reports(root: Path) -> list[dict[str, Any]]:
     out = []
@@ -104,7 +106,7 @@ def _runs(instance: dg.DagsterInstance, limit: int) -> list[dict[str, Any]]:
                 "job": run.job_name,
                 "partition": part,
                 "status": run.status.value,
-                "trigger": tags.get("crypto-weekly/trigger", ""),
+                "trigger": tags.get(TRIGGER_TAG, ""),
                 "started": datetime.fromtimestamp(start, timezone.utc).isoformat(timespec="seconds")
                 if start
                 else None,

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from pipelines.automation.tags import TRIGGER_TAG
 from pipelines.calendar import DAILY, WEEKLY
 
 DAILY_DEADLINE_CRON = "0 2 * * *"  # yesterday's partition by 02:00 UTC
@@ -52,6 +53,6 @@ def build_freshness(assets: Sequence[object]) -> tuple[list[dg.AssetChecksDefini
         name="freshness_sensor",
         minimum_interval_seconds=300,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        tags={"crypto-weekly/trigger": "freshness_sensor"},
+        tags={TRIGGER_TAG: "freshness_sensor"},
     )
     return checks, sensor

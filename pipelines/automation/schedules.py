@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-TRIGGER_TAG = "crypto-weekly/trigger"
+from pipelines.automation.tags import LAYER_TAG, TRIGGER_TAG
+
 # Retried twice by the daemon (run_retries in dagster.yaml), from the failed step.
 RETRIES = {"dagster/max_retries": "2", "dagster/retry_strategy": "FROM_FAILURE"}
 
@@ -26,7 +27,7 @@ def build_schedules(daily_job, weekly_job) -> list:
         description="Yesterday's raw pulls and clean tables, each day at 00:45 UTC (after CoinGecko's ~00:35 close).",
         hour_of_day=0,
         minute_of_hour=45,
-        tags={TRIGGER_TAG: "schedule", "crypto-weekly/layer": "daily", **RETRIES},
+        tags={TRIGGER_TAG: "schedule", LAYER_TAG: "daily", **RETRIES},
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )
     weekly = dg.build_schedule_from_partitioned_job(
@@ -36,7 +37,7 @@ def build_schedules(daily_job, weekly_job) -> list:
         day_of_week=1,
         hour_of_day=1,
         minute_of_hour=30,
-        tags={TRIGGER_TAG: "schedule", "crypto-weekly/layer": "weekly", **RETRIES},
+        tags={TRIGGER_TAG: "schedule", LAYER_TAG: "weekly", **RETRIES},
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )
     return [daily, weekly]

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
+from pipelines.automation.tags import LAYER_TAG, TRIGGER_TAG
 from pipelines.calendar import latest_complete_week, utc_midnight, week_bounds, week_close_days
 
 CATCH_UP_FROM = timedelta(hours=2)  # after the Monday 01:30 schedule has had its chance
@@ -73,5 +74,5 @@ def weekly_catch_up_sensor(context: dg.SensorEvaluationContext) -> dg.RunRequest
     return dg.RunRequest(
         partition_key=week,
         run_key=f"{week}:{max(i for i in ids.values() if i is not None)}",
-        tags={"crypto-weekly/trigger": "catch_up_sensor", "crypto-weekly/layer": "weekly"},
+        tags={TRIGGER_TAG: "catch_up_sensor", LAYER_TAG: "weekly"},
     )
