@@ -12,6 +12,7 @@ import dagster as dg
 from pydantic import Field
 
 from pipelines.clean import estimates
+from pipelines.settings import parse_venues, validate
 from pipelines.sources import binance as _binance
 from pipelines.sources import binance_vision as _vision
 from pipelines.sources import bybit as _bybit
@@ -47,25 +48,6 @@ class _MarketClock(dg.ConfigurableResource):
             return datetime.now(timezone.utc)
         t = datetime.fromisoformat(self.market_now)
         return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
-
-
-# Venues a user may select with CRYPTO_WEEKLY_VENUES (CoinGecko is the report's backbone: always used).
-VENUES = ("binance", "bybit", "okx", "fred")
-
-
-def parse_venues(value: str | None) -> tuple[str, ...]:
-    """``CRYPTO_WEEKLY_VENUES`` (comma-separated, case-insensitive; empty = all) -> the selected venues.
-    Unknown names raise one ``ValueError`` naming them and the valid ones."""
-    names = [v.strip().lower() for v in (value or "").split(",") if v.strip()]
-    if not names:
-        return VENUES
-    unknown = sorted(set(names) - set(VENUES))
-    if unknown:
-        raise ValueError(
-            f"CRYPTO_WEEKLY_VENUES: unknown venue(s) {', '.join(unknown)}; "
-            f"valid: {', '.join(VENUES)} (comma-separated; empty = all)"
-        )
-    return tuple(v for v in VENUES if v in names)
 
 
 class _Venue(_MarketClock):
@@ -227,8 +209,6 @@ DEFAULT_CALLS_PER_MINUTE = {"COINGECKO": 30, "BINANCE": 600, "BYBIT": 300, "OKX"
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     """Resources from the environment, after ``settings.validate()`` has checked every variable (one
     ``SettingsError`` naming the bad ones, instead of a Dagster config error when a run starts)."""
-    from pipelines.settings import validate
-
     settings = validate()
     cg_key = dg.EnvVar("COINGECKO_API_KEY") if os.environ.get("COINGECKO_API_KEY") else None
     venues = parse_venues(os.environ.get("CRYPTO_WEEKLY_VENUES"))

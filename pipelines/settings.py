@@ -83,9 +83,26 @@ def _now(value: str) -> str:
     return value.strip()
 
 
-def _venues(value: str) -> tuple[str, ...]:
-    from pipelines.resources import parse_venues
+# Venues a user may select with CRYPTO_WEEKLY_VENUES (CoinGecko is the report's backbone: always used).
+VENUES = ("binance", "bybit", "okx", "fred")
 
+
+def parse_venues(value: str | None) -> tuple[str, ...]:
+    """``CRYPTO_WEEKLY_VENUES`` (comma-separated, case-insensitive; empty = all) -> the selected venues.
+    Unknown names raise one ``ValueError`` naming them and the valid ones."""
+    names = [v.strip().lower() for v in (value or "").split(",") if v.strip()]
+    if not names:
+        return VENUES
+    unknown = sorted(set(names) - set(VENUES))
+    if unknown:
+        raise ValueError(
+            f"CRYPTO_WEEKLY_VENUES: unknown venue(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(VENUES)} (comma-separated; empty = all)"
+        )
+    return tuple(v for v in VENUES if v in names)
+
+
+def _venues(value: str) -> tuple[str, ...]:
     try:
         return parse_venues(value)
     except ValueError as exc:

@@ -9,7 +9,8 @@ import pytest
 
 from pipelines import gaps
 from pipelines.pulls import derivatives as ing
-from pipelines.resources import build_resources, parse_venues
+from pipelines.resources import build_resources
+from pipelines.settings import parse_venues
 from pipelines.sources.http import PayloadError, SourceError
 from pipelines.warehouse import Warehouse
 
