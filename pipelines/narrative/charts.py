@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import polars as pl
 
 from pipelines.narrative.data import WeekData
-from pipelines.narrative.facts import ASSET_LABELS, INDEX_LABELS
+from pipelines.narrative.vocabulary import ASSET_LABELS, INDEX_LABELS
 
 RC = {
     "svg.hashsalt": "crypto-weekly",

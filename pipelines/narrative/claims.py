@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.narrative.format import FORMATS
-from pipelines.narrative.render import FIXED_TERMS, SOURCES_HEADING
+from pipelines.narrative.vocabulary import FIXED_TERMS, SOURCES_HEADING
 from pipelines.schemas import TABLES
 from pipelines.warehouse import Warehouse
 

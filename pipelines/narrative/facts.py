@@ -26,35 +26,13 @@ from pipelines.narrative.data import WeekData
 from pipelines.narrative.format import FORMATS
 from pipelines.narrative.pieces import Num, Phrase, Txt, join
 from pipelines.narrative.predicates import Predicate, hold
+from pipelines.narrative.vocabulary import ASSET_LABELS, INDEX_LABELS
 
-INDEX_LABELS: dict[str, str] = {
-    "l2": "Layer 2 (L2)",
-    "gaming": "Gaming",
-    "depin": "Decentralized IoT (DePIN)",
-    "ai": "Artificial Intelligence (AI)",
-    "defi": "DeFi",
-    "meme": "Memecoins",
-    "core_l1": "Core Layer 1s (Core L1s)",
-    "top30": "Top-30 index (GMCI-30-like)",
-    "mid_caps": "Mid caps (ranks 11-50)",
-    "small_caps": "Small caps (ranks 51-100)",
-}
 SECTORS = ("l2", "gaming", "depin", "ai", "defi", "meme", "core_l1")
 EQUITIES = (
     "nasdaq",
     "sp500",
 )  # the equity indices of the cross-asset table: "macro de-risking" needs them down
-ASSET_LABELS: dict[str, str] = {
-    "crypto": "Crypto (total market cap)",
-    "btc": "Bitcoin",
-    "eth": "Ether",
-    "sp500": "S&P 500",
-    "nasdaq": "Nasdaq Composite",
-    "gold": "Gold",
-    "treasuries": "US Treasuries (10Y price proxy)",
-    "dollar": "US dollar (broad index)",
-    "yen": "Japanese yen",
-}
 DELEVERAGING_PCT = -20.0  # open interest this far below its reference peak is "deleveraged"
 RESILIENT_SPOT_PCT = -10.0  # spot volume falling less than this is "resilient"
 MIN_SINCE_WEEKS = 4  # "lowest since" is only news when the earlier week is at least this far back

@@ -26,8 +26,6 @@ from pipelines.calendar import days_between, week_close_days
 from pipelines.narrative import charts as charts_mod
 from pipelines.narrative.data import WeekData
 from pipelines.narrative.facts import (
-    ASSET_LABELS,
-    INDEX_LABELS,
     Fact,
     coin_label,
     derive_facts,
@@ -36,36 +34,11 @@ from pipelines.narrative.facts import (
 )
 from pipelines.narrative.pieces import Num, Phrase, Txt, join, md_escape
 from pipelines.narrative.rate_expectations import rate_expectations
+from pipelines.narrative.vocabulary import ASSET_LABELS, FIXED_TERMS, INDEX_LABELS, SOURCES_HEADING
 
 __all__ = ["md_escape", "render_week", "RenderedReport", "FIXED_TERMS", "SOURCES_HEADING"]
 
 TEMPLATES = Path(__file__).parent / "templates"
-SOURCES_HEADING = "## Sources"  # the lineage list below it holds partition keys and hashes, not figures
-# Fixed wording that contains digits but is not a figure (the claim check masks it before looking for numbers).
-FIXED_TERMS: tuple[str, ...] = tuple(
-    sorted(
-        set(INDEX_LABELS.values())
-        | set(ASSET_LABELS.values())
-        | {
-            "1-10",
-            "11-50",
-            "51-100",
-            "top 10",
-            "top 100",
-            "7-day",
-            "30-day",
-            "8h",
-            "00:00",
-            "10Y-2Y",
-            "2Y",
-            "10Y",
-            "GMCI-30",
-            "cuts of 25 bp",
-        },
-        key=len,
-        reverse=True,
-    )
-)
 SUMMARY_FACTS = 4
 NOT_IN_LEDE = ("worst_sector", "best_sector", "top_gainer", "top_loser", "mcap_total_basis")
 
