@@ -188,6 +188,9 @@ def _defs(defs: dg.Definitions | None) -> dg.Definitions:
     return defs or make_definitions()
 
 
+PLANNED_SUBSET_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+
+
 def run_days(
     first_day: str,
     last_day: str,
@@ -201,7 +204,12 @@ def run_days(
     raw pulls skip what is stored, so a re-run after a failure only asks for what is missing. ``assets`` limits
     the run to some of the job's assets. Returns the run id."""
     run_id = make_new_run_id()
-    with RUN_WATCH(instance, run_id):
+    # A range of days is one run: Dagster then records one "planned" event per asset for the run instead of one
+    # per asset and day (measured on 60 days: 1,140 -> 19 planned events, 2,066 -> 945 events, the run 2.4x
+    # faster; bench/phases.py daily_events). The cost, per Dagster: a failed run does not mark its days failed in
+    # the UI; this command reports the failure itself and a re-run resumes. One day gains nothing, so stays as is.
+    lever = {PLANNED_SUBSET_ENV: "1"} if last_day > first_day and PLANNED_SUBSET_ENV not in os.environ else {}
+    with RUN_WATCH(instance, run_id), patched_environ(lever):
         daily = (
             _defs(defs)
             .resolve_job_def("daily_job")

@@ -265,3 +265,29 @@ def test_catch_up_sensor_waits_for_late_days_then_runs_the_week_once(catch_up) -
         instance.report_runless_asset_event(dg.AssetMaterialization("weekly_report", partition="2025-11-17"))
         done = catch_up(instance, monday)
         assert isinstance(done, dg.SkipReason) and done.skip_message == "week 2025-11-17 is reported"
+
+
+def test_a_range_of_days_plans_once_per_asset_and_keeps_each_days_status() -> None:
+    """``run_days`` over several days turns on Dagster's planned-event subset for that run only: one planned
+    event per asset instead of one per asset and day, every day still recorded as materialized, and the
+    environment left as it was."""
+    import os
+
+    from pipelines.calendar import DAILY
+    from pipelines.runner import PLANNED_SUBSET_ENV, run_days
+
+    @dg.asset(partitions_def=DAILY, backfill_policy=dg.BackfillPolicy.single_run())
+    def day_count(context) -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"days": len(context.partition_keys)})
+
+    defs = dg.Definitions(assets=[day_count], jobs=[dg.define_asset_job("daily_job", [day_count])])
+    assert PLANNED_SUBSET_ENV not in os.environ
+    with dg.instance_for_test() as instance:
+        run_id = run_days("2025-11-01", "2025-11-05", instance, defs=defs)
+        planned = instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+        ).records
+        done = instance.get_materialized_partitions(dg.AssetKey("day_count"))
+    assert PLANNED_SUBSET_ENV not in os.environ
+    assert len(planned) == 1
+    assert done == {f"2025-11-0{d}" for d in range(1, 6)}
