@@ -4,7 +4,9 @@ cleaning (tests/_every_week.py), every week's quality rules and weekly tables in
 ``CRYPTO_WEEKLY_EVERY_WEEK=1`` (``make test-every-week``) renders all 87 weeks.
 
 Asserted for each rendered week: nothing blocks publication (quality rules, weekly tables' blocking checks, the
-claim check with its unlabeled numbers, the predicates re-derived from the lake, the second derivation), no sentence
+claim check with its unlabeled numbers, the predicates re-derived from the lake, the second derivation), every
+weekly table of every week computed again in one pass (``assets.weekly.weeks.compute_weeks``) byte for byte the
+partition the week wrote alone, no sentence
 twice, no style fault; across weeks: the Our View of each week is its own, two to four reasoned paragraphs."""
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import statistics
 
 import pytest
 
+from assets.weekly.weeks import compute_weeks
 from tests import _every_week as ew
+from tests import _one_pass
 from tests import _report_audit as audit
 
 WEEKS = ew.all_weeks()
@@ -30,8 +34,12 @@ def test_the_weeks_are_the_emulator_history() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(1800 if len(RENDERED) == len(WEEKS) else 900)
 def test_every_week_true_once_and_reasoned(tmp_path) -> None:
-    runs = ew.run_weeks(ew.build_lake(tmp_path / "warehouse"), WEEKS, RENDERED)
+    wh = ew.build_lake(tmp_path / "warehouse")
+    runs = ew.run_weeks(wh, WEEKS, RENDERED)
     assert set(runs) == set(WEEKS)
+    # every weekly table of every week computed again in one pass over the lake read once: byte for byte the
+    # partition the week wrote alone
+    assert _one_pass.lake_differences(wh, compute_weeks(wh, WEEKS)) == []
     # zero failing predicates, zero unlabeled numbers, zero wrong figures, no blocking quality or table check
     assert {w: r.blocked for w, r in runs.items() if r.blocked} == {}
     assert all(runs[w].markdown and runs[w].predicates > 5 for w in RENDERED)

@@ -1,0 +1,94 @@
+"""The lake read once: the read side of a ``Warehouse`` over tables held in memory, for computing many weeks in
+one pass.
+
+``Warehouse.query`` opens a view over a table's Parquet files for every query, so a week that runs a few dozen
+queries lists and reads the lake a few dozen times. A ``LakeSnapshot`` reads each table the first time a query
+names it, whole, into a table of its own in-memory DuckDB database (by the same ``read_parquet`` expression as the
+warehouse's view, so the columns, their types and the hive partition column are the same), and answers every later
+query from memory; ``read_partition`` reads each partition file once. The SQL is the caller's own, with its own
+point-in-time bounds (``date <= ?``, ``ts <= ?``), so a query returns here exactly the rows, in the same order,
+that it returns from the warehouse.
+
+A snapshot is the lake as it was when each table was first read: it refuses the tables named ``written`` (the ones
+the caller is writing while it reads, whose later partitions the snapshot would not see) instead of answering
+from a stale copy. File-system questions (``lake_dir``, ``root``, ``has_partition``) go to the warehouse.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from pipelines.schemas import TABLES, Table
+from pipelines.warehouse import Warehouse
+
+
+class LakeSnapshot:
+    def __init__(self, warehouse: Warehouse, written: Iterable[str] = ()):
+        self.warehouse = warehouse
+        self.written = frozenset(written)
+        self._db = duckdb.connect(":memory:")
+        self._loaded: set[str] = set()
+        self._partitions: dict[tuple[str, str], pl.DataFrame] = {}
+        self._lock = threading.Lock()
+        self.reads = 0  # Parquet reads done: one per table loaded and one per partition file read
+
+    # ---- what the warehouse answers from the file system ------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return self.warehouse.root
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.warehouse.lake_dir
+
+    def has_partition(self, table: Table, partition: str) -> bool:
+        return self.warehouse.has_partition(table, partition)
+
+    # ---- reads, each file once ------------------------------------------------------------------------------
+    def _refuse_written(self, name: str) -> None:
+        if name in self.written:
+            raise LookupError(
+                f"{name} is being written while this snapshot of the lake is read: read it from the warehouse"
+            )
+
+    def read_partition(self, table: Table, partition: str) -> pl.DataFrame:
+        self._refuse_written(table.name)
+        key = (table.name, partition)
+        with self._lock:
+            if key not in self._partitions:
+                self._partitions[key] = self.warehouse.read_partition(table, partition)
+                self.reads += 1
+            return self._partitions[key]
+
+    def _load(self, table: Table) -> None:
+        """Copy ``table`` whole into memory (nothing when it has no partition: a query naming it then fails as
+        it does on the warehouse, where it has no view)."""
+        sql = self.warehouse._view_sql(table)
+        if sql is not None:
+            self._db.execute(sql.replace("CREATE OR REPLACE VIEW", "CREATE TABLE", 1))
+            self.reads += 1
+        self._loaded.add(table.name)
+
+    def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
+        """``Warehouse.query`` over the tables in memory."""
+        named = [name for name in TABLES if re.search(rf"\b{re.escape(name)}\b", sql)]
+        with self._lock:
+            for name in named:
+                self._refuse_written(name)
+                if name not in self._loaded:
+                    self._load(TABLES[name])
+            con = self._db.cursor()
+        try:
+            return pl.from_arrow(con.sql(sql, params=params or None).to_arrow_table())  # type: ignore[return-value]
+        finally:
+            con.close()
+
+    def close(self) -> None:
+        self._db.close()
