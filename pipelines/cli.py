@@ -16,6 +16,7 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,12 +48,35 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONTEXT_WEEKS = 7
 
 
+# The project's instance configuration: the run queue, the run limits and the pools its concurrency relies on.
+INSTANCE_CONFIG = PROJECT_ROOT / ".dagster_home" / "dagster.yaml"
+# What a DAGSTER_HOME's dagster.yaml must configure for the project's concurrency guarantees to hold.
+REQUIRED_INSTANCE_KEYS = ("run_coordinator", "concurrency")
+
+
 def _ensure_dagster_home() -> Path:
+    """The DAGSTER_HOME to use (``$DAGSTER_HOME``, else the project's ``.dagster_home``). A new one gets a copy of
+    the project's ``dagster.yaml`` (never a configuration without the run queue and the pools); an existing one
+    that lacks them is used as it is, with one warning line saying what is missing."""
     home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
     if not cfg.exists():
-        cfg.write_text("telemetry:\n  enabled: false\n")
+        if not INSTANCE_CONFIG.is_file():
+            raise click.ClickException(
+                f"{INSTANCE_CONFIG} is missing, so {cfg} cannot be written with the run queue and pools; "
+                "restore it from the repository or write your own dagster.yaml there"
+            )
+        shutil.copyfile(INSTANCE_CONFIG, cfg)
+    else:
+        text = cfg.read_text(errors="replace")
+        missing = [k for k in REQUIRED_INSTANCE_KEYS if not re.search(rf"^{k}:", text, flags=re.M)]
+        if missing:
+            click.echo(
+                f"warning: {cfg} does not configure {', '.join(missing)}: runs are not queued or pooled as the "
+                f"project expects (see {INSTANCE_CONFIG} and README, Concurrency)",
+                err=True,
+            )
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

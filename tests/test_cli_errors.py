@@ -204,3 +204,30 @@ def test_verbose_prints_the_stack_trace(clean_env: Path) -> None:
         s.listen()
         result = _run(["-v", "emulator", "--port", str(s.getsockname()[1])])
     assert result.exit_code == 1 and "Traceback" in result.output
+
+
+def test_a_new_dagster_home_gets_the_queue_and_pools_and_an_old_one_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A new DAGSTER_HOME gets the project's dagster.yaml (the run queue, run limits and pools); one without them is
+    kept as the user wrote it, with one warning line naming what is missing."""
+    import yaml
+
+    from pipelines import cli
+
+    new = tmp_path / "new_home"
+    monkeypatch.setenv("DAGSTER_HOME", str(new))
+    cli._ensure_dagster_home()
+    cfg = yaml.safe_load((new / "dagster.yaml").read_text())
+    assert cfg["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert cfg["concurrency"]["pools"]["default_limit"] == 1
+    assert capsys.readouterr().err == ""
+
+    old = tmp_path / "old_home"
+    old.mkdir()
+    (old / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(old))
+    cli._ensure_dagster_home()
+    assert (old / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run_coordinator, concurrency" in err
