@@ -15,7 +15,7 @@ import assets.weekly.macro as wm
 from pipelines import gaps as gaps_mod
 from pipelines import quality
 from pipelines.clean.derivatives import build_macro
-from pipelines.emulator.server import Fault
+from pipelines.emulator.profiles import fred_series_not_found
 from pipelines.narrative.claims import check_claims
 from pipelines.narrative.data import BY_NAME, from_frames
 from pipelines.narrative.predicates import check_predicates
@@ -243,19 +243,7 @@ def test_the_emulators_series_give_the_sentence(emu, tmp_path: Path) -> None:
 
 
 def test_a_404_for_the_bill_is_a_named_gap_and_the_week_goes_on(emu, tmp_path: Path) -> None:
-    not_found = b"<!DOCTYPE html><html><body><h1>Error - Series not found</h1></body></html>"
-    emu.inject(
-        Fault(
-            api="fred",
-            path="/graph/fredgraph.csv",
-            kind="respond",
-            times=None,
-            status=404,
-            body=not_found,
-            content_type="text/html",
-            query={"id": "DTB3"},
-        )
-    )
+    emu.inject(fred_series_not_found("DTB3"))
     wh, row, ledger, out = _pull_and_compute(emu, tmp_path)
     assert "FRED series: not found (HTTP 404) for DTB3." in ledger
     assert row["status"] == "unavailable" and row["implied_change_bp"] is None

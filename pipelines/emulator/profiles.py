@@ -118,19 +118,7 @@ def apply_profile(
             query={"symbol": DELISTED_BYBIT_SYMBOL},
         )
     )
-    not_found = b"<!DOCTYPE html><html><body><h1>Error - Series not found</h1></body></html>"
-    emu.inject(
-        Fault(
-            api="fred",
-            path="/graph/fredgraph.csv",
-            kind="respond",
-            times=None,
-            status=404,
-            body=not_found,
-            content_type="text/html",
-            query={"id": MISSING_FRED_SERIES},
-        )
-    )
+    emu.inject(fred_series_not_found(MISSING_FRED_SERIES))
     emu.inject(
         Fault(
             api="okx",
@@ -149,3 +137,17 @@ def apply_profile(
     emu.vision_daily_lag_days = DAILY_ARCHIVE_LAG_DAYS  # type: ignore[attr-defined]
     emu.vision_monthly_lag_days = MONTHLY_ARCHIVE_LAG_DAYS  # type: ignore[attr-defined]
     return emu
+
+
+def fred_series_not_found(series_id: str) -> Fault:
+    """FRED's answer for a series it does not have: HTTP 404 with its HTML error page."""
+    return Fault(
+        api="fred",
+        path="/graph/fredgraph.csv",
+        kind="respond",
+        times=None,
+        status=404,
+        body=b"<!DOCTYPE html><html><body><h1>Error - Series not found</h1></body></html>",
+        content_type="text/html",
+        query={"id": series_id},
+    )
