@@ -102,7 +102,7 @@ def test_what_would_change_the_view_reverses_its_judgments() -> None:
         "weekly_mcap_crossings"
     ].clear()  # three conditions at most: no level crossed
     view = _view(fr)
-    assert "open interest climbing back towards the $230.0B reference" in view
+    assert "open interest climbing back towards its $230.0B 90-day high" in view
     assert "Bitcoin's 7-day volatility settling below its 30-day 50.2%" in view
     _set(fr, "weekly_btc_volatility", {"rv7_hourly_pct": 40.0})  # calming: the reverse is a climb back above
     assert "Bitcoin's 7-day volatility climbing back above its 30-day 50.2%" in _view(fr)

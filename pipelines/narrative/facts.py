@@ -821,13 +821,13 @@ def open_interest(wd: WeekData, gaps: list[str]) -> list[Fact]:
             "day": num(t, w, "oi_ref_day", r["oi_ref_day"], "day_month"),
             "pct": num(t, w, "oi_vs_ref_pct", r["oi_vs_ref_pct"], "below_above_pct"),
         }
-        tpl = "Total perpetual open interest stands at {oi}, {pct} the {ref} reference peak of {day}."
+        tpl = "Total perpetual open interest stands at {oi}, {pct} {ref}, the 90-day high set on {day}."
         left_out = _venue_labels(r.get("oi_ref_missing"))
         if left_out:
             parts["left"] = Txt(_and(left_out))
             tpl = (
                 "Total perpetual open interest stands at {oi}; over the series with a reading on both days it is {pct} "
-                "the {ref} reference peak of {day} ({left} series without a reading on that day are left out)."
+                "{ref}, the 90-day high set on {day} ({left} series without a reading on that day are left out)."
             )
         # "Leverage Resets": open interest well below its reference peak AND not rising this week
         preds = [
@@ -1575,20 +1575,20 @@ def _view_leverage(wd: WeekData) -> _Para | None:
                 w,
                 "flushed",
                 (
-                    "Leverage has been flushed out: perpetual open interest is {vs} the {ref} reference peak of {day} and funding averaged {f} per 8h, so shorts are paying longs. With positioning this light, forced selling has less fuel left, which is what usually precedes a more orderly market.",
-                    "Positioning has reset: open interest is {vs} its {ref} reference of {day}, and with funding at {f} per 8h the cost of leverage now sits with shorts. Fewer leveraged longs means fewer forced sellers if prices slip again.",
+                    "Leverage has been flushed out: perpetual open interest is {vs} {ref}, its 90-day high of {day}, and funding averaged {f} per 8h, so shorts are paying longs. With positioning this light, forced selling has less fuel left, which is what usually precedes a more orderly market.",
+                    "Positioning has reset: open interest is {vs} {ref}, its 90-day high of {day}, and with funding at {f} per 8h the cost of leverage now sits with shorts. Fewer leveraged longs means fewer forced sellers if prices slip again.",
                 ),
             ),
             {"vs": vs, "ref": ref, "day": day, "f": f},
             flushed,
         ):
             if not p.add(
-                "Leverage is lighter than at its peak, open interest being {vs} the {ref} reference of {day}, but funding of {f} per 8h says longs are still paying to hold their positions: the reset is in size, not yet in sentiment.",
+                "Leverage is lighter than at its peak, open interest being {vs} {ref}, its 90-day high of {day}, but funding of {f} per 8h says longs are still paying to hold their positions: the reset is in size, not yet in sentiment.",
                 {"vs": vs, "ref": ref, "day": day, "f": f},
                 (flushed[0], pos),
             ):
                 p.add(
-                    "Perpetual open interest is {vs} the {ref} reference peak of {day}, with funding averaging {f} per 8h.",
+                    "Perpetual open interest is {vs} {ref}, its 90-day high of {day}, with funding averaging {f} per 8h.",
                     {"vs": vs, "ref": ref, "day": day, "f": f},
                 )
     else:
@@ -1794,7 +1794,7 @@ def _view_change(wd: WeekData, facts: list[Fact]) -> _Para | None:
         ):
             conds.append(
                 (
-                    "open interest climbing back towards the {ref} reference",
+                    "open interest climbing back towards its {ref} 90-day high",
                     {"ref": num("weekly_leverage", w, "oi_ref_usd", r["oi_ref_usd"], "usd")},
                 )
             )

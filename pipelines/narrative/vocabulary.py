@@ -43,6 +43,7 @@ FIXED_TERMS: tuple[str, ...] = tuple(
             "top 100",
             "7-day",
             "30-day",
+            "90-day",
             "8h",
             "00:00",
             "10Y-2Y",
