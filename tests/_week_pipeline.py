@@ -12,6 +12,7 @@ import assets.weekly.derivatives as wd_
 import assets.weekly.macro as wm_
 import assets.weekly.market as wk_
 import assets.weekly.summary as ws_
+from assets.weekly.weeks import WEEKLY_COMPUTES
 from pipelines import quality
 from pipelines.narrative.claims import check_claims
 from pipelines.narrative.crosscheck import crosscheck
@@ -21,24 +22,15 @@ from pipelines.narrative.render import SOURCES_HEADING, render_week
 from pipelines.schemas import TABLES, WEEKLY_MARKET_SUMMARY
 from pipelines.warehouse import Warehouse
 
-# weekly table -> (compute function, its asset): the asset gives the checks and which of them block
-COMPUTES = {
-    "weekly_market_summary": (ws_.compute_market_summary, ws_.weekly_market_summary_asset),
-    "weekly_movers": (ws_.compute_movers, ws_.weekly_movers_asset),
-    "weekly_universe": (wk_.compute_universe, wk_.weekly_universe_asset),
-    "weekly_total_market_cap": (wk_.compute_total_market_cap, wk_.weekly_total_market_cap_asset),
-    "weekly_market_total": (wk_.compute_market_total, wk_.weekly_market_total_asset),
-    "weekly_mcap_crossings": (wk_.compute_crossings, wk_.weekly_mcap_crossings_asset),
-    "weekly_index_returns": (wk_.compute_index_returns, wk_.weekly_index_returns_asset),
-    "weekly_correlation_buckets": (wk_.compute_correlation, wk_.weekly_correlation_buckets_asset),
-    "weekly_leverage": (wd_.compute_leverage, wd_.weekly_leverage_asset),
-    "weekly_volume": (wd_.compute_volume, wd_.weekly_volume_asset),
-    "weekly_btc_volatility": (wd_.compute_volatility, wd_.weekly_btc_volatility_asset),
-    "weekly_cross_asset": (wm_.compute_cross_asset, wm_.weekly_cross_asset_asset),
-    "weekly_crypto_rank": (wm_.compute_crypto_rank, wm_.weekly_crypto_rank_asset),
-    "weekly_macro": (wm_.compute_macro, wm_.weekly_macro_asset),
-    "weekly_rate_expectations": (wm_.compute_rate_expectations, wm_.weekly_rate_expectations_asset),
+# weekly table -> (compute function, its asset): the computes are the one list the one-pass computation runs
+# (assets.weekly.weeks), the assets give the checks and which of them block
+WEEKLY_ASSETS = {
+    a.key.to_user_string(): a
+    for mod in (wd_, wm_, wk_, ws_)
+    for a in vars(mod).values()
+    if isinstance(a, dg.AssetsDefinition)
 }
+COMPUTES = {name: (fn, WEEKLY_ASSETS[name]) for name, fn in WEEKLY_COMPUTES.items()}
 
 
 @dataclass
