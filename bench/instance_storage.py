@@ -26,6 +26,7 @@ spent (the postmaster and the backends it reaped: one per connection, as dagster
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import statistics
@@ -460,6 +461,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ap.add_argument("--modes", nargs="+", choices=list(modes(1)), help="default: all")
     ap.add_argument("--results", type=Path, help="put the section into this RESULTS.md (else print it)")
+    ap.add_argument("--json", type=Path, help="also write every run's figures to this file")
     ap.add_argument(
         "--inprocess", action="store_true", help="run every mode in this process (peaks then mix)"
     )
@@ -468,7 +470,9 @@ def main(argv: list[str] | None = None) -> dict:
     command = shlex.join(
         [".venv/bin/python", "-m", "bench.instance_storage", *(argv if argv is not None else sys.argv[1:])]
     )
-    text = section(result, command.strip())
+    text = section(result, command)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1, default=str))
     if args.results:
         splice(args.results, text)
         print(f"wrote {HEADING!r} into {args.results}", file=sys.stderr)
