@@ -26,8 +26,11 @@ spent (the postmaster and the backends it reaped: one per connection, as dagster
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
 import os
+import pstats
 import shlex
 import statistics
 import sys
@@ -59,39 +62,69 @@ def modes(batch_size: int) -> dict[str, tuple[str, int]]:
 # ---- in the phase's process ------------------------------------------------------------------------------------
 class WriteTimer:
     """Time spent inside wrapped methods, outermost call only per label and thread (a batch that falls back to
-    one ``store_event`` per event counts once), summed over threads."""
+    one ``store_event`` per event counts once), summed over threads: wall time, and the calling thread's CPU time
+    (``time.thread_time``: what the machine's load does not inflate). ``profile``: a cProfile of the calls only."""
 
-    def __init__(self) -> None:
+    def __init__(self, profile: bool = False) -> None:
         self._lock = threading.Lock()
         self._local = threading.local()
+        self.profile = cProfile.Profile() if profile else None
         self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu_seconds: dict[str, float] = defaultdict(float)
         self.calls: Counter[str] = Counter()
         self.events: Counter[str] = Counter()
+        # per label, the seconds and calls by what ``kind`` says a call carried (an event type, a batch's types)
+        self.by_kind: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
 
-    def wrap(self, obj: Any, method: str, label: str, count: Callable[..., int] = lambda *a, **k: 1) -> None:
+    def wrap(
+        self,
+        obj: Any,
+        method: str,
+        label: str,
+        count: Callable[..., int] = lambda *a, **k: 1,
+        kind: Callable[..., str] | None = None,
+    ) -> None:
         original = getattr(obj, method)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             if getattr(self._local, label, False):
                 return original(*args, **kwargs)
             setattr(self._local, label, True)
-            t0 = time.perf_counter()
+            profiling = self.profile is not None and label == "storage"
+            if profiling:
+                self.profile.enable()
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 return original(*args, **kwargs)
             finally:
-                dt = time.perf_counter() - t0
+                dt, dc = time.perf_counter() - t0, time.thread_time() - c0
+                if profiling:
+                    self.profile.disable()
                 setattr(self._local, label, False)
                 with self._lock:
                     self.seconds[label] += dt
+                    self.cpu_seconds[label] += dc
                     self.calls[label] += 1
                     self.calls[f"{label}:{method}"] += 1
                     self.events[label] += count(*args, **kwargs)
+                    if kind is not None:
+                        slot = self.by_kind[label][kind(*args, **kwargs)]
+                        slot[0] += dt
+                        slot[1] += 1
 
         setattr(obj, method, timed)
 
 
 def _batch_len(events: Any, *_: Any, **__: Any) -> int:
     return len(events)
+
+
+def _event_kind(event: Any, *_: Any, **__: Any) -> str:
+    return event.dagster_event_type.value if event.dagster_event_type else "LOG"
+
+
+def _batch_kind(events: Any, *_: Any, **__: Any) -> str:
+    return "batch: " + " + ".join(sorted({_event_kind(e) for e in events}))
 
 
 def storage_run(
@@ -101,10 +134,13 @@ def storage_run(
     now: str,
     batch_size: int = 0,
     pg_db: dict[str, Any] | None = None,
+    assets: list[str] | None = None,
+    profile: bool = False,
 ) -> dict:
     """``daily_job`` over ``first..last`` as one run on ``storage`` (``sqlite``, or ``postgres`` with ``pg_db`` the
     ``postgres_db`` settings of dagster.yaml), the emulator's clock at ``now``,
-    ``DAGSTER_EVENT_BATCH_SIZE=batch_size`` (0: unset)."""
+    ``DAGSTER_EVENT_BATCH_SIZE=batch_size`` (0: unset); ``assets``: some of the job's assets only (the test); ``profile``: a cProfile of the storage calls
+    (the top functions by cumulative time, in ``storage_profile``)."""
     import resource
 
     import dagster as dg
@@ -121,7 +157,7 @@ def storage_run(
     os.environ.pop(BATCH_ENV, None)
     batch_env = {BATCH_ENV: str(batch_size)} if batch_size else {}
     t = Timer()
-    writes = WriteTimer()
+    writes = WriteTimer(profile)
     with (
         temp_env(),
         emulator(now=datetime.fromisoformat(now)),
@@ -133,11 +169,13 @@ def storage_run(
         defs = make_definitions()
         event_storage = instance.event_log_storage
         writes.wrap(instance, "handle_new_event", "handle_new_event")
-        writes.wrap(event_storage, "store_event", "storage")
-        writes.wrap(event_storage, "store_event_batch", "storage", _batch_len)
+        writes.wrap(event_storage, "store_event", "storage", kind=_event_kind)
+        writes.wrap(event_storage, "store_event_batch", "storage", _batch_len, _batch_kind)
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         with t.lap("run"):
-            run_id = run_days(first, last, instance, defs, trigger="bench", log_level="WARNING")
+            run_id = run_days(
+                first, last, instance, defs, trigger="bench", log_level="WARNING", assets=assets
+            )
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
         records = instance.get_records_for_run(run_id=run_id, limit=10_000_000).records
         by_type = Counter(
@@ -159,11 +197,29 @@ def storage_run(
         "by_type": dict(by_type.most_common()),
         "handle_seconds": writes.seconds["handle_new_event"],
         "handle_calls": writes.calls["handle_new_event"],
+        "handle_cpu_seconds": writes.cpu_seconds["handle_new_event"],
         "store_seconds": writes.seconds["storage"],
+        "store_cpu_seconds": writes.cpu_seconds["storage"],
         "store_events": writes.events["storage"],
         "store_event_calls": writes.calls["storage:store_event"],
         "store_batch_calls": writes.calls["storage:store_event_batch"],
+        "store_by_kind": {k: {"seconds": v[0], "calls": v[1]} for k, v in writes.by_kind["storage"].items()},
+        "storage_profile": profile_text(writes.profile) if writes.profile else None,
     }
+
+
+def profile_text(prof: cProfile.Profile, n: int = 30) -> str:
+    """The top ``n`` functions by cumulative time, paths shortened to the package."""
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(n)
+    text = out.getvalue()
+    text = text[text.find("   ncalls") :] if "   ncalls" in text else text
+    return "\n".join(
+        line.split("site-packages/", 1)[0].rsplit(" ", 1)[0] + " " + line.split("site-packages/", 1)[1]
+        if "site-packages/" in line
+        else line
+        for line in text.rstrip().splitlines()
+    )
 
 
 # ---- the driver --------------------------------------------------------------------------------------------------
@@ -216,9 +272,13 @@ def measure(
     batch_size: int = 100,
     mode_names: list[str] | None = None,
     inprocess: bool = False,
+    assets: list[str] | None = None,
+    profile: bool = False,
 ) -> dict:
-    """Every mode ``repeats`` times, interleaved (the order reversed on every other round), one process each."""
-    from bench.run import run_phase
+    """Every mode ``repeats`` times, interleaved (the order reversed on every other round), one process each
+    (``inprocess``: in this one; ``assets``: some of the daily job's assets only). ``profile``: then one more run
+    of each mode with its storage calls profiled (not in the timings)."""
+    from bench.run import machine, run_phase
     from pipelines.runner import patched_environ
     from pipelines.services import Postgres
 
@@ -235,7 +295,8 @@ def measure(
         "batch_size": batch_size,
         "modes": names,
         "runs": [],
-        "loadavg_start": os.getloadavg(),
+        "profiles": {},
+        "machine": machine(),
     }
     t_all = time.perf_counter()
     need_pg = any(all_modes[n][0] == "postgres" for n in names)
@@ -244,27 +305,30 @@ def measure(
         patched_environ({PERPS_ENV: str(perps)}),
     ):
         pg = Postgres(tmp).start() if need_pg else None
+
+        def one(name: str, tag: str, profiled: bool = False) -> dict:
+            storage, batch = all_modes[name]
+            kwargs: dict[str, Any] = {"storage": storage, "first": first, "last": last, "now": now}
+            kwargs.update({"batch_size": batch} if batch else {})
+            kwargs.update({"assets": assets} if assets else {})
+            kwargs.update({"profile": True} if profiled else {})
+            if storage == "postgres":
+                slug = name.replace(", ", "_").replace(" ", "_")
+                kwargs["pg_db"] = create_database(pg, f"bench_{slug}_{tag}")
+            load = os.getloadavg()[0]
+            cpu0 = server_cpu_seconds(pg.proc.pid) if pg and pg.proc else 0.0
+            r = run_phase("instance_storage", kwargs, inprocess)
+            cpu1 = server_cpu_seconds(pg.proc.pid) if pg and pg.proc else 0.0
+            r.update(mode=name, loadavg_1min=load, pg_server_cpu_seconds=cpu1 - cpu0)
+            return r
+
         try:
             for rep in range(repeats):
-                order = names if rep % 2 == 0 else list(reversed(names))
-                for name in order:
-                    storage, batch = all_modes[name]
-                    kwargs: dict[str, Any] = {
-                        "storage": storage,
-                        "first": first,
-                        "last": last,
-                        "now": now,
-                        "batch_size": batch,
-                    }
-                    if storage == "postgres":
-                        slug = name.replace(", ", "_").replace(" ", "_")
-                        kwargs["pg_db"] = create_database(pg, f"bench_{slug}_{rep}")
-                    load = os.getloadavg()[0]
-                    cpu0 = server_cpu_seconds(pg.proc.pid) if pg and pg.proc else 0.0
-                    r = run_phase("instance_storage", kwargs, inprocess)
-                    cpu1 = server_cpu_seconds(pg.proc.pid) if pg and pg.proc else 0.0
-                    r.update(mode=name, repeat=rep, loadavg_1min=load, pg_server_cpu_seconds=cpu1 - cpu0)
-                    out["runs"].append(r)
+                for name in names if rep % 2 == 0 else list(reversed(names)):
+                    out["runs"].append({**one(name, str(rep)), "repeat": rep})
+            if profile:
+                for name in names:
+                    out["profiles"][name] = one(name, "profiled", profiled=True)["storage_profile"]
         finally:
             if pg is not None:
                 pg.stop()
@@ -283,25 +347,44 @@ def _table(head: list[str], rows: list[list]) -> str:
     return "\n".join(out + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
 
 
+FIGURES = (
+    "run_seconds",
+    "run_cpu_seconds",
+    "handle_seconds",
+    "store_seconds",
+    "store_cpu_seconds",
+    "pg_server_cpu_seconds",
+    "peak_rss_mib",
+    "events",
+    "store_events",
+    "store_event_calls",
+    "store_batch_calls",
+)
+
+
 def summary(result: dict) -> dict[str, dict[str, float]]:
     """Per mode, the median over its repeats of each figure."""
-    keys = (
-        "run_seconds",
-        "run_cpu_seconds",
-        "handle_seconds",
-        "store_seconds",
-        "pg_server_cpu_seconds",
-        "peak_rss_mib",
-        "events",
-        "store_events",
-        "store_event_calls",
-        "store_batch_calls",
-    )
     out = {}
     for name in result["modes"]:
         runs = [r for r in result["runs"] if r["mode"] == name]
         if runs:
-            out[name] = {k: statistics.median(r[k] for r in runs) for k in keys}
+            out[name] = {k: statistics.median(r[k] for r in runs) for k in FIGURES}
+    return out
+
+
+def kinds_summary(result: dict) -> dict[str, dict[str, tuple[float, float]]]:
+    """Per mode and kind of storage call (event type, or a batch's types): the median seconds and calls."""
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for name in result["modes"]:
+        runs = [r for r in result["runs"] if r["mode"] == name]
+        kinds = {k for r in runs for k in r["store_by_kind"]}
+        out[name] = {
+            k: (
+                statistics.median(r["store_by_kind"].get(k, {}).get("seconds", 0.0) for r in runs),
+                statistics.median(r["store_by_kind"].get(k, {}).get("calls", 0) for r in runs),
+            )
+            for k in kinds
+        }
     return out
 
 
@@ -309,10 +392,13 @@ def section(result: dict, command: str) -> str:
     s = summary(result)
     runs = result["runs"]
     first_run = runs[0]
+    m = result["machine"]
     md = [
         HEADING,
         "",
-        f"`{command}` ({result['seconds'] / 60:.1f} minutes). `daily_job` over {result['days']} days "
+        f"`{command}` ({result['seconds'] / 60:.1f} minutes), run on {m['date']}, commit `{m['commit']}`, "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if k == "dagster")
+        + f", dagster-postgres, {m['cpus']} CPUs shared with other jobs. `daily_job` over {result['days']} days "
         f"({result['first']}..{result['last']}, {first_run['perps']} perpetuals, CoinGecko's default universe) as "
         "ONE run through `pipelines.runner.run_days` (partition-range tags; one planned event per asset, "
         "`DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS`), emulator clock "
@@ -321,18 +407,20 @@ def section(result: dict, command: str) -> str:
         "`dg.instance_for_test()` (Dagster's default storage: a SQLite file per run, and an index file every "
         "asset event is written to a second time). `postgres`: `storage: postgres:` on a local PostgreSQL "
         "(`pipelines.services.Postgres`: loopback TCP, `fsync=off`), a fresh database per run. `batched`: "
-        f"`DAGSTER_EVENT_BATCH_SIZE={result['batch_size']}`. Load average (1 min) at start "
-        + ", ".join(f"{x:.2f}" for x in result["loadavg_start"])
+        f"`DAGSTER_EVENT_BATCH_SIZE={result['batch_size']}`. Load average at start "
+        + ", ".join(f"{x:.2f}" for x in m["loadavg"])
         + ", at the end "
         + ", ".join(f"{x:.2f}" for x in result["loadavg_end"])
-        + ", per run "
+        + "; 1-minute load at the start of each run: "
         + ", ".join(f"{r['loadavg_1min']:.1f}" for r in runs)
-        + " (2 shared cores).",
+        + ".",
         "",
         "Medians over the repeats. *run*: wall time of the run; *cpu*: this process's CPU time during it; "
-        "*handle_new_event*: time inside `instance.handle_new_event` (every event: storage and run-status "
-        "updates); *storage*: inside `store_event`/`store_event_batch` of the event log storage; *pg server cpu*: "
-        "the PostgreSQL server's CPU time during the run (it runs beside the run on the same two cores).",
+        "*handle_new_event*: wall time inside `instance.handle_new_event` (every event: storage and run-status "
+        "updates); *storage*: wall time inside `store_event`/`store_event_batch` of the event log storage, and "
+        "*storage cpu* the calling thread's CPU time in them (what the machine's load inflates least); *pg server "
+        "cpu*: the PostgreSQL server's CPU time during the run (its postmaster and the backends it reaped; it runs "
+        "beside the run on the same two cores).",
         "",
         _table(
             [
@@ -342,7 +430,8 @@ def section(result: dict, command: str) -> str:
                 "events",
                 "handle_new_event s",
                 "storage s",
-                "storage ms/event",
+                "storage cpu s",
+                "storage ms/event (cpu)",
                 "storage calls (single + batch)",
                 "pg server cpu s",
                 "peak MiB",
@@ -355,7 +444,9 @@ def section(result: dict, command: str) -> str:
                     f"{v['events']:,.0f}",
                     _f(v["handle_seconds"], 2),
                     _f(v["store_seconds"], 2),
-                    _f(1000 * v["store_seconds"] / max(v["store_events"], 1), 2),
+                    _f(v["store_cpu_seconds"], 2),
+                    f"{1000 * v['store_seconds'] / max(v['store_events'], 1):.1f} "
+                    f"({1000 * v['store_cpu_seconds'] / max(v['store_events'], 1):.1f})",
                     f"{v['store_event_calls']:,.0f} + {v['store_batch_calls']:,.0f}",
                     _f(v["pg_server_cpu_seconds"], 1) if name.startswith("postgres") else "-",
                     _f(v["peak_rss_mib"], 0),
@@ -367,7 +458,7 @@ def section(result: dict, command: str) -> str:
         "Every run:",
         "",
         _table(
-            ["mode", "round", "run s", "handle_new_event s", "storage s", "load 1 min"],
+            ["mode", "round", "run s", "handle_new_event s", "storage s", "storage cpu s", "load 1 min"],
             [
                 [
                     r["mode"],
@@ -375,6 +466,7 @@ def section(result: dict, command: str) -> str:
                     _f(r["run_seconds"]),
                     _f(r["handle_seconds"], 2),
                     _f(r["store_seconds"], 2),
+                    _f(r["store_cpu_seconds"], 2),
                     _f(r["loadavg_1min"]),
                 ]
                 for r in runs
@@ -395,8 +487,10 @@ def section(result: dict, command: str) -> str:
                 [
                     f"{num} / {den}",
                     _f(a["run_seconds"] / b["run_seconds"], 2),
+                    _f(a["run_cpu_seconds"] / b["run_cpu_seconds"], 2),
                     _f(a["handle_seconds"] / b["handle_seconds"], 2),
                     _f(a["store_seconds"] / b["store_seconds"], 2),
+                    _f(a["store_cpu_seconds"] / b["store_cpu_seconds"], 2),
                     _f(a["run_seconds"] - b["run_seconds"], 1),
                 ]
             )
@@ -404,9 +498,30 @@ def section(result: dict, command: str) -> str:
         md += [
             "Ratios of the medians:",
             "",
-            _table(["ratio", "run", "handle_new_event", "storage", "run difference s"], ratios),
+            _table(
+                ["ratio", "run", "run cpu", "handle_new_event", "storage", "storage cpu", "run difference s"],
+                ratios,
+            ),
             "",
         ]
+    ks = kinds_summary(result)
+    order = sorted(
+        {k for v in ks.values() for k in v}, key=lambda k: -max(v.get(k, (0, 0))[0] for v in ks.values())
+    )
+    md += [
+        "Where the storage time goes: wall seconds in the storage calls by what they carried (an event type, or "
+        "a batch and its types), medians, with the calls in brackets:",
+        "",
+        _table(
+            ["storage call", *ks],
+            [
+                [k]
+                + [f"{_f(v[k][0], 2)} ({v[k][1]:,.0f})" if k in v and v[k][1] else "-" for v in ks.values()]
+                for k in order
+            ],
+        ),
+        "",
+    ]
     counts = {(r["mode"], r["repeat"]): r["by_type"] for r in runs}
     same = len({tuple(sorted(c.items())) for c in counts.values()}) == 1
     top = sorted(first_run["by_type"].items(), key=lambda kv: -kv[1])
@@ -430,6 +545,17 @@ def section(result: dict, command: str) -> str:
             ),
             "",
         ]
+    for name, text in result.get("profiles", {}).items():
+        if text:
+            md += [
+                f"cProfile of the storage calls only, `{name}` (one more run, not in the timings; top functions by "
+                "cumulative time):",
+                "",
+                "```",
+                "\n".join(text.splitlines()[:24]),
+                "```",
+                "",
+            ]
     return "\n".join(md)
 
 
@@ -461,12 +587,15 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ap.add_argument("--modes", nargs="+", choices=list(modes(1)), help="default: all")
     ap.add_argument("--results", type=Path, help="put the section into this RESULTS.md (else print it)")
+    ap.add_argument("--profile", action="store_true", help="then one profiled run of each mode")
     ap.add_argument("--json", type=Path, help="also write every run's figures to this file")
     ap.add_argument(
         "--inprocess", action="store_true", help="run every mode in this process (peaks then mix)"
     )
     args = ap.parse_args(argv)
-    result = measure(args.days, args.perps, args.repeats, args.batch_size, args.modes, args.inprocess)
+    result = measure(
+        args.days, args.perps, args.repeats, args.batch_size, args.modes, args.inprocess, profile=args.profile
+    )
     command = shlex.join(
         [".venv/bin/python", "-m", "bench.instance_storage", *(argv if argv is not None else sys.argv[1:])]
     )
