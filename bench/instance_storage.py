@@ -45,6 +45,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 HEADING = "## 6. The event log on SQLite and on Postgres (daily backfill as one run)"
+# What the figures say, written by hand for the measurement it names; appended to the section.
+READING = REPO / "bench" / "EVENT_LOG.md"
 BATCH_ENV = "DAGSTER_EVENT_BATCH_SIZE"
 PERPS_ENV = "CRYPTO_WEEKLY_PERP_TOP_N"
 
@@ -556,21 +558,39 @@ def section(result: dict, command: str) -> str:
                 "```",
                 "",
             ]
+    if READING.exists():
+        md += [READING.read_text().strip(), ""]
     return "\n".join(md)
+
+
+def _section_span(lines: list[str]) -> tuple[int, int] | None:
+    """Where the section is in ``lines``: from ``HEADING`` to the next ``## `` heading or the closing wall-time
+    line (``None``: not there)."""
+    if HEADING not in lines:
+        return None
+    i = lines.index(HEADING)
+    j = next(
+        (k for k in range(i + 1, len(lines)) if lines[k].startswith(("## ", "_Benchmark wall time"))),
+        len(lines),
+    )
+    return i, j
+
+
+def read_section(results_md: Path) -> str | None:
+    """The section as it stands in ``results_md`` (``make bench`` keeps it when it rewrites the file)."""
+    lines = results_md.read_text().splitlines() if results_md.exists() else []
+    span = _section_span(lines)
+    return "\n".join(lines[span[0] : span[1]]).rstrip() + "\n" if span else None
 
 
 def splice(results_md: Path, text: str) -> None:
     """Put ``text`` (a section starting with ``HEADING``) into ``results_md``: in place of the section with that
-    heading (up to the next ``## `` heading or the closing wall-time line), else before the closing line."""
+    heading, else before the closing wall-time line."""
     lines = results_md.read_text().splitlines() if results_md.exists() else []
     new = text.rstrip("\n").splitlines()
-    if HEADING in lines:
-        i = lines.index(HEADING)
-        j = next(
-            (k for k in range(i + 1, len(lines)) if lines[k].startswith(("## ", "_Benchmark wall time"))),
-            len(lines),
-        )
-        lines[i:j] = new + [""]
+    span = _section_span(lines)
+    if span:
+        lines[span[0] : span[1]] = new + [""]
     else:
         j = next((k for k, ln in enumerate(lines) if ln.startswith("_Benchmark wall time")), len(lines))
         lines[j:j] = new + [""]
@@ -592,14 +612,29 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--inprocess", action="store_true", help="run every mode in this process (peaks then mix)"
     )
+    ap.add_argument("--render", type=Path, help="measure nothing: write the section from a --json file")
     args = ap.parse_args(argv)
-    result = measure(
-        args.days, args.perps, args.repeats, args.batch_size, args.modes, args.inprocess, profile=args.profile
-    )
-    command = shlex.join(
-        [".venv/bin/python", "-m", "bench.instance_storage", *(argv if argv is not None else sys.argv[1:])]
-    )
-    text = section(result, command)
+    if args.render:
+        result = json.loads(args.render.read_text())
+    else:
+        result = measure(
+            args.days,
+            args.perps,
+            args.repeats,
+            args.batch_size,
+            args.modes,
+            args.inprocess,
+            profile=args.profile,
+        )
+        result["command"] = shlex.join(
+            [
+                ".venv/bin/python",
+                "-m",
+                "bench.instance_storage",
+                *(argv if argv is not None else sys.argv[1:]),
+            ]
+        )
+    text = section(result, result["command"])
     if args.json:
         args.json.write_text(json.dumps(result, indent=1, default=str))
     if args.results:

@@ -76,6 +76,12 @@ def test_splice_replaces_the_section_in_place(tmp_path: Path) -> None:
     assert text.count(bench.HEADING) == 1
     assert "second" in text and "first" not in text
     assert text.index("## 5. Profile") < text.index(bench.HEADING) < text.index("_Benchmark wall time")
+    # make bench rewrites RESULTS.md and puts the section back as it was read
+    kept = bench.read_section(md)
+    assert kept == f"{bench.HEADING}\n\nsecond\n"
+    md.write_text("# Results\n\n_Benchmark wall time: 2 s._\n")
+    bench.splice(md, kept)
+    assert bench.read_section(md) == kept
 
 
 def test_server_cpu_seconds_reads_a_live_process() -> None:
