@@ -26,7 +26,7 @@ BLOCKED ?= binance
 # PYTEST_XDIST= (empty) runs in one process.
 PYTEST_XDIST ?= -n 2 --dist worksteal
 
-.PHONY: install demo test test-every-week every-week-counts dev lint emulator clean backfill bench
+.PHONY: install demo test test-every-week every-week-counts dev lint emulator clean backfill bench bench-storage
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -63,6 +63,11 @@ emulator: install
 
 bench: install
 	.venv/bin/python -m bench.run
+
+# The event log's cost in the daily backfill on SQLite and on Postgres instance storage (about 19 minutes; needs
+# postgresql): section 6 of bench/RESULTS.md, rewritten in place.
+bench-storage: install
+	.venv/bin/python -m bench.instance_storage --days 60 --repeats 3 --profile --results bench/RESULTS.md
 
 lint: install
 	.venv/bin/ruff check .

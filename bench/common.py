@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 warnings.filterwarnings("ignore")
@@ -73,9 +73,14 @@ def temp_env(**extra: str) -> Iterator[Path]:
 
 
 @contextmanager
-def emulator(rate_limits: bool = False, calls_per_minute: int = 0) -> Iterator[object]:
-    """The market emulator on loopback with every client pointed at it; CoinGecko paced at ``calls_per_minute``."""
+def emulator(
+    rate_limits: bool = False, calls_per_minute: int = 0, now: datetime | None = None
+) -> Iterator[object]:
+    """The market emulator on loopback with every client pointed at it; CoinGecko paced at ``calls_per_minute``;
+    its clock ``now`` (default: the wall clock)."""
     from pipelines.runner import emulated_sources
 
-    with emulated_sources(rate_limits=rate_limits, coingecko_calls_per_minute=calls_per_minute) as emu:
+    with emulated_sources(
+        rate_limits=rate_limits, coingecko_calls_per_minute=calls_per_minute, now=now
+    ) as emu:
         yield emu

@@ -455,6 +455,13 @@ def daily_events(days: int = 60, perps: int = 8, subset_planned: bool = False) -
     }
 
 
+def instance_storage(**kwargs: Any) -> dict:
+    """The daily backfill as one run on SQLite or Postgres instance storage (``bench/instance_storage.py``)."""
+    from bench.instance_storage import storage_run
+
+    return storage_run(**kwargs)
+
+
 PHASES = {
     "backfill": backfill,
     "new_week": new_week,
@@ -462,6 +469,7 @@ PHASES = {
     "universe": universe,
     "pulls": pulls,
     "daily_events": daily_events,
+    "instance_storage": instance_storage,
 }
 
 

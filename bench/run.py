@@ -421,9 +421,15 @@ def main(argv: list[str] | None = None) -> Path:
         if hotspot.exists():
             md += [hotspot.read_text().strip(), ""]
 
+    # Section 6 has its own command (make bench-storage, bench/instance_storage.py): kept as it stands.
+    from bench.instance_storage import read_section, splice
+
+    kept = read_section(args.out)
     md.append(f"_Benchmark wall time: {f(time.perf_counter() - t_all, 0)} s._")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(md) + "\n")
+    if kept:
+        splice(args.out, kept)
     print(f"wrote {args.out}", file=sys.stderr)
     return args.out
 
