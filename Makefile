@@ -26,7 +26,7 @@ BLOCKED ?= binance
 # PYTEST_XDIST= (empty) runs in one process.
 PYTEST_XDIST ?= -n 2 --dist worksteal
 
-.PHONY: install demo test test-every-week every-week-counts dev lint emulator clean backfill bench
+.PHONY: install demo demo-distributed test test-every-week every-week-counts dev lint emulator clean backfill bench
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -40,6 +40,11 @@ install: .venv/.synced
 
 demo: install
 	.venv/bin/crypto-weekly demo $(if $(WEEK),--week $(WEEK)) --profile $(PROFILE) --blocked-venue $(BLOCKED)
+
+# The demo's week on the distributed deployment, all on 127.0.0.1: PostgreSQL, Redis, the S3 server, the
+# emulator, the Dagster daemon and two Celery workers (docs/deploy-workers.md); everything stopped at the end.
+demo-distributed: install
+	.venv/bin/crypto-weekly demo-distributed $(if $(WEEK),--week $(WEEK))
 
 test: install
 	.venv/bin/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)

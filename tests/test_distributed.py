@@ -64,7 +64,6 @@ def test_no_asset_hands_a_value_to_an_io_manager() -> None:
     disk. Every asset writes the warehouse itself and returns a MaterializeResult (no value to store)."""
     from pipelines.definitions import defs
 
-    job = defs.resolve_job_def("daily_job")
     for name in ("daily_job", "weekly_job"):
         job = defs.resolve_job_def(name)
         for node in job.graph.node_defs:
@@ -182,3 +181,15 @@ def test_no_process_left(distributed: Distributed) -> None:
     assert distributed.leftover == [], [
         Path(f"/proc/{p}/cmdline").read_bytes()[:200] for p in distributed.leftover
     ]
+
+
+def test_worker_without_a_broker_fails_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+
+    monkeypatch.delenv("CRYPTO_WEEKLY_CELERY_BROKER", raising=False)
+    monkeypatch.setenv("WAREHOUSE_DIR", str(tmp_path / "wh"))
+    result = CliRunner().invoke(main, ["worker", "--name", "w1", "--dir", str(tmp_path / "w1")])
+    assert result.exit_code == 2, result.output
+    assert "CRYPTO_WEEKLY_CELERY_BROKER" in result.output and "Traceback" not in result.output
