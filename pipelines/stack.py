@@ -255,7 +255,7 @@ class Stack:
     def wait(self, run_id: str, what: str, timeout: float = 1800.0) -> dg.DagsterRun:
         """Poll the run until it ends; a failed or canceled run raises ``RunFailed`` with the steps' own errors."""
         deadline = time.monotonic() + timeout
-        run = self.instance.get_run_by_id(run_id)
+        run = self._get_run(run_id)
         while run is not None and run.status not in TERMINAL:
             if time.monotonic() > deadline:
                 raise RunFailed(f"{what}: still {run.status.value} after {timeout:.0f} s", run_id=run_id)
@@ -266,7 +266,7 @@ class Stack:
                     run_id=run_id,
                 )
             time.sleep(1.0)
-            run = self.instance.get_run_by_id(run_id)
+            run = self._get_run(run_id)
         assert run is not None, run_id
         if run.status != dg.DagsterRunStatus.SUCCESS:
             errors = [
@@ -285,6 +285,20 @@ class Stack:
             err.detail = " | ".join(e for e in errors if e)
             raise err
         return run
+
+    def _get_run(self, run_id: str, outage: float = 60.0) -> dg.DagsterRun | None:
+        """The run's record; a database that does not answer (PostgreSQL restarting) is asked again for up to
+        ``outage`` seconds before the error is raised."""
+        from sqlalchemy.exc import OperationalError
+
+        deadline = time.monotonic() + outage
+        while True:
+            try:
+                return self.instance.get_run_by_id(run_id)
+            except OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
 
     def run_days(self, first_day: str, last_day: str, assets: list[str] | None = None) -> str:
         run_id = self.submit(

@@ -2,7 +2,7 @@
 
 One stack serves the module: the week's daily run on both workers, then its weekly run during which one worker
 is SIGKILLed (the run ends on the other worker, or fails with a clear message and a re-run completes), then the
-stack is closed. The lake and report must equal the in-process run of the same week and clock
+weekly run again with PostgreSQL restarted during it (the same), then the stack is closed. The lake and report must equal the in-process run of the same week and clock
 (``week_from_november``, tests/conftest.py), and no process the stack started may be left.
 """
 
@@ -81,6 +81,7 @@ class Distributed:
     weekly_workers: dict[str, str]
     killed_step: str | None
     weekly_outcome: str
+    restart_outcome: str
     seconds: dict[str, float] = field(default_factory=dict)
     leftover: list[int] = field(default_factory=list)
     scratch_used: dict[str, bool] = field(default_factory=dict)
@@ -128,6 +129,22 @@ def distributed(tmp_path_factory: pytest.TempPathFactory) -> Distributed:
                 assert str(exc).startswith(f"week {WEEK} failed"), exc
                 report_dir, weekly = st.run_weekly(WEEK)
             weekly_s = time.monotonic() - t2
+            # the week again, PostgreSQL restarted as soon as one of its steps started
+            t3 = time.monotonic()
+            again = st.submit("weekly_job", {"dagster/partition": WEEK})
+            deadline = time.monotonic() + 300
+            while not st.step_workers(again) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            st.postgres.restart()
+            try:
+                st.wait(again, f"week {WEEK}")
+                restart_outcome = "completed"
+            except RunFailed as exc:
+                restart_outcome = f"failed: {exc}; re-run"
+                assert str(exc).startswith(f"week {WEEK} failed"), exc
+                st.run_weekly(WEEK)
+            seen |= descendants(os.getpid())
+            restart_s = time.monotonic() - t3
             records = st.instance.fetch_materializations(
                 dg.AssetRecordsFilter(asset_key=dg.AssetKey("weekly_report"), asset_partitions=[WEEK]),
                 limit=1,
@@ -140,7 +157,13 @@ def distributed(tmp_path_factory: pytest.TempPathFactory) -> Distributed:
                 weekly_workers=st.step_workers(weekly),
                 killed_step=killed,
                 weekly_outcome=outcome,
-                seconds={"stack_up": up, "daily": daily_s, "weekly_with_kill": weekly_s},
+                restart_outcome=restart_outcome,
+                seconds={
+                    "stack_up": up,
+                    "daily": daily_s,
+                    "weekly_with_kill": weekly_s,
+                    "weekly_with_restart": restart_s,
+                },
                 scratch_used={n: any((workdir / n / "home" / "storage").rglob("*.out")) for n in st.workers},
             )
     except ServiceUnavailable as exc:
@@ -148,10 +171,14 @@ def distributed(tmp_path_factory: pytest.TempPathFactory) -> Distributed:
     result.seconds["total"] = time.monotonic() - t0
     time.sleep(1)
     result.leftover = sorted(p for p in seen if alive(p))
-    print(f"\ndistributed stack: {result.seconds}; weekly run {outcome}; killed during {killed}")
+    print(
+        f"\ndistributed stack: {result.seconds}; weekly run {outcome}, killed during {killed}; "
+        f"with PostgreSQL restarted: {restart_outcome}"
+    )
     return result
 
 
+@pytest.mark.slow
 def test_steps_ran_on_both_workers(distributed: Distributed) -> None:
     assert set(distributed.daily_workers.values()) == {"worker-1", "worker-2"}, distributed.daily_workers
     assert "coin_daily" in distributed.daily_workers and "weekly_report" in distributed.weekly_workers
@@ -159,12 +186,14 @@ def test_steps_ran_on_both_workers(distributed: Distributed) -> None:
     assert all(distributed.scratch_used.values()), distributed.scratch_used
 
 
+@pytest.mark.slow
 def test_killed_worker_loses_nothing(distributed: Distributed) -> None:
     assert distributed.killed_step is not None, "worker-1 executed none of the weekly run's steps"
     # every step of the weekly run ended on the surviving worker (the killed one's included)
     assert distributed.weekly_workers[distributed.killed_step] == "worker-2", distributed.weekly_outcome
 
 
+@pytest.mark.slow
 def test_lake_and_report_equal_the_in_process_run(distributed: Distributed, week_from_november) -> None:
     """Same emulator clock and history as the in-process run: the same lake files, byte for byte (nothing lost
     or duplicated by the killed worker), and the same report."""
@@ -177,6 +206,7 @@ def test_lake_and_report_equal_the_in_process_run(distributed: Distributed, week
     assert distributed.report.read_text() == embedded_report
 
 
+@pytest.mark.slow
 def test_no_process_left(distributed: Distributed) -> None:
     assert distributed.leftover == [], [
         Path(f"/proc/{p}/cmdline").read_bytes()[:200] for p in distributed.leftover
