@@ -25,6 +25,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -43,6 +44,9 @@ from pipelines.runner import (
     emulated_sources,
 )
 from pipelines.services import Postgres, Redis, S3Server
+
+if TYPE_CHECKING:
+    from dagster._core.workspace.context import WorkspaceProcessContext
 
 WORKSPACE = settings.PROJECT_ROOT / "workspace.yaml"
 LOCATION = "crypto_weekly"
@@ -143,6 +147,8 @@ class Stack:
     redis: Redis
     daemon: Process | None = None
     workers: dict[str, Process] = field(default_factory=dict)
+    # the code location as a client sees it (a code server process, as `dagster job launch` starts one)
+    workspace: WorkspaceProcessContext | None = None
     _started: list[Process] = field(default_factory=list)
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path) -> Process:
@@ -207,14 +213,10 @@ class Stack:
         """Create a run of ``job`` in the instance and queue it for the daemon (what ``dagster job launch`` does,
         with an asset selection). Returns its id."""
         from dagster._core.definitions.selector import JobSubsetSelector
-        from dagster._core.workspace.context import WorkspaceProcessContext
-        from dagster._core.workspace.load_target import WorkspaceFileTarget
 
-        with (
-            _environ(self.env),
-            WorkspaceProcessContext(self.instance, WorkspaceFileTarget(paths=[str(WORKSPACE)])) as ctx,
-        ):
-            workspace = ctx.create_request_context()
+        assert self.workspace is not None, "the stack's workspace is not loaded"
+        with _environ(self.env):
+            workspace = self.workspace.create_request_context()
             location = workspace.get_code_location(LOCATION)
             repo = next(iter(location.get_repositories().values()))
             selector = JobSubsetSelector(
@@ -375,6 +377,30 @@ def _environ(env: dict[str, str]) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def _client_workspace(
+    instance: dg.DagsterInstance, env: dict[str, str], log: Path
+) -> Iterator[WorkspaceProcessContext]:
+    """The workspace runs are submitted through; its code server's output goes to ``log``, not the terminal."""
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+    with open(log, "ab") as out, _environ(env):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+        for fd in saved:  # the code server process inherits these descriptors as its stdout and stderr
+            os.dup2(out.fileno(), fd)
+        try:
+            ctx = WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(WORKSPACE)]))
+        finally:
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+    with ctx:
+        yield ctx
+
+
 def local_warehouse(workdir: Path, _s3: S3Server) -> str:
     """The lake in a directory every process of this machine shares (until the warehouse reads s3:// URLs,
     when this becomes ``_s3.url()``)."""
@@ -421,6 +447,7 @@ def stack(
         instance = es.enter_context(dg.DagsterInstance.get())
         st = Stack(workdir=workdir, warehouse=lake, env=env, instance=instance, postgres=pg, redis=redis)
         es.callback(_reap, os.getpid(), st)
+        st.workspace = es.enter_context(_client_workspace(instance, env, workdir / "client.log"))
         st.start_daemon()
         for name in worker_names:
             st.start_worker(name)

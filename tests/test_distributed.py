@@ -223,3 +223,53 @@ def test_worker_without_a_broker_fails_in_one_line(tmp_path: Path, monkeypatch: 
     result = CliRunner().invoke(main, ["worker", "--name", "w1", "--dir", str(tmp_path / "w1")])
     assert result.exit_code == 2, result.output
     assert "CRYPTO_WEEKLY_CELERY_BROKER" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_interrupted_demo_leaves_no_process(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) while ``crypto-weekly demo-distributed`` runs its first run: exit 130 and none of the
+    processes it started (servers, daemon, workers, the run's process) is left."""
+    import signal
+    import subprocess
+    import sys
+
+    from pipelines.services import _postgres_bin_dirs, find_binary
+    from pipelines.stack import alive, descendants
+
+    try:
+        find_binary("redis-server", "redis-server")
+        find_binary("postgres", "postgresql", _postgres_bin_dirs())
+    except ServiceUnavailable as exc:
+        pytest.skip(str(exc))
+    err = tmp_path / "stderr"
+    env = {**os.environ, "PYTHONPATH": str(settings.PROJECT_ROOT), "WAREHOUSE_DIR": str(tmp_path / "wh")}
+    with open(err, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "demo-distributed", "--week", WEEK],
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            env=env,
+            cwd=tmp_path,
+        )
+    seen: set[int] = set()
+    try:
+        deadline = time.monotonic() + 180
+        while "stack up" not in err.read_text(errors="replace"):
+            assert proc.poll() is None, err.read_text()[-3000:]
+            assert time.monotonic() < deadline, err.read_text()[-3000:]
+            seen |= descendants(proc.pid)
+            time.sleep(0.5)
+        time.sleep(5)  # the first run is queued and being launched
+        seen |= descendants(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(120) == 130, err.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Interrupted" in err.read_text()
+    # the client's code server logs to the stack's directory, not the terminal
+    assert "dagster.code_server" not in err.read_text()
+    assert len(seen) >= 5  # PostgreSQL, Redis, the S3 server, the daemon, the workers
+    time.sleep(1)
+    left = [p for p in seen if alive(p)]
+    assert not left, [Path(f"/proc/{p}/cmdline").read_bytes()[:200] for p in left]
