@@ -239,6 +239,7 @@ def test_interrupted_demo_leaves_no_process(tmp_path: Path) -> None:
     try:
         find_binary("redis-server", "redis-server")
         find_binary("postgres", "postgresql", _postgres_bin_dirs())
+        find_binary("moto_server", "moto[server] from PyPI (uv sync)", (str(Path(sys.executable).parent),))
     except ServiceUnavailable as exc:
         pytest.skip(str(exc))
     err = tmp_path / "stderr"
