@@ -87,6 +87,19 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _group_alive(group: int) -> bool:
+    """Whether a process of process group ``group`` other than a zombie is left."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == group and fields[0] != "Z":
+                return True
+    return False
+
+
 @dataclass
 class Process:
     """A process of the stack, in its own process group, logging to ``log``."""
@@ -96,17 +109,26 @@ class Process:
     log: Path
 
     def stop(self, grace: float = 20.0, sig: int = signal.SIGTERM) -> None:
-        if self.proc.poll() is not None:
-            return
+        """``sig`` to the process group; SIGKILL to the group once the leader has exited (or after ``grace``),
+        if anything of it is left: a daemon's code server and run processes outlive it otherwise, orphaned."""
+        group = self.proc.pid
         try:
-            os.killpg(self.proc.pid, sig)
+            os.killpg(group, sig)
         except ProcessLookupError:
+            self.proc.poll()
             return
         try:
             self.proc.wait(grace)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            pass
+        settle = time.monotonic() + 5  # the rest of the group may still be exiting on its own
+        while time.monotonic() < settle and _group_alive(group):
+            time.sleep(0.1)
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
 
     def kill(self) -> None:
         """SIGKILL to the whole process group: a worker machine lost mid-step."""
@@ -417,6 +439,7 @@ def stack(
 ) -> Iterator[Stack]:
     """Start everything on 127.0.0.1 under ``workdir`` (a temporary directory by default, removed after) and stop
     it all on the way out. ``now`` is the emulator's clock; ``warehouse`` the lake's URL, given the S3 server."""
+    before = descendants(os.getpid())
     with ExitStack() as es:
         if workdir is None:
             workdir = Path(es.enter_context(tempfile.TemporaryDirectory(prefix="crypto-weekly-stack-")))
@@ -446,7 +469,7 @@ def stack(
         es.enter_context(_environ(env_client))
         instance = es.enter_context(dg.DagsterInstance.get())
         st = Stack(workdir=workdir, warehouse=lake, env=env, instance=instance, postgres=pg, redis=redis)
-        es.callback(_reap, os.getpid(), st)
+        es.callback(_reap, os.getpid(), st, before, (s3,))
         st.workspace = es.enter_context(_client_workspace(instance, env, workdir / "client.log"))
         st.start_daemon()
         for name in worker_names:
@@ -455,19 +478,18 @@ def stack(
         yield st
 
 
-def _reap(pid: int, st: Stack) -> None:
-    """Stop the daemon and workers, then SIGKILL anything they left below this process (a run's process, a code
-    server), except the servers (PostgreSQL, Redis, S3), which their own context managers stop next."""
+def _reap(pid: int, st: Stack, before: set[int], servers: tuple[S3Server, ...]) -> None:
+    """Stop the daemon and workers, then SIGKILL every process this stack left below this process (a run's
+    process, a code server and what they spawned): all but those that were there before the stack started and
+    the servers (PostgreSQL, Redis, S3), which their own context managers stop next."""
     st.stop()
-    servers = {s.proc.pid for s in (st.postgres, st.redis) if s.proc is not None}
-    keep = set(servers)
-    for s in servers:
-        keep |= descendants(s)
+    keep = set(before)
+    for server in (st.postgres, st.redis, *servers):
+        if server.proc is not None:
+            keep |= {server.proc.pid} | descendants(server.proc.pid)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         left = {p for p in descendants(pid) - keep if alive(p)}
-        # the S3 server and the emulator run below this process too: only the stack's processes are reaped
-        left = {p for p in left if _is_stack_process(p)}
         if not left:
             return
         for p in left:
@@ -476,14 +498,7 @@ def _reap(pid: int, st: Stack) -> None:
             except ProcessLookupError:
                 pass
         time.sleep(0.2)
-
-
-def _is_stack_process(pid: int) -> bool:
-    try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
-    return any(k in cmd for k in ("dagster", "celery"))
+    raise RuntimeError(f"processes {sorted(left)} survived SIGKILL")
 
 
 def main(week: str, echo: Callable[[str], None] = print) -> DistributedWeek:

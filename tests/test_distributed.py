@@ -82,6 +82,7 @@ class Distributed:
     killed_step: str | None
     weekly_outcome: str
     restart_outcome: str
+    restarted_mid_run: bool
     seconds: dict[str, float] = field(default_factory=dict)
     leftover: list[int] = field(default_factory=list)
     scratch_used: dict[str, bool] = field(default_factory=dict)
@@ -135,7 +136,11 @@ def distributed(tmp_path_factory: pytest.TempPathFactory) -> Distributed:
             deadline = time.monotonic() + 300
             while not st.step_workers(again) and time.monotonic() < deadline:
                 time.sleep(0.2)
+            before = st.instance.get_run_by_id(again)
+            mid_run = before is not None and not before.is_finished
+            old_pid = st.postgres.proc.pid if st.postgres.proc else None
             st.postgres.restart()
+            restarted = st.postgres.proc is not None and st.postgres.proc.pid != old_pid
             try:
                 st.wait(again, f"week {WEEK}")
                 restart_outcome = "completed"
@@ -158,6 +163,7 @@ def distributed(tmp_path_factory: pytest.TempPathFactory) -> Distributed:
                 killed_step=killed,
                 weekly_outcome=outcome,
                 restart_outcome=restart_outcome,
+                restarted_mid_run=mid_run and restarted,
                 seconds={
                     "stack_up": up,
                     "daily": daily_s,
@@ -191,6 +197,17 @@ def test_killed_worker_loses_nothing(distributed: Distributed) -> None:
     assert distributed.killed_step is not None, "worker-1 executed none of the weekly run's steps"
     # every step of the weekly run ended on the surviving worker (the killed one's included)
     assert distributed.weekly_workers[distributed.killed_step] == "worker-2", distributed.weekly_outcome
+
+
+@pytest.mark.slow
+def test_postgres_restart_mid_run_loses_nothing(distributed: Distributed) -> None:
+    """PostgreSQL was restarted (a new server process) while the weekly run was executing; the run completed
+    or failed with its steps' errors and a re-run completed (the fixture fails otherwise), and the lake equals
+    the clean run's (test_lake_and_report_equal_the_in_process_run)."""
+    assert distributed.restarted_mid_run
+    assert distributed.restart_outcome == "completed" or distributed.restart_outcome.startswith(
+        f"failed: week {WEEK} failed"
+    ), distributed.restart_outcome
 
 
 @pytest.mark.slow
