@@ -32,6 +32,14 @@ PRODUCTION_CONFIG = settings.PROJECT_ROOT / "deploy" / "dagster.production.yaml"
 # Celery's queue for the steps (dagster-celery's default queue).
 QUEUE = "dagster"
 DEFAULT_VISIBILITY_TIMEOUT = 3600
+# What deploy/dagster.production.yaml reads (DAGSTER_PG_PASSWORD may be empty, not unset).
+PG_VARIABLES = (
+    "DAGSTER_PG_HOST",
+    "DAGSTER_PG_PORT",
+    "DAGSTER_PG_USER",
+    "DAGSTER_PG_PASSWORD",
+    "DAGSTER_PG_DB",
+)
 
 
 def executor_name(env: Mapping[str, str] | None = None) -> str:
@@ -93,6 +101,11 @@ def worker_command(name: str, home: Path, scratch: Path, loglevel: str = "INFO")
     ``scratch``, one step at a time. Reads the executor settings from the environment."""
     from dagster_celery.cli import get_config_dir
 
+    missing = [name for name in PG_VARIABLES if name not in os.environ]
+    if missing:
+        raise settings.SettingsError(
+            f"a worker reaches the instance in PostgreSQL (deploy/dagster.production.yaml): set {', '.join(missing)}"
+        )
     prepare_home(home)
     scratch.mkdir(parents=True, exist_ok=True)
     config_yaml = home / "celery.yaml"

@@ -236,6 +236,8 @@ def test_worker_without_a_broker_fails_in_one_line(tmp_path: Path, monkeypatch: 
     from pipelines.cli import main
 
     monkeypatch.delenv("CRYPTO_WEEKLY_CELERY_BROKER", raising=False)
+    for name in workers.PG_VARIABLES:
+        monkeypatch.setenv(name, "x")
     monkeypatch.setenv("WAREHOUSE_DIR", str(tmp_path / "wh"))
     result = CliRunner().invoke(main, ["worker", "--name", "w1", "--dir", str(tmp_path / "w1")])
     assert result.exit_code == 2, result.output
@@ -291,3 +293,19 @@ def test_interrupted_demo_leaves_no_process(tmp_path: Path) -> None:
     time.sleep(1)
     left = [p for p in seen if alive(p)]
     assert not left, [Path(f"/proc/{p}/cmdline").read_bytes()[:200] for p in left]
+
+
+def test_worker_without_the_instance_variables_fails_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+
+    for name in workers.PG_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CRYPTO_WEEKLY_CELERY_BROKER", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("WAREHOUSE_DIR", str(tmp_path / "wh"))
+    result = CliRunner().invoke(main, ["worker", "--name", "w1", "--dir", str(tmp_path / "w1")])
+    assert result.exit_code == 2, result.output
+    assert "set DAGSTER_PG_HOST, DAGSTER_PG_PORT" in result.output and "Traceback" not in result.output
