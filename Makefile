@@ -26,7 +26,7 @@ BLOCKED ?= binance
 # PYTEST_XDIST= (empty) runs in one process.
 PYTEST_XDIST ?= -n 2 --dist worksteal
 
-.PHONY: install demo demo-distributed test test-every-week every-week-counts dev lint emulator clean backfill bench
+.PHONY: install demo test test-every-week every-week-counts dev lint emulator clean backfill bench
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -43,6 +43,7 @@ demo: install
 
 # The demo's week on the distributed deployment, all on 127.0.0.1: PostgreSQL, Redis, the S3 server, the
 # emulator, the Dagster daemon and two Celery workers (docs/deploy-workers.md); everything stopped at the end.
+.PHONY: demo-distributed
 demo-distributed: install
 	.venv/bin/crypto-weekly demo-distributed $(if $(WEEK),--week $(WEEK))
 
