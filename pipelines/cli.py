@@ -6,6 +6,8 @@
     crypto-weekly emulator [--port 8765]         serve the emulator alone, for any client to point at
     crypto-weekly dev [--port 3000]              the Dagster UI, with the emulator behind it
     crypto-weekly status [--json]                weeks reported, gaps, failed checks, last runs, lake size
+    crypto-weekly worker --name w1 --dir DIR     a Celery worker for the steps (CRYPTO_WEEKLY_EXECUTOR=celery)
+    crypto-weekly demo-distributed [--week ...]  the demo's week on PostgreSQL, Redis, the daemon and 2 workers
 
 Click is used because Dagster already depends on it: no new dependency for a proper CLI.
 """
@@ -558,6 +560,59 @@ def dev(port: int, use_emulator: bool, reports_port: int) -> None:
         except KeyboardInterrupt:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)
+
+
+@main.command()
+@click.option("--name", required=True, help="the worker's name (Celery node name NAME@host)")
+@click.option(
+    "--dir",
+    "base",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="the worker's own directory: DIR/home is its DAGSTER_HOME (the production instance config), "
+    "DIR/scratch its TMPDIR",
+)
+@click.option("--loglevel", default="INFO", show_default=True)
+@VERBOSE_OPTION
+def worker(name: str, base: Path, loglevel: str) -> None:
+    """Start a Celery worker that executes the runs' steps (what `dagster-celery worker start -A
+    dagster_celery.app -y` runs), one step at a time. Needs CRYPTO_WEEKLY_CELERY_BROKER, the DAGSTER_PG_*
+    variables and the same source and WAREHOUSE_DIR settings as the daemon (docs/deploy-workers.md)."""
+    from pipelines import workers
+
+    _prepare()
+    base = base.resolve()
+    cmd, env = workers.worker_command(name, base / "home", base / "scratch", loglevel=loglevel)
+    click.echo(f"worker {name}: DAGSTER_HOME={base / 'home'} TMPDIR={base / 'scratch'}", err=True)
+    os.execve(cmd[0], cmd, env)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+@main.command("demo-distributed")
+@click.option("--week", help="Monday of the week (default: the latest complete week)")
+@VERBOSE_OPTION
+def demo_distributed(week: str | None) -> None:
+    """The demo's week (same emulator clock and history) through the distributed deployment on 127.0.0.1:
+    PostgreSQL, Redis, the S3 server, the emulator, the Dagster daemon and two Celery workers; everything is
+    stopped at the end, also on failure or Ctrl-C."""
+    from pipelines import stack
+
+    week = _week_option(week)
+    validate()
+    # SIGTERM ends like Ctrl-C: the stack's exits stop every process it started
+    signal.signal(signal.SIGTERM, _interrupt)
+    t0 = time.monotonic()
+    result = stack.main(week, echo=lambda m: click.echo(m, err=True))
+    click.echo("")
+    click.echo(
+        f"Report for the week of {result.week} (distributed run, {result.seconds:.0f} s for the week):"
+    )
+    click.echo(f"  Markdown: {result.markdown}")
+    click.echo(f"  HTML:     {result.html}")
+    click.echo(f"\n(done in {time.monotonic() - t0:.0f} s; every process of the stack stopped)")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pipelines.automation.schedules import build_schedules
 from pipelines.automation.sensors import weekly_catch_up_sensor
 from pipelines.automation.tags import LAYER_TAG
 from pipelines.resources import build_resources
+from pipelines.workers import build_executor
 
 all_assets = check_pools(dg.load_assets_from_package_module(assets))
 all_checks = dg.load_asset_checks_from_package_module(assets)
@@ -60,7 +61,8 @@ def make_definitions() -> dg.Definitions:
         resources=build_resources(),
         # Steps are short and mostly wait on I/O; on two cores a process per step (the multiprocess default)
         # cost more than it saved: a weekly run took 112 s with it (three steps, two checks), see README.
-        executor=dg.in_process_executor,
+        # CRYPTO_WEEKLY_EXECUTOR=celery sends each step to the Celery workers instead (pipelines/workers.py).
+        executor=build_executor(),
     )
 
 

@@ -113,6 +113,23 @@ def _text(value: str) -> str:
     return value
 
 
+EXECUTORS = ("in_process", "celery")
+
+
+def _executor(value: str) -> str:
+    v = value.strip().lower().replace("-", "_")
+    if v not in EXECUTORS:
+        raise ValueError("expected in_process (the default) or celery")
+    return v
+
+
+def _broker(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("redis", "rediss") or not parts.netloc:
+        raise ValueError("expected a redis:// or rediss:// URL with a host")
+    return value.strip()
+
+
 # name -> (parser, what the README says). Only non-empty values are parsed; empty means "the default".
 SPECS: dict[str, tuple[Callable[[str], Any], str]] = {
     "WAREHOUSE_DIR": (_text, "a directory path"),
@@ -128,6 +145,12 @@ SPECS: dict[str, tuple[Callable[[str], Any], str]] = {
     "CRYPTO_WEEKLY_PERP_TOP_N": (_int(1), "a whole number >= 1"),
     "CRYPTO_WEEKLY_REPORTS_URL": (_url, "an http(s) URL (set by crypto-weekly dev)"),
     "CRYPTO_WEEKLY_VENUES": (_venues, "a comma-separated list of binance, bybit, okx, fred"),
+    "CRYPTO_WEEKLY_EXECUTOR": (_executor, "in_process or celery (steps on Celery workers)"),
+    "CRYPTO_WEEKLY_CELERY_BROKER": (_broker, "a redis:// URL (the Celery broker and result backend)"),
+    "CRYPTO_WEEKLY_CELERY_VISIBILITY_TIMEOUT": (
+        _int(1),
+        "seconds >= 1 before Redis hands the task of a lost worker to another (longer than any step)",
+    ),
 }
 
 
@@ -167,6 +190,12 @@ def validate(environ: Mapping[str, str] | None = None) -> Settings:
         except ValueError as exc:
             shown = "***" if name == "COINGECKO_API_KEY" else raw
             problems.append(f"{name}={shown!r} is not valid: {exc}")
+    if values.get("CRYPTO_WEEKLY_EXECUTOR") == "celery" and not values.get("CRYPTO_WEEKLY_CELERY_BROKER"):
+        if not any(p.startswith("CRYPTO_WEEKLY_CELERY_BROKER=") for p in problems):
+            problems.append(
+                "CRYPTO_WEEKLY_EXECUTOR='celery' needs CRYPTO_WEEKLY_CELERY_BROKER, the Redis URL of the broker "
+                "(e.g. redis://127.0.0.1:6379/0)"
+            )
     if problems:
         raise SettingsError("; ".join(problems))
     return Settings(values=values, warehouse_root=warehouse_root(env))

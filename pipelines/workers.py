@@ -1,0 +1,142 @@
+"""Steps on separate machines: the Celery executor (dagster-celery) with a Redis broker, and its workers.
+
+``CRYPTO_WEEKLY_EXECUTOR`` chooses how a run executes its steps: ``in_process`` (the default: one process, the
+run's own) or ``celery`` (every step is a Celery task on the broker ``CRYPTO_WEEKLY_CELERY_BROKER``, executed by
+whichever worker takes it; the run's process only orchestrates). ``pipelines.settings.validate`` checks both.
+
+A worker (``crypto-weekly worker``) is ``celery -A dagster_celery.app worker`` (what ``dagster-celery worker
+start`` runs) with its own DAGSTER_HOME holding ``deploy/dagster.production.yaml`` and its own scratch directory
+(TMPDIR): workers share nothing but PostgreSQL (the instance), the broker and the warehouse.
+
+Worker loss: tasks are acknowledged when they finish (``task_acks_late``), not when taken, and one at a time
+(prefetch 1), so the step of a worker that dies goes back to the queue for another worker: at once when the
+worker's pool process dies (``task_reject_on_worker_lost``), after the broker's visibility timeout
+(``CRYPTO_WEEKLY_CELERY_VISIBILITY_TIMEOUT``) when the whole worker is gone. The timeout must exceed the longest
+step: Redis hands a task still running past it to a second worker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines import settings
+
+PRODUCTION_CONFIG = settings.PROJECT_ROOT / "deploy" / "dagster.production.yaml"
+# Celery's queue for the steps (dagster-celery's default queue).
+QUEUE = "dagster"
+DEFAULT_VISIBILITY_TIMEOUT = 3600
+# What deploy/dagster.production.yaml reads (DAGSTER_PG_PASSWORD may be empty, not unset).
+PG_VARIABLES = (
+    "DAGSTER_PG_HOST",
+    "DAGSTER_PG_PORT",
+    "DAGSTER_PG_USER",
+    "DAGSTER_PG_PASSWORD",
+    "DAGSTER_PG_DB",
+)
+
+
+def executor_name(env: Mapping[str, str] | None = None) -> str:
+    return settings.validate(env).get("CRYPTO_WEEKLY_EXECUTOR", "in_process")
+
+
+def celery_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The ``celery_executor`` config from the environment: the run's side and every worker's (``-y``) alike."""
+    s = settings.validate(env)
+    broker = s.get("CRYPTO_WEEKLY_CELERY_BROKER")
+    if not broker:
+        raise settings.SettingsError(
+            "Celery workers need CRYPTO_WEEKLY_CELERY_BROKER, the Redis URL of the broker "
+            "(e.g. redis://127.0.0.1:6379/0)"
+        )
+    visibility = s.get("CRYPTO_WEEKLY_CELERY_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT)
+    return {
+        "broker": broker,
+        # step results (their Dagster events) come back through the same Redis
+        "backend": broker,
+        "config_source": {
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "worker_prefetch_multiplier": 1,
+            "broker_transport_options": {"visibility_timeout": visibility},
+            "result_backend_transport_options": {"visibility_timeout": visibility},
+            "broker_connection_retry_on_startup": True,
+        },
+    }
+
+
+def build_executor(env: Mapping[str, str] | None = None):
+    """The executor ``make_definitions`` gives the code location."""
+    import dagster as dg
+
+    if executor_name(env) == "celery":
+        from dagster_celery import celery_executor
+
+        return celery_executor.configured(celery_config(env), name="celery")
+    return dg.in_process_executor
+
+
+def prepare_home(home: Path) -> Path:
+    """A DAGSTER_HOME holding the production instance configuration (PostgreSQL, the run queue and pools)."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PRODUCTION_CONFIG, home / "dagster.yaml")
+    (home / "storage").mkdir(exist_ok=True)
+    return home
+
+
+def home_env(home: Path) -> dict[str, str]:
+    """What a process using ``home`` as its DAGSTER_HOME needs besides the DAGSTER_PG_* variables."""
+    return {"DAGSTER_HOME": str(home), "DAGSTER_COMPUTE_LOGS_DIR": str(home / "storage")}
+
+
+def worker_command(name: str, home: Path, scratch: Path, loglevel: str = "INFO") -> tuple[list[str], dict]:
+    """The command line and environment of a worker: DAGSTER_HOME ``home`` (the production yaml and, as
+    ``dagster-celery worker start -y`` writes it, the Celery config module ``dagster_celery_config``), TMPDIR
+    ``scratch``, one step at a time. Reads the executor settings from the environment."""
+    from dagster_celery.cli import get_config_dir
+
+    missing = [name for name in PG_VARIABLES if name not in os.environ]
+    if missing:
+        raise settings.SettingsError(
+            f"a worker reaches the instance in PostgreSQL (deploy/dagster.production.yaml): set {', '.join(missing)}"
+        )
+    prepare_home(home)
+    scratch.mkdir(parents=True, exist_ok=True)
+    config_yaml = home / "celery.yaml"
+    config_yaml.write_text(yaml.safe_dump({"execution": {"config": celery_config()}}))
+    env = {**os.environ, **home_env(home), "TMPDIR": str(scratch)}
+    saved = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        config_dir = get_config_dir(str(config_yaml))  # what dagster-celery worker start -y writes
+    finally:
+        if saved is None:
+            os.environ.pop("DAGSTER_HOME", None)
+        else:
+            os.environ["DAGSTER_HOME"] = saved
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(settings.PROJECT_ROOT), env.get("PYTHONPATH", ""), config_dir) if p
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "dagster_celery.app",
+        "worker",
+        "--prefetch-multiplier=1",
+        "--concurrency=1",
+        "--loglevel",
+        loglevel,
+        "-Q",
+        QUEUE,
+        "-n",
+        f"{name}@%h",
+    ]
+    return cmd, env
