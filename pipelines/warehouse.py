@@ -210,8 +210,20 @@ def object_store_root(url: str) -> UPath:
     """The ``UPath`` of an ``s3://bucket/prefix`` warehouse. Endpoint, region and credentials come from the
     standard AWS variables (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
     ``AWS_DEFAULT_REGION``), read by botocore; the filesystem instance is shared within a process (fsspec's
-    instance cache, cleared in a forked child), which is safe because it caches no listing."""
-    return UPath(url.rstrip("/"), **S3_OPTIONS)
+    instance cache, cleared in a forked child), which is safe because it caches no listing. The endpoint is
+    passed explicitly so that a process that changes ``AWS_ENDPOINT_URL`` gets a filesystem for the new one
+    instead of the cached one (the credentials stay out of the options, which are the cache key)."""
+    options = dict(S3_OPTIONS)
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        options["endpoint_url"] = os.environ["AWS_ENDPOINT_URL"]
+    return UPath(url.rstrip("/"), **options)
+
+
+def warehouse_path(location: str | os.PathLike[str]) -> Path:
+    """A path as the warehouse records it (metadata, messages): a local path, or an ``s3://`` URL."""
+    if isinstance(location, str) and "://" in location:
+        return object_store_root(location)
+    return Path(location)
 
 
 class Warehouse:
