@@ -26,7 +26,9 @@ DuckDB reads the lake through that filesystem registered on its in-memory databa
 
 from __future__ import annotations
 
+import datetime
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -193,7 +195,7 @@ def _memory_db(fs: Any = None) -> duckdb.DuckDBPyConnection:
             key = (os.getpid(), str(fs._fs_token))
             if key not in _REMOTE_DBS:
                 con = duckdb.connect(":memory:")
-                con.register_filesystem(fs)
+                con.register_filesystem(_duckdb_filesystem(fs))
                 _REMOTE_DBS[key] = con
             return _REMOTE_DBS[key]
         if _MEMORY_DB is None or _MEMORY_DB[0] != os.getpid():
@@ -206,6 +208,96 @@ def _memory_db(fs: Any = None) -> duckdb.DuckDBPyConnection:
 S3_OPTIONS: dict[str, Any] = {"use_listings_cache": False}
 
 
+@functools.cache  # one class, so that fsspec's instance cache and DuckDB's registrations see one filesystem
+def _s3_filesystem_class() -> tuple[type, type]:
+    import s3fs  # only an object-store warehouse needs it
+
+    class WarehouseS3FileSystem(s3fs.S3FileSystem):
+        """s3fs with two changes for the warehouse's access pattern (many small objects, no listing cache).
+
+        * A bounded-depth ``find`` (what ``glob`` runs: ``lake/<table>/date=*/data.parquet``) is one flat listing
+          of the prefix, filtered by depth, instead of one listing per folder (``date=...``) walked: the lake
+          of a year is hundreds of folders, and every query globs its tables.
+        * A file opened for reading (DuckDB's reads through the registered filesystem) is fetched whole in one GET
+          and served from memory, instead of a HEAD and several ranged GETs: partitions are kilobytes to a few
+          megabytes, and one GET is also one version of the object, never parts of two.
+        """
+
+        async def _find(self, path, maxdepth=None, withdirs=None, detail=False, prefix="", **kwargs):
+            if not maxdepth:
+                return await super()._find(
+                    path, maxdepth=maxdepth, withdirs=withdirs, detail=detail, prefix=prefix, **kwargs
+                )
+            base = self._strip_protocol(path).rstrip("/")
+            found = await super()._find(base, withdirs=withdirs, detail=True, prefix=prefix, **kwargs)
+            keep = {
+                name: info
+                for name, info in found.items()
+                if name == base or name[len(base) + 1 :].count("/") < maxdepth
+            }
+            return keep if detail else sorted(keep)
+
+        def _open(self, path, mode="rb", **kwargs):
+            if mode != "rb":
+                return super()._open(path, mode=mode, **kwargs)
+            return io.BytesIO(self.cat_file(path))
+
+    class DuckDBS3FileSystem(WarehouseS3FileSystem):
+        """The filesystem DuckDB reads the lake through. DuckDB asks a Parquet file's size (``info``, ``size``)
+        before it opens it; answering with a HEAD per question and a GET at the open costs three requests per
+        file per query, and the GET could be a newer version than the size. Here the size question of a
+        ``.parquet`` file fetches the object whole (one GET), keeps those bytes, answers with their length, and
+        the open that follows serves the same bytes: one request, one version. The bytes are kept only until
+        that open (and at most ``MAX_HELD`` files), so every query reads the objects as they are now."""
+
+        MAX_HELD = 256
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._held: dict[str, bytes] = {}
+            self._held_lock = threading.Lock()
+
+        def _hold(self, path: str) -> bytes:
+            data = self.cat_file(path)
+            with self._held_lock:
+                if len(self._held) >= self.MAX_HELD:
+                    self._held.pop(next(iter(self._held)))
+                self._held[path] = data
+            return data
+
+        def info(self, path, **kwargs):
+            name = self._strip_protocol(path)
+            if not name.endswith(".parquet"):
+                return super().info(path, **kwargs)
+            with self._held_lock:
+                data = self._held.get(name)
+            if data is None:
+                data = self._hold(name)
+            # DuckDB also asks the modification time (``modified``), to reuse what it cached of a file: the
+            # time of this fetch, so that nothing read earlier is ever taken for these bytes
+            now = datetime.datetime.now(datetime.timezone.utc)
+            return {"name": name, "size": len(data), "type": "file", "LastModified": now}
+
+        def size(self, path):
+            return self.info(path)["size"]
+
+        def _open(self, path, mode="rb", **kwargs):
+            name = self._strip_protocol(path)
+            if mode == "rb":
+                with self._held_lock:
+                    data = self._held.pop(name, None)
+                if data is not None:
+                    return io.BytesIO(data)
+            return super()._open(path, mode=mode, **kwargs)
+
+    return WarehouseS3FileSystem, DuckDBS3FileSystem
+
+
+def _duckdb_filesystem(fs: Any) -> Any:
+    """The filesystem DuckDB reads ``fs``'s objects through (same endpoint and options; see the class)."""
+    return _s3_filesystem_class()[1](**fs.storage_options)
+
+
 def object_store_root(url: str) -> UPath:
     """The ``UPath`` of an ``s3://bucket/prefix`` warehouse. Endpoint, region and credentials come from the
     standard AWS variables (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
@@ -216,7 +308,10 @@ def object_store_root(url: str) -> UPath:
     options = dict(S3_OPTIONS)
     if os.environ.get("AWS_ENDPOINT_URL"):
         options["endpoint_url"] = os.environ["AWS_ENDPOINT_URL"]
-    return UPath(url.rstrip("/"), **options)
+    root = UPath(url.rstrip("/"), **options)
+    # every path derived from the root shares its filesystem (upath copies it to children)
+    root._fs_cached = _s3_filesystem_class()[0](**options)  # type: ignore[attr-defined]
+    return root
 
 
 def warehouse_path(location: str | os.PathLike[str]) -> Path:
@@ -243,7 +338,7 @@ class Warehouse:
         the lake is on object storage)."""
         con = duckdb.connect(":memory:")
         if self.remote:
-            con.register_filesystem(self.fs)
+            con.register_filesystem(_duckdb_filesystem(self.fs))
         return con
 
     # ---- layout -------------------------------------------------------------------------------------------
