@@ -316,6 +316,7 @@ def _hashes(files: dict[str, bytes]) -> dict[str, str]:
     return {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
 
 
+@pytest.mark.slow
 def test_a_week_on_s3_gives_the_report_of_a_week_on_disk(
     s3: S3Server, url: str, emulator, tmp_path: Path
 ) -> None:
