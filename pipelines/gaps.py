@@ -10,9 +10,13 @@ in ``raw/`` (so the next run asks again), and the gap is recorded here:
   that outlasted the retries). Every one of them is a gap: the week must still publish.
 * ``Breaker``: the first ``blocked`` (or ``rate limited``: Bybit's 403 "access too frequent") answer from a venue marks the venue blocked for the rest of the run (the
   process), so the other symbols are not asked (no hundreds of refused requests) and the venue is named once.
-* The ledger: ``gaps/<dataset>.json`` under the warehouse, a JSON list of ``Gap`` records written atomically.
+* The ledger: under the warehouse's ``gaps/<dataset>/``, one JSON list of ``Gap`` records per day
+  (``day=<date>.json``) and one for a dataset replaced whole (``all.json``: unpartitioned series), each written
+  atomically; reading merges them (the records of one key and reason over several days become one record).
   A pull run replaces the records of the days it asked about (a day that now succeeded drops out), so the ledger
-  always says what is missing now. The report reads it for the week's days (``gaps_for_days``).
+  always says what is missing now. Two writers of different days never write the same object, so they cannot
+  lose each other's records, on one machine or on object storage (where there is no file lock). The report
+  reads it for the week's days (``gaps_for_days``).
 """
 
 from __future__ import annotations
@@ -160,27 +164,72 @@ def reset_breaker() -> None:
 
 
 # ---- the ledger ----------------------------------------------------------------------------------------------
+# One object per (dataset, day): a writer replaces only the days it asked about, each in its own object, so
+# writers of different days (two workers pulling two partitions of the same dataset at once, on one machine or
+# against object storage, where there is no lock) never read-modify-write the same object. Readers merge.
+UNDATED = "all.json"  # a dataset replaced whole (``replace_all``: unpartitioned series such as FRED's)
+
+
 def ledger_dir(wh: Warehouse) -> Path:
     return wh.root / "gaps"
 
 
-def _ledger_path(wh: Warehouse, dataset: str) -> Path:
+def _dataset_dir(wh: Warehouse, dataset: str) -> Path:
+    return ledger_dir(wh) / safe_component(dataset.replace(" ", "_"))
+
+
+def _legacy_path(wh: Warehouse, dataset: str) -> Path:
+    """Where a warehouse written before the per-day layout kept the whole ledger of a dataset."""
     return ledger_dir(wh) / f"{safe_component(dataset.replace(' ', '_'))}.json"
+
+
+def _day_path(wh: Warehouse, dataset: str, day: str) -> Path:
+    return _dataset_dir(wh, dataset) / f"day={safe_component(day)}.json"
 
 
 _LEDGER_LOCK = threading.Lock()
 
 
+def _read(path: Path) -> list[Gap]:
+    try:
+        return [Gap.from_dict(d) for d in json.loads(path.read_text())]
+    except FileNotFoundError:  # removed since it was listed (replaced whole by another writer)
+        return []
+
+
+def _merge(records: Iterable[Gap]) -> list[Gap]:
+    """Records that differ only in their days, as one record with the days of all (sorted)."""
+    days: dict[tuple, set[str]] = {}
+    undated: set[tuple] = set()
+    for g in records:
+        k = (g.source, g.dataset, g.key, g.status, g.reason, g.detail)
+        days.setdefault(k, set()).update(g.days)
+        if not g.days:
+            undated.add(k)
+    out = [Gap(k[0], k[1], k[2], tuple(sorted(v)), k[3], k[4], k[5]) for k, v in days.items() if v]
+    out += [Gap(k[0], k[1], k[2], (), k[3], k[4], k[5]) for k in undated]
+    return sorted(out, key=lambda g: (g.source, g.dataset, g.key, g.days, g.status or 0, g.reason, g.detail))
+
+
+def _dataset_files(wh: Warehouse, dataset: str) -> list[Path]:
+    base = _dataset_dir(wh, dataset)
+    return sorted(base.glob("*.json")) if base.is_dir() else []
+
+
 def read_ledger(wh: Warehouse, dataset: str | None = None) -> list[Gap]:
+    """The ledger of ``dataset`` (every dataset when None): the records of its objects, merged."""
     base = ledger_dir(wh)
     if not base.exists():
         return []
-    paths = [_ledger_path(wh, dataset)] if dataset else sorted(base.glob("*.json"))
+    if dataset:
+        paths = [_legacy_path(wh, dataset), *_dataset_files(wh, dataset)]
+    else:
+        paths = sorted(base.glob("*.json")) + sorted(base.glob("*/*.json"))
     out: list[Gap] = []
     for p in paths:
         if p.exists():
-            out += [Gap.from_dict(d) for d in json.loads(p.read_text())]
-    return out
+            out += _read(p)
+    return _merge(out)
 
 
 def record_gaps(
@@ -191,23 +240,56 @@ def record_gaps(
     replace_all: bool = False,
 ) -> list[Gap]:
     """Write ``dataset``'s ledger: its records for days not in ``asked_days`` stay, the days asked now are
-    replaced by ``gaps`` (``replace_all``: the whole ledger is, for unpartitioned series). Atomic."""
+    replaced by ``gaps`` (``replace_all``: the whole ledger is, for unpartitioned series). Each object is
+    written atomically; returns the dataset's ledger as it now reads."""
     asked = {d.isoformat() if isinstance(d, date) else d for d in asked_days}
+    gaps = list(gaps)
     with _LEDGER_LOCK:
-        kept: list[Gap] = []
-        if not replace_all:
-            for g in read_ledger(wh, dataset):
-                left = tuple(d for d in g.days if d not in asked)
-                if left:
-                    kept.append(Gap(g.source, g.dataset, g.key, left, g.status, g.reason, g.detail))
-        records = sorted([*kept, *gaps], key=lambda g: (g.source, g.dataset, g.key, g.days))
-        path = _ledger_path(wh, dataset)
-        if not records and not path.exists():
-            return records
-        atomic_write_bytes(
-            path, json.dumps([g.as_dict() for g in records], indent=1, sort_keys=True).encode()
-        )
-        return records
+        legacy = _legacy_path(wh, dataset)
+        if legacy.exists():  # fold a whole-dataset file of the older layout into the per-day objects
+            old = _read(legacy)
+            if not replace_all:
+                _write_days(wh, dataset, old, set(), keep_existing=True)
+            legacy.unlink()
+        if replace_all:
+            for p in _dataset_files(wh, dataset):
+                if p.name != UNDATED:
+                    p.unlink()
+            path = _dataset_dir(wh, dataset) / UNDATED
+            if gaps or path.exists():
+                _write(path, gaps)
+        else:
+            undated = [g for g in gaps if not g.days]
+            if undated:  # no day to file them under: added to the whole-dataset object
+                path = _dataset_dir(wh, dataset) / UNDATED
+                _write(path, [*(_read(path) if path.exists() else []), *undated])
+            _write_days(wh, dataset, [g for g in gaps if g.days], asked, keep_existing=False)
+        return read_ledger(wh, dataset)
+
+
+def _write(path: Path, records: Iterable[Gap]) -> None:
+    records = sorted(records, key=lambda g: (g.source, g.dataset, g.key, g.days))
+    atomic_write_bytes(path, json.dumps([g.as_dict() for g in records], indent=1, sort_keys=True).encode())
+
+
+def _write_days(wh: Warehouse, dataset: str, gaps: list[Gap], asked: set[str], keep_existing: bool) -> None:
+    """File ``gaps`` under each of their days; a day in ``asked`` is replaced (an empty one removed), any other
+    day touched keeps its existing records (``keep_existing`` keeps them for every day)."""
+    by_day: dict[str, list[Gap]] = {d: [] for d in asked}
+    for g in gaps:
+        for d in g.days:
+            by_day.setdefault(d, []).append(
+                Gap(g.source, g.dataset, g.key, (d,), g.status, g.reason, g.detail)
+            )
+    existing = {p.name for p in _dataset_files(wh, dataset)}  # one listing, not a lookup per day asked
+    for day, records in sorted(by_day.items()):
+        path = _day_path(wh, dataset, day)
+        if path.name in existing and (keep_existing or day not in asked):
+            records = [*_read(path), *records]
+        if records:
+            _write(path, _merge(records))
+        elif path.name in existing:
+            path.unlink(missing_ok=True)
 
 
 def gaps_for_days(wh: Warehouse, days: Iterable[date]) -> list[Gap]:

@@ -22,7 +22,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import polars as pl
 
 from pipelines.schemas import TABLES, Table
@@ -33,7 +32,7 @@ class LakeSnapshot:
     def __init__(self, warehouse: Warehouse, written: Iterable[str] = ()):
         self.warehouse = warehouse
         self.written = frozenset(written)
-        self._db = duckdb.connect(":memory:")
+        self._db = warehouse.duckdb_connect()  # with the lake's filesystem registered when it is on S3
         self._loaded: set[str] = set()
         self._partitions: dict[tuple[str, str], pl.DataFrame] = {}
         self._lock = threading.Lock()

@@ -1,14 +1,22 @@
 """The reports folder over HTTP on 127.0.0.1 (``crypto-weekly dev``): an index of every week, with its title,
-key figures and gaps, and each week's files (``/<week>/report.html``) served as they are on disk."""
+key figures and gaps, and each week's files (``/<week>/report.html``) served as they are on disk.
+
+A warehouse on object storage (``WAREHOUSE_DIR=s3://...``) is served the same way, each file read from its
+object when asked for (``reports`` is then a ``UPath``); a request path is a plain relative path there (no
+``..``, no hidden part), as ``SimpleHTTPRequestHandler`` allows locally."""
 
 from __future__ import annotations
 
 import html
 import json
+import mimetypes
 import threading
+import urllib.parse
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from pipelines.warehouse import is_remote
 
 KEY_FIGURES = 3
 
@@ -46,6 +54,31 @@ def index_html(reports: Path) -> str:
 
 
 class _Handler(SimpleHTTPRequestHandler):
+    remote: Path | None = None  # the reports folder on object storage; None: ``directory`` on disk
+
+    def _send(self, data: bytes, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_remote(self) -> None:
+        parts = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/").split("/")
+        if any(p in ("", ".", "..") or p.startswith(".") or "\\" in p for p in parts):
+            self.send_error(404)
+            return
+        target = self.remote.joinpath(*parts)  # type: ignore[union-attr]
+        try:
+            if not target.is_file():
+                raise FileNotFoundError(str(target))
+            data = target.read_bytes()
+        except FileNotFoundError:
+            self.send_error(404)
+            return
+        kind = mimetypes.guess_type(parts[-1])[0] or "application/octet-stream"
+        self._send(data, kind + ("; charset=utf-8" if kind.startswith("text/") else ""))
+
     def do_GET(self) -> None:
         if self.path == "/favicon.ico":
             # Browsers ask for it on every page; "no content" instead of a 404 that their console reports as an
@@ -54,12 +87,10 @@ class _Handler(SimpleHTTPRequestHandler):
             self.end_headers()
             return
         if self.path in ("/", "/index.html"):
-            data = index_html(Path(self.directory)).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self._send(index_html(self.remote or Path(self.directory)).encode(), "text/html; charset=utf-8")
+            return
+        if self.remote is not None:
+            self._send_remote()
             return
         super().do_GET()
 
@@ -74,8 +105,12 @@ class ReportServer:
     """``with ReportServer(reports_dir, port) as srv: srv.url`` serves until the block ends."""
 
     def __init__(self, reports: Path, port: int = 0, host: str = "127.0.0.1"):
-        reports.mkdir(parents=True, exist_ok=True)
-        self.httpd = ThreadingHTTPServer((host, port), partial(_Handler, directory=str(reports)))
+        if is_remote(reports):  # objects need no folder; the handler reads them by name
+            handler = type("_RemoteHandler", (_Handler,), {"remote": reports})
+            self.httpd = ThreadingHTTPServer((host, port), partial(handler, directory="/nonexistent"))
+        else:
+            reports.mkdir(parents=True, exist_ok=True)
+            self.httpd = ThreadingHTTPServer((host, port), partial(_Handler, directory=str(reports)))
         self.url = f"http://{host}:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="reports", daemon=True)
 

@@ -21,6 +21,7 @@ from dagster._core.utils import make_new_run_id
 from pipelines import settings
 from pipelines.automation.tags import TRIGGER_TAG
 from pipelines.calendar import DAILY_START, WEEKLY, week_close_days
+from pipelines.warehouse import Warehouse, warehouse_path
 
 if TYPE_CHECKING:
     from pipelines.emulator.server import MarketEmulator
@@ -254,7 +255,8 @@ def run_weekly(
     ]
     if not mats:
         raise RunFailed(f"week {week}: the run succeeded but did not materialize weekly_report")
-    report_dir = Path(mats[-1].materialization.metadata["markdown_path"].value).parent  # type: ignore[union-attr]
+    # a local path, or the s3:// URL of a warehouse on object storage
+    report_dir = warehouse_path(mats[-1].materialization.metadata["markdown_path"].value).parent  # type: ignore[union-attr]
     return report_dir, weekly.run_id
 
 
@@ -345,7 +347,7 @@ def reported(week: str, instance: dg.DagsterInstance, warehouse_root: str | Path
     meta = records[0].asset_materialization.metadata  # type: ignore[union-attr]
     if "markdown_path" not in meta:
         return False
-    report_dir = Path(warehouse_root or settings.warehouse_root()).resolve() / "reports" / week
+    report_dir = Warehouse(warehouse_root or settings.warehouse_root()).reports_dir / week
     return all((report_dir / name).exists() for name in ("report.md", "report.html", "manifest.json"))
 
 

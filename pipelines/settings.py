@@ -7,11 +7,15 @@ first, so a typo fails in milliseconds with one line instead of a Dagster config
 ``WAREHOUSE_DIR`` has one meaning for every command (``warehouse_root``): when set, that path (a relative one
 is taken from the current directory); when unset, the ``warehouse/`` folder of the project checkout this code
 runs from (or ``./warehouse`` when the package is installed outside a checkout). It is always made absolute.
+An ``s3://bucket/prefix`` URL puts the warehouse on S3-compatible object storage (``object_store_root``; the
+endpoint and credentials come from the standard ``AWS_*`` variables, see docs/deploy.md); any other ``scheme://``
+is refused.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -130,9 +134,46 @@ def _broker(value: str) -> str:
     return value.strip()
 
 
+# S3 bucket names: 3-63 lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
+WAREHOUSE_URL_FORM = "s3://bucket/prefix"
+
+
+def parse_warehouse_url(value: str) -> str:
+    """An object-store ``WAREHOUSE_DIR`` -> ``s3://bucket/prefix`` (normalized: no trailing slash), or a
+    ``ValueError`` saying what is wrong. Only ``s3://`` is supported; the prefix (optional) is made of plain path
+    components (no ``..``, no empty part, no query or fragment)."""
+    parts = urlsplit(value.strip())
+    if parts.scheme != "s3":
+        raise ValueError(
+            f"{parts.scheme}:// is not supported: expected a directory path or {WAREHOUSE_URL_FORM}"
+        )
+    if parts.query or parts.fragment or "@" in parts.netloc or ":" in parts.netloc:
+        raise ValueError(f"expected {WAREHOUSE_URL_FORM} (no credentials, port, query or fragment)")
+    if not _BUCKET.match(parts.netloc) or ".." in parts.netloc:
+        raise ValueError(
+            f"expected {WAREHOUSE_URL_FORM}; {parts.netloc!r} is not a bucket name "
+            "(3-63 lower-case letters, digits, dots and hyphens)"
+        )
+    prefix = parts.path.strip("/")
+    components = prefix.split("/") if prefix else []
+    bad = [c for c in components if not _PREFIX_PART.match(c) or ".." in c]
+    if bad:
+        raise ValueError(
+            f"expected {WAREHOUSE_URL_FORM}; prefix part {bad[0]!r} is not a plain name "
+            "(letters, digits, '.', '_', '=', '-'; no empty part or '..')"
+        )
+    return f"s3://{parts.netloc}" + (f"/{prefix}" if prefix else "")
+
+
+def _warehouse(value: str) -> str:
+    return parse_warehouse_url(value) if "://" in value else value
+
+
 # name -> (parser, what the README says). Only non-empty values are parsed; empty means "the default".
 SPECS: dict[str, tuple[Callable[[str], Any], str]] = {
-    "WAREHOUSE_DIR": (_text, "a directory path"),
+    "WAREHOUSE_DIR": (_warehouse, "a directory path or s3://bucket/prefix"),
     **{name: (_url, "an http(s) URL") for name in BASE_URLS},
     "COINGECKO_API_KEY": (_text, "a key"),
     "COINGECKO_API_PLAN": (_plan, "demo or pro"),
@@ -171,8 +212,17 @@ def default_warehouse(cwd: Path | None = None) -> Path:
 
 
 def warehouse_root(environ: Mapping[str, str] | None = None) -> Path:
+    """The warehouse's root: an absolute local path, or for ``s3://bucket/prefix`` a ``upath.UPath`` on S3
+    (whose ``str`` is the URL). A malformed URL raises ``SettingsError``."""
     env = os.environ if environ is None else environ
     value = env.get("WAREHOUSE_DIR") or ""
+    if "://" in value:
+        from pipelines.warehouse import object_store_root
+
+        try:
+            return object_store_root(parse_warehouse_url(value))
+        except ValueError as exc:
+            raise SettingsError(f"WAREHOUSE_DIR={value.strip()!r} is not valid: {exc}") from None
     return Path(value).expanduser().resolve() if value else default_warehouse().resolve()
 
 
@@ -204,6 +254,18 @@ def validate(environ: Mapping[str, str] | None = None) -> Settings:
 def check_writable(root: Path) -> Path:
     """Create the warehouse, write and remove a probe file; one ``SettingsError`` if any of it fails."""
     probe = root / f".write-probe-{uuid.uuid4().hex}"
+    from pipelines.warehouse import is_remote
+
+    if is_remote(root):  # one PUT and one DELETE of a probe object; the message never carries a secret
+        try:
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except Exception as exc:  # botocore and s3fs raise many kinds (no bucket, refused, no endpoint)
+            raise SettingsError(
+                f"WAREHOUSE_DIR={str(root)!r} is not writable ({type(exc).__name__}: {exc}); check the bucket "
+                "and AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION"
+            ) from None
+        return root
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"ok")

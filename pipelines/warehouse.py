@@ -15,15 +15,26 @@ Raw files are never overwritten: a new pull is a new file.
 
 The pipeline reads the lake through short-lived in-memory DuckDB connections (``Warehouse.query``), so no
 run holds a lock on ``catalog.duckdb``; only ``refresh_catalog`` writes that file, under an exclusive file lock.
+
+The root may also be an S3 URL (``WAREHOUSE_DIR=s3://bucket/prefix``, see ``pipelines.settings`` and
+docs/deploy.md): it is then a ``upath.UPath`` over s3fs, the same layout under the prefix. A write is one PUT of
+the whole body (``atomic_write_bytes``; a Parquet partition is serialized in memory first), which S3 makes
+visible whole or not at all; the filesystem keeps no listing cache, so another worker's write is seen at once;
+DuckDB reads the lake through that filesystem registered on its in-memory database (not httpfs); there is no
+``catalog.duckdb`` (``refresh_catalog`` returns None).
 """
 
 from __future__ import annotations
 
+import datetime
 import fcntl
+import functools
 import hashlib
+import io
 import json
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -36,6 +47,7 @@ from typing import Any
 import duckdb
 import polars as pl
 import pyarrow.parquet as pq
+from upath import UPath
 
 from pipelines.schemas import TABLES, Table
 
@@ -98,7 +110,30 @@ def _mkstemp(directory: Path, suffix: str = "") -> tuple[int, str]:
     return tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix=suffix, dir=directory)
 
 
+def is_remote(path: object) -> bool:
+    """Whether ``path`` is on object storage (a ``UPath`` of a protocol other than the local file system)."""
+    return isinstance(path, UPath) and path.protocol not in ("", "file", "local")
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory and everything under it (on object storage: every object under the prefix); nothing
+    when absent."""
+    if is_remote(path):
+        if path.fs.find(path.path):
+            path.fs.rm(path.path, recursive=True)
+        return
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a reader sees the old bytes or the new ones, never a part.
+
+    Locally: a temporary file in the same directory, fsync, ``os.replace``. On object storage: one PUT of the
+    whole body (s3fs ``pipe_file``), which S3 makes visible whole or not at all; a failed PUT leaves the old
+    object as it was."""
+    if is_remote(path):
+        path.fs.pipe_file(path.path, data)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _mkstemp(path.parent)
     try:
@@ -117,6 +152,8 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_file(path: Path) -> str:
+    if is_remote(path):
+        return sha256_bytes(path.read_bytes())
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -144,20 +181,165 @@ class WrittenPartition:
 
 _MEMORY_DB: tuple[int, duckdb.DuckDBPyConnection] | None = None
 _MEMORY_DB_LOCK = threading.Lock()
+# An object-store warehouse's in-memory databases: (pid, filesystem token) -> a database with that filesystem
+# registered. DuckDB registers one filesystem per protocol and database, so each filesystem has its own database.
+_REMOTE_DBS: dict[tuple[int, str], duckdb.DuckDBPyConnection] = {}
 
 
-def _memory_db() -> duckdb.DuckDBPyConnection:
-    """The process's in-memory DuckDB database (re-created in a forked child), which holds no file or data."""
+def _memory_db(fs: Any = None) -> duckdb.DuckDBPyConnection:
+    """The process's in-memory DuckDB database (re-created in a forked child), which holds no file or data;
+    for an object-store warehouse (``fs``, its fsspec filesystem), one per filesystem, with it registered."""
     global _MEMORY_DB
     with _MEMORY_DB_LOCK:
+        if fs is not None:
+            key = (os.getpid(), str(fs._fs_token))
+            if key not in _REMOTE_DBS:
+                con = duckdb.connect(":memory:")
+                con.register_filesystem(_duckdb_filesystem(fs))
+                _REMOTE_DBS[key] = con
+            return _REMOTE_DBS[key]
         if _MEMORY_DB is None or _MEMORY_DB[0] != os.getpid():
             _MEMORY_DB = (os.getpid(), duckdb.connect(":memory:"))
         return _MEMORY_DB[1]
 
 
+# s3fs keeps a cache of directory listings per filesystem by default, so ``exists()`` after a listing would be
+# answered from the cache and another worker's later write would stay invisible: the warehouse turns it off.
+S3_OPTIONS: dict[str, Any] = {"use_listings_cache": False}
+
+
+@functools.cache  # one class, so that fsspec's instance cache and DuckDB's registrations see one filesystem
+def _s3_filesystem_class() -> tuple[type, type]:
+    import s3fs  # only an object-store warehouse needs it
+
+    class WarehouseS3FileSystem(s3fs.S3FileSystem):
+        """s3fs with two changes for the warehouse's access pattern (many small objects, no listing cache).
+
+        * A bounded-depth ``find`` (what ``glob`` runs: ``lake/<table>/date=*/data.parquet``) is one flat listing
+          of the prefix, filtered by depth, instead of one listing per folder (``date=...``) walked: the lake
+          of a year is hundreds of folders, and every query globs its tables.
+        * A file opened for reading (DuckDB's reads through the registered filesystem) is fetched whole in one GET
+          and served from memory, instead of a HEAD and several ranged GETs: partitions are kilobytes to a few
+          megabytes, and one GET is also one version of the object, never parts of two.
+        """
+
+        async def _find(self, path, maxdepth=None, withdirs=None, detail=False, prefix="", **kwargs):
+            if not maxdepth:
+                return await super()._find(
+                    path, maxdepth=maxdepth, withdirs=withdirs, detail=detail, prefix=prefix, **kwargs
+                )
+            base = self._strip_protocol(path).rstrip("/")
+            found = await super()._find(base, withdirs=withdirs, detail=True, prefix=prefix, **kwargs)
+            keep = {
+                name: info
+                for name, info in found.items()
+                if name == base or name[len(base) + 1 :].count("/") < maxdepth
+            }
+            return keep if detail else sorted(keep)
+
+        def _open(self, path, mode="rb", **kwargs):
+            if mode != "rb":
+                return super()._open(path, mode=mode, **kwargs)
+            return io.BytesIO(self.cat_file(path))
+
+    class DuckDBS3FileSystem(WarehouseS3FileSystem):
+        """The filesystem DuckDB reads the lake through. DuckDB asks a Parquet file's size (``info``, ``size``)
+        before it opens it; answering with a HEAD per question and a GET at the open costs three requests per
+        file per query, and the GET could be a newer version than the size. Here the size question of a
+        ``.parquet`` file fetches the object whole (one GET), keeps those bytes, answers with their length, and
+        the open that follows serves the same bytes: one request, one version. The bytes are kept only until
+        that open (and at most ``MAX_HELD`` files), so every query reads the objects as they are now."""
+
+        MAX_HELD = 256
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._held: dict[str, bytes] = {}
+            self._held_lock = threading.Lock()
+
+        def _hold(self, path: str) -> bytes:
+            data = self.cat_file(path)
+            with self._held_lock:
+                if len(self._held) >= self.MAX_HELD:
+                    self._held.pop(next(iter(self._held)))
+                self._held[path] = data
+            return data
+
+        def info(self, path, **kwargs):
+            name = self._strip_protocol(path)
+            if not name.endswith(".parquet"):
+                return super().info(path, **kwargs)
+            with self._held_lock:
+                data = self._held.get(name)
+            if data is None:
+                data = self._hold(name)
+            # DuckDB also asks the modification time (``modified``), to reuse what it cached of a file: the
+            # time of this fetch, so that nothing read earlier is ever taken for these bytes
+            now = datetime.datetime.now(datetime.timezone.utc)
+            return {"name": name, "size": len(data), "type": "file", "LastModified": now}
+
+        def size(self, path):
+            return self.info(path)["size"]
+
+        def _open(self, path, mode="rb", **kwargs):
+            name = self._strip_protocol(path)
+            if mode == "rb":
+                with self._held_lock:
+                    data = self._held.pop(name, None)
+                if data is not None:
+                    return io.BytesIO(data)
+            return super()._open(path, mode=mode, **kwargs)
+
+    return WarehouseS3FileSystem, DuckDBS3FileSystem
+
+
+def _duckdb_filesystem(fs: Any) -> Any:
+    """The filesystem DuckDB reads ``fs``'s objects through (same endpoint and options; see the class)."""
+    return _s3_filesystem_class()[1](**fs.storage_options)
+
+
+def object_store_root(url: str) -> UPath:
+    """The ``UPath`` of an ``s3://bucket/prefix`` warehouse. Endpoint, region and credentials come from the
+    standard AWS variables (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+    ``AWS_DEFAULT_REGION``), read by botocore; the filesystem instance is shared within a process (fsspec's
+    instance cache, cleared in a forked child), which is safe because it caches no listing. The endpoint is
+    passed explicitly so that a process that changes ``AWS_ENDPOINT_URL`` gets a filesystem for the new one
+    instead of the cached one (the credentials stay out of the options, which are the cache key)."""
+    options = dict(S3_OPTIONS)
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        options["endpoint_url"] = os.environ["AWS_ENDPOINT_URL"]
+    root = UPath(url.rstrip("/"), **options)
+    # every path derived from the root shares its filesystem (upath copies it to children)
+    root._fs_cached = _s3_filesystem_class()[0](**options)  # type: ignore[attr-defined]
+    return root
+
+
+def warehouse_path(location: str | os.PathLike[str]) -> Path:
+    """A path as the warehouse records it (metadata, messages): a local path, or an ``s3://`` URL."""
+    if isinstance(location, str) and "://" in location:
+        return object_store_root(location)
+    return Path(location)
+
+
 class Warehouse:
     def __init__(self, root: str | os.PathLike[str]):
-        self.root = Path(root).resolve()
+        if isinstance(root, str) and "://" in root:
+            root = object_store_root(root)
+        self.remote = is_remote(root)
+        self.root: Path = root if self.remote else Path(root).resolve()  # type: ignore[assignment]
+
+    @property
+    def fs(self) -> Any:
+        """The fsspec filesystem of an object-store warehouse (None for a local one)."""
+        return self.root.fs if self.remote else None  # type: ignore[attr-defined]
+
+    def duckdb_connect(self) -> duckdb.DuckDBPyConnection:
+        """A new in-memory DuckDB database that can read this warehouse's lake (its filesystem registered when
+        the lake is on object storage)."""
+        con = duckdb.connect(":memory:")
+        if self.remote:
+            con.register_filesystem(_duckdb_filesystem(self.fs))
+        return con
 
     # ---- layout -------------------------------------------------------------------------------------------
     @property
@@ -177,7 +359,13 @@ class Warehouse:
         return self.root / "catalog.duckdb"
 
     def rel(self, path: Path) -> str:
+        if self.remote:
+            return path.relative_to(self.root).as_posix()
         return path.resolve().relative_to(self.root).as_posix()
+
+    def location(self, path: Path) -> str:
+        """Where ``path`` is, for metadata and messages: the local path, or the ``s3://`` URL."""
+        return path.as_posix() if self.remote else str(path)
 
     # ---- raw ----------------------------------------------------------------------------------------------
     def raw_path(
@@ -253,6 +441,21 @@ class Warehouse:
         """Validate a frame against its schema and replace one partition's Parquet file atomically."""
         arrow = table.conform(df)
         path = self.partition_path(table, partition)
+        if (
+            self.remote
+        ):  # the whole file in memory first, then one PUT: the old object stays until it succeeds
+            buf = io.BytesIO()
+            pq.write_table(arrow, buf, compression="zstd", write_statistics=True)
+            data = buf.getvalue()
+            atomic_write_bytes(path, data)
+            return WrittenPartition(
+                table=table.name,
+                partition=partition,
+                path=path,
+                rows=arrow.num_rows,
+                bytes=len(data),
+                sha256=sha256_bytes(data),
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = _mkstemp(path.parent, suffix=".parquet")
         os.close(fd)
@@ -277,7 +480,13 @@ class Warehouse:
         return self.partition_path(table, partition).exists()
 
     def read_partition(self, table: Table, partition: str) -> pl.DataFrame:
-        return pl.read_parquet(self.partition_path(table, partition))
+        return self.read_parquet(self.partition_path(table, partition))
+
+    def read_parquet(self, path: Path, columns: list[str] | None = None) -> pl.DataFrame:
+        """One Parquet file of the lake as a polars frame (on object storage: its bytes read in one GET)."""
+        if self.remote:
+            return pl.read_parquet(io.BytesIO(path.read_bytes()), columns=columns)
+        return pl.read_parquet(path, columns=columns)
 
     def _view_sql(self, table: Table) -> str | None:
         if not any((self.lake_dir / table.name).glob(f"{table.partition_by}=*/data.parquet")):
@@ -301,9 +510,9 @@ class Warehouse:
         DuckDB database costs about 0.1 s, more than most queries), with temporary views. Creating a view binds it, which lists and reads the table's Parquet files, so a
         connection for one query creates only the views that query names (see ``query``).
         """
-        con = (
-            _memory_db().cursor()
-        )  # its own connection to a shared in-memory database: milliseconds, not ~0.1 s
+        con = _memory_db(
+            self.fs
+        ).cursor()  # its own connection to a shared in-memory database: milliseconds, not ~0.1 s
         wanted = None if tables is None else set(tables)
         try:
             for table in TABLES.values():
@@ -322,14 +531,20 @@ class Warehouse:
         with self.connect(named) as con:
             return pl.from_arrow(con.sql(sql, params=params or None).to_arrow_table())  # type: ignore[return-value]
 
-    def refresh_catalog(self) -> Path:
+    def refresh_catalog(self) -> Path | None:
         """(Re)create ``catalog.duckdb`` with a view per lake table, under an exclusive lock.
 
         Opening the file read-write is the only DuckDB write the pipeline does; the lock makes concurrent
         runs take turns instead of failing with DuckDB's "Could not set lock on file". A view reads its
         table's files through a glob, so a new partition needs no refresh: the file is only rewritten when the
         set of views (or their SQL) changed, recorded beside it in ``.catalog.views.json``.
+
+        A warehouse on object storage has no catalog (returns None): its views would read ``s3://`` globs, which
+        the duckdb CLI can only follow through the httpfs extension, and a DuckDB file cannot be opened on S3
+        anyway. The pipeline reads that lake through ``query``; see docs/deploy.md for reading it by hand.
         """
+        if self.remote:
+            return None
         self.root.mkdir(parents=True, exist_ok=True)
         views = {table.name: [self._view_sql(table), table.description] for table in TABLES.values()}
         views = {k: v for k, v in views.items() if v[0]}

@@ -6,8 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import polars as pl
-
 from pipelines.calendar import days_between, week_close_days
 from pipelines.manifest import code_version, input_entry
 from pipelines.narrative.data import BY_NAME
@@ -28,7 +26,7 @@ def clean_inputs(wh: Warehouse, week: str) -> list[dict[str, Any]]:
             key = d.isoformat()
             if wh.has_partition(table, key):
                 entry = input_entry(wh, table, key)
-                raw = pl.read_parquet(wh.partition_path(table, key), columns=["raw_file"])["raw_file"]
+                raw = wh.read_parquet(wh.partition_path(table, key), columns=["raw_file"])["raw_file"]
                 entry["raw_files"] = sorted(set(raw.drop_nulls().to_list()))
                 out.append(entry)
     return out

@@ -8,6 +8,10 @@ Publishing is atomic: a version is written into ``versions/.tmp-<n>-<pid>/`` and
 only when complete (``.content-sha256`` written last). A version directory without its marker or its report.md
 (left by a kill during an older publish) is incomplete: it is treated as absent and swept, so its number is
 reused, and a stale temporary directory is swept the same way.
+
+On object storage (an ``s3://`` warehouse) there is no directory rename: version n is written straight into
+``versions/<n>/``, each file one atomic PUT and ``.content-sha256`` last, so the marker alone makes the version
+complete; a publish killed before it leaves an incomplete version, swept and its number reused as above.
 """
 
 from __future__ import annotations
@@ -15,11 +19,10 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.warehouse import atomic_write_bytes
+from pipelines.warehouse import atomic_write_bytes, is_remote, remove_tree
 
 
 @dataclass
@@ -49,7 +52,7 @@ def _sweep(week_dir: Path) -> None:
     for p in sorted(base.iterdir()):
         stale_tmp = p.name.startswith(".tmp-") and not _alive(p.name.rsplit("-", 1)[-1])
         if p.is_dir() and (stale_tmp or (p.name.isdigit() and not _complete(p))):
-            shutil.rmtree(p, ignore_errors=True)
+            remove_tree(p)
 
 
 def _alive(pid: str) -> bool:
@@ -99,8 +102,9 @@ def publish(week_dir: Path, week: str, files: dict[str, bytes]) -> Published:
     n = versions[-1] + 1 if versions else 1
     vdir = week_dir / "versions" / str(n)
     old_md = (week_dir / "versions" / str(versions[-1]) / "report.md").read_text() if versions else ""
-    tmp = week_dir / "versions" / f".tmp-{n}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    # object storage has no rename: the version is written in place, complete once its marker is there
+    tmp = vdir if is_remote(week_dir) else week_dir / "versions" / f".tmp-{n}-{os.getpid()}"
+    remove_tree(tmp)
     for rel, data in sorted(files.items()):
         atomic_write_bytes(tmp / rel, data)
     atomic_write_bytes(
@@ -108,7 +112,8 @@ def publish(week_dir: Path, week: str, files: dict[str, bytes]) -> Published:
         changes_md(week, versions[-1] if versions else None, old_md, n, files["report.md"].decode()).encode(),
     )
     atomic_write_bytes(tmp / ".content-sha256", digest.encode())  # written last: marks the version complete
-    os.rename(tmp, vdir)  # the version appears whole or not at all
+    if tmp != vdir:
+        os.rename(tmp, vdir)  # the version appears whole or not at all
     _write_latest(week_dir, vdir)
     return Published(n, vdir, True, digest)
 

@@ -1,0 +1,357 @@
+"""The warehouse on S3-compatible object storage (``WAREHOUSE_DIR=s3://bucket/prefix``), against moto's server
+(``pipelines.services.S3Server``, one per module): the lake, raw store, gap ledger, publishing and the reports
+server on S3, another worker's writes seen at once, atomic replacement, and one week of the pipeline whose report
+equals the same week run on a local warehouse."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from pipelines import gaps
+from pipelines.schemas import COIN_DAILY, SchemaError
+from pipelines.services import S3Server, ServiceUnavailable
+from pipelines.settings import SettingsError, check_writable, validate, warehouse_root
+from pipelines.warehouse import Warehouse, is_remote
+from tests.conftest import REPO
+from tests.test_warehouse import rows
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One moto server for the module, with the AWS variables pointing at it while the module runs."""
+    try:
+        server = S3Server(tmp_path_factory.mktemp("s3"))
+        server.__enter__()
+    except ServiceUnavailable as exc:
+        pytest.skip(f"no S3 emulator: {exc}")
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for k, v in server.env().items():
+                mp.setenv(k, v)
+            yield server
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def url(s3: S3Server) -> str:
+    """A fresh prefix per test: every test starts from an empty warehouse."""
+    return s3.url(f"t-{uuid.uuid4().hex[:10]}")
+
+
+def _objects(s3: S3Server, url: str) -> list[str]:
+    wh = Warehouse(url)
+    prefix = wh.root.path  # type: ignore[attr-defined]
+    return sorted(p[len(prefix) + 1 :] for p in wh.fs.find(prefix))
+
+
+def _worker(s3: S3Server, code: str) -> None:
+    """Run ``code`` in another process (another worker: its own filesystem, nothing shared in memory)."""
+    env = {**s3.env(), "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, check=True, cwd=REPO, timeout=120)
+
+
+# ---- settings ---------------------------------------------------------------------------------------------------
+def test_url_is_validated_in_one_clear_message() -> None:
+    ok = validate({"WAREHOUSE_DIR": "s3://crypto-weekly/lake/prod/"})
+    assert str(ok.warehouse_root) == "s3://crypto-weekly/lake/prod" and is_remote(ok.warehouse_root)
+    for value, says in [
+        ("gs://bucket/prefix", "gs:// is not supported: expected a directory path or s3://bucket/prefix"),
+        ("s3://Bad_Bucket/x", "'Bad_Bucket' is not a bucket name"),
+        ("s3:///prefix", "'' is not a bucket name"),
+        ("s3://bucket/a/../b", "prefix part '..' is not a plain name"),
+        ("s3://bucket/a//b", "prefix part '' is not a plain name"),
+        ("s3://key:secret@bucket/p", "no credentials, port, query or fragment"),
+    ]:
+        with pytest.raises(SettingsError) as err:
+            validate({"WAREHOUSE_DIR": value})
+        assert str(err.value).startswith("WAREHOUSE_DIR=") and says in str(err.value), str(err.value)
+        assert "secret" not in str(err.value) or value.startswith("s3://key:")
+        with pytest.raises(SettingsError):
+            warehouse_root({"WAREHOUSE_DIR": value})
+    # a local path is what it was: absolute, a pathlib path
+    local = warehouse_root({"WAREHOUSE_DIR": "rel/wh"})
+    assert type(local) is type(Path("/")) and local.is_absolute()
+
+
+def test_unreachable_bucket_is_one_message_without_the_secret(s3: S3Server, url: str) -> None:
+    root = warehouse_root({"WAREHOUSE_DIR": url})
+    assert check_writable(root) == root and _objects(s3, url) == []  # the probe is gone
+    with pytest.raises(SettingsError) as err:
+        check_writable(warehouse_root({"WAREHOUSE_DIR": "s3://no-such-bucket-here/p"}))
+    assert "is not writable" in str(err.value) and "AWS_ENDPOINT_URL" in str(err.value)
+    assert s3.secret_key not in str(err.value)
+
+
+# ---- the lake ---------------------------------------------------------------------------------------------------
+def test_partitions_round_trip_and_query_over_hive_partitions(s3: S3Server, url: str, tmp_path: Path) -> None:
+    wh = Warehouse(url)
+    assert wh.remote and str(wh.root) == url
+    a = wh.write_partition(COIN_DAILY, "2025-01-01", rows(3))
+    wh.write_partition(COIN_DAILY, "2025-01-02", rows(2))
+    assert str(a.path) == f"{url}/lake/coin_daily/date=2025-01-01/data.parquet"
+    local = Warehouse(tmp_path).write_partition(COIN_DAILY, "2025-01-01", rows(3))
+    assert (a.sha256, a.bytes, a.rows) == (local.sha256, local.bytes, 3)  # the same bytes as on disk
+    assert wh.read_partition(COIN_DAILY, "2025-01-01").equals(
+        Warehouse(tmp_path).read_partition(COIN_DAILY, "2025-01-01")
+    )
+    got = wh.query(
+        "SELECT date, count(*) AS n, sum(price_usd) AS p FROM coin_daily WHERE date >= ? GROUP BY date ORDER BY date",
+        [date(2025, 1, 1)],
+    )
+    assert got.to_dicts() == [
+        {"date": date(2025, 1, 1), "n": 3, "p": 6.0},
+        {"date": date(2025, 1, 2), "n": 2, "p": 3.0},
+    ]
+    assert wh.rel(a.path) == "lake/coin_daily/date=2025-01-01/data.parquet"
+    assert wh.refresh_catalog() is None  # no catalog file on object storage (docs/deploy.md)
+    assert _objects(s3, url) == [
+        "lake/coin_daily/date=2025-01-01/data.parquet",
+        "lake/coin_daily/date=2025-01-02/data.parquet",
+    ]
+
+
+def test_raw_store_is_never_replaced_and_body_goes_before_its_record(s3: S3Server, url: str) -> None:
+    wh = Warehouse(url)
+    request = {"url": "https://x/api", "params": {"a": "1"}, "fetched_at": "2025-01-01T00:00:00+00:00"}
+    stored = wh.store_raw("src", "ep", {"day": "2025-01-01"}, "page-1", b'{"v":1}', request)
+    assert (
+        stored.relpath == "raw/src/ep/day=2025-01-01/page-1.json" and stored.path.read_bytes() == b'{"v":1}'
+    )
+    assert wh.raw_meta(stored.path)["sha256"] == stored.sha256
+    assert list(wh.raw_files("src", "ep")) == [stored.path]
+    assert wh.store_raw("src", "ep", {"day": "2025-01-01"}, "page-1", b'{"v":1}', request) == stored
+    with pytest.raises(FileExistsError, match="raw files are never replaced"):
+        wh.store_raw("src", "ep", {"day": "2025-01-01"}, "page-1", b'{"v":2}', request)
+    assert stored.path.read_bytes() == b'{"v":1}'
+    # a body whose record never came (killed between the two PUTs) is not stored: not listed, written again
+    orphan = wh.raw_path("src", "ep", {"day": "2025-01-02"}, "page-1")
+    orphan.write_bytes(b"partial story")
+    assert list(wh.raw_files("src", "ep")) == [stored.path]
+    again = wh.store_raw("src", "ep", {"day": "2025-01-02"}, "page-1", b'{"v":3}', request)
+    assert again.path.read_bytes() == b'{"v":3}' and len(list(wh.raw_files("src", "ep"))) == 2
+
+
+def test_a_failed_replace_leaves_the_old_object(s3: S3Server, url: str, monkeypatch) -> None:
+    wh = Warehouse(url)
+    first = wh.write_partition(COIN_DAILY, "2025-01-01", rows(3))
+    before = first.path.read_bytes()
+    with pytest.raises(SchemaError):  # the frame is refused before anything is sent
+        wh.write_partition(COIN_DAILY, "2025-01-01", rows(2).drop("price_usd"))
+
+    def refused(path, data, **kw):  # the PUT fails (refused, connection lost): S3 keeps the old object
+        raise PermissionError(f"PUT {path} refused")
+
+    monkeypatch.setattr(wh.fs, "pipe_file", refused)
+    with pytest.raises(PermissionError):
+        wh.write_partition(COIN_DAILY, "2025-01-01", rows(2))
+    monkeypatch.undo()
+    assert first.path.read_bytes() == before and wh.read_partition(COIN_DAILY, "2025-01-01").height == 3
+    assert _objects(s3, url) == ["lake/coin_daily/date=2025-01-01/data.parquet"]  # no temporary object
+    wh.write_partition(COIN_DAILY, "2025-01-01", rows(2))  # a successful replace: the new object, whole
+    assert wh.read_partition(COIN_DAILY, "2025-01-01").height == 2
+
+
+def test_another_workers_writes_are_seen_at_once(s3: S3Server, url: str) -> None:
+    """Two workers on one prefix: what one writes, the other sees on its next look, although it listed the
+    same folders before (s3fs would answer from its listing cache, which the warehouse turns off)."""
+    import s3fs
+
+    def look(root: Path) -> tuple[list[str], bool]:
+        table = root / "lake" / "coin_daily"
+        return sorted(p.name for p in table.iterdir()), (table / "date=2025-01-02").exists()
+
+    def look_fs(fs: s3fs.S3FileSystem) -> tuple[list[str], bool]:
+        table = url.removeprefix("s3://") + "/lake/coin_daily"
+        return sorted(p.rsplit("/", 1)[1] for p in fs.ls(table)), fs.exists(table + "/date=2025-01-02")
+
+    a = Warehouse(url)
+    b = Warehouse(url)
+    a.write_partition(COIN_DAILY, "2025-01-01", rows(1))
+    cached = s3fs.S3FileSystem(skip_instance_cache=True)  # s3fs as it comes: with a listing cache
+    for root in (a.root, b.root):
+        assert look(root) == (["date=2025-01-01"], False)
+    assert look_fs(a.fs) == look_fs(cached) == (["date=2025-01-01"], False)
+    for reader in (a, b):
+        assert reader.query("SELECT count(*) AS n FROM coin_daily")["n"].item() == 1
+    _worker(
+        s3,
+        f"""
+        from pipelines.schemas import COIN_DAILY
+        from pipelines.warehouse import Warehouse
+        from tests.test_warehouse import rows
+        Warehouse({url!r}).write_partition(COIN_DAILY, "2025-01-02", rows(2))
+        """,
+    )
+    b.write_partition(COIN_DAILY, "2025-01-03", rows(3))  # and the other warehouse object of this process
+    for reader in (a, b):
+        now = (["date=2025-01-01", "date=2025-01-02", "date=2025-01-03"], True)
+        assert look(reader.root) == look_fs(reader.fs) == now
+        assert reader.has_partition(COIN_DAILY, "2025-01-02")
+        assert reader.query("SELECT count(*) AS n FROM coin_daily")["n"].item() == 6
+    # the control: a filesystem with s3fs's default listing cache still answers from its stale listing
+    assert look_fs(cached) == (["date=2025-01-01"], False)
+
+
+def test_gap_ledger_under_concurrent_writers(s3: S3Server, url: str) -> None:
+    """Two worker processes record gaps of one dataset, each for its own days, at the same time: none is lost."""
+    days = {name: [date(2025, m, d).isoformat() for d in range(1, 9)] for name, m in (("a", 3), ("b", 4))}
+    script = f"""
+        import sys
+        from pipelines import gaps
+        from pipelines.warehouse import Warehouse
+        wh, name = Warehouse({url!r}), sys.argv[1]
+        for day in {days!r}[name]:
+            g = gaps.Gap("okx", "okx funding", "BTC-" + name, (day,), 500, gaps.UNAVAILABLE)
+            gaps.record_gaps(wh, "okx funding", [day], [g])
+        """
+    env = {**s3.env(), "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), name], env=env, cwd=REPO)
+        for name in days
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    wh = Warehouse(url)
+    ledger = gaps.read_ledger(wh, "okx funding")
+    assert {g.key: g.days for g in ledger} == {f"BTC-{n}": tuple(d) for n, d in days.items()}
+    # a later run asks three of a's days again and gets them: only those drop out
+    gaps.record_gaps(wh, "okx funding", days["a"][:3], [])
+    assert {g.key: g.days for g in gaps.read_ledger(wh)} == {
+        "BTC-a": tuple(days["a"][3:]),
+        "BTC-b": tuple(days["b"]),
+    }
+    fred = gaps.Gap("fred", "fred series", "DGS10", (), 404, gaps.NOT_FOUND)
+    gaps.record_gaps(wh, "fred series", [], [fred], replace_all=True)
+    assert gaps.gaps_for_days(wh, [date(2030, 1, 1)]) == [fred]
+
+
+def test_publish_versions_on_object_storage(s3: S3Server, url: str) -> None:
+    from pipelines.narrative.publish import publish
+
+    wh = Warehouse(url)
+    week_dir = wh.reports_dir / "2025-11-17"
+    one = {"report.md": b"# One\n", "report.html": b"<p>1</p>", "charts/x.svg": b"<svg/>"}
+    p1 = publish(week_dir, "2025-11-17", one)
+    assert (p1.version, p1.new) == (1, True) and str(p1.directory) == f"{url}/reports/2025-11-17/versions/1"
+    assert publish(week_dir, "2025-11-17", one).new is False  # same bytes: no new version
+    # a publish killed before its marker leaves an incomplete version 2: swept, its number reused
+    (week_dir / "versions" / "2" / "report.md").write_bytes(b"half")
+    p2 = publish(week_dir, "2025-11-17", {**one, "report.md": b"# Two\n"})
+    assert (p2.version, p2.new) == (2, True)
+    assert (week_dir / "report.md").read_bytes() == b"# Two\n"
+    assert "-# One\n+# Two" in (week_dir / "CHANGES.md").read_text()
+    assert (week_dir / "charts" / "x.svg").read_bytes() == b"<svg/>"
+    assert sorted(p.name for p in (week_dir / "versions").iterdir()) == ["1", "2"]
+
+
+def test_reports_server_status_and_snapshot_read_object_storage(s3: S3Server, url: str) -> None:
+    from pipelines.lake_snapshot import LakeSnapshot
+    from pipelines.report_server import ReportServer
+    from pipelines.status import _lake, _reports
+
+    wh = Warehouse(url)
+    week = wh.reports_dir / "2025-11-17"
+    for name, data in {
+        "report.md": b"# T\n",
+        "report.html": b"<p>the week</p>",
+        "manifest.json": json.dumps({"title": "A title", "data_gaps": ["x"]}).encode(),
+    }.items():
+        (week / name).write_bytes(data)
+    wh.write_partition(COIN_DAILY, "2025-01-01", rows(2))
+    with ReportServer(wh.reports_dir) as srv:
+        index = urllib.request.urlopen(srv.url + "/").read().decode()
+        assert "A title" in index and 'href="/2025-11-17/report.html"' in index
+        with urllib.request.urlopen(srv.url + "/2025-11-17/report.html") as r:
+            assert r.read() == b"<p>the week</p>" and r.headers["Content-Type"].startswith("text/html")
+        for bad in ("/2025-11-17/../../x", "/2025-11-17/missing.html", "/2025-11-17/", "/%2e%2e/x"):
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(srv.url + bad)
+            assert err.value.code == 404, bad
+    assert _reports(wh.root) == [
+        {"week": "2025-11-17", "complete": True, "title": "A title", "data_gaps": ["x"]}
+    ]
+    [lake] = _lake(wh.root)
+    assert (lake["table"], lake["partitions"], lake["files"]) == ("coin_daily", 1, 1) and lake["bytes"] > 0
+    snap = LakeSnapshot(wh)
+    assert snap.query("SELECT count(*) AS n FROM coin_daily")["n"].item() == 2
+    snap.close()
+
+
+# ---- one week of the pipeline on S3 -----------------------------------------------------------------------------
+WEEK = "2025-11-17"
+
+
+def _run_week(emulator, warehouse: str | Path, cwd: Path):
+    """``run_week`` as the other end-to-end tests run it (emulator clock, 120 coins, history from the week's
+    Sunday before), into ``warehouse``, from ``cwd``; returns the run, whether it counts as reported, seconds."""
+    import dagster as dg
+
+    from pipelines.runner import reported, run_week
+    from tests.conftest import point_env_at
+
+    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
+        point_env_at(mp, emulator, warehouse)  # type: ignore[arg-type]
+        mp.setenv("COINGECKO_TOP_N", "120")
+        mp.chdir(cwd)
+        t0 = time.monotonic()
+        run = run_week(WEEK, instance, first_day="2025-11-16")
+        seconds = time.monotonic() - t0
+        return run, reported(WEEK, instance), seconds
+
+
+def _hashes(files: dict[str, bytes]) -> dict[str, str]:
+    return {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
+
+
+@pytest.mark.slow
+def test_a_week_on_s3_gives_the_report_of_a_week_on_disk(
+    s3: S3Server, url: str, emulator, tmp_path: Path
+) -> None:
+    emulator.clear_faults()
+    (tmp_path / "cwd-local").mkdir()
+    (tmp_path / "cwd-s3").mkdir()
+    local_root = tmp_path / "local" / "warehouse"
+    local, local_reported, local_s = _run_week(emulator, local_root, tmp_path / "cwd-local")
+    remote, remote_reported, remote_s = _run_week(emulator, url, tmp_path / "cwd-s3")
+    print(f"one week, local warehouse: {local_s:.1f} s; on S3 (moto): {remote_s:.1f} s")
+    assert local_reported and remote_reported
+    assert str(remote.report_dir) == f"{url}/reports/{WEEK}"  # the s3:// URL, never a broken local path
+    assert remote.markdown.read_text() == local.markdown.read_text()
+    # every lake partition is on S3, byte for byte the local one; the raw pulls are the same files
+    wh = Warehouse(url)
+    on_s3 = {
+        rel: (wh.root / rel).read_bytes()
+        for rel in _objects(s3, url)
+        if rel.startswith(("lake/", "raw/")) and not rel.endswith(".meta.json")
+    }
+    on_disk = {
+        p.relative_to(local_root).as_posix(): p.read_bytes()
+        for top in ("lake", "raw")
+        for p in (local_root / top).rglob("*")
+        if p.is_file() and not p.name.endswith(".meta.json")
+    }
+    assert on_s3.keys() == on_disk.keys() and any(k.startswith("lake/coin_daily/") for k in on_s3)
+    lake = {k for k in on_s3 if k.startswith("lake/")}
+    assert {k: v for k, v in _hashes(on_s3).items() if k in lake} == {
+        k: v for k, v in _hashes(on_disk).items() if k in lake
+    }
+    manifest = json.loads((wh.reports_dir / WEEK / "manifest.json").read_text())
+    for entry in manifest["inputs"]:  # the manifest's paths are warehouse-relative, its hashes those on S3
+        assert hashlib.sha256((wh.root / entry["path"]).read_bytes()).hexdigest() == entry["sha256"]
+    # nothing written locally: not in the directory the run started from, nor as an "s3:" folder anywhere
+    assert list((tmp_path / "cwd-s3").iterdir()) == []
+    assert not (REPO / "s3:").exists() and not (tmp_path / "cwd-s3" / "s3:").exists()
+    assert "catalog.duckdb" not in _objects(s3, url)
