@@ -42,7 +42,7 @@ demo: install
 	.venv/bin/crypto-weekly demo $(if $(WEEK),--week $(WEEK)) --profile $(PROFILE) --blocked-venue $(BLOCKED)
 
 # The demo's week on the distributed deployment, all on 127.0.0.1: PostgreSQL, Redis, the S3 server, the
-# emulator, the Dagster daemon and two Celery workers (docs/deploy-workers.md); everything stopped at the end.
+# emulator, the Dagster daemon and two Celery workers (docs/deploy.md); everything stopped at the end.
 .PHONY: demo-distributed
 demo-distributed: install
 	.venv/bin/crypto-weekly demo-distributed $(if $(WEEK),--week $(WEEK))

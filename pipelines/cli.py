@@ -577,7 +577,7 @@ def dev(port: int, use_emulator: bool, reports_port: int) -> None:
 def worker(name: str, base: Path, loglevel: str) -> None:
     """Start a Celery worker that executes the runs' steps (what `dagster-celery worker start -A
     dagster_celery.app -y` runs), one step at a time. Needs CRYPTO_WEEKLY_CELERY_BROKER, the DAGSTER_PG_*
-    variables and the same source and WAREHOUSE_DIR settings as the daemon (docs/deploy-workers.md)."""
+    variables and the same source and WAREHOUSE_DIR settings as the daemon (docs/deploy.md)."""
     from pipelines import workers
 
     _prepare()

@@ -117,13 +117,13 @@ def _text(value: str) -> str:
     return value
 
 
-EXECUTORS = ("in_process", "celery")
+EXECUTORS = ("in_process", "celery", "k8s_job")
 
 
 def _executor(value: str) -> str:
     v = value.strip().lower().replace("-", "_")
     if v not in EXECUTORS:
-        raise ValueError("expected in_process (the default) or celery")
+        raise ValueError("expected in_process (the default), celery or k8s_job")
     return v
 
 
@@ -186,7 +186,10 @@ SPECS: dict[str, tuple[Callable[[str], Any], str]] = {
     "CRYPTO_WEEKLY_PERP_TOP_N": (_int(1), "a whole number >= 1"),
     "CRYPTO_WEEKLY_REPORTS_URL": (_url, "an http(s) URL (set by crypto-weekly dev)"),
     "CRYPTO_WEEKLY_VENUES": (_venues, "a comma-separated list of binance, bybit, okx, fred"),
-    "CRYPTO_WEEKLY_EXECUTOR": (_executor, "in_process or celery (steps on Celery workers)"),
+    "CRYPTO_WEEKLY_EXECUTOR": (
+        _executor,
+        "in_process, celery (steps on Celery workers) or k8s_job (a Kubernetes Job per step)",
+    ),
     "CRYPTO_WEEKLY_CELERY_BROKER": (_broker, "a redis:// URL (the Celery broker and result backend)"),
     "CRYPTO_WEEKLY_CELERY_VISIBILITY_TIMEOUT": (
         _int(1),

@@ -1,8 +1,10 @@
 """Steps on separate machines: the Celery executor (dagster-celery) with a Redis broker, and its workers.
 
 ``CRYPTO_WEEKLY_EXECUTOR`` chooses how a run executes its steps: ``in_process`` (the default: one process, the
-run's own) or ``celery`` (every step is a Celery task on the broker ``CRYPTO_WEEKLY_CELERY_BROKER``, executed by
-whichever worker takes it; the run's process only orchestrates). ``pipelines.settings.validate`` checks both.
+run's own), ``celery`` (every step is a Celery task on the broker ``CRYPTO_WEEKLY_CELERY_BROKER``, executed by
+whichever worker takes it; the run's process only orchestrates) or ``k8s_job`` (dagster-k8s's
+``k8s_job_executor``: every step a Kubernetes Job, for the Helm deployment of docs/deploy.md).
+``pipelines.settings.validate`` checks the variables.
 
 A worker (``crypto-weekly worker``) is ``celery -A dagster_celery.app worker`` (what ``dagster-celery worker
 start`` runs) with its own DAGSTER_HOME holding ``deploy/dagster.production.yaml`` and its own scratch directory
@@ -79,7 +81,24 @@ def build_executor(env: Mapping[str, str] | None = None):
         from dagster_celery import celery_executor
 
         return celery_executor.configured(celery_config(env), name="celery")
+    if executor_name(env) == "k8s_job":
+        return kubernetes_executor()
     return dg.in_process_executor
+
+
+KUBERNETES_EXTRA = "uv sync --extra kubernetes (dagster-k8s==0.29.27, in the image)"
+
+
+def kubernetes_executor():
+    """dagster-k8s's ``k8s_job_executor``: each step a Kubernetes Job in the run's image (docs/deploy.md,
+    "Kubernetes"). dagster-k8s is the optional ``kubernetes`` extra; without it, one clear message."""
+    try:
+        from dagster_k8s import k8s_job_executor
+    except ImportError as exc:
+        raise settings.SettingsError(
+            f"CRYPTO_WEEKLY_EXECUTOR=k8s_job needs dagster-k8s, which is not installed: {KUBERNETES_EXTRA}"
+        ) from exc
+    return k8s_job_executor
 
 
 def prepare_home(home: Path) -> Path:

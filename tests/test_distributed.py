@@ -1,4 +1,5 @@
-"""The distributed stack (pipelines/stack.py) for one week: PostgreSQL instance, daemon, two Celery workers.
+"""The distributed stack (pipelines/stack.py) for one week: PostgreSQL instance, daemon, two Celery workers, the
+warehouse on the S3 server.
 
 One stack serves the module: the week's daily run on both workers, then its weekly run during which one worker
 is SIGKILLed (the run ends on the other worker, or fails with a clear message and a re-run completes), then the
@@ -20,6 +21,7 @@ import yaml
 from pipelines import settings, workers
 from pipelines.runner import RunFailed
 from pipelines.services import ServiceUnavailable
+from pipelines.warehouse import Warehouse, warehouse_path
 from tests._reliability import tree_hashes
 from tests.conftest import TEST_NOW
 
@@ -59,6 +61,20 @@ def test_executor_settings_fail_in_one_line() -> None:
     assert workers.executor_name({}) == "in_process"
 
 
+def test_kubernetes_executor_is_dagster_k8s_or_one_clear_line() -> None:
+    """k8s_job selects dagster-k8s's k8s_job_executor (the optional ``kubernetes`` extra, installed in the image):
+    with it installed, that executor; without it, one line naming the extra."""
+    env = {"CRYPTO_WEEKLY_EXECUTOR": "k8s_job"}
+    assert workers.executor_name(env) == "k8s_job"
+    try:
+        import dagster_k8s
+    except ImportError:
+        with pytest.raises(settings.SettingsError, match="needs dagster-k8s.*--extra kubernetes"):
+            workers.build_executor(env)
+    else:
+        assert workers.build_executor(env) is dagster_k8s.k8s_job_executor
+
+
 def test_no_asset_hands_a_value_to_an_io_manager() -> None:
     """Steps run on different machines: an output stored by the default IO manager would sit on one worker's
     disk. Every asset writes the warehouse itself and returns a MaterializeResult (no value to store)."""
@@ -75,8 +91,9 @@ def test_no_asset_hands_a_value_to_an_io_manager() -> None:
 
 @dataclass
 class Distributed:
-    warehouse: Path
-    report: Path
+    warehouse: str
+    lake: dict[str, str]  # lake file -> sha256, read from the object store before the stack closed
+    report: str  # the report's markdown, read from the object store
     daily_workers: dict[str, str]
     weekly_workers: dict[str, str]
     killed_step: str | None
@@ -154,10 +171,11 @@ def distributed(tmp_path_factory: pytest.TempPathFactory) -> Distributed:
                 dg.AssetRecordsFilter(asset_key=dg.AssetKey("weekly_report"), asset_partitions=[WEEK]),
                 limit=1,
             ).records
-            report = Path(records[0].asset_materialization.metadata["markdown_path"].value)  # type: ignore[union-attr]
+            report = warehouse_path(records[0].asset_materialization.metadata["markdown_path"].value)  # type: ignore[union-attr]
             result = Distributed(
-                warehouse=Path(st.warehouse),
-                report=report,
+                warehouse=st.warehouse,
+                lake=tree_hashes(Warehouse(st.warehouse).root, "lake"),
+                report=report.read_text(),
                 daily_workers=st.step_workers(daily),
                 weekly_workers=st.step_workers(weekly),
                 killed_step=killed,
@@ -214,13 +232,14 @@ def test_postgres_restart_mid_run_loses_nothing(distributed: Distributed) -> Non
 def test_lake_and_report_equal_the_in_process_run(distributed: Distributed, week_from_november) -> None:
     """Same emulator clock and history as the in-process run: the same lake files, byte for byte (nothing lost
     or duplicated by the killed worker), and the same report."""
-    lake = tree_hashes(distributed.warehouse, "lake")
+    assert distributed.warehouse.startswith("s3://"), distributed.warehouse
+    lake = distributed.lake
     embedded = {k: v for k, v in week_from_november.hashes.items() if k.startswith("lake/")}
     assert sorted(lake) == sorted(embedded)
     differ = [k for k in lake if lake[k] != embedded[k]]
     assert not differ, differ[:10]
     embedded_report = week_from_november.run.markdown.read_text()
-    assert distributed.report.read_text() == embedded_report
+    assert distributed.report == embedded_report
 
 
 @pytest.mark.slow
