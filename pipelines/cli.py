@@ -593,8 +593,14 @@ def _interrupt(*_: object) -> None:
 
 @main.command("demo-distributed")
 @click.option("--week", help="Monday of the week (default: the latest complete week)")
+@click.option(
+    "--compare/--no-compare",
+    default=True,
+    show_default=True,
+    help="also run the week in process and check that both reports are the same bytes",
+)
 @VERBOSE_OPTION
-def demo_distributed(week: str | None) -> None:
+def demo_distributed(week: str | None, compare: bool) -> None:
     """The demo's week (same emulator clock and history) through the distributed deployment on 127.0.0.1:
     PostgreSQL, Redis, the S3 server, the emulator, the Dagster daemon and two Celery workers; everything is
     stopped at the end, also on failure or Ctrl-C."""
@@ -605,14 +611,25 @@ def demo_distributed(week: str | None) -> None:
     # SIGTERM ends like Ctrl-C: the stack's exits stop every process it started
     signal.signal(signal.SIGTERM, _interrupt)
     t0 = time.monotonic()
-    result = stack.main(week, echo=lambda m: click.echo(m, err=True))
+    result = stack.main(week, echo=lambda m: click.echo(m, err=True), compare=compare)
     click.echo("")
     click.echo(
         f"Report for the week of {result.week} (distributed run, {result.seconds:.0f} s for the week):"
     )
     click.echo(f"  Markdown: {result.markdown}")
     click.echo(f"  HTML:     {result.html}")
+    if result.identical_to_embedded is not None:
+        click.echo(
+            "  The same week run in process (SQLite, local disk, same emulator clock) wrote "
+            + (
+                "the same report.md, byte for byte."
+                if result.identical_to_embedded
+                else "a DIFFERENT report.md."
+            )
+        )
     click.echo(f"\n(done in {time.monotonic() - t0:.0f} s; every process of the stack stopped)")
+    if result.identical_to_embedded is False:
+        raise click.ClickException("the distributed report differs from the embedded one for the same clock")
 
 
 if __name__ == "__main__":

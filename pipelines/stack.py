@@ -149,6 +149,9 @@ class DistributedWeek:
     report_dir: Path
     run_ids: list[str]
     seconds: float
+    # the same week and clock run in process on SQLite and a local disk: its report.md equals this one's
+    identical_to_embedded: bool | None = None
+    embedded_seconds: float | None = None
 
     @property
     def markdown(self) -> Path:
@@ -511,8 +514,9 @@ def _reap(pid: int, st: Stack, before: set[int], servers: tuple[S3Server, ...]) 
     raise RuntimeError(f"processes {sorted(left)} survived SIGKILL")
 
 
-def main(week: str, echo: Callable[[str], None] = print) -> DistributedWeek:
-    """``make demo-distributed``: the week of ``make demo`` (same clock and history) through the stack."""
+def main(week: str, echo: Callable[[str], None] = print, compare: bool = True) -> DistributedWeek:
+    """``make demo-distributed``: the week of ``make demo`` (same clock and history) through the stack; with
+    ``compare``, also in process, to show the two reports are the same bytes."""
     from pipelines.runner import demo_clock
 
     t0 = time.monotonic()
@@ -531,4 +535,20 @@ def main(week: str, echo: Callable[[str], None] = print) -> DistributedWeek:
             if f.is_file():
                 (keep / f.name).write_bytes(f.read_bytes())
         result.report_dir = keep
+        if compare:
+            echo("the same week in process (SQLite, local disk, same clock), to compare the reports ...")
+            t1 = time.monotonic()
+            embedded = embedded_week(week, st.workdir / "embedded")
+            result.embedded_seconds = time.monotonic() - t1
+            result.identical_to_embedded = embedded.read_bytes() == result.markdown.read_bytes()
     return result
+
+
+def embedded_week(week: str, workdir: Path) -> Path:
+    """The week's report.md computed the embedded way, against the emulator already running: in process
+    (``runner.run_week``, no context weeks, like the stack), an ephemeral SQLite instance, a local warehouse."""
+    from pipelines.runner import patched_environ, run_week
+
+    env = {"WAREHOUSE_DIR": str(workdir / "warehouse"), "CRYPTO_WEEKLY_EXECUTOR": "in_process"}
+    with patched_environ(env), dg.DagsterInstance.ephemeral() as instance:
+        return run_week(week, instance).markdown
