@@ -57,11 +57,11 @@ def demo_clock(week: str, wall: datetime | None = None) -> datetime:
 
 
 @dataclass
-class WeekRun:
+class WeekReport:
+    """Where a week's rendered report is."""
+
     week: str
     report_dir: Path
-    daily_run_id: str
-    weekly_run_id: str
 
     @property
     def markdown(self) -> Path:
@@ -70,6 +70,12 @@ class WeekRun:
     @property
     def html(self) -> Path:
         return self.report_dir / "report.html"
+
+
+@dataclass
+class WeekRun(WeekReport):
+    daily_run_id: str
+    weekly_run_id: str
 
 
 @contextmanager

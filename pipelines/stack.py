@@ -39,6 +39,7 @@ from pipelines.runner import (
     RANGE_END_TAG,
     RANGE_START_TAG,
     RunFailed,
+    WeekReport,
     _messages,
     _short,
     emulated_sources,
@@ -144,22 +145,12 @@ class Process:
 
 
 @dataclass
-class DistributedWeek:
-    week: str
-    report_dir: Path
+class DistributedWeek(WeekReport):
     run_ids: list[str]
     seconds: float
     # the same week and clock run in process on SQLite and a local disk: its report.md equals this one's
     identical_to_embedded: bool | None = None
     embedded_seconds: float | None = None
-
-    @property
-    def markdown(self) -> Path:
-        return self.report_dir / "report.md"
-
-    @property
-    def html(self) -> Path:
-        return self.report_dir / "report.html"
 
 
 @dataclass
