@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
@@ -20,8 +21,13 @@ DAILY = dg.DailyPartitionsDefinition(start_date=DAILY_START, timezone="UTC")
 WEEKLY = dg.WeeklyPartitionsDefinition(start_date=WEEKLY_START, day_offset=1, timezone="UTC")
 
 # A weekly partition reads the daily partitions of its own week and of the week before
-# (the previous week's last close is this week's opening level).
-WEEK_FROM_DAYS = dg.TimeWindowPartitionMapping(start_offset=-1, allow_nonexistent_upstream_partitions=True)
+# (the previous week's last close is this week's opening level). allow_nonexistent_upstream_partitions is a
+# parameter Dagster 1.13 marks beta; it is used deliberately, so its warning is not printed at every command.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    WEEK_FROM_DAYS = dg.TimeWindowPartitionMapping(
+        start_offset=-1, allow_nonexistent_upstream_partitions=True
+    )
 
 
 def parse_day(key: str) -> date:
