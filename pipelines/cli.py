@@ -583,7 +583,12 @@ def worker(name: str, base: Path, loglevel: str) -> None:
     _prepare()
     base = base.resolve()
     cmd, env = workers.worker_command(name, base / "home", base / "scratch", loglevel=loglevel)
-    click.echo(f"worker {name}: DAGSTER_HOME={base / 'home'} TMPDIR={base / 'scratch'}", err=True)
+    created = workers.initialize_pools(env)
+    click.echo(
+        f"worker {name}: DAGSTER_HOME={base / 'home'} TMPDIR={base / 'scratch'}"
+        + (f"; created the limits of {len(created)} pools in the instance" if created else ""),
+        err=True,
+    )
     os.execve(cmd[0], cmd, env)
 
 

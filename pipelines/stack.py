@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from pipelines import settings, workers
+from pipelines.automation.pools import declared_pools, initialize_pool_limits
 from pipelines.automation.tags import TRIGGER_TAG
 from pipelines.calendar import DAILY_START, week_close_days
 from pipelines.runner import (
@@ -472,6 +473,10 @@ def stack(
         env_client = {**env, **workers.home_env(home)}
         es.enter_context(_environ(env_client))
         instance = es.enter_context(dg.DagsterInstance.get())
+        # every pool's limit row before the daemon and the runs meet it (pools.initialize_pool_limits)
+        from pipelines.definitions import all_assets
+
+        initialize_pool_limits(instance, declared_pools(all_assets))
         st = Stack(workdir=workdir, warehouse=lake, env=env, instance=instance, postgres=pg, redis=redis)
         es.callback(_reap, os.getpid(), st, before, (s3,))
         st.workspace = es.enter_context(_client_workspace(instance, env, workdir / "client.log"))

@@ -159,3 +159,18 @@ def worker_command(name: str, home: Path, scratch: Path, loglevel: str = "INFO")
         f"{name}@%h",
     ]
     return cmd, env
+
+
+def initialize_pools(env: Mapping[str, str]) -> list[str]:
+    """Create the limit row of every pool the code location declares in the instance ``env`` points at (its
+    DAGSTER_HOME and DAGSTER_PG_* variables), before any step meets them (``pools.initialize_pool_limits``: on
+    PostgreSQL, Dagster's own first-use creation fails when two processes race). Returns the pools created."""
+    import dagster as dg
+
+    from pipelines.automation.pools import declared_pools, initialize_pool_limits
+    from pipelines.definitions import all_assets
+    from pipelines.runner import patched_environ
+
+    keys = ("DAGSTER_HOME", "DAGSTER_COMPUTE_LOGS_DIR", *PG_VARIABLES)
+    with patched_environ({k: env[k] for k in keys if k in env}), dg.DagsterInstance.get() as instance:
+        return initialize_pool_limits(instance, declared_pools(all_assets))

@@ -72,3 +72,42 @@ def check_pools(assets: Sequence[object]) -> Sequence[object]:
             + "\n".join(problems)
         )
     return assets
+
+
+def declared_pools(assets: Iterable[object]) -> set[str]:
+    """Every pool the code location's steps claim."""
+    return {
+        a.node_def.pool
+        for a in assets
+        if isinstance(a, dg.AssetsDefinition) and isinstance(a.node_def, dg.OpDefinition) and a.node_def.pool
+    }
+
+
+def initialize_pool_limits(instance: dg.DagsterInstance, pools: Iterable[str]) -> list[str]:
+    """Give every pool without a limit row the instance's default limit, one pool at a time; returns the pools
+    initialized.
+
+    Dagster creates a pool's row the first time a step or the run queue meets the pool, with an INSERT that falls
+    back to an UPDATE in the same transaction when the row exists. On PostgreSQL the failed INSERT aborts the
+    transaction, so when two processes meet a new pool at once (the daemon's queue and a run, two runs, two
+    workers) the second fails with ``InFailedSqlTransaction`` and its run fails (dagster-io/dagster#33552, open
+    in 1.13.27; seen here in ``make demo-distributed``). Creating every row first, from one process, leaves Dagster
+    nothing to create. Two processes doing this at once are safe: a pool another one created meanwhile is
+    re-read and accepted, any other error is raised.
+    """
+    storage = instance.event_log_storage
+    default = instance.global_op_concurrency_default_limit
+    if default is None or not storage.supports_global_concurrency_limits:
+        return []
+    done: list[str] = []
+    for name in sorted(set(pools)):
+        if name in {p.name for p in storage.get_pool_limits()}:
+            continue
+        try:
+            storage.initialize_concurrency_limit_to_default(name)
+        except Exception:
+            if name not in {p.name for p in storage.get_pool_limits()}:
+                raise
+            continue
+        done.append(name)
+    return done
