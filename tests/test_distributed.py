@@ -27,6 +27,11 @@ from pipelines.warehouse import Warehouse, warehouse_path
 from tests._reliability import tree_hashes
 from tests.conftest import TEST_NOW
 
+# The stack fixture (servers, daemon, two workers, a daily and a weekly run with their faults, the lake on S3)
+# takes about 300 s alone; on two cores shared with the rest of the suite it passed the default 600 s once.
+# The first test using it carries its setup, so the module's limit is 1,500 s.
+pytestmark = pytest.mark.timeout(1500)
+
 WEEK = "2025-11-17"
 FIRST_DAY = "2025-11-01"
 # Redis hands the step of the killed worker to the other one after this long (longer than any step here).
