@@ -99,10 +99,9 @@ def initialize_pool_limits(instance: dg.DagsterInstance, pools: Iterable[str]) -
     default = instance.global_op_concurrency_default_limit
     if default is None or not storage.supports_global_concurrency_limits:
         return []
+    existing = {p.name for p in storage.get_pool_limits()}
     done: list[str] = []
-    for name in sorted(set(pools)):
-        if name in {p.name for p in storage.get_pool_limits()}:
-            continue
+    for name in sorted(set(pools) - existing):
         try:
             storage.initialize_concurrency_limit_to_default(name)
         except Exception:
