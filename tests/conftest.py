@@ -24,6 +24,7 @@ except ImportError:  # pragma: no cover
 os.environ.setdefault("CRYPTO_WEEKLY_PERP_TOP_N", "8")
 
 from pipelines.emulator.server import MarketEmulator  # noqa: E402
+from pipelines.runner import PACED_APIS  # noqa: E402
 
 # The emulator's clock in tests: fixed, so every run sees the same market and the same bytes.
 TEST_NOW = datetime(2025, 12, 2, 6, tzinfo=timezone.utc)
@@ -60,14 +61,23 @@ def fresh_emulator() -> Iterator[MarketEmulator]:
         yield emu
 
 
+def emulator_env(emu: MarketEmulator, wh: Path) -> dict[str, str]:
+    """The environment that points the pipeline at ``emu`` and the warehouse ``wh``: its URLs, its fixed clock
+    and plan, no pacing. A run without the clock would take the wall clock, whose plan window (365 days back
+    from today) no longer matches the emulator's days."""
+    return {
+        "WAREHOUSE_DIR": str(wh),
+        # no pacing against the loopback emulator
+        **{f"{api}_CALLS_PER_MINUTE": "0" for api in PACED_APIS},
+        "CRYPTO_WEEKLY_NOW": emu.now.isoformat(),  # the emulator's fixed clock
+        "COINGECKO_API_PLAN": emu.plan,  # the plan the emulator enforces
+        **emu.base_urls(),
+    }
+
+
 def point_env_at(mp: pytest.MonkeyPatch, emu: MarketEmulator, wh: Path) -> Path:
     """Point the pipeline's resources at ``emu`` and the warehouse ``wh`` (through ``mp``, undone with it)."""
-    mp.setenv("WAREHOUSE_DIR", str(wh))
-    for api in ("COINGECKO", "BINANCE", "BYBIT", "OKX", "FRED"):  # no pacing against the loopback emulator
-        mp.setenv(f"{api}_CALLS_PER_MINUTE", "0")
-    mp.setenv("CRYPTO_WEEKLY_NOW", emu.now.isoformat())  # the emulator's fixed clock
-    mp.setenv("COINGECKO_API_PLAN", emu.plan)  # the plan the emulator enforces
-    for k, v in emu.base_urls().items():
+    for k, v in emulator_env(emu, wh).items():
         mp.setenv(k, v)
     return wh
 

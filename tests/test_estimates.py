@@ -14,6 +14,7 @@ from pipelines.runner import MARKET_ASSETS, run_days
 from pipelines.schemas import COIN_DAILY, COIN_DAILY_ESTIMATES
 from pipelines.warehouse import Warehouse
 from tests._metrics_real import real_file
+from tests.conftest import point_env_at
 
 NOW = datetime(2026, 12, 1, 6, tzinfo=timezone.utc)
 
@@ -120,14 +121,8 @@ def test_estimate_error_on_real_2025_market_caps() -> None:
 
 def _estimated_lake(plan: str, wh_dir, monkeypatch: pytest.MonkeyPatch) -> Warehouse:
     with MarketEmulator(now=NOW, plan=plan) as emu:
-        monkeypatch.setenv("WAREHOUSE_DIR", str(wh_dir))
-        for api in ("COINGECKO", "BINANCE", "BYBIT", "OKX", "FRED"):
-            monkeypatch.setenv(f"{api}_CALLS_PER_MINUTE", "0")
-        monkeypatch.setenv("CRYPTO_WEEKLY_NOW", emu.now.isoformat())
-        monkeypatch.setenv("COINGECKO_API_PLAN", plan)
+        point_env_at(monkeypatch, emu, wh_dir)
         monkeypatch.setenv("COINGECKO_TOP_N", "30")
-        for k, v in emu.base_urls().items():
-            monkeypatch.setenv(k, v)
         with dg.instance_for_test() as instance:
             run_days("2025-11-20", "2025-11-23", instance, assets=list(MARKET_ASSETS))
         return Warehouse(wh_dir)

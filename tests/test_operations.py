@@ -18,8 +18,8 @@ from dagster._core.test_utils import freeze_time
 from pipelines.automation.pools import PoolError, check_pools, pool_for
 from pipelines.definitions import make_definitions
 from pipelines.resources import CoinGeckoResource, WarehouseResource
-from pipelines.runner import PACED_APIS
 from pipelines.warehouse import Warehouse
+from tests.conftest import emulator_env
 
 REPO = Path(__file__).resolve().parents[1]
 UTC = timezone.utc
@@ -190,13 +190,7 @@ def test_two_runs_at_once_on_one_warehouse(fresh_emulator, tmp_path: Path) -> No
     home.mkdir()
     shutil.copy(REPO / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
     wh_dir = tmp_path / "warehouse"
-    env = {
-        **os.environ,
-        **fresh_emulator.base_urls(),
-        **{f"{api}_CALLS_PER_MINUTE": "0" for api in PACED_APIS},  # no pacing against the loopback emulator
-        "WAREHOUSE_DIR": str(wh_dir),
-        "DAGSTER_HOME": str(home),
-    }
+    env = {**os.environ, **emulator_env(fresh_emulator, wh_dir), "DAGSTER_HOME": str(home)}
     # Create the instance's storage first: two processes migrating a fresh DAGSTER_HOME at once corrupt it
     # ("more than one head"); the README says to do the same before starting two writers on a new home.
     with dg.DagsterInstance.from_config(str(home)):

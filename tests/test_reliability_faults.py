@@ -18,9 +18,9 @@ import dagster as dg
 import pytest
 
 from pipelines.emulator.server import Fault, MarketEmulator
-from pipelines.runner import PACED_APIS, RunFailed, run_week
+from pipelines.runner import RunFailed, run_week
 from tests._reliability import assert_untouched, tree_hashes, week
-from tests.conftest import TEST_NOW
+from tests.conftest import point_env_at
 
 WEEK, FIRST = "2025-11-17", "2025-11-17"
 CHART = "/coins/solana/market_chart"
@@ -28,18 +28,11 @@ CHART_ENDPOINT = "/coins/solana/market_chart/range"
 
 
 def _env(mp: pytest.MonkeyPatch, emu: MarketEmulator, wh: Path) -> None:
-    mp.setenv("WAREHOUSE_DIR", str(wh))
-    for (
-        api
-    ) in PACED_APIS:  # no pacing against the loopback emulator (pacing is not what these tests are about)
-        mp.setenv(f"{api}_CALLS_PER_MINUTE", "0")
+    point_env_at(mp, emu, wh)
     mp.setenv("COINGECKO_MAX_ATTEMPTS", "3")
     mp.setenv("HTTP_MAX_RETRY_WAIT_SECONDS", "0.05")
     mp.setenv("COINGECKO_TIMEOUT_SECONDS", "0.5")
     mp.setenv("COINGECKO_TOP_N", "120")
-    mp.setenv("CRYPTO_WEEKLY_NOW", TEST_NOW.isoformat())
-    for k, v in emu.base_urls().items():
-        mp.setenv(k, v)
 
 
 @pytest.fixture(scope="module")

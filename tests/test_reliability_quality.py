@@ -13,10 +13,10 @@ import pytest
 
 from pipelines import quality
 from pipelines.emulator.server import Fault, MarketEmulator
-from pipelines.runner import PACED_APIS, RunFailed, run_week
+from pipelines.runner import RunFailed, run_week
 from pipelines.schemas import COIN_DAILY, TABLES, Column, Table
 from pipelines.warehouse import Warehouse
-from tests.conftest import TEST_NOW
+from tests.conftest import point_env_at
 
 WEEK = "2025-11-17"
 CLOSE_20 = int(datetime(2025, 11, 21, tzinfo=timezone.utc).timestamp() * 1000)  # the close of 2025-11-20
@@ -42,15 +42,8 @@ def _drop_close(body: dict) -> dict:
 @pytest.fixture
 def env(emulator: MarketEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     wh = tmp_path / "warehouse"
-    monkeypatch.setenv("WAREHOUSE_DIR", str(wh))
-    for (
-        api
-    ) in PACED_APIS:  # no pacing against the loopback emulator (pacing is not what these tests are about)
-        monkeypatch.setenv(f"{api}_CALLS_PER_MINUTE", "0")
+    point_env_at(monkeypatch, emulator, wh)
     monkeypatch.setenv("COINGECKO_TOP_N", "120")
-    monkeypatch.setenv("CRYPTO_WEEKLY_NOW", TEST_NOW.isoformat())
-    for k, v in emulator.base_urls().items():
-        monkeypatch.setenv(k, v)
     emulator.clear_faults()
     yield wh
     emulator.clear_faults()

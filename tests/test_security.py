@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.emulator.server import Fault, MarketEmulator
-from pipelines.runner import PACED_APIS, RunFailed, run_week
-from tests.conftest import REPO, TEST_NOW
+from pipelines.runner import RunFailed, run_week
+from tests.conftest import REPO, TEST_NOW, point_env_at
 
 WEEK = "2025-11-17"
 
@@ -22,16 +22,9 @@ WEEK = "2025-11-17"
 @pytest.fixture
 def env(emulator: MarketEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     wh = tmp_path / "warehouse"
-    monkeypatch.setenv("WAREHOUSE_DIR", str(wh))
-    for (
-        api
-    ) in PACED_APIS:  # no pacing against the loopback emulator (pacing is not what these tests are about)
-        monkeypatch.setenv(f"{api}_CALLS_PER_MINUTE", "0")
+    point_env_at(monkeypatch, emulator, wh)
     monkeypatch.setenv("COINGECKO_TOP_N", "120")
     monkeypatch.setenv("COINGECKO_MAX_ATTEMPTS", "1")
-    monkeypatch.setenv("CRYPTO_WEEKLY_NOW", TEST_NOW.isoformat())
-    for k, v in emulator.base_urls().items():
-        monkeypatch.setenv(k, v)
     emulator.clear_faults()
     yield wh
     emulator.clear_faults()
@@ -50,8 +43,10 @@ def test_api_key_never_reaches_lake_logs_metadata_or_reports(
     from pipelines.definitions import make_definitions
 
     with dg.build_resources({"coingecko": make_definitions().resources["coingecko"]}) as res:
-        with res.coingecko.client() as client:  # the key is really in use: sent as the Demo header
-            assert client.http.client.headers["x-cg-demo-api-key"] == secret
+        with (
+            res.coingecko.client() as client
+        ):  # the key is really in use: sent in the header of the emulator's plan (pro)
+            assert client.http.client.headers["x-cg-pro-api-key"] == secret
     # one coin fails for good, so the error path (messages, failure metadata) is exercised too
     emulator.inject(Fault(api="coingecko", path="/coins/solana/market_chart", kind="500", times=None))
     with dg.instance_for_test() as instance:
