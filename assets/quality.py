@@ -21,14 +21,18 @@ from dagster._check import CheckError
 
 from assets._meta import md_table
 from pipelines import quality
-from pipelines.calendar import days_between, parse_day, week_close_days
+from pipelines.calendar import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    days_between,
+    parse_day,
+    week_close_days,
+    weeks_of_run,
+)
 from pipelines.clean import estimates
 from pipelines.clean.coingecko import latest_registry
 from pipelines.resources import WarehouseResource
 from pipelines.schemas import COIN_DAILY
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 _RULES = {
     "coverage": (
@@ -145,12 +149,14 @@ def week_inputs_quality(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
     wh = warehouse.get()
-    week = context.run.tags["dagster/partition"]
-    open_day, close_day = week_close_days(week)
+    weeks = weeks_of_run(context.run.tags)
+    open_day, close_day = week_close_days(weeks[0])[0], week_close_days(weeks[-1])[1]
     # coverage, duplicates, outliers, staleness of coin_daily, then the week-level value rules over every clean
     # table the week reads (duplicates, non-finite, non-positive/null required values, shifted timestamps,
-    # implausible funding), each problem naming its row.
-    problems = quality.week_problems(wh, week)
+    # implausible funding), each problem naming its row (and its week, in a run of many weeks).
+    problems = [
+        p if len(weeks) == 1 else f"{week}: {p}" for week in weeks for p in quality.week_problems(wh, week)
+    ]
     return dg.AssetCheckResult(
         passed=not problems,
         severity=dg.AssetCheckSeverity.ERROR,

@@ -1,15 +1,17 @@
 """Report layer: the rendered weekly update, its manifest and versions, and the blocking claim check."""
 
 import json
+from dataclasses import replace
 from datetime import date, timedelta
 
 import dagster as dg
 import polars as pl
 
 from assets._meta import md_table
+from assets.weekly.shape import weeks_failed
 from pipelines import gaps as gaps_mod
 from pipelines import quality
-from pipelines.calendar import WEEKLY
+from pipelines.calendar import WEEKLY, weeks_of_run
 from pipelines.narrative.claims import ClaimResult, check_claims
 from pipelines.narrative.crosscheck import crosscheck
 from pipelines.narrative.data import ALL_TABLES, MAY_BE_EMPTY, OPTIONAL, load_week
@@ -137,79 +139,88 @@ def build_report(wh, week: str):
     return rendered, man, published
 
 
+def report_metadata(warehouse: WarehouseResource, wh, week: str, rendered, man, pub) -> dict:
+    """The metadata of one week's report materialization: where it is, its version, facts and gaps."""
+    out_dir = wh.reports_dir / week
+    html_path = out_dir / "report.html"
+    missing = [t.name for t in OPTIONAL if t.name in {g.split(":")[0] for g in rendered.gaps}]
+    served = warehouse.reports_url.rstrip("/") if warehouse.reports_url else None
+    return {
+        "title": rendered.title,
+        "headline": rendered.headline,
+        "report": dg.MetadataValue.md(rendered.markdown_with_inline_charts()),
+        "html": dg.MetadataValue.url(html_path.as_uri()),
+        **(
+            {
+                "served": dg.MetadataValue.url(f"{served}/{week}/report.html"),
+                "all_reports": dg.MetadataValue.url(f"{served}/"),
+            }
+            if served
+            else {}
+        ),
+        "html_path": dg.MetadataValue.path(str(html_path)),
+        "markdown_path": dg.MetadataValue.path(str(out_dir / "report.md")),
+        "version": pub.version,
+        "version_path": dg.MetadataValue.path(str(pub.directory)),
+        "new_version": pub.new,
+        "content_sha256": pub.content_sha256,
+        "claims": len(rendered.claims),
+        "facts": dg.MetadataValue.md(
+            md_table(
+                pl.DataFrame(
+                    [{"key": f.key, "priority": f.priority, "text": f.sentence.md()} for f in rendered.facts]
+                )
+                if rendered.facts
+                else pl.DataFrame(),
+                40,
+            )
+        ),
+        "missing_tables": ", ".join(missing) or "none",
+        "data_gaps": dg.MetadataValue.md("\n".join(f"- {g}" for g in rendered.gaps) or "none"),
+        "manifest_inputs": len(man["inputs"]),
+        "code": dg.MetadataValue.json(man["code"]),
+    }
+
+
 @dg.asset(
     pool="asset_weekly_report",
     group_name="report",
     kinds={"python", "markdown", "html"},
     partitions_def=WEEKLY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[t.name for t in ALL_TABLES],
     description=(
         "The weekly market update (Markdown and self-contained HTML with inline SVG charts) under "
         "reports/<week>/, versioned under versions/<n>/ with CHANGES.md; manifest.json lists every input "
         "partition (sha256), the raw pulls behind the clean partitions, the code version, the facts and every "
         "claim with its source. Only weekly_market_summary is required; a missing optional table is listed "
-        "under Data gaps."
+        "under Data gaps. A range of weeks (a backfill) is one run: each week is published only when its own "
+        "checks pass, and the run fails naming the weeks that did not."
     ),
 )
 def weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
-    week = context.partition_key
-    rendered, man, pub = build_report(wh, week)
-    out_dir = wh.reports_dir / week
-    html_path = out_dir / "report.html"
-    missing = [t.name for t in OPTIONAL if t.name in {g.split(":")[0] for g in rendered.gaps}]
-    return dg.MaterializeResult(
-        metadata={
-            "title": rendered.title,
-            "headline": rendered.headline,
-            "report": dg.MetadataValue.md(rendered.markdown_with_inline_charts()),
-            "html": dg.MetadataValue.url(html_path.as_uri()),
-            **(
-                {
-                    "served": dg.MetadataValue.url(f"{warehouse.reports_url.rstrip('/')}/{week}/report.html"),
-                    "all_reports": dg.MetadataValue.url(f"{warehouse.reports_url.rstrip('/')}/"),
-                }
-                if warehouse.reports_url
-                else {}
-            ),
-            "html_path": dg.MetadataValue.path(str(html_path)),
-            "markdown_path": dg.MetadataValue.path(str(out_dir / "report.md")),
-            "version": pub.version,
-            "version_path": dg.MetadataValue.path(str(pub.directory)),
-            "new_version": pub.new,
-            "content_sha256": pub.content_sha256,
-            "claims": len(rendered.claims),
-            "facts": dg.MetadataValue.md(
-                md_table(
-                    pl.DataFrame(
-                        [
-                            {"key": f.key, "priority": f.priority, "text": f.sentence.md()}
-                            for f in rendered.facts
-                        ]
-                    )
-                    if rendered.facts
-                    else pl.DataFrame(),
-                    40,
-                )
-            ),
-            "missing_tables": ", ".join(missing) or "none",
-            "data_gaps": dg.MetadataValue.md("\n".join(f"- {g}" for g in rendered.gaps) or "none"),
-            "manifest_inputs": len(man["inputs"]),
-            "code": dg.MetadataValue.json(man["code"]),
-        }
-    )
+    weeks = sorted(context.partition_keys)
+    failed: dict[str, BaseException] = {}
+    for week in weeks:
+        try:
+            rendered, man, pub = build_report(wh, week)
+        except dg.Failure as exc:
+            if len(weeks) == 1:
+                raise
+            failed[week] = exc
+            context.log.error(f"week {week}: {exc.description}")
+            continue
+        context.add_asset_metadata(
+            report_metadata(warehouse, wh, week, rendered, man, pub), partition_key=week
+        )
+    if failed:
+        raise weeks_failed("weekly_report", failed, weeks)
+    return dg.MaterializeResult()
 
 
-@dg.asset_check(
-    asset=weekly_report,
-    blocking=True,
-    description="Every figure in the text equals a fresh query of the lake, every number in the text has a claim, and every qualitative statement's predicate holds on the lake.",
-)
-def report_claims_match_tables(
-    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-) -> dg.AssetCheckResult:
-    wh = warehouse.get()
-    week = context.run.tags["dagster/partition"]
+def week_claim_results(wh, week: str) -> list[ClaimResult]:
+    """Every claim, second derivation and statement of ``week``'s published report, re-checked on the lake."""
     markdown = (wh.reports_dir / week / "report.md").read_text()
     man = json.loads((wh.reports_dir / week / "manifest.json").read_text())
     results = check_claims(wh, week, markdown, man["claims"], man.get("texts", []))
@@ -224,6 +235,23 @@ def report_claims_match_tables(
         ClaimResult("(statement) " + r.rule, "holds", r.sentence, True, r.ok, r.problem)
         for r in check_predicates(wh, week, man.get("predicates", []))
     ]
+    return results
+
+
+@dg.asset_check(
+    asset=weekly_report,
+    blocking=True,
+    description="Every figure in the text equals a fresh query of the lake, every number in the text has a claim, and every qualitative statement's predicate holds on the lake.",
+)
+def report_claims_match_tables(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    wh = warehouse.get()
+    weeks = weeks_of_run(context.run.tags)
+    results: list[ClaimResult] = []
+    for week in weeks:
+        found = week_claim_results(wh, week)
+        results += [replace(c, label=f"{week}: {c.label}") for c in found] if len(weeks) > 1 else found
     bad = [c for c in results if not c.ok]
     table = pl.DataFrame(
         {
@@ -239,6 +267,11 @@ def report_claims_match_tables(
         metadata={
             "claims": len(results),
             "mismatches": len(bad),
+            **(
+                {"weeks_with_mismatches": ", ".join(sorted({c.label.split(":")[0] for c in bad})) or "none"}
+                if len(weeks) > 1
+                else {}
+            ),
             "detail": dg.MetadataValue.md(md_table(table, 40)),
         },
     )

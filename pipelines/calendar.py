@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
@@ -18,6 +19,9 @@ DAILY_START = "2025-01-01"
 WEEKLY_START = "2025-03-31"
 
 DAILY = dg.DailyPartitionsDefinition(start_date=DAILY_START, timezone="UTC")
+# The tags of a run over a range of partitions (one run for many days or weeks: a backfill).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 WEEKLY = dg.WeeklyPartitionsDefinition(start_date=WEEKLY_START, day_offset=1, timezone="UTC")
 
 # A weekly partition reads the daily partitions of its own week and of the week before
@@ -67,3 +71,14 @@ def latest_complete_week(now: datetime | None = None) -> str:
 def days_between(first: date, last: date) -> list[date]:
     """Every day from first to last, both included."""
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def weeks_of_run(tags: Mapping[str, str]) -> list[str]:
+    """The weekly partitions a run materializes, from its tags: its one partition, or every week of its range
+    (a backfill run of many weeks)."""
+    if "dagster/partition" in tags:
+        return [tags["dagster/partition"]]
+    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    if not start or not end:
+        raise dg.Failure("the run has neither a weekly partition nor a range of them in its tags")
+    return WEEKLY.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))

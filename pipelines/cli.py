@@ -397,7 +397,7 @@ def report(week: str | None, use_emulator: bool, first_day: str | None) -> None:
 )
 @VERBOSE_OPTION
 def backfill(since: str, until: str | None, first_day: str | None, redo: bool, use_emulator: bool) -> None:
-    """Materialize every day and every week from --since to --until: the days as one run, then week by week.
+    """Materialize every day and every week from --since to --until: the days as one run, then the weeks as one.
 
     Re-running the same command resumes: stored raw pulls are not requested again and weeks already reported
     are skipped (--redo recomputes them, to the same bytes).
@@ -431,8 +431,15 @@ def backfill(since: str, until: str | None, first_day: str | None, redo: bool, u
             raise
     click.echo(
         f"Backfill done in {time.monotonic() - t0:.0f} s: {len(result.weeks_run)} week(s) computed, "
-        f"{len(result.weeks_skipped)} already reported."
+        f"{len(result.weeks_skipped)} already reported, {len(result.weeks_failed)} not published."
     )
+    if result.weeks_failed:
+        for week, why in sorted(result.weeks_failed.items()):
+            click.echo(f"  {week}: {why}", err=True)
+        raise click.ClickException(
+            f"{len(result.weeks_failed)} week(s) not published ({', '.join(sorted(result.weeks_failed))}); the "
+            "other weeks are. Fix what each names and run the same command again: it resumes with those weeks."
+        )
 
 
 @main.command()

@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,14 +20,12 @@ from dagster._core.utils import make_new_run_id
 
 from pipelines import settings
 from pipelines.automation.tags import TRIGGER_TAG
-from pipelines.calendar import DAILY_START, WEEKLY, week_close_days
+from pipelines.calendar import DAILY_START, RANGE_END_TAG, RANGE_START_TAG, WEEKLY, week_close_days
 from pipelines.warehouse import Warehouse, warehouse_path
 
 if TYPE_CHECKING:
     from pipelines.emulator.server import MarketEmulator
 
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 # Clients whose pacing is turned off against the (loopback) emulator: every API with a *_CALLS_PER_MINUTE.
 PACED_APIS = settings.APIS
 # The CoinGecko side of the daily job: a week's report reads its whole history ("first time since April").
@@ -266,6 +264,50 @@ def run_weekly(
     return report_dir, weekly.run_id
 
 
+def run_weeks(
+    first_week: str,
+    last_week: str,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions | None = None,
+    trigger: str = "runner",
+    log_level: str | None = None,
+) -> str:
+    """``weekly_job`` over the weeks ``first_week..last_week`` as **one** run (the weekly assets' single-run
+    backfill policy): each weekly table reads the lake once and computes every week from memory, and the report
+    publishes each week whose checks pass. Returns the run id; raises ``RunFailed`` naming the failed weeks."""
+    if first_week == last_week:
+        return run_weekly(first_week, instance, defs, trigger, log_level)[1]
+    run_id = make_new_run_id()
+    lever = {PLANNED_SUBSET_ENV: "1"} if PLANNED_SUBSET_ENV not in os.environ else {}
+    with RUN_WATCH(instance, run_id), patched_environ(lever):
+        weekly = (
+            _defs(defs)
+            .resolve_job_def("weekly_job")
+            .execute_in_process(
+                instance=instance,
+                run_id=run_id,
+                tags={RANGE_START_TAG: first_week, RANGE_END_TAG: last_week, TRIGGER_TAG: trigger},
+                raise_on_error=False,
+                run_config=_run_config(log_level),
+            )
+        )
+    _check(weekly, f"weeks {first_week}..{last_week}")
+    return weekly.run_id
+
+
+def contiguous(weeks: list[str]) -> list[list[str]]:
+    """``weeks`` (weekly partition keys) split into runs of consecutive weeks: each is one partition range."""
+    keys = WEEKLY.get_partition_keys()
+    index = {k: i for i, k in enumerate(keys)}
+    chunks: list[list[str]] = []
+    for week in sorted(weeks, key=index.__getitem__):
+        if chunks and index[week] == index[chunks[-1][-1]] + 1:
+            chunks[-1].append(week)
+        else:
+            chunks.append([week])
+    return chunks
+
+
 def run_history(
     first_day: str,
     last_day: str,
@@ -327,9 +369,9 @@ def run_week(
     todo = [
         p for p in earlier if week_close_days(p)[0].isoformat() >= first_day and not reported(p, instance)
     ]
-    for i, prior in enumerate(todo, start=1):
-        echo(f"context week {prior} ({i}/{len(todo)}) ...")
-        run_weekly(prior, instance, defs)
+    for chunk in contiguous(todo):
+        echo(f"context weeks {chunk[0]}..{chunk[-1]} ({len(chunk)}) as one run ...")
+        run_weeks(chunk[0], chunk[-1], instance, defs)
     echo(f"week {week}: weekly tables and report ...")
     report_dir, weekly_run_id = run_weekly(week, instance, defs)
     return WeekRun(week=week, report_dir=report_dir, daily_run_id=daily_run_id, weekly_run_id=weekly_run_id)
@@ -362,6 +404,7 @@ class BackfillResult:
     daily_run_id: str
     weeks_run: list[str]
     weeks_skipped: list[str]
+    weeks_failed: dict[str, str] = field(default_factory=dict)  # week -> why it was not published
 
 
 def backfill(
@@ -372,7 +415,12 @@ def backfill(
     redo: bool = False,
     echo: Callable[[str], None] = print,
 ) -> BackfillResult:
-    """Every day ``first_day``..the close of ``until`` as one run, then every week ``since``..``until``.
+    """Every day ``first_day``..the close of ``until`` as one run, then the weeks ``since``..``until`` as one run
+    per range of consecutive weeks still to do.
+
+    When a range's run fails, its weeks are run again one by one, so that each week gets its own status in the
+    Dagster UI (a single-run range is recorded as one outcome, dagster-io/dagster#17836) and the weeks that can be
+    published are; a week that still fails is named in ``weeks_failed`` and the others go on.
 
     Resumable: stored raw pulls are not asked for again, and a week whose report is already materialized is
     skipped unless ``redo``. Idempotent: the same inputs give the same lake and report bytes.
@@ -387,14 +435,28 @@ def backfill(
     echo(f"daily: {first_day}..{last_day} as one run (stored pulls are skipped) ...")
     daily_run_id = run_days(first_day, last_day, instance, defs, trigger="cli-backfill")
     echo(f"daily: done in {time.monotonic() - t0:.0f} s (run {daily_run_id[:8]})")
-    done, skipped = [], []
-    for i, week in enumerate(weeks, start=1):
-        if not redo and reported(week, instance):
-            skipped.append(week)
-            echo(f"[{i}/{len(weeks)}] week {week}: already reported, skipped")
-            continue
+    skipped = [] if redo else [w for w in weeks if reported(w, instance)]
+    if skipped:
+        echo(
+            f"{len(skipped)} week(s) already reported, skipped ({skipped[0]}..{skipped[-1]}); --redo recomputes them"
+        )
+    result = BackfillResult(daily_run_id=daily_run_id, weeks_run=[], weeks_skipped=skipped)
+    for chunk in contiguous([w for w in weeks if w not in skipped]):
         t1 = time.monotonic()
-        report_dir, run_id = run_weekly(week, instance, defs, trigger="cli-backfill")
-        done.append(week)
-        echo(f"[{i}/{len(weeks)}] week {week}: {report_dir / 'report.md'} ({time.monotonic() - t1:.1f} s)")
-    return BackfillResult(daily_run_id=daily_run_id, weeks_run=done, weeks_skipped=skipped)
+        echo(f"weeks {chunk[0]}..{chunk[-1]} ({len(chunk)}) as one run ...")
+        try:
+            run_weeks(chunk[0], chunk[-1], instance, defs, trigger="cli-backfill")
+        except RunFailed as exc:
+            echo(f"weeks {chunk[0]}..{chunk[-1]}: {exc}; running them one by one")
+            for week in chunk:
+                try:
+                    run_weekly(week, instance, defs, trigger="cli-backfill")
+                except RunFailed as week_exc:
+                    result.weeks_failed[week] = str(week_exc)
+                    echo(f"week {week}: not published: {week_exc}")
+                else:
+                    result.weeks_run.append(week)
+            continue
+        result.weeks_run += chunk
+        echo(f"weeks {chunk[0]}..{chunk[-1]}: reported in {time.monotonic() - t1:.1f} s")
+    return result

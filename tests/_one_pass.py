@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from assets.weekly.shape import Computed
-from assets.weekly.weeks import WEEK_FAILURES, WEEKLY_COMPUTES, Outcome
+from assets.weekly.shape import WEEK_FAILURES, Computed
+from assets.weekly.weeks import WEEKLY_COMPUTES, Outcome
 from pipelines.schemas import TABLES
 from pipelines.warehouse import Warehouse, sha256_file
 

@@ -3,7 +3,9 @@ synthetic lake here; every week of the emulator's history in tests/test_every_we
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import hashlib
+import shutil
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import polars as pl
@@ -11,8 +13,11 @@ import pytest
 
 from assets.weekly.shape import Computed
 from assets.weekly.weeks import WEEKLY_COMPUTES, compute_weeks
+from pipelines.calendar import week_close_days
 from pipelines.lake_snapshot import LakeSnapshot
-from pipelines.schemas import TABLES
+from pipelines.runner import RunFailed, run_weeks
+from pipelines.schemas import COIN_DAILY, TABLES
+from pipelines.warehouse import Warehouse, sha256_file
 from tests import _one_pass
 from tests._week_pipeline import COMPUTES
 from tests._weekly_world import build, write_lake
@@ -72,3 +77,72 @@ def test_the_snapshot_reads_a_table_once_and_answers_as_the_warehouse(lake) -> N
     with pytest.raises(LookupError, match="weekly_volume"):
         snap.query("SELECT * FROM weekly_volume")
     snap.close()
+
+
+# ---- through Dagster: a range of weeks as one run of weekly_job -------------------------------------------------
+
+
+def _dagster_lake(lake, tmp_path, name: str, monkeypatch: pytest.MonkeyPatch):
+    """A copy of the module's lake as the warehouse of the runs that follow (the pipeline's clock after UPTO)."""
+    root = tmp_path / name
+    shutil.copytree(lake.root, root)
+    monkeypatch.setenv("WAREHOUSE_DIR", str(root))
+    monkeypatch.setenv("CRYPTO_WEEKLY_NOW", (UPTO + timedelta(days=1, hours=6)).isoformat())
+    return Warehouse(root)
+
+
+def _written(wh: Warehouse, weeks: list[str]) -> dict[str, str]:
+    """sha256 of every weekly partition and every report.md of ``weeks``."""
+    out = {}
+    for name, table in TABLES.items():
+        if table.partition_by == "week":
+            for week in weeks:
+                if wh.has_partition(table, week):
+                    out[f"{name}/{week}"] = sha256_file(wh.partition_path(table, week))
+    for week in weeks:
+        out[f"report/{week}"] = hashlib.sha256((wh.reports_dir / week / "report.md").read_bytes()).hexdigest()
+    return out
+
+
+@pytest.mark.slow
+def test_a_range_of_weeks_is_one_run_and_a_failed_week_is_named_and_alone(
+    lake, tmp_path, monkeypatch
+) -> None:
+    """weekly_job over a range of weeks is one run that writes, for each week, the partitions and report a run
+    of that week alone writes, with that week's own metadata. A range with a week that cannot be computed (its
+    close day is missing from coin_daily) fails naming that week only; ``backfill`` then runs the weeks one by
+    one, so the others are published and each week has its own status."""
+    import pipelines.runner as runner
+
+    weeks = WEEKS[3:6]
+    good, broken = weeks[:-1], weeks[-1]  # the last: no earlier week reads its days
+    ranged = _dagster_lake(lake, tmp_path, "ranged", monkeypatch)
+    with dg.instance_for_test() as instance:
+        run_weeks(good[0], good[-1], instance)
+        assert len(instance.get_runs()) == 1
+        reports = instance.fetch_materializations(dg.AssetKey("weekly_report"), limit=10).records
+        titles = {r.partition_key: r.asset_materialization.metadata["title"].value for r in reports}
+        checks = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("weekly_report"), "report_claims_match_tables"), limit=5
+        )
+    assert sorted(titles) == good and len(set(titles.values())) == len(good), titles  # each week's own
+    # one evaluation over the run's weeks (Dagster also records a planned entry per week of the range)
+    assert [c.status.value for c in checks if c.partition is None] == ["SUCCEEDED"]
+
+    alone = _dagster_lake(lake, tmp_path, "alone", monkeypatch)
+    alone.partition_path(COIN_DAILY, week_close_days(broken)[1].isoformat()).unlink()
+    monkeypatch.setattr(runner, "run_days", lambda *a, **k: "daily-run")  # the lake already holds the days
+    with dg.instance_for_test() as instance:
+        with pytest.raises(RunFailed) as err:
+            run_weeks(weeks[0], weeks[-1], instance)
+        assert f"1 of 3 week(s) failed ({broken})" in str(err.value), err.value
+        result = runner.backfill(weeks[0], weeks[-1], instance, first_day=weeks[0], echo=lambda _: None)
+        published = {
+            r.partition_key
+            for r in instance.fetch_materializations(dg.AssetKey("weekly_report"), limit=10).records
+        }
+    assert list(result.weeks_failed) == [broken] and result.weeks_run == good
+    assert published == set(good) and not (alone.reports_dir / broken).exists()
+    # the weeks run one by one wrote the bytes the range wrote
+    expected = _written(alone, good)
+    assert _written(ranged, good) == expected and len(expected) > len(good) * 10

@@ -16,6 +16,7 @@ import polars as pl
 from assets._meta import table_metadata
 from pipelines.calendar import WEEKLY
 from pipelines.clean.coingecko import registry_snapshots, snapshot_day
+from pipelines.lake_snapshot import LakeSnapshot
 from pipelines.metrics.pit import WeekWindow, week_window
 from pipelines.metrics.universe import eligible, eligible_ids
 from pipelines.resources import WarehouseResource
@@ -108,6 +109,34 @@ class Check:
     blocking: bool = True
 
 
+# What a compute raises for a week it cannot compute (a clean table or day missing, a frame that does not conform):
+# that week's failure; anything else stops the step.
+WEEK_FAILURES = (dg.Failure, ValueError)
+
+# Weekly tables: what a step computing a range of weeks never reads from its snapshot of the lake (another step
+# of the run may be writing them); no weekly compute reads one.
+WEEKLY_TABLE_NAMES = frozenset(name for name, t in TABLES.items() if t.partition_by == "week")
+
+
+def weeks_failed(what: str, failed: dict[str, BaseException], weeks: Sequence[str]) -> dg.Failure:
+    """The failure of a step that computed a range of weeks and could not compute some of them: names each one.
+    Dagster records a single-run range as one outcome (dagster-io/dagster#17836), so the step fails as a whole
+    although its other weeks were written; ``crypto-weekly backfill`` then runs the range week by week, so each
+    week gets its own status in the UI."""
+    lines = [
+        f"- {w}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+        for w, e in sorted(failed.items())
+    ]
+    return dg.Failure(
+        description=(
+            f"{what}: {len(failed)} of {len(weeks)} week(s) failed ({', '.join(sorted(failed))}); the other "
+            "weeks were written. Run the failed weeks alone to see each one's failure in full.\n"
+            + "\n".join(lines[:30])
+        ),
+        metadata={"weeks_failed": ", ".join(sorted(failed)), "weeks": len(weeks)},
+    )
+
+
 def weekly_table_asset(
     table,
     *,
@@ -116,7 +145,10 @@ def weekly_table_asset(
     compute: Callable[[Warehouse, str], Computed],
     checks: Sequence[Check] = (),
 ) -> dg.AssetsDefinition:
-    """A weekly-partitioned asset writing ``table`` for one week from ``compute(wh, week)``."""
+    """A weekly-partitioned asset writing ``table`` from ``compute(wh, week)``, for one week or, in one run, a
+    range of weeks (a backfill): then the lake is read once (``LakeSnapshot``) and each week is computed from
+    memory by the same function, with the same bytes as alone (``tests/test_weeks_in_one_pass.py``); each week's
+    metadata is its own partition's, and each check's result names the weeks with problems."""
     specs = [
         dg.AssetCheckSpec(
             c.name,
@@ -133,6 +165,7 @@ def weekly_table_asset(
         group_name="weekly",
         kinds=KINDS,
         partitions_def=WEEKLY,
+        backfill_policy=dg.BackfillPolicy.single_run(),
         deps=list(deps),
         description=description,
         metadata={"dagster/column_schema": table.dagster_column_schema()},
@@ -140,36 +173,60 @@ def weekly_table_asset(
     )
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         wh = warehouse.get()
-        week = context.partition_key
-        out = compute(wh, week)
-        written = wh.write_partition(table, week, out.df)
-        wh.refresh_catalog()
-        results = []
-        for c in checks:
-            problems = out.problems.get(c.name, [])
-            results.append(
-                dg.AssetCheckResult(
-                    check_name=c.name,
-                    passed=not problems,
-                    severity=dg.AssetCheckSeverity.ERROR if c.blocking else dg.AssetCheckSeverity.WARN,
-                    metadata={
-                        "problems": "; ".join(problems) or "none",
-                        **out.check_metadata.get(c.name, {}),
-                    },
+        weeks = sorted(context.partition_keys)
+        ranged = len(weeks) > 1
+        source = LakeSnapshot(wh, written=WEEKLY_TABLE_NAMES) if ranged else wh
+        problems: dict[str, list[str]] = {c.name: [] for c in checks}
+        check_md: dict[str, dict[str, Any]] = {c.name: {} for c in checks}
+        failed: dict[str, BaseException] = {}
+        try:
+            for week in weeks:
+                try:
+                    out = compute(source, week)  # type: ignore[arg-type]
+                except WEEK_FAILURES as exc:
+                    if not ranged:
+                        raise
+                    failed[week] = exc
+                    continue
+                written = wh.write_partition(table, week, out.df)
+                for c in checks:
+                    found = out.problems.get(c.name, [])
+                    problems[c.name] += [f"{week}: {p}" for p in found] if ranged else found
+                    check_md[c.name] = out.check_metadata.get(c.name, {}) if not ranged else {}
+                checks_md = {
+                    f"check_{c.name}": "; ".join(out.problems.get(c.name, [])) or "passed" for c in checks
+                }
+                context.add_asset_metadata(
+                    table_metadata(
+                        table,
+                        out.df,
+                        sha256=written.sha256,
+                        path=dg.MetadataValue.path(str(written.path)),
+                        **out.metadata,
+                        **checks_md,
+                    ),
+                    partition_key=week,
                 )
+        finally:
+            if isinstance(source, LakeSnapshot):
+                source.close()
+        wh.refresh_catalog()
+        if failed:
+            raise weeks_failed(table.name, failed, weeks)
+        results = [
+            dg.AssetCheckResult(
+                check_name=c.name,
+                passed=not problems[c.name],
+                severity=dg.AssetCheckSeverity.ERROR if c.blocking else dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "problems": "; ".join(problems[c.name]) or "none",
+                    **({"weeks": f"{weeks[0]}..{weeks[-1]} ({len(weeks)})"} if ranged else {}),
+                    **check_md[c.name],
+                },
             )
-        checks_md = {f"check_{c.name}": "; ".join(out.problems.get(c.name, [])) or "passed" for c in checks}
-        return dg.MaterializeResult(
-            metadata=table_metadata(
-                table,
-                out.df,
-                sha256=written.sha256,
-                path=dg.MetadataValue.path(str(written.path)),
-                **out.metadata,
-                **checks_md,
-            ),
-            check_results=results,
-        )
+            for c in checks
+        ]
+        return dg.MaterializeResult(check_results=results)
 
     return _asset
 

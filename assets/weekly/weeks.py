@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 import dagster as dg
 
 from assets.weekly import derivatives, macro, market, summary
-from assets.weekly.shape import Computed
+from assets.weekly.shape import WEEK_FAILURES, Computed
 from pipelines.lake_snapshot import LakeSnapshot
 from pipelines.warehouse import Warehouse
 
@@ -37,10 +37,6 @@ WEEKLY_COMPUTES: dict[str, Callable[..., Computed]] = {
     "weekly_macro": macro.compute_macro,
     "weekly_rate_expectations": macro.compute_rate_expectations,
 }
-
-# What a compute raises for a week it cannot compute (a clean table or day missing, a frame that does not conform):
-# that week's outcome, as it would be that partition's failure; anything else stops the pass.
-WEEK_FAILURES = (dg.Failure, ValueError)
 
 Outcome = Computed | dg.Failure | ValueError
 
