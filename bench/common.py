@@ -16,9 +16,6 @@ from pathlib import Path
 warnings.filterwarnings("ignore")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-
 
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""

@@ -14,14 +14,13 @@ import os
 import pstats
 import sys
 import time
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
 T_START = time.perf_counter()
 
 from bench.common import (  # noqa: E402
-    RANGE_END_TAG,
-    RANGE_START_TAG,
     Timer,
     daily_range_for,
     emulator,
@@ -116,6 +115,8 @@ def dagster_daily(
     perps: int = DEFAULT_PERPS,
     assets: list[str] | None = None,
 ) -> None:
+    from pipelines.calendar import RANGE_END_TAG, RANGE_START_TAG
+
     res = defs.resolve_job_def("daily_job").execute_in_process(
         asset_selection=[dg_key(a) for a in assets] if assets else None,
         instance=instance,
@@ -127,14 +128,22 @@ def dagster_daily(
 
 
 def dagster_weeks(defs, instance, weeks: list[str], selection: tuple[str, ...] | None = None) -> None:
+    """``weekly_job`` for ``weeks`` (consecutive) as the project runs them: one week alone, many as one run over
+    their range (``pipelines.runner.run_weeks``)."""
+    from pipelines.calendar import RANGE_END_TAG, RANGE_START_TAG
+    from pipelines.runner import PLANNED_SUBSET_ENV, patched_environ
+
     job = defs.resolve_job_def("weekly_job")
-    for week in weeks:
+    one = {"partition_key": weeks[0]} if len(weeks) == 1 else {}
+    ranged = {} if one else {"tags": {RANGE_START_TAG: weeks[0], RANGE_END_TAG: weeks[-1]}}
+    with patched_environ({} if one else {PLANNED_SUBSET_ENV: "1"}):
         assert job.execute_in_process(
             asset_selection=[dg_key(a) for a in selection] if selection else None,
             instance=instance,
-            partition_key=week,
             run_config=LOG,
             raise_on_error=True,
+            **one,
+            **ranged,
         ).success
 
 
@@ -166,19 +175,39 @@ def floor_daily(
             step(ctx)
 
 
+# The weekly tables read from coin_daily and the registry only (the history phase's lake has nothing else).
+MARKET_MODULES = ("assets.weekly.market", "assets.weekly.summary")
+
+
 def floor_weeks(wh_dir, weeks: list[str], timer: Timer | None = None, market_only: bool = False) -> None:
-    from bench.steps import MARKET_WEEKLY_STEPS, WEEKLY_STEPS, WeekCtx
+    """The set-based floor of ``weekly_job``: every weekly table for all ``weeks`` in one pass over the lake read
+    once (``compute_weeks``: the weekly assets' own compute functions, taken from the asset graph), each partition
+    written as the asset writes it, then each week's report as its asset builds it (render, claim check,
+    publish). No Dagster."""
+    from assets.report import build_report
+    from assets.weekly.shape import Computed
+    from assets.weekly.weeks import WEEKLY_COMPUTES, compute_weeks
+    from pipelines.schemas import TABLES
     from pipelines.warehouse import Warehouse
 
     wh = Warehouse(wh_dir)
-    for week in weeks:
-        ctx = WeekCtx(wh, week)
-        for name, step in MARKET_WEEKLY_STEPS if market_only else WEEKLY_STEPS:
-            if timer:
-                with timer.lap(f"floor:{name}"):
-                    step(ctx)
-            else:
-                step(ctx)
+    computes = {t: f for t, f in WEEKLY_COMPUTES.items() if not market_only or f.__module__ in MARKET_MODULES}
+
+    def lap(name: str):
+        return timer.lap(f"floor:{name}") if timer else nullcontext()
+
+    with lap("weekly tables, one pass"):
+        outcomes = compute_weeks(wh, weeks, computes)
+    with lap("weekly tables, written"):
+        for table, by_week in outcomes.items():
+            for week, out in by_week.items():
+                if not isinstance(out, Computed):
+                    raise RuntimeError(f"floor: {table} for {week} failed: {out}")
+                wh.write_partition(TABLES[table], week, out.df)
+        wh.refresh_catalog()
+    with lap("weekly_report"):
+        for week in weeks:
+            build_report(wh, week)
 
 
 def default_top_n() -> int:

@@ -194,10 +194,11 @@ def main(argv: list[str] | None = None) -> Path:
         "## 1. Backfill from the emulator (rate limits off): Dagster against the floor",
         "",
         "The whole pipeline: every raw pull (CoinGecko 250 coins; Binance, Bybit and OKX for the "
-        f"{cfg['perps']} perpetuals followed; FRED), every clean table, the 13 weekly tables and the report with its claim check. "
+        f"{cfg['perps']} perpetuals followed; FRED), every clean table, the 15 weekly tables and the report with its claim check. "
         "`dagster`: the project's `daily_job` as ONE run over the day range (partition-range tags), then "
-        "`weekly_job` once per weekly partition, in process, temp warehouse, `dg.instance_for_test()`. "
-        "`floor`: the same computations as plain functions (`bench/steps.py`: `DAILY_STEPS`, `WEEKLY_STEPS`; the "
+        "`weekly_job` as ONE run over the weekly range (one pass over the lake per weekly table), in process, temp warehouse, `dg.instance_for_test()`. "
+        "`floor`: the same computations as plain functions (`bench/steps.py` `DAILY_STEPS` for the days; for the weeks the "
+        "set-based floor, `bench/phases.py` `floor_weeks`: every weekly table for all weeks in one pass, then each report; the "
         "report's claim check runs once in the floor, twice under Dagster: in the asset and as its blocking check; "
         "the data-quality checks on `coin_daily` and the weekly tables' checks run under Dagster only, so their "
         "cost counts as overhead here: the overhead is an upper bound). "
@@ -237,9 +238,9 @@ def main(argv: list[str] | None = None) -> Path:
             "",
             f"Dagster's overhead is {f(d[0] - fl[0], 2)} s fixed plus {f(d[1] - fl[1], 3)} s per week: over "
             f"{full_weeks} weeks the per-week part adds {f((d[1] - fl[1]) * full_weeks)} s. The per-week part is "
-            "one `weekly_job` run per partition (run creation, event log writes, step orchestration); the fixed "
-            "part is importing Dagster and the code location and the daily run. The day range is one run, so it "
-            "adds nothing per day.",
+            "what Dagster does per week inside the one weekly run (each week's materialization and metadata events, "
+            "the checks over every week); the fixed part is importing Dagster and the code location and the two "
+            "runs. The day range and the week range are one run each.",
             "",
         ]
     if cfg["new_week"]:

@@ -1,11 +1,11 @@
 """The floor: the pipeline's computations called as plain functions, without Dagster, through registries.
 
-To benchmark a new asset, append one ``(name, callable)`` step to the matching list:
+To benchmark a new daily asset, append one ``(name, callable)`` step to the matching list:
 
 * ``DAILY_STEPS``: what ``daily_job`` does for a range of days (raw pulls, then clean tables); each step gets a
   ``DailyCtx``.
-* ``WEEKLY_STEPS``: what ``weekly_job`` does for one week (weekly tables, then the report); each step gets a
-  ``WeekCtx``. Steps write to the lake exactly as the asset bodies do, so the floor does the same I/O.
+* The weekly part has no list here: it is taken from the asset graph (``assets.weekly.weeks.WEEKLY_COMPUTES``,
+  tested equal to the code location's weekly assets) by ``bench.phases.floor_weeks``.
 * ``METRIC_STEPS``: every pure function of ``pipelines.metrics`` on in-memory frames (no I/O), used for the
   universe-growth figures; each step gets a ``MetricInputs``.
 """
@@ -230,103 +230,6 @@ DAILY_STEPS: list[tuple[str, Callable[[DailyCtx], Any]]] = [
     ("perp_volume_daily", _clean_step("build_perp_volume", "PERP_VOLUME_DAILY")),
     ("macro_observations", step_macro_observations),
 ]
-
-
-# ---- weekly ---------------------------------------------------------------------------------------------------
-@dataclass
-class WeekCtx:
-    wh: Warehouse
-    week: str
-
-    @cached_property
-    def days(self) -> tuple[date, date]:
-        from pipelines.calendar import week_close_days
-
-        return week_close_days(self.week)
-
-    @cached_property
-    def open_close(self) -> tuple[pl.DataFrame, pl.DataFrame]:
-        from pipelines.schemas import COIN_DAILY
-
-        o, c = self.days
-        return self.wh.read_partition(COIN_DAILY, o.isoformat()), self.wh.read_partition(
-            COIN_DAILY, c.isoformat()
-        )
-
-
-def step_weekly_market_summary(ctx: WeekCtx) -> None:
-    from pipelines.calendar import week_bounds
-    from pipelines.metrics.summary import weekly_market_summary
-    from pipelines.schemas import WEEKLY_MARKET_SUMMARY
-
-    start, end = week_bounds(ctx.week)
-    df = weekly_market_summary(*ctx.open_close, start, end, ctx.days[1])
-    ctx.wh.write_partition(WEEKLY_MARKET_SUMMARY, ctx.week, df)
-    ctx.wh.refresh_catalog()
-
-
-def step_weekly_movers(ctx: WeekCtx) -> None:
-    from pipelines.calendar import week_bounds
-    from pipelines.clean.coingecko import latest_registry
-    from pipelines.metrics.summary import weekly_movers
-    from pipelines.schemas import WEEKLY_MOVERS
-
-    cats = latest_registry(ctx.wh).select("coin_id", "categories")
-    df = weekly_movers(*ctx.open_close, cats, week_bounds(ctx.week)[0])
-    ctx.wh.write_partition(WEEKLY_MOVERS, ctx.week, df)
-    ctx.wh.refresh_catalog()
-
-
-def _table_step(module: str, compute: str, table: str) -> Callable[[WeekCtx], Any]:
-    """A weekly table computed by the same plain function its asset calls (``compute(wh, week)``), then written."""
-
-    def step(ctx: WeekCtx) -> None:
-        import importlib
-
-        from pipelines.schemas import TABLES
-
-        out = getattr(importlib.import_module(module), compute)(ctx.wh, ctx.week)
-        ctx.wh.write_partition(TABLES[table], ctx.week, out.df)
-
-    return step
-
-
-def step_weekly_report(ctx: WeekCtx) -> None:
-    """The report as its asset builds it (render, claim check, publish) without Dagster around it."""
-    from assets.report import build_report
-
-    build_report(ctx.wh, ctx.week)
-
-
-WEEKLY_STEPS: list[tuple[str, Callable[[WeekCtx], Any]]] = [
-    ("weekly_market_summary", step_weekly_market_summary),
-    ("weekly_movers", step_weekly_movers),
-    *[
-        (table, _table_step(module, compute, table))
-        for module, compute, table in (
-            ("assets.weekly.market", "compute_universe", "weekly_universe"),
-            ("assets.weekly.market", "compute_total_market_cap", "weekly_total_market_cap"),
-            ("assets.weekly.market", "compute_crossings", "weekly_mcap_crossings"),
-            ("assets.weekly.market", "compute_index_returns", "weekly_index_returns"),
-            ("assets.weekly.market", "compute_correlation", "weekly_correlation_buckets"),
-        )
-    ],
-]
-# The tables read from derivatives, BTC hourly and macro inputs (the history phase has coin_daily only).
-DERIVED_WEEKLY_STEPS: list[tuple[str, Callable[[WeekCtx], Any]]] = [
-    (table, _table_step(module, compute, table))
-    for module, compute, table in (
-        ("assets.weekly.derivatives", "compute_leverage", "weekly_leverage"),
-        ("assets.weekly.derivatives", "compute_volume", "weekly_volume"),
-        ("assets.weekly.derivatives", "compute_volatility", "weekly_btc_volatility"),
-        ("assets.weekly.macro", "compute_cross_asset", "weekly_cross_asset"),
-        ("assets.weekly.macro", "compute_crypto_rank", "weekly_crypto_rank"),
-        ("assets.weekly.macro", "compute_macro", "weekly_macro"),
-        ("assets.weekly.macro", "compute_rate_expectations", "weekly_rate_expectations"),
-    )
-]
-MARKET_WEEKLY_STEPS = [*WEEKLY_STEPS, ("weekly_report", step_weekly_report)]
-WEEKLY_STEPS = [*WEEKLY_STEPS, *DERIVED_WEEKLY_STEPS, ("weekly_report", step_weekly_report)]
 
 
 # ---- pure metrics on in-memory frames -------------------------------------------------------------------------
