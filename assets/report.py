@@ -12,6 +12,7 @@ from assets.weekly.shape import weeks_failed
 from pipelines import gaps as gaps_mod
 from pipelines import quality
 from pipelines.calendar import WEEKLY, weeks_of_run
+from pipelines.lake_snapshot import LakeSnapshot
 from pipelines.narrative.claims import ClaimResult, check_claims
 from pipelines.narrative.crosscheck import crosscheck
 from pipelines.narrative.data import ALL_TABLES, MAY_BE_EMPTY, OPTIONAL, load_week
@@ -202,18 +203,24 @@ def weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     wh = warehouse.get()
     weeks = sorted(context.partition_keys)
     failed: dict[str, BaseException] = {}
-    for week in weeks:
-        try:
-            rendered, man, pub = build_report(wh, week)
-        except dg.Failure as exc:
-            if len(weeks) == 1:
-                raise
-            failed[week] = exc
-            context.log.error(f"week {week}: {exc.description}")
-            continue
-        context.add_asset_metadata(
-            report_metadata(warehouse, wh, week, rendered, man, pub), partition_key=week
-        )
+    # a range of weeks reads the lake once (every table it reads is complete: the weekly steps ran before)
+    source = LakeSnapshot(wh) if len(weeks) > 1 else wh
+    try:
+        for week in weeks:
+            try:
+                rendered, man, pub = build_report(source, week)
+            except dg.Failure as exc:
+                if len(weeks) == 1:
+                    raise
+                failed[week] = exc
+                context.log.error(f"week {week}: {exc.description}")
+                continue
+            context.add_asset_metadata(
+                report_metadata(warehouse, wh, week, rendered, man, pub), partition_key=week
+            )
+    finally:
+        if isinstance(source, LakeSnapshot):
+            source.close()
     if failed:
         raise weeks_failed("weekly_report", failed, weeks)
     return dg.MaterializeResult()

@@ -5,7 +5,8 @@ one pass.
 queries lists and reads the lake a few dozen times. A ``LakeSnapshot`` reads each table the first time a query
 names it, whole, into a table of its own in-memory DuckDB database (by the same ``read_parquet`` expression as the
 warehouse's view, so the columns, their types and the hive partition column are the same), and answers every later
-query from memory; ``read_partition`` reads each partition file once. The SQL is the caller's own, with its own
+query from memory; ``read_partition`` reads each partition file once. Everything else (paths, partition files,
+raw recordings, reports) is the warehouse's. The SQL is the caller's own, with its own
 point-in-time bounds (``date <= ?``, ``ts <= ?``), so a query returns here exactly the rows, in the same order,
 that it returns from the warehouse.
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -39,16 +39,10 @@ class LakeSnapshot:
         self.reads = 0  # Parquet reads done: one per table loaded and one per partition file read
 
     # ---- what the warehouse answers from the file system ------------------------------------------------------
-    @property
-    def root(self) -> Path:
-        return self.warehouse.root
-
-    @property
-    def lake_dir(self) -> Path:
-        return self.warehouse.lake_dir
-
-    def has_partition(self, table: Table, partition: str) -> bool:
-        return self.warehouse.has_partition(table, partition)
+    def __getattr__(self, name: str) -> Any:
+        """Everything but the reads below is the warehouse's own (paths, ``has_partition``, raw files, reports,
+        writes): only table reads are answered from memory."""
+        return getattr(self.warehouse, name)
 
     # ---- reads, each file once ------------------------------------------------------------------------------
     def _refuse_written(self, name: str) -> None:

@@ -6,8 +6,8 @@ folder served over HTTP beside it) in a subprocess, started once for this module
 - a clean shutdown with nothing left behind (checked when the module's server stops).
 
 The backfill targets, in one request, the registry (unpartitioned), a range of days of the daily assets and two
-weeks of the weekly assets: the daemon runs the registry, then the days as one run (single-run backfill
-policy), then one run per week.
+weeks of the weekly assets: the daemon runs the registry, then the days as one run, then the two weeks as one
+run (the single-run backfill policy of the daily and of the weekly assets).
 """
 
 from __future__ import annotations
@@ -292,6 +292,10 @@ def test_backfill_through_dagster_dev(dev_server: DevServer) -> None:
             r for r in runs if "coin_daily" in {k.to_user_string() for k in r.asset_selection or ()}
         ]
         assert len(daily_runs) == 1  # fifteen days, one run
+        weekly_runs = [
+            r for r in runs if "weekly_report" in {k.to_user_string() for k in r.asset_selection or ()}
+        ]
+        assert len(weekly_runs) == 1  # two weeks, one run
     for week in WEEKS:
         assert (dev_server.warehouse / "reports" / week / "report.md").read_text().startswith("# ")
         assert (dev_server.warehouse / "reports" / week / "manifest.json").exists()
