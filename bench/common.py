@@ -71,13 +71,20 @@ def temp_env(**extra: str) -> Iterator[Path]:
 
 @contextmanager
 def emulator(
-    rate_limits: bool = False, calls_per_minute: int = 0, now: datetime | None = None
+    rate_limits: bool = False,
+    calls_per_minute: int = 0,
+    now: datetime | None = None,
+    out_of_process: bool = True,
 ) -> Iterator[object]:
     """The market emulator on loopback with every client pointed at it; CoinGecko paced at ``calls_per_minute``;
-    its clock ``now`` (default: the wall clock)."""
+    its clock ``now`` (default: the wall clock). Served from a child process, out of the measured interpreter,
+    unless ``out_of_process`` is False (a phase that counts the emulator's requests needs it in process)."""
     from pipelines.runner import emulated_sources
 
     with emulated_sources(
-        rate_limits=rate_limits, coingecko_calls_per_minute=calls_per_minute, now=now
+        rate_limits=rate_limits,
+        coingecko_calls_per_minute=calls_per_minute,
+        now=now,
+        out_of_process=out_of_process,
     ) as emu:
         yield emu

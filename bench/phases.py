@@ -405,7 +405,7 @@ def pulls(
     out: dict[str, Any] = {"coins": coins, "perps": perps, "calls_per_minute": calls_per_minute}
     with (
         temp_env(),
-        emulator(rate_limits=True, calls_per_minute=calls_per_minute) as emu,
+        emulator(rate_limits=True, calls_per_minute=calls_per_minute, out_of_process=False) as emu,
         patched_environ({f"{api}_CALLS_PER_MINUTE": str(n) for api, n in pacing.items()}),
     ):
         apis = [a for a in APIS if a in emu.api_names] + [a for a in emu.api_names if a not in APIS]

@@ -340,7 +340,9 @@ def demo(week: str | None, seed: int | None, profile: str, blocked_venue: str) -
     t0 = time.monotonic()
     # The emulated world stands at the Tuesday after the week, as if the report were written live then.
     with (
-        emulated_sources(seed=seed, now=demo_clock(week), profile=profile, blocked_venue=blocked_venue),
+        emulated_sources(
+            seed=seed, now=demo_clock(week), profile=profile, blocked_venue=blocked_venue, out_of_process=True
+        ),
         _reporting() as rep,
     ):
         click.echo(f"Emulator up (profile {profile}); materializing the history and the week of {week} ...")
@@ -367,7 +369,7 @@ def report(week: str | None, use_emulator: bool, first_day: str | None) -> None:
     first_day = _first_day_option(first_day, week)
     _prepare()
     _ensure_dagster_home()
-    ctx = emulated_sources() if use_emulator else contextlib.nullcontext()
+    ctx = emulated_sources(out_of_process=True) if use_emulator else contextlib.nullcontext()
     with ctx, _reporting() as rep:
         rep.line(f"report for the week of {week} ({'emulator' if use_emulator else 'configured sources'})")
         run = run_week(
@@ -417,7 +419,7 @@ def backfill(since: str, until: str | None, first_day: str | None, redo: bool, u
     _prepare()
     _ensure_dagster_home()
     t0 = time.monotonic()
-    ctx = emulated_sources() if use_emulator else contextlib.nullcontext()
+    ctx = emulated_sources(out_of_process=True) if use_emulator else contextlib.nullcontext()
     with ctx, _reporting() as rep:
         click.echo(
             f"Backfill of the weeks {since}..{until} ({'emulator' if use_emulator else 'configured sources'})"
@@ -443,9 +445,18 @@ def backfill(since: str, until: str | None, first_day: str | None, redo: bool, u
 
 
 @main.command()
-@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0: any free port"
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="bind address (loopback by default)")
 @click.option("--seed", type=int, default=None)
+@click.option(
+    "--now",
+    "now_text",
+    default=None,
+    metavar="ISO",
+    help="the emulator's fixed clock (e.g. 2025-12-02T06:00:00+00:00; default: the wall clock at start)",
+)
 @click.option(
     "--plan",
     type=click.Choice(["pro", "demo"]),
@@ -458,18 +469,35 @@ def backfill(since: str, until: str | None, first_day: str | None, redo: bool, u
 @BLOCKED_OPTION
 @VERBOSE_OPTION
 def emulator(
-    port: int, host: str, seed: int | None, plan: str, rate_limits: bool, profile: str, blocked_venue: str
+    port: int,
+    host: str,
+    seed: int | None,
+    now_text: str | None,
+    plan: str,
+    rate_limits: bool,
+    profile: str,
+    blocked_venue: str,
 ) -> None:
-    """Serve the market emulator until interrupted; prints the environment to point clients at it."""
+    """Serve the market emulator until interrupted; prints the environment to point clients at it (its URLs,
+    its plan and its clock), one ``export`` line each, flushed once it answers."""
     from pipelines.emulator.market import DEFAULT_SEED
     from pipelines.emulator.profiles import apply_profile
     from pipelines.emulator.server import MarketEmulator
 
     validate()
+    now = None
+    if now_text is not None:
+        try:
+            now = datetime.fromisoformat(now_text)
+        except ValueError:
+            raise click.BadParameter(f"{now_text!r} is not an ISO date-time", param_hint="--now") from None
+        if now.tzinfo is None:
+            raise click.BadParameter(f"{now_text!r} has no time zone (add +00:00)", param_hint="--now")
     emu = MarketEmulator(
         seed=seed if seed is not None else DEFAULT_SEED,
         host=host,
         port=port,
+        now=now,
         plan=plan,
         rate_limits=rate_limits,
     )
@@ -477,7 +505,9 @@ def emulator(
     emu.start()
     for k, v in emu.base_urls().items():
         click.echo(f"export {k}={v}")
+    click.echo(f"export CRYPTO_WEEKLY_NOW={emu.now.isoformat()}")  # the pipeline's clock: the emulator's
     click.echo(f"export COINGECKO_API_PLAN={plan}")  # the history window the emulator enforces
+    sys.stdout.flush()
     click.echo(f"# emulator clock: {emu.now.isoformat()}; profile {profile}; Ctrl-C to stop", err=True)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -537,7 +567,7 @@ def dev(port: int, use_emulator: bool, reports_port: int) -> None:
 
     root = _prepare()
     home = _ensure_dagster_home()
-    ctx = emulated_sources() if use_emulator else contextlib.nullcontext()
+    ctx = emulated_sources(out_of_process=True) if use_emulator else contextlib.nullcontext()
     with (
         ctx,
         ReportServer(root / "reports", reports_port) as reports,

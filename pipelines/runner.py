@@ -91,6 +91,84 @@ def patched_environ(env: dict[str, str]) -> Iterator[dict[str, str]]:
                 os.environ[k] = v
 
 
+class EmulatorProcess:
+    """The market emulator served by another process (``crypto-weekly emulator``), so that this interpreter does
+    not also answer every request it makes: what ``make demo`` and ``make backfill EMULATOR=1`` use. Its URLs,
+    clock and plan are the ones it printed; faults and request counts need the in-process ``MarketEmulator``."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+
+    @property
+    def now(self) -> datetime:
+        return datetime.fromisoformat(self.env["CRYPTO_WEEKLY_NOW"])
+
+    @property
+    def plan(self) -> str:
+        return self.env["COINGECKO_API_PLAN"]
+
+    def base_urls(self) -> dict[str, str]:
+        return {k: v for k, v in self.env.items() if k.endswith("_BASE_URL")}
+
+
+@contextmanager
+def emulator_process(
+    seed: int,
+    now: datetime | None,
+    rate_limits: bool,
+    profile: str,
+    blocked_venue: str,
+    start_timeout: float = 300,
+) -> Iterator[EmulatorProcess]:
+    """``crypto-weekly emulator`` on a free loopback port in a child process, stopped (SIGTERM, then SIGKILL) on
+    exit. Waits for its ``export`` lines; if it exits first, raises with what it printed."""
+    import queue
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import threading
+
+    cmd = [sys.executable, "-m", "pipelines.cli", "emulator", "--port", "0", "--seed", str(seed)]
+    cmd += ["--profile", profile, "--blocked-venue", blocked_venue]
+    cmd += ["--rate-limits" if rate_limits else "--no-rate-limits"]
+    cmd += ["--now", now.isoformat()] if now is not None else []
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        lines: queue.Queue[str] = queue.Queue()
+
+        def read_lines() -> None:  # a thread: select() on a buffered pipe misses lines already buffered
+            for text in proc.stdout:  # type: ignore[union-attr]
+                lines.put(text)
+            lines.put("")  # the end of its output
+
+        threading.Thread(target=read_lines, daemon=True).start()
+        try:
+            env: dict[str, str] = {}
+            deadline = time.monotonic() + start_timeout
+            while "COINGECKO_API_PLAN" not in env:
+                try:
+                    line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    line = ""
+                if not line:
+                    err.seek(0)
+                    why = "did not answer in time" if proc.poll() is None else f"exited ({proc.returncode})"
+                    raise RuntimeError(f"the emulator process {why}: {err.read().strip()[-2000:]}")
+                if line.startswith("export ") and "=" in line:
+                    key, value = line[len("export ") :].strip().split("=", 1)
+                    env[key] = value
+            yield EmulatorProcess(env)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
 @contextmanager
 def emulated_sources(
     seed: int | None = None,
@@ -99,22 +177,27 @@ def emulated_sources(
     coingecko_calls_per_minute: int = 0,
     profile: str = "default",
     blocked_venue: str = "binance",
-) -> Iterator[MarketEmulator]:
+    out_of_process: bool = False,
+) -> Iterator[MarketEmulator | EmulatorProcess]:
     """Start the market emulator and point every client at it (environment variables) for the duration.
 
     The pipeline's clock is the emulator's (same seed and clock, same lake and report). Pacing is off, except
     CoinGecko's when ``coingecko_calls_per_minute`` is set (the benchmark's pulls against ``rate_limits``).
     ``profile`` ``real-world`` makes it answer as real users meet the APIs (``pipelines.emulator.profiles``:
-    ``blocked_venue`` blocked in the region, a FRED 404, archive publication lags, empty answers...)."""
+    ``blocked_venue`` blocked in the region, a FRED 404, archive publication lags, empty answers...).
+    ``out_of_process`` serves it from a child process (``emulator_process``): the same answers, and this
+    interpreter is left to the pipeline."""
     from pipelines.emulator.market import DEFAULT_SEED
     from pipelines.emulator.profiles import apply_profile
     from pipelines.emulator.server import MarketEmulator
 
-    emulator = MarketEmulator(
-        seed=seed if seed is not None else DEFAULT_SEED, now=now, rate_limits=rate_limits
-    )
-    apply_profile(emulator, profile, blocked_venue)
-    with emulator as emu:
+    seed = seed if seed is not None else DEFAULT_SEED
+    if out_of_process:
+        serving: AbstractContextManager = emulator_process(seed, now, rate_limits, profile, blocked_venue)
+    else:
+        serving = MarketEmulator(seed=seed, now=now, rate_limits=rate_limits)
+        apply_profile(serving, profile, blocked_venue)  # type: ignore[arg-type]
+    with serving as emu:
         env = {
             **emu.base_urls(),
             **{f"{api}_CALLS_PER_MINUTE": "0" for api in PACED_APIS},

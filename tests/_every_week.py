@@ -68,7 +68,7 @@ def build_lake(
     from pipelines.runner import emulated_sources
 
     first, last = daily_range_for([WEEKLY_START, latest_complete_week(now)])
-    with emulated_sources(now=now):
+    with emulated_sources(now=now, out_of_process=True):  # the pulls' interpreter is left to the pulls
         floor_daily(root, first, last, top_n=top_n, perps=perps)
     return Warehouse(root)
 
