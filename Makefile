@@ -50,7 +50,7 @@ demo-distributed: install
 test: install
 	.venv/bin/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
-# Every emulator week rendered and checked (make test renders every 3rd week and the named ones), and the counts.
+# Every emulator week rendered and checked (make test renders every 6th week and the named ones), and the counts.
 test-every-week: install
 	CRYPTO_WEEKLY_EVERY_WEEK=1 .venv/bin/python -m pytest tests/test_every_week.py $(PYTEST_ARGS)
 

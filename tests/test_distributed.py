@@ -10,6 +10,8 @@ stack is closed. The lake and report must equal the in-process run of the same w
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -110,6 +112,7 @@ class Distributed:
     seconds: dict[str, float] = field(default_factory=dict)
     leftover: list[int] = field(default_factory=list)
     scratch_used: dict[str, bool] = field(default_factory=dict)
+    manifest_mismatches: list[str] = field(default_factory=list)  # manifest inputs whose sha256 is not on S3
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +181,14 @@ def distributed(tmp_path_factory: pytest.TempPathFactory) -> Distributed:
                 limit=1,
             ).records
             report = warehouse_path(records[0].asset_materialization.metadata["markdown_path"].value)  # type: ignore[union-attr]
+            # the manifest's paths are warehouse-relative and its hashes those of the objects on S3
+            wh = Warehouse(st.warehouse)
+            manifest = json.loads((report.parent / "manifest.json").read_text())
+            manifest_mismatches = [
+                e["path"]
+                for e in manifest["inputs"]
+                if hashlib.sha256((wh.root / e["path"]).read_bytes()).hexdigest() != e["sha256"]
+            ]
             result = Distributed(
                 warehouse=st.warehouse,
                 lake=tree_hashes(Warehouse(st.warehouse).root, "lake"),
@@ -194,6 +205,7 @@ def distributed(tmp_path_factory: pytest.TempPathFactory) -> Distributed:
                     "weekly_with_kill": weekly_s,
                 },
                 scratch_used={n: any((workdir / n / "home" / "storage").rglob("*.out")) for n in st.workers},
+                manifest_mismatches=manifest_mismatches,
             )
     except ServiceUnavailable as exc:
         pytest.skip(f"the distributed stack needs a server that is not installed: {exc}")
@@ -245,6 +257,7 @@ def test_lake_and_report_equal_the_in_process_run(distributed: Distributed, week
     assert not differ, differ[:10]
     embedded_report = week_from_november.run.markdown.read_text()
     assert distributed.report == embedded_report
+    assert distributed.manifest_mismatches == []
 
 
 @pytest.mark.slow

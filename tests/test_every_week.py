@@ -1,6 +1,6 @@
 """Every sentence true, over the emulator's whole history: a lake built once by the project's own daily pulls and
 cleaning (tests/_every_week.py), every week's quality rules and weekly tables in order, and the reports of every
-3rd week, the weeks named in the issue, the model report's week and the latest week rendered with their checks.
+6th week, the weeks named in the issue, the model report's week and the latest week rendered with their checks.
 ``CRYPTO_WEEKLY_EVERY_WEEK=1`` (``make test-every-week``) renders all 87 weeks.
 
 Asserted for each rendered week: nothing blocks publication (quality rules, weekly tables' blocking checks, the

@@ -1,16 +1,15 @@
 """The warehouse on S3-compatible object storage (``WAREHOUSE_DIR=s3://bucket/prefix``), against moto's server
 (``pipelines.services.S3Server``, one per module): the lake, raw store, gap ledger, publishing and the reports
-server on S3, another worker's writes seen at once, atomic replacement, and one week of the pipeline whose report
-equals the same week run on a local warehouse."""
+server on S3, another worker's writes seen at once, atomic replacement. A whole week of the pipeline on S3, byte for
+byte the same lake and report as on a local disk, is ``tests/test_distributed.py`` (its stack's warehouse is on
+S3)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -291,67 +290,3 @@ def test_reports_server_status_and_snapshot_read_object_storage(s3: S3Server, ur
 
 
 # ---- one week of the pipeline on S3 -----------------------------------------------------------------------------
-WEEK = "2025-11-17"
-
-
-def _run_week(emulator, warehouse: str | Path, cwd: Path):
-    """``run_week`` as the other end-to-end tests run it (emulator clock, 120 coins, history from the week's
-    Sunday before), into ``warehouse``, from ``cwd``; returns the run, whether it counts as reported, seconds."""
-    import dagster as dg
-
-    from pipelines.runner import reported, run_week
-    from tests.conftest import point_env_at
-
-    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
-        point_env_at(mp, emulator, warehouse)  # type: ignore[arg-type]
-        mp.setenv("COINGECKO_TOP_N", "120")
-        mp.chdir(cwd)
-        t0 = time.monotonic()
-        run = run_week(WEEK, instance, first_day="2025-11-16")
-        seconds = time.monotonic() - t0
-        return run, reported(WEEK, instance), seconds
-
-
-def _hashes(files: dict[str, bytes]) -> dict[str, str]:
-    return {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
-
-
-@pytest.mark.slow
-def test_a_week_on_s3_gives_the_report_of_a_week_on_disk(
-    s3: S3Server, url: str, emulator, tmp_path: Path
-) -> None:
-    emulator.clear_faults()
-    (tmp_path / "cwd-local").mkdir()
-    (tmp_path / "cwd-s3").mkdir()
-    local_root = tmp_path / "local" / "warehouse"
-    local, local_reported, local_s = _run_week(emulator, local_root, tmp_path / "cwd-local")
-    remote, remote_reported, remote_s = _run_week(emulator, url, tmp_path / "cwd-s3")
-    print(f"one week, local warehouse: {local_s:.1f} s; on S3 (moto): {remote_s:.1f} s")
-    assert local_reported and remote_reported
-    assert str(remote.report_dir) == f"{url}/reports/{WEEK}"  # the s3:// URL, never a broken local path
-    assert remote.markdown.read_text() == local.markdown.read_text()
-    # every lake partition is on S3, byte for byte the local one; the raw pulls are the same files
-    wh = Warehouse(url)
-    on_s3 = {
-        rel: (wh.root / rel).read_bytes()
-        for rel in _objects(s3, url)
-        if rel.startswith(("lake/", "raw/")) and not rel.endswith(".meta.json")
-    }
-    on_disk = {
-        p.relative_to(local_root).as_posix(): p.read_bytes()
-        for top in ("lake", "raw")
-        for p in (local_root / top).rglob("*")
-        if p.is_file() and not p.name.endswith(".meta.json")
-    }
-    assert on_s3.keys() == on_disk.keys() and any(k.startswith("lake/coin_daily/") for k in on_s3)
-    lake = {k for k in on_s3 if k.startswith("lake/")}
-    assert {k: v for k, v in _hashes(on_s3).items() if k in lake} == {
-        k: v for k, v in _hashes(on_disk).items() if k in lake
-    }
-    manifest = json.loads((wh.reports_dir / WEEK / "manifest.json").read_text())
-    for entry in manifest["inputs"]:  # the manifest's paths are warehouse-relative, its hashes those on S3
-        assert hashlib.sha256((wh.root / entry["path"]).read_bytes()).hexdigest() == entry["sha256"]
-    # nothing written locally: not in the directory the run started from, nor as an "s3:" folder anywhere
-    assert list((tmp_path / "cwd-s3").iterdir()) == []
-    assert not (REPO / "s3:").exists() and not (tmp_path / "cwd-s3" / "s3:").exists()
-    assert "catalog.duckdb" not in _objects(s3, url)
