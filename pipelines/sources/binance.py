@@ -28,7 +28,7 @@ from typing import Any
 import polars as pl
 
 from pipelines.sources.dedupe import unique_strict
-from pipelines.sources.http import Fetched, HistoryLimitError, HttpSource, PayloadError, SourceError
+from pipelines.sources.http import Fetched, HistoryLimitError, PayloadError, SourceClient, SourceError
 
 FAPI_BASE_URL = "https://fapi.binance.com"
 SPOT_BASE_URL = "https://api.binance.com"
@@ -82,22 +82,12 @@ class WeightPacer:
             self._sleep(wait)
 
 
-class _BinanceBase:
+class _BinanceBase(SourceClient):
     weight_limit = 2400
 
     def __init__(self, base_url: str, calls_per_minute: float = 0, **http_options: Any):
-        headers = {"accept": "application/json", "user-agent": "crypto-weekly/0.1"}
-        self.http = HttpSource(base_url, headers=headers, calls_per_minute=calls_per_minute, **http_options)
+        super().__init__(base_url, calls_per_minute=calls_per_minute, **http_options)
         self.pacer = WeightPacer(self.weight_limit, sleep=http_options.get("sleep", time.sleep))
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def _get(self, endpoint: str, params: dict[str, Any]) -> Fetched:
         try:

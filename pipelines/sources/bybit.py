@@ -24,25 +24,15 @@ import polars as pl
 
 from pipelines.sources.binance import FUNDING_SCHEMA, OI_SCHEMA, UTC_MS, infer_interval_hours, ms
 from pipelines.sources.dedupe import unique_strict
-from pipelines.sources.http import Fetched, HttpSource, PayloadError, SourceError
+from pipelines.sources.http import Fetched, PayloadError, SourceClient, SourceError
 
 BASE_URL = "https://api.bybit.com"
 PAGE_LIMIT = 200
 
 
-class BybitClient:
+class BybitClient(SourceClient):
     def __init__(self, base_url: str = BASE_URL, calls_per_minute: float = 0, **http_options: Any):
-        headers = {"accept": "application/json", "user-agent": "crypto-weekly/0.1"}
-        self.http = HttpSource(base_url, headers=headers, calls_per_minute=calls_per_minute, **http_options)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> BybitClient:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+        super().__init__(base_url, calls_per_minute=calls_per_minute, **http_options)
 
     def _get(self, endpoint: str, params: dict[str, Any]) -> tuple[Fetched, dict]:
         fetched = self.http.get(endpoint, params)

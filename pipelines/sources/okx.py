@@ -25,7 +25,7 @@ import polars as pl
 
 from pipelines.sources.binance import FUNDING_SCHEMA, UTC_MS, infer_interval_hours, ms
 from pipelines.sources.dedupe import unique_strict
-from pipelines.sources.http import Fetched, HttpSource, PayloadError, SourceError
+from pipelines.sources.http import Fetched, PayloadError, SourceClient, SourceError
 
 BASE_URL = "https://www.okx.com"
 FUNDING_LIMIT = 400
@@ -36,19 +36,9 @@ def inst_id(base: str) -> str:
     return f"{base.upper()}-USDT-SWAP"
 
 
-class OkxClient:
+class OkxClient(SourceClient):
     def __init__(self, base_url: str = BASE_URL, calls_per_minute: float = 0, **http_options: Any):
-        headers = {"accept": "application/json", "user-agent": "crypto-weekly/0.1"}
-        self.http = HttpSource(base_url, headers=headers, calls_per_minute=calls_per_minute, **http_options)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> OkxClient:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+        super().__init__(base_url, calls_per_minute=calls_per_minute, **http_options)
 
     def _get(self, endpoint: str, params: dict[str, Any]) -> tuple[Fetched, list]:
         fetched = self.http.get(endpoint, params)
