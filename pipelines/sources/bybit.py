@@ -38,24 +38,14 @@ class BybitClient(SourceClient):
         fetched = self.http.get(endpoint, params)
         body = fetched.json()
         if not isinstance(body, dict) or "retCode" not in body:
-            raise PayloadError(
-                "not a Bybit v5 envelope",
-                endpoint=endpoint,
-                params=params,
-                status=fetched.status,
-                body=fetched.body.decode(errors="replace"),
-            )
+            raise fetched.error("not a Bybit v5 envelope", body=fetched.text)
         if body["retCode"] != 0:
-            raise SourceError(
-                f"Bybit retCode {body['retCode']} ({body.get('retMsg')})",
-                endpoint=endpoint,
-                params=params,
-                status=fetched.status,
-                body=fetched.body.decode(errors="replace"),
+            raise fetched.error(
+                f"Bybit retCode {body['retCode']} ({body.get('retMsg')})", SourceError, body=fetched.text
             )
         result = body.get("result")
         if not isinstance(result, dict) or not isinstance(result.get("list"), list):
-            raise PayloadError("result.list missing", endpoint=endpoint, params=params, status=fetched.status)
+            raise fetched.error("result.list missing")
         return fetched, result
 
     def funding_history_pages(self, symbol: str, start: datetime, end: datetime) -> Iterator[Fetched]:
@@ -77,19 +67,9 @@ class BybitClient(SourceClient):
             try:
                 oldest = min(int(r["fundingRateTimestamp"]) for r in rows)
             except (KeyError, TypeError, ValueError) as exc:
-                raise PayloadError(
-                    "bad fundingRateTimestamp",
-                    endpoint="/v5/market/funding/history",
-                    params=params,
-                    status=fetched.status,
-                ) from exc
+                raise fetched.error("bad fundingRateTimestamp") from exc
             if oldest > hi:
-                raise PayloadError(
-                    "page not older than endTime",
-                    endpoint="/v5/market/funding/history",
-                    params=params,
-                    status=fetched.status,
-                )
+                raise fetched.error("page not older than endTime")
             hi = oldest - 1
 
     def open_interest_pages(
@@ -112,12 +92,7 @@ class BybitClient(SourceClient):
             yield fetched
             nxt = result.get("nextPageCursor", "")
             if not isinstance(nxt, str):
-                raise PayloadError(
-                    "nextPageCursor not a string",
-                    endpoint="/v5/market/open-interest",
-                    params=params,
-                    status=fetched.status,
-                )
+                raise fetched.error("nextPageCursor not a string")
             if not nxt or not result["list"] or nxt == cursor:
                 return
             cursor = nxt

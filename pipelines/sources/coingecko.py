@@ -64,9 +64,7 @@ class CoinGeckoClient(SourceClient):
             fetched = self._get("/coins/markets", params)
             rows = fetched.json()
             if not isinstance(rows, list):
-                raise PayloadError(
-                    "expected a JSON array", endpoint="/coins/markets", params=params, status=fetched.status
-                )
+                raise fetched.error("expected a JSON array")
             yield fetched
             seen += len(rows)
             if len(rows) < per_page:
@@ -125,20 +123,8 @@ def check_error_body(fetched: Fetched) -> None:
     if found is None:
         return
     if found[0] == 10012:
-        raise HistoryLimitError(
-            HISTORY_LIMIT_HELP,
-            endpoint=fetched.endpoint,
-            params=fetched.params,
-            status=fetched.status,
-            body=found[1],
-        )
-    raise SourceError(
-        "CoinGecko returned an error body",
-        endpoint=fetched.endpoint,
-        params=fetched.params,
-        status=fetched.status,
-        body=found[1],
-    )
+        raise fetched.error(HISTORY_LIMIT_HELP, HistoryLimitError, body=found[1])
+    raise fetched.error("CoinGecko returned an error body", SourceError, body=found[1])
 
 
 def _is_payload(body: dict[str, Any]) -> bool:

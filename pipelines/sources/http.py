@@ -195,6 +195,14 @@ class Fetched:
     def json(self) -> Any:
         return json.loads(self.body)
 
+    @property
+    def text(self) -> str:
+        return self.body.decode(errors="replace")
+
+    def error(self, message: str, kind: type[SourceError] = PayloadError, body: str = "") -> SourceError:
+        """A ``kind`` error about this response, naming its request and status (and ``body``, when given)."""
+        return kind(message, endpoint=self.endpoint, params=self.params, status=self.status, body=body)
+
     def request_record(self) -> dict[str, Any]:
         return {
             "url": self.url,

@@ -44,23 +44,13 @@ class OkxClient(SourceClient):
         fetched = self.http.get(endpoint, params)
         body = fetched.json()
         if not isinstance(body, dict) or not isinstance(body.get("code"), str):
-            raise PayloadError(
-                "not an OKX v5 envelope",
-                endpoint=endpoint,
-                params=params,
-                status=fetched.status,
-                body=fetched.body.decode(errors="replace"),
-            )
+            raise fetched.error("not an OKX v5 envelope", body=fetched.text)
         if body["code"] != "0":
-            raise SourceError(
-                f"OKX code {body['code']} ({body.get('msg')})",
-                endpoint=endpoint,
-                params=params,
-                status=fetched.status,
-                body=fetched.body.decode(errors="replace"),
+            raise fetched.error(
+                f"OKX code {body['code']} ({body.get('msg')})", SourceError, body=fetched.text
             )
         if not isinstance(body.get("data"), list):
-            raise PayloadError("data missing", endpoint=endpoint, params=params, status=fetched.status)
+            raise fetched.error("data missing")
         return fetched, body["data"]
 
     def funding_history_pages(self, inst: str, start: datetime, end: datetime) -> Iterator[Fetched]:
@@ -76,12 +66,7 @@ class OkxClient(SourceClient):
             try:
                 oldest = min(int(r["fundingTime"]) for r in data)
             except (KeyError, TypeError, ValueError) as exc:
-                raise PayloadError(
-                    "bad fundingTime",
-                    endpoint="/api/v5/public/funding-rate-history",
-                    params=params,
-                    status=fetched.status,
-                ) from exc
+                raise fetched.error("bad fundingTime") from exc
             if oldest <= lo or oldest >= cursor:
                 return
             cursor = oldest
