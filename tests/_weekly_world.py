@@ -271,16 +271,7 @@ def build(seed: int = 7) -> dict[str, pl.DataFrame]:
     }
 
 
-TABLE_OF = {
-    "coin_daily": COIN_DAILY,
-    "coin_registry": COIN_REGISTRY,
-    "btc_hourly": BTC_HOURLY,
-    "funding_rates": FUNDING_RATES,
-    "open_interest": OPEN_INTEREST,
-    "long_short_ratio": LONG_SHORT_RATIO,
-    "perp_volume_daily": PERP_VOLUME_DAILY,
-    "macro_observations": MACRO_OBSERVATIONS,
-}
+TABLE_OF = {t.name: t for t in (COIN_DAILY, COIN_REGISTRY, *CLEAN_TABLES)}
 
 
 def write_lake(
