@@ -14,89 +14,37 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
-from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, TABLES, UTC_MS, Column, Table
+import tests._week_pipeline as pipe
+from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, TABLES, Table
 from pipelines.warehouse import Warehouse
 
 
-def _table(name: str, partition_by: str, cols: tuple[Column, ...]) -> Table:
-    """The real clean table (declared in pipelines.schemas); its columns must be the ones below."""
+def _table(name: str, *columns: str) -> Table:
+    """The real clean table (declared in pipelines.schemas); its columns must be ``columns``, in this order."""
     table = TABLES[name]
-    assert [c.name for c in table.columns] == [c.name for c in cols], f"{name}: columns changed"
+    assert [c.name for c in table.columns] == list(columns), f"{name}: columns changed"
     return table
 
 
-S, F, D = pa.string(), pa.float64(), pa.date32()
 FUNDING_RATES = _table(
-    "funding_rates",
-    "date",
-    (
-        Column("exchange", S, ""),
-        Column("symbol", S, ""),
-        Column("funding_time", UTC_MS, ""),
-        Column("funding_rate", F, ""),
-        Column("interval_hours", pa.int32(), ""),
-        Column("raw_file", S, ""),
-    ),
+    "funding_rates", "exchange", "symbol", "funding_time", "funding_rate", "interval_hours", "raw_file"
 )
-OPEN_INTEREST = _table(
-    "open_interest",
-    "date",
-    (
-        Column("exchange", S, ""),
-        Column("symbol", S, ""),
-        Column("ts", UTC_MS, ""),
-        Column("oi_usd", F, ""),
-        Column("raw_file", S, ""),
-    ),
-)
+OPEN_INTEREST = _table("open_interest", "exchange", "symbol", "ts", "oi_usd", "raw_file")
 LONG_SHORT_RATIO = _table(
-    "long_short_ratio",
-    "date",
-    (
-        Column("exchange", S, ""),
-        Column("symbol", S, ""),
-        Column("ts", UTC_MS, ""),
-        Column("long_account", F, ""),
-        Column("short_account", F, ""),
-        Column("raw_file", S, ""),
-    ),
+    "long_short_ratio", "exchange", "symbol", "ts", "long_account", "short_account", "raw_file"
 )
-BTC_HOURLY = _table(
-    "btc_hourly",
-    "date",
-    (
-        Column("ts", UTC_MS, ""),
-        Column("open", F, ""),
-        Column("high", F, ""),
-        Column("low", F, ""),
-        Column("close", F, ""),
-        Column("volume", F, ""),
-        Column("quote_volume", F, ""),
-        Column("raw_file", S, ""),
-    ),
-)
-PERP_VOLUME_DAILY = _table(
-    "perp_volume_daily",
-    "date",
-    (
-        Column("exchange", S, ""),
-        Column("symbol", S, ""),
-        Column("quote_volume_usd", F, ""),
-        Column("raw_file", S, ""),
-    ),
-)
-MACRO_OBSERVATIONS = _table(
-    "macro_observations",
-    "series",
-    (
-        Column("series_id", S, ""),
-        Column("date", D, ""),
-        Column("value", F, "", True),
-        Column("pulled_at", UTC_MS, ""),
-        Column("raw_file", S, ""),
-    ),
+BTC_HOURLY = _table("btc_hourly", "ts", "open", "high", "low", "close", "volume", "quote_volume", "raw_file")
+PERP_VOLUME_DAILY = _table("perp_volume_daily", "exchange", "symbol", "quote_volume_usd", "raw_file")
+MACRO_OBSERVATIONS = _table("macro_observations", "series_id", "date", "value", "pulled_at", "raw_file")
+# the clean derivative and macro tables (built from the raw derivative and FRED pulls)
+CLEAN_TABLES = (
+    FUNDING_RATES,
+    OPEN_INTEREST,
+    LONG_SHORT_RATIO,
+    BTC_HOURLY,
+    PERP_VOLUME_DAILY,
+    MACRO_OBSERVATIONS,
 )
 
 FIRST_DAY = date(2025, 2, 10)
@@ -323,16 +271,7 @@ def build(seed: int = 7) -> dict[str, pl.DataFrame]:
     }
 
 
-TABLE_OF = {
-    "coin_daily": COIN_DAILY,
-    "coin_registry": COIN_REGISTRY,
-    "btc_hourly": BTC_HOURLY,
-    "funding_rates": FUNDING_RATES,
-    "open_interest": OPEN_INTEREST,
-    "long_short_ratio": LONG_SHORT_RATIO,
-    "perp_volume_daily": PERP_VOLUME_DAILY,
-    "macro_observations": MACRO_OBSERVATIONS,
-}
+TABLE_OF = {t.name: t for t in (COIN_DAILY, COIN_REGISTRY, *CLEAN_TABLES)}
 
 
 def write_lake(
@@ -358,4 +297,18 @@ def write_lake(
             part = part.drop(table.partition_by, "known_at")
             wh.write_partition(table, str(key), part.sort(part.columns[:3]))
     wh.refresh_catalog()
+    return wh
+
+
+# The week the pipeline-level tests (mutations, second derivation) report on, and the weeks before it whose
+# weekly tables its report reads.
+WEEK = "2025-04-21"
+HISTORY = ["2025-03-31", "2025-04-07", "2025-04-14"]
+
+
+def write_week_lake(root: Path) -> Warehouse:
+    """The lake as known on 2025-04-29 (after ``WEEK`` closed), with the weekly tables of ``HISTORY`` computed."""
+    wh = write_lake(root, build(), datetime(2025, 4, 29, tzinfo=UTC))
+    for w in HISTORY:
+        assert pipe.compute_weekly(wh, w) == []
     return wh

@@ -12,8 +12,10 @@ import pytest
 from pipelines.emulator.server import Fault, MarketEmulator
 from pipelines.pulls.derivatives import PERP_TOP_N
 from pipelines.runner import RANGE_END_TAG, RANGE_START_TAG
+from pipelines.settings import BASE_URLS
 from pipelines.sources.fred import SERIES as FRED_SERIES
 from pipelines.warehouse import Warehouse, sha256_file
+from tests._weekly_world import CLEAN_TABLES
 
 RAW = [
     "raw_coingecko_markets",
@@ -26,14 +28,7 @@ RAW = [
     "raw_okx_derivatives",
     "raw_fred_series",
 ]
-CLEAN = [
-    "funding_rates",
-    "open_interest",
-    "long_short_ratio",
-    "btc_hourly",
-    "perp_volume_daily",
-    "macro_observations",
-]
+CLEAN = [t.name for t in CLEAN_TABLES]
 # the raw assets that follow the top perpetuals (their ``top_n`` config)
 DERIVATIVE_PULLS = (
     "raw_binance_funding",
@@ -222,28 +217,13 @@ def test_replay_from_recorded_raw_without_network(four_days, tmp_path, monkeypat
     copy = tmp_path / "replay"
     shutil.copytree(wh.raw_dir, copy / "raw")
     monkeypatch.setenv("WAREHOUSE_DIR", str(copy))
-    for var in (
-        "COINGECKO_BASE_URL",
-        "BINANCE_FAPI_BASE_URL",
-        "BINANCE_SPOT_BASE_URL",
-        "BINANCE_VISION_BASE_URL",
-        "BYBIT_BASE_URL",
-        "OKX_BASE_URL",
-        "FRED_BASE_URL",
-    ):
+    for var in BASE_URLS:
         monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens there
     with dg.instance_for_test() as instance:
         result = run(instance, "2025-11-20", "2025-11-23", ["coin_registry", *CLEAN])
         assert result.success, errors(result)
     replay = Warehouse(copy)
-    for table in (
-        "funding_rates",
-        "open_interest",
-        "long_short_ratio",
-        "btc_hourly",
-        "perp_volume_daily",
-        "macro_observations",
-    ):
+    for table in CLEAN:
         a = wh.query(f"SELECT * EXCLUDE (raw_file) FROM {table} ORDER BY ALL")
         b = replay.query(f"SELECT * EXCLUDE (raw_file) FROM {table} ORDER BY ALL")
         assert a.height and a.equals(b), table

@@ -5,7 +5,6 @@ weekly tables) passes."""
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime
 
 import dagster as dg
 import numpy as np
@@ -21,18 +20,13 @@ import tests._week_pipeline as pipe
 from assets.report import build_report
 from pipelines.narrative import crosscheck as cc
 from pipelines.warehouse import Warehouse
-from tests._weekly_world import build, write_lake
-
-WEEK = "2025-04-21"
-HISTORY = ["2025-03-31", "2025-04-07", "2025-04-14"]
+from tests._weekly_world import HISTORY, WEEK, write_week_lake
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("crosscheck")
-    wh = write_lake(root, build(), datetime(2025, 4, 29, tzinfo=UTC))
-    for w in HISTORY:
-        assert pipe.compute_weekly(wh, w) == []
+    write_week_lake(root)
     return root
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from pipelines.emulator.market import build_market, hour_index
 from pipelines.emulator.server import MarketEmulator
+from pipelines.pulls.coingecko import MEMBERSHIP_CATEGORIES
 from tests.conftest import TEST_NOW
 
 
@@ -37,18 +38,8 @@ def test_universe_has_coins_ids_and_excluded_kinds() -> None:
     assert len(m.coins) >= 150
     assert len({c.id for c in m.coins}) == len(m.coins)
     cats = {cat for c in m.coins for cat in c.categories}
-    for needed in (
-        "stablecoins",
-        "wrapped-tokens",
-        "liquid-staking-tokens",
-        "layer-1",
-        "layer-2",
-        "gaming",
-        "depin",
-        "artificial-intelligence",
-        "meme-token",
-        "decentralized-finance-defi",
-    ):
+    # every category the pipeline pulls membership of: the report's sectors and the excluded kinds
+    for needed in MEMBERSHIP_CATEGORIES:
         assert needed in cats
 
 

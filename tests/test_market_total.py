@@ -233,6 +233,17 @@ def test_global_is_stored_with_the_snapshot_and_measures_the_top_share(cg, fresh
     assert row["observed_at"] == fresh_emulator.now and row["close_day"] is None  # Tuesday 06:00: not a close
 
 
+def _global_total(usd: float) -> Fault:
+    """Every /global answer with ``total_market_cap.usd`` replaced by ``usd``."""
+    return Fault(
+        api="coingecko",
+        path="^/global",
+        kind="drift",
+        times=None,
+        mutate=lambda b: {**b, "data": {**b["data"], "total_market_cap": {"usd": usd}}},
+    )
+
+
 @pytest.mark.parametrize(
     "fault, reason",
     [
@@ -248,46 +259,10 @@ def test_global_is_stored_with_the_snapshot_and_measures_the_top_share(cg, fresh
             NOT_FOUND,
         ),
         (Fault(api="coingecko", path="^/global", kind="503", times=None), UNAVAILABLE),
-        (
-            Fault(
-                api="coingecko",
-                path="^/global",
-                kind="drift",
-                times=None,
-                mutate=lambda b: {**b, "data": {**b["data"], "total_market_cap": {"usd": 0}}},
-            ),
-            PAYLOAD,
-        ),
-        (
-            Fault(
-                api="coingecko",
-                path="^/global",
-                kind="drift",
-                times=None,
-                mutate=lambda b: {**b, "data": {**b["data"], "total_market_cap": {"usd": -3e12}}},
-            ),
-            PAYLOAD,
-        ),
-        (
-            Fault(
-                api="coingecko",
-                path="^/global",
-                kind="drift",
-                times=None,
-                mutate=lambda b: {**b, "data": {**b["data"], "total_market_cap": {"usd": float("nan")}}},
-            ),
-            PAYLOAD,
-        ),
-        (
-            Fault(
-                api="coingecko",
-                path="^/global",
-                kind="drift",
-                times=None,  # below the listed coins' own total
-                mutate=lambda b: {**b, "data": {**b["data"], "total_market_cap": {"usd": 1e12}}},
-            ),
-            PAYLOAD,
-        ),
+        (_global_total(0), PAYLOAD),
+        (_global_total(-3e12), PAYLOAD),
+        (_global_total(float("nan")), PAYLOAD),
+        (_global_total(1e12), PAYLOAD),  # below the listed coins' own total
         (
             Fault(api="coingecko", path="^/global", kind="drift", times=None, mutate=lambda b: {"data": {}}),
             PAYLOAD,

@@ -40,9 +40,14 @@ def lake(base_lake, tmp_path) -> Warehouse:
     return Warehouse(tmp_path / "wh")
 
 
-def _rewrite(wh: Warehouse, day: date, fn) -> None:
+def _set(wh: Warehouse, day: date, coin_id: str, column: str, value: float | None) -> None:
+    """Rewrites ``column`` of ``coin_id``'s coin_daily row on ``day`` as ``value`` in the lake."""
     df = wh.read_partition(COIN_DAILY, day.isoformat())
-    wh.write_partition(COIN_DAILY, day.isoformat(), fn(df))
+    where = pl.col("coin_id") == coin_id
+    df = df.with_columns(
+        pl.when(where).then(pl.lit(value, pl.Float64)).otherwise(pl.col(column)).alias(column)
+    )
+    wh.write_partition(COIN_DAILY, day.isoformat(), df)
     wh.refresh_catalog()
 
 
@@ -53,31 +58,13 @@ def test_clean_week_passes(lake) -> None:
 @pytest.mark.parametrize("value", [0.0, None, -5.0])
 @pytest.mark.parametrize("day", [OPEN, CLOSE])
 def test_top_coin_market_cap_zero_or_null_blocks_naming_the_row(lake, day, value) -> None:
-    _rewrite(
-        lake,
-        day,
-        lambda df: df.with_columns(
-            pl.when(pl.col("coin_id") == "alt000")
-            .then(pl.lit(value, pl.Float64))
-            .otherwise(pl.col("market_cap_usd"))
-            .alias("market_cap_usd")
-        ),
-    )
+    _set(lake, day, "alt000", "market_cap_usd", value)
     problems = quality.week_problems(lake, WEEK)
     assert any(f"date={day}, coin_id=alt000" in p and "market_cap_usd" in p for p in problems), problems
 
 
 def test_non_finite_price_blocks(lake) -> None:
-    _rewrite(
-        lake,
-        CLOSE,
-        lambda df: df.with_columns(
-            pl.when(pl.col("coin_id") == "alt010")
-            .then(float("inf"))
-            .otherwise(pl.col("price_usd"))
-            .alias("price_usd")
-        ),
-    )
+    _set(lake, CLOSE, "alt010", "price_usd", float("inf"))
     problems = quality.week_problems(lake, WEEK)
     assert any("coin_id=alt010" in p and "price_usd = inf" in p for p in problems), problems
 
@@ -153,16 +140,7 @@ def test_days_of_run_never_silently_checks_other_days() -> None:
 
 def test_old_blocking_rules_passed_a_zero_market_cap_the_new_rule_names_it(lake) -> None:
     """The review finding: a top coin's market cap 0 on the close day left every rule green."""
-    _rewrite(
-        lake,
-        CLOSE,
-        lambda df: df.with_columns(
-            pl.when(pl.col("coin_id") == "alt000")
-            .then(0.0)
-            .otherwise(pl.col("market_cap_usd"))
-            .alias("market_cap_usd")
-        ),
-    )
+    _set(lake, CLOSE, "alt000", "market_cap_usd", 0.0)
     days = [OPEN + timedelta(days=i) for i in range(8)]
     old = [
         quality.coverage(lake, days, 120),

@@ -23,7 +23,6 @@ from tests._reliability import assert_untouched, tree_hashes, week
 from tests.conftest import point_env_at
 
 WEEK, FIRST = "2025-11-17", "2025-11-17"
-CHART = "/coins/solana/market_chart"
 CHART_ENDPOINT = "/coins/solana/market_chart/range"
 
 
@@ -60,6 +59,11 @@ def wh(stores, emulator: MarketEmulator, tmp_path: Path, monkeypatch: pytest.Mon
     emulator.clear_faults()
 
 
+def _chart_fault(emu: MarketEmulator, coin: str, kind: str, times: int | None, **options) -> None:
+    """A fault of ``kind`` on ``coin``'s CoinGecko chart answers, ``times`` times (None = forever)."""
+    emu.inject(Fault(api="coingecko", path=f"/coins/{coin}/market_chart", kind=kind, times=times, **options))
+
+
 def _chart_requests(emu: MarketEmulator, coin: str = "solana") -> int:
     return emu.count("coingecko", f"/coins/{coin}/market_chart")
 
@@ -90,16 +94,7 @@ def test_transient_faults_are_retried_and_change_nothing(wh, stores, emulator: M
     target, before = wh
     times = {kind: 1 if kind == "timeout" else 2 for kind in TRANSIENT}
     for kind, coin in TRANSIENT.items():
-        emulator.inject(
-            Fault(
-                api="coingecko",
-                path=f"/coins/{coin}/market_chart",
-                kind=kind,
-                times=times[kind],
-                retry_after=0.05,
-                delay=1.5,
-            )
-        )
+        _chart_fault(emulator, coin, kind, times[kind], retry_after=0.05, delay=1.5)
     n0 = {kind: _chart_requests(emulator, coin) for kind, coin in TRANSIENT.items()}
     week(WEEK, FIRST)
     for kind, coin in TRANSIENT.items():  # the faulty answers, then the good one
@@ -112,7 +107,7 @@ def test_transient_faults_are_retried_and_change_nothing(wh, stores, emulator: M
 
 def test_retry_after_is_honoured(wh, emulator: MarketEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTP_MAX_RETRY_WAIT_SECONDS", "5")
-    emulator.inject(Fault(api="coingecko", path=CHART, kind="429", times=2, retry_after=0.6))
+    _chart_fault(emulator, "solana", "429", 2, retry_after=0.6)
     t0 = time.monotonic()
     week(WEEK, FIRST)
     assert time.monotonic() - t0 >= 1.2  # two waits of Retry-After: 0.6 s
@@ -131,16 +126,7 @@ LASTING = {
 def test_lasting_faults_fail_naming_endpoint_and_params(wh, emulator: MarketEmulator) -> None:
     target, before = wh
     for kind, coin in LASTING.items():
-        emulator.inject(
-            Fault(
-                api="coingecko",
-                path=f"/coins/{coin}/market_chart",
-                kind=kind,
-                times=None,
-                retry_after=0.01,
-                delay=1.0,
-            )
-        )
+        _chart_fault(emulator, coin, kind, None, retry_after=0.01, delay=1.0)
     with pytest.raises(RunFailed) as err:
         week(WEEK, FIRST)
     msg = str(err.value)
@@ -185,15 +171,7 @@ DRIFT_COINS = dict(
 def test_schema_drifts_are_refused_before_storage(wh, emulator: MarketEmulator) -> None:
     target, before = wh
     for name, coin in DRIFT_COINS.items():
-        emulator.inject(
-            Fault(
-                api="coingecko",
-                path=f"/coins/{coin}/market_chart",
-                kind="drift",
-                times=None,
-                mutate=REFUSED_DRIFTS[name][0],
-            )
-        )
+        _chart_fault(emulator, coin, "drift", None, mutate=REFUSED_DRIFTS[name][0])
     with pytest.raises(RunFailed) as err:
         week(WEEK, FIRST)
     msg = str(err.value)
@@ -219,10 +197,8 @@ def test_extra_fields_duplicates_and_disorder_are_harmless(wh, stores, emulator:
         out = _map_series(body, lambda s: list(reversed(s + s[::3])))  # out of order, a third of points twice
         return {**out, "extra_field": {"new": True}, "market_cap_rank": 5}
 
-    emulator.inject(Fault(api="coingecko", path=CHART, kind="drift", times=None, mutate=noisy))
-    emulator.inject(
-        Fault(api="coingecko", path="/coins/bitcoin/market_chart", kind="drift", times=None, mutate=noisy)
-    )
+    _chart_fault(emulator, "solana", "drift", None, mutate=noisy)
+    _chart_fault(emulator, "bitcoin", "drift", None, mutate=noisy)
     week(WEEK, FIRST)
     assert_untouched(before, tree_hashes(target, "lake", "raw"))
     assert tree_hashes(target, "lake", "reports") == stores[1]
@@ -236,7 +212,7 @@ def test_missing_day_is_a_visible_gap_not_a_fill(wh, emulator: MarketEmulator) -
     def drop_day(body: dict) -> dict:
         return _map_series(body, lambda s: [p for p in s if not hole[0] <= p[0] < hole[1]])
 
-    emulator.inject(Fault(api="coingecko", path=CHART, kind="drift", times=None, mutate=drop_day))
+    _chart_fault(emulator, "solana", "drift", None, mutate=drop_day)
     with dg.instance_for_test() as instance:
         run_week(WEEK, instance, first_day=FIRST)
         meta = instance.get_latest_materialization_event(

@@ -39,6 +39,11 @@ def _drop_close(body: dict) -> dict:
     }
 
 
+def _drift(emulator: MarketEmulator, path: str, mutate) -> None:
+    """Every CoinGecko answer whose path matches ``path`` (a regex) is passed through ``mutate`` from now on."""
+    emulator.inject(Fault(api="coingecko", path=path, kind="drift", times=None, mutate=mutate))
+
+
 @pytest.fixture
 def env(emulator: MarketEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     wh = tmp_path / "warehouse"
@@ -70,51 +75,23 @@ def _run_expecting_failure(wh: Path, check: str, needle: str) -> None:
 
 
 def test_tenfold_market_cap_jump_blocks(env: Path, emulator: MarketEmulator) -> None:
-    emulator.inject(
-        Fault(
-            api="coingecko",
-            path="/coins/solana/market_chart",
-            kind="drift",
-            times=None,
-            mutate=_edit("market_caps", lambda v: v * 10),
-        )
-    )
+    _drift(emulator, "/coins/solana/market_chart", _edit("market_caps", lambda v: v * 10))
     _run_expecting_failure(env, "market_cap_outliers", "2025-11-20: solana market cap x10")
 
 
 def test_bitcoin_missing_on_a_day_blocks(env: Path, emulator: MarketEmulator) -> None:
-    emulator.inject(
-        Fault(
-            api="coingecko", path="/coins/bitcoin/market_chart", kind="drift", times=None, mutate=_drop_close
-        )
-    )
+    _drift(emulator, "/coins/bitcoin/market_chart", _drop_close)
     _run_expecting_failure(env, "coverage", "2025-11-20: bitcoin missing")
 
 
 def test_coverage_below_ninety_percent_blocks(env: Path, emulator: MarketEmulator) -> None:
     # every coin whose id starts with a letter from c to m loses the close of 2025-11-20 (about a third)
-    emulator.inject(
-        Fault(
-            api="coingecko",
-            path="^/coins/[c-m][^/]*/market_chart",
-            kind="drift",
-            times=None,
-            mutate=_drop_close,
-        )
-    )
+    _drift(emulator, "^/coins/[c-m][^/]*/market_chart", _drop_close)
     _run_expecting_failure(env, "coverage", "fewer than 108 (90% of 120)")
 
 
 def test_stablecoin_off_peg_warns_without_blocking(env: Path, emulator: MarketEmulator) -> None:
-    emulator.inject(
-        Fault(
-            api="coingecko",
-            path="/coins/tether/market_chart",
-            kind="drift",
-            times=None,
-            mutate=_edit("prices", lambda v: v * 0.95),
-        )
-    )
+    _drift(emulator, "/coins/tether/market_chart", _edit("prices", lambda v: v * 0.95))
     with dg.instance_for_test() as instance:
         run = run_week(WEEK, instance, first_day="2025-11-16")
         ev = _evaluations(instance)["stablecoin_peg"]

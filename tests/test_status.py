@@ -44,22 +44,15 @@ def desk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     with dg.DagsterInstance.get() as instance:
         assert not dg.materialize([boom], instance=instance, raise_on_error=False).success
         assert dg.materialize([tiny], instance=instance, tags={"crypto-weekly/trigger": "test"}).success
-        instance.report_runless_asset_event(
-            dg.AssetCheckEvaluation(
-                asset_key=dg.AssetKey("weekly_leverage"),
-                check_name="funding_sane",
-                passed=False,
-                partition="2025-11-24",
+        for asset, check, passed, week in (
+            ("weekly_leverage", "funding_sane", False, "2025-11-24"),
+            ("weekly_market", "caps_positive", True, "2025-11-17"),
+        ):
+            instance.report_runless_asset_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=dg.AssetKey(asset), check_name=check, passed=passed, partition=week
+                )
             )
-        )
-        instance.report_runless_asset_event(
-            dg.AssetCheckEvaluation(
-                asset_key=dg.AssetKey("weekly_market"),
-                check_name="caps_positive",
-                passed=True,
-                partition="2025-11-17",
-            )
-        )
     return wh
 
 

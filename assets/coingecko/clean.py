@@ -3,9 +3,10 @@
 import dagster as dg
 import polars as pl
 
+from assets._clean import clean_asset
 from assets._meta import md_table, table_metadata
 from assets.coingecko.raw import latest_snapshot
-from pipelines.calendar import DAILY, days_between, parse_day
+from pipelines.calendar import days_between, parse_day
 from pipelines.clean import estimates
 from pipelines.clean.coingecko import (
     build_coin_daily,
@@ -19,16 +20,14 @@ from pipelines.schemas import COIN_DAILY, COIN_DAILY_ESTIMATES, COIN_REGISTRY, G
 from pipelines.warehouse import is_safe_component
 
 
-@dg.asset(
-    pool="asset_coin_registry",
-    group_name="clean",
-    kinds={"python", "parquet"},
-    deps=["raw_coingecko_markets"],
-    description=(
+@clean_asset(
+    COIN_REGISTRY,
+    ["raw_coingecko_markets"],
+    (
         "The coins the pipeline follows (CoinGecko top N at the latest snapshot) with their CoinGecko categories. "
         "One lake partition per snapshot; older snapshots are kept."
     ),
-    metadata={"dagster/column_schema": COIN_REGISTRY.dagster_column_schema()},
+    duckdb=False,
 )
 def coin_registry(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
@@ -64,18 +63,16 @@ def coin_registry(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     )
 
 
-@dg.asset(
-    pool="asset_global_market_cap",
-    group_name="clean",
-    kinds={"python", "parquet"},
-    deps=["raw_coingecko_markets"],
-    description=(
+@clean_asset(
+    GLOBAL_MARKET_CAP,
+    ["raw_coingecko_markets"],
+    (
         "CoinGecko /global as observed (the market's total market cap, when CoinGecko computed it) beside the "
         "share of it held by the largest listed coins of the same instant. One lake partition per registry "
         "snapshot with a /global answer; a partition already in the lake is not rewritten. The weekly market "
         "total divides the top coins' market cap by this share (METHODOLOGY.md, 'The market's total')."
     ),
-    metadata={"dagster/column_schema": GLOBAL_MARKET_CAP.dagster_column_schema()},
+    duckdb=False,
 )
 def global_market_cap(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
@@ -103,20 +100,16 @@ def global_market_cap(
     )
 
 
-@dg.asset(
-    pool="asset_coin_daily",
-    group_name="clean",
-    kinds={"python", "parquet", "duckdb"},
-    partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=["raw_coingecko_market_charts", "raw_binance_spot_daily", COIN_REGISTRY.name],
-    description=(
+@clean_asset(
+    COIN_DAILY,
+    ["raw_coingecko_market_charts", "raw_binance_spot_daily", COIN_REGISTRY.name],
+    (
         "Per coin and UTC day: price, market cap and 24h volume at the day's close (the CoinGecko point of the "
         "next midnight), from the newest stored pull covering that day. Days older than the CoinGecko plan reaches "
         "are estimated (Binance spot close x the coin's supply on the plan's first day, volume null) and listed in "
         "coin_daily_estimates. Lake: lake/coin_daily/date=<day>/."
     ),
-    metadata={"dagster/column_schema": COIN_DAILY.dagster_column_schema()},
+    daily=True,
 )
 def coin_daily(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, coingecko: CoinGeckoResource

@@ -5,9 +5,9 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from pydantic import Field
 
-from assets.derivatives.raw import gap_check, gap_outputs
+from assets._raw import gap_outputs, raw_asset
 from pipelines import gaps as gaps_mod
-from pipelines.calendar import DAILY, days_between, parse_day
+from pipelines.calendar import days_between, parse_day
 from pipelines.clean import estimates
 from pipelines.clean.coingecko import latest_registry
 from pipelines.pulls.coingecko import (
@@ -43,11 +43,8 @@ def latest_snapshot(wh: Warehouse) -> str | None:
     return snaps[-1] if snaps else None
 
 
-@dg.asset(
-    check_specs=gap_check("raw_coingecko_markets"),
-    pool="source_coingecko",
-    group_name="raw",
-    kinds={"python", "json"},
+@raw_asset(
+    "source_coingecko",
     description=(
         "CoinGecko /coins/markets (top N by market cap) and category membership (/coins/markets?category=), "
         "stored as pulled under raw/coingecko/markets/snapshot=<UTC stamp>/, and /global (the market's total) "
@@ -98,13 +95,10 @@ def raw_coingecko_markets(
     )
 
 
-@dg.asset(
-    pool="source_coingecko",
-    group_name="raw",
-    kinds={"python", "json"},
-    partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[COIN_REGISTRY.name],
+@raw_asset(
+    "source_coingecko",
+    gaps=False,
+    daily_deps=[COIN_REGISTRY.name],
     description=(
         "CoinGecko /coins/{id}/market_chart/range for every coin of the registry, one request per coin for the "
         "whole partition range (a backfill of many days is one run). Stored as pulled under "
@@ -173,13 +167,10 @@ class SpotDailyConfig(PullConfig):
     workers: int = Field(default=4, description="symbols pulled concurrently")
 
 
-@dg.asset(
-    pool="source_binance_coingecko",  # Binance's spot API, and CoinGecko's plan window (no CoinGecko request)
-    group_name="raw",
-    kinds={"python", "json"},
-    partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[COIN_REGISTRY.name],
+@raw_asset(
+    "source_binance_coingecko",  # Binance's spot API, and CoinGecko's plan window (no CoinGecko request)
+    gaps=False,
+    daily_deps=[COIN_REGISTRY.name],
     description=(
         "Binance spot daily bars (/api/v3/klines interval 1d, <SYMBOL>USDT) for the registry coins, only for the "
         "days older than the CoinGecko plan reaches (keyless and Demo: 365 days) plus the plan's first day: "

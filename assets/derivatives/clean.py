@@ -13,8 +13,9 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
+from assets._clean import COVERAGE_CHECK, build_or_fail, clean_asset
 from assets._meta import md_table, table_metadata
-from pipelines.calendar import DAILY, days_between, parse_day
+from pipelines.calendar import days_between, parse_day
 from pipelines.clean import derivatives as cd
 from pipelines.resources import WarehouseResource
 from pipelines.schemas import (
@@ -25,37 +26,12 @@ from pipelines.schemas import (
     PERP_VOLUME_DAILY,
     Table,
 )
-from pipelines.sources.http import PayloadError
 from pipelines.warehouse import Warehouse
 
 
 def _days(context: dg.AssetExecutionContext) -> list[date]:
     keys = context.partition_key_range
     return days_between(parse_day(keys.start), parse_day(keys.end))
-
-
-def build_or_fail(what: str, fn, *args):
-    try:
-        return fn(*args)
-    except PayloadError as exc:
-        raise dg.Failure(
-            f"{what}: a stored response does not have the documented shape; nothing was written. {exc}"
-        ) from exc
-
-
-COVERAGE_CHECK = "coverage_gaps"
-
-
-def coverage_check_specs(asset: str) -> list[dg.AssetCheckSpec]:
-    return [
-        dg.AssetCheckSpec(
-            COVERAGE_CHECK,
-            asset=asset,
-            blocking=False,
-            description="Every day (and every venue) has rows (warning only: missing data is a "
-            "named gap, the days and venues are listed).",
-        )
-    ]
 
 
 def _span(days: list[date]) -> str:
@@ -132,21 +108,14 @@ def _write(
 
 
 VENUES = ("binance", "bybit", "okx")
-_DAILY = dict(
-    group_name="clean",
-    kinds={"python", "parquet", "duckdb"},
-    partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-)
 
 
-@dg.asset(
-    check_specs=coverage_check_specs("funding_rates"),
-    pool="asset_funding_rates",
-    **_DAILY,
-    deps=["raw_binance_funding", "raw_bybit_derivatives", "raw_okx_derivatives"],
-    description="Funding settlements of Binance, Bybit and OKX perpetuals; lake/funding_rates/date=<settlement day>/.",
-    metadata={"dagster/column_schema": FUNDING_RATES.dagster_column_schema()},
+@clean_asset(
+    FUNDING_RATES,
+    ["raw_binance_funding", "raw_bybit_derivatives", "raw_okx_derivatives"],
+    "Funding settlements of Binance, Bybit and OKX perpetuals; lake/funding_rates/date=<settlement day>/.",
+    daily=True,
+    coverage=True,
 )
 def funding_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
@@ -155,23 +124,22 @@ def funding_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     return _write(wh, FUNDING_RATES, frames, venues=VENUES, by_exchange=dg.MetadataValue.md(md_table(by_ex)))
 
 
-@dg.asset(
-    check_specs=coverage_check_specs("open_interest"),
-    pool="asset_open_interest",
-    **_DAILY,
-    deps=[
+@clean_asset(
+    OPEN_INTEREST,
+    [
         "raw_binance_futures_stats",
         "raw_bybit_derivatives",
         "raw_okx_derivatives",
         "raw_binance_klines",
         "coin_daily",
     ],
-    description=(
+    (
         "Perpetual open interest in USD (Binance hourly, Bybit hourly priced with Binance perp closes, or with "
         "CoinGecko's daily close for a symbol Binance gives no price for, OKX daily); "
         "lake/open_interest/date=<day of reading>/. Days before the Binance archive start hold Bybit/OKX only."
     ),
-    metadata={"dagster/column_schema": OPEN_INTEREST.dagster_column_schema()},
+    daily=True,
+    coverage=True,
 )
 def open_interest(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
@@ -198,14 +166,13 @@ def open_interest(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     )
 
 
-@dg.asset(
-    check_specs=coverage_check_specs("long_short_ratio"),
-    pool="asset_long_short_ratio",
-    **_DAILY,
-    deps=["raw_binance_futures_stats"],
-    description="Binance global long/short account ratio, hourly; lake/long_short_ratio/date=<day of reading>/. "
+@clean_asset(
+    LONG_SHORT_RATIO,
+    ["raw_binance_futures_stats"],
+    "Binance global long/short account ratio, hourly; lake/long_short_ratio/date=<day of reading>/. "
     "Days before the Binance metrics archive start are written empty.",
-    metadata={"dagster/column_schema": LONG_SHORT_RATIO.dagster_column_schema()},
+    daily=True,
+    coverage=True,
 )
 def long_short_ratio(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
@@ -217,13 +184,12 @@ def long_short_ratio(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     )
 
 
-@dg.asset(
-    check_specs=coverage_check_specs("btc_hourly"),
-    pool="asset_btc_hourly",
-    **_DAILY,
-    deps=["raw_binance_klines"],
-    description="Binance spot BTCUSDT hourly bars; lake/btc_hourly/date=<day of the bar open>/.",
-    metadata={"dagster/column_schema": BTC_HOURLY.dagster_column_schema()},
+@clean_asset(
+    BTC_HOURLY,
+    ["raw_binance_klines"],
+    "Binance spot BTCUSDT hourly bars; lake/btc_hourly/date=<day of the bar open>/.",
+    daily=True,
+    coverage=True,
 )
 def btc_hourly(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
@@ -232,13 +198,12 @@ def btc_hourly(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
     return _write(wh, BTC_HOURLY, frames, days_with_missing_hours=len(short))
 
 
-@dg.asset(
-    check_specs=coverage_check_specs("perp_volume_daily"),
-    pool="asset_perp_volume_daily",
-    **_DAILY,
-    deps=["raw_binance_klines"],
-    description="Binance USDT-M perpetual daily quote volume; lake/perp_volume_daily/date=<day>/.",
-    metadata={"dagster/column_schema": PERP_VOLUME_DAILY.dagster_column_schema()},
+@clean_asset(
+    PERP_VOLUME_DAILY,
+    ["raw_binance_klines"],
+    "Binance USDT-M perpetual daily quote volume; lake/perp_volume_daily/date=<day>/.",
+    daily=True,
+    coverage=True,
 )
 def perp_volume_daily(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource

@@ -8,94 +8,21 @@ metadata and in the WARN check ``source_gaps``, records them in the gap ledger (
 report, and the run goes on. Nothing is stored for a gap, so the next run asks again.
 """
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
-import polars as pl
 from pydantic import Field
 
-from assets._meta import md_table
+from assets._raw import gap_outputs, not_selected, raw_asset
 from pipelines import gaps as gaps_mod
-from pipelines.calendar import DAILY, days_between, parse_day
+from pipelines.calendar import days_between, parse_day
 from pipelines.clean.coingecko import latest_registry
 from pipelines.pulls import derivatives as ing
 from pipelines.resources import BinanceResource, BybitResource, OkxResource, WarehouseResource
 from pipelines.schemas import COIN_REGISTRY
 from pipelines.sources.http import SourceError
 from pipelines.warehouse import Warehouse
-
-GAP_CHECK = "source_gaps"
-
-
-def gap_check(asset: str) -> list[dg.AssetCheckSpec]:
-    return [
-        dg.AssetCheckSpec(
-            GAP_CHECK,
-            asset=asset,
-            blocking=False,
-            description="Everything asked for was pulled (warning only: what could not be had is a "
-            "named gap: source, dataset, key, days, status, reason).",
-        )
-    ]
-
-
-def gap_table(gaps: list[gaps_mod.Gap], limit: int = 30) -> dg.MetadataValue:
-    if not gaps:
-        return dg.MetadataValue.md("_none_")
-    df = pl.DataFrame(
-        [
-            {
-                "source": g.source,
-                "dataset": g.dataset,
-                "key": g.key,
-                "days": (f"{g.days[0]}..{g.days[-1]} ({len(g.days)})" if g.days else "-"),
-                "status": str(g.status or "-"),
-                "reason": g.reason,
-            }
-            for g in gaps
-        ]
-    )
-    return dg.MetadataValue.md(md_table(df, limit))
-
-
-def gap_outputs(gaps: list[gaps_mod.Gap]) -> tuple[dict, list[dg.AssetCheckResult]]:
-    """Metadata entries and the WARN check result naming ``gaps``."""
-    lines = gaps_mod.describe(gaps)
-    meta = {
-        "gaps": len(gaps),
-        "gap_summary": dg.MetadataValue.md("\n".join(f"- {x}" for x in lines) or "none"),
-        "gap_detail": gap_table(gaps),
-    }
-    check = dg.AssetCheckResult(
-        check_name=GAP_CHECK,
-        passed=not gaps,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"gaps": len(gaps), "summary": "; ".join(lines) or "none"},
-    )
-    return meta, [check]
-
-
-def not_selected(
-    context: dg.AssetExecutionContext, wh: Warehouse, source: str, datasets: list[str], days: list[date]
-) -> dg.MaterializeResult:
-    """The venue is left out by CRYPTO_WEEKLY_VENUES: no request; a "not selected" gap per dataset."""
-    gaps = [
-        gaps_mod.Gap(
-            source,
-            name,
-            "*",
-            ing.day_strings(days),
-            None,
-            gaps_mod.NOT_SELECTED,
-            "left out by CRYPTO_WEEKLY_VENUES",
-        )
-        for name in datasets
-    ]
-    for g in gaps:
-        gaps_mod.record_gaps(wh, g.dataset, days, [g], replace_all=not days)
-    context.log.warning(f"{source}: not selected (CRYPTO_WEEKLY_VENUES); no request made")
-    meta, checks = gap_outputs(gaps)
-    return dg.MaterializeResult(metadata={"requests": 0, "selected": False, **meta}, check_results=checks)
 
 
 class DerivPullConfig(dg.Config):
@@ -121,12 +48,9 @@ class PremiumConfig(dg.Config):
     max_age_hours: float = Field(default=20.0, description="reuse a stored snapshot younger than this")
 
 
-@dg.asset(
-    check_specs=gap_check("raw_binance_premium_index"),
-    pool="source_binance",
-    group_name="raw",
-    kinds={"python", "json"},
-    description=(
+@raw_asset(
+    "source_binance",
+    (
         "Binance USDT-M /fapi/v1/premiumIndex (every listed perpetual, one request), stored as pulled under "
         "raw/binance/premium_index/snapshot=<UTC stamp>/. It lists the perpetuals that exist; the symbols followed "
         "are the largest eligible registry coins among them. A snapshot younger than max_age_hours is reused."
@@ -213,20 +137,39 @@ def perp_symbols(wh: Warehouse, top_n: int) -> list[str]:
     return symbols
 
 
-def _days(context: dg.AssetExecutionContext, now: datetime) -> list[date]:
+@dataclass(frozen=True)
+class _DailyPull:
+    """What a daily pull asks for: the closed days of its partition range and the followed perpetuals."""
+
+    wh: Warehouse
+    now: datetime
+    days: list[date]
+    symbols: list[str]
+
+
+def _start(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    venue: BinanceResource | BybitResource | OkxResource,
+    source: str,
+    datasets: list[str],
+    top_n: int,
+) -> _DailyPull | dg.MaterializeResult:
+    """The start of every daily pull of ``venue``: the run's breaker, the closed days of the partition range and
+    the followed perpetuals; or, for a venue left out by CRYPTO_WEEKLY_VENUES, the "not selected" result."""
+    wh, now = warehouse.get(), venue.now()
+    gaps_mod.breaker_for_run(context.run.run_id)
     keys = context.partition_key_range
-    return ing.closed_days(days_between(parse_day(keys.start), parse_day(keys.end)), now)
+    days = ing.closed_days(days_between(parse_day(keys.start), parse_day(keys.end)), now)
+    if not venue.selected:
+        return not_selected(context, wh, source, datasets, days)
+    return _DailyPull(wh, now, days, perp_symbols(wh, top_n))
 
 
 def _finish(
-    context: dg.AssetExecutionContext,
-    wh: Warehouse,
-    what: str,
-    report: ing.PullReport,
-    days: list[date],
-    symbols: list[str],
-    **extra,
+    context: dg.AssetExecutionContext, run: _DailyPull, what: str, report: ing.PullReport, **extra
 ) -> dg.MaterializeResult:
+    wh, days, symbols = run.wh, run.days, run.symbols
     report.record(wh)
     if report.gaps:
         context.log.warning(
@@ -253,19 +196,13 @@ def _finish(
     )
 
 
-_DAILY = dict(
-    group_name="raw",
-    kinds={"python", "json"},
-    partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[COIN_REGISTRY.name, "raw_binance_premium_index"],
-)
+# The daily pulls follow the perpetuals of the registry and the latest premiumIndex snapshot.
+_PERP_DEPS = [COIN_REGISTRY.name, "raw_binance_premium_index"]
 
 
-@dg.asset(
-    check_specs=gap_check("raw_binance_funding"),
-    pool="source_binance",
-    **_DAILY,
+@raw_asset(
+    "source_binance",
+    daily_deps=_PERP_DEPS,
     description=(
         "Binance USDT-M funding settlements (/fapi/v1/fundingRate, REST for the whole history: 1000 rows a page) for "
         "the followed perpetuals. Stored as pulled under raw/binance/funding_rate/symbol=<S>/pull=<days>__<stamp>/."
@@ -277,23 +214,19 @@ def raw_binance_funding(
     warehouse: WarehouseResource,
     binance: BinanceResource,
 ) -> dg.MaterializeResult:
-    wh, now = warehouse.get(), binance.now()
-    gaps_mod.breaker_for_run(context.run.run_id)
-    days = _days(context, now)
-    if not binance.selected:
-        return not_selected(context, wh, "binance", [ing.BINANCE_FUNDING.name], days)
-    symbols = perp_symbols(wh, config.top_n)
+    run = _start(context, warehouse, binance, "binance", [ing.BINANCE_FUNDING.name], config.top_n)
+    if isinstance(run, dg.MaterializeResult):
+        return run
     with binance.futures() as client:
         report = ing.pull_binance_funding(
-            client, wh, symbols, days, force=config.force, workers=config.workers
+            client, run.wh, run.symbols, run.days, force=config.force, workers=config.workers
         )
-    return _finish(context, wh, "Binance funding", report, days, symbols)
+    return _finish(context, run, "Binance funding", report)
 
 
-@dg.asset(
-    check_specs=gap_check("raw_binance_futures_stats"),
-    pool="source_binance",
-    **_DAILY,
+@raw_asset(
+    "source_binance",
+    daily_deps=_PERP_DEPS,
     description=(
         "Binance USDT-M open interest and global long/short account ratio, hourly: REST openInterestHist and "
         "globalLongShortAccountRatio for the last 30 days (their limit), the daily data.binance.vision metrics "
@@ -307,47 +240,40 @@ def raw_binance_futures_stats(
     warehouse: WarehouseResource,
     binance: BinanceResource,
 ) -> dg.MaterializeResult:
-    wh, now = warehouse.get(), binance.now()
-    gaps_mod.breaker_for_run(context.run.run_id)
-    days = _days(context, now)
-    if not binance.selected:
-        return not_selected(
-            context, wh, "binance", [ing.BINANCE_OI.name, ing.BINANCE_LS.name, ing.BINANCE_METRICS.name], days
-        )
-    symbols = perp_symbols(wh, config.top_n)
+    datasets = [ing.BINANCE_OI.name, ing.BINANCE_LS.name, ing.BINANCE_METRICS.name]
+    run = _start(context, warehouse, binance, "binance", datasets, config.top_n)
+    if isinstance(run, dg.MaterializeResult):
+        return run
     start = (
         date.fromisoformat(config.archive_start)
         if config.archive_start
-        else (now - timedelta(days=ing.DEFAULT_ARCHIVE_DAYS)).date()
+        else (run.now - timedelta(days=ing.DEFAULT_ARCHIVE_DAYS)).date()
     )
     with binance.futures() as fapi, binance.vision() as vision:
         report = ing.pull_binance_stats(
             fapi,
             vision,
-            wh,
-            symbols,
-            days,
-            now,
+            run.wh,
+            run.symbols,
+            run.days,
+            run.now,
             archive_start=start,
             force=config.force,
             workers=config.workers,
         )
     return _finish(
         context,
-        wh,
+        run,
         "Binance OI / long-short",
         report,
-        days,
-        symbols,
         archive_start=start.isoformat(),
-        rest_first_day=ing.rest_stats_first_day(now).isoformat(),
+        rest_first_day=ing.rest_stats_first_day(run.now).isoformat(),
     )
 
 
-@dg.asset(
-    check_specs=gap_check("raw_binance_klines"),
-    pool="source_binance",
-    **_DAILY,
+@raw_asset(
+    "source_binance",
+    daily_deps=_PERP_DEPS,
     description=(
         "Binance klines: spot BTCUSDT 1h (/api/v3/klines) and, per followed perpetual, USDT-M 1d bars (perp volume) "
         "and 1h bars (prices for Bybit OI in USD) from /fapi/v1/klines. Stored as pulled under "
@@ -360,29 +286,20 @@ def raw_binance_klines(
     warehouse: WarehouseResource,
     binance: BinanceResource,
 ) -> dg.MaterializeResult:
-    wh, now = warehouse.get(), binance.now()
-    gaps_mod.breaker_for_run(context.run.run_id)
-    days = _days(context, now)
-    if not binance.selected:
-        return not_selected(
-            context,
-            wh,
-            "binance",
-            [ing.BINANCE_SPOT_1H.name, ing.BINANCE_PERP_1D.name, ing.BINANCE_PERP_1H.name],
-            days,
-        )
-    symbols = perp_symbols(wh, config.top_n)
+    datasets = [ing.BINANCE_SPOT_1H.name, ing.BINANCE_PERP_1D.name, ing.BINANCE_PERP_1H.name]
+    run = _start(context, warehouse, binance, "binance", datasets, config.top_n)
+    if isinstance(run, dg.MaterializeResult):
+        return run
     with binance.futures() as fapi, binance.spot() as spot:
         report = ing.pull_binance_klines(
-            fapi, spot, wh, symbols, days, force=config.force, workers=config.workers
+            fapi, spot, run.wh, run.symbols, run.days, force=config.force, workers=config.workers
         )
-    return _finish(context, wh, "Binance klines", report, days, symbols)
+    return _finish(context, run, "Binance klines", report)
 
 
-@dg.asset(
-    check_specs=gap_check("raw_bybit_derivatives"),
-    pool="source_bybit",
-    **_DAILY,
+@raw_asset(
+    "source_bybit",
+    daily_deps=_PERP_DEPS,
     description=(
         "Bybit linear perpetuals: funding history (/v5/market/funding/history) and hourly open interest in base coin "
         "(/v5/market/open-interest), for the followed symbols; whole history reachable."
@@ -394,21 +311,21 @@ def raw_bybit_derivatives(
     warehouse: WarehouseResource,
     bybit: BybitResource,
 ) -> dg.MaterializeResult:
-    wh, now = warehouse.get(), bybit.now()
-    gaps_mod.breaker_for_run(context.run.run_id)
-    days = _days(context, now)
-    if not bybit.selected:
-        return not_selected(context, wh, "bybit", [ing.BYBIT_FUNDING.name, ing.BYBIT_OI.name], days)
-    symbols = perp_symbols(wh, config.top_n)
+    run = _start(
+        context, warehouse, bybit, "bybit", [ing.BYBIT_FUNDING.name, ing.BYBIT_OI.name], config.top_n
+    )
+    if isinstance(run, dg.MaterializeResult):
+        return run
     with bybit.client() as client:
-        report = ing.pull_bybit(client, wh, symbols, days, force=config.force, workers=config.workers)
-    return _finish(context, wh, "Bybit", report, days, symbols)
+        report = ing.pull_bybit(
+            client, run.wh, run.symbols, run.days, force=config.force, workers=config.workers
+        )
+    return _finish(context, run, "Bybit", report)
 
 
-@dg.asset(
-    check_specs=gap_check("raw_okx_derivatives"),
-    pool="source_okx",
-    **_DAILY,
+@raw_asset(
+    "source_okx",
+    daily_deps=_PERP_DEPS,
     description=(
         "OKX USDT swaps: funding history (realizedRate; OKX keeps about 3 months, older days are not asked) and "
         "the rubik daily open interest per coin in USD (180 days kept), for the followed symbols."
@@ -417,12 +334,11 @@ def raw_bybit_derivatives(
 def raw_okx_derivatives(
     context: dg.AssetExecutionContext, config: DerivPullConfig, warehouse: WarehouseResource, okx: OkxResource
 ) -> dg.MaterializeResult:
-    wh, now = warehouse.get(), okx.now()
-    gaps_mod.breaker_for_run(context.run.run_id)
-    days = _days(context, now)
-    if not okx.selected:
-        return not_selected(context, wh, "okx", [ing.OKX_FUNDING.name, ing.OKX_OI.name], days)
-    symbols = perp_symbols(wh, config.top_n)
+    run = _start(context, warehouse, okx, "okx", [ing.OKX_FUNDING.name, ing.OKX_OI.name], config.top_n)
+    if isinstance(run, dg.MaterializeResult):
+        return run
     with okx.client() as client:
-        report = ing.pull_okx(client, wh, symbols, days, now, force=config.force, workers=config.workers)
-    return _finish(context, wh, "OKX", report, days, symbols)
+        report = ing.pull_okx(
+            client, run.wh, run.symbols, run.days, run.now, force=config.force, workers=config.workers
+        )
+    return _finish(context, run, "OKX", report)

@@ -6,23 +6,20 @@ check ``coverage_gaps`` and the report's Data gaps section."""
 import dagster as dg
 import polars as pl
 
+from assets._clean import COVERAGE_CHECK, build_or_fail, clean_asset
 from assets._meta import md_table, table_metadata
-from assets.derivatives.clean import COVERAGE_CHECK, build_or_fail, coverage_check_specs
 from pipelines.clean import derivatives as cd
 from pipelines.resources import WarehouseResource
 from pipelines.schemas import MACRO_OBSERVATIONS
 from pipelines.sources.fred import SERIES as FRED_SERIES
 
 
-@dg.asset(
-    check_specs=coverage_check_specs("macro_observations"),
-    pool="asset_macro_observations",
-    group_name="clean",
-    kinds={"python", "parquet", "duckdb"},
-    deps=["raw_fred_series"],
-    description="FRED observations of the report's macro series, from the newest stored CSV of each; "
+@clean_asset(
+    MACRO_OBSERVATIONS,
+    ["raw_fred_series"],
+    "FRED observations of the report's macro series, from the newest stored CSV of each; "
     "lake/macro_observations/series=<id>/. FRED '.'/blank stay null.",
-    metadata={"dagster/column_schema": MACRO_OBSERVATIONS.dagster_column_schema()},
+    coverage=True,
 )
 def macro_observations(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource

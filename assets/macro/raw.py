@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from pydantic import Field
 
-from assets.derivatives.raw import gap_check, gap_outputs, not_selected
+from assets._raw import gap_outputs, not_selected, raw_asset
 from pipelines import gaps as gaps_mod
 from pipelines.pulls import derivatives as ing
 from pipelines.resources import FredResource, WarehouseResource
@@ -27,11 +27,9 @@ class FredConfig(dg.Config):
     max_age_hours: float = Field(default=20.0, description="reuse a stored snapshot younger than this")
 
 
-@dg.asset(
-    check_specs=gap_check("raw_fred_series"),
-    pool="source_fred",
-    group_name="raw",
-    kinds={"python", "csv"},
+@raw_asset(
+    "source_fred",
+    kind="csv",
     description=(
         "FRED fredgraph.csv (keyless) for " + ", ".join(SERIES) + ", each from "
         f"{ing.FRED_HISTORY_START}, stored as pulled under raw/fred/fredgraph_csv/snapshot=<UTC stamp>/<SERIES>.csv. "

@@ -72,12 +72,8 @@ def _parsed_markets(fetched: Fetched) -> pl.DataFrame:
     try:
         return parse_markets([fetched.json()])
     except PayloadError as exc:
-        raise PayloadError(
-            f"/coins/markets payload changed shape ({str(exc).split(':', 1)[0]})",
-            endpoint=fetched.endpoint,
-            params=fetched.params,
-            status=fetched.status,
-            body=fetched.body.decode("utf-8", "replace"),
+        raise fetched.error(
+            f"/coins/markets payload changed shape ({str(exc).split(':', 1)[0]})", body=fetched.text
         ) from exc
 
 
@@ -125,9 +121,7 @@ def fetch_global(client: CoinGeckoClient, coins: pl.DataFrame) -> tuple[Fetched 
         listed = float(coins["market_cap_usd"].drop_nulls().sum())
         wrong = global_problems(parsed["total_market_cap_usd"], listed)
         if wrong:
-            raise PayloadError(
-                "; ".join(wrong), endpoint=fetched.endpoint, params=fetched.params, status=fetched.status
-            )
+            raise fetched.error("; ".join(wrong))
     except (ValueError, PayloadError) as exc:  # ValueError: not JSON
         detail = f"refused before storage: {exc}"
         return None, gaps_mod.Gap(
@@ -324,12 +318,8 @@ def pull_market_charts(
             parse_market_chart(fetched.json(), endpoint=fetched.endpoint)
         except PayloadError as exc:
             report.failed[coin_id] = str(
-                PayloadError(
-                    f"payload changed shape, not stored ({str(exc).split(':', 1)[0]})",
-                    endpoint=fetched.endpoint,
-                    params=fetched.params,
-                    status=fetched.status,
-                    body=fetched.body.decode("utf-8", "replace"),
+                fetched.error(
+                    f"payload changed shape, not stored ({str(exc).split(':', 1)[0]})", body=fetched.text
                 )
             )
             continue

@@ -28,7 +28,7 @@ from typing import Any
 import polars as pl
 
 from pipelines.sources.dedupe import unique_strict
-from pipelines.sources.http import Fetched, HistoryLimitError, HttpSource, PayloadError, SourceError
+from pipelines.sources.http import Fetched, HistoryLimitError, PayloadError, SourceClient, SourceError
 
 FAPI_BASE_URL = "https://fapi.binance.com"
 SPOT_BASE_URL = "https://api.binance.com"
@@ -82,22 +82,12 @@ class WeightPacer:
             self._sleep(wait)
 
 
-class _BinanceBase:
+class _BinanceBase(SourceClient):
     weight_limit = 2400
 
     def __init__(self, base_url: str, calls_per_minute: float = 0, **http_options: Any):
-        headers = {"accept": "application/json", "user-agent": "crypto-weekly/0.1"}
-        self.http = HttpSource(base_url, headers=headers, calls_per_minute=calls_per_minute, **http_options)
+        super().__init__(base_url, calls_per_minute=calls_per_minute, **http_options)
         self.pacer = WeightPacer(self.weight_limit, sleep=http_options.get("sleep", time.sleep))
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def _get(self, endpoint: str, params: dict[str, Any]) -> Fetched:
         try:
@@ -116,34 +106,51 @@ class _BinanceBase:
         self.pacer.observe(fetched)
         return fetched
 
+    def _pages_forward(
+        self,
+        endpoint: str,
+        params_from: Callable[[int], dict[str, Any]],
+        start: datetime,
+        stop_ms: int,
+        time_of: Callable[[Any], Any],
+        what: str,
+    ) -> Iterator[Fetched]:
+        """Pages of a JSON array asked from ``cursor`` (first ``start``) on: each next page starts at the last
+        row's time (``time_of``, an int of ms) + 1, until a page comes back empty or ``cursor`` passes
+        ``stop_ms``."""
+        cursor = ms(start)
+        while cursor <= stop_ms:
+            fetched = self._get(endpoint, params_from(cursor))
+            rows = fetched.json()
+            if not isinstance(rows, list):
+                raise fetched.error("expected a JSON array")
+            yield fetched
+            if not rows:
+                return
+            last = time_of(rows[-1])
+            if not isinstance(last, int) or last < cursor:
+                raise fetched.error(f"bad {what}")
+            cursor = last + 1
+
     def _klines(
         self, endpoint: str, cap: int, symbol: str, interval: str, start: datetime, end: datetime
     ) -> Iterator[Fetched]:
         """Pages of klines opening in [start, end), continuing from ``last open_time + 1``."""
-        cursor, stop = ms(start), ms(end) - 1
-        while cursor <= stop:
-            params = {
+        stop = ms(end) - 1
+        yield from self._pages_forward(
+            endpoint,
+            lambda cursor: {
                 "symbol": symbol,
                 "interval": interval,
                 "startTime": cursor,
                 "endTime": stop,
                 "limit": cap,
-            }
-            fetched = self._get(endpoint, params)
-            rows = fetched.json()
-            if not isinstance(rows, list):
-                raise PayloadError(
-                    "expected a JSON array", endpoint=endpoint, params=params, status=fetched.status
-                )
-            yield fetched
-            if not rows:
-                return
-            last = rows[-1][0] if isinstance(rows[-1], list) and rows[-1] else None
-            if not isinstance(last, int) or last < cursor:
-                raise PayloadError(
-                    "bad kline open time", endpoint=endpoint, params=params, status=fetched.status
-                )
-            cursor = last + 1
+            },
+            start,
+            stop,
+            lambda row: row[0] if isinstance(row, list) and row else None,
+            "kline open time",
+        )
 
 
 class BinanceFuturesClient(_BinanceBase):
@@ -154,27 +161,15 @@ class BinanceFuturesClient(_BinanceBase):
 
     def funding_rate_pages(self, symbol: str, start: datetime, end: datetime) -> Iterator[Fetched]:
         """``/fapi/v1/fundingRate`` for settlements in [start, end] (inclusive, ms)."""
-        cursor, stop = ms(start), ms(end)
-        while cursor <= stop:
-            params = {"symbol": symbol, "startTime": cursor, "endTime": stop, "limit": FUNDING_LIMIT}
-            fetched = self._get("/fapi/v1/fundingRate", params)
-            rows = fetched.json()
-            if not isinstance(rows, list):
-                raise PayloadError(
-                    "expected a JSON array",
-                    endpoint="/fapi/v1/fundingRate",
-                    params=params,
-                    status=fetched.status,
-                )
-            yield fetched
-            if not rows:
-                return
-            last = rows[-1].get("fundingTime") if isinstance(rows[-1], dict) else None
-            if not isinstance(last, int) or last < cursor:
-                raise PayloadError(
-                    "bad fundingTime", endpoint="/fapi/v1/fundingRate", params=params, status=fetched.status
-                )
-            cursor = last + 1
+        stop = ms(end)
+        yield from self._pages_forward(
+            "/fapi/v1/fundingRate",
+            lambda cursor: {"symbol": symbol, "startTime": cursor, "endTime": stop, "limit": FUNDING_LIMIT},
+            start,
+            stop,
+            lambda row: row.get("fundingTime") if isinstance(row, dict) else None,
+            "fundingTime",
+        )
 
     def premium_index(self, symbol: str | None = None) -> Fetched:
         return self._get("/fapi/v1/premiumIndex", {"symbol": symbol} if symbol else {})
@@ -196,9 +191,7 @@ class BinanceFuturesClient(_BinanceBase):
             }
             fetched = self._get(endpoint, params)
             if not isinstance(fetched.json(), list):
-                raise PayloadError(
-                    "expected a JSON array", endpoint=endpoint, params=params, status=fetched.status
-                )
+                raise fetched.error("expected a JSON array")
             yield fetched
             cursor = w_end + 1
 

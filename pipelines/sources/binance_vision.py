@@ -27,7 +27,7 @@ import polars as pl
 
 from pipelines.sources.binance import FUNDING_SCHEMA, KLINE_SCHEMA, UTC_MS
 from pipelines.sources.dedupe import unique_strict
-from pipelines.sources.http import HttpSource, PayloadError, SourceError
+from pipelines.sources.http import PayloadError, SourceClient, SourceError
 
 BASE_URL = "https://data.binance.vision"
 METRICS_COLUMNS = (
@@ -62,23 +62,9 @@ class ChecksumError(SourceError):
     """The archive file does not match its ``.CHECKSUM``."""
 
 
-class BinanceVisionClient:
+class BinanceVisionClient(SourceClient):
     def __init__(self, base_url: str = BASE_URL, calls_per_minute: float = 0, **http_options: Any):
-        self.http = HttpSource(
-            base_url,
-            headers={"user-agent": "crypto-weekly/0.1"},
-            calls_per_minute=calls_per_minute,
-            **http_options,
-        )
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> BinanceVisionClient:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+        super().__init__(base_url, accept=None, calls_per_minute=calls_per_minute, **http_options)
 
     def fetch_verified(self, path: str) -> bytes | None:
         """The zip at ``path`` (below the base URL), checked against its ``.CHECKSUM``; None when 404."""

@@ -24,48 +24,28 @@ import polars as pl
 
 from pipelines.sources.binance import FUNDING_SCHEMA, OI_SCHEMA, UTC_MS, infer_interval_hours, ms
 from pipelines.sources.dedupe import unique_strict
-from pipelines.sources.http import Fetched, HttpSource, PayloadError, SourceError
+from pipelines.sources.http import Fetched, PayloadError, SourceClient, SourceError
 
 BASE_URL = "https://api.bybit.com"
 PAGE_LIMIT = 200
 
 
-class BybitClient:
+class BybitClient(SourceClient):
     def __init__(self, base_url: str = BASE_URL, calls_per_minute: float = 0, **http_options: Any):
-        headers = {"accept": "application/json", "user-agent": "crypto-weekly/0.1"}
-        self.http = HttpSource(base_url, headers=headers, calls_per_minute=calls_per_minute, **http_options)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> BybitClient:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+        super().__init__(base_url, calls_per_minute=calls_per_minute, **http_options)
 
     def _get(self, endpoint: str, params: dict[str, Any]) -> tuple[Fetched, dict]:
         fetched = self.http.get(endpoint, params)
         body = fetched.json()
         if not isinstance(body, dict) or "retCode" not in body:
-            raise PayloadError(
-                "not a Bybit v5 envelope",
-                endpoint=endpoint,
-                params=params,
-                status=fetched.status,
-                body=fetched.body.decode(errors="replace"),
-            )
+            raise fetched.error("not a Bybit v5 envelope", body=fetched.text)
         if body["retCode"] != 0:
-            raise SourceError(
-                f"Bybit retCode {body['retCode']} ({body.get('retMsg')})",
-                endpoint=endpoint,
-                params=params,
-                status=fetched.status,
-                body=fetched.body.decode(errors="replace"),
+            raise fetched.error(
+                f"Bybit retCode {body['retCode']} ({body.get('retMsg')})", SourceError, body=fetched.text
             )
         result = body.get("result")
         if not isinstance(result, dict) or not isinstance(result.get("list"), list):
-            raise PayloadError("result.list missing", endpoint=endpoint, params=params, status=fetched.status)
+            raise fetched.error("result.list missing")
         return fetched, result
 
     def funding_history_pages(self, symbol: str, start: datetime, end: datetime) -> Iterator[Fetched]:
@@ -87,19 +67,9 @@ class BybitClient:
             try:
                 oldest = min(int(r["fundingRateTimestamp"]) for r in rows)
             except (KeyError, TypeError, ValueError) as exc:
-                raise PayloadError(
-                    "bad fundingRateTimestamp",
-                    endpoint="/v5/market/funding/history",
-                    params=params,
-                    status=fetched.status,
-                ) from exc
+                raise fetched.error("bad fundingRateTimestamp") from exc
             if oldest > hi:
-                raise PayloadError(
-                    "page not older than endTime",
-                    endpoint="/v5/market/funding/history",
-                    params=params,
-                    status=fetched.status,
-                )
+                raise fetched.error("page not older than endTime")
             hi = oldest - 1
 
     def open_interest_pages(
@@ -122,12 +92,7 @@ class BybitClient:
             yield fetched
             nxt = result.get("nextPageCursor", "")
             if not isinstance(nxt, str):
-                raise PayloadError(
-                    "nextPageCursor not a string",
-                    endpoint="/v5/market/open-interest",
-                    params=params,
-                    status=fetched.status,
-                )
+                raise fetched.error("nextPageCursor not a string")
             if not nxt or not result["list"] or nxt == cursor:
                 return
             cursor = nxt

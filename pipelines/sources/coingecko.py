@@ -17,14 +17,14 @@ from typing import Any
 import polars as pl
 
 from pipelines.sources.dedupe import unique_strict
-from pipelines.sources.http import Fetched, HistoryLimitError, HttpSource, PayloadError, SourceError
+from pipelines.sources.http import Fetched, HistoryLimitError, PayloadError, SourceClient, SourceError
 
 PUBLIC_BASE_URL = "https://api.coingecko.com/api/v3"
 PRO_BASE_URL = "https://pro-api.coingecko.com/api/v3"
 MAX_PER_PAGE = 250
 
 
-class CoinGeckoClient:
+class CoinGeckoClient(SourceClient):
     def __init__(
         self,
         base_url: str = PUBLIC_BASE_URL,
@@ -33,25 +33,14 @@ class CoinGeckoClient:
         calls_per_minute: float = 30,
         **http_options: Any,
     ):
-        headers = {"accept": "application/json", "user-agent": "crypto-weekly/0.1"}
-        if api_key:
-            headers["x-cg-pro-api-key" if plan.strip().lower() == "pro" else "x-cg-demo-api-key"] = api_key
-        self.http = HttpSource(
+        key_header = "x-cg-pro-api-key" if plan.strip().lower() == "pro" else "x-cg-demo-api-key"
+        super().__init__(
             base_url,
-            headers=headers,
+            extra_headers={key_header: api_key} if api_key else None,
             calls_per_minute=calls_per_minute,
             classify_error=classify_error,
             **http_options,
         )
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> CoinGeckoClient:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def _get(self, endpoint: str, params: dict[str, Any]) -> Fetched:
         fetched = self.http.get(endpoint, params)
@@ -75,9 +64,7 @@ class CoinGeckoClient:
             fetched = self._get("/coins/markets", params)
             rows = fetched.json()
             if not isinstance(rows, list):
-                raise PayloadError(
-                    "expected a JSON array", endpoint="/coins/markets", params=params, status=fetched.status
-                )
+                raise fetched.error("expected a JSON array")
             yield fetched
             seen += len(rows)
             if len(rows) < per_page:
@@ -136,20 +123,8 @@ def check_error_body(fetched: Fetched) -> None:
     if found is None:
         return
     if found[0] == 10012:
-        raise HistoryLimitError(
-            HISTORY_LIMIT_HELP,
-            endpoint=fetched.endpoint,
-            params=fetched.params,
-            status=fetched.status,
-            body=found[1],
-        )
-    raise SourceError(
-        "CoinGecko returned an error body",
-        endpoint=fetched.endpoint,
-        params=fetched.params,
-        status=fetched.status,
-        body=found[1],
-    )
+        raise fetched.error(HISTORY_LIMIT_HELP, HistoryLimitError, body=found[1])
+    raise fetched.error("CoinGecko returned an error body", SourceError, body=found[1])
 
 
 def _is_payload(body: dict[str, Any]) -> bool:

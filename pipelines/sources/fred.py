@@ -32,7 +32,7 @@ from typing import Any
 import polars as pl
 
 from pipelines.sources.dedupe import unique_strict
-from pipelines.sources.http import Fetched, HttpSource, PayloadError
+from pipelines.sources.http import Fetched, PayloadError, SourceClient
 
 BASE_URL = "https://fred.stlouisfed.org"
 SERIES = (
@@ -53,19 +53,9 @@ MISSING = {".", "", "NaN", "nan", "NA"}
 SCHEMA = {"series_id": pl.String, "date": pl.Date, "value": pl.Float64}
 
 
-class FredClient:
+class FredClient(SourceClient):
     def __init__(self, base_url: str = BASE_URL, calls_per_minute: float = 20, **http_options: Any):
-        headers = {"accept": "text/csv", "user-agent": "crypto-weekly/0.1"}
-        self.http = HttpSource(base_url, headers=headers, calls_per_minute=calls_per_minute, **http_options)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> FredClient:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+        super().__init__(base_url, accept="text/csv", calls_per_minute=calls_per_minute, **http_options)
 
     def series_csv(self, series_id: str, start: date | None = None, end: date | None = None) -> Fetched:
         params: dict[str, Any] = {"id": series_id}

@@ -19,19 +19,21 @@ goes through ``redact``.
 
 from __future__ import annotations
 
+import abc
 import json
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import httpx
 import tenacity
 
 SECRET_WORDS = ("key", "token", "secret", "signature", "password")
+USER_AGENT = "crypto-weekly/0.1"
 RETRY_STATUSES = {418, 429, 500, 502, 503, 504}
 
 
@@ -193,6 +195,14 @@ class Fetched:
     def json(self) -> Any:
         return json.loads(self.body)
 
+    @property
+    def text(self) -> str:
+        return self.body.decode(errors="replace")
+
+    def error(self, message: str, kind: type[SourceError] = PayloadError, body: str = "") -> SourceError:
+        """A ``kind`` error about this response, naming its request and status (and ``body``, when given)."""
+        return kind(message, endpoint=self.endpoint, params=self.params, status=self.status, body=body)
+
     def request_record(self) -> dict[str, Any]:
         return {
             "url": self.url,
@@ -204,7 +214,21 @@ class Fetched:
         }
 
 
-class HttpSource:
+class Closing(abc.ABC):
+    """``with thing:`` closes ``thing`` on the way out."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release what the object holds open (connections)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class HttpSource(Closing):
     """A base URL, its default headers, its pacing and its retry policy."""
 
     def __init__(
@@ -242,12 +266,6 @@ class HttpSource:
 
     def close(self) -> None:
         self.client.close()
-
-    def __enter__(self) -> HttpSource:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         if self.breaker.opened_at is not None:
@@ -347,3 +365,25 @@ class HttpSource:
                 status=exc.status,
                 body=exc.body,
             ) from exc
+
+
+class SourceClient(Closing):
+    """What every source's client shares: one ``HttpSource`` (``self.http``) that sends the project's user
+    agent and ``accept`` (none when ``accept`` is None) plus ``extra_headers``, and closes with the client.
+    ``http_options`` go to ``HttpSource`` as they are (``calls_per_minute``, ``max_attempts``, ``timeout``,
+    ``sleep``, ``transport``, ``clock``, ...)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        accept: str | None = "application/json",
+        extra_headers: Mapping[str, str] | None = None,
+        **http_options: Any,
+    ):
+        headers = {"accept": accept} if accept is not None else {}
+        headers.update({"user-agent": USER_AGENT, **(extra_headers or {})})
+        self.http = HttpSource(base_url, headers=headers, **http_options)
+
+    def close(self) -> None:
+        self.http.close()

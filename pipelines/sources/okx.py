@@ -25,7 +25,7 @@ import polars as pl
 
 from pipelines.sources.binance import FUNDING_SCHEMA, UTC_MS, infer_interval_hours, ms
 from pipelines.sources.dedupe import unique_strict
-from pipelines.sources.http import Fetched, HttpSource, PayloadError, SourceError
+from pipelines.sources.http import Fetched, PayloadError, SourceClient, SourceError
 
 BASE_URL = "https://www.okx.com"
 FUNDING_LIMIT = 400
@@ -36,41 +36,21 @@ def inst_id(base: str) -> str:
     return f"{base.upper()}-USDT-SWAP"
 
 
-class OkxClient:
+class OkxClient(SourceClient):
     def __init__(self, base_url: str = BASE_URL, calls_per_minute: float = 0, **http_options: Any):
-        headers = {"accept": "application/json", "user-agent": "crypto-weekly/0.1"}
-        self.http = HttpSource(base_url, headers=headers, calls_per_minute=calls_per_minute, **http_options)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> OkxClient:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+        super().__init__(base_url, calls_per_minute=calls_per_minute, **http_options)
 
     def _get(self, endpoint: str, params: dict[str, Any]) -> tuple[Fetched, list]:
         fetched = self.http.get(endpoint, params)
         body = fetched.json()
         if not isinstance(body, dict) or not isinstance(body.get("code"), str):
-            raise PayloadError(
-                "not an OKX v5 envelope",
-                endpoint=endpoint,
-                params=params,
-                status=fetched.status,
-                body=fetched.body.decode(errors="replace"),
-            )
+            raise fetched.error("not an OKX v5 envelope", body=fetched.text)
         if body["code"] != "0":
-            raise SourceError(
-                f"OKX code {body['code']} ({body.get('msg')})",
-                endpoint=endpoint,
-                params=params,
-                status=fetched.status,
-                body=fetched.body.decode(errors="replace"),
+            raise fetched.error(
+                f"OKX code {body['code']} ({body.get('msg')})", SourceError, body=fetched.text
             )
         if not isinstance(body.get("data"), list):
-            raise PayloadError("data missing", endpoint=endpoint, params=params, status=fetched.status)
+            raise fetched.error("data missing")
         return fetched, body["data"]
 
     def funding_history_pages(self, inst: str, start: datetime, end: datetime) -> Iterator[Fetched]:
@@ -86,12 +66,7 @@ class OkxClient:
             try:
                 oldest = min(int(r["fundingTime"]) for r in data)
             except (KeyError, TypeError, ValueError) as exc:
-                raise PayloadError(
-                    "bad fundingTime",
-                    endpoint="/api/v5/public/funding-rate-history",
-                    params=params,
-                    status=fetched.status,
-                ) from exc
+                raise fetched.error("bad fundingTime") from exc
             if oldest <= lo or oldest >= cursor:
                 return
             cursor = oldest
