@@ -60,7 +60,7 @@ def test_first_day_garbage(clean_env: Path) -> None:
 
 
 def test_emulator_port_out_of_range(clean_env: Path) -> None:
-    _one_clear_line(_run(["emulator", "--port", "99999"]), 2, "--port", "1<=x<=65535")
+    _one_clear_line(_run(["emulator", "--port", "99999"]), 2, "--port", "0<=x<=65535")
     _one_clear_line(_run(["dev", "--port", "0"]), 2, "--port")
 
 
