@@ -52,14 +52,17 @@ def test_backfill_fails_clearly_resumes_skips_and_redoes_to_the_same_bytes(cli_e
     resumed = runner.invoke(main, args)
     assert resumed.exit_code == 0, resumed.output
     assert emu.count("coingecko", "market_chart") - before == 1  # only the coin that failed is asked again
-    assert f"[1/2] week {WEEKS[0]}:" in resumed.output and f"[2/2] week {WEEKS[1]}:" in resumed.output
+    assert f"weeks {WEEKS[0]}..{WEEKS[1]} (2) as one run" in resumed.output  # consecutive weeks: one run
     assert "2 week(s) computed" in resumed.output
     first = _reports(wh)
     assert {f"reports/{w}/report.md" for w in WEEKS} <= set(first)
 
     again = runner.invoke(main, args)
     assert again.exit_code == 0, again.output
-    assert again.output.count("already reported, skipped") == 2
+    assert (
+        "2 week(s) already reported, skipped" in again.output
+        and "as one run ..." not in again.output.split("daily: done")[1]
+    )
     assert emu.count("coingecko", "market_chart") - before == 1  # nothing pulled again
 
     redo = runner.invoke(main, [*args, "--redo"])
