@@ -256,9 +256,15 @@ def report_claims_match_tables(
     wh = warehouse.get()
     weeks = weeks_of_run(context.run.tags)
     results: list[ClaimResult] = []
-    for week in weeks:
-        found = week_claim_results(wh, week)
-        results += [replace(c, label=f"{week}: {c.label}") for c in found] if len(weeks) > 1 else found
+    # a range of weeks reads the lake once, as the report step did (the lake as it is now, after the run wrote it)
+    source = LakeSnapshot(wh) if len(weeks) > 1 else wh
+    try:
+        for week in weeks:
+            found = week_claim_results(source, week)
+            results += [replace(c, label=f"{week}: {c.label}") for c in found] if len(weeks) > 1 else found
+    finally:
+        if isinstance(source, LakeSnapshot):
+            source.close()
     bad = [c for c in results if not c.ok]
     table = pl.DataFrame(
         {
