@@ -12,7 +12,7 @@ from assets.weekly.shape import weeks_failed
 from pipelines import gaps as gaps_mod
 from pipelines import quality
 from pipelines.calendar import WEEKLY, weeks_of_run
-from pipelines.lake_snapshot import LakeSnapshot
+from pipelines.lake_snapshot import reads_for
 from pipelines.narrative.claims import ClaimResult, check_claims
 from pipelines.narrative.crosscheck import crosscheck
 from pipelines.narrative.data import ALL_TABLES, MAY_BE_EMPTY, OPTIONAL, load_week
@@ -204,8 +204,7 @@ def weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     weeks = sorted(context.partition_keys)
     failed: dict[str, BaseException] = {}
     # a range of weeks reads the lake once (every table it reads is complete: the weekly steps ran before)
-    source = LakeSnapshot(wh) if len(weeks) > 1 else wh
-    try:
+    with reads_for(wh, weeks) as source:
         for week in weeks:
             try:
                 rendered, man, pub = build_report(source, week)
@@ -218,9 +217,6 @@ def weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
             context.add_asset_metadata(
                 report_metadata(warehouse, wh, week, rendered, man, pub), partition_key=week
             )
-    finally:
-        if isinstance(source, LakeSnapshot):
-            source.close()
     if failed:
         raise weeks_failed("weekly_report", failed, weeks)
     return dg.MaterializeResult()
@@ -257,14 +253,10 @@ def report_claims_match_tables(
     weeks = weeks_of_run(context.run.tags)
     results: list[ClaimResult] = []
     # a range of weeks reads the lake once, as the report step did (the lake as it is now, after the run wrote it)
-    source = LakeSnapshot(wh) if len(weeks) > 1 else wh
-    try:
+    with reads_for(wh, weeks) as source:
         for week in weeks:
             found = week_claim_results(source, week)
             results += [replace(c, label=f"{week}: {c.label}") for c in found] if len(weeks) > 1 else found
-    finally:
-        if isinstance(source, LakeSnapshot):
-            source.close()
     bad = [c for c in results if not c.ok]
     table = pl.DataFrame(
         {

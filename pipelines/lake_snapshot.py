@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import polars as pl
@@ -85,3 +86,19 @@ class LakeSnapshot:
 
     def close(self) -> None:
         self._db.close()
+
+
+@contextmanager
+def reads_for(
+    warehouse: Warehouse, weeks: list[str], written: Iterable[str] = ()
+) -> Iterator[Warehouse | LakeSnapshot]:
+    """What a step computing ``weeks`` reads from: the warehouse for one week, one snapshot (closed on exit) for a
+    range of weeks, so the range reads the lake once."""
+    if len(weeks) <= 1:
+        yield warehouse
+        return
+    snapshot = LakeSnapshot(warehouse, written=written)
+    try:
+        yield snapshot
+    finally:
+        snapshot.close()

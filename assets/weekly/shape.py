@@ -16,7 +16,7 @@ import polars as pl
 from assets._meta import table_metadata
 from pipelines.calendar import WEEKLY
 from pipelines.clean.coingecko import registry_snapshots, snapshot_day
-from pipelines.lake_snapshot import LakeSnapshot
+from pipelines.lake_snapshot import reads_for
 from pipelines.metrics.pit import WeekWindow, week_window
 from pipelines.metrics.universe import eligible, eligible_ids
 from pipelines.resources import WarehouseResource
@@ -146,7 +146,7 @@ def weekly_table_asset(
     checks: Sequence[Check] = (),
 ) -> dg.AssetsDefinition:
     """A weekly-partitioned asset writing ``table`` from ``compute(wh, week)``, for one week or, in one run, a
-    range of weeks (a backfill): then the lake is read once (``LakeSnapshot``) and each week is computed from
+    range of weeks (a backfill): then the lake is read once (``reads_for``) and each week is computed from
     memory by the same function, with the same bytes as alone (``tests/test_weeks_in_one_pass.py``); each week's
     metadata is its own partition's, and each check's result names the weeks with problems."""
     specs = [
@@ -175,11 +175,10 @@ def weekly_table_asset(
         wh = warehouse.get()
         weeks = sorted(context.partition_keys)
         ranged = len(weeks) > 1
-        source = LakeSnapshot(wh, written=WEEKLY_TABLE_NAMES) if ranged else wh
         problems: dict[str, list[str]] = {c.name: [] for c in checks}
         check_md: dict[str, dict[str, Any]] = {c.name: {} for c in checks}
         failed: dict[str, BaseException] = {}
-        try:
+        with reads_for(wh, weeks, written=WEEKLY_TABLE_NAMES) as source:
             for week in weeks:
                 try:
                     out = compute(source, week)  # type: ignore[arg-type]
@@ -207,9 +206,6 @@ def weekly_table_asset(
                     ),
                     partition_key=week,
                 )
-        finally:
-            if isinstance(source, LakeSnapshot):
-                source.close()
         wh.refresh_catalog()
         if failed:
             raise weeks_failed(table.name, failed, weeks)
