@@ -38,6 +38,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -184,6 +185,7 @@ _MEMORY_DB_LOCK = threading.Lock()
 # An object-store warehouse's in-memory databases: (pid, filesystem token) -> a database with that filesystem
 # registered. DuckDB registers one filesystem per protocol and database, so each filesystem has its own database.
 _REMOTE_DBS: dict[tuple[int, str], duckdb.DuckDBPyConnection] = {}
+_REMOTE_READERS: dict[tuple[int, str], Any] = {}  # the filesystem registered on each of those databases
 
 
 def _memory_db(fs: Any = None) -> duckdb.DuckDBPyConnection:
@@ -195,8 +197,10 @@ def _memory_db(fs: Any = None) -> duckdb.DuckDBPyConnection:
             key = (os.getpid(), str(fs._fs_token))
             if key not in _REMOTE_DBS:
                 con = duckdb.connect(":memory:")
-                con.register_filesystem(_duckdb_filesystem(fs))
+                reader = _duckdb_filesystem(fs)
+                con.register_filesystem(reader)
                 _REMOTE_DBS[key] = con
+                _REMOTE_READERS[key] = reader
             return _REMOTE_DBS[key]
         if _MEMORY_DB is None or _MEMORY_DB[0] != os.getpid():
             _MEMORY_DB = (os.getpid(), duckdb.connect(":memory:"))
@@ -243,38 +247,64 @@ def _s3_filesystem_class() -> tuple[type, type]:
             return io.BytesIO(self.cat_file(path))
 
     class DuckDBS3FileSystem(WarehouseS3FileSystem):
-        """The filesystem DuckDB reads the lake through. DuckDB asks a Parquet file's size (``info``, ``size``)
-        before it opens it; answering with a HEAD per question and a GET at the open costs three requests per
-        file per query, and the GET could be a newer version than the size. Here the size question of a
-        ``.parquet`` file fetches the object whole (one GET), keeps those bytes, answers with their length, and
-        the open that follows serves the same bytes: one request, one version. The bytes are kept only until
-        that open (and at most ``MAX_HELD`` files), so every query reads the objects as they are now."""
+        """The filesystem DuckDB reads the lake through: each object version fetched once per process.
 
-        MAX_HELD = 256
+        DuckDB opens a Parquet file and asks its size and modification time several times per query (binding the
+        view, reading the footer, scanning). Every query lists its tables first (``Warehouse.connect`` creates
+        each view from a glob: one LIST, which gives each object's ETag). An object is fetched whole in one GET
+        the first time a query touches it and kept in memory under (path, ETag of the latest listing), up to
+        ``MAX_CACHED_BYTES`` (least recently used first out). Its open and its size questions are answered from
+        those bytes, so they are always one version; a later query whose listing gives the same ETag makes no
+        GET, and a rewritten object has another ETag at the next listing and is fetched again. An object no
+        listing has named (no ETag known) is fetched at each question."""
+
+        MAX_CACHED_BYTES = 256 << 20
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self._held: dict[str, bytes] = {}
-            self._held_lock = threading.Lock()
+            self._lock = threading.Lock()
+            self._listed_etags: dict[str, str] = {}  # path -> ETag at this process's latest listing of it
+            self._by_etag: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+            self._cached_bytes = 0
+            self.gets = 0  # objects fetched (the tests count them)
 
-        def _hold(self, path: str) -> bytes:
-            data = self.cat_file(path)
-            with self._held_lock:
-                if len(self._held) >= self.MAX_HELD:
-                    self._held.pop(next(iter(self._held)))
-                self._held[path] = data
+        async def _find(self, path, maxdepth=None, withdirs=None, detail=False, prefix="", **kwargs):
+            found = await super()._find(
+                path, maxdepth=maxdepth, withdirs=withdirs, detail=True, prefix=prefix, **kwargs
+            )
+            with self._lock:
+                for name, info in found.items():
+                    etag = str(info.get("ETag") or "").strip('"')
+                    if info.get("type") == "file" and etag:
+                        self._listed_etags[name] = etag
+            return found if detail else sorted(found)
+
+        def _object(self, name: str) -> bytes:
+            with self._lock:
+                key = (name, self._listed_etags.get(name, ""))
+                data = self._by_etag.get(key) if key[1] else None
+                if data is not None:
+                    self._by_etag.move_to_end(key)
+                    return data
+            data = self.cat_file(name)
+            with self._lock:
+                self.gets += 1
+                if key[1] and len(data) <= self.MAX_CACHED_BYTES // 4:
+                    old = self._by_etag.pop(key, None)
+                    self._cached_bytes -= len(old) if old is not None else 0
+                    self._by_etag[key] = data
+                    self._cached_bytes += len(data)
+                    while self._cached_bytes > self.MAX_CACHED_BYTES:
+                        self._cached_bytes -= len(self._by_etag.popitem(last=False)[1])
             return data
 
         def info(self, path, **kwargs):
             name = self._strip_protocol(path)
             if not name.endswith(".parquet"):
                 return super().info(path, **kwargs)
-            with self._held_lock:
-                data = self._held.get(name)
-            if data is None:
-                data = self._hold(name)
+            data = self._object(name)
             # DuckDB also asks the modification time (``modified``), to reuse what it cached of a file: the
-            # time of this fetch, so that nothing read earlier is ever taken for these bytes
+            # time of this question, so that nothing DuckDB read earlier is ever taken for these bytes
             now = datetime.datetime.now(datetime.timezone.utc)
             return {"name": name, "size": len(data), "type": "file", "LastModified": now}
 
@@ -283,11 +313,8 @@ def _s3_filesystem_class() -> tuple[type, type]:
 
         def _open(self, path, mode="rb", **kwargs):
             name = self._strip_protocol(path)
-            if mode == "rb":
-                with self._held_lock:
-                    data = self._held.pop(name, None)
-                if data is not None:
-                    return io.BytesIO(data)
+            if mode == "rb" and name.endswith(".parquet"):
+                return io.BytesIO(self._object(name))
             return super()._open(path, mode=mode, **kwargs)
 
     return WarehouseS3FileSystem, DuckDBS3FileSystem

@@ -7,6 +7,7 @@ S3)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -162,6 +163,35 @@ def test_a_failed_replace_leaves_the_old_object(s3: S3Server, url: str, monkeypa
     assert _objects(s3, url) == ["lake/coin_daily/date=2025-01-01/data.parquet"]  # no temporary object
     wh.write_partition(COIN_DAILY, "2025-01-01", rows(2))  # a successful replace: the new object, whole
     assert wh.read_partition(COIN_DAILY, "2025-01-01").height == 2
+
+
+def test_queries_fetch_only_objects_changed_since_the_last_query(s3: S3Server, url: str) -> None:
+    """DuckDB's reader keeps fetched objects under their ETag: a second query over unchanged partitions makes no
+    GET, a partition rewritten by another worker is fetched again and its new rows are read."""
+    from pipelines import warehouse as warehouse_module
+
+    wh = Warehouse(url)
+    for day, n in (("2025-01-01", 1), ("2025-01-02", 2), ("2025-01-03", 3)):
+        wh.write_partition(COIN_DAILY, day, rows(n))
+    total = "SELECT count(*) AS n FROM coin_daily"
+    assert wh.query(total)["n"].item() == 6
+    reader = next(r for (pid, _), r in warehouse_module._REMOTE_READERS.items() if pid == os.getpid())
+    before = reader.gets
+    assert wh.query(total)["n"].item() == 6
+    assert reader.gets == before  # nothing changed: no object fetched
+    _worker(
+        s3,
+        f"""
+        from pipelines.schemas import COIN_DAILY
+        from pipelines.warehouse import Warehouse
+        from tests.test_warehouse import rows
+        Warehouse({url!r}).write_partition(COIN_DAILY, "2025-01-02", rows(5))
+        """,
+    )
+    assert wh.query(total)["n"].item() == 9  # the rewritten partition's rows, read at once
+    assert reader.gets == before + 1  # that object alone fetched
+    assert wh.query("SELECT count(*) AS n FROM coin_daily WHERE date = '2025-01-02'")["n"].item() == 5
+    assert reader.gets == before + 1
 
 
 def test_another_workers_writes_are_seen_at_once(s3: S3Server, url: str) -> None:
