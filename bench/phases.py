@@ -380,17 +380,21 @@ def pulls(
     perps: int = 2,
     weeks: int | None = None,
     history_days: int | None = None,
+    pacing_overrides: dict[str, int] | None = None,
 ) -> dict:
     """Requests to every source with the emulator's rate limits ON (CoinGecko 30/min, Binance's weight per
-    minute) and every client paced as in production: a fresh backfill (of every week before the last, or of the
-    ``weeks`` before it; ``history_days``: see ``daily_range_for``), then one new week, through daily_job."""
+    minute) and every client paced as in production (but for ``pacing_overrides``, calls per minute by API): a
+    fresh backfill (of every week before the last, or of the ``weeks`` before it; ``history_days``: see
+    ``daily_range_for``), then one new week, through daily_job."""
     import dagster as dg
 
     from pipelines.resources import DEFAULT_CALLS_PER_MINUTE
     from pipelines.runner import patched_environ
 
     # every venue paced as in production; CoinGecko at ``calls_per_minute`` (the emulator's limit is 30/min)
-    pacing = {k: v for k, v in DEFAULT_CALLS_PER_MINUTE.items() if k != "COINGECKO"}
+    pacing = {k: v for k, v in DEFAULT_CALLS_PER_MINUTE.items() if k != "COINGECKO"} | (
+        pacing_overrides or {}
+    )
 
     keys = weekly_keys()
     b_first, b_last = daily_range_for(keys[:-1] if weeks is None else keys[-1 - weeks : -1], history_days)

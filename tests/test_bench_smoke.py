@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-# About 2.5 minutes on two busy cores: the whole pipeline for one week (8 days, 8 perpetuals), twice, and the paced
-# pulls (42 days, 1 coin, 1 perpetual; FRED's 20/min pacing is most of it).
+# About 75 seconds on two cores: the whole pipeline for one week (8 days, 8 perpetuals), twice, and the paced
+# pulls (42 days, 1 coin, 1 perpetual; FRED at 120/min).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
