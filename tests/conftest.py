@@ -36,7 +36,7 @@ def _temporary_folder_in_memory() -> str | None:
 
 # The tests' temporary folders (warehouses, Dagster instances, servers' directories) go to memory when the
 # machine has a tmpfs: every Dagster event of a run is an SQLite commit and every partition a few small files, and
-# on this project's machines the same runs took about half the time there (a run of 335 days: 115 s on disk, 74 s
+# on this project's machines the same runs took about two thirds of the time there (a run of 335 days: 115 s on disk, 74 s
 # on tmpfs). A TMPDIR set by the caller is kept; subprocesses inherit the choice.
 if "TMPDIR" not in os.environ and (_in_memory := _temporary_folder_in_memory()):
     os.environ["TMPDIR"] = _in_memory
