@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from datetime import date
 
 import dagster as dg
 import polars as pl
@@ -249,7 +250,8 @@ def test_archive_days_are_verified_and_used(fresh_emulator: MarketEmulator, env_
 
 @pytest.mark.slow
 def test_half_year_backfill_lands_every_table(fresh_emulator: MarketEmulator, env_for) -> None:
-    first, last, days = "2025-06-01", "2025-12-01", 184
+    first, last = "2025-06-01", "2025-12-01"
+    days = (date.fromisoformat(last) - date.fromisoformat(first)).days + 1
     wh = Warehouse(env_for(fresh_emulator))
     with dg.instance_for_test() as instance:
         t0 = time.monotonic()

@@ -175,7 +175,7 @@ def test_queries_fetch_only_objects_changed_since_the_last_query(s3: S3Server, u
         wh.write_partition(COIN_DAILY, day, rows(n))
     total = "SELECT count(*) AS n FROM coin_daily"
     assert wh.query(total)["n"].item() == 6
-    reader = next(r for (pid, _), r in warehouse_module._REMOTE_READERS.items() if pid == os.getpid())
+    reader = warehouse_module._REMOTE_READERS[(os.getpid(), str(wh.fs._fs_token))]  # this warehouse's reader
     before = reader.gets
     assert wh.query(total)["n"].item() == 6
     assert reader.gets == before  # nothing changed: no object fetched
