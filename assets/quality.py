@@ -31,6 +31,7 @@ from pipelines.calendar import (
 )
 from pipelines.clean import estimates
 from pipelines.clean.coingecko import latest_registry
+from pipelines.lake_snapshot import reads_for
 from pipelines.resources import WarehouseResource
 from pipelines.schemas import COIN_DAILY
 
@@ -154,9 +155,13 @@ def week_inputs_quality(
     # coverage, duplicates, outliers, staleness of coin_daily, then the week-level value rules over every clean
     # table the week reads (duplicates, non-finite, non-positive/null required values, shifted timestamps,
     # implausible funding), each problem naming its row (and its week, in a run of many weeks).
-    problems = [
-        p if len(weeks) == 1 else f"{week}: {p}" for week in weeks for p in quality.week_problems(wh, week)
-    ]
+    # (a range of weeks reads the lake once)
+    with reads_for(wh, weeks) as source:
+        problems = [
+            p if len(weeks) == 1 else f"{week}: {p}"
+            for week in weeks
+            for p in quality.week_problems(source, week)  # type: ignore[arg-type]
+        ]
     return dg.AssetCheckResult(
         passed=not problems,
         severity=dg.AssetCheckSeverity.ERROR,

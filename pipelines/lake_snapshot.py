@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
 from pipelines.schemas import TABLES, Table
 from pipelines.warehouse import Warehouse
+
+T = TypeVar("T")
 
 
 class LakeSnapshot:
@@ -37,6 +39,8 @@ class LakeSnapshot:
         self._loaded: set[str] = set()
         self._partitions: dict[tuple[str, str], pl.DataFrame] = {}
         self._lock = threading.Lock()
+        self._derived: dict[Hashable, Any] = {}
+        self._derived_lock = threading.RLock()  # a derivation may derive another: re-entrant
         self.reads = 0  # Parquet reads done: one per table loaded and one per partition file read
 
     # ---- what the warehouse answers from the file system ------------------------------------------------------
@@ -84,7 +88,17 @@ class LakeSnapshot:
         finally:
             con.close()
 
+    def derived(self, key: Hashable, build: Callable[[], T]) -> T:
+        """``build()`` once per snapshot: a frame derived from whole tables that the weeks of a range share
+        (``assets.weekly.shape.history_through``). Its reads go through ``query``, so it refuses the tables being
+        written as any read does."""
+        with self._derived_lock:
+            if key not in self._derived:
+                self._derived[key] = build()
+            return self._derived[key]
+
     def close(self) -> None:
+        self._derived.clear()
         self._db.close()
 
 

@@ -382,18 +382,20 @@ def funding_venue_outlier_rows(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def funding_venue_outliers(df: pl.DataFrame) -> list[str]:
-    """``funding_venue_outlier_rows`` as named lines (for metadata and Data gaps)."""
+def funding_venue_outliers(df: pl.DataFrame, rows: pl.DataFrame | None = None) -> list[str]:
+    """``funding_venue_outlier_rows`` as named lines (for metadata and Data gaps); ``rows``: those rows when the
+    caller has them already."""
+    rows = funding_venue_outlier_rows(df) if rows is None else rows
     return [
         f"funding_rates[exchange={r['exchange']}, symbol={r['symbol']}, funding_time={r['funding_time']}]: "
         f"{_fmt(r['r8'])} per 8h against {_fmt(r['others_r8'])} on the other venues"
-        for r in funding_venue_outlier_rows(df).head(10).iter_rows(named=True)
+        for r in rows.head(10).iter_rows(named=True)
     ]
 
 
-def without_funding_outliers(df: pl.DataFrame) -> pl.DataFrame:
-    """``df`` less its out-of-line settlements (``funding_venue_outlier_rows``)."""
-    bad = funding_venue_outlier_rows(df)
+def without_funding_outliers(df: pl.DataFrame, rows: pl.DataFrame | None = None) -> pl.DataFrame:
+    """``df`` less its out-of-line settlements (``funding_venue_outlier_rows``, or ``rows`` when given)."""
+    bad = funding_venue_outlier_rows(df) if rows is None else rows
     return (
         df.join(
             bad.select("exchange", "symbol", "funding_time"),

@@ -6,7 +6,7 @@ BTC realized volatility. Each asset wraps one function of ``pipelines.metrics`` 
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import polars as pl
@@ -18,14 +18,21 @@ from assets.weekly.shape import (
     days_before,
     eligible_coin_ids,
     has_table,
+    history_through,
     out_of,
     require_table,
+    shared_by_range,
     weekly_table_asset,
 )
 from pipelines import quality
 from pipelines.calendar import WEEK_FROM_DAYS
-from pipelines.metrics.leverage import normalize_funding, weekly_leverage
-from pipelines.metrics.pit import ensure_utc, week_window
+from pipelines.metrics.leverage import (
+    daily_funding,
+    daily_series_open_interest,
+    normalize_funding,
+    weekly_leverage,
+)
+from pipelines.metrics.pit import WeekWindow, ensure_utc, week_window
 from pipelines.metrics.volatility import weekly_btc_volatility
 from pipelines.metrics.volume import weekly_volume
 from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, WEEKLY_BTC_VOLATILITY, WEEKLY_LEVERAGE, WEEKLY_VOLUME
@@ -46,19 +53,77 @@ def _dep(name: str, weeks: int = 1) -> dg.AssetDep:
 
 
 # ---- weekly_leverage -------------------------------------------------------------------------------------------
+# Readings keyed by (exchange, symbol, instant), whose partition is the instant's day: the column of the instant
+# and the read up to a week's end (partitions dated up to next Monday may hold the 00:00 settlement; the instant's
+# bound keeps out anything later)
+READINGS = {
+    FUNDING_RATES: (
+        "funding_time",
+        f"SELECT date, exchange, symbol, funding_time, funding_rate, interval_hours FROM {FUNDING_RATES} "
+        "WHERE date <= ? AND funding_time <= ? ORDER BY funding_time, exchange, symbol",
+    ),
+    OPEN_INTEREST: (
+        "ts",
+        f"SELECT date, exchange, symbol, ts, oi_usd FROM {OPEN_INTEREST} WHERE date <= ? AND ts <= ? "
+        "ORDER BY ts, exchange, symbol",
+    ),
+}
+END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def _readings_through(wh, table: str, w: WeekWindow | None) -> pl.DataFrame:
+    """``table``'s readings up to the end of week ``w`` (None: all of them), in time order, without ``date``:
+    read for the week alone, or read once over a range of weeks and cut per week (``history_through``)."""
+    ts, sql = READINGS[table]
+
+    def read(through: WeekWindow | None) -> pl.DataFrame:
+        bounds = [date.max, END_OF_TIME] if through is None else [through.next_monday, through.end]
+        return ensure_utc(wh.query(sql, bounds), ts)
+
+    def cut(df: pl.DataFrame, through: WeekWindow | None) -> pl.DataFrame:
+        if through is None:
+            return df
+        return df.filter((pl.col("date") <= through.next_monday) & (pl.col(ts) <= through.end))
+
+    return history_through(wh, table, w, read, keep=cut).drop("date")
+
+
+def _funding_through(wh, w: WeekWindow | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the settlements up to the end of week ``w`` (None: all), those out of line with the other venues).
+
+    Whether a settlement is out of line depends only on the settlements of the same symbol at the same instant,
+    which share its day and so its partition: over the whole history (a range of weeks), the week's are those up
+    to its end."""
+    funding = _readings_through(wh, FUNDING_RATES, w)
+    outliers = history_through(
+        wh,
+        "funding_venue_outlier_rows",
+        w,
+        lambda through: quality.funding_venue_outlier_rows(_readings_through(wh, FUNDING_RATES, through)),
+        keep=lambda rows, through: (
+            rows if through is None else rows.filter(pl.col("funding_time") <= through.end)
+        ),
+    )
+    return funding, outliers
+
+
+def _leverage_history(wh) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """``daily_funding`` and ``daily_series_open_interest`` over the whole history, as ``compute_leverage`` derives
+    them for one week from its own frames (the weeks of a range share them)."""
+    funding, outliers = _funding_through(wh, None)
+    funding = quality.without_funding_outliers(funding, outliers)
+    oi = _readings_through(wh, OPEN_INTEREST, None) if has_table(wh, OPEN_INTEREST) else None
+    oi = oi if oi is not None and oi.height else None
+    return daily_funding(funding, oi), None if oi is None else daily_series_open_interest(oi)
+
+
 def compute_leverage(wh, week: str) -> Computed:
     w = week_window(week)
     require_table(wh, FUNDING_RATES, week)
-    # partitions dated up to next Monday may hold the 00:00 settlement; the ts bound keeps out anything later
-    funding = wh.query(
-        f"SELECT exchange, symbol, funding_time, funding_rate, interval_hours FROM {FUNDING_RATES} "
-        "WHERE date <= ? AND funding_time <= ? ORDER BY funding_time, exchange, symbol",
-        [w.next_monday, w.end],
-    )
-    funding = ensure_utc(funding, "funding_time")
     # settlements out of line with the other venues are left out and named under Data gaps (pipelines/quality.py)
-    quarantined = quality.funding_venue_outliers(funding)
-    funding = quality.without_funding_outliers(funding)
+    funding, outliers = _funding_through(wh, w)
+    quarantined = quality.funding_venue_outliers(funding, outliers)
+    funding = quality.without_funding_outliers(funding, outliers)
     in_week = (
         normalize_funding(funding).filter(pl.col("funding_time") > w.start) if funding.height else funding
     )
@@ -73,12 +138,7 @@ def compute_leverage(wh, week: str) -> Computed:
     missing_inputs = []
     oi = ls = None
     if has_table(wh, OPEN_INTEREST):
-        oi = wh.query(
-            f"SELECT exchange, symbol, ts, oi_usd FROM {OPEN_INTEREST} WHERE date <= ? AND ts <= ? "
-            "ORDER BY ts, exchange, symbol",
-            [w.next_monday, w.end],
-        )
-        oi = ensure_utc(oi, "ts")
+        oi = _readings_through(wh, OPEN_INTEREST, w)
     if oi is None or oi.filter(pl.col("ts") > w.start).height == 0:
         missing_inputs.append(f"{OPEN_INTEREST} (no readings in the week: OI and OI weights are null/equal)")
         oi = oi if oi is not None and oi.height else None
@@ -92,7 +152,9 @@ def compute_leverage(wh, week: str) -> Computed:
     if ls is None or ls.filter(pl.col("ts") > w.start).height == 0:
         missing_inputs.append(f"{LONG_SHORT_RATIO} (no readings in the week: long_short_ratio_mean is null)")
         ls = None
-    df = weekly_leverage(funding, oi, ls, week)
+    history = shared_by_range(wh, "leverage_history", lambda: _leverage_history(wh))
+    daily, series_oi = history if history is not None else (None, None)
+    df = weekly_leverage(funding, oi, ls, week, daily=daily, series_oi=series_oi if oi is not None else None)
     row = df.row(0, named=True)
     ranges = out_of(df["funding_8h_mean"], -MAX_FUNDING_8H, MAX_FUNDING_8H, "funding_8h_mean")
     for col in ("oi_open_usd", "oi_close_usd", "oi_open_common_usd", "oi_close_common_usd", "oi_ref_usd"):

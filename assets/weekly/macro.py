@@ -5,6 +5,8 @@ function of ``pipelines.metrics``."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import dagster as dg
 import polars as pl
 
@@ -13,9 +15,11 @@ from assets.weekly.shape import (
     Computed,
     coin_daily_between,
     has_table,
+    history_through,
     out_of,
     require_open_close,
     require_table,
+    total_market_cap_through,
     weekly_table_asset,
 )
 from pipelines import gaps as gaps_mod
@@ -28,7 +32,6 @@ from pipelines.metrics.macro import (
     weekly_macro,
     weekly_rate_expectations,
 )
-from pipelines.metrics.market import total_market_cap_daily
 from pipelines.metrics.pit import week_window
 from pipelines.schemas import (
     COIN_DAILY,
@@ -72,11 +75,17 @@ def cross_asset_levels(wh, week: str) -> pl.DataFrame:
     """``series, date, value``: crypto total market cap, BTC/ETH/PAXG prices from coin_daily and the FRED
     series from macro_observations, every row dated on or before the week's close day."""
     w = require_open_close(wh, week)
-    cd = coin_daily_between(wh, None, w.close_day, "date, coin_id, price_usd, market_cap_usd")
-    total = total_market_cap_daily(cd).select(
+    total = total_market_cap_through(wh, w.close_day).select(
         pl.lit("crypto_total_mcap").alias("series"), "date", pl.col("total_mcap_usd").alias("value")
     )
-    coins = cd.filter(pl.col("coin_id").is_in(list(COIN_SERIES))).select(
+    coins = history_through(
+        wh,
+        "cross_asset_coin_prices",
+        w.close_day,
+        lambda last: coin_daily_between(wh, None, last or date.max, "date, coin_id, price_usd").filter(
+            pl.col("coin_id").is_in(list(COIN_SERIES))
+        ),
+    ).select(
         pl.col("coin_id").replace_strict(COIN_SERIES).alias("series"),
         "date",
         pl.col("price_usd").alias("value"),

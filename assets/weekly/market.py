@@ -19,6 +19,7 @@ from assets.weekly.shape import (
     out_of,
     require_days,
     require_open_close,
+    total_market_cap_through,
     weekly_table_asset,
 )
 from pipelines.calendar import WEEK_FROM_DAYS
@@ -27,7 +28,6 @@ from pipelines.metrics.market import (
     ESTIMATED,
     level_crossings,
     market_total_daily,
-    total_market_cap_daily,
     weekly_market_total,
     weekly_total_market_cap,
 )
@@ -97,9 +97,7 @@ weekly_universe_asset = weekly_table_asset(
 
 # ---- weekly_total_market_cap, weekly_market_total and weekly_mcap_crossings --------------------------------------
 def _total_daily(wh, week: str) -> pl.DataFrame:
-    w = require_open_close(wh, week)
-    cd = coin_daily_between(wh, None, w.close_day, "date, coin_id, market_cap_usd")
-    return total_market_cap_daily(cd)
+    return total_market_cap_through(wh, require_open_close(wh, week).close_day)
 
 
 OBSERVATION_COLUMNS = "observed_at, total_market_cap_usd, top_coins, top_mcap_usd, top_share, close_day"

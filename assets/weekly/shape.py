@@ -8,7 +8,7 @@ Every read goes through ``Warehouse.query`` with parameterized ``date <= ?`` (an
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 import polars as pl
@@ -16,7 +16,8 @@ import polars as pl
 from assets._meta import table_metadata
 from pipelines.calendar import WEEKLY
 from pipelines.clean.coingecko import registry_snapshots, snapshot_day
-from pipelines.lake_snapshot import reads_for
+from pipelines.lake_snapshot import LakeSnapshot, reads_for
+from pipelines.metrics.market import total_market_cap_daily
 from pipelines.metrics.pit import WeekWindow, week_window
 from pipelines.metrics.universe import eligible, eligible_ids
 from pipelines.resources import WarehouseResource
@@ -24,6 +25,7 @@ from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, TABLES
 from pipelines.warehouse import Warehouse
 
 KINDS = {"python", "parquet", "duckdb"}
+T = TypeVar("T")
 
 
 def days_before(weeks: int) -> dg.TimeWindowPartitionMapping:
@@ -83,6 +85,47 @@ def coin_daily_between(wh: Warehouse, first: date | None, last: date, columns: s
         sql += " AND date >= ?"
         params.append(first)
     return wh.query(sql + " ORDER BY date, coin_id", params)
+
+
+def history_through(
+    wh: Warehouse,
+    key: str,
+    last: Any,
+    build: Callable[[Any], pl.DataFrame],
+    keep: Callable[[pl.DataFrame, Any], pl.DataFrame] | None = None,
+) -> pl.DataFrame:
+    """``build(last)``: a frame over the whole history up to ``last`` (a day, or a bound ``keep`` understands)
+    whose rows up to any bound never depend on later rows: a backwards-only derivation, such as
+    ``total_market_cap_daily``, or a sorted read. On the warehouse (one week) it is built for ``last``. On a
+    snapshot (a range of weeks) it is built once for all of the snapshot's history (``build(None)``) and each
+    week keeps its rows through ``last`` (``keep``; by default the rows whose ``date`` is on or before it): the
+    same rows, in the same order, as building it for that week alone. ``tests/test_weeks_in_one_pass.py`` and the
+    every-week test compare every week's bytes both ways."""
+    if isinstance(wh, LakeSnapshot):
+        whole = wh.derived(key, lambda: build(None))
+        if keep is not None:
+            return keep(whole, last)
+        return whole if last is None else whole.filter(pl.col("date") <= last)
+    return build(last)
+
+
+def shared_by_range(wh: Warehouse, key: str, build: Callable[[], T]) -> T | None:
+    """``build()`` once for a range of weeks (on a snapshot: a derivation over the whole history its weeks
+    share); None for a week alone, which derives it from its own frames."""
+    return wh.derived(key, build) if isinstance(wh, LakeSnapshot) else None
+
+
+def total_market_cap_through(wh: Warehouse, last: date) -> pl.DataFrame:
+    """``total_market_cap_daily`` over every coin of ``coin_daily`` dated through ``last`` (it only carries
+    readings forward, so a day's total never depends on later rows)."""
+    return history_through(
+        wh,
+        "total_market_cap_daily",
+        last,
+        lambda through: total_market_cap_daily(
+            coin_daily_between(wh, None, through or date.max, "date, coin_id, market_cap_usd")
+        ),
+    )
 
 
 def require_open_close(wh: Warehouse, week: str) -> WeekWindow:

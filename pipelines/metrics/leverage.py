@@ -101,9 +101,11 @@ def funding_coverage(
     did; ``funding_oi_share`` is the share of settlements the OI-weighted mean covers and
     ``funding_venues_without_oi`` the venues whose settlements lacked OI.
     """
-    f = _with_oi(funding, open_interest, oi_tolerance).filter(
+    # each settlement takes the OI reading at or before it, so the window's settlements are cut first
+    window = ensure_utc(funding, "funding_time").filter(
         (pl.col("funding_time") > start) & (pl.col("funding_time") <= end)
     )
+    f = _with_oi(window, open_interest, oi_tolerance)
     if f.height == 0:
         return {
             "funding_8h_mean": None,
@@ -277,17 +279,26 @@ def weekly_leverage(
     reference_day: date | None = None,
     peak_lookback_days: int = 90,
     oi_tolerance: timedelta = timedelta(days=1),
+    daily: pl.DataFrame | None = None,
+    series_oi: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """``weekly_leverage`` row. Open interest is compared like for like (``compare_open_interest``): the change and
     the distance from the reference peak use only the (venue, symbol) series present at both ends. Without
     ``reference_day`` the reference is ``reference_peak_day`` over the ``peak_lookback_days`` before the week's
-    open ("down from the early-October peak")."""
+    open ("down from the early-October peak").
+
+    ``daily`` (``daily_funding``) and ``series_oi`` (``daily_series_open_interest``) of the same inputs over a
+    longer history may be given, to share them between the weeks of a range: a day's row depends only on that
+    day and the readings before it, so the week's rows are theirs through its close day."""
     w = week_window(week)
     f = as_of(ensure_utc(funding, "funding_time"), week, "funding_time")
     oi = None if open_interest is None else as_of(ensure_utc(open_interest, "ts"), week, "ts")
     fc = funding_coverage(f, oi, w.start, w.end, oi_tolerance)
     mean8 = fc["funding_8h_mean"]
-    facts = negative_funding_facts(daily_funding(f, oi, oi_tolerance), w.monday, w.close_day)
+    daily = (
+        daily_funding(f, oi, oi_tolerance) if daily is None else daily.filter(pl.col("day") <= w.close_day)
+    )
+    facts = negative_funding_facts(daily, w.monday, w.close_day)
     wk = {
         "total_a": None,
         "total_b": None,
@@ -307,7 +318,11 @@ def weekly_leverage(
     ref = {"common_a": None, "common_b": None, "missing_at_a": None, "change_pct": None}
     ref_day = reference_day
     if oi is not None and oi.height:
-        soi = daily_series_open_interest(oi)
+        soi = (
+            daily_series_open_interest(oi)
+            if series_oi is None
+            else series_oi.filter(pl.col("date") <= w.close_day)
+        )
         wk = compare_open_interest(soi, w.open_day, w.close_day)
         if ref_day is None:
             ref_day = reference_peak_day(
