@@ -3,7 +3,8 @@
 Every response is stored exactly as pulled (``Warehouse.store_raw``), beside a ``.meta.json`` holding the
 request (URL, endpoint, parameters without secrets), the status, the time and a ``pull`` record: which key
 (symbol, coin or series), which UTC days the pull was asked to cover, and how many pages it has. The raw layer
-is therefore a complete recording, and "is this day already stored?" is answered from it:
+is therefore a complete recording (a paged pull of ``pipelines.pulls.recorded``), and "is this day already
+stored?" is answered from it:
 
     raw/<source>/<endpoint>/<key name>=<key>/pull=<first>_<last>__<fetched>/page-001.<ext>
 
@@ -38,6 +39,7 @@ import polars as pl
 from pipelines import gaps as gaps_mod
 from pipelines.calendar import utc_midnight
 from pipelines.gaps import EMPTY, OUTSIDE_WINDOW, PUBLICATION_LAG, Breaker, Gap
+from pipelines.pulls.recorded import close_instant, stored_pulls, uncovered
 from pipelines.sources.binance import BinanceFuturesClient, BinanceSpotClient, parse_premium_index
 from pipelines.sources.binance_vision import BinanceVisionClient
 from pipelines.sources.bybit import BybitClient
@@ -73,10 +75,6 @@ def stamp(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-def close_instant(day: date) -> datetime:
-    return utc_midnight(day + timedelta(days=1))
-
-
 def closed_days(days: Iterable[date], now: datetime) -> list[date]:
     return [d for d in days if close_instant(d) <= now]
 
@@ -101,67 +99,6 @@ class Page:
     @classmethod
     def of(cls, fetched: Fetched, ext: str = "json", **extra: Any) -> Page:
         return cls(fetched.body, {**fetched.request_record(), **extra}, ext)
-
-
-# ---- stored pulls --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StoredPull:
-    key: str
-    first: date
-    last: date
-    fetched_at: datetime
-    files: tuple[str, ...]  # relpaths in page order
-    statuses: tuple[int, ...]
-
-    def covers(self, day: date) -> bool:
-        return self.first <= day <= self.last and self.fetched_at >= close_instant(day)
-
-
-def stored_pulls(wh: Warehouse, source: str, endpoint: str) -> dict[str, list[StoredPull]]:
-    """Every complete stored pull of an endpoint, by key, oldest first."""
-    base = wh.raw_dir / safe_component(source) / safe_component(endpoint)
-    groups: dict[Path, list[tuple[int, dict, Path]]] = {}
-    for meta_path in base.glob("*=*/pull=*/*.meta.json"):
-        meta = json.loads(meta_path.read_text())
-        pull = meta.get("pull")
-        if not isinstance(pull, dict):
-            continue
-        body = meta_path.with_name(meta_path.name[: -len(".meta.json")] + "." + pull["ext"])
-        if body.exists():
-            groups.setdefault(meta_path.parent, []).append((int(pull["page"]), meta, body))
-    out: dict[str, list[StoredPull]] = {}
-    for pages in groups.values():
-        pages.sort(key=lambda p: p[0])
-        pull = pages[0][1]["pull"]
-        if len(pages) != int(pull["pages"]):  # an interrupted store: not a recording of the whole pull
-            continue
-        out.setdefault(pull["key"], []).append(
-            StoredPull(
-                key=pull["key"],
-                first=date.fromisoformat(pull["first_day"]),
-                last=date.fromisoformat(pull["last_day"]),
-                fetched_at=min(datetime.fromisoformat(m["fetched_at"]) for _, m, _ in pages),
-                files=tuple(wh.rel(b) for _, _, b in pages),
-                statuses=tuple(int(m.get("status", 0)) for _, m, _ in pages),
-            )
-        )
-    for pulls in out.values():
-        pulls.sort(key=lambda p: (p.fetched_at, p.files))
-    return out
-
-
-def choose_pulls(pulls: dict[str, list[StoredPull]], days: list[date]) -> dict[StoredPull, list[date]]:
-    """For each (key, day): the newest stored pull covering it. Returns pull -> its chosen days."""
-    chosen: dict[StoredPull, list[date]] = {}
-    for key_pulls in pulls.values():
-        for d in days:
-            best = None
-            for p in key_pulls:  # oldest first: newer pulls win
-                if p.covers(d):
-                    best = p
-            if best is not None:
-                chosen.setdefault(best, []).append(d)
-    return chosen
 
 
 # ---- pulling ---------------------------------------------------------------------------------------------------
@@ -301,8 +238,7 @@ def pull_days(
 
     def one(key: str) -> PullReport:
         rep = PullReport()
-        have = existing.get(key, [])
-        todo = [d for d in days if not any(p.covers(d) for p in have)]
+        todo = uncovered(existing.get(key, []), days)
         if not todo:
             rep.skipped += 1
             return rep
