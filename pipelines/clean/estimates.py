@@ -87,12 +87,7 @@ def pull_spot_daily(
     workers: int = 4,
 ) -> ing.PullReport:
     """``/api/v3/klines`` interval 1d (1000 bars a page: one request a symbol for years) for ``days``."""
-
-    def fetch(sym: str, first: date, last: date) -> list[ing.Page]:
-        lo = utc_midnight(first)
-        hi = utc_midnight(last + timedelta(days=1))
-        return [ing.Page.of(f) for f in client.klines_pages(sym, "1d", lo, hi)]
-
+    fetch = ing.klines_fetch(client, "1d")
     return ing.pull_days(wh, BINANCE_SPOT_1D, symbols, days, fetch, force=force, workers=workers)
 
 

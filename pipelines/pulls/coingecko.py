@@ -177,12 +177,11 @@ def pull_registry(
         .map_elements(lambda c: sorted(members.get(c, [])), return_dtype=pl.List(pl.String))
         .alias("categories")
     )
-    requests = len(files) + 1  # the /global request, answered or not
     return RegistryPull(
         snapshot=snap,
         files=files,
         coins=coins,
-        requests=requests,
+        requests=len(files) + 1,  # and the /global request, answered or not
         global_file=global_file,
         global_gap=global_gap,
     )

@@ -124,6 +124,15 @@ class PullReport:
         for k, v in other.asked.items():
             self.asked.setdefault(k, set()).update(v)
 
+    def outside_window(self, ds: Dataset, days: list[date], detail: str) -> None:
+        """``days`` the source's free window cannot reach: not asked (``unreachable_days``), one named gap for
+        every key of ``ds``."""
+        if not days:
+            return
+        self.unreachable_days += len(days)
+        self.gaps.append(Gap(ds.source, ds.name, "*", day_strings(days), None, OUTSIDE_WINDOW, detail))
+        self.asked[ds.name] = set(days)
+
     def record(self, wh: Warehouse) -> None:
         """Write the gap ledger of every dataset this run asked about (days that now succeeded drop out)."""
         for name, days in sorted(self.asked.items()):
@@ -470,21 +479,12 @@ def pull_binance_stats(
     rest_first = rest_stats_first_day(now)
     rest_days = [d for d in days if d >= rest_first]
     archive_days = [d for d in days if d < rest_first and (archive_start is None or d >= archive_start)]
-    report = PullReport(unreachable_days=len(days) - len(rest_days) - len(archive_days))
-    outside = [d for d in days if d not in rest_days and d not in archive_days]
-    if outside:
-        report.gaps.append(
-            Gap(
-                BINANCE_OI.source,
-                BINANCE_OI.name,
-                "*",
-                day_strings(outside),
-                None,
-                OUTSIDE_WINDOW,
-                f"before the REST window ({rest_first}) and the archive start ({archive_start})",
-            )
-        )
-        report.asked[BINANCE_OI.name] = set(outside)
+    report = PullReport()
+    report.outside_window(
+        BINANCE_OI,
+        [d for d in days if d not in rest_days and d not in archive_days],
+        f"before the REST window ({rest_first}) and the archive start ({archive_start})",
+    )
 
     def oi(sym: str, first: date, last: date) -> list[Page]:
         lo, hi = _span(first, last)
@@ -519,6 +519,19 @@ def pull_binance_stats(
     return report
 
 
+def klines_fetch(
+    client: BinanceFuturesClient | BinanceSpotClient, interval: str
+) -> Callable[[str, date, date], list[Page]]:
+    """A ``pull_days`` fetch of a symbol's ``interval`` bars (``/klines``) for its days: open times from ``first``
+    00:00 to ``last``+1 00:00."""
+
+    def fetch(sym: str, first: date, last: date) -> list[Page]:
+        lo, hi = _span(first, last)
+        return [Page.of(f) for f in client.klines_pages(sym, interval, lo, hi + MS)]
+
+    return fetch
+
+
 def pull_binance_klines(
     fapi: BinanceFuturesClient,
     spot: BinanceSpotClient,
@@ -533,20 +546,10 @@ def pull_binance_klines(
     volume; one request a symbol for up to 1500 days) and hourly bars (prices that turn Bybit's base-coin open
     interest into USD; 1500 a page)."""
 
-    def spot_1h(sym: str, first: date, last: date) -> list[Page]:
-        lo, hi = _span(first, last)
-        return [Page.of(f) for f in spot.klines_pages(sym, "1h", lo, hi + MS)]
-
-    def perp(interval: str):
-        def fetch(sym: str, first: date, last: date) -> list[Page]:
-            lo, hi = _span(first, last)
-            return [Page.of(f) for f in fapi.klines_pages(sym, interval, lo, hi + MS)]
-
-        return fetch
-
+    spot_1h, perp_1d, perp_1h = klines_fetch(spot, "1h"), klines_fetch(fapi, "1d"), klines_fetch(fapi, "1h")
     report = pull_days(wh, BINANCE_SPOT_1H, [BTC_SPOT_SYMBOL], days, spot_1h, force=force, workers=1)
-    report.merge(pull_days(wh, BINANCE_PERP_1D, symbols, days, perp("1d"), force=force, workers=workers))
-    report.merge(pull_days(wh, BINANCE_PERP_1H, symbols, days, perp("1h"), force=force, workers=workers))
+    report.merge(pull_days(wh, BINANCE_PERP_1D, symbols, days, perp_1d, force=force, workers=workers))
+    report.merge(pull_days(wh, BINANCE_PERP_1H, symbols, days, perp_1h, force=force, workers=workers))
     return report
 
 
@@ -587,22 +590,11 @@ def pull_okx(
     f_first = first_full_day_after(now - timedelta(days=OKX_FUNDING_REACH_DAYS))
     o_first = first_full_day_after(now - timedelta(days=OKX_OI_REACH_DAYS))
     f_days, o_days = [d for d in days if d >= f_first], [d for d in days if d >= o_first]
-    report = PullReport(unreachable_days=(len(days) - len(f_days)) + (len(days) - len(o_days)))
+    report = PullReport()
     for ds, reach, first_day in ((OKX_FUNDING, f_days, f_first), (OKX_OI, o_days, o_first)):
-        outside = [d for d in days if d not in reach]
-        if outside:
-            report.gaps.append(
-                Gap(
-                    ds.source,
-                    ds.name,
-                    "*",
-                    day_strings(outside),
-                    None,
-                    OUTSIDE_WINDOW,
-                    f"OKX keeps this history from {first_day} on",
-                )
-            )
-            report.asked[ds.name] = set(outside)
+        report.outside_window(
+            ds, [d for d in days if d not in reach], f"OKX keeps this history from {first_day} on"
+        )
 
     def funding(sym: str, first: date, last: date) -> list[Page]:
         return [Page.of(f) for f in client.funding_history_pages(inst_id(base_of(sym)), *_span(first, last))]
