@@ -246,3 +246,34 @@ def test_venue_left_out_materializes_a_not_selected_gap_without_requests(tmp_pat
     assert "Bybit: not selected (CRYPTO_WEEKLY_VENUES) for funding, open interest (2025-11-20)" in " ".join(
         gaps.describe(ledger)
     )
+
+
+class _NeverAsked:
+    """A client no request may reach: any call is a test failure."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"{name} asked for a day outside the venue's window")
+
+
+def test_days_outside_a_venue_window_are_not_asked_and_are_one_named_gap_per_dataset(tmp_path: Path) -> None:
+    now = datetime(2025, 12, 2, 6, tzinfo=timezone.utc)
+    old = [
+        date(2025, 5, 1),
+        date(2025, 5, 2),
+    ]  # older than OKX keeps (90 / 175 days) and the Binance REST window
+    wh = Warehouse(tmp_path)
+    okx = ing.pull_okx(_NeverAsked(), wh, ["BTCUSDT"], old, now)
+    assert (okx.requests, okx.unreachable_days) == (0, 4)
+    assert [(g.dataset, g.key, g.days, g.reason) for g in okx.gaps] == [
+        (ds.name, "*", ("2025-05-01", "2025-05-02"), gaps.OUTSIDE_WINDOW)
+        for ds in (ing.OKX_FUNDING, ing.OKX_OI)
+    ]
+    assert okx.gaps[1].detail == "OKX keeps this history from 2025-06-11 on"
+    assert okx.asked == {ing.OKX_FUNDING.name: set(old), ing.OKX_OI.name: set(old)}
+    stats = ing.pull_binance_stats(
+        _NeverAsked(), _NeverAsked(), wh, ["BTCUSDT"], old, now, archive_start=date(2025, 6, 1)
+    )
+    assert (stats.requests, stats.unreachable_days, stats.asked) == (0, 2, {ing.BINANCE_OI.name: set(old)})
+    (gap,) = stats.gaps
+    assert (gap.dataset, gap.reason) == (ing.BINANCE_OI.name, gaps.OUTSIDE_WINDOW)
+    assert gap.detail == "before the REST window (2025-11-03) and the archive start (2025-06-01)"

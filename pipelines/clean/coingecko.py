@@ -8,7 +8,8 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 
-from pipelines.pulls.coingecko import ChartPull, covers, stored_chart_pulls
+from pipelines.pulls.coingecko import stored_chart_pulls
+from pipelines.pulls.recorded import choose_pulls
 from pipelines.schemas import COIN_REGISTRY, GLOBAL_MARKET_CAP
 from pipelines.sources.coingecko import parse_market_chart
 from pipelines.sources.http import PayloadError
@@ -39,18 +40,10 @@ def build_coin_daily(
     Returns the frames per day and, per day, the coins with no usable point (not listed yet, or a gap in the
     answer): those are reported, never filled.
     """
-    wanted = set(days)
     per_coin: list[pl.DataFrame] = []
     for coin_id, symbol, name in registry.select("coin_id", "symbol", "name").iter_rows():
-        chosen: dict[date, ChartPull] = {}
-        for pull in stored_chart_pulls(wh, coin_id):  # oldest first: newer pulls overwrite
-            for d in wanted:
-                if covers(pull, d):
-                    chosen[d] = pull
-        by_file: dict[str, list[date]] = {}
-        for d, pull in chosen.items():
-            by_file.setdefault(pull.relpath, []).append(d)
-        for relpath, file_days in by_file.items():
+        for pull, file_days in choose_pulls({coin_id: stored_chart_pulls(wh, coin_id)}, days).items():
+            relpath = pull.files[0]
             try:
                 points = closes(parse_market_chart(json.loads((wh.root / relpath).read_bytes())))
             except (ValueError, PayloadError) as exc:

@@ -1,6 +1,6 @@
 """Stored Binance / Bybit / OKX / FRED responses -> clean lake tables. Pure functions over raw files; no network.
 
-For each (key, day) the newest stored pull covering the day is read (``pulls.derivatives.choose_pulls``);
+For each (key, day) the newest stored pull covering the day is read (``pulls.recorded.choose_pulls``);
 every row keeps the raw file it was read from (``raw_file``). Parsers raise ``PayloadError`` on drifted
 payloads; the builders return frames and write nothing, so a failure never touches stored partitions.
 Out-of-order rows are sorted by key; identical duplicate rows are dropped, and conflicting ones (same key,
@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 import polars as pl
 
 from pipelines.pulls import derivatives as ing
+from pipelines.pulls.recorded import StoredPull, choose_pulls, stored_pulls
 from pipelines.schemas import (
     BTC_HOURLY,
     FUNDING_RATES,
@@ -52,7 +53,7 @@ def _day_col(col: str = "ts") -> pl.Expr:
     return pl.col(col).dt.date().alias("day")
 
 
-def _per_page(wh: Warehouse, pull: ing.StoredPull, parse, ts: str, keys: list[str]) -> pl.DataFrame:
+def _per_page(wh: Warehouse, pull: StoredPull, parse, ts: str, keys: list[str]) -> pl.DataFrame:
     """Parse a pull page by page (raw_file per row); one row per key (conflicting duplicates raise)."""
     frames = []
     for rel in pull.files:
@@ -67,7 +68,7 @@ def _per_page(wh: Warehouse, pull: ing.StoredPull, parse, ts: str, keys: list[st
 
 def _collect(wh: Warehouse, ds: ing.Dataset, days: list[date], build) -> list[pl.DataFrame]:
     out = []
-    for pull, pdays in ing.choose_pulls(ing.stored_pulls(wh, ds.source, ds.endpoint), days).items():
+    for pull, pdays in choose_pulls(stored_pulls(wh, ds.source, ds.endpoint), days).items():
         df = build(pull)
         if df is None or df.is_empty():
             continue
@@ -92,7 +93,7 @@ def _split(
 
 
 # ---- funding ----------------------------------------------------------------------------------------------------
-def _funding_frame(wh: Warehouse, pull: ing.StoredPull, parse, exchange: str) -> pl.DataFrame:
+def _funding_frame(wh: Warehouse, pull: StoredPull, parse, exchange: str) -> pl.DataFrame:
     bodies = [_load(wh, rel) for rel in pull.files]
     values = parse(bodies)  # interval inference needs every page together
     lineage = _per_page(
@@ -127,7 +128,7 @@ def build_funding_rates(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFr
 
 
 # ---- Binance stats (REST and archive) ---------------------------------------------------------------------------
-def _metrics_frame(wh: Warehouse, pull: ing.StoredPull) -> pl.DataFrame | None:
+def _metrics_frame(wh: Warehouse, pull: StoredPull) -> pl.DataFrame | None:
     if pull.statuses[0] == 404:  # missing upstream: recorded, no rows
         return None
     rel = pull.files[0]
@@ -137,9 +138,7 @@ def _metrics_frame(wh: Warehouse, pull: ing.StoredPull) -> pl.DataFrame | None:
 
 def binance_archive_missing(wh: Warehouse, days: list[date]) -> list[str]:
     """``SYMBOL day`` for every archive day recorded as missing upstream (404)."""
-    chosen = ing.choose_pulls(
-        ing.stored_pulls(wh, ing.BINANCE_METRICS.source, ing.BINANCE_METRICS.endpoint), days
-    )
+    chosen = choose_pulls(stored_pulls(wh, ing.BINANCE_METRICS.source, ing.BINANCE_METRICS.endpoint), days)
     return sorted(f"{p.key} {p.first}" for p in chosen if p.statuses[0] == 404)
 
 
@@ -233,7 +232,7 @@ def build_open_interest(
     return _split(frames, OPEN_INTEREST, days, ["exchange", "symbol", "ts"]), unpriced
 
 
-def _okx_oi_frame(wh: Warehouse, pull: ing.StoredPull) -> pl.DataFrame:
+def _okx_oi_frame(wh: Warehouse, pull: StoredPull) -> pl.DataFrame:
     rel = pull.files[0]
     df = okx.parse_open_interest_volume(_load(wh, rel), ing.base_of(pull.key))
     return df.select(
@@ -330,7 +329,7 @@ def build_long_short(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame
 
 
 # ---- klines -------------------------------------------------------------------------------------------------------
-def _klines_frame(wh: Warehouse, pull: ing.StoredPull) -> pl.DataFrame:
+def _klines_frame(wh: Warehouse, pull: StoredPull) -> pl.DataFrame:
     df = _per_page(wh, pull, binance.parse_klines, "open_time", ["open_time"])
     if df.is_empty():
         return df

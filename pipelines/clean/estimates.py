@@ -16,7 +16,8 @@ A Binance pair is used for a coin only when its close on day R is within ``PAIR_
 price that day: a ticker can name another asset on Binance (CoinGecko symbols are not unique). Coins with no
 usable pair are left out of the estimated days and named.
 
-Kept free of Dagster; the pulls use the recorded-pull model of ``pipelines.pulls.derivatives``.
+Kept free of Dagster; the pulls are paged recorded pulls (``pipelines.pulls.recorded``), pulled by
+``pipelines.pulls.derivatives.pull_days``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import polars as pl
 
 from pipelines.calendar import utc_midnight
 from pipelines.pulls import derivatives as ing
+from pipelines.pulls.recorded import choose_pulls, stored_pulls
 from pipelines.schemas import COIN_DAILY_ESTIMATES, ESTIMATE_METHOD
 from pipelines.sources.binance import BinanceSpotClient, parse_klines
 from pipelines.warehouse import Warehouse
@@ -85,12 +87,7 @@ def pull_spot_daily(
     workers: int = 4,
 ) -> ing.PullReport:
     """``/api/v3/klines`` interval 1d (1000 bars a page: one request a symbol for years) for ``days``."""
-
-    def fetch(sym: str, first: date, last: date) -> list[ing.Page]:
-        lo = utc_midnight(first)
-        hi = utc_midnight(last + timedelta(days=1))
-        return [ing.Page.of(f) for f in client.klines_pages(sym, "1d", lo, hi)]
-
+    fetch = ing.klines_fetch(client, "1d")
     return ing.pull_days(wh, BINANCE_SPOT_1D, symbols, days, fetch, force=force, workers=workers)
 
 
@@ -99,10 +96,10 @@ def spot_daily_closes(wh: Warehouse, symbols: list[str], days: list[date]) -> pl
 
     Columns: ``spot_symbol``, ``day``, ``close``, ``observed_at`` (the bar's end, D+1 00:00 UTC), ``spot_raw_file``.
     """
-    pulls = ing.stored_pulls(wh, BINANCE_SPOT_1D.source, BINANCE_SPOT_1D.endpoint)
+    pulls = stored_pulls(wh, BINANCE_SPOT_1D.source, BINANCE_SPOT_1D.endpoint)
     wanted = {s: pulls[s] for s in symbols if s in pulls}
     frames = []
-    for pull, pdays in ing.choose_pulls(wanted, days).items():
+    for pull, pdays in choose_pulls(wanted, days).items():
         bars = parse_klines([json.loads((wh.root / f).read_bytes()) for f in pull.files], "/api/v3/klines")
         frames.append(
             bars.with_columns(pl.col("open_time").dt.date().alias("day"))

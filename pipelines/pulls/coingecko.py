@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 
 from pipelines import gaps as gaps_mod
-from pipelines.calendar import utc_midnight
+from pipelines.pulls.recorded import StoredPull, close_instant, stored_range_pulls, uncovered
 from pipelines.sources.coingecko import CoinGeckoClient, parse_global, parse_market_chart, parse_markets
 from pipelines.sources.http import Fetched, PayloadError, SourceError
 from pipelines.warehouse import (
@@ -177,12 +177,11 @@ def pull_registry(
         .map_elements(lambda c: sorted(members.get(c, [])), return_dtype=pl.List(pl.String))
         .alias("categories")
     )
-    requests = len(files) + 1  # the /global request, answered or not
     return RegistryPull(
         snapshot=snap,
         files=files,
         coins=coins,
-        requests=requests,
+        requests=len(files) + 1,  # and the /global request, answered or not
         global_file=global_file,
         global_gap=global_gap,
     )
@@ -213,45 +212,9 @@ def _free_snapshot(wh: Warehouse, snap: str, fetched_pages: list[tuple[str, Fetc
     raise FileExistsError(f"no free snapshot name for {snap}")
 
 
-@dataclass(frozen=True)
-class ChartPull:
-    coin_id: str
-    start: datetime  # requested from
-    end: datetime  # requested to
-    fetched_at: datetime
-    relpath: str
-
-
-def stored_chart_pulls(wh: Warehouse, coin_id: str) -> list[ChartPull]:
-    """Every stored market-chart pull of one coin, oldest first (only bodies whose .meta.json exists)."""
-    base = wh.raw_dir / SOURCE / CHART_ENDPOINT / f"coin={safe_component(coin_id)}"
-    out = []
-    for path in sorted(base.glob("*.json")):
-        if path.name.endswith(".meta.json") or not path.with_suffix(".meta.json").exists():
-            continue
-        meta = wh.raw_meta(path)
-        params = meta["params"]
-        out.append(
-            ChartPull(
-                coin_id=coin_id,
-                start=datetime.fromtimestamp(int(params["from"]), timezone.utc),
-                end=datetime.fromtimestamp(int(params["to"]), timezone.utc),
-                fetched_at=datetime.fromisoformat(meta["fetched_at"]),
-                relpath=wh.rel(path),
-            )
-        )
-    return sorted(out, key=lambda p: (p.fetched_at, p.relpath))
-
-
-def close_instant(day: date) -> datetime:
-    """The instant whose CoinGecko point is the close of ``day``: the next midnight, UTC."""
-    return utc_midnight(day + timedelta(days=1))
-
-
-def covers(pull: ChartPull, day: date) -> bool:
-    """A pull covers a day when it asked for the day's close after that close had happened."""
-    t = close_instant(day)
-    return pull.start <= t <= pull.end and pull.fetched_at >= t
+def stored_chart_pulls(wh: Warehouse, coin_id: str) -> list[StoredPull]:
+    """Every stored market-chart pull of one coin (a range pull: ``pipelines.pulls.recorded``), oldest first."""
+    return stored_range_pulls(wh, SOURCE, CHART_ENDPOINT, "coin", coin_id)
 
 
 @dataclass
@@ -304,11 +267,9 @@ def pull_market_charts(
                 f"unsafe coin id {coin_id!r}: not requested (it cannot be a path component)"
             )
             continue
-        if not force:
-            pulls = stored_chart_pulls(wh, coin_id)
-            if all(any(covers(p, d) for p in pulls) for d in days):
-                report.skipped.append(coin_id)
-                continue
+        if not force and not uncovered(stored_chart_pulls(wh, coin_id), days):
+            report.skipped.append(coin_id)
+            continue
         try:
             fetched = client.market_chart_range(coin_id, start, min(end, now))
         except SourceError as exc:

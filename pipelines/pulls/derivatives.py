@@ -3,7 +3,8 @@
 Every response is stored exactly as pulled (``Warehouse.store_raw``), beside a ``.meta.json`` holding the
 request (URL, endpoint, parameters without secrets), the status, the time and a ``pull`` record: which key
 (symbol, coin or series), which UTC days the pull was asked to cover, and how many pages it has. The raw layer
-is therefore a complete recording, and "is this day already stored?" is answered from it:
+is therefore a complete recording (a paged pull of ``pipelines.pulls.recorded``), and "is this day already
+stored?" is answered from it:
 
     raw/<source>/<endpoint>/<key name>=<key>/pull=<first>_<last>__<fetched>/page-001.<ext>
 
@@ -38,6 +39,7 @@ import polars as pl
 from pipelines import gaps as gaps_mod
 from pipelines.calendar import utc_midnight
 from pipelines.gaps import EMPTY, OUTSIDE_WINDOW, PUBLICATION_LAG, Breaker, Gap
+from pipelines.pulls.recorded import close_instant, stored_pulls, uncovered
 from pipelines.sources.binance import BinanceFuturesClient, BinanceSpotClient, parse_premium_index
 from pipelines.sources.binance_vision import BinanceVisionClient
 from pipelines.sources.bybit import BybitClient
@@ -73,10 +75,6 @@ def stamp(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-def close_instant(day: date) -> datetime:
-    return utc_midnight(day + timedelta(days=1))
-
-
 def closed_days(days: Iterable[date], now: datetime) -> list[date]:
     return [d for d in days if close_instant(d) <= now]
 
@@ -103,67 +101,6 @@ class Page:
         return cls(fetched.body, {**fetched.request_record(), **extra}, ext)
 
 
-# ---- stored pulls --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StoredPull:
-    key: str
-    first: date
-    last: date
-    fetched_at: datetime
-    files: tuple[str, ...]  # relpaths in page order
-    statuses: tuple[int, ...]
-
-    def covers(self, day: date) -> bool:
-        return self.first <= day <= self.last and self.fetched_at >= close_instant(day)
-
-
-def stored_pulls(wh: Warehouse, source: str, endpoint: str) -> dict[str, list[StoredPull]]:
-    """Every complete stored pull of an endpoint, by key, oldest first."""
-    base = wh.raw_dir / safe_component(source) / safe_component(endpoint)
-    groups: dict[Path, list[tuple[int, dict, Path]]] = {}
-    for meta_path in base.glob("*=*/pull=*/*.meta.json"):
-        meta = json.loads(meta_path.read_text())
-        pull = meta.get("pull")
-        if not isinstance(pull, dict):
-            continue
-        body = meta_path.with_name(meta_path.name[: -len(".meta.json")] + "." + pull["ext"])
-        if body.exists():
-            groups.setdefault(meta_path.parent, []).append((int(pull["page"]), meta, body))
-    out: dict[str, list[StoredPull]] = {}
-    for pages in groups.values():
-        pages.sort(key=lambda p: p[0])
-        pull = pages[0][1]["pull"]
-        if len(pages) != int(pull["pages"]):  # an interrupted store: not a recording of the whole pull
-            continue
-        out.setdefault(pull["key"], []).append(
-            StoredPull(
-                key=pull["key"],
-                first=date.fromisoformat(pull["first_day"]),
-                last=date.fromisoformat(pull["last_day"]),
-                fetched_at=min(datetime.fromisoformat(m["fetched_at"]) for _, m, _ in pages),
-                files=tuple(wh.rel(b) for _, _, b in pages),
-                statuses=tuple(int(m.get("status", 0)) for _, m, _ in pages),
-            )
-        )
-    for pulls in out.values():
-        pulls.sort(key=lambda p: (p.fetched_at, p.files))
-    return out
-
-
-def choose_pulls(pulls: dict[str, list[StoredPull]], days: list[date]) -> dict[StoredPull, list[date]]:
-    """For each (key, day): the newest stored pull covering it. Returns pull -> its chosen days."""
-    chosen: dict[StoredPull, list[date]] = {}
-    for key_pulls in pulls.values():
-        for d in days:
-            best = None
-            for p in key_pulls:  # oldest first: newer pulls win
-                if p.covers(d):
-                    best = p
-            if best is not None:
-                chosen.setdefault(best, []).append(d)
-    return chosen
-
-
 # ---- pulling ---------------------------------------------------------------------------------------------------
 @dataclass
 class PullReport:
@@ -186,6 +123,15 @@ class PullReport:
         self.gaps.extend(other.gaps)
         for k, v in other.asked.items():
             self.asked.setdefault(k, set()).update(v)
+
+    def outside_window(self, ds: Dataset, days: list[date], detail: str) -> None:
+        """``days`` the source's free window cannot reach: not asked (``unreachable_days``), one named gap for
+        every key of ``ds``."""
+        if not days:
+            return
+        self.unreachable_days += len(days)
+        self.gaps.append(Gap(ds.source, ds.name, "*", day_strings(days), None, OUTSIDE_WINDOW, detail))
+        self.asked[ds.name] = set(days)
 
     def record(self, wh: Warehouse) -> None:
         """Write the gap ledger of every dataset this run asked about (days that now succeeded drop out)."""
@@ -301,8 +247,7 @@ def pull_days(
 
     def one(key: str) -> PullReport:
         rep = PullReport()
-        have = existing.get(key, [])
-        todo = [d for d in days if not any(p.covers(d) for p in have)]
+        todo = uncovered(existing.get(key, []), days)
         if not todo:
             rep.skipped += 1
             return rep
@@ -534,21 +479,12 @@ def pull_binance_stats(
     rest_first = rest_stats_first_day(now)
     rest_days = [d for d in days if d >= rest_first]
     archive_days = [d for d in days if d < rest_first and (archive_start is None or d >= archive_start)]
-    report = PullReport(unreachable_days=len(days) - len(rest_days) - len(archive_days))
-    outside = [d for d in days if d not in rest_days and d not in archive_days]
-    if outside:
-        report.gaps.append(
-            Gap(
-                BINANCE_OI.source,
-                BINANCE_OI.name,
-                "*",
-                day_strings(outside),
-                None,
-                OUTSIDE_WINDOW,
-                f"before the REST window ({rest_first}) and the archive start ({archive_start})",
-            )
-        )
-        report.asked[BINANCE_OI.name] = set(outside)
+    report = PullReport()
+    report.outside_window(
+        BINANCE_OI,
+        [d for d in days if d not in rest_days and d not in archive_days],
+        f"before the REST window ({rest_first}) and the archive start ({archive_start})",
+    )
 
     def oi(sym: str, first: date, last: date) -> list[Page]:
         lo, hi = _span(first, last)
@@ -583,6 +519,19 @@ def pull_binance_stats(
     return report
 
 
+def klines_fetch(
+    client: BinanceFuturesClient | BinanceSpotClient, interval: str
+) -> Callable[[str, date, date], list[Page]]:
+    """A ``pull_days`` fetch of a symbol's ``interval`` bars (``/klines``) for its days: open times from ``first``
+    00:00 to ``last``+1 00:00."""
+
+    def fetch(sym: str, first: date, last: date) -> list[Page]:
+        lo, hi = _span(first, last)
+        return [Page.of(f) for f in client.klines_pages(sym, interval, lo, hi + MS)]
+
+    return fetch
+
+
 def pull_binance_klines(
     fapi: BinanceFuturesClient,
     spot: BinanceSpotClient,
@@ -597,20 +546,10 @@ def pull_binance_klines(
     volume; one request a symbol for up to 1500 days) and hourly bars (prices that turn Bybit's base-coin open
     interest into USD; 1500 a page)."""
 
-    def spot_1h(sym: str, first: date, last: date) -> list[Page]:
-        lo, hi = _span(first, last)
-        return [Page.of(f) for f in spot.klines_pages(sym, "1h", lo, hi + MS)]
-
-    def perp(interval: str):
-        def fetch(sym: str, first: date, last: date) -> list[Page]:
-            lo, hi = _span(first, last)
-            return [Page.of(f) for f in fapi.klines_pages(sym, interval, lo, hi + MS)]
-
-        return fetch
-
+    spot_1h, perp_1d, perp_1h = klines_fetch(spot, "1h"), klines_fetch(fapi, "1d"), klines_fetch(fapi, "1h")
     report = pull_days(wh, BINANCE_SPOT_1H, [BTC_SPOT_SYMBOL], days, spot_1h, force=force, workers=1)
-    report.merge(pull_days(wh, BINANCE_PERP_1D, symbols, days, perp("1d"), force=force, workers=workers))
-    report.merge(pull_days(wh, BINANCE_PERP_1H, symbols, days, perp("1h"), force=force, workers=workers))
+    report.merge(pull_days(wh, BINANCE_PERP_1D, symbols, days, perp_1d, force=force, workers=workers))
+    report.merge(pull_days(wh, BINANCE_PERP_1H, symbols, days, perp_1h, force=force, workers=workers))
     return report
 
 
@@ -651,22 +590,11 @@ def pull_okx(
     f_first = first_full_day_after(now - timedelta(days=OKX_FUNDING_REACH_DAYS))
     o_first = first_full_day_after(now - timedelta(days=OKX_OI_REACH_DAYS))
     f_days, o_days = [d for d in days if d >= f_first], [d for d in days if d >= o_first]
-    report = PullReport(unreachable_days=(len(days) - len(f_days)) + (len(days) - len(o_days)))
+    report = PullReport()
     for ds, reach, first_day in ((OKX_FUNDING, f_days, f_first), (OKX_OI, o_days, o_first)):
-        outside = [d for d in days if d not in reach]
-        if outside:
-            report.gaps.append(
-                Gap(
-                    ds.source,
-                    ds.name,
-                    "*",
-                    day_strings(outside),
-                    None,
-                    OUTSIDE_WINDOW,
-                    f"OKX keeps this history from {first_day} on",
-                )
-            )
-            report.asked[ds.name] = set(outside)
+        report.outside_window(
+            ds, [d for d in days if d not in reach], f"OKX keeps this history from {first_day} on"
+        )
 
     def funding(sym: str, first: date, last: date) -> list[Page]:
         return [Page.of(f) for f in client.funding_history_pages(inst_id(base_of(sym)), *_span(first, last))]

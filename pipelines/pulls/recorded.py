@@ -1,0 +1,152 @@
+"""The recorded pull: one model of a stored raw pull for every source, read from the layouts on disk.
+
+A *pull* is one request (or one paginated request sequence) for one key (a coin, a symbol, a currency) over a run
+of UTC days, stored exactly as answered (``Warehouse.store_raw``). Whatever its layout, a stored pull is read into
+a ``StoredPull``: its key, the first and last day it was asked for, when it was fetched, its files in page order
+and their HTTP statuses. A pull *covers* day D when D is one of its days and it was fetched once D had closed
+(``close_instant(D)``, D+1 00:00 UTC). For each (key, day) the newest covering pull is the one read
+(``choose_pulls``), and a day some stored pull covers is not asked again (``uncovered``).
+
+Two layouts are read; neither is ever rewritten:
+
+* paged pulls (Binance, data.binance.vision, Bybit, OKX), one directory a pull, whose every page's
+  ``.meta.json`` holds a ``pull`` record (key, first_day, last_day, page, pages, ext)::
+
+      raw/<source>/<endpoint>/<key name>=<key>/pull=<first>_<last>__<fetched>/page-001.<ext>
+
+  Only complete pulls are read (every page on disk: a store killed half-way is not a recording of the pull).
+* range pulls (CoinGecko ``market_chart/range``), one file a pull, the requested instants in the request's
+  ``from``/``to`` parameters (Unix seconds)::
+
+      raw/<source>/<endpoint>/<key name>=<key>/<from>_<to>__<fetched>.json
+
+  Its days are those whose close instant lies within [from, to] (``days_closing_within``).
+
+Kept free of Dagster so it can be called from tests, benchmarks and the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from pipelines.calendar import utc_midnight
+from pipelines.warehouse import Warehouse, safe_component
+
+
+def close_instant(day: date) -> datetime:
+    """The instant ``day`` closes, whose point is its close: the next midnight, UTC."""
+    return utc_midnight(day + timedelta(days=1))
+
+
+def days_closing_within(start: datetime, end: datetime) -> tuple[date, date]:
+    """The first and last day whose close instant lies within [``start``, ``end``] (first > last: none does)."""
+    # close_instant(d) is midnight d+1: the first close is the first midnight at or after ``start``, the last
+    # the last midnight at or before ``end``
+    first_close = utc_midnight(start.astimezone(timezone.utc).date())
+    if first_close < start:
+        first_close += timedelta(days=1)
+    last_close = utc_midnight(end.astimezone(timezone.utc).date())
+    return first_close.date() - timedelta(days=1), last_close.date() - timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class StoredPull:
+    key: str
+    first: date
+    last: date
+    fetched_at: datetime
+    files: tuple[str, ...]  # relpaths in page order
+    statuses: tuple[int, ...]
+
+    def covers(self, day: date) -> bool:
+        """Whether the pull asked for ``day`` and was fetched once it had closed."""
+        return self.first <= day <= self.last and self.fetched_at >= close_instant(day)
+
+
+def _oldest_first(pulls: list[StoredPull]) -> list[StoredPull]:
+    return sorted(pulls, key=lambda p: (p.fetched_at, p.files))
+
+
+def choose_pulls(pulls: dict[str, list[StoredPull]], days: Iterable[date]) -> dict[StoredPull, list[date]]:
+    """For each (key, day): the newest stored pull covering it. Returns pull -> its chosen days (in ``days``
+    order); a day no pull of a key covers is in none."""
+    days = list(days)
+    chosen: dict[StoredPull, list[date]] = {}
+    for key_pulls in pulls.values():
+        newest_first = _oldest_first(key_pulls)[::-1]
+        for d in days:
+            best = next((p for p in newest_first if p.covers(d)), None)
+            if best is not None:
+                chosen.setdefault(best, []).append(d)
+    return chosen
+
+
+def uncovered(pulls: Iterable[StoredPull], days: Iterable[date]) -> list[date]:
+    """The ``days`` (in order) that none of ``pulls`` covers: what a pull still has to ask for."""
+    pulls = list(pulls)
+    return [d for d in days if not any(p.covers(d) for p in pulls)]
+
+
+def stored_pulls(wh: Warehouse, source: str, endpoint: str) -> dict[str, list[StoredPull]]:
+    """Every complete stored paged pull of an endpoint, by key, oldest first."""
+    base = wh.raw_dir / safe_component(source) / safe_component(endpoint)
+    groups: dict[Path, list[tuple[int, dict, Path]]] = {}
+    for meta_path in base.glob("*=*/pull=*/*.meta.json"):
+        meta = json.loads(meta_path.read_text())
+        pull = meta.get("pull")
+        if not isinstance(pull, dict):
+            continue
+        body = meta_path.with_name(meta_path.name[: -len(".meta.json")] + "." + pull["ext"])
+        if body.exists():
+            groups.setdefault(meta_path.parent, []).append((int(pull["page"]), meta, body))
+    out: dict[str, list[StoredPull]] = {}
+    for pages in groups.values():
+        pages.sort(key=lambda p: p[0])
+        pull = pages[0][1]["pull"]
+        if len(pages) != int(pull["pages"]):  # an interrupted store: not a recording of the whole pull
+            continue
+        out.setdefault(pull["key"], []).append(
+            StoredPull(
+                key=pull["key"],
+                first=date.fromisoformat(pull["first_day"]),
+                last=date.fromisoformat(pull["last_day"]),
+                fetched_at=min(datetime.fromisoformat(m["fetched_at"]) for _, m, _ in pages),
+                files=tuple(wh.rel(b) for _, _, b in pages),
+                statuses=tuple(int(m.get("status", 0)) for _, m, _ in pages),
+            )
+        )
+    return {key: _oldest_first(pulls) for key, pulls in out.items()}
+
+
+def stored_range_pulls(
+    wh: Warehouse, source: str, endpoint: str, key_name: str, key: str
+) -> list[StoredPull]:
+    """Every stored range pull of one key, oldest first (only bodies whose ``.meta.json`` exists)."""
+    base = (
+        wh.raw_dir / safe_component(source) / safe_component(endpoint) / f"{key_name}={safe_component(key)}"
+    )
+    out = []
+    for path in sorted(base.glob("*.json")):
+        if path.name.endswith(".meta.json") or not path.with_suffix(".meta.json").exists():
+            continue
+        meta = wh.raw_meta(path)
+        params = meta["params"]
+        first, last = days_closing_within(
+            datetime.fromtimestamp(int(params["from"]), timezone.utc),
+            datetime.fromtimestamp(int(params["to"]), timezone.utc),
+        )
+        out.append(
+            StoredPull(
+                key=key,
+                first=first,
+                last=last,
+                fetched_at=datetime.fromisoformat(meta["fetched_at"]),
+                files=(wh.rel(path),),
+                statuses=(int(meta.get("status", 0)),),
+            )
+        )
+    return _oldest_first(out)

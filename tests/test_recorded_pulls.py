@@ -1,0 +1,144 @@
+"""The one recorded-pull model (pipelines/pulls/recorded.py): CoinGecko market-chart recordings, stored one file
+a pull with the requested instants in ``from``/``to``, read into ``StoredPull`` and chosen like the paged pulls.
+
+The rule the chart recordings were always read by, restated here as the reference: a pull covers day D when
+``from <= close(D) <= to`` and it was fetched at or after ``close(D)`` (close(D) = D+1 00:00 UTC)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from pipelines.pulls.coingecko import CHART_ENDPOINT, SOURCE, stored_chart_pulls
+from pipelines.pulls.recorded import StoredPull, choose_pulls, close_instant, days_closing_within, uncovered
+from pipelines.warehouse import Warehouse
+
+UTC = timezone.utc
+DAY = date(2025, 11, 20)
+CLOSE = close_instant(DAY)  # 2025-11-21 00:00 UTC
+SECOND = timedelta(seconds=1)
+
+
+def reference_covers(start: datetime, end: datetime, fetched_at: datetime, day: date) -> bool:
+    t = close_instant(day)
+    return start <= t <= end and fetched_at >= t
+
+
+def store_chart(
+    wh: Warehouse, coin: str, start: datetime, end: datetime, fetched_at: datetime, as_text: bool = False
+) -> str:
+    """A market-chart recording as ``pull_market_charts`` stores it (``as_text``: from/to as strings)."""
+    frm, to = int(start.timestamp()), int(end.timestamp())
+    record = {
+        "url": f"http://127.0.0.1/coins/{coin}/market_chart/range",
+        "endpoint": f"/coins/{coin}/market_chart/range",
+        "params": {
+            "vs_currency": "usd",
+            "from": str(frm) if as_text else frm,
+            "to": str(to) if as_text else to,
+        },
+        "status": 200,
+        "fetched_at": fetched_at.isoformat(),
+        "attempts": 1,
+    }
+    name = f"{start:%Y%m%dT%H%M%SZ}_{end:%Y%m%dT%H%M%SZ}__{fetched_at:%Y%m%dT%H%M%SZ}"
+    body = json.dumps({"prices": [], "market_caps": [], "total_volumes": []}).encode()
+    return wh.store_raw(SOURCE, CHART_ENDPOINT, {"coin": coin}, name, body, record).relpath
+
+
+# (from, to, fetched_at): the edges of the old rule
+EDGES = {
+    "to exactly the close, fetched at it": (CLOSE - timedelta(days=3), CLOSE, CLOSE),
+    "to one second before the close": (CLOSE - timedelta(days=3), CLOSE - SECOND, CLOSE + timedelta(hours=5)),
+    "to two hours after the close, fetched later": (
+        CLOSE - timedelta(days=1),
+        CLOSE + timedelta(hours=2),
+        CLOSE + timedelta(hours=2),
+    ),
+    "fetched one second before the close": (
+        CLOSE - timedelta(days=3),
+        CLOSE + timedelta(hours=2),
+        CLOSE - SECOND,
+    ),
+    "from exactly the close": (CLOSE, CLOSE + timedelta(days=2), CLOSE + timedelta(days=3)),
+    "from one second after the close": (CLOSE + SECOND, CLOSE + timedelta(days=2), CLOSE + timedelta(days=3)),
+    "from and to inside one day (no close)": (
+        CLOSE + SECOND,
+        CLOSE + timedelta(hours=23),
+        CLOSE + timedelta(days=1),
+    ),
+    "from == to == the close": (CLOSE, CLOSE, CLOSE),
+    "from after to": (CLOSE + timedelta(days=2), CLOSE, CLOSE + timedelta(days=3)),
+    "not on a second boundary of UTC midnight": (
+        datetime(2025, 11, 18, 13, 7, 11, tzinfo=UTC),
+        datetime(2025, 11, 23, 0, 59, 59, tzinfo=UTC),
+        datetime(2025, 11, 22, 17, 0, tzinfo=UTC),
+    ),
+}
+
+
+@pytest.mark.parametrize("as_text", [False, True], ids=["int params", "text params"])
+@pytest.mark.parametrize("case", list(EDGES))
+def test_a_chart_recording_covers_exactly_the_days_the_old_rule_did(
+    tmp_path, case: str, as_text: bool
+) -> None:
+    start, end, fetched_at = EDGES[case]
+    wh = Warehouse(tmp_path)
+    rel = store_chart(wh, "bitcoin", start, end, fetched_at, as_text)
+    (pull,) = stored_chart_pulls(wh, "bitcoin")
+    assert (pull.key, pull.files, pull.fetched_at, pull.statuses) == ("bitcoin", (rel,), fetched_at, (200,))
+    for day in (DAY + timedelta(days=i) for i in range(-5, 6)):
+        assert pull.covers(day) == reference_covers(start, end, fetched_at, day), (case, day)
+
+
+def test_days_closing_within_at_the_edges() -> None:
+    assert days_closing_within(CLOSE, CLOSE) == (DAY, DAY)
+    assert days_closing_within(CLOSE - SECOND, CLOSE + SECOND) == (DAY, DAY)
+    assert days_closing_within(CLOSE + SECOND, CLOSE + timedelta(days=1) - SECOND) == (
+        DAY + timedelta(days=1),
+        DAY,
+    )  # no close inside: first > last
+    assert days_closing_within(CLOSE - timedelta(days=2) + SECOND, CLOSE - SECOND) == (
+        DAY - timedelta(days=1),
+        DAY - timedelta(days=1),
+    )
+
+
+def test_the_newest_covering_recording_is_chosen_and_an_early_one_covers_nothing_after_its_fetch(
+    tmp_path,
+) -> None:
+    wh = Warehouse(tmp_path)
+    d0, d1, d2, d3, d4 = (DAY + timedelta(days=i) for i in range(-1, 4))
+    later = timedelta(hours=2)
+    old = store_chart(wh, "bitcoin", close_instant(d0), close_instant(d3) + later, close_instant(d3) + later)
+    # newer, asked for d2..d4 but fetched one second before d4 closed: it covers d2 and d3, not d4
+    early = store_chart(wh, "bitcoin", close_instant(d2), close_instant(d4), close_instant(d4) - SECOND)
+    # newest, from one second before the close of d1 to exactly that close: it covers d1 alone
+    edge = store_chart(wh, "bitcoin", close_instant(d1) - SECOND, close_instant(d1), close_instant(d4))
+    pulls = stored_chart_pulls(wh, "bitcoin")
+    assert [p.files[0] for p in pulls] == [old, early, edge]  # oldest first
+    assert [(p.first, p.last) for p in pulls] == [(d0, d3), (d2, d4), (d1, d1)]
+    days = [d0, d1, d2, d3, d4]
+    chosen = {p.files[0]: pdays for p, pdays in choose_pulls({"bitcoin": pulls}, days).items()}
+    assert chosen == {old: [d0], edge: [d1], early: [d2, d3]}  # d4: no pull covers it
+    assert uncovered(pulls, days) == [d4]
+    assert uncovered([p for p in pulls if p.files[0] == early], days) == [d0, d1, d4]
+
+
+def test_a_body_without_its_record_is_not_a_pull(tmp_path) -> None:
+    wh = Warehouse(tmp_path)
+    rel = store_chart(wh, "bitcoin", CLOSE, CLOSE, CLOSE)
+    wh.meta_path(wh.root / rel).unlink()  # an interrupted store: the body was written, the record never
+    assert stored_chart_pulls(wh, "bitcoin") == []
+
+
+def test_choice_does_not_depend_on_the_order_pulls_are_given_in() -> None:
+    def pull(fetched_day: int, name: str) -> StoredPull:
+        fetched = datetime(2025, 11, fetched_day, tzinfo=UTC)
+        return StoredPull("BTCUSDT", date(2025, 11, 1), date(2025, 11, 10), fetched, (name,), (200,))
+
+    a, b = pull(12, "a"), pull(15, "b")
+    days = [date(2025, 11, 9), date(2025, 11, 10)]
+    assert choose_pulls({"BTCUSDT": [a, b]}, days) == choose_pulls({"BTCUSDT": [b, a]}, days) == {b: days}
