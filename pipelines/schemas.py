@@ -36,6 +36,11 @@ class Table:
         return pa.schema([pa.field(c.name, c.type, nullable=c.nullable) for c in self.columns])
 
     @property
+    def polars_schema(self) -> dict[str, pl.DataType]:
+        """The columns' polars types, in order: what the Arrow types read back as."""
+        return dict(pl.from_arrow(self.arrow_schema.empty_table()).schema)  # type: ignore[union-attr]
+
+    @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 

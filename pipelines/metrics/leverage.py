@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import polars as pl
-import pyarrow as pa
 
 from pipelines.metrics.pit import as_of, ensure_utc, pct, week_window
 from pipelines.schemas import WEEKLY_LEVERAGE
@@ -357,5 +356,4 @@ def weekly_leverage(
         "long_short_ratio_mean": ls_mean,
         "leverage_skew": skew,
     }
-    schema = {c.name: pl.from_arrow(pa.array([], type=c.type)).dtype for c in WEEKLY_LEVERAGE.columns}
-    return pl.DataFrame([row], schema=schema)
+    return pl.DataFrame([row], schema=WEEKLY_LEVERAGE.polars_schema)
