@@ -73,18 +73,6 @@ def daily_funding(
     return d.with_columns(funding_annualized=pl.col("funding_8h") * 3 * 365)
 
 
-def mean_funding(
-    funding: pl.DataFrame,
-    open_interest: pl.DataFrame | None,
-    start: datetime,
-    end: datetime,
-    oi_tolerance: timedelta = timedelta(days=1),
-) -> tuple[float | None, str | None]:
-    """(OI-weighted mean rate per 8h, weighting) over settlements with ``start < funding_time <= end``."""
-    c = funding_coverage(funding, open_interest, start, end, oi_tolerance)
-    return c["funding_8h_mean"], c["funding_weighting"]
-
-
 def funding_coverage(
     funding: pl.DataFrame,
     open_interest: pl.DataFrame | None,

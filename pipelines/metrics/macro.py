@@ -10,7 +10,7 @@ from datetime import date, timedelta
 import polars as pl
 
 from pipelines.metrics.pit import week_window
-from pipelines.schemas import WEEKLY_MACRO
+from pipelines.schemas import WEEKLY_MACRO, WEEKLY_RATE_EXPECTATIONS
 
 
 @dataclass(frozen=True)
@@ -190,44 +190,22 @@ def implied_rate_change(
     return out
 
 
-def weekly_rate_expectations(
-    macro: pl.DataFrame,
-    week: str,
-    max_age_days: int = RATE_MAX_AGE_DAYS,
-    bill: str = BILL_SERIES,
-    funds: str = FUNDS_SERIES,
-) -> pl.DataFrame:
-    """One ``weekly_rate_expectations`` row: ``implied_rate_change`` at the week's close day and, for the weekly
-    change, at the close day of the week before (each from what was known then)."""
+def weekly_rate_expectations(macro: pl.DataFrame, week: str) -> pl.DataFrame:
+    """One ``weekly_rate_expectations`` row of ``BILL_SERIES`` against ``FUNDS_SERIES``: ``implied_rate_change``
+    at the week's close day and, for the weekly change, at the close day of the week before (each from what was
+    known then)."""
     w = week_window(week)
-    now = implied_rate_change(macro, w.close_day, max_age_days, bill, funds)
-    before = implied_rate_change(macro, w.close_day - timedelta(days=7), max_age_days, bill, funds)
+    now = implied_rate_change(macro, w.close_day)
+    before = implied_rate_change(macro, w.close_day - timedelta(days=7))
     prev = before["implied_change_bp"] if before["status"] == "ok" else None
     ok = now["status"] == "ok" and prev is not None
     row = {
         "week_start": w.monday,
-        "bill_series": bill,
-        "funds_series": funds,
+        "bill_series": BILL_SERIES,
+        "funds_series": FUNDS_SERIES,
         **now,
         "prev_observation_date": before["observation_date"] if prev is not None else None,
         "prev_implied_change_bp": prev,
         "change_bp": now["implied_change_bp"] - prev if ok else None,
     }
-    return pl.DataFrame([row], schema=RATE_SCHEMA)
-
-
-RATE_SCHEMA = {
-    "week_start": pl.Date,
-    "bill_series": pl.String,
-    "funds_series": pl.String,
-    "observation_date": pl.Date,
-    "bill_discount_pct": pl.Float64,
-    "bill_overnight_pct": pl.Float64,
-    "funds_rate_pct": pl.Float64,
-    "implied_change_bp": pl.Float64,
-    "cuts_priced": pl.Float64,
-    "status": pl.String,
-    "prev_observation_date": pl.Date,
-    "prev_implied_change_bp": pl.Float64,
-    "change_bp": pl.Float64,
-}
+    return pl.DataFrame([row], schema=WEEKLY_RATE_EXPECTATIONS.polars_schema)
