@@ -52,6 +52,11 @@ def _day_col(col: str = "ts") -> pl.Expr:
     return pl.col(col).dt.date().alias("day")
 
 
+def _binance_reading(*values: str) -> list[pl.Expr | str]:
+    """The clean columns of a Binance reading: exchange, symbol, ``ts`` in UTC ms, ``values`` and raw_file."""
+    return [pl.lit("binance").alias("exchange"), "symbol", pl.col("ts").cast(PL_UTC_MS), *values, "raw_file"]
+
+
 def _per_page(wh: Warehouse, pull: ing.StoredPull, parse, ts: str, keys: list[str]) -> pl.DataFrame:
     """Parse a pull page by page (raw_file per row); one row per key (conflicting duplicates raise)."""
     frames = []
@@ -153,13 +158,7 @@ def build_open_interest(
     of the coin instead (``coin_daily``, the last close within 26 hours; counted in ``stats`` as
     ``bybit_priced_with_coingecko``)."""
     frames: list[pl.DataFrame] = []
-    out_cols = [
-        pl.lit("binance").alias("exchange"),
-        "symbol",
-        pl.col("ts").cast(PL_UTC_MS),
-        "oi_usd",
-        "raw_file",
-    ]
+    out_cols = _binance_reading("oi_usd")
     frames += [
         f.select("day", *out_cols)
         for f in _collect(
@@ -300,14 +299,7 @@ def hourly_prices(wh: Warehouse, days: list[date]) -> pl.DataFrame:
 
 
 def build_long_short(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame]:
-    cols = [
-        pl.lit("binance").alias("exchange"),
-        "symbol",
-        pl.col("ts").cast(PL_UTC_MS),
-        "long_account",
-        "short_account",
-        "raw_file",
-    ]
+    cols = _binance_reading("long_account", "short_account")
     frames = [
         f.select("day", *cols)
         for f in _collect(
@@ -344,12 +336,7 @@ def build_btc_hourly(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame
         f.select(
             "day",
             pl.col("open_time").cast(PL_UTC_MS).alias("ts"),
-            "open",
-            "high",
-            "low",
-            "close",
-            "volume",
-            "quote_volume",
+            pl.col("open", "high", "low", "close", "volume", "quote_volume"),
             "raw_file",
         )
         for f in _collect(wh, ing.BINANCE_SPOT_1H, days, lambda p: _klines_frame(wh, p))
