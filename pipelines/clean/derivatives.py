@@ -52,9 +52,17 @@ def _day_col(col: str = "ts") -> pl.Expr:
     return pl.col(col).dt.date().alias("day")
 
 
-def _binance_reading(*values: str) -> list[pl.Expr | str]:
-    """The clean columns of a Binance reading: exchange, symbol, ``ts`` in UTC ms, ``values`` and raw_file."""
-    return [pl.lit("binance").alias("exchange"), "symbol", pl.col("ts").cast(PL_UTC_MS), *values, "raw_file"]
+def _reading_columns(exchange: str, *values: str) -> list[pl.Expr | str]:
+    """The clean columns of a venue's reading: exchange, symbol, ``ts`` in UTC ms, ``values`` and raw_file."""
+    return [pl.lit(exchange).alias("exchange"), "symbol", pl.col("ts").cast(PL_UTC_MS), *values, "raw_file"]
+
+
+def _priced(readings: pl.DataFrame, prices: pl.DataFrame, within: timedelta) -> pl.DataFrame:
+    """Each reading with its symbol's last ``prices`` row at or before its ``ts``, up to ``within`` earlier
+    (null price beyond)."""
+    return readings.join_asof(
+        prices, on="ts", by="symbol", strategy="backward", tolerance=within, check_sortedness=False
+    )
 
 
 def _per_page(wh: Warehouse, pull: ing.StoredPull, parse, ts: str, keys: list[str]) -> pl.DataFrame:
@@ -158,7 +166,7 @@ def build_open_interest(
     of the coin instead (``coin_daily``, the last close within 26 hours; counted in ``stats`` as
     ``bybit_priced_with_coingecko``)."""
     frames: list[pl.DataFrame] = []
-    out_cols = _binance_reading("oi_usd")
+    out_cols = _reading_columns("binance", "oi_usd")
     frames += [
         f.select("day", *out_cols)
         for f in _collect(
@@ -191,26 +199,12 @@ def build_open_interest(
     if bybit_frames:
         oi = pl.concat(bybit_frames).sort("ts")
         prices = hourly_prices(wh, days)
-        joined = oi.join_asof(
-            prices,
-            on="ts",
-            by="symbol",
-            strategy="backward",
-            tolerance=timedelta(hours=2),
-            check_sortedness=False,
-        )
+        joined = _priced(oi, prices, timedelta(hours=2))
         no_binance = sorted(set(oi["symbol"].unique().to_list()) - set(prices["symbol"].unique().to_list()))
         if no_binance:
             fallback = coingecko_prices(wh, days).filter(pl.col("symbol").is_in(no_binance))
             rest = joined.filter(~pl.col("symbol").is_in(no_binance))
-            filled = oi.filter(pl.col("symbol").is_in(no_binance)).join_asof(
-                fallback,
-                on="ts",
-                by="symbol",
-                strategy="backward",
-                tolerance=timedelta(hours=26),
-                check_sortedness=False,
-            )
+            filled = _priced(oi.filter(pl.col("symbol").is_in(no_binance)), fallback, timedelta(hours=26))
             joined = pl.concat([rest, filled], how="vertical_relaxed")
             if stats is not None:
                 stats["bybit_priced_with_coingecko"] = filled["price"].drop_nulls().len()
@@ -218,14 +212,7 @@ def build_open_interest(
         frames.append(
             joined.drop_nulls("price")
             .with_columns((pl.col("oi_base") * pl.col("price")).alias("oi_usd"))
-            .select(
-                "day",
-                pl.lit("bybit").alias("exchange"),
-                "symbol",
-                pl.col("ts").cast(PL_UTC_MS),
-                "oi_usd",
-                "raw_file",
-            )
+            .select("day", *_reading_columns("bybit", "oi_usd"))
         )
     for f in _collect(wh, ing.OKX_OI, days, lambda p: _okx_oi_frame(wh, p)):
         frames.append(f)
@@ -299,7 +286,7 @@ def hourly_prices(wh: Warehouse, days: list[date]) -> pl.DataFrame:
 
 
 def build_long_short(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame]:
-    cols = _binance_reading("long_account", "short_account")
+    cols = _reading_columns("binance", "long_account", "short_account")
     frames = [
         f.select("day", *cols)
         for f in _collect(
