@@ -17,8 +17,7 @@ NOW = SOURCES_NOW  # the shared emulator's clock (tests/conftest.py, fixture `em
 
 @pytest.fixture
 def fut(emu):
-    with emulator_client(emu, bn.BinanceFuturesClient, "BINANCE_FAPI_BASE_URL") as c:
-        yield c
+    yield from emulator_client(emu, bn.BinanceFuturesClient, "BINANCE_FAPI_BASE_URL")
 
 
 def test_funding_pagination_covers_window_in_order(fut, emu):

@@ -26,8 +26,7 @@ def _good_checksums(emu):
 
 @pytest.fixture
 def client(emu):
-    with emulator_client(emu, bv.BinanceVisionClient, "BINANCE_VISION_BASE_URL") as c:
-        yield c
+    yield from emulator_client(emu, bv.BinanceVisionClient, "BINANCE_VISION_BASE_URL")
 
 
 def test_metrics_day_is_a_verified_zip(client):

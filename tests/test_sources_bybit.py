@@ -18,8 +18,7 @@ NOW = SOURCES_NOW  # the shared emulator's clock (tests/conftest.py, fixture `em
 
 @pytest.fixture
 def bybit(emu):
-    with emulator_client(emu, by.BybitClient, "BYBIT_BASE_URL") as c:
-        yield c
+    yield from emulator_client(emu, by.BybitClient, "BYBIT_BASE_URL")
 
 
 # ---- Bybit ----------------------------------------------------------------------------------------------------

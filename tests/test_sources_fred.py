@@ -19,8 +19,7 @@ NOW = SOURCES_NOW  # the shared emulator's clock (tests/conftest.py, fixture `em
 
 @pytest.fixture
 def client(emu):
-    with emulator_client(emu, fred.FredClient, "FRED_BASE_URL", calls_per_minute=0) as c:
-        yield c
+    yield from emulator_client(emu, fred.FredClient, "FRED_BASE_URL", calls_per_minute=0)
 
 
 def test_daily_series_business_days_and_holidays(client):

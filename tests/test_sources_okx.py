@@ -18,8 +18,7 @@ NOW = SOURCES_NOW  # the shared emulator's clock (tests/conftest.py, fixture `em
 
 @pytest.fixture
 def okx(emu):
-    with emulator_client(emu, ok.OkxClient, "OKX_BASE_URL") as c:
-        yield c
+    yield from emulator_client(emu, ok.OkxClient, "OKX_BASE_URL")
 
 
 # ---- OKX ------------------------------------------------------------------------------------------------------
