@@ -1,9 +1,10 @@
 """Every table's schema, in one place.
 
 Each lake table is declared here once: its Arrow schema, the column it is partitioned by on disk, and a
-description of every column. Writers validate against it (``Table.conform``), the DuckDB catalog is built from
-it, and Dagster's ``dagster/column_schema`` metadata is derived from it, so Parquet, DuckDB, the UI and the
-docs cannot drift apart.
+description of every column. Writers validate against it (``Table.conform``), the metrics build their frames
+with its polars types (``Table.polars_schema``), the DuckDB catalog is built from it, and Dagster's
+``dagster/column_schema`` metadata is derived from it, so Parquet, DuckDB, the UI and the docs cannot drift
+apart.
 """
 
 from __future__ import annotations
