@@ -1,9 +1,10 @@
 """Every table's schema, in one place.
 
 Each lake table is declared here once: its Arrow schema, the column it is partitioned by on disk, and a
-description of every column. Writers validate against it (``Table.conform``), the DuckDB catalog is built from
-it, and Dagster's ``dagster/column_schema`` metadata is derived from it, so Parquet, DuckDB, the UI and the
-docs cannot drift apart.
+description of every column. Writers validate against it (``Table.conform``), the metrics build their frames
+with its polars types (``Table.polars_schema``), the DuckDB catalog is built from it, and Dagster's
+``dagster/column_schema`` metadata is derived from it, so Parquet, DuckDB, the UI and the docs cannot drift
+apart.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ class Table:
     @property
     def arrow_schema(self) -> pa.Schema:
         return pa.schema([pa.field(c.name, c.type, nullable=c.nullable) for c in self.columns])
+
+    @property
+    def polars_schema(self) -> dict[str, pl.DataType]:
+        """The columns' polars types, in order: what the Arrow types read back as."""
+        return dict(pl.from_arrow(self.arrow_schema.empty_table()).schema)  # type: ignore[union-attr]
 
     @property
     def column_names(self) -> list[str]:
@@ -85,6 +91,7 @@ class SchemaError(ValueError):
 
 
 UTC_MS = pa.timestamp("ms", tz="UTC")
+WEEK_START = Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week")
 
 COIN_DAILY = Table(
     name="coin_daily",
@@ -169,7 +176,7 @@ WEEKLY_MARKET_SUMMARY = Table(
     partition_by="week",
     key=("week_start",),
     columns=(
-        Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+        WEEK_START,
         Column("week_end", pa.date32(), "the next Monday 00:00 UTC that closes it"),
         Column("total_mcap_start_usd", pa.float64(), "sum of market caps at the open"),
         Column("total_mcap_end_usd", pa.float64(), "sum of market caps at the close"),
@@ -240,7 +247,7 @@ WEEKLY_CORRELATION_BUCKETS = Table(
     partition_by="week",
     key=("bucket",),
     columns=(
-        Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+        WEEK_START,
         Column("bucket", pa.string(), "rank bucket at the week's open, e.g. '1-10'"),
         Column("coins", pa.int32(), "bucket members (ranked at the open)"),
         Column(
@@ -266,7 +273,7 @@ WEEKLY_CROSS_ASSET = Table(
     partition_by="week",
     key=("asset",),
     columns=(
-        Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+        WEEK_START,
         Column("asset", pa.string(), "asset name"),
         Column("series", pa.string(), "input series used"),
         Column(
@@ -296,7 +303,7 @@ WEEKLY_CRYPTO_RANK = Table(
     partition_by="week",
     key=("week_start",),
     columns=(
-        Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+        WEEK_START,
         Column("crypto_rank", pa.int32(), "rank of crypto, 1 = best", True),
         Column("assets_ranked", pa.int32(), "major asset classes with a return this week"),
         Column("is_worst", pa.bool_(), "crypto was the worst", True),
@@ -311,7 +318,7 @@ WEEKLY_LEVERAGE = Table(
     partition_by="week",
     key=("week_start",),
     columns=(
-        Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+        WEEK_START,
         Column(
             "funding_8h_mean",
             pa.float64(),
@@ -459,7 +466,7 @@ WEEKLY_MACRO = Table(
     partition_by="week",
     key=("metric",),
     columns=(
-        Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+        WEEK_START,
         Column("metric", pa.string(), "metric name, e.g. 'payrolls_change_k'"),
         Column("series_id", pa.string(), "source series id(s)"),
         Column("value", pa.float64(), "value; null when the latest known observation is missing", True),
@@ -485,7 +492,7 @@ WEEKLY_RATE_EXPECTATIONS = Table(
     partition_by="week",
     key=("week_start",),
     columns=(
-        Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+        WEEK_START,
         Column("bill_series", pa.string(), "FRED id of the bill rate (DTB3)"),
         Column("funds_series", pa.string(), "FRED id of the effective fed funds rate (DFF)"),
         Column(
@@ -547,7 +554,7 @@ WEEKLY_TOTAL_MARKET_CAP = Table(
     partition_by="week",
     key=("week_start",),
     columns=(
-        Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+        WEEK_START,
         Column("open_day", pa.date32(), "daily partition whose close opens the week"),
         Column("close_day", pa.date32(), "daily partition whose close ends the week"),
         Column("mcap_open_usd", pa.float64(), "total market cap at the open", True),
@@ -626,7 +633,7 @@ WEEKLY_MARKET_TOTAL = Table(
     partition_by="week",
     key=("date",),
     columns=(
-        Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+        WEEK_START,
         Column("date", pa.date32(), "the day whose close this is"),
         Column("tracked_mcap_usd", pa.float64(), "the tracked coins' total (coin_daily, short gaps carried)"),
         Column("top_mcap_usd", pa.float64(), "the top_coins largest of them summed"),
@@ -648,7 +655,7 @@ WEEKLY_MCAP_CROSSINGS = Table(
     partition_by="week",
     key=("level_usd", "crossed_on"),
     columns=(
-        Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+        WEEK_START,
         Column("level_usd", pa.float64(), "the round level crossed, e.g. 3e12"),
         Column(
             "direction",
@@ -672,7 +679,7 @@ WEEKLY_INDEX_RETURNS = Table(
     partition_by="week",
     key=("index",),
     columns=(
-        Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+        WEEK_START,
         Column("index", pa.string(), "index name (see ESTIMATE_METHODOLOGY.md)"),
         Column("constituents", pa.int32(), "members at the Monday rebalance"),
         Column("max_weight", pa.float64(), "largest weight after capping", True),
@@ -696,7 +703,7 @@ WEEKLY_UNIVERSE = Table(
     partition_by="week",
     key=("coin_id",),
     columns=(
-        Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+        WEEK_START,
         Column("rank", pa.int32(), "market-cap rank among eligible coins at the open, 1 = largest"),
         Column("coin_id", pa.string(), "CoinGecko coin id"),
         Column("symbol", pa.string(), "ticker"),
@@ -713,7 +720,7 @@ WEEKLY_BTC_VOLATILITY = Table(
     partition_by="week",
     key=("week_start",),
     columns=(
-        Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+        WEEK_START,
         Column("rv7_hourly_pct", pa.float64(), "7-day RV from 168 hourly log returns, x sqrt(24*365)", True),
         Column("rv7_hourly_prev_pct", pa.float64(), "the same at the week's open", True),
         Column("rv7_change_pts", pa.float64(), "rv7_hourly_pct minus rv7_hourly_prev_pct", True),
@@ -736,7 +743,7 @@ WEEKLY_VOLUME = Table(
     partition_by="week",
     key=("week_start",),
     columns=(
-        Column("week_start", pa.date32(), "Monday 00:00 UTC that opens the week"),
+        WEEK_START,
         Column(
             "spot_volume_usd",
             pa.float64(),

@@ -37,15 +37,10 @@ LONG_SHORT_RATIO = _table(
 BTC_HOURLY = _table("btc_hourly", "ts", "open", "high", "low", "close", "volume", "quote_volume", "raw_file")
 PERP_VOLUME_DAILY = _table("perp_volume_daily", "exchange", "symbol", "quote_volume_usd", "raw_file")
 MACRO_OBSERVATIONS = _table("macro_observations", "series_id", "date", "value", "pulled_at", "raw_file")
-# the clean derivative and macro tables (built from the raw derivative and FRED pulls)
-CLEAN_TABLES = (
-    FUNDING_RATES,
-    OPEN_INTEREST,
-    LONG_SHORT_RATIO,
-    BTC_HOURLY,
-    PERP_VOLUME_DAILY,
-    MACRO_OBSERVATIONS,
-)
+# the clean derivative tables (built from the raw derivative pulls) and, with the macro table (from FRED), all the
+# clean tables that are not CoinGecko's
+DERIVATIVE_TABLES = (FUNDING_RATES, OPEN_INTEREST, LONG_SHORT_RATIO, BTC_HOURLY, PERP_VOLUME_DAILY)
+CLEAN_TABLES = (*DERIVATIVE_TABLES, MACRO_OBSERVATIONS)
 
 FIRST_DAY = date(2025, 2, 10)
 LAST_DAY = date(2025, 5, 25)

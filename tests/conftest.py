@@ -78,6 +78,14 @@ def emu(_sources_emulator: MarketEmulator) -> Iterator[MarketEmulator]:
     _sources_emulator.clear_faults()
 
 
+def emulator_client(emu: MarketEmulator, client_class, base_url_key: str, **options) -> Iterator:
+    """For a fixture to ``yield from``: an open source client on ``emu``'s ``base_url_key`` URL that never sleeps
+    between retries and gives up on a silent emulator after half a second (``options``: the client's other
+    arguments); closed after the test."""
+    with client_class(emu.base_urls()[base_url_key], sleep=lambda s: None, timeout=0.5, **options) as client:
+        yield client
+
+
 @pytest.fixture
 def fresh_emulator() -> Iterator[MarketEmulator]:
     """An emulator of one's own, for tests that inject faults or count requests."""

@@ -10,6 +10,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from bench.phases import DERIVATIVE_PULLS  # the raw assets that follow the top perpetuals (``top_n``)
 from pipelines.emulator.server import Fault, MarketEmulator
 from pipelines.pulls.derivatives import PERP_TOP_N
 from pipelines.runner import RANGE_END_TAG, RANGE_START_TAG
@@ -30,14 +31,6 @@ RAW = [
     "raw_fred_series",
 ]
 CLEAN = [t.name for t in CLEAN_TABLES]
-# the raw assets that follow the top perpetuals (their ``top_n`` config)
-DERIVATIVE_PULLS = (
-    "raw_binance_funding",
-    "raw_binance_futures_stats",
-    "raw_binance_klines",
-    "raw_bybit_derivatives",
-    "raw_okx_derivatives",
-)
 SOURCES = ("binance_fapi", "binance_spot", "binance_vision", "bybit", "okx", "fred")
 
 

@@ -235,13 +235,11 @@ def test_global_is_stored_with_the_snapshot_and_measures_the_top_share(cg, fresh
 
 def _global_total(usd: float) -> Fault:
     """Every /global answer with ``total_market_cap.usd`` replaced by ``usd``."""
-    return Fault(
-        api="coingecko",
-        path="^/global",
-        kind="drift",
-        times=None,
-        mutate=lambda b: {**b, "data": {**b["data"], "total_market_cap": {"usd": usd}}},
-    )
+
+    def with_total(body: dict) -> dict:
+        return {**body, "data": {**body["data"], "total_market_cap": {"usd": usd}}}
+
+    return Fault(api="coingecko", path="^/global", kind="drift", times=None, mutate=with_total)
 
 
 @pytest.mark.parametrize(

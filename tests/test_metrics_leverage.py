@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.metrics.leverage import daily_funding, mean_funding, normalize_funding, weekly_leverage
+from pipelines.metrics.leverage import daily_funding, funding_coverage, normalize_funding, weekly_leverage
 from pipelines.schemas import WEEKLY_LEVERAGE
 from tests._metrics_real import real_file
 
@@ -132,12 +132,12 @@ def test_real_btc_funding_week_vs_october_and_direct_mean():
     row = weekly_leverage(f, None, None, "2025-11-17").row(0, named=True)
     assert row["funding_8h_mean"] == pytest.approx(direct(wk_lo, wk_hi), rel=1e-12)
     oct_lo, oct_hi = datetime(2025, 10, 1, tzinfo=UTC), datetime(2025, 11, 1, tzinfo=UTC)
-    oct_mean, weighting = mean_funding(f, None, oct_lo, oct_hi)
-    assert weighting == "equal"
-    assert oct_mean == pytest.approx(direct(oct_lo, oct_hi), rel=1e-12)
+    october = funding_coverage(f, None, oct_lo, oct_hi)
+    assert october["funding_weighting"] == "equal"
+    assert october["funding_8h_mean"] == pytest.approx(direct(oct_lo, oct_hi), rel=1e-12)
     # The week is below the pre-crash early-October level and below the week before. (It is NOT below the
     # whole-October mean: the 10-11 Oct liquidation cascade pulled October's funding down.)
-    early_oct, _ = mean_funding(f, None, oct_lo, datetime(2025, 10, 11, tzinfo=UTC))
+    early_oct = funding_coverage(f, None, oct_lo, datetime(2025, 10, 11, tzinfo=UTC))["funding_8h_mean"]
     assert early_oct == pytest.approx(direct(oct_lo, datetime(2025, 10, 11, tzinfo=UTC)), rel=1e-12)
     assert row["funding_8h_mean"] < early_oct
     prev = weekly_leverage(f, None, None, "2025-11-10").row(0, named=True)

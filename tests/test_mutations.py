@@ -156,82 +156,44 @@ def edit(table: str, part, fn) -> Callable[[Lake], None]:
     return lambda lake: lake.edit(table, part, fn)
 
 
+def coin_missing(name: str, coin_id: str, day: date) -> Case:
+    """A case whose coin has no coin_daily row on ``day``."""
+    return Case(name, coin_id, edit("coin_daily", day, _drop(coin == coin_id)))
+
+
+def coin_value(name: str, coin_id: str, day: date, change, col: str, value) -> Case:
+    """A case that changes one coin's ``col`` in coin_daily on ``day``: ``change`` is ``_set``, ``_scale`` or
+    ``_shift`` with ``value``."""
+    return Case(name, coin_id, edit("coin_daily", day, change(col, value, coin == coin_id)))
+
+
 CASES = [
     # coin_daily: missing
-    Case("top coin dropped on the close day", "alt000", edit("coin_daily", CLOSE, _drop(coin == "alt000"))),
-    Case("top coin dropped on the open day", "alt000", edit("coin_daily", OPEN, _drop(coin == "alt000"))),
-    Case(
-        "sector member (gaming) dropped on the close day",
-        "alt002",
-        edit("coin_daily", CLOSE, _drop(coin == "alt002")),
-    ),
-    Case("small coin dropped mid-week", "alt090", edit("coin_daily", MID, _drop(coin == "alt090"))),
-    Case("bitcoin dropped on the close day", "bitcoin", edit("coin_daily", CLOSE, _drop(coin == "bitcoin"))),
-    Case(
-        "price NaN (parsed as missing) -> row dropped",
-        "alt005",
-        edit("coin_daily", CLOSE, _drop(coin == "alt005")),
-    ),
+    coin_missing("top coin dropped on the close day", "alt000", CLOSE),
+    coin_missing("top coin dropped on the open day", "alt000", OPEN),
+    coin_missing("sector member (gaming) dropped on the close day", "alt002", CLOSE),
+    coin_missing("small coin dropped mid-week", "alt090", MID),
+    coin_missing("bitcoin dropped on the close day", "bitcoin", CLOSE),
+    coin_missing("price NaN (parsed as missing) -> row dropped", "alt005", CLOSE),
     # coin_daily: wrong
-    Case(
-        "market cap 0 on the close day",
-        "alt000",
-        edit("coin_daily", CLOSE, _set("market_cap_usd", 0.0, coin == "alt000")),
-    ),
-    Case(
-        "market cap null on the close day",
-        "alt000",
-        edit("coin_daily", CLOSE, _set("market_cap_usd", None, coin == "alt000")),
-    ),
-    Case(
-        "market cap 0 on the open day",
-        "alt001",
-        edit("coin_daily", OPEN, _set("market_cap_usd", 0.0, coin == "alt001")),
-    ),
-    Case(
-        "market cap x10 mid-week",
-        "alt003",
-        edit("coin_daily", MID, _scale("market_cap_usd", 10.0, coin == "alt003")),
-    ),
-    Case(
-        "market cap x10 on the close day",
-        "alt003",
-        edit("coin_daily", CLOSE, _scale("market_cap_usd", 10.0, coin == "alt003")),
-    ),
-    Case(
-        "price x10 on the close day",
-        "alt008",
-        edit("coin_daily", CLOSE, _scale("price_usd", 10.0, coin == "alt008")),
-    ),
-    Case(
-        "market cap negative on the open day",
-        "alt004",
-        edit("coin_daily", OPEN, _scale("market_cap_usd", -1.0, coin == "alt004")),
-    ),
-    Case(
-        "price NaN on the close day",
-        "alt005",
-        edit("coin_daily", CLOSE, _set("price_usd", float("nan"), coin == "alt005")),
-    ),
-    Case(
-        "price inf mid-week",
-        "bitcoin",
-        edit("coin_daily", MID, _set("price_usd", float("inf"), coin == "bitcoin")),
-    ),
-    Case(
-        "price 0 on the close day",
-        "ethereum",
-        edit("coin_daily", CLOSE, _set("price_usd", 0.0, coin == "ethereum")),
-    ),
-    Case(
-        "volume 0 for a top coin",
-        "alt006",
-        edit("coin_daily", MID, _set("volume_24h_usd", 0.0, coin == "alt006")),
-    ),
-    Case(
+    coin_value("market cap 0 on the close day", "alt000", CLOSE, _set, "market_cap_usd", 0.0),
+    coin_value("market cap null on the close day", "alt000", CLOSE, _set, "market_cap_usd", None),
+    coin_value("market cap 0 on the open day", "alt001", OPEN, _set, "market_cap_usd", 0.0),
+    coin_value("market cap x10 mid-week", "alt003", MID, _scale, "market_cap_usd", 10.0),
+    coin_value("market cap x10 on the close day", "alt003", CLOSE, _scale, "market_cap_usd", 10.0),
+    coin_value("price x10 on the close day", "alt008", CLOSE, _scale, "price_usd", 10.0),
+    coin_value("market cap negative on the open day", "alt004", OPEN, _scale, "market_cap_usd", -1.0),
+    coin_value("price NaN on the close day", "alt005", CLOSE, _set, "price_usd", float("nan")),
+    coin_value("price inf mid-week", "bitcoin", MID, _set, "price_usd", float("inf")),
+    coin_value("price 0 on the close day", "ethereum", CLOSE, _set, "price_usd", 0.0),
+    coin_value("volume 0 for a top coin", "alt006", MID, _set, "volume_24h_usd", 0.0),
+    coin_value(
         "volume null for a top coin (missing, as on estimated days)",
         "alt006",
-        edit("coin_daily", MID, _set("volume_24h_usd", None, coin == "alt006")),
+        MID,
+        _set,
+        "volume_24h_usd",
+        None,
     ),
     Case(
         "conflicting duplicate day (two closes, two prices)",
@@ -239,18 +201,10 @@ CASES = [
         edit("coin_daily", CLOSE, _dup(coin == "alt000", {"price_usd": 123.0})),
     ),
     Case("identical duplicate row", "alt000", edit("coin_daily", MID, _dup(coin == "alt000"))),
-    Case(
-        "observed_at shifted by a day",
-        "alt007",
-        edit("coin_daily", MID, _shift("observed_at", timedelta(days=1), coin == "alt007")),
-    ),
+    coin_value("observed_at shifted by a day", "alt007", MID, _shift, "observed_at", timedelta(days=1)),
     Case("stale close (the day before's point re-dated)", "alt001", _stale_close),
     Case("rows out of order in a partition", "-", edit("coin_daily", CLOSE, lambda df: df.reverse())),
-    Case(
-        "stablecoin depeg (tether at $0.95)",
-        "tether",
-        edit("coin_daily", MID, _set("price_usd", 0.95, coin == "tether")),
-    ),
+    coin_value("stablecoin depeg (tether at $0.95)", "tether", MID, _set, "price_usd", 0.95),
     # funding
     Case(
         "a missing funding day (binance BTCUSDT)",

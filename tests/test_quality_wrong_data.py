@@ -176,12 +176,7 @@ def test_rules_raise_no_false_alarm_on_real_2025_data() -> None:
     h = pl.read_csv(real_file("datascientest_binance_btcusdt_1h/binance_spot_BTCUSDT_1h_2025-01_2026-01.csv"))
     h = h.select(
         pl.col("timestamp").str.to_datetime(time_zone="UTC").alias("ts"),
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "quote_volume",
+        pl.col("open", "high", "low", "close", "volume", "quote_volume"),
     ).with_columns(pl.col("ts").dt.date().alias("date"))
     assert quality.instants("btc_hourly", h) == [] and quality.required_values("btc_hourly", h) == []
     c = pl.read_csv(

@@ -10,17 +10,14 @@ import pytest
 from pipelines.emulator.server import Fault
 from pipelines.sources import binance as bn
 from pipelines.sources.http import HistoryLimitError, PayloadError, SourceError
-from tests.conftest import SOURCES_NOW
+from tests.conftest import SOURCES_NOW, emulator_client
 
 NOW = SOURCES_NOW  # the shared emulator's clock (tests/conftest.py, fixture `emu`)
 
 
 @pytest.fixture
 def fut(emu):
-    with bn.BinanceFuturesClient(
-        emu.base_urls()["BINANCE_FAPI_BASE_URL"], sleep=lambda s: None, timeout=0.5
-    ) as c:
-        yield c
+    yield from emulator_client(emu, bn.BinanceFuturesClient, "BINANCE_FAPI_BASE_URL")
 
 
 def test_funding_pagination_covers_window_in_order(fut, emu):

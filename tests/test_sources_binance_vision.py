@@ -13,7 +13,7 @@ import pytest
 from pipelines.emulator.server import Fault
 from pipelines.sources import binance_vision as bv
 from pipelines.sources.http import PayloadError
-from tests.conftest import SOURCES_NOW
+from tests.conftest import SOURCES_NOW, emulator_client
 
 NOW = SOURCES_NOW  # the shared emulator's clock (tests/conftest.py, fixture `emu`)
 
@@ -26,10 +26,7 @@ def _good_checksums(emu):
 
 @pytest.fixture
 def client(emu):
-    with bv.BinanceVisionClient(
-        emu.base_urls()["BINANCE_VISION_BASE_URL"], sleep=lambda s: None, timeout=0.5
-    ) as c:
-        yield c
+    yield from emulator_client(emu, bv.BinanceVisionClient, "BINANCE_VISION_BASE_URL")
 
 
 def test_metrics_day_is_a_verified_zip(client):

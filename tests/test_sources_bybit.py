@@ -11,15 +11,14 @@ import pytest
 from pipelines.emulator.server import Fault
 from pipelines.sources import bybit as by
 from pipelines.sources.http import PayloadError, SourceError
-from tests.conftest import SOURCES_NOW
+from tests.conftest import SOURCES_NOW, emulator_client
 
 NOW = SOURCES_NOW  # the shared emulator's clock (tests/conftest.py, fixture `emu`)
 
 
 @pytest.fixture
 def bybit(emu):
-    with by.BybitClient(emu.base_urls()["BYBIT_BASE_URL"], sleep=lambda s: None, timeout=0.5) as c:
-        yield c
+    yield from emulator_client(emu, by.BybitClient, "BYBIT_BASE_URL")
 
 
 # ---- Bybit ----------------------------------------------------------------------------------------------------

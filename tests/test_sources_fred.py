@@ -12,17 +12,14 @@ from pipelines.emulator.macro import build_macro
 from pipelines.emulator.server import Fault
 from pipelines.sources import fred
 from pipelines.sources.http import PayloadError, SourceError
-from tests.conftest import SOURCES_NOW
+from tests.conftest import SOURCES_NOW, emulator_client
 
 NOW = SOURCES_NOW  # the shared emulator's clock (tests/conftest.py, fixture `emu`)
 
 
 @pytest.fixture
 def client(emu):
-    with fred.FredClient(
-        emu.base_urls()["FRED_BASE_URL"], calls_per_minute=0, sleep=lambda s: None, timeout=0.5
-    ) as c:
-        yield c
+    yield from emulator_client(emu, fred.FredClient, "FRED_BASE_URL", calls_per_minute=0)
 
 
 def test_daily_series_business_days_and_holidays(client):

@@ -11,15 +11,14 @@ import pytest
 from pipelines.emulator.server import Fault
 from pipelines.sources import okx as ok
 from pipelines.sources.http import PayloadError, SourceError
-from tests.conftest import SOURCES_NOW
+from tests.conftest import SOURCES_NOW, emulator_client
 
 NOW = SOURCES_NOW  # the shared emulator's clock (tests/conftest.py, fixture `emu`)
 
 
 @pytest.fixture
 def okx(emu):
-    with ok.OkxClient(emu.base_urls()["OKX_BASE_URL"], sleep=lambda s: None, timeout=0.5) as c:
-        yield c
+    yield from emulator_client(emu, ok.OkxClient, "OKX_BASE_URL")
 
 
 # ---- OKX ------------------------------------------------------------------------------------------------------

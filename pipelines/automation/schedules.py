@@ -20,24 +20,33 @@ from pipelines.automation.tags import LAYER_TAG, TRIGGER_TAG
 RETRIES = {"dagster/max_retries": "2", "dagster/retry_strategy": "FROM_FAILURE"}
 
 
+def _schedule(job, layer: str, description: str, **cron) -> dg.ScheduleDefinition:
+    """``<layer>_schedule``: ``job``'s latest complete partition at the time ``cron`` names (hour, minute and
+    day-of-week arguments of ``build_schedule_from_partitioned_job``), tagged, retried and running."""
+    return dg.build_schedule_from_partitioned_job(
+        job,
+        name=f"{layer}_schedule",
+        description=description,
+        tags={TRIGGER_TAG: "schedule", LAYER_TAG: layer, **RETRIES},
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        **cron,
+    )
+
+
 def build_schedules(daily_job, weekly_job) -> list:
-    daily = dg.build_schedule_from_partitioned_job(
+    daily = _schedule(
         daily_job,
-        name="daily_schedule",
-        description="Yesterday's raw pulls and clean tables, each day at 00:45 UTC (after CoinGecko's ~00:35 close).",
+        "daily",
+        "Yesterday's raw pulls and clean tables, each day at 00:45 UTC (after CoinGecko's ~00:35 close).",
         hour_of_day=0,
         minute_of_hour=45,
-        tags={TRIGGER_TAG: "schedule", LAYER_TAG: "daily", **RETRIES},
-        default_status=dg.DefaultScheduleStatus.RUNNING,
     )
-    weekly = dg.build_schedule_from_partitioned_job(
+    weekly = _schedule(
         weekly_job,
-        name="weekly_schedule",
-        description="The week that just ended (tables and report), each Monday at 01:30 UTC.",
+        "weekly",
+        "The week that just ended (tables and report), each Monday at 01:30 UTC.",
         day_of_week=1,
         hour_of_day=1,
         minute_of_hour=30,
-        tags={TRIGGER_TAG: "schedule", LAYER_TAG: "weekly", **RETRIES},
-        default_status=dg.DefaultScheduleStatus.RUNNING,
     )
     return [daily, weekly]

@@ -53,6 +53,19 @@ def _day_col(col: str = "ts") -> pl.Expr:
     return pl.col(col).dt.date().alias("day")
 
 
+def _reading_columns(exchange: str, *values: str) -> list[pl.Expr | str]:
+    """The clean columns of a venue's reading: exchange, symbol, ``ts`` in UTC ms, ``values`` and raw_file."""
+    return [pl.lit(exchange).alias("exchange"), "symbol", pl.col("ts").cast(PL_UTC_MS), *values, "raw_file"]
+
+
+def _priced(readings: pl.DataFrame, prices: pl.DataFrame, within: timedelta) -> pl.DataFrame:
+    """Each reading with its symbol's last ``prices`` row at or before its ``ts``, up to ``within`` earlier
+    (null price beyond)."""
+    return readings.join_asof(
+        prices, on="ts", by="symbol", strategy="backward", tolerance=within, check_sortedness=False
+    )
+
+
 def _per_page(wh: Warehouse, pull: StoredPull, parse, ts: str, keys: list[str]) -> pl.DataFrame:
     """Parse a pull page by page (raw_file per row); one row per key (conflicting duplicates raise)."""
     frames = []
@@ -152,13 +165,7 @@ def build_open_interest(
     of the coin instead (``coin_daily``, the last close within 26 hours; counted in ``stats`` as
     ``bybit_priced_with_coingecko``)."""
     frames: list[pl.DataFrame] = []
-    out_cols = [
-        pl.lit("binance").alias("exchange"),
-        "symbol",
-        pl.col("ts").cast(PL_UTC_MS),
-        "oi_usd",
-        "raw_file",
-    ]
+    out_cols = _reading_columns("binance", "oi_usd")
     frames += [
         f.select("day", *out_cols)
         for f in _collect(
@@ -191,26 +198,12 @@ def build_open_interest(
     if bybit_frames:
         oi = pl.concat(bybit_frames).sort("ts")
         prices = hourly_prices(wh, days)
-        joined = oi.join_asof(
-            prices,
-            on="ts",
-            by="symbol",
-            strategy="backward",
-            tolerance=timedelta(hours=2),
-            check_sortedness=False,
-        )
+        joined = _priced(oi, prices, timedelta(hours=2))
         no_binance = sorted(set(oi["symbol"].unique().to_list()) - set(prices["symbol"].unique().to_list()))
         if no_binance:
             fallback = coingecko_prices(wh, days).filter(pl.col("symbol").is_in(no_binance))
             rest = joined.filter(~pl.col("symbol").is_in(no_binance))
-            filled = oi.filter(pl.col("symbol").is_in(no_binance)).join_asof(
-                fallback,
-                on="ts",
-                by="symbol",
-                strategy="backward",
-                tolerance=timedelta(hours=26),
-                check_sortedness=False,
-            )
+            filled = _priced(oi.filter(pl.col("symbol").is_in(no_binance)), fallback, timedelta(hours=26))
             joined = pl.concat([rest, filled], how="vertical_relaxed")
             if stats is not None:
                 stats["bybit_priced_with_coingecko"] = filled["price"].drop_nulls().len()
@@ -218,14 +211,7 @@ def build_open_interest(
         frames.append(
             joined.drop_nulls("price")
             .with_columns((pl.col("oi_base") * pl.col("price")).alias("oi_usd"))
-            .select(
-                "day",
-                pl.lit("bybit").alias("exchange"),
-                "symbol",
-                pl.col("ts").cast(PL_UTC_MS),
-                "oi_usd",
-                "raw_file",
-            )
+            .select("day", *_reading_columns("bybit", "oi_usd"))
         )
     for f in _collect(wh, ing.OKX_OI, days, lambda p: _okx_oi_frame(wh, p)):
         frames.append(f)
@@ -299,14 +285,7 @@ def hourly_prices(wh: Warehouse, days: list[date]) -> pl.DataFrame:
 
 
 def build_long_short(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame]:
-    cols = [
-        pl.lit("binance").alias("exchange"),
-        "symbol",
-        pl.col("ts").cast(PL_UTC_MS),
-        "long_account",
-        "short_account",
-        "raw_file",
-    ]
+    cols = _reading_columns("binance", "long_account", "short_account")
     frames = [
         f.select("day", *cols)
         for f in _collect(
@@ -343,12 +322,7 @@ def build_btc_hourly(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame
         f.select(
             "day",
             pl.col("open_time").cast(PL_UTC_MS).alias("ts"),
-            "open",
-            "high",
-            "low",
-            "close",
-            "volume",
-            "quote_volume",
+            pl.col("open", "high", "low", "close", "volume", "quote_volume"),
             "raw_file",
         )
         for f in _collect(wh, ing.BINANCE_SPOT_1H, days, lambda p: _klines_frame(wh, p))

@@ -9,6 +9,7 @@ import polars as pl
 
 from pipelines.metrics.pit import as_of, shift_week, week_window
 from pipelines.metrics.universe import universe_at
+from pipelines.schemas import WEEKLY_CORRELATION_BUCKETS
 
 DEFAULT_BUCKETS: tuple[tuple[str, int, int], ...] = (("1-10", 1, 10), ("11-50", 11, 50), ("51-100", 51, 100))
 
@@ -167,16 +168,6 @@ def weekly_correlation_buckets(
         )
     return pl.DataFrame(
         rows,
-        schema={
-            "week_start": pl.Date,
-            "bucket": pl.String,
-            "coins": pl.Int32,
-            "avg_pairwise_corr": pl.Float64,
-            "avg_corr_to_btc": pl.Float64,
-            "ew_return_pct": pl.Float64,
-            "avg_pairwise_corr_change": pl.Float64,
-            "avg_corr_to_btc_change": pl.Float64,
-            "decoupling": pl.Boolean,
-        },
+        schema=WEEKLY_CORRELATION_BUCKETS.polars_schema,
         orient="row",
     )

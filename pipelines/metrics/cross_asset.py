@@ -8,6 +8,7 @@ from datetime import date, timedelta
 import polars as pl
 
 from pipelines.metrics.pit import as_of, shift_week, week_window
+from pipelines.schemas import WEEKLY_CRYPTO_RANK
 
 UST_DURATION = 8.5  # modified duration of a 10-year Treasury near par at a ~4% yield
 
@@ -128,12 +129,6 @@ def weekly_crypto_rank(
         is_w = stats(k)[2]
     return pl.DataFrame(
         [(w.monday, rank, n, worst, streak)],
-        schema={
-            "week_start": pl.Date,
-            "crypto_rank": pl.Int32,
-            "assets_ranked": pl.Int32,
-            "is_worst": pl.Boolean,
-            "worst_streak_weeks": pl.Int32,
-        },
+        schema=WEEKLY_CRYPTO_RANK.polars_schema,
         orient="row",
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import polars as pl
-import pyarrow as pa
 
 from pipelines.metrics.pit import as_of, ensure_utc, pct, week_window
 from pipelines.schemas import WEEKLY_LEVERAGE
@@ -72,18 +71,6 @@ def daily_funding(
     exchanges together, each settlement weighted by its series' latest open interest at or before it."""
     d = _weighted(_with_oi(funding, open_interest, oi_tolerance), ["day"]).sort("day")
     return d.with_columns(funding_annualized=pl.col("funding_8h") * 3 * 365)
-
-
-def mean_funding(
-    funding: pl.DataFrame,
-    open_interest: pl.DataFrame | None,
-    start: datetime,
-    end: datetime,
-    oi_tolerance: timedelta = timedelta(days=1),
-) -> tuple[float | None, str | None]:
-    """(OI-weighted mean rate per 8h, weighting) over settlements with ``start < funding_time <= end``."""
-    c = funding_coverage(funding, open_interest, start, end, oi_tolerance)
-    return c["funding_8h_mean"], c["funding_weighting"]
 
 
 def funding_coverage(
@@ -372,5 +359,4 @@ def weekly_leverage(
         "long_short_ratio_mean": ls_mean,
         "leverage_skew": skew,
     }
-    schema = {c.name: pl.from_arrow(pa.array([], type=c.type)).dtype for c in WEEKLY_LEVERAGE.columns}
-    return pl.DataFrame([row], schema=schema)
+    return pl.DataFrame([row], schema=WEEKLY_LEVERAGE.polars_schema)

@@ -10,6 +10,7 @@ from datetime import date, timedelta
 import polars as pl
 
 from pipelines.metrics.pit import week_window
+from pipelines.schemas import WEEKLY_MACRO, WEEKLY_RATE_EXPECTATIONS
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,16 @@ def known_macro(macro: pl.DataFrame, cutoff: date, lags: dict[str, int] | None =
     return macro.filter(pl.col("date") + pl.duration(days=lag) <= cutoff)
 
 
+def same_day_values(macro: pl.DataFrame, first: tuple[str, str], second: tuple[str, str]) -> pl.DataFrame:
+    """``date`` and two series' values on the dates both have an observation, oldest first. ``first`` and
+    ``second`` are (series_id, name of its value column)."""
+
+    def values(series_id: str, name: str) -> pl.DataFrame:
+        return macro.filter(pl.col("series_id") == series_id).select("date", pl.col("value").alias(name))
+
+    return values(*first).join(values(*second), on="date").sort("date")
+
+
 def latest_macro(
     macro: pl.DataFrame, cutoff: date, metrics: tuple[MacroMetric, ...] = DEFAULT_METRICS, curve=CURVE
 ) -> list[tuple]:
@@ -67,15 +78,7 @@ def latest_macro(
     if curve:
         name, long_id, short_id = curve
         daily = known.filter(pl.col("value").is_not_null())  # curve from daily yields: blanks are holidays
-        both = (
-            daily.filter(pl.col("series_id") == long_id)
-            .select("date", pl.col("value").alias("a"))
-            .join(
-                daily.filter(pl.col("series_id") == short_id).select("date", pl.col("value").alias("b")),
-                on="date",
-            )
-            .sort("date")
-        )
+        both = same_day_values(daily, (long_id, "a"), (short_id, "b"))
         if both.height == 0:
             rows.append((name, f"{long_id}-{short_id}", None, None, "unavailable", "percentage points"))
         else:
@@ -106,15 +109,7 @@ def weekly_macro(
     rows = [(w.monday, *r) for r in latest_macro(macro, w.close_day, metrics, curve)]
     return pl.DataFrame(
         rows,
-        schema={
-            "week_start": pl.Date,
-            "metric": pl.String,
-            "series_id": pl.String,
-            "value": pl.Float64,
-            "observation_date": pl.Date,
-            "status": pl.String,
-            "unit": pl.String,
-        },
+        schema=WEEKLY_MACRO.polars_schema,
         orient="row",
     )
 
@@ -165,15 +160,7 @@ def implied_rate_change(
     known = known_macro(macro, cutoff, {bill: RATE_LAG_DAYS, funds: RATE_LAG_DAYS}).filter(
         pl.col("value").is_not_null()
     )
-    pair = (
-        known.filter(pl.col("series_id") == bill)
-        .select("date", pl.col("value").alias("bill"))
-        .join(
-            known.filter(pl.col("series_id") == funds).select("date", pl.col("value").alias("funds")),
-            on="date",
-        )
-        .sort("date")
-    )
+    pair = same_day_values(known, (bill, "bill"), (funds, "funds"))
     out: dict = {
         "observation_date": None,
         "bill_discount_pct": None,
@@ -203,44 +190,22 @@ def implied_rate_change(
     return out
 
 
-def weekly_rate_expectations(
-    macro: pl.DataFrame,
-    week: str,
-    max_age_days: int = RATE_MAX_AGE_DAYS,
-    bill: str = BILL_SERIES,
-    funds: str = FUNDS_SERIES,
-) -> pl.DataFrame:
-    """One ``weekly_rate_expectations`` row: ``implied_rate_change`` at the week's close day and, for the weekly
-    change, at the close day of the week before (each from what was known then)."""
+def weekly_rate_expectations(macro: pl.DataFrame, week: str) -> pl.DataFrame:
+    """One ``weekly_rate_expectations`` row of ``BILL_SERIES`` against ``FUNDS_SERIES``: ``implied_rate_change``
+    at the week's close day and, for the weekly change, at the close day of the week before (each from what was
+    known then)."""
     w = week_window(week)
-    now = implied_rate_change(macro, w.close_day, max_age_days, bill, funds)
-    before = implied_rate_change(macro, w.close_day - timedelta(days=7), max_age_days, bill, funds)
+    now = implied_rate_change(macro, w.close_day)
+    before = implied_rate_change(macro, w.close_day - timedelta(days=7))
     prev = before["implied_change_bp"] if before["status"] == "ok" else None
     ok = now["status"] == "ok" and prev is not None
     row = {
         "week_start": w.monday,
-        "bill_series": bill,
-        "funds_series": funds,
+        "bill_series": BILL_SERIES,
+        "funds_series": FUNDS_SERIES,
         **now,
         "prev_observation_date": before["observation_date"] if prev is not None else None,
         "prev_implied_change_bp": prev,
         "change_bp": now["implied_change_bp"] - prev if ok else None,
     }
-    return pl.DataFrame([row], schema=RATE_SCHEMA)
-
-
-RATE_SCHEMA = {
-    "week_start": pl.Date,
-    "bill_series": pl.String,
-    "funds_series": pl.String,
-    "observation_date": pl.Date,
-    "bill_discount_pct": pl.Float64,
-    "bill_overnight_pct": pl.Float64,
-    "funds_rate_pct": pl.Float64,
-    "implied_change_bp": pl.Float64,
-    "cuts_priced": pl.Float64,
-    "status": pl.String,
-    "prev_observation_date": pl.Date,
-    "prev_implied_change_bp": pl.Float64,
-    "change_bp": pl.Float64,
-}
+    return pl.DataFrame([row], schema=WEEKLY_RATE_EXPECTATIONS.polars_schema)

@@ -10,9 +10,7 @@ import numpy as np
 import polars as pl
 
 from pipelines.metrics.pit import as_of, pct, week_window
-from pipelines.schemas import (
-    WEEKLY_MARKET_TOTAL,
-)
+from pipelines.schemas import WEEKLY_MARKET_TOTAL, WEEKLY_MCAP_CROSSINGS
 
 CARRY_DAYS = (
     3  # a coin missing for at most this many days counts at its last market cap (a data gap, not a fall)
@@ -319,12 +317,6 @@ def level_crossings(
             )
     return pl.DataFrame(
         rows,
-        schema={
-            "week_start": pl.Date,
-            "level_usd": pl.Float64,
-            "direction": pl.String,
-            "crossed_on": pl.Date,
-            "last_other_side_day": pl.Date,
-        },
+        schema=WEEKLY_MCAP_CROSSINGS.polars_schema,
         orient="row",
     ).sort(["crossed_on", "level_usd"])

@@ -9,6 +9,7 @@ import polars as pl
 
 from pipelines.metrics.pit import as_of, last_on_or_before, shift_week, week_window
 from pipelines.metrics.universe import universe_at
+from pipelines.schemas import WEEKLY_INDEX_RETURNS
 
 
 @dataclass(frozen=True)
@@ -153,16 +154,6 @@ def weekly_index_returns(
             )
             for s in specs
         ],
-        schema={
-            "week_start": pl.Date,
-            "index": pl.String,
-            "constituents": pl.Int32,
-            "max_weight": pl.Float64,
-            "return_pct": pl.Float64,
-            "prev_return_pct": pl.Float64,
-            "members_close": pl.Int32,
-            "members_carried": pl.Int32,
-            "members_dropped": pl.Int32,
-        },
+        schema=WEEKLY_INDEX_RETURNS.polars_schema,
         orient="row",
     )

@@ -10,6 +10,7 @@ import polars as pl
 
 from pipelines.calendar import utc_midnight
 from pipelines.metrics.pit import as_of, ensure_utc, week_window
+from pipelines.schemas import WEEKLY_BTC_VOLATILITY
 
 HOURS_PER_YEAR = 24 * 365
 DAYS_PER_YEAR = 365
@@ -101,15 +102,6 @@ def weekly_btc_volatility(btc_hourly: pl.DataFrame, week: str, btc_daily: pl.Dat
 
     return pl.DataFrame(
         [(w.monday, f(rv7[0]), f(rv7[1]), f(rv7[0] - rv7[1]), f(rv30), f(rv7d), f(rv30d), since)],
-        schema={
-            "week_start": pl.Date,
-            "rv7_hourly_pct": pl.Float64,
-            "rv7_hourly_prev_pct": pl.Float64,
-            "rv7_change_pts": pl.Float64,
-            "rv30_hourly_pct": pl.Float64,
-            "rv7_daily_pct": pl.Float64,
-            "rv30_daily_pct": pl.Float64,
-            "rv7_highest_since": pl.Date,
-        },
+        schema=WEEKLY_BTC_VOLATILITY.polars_schema,
         orient="row",
     )

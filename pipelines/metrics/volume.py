@@ -33,6 +33,6 @@ def weekly_volume(spot_daily: pl.DataFrame, perp_daily: pl.DataFrame, week: str,
 
     return pl.DataFrame(
         [(w.monday, s1, s0, pct(s0, s1), p1, p0, pct(p0, p1), ratio(p1, s1), ratio(p0, s0))],
-        schema={c.name: (pl.Date if i == 0 else pl.Float64) for i, c in enumerate(WEEKLY_VOLUME.columns)},
+        schema=WEEKLY_VOLUME.polars_schema,
         orient="row",
     )

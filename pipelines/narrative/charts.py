@@ -48,34 +48,30 @@ def _bars(labels: list[str], values: list[float], title: str) -> str:
         return _svg(fig)
 
 
-def sector_returns(wd: WeekData) -> str | None:
-    rows = wd.rows("weekly_index_returns")
-    if rows is None:
-        return None
-    rows = rows.filter(pl.col("return_pct").is_not_null()).sort(["return_pct", "index"])
-    if not rows.height:
-        return None
-    return _bars(
-        [INDEX_LABELS.get(i, i) for i in rows["index"]],
-        rows["return_pct"].to_list(),
-        "Sector and size indices, Sunday close to Sunday close",
-    )
-
-
-def cross_asset_returns(wd: WeekData) -> str | None:
-    rows = wd.rows("weekly_cross_asset")
+def _return_bars(
+    wd: WeekData, table: str, name_col: str, labels: dict[str, str], title: str, *, highest_first: bool
+) -> str | None:
+    """Bars of the week's ``return_pct`` in ``table``, one per ``name_col`` (shown by its label), ordered by
+    return (ties by name); None when the table is missing or has no return."""
+    rows = wd.rows(table)
     if rows is None:
         return None
     rows = rows.filter(pl.col("return_pct").is_not_null()).sort(
-        ["return_pct", "asset"], descending=[True, False]
+        ["return_pct", name_col], descending=[highest_first, False]
     )
     if not rows.height:
         return None
-    return _bars(
-        [ASSET_LABELS.get(a, a) for a in rows["asset"]],
-        rows["return_pct"].to_list(),
-        "Weekly returns across asset classes",
-    )
+    return _bars([labels.get(n, n) for n in rows[name_col]], rows["return_pct"].to_list(), title)
+
+
+def sector_returns(wd: WeekData) -> str | None:
+    title = "Sector and size indices, Sunday close to Sunday close"
+    return _return_bars(wd, "weekly_index_returns", "index", INDEX_LABELS, title, highest_first=False)
+
+
+def cross_asset_returns(wd: WeekData) -> str | None:
+    title = "Weekly returns across asset classes"
+    return _return_bars(wd, "weekly_cross_asset", "asset", ASSET_LABELS, title, highest_first=True)
 
 
 def funding_and_oi(wd: WeekData) -> str | None:

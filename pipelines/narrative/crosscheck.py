@@ -58,29 +58,13 @@ FUNDING_KEPT_CTE = (
 )
 UNIVERSE = 500
 # METHODOLOGY.md, Universe: excluded categories and patterns (restated here on purpose, not imported).
-EXCLUDED = {
-    "stablecoins",
-    "usd-stablecoin",
-    "eur-stablecoin",
-    "yield-bearing-stablecoins",
-    "fiat-backed-stablecoin",
-    "crypto-backed-stablecoin",
-    "algorithmic-stablecoin",
-    "wrapped-tokens",
-    "bridged-tokens",
-    "liquid-staking-tokens",
-    "liquid-staked-eth",
-    "liquid-restaking-tokens",
-    "tokenized-gold",
-}
-EXCLUDED_PATTERNS = (
-    "stablecoin",
-    "bridged-",
-    "wrapped-",
-    "liquid-staking",
-    "liquid-restaking",
-    "liquid-staked",
-    "tokenized-",
+EXCLUDED = set(
+    "stablecoins usd-stablecoin eur-stablecoin yield-bearing-stablecoins fiat-backed-stablecoin "
+    "crypto-backed-stablecoin algorithmic-stablecoin wrapped-tokens bridged-tokens liquid-staking-tokens "
+    "liquid-staked-eth liquid-restaking-tokens tokenized-gold".split()
+)
+EXCLUDED_PATTERNS = tuple(
+    "stablecoin bridged- wrapped- liquid-staking liquid-restaking liquid-staked tokenized-".split()
 )
 # METHODOLOGY.md, Sector and size indices: (index, category or None, rank from, rank to, max members)
 INDICES = (
