@@ -99,6 +99,12 @@ def merge_config(*configs: dict | None) -> dict:
     return out
 
 
+def daily_config(perps: int | None, run_config: dict | None) -> dict:
+    """The daily assets' run config, the same for the Dagster run and the floor: ``perps`` perpetuals, then
+    ``run_config``."""
+    return merge_config(perps_config(perps), run_config)
+
+
 def raw_pulls(defs) -> list[str]:
     """The assets that make requests (group ``raw``) and the registry the venues' symbols are chosen from."""
     return sorted(
@@ -122,7 +128,7 @@ def dagster_daily(
         asset_selection=[dg_key(a) for a in assets] if assets else None,
         instance=instance,
         tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
-        run_config=merge_config(LOG, perps_config(perps), run_config),
+        run_config=merge_config(LOG, daily_config(perps, run_config)),
         raise_on_error=True,
     )
     assert res.success
@@ -165,7 +171,7 @@ def floor_daily(
 ) -> list[str]:
     """The floor of ``daily_job`` over ``first..last`` into the warehouse ``wh_dir``: every asset of the job, in
     dependency order, its body invoked directly (``bench.steps.run_daily``) with the resources of the project's
-    Definitions (built now, from the environment) and the run config ``dagster_daily`` would give the job.
+    Definitions (built now, from the environment) and the assets' run config ``dagster_daily`` gives the job.
     ``top_n``: coins of the registry (None: the resource's, ``COINGECKO_TOP_N``); ``perps``: perpetuals followed
     (None: the assets' default). Returns the steps run."""
     from bench.steps import DailyRange, run_daily
@@ -174,7 +180,7 @@ def floor_daily(
     env = {"WAREHOUSE_DIR": str(wh_dir)} | ({"COINGECKO_TOP_N": str(top_n)} if top_n is not None else {})
     with patched_environ(env):  # the resources' dg.EnvVar fields are read when each asset is invoked
         defs = make_defs()
-        days = DailyRange(first, last, merge_config(perps_config(perps), run_config))
+        days = DailyRange(first, last, daily_config(perps, run_config))
         return run_daily(defs, days, lambda name: timer.lap(f"floor:{name}") if timer else nullcontext())
 
 
