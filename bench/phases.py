@@ -83,8 +83,9 @@ DERIVATIVE_PULLS = (
 DEFAULT_PERPS = 40
 
 
-def perps_config(perps: int) -> dict:
-    return {"ops": {a: {"config": {"top_n": perps}} for a in DERIVATIVE_PULLS}}
+def perps_config(perps: int | None) -> dict:
+    """The derivative pulls' run config following ``perps`` perpetuals (None: their default, none given)."""
+    return {"ops": {a: {"config": {"top_n": perps}} for a in DERIVATIVE_PULLS}} if perps is not None else {}
 
 
 def merge_config(*configs: dict | None) -> dict:
@@ -96,6 +97,12 @@ def merge_config(*configs: dict | None) -> dict:
             else:
                 out[k] = v
     return out
+
+
+def daily_config(perps: int | None, run_config: dict | None) -> dict:
+    """The daily assets' run config, the same for the Dagster run and the floor: ``perps`` perpetuals, then
+    ``run_config``."""
+    return merge_config(perps_config(perps), run_config)
 
 
 def raw_pulls(defs) -> list[str]:
@@ -121,7 +128,7 @@ def dagster_daily(
         asset_selection=[dg_key(a) for a in assets] if assets else None,
         instance=instance,
         tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
-        run_config=merge_config(LOG, perps_config(perps), run_config),
+        run_config=merge_config(LOG, daily_config(perps, run_config)),
         raise_on_error=True,
     )
     assert res.success
@@ -154,25 +161,27 @@ def dg_key(name: str):
 
 
 def floor_daily(
-    wh_dir, first, last, top_n: int = 250, timer: Timer | None = None, perps: int = DEFAULT_PERPS
-) -> None:
-    from bench.steps import DAILY_STEPS, DailyCtx
-    from pipelines.sources.coingecko import CoinGeckoClient
-    from pipelines.warehouse import Warehouse
+    wh_dir,
+    first,
+    last,
+    top_n: int | None = None,
+    timer: Timer | None = None,
+    perps: int | None = DEFAULT_PERPS,
+    run_config: dict | None = None,
+) -> list[str]:
+    """The floor of ``daily_job`` over ``first..last`` into the warehouse ``wh_dir``: every asset of the job, in
+    dependency order, its body invoked directly (``bench.steps.run_daily``) with the resources of the project's
+    Definitions (built now, from the environment) and the assets' run config ``dagster_daily`` gives the job.
+    ``top_n``: coins of the registry (None: the resource's, ``COINGECKO_TOP_N``); ``perps``: perpetuals followed
+    (None: the assets' default). Returns the steps run."""
+    from bench.steps import DailyRange, run_daily
+    from pipelines.runner import patched_environ
 
-    def client():
-        return CoinGeckoClient(
-            base_url=os.environ["COINGECKO_BASE_URL"],
-            calls_per_minute=float(os.environ.get("COINGECKO_CALLS_PER_MINUTE", "0")),
-        )
-
-    ctx = DailyCtx(Warehouse(wh_dir), first, last, client, top_n=top_n, perps=perps)
-    for name, step in DAILY_STEPS:
-        if timer:
-            with timer.lap(f"floor:{name}"):
-                step(ctx)
-        else:
-            step(ctx)
+    env = {"WAREHOUSE_DIR": str(wh_dir)} | ({"COINGECKO_TOP_N": str(top_n)} if top_n is not None else {})
+    with patched_environ(env):  # the resources' dg.EnvVar fields are read when each asset is invoked
+        defs = make_defs()
+        days = DailyRange(first, last, daily_config(perps, run_config))
+        return run_daily(defs, days, lambda name: timer.lap(f"floor:{name}") if timer else nullcontext())
 
 
 # The weekly tables read from coin_daily and the registry only (the history phase's lake has nothing else).
@@ -210,12 +219,6 @@ def floor_weeks(wh_dir, weeks: list[str], timer: Timer | None = None, market_onl
             build_report(wh, week)
 
 
-def default_top_n() -> int:
-    from pipelines.resources import CoinGeckoResource
-
-    return int(CoinGeckoResource.model_fields["top_n"].default)
-
-
 # ---- phases ---------------------------------------------------------------------------------------------------
 def backfill(
     mode: str,
@@ -250,7 +253,7 @@ def backfill(
             if prof:
                 prof.enable()
             with t.lap("daily"):
-                floor_daily(wh_dir, first, last, default_top_n(), t, perps=perps)
+                floor_daily(wh_dir, first, last, timer=t, perps=perps)
             with t.lap("weekly"):
                 floor_weeks(wh_dir, keys, t)
         if prof:
@@ -301,10 +304,10 @@ def new_week(mode: str) -> dict:
                 with t.lap("weekly"):
                     dagster_weeks(defs, instance, [new])
         else:
-            floor_daily(wh_dir, p_first, p_last, default_top_n())
+            floor_daily(wh_dir, p_first, p_last)
             floor_weeks(wh_dir, [prev])
             with t.lap("daily"):
-                floor_daily(wh_dir, n_first, n_last, default_top_n())
+                floor_daily(wh_dir, n_first, n_last, run_config=force_registry)
             with t.lap("weekly"):
                 floor_weeks(wh_dir, [new])
     return {"mode": mode, "week": new, "laps": t.laps, "compute": t.laps["daily"] + t.laps["weekly"]}

@@ -1,235 +1,105 @@
-"""The floor: the pipeline's computations called as plain functions, without Dagster, through registries.
+"""The floor: the pipeline's computations as plain code, without Dagster's run machinery.
 
-To benchmark a new daily asset, append one ``(name, callable)`` step to the matching list:
-
-* ``DAILY_STEPS``: what ``daily_job`` does for a range of days (raw pulls, then clean tables); each step gets a
-  ``DailyCtx``.
-* The weekly part has no list here: it is taken from the asset graph (``assets.weekly.weeks.WEEKLY_COMPUTES``,
+* The daily part has no hand-kept list: ``daily_steps`` takes every asset of ``daily_job`` (the job's own
+  selection) from the asset graph, each after the assets it depends on, and ``run_daily`` invokes each asset's
+  body directly (``dg.build_asset_context`` with the partition range, the asset's config from the run config,
+  the resources the Definitions bind): no run, no instance, no event log, no separate asset checks. A new daily
+  asset is in the floor as soon as it is in the job.
+* The weekly part has no list either: it is taken from the asset graph (``assets.weekly.weeks.WEEKLY_COMPUTES``,
   tested equal to the code location's weekly assets) by ``bench.phases.floor_weeks``.
 * ``METRIC_STEPS``: every pure function of ``pipelines.metrics`` on in-memory frames (no I/O), used for the
-  universe-growth figures; each step gets a ``MetricInputs``.
+  universe-growth figures; each step gets a ``MetricInputs``. To measure a new metric function, append it here.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import date
 from functools import cached_property
 from typing import Any
 
+import dagster as dg
 import polars as pl
 
-from pipelines.schemas import MACRO_OBSERVATIONS
-from pipelines.warehouse import Warehouse
+# ---- daily: every asset of daily_job, invoked directly ----------------------------------------------------------
+DAILY_JOB = "daily_job"
 
 
-# ---- daily ----------------------------------------------------------------------------------------------------
-@dataclass
-class DailyCtx:
-    wh: Warehouse
+def daily_steps(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
+    """Every asset of ``DAILY_JOB`` in ``defs``, in the asset graph's topological order (each after the assets it
+    depends on); an asset definition that produces several keys once, and only when the job selects all of them
+    (a direct invocation computes every key of its definition)."""
+    layer = defs.resolve_job_def(DAILY_JOB).asset_layer
+    graph, selected = layer.asset_graph, layer.selected_asset_keys
+    steps: list[dg.AssetsDefinition] = []
+    for key in graph.toposorted_asset_keys:
+        if key not in selected:
+            continue
+        asset = graph.get(key).assets_def
+        if any(asset is s for s in steps):
+            continue
+        if not asset.keys <= selected:
+            part = sorted(k.to_user_string() for k in asset.keys - selected)
+            raise ValueError(
+                f"{DAILY_JOB} selects part of a multi-asset (not {part}): the floor runs it whole"
+            )
+        steps.append(asset)
+    return steps
+
+
+def step_name(asset: dg.AssetsDefinition) -> str:
+    return ", ".join(sorted(k.to_user_string() for k in asset.keys))
+
+
+@dataclass(frozen=True)
+class DailyRange:
+    """What one floor run of the daily job covers: the days (a daily asset's partition range) and the run config
+    (``{"ops": {asset: {"config": {...}}}}``, as given to ``daily_job``)."""
+
     first: date
     last: date
-    client_factory: Callable[[], Any]  # -> a CoinGeckoClient (context manager)
-    top_n: int = 250
-    perps: int = 40
-    state: dict[str, Any] = field(default_factory=dict)
+    run_config: dict[str, Any]
+
+    def config_of(self, asset: dg.AssetsDefinition) -> dict[str, Any] | None:
+        return self.run_config.get("ops", {}).get(asset.op.name, {}).get("config")
 
 
-def step_raw_markets(ctx: DailyCtx) -> None:
-    from pipelines.pulls.coingecko import pull_registry
-
-    with ctx.client_factory() as client:
-        ctx.state["snapshot"] = pull_registry(client, ctx.wh, top_n=ctx.top_n).snapshot
-
-
-def step_coin_registry(ctx: DailyCtx) -> None:
-    from pipelines.clean.coingecko import parse_registry_snapshot
-    from pipelines.schemas import COIN_REGISTRY
-
-    snap = ctx.state["snapshot"]
-    ctx.wh.write_partition(COIN_REGISTRY, snap, parse_registry_snapshot(ctx.wh, snap))
-    ctx.wh.refresh_catalog()
+def run_daily_step(asset: dg.AssetsDefinition, days: DailyRange, log_level: int = logging.WARNING) -> None:
+    """``asset``'s body as plain code: invoked directly with the partition range (a partitioned asset) and its
+    config; the resources are those the Definitions bind to it; its log at ``log_level`` (the benchmark's runs set
+    their console logger to WARNING). A failure (``dg.Failure``, an error) is raised."""
+    keys = (
+        dg.PartitionKeyRange(days.first.isoformat(), days.last.isoformat()) if asset.partitions_def else None
+    )
+    with dg.build_asset_context(partition_key_range=keys, asset_config=days.config_of(asset)) as context:
+        context.log.setLevel(log_level)
+        out = asset(context)
+        if inspect.isgenerator(out):  # an asset that yields its results
+            list(out)
 
 
-def step_global_market_cap(ctx: DailyCtx) -> None:
-    """The stored /global answers of the registry snapshots, as the ``global_market_cap`` asset writes them."""
-    from pipelines.clean.coingecko import global_snapshots, parse_global_snapshot
-    from pipelines.schemas import GLOBAL_MARKET_CAP
+def run_daily(
+    defs: dg.Definitions,
+    days: DailyRange,
+    lap: Callable[[str], AbstractContextManager[Any]] = lambda _: nullcontext(),
+    log_level: int = logging.WARNING,
+) -> list[str]:
+    """The floor of ``daily_job`` over ``days``: every step of ``daily_steps`` in order, each timed by
+    ``lap(name)``. Directly invoked assets share one run id (Dagster's ``EPHEMERAL``); the sources' circuit
+    breaker of that run id is reset first, so each call starts closed as a run does. Returns the step names."""
+    from pipelines import gaps
 
-    for snap in global_snapshots(ctx.wh):
-        if not ctx.wh.has_partition(GLOBAL_MARKET_CAP, snap):
-            ctx.wh.write_partition(GLOBAL_MARKET_CAP, snap, parse_global_snapshot(ctx.wh, snap))
-    ctx.wh.refresh_catalog()
-
-
-def step_raw_market_charts(ctx: DailyCtx) -> None:
-    from pipelines.clean.coingecko import latest_registry
-    from pipelines.pulls.coingecko import pull_market_charts
-
-    ids = latest_registry(ctx.wh)["coin_id"].to_list()
-    with ctx.client_factory() as client:
-        report = pull_market_charts(client, ctx.wh, ids, ctx.first, ctx.last)
-    if report.failed:
-        raise RuntimeError(f"{len(report.failed)} coins failed")
-
-
-def step_coin_daily(ctx: DailyCtx) -> None:
-    from pipelines.calendar import days_between
-    from pipelines.clean.coingecko import build_coin_daily, latest_registry
-    from pipelines.schemas import COIN_DAILY
-
-    frames, _ = build_coin_daily(ctx.wh, latest_registry(ctx.wh), days_between(ctx.first, ctx.last))
-    for day, frame in frames.items():
-        ctx.wh.write_partition(COIN_DAILY, day.isoformat(), frame)
-    ctx.wh.refresh_catalog()
-
-
-# ---- daily: derivatives, BTC hourly, macro (the same pull and build functions the assets call) -----------------
-def _res(name: str):
-    from pipelines.resources import build_resources
-
-    # outside a run, a resource's dg.EnvVar fields are resolved by process_config_and_initialize
-    return build_resources()[name].process_config_and_initialize()
-
-
-def _perp_symbols(ctx: DailyCtx) -> list[str]:
-    from assets.derivatives.raw import perp_symbols
-
-    if "symbols" not in ctx.state:
-        ctx.state["symbols"] = perp_symbols(ctx.wh, ctx.perps)
-    return ctx.state["symbols"]
-
-
-def _closed_days(ctx: DailyCtx, now: datetime) -> list[date]:
-    from pipelines.calendar import days_between
-    from pipelines.pulls import derivatives as ing
-
-    return ing.closed_days(days_between(ctx.first, ctx.last), now)
-
-
-def _ok(what: str, report: Any) -> None:
-    if report.failed:
-        raise RuntimeError(f"{what}: {len(report.failed)} pull(s) failed: {sorted(report.failed)[:5]}")
-
-
-def step_premium_index(ctx: DailyCtx) -> None:
-    from pipelines.pulls import derivatives as ing
-
-    binance = _res("binance")
-    with binance.futures() as client:
-        ing.pull_premium_index(client, ctx.wh, binance.now())
-
-
-def step_raw_binance_funding(ctx: DailyCtx) -> None:
-    from pipelines.pulls import derivatives as ing
-
-    binance = _res("binance")
-    with binance.futures() as client:
-        _ok(
-            "funding",
-            ing.pull_binance_funding(client, ctx.wh, _perp_symbols(ctx), _closed_days(ctx, binance.now())),
-        )
-
-
-def step_raw_binance_stats(ctx: DailyCtx) -> None:
-    from pipelines.pulls import derivatives as ing
-
-    binance = _res("binance")
-    now = binance.now()
-    start = (now - timedelta(days=ing.DEFAULT_ARCHIVE_DAYS)).date()
-    with binance.futures() as fapi, binance.vision() as vision:
-        _ok(
-            "stats",
-            ing.pull_binance_stats(
-                fapi, vision, ctx.wh, _perp_symbols(ctx), _closed_days(ctx, now), now, archive_start=start
-            ),
-        )
-
-
-def step_raw_binance_klines(ctx: DailyCtx) -> None:
-    from pipelines.pulls import derivatives as ing
-
-    binance = _res("binance")
-    with binance.futures() as fapi, binance.spot() as spot:
-        _ok(
-            "klines",
-            ing.pull_binance_klines(fapi, spot, ctx.wh, _perp_symbols(ctx), _closed_days(ctx, binance.now())),
-        )
-
-
-def step_raw_bybit(ctx: DailyCtx) -> None:
-    from pipelines.pulls import derivatives as ing
-
-    bybit = _res("bybit")
-    with bybit.client() as client:
-        _ok("bybit", ing.pull_bybit(client, ctx.wh, _perp_symbols(ctx), _closed_days(ctx, bybit.now())))
-
-
-def step_raw_okx(ctx: DailyCtx) -> None:
-    from pipelines.pulls import derivatives as ing
-
-    okx = _res("okx")
-    now = okx.now()
-    with okx.client() as client:
-        _ok("okx", ing.pull_okx(client, ctx.wh, _perp_symbols(ctx), _closed_days(ctx, now), now))
-
-
-def step_raw_fred(ctx: DailyCtx) -> None:
-    from pipelines.pulls import derivatives as ing
-
-    fred = _res("fred")
-    with fred.client() as client:
-        _ok("fred", ing.pull_fred(client, ctx.wh, fred.now()))
-
-
-def _clean_step(build: str, table: str, with_count: bool = False) -> Callable[[DailyCtx], Any]:
-    """A clean daily table built by the function its asset calls (``build(wh, days)``), then written per day."""
-
-    def step(ctx: DailyCtx) -> None:
-        from pipelines.calendar import days_between
-        from pipelines.clean import derivatives as cd
-
-        out = getattr(cd, build)(ctx.wh, days_between(ctx.first, ctx.last))
-        frames = out[0] if with_count else out
-        for day, frame in sorted(frames.items()):
-            ctx.wh.write_partition(getattr(cd, table), day.isoformat(), frame)
-        ctx.wh.refresh_catalog()
-
-    return step
-
-
-def step_macro_observations(ctx: DailyCtx) -> None:
-    from pipelines.clean import derivatives as cd
-
-    for sid, frame in cd.build_macro(ctx.wh).items():
-        ctx.wh.write_partition(MACRO_OBSERVATIONS, sid, frame)
-    ctx.wh.refresh_catalog()
-
-
-MARKET_DAILY_STEPS: list[tuple[str, Callable[[DailyCtx], Any]]] = [
-    ("raw_coingecko_markets", step_raw_markets),
-    ("coin_registry", step_coin_registry),
-    ("global_market_cap", step_global_market_cap),
-    ("raw_coingecko_market_charts", step_raw_market_charts),
-    ("coin_daily", step_coin_daily),
-]
-DAILY_STEPS: list[tuple[str, Callable[[DailyCtx], Any]]] = [
-    *MARKET_DAILY_STEPS,
-    ("raw_binance_premium_index", step_premium_index),
-    ("raw_binance_funding", step_raw_binance_funding),
-    ("raw_binance_futures_stats", step_raw_binance_stats),
-    ("raw_binance_klines", step_raw_binance_klines),
-    ("raw_bybit_derivatives", step_raw_bybit),
-    ("raw_okx_derivatives", step_raw_okx),
-    ("raw_fred_series", step_raw_fred),
-    ("funding_rates", _clean_step("build_funding_rates", "FUNDING_RATES")),
-    ("open_interest", _clean_step("build_open_interest", "OPEN_INTEREST", with_count=True)),
-    ("long_short_ratio", _clean_step("build_long_short", "LONG_SHORT_RATIO")),
-    ("btc_hourly", _clean_step("build_btc_hourly", "BTC_HOURLY")),
-    ("perp_volume_daily", _clean_step("build_perp_volume", "PERP_VOLUME_DAILY")),
-    ("macro_observations", step_macro_observations),
-]
+    steps = daily_steps(defs)
+    with dg.build_asset_context() as context:
+        gaps.breaker_for_run(context.run_id).reset()
+    for asset in steps:
+        with lap(step_name(asset)):
+            run_daily_step(asset, days, log_level)
+    return [step_name(a) for a in steps]
 
 
 # ---- pure metrics on in-memory frames -------------------------------------------------------------------------
@@ -310,7 +180,3 @@ METRIC_STEPS: list[tuple[str, Callable[[MetricInputs], Any]]] = [
     ("pairwise_corr, all N coins", m_correlation_all_coins),
     ("weekly_index_returns (10 indices, 2 weeks)", m_sectors),
 ]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)

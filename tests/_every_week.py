@@ -1,7 +1,7 @@
 """Every week of the emulator's history through the pipeline, and the counts of what the reports must not say.
 
-The lake is built once, by the project's own daily pulls and cleaning run as plain functions against the market
-emulator (``bench.phases.floor_daily``: the ``bench.steps.DAILY_STEPS``, without Dagster), with the smallest
+The lake is built once, by the project's own daily pulls and cleaning run as plain code against the market
+emulator (``bench.phases.floor_daily``: every asset of ``daily_job``, invoked without a run), with the smallest
 universe that still fills every section: ``TOP_N`` coins (ranks 51-100 of the eligible universe exist after
 stablecoins and wrapped tokens are left out) and ``PERPS`` perpetuals across the venues. Then every week from
 2025-03-31 to the latest complete week of the emulator's fixed clock (``EVERY_WEEK_NOW``) gets its quality rules

@@ -63,7 +63,7 @@ def raw_binance_premium_index(
     binance: BinanceResource,
 ) -> dg.MaterializeResult:
     wh = warehouse.get()
-    gaps_mod.breaker_for_run(context.run.run_id)
+    gaps_mod.breaker_for_run(context.run_id)
     now = binance.now()  # the pipeline clock (CRYPTO_WEEKLY_NOW against the emulator), else the wall clock
     if not binance.selected:
         return not_selected(context, wh, ing.PREMIUM.source, [ing.PREMIUM.name], [])
@@ -158,7 +158,7 @@ def _start(
     """The start of every daily pull of ``venue``: the run's breaker, the closed days of the partition range and
     the followed perpetuals; or, for a venue left out by CRYPTO_WEEKLY_VENUES, the "not selected" result."""
     wh, now = warehouse.get(), venue.now()
-    gaps_mod.breaker_for_run(context.run.run_id)
+    gaps_mod.breaker_for_run(context.run_id)
     keys = context.partition_key_range
     days = ing.closed_days(days_between(parse_day(keys.start), parse_day(keys.end)), now)
     if not venue.selected:

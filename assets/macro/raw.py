@@ -40,7 +40,7 @@ def raw_fred_series(
     context: dg.AssetExecutionContext, config: FredConfig, warehouse: WarehouseResource, fred: FredResource
 ) -> dg.MaterializeResult:
     wh = warehouse.get()
-    gaps_mod.breaker_for_run(context.run.run_id)
+    gaps_mod.breaker_for_run(context.run_id)
     now = fred.now()  # the pipeline clock (CRYPTO_WEEKLY_NOW against the emulator), else the wall clock
     if not fred.selected:
         return not_selected(context, wh, ing.FRED_SOURCE, [ing.FRED_DATASET], [])
