@@ -1,10 +1,14 @@
 """What every clean asset shares: its ``@dg.asset`` settings (``clean_asset``), the WARN check ``coverage_gaps``
-and the failure for a stored response that does not have the documented shape (``build_or_fail``)."""
+and the failure for a stored response that does not have the documented shape (``build_or_fail``).
+
+A clean asset returns its table's partitions (``dg.MaterializeResult(value={key: frame})``); ``LakeIOManager``
+(``assets/_lake_io.py``) writes them and attaches each one's metadata."""
 
 from collections.abc import Callable
 
 import dagster as dg
 
+from assets._lake_io import lake_asset_options
 from pipelines.calendar import DAILY
 from pipelines.schemas import Table
 from pipelines.sources.http import PayloadError
@@ -35,9 +39,9 @@ def clean_asset(
     daily: bool = False,
     coverage: bool = False,
 ) -> Callable[[Callable[..., dg.MaterializeResult]], dg.AssetsDefinition]:
-    """``@dg.asset`` writing the lake table ``table`` (asset of the same name): group ``clean``, concurrency pool
-    ``asset_<table>``, kinds python, parquet and (with ``duckdb``) duckdb, the table's column
-    schema as metadata, after ``deps``. ``daily``: daily partitions, a range built in one run; ``coverage``:
+    """``@dg.asset`` writing the lake table ``table`` (asset of the same name) through ``LakeIOManager``: group
+    ``clean``, concurrency pool ``asset_<table>``, kinds python, parquet and (with ``duckdb``) duckdb, the table's
+    column schema as metadata, after ``deps``. ``daily``: daily partitions, a range built in one run; ``coverage``:
     with the WARN check ``coverage_gaps``."""
     options: dict = {}
     if coverage:
@@ -55,5 +59,6 @@ def clean_asset(
         deps=deps,
         description=description,
         metadata={"dagster/column_schema": table.dagster_column_schema()},
+        **lake_asset_options(),
         **options,
     )

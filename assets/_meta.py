@@ -1,13 +1,10 @@
-"""Metadata shared by every asset: row counts, column schemas and a Markdown preview."""
+"""A Markdown preview of a frame, for asset metadata (a lake table's own metadata is ``assets/_lake_io.py``'s)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import dagster as dg
 import polars as pl
-
-from pipelines.schemas import Table
 
 
 def md_table(df: pl.DataFrame, limit: int = 10) -> str:
@@ -26,13 +23,3 @@ def md_table(df: pl.DataFrame, limit: int = 10) -> str:
     if df.height > limit:
         lines.append(f"\n_{df.height - limit} more rows_")
     return "\n".join(lines)
-
-
-def table_metadata(table: Table, df: pl.DataFrame, **extra: Any) -> dict[str, Any]:
-    return {
-        "dagster/row_count": df.height,
-        "dagster/column_schema": table.dagster_column_schema(),
-        "table": table.name,
-        "preview": dg.MetadataValue.md(md_table(df)),
-        **extra,
-    }

@@ -3,8 +3,10 @@
 * The daily part has no hand-kept list: ``daily_steps`` takes every asset of ``daily_job`` (the job's own
   selection) from the asset graph, each after the assets it depends on, and ``run_daily`` invokes each asset's
   body directly (``dg.build_asset_context`` with the partition range, the asset's config from the run config,
-  the resources the Definitions bind): no run, no instance, no event log, no separate asset checks. A new daily
-  asset is in the floor as soon as it is in the job.
+  the resources the Definitions bind): no run, no instance, no event log, no separate asset checks. A direct
+  invocation returns the body's value without storing it, so the floor then hands that value to the asset's IO
+  manager itself, as a run does after the body (``store_output``: a clean table's partitions go to
+  ``LakeIOManager``, which writes the lake). A new daily asset is in the floor as soon as it is in the job.
 * The weekly part has no list either: it is taken from the asset graph (``assets.weekly.weeks.WEEKLY_COMPUTES``,
   tested equal to the code location's weekly assets) by ``bench.phases.floor_weeks``.
 * ``METRIC_STEPS``: every pure function of ``pipelines.metrics`` on in-memory frames (no I/O), used for the
@@ -71,15 +73,40 @@ class DailyRange:
 def run_daily_step(asset: dg.AssetsDefinition, days: DailyRange, log_level: int = logging.WARNING) -> None:
     """``asset``'s body as plain code: invoked directly with the partition range (a partitioned asset) and its
     config; the resources are those the Definitions bind to it; its log at ``log_level`` (the benchmark's runs set
-    their console logger to WARNING). A failure (``dg.Failure``, an error) is raised."""
+    their console logger to WARNING); then its value is stored (``store_output``). A failure (``dg.Failure``, an
+    error) is raised."""
     keys = (
         dg.PartitionKeyRange(days.first.isoformat(), days.last.isoformat()) if asset.partitions_def else None
     )
     with dg.build_asset_context(partition_key_range=keys, asset_config=days.config_of(asset)) as context:
         context.log.setLevel(log_level)
         out = asset(context)
-        if inspect.isgenerator(out):  # an asset that yields its results
-            list(out)
+        results = list(out) if inspect.isgenerator(out) else [out]  # an asset that yields its results
+    for result in results:
+        if isinstance(result, dg.MaterializeResult):
+            store_output(asset, result, keys)
+
+
+def store_output(
+    asset: dg.AssetsDefinition, result: dg.MaterializeResult, keys: dg.PartitionKeyRange | None
+) -> None:
+    """What a run does with an asset's value after its body: hand it to the output's IO manager (the one the
+    Definitions bind to the asset), with an output context of the asset and the run's partition range. An output
+    that declares no value type (Nothing, or Any: a ``MaterializeResult`` without a value) has nothing to store."""
+    key = result.asset_key or asset.key
+    output = asset.op.output_def_named(asset.get_output_name_for_asset_key(key))
+    if output.dagster_type.is_nothing or output.dagster_type.is_any:
+        return
+    manager_key = asset.get_io_manager_key_for_asset_key(key)
+    with dg.build_resources(asset.resource_defs) as resources:
+        manager = getattr(resources, manager_key)
+        with dg.build_output_context(
+            asset_key=key,
+            asset_partitions_def=asset.partitions_def,
+            asset_partition_key_range=keys,
+            dagster_type=output.dagster_type,
+        ) as context:
+            manager.handle_output(context, result.value)
 
 
 def run_daily(

@@ -4,6 +4,9 @@
   Daily-partitioned; those assets have a single-run backfill policy, so any range of days is **one run**.
 * ``weekly_job``: groups ``weekly`` and ``report`` (the weekly tables and the report). Weekly-partitioned,
   one run per week (the weekly assets compute one ``context.partition_key`` each).
+* resources: the warehouse and the source clients (``pipelines/resources.py``), and ``lake_io_manager``
+  (``assets/_lake_io.py``), the IO manager every clean and weekly asset hands its table's partitions to: it writes
+  them into the warehouse's lake in the same step, with their metadata; no step loads a value through it.
 * schedules (``pipelines/automation/schedules.py``), the weekly catch-up sensor (``pipelines/automation/sensors.py``), freshness checks
   and their sensor (``pipelines/automation/freshness.py``; the jobs leave those checks to the sensor), and concurrency
   pools declared on each asset and checked against one rule (``pipelines/automation/pools.py``).
@@ -16,6 +19,7 @@ from __future__ import annotations
 import dagster as dg
 
 import assets
+from assets._lake_io import LAKE_IO_MANAGER, LakeIOManager
 from pipelines.automation.freshness import build_freshness
 from pipelines.automation.pools import check_pools
 from pipelines.automation.schedules import build_schedules
@@ -52,13 +56,15 @@ schedules = build_schedules(daily_job, weekly_job)
 
 def make_definitions() -> dg.Definitions:
     """Build the Definitions; resources read the environment at this moment (``dg.EnvVar`` where set)."""
+    resources: dict[str, dg.ConfigurableResource | dg.ConfigurableIOManager] = {**build_resources()}
+    resources[LAKE_IO_MANAGER] = LakeIOManager(warehouse=resources["warehouse"])
     return dg.Definitions(
         assets=all_assets,
         asset_checks=[*all_checks, *freshness_checks],
         jobs=[daily_job, weekly_job],
         schedules=schedules,
         sensors=[freshness_sensor, weekly_catch_up_sensor],
-        resources=build_resources(),
+        resources=resources,
         # Steps are short and mostly wait on I/O; on two cores a process per step (the multiprocess default)
         # cost more than it saved: a weekly run took 112 s with it (three steps, two checks), see README.
         # CRYPTO_WEEKLY_EXECUTOR=celery sends each step to the Celery workers instead (pipelines/workers.py).

@@ -84,11 +84,19 @@ def test_kubernetes_executor_is_dagster_k8s_or_one_clear_line() -> None:
         assert workers.build_executor(env) is dagster_k8s.k8s_job_executor
 
 
-def test_no_asset_hands_a_value_to_an_io_manager() -> None:
-    """Steps run on different machines: an output stored by the default IO manager would sit on one worker's
-    disk. Every asset writes the warehouse itself and returns a MaterializeResult (no value to store)."""
+def test_values_go_to_the_lake_io_manager_in_their_step_and_no_step_loads_one() -> None:
+    """Steps run on different machines: a value stored by Dagster's default IO manager would sit on one worker's
+    disk, and an input loaded through an IO manager would have to find it there. Every clean and weekly asset hands
+    its table's partitions to the lake IO manager, which writes them into the warehouse in the same step; every
+    other asset returns a MaterializeResult without a value; no input is loaded through any IO manager (a
+    dependency is a ``deps`` entry, read from the warehouse). ``tests/test_lake_io.py`` holds the same of the
+    events of a pipeline run."""
+    from assets._lake_io import LAKE_IO_MANAGER, LAKE_PARTITIONS, LakeIOManager
     from pipelines.definitions import defs
+    from pipelines.schemas import TABLES
 
+    assert isinstance(defs.resources[LAKE_IO_MANAGER], LakeIOManager)
+    lake, other = set(), set()
     for name in ("daily_job", "weekly_job"):
         job = defs.resolve_job_def(name)
         for node in job.graph.node_defs:
@@ -96,6 +104,21 @@ def test_no_asset_hands_a_value_to_an_io_manager() -> None:
                 assert inp.dagster_type.is_nothing, (
                     f"{name}: {node.name} reads {inp.name} through an IO manager"
                 )
+        graph = job.asset_layer.asset_graph
+        for key in job.asset_layer.selected_asset_keys:
+            asset = graph.get(key).assets_def
+            out = asset.op.output_def_named(asset.get_output_name_for_asset_key(key))
+            what = (out.dagster_type.key, out.io_manager_key)
+            if key.to_user_string() in TABLES:
+                assert what == (LAKE_PARTITIONS.key, LAKE_IO_MANAGER), f"{key.to_user_string()}: {what}"
+                lake.add(key.to_user_string())
+            else:
+                assert out.dagster_type.is_nothing or out.dagster_type.is_any, (
+                    f"{key.to_user_string()}: {what}"
+                )
+                other.add(key.to_user_string())
+    assert {"coin_daily", "funding_rates", "macro_observations", "weekly_volume"} <= lake
+    assert {"raw_coingecko_markets", "weekly_report"} <= other
 
 
 @dataclass

@@ -17,6 +17,7 @@ import assets.weekly.derivatives as derivatives
 import assets.weekly.macro as macro
 import assets.weekly.market as market
 import assets.weekly.summary as summary
+from assets._lake_io import LAKE_IO_MANAGER, LakeIOManager
 from pipelines.resources import WarehouseResource
 from pipelines.schemas import TABLES
 from pipelines.warehouse import Warehouse, sha256_file
@@ -35,10 +36,11 @@ LATE = datetime(2025, 5, 12, tzinfo=UTC)  # two more weeks landed, plus a new re
 
 
 def run(root: Path, week: str, instance, selection=None) -> dg.ExecuteInProcessResult:
+    warehouse = WarehouseResource(root=str(root))
     return dg.materialize(
         selection or ASSETS,
         partition_key=week,
-        resources={"warehouse": WarehouseResource(root=str(root))},
+        resources={"warehouse": warehouse, LAKE_IO_MANAGER: LakeIOManager(warehouse=warehouse)},
         instance=instance,
         raise_on_error=False,
     )

@@ -1,10 +1,11 @@
-"""Clean layer: typed, validated Parquet in the lake, one file per partition."""
+"""Clean layer: typed, validated Parquet in the lake, one file per partition (written by ``LakeIOManager``)."""
 
 import dagster as dg
 import polars as pl
 
 from assets._clean import clean_asset
-from assets._meta import md_table, table_metadata
+from assets._lake_io import LakePartitions
+from assets._meta import md_table
 from assets.coingecko.raw import latest_snapshot
 from pipelines.calendar import days_between, parse_day
 from pipelines.clean import estimates
@@ -42,8 +43,6 @@ def coin_registry(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
             f"snapshot {snap}: dropped {len(rejected)} coin id(s) unsafe as path components: {rejected[:10]}"
         )
         df = df.filter(~pl.col("coin_id").is_in(rejected))
-    written = wh.write_partition(COIN_REGISTRY, snap, df)
-    wh.refresh_catalog()
     by_cat = (
         df.explode("categories")
         .drop_nulls("categories")
@@ -52,14 +51,12 @@ def coin_registry(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
         .sort("len", descending=True)
     )
     return dg.MaterializeResult(
-        metadata=table_metadata(
-            COIN_REGISTRY,
-            df,
-            snapshot=snap,
-            rejected_coin_ids=dg.MetadataValue.json(rejected),
-            path=dg.MetadataValue.path(str(written.path)),
-            categories=dg.MetadataValue.md(md_table(by_cat, 20)),
-        )
+        value={snap: df},
+        metadata={
+            "snapshot": snap,
+            "rejected_coin_ids": dg.MetadataValue.json(rejected),
+            "categories": dg.MetadataValue.md(md_table(by_cat, 20)),
+        },
     )
 
 
@@ -79,24 +76,19 @@ def global_market_cap(
 ) -> dg.MaterializeResult:
     wh = warehouse.get()
     snaps = global_snapshots(wh)
-    new = [s for s in snaps if not wh.has_partition(GLOBAL_MARKET_CAP, s)]
-    for snap in new:
-        wh.write_partition(GLOBAL_MARKET_CAP, snap, parse_global_snapshot(wh, snap))
-    if new:
-        wh.refresh_catalog()
+    new = {s: parse_global_snapshot(wh, s) for s in snaps if not wh.has_partition(GLOBAL_MARKET_CAP, s)}
     if not snaps:
         context.log.warning(
             "no /global observation stored yet: the market's total is estimated with the share "
             "measured on real listings (METHODOLOGY.md)"
         )
-    last = wh.read_partition(GLOBAL_MARKET_CAP, snaps[-1]) if snaps else None
     return dg.MaterializeResult(
+        value=new,
         metadata={
-            **(table_metadata(GLOBAL_MARKET_CAP, last) if last is not None else {}),
             "observations": len(snaps),
             "written": len(new),
             "latest_snapshot": snaps[-1] if snaps else "none",
-        }
+        },
     )
 
 
@@ -125,6 +117,7 @@ def coin_daily(
     early = [d for d in days if plan_first is not None and d < plan_first]
     frames, missing = build_coin_daily(wh, registry, [d for d in days if d not in early])
     left_out: dict[str, str] = {}
+    provenance: dict[str, pl.DataFrame] = {}  # coin_daily_estimates, written beside the estimated days
     if early:  # older than CoinGecko's plan reaches: estimated from Binance spot closes (pipelines/clean/estimates.py)
         reference, _ = build_coin_daily(wh, registry, [plan_first])
         pairs = estimates.estimable(registry)
@@ -135,7 +128,7 @@ def coin_daily(
         for d in early:
             frames[d] = est.rows[d]
             missing[d] = sorted(every - set(est.rows[d]["coin_id"].to_list()))
-            wh.write_partition(COIN_DAILY_ESTIMATES, d.isoformat(), est.provenance[d])
+            provenance[d.isoformat()] = est.provenance[d]
         frames = dict(sorted(frames.items()))
     empty = [d for d, f in frames.items() if f.is_empty()]
     if empty:
@@ -149,17 +142,17 @@ def coin_daily(
             f"{len(empty)} day(s) have no data at all (first: {empty[0]}): the raw pulls do not cover them. "
             "Materialize raw_coingecko_market_charts for those days." + hint
         )
-    rows = 0
-    for day, frame in frames.items():
-        wh.write_partition(COIN_DAILY, day.isoformat(), frame)
-        rows += frame.height
-    wh.refresh_catalog()
     last = frames[days[-1]]
     gap_days = {d.isoformat(): len(m) for d, m in missing.items() if m}
     return dg.MaterializeResult(
+        value=LakePartitions(
+            {day.isoformat(): frame for day, frame in frames.items()},
+            alongside={COIN_DAILY_ESTIMATES: provenance},
+        ),
         metadata={
-            **table_metadata(COIN_DAILY, last.sort("market_cap_usd", descending=True, nulls_last=True)),
-            "dagster/row_count": rows,
+            "largest_on_last_day": dg.MetadataValue.md(
+                md_table(last.sort("market_cap_usd", descending=True, nulls_last=True))
+            ),
             "days": len(days),
             "coins_in_registry": registry.height,
             "coin_days_missing": sum(gap_days.values()),
@@ -172,5 +165,5 @@ def coin_daily(
                 if gap_days
                 else "_none_"
             ),
-        }
+        },
     )

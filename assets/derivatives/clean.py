@@ -1,7 +1,7 @@
 """Clean layer, derivatives and BTC hourly: typed Parquet per partition with ``raw_file`` lineage.
 
-Every asset builds all of its partitions in memory first and writes only when all of them parsed, so a
-drifted payload (``PayloadError``: data present but wrong) fails the run without touching what is stored.
+Every asset builds all of its partitions in memory first and returns them; ``LakeIOManager`` writes them once
+all of them parsed, so a drifted payload (``PayloadError``: data present but wrong) fails the run without touching what is stored.
 
 Missing data is not a failure: a day with no rows, or a venue with no rows for some days (blocked, not
 selected, an empty answer), is written as it is (an empty partition, or the other venues' rows) and named in
@@ -14,19 +14,11 @@ import dagster as dg
 import polars as pl
 
 from assets._clean import COVERAGE_CHECK, build_or_fail, clean_asset
-from assets._meta import md_table, table_metadata
+from assets._meta import md_table
 from pipelines.calendar import days_between, parse_day
 from pipelines.clean import derivatives as cd
 from pipelines.resources import WarehouseResource
-from pipelines.schemas import (
-    BTC_HOURLY,
-    FUNDING_RATES,
-    LONG_SHORT_RATIO,
-    OPEN_INTEREST,
-    PERP_VOLUME_DAILY,
-    Table,
-)
-from pipelines.warehouse import Warehouse
+from pipelines.schemas import BTC_HOURLY, FUNDING_RATES, LONG_SHORT_RATIO, OPEN_INTEREST, PERP_VOLUME_DAILY
 
 
 def _days(context: dg.AssetExecutionContext) -> list[date]:
@@ -72,24 +64,18 @@ def coverage_gaps(frames: dict[date, pl.DataFrame], venues: tuple[str, ...] = ()
     return out
 
 
-def _write(
-    wh: Warehouse, table: Table, frames: dict[date, pl.DataFrame], *, venues: tuple[str, ...] = (), **extra
+def _result(
+    frames: dict[date, pl.DataFrame], *, venues: tuple[str, ...] = (), **extra
 ) -> dg.MaterializeResult:
+    """The day partitions to write (by ``LakeIOManager``), with the run's coverage metadata and check."""
     empty = [d for d, f in frames.items() if f.is_empty()]
     missing = coverage_gaps(frames, venues)
-    rows = 0
-    for day, frame in sorted(frames.items()):
-        wh.write_partition(table, day.isoformat(), frame)
-        rows += frame.height
-    wh.refresh_catalog()
-    last = frames[max(frames)]
     per_day = pl.DataFrame(
         {"day": [d.isoformat() for d in sorted(frames)], "rows": [frames[d].height for d in sorted(frames)]}
     )
     return dg.MaterializeResult(
+        value={day.isoformat(): frame for day, frame in sorted(frames.items())},
         metadata={
-            **table_metadata(table, last),
-            "dagster/row_count": rows,
             "days": len(frames),
             "empty_days": len(empty),
             "rows_by_day": dg.MetadataValue.md(md_table(per_day.sort("day", descending=True), 10)),
@@ -121,7 +107,7 @@ def funding_rates(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     wh = warehouse.get()
     frames = build_or_fail("funding_rates", cd.build_funding_rates, wh, _days(context))
     by_ex = pl.concat(frames.values()).group_by("exchange").len().sort("exchange")
-    return _write(wh, FUNDING_RATES, frames, venues=VENUES, by_exchange=dg.MetadataValue.md(md_table(by_ex)))
+    return _result(frames, venues=VENUES, by_exchange=dg.MetadataValue.md(md_table(by_ex)))
 
 
 @clean_asset(
@@ -154,9 +140,7 @@ def open_interest(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
             .agg(pl.col("oi_usd").filter(pl.col("ts") == pl.col("ts").max()).sum().alias("oi_usd_last"))
             .sort("exchange")
         )
-    return _write(
-        wh,
-        OPEN_INTEREST,
+    return _result(
         frames,
         venues=VENUES,
         bybit_unpriced_dropped=unpriced,
@@ -179,9 +163,7 @@ def long_short_ratio(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     days = _days(context)
     frames = build_or_fail("long_short_ratio", cd.build_long_short, wh, days)
     # Binance is the only source: days older than the archive policy reaches are legitimately empty.
-    return _write(
-        wh, LONG_SHORT_RATIO, frames, binance_archive_missing=len(cd.binance_archive_missing(wh, days))
-    )
+    return _result(frames, binance_archive_missing=len(cd.binance_archive_missing(wh, days)))
 
 
 @clean_asset(
@@ -195,7 +177,7 @@ def btc_hourly(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
     wh = warehouse.get()
     frames = build_or_fail("btc_hourly", cd.build_btc_hourly, wh, _days(context))
     short = {d.isoformat(): f.height for d, f in frames.items() if 0 < f.height < 24}
-    return _write(wh, BTC_HOURLY, frames, days_with_missing_hours=len(short))
+    return _result(frames, days_with_missing_hours=len(short))
 
 
 @clean_asset(
@@ -210,4 +192,4 @@ def perp_volume_daily(
 ) -> dg.MaterializeResult:
     wh = warehouse.get()
     frames = build_or_fail("perp_volume_daily", cd.build_perp_volume, wh, _days(context))
-    return _write(wh, PERP_VOLUME_DAILY, frames)
+    return _result(frames)

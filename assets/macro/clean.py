@@ -1,4 +1,5 @@
-"""Clean layer, macro: FRED observations of the report's macro series, one Parquet partition per series.
+"""Clean layer, macro: FRED observations of the report's macro series, one Parquet partition per series (written
+by ``LakeIOManager``; the asset is not partitioned, its one materialization lists the series' partitions).
 
 A series without a stored CSV (FRED unreachable, a 404, not selected) is not a failure: it is named in the WARN
 check ``coverage_gaps`` and the report's Data gaps section."""
@@ -7,7 +8,7 @@ import dagster as dg
 import polars as pl
 
 from assets._clean import COVERAGE_CHECK, build_or_fail, clean_asset
-from assets._meta import md_table, table_metadata
+from assets._meta import md_table
 from pipelines.clean import derivatives as cd
 from pipelines.resources import WarehouseResource
 from pipelines.schemas import MACRO_OBSERVATIONS
@@ -36,13 +37,8 @@ def macro_observations(
     if not frames:
         context.log.warning("no FRED CSV stored (FRED unreachable or not selected): nothing written")
         return dg.MaterializeResult(
-            metadata={"dagster/row_count": 0, "series_without_csv": ", ".join(absent)}, check_results=[check]
+            value={}, metadata={"series_without_csv": ", ".join(absent)}, check_results=[check]
         )
-    rows = 0
-    for sid, frame in frames.items():
-        wh.write_partition(MACRO_OBSERVATIONS, sid, frame)
-        rows += frame.height
-    wh.refresh_catalog()
     summary = pl.DataFrame(
         [
             {"series": sid, "rows": f.height, "nulls": f["value"].null_count(), "last": str(f["date"].max())}
@@ -50,9 +46,8 @@ def macro_observations(
         ]
     )
     return dg.MaterializeResult(
+        value=frames,
         metadata={
-            **table_metadata(MACRO_OBSERVATIONS, frames[sorted(frames)[0]].tail(10)),
-            "dagster/row_count": rows,
             "series": dg.MetadataValue.md(md_table(summary, 20)),
             "series_without_csv": ", ".join(absent) or "none",
         },

@@ -1,5 +1,6 @@
 """Shared plumbing for the weekly metric assets: point-in-time reads of the lake, clear failures, and a
-factory that turns (table, compute function, checks) into a thin weekly asset with metadata and checks.
+factory that turns (table, compute function, checks) into a thin weekly asset with metadata and checks, whose
+partitions ``LakeIOManager`` (``assets/_lake_io.py``) writes.
 
 Every read goes through ``Warehouse.query`` with parameterized ``date <= ?`` (and, for timestamped tables,
 ``ts <= ?``) bounds, so an asset never sees data from after its week's close.
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 import dagster as dg
 import polars as pl
 
-from assets._meta import table_metadata
+from assets._lake_io import LakePartitions, lake_asset_options
 from pipelines.calendar import WEEKLY
 from pipelines.clean.coingecko import registry_snapshots, snapshot_day
 from pipelines.lake_snapshot import LakeSnapshot, reads_for
@@ -163,7 +164,7 @@ WEEKLY_TABLE_NAMES = frozenset(name for name, t in TABLES.items() if t.partition
 
 def weeks_failed(what: str, failed: dict[str, BaseException], weeks: Sequence[str]) -> dg.Failure:
     """The failure of a step that computed a range of weeks and could not compute some of them: names each one.
-    Dagster records a single-run range as one outcome (dagster-io/dagster#17836), so the step fails as a whole
+    Raised once the other weeks are written (``LakePartitions.then_fail``). Dagster records a single-run range as one outcome (dagster-io/dagster#17836), so the step fails as a whole
     although its other weeks were written; ``crypto-weekly backfill`` then runs the range week by week, so each
     week gets its own status in the UI."""
     lines = [
@@ -190,8 +191,11 @@ def weekly_table_asset(
 ) -> dg.AssetsDefinition:
     """A weekly-partitioned asset writing ``table`` from ``compute(wh, week)``, for one week or, in one run, a
     range of weeks (a backfill): then the lake is read once (``reads_for``) and each week is computed from
-    memory by the same function, with the same bytes as alone (``tests/test_weeks_in_one_pass.py``); each week's
-    metadata is its own partition's, and each check's result names the weeks with problems."""
+    memory by the same function, with the same bytes as alone (``tests/test_weeks_in_one_pass.py``). The asset
+    returns the weeks' frames and ``LakeIOManager`` writes them; each week's metadata is its own partition's (the
+    compute's metadata and check findings from here, the written file's from the IO manager), and each check's
+    result names the weeks with problems. A week of a range that cannot be computed is not written, and the step
+    fails naming it once the others are (``weeks_failed``)."""
     specs = [
         dg.AssetCheckSpec(
             c.name,
@@ -213,6 +217,7 @@ def weekly_table_asset(
         description=description,
         metadata={"dagster/column_schema": table.dagster_column_schema()},
         check_specs=specs,
+        **lake_asset_options(),
     )
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         wh = warehouse.get()
@@ -221,6 +226,7 @@ def weekly_table_asset(
         problems: dict[str, list[str]] = {c.name: [] for c in checks}
         check_md: dict[str, dict[str, Any]] = {c.name: {} for c in checks}
         failed: dict[str, BaseException] = {}
+        frames: dict[str, pl.DataFrame] = {}
         with reads_for(wh, weeks, written=WEEKLY_TABLE_NAMES) as source:
             for week in weeks:
                 try:
@@ -230,7 +236,7 @@ def weekly_table_asset(
                         raise
                     failed[week] = exc
                     continue
-                written = wh.write_partition(table, week, out.df)
+                frames[week] = out.df
                 for c in checks:
                     found = out.problems.get(c.name, [])
                     problems[c.name] += [f"{week}: {p}" for p in found] if ranged else found
@@ -238,20 +244,7 @@ def weekly_table_asset(
                 checks_md = {
                     f"check_{c.name}": "; ".join(out.problems.get(c.name, [])) or "passed" for c in checks
                 }
-                context.add_asset_metadata(
-                    table_metadata(
-                        table,
-                        out.df,
-                        sha256=written.sha256,
-                        path=dg.MetadataValue.path(str(written.path)),
-                        **out.metadata,
-                        **checks_md,
-                    ),
-                    partition_key=week,
-                )
-        wh.refresh_catalog()
-        if failed:
-            raise weeks_failed(table.name, failed, weeks)
+                context.add_asset_metadata({**out.metadata, **checks_md}, partition_key=week)
         results = [
             dg.AssetCheckResult(
                 check_name=c.name,
@@ -265,7 +258,12 @@ def weekly_table_asset(
             )
             for c in checks
         ]
-        return dg.MaterializeResult(check_results=results)
+        return dg.MaterializeResult(
+            value=LakePartitions(
+                frames, then_fail=weeks_failed(table.name, failed, weeks) if failed else None
+            ),
+            check_results=results,
+        )
 
     return _asset
 
