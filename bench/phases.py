@@ -191,7 +191,7 @@ MARKET_MODULES = ("assets.weekly.market", "assets.weekly.summary")
 def floor_weeks(wh_dir, weeks: list[str], timer: Timer | None = None, market_only: bool = False) -> None:
     """The set-based floor of ``weekly_job``: every weekly table for all ``weeks`` in one pass over the lake read
     once (``compute_weeks``: the weekly assets' own compute functions, taken from the asset graph), each partition
-    written as the asset writes it, then each week's report as its asset builds it (render, claim check,
+    written by ``Warehouse.write_partition`` as the lake IO manager writes an asset's partitions, then each week's report as its asset builds it (render, claim check,
     publish). No Dagster."""
     from assets.report import build_report
     from assets.weekly.shape import Computed
