@@ -34,9 +34,17 @@ def perp_volume(day: str) -> pl.DataFrame:
     )
 
 
-def resources(root: Path) -> dict:
+def materialize_range(asset: dg.AssetsDefinition, keys: list[str], root: Path) -> dg.ExecuteInProcessResult:
+    """One run of ``asset`` over ``keys[0]..keys[-1]`` into the warehouse ``root``, through the lake IO manager."""
     warehouse = WarehouseResource(root=str(root))
-    return {"warehouse": warehouse, LAKE_IO_MANAGER: LakeIOManager(warehouse=warehouse)}
+    with dg.instance_for_test() as instance:
+        return dg.materialize(
+            [asset],
+            resources={"warehouse": warehouse, LAKE_IO_MANAGER: LakeIOManager(warehouse=warehouse)},
+            instance=instance,
+            tags={RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]},
+            raise_on_error=False,
+        )
 
 
 @clean_asset(PERP_VOLUME_DAILY, [], "a daily clean table written through the lake IO manager", daily=True)
@@ -49,13 +57,7 @@ def perp_volume_daily(context: dg.AssetExecutionContext) -> dg.MaterializeResult
 
 
 def test_a_range_run_gives_each_partition_its_own_file_and_metadata(tmp_path: Path) -> None:
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            [perp_volume_daily],
-            resources=resources(tmp_path),
-            instance=instance,
-            tags={RANGE_START_TAG: DAYS[0], RANGE_END_TAG: DAYS[-1]},
-        )
+    result = materialize_range(perp_volume_daily, DAYS, tmp_path)
     assert result.success
     wh = Warehouse(tmp_path)
     events = {e.partition: e.metadata for e in result.asset_materializations_for_node("perp_volume_daily")}
@@ -90,14 +92,7 @@ weekly_volume = weekly_table_asset(
 
 
 def test_a_range_of_weeks_writes_the_computed_weeks_then_fails_naming_the_others(tmp_path: Path) -> None:
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            [weekly_volume],
-            resources=resources(tmp_path),
-            instance=instance,
-            tags={RANGE_START_TAG: WEEKS[0], RANGE_END_TAG: WEEKS[-1]},
-            raise_on_error=False,
-        )
+    result = materialize_range(weekly_volume, WEEKS, tmp_path)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = failure.step_failure_data.error.message  # type: ignore[union-attr]
