@@ -149,3 +149,19 @@ def test_unknown_coin_and_rate_limit_bodies() -> None:
 def test_binds_loopback_on_an_ephemeral_port(emulator: MarketEmulator) -> None:
     assert emulator.url.startswith("http://127.0.0.1:")
     assert not emulator.url.endswith(":0")
+
+
+def test_a_kline_page_is_the_first_bars_of_the_whole_range() -> None:
+    """A page (``limit``) stops building bars once it has them: the same bars as building the whole range and
+    keeping its first ``limit`` (before the coin lists, across the listing, hourly and daily)."""
+    from pipelines.emulator.binance import HOURS, bars
+
+    for hours, lo, limit in (
+        (1, 0, 1500),
+        (1, 4000, 1500),
+        (24, 0, 1500),
+        (24, 1000, 7),
+        (1, HOURS - 10, 1500),
+    ):
+        whole = bars(20250101, 3, "fapi", hours, lo, HOURS - 1)
+        assert bars(20250101, 3, "fapi", hours, lo, HOURS - 1, limit) == whole[:limit]

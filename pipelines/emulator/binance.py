@@ -99,12 +99,17 @@ def hourly_bars(seed: int, coin: int, venue: str) -> np.ndarray:
     return np.column_stack([o, hi, lo, c, base, quote, trades, base * taker, quote * taker])
 
 
-def bars(seed: int, coin: int, venue: str, hours: int, h_from: int, h_to: int) -> list[list]:
-    """Bars of ``hours`` hours opening at hours [h_from, h_to] (aligned), in the REST array format."""
+def bars(
+    seed: int, coin: int, venue: str, hours: int, h_from: int, h_to: int, limit: int | None = None
+) -> list[list]:
+    """Bars of ``hours`` hours opening at hours [h_from, h_to] (aligned), in the REST array format; with
+    ``limit``, only the first ``limit`` of them (a page: the rest is never built)."""
     hb = hourly_bars(seed, coin, venue)
-    out = []
+    out: list[list] = []
     first = h_from + (-h_from) % hours
     for h in range(max(first, 0), h_to + 1, hours):
+        if limit is not None and len(out) >= limit:
+            break
         if h + hours > HOURS or np.isnan(hb[h, 0]):
             continue
         blk = hb[h : h + hours]
@@ -346,7 +351,7 @@ def register(emu: MarketEmulator) -> None:
             hi = min((end - START_MS) // HOUR_MS if end is not None else last_open, last_open)
             if start is not None:
                 lo = max(-(-(start - START_MS) // HOUR_MS), 0)
-                rows = bars(emu.seed, coin, venue, hours, lo, hi)[:limit]
+                rows = bars(emu.seed, coin, venue, hours, lo, hi, limit)
             else:
                 lo = max(hi - hours * (limit + 1), 0)
                 rows = bars(emu.seed, coin, venue, hours, lo, hi)[-limit:]
