@@ -248,3 +248,37 @@ def test_reference_kline_and_premium_samples():
     assert p["last_funding_rate"][0] == 0.00038246 and p["next_funding_time"][0] == datetime(
         2020, 8, 14, 8, tzinfo=UTC
     )
+
+
+def test_klines_parsed_by_column_equal_the_row_by_row_checks(monkeypatch) -> None:
+    """Well-formed pages are converted a column at a time; the result is the row-by-row path's, and a page that
+    is not well formed takes the row-by-row path, which names the problem (or accepts JSON numbers)."""
+    row = [
+        1499040000000,
+        "0.0163",
+        "0.8",
+        "0.0157",
+        "0.01577100",
+        "1.5e3",
+        1499043599999,
+        "24.1",
+        308,
+        "17",
+        "28",
+        "0",
+    ]
+    pages = [[row, [row[0] + 3_600_000, *row[1:6], row[6] + 3_600_000, *row[7:]]], [row]]  # a repeated bar
+    fast = bn.parse_klines(pages)
+    monkeypatch.setattr(bn, "_klines_columns", lambda pages: None)
+    assert fast.equals(bn.parse_klines(pages)) and fast.height == 2
+    monkeypatch.undo()
+    assert bn._klines_columns([[[*row[:8], True, *row[9:]]]]) is None  # a boolean count
+    numbers = bn.parse_klines([[[row[0], 0.0163, *row[2:]]]])  # a JSON number where a string is documented
+    assert numbers["open"][0] == 0.0163
+    for bad, named in (
+        (["x", *row[1:]], "open_time"),
+        ([row[0], "abc", *row[2:]], r"kline\[1\]: not a decimal"),
+        (row[:9], "bad kline"),
+    ):
+        with pytest.raises(PayloadError, match=named):
+            bn.parse_klines([[bad]])

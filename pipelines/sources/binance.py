@@ -432,9 +432,58 @@ KLINE_SCHEMA = {
 }
 
 
+# kline array positions: epoch-ms integers and decimal strings
+_KLINE_INTS = {0: "open_time", 6: "close_time", 8: "trades"}
+_KLINE_DECIMALS = {
+    1: "open",
+    2: "high",
+    3: "low",
+    4: "close",
+    5: "volume",
+    7: "quote_volume",
+    9: "taker_buy_volume",
+    10: "taker_buy_quote_volume",
+}
+
+
+def _klines_columns(pages: list[Any]) -> dict[str, pl.Series] | None:
+    """The bars' columns, converted a column at a time, when every row has the documented shape (an array of at
+    least 11, integer times and counts, decimal strings); None otherwise, and ``parse_klines`` then checks row by
+    row, naming the first problem. A decimal is parsed by the same correctly rounded conversion either way."""
+    if not all(isinstance(page, list) for page in pages):
+        return None
+    rows = [r for page in pages for r in page]
+    if not set(map(type, rows)) <= {list} or (rows and min(map(len, rows)) < 11):
+        return None
+    # rows transposed to columns; a row's fields after the 11 read (the unused 12th) are not kept
+    cols = list(zip(*rows, strict=False)) if rows else [() for _ in range(11)]
+    out: dict[str, pl.Series] = {}
+    for k, name in _KLINE_INTS.items():
+        if not set(map(type, cols[k])) <= {int}:  # bool is not int here
+            return None
+        try:
+            out[name] = pl.Series(name, cols[k], dtype=pl.Int64)
+        except (OverflowError, TypeError):
+            return None
+    for k, name in _KLINE_DECIMALS.items():
+        if not set(map(type, cols[k])) <= {str}:
+            return None
+        try:
+            out[name] = pl.Series(name, cols[k], dtype=pl.String).cast(pl.Float64, strict=True)
+        except pl.exceptions.InvalidOperationError:
+            return None
+    return out
+
+
 def parse_klines(pages: list[Any], endpoint: str = "/fapi/v1/klines") -> pl.DataFrame:
     """12-element kline arrays -> typed bars, ascending by ``open_time`` (UTC). ``volume`` is base asset,
     ``quote_volume`` quote asset (USDT); prices in the quote asset."""
+    schema = {**KLINE_SCHEMA, "open_time": pl.Int64, "close_time": pl.Int64}
+    columns = _klines_columns(pages)
+    if columns is not None:
+        df = pl.DataFrame([columns[name] for name in schema]).cast(schema)  # type: ignore[arg-type]
+        df = df.with_columns(pl.col("open_time", "close_time").cast(UTC_MS))
+        return unique_strict(df, "open_time", "Binance " + "open_time").sort("open_time")
     out = []
     for page in pages:
         if not isinstance(page, list):
@@ -453,7 +502,6 @@ def parse_klines(pages: list[Any], endpoint: str = "/fapi/v1/klines") -> pl.Data
                     _num(r[10], "taker_buy_quote_volume", endpoint),
                 )
             )
-    schema = {**KLINE_SCHEMA, "open_time": pl.Int64, "close_time": pl.Int64}
     df = pl.DataFrame(out, schema=schema, orient="row").with_columns(
         pl.col("open_time", "close_time").cast(UTC_MS)
     )
