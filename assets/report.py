@@ -3,6 +3,7 @@
 import json
 from dataclasses import replace
 from datetime import date, timedelta
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -22,6 +23,7 @@ from pipelines.narrative.publish import publish
 from pipelines.narrative.render import render_week
 from pipelines.resources import WarehouseResource
 from pipelines.schemas import FUNDING_RATES, OPEN_INTEREST, WEEKLY_MARKET_SUMMARY
+from pipelines.week_processes import map_weeks
 
 
 def source_gap_lines(wh, week: str) -> list[str]:
@@ -200,26 +202,48 @@ def report_metadata(warehouse: WarehouseResource, wh, week: str, rendered, man, 
     ),
 )
 def weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    wh = warehouse.get()
     weeks = sorted(context.partition_keys)
+    if len(weeks) == 1:
+        wh = warehouse.get()
+        rendered, man, pub = build_report(wh, weeks[0])
+        context.add_asset_metadata(
+            report_metadata(warehouse, wh, weeks[0], rendered, man, pub), partition_key=weeks[0]
+        )
+        return dg.MaterializeResult()
     failed: dict[str, BaseException] = {}
-    # a range of weeks reads the lake once (every table it reads is complete: the weekly steps ran before)
+    # a range of weeks: runs of weeks built in parallel processes (pipelines/week_processes.py)
+    for week, (published, outcome) in sorted(map_weeks(publish_weeks, weeks, _unbound(warehouse)).items()):
+        if published:
+            context.add_asset_metadata(outcome, partition_key=week)
+        else:
+            failed[week] = dg.Failure(outcome)
+            context.log.error(f"week {week}: {outcome}")
+    if failed:
+        raise weeks_failed("weekly_report", failed, weeks)
+    return dg.MaterializeResult()
+
+
+def _unbound(warehouse: WarehouseResource) -> tuple[str, str]:
+    """The warehouse resource's configuration, for another process (a resource does not pickle)."""
+    return warehouse.root, warehouse.reports_url
+
+
+def publish_weeks(weeks: list[str], config: tuple[str, str]) -> dict[str, tuple[bool, Any]]:
+    """Each week's report built and published in turn, over one read of the lake (every table it reads is
+    complete: the weekly steps ran before): ``{week: (True, its materialization's metadata)}``, or ``(False, why
+    it was not published)``. ``config``: the warehouse resource's (``_unbound``)."""
+    warehouse = WarehouseResource(root=config[0], reports_url=config[1])
+    wh = warehouse.get()
+    out: dict[str, tuple[bool, Any]] = {}
     with reads_for(wh, weeks) as source:
         for week in weeks:
             try:
                 rendered, man, pub = build_report(source, week)
             except dg.Failure as exc:
-                if len(weeks) == 1:
-                    raise
-                failed[week] = exc
-                context.log.error(f"week {week}: {exc.description}")
+                out[week] = (False, exc.description)
                 continue
-            context.add_asset_metadata(
-                report_metadata(warehouse, wh, week, rendered, man, pub), partition_key=week
-            )
-    if failed:
-        raise weeks_failed("weekly_report", failed, weeks)
-    return dg.MaterializeResult()
+            out[week] = (True, report_metadata(warehouse, wh, week, rendered, man, pub))
+    return out
 
 
 def week_claim_results(wh, week: str) -> list[ClaimResult]:
@@ -241,6 +265,12 @@ def week_claim_results(wh, week: str) -> list[ClaimResult]:
     return results
 
 
+def claim_results(weeks: list[str], config: tuple[str, str]) -> dict[str, list[ClaimResult]]:
+    """``week_claim_results`` of each week, over one read of the lake (``config``: ``_unbound``)."""
+    with reads_for(WarehouseResource(root=config[0], reports_url=config[1]).get(), weeks) as source:
+        return {week: week_claim_results(source, week) for week in weeks}
+
+
 @dg.asset_check(
     asset=weekly_report,
     blocking=True,
@@ -249,14 +279,14 @@ def week_claim_results(wh, week: str) -> list[ClaimResult]:
 def report_claims_match_tables(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
-    wh = warehouse.get()
     weeks = weeks_of_run(context.run.tags)
+    # a range of weeks is checked as the report step built it: runs of weeks in parallel processes, each over one
+    # read of the lake as it is now, after the run wrote it
+    by_week = map_weeks(claim_results, weeks, _unbound(warehouse))
     results: list[ClaimResult] = []
-    # a range of weeks reads the lake once, as the report step did (the lake as it is now, after the run wrote it)
-    with reads_for(wh, weeks) as source:
-        for week in weeks:
-            found = week_claim_results(source, week)
-            results += [replace(c, label=f"{week}: {c.label}") for c in found] if len(weeks) > 1 else found
+    for week in sorted(by_week):
+        found = by_week[week]
+        results += [replace(c, label=f"{week}: {c.label}") for c in found] if len(weeks) > 1 else found
     bad = [c for c in results if not c.ok]
     table = pl.DataFrame(
         {

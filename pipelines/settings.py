@@ -191,6 +191,10 @@ SPECS: dict[str, tuple[Callable[[str], Any], str]] = {
         "in_process, celery (steps on Celery workers) or k8s_job (a Kubernetes Job per step)",
     ),
     "CRYPTO_WEEKLY_CELERY_BROKER": (_broker, "a redis:// URL (the Celery broker and result backend)"),
+    "CRYPTO_WEEKLY_WEEK_PROCESSES": (
+        _int(1),
+        "a whole number >= 1 (processes that build a range of weeks' reports; 1: the step's own process)",
+    ),
     "CRYPTO_WEEKLY_CELERY_VISIBILITY_TIMEOUT": (
         _int(1),
         "seconds >= 1 before Redis hands the task of a lost worker to another (longer than any step)",

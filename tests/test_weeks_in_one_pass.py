@@ -117,6 +117,8 @@ def test_a_range_of_weeks_is_one_run_and_a_failed_week_is_named_and_alone(
     weeks = WEEKS[3:6]
     good, broken = weeks[:-1], weeks[-1]  # the last: no earlier week reads its days
     ranged = _dagster_lake(lake, tmp_path, "ranged", monkeypatch)
+    # the range's reports and claim check built by two processes, a week each (pipelines/week_processes.py)
+    monkeypatch.setenv("CRYPTO_WEEKLY_WEEK_PROCESSES", "2")
     with dg.instance_for_test() as instance:
         run_weeks(good[0], good[-1], instance)
         assert len(instance.get_runs()) == 1
@@ -129,6 +131,7 @@ def test_a_range_of_weeks_is_one_run_and_a_failed_week_is_named_and_alone(
     # one evaluation over the run's weeks (Dagster also records a planned entry per week of the range)
     assert [c.status.value for c in checks if c.partition is None] == ["SUCCEEDED"]
 
+    monkeypatch.delenv("CRYPTO_WEEKLY_WEEK_PROCESSES")
     alone = _dagster_lake(lake, tmp_path, "alone", monkeypatch)
     alone.partition_path(COIN_DAILY, week_close_days(broken)[1].isoformat()).unlink()
     monkeypatch.setattr(runner, "run_days", lambda *a, **k: "daily-run")  # the lake already holds the days

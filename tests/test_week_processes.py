@@ -1,0 +1,50 @@
+"""A range of weeks split between processes (pipelines/week_processes.py): contiguous runs, how many processes,
+results merged, a process's error raised."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+
+from pipelines.settings import SettingsError
+from pipelines.week_processes import MIN_WEEKS_PER_PROCESS, contiguous, map_weeks, processes_for
+
+WEEKS = [f"2025-{m:02d}-{d:02d}" for m in (4, 5, 6, 7) for d in (7, 14, 21, 28)]
+
+
+def pid_per_week(weeks: list[str], fail: str | None = None) -> dict[str, int]:
+    if fail in weeks:
+        raise ValueError(f"week {fail} cannot be built")
+    return {w: os.getpid() for w in weeks}
+
+
+def test_runs_are_contiguous_balanced_and_cover_every_week() -> None:
+    runs = contiguous(WEEKS, 3)
+    assert [w for r in runs for w in r] == WEEKS and sorted(map(len, runs)) == [5, 5, 6]
+    assert contiguous(WEEKS[:2], 4) == [[WEEKS[0]], [WEEKS[1]]]
+
+
+def test_how_many_processes(monkeypatch) -> None:
+    monkeypatch.delenv("CRYPTO_WEEKLY_WEEK_PROCESSES", raising=False)
+    assert processes_for(MIN_WEEKS_PER_PROCESS - 1) == 1  # a short range stays in the step's process
+    assert processes_for(100) == min(os.cpu_count() or 1, 4)
+    monkeypatch.setenv("CRYPTO_WEEKLY_WEEK_PROCESSES", "3")
+    assert processes_for(2) == 2 and processes_for(100) == 3
+    monkeypatch.setattr(multiprocessing.current_process(), "daemon", True)  # a Celery prefork child
+    assert processes_for(100) == 1
+    monkeypatch.undo()
+    monkeypatch.setenv("CRYPTO_WEEKLY_WEEK_PROCESSES", "0")
+    with pytest.raises(SettingsError, match="CRYPTO_WEEKLY_WEEK_PROCESSES='0'"):
+        processes_for(100)
+
+
+def test_weeks_built_in_processes_are_merged_and_an_error_is_raised(monkeypatch) -> None:
+    monkeypatch.setenv("CRYPTO_WEEKLY_WEEK_PROCESSES", "2")
+    out = map_weeks(pid_per_week, list(reversed(WEEKS)))
+    assert list(out) == WEEKS and len(set(out.values())) == 2 and os.getpid() not in out.values()
+    with pytest.raises(ValueError, match=f"week {WEEKS[-1]} cannot be built"):
+        map_weeks(pid_per_week, WEEKS, WEEKS[-1])
+    monkeypatch.setenv("CRYPTO_WEEKLY_WEEK_PROCESSES", "1")
+    assert set(map_weeks(pid_per_week, WEEKS).values()) == {os.getpid()}
