@@ -205,7 +205,8 @@ def weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     weeks = sorted(context.partition_keys)
     if len(weeks) == 1:
         wh = warehouse.get()
-        rendered, man, pub = build_report(wh, weeks[0])
+        with reads_for(wh, weeks, snapshot_from=1) as source:
+            rendered, man, pub = build_report(source, weeks[0])  # type: ignore[arg-type]
         context.add_asset_metadata(
             report_metadata(warehouse, wh, weeks[0], rendered, man, pub), partition_key=weeks[0]
         )
@@ -235,7 +236,7 @@ def publish_weeks(weeks: list[str], config: tuple[str, str]) -> dict[str, tuple[
     warehouse = WarehouseResource(root=config[0], reports_url=config[1])
     wh = warehouse.get()
     out: dict[str, tuple[bool, Any]] = {}
-    with reads_for(wh, weeks) as source:
+    with reads_for(wh, weeks, snapshot_from=1) as source:
         for week in weeks:
             try:
                 rendered, man, pub = build_report(source, week)
@@ -267,7 +268,9 @@ def week_claim_results(wh, week: str) -> list[ClaimResult]:
 
 def claim_results(weeks: list[str], config: tuple[str, str]) -> dict[str, list[ClaimResult]]:
     """``week_claim_results`` of each week, over one read of the lake (``config``: ``_unbound``)."""
-    with reads_for(WarehouseResource(root=config[0], reports_url=config[1]).get(), weeks) as source:
+    with reads_for(
+        WarehouseResource(root=config[0], reports_url=config[1]).get(), weeks, snapshot_from=1
+    ) as source:
         return {week: week_claim_results(source, week) for week in weeks}
 
 

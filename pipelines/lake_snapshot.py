@@ -104,11 +104,13 @@ class LakeSnapshot:
 
 @contextmanager
 def reads_for(
-    warehouse: Warehouse, weeks: list[str], written: Iterable[str] = ()
+    warehouse: Warehouse, weeks: list[str], written: Iterable[str] = (), snapshot_from: int = 2
 ) -> Iterator[Warehouse | LakeSnapshot]:
-    """What a step computing ``weeks`` reads from: the warehouse for one week, one snapshot (closed on exit) for a
-    range of weeks, so the range reads the lake once."""
-    if len(weeks) <= 1:
+    """What a step computing ``weeks`` reads from: the warehouse for fewer than ``snapshot_from`` weeks, else one
+    snapshot (closed on exit), so the range reads the lake once. A weekly table's week makes a few queries (a
+    view per query is cheaper than reading whole tables); a report and its claim check make a few hundred, and
+    read the lake once even for one week (``snapshot_from=1``)."""
+    if len(weeks) < snapshot_from:
         yield warehouse
         return
     snapshot = LakeSnapshot(warehouse, written=written)
