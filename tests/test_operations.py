@@ -206,7 +206,13 @@ def test_two_runs_at_once_on_one_warehouse(fresh_emulator, tmp_path: Path) -> No
         )
         for _ in range(2)
     ]
-    outputs = [p.communicate(timeout=400)[0] for p in procs]
+    try:
+        outputs = [p.communicate(timeout=400)[0] for p in procs]
+    finally:
+        for p in procs:  # a run still waiting (on a pool slot, say) is not left running after the test
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     for p, out in zip(procs, outputs, strict=True):
         assert p.returncode == 0, out[-3000:]
         assert "Could not set lock" not in out
