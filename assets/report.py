@@ -203,19 +203,13 @@ def report_metadata(warehouse: WarehouseResource, wh, week: str, rendered, man, 
 )
 def weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     weeks = sorted(context.partition_keys)
-    if len(weeks) == 1:
-        wh = warehouse.get()
-        with reads_for(wh, weeks, snapshot_from=1) as source:
-            rendered, man, pub = build_report(source, weeks[0])  # type: ignore[arg-type]
-        context.add_asset_metadata(
-            report_metadata(warehouse, wh, weeks[0], rendered, man, pub), partition_key=weeks[0]
-        )
-        return dg.MaterializeResult()
     failed: dict[str, BaseException] = {}
     # a range of weeks: runs of weeks built in parallel processes (pipelines/week_processes.py)
     for week, (published, outcome) in sorted(map_weeks(publish_weeks, weeks, _unbound(warehouse)).items()):
         if published:
             context.add_asset_metadata(outcome, partition_key=week)
+        elif len(weeks) == 1:
+            raise dg.Failure(outcome)  # one week: its own failure, in full
         else:
             failed[week] = dg.Failure(outcome)
             context.log.error(f"week {week}: {outcome}")
@@ -229,11 +223,16 @@ def _unbound(warehouse: WarehouseResource) -> tuple[str, str]:
     return warehouse.root, warehouse.reports_url
 
 
+def _rebound(config: tuple[str, str]) -> WarehouseResource:
+    """The warehouse resource again from ``_unbound``'s configuration."""
+    return WarehouseResource(root=config[0], reports_url=config[1])
+
+
 def publish_weeks(weeks: list[str], config: tuple[str, str]) -> dict[str, tuple[bool, Any]]:
     """Each week's report built and published in turn, over one read of the lake (every table it reads is
     complete: the weekly steps ran before): ``{week: (True, its materialization's metadata)}``, or ``(False, why
     it was not published)``. ``config``: the warehouse resource's (``_unbound``)."""
-    warehouse = WarehouseResource(root=config[0], reports_url=config[1])
+    warehouse = _rebound(config)
     wh = warehouse.get()
     out: dict[str, tuple[bool, Any]] = {}
     with reads_for(wh, weeks, snapshot_from=1) as source:
@@ -268,9 +267,7 @@ def week_claim_results(wh, week: str) -> list[ClaimResult]:
 
 def claim_results(weeks: list[str], config: tuple[str, str]) -> dict[str, list[ClaimResult]]:
     """``week_claim_results`` of each week, over one read of the lake (``config``: ``_unbound``)."""
-    with reads_for(
-        WarehouseResource(root=config[0], reports_url=config[1]).get(), weeks, snapshot_from=1
-    ) as source:
+    with reads_for(_rebound(config).get(), weeks, snapshot_from=1) as source:
         return {week: week_claim_results(source, week) for week in weeks}
 
 
