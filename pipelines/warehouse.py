@@ -38,9 +38,9 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,6 +186,7 @@ _MEMORY_DB_LOCK = threading.Lock()
 # registered. DuckDB registers one filesystem per protocol and database, so each filesystem has its own database.
 _REMOTE_DBS: dict[tuple[int, str], duckdb.DuckDBPyConnection] = {}
 _REMOTE_READERS: dict[tuple[int, str], Any] = {}  # the filesystem registered on each of those databases
+_SESSIONS = threading.local()  # per thread: its pid, and warehouse root -> (connection, tables with a view)
 
 
 def _memory_db(fs: Any = None) -> duckdb.DuckDBPyConnection:
@@ -529,34 +530,57 @@ class Warehouse:
             f"'{glob}', hive_partitioning = true, hive_types = {{'{table.partition_by}': {ptype}}})"
         )
 
-    @contextmanager
-    def connect(self, tables: Iterable[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An in-memory DuckDB connection with a view per lake table that has data (only ``tables`` when given).
+    def _session(self) -> tuple[duckdb.DuckDBPyConnection, set[str]]:
+        """This thread's connection to the process's in-memory database for this warehouse, and the tables it has
+        a view of. One connection per process, warehouse and thread (a DuckDB connection is not shared between
+        threads), kept for the life of the thread: a query needs no connection or view set-up, only the views it
+        names that do not exist yet. A view reads its table's files through a glob, bound again by every query, so
+        partitions written since are read without re-creating it."""
+        sessions = getattr(_SESSIONS, "by_root", None)
+        if sessions is None or _SESSIONS.pid != os.getpid():  # a forked child opens its own
+            sessions = _SESSIONS.by_root = {}
+            _SESSIONS.pid = os.getpid()
+        key = str(self.root)
+        if key not in sessions:
+            # its own connection to a shared in-memory database: milliseconds, not the ~0.1 s of a new database
+            sessions[key] = (_memory_db(self.fs).cursor(), set())
+        return sessions[key]
 
-        Takes no file lock: the connection is a cursor on one in-memory database per process (opening a new
-        DuckDB database costs about 0.1 s, more than most queries), with temporary views. Creating a view binds it, which lists and reads the table's Parquet files, so a
-        connection for one query creates only the views that query names (see ``query``).
-        """
-        con = _memory_db(
-            self.fs
-        ).cursor()  # its own connection to a shared in-memory database: milliseconds, not ~0.1 s
-        wanted = None if tables is None else set(tables)
-        try:
-            for table in TABLES.values():
-                if wanted is not None and table.name not in wanted:
-                    continue
-                sql = self._view_sql(table)
-                if sql:  # temporary views belong to this connection alone, so warehouses never mix
-                    con.execute(sql.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1))
-            yield con
-        finally:
-            con.close()
+    def _views_for(self, con: duckdb.DuckDBPyConnection, views: set[str], names: Iterable[str]) -> None:
+        """Create the temporary view of each table in ``names`` that has data and no view yet (temporary views
+        belong to this connection alone, so warehouses never mix)."""
+        for name in names:
+            if name in views:
+                continue
+            sql = self._view_sql(TABLES[name])
+            if sql:
+                con.execute(sql.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1))
+                views.add(name)
 
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
-        """Run a parameterized query over the lake and return a polars frame."""
+        """Run a parameterized query over the lake and return a polars frame.
+
+        The views are this thread's (``_session``). When a view no longer binds (its table's files were all
+        removed, or rewritten with other columns, since it was created), the views are dropped and made again
+        from the lake as it is now, and the query runs once more."""
         named = [name for name in TABLES if re.search(rf"\b{re.escape(name)}\b", sql)]
-        with self.connect(named) as con:
-            return pl.from_arrow(con.sql(sql, params=params or None).to_arrow_table())  # type: ignore[return-value]
+        con, views = self._session()
+        for attempt in (1, 2):
+            self._views_for(con, views, named)
+            try:
+                with warnings.catch_warnings():
+                    # DuckDB warns that Arrow from an executed statement copies the rows; binding it as a relation
+                    # (con.sql) instead binds the views' Parquet globs twice, which costs more than the copy
+                    warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
+                    table = con.execute(sql, params or None).to_arrow_table()
+                return pl.from_arrow(table)  # type: ignore[return-value]
+            except (duckdb.IOException, duckdb.BinderException):
+                if attempt == 2 or not views:
+                    raise
+                for name in views:
+                    con.execute(f"DROP VIEW IF EXISTS {name}")
+                views.clear()
+        raise AssertionError("unreachable")
 
     def refresh_catalog(self) -> Path | None:
         """(Re)create ``catalog.duckdb`` with a view per lake table, under an exclusive lock.

@@ -98,3 +98,30 @@ def test_query_is_parameterized_and_catalog_is_openable(tmp_path: Path) -> None:
     con = duckdb.connect(str(path), read_only=True)
     assert con.execute("SELECT count(*) FROM coin_daily").fetchone() == (3,)
     con.close()
+
+
+def test_views_kept_between_queries_follow_the_lake(tmp_path: Path) -> None:
+    """A query reuses its thread's views: a partition written after the view sees its rows, a table whose files
+    are all removed is not read from a stale view (its view is made again, and without data the query fails as
+    for a table never written), and two warehouses in one thread never read each other's files."""
+    import shutil
+    import threading
+
+    wh = Warehouse(tmp_path / "a")
+    other = Warehouse(tmp_path / "b")
+    count = "SELECT count(*) AS n FROM coin_daily"
+    wh.write_partition(COIN_DAILY, "2025-01-01", rows(3))
+    other.write_partition(COIN_DAILY, "2025-01-01", rows(1))
+    assert wh.query(count)["n"].item() == 3 and other.query(count)["n"].item() == 1
+    wh.write_partition(COIN_DAILY, "2025-01-02", rows(2))
+    assert wh.query(count)["n"].item() == 5
+    shutil.rmtree(wh.lake_dir / "coin_daily")
+    with pytest.raises(duckdb.Error, match="coin_daily"):
+        wh.query(count)
+    wh.write_partition(COIN_DAILY, "2025-01-03", rows(4))
+    assert wh.query(count)["n"].item() == 4
+    seen: list[int] = []
+    worker = threading.Thread(target=lambda: seen.append(wh.query(count)["n"].item()))
+    worker.start()
+    worker.join()
+    assert seen == [4]
