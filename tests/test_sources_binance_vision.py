@@ -149,3 +149,26 @@ def test_reference_rows():
     assert f["interval_hours"][0] == 8
     line = "bf673f3d10804a951e8bac56dd2473486f113025971d43ebe5258ec40f9bfeb3  BTCUSDT-1h-2024-01.zip"
     assert bv._CHECKSUM.match(line + "\n")
+
+
+def test_metrics_read_column_wise_equal_the_row_reader(client, monkeypatch):
+    """The column-wise reader gives the row-by-row reader's frame, blanks and all; a file that is not the plain
+    case (a cell that is no number, a ragged row, no header) still fails naming what is wrong."""
+    texts = [
+        bv.read_zip_csv(blob)
+        for sym, d in (("BTCUSDT", 20), ("ETHUSDT", 3), ("ETHUSDT", 7))
+        if (blob := client.metrics_day(sym, date(2025, 10, d)))
+    ]
+    assert texts and all(bv._metrics_columns(t) is not None for t in texts)
+    column_wise = [bv.parse_metrics_csv(t) for t in texts]
+    monkeypatch.setattr(bv, "_metrics_columns", lambda text: None)
+    assert all(a.equals(bv.parse_metrics_csv(t), null_equal=True) for a, t in zip(column_wise, texts))
+    monkeypatch.undo()
+    lines = texts[0].splitlines()
+    bad_cell = "\n".join([*lines[:5], lines[5].replace(",", ",12x", 3).replace(",12x", ",", 2), *lines[6:]])
+    with pytest.raises(PayloadError, match="not a number: '12x"):
+        bv.parse_metrics_csv(bad_cell + "\n")
+    with pytest.raises(PayloadError, match="row has 7 cells"):
+        bv.parse_metrics_csv("\n".join([*lines[:3], lines[3].rsplit(",", 1)[0], *lines[4:]]) + "\n")
+    with pytest.raises(PayloadError, match="unexpected header"):
+        bv.parse_metrics_csv("\n".join(lines[1:]) + "\n")

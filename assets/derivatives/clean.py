@@ -33,34 +33,39 @@ def _span(days: list[date]) -> str:
 
 
 def coverage_gaps(frames: dict[date, pl.DataFrame], venues: tuple[str, ...] = ()) -> list[str]:
-    """Days without any row, and per venue (``exchange`` column) the days it has no row for."""
+    """Days without any row, and per venue (``exchange`` column) the days it has no row for; then per symbol of a
+    venue, the days that venue has rows but none of that symbol (delisted, an empty answer). Computed on the
+    (day, venue, symbol) triples present, in one pass over the frames."""
     out = []
     empty = sorted(d for d, f in frames.items() if f.is_empty())
     if empty:
         out.append(f"no rows at all on {len(empty)} day(s): {_span(empty)}")
+    if not venues:
+        return out
+    seen = pl.concat(
+        [
+            f.select("exchange", "symbol").unique().with_columns(pl.lit(d, pl.Date).alias("day"))
+            for d, f in frames.items()
+            if f.height
+        ]
+        or [pl.DataFrame(schema={"exchange": pl.String, "symbol": pl.String, "day": pl.Date})]
+    )
+    venue_days = seen.select("exchange", "day").unique()  # the days each venue answered with any row
+    by_venue = {
+        v: set(part["day"].to_list())
+        for (v,), part in venue_days.partition_by("exchange", as_dict=True).items()
+    }
+    live = {d for d, f in frames.items() if f.height}
     for v in venues:
-        lacking = sorted(
-            d for d, f in frames.items() if f.height and f.filter(pl.col("exchange") == v).is_empty()
-        )
+        lacking = sorted(live - by_venue.get(v, set()))
         if lacking:
             out.append(f"{v}: no rows on {len(lacking)} day(s): {_span(lacking)}")
-    if venues:  # a symbol a venue has on some days but not on others (delisted, an empty answer)
-        seen = pl.concat(
-            [
-                f.select("exchange", "symbol").unique().with_columns(pl.lit(d).alias("day"))
-                for d, f in frames.items()
-                if f.height
-            ]
-            or [pl.DataFrame(schema={"exchange": pl.String, "symbol": pl.String, "day": pl.Date})]
-        )
-        live = {d for d, f in frames.items() if f.height}
-        for (ex, sym), part in sorted(seen.partition_by(["exchange", "symbol"], as_dict=True).items()):
-            have = set(part["day"].to_list())
-            lacking = sorted(
-                d for d in live - have if not frames[d].filter(pl.col("exchange") == ex).is_empty()
-            )
-            if lacking:
-                out.append(f"{ex} {sym}: no rows on {len(lacking)} day(s): {_span(lacking)}")
+    # a symbol a venue has on some days but not on others
+    expected = seen.select("exchange", "symbol").unique().join(venue_days, on="exchange")
+    missing = expected.join(seen, on=["exchange", "symbol", "day"], how="anti")
+    for (ex, sym), part in sorted(missing.partition_by(["exchange", "symbol"], as_dict=True).items()):
+        lacking = sorted(part["day"].to_list())
+        out.append(f"{ex} {sym}: no rows on {len(lacking)} day(s): {_span(lacking)}")
     return out
 
 
