@@ -162,7 +162,9 @@ def test_metrics_read_column_wise_equal_the_row_reader(client, monkeypatch):
     assert texts and all(bv._metrics_columns(t) is not None for t in texts)
     column_wise = [bv.parse_metrics_csv(t) for t in texts]
     monkeypatch.setattr(bv, "_metrics_columns", lambda text: None)
-    assert all(a.equals(bv.parse_metrics_csv(t), null_equal=True) for a, t in zip(column_wise, texts))
+    assert all(
+        a.equals(bv.parse_metrics_csv(t), null_equal=True) for a, t in zip(column_wise, texts, strict=True)
+    )
     monkeypatch.undo()
     lines = texts[0].splitlines()
     bad_cell = "\n".join([*lines[:5], lines[5].replace(",", ",12x", 3).replace(",12x", ",", 2), *lines[6:]])

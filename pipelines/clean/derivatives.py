@@ -34,10 +34,10 @@ from pipelines.warehouse import Warehouse
 PL_UTC_MS = pl.Datetime("ms", "UTC")
 
 
-def normalize_symbol(symbol: str) -> str:
-    """``BTC-USDT-SWAP`` -> ``BTCUSDT``; ``BTCUSDT`` unchanged."""
-    parts = symbol.split("-")
-    return f"{parts[0]}{parts[1]}" if len(parts) >= 2 else symbol
+def normalize_symbol(symbol: pl.Expr) -> pl.Expr:
+    """``BTC-USDT-SWAP`` -> ``BTCUSDT`` (the first two dash-separated parts); ``BTCUSDT`` unchanged."""
+    parts = symbol.str.split("-")
+    return pl.when(parts.list.len() >= 2).then(parts.list.get(0) + parts.list.get(1)).otherwise(symbol)
 
 
 def _load(wh: Warehouse, relpath: str) -> object:
@@ -121,7 +121,7 @@ def _funding_frame(wh: Warehouse, pull: StoredPull, parse, exchange: str) -> pl.
     return values.join(lineage, on=["symbol", "funding_time"], how="left").select(
         _day_col("funding_time"),
         pl.lit(exchange).alias("exchange"),
-        pl.col("symbol").map_elements(normalize_symbol, return_dtype=pl.String),
+        normalize_symbol(pl.col("symbol")).alias("symbol"),
         pl.col("funding_time").cast(PL_UTC_MS),
         "funding_rate",
         pl.col("interval_hours").cast(pl.Int32),
