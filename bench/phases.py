@@ -35,29 +35,14 @@ LOG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 # ---- the two ways to run the pipeline -------------------------------------------------------------------------
-def make_defs(coingecko_overrides: dict[str, Any] | None = None):
-    """The project's Definitions (built now, from the environment); optionally another CoinGecko resource."""
-    import dagster as dg
-
+def make_defs(environ: dict[str, str] | None = None):
+    """The project's Definitions, built now from the environment (with ``environ`` set over it while they are
+    built: the resources take their settings, such as ``COINGECKO_TOP_N``, from it as the CLI's would)."""
     from pipelines.definitions import make_definitions
+    from pipelines.runner import patched_environ
 
-    defs = make_definitions()
-    if not coingecko_overrides:
-        return defs
-    from pipelines.resources import CoinGeckoResource
-
-    resources = dict(defs.resources or {})
-    resources["coingecko"] = CoinGeckoResource(
-        base_url=os.environ["COINGECKO_BASE_URL"], **coingecko_overrides
-    )
-    return dg.Definitions(
-        assets=defs.assets,
-        asset_checks=defs.asset_checks,
-        jobs=defs.jobs,
-        schedules=defs.schedules,
-        sensors=defs.sensors,
-        resources=resources,
-    )
+    with patched_environ(environ or {}):
+        return make_definitions()
 
 
 # The backfill and new-week phases run the whole pipeline (every raw, clean and weekly asset, the report and the
@@ -419,7 +404,7 @@ def pulls(
         out["apis"] = apis
         out["emulator_limit_per_minute"] = emu.coingecko_calls_per_minute
         out["pacing"] = {"COINGECKO": calls_per_minute, **pacing}
-        defs = make_defs({"top_n": coins, "calls_per_minute": calls_per_minute})
+        defs = make_defs({"COINGECKO_TOP_N": str(coins), "COINGECKO_CALLS_PER_MINUTE": str(calls_per_minute)})
         with dg.instance_for_test() as instance:
             for label, first, last, cfg in (
                 ("fresh backfill", b_first, b_last, None),
@@ -457,7 +442,6 @@ def daily_events(days: int = 60, perps: int = 8, subset_planned: bool = False) -
     events it writes, with Dagster's ``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS`` on or off. On: one planned
     event per asset for the run instead of one per asset and day (Dagster's note: a failed run then does not mark
     its partitions failed)."""
-    import os
 
     import dagster as dg
 
