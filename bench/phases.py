@@ -35,14 +35,11 @@ LOG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 # ---- the two ways to run the pipeline -------------------------------------------------------------------------
-def make_defs(environ: dict[str, str] | None = None):
-    """The project's Definitions, built now from the environment (with ``environ`` set over it while they are
-    built: the resources take their settings, such as ``COINGECKO_TOP_N``, from it as the CLI's would)."""
+def make_defs():
+    """The project's Definitions, built now from the environment (as the CLI builds them)."""
     from pipelines.definitions import make_definitions
-    from pipelines.runner import patched_environ
 
-    with patched_environ(environ or {}):
-        return make_definitions()
+    return make_definitions()
 
 
 # The backfill and new-week phases run the whole pipeline (every raw, clean and weekly asset, the report and the
@@ -398,13 +395,17 @@ def pulls(
     with (
         temp_env(),
         emulator(rate_limits=True, calls_per_minute=calls_per_minute, out_of_process=False) as emu,
-        patched_environ({f"{api}_CALLS_PER_MINUTE": str(n) for api, n in pacing.items()}),
+        # the CoinGecko universe and pacing too: the resources read a set variable when a run starts
+        patched_environ(
+            {f"{api}_CALLS_PER_MINUTE": str(n) for api, n in pacing.items()}
+            | {"COINGECKO_TOP_N": str(coins), "COINGECKO_CALLS_PER_MINUTE": str(calls_per_minute)}
+        ),
     ):
         apis = [a for a in APIS if a in emu.api_names] + [a for a in emu.api_names if a not in APIS]
         out["apis"] = apis
         out["emulator_limit_per_minute"] = emu.coingecko_calls_per_minute
         out["pacing"] = {"COINGECKO": calls_per_minute, **pacing}
-        defs = make_defs({"COINGECKO_TOP_N": str(coins), "COINGECKO_CALLS_PER_MINUTE": str(calls_per_minute)})
+        defs = make_defs()
         with dg.instance_for_test() as instance:
             for label, first, last, cfg in (
                 ("fresh backfill", b_first, b_last, None),
