@@ -157,28 +157,6 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
 
-# The longest modules (seconds on one of two busy workers: every-week 420, mutations 160, the benchmark's smoke
-# run 80; the distributed stack 300, the dagster dev server 140, twenty weeks of predicates 80), in two groups of
-# about the same length. make test runs two xdist workers with --dist worksteal, which hands each worker one
-# contiguous half of the collected tests and lets an idle worker take tests from the end of the other's: with a
-# group at the head of each half, the longest tests start at once on different workers and the short ones fill
-# in around them, instead of one long test starting late and running alone at the end.
-LONGEST_FIRST = (
-    ("test_every_week.py", "test_mutations.py", "test_bench_smoke.py"),
-    ("test_distributed.py", "test_server_e2e.py", "test_narrative_predicates.py"),
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """One group of ``LONGEST_FIRST`` at the head of each half of the run's order (each module's tests kept
-    together and in their order; the other tests in theirs)."""
-    heads = [[i for name in group for i in items if i.path.name == name] for group in LONGEST_FIRST]
-    moved = {id(i) for h in heads for i in h}
-    rest = [i for i in items if id(i) not in moved]
-    cut = max(0, len(items) // 2 - len(heads[0]))
-    items[:] = heads[0] + rest[:cut] + heads[1] + rest[cut:]
-
-
 @pytest.fixture(autouse=True)
 def _fresh_host_breakers() -> Iterator[None]:
     """Each test starts with every host's circuit breaker closed (a dead port in one test stays there)."""
