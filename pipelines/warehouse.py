@@ -187,6 +187,10 @@ _MEMORY_DB_LOCK = threading.Lock()
 _REMOTE_DBS: dict[tuple[int, str], duckdb.DuckDBPyConnection] = {}
 _REMOTE_READERS: dict[tuple[int, str], Any] = {}  # the filesystem registered on each of those databases
 _SESSIONS = threading.local()  # per thread: its pid, and warehouse root -> (connection, tables with a view)
+# DuckDB warns that Arrow from an executed statement copies the rows; binding the statement as a relation
+# (con.sql) instead binds the views' Parquet globs twice, which costs more than the copy. Filtered once here:
+# warnings.catch_warnings() around each query would change the process's filters from every thread.
+warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
 
 
 def _memory_db(fs: Any = None) -> duckdb.DuckDBPyConnection:
@@ -568,11 +572,7 @@ class Warehouse:
         for attempt in (1, 2):
             self._views_for(con, views, named)
             try:
-                with warnings.catch_warnings():
-                    # DuckDB warns that Arrow from an executed statement copies the rows; binding it as a relation
-                    # (con.sql) instead binds the views' Parquet globs twice, which costs more than the copy
-                    warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
-                    table = con.execute(sql, params or None).to_arrow_table()
+                table = con.execute(sql, params or None).to_arrow_table()
                 return pl.from_arrow(table)  # type: ignore[return-value]
             except (duckdb.IOException, duckdb.BinderException):
                 if attempt == 2 or not views:
