@@ -1,9 +1,9 @@
 """The lake read once: the read side of a ``Warehouse`` over tables held in memory, for computing many weeks in
 one pass.
 
-``Warehouse.query`` opens a view over a table's Parquet files for every query, so a week that runs a few dozen
-queries lists and reads the lake a few dozen times. A ``LakeSnapshot`` reads each table the first time a query
-names it, whole, into a table of its own in-memory DuckDB database (by the same ``read_parquet`` expression as the
+``Warehouse.query`` lists a table's Parquet files and checks them at every query, so that it sees the partitions
+written meanwhile; many weeks read at once need no such check. A ``LakeSnapshot`` reads each table the first time
+a query names it, whole, into a table of its own in-memory DuckDB database (by the same ``read_parquet`` expression as the
 warehouse's view, so the columns, their types and the hive partition column are the same), and answers every later
 query from memory; ``read_partition`` reads each partition file once. Everything else (paths, partition files,
 raw recordings, reports) is the warehouse's. The SQL is the caller's own, with its own

@@ -40,7 +40,7 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ import polars as pl
 import pyarrow.parquet as pq
 from upath import UPath
 
+from pipelines.lake_files import LAKE_FILES, read_parquet_sql
 from pipelines.schemas import TABLES, Table
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -512,7 +513,11 @@ class Warehouse:
         return self.partition_path(table, partition).exists()
 
     def read_partition(self, table: Table, partition: str) -> pl.DataFrame:
-        return self.read_parquet(self.partition_path(table, partition))
+        """One partition of the lake (a local file is parsed again only when it was replaced: ``LAKE_FILES``)."""
+        path = self.partition_path(table, partition)
+        if self.remote:
+            return self.read_parquet(path)
+        return LAKE_FILES.frame(str(path), lambda: self.read_parquet(path))
 
     def read_parquet(self, path: Path, columns: list[str] | None = None) -> pl.DataFrame:
         """One Parquet file of the lake as a polars frame (on object storage: its bytes read in one GET)."""
@@ -528,18 +533,14 @@ class Warehouse:
             .as_posix()
             .replace("'", "''")
         )
-        ptype = "DATE" if table.partition_by in ("date", "week") else "VARCHAR"
-        return (
-            f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM read_parquet("
-            f"'{glob}', hive_partitioning = true, hive_types = {{'{table.partition_by}': {ptype}}})"
-        )
+        source = read_parquet_sql(table, "'" + glob + "'")
+        return f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM {source}"
 
-    def _session(self) -> tuple[duckdb.DuckDBPyConnection, set[str]]:
-        """This thread's connection to the process's in-memory database for this warehouse, and the tables it has
-        a view of. One connection per process, warehouse and thread (a DuckDB connection is not shared between
-        threads), kept for the life of the thread: a query needs no connection or view set-up, only the views it
-        names that do not exist yet. A view reads its table's files through a glob, bound again by every query, so
-        partitions written since are read without re-creating it."""
+    def _session(self) -> tuple[duckdb.DuckDBPyConnection, dict[str, Any]]:
+        """This thread's connection to the process's in-memory database for this warehouse, and what each table
+        it can read is bound to (``"glob"``: a view over its files; else the Arrow table registered). One
+        connection per process, warehouse and thread (a DuckDB connection is not shared between threads), kept
+        for the life of the thread."""
         sessions = getattr(_SESSIONS, "by_root", None)
         if sessions is None or _SESSIONS.pid != os.getpid():  # a forked child opens its own
             sessions = _SESSIONS.by_root = {}
@@ -547,39 +548,51 @@ class Warehouse:
         key = str(self.root)
         if key not in sessions:
             # its own connection to a shared in-memory database: milliseconds, not the ~0.1 s of a new database
-            sessions[key] = (_memory_db(self.fs).cursor(), set())
+            sessions[key] = (_memory_db(self.fs).cursor(), {})
         return sessions[key]
 
-    def _views_for(self, con: duckdb.DuckDBPyConnection, views: set[str], names: Iterable[str]) -> None:
-        """Create the temporary view of each table in ``names`` that has data and no view yet (temporary views
-        belong to this connection alone, so warehouses never mix)."""
-        for name in names:
-            if name in views:
-                continue
-            sql = self._view_sql(TABLES[name])
-            if sql:
-                con.execute(sql.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1))
-                views.add(name)
+    def _bind(self, con: duckdb.DuckDBPyConnection, bound: dict[str, Any], table: Table) -> None:
+        """Make ``table`` readable by name on ``con`` as the lake has it now (nothing when it has no partition:
+        a query naming it then fails as a missing table). A local table read before by this process is its
+        Arrow table in memory (``pipelines/lake_files.py``: only new and replaced files are parsed); otherwise
+        a temporary view over its files' glob, which every query binds again, so later partitions are read."""
+        name = table.name
+        if not self.remote and LAKE_FILES.asked_before(self.lake_dir, table):
+            arrow = LAKE_FILES.table(self.lake_dir, table, con)
+            if arrow is not None and bound.get(name) is arrow:  # the lake's files are the ones registered
+                return
+            if bound.pop(name, None) is not None:
+                con.execute(f"DROP VIEW IF EXISTS {name}")
+            if arrow is not None:
+                con.register(name, arrow)
+                bound[name] = arrow
+            return
+        if name in bound:
+            return
+        sql = self._view_sql(table)
+        if sql:
+            con.execute(sql.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1))
+            bound[name] = "glob"
 
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
         """Run a parameterized query over the lake and return a polars frame.
 
-        The views are this thread's (``_session``). When a view no longer binds (its table's files were all
-        removed, or rewritten with other columns, since it was created), the views are dropped and made again
-        from the lake as it is now, and the query runs once more."""
-        named = [name for name in TABLES if re.search(rf"\b{re.escape(name)}\b", sql)]
-        con, views = self._session()
+        Each table the query names is bound first (``_bind``). When a table no longer binds (its files were
+        removed or rewritten with other columns while a view or the query read them), every binding of this
+        thread is dropped and made again from the lake as it is now, and the query runs once more."""
+        named = [TABLES[name] for name in TABLES if re.search(rf"\b{re.escape(name)}\b", sql)]
+        con, bound = self._session()
         for attempt in (1, 2):
-            self._views_for(con, views, named)
             try:
-                table = con.execute(sql, params or None).to_arrow_table()
-                return pl.from_arrow(table)  # type: ignore[return-value]
+                for table in named:
+                    self._bind(con, bound, table)
+                return pl.from_arrow(con.execute(sql, params or None).to_arrow_table())  # type: ignore[return-value]
             except (duckdb.IOException, duckdb.BinderException):
-                if attempt == 2 or not views:
+                if attempt == 2 or not bound:
                     raise
-                for name in views:
+                for name in bound:
                     con.execute(f"DROP VIEW IF EXISTS {name}")
-                views.clear()
+                bound.clear()
         raise AssertionError("unreachable")
 
     def refresh_catalog(self) -> Path | None:

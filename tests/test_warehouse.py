@@ -125,3 +125,78 @@ def test_views_kept_between_queries_follow_the_lake(tmp_path: Path) -> None:
     worker.start()
     worker.join()
     assert seen == [4]
+
+
+def test_tables_read_from_memory_equal_the_files_and_follow_every_change(tmp_path: Path) -> None:
+    """From its second read in a process a table is answered from memory (pipelines/lake_files.py): the same
+    rows, columns, types and order as DuckDB's read of the files; only new and replaced files are parsed again;
+    a partition replaced by a rename, rewritten in place, removed, or a table emptied is seen at the next query;
+    a frame handed out by read_partition is the caller's own."""
+    from pipelines.lake_files import LAKE_FILES
+
+    wh = Warehouse(tmp_path)
+    for day, n in (("2025-01-01", 3), ("2025-01-02", 2), ("2025-01-03", 4)):
+        wh.write_partition(COIN_DAILY, day, rows(n))
+    glob = (wh.lake_dir / "coin_daily" / "date=*" / "data.parquet").as_posix()
+    sql = "SELECT * FROM coin_daily WHERE date >= ? ORDER BY coin_id, date"
+    direct = duckdb.connect().execute(
+        f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true, hive_types = {{'date': DATE}}) "
+        "WHERE date >= ? ORDER BY coin_id, date",
+        ["2025-01-02"],
+    )
+    expected = pl.from_arrow(direct.to_arrow_table())
+    first = wh.query(sql, ["2025-01-02"])  # the first read: a view over the files
+    before = LAKE_FILES.files_read
+    second = wh.query(sql, ["2025-01-02"])  # the whole table parsed once, into memory
+    assert LAKE_FILES.files_read - before == 3
+    assert first.equals(expected) and second.equals(expected) and second.schema == expected.schema
+    unordered = "SELECT coin_id, date FROM coin_daily"  # no ORDER BY: the files' order, as the glob reads them
+    assert wh.query(unordered).rows() == [(r[0], r[1]) for r in wh.query(unordered).rows()]
+    assert [d.isoformat() for d in wh.query(unordered)["date"].unique(maintain_order=True)] == [
+        "2025-01-01",
+        "2025-01-02",
+        "2025-01-03",
+    ]
+
+    count = "SELECT date::VARCHAR AS d, count(*) AS n FROM coin_daily GROUP BY d ORDER BY d"
+    before = LAKE_FILES.files_read
+    wh.query(count)
+    assert LAKE_FILES.files_read == before  # nothing changed: nothing parsed
+    wh.write_partition(COIN_DAILY, "2025-01-02", rows(5))  # replaced by a rename
+    wh.write_partition(COIN_DAILY, "2025-01-04", rows(1))  # a new partition
+    assert wh.query(count).rows() == [("2025-01-01", 3), ("2025-01-02", 5), ("2025-01-03", 4), ("2025-01-04", 1)]
+    assert LAKE_FILES.files_read - before == 2  # only the two files that changed
+    rows(6).write_parquet(wh.partition_path(COIN_DAILY, "2025-01-03"))  # rewritten in place, same inode
+    wh.partition_path(COIN_DAILY, "2025-01-01").unlink()  # removed
+    assert wh.query(count).rows() == [("2025-01-02", 5), ("2025-01-03", 6), ("2025-01-04", 1)]
+
+    frame = wh.read_partition(COIN_DAILY, "2025-01-02")
+    frame.insert_column(0, pl.Series("extra", [0] * frame.height))  # a caller changing its frame in place
+    again = wh.read_partition(COIN_DAILY, "2025-01-02")
+    assert again.columns == COIN_DAILY.column_names and again.height == 5
+    wh.write_partition(COIN_DAILY, "2025-01-02", rows(2))
+    assert wh.read_partition(COIN_DAILY, "2025-01-02").height == 2
+
+    for day in ("2025-01-02", "2025-01-03", "2025-01-04"):
+        wh.partition_path(COIN_DAILY, day).unlink()
+    with pytest.raises(duckdb.Error, match="coin_daily"):  # no file left: a missing table, not stale rows
+        wh.query(count)
+
+
+def test_a_process_that_reads_a_table_once_reads_only_the_files_its_query_needs(tmp_path: Path) -> None:
+    """The first read of a table in a process goes through a view over its files, so a one-day query reads one
+    day's file (DuckDB prunes partitions by path), not the whole table; only a second read loads it whole."""
+    import subprocess
+    import sys
+
+    wh = Warehouse(tmp_path)
+    for i in range(1, 9):
+        wh.write_partition(COIN_DAILY, f"2025-01-0{i}", rows(2))
+    code = (
+        "from pipelines.warehouse import Warehouse; from pipelines.lake_files import LAKE_FILES; "
+        f"wh = Warehouse({str(tmp_path)!r}); q = 'SELECT count(*) AS n FROM coin_daily WHERE date = ?'; "
+        "a = wh.query(q, ['2025-01-05'])['n'].item(); n1 = LAKE_FILES.files_read; "
+        "b = wh.query(q, ['2025-01-06'])['n'].item(); print(a, n1, b, LAKE_FILES.files_read)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["2", "0", "2", "8"]
