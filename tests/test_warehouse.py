@@ -150,7 +150,9 @@ def test_tables_read_from_memory_equal_the_files_and_follow_every_change(tmp_pat
     second = wh.query(sql, ["2025-01-02"])  # the whole table parsed once, into memory
     assert LAKE_FILES.files_read - before == 3
     assert first.equals(expected) and second.equals(expected) and second.schema == expected.schema
-    unordered = "SELECT coin_id, date FROM coin_daily"  # no ORDER BY: the files' order, as the glob reads them
+    unordered = (
+        "SELECT coin_id, date FROM coin_daily"  # no ORDER BY: the files' order, as the glob reads them
+    )
     assert wh.query(unordered).rows() == [(r[0], r[1]) for r in wh.query(unordered).rows()]
     assert [d.isoformat() for d in wh.query(unordered)["date"].unique(maintain_order=True)] == [
         "2025-01-01",
@@ -164,7 +166,12 @@ def test_tables_read_from_memory_equal_the_files_and_follow_every_change(tmp_pat
     assert LAKE_FILES.files_read == before  # nothing changed: nothing parsed
     wh.write_partition(COIN_DAILY, "2025-01-02", rows(5))  # replaced by a rename
     wh.write_partition(COIN_DAILY, "2025-01-04", rows(1))  # a new partition
-    assert wh.query(count).rows() == [("2025-01-01", 3), ("2025-01-02", 5), ("2025-01-03", 4), ("2025-01-04", 1)]
+    assert wh.query(count).rows() == [
+        ("2025-01-01", 3),
+        ("2025-01-02", 5),
+        ("2025-01-03", 4),
+        ("2025-01-04", 1),
+    ]
     assert LAKE_FILES.files_read - before == 2  # only the two files that changed
     rows(6).write_parquet(wh.partition_path(COIN_DAILY, "2025-01-03"))  # rewritten in place, same inode
     wh.partition_path(COIN_DAILY, "2025-01-01").unlink()  # removed
