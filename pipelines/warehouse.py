@@ -588,7 +588,7 @@ class Warehouse:
                     self._bind(con, bound, table)
                 return pl.from_arrow(con.execute(sql, params or None).to_arrow_table())  # type: ignore[return-value]
             except (duckdb.IOException, duckdb.BinderException):
-                if attempt == 2 or not bound:
+                if attempt == 2:
                     raise
                 for name in bound:
                     con.execute(f"DROP VIEW IF EXISTS {name}")

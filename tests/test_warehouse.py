@@ -207,3 +207,44 @@ def test_a_process_that_reads_a_table_once_reads_only_the_files_its_query_needs(
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["2", "0", "2", "8"]
+
+
+def test_a_file_gone_while_its_table_is_read_is_read_again_once(tmp_path: Path, monkeypatch) -> None:
+    """A partition replaced or swept between the listing and the read (DuckDB's IOException) costs one retry
+    from a fresh listing, not a failed query; a second failure is raised."""
+    import threading
+
+    from pipelines.lake_files import LAKE_FILES
+
+    wh = Warehouse(tmp_path)
+    wh.write_partition(COIN_DAILY, "2025-01-01", rows(3))
+    count = "SELECT count(*) AS n FROM coin_daily"
+    wh.query(count)  # the first read, through the view
+    wh.write_partition(COIN_DAILY, "2025-01-02", rows(2))
+    real = LAKE_FILES._read
+    failures = iter([duckdb.IOException("No files found that match the pattern")])
+
+    def flaky(*args, **kwargs):
+        for exc in failures:
+            raise exc
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(LAKE_FILES, "_read", flaky)
+    seen: list[object] = []
+
+    def in_a_new_thread() -> None:  # its connection has no binding yet: nothing to drop, still one retry
+        try:
+            seen.append(wh.query(count)["n"].item())
+        except duckdb.Error as exc:
+            seen.append(exc)
+
+    worker = threading.Thread(target=in_a_new_thread)
+    worker.start()
+    worker.join()
+    assert seen == [5]
+    wh.write_partition(COIN_DAILY, "2025-01-03", rows(1))
+    monkeypatch.setattr(
+        LAKE_FILES, "_read", lambda *a, **k: (_ for _ in ()).throw(duckdb.IOException("gone"))
+    )
+    with pytest.raises(duckdb.IOException, match="gone"):
+        wh.query(count)
