@@ -43,21 +43,12 @@ Identity = tuple[int, int, int, int]
 
 # the tables kept per process, least recently read out first (read_partition's frames: a quarter more)
 MAX_BYTES = 512 << 20
-_FILENAME = "__lake_file"  # the column DuckDB names each row's file in, dropped before a file is kept
+FILENAME_COLUMN = "__lake_file"  # the column DuckDB names each row's file in, dropped before a file is kept
 
 
 def partition_type(table: Table) -> str:
     """DuckDB's type of the hive partition column: dates for daily and weekly partitions, text otherwise."""
     return "DATE" if table.partition_by in ("date", "week") else "VARCHAR"
-
-
-def read_parquet_sql(table: Table, source: str, options: str = "") -> str:
-    """The ``read_parquet`` expression of the lake's tables over ``source`` (a quoted glob, or ``?`` for a list
-    of paths), with any further ``options`` (``", name = value"``)."""
-    return (
-        f"read_parquet({source}, hive_partitioning = true, "
-        f"hive_types = {{'{table.partition_by}': {partition_type(table)}}}{options})"
-    )
 
 
 @dataclass(frozen=True)
@@ -171,11 +162,15 @@ class LakeFiles:
 
     def _read(self, table: Table, paths: list[str], con: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
         """``paths`` read in one statement and cut back into one table per file (a file of no rows: empty)."""
-        sql = "SELECT * FROM " + read_parquet_sql(table, "?", f", filename = '{_FILENAME}'")
+        ptype = partition_type(table)  # the same reading as the warehouse's views (Warehouse._view_sql)
+        sql = (
+            f"SELECT * FROM read_parquet(?, hive_partitioning = true, hive_types = "
+            f"{{'{table.partition_by}': {ptype}}}, filename = '{FILENAME_COLUMN}')"
+        )
         result = con.execute(sql, [paths]).to_arrow_table()
         self.files_read += len(paths)
-        names = result.column(_FILENAME).combine_chunks()
-        rows = result.drop_columns([_FILENAME])
+        names = result.column(FILENAME_COLUMN).combine_chunks()
+        rows = result.drop_columns([FILENAME_COLUMN])
         out = {path: rows.slice(0, 0) for path in paths}
         if rows.num_rows:
             runs = pc.run_end_encode(names)

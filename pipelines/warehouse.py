@@ -50,7 +50,7 @@ import polars as pl
 import pyarrow.parquet as pq
 from upath import UPath
 
-from pipelines.lake_files import LAKE_FILES, read_parquet_sql
+from pipelines.lake_files import LAKE_FILES, partition_type
 from pipelines.schemas import TABLES, Table
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -533,8 +533,11 @@ class Warehouse:
             .as_posix()
             .replace("'", "''")
         )
-        source = read_parquet_sql(table, "'" + glob + "'")
-        return f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM {source}"
+        ptype = partition_type(table)
+        return (
+            f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM read_parquet("
+            f"'{glob}', hive_partitioning = true, hive_types = {{'{table.partition_by}': {ptype}}})"
+        )
 
     def _session(self) -> tuple[duckdb.DuckDBPyConnection, dict[str, Any]]:
         """This thread's connection to the process's in-memory database for this warehouse, and what each table
