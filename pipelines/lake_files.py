@@ -143,8 +143,7 @@ class LakeFiles:
         (``Warehouse.read_partition``: a week's report reads the partitions of its tables' history, and the next
         week's the same ones). The caller gets its own frame (a clone: the columns are shared, not copied)."""
         self._here()
-        st = os.stat(path)  # a missing file raises FileNotFoundError, as reading it would
-        identity = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        identity = _identity(os.stat(path))  # a missing file raises FileNotFoundError, as reading it would
         with self._lock:
             hit = self._frames.get(path)
             if hit is not None and hit[0] == identity:
@@ -184,12 +183,15 @@ class LakeFiles:
                 for value, end in zip(values, ends, strict=True):
                     out[value] = rows.slice(start, end - start)
                     start = end
+        # DuckDB names each file as it was given: anything else is a fault here, not in the data
         unexpected = set(out) - set(paths)
-        if (
-            unexpected
-        ):  # DuckDB names each file as it was given: anything else is a fault here, not in the data
+        if unexpected:
             raise RuntimeError(f"read_parquet named files it was not given: {sorted(unexpected)[:3]}")
         return out
+
+
+def _identity(st: os.stat_result) -> Identity:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _listing(base: Path, prefix: str) -> list[tuple[str, Identity]]:
@@ -206,7 +208,7 @@ def _listing(base: Path, prefix: str) -> list[tuple[str, Identity]]:
             st = os.stat(path)
         except FileNotFoundError:  # a partition directory without its file yet, or one being swept
             continue
-        listed.append((path, (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)))
+        listed.append((path, _identity(st)))
     return listed
 
 
