@@ -103,16 +103,22 @@ def dagster_daily(
     run_config: dict | None = None,
     perps: int = DEFAULT_PERPS,
     assets: list[str] | None = None,
+    planned_subset: bool = True,
 ) -> None:
+    """``daily_job`` over ``first..last`` as one run, as the project runs it (``pipelines.runner.run_days``): a
+    range records one planned event per asset (``planned_events_lever``; ``planned_subset=False``: one per asset
+    and day, Dagster's default, for the event-cost phase)."""
     from pipelines.calendar import RANGE_END_TAG, RANGE_START_TAG
+    from pipelines.runner import patched_environ, planned_events_lever
 
-    res = defs.resolve_job_def("daily_job").execute_in_process(
-        asset_selection=[dg_key(a) for a in assets] if assets else None,
-        instance=instance,
-        tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
-        run_config=merge_config(LOG, daily_config(perps, run_config)),
-        raise_on_error=True,
-    )
+    with patched_environ(planned_events_lever(planned_subset and first != last)):
+        res = defs.resolve_job_def("daily_job").execute_in_process(
+            asset_selection=[dg_key(a) for a in assets] if assets else None,
+            instance=instance,
+            tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
+            run_config=merge_config(LOG, daily_config(perps, run_config)),
+            raise_on_error=True,
+        )
     assert res.success
 
 
@@ -120,12 +126,12 @@ def dagster_weeks(defs, instance, weeks: list[str], selection: tuple[str, ...] |
     """``weekly_job`` for ``weeks`` (consecutive) as the project runs them: one week alone, many as one run over
     their range (``pipelines.runner.run_weeks``)."""
     from pipelines.calendar import RANGE_END_TAG, RANGE_START_TAG
-    from pipelines.runner import PLANNED_SUBSET_ENV, patched_environ
+    from pipelines.runner import patched_environ, planned_events_lever
 
     job = defs.resolve_job_def("weekly_job")
     one = {"partition_key": weeks[0]} if len(weeks) == 1 else {}
     ranged = {} if one else {"tags": {RANGE_START_TAG: weeks[0], RANGE_END_TAG: weeks[-1]}}
-    with patched_environ({} if one else {PLANNED_SUBSET_ENV: "1"}):
+    with patched_environ(planned_events_lever(not one)):
         assert job.execute_in_process(
             asset_selection=[dg_key(a) for a in selection] if selection else None,
             instance=instance,
@@ -457,7 +463,7 @@ def daily_events(days: int = 60, perps: int = 8, subset_planned: bool = False) -
         defs = make_defs()
         with dg.instance_for_test() as instance:
             with t.lap("daily"):
-                dagster_daily(defs, instance, first, last, perps=perps)
+                dagster_daily(defs, instance, first, last, perps=perps, planned_subset=subset_planned)
             records = instance.get_records_for_run(
                 run_id=instance.get_runs()[0].run_id, limit=1_000_000
             ).records

@@ -279,6 +279,12 @@ def _defs(defs: dg.Definitions | None) -> dg.Definitions:
 PLANNED_SUBSET_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 
 
+def planned_events_lever(ranged: bool) -> dict[str, str]:
+    """The environment of a run: over a range of partitions (``ranged``), one "planned" event per asset for the
+    run (``PLANNED_SUBSET_ENV``) unless the caller's environment already sets it; otherwise nothing."""
+    return {PLANNED_SUBSET_ENV: "1"} if ranged and PLANNED_SUBSET_ENV not in os.environ else {}
+
+
 def _execute(
     job: str,
     what: str,
@@ -296,8 +302,7 @@ def _execute(
     mark its partitions failed in the UI, which the callers report themselves."""
     run_id = make_new_run_id()
     ranged = RANGE_START_TAG in tags and tags[RANGE_START_TAG] != tags.get(RANGE_END_TAG)
-    lever = {PLANNED_SUBSET_ENV: "1"} if ranged and PLANNED_SUBSET_ENV not in os.environ else {}
-    with RUN_WATCH(instance, run_id), patched_environ(lever):
+    with RUN_WATCH(instance, run_id), patched_environ(planned_events_lever(ranged)):
         result = (
             _defs(defs)
             .resolve_job_def(job)
