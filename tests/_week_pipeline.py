@@ -71,12 +71,19 @@ def compute_weekly(wh: Warehouse, week: str) -> list[str]:
     return problems
 
 
-def run_week(wh: Warehouse, week: str, render: bool = True) -> WeekRun:
+def run_week(wh: Warehouse, week: str, render: bool = True, even_if_blocked: bool = False) -> WeekRun:
     """Quality rules, weekly tables, report, claim check and second derivation for one week (``render`` False:
-    the quality rules and the weekly tables only, for a week that later weeks read as history)."""
+    the quality rules and the weekly tables only, for a week that later weeks read as history). A week whose
+    quality rules or weekly tables' blocking checks fail is not rendered, as in a run, where those checks block
+    ``weekly_report``: ``blocked`` then holds their problems only (``even_if_blocked``: rendered and checked all
+    the same, for a test of what the later checks catch)."""
     run = WeekRun(blocked=[f"week_inputs_quality: {p}" for p in quality.week_problems(wh, week)])
     run.blocked += compute_weekly(wh, week)
-    if not render or not wh.has_partition(WEEKLY_MARKET_SUMMARY, week):
+    if (
+        not render
+        or (run.blocked and not even_if_blocked)
+        or not wh.has_partition(WEEKLY_MARKET_SUMMARY, week)
+    ):
         return run
     wd, _ = load_week(wh, week)
     rendered = render_week(wd, None, quality.week_gaps(quality.week_frames(wh, week), week))
