@@ -109,13 +109,14 @@ def dagster_daily(
     range records one planned event per asset (``planned_events_lever``; ``planned_subset=False``: one per asset
     and day, Dagster's default, for the event-cost phase)."""
     from pipelines.calendar import RANGE_END_TAG, RANGE_START_TAG
-    from pipelines.runner import patched_environ, planned_events_lever
+    from pipelines.runner import planned_events_lever
 
-    with patched_environ(planned_events_lever(planned_subset and first != last)):
+    tags = {RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()}
+    with planned_events_lever(tags) if planned_subset else nullcontext():
         res = defs.resolve_job_def("daily_job").execute_in_process(
             asset_selection=[dg_key(a) for a in assets] if assets else None,
             instance=instance,
-            tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
+            tags=tags,
             run_config=merge_config(LOG, daily_config(perps, run_config)),
             raise_on_error=True,
         )
@@ -126,12 +127,12 @@ def dagster_weeks(defs, instance, weeks: list[str], selection: tuple[str, ...] |
     """``weekly_job`` for ``weeks`` (consecutive) as the project runs them: one week alone, many as one run over
     their range (``pipelines.runner.run_weeks``)."""
     from pipelines.calendar import RANGE_END_TAG, RANGE_START_TAG
-    from pipelines.runner import patched_environ, planned_events_lever
+    from pipelines.runner import planned_events_lever
 
     job = defs.resolve_job_def("weekly_job")
     one = {"partition_key": weeks[0]} if len(weeks) == 1 else {}
     ranged = {} if one else {"tags": {RANGE_START_TAG: weeks[0], RANGE_END_TAG: weeks[-1]}}
-    with patched_environ(planned_events_lever(not one)):
+    with planned_events_lever(ranged.get("tags", {})):
         assert job.execute_in_process(
             asset_selection=[dg_key(a) for a in selection] if selection else None,
             instance=instance,

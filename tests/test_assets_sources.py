@@ -13,7 +13,7 @@ import pytest
 from bench.phases import DERIVATIVE_PULLS  # the raw assets that follow the top perpetuals (``top_n``)
 from pipelines.emulator.server import Fault, MarketEmulator
 from pipelines.pulls.derivatives import PERP_TOP_N
-from pipelines.runner import RANGE_END_TAG, RANGE_START_TAG, patched_environ, planned_events_lever
+from pipelines.runner import RANGE_END_TAG, RANGE_START_TAG, planned_events_lever
 from pipelines.settings import BASE_URLS
 from pipelines.sources.fred import SERIES as FRED_SERIES
 from pipelines.warehouse import Warehouse, sha256_file
@@ -41,13 +41,14 @@ def run(
     records for a range (``planned_events_lever``)."""
     from pipelines.definitions import make_definitions  # resources read the environment when built
 
-    with patched_environ(planned_events_lever(start != end)):
+    tags = {RANGE_START_TAG: start, RANGE_END_TAG: end}
+    with planned_events_lever(tags):
         return (
             make_definitions()
             .resolve_job_def("daily_job")
             .execute_in_process(
                 instance=instance,
-                tags={RANGE_START_TAG: start, RANGE_END_TAG: end},
+                tags=tags,
                 raise_on_error=False,
                 asset_selection=[dg.AssetKey(k) for k in keys],
                 run_config=run_config,

@@ -106,9 +106,8 @@ def _streak_off_by_one(levels, week, *a, **k):
 )
 def test_a_wrong_metric_function_blocks_the_report(wh, monkeypatch, target, attr, bug, figure) -> None:
     monkeypatch.setattr(target, attr, bug)
-    run = pipe.run_week(
-        wh, WEEK, even_if_blocked=True
-    )  # the second derivation's finding, whatever blocks first
+    # rendered even if a table check blocks first: what is tested is the second derivation's finding
+    run = pipe.run_week(wh, WEEK, even_if_blocked=True)
     claims = [b for b in run.blocked if b.startswith("report_claims_match_tables")]
     assert claims == []  # the claim check re-reads the (wrong) tables: it cannot see the bug
     second = [b for b in run.blocked if b.startswith("crosscheck")]
