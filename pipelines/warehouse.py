@@ -392,8 +392,17 @@ class Warehouse:
         return self.root / "catalog.duckdb"
 
     def rel(self, path: Path) -> str:
+        """``path`` relative to the root, for lineage. A path the warehouse made (the root joined with names, no
+        ``..``) is cut lexically: a report names about 1,300 input files, and resolving each one stats every
+        folder above it. Any other path (relative, ``..``, or reaching the root through a link) is resolved
+        first."""
         if self.remote:
             return path.relative_to(self.root).as_posix()
+        if path.is_absolute() and ".." not in path.parts:
+            try:
+                return path.relative_to(self.root).as_posix()
+            except ValueError:
+                pass
         return path.resolve().relative_to(self.root).as_posix()
 
     def location(self, path: Path) -> str:

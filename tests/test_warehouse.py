@@ -248,3 +248,20 @@ def test_a_file_gone_while_its_table_is_read_is_read_again_once(tmp_path: Path, 
     )
     with pytest.raises(duckdb.IOException, match="gone"):
         wh.query(count)
+
+
+def test_rel_names_a_path_from_the_root_however_it_is_reached(tmp_path: Path, monkeypatch) -> None:
+    real = tmp_path / "real"
+    wh = Warehouse(real)
+    target = wh.lake_dir / "coin_daily" / "date=2025-01-01" / "data.parquet"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"x")
+    want = "lake/coin_daily/date=2025-01-01/data.parquet"
+    assert wh.rel(target) == want  # made by the warehouse: cut without resolving
+    assert wh.rel(wh.lake_dir / "coin_daily" / ".." / "coin_daily" / "date=2025-01-01" / "data.parquet") == want
+    (tmp_path / "link").symlink_to(real)  # the root reached through a link
+    assert wh.rel(tmp_path / "link" / "lake" / "coin_daily" / "date=2025-01-01" / "data.parquet") == want
+    monkeypatch.chdir(real)
+    assert wh.rel(Path("lake/coin_daily/date=2025-01-01/data.parquet")) == want  # relative to the cwd
+    with pytest.raises(ValueError):
+        wh.rel(tmp_path / "elsewhere.parquet")
