@@ -142,3 +142,42 @@ def test_choice_does_not_depend_on_the_order_pulls_are_given_in() -> None:
     a, b = pull(12, "a"), pull(15, "b")
     days = [date(2025, 11, 9), date(2025, 11, 10)]
     assert choose_pulls({"BTCUSDT": [a, b]}, days) == choose_pulls({"BTCUSDT": [b, a]}, days) == {b: days}
+
+
+def test_paged_pulls_asked_for_days_read_only_the_pulls_near_them(tmp_path) -> None:
+    """``stored_pulls`` with days: the same pulls as without, less those that cannot cover any of the days, and
+    a pull named for other days is passed over without its records being read (a corrupt one does not stop it)."""
+    from pipelines.pulls.derivatives import Dataset, Page, store_pull
+    from pipelines.pulls.recorded import stored_pulls
+
+    wh = Warehouse(tmp_path)
+    ds = Dataset("funding", "binance", "funding_rate", "symbol")
+
+    def store(first: date, last: date, pages: int = 1) -> list[str]:
+        fetched = close_instant(last).isoformat()
+        return store_pull(
+            wh, ds, "BTCUSDT", first, last, [Page(b"[]", {"fetched_at": fetched}) for _ in range(pages)]
+        )
+
+    store(date(2025, 1, 1), date(2025, 3, 31), pages=2)  # long before
+    store(date(2025, 6, 1), date(2025, 6, 7))  # meets the window at its first day
+    store(date(2025, 6, 8), date(2025, 6, 8))  # inside
+    late = store(date(2025, 6, 15), date(2025, 6, 20))  # after
+    days = [date(2025, 6, 7), date(2025, 6, 8), date(2025, 6, 9)]
+
+    every = stored_pulls(wh, "binance", "funding_rate")["BTCUSDT"]
+    near = stored_pulls(wh, "binance", "funding_rate", days)["BTCUSDT"]
+    assert [(p.first, p.last) for p in every] == [
+        (date(2025, 1, 1), date(2025, 3, 31)),
+        (date(2025, 6, 1), date(2025, 6, 7)),
+        (date(2025, 6, 8), date(2025, 6, 8)),
+        (date(2025, 6, 15), date(2025, 6, 20)),
+    ]
+    assert near == every[1:3]
+    assert choose_pulls({"BTCUSDT": near}, days) == choose_pulls({"BTCUSDT": every}, days)
+    assert stored_pulls(wh, "binance", "funding_rate", []) == {}
+
+    (wh.root / late[0]).with_suffix(".meta.json").write_text("{not json")
+    assert stored_pulls(wh, "binance", "funding_rate", days)["BTCUSDT"] == near
+    with pytest.raises(json.JSONDecodeError):
+        stored_pulls(wh, "binance", "funding_rate")

@@ -81,7 +81,7 @@ def _per_page(wh: Warehouse, pull: StoredPull, parse, ts: str, keys: list[str]) 
 
 def _collect(wh: Warehouse, ds: ing.Dataset, days: list[date], build) -> list[pl.DataFrame]:
     out = []
-    for pull, pdays in choose_pulls(stored_pulls(wh, ds.source, ds.endpoint), days).items():
+    for pull, pdays in choose_pulls(stored_pulls(wh, ds.source, ds.endpoint, days), days).items():
         df = build(pull)
         if df is None or df.is_empty():
             continue
@@ -151,7 +151,9 @@ def _metrics_frame(wh: Warehouse, pull: StoredPull) -> pl.DataFrame | None:
 
 def binance_archive_missing(wh: Warehouse, days: list[date]) -> list[str]:
     """``SYMBOL day`` for every archive day recorded as missing upstream (404)."""
-    chosen = choose_pulls(stored_pulls(wh, ing.BINANCE_METRICS.source, ing.BINANCE_METRICS.endpoint), days)
+    chosen = choose_pulls(
+        stored_pulls(wh, ing.BINANCE_METRICS.source, ing.BINANCE_METRICS.endpoint, days), days
+    )
     return sorted(f"{p.key} {p.first}" for p in chosen if p.statuses[0] == 404)
 
 

@@ -96,7 +96,7 @@ def spot_daily_closes(wh: Warehouse, symbols: list[str], days: list[date]) -> pl
 
     Columns: ``spot_symbol``, ``day``, ``close``, ``observed_at`` (the bar's end, D+1 00:00 UTC), ``spot_raw_file``.
     """
-    pulls = stored_pulls(wh, BINANCE_SPOT_1D.source, BINANCE_SPOT_1D.endpoint)
+    pulls = stored_pulls(wh, BINANCE_SPOT_1D.source, BINANCE_SPOT_1D.endpoint, days)
     wanted = {s: pulls[s] for s in symbols if s in pulls}
     frames = []
     for pull, pdays in choose_pulls(wanted, days).items():

@@ -239,7 +239,7 @@ def pull_days(
     current run's: ``gaps.breaker_for_run``), the remaining keys are not asked: they are gaps with that answer.
     """
     breaker = breaker or gaps_mod.BREAKER
-    existing = {} if force else stored_pulls(wh, ds.source, ds.endpoint)
+    existing = {} if force else stored_pulls(wh, ds.source, ds.endpoint, days)
 
     def gap(key: str, exc: SourceError, gdays: list[date]) -> Gap:
         reason, status = _classify(exc)

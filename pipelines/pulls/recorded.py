@@ -28,6 +28,7 @@ Kept free of Dagster so it can be called from tests, benchmarks and the CLI.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -91,18 +92,50 @@ def uncovered(pulls: Iterable[StoredPull], days: Iterable[date]) -> list[date]:
     return [d for d in days if not any(p.covers(d) for p in pulls)]
 
 
-def stored_pulls(wh: Warehouse, source: str, endpoint: str) -> dict[str, list[StoredPull]]:
-    """Every complete stored paged pull of an endpoint, by key, oldest first."""
+_PULL_DIR = re.compile(r"pull=(\d{8})_(\d{8})__")
+
+
+def _named_span(pull_dir: str) -> tuple[date, date] | None:
+    """The first and last day a paged pull's directory is named by (``pull=<first>_<last>__<fetched>``); None
+    for a name of another shape."""
+    m = _PULL_DIR.match(pull_dir)
+    if m is None:
+        return None
+    try:
+        return datetime.strptime(m[1], "%Y%m%d").date(), datetime.strptime(m[2], "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+def stored_pulls(
+    wh: Warehouse, source: str, endpoint: str, days: Iterable[date] | None = None
+) -> dict[str, list[StoredPull]]:
+    """Every complete stored paged pull of an endpoint, by key, oldest first.
+
+    With ``days``, only the pulls whose days meet ``min(days)..max(days)`` (the only ones that can cover one of
+    them): a pull whose directory name spans other days is passed over without reading its pages' records, so a
+    daily run reads the records of the pulls near its days, not of every pull since the first. A directory of
+    another name is read, and the days in its pages' records decide."""
     base = wh.raw_dir / safe_component(source) / safe_component(endpoint)
+    window = None
+    if days is not None:
+        days = list(days)
+        if not days:
+            return {}
+        window = (min(days), max(days))
     groups: dict[Path, list[tuple[int, dict, Path]]] = {}
-    for meta_path in base.glob("*=*/pull=*/*.meta.json"):
-        meta = json.loads(meta_path.read_text())
-        pull = meta.get("pull")
-        if not isinstance(pull, dict):
+    for pull_dir in base.glob("*=*/pull=*"):
+        span = _named_span(pull_dir.name) if window is not None else None
+        if span is not None and (span[1] < window[0] or span[0] > window[1]):  # type: ignore[index]
             continue
-        body = meta_path.with_name(meta_path.name[: -len(".meta.json")] + "." + pull["ext"])
-        if body.exists():
-            groups.setdefault(meta_path.parent, []).append((int(pull["page"]), meta, body))
+        for meta_path in pull_dir.glob("*.meta.json"):
+            meta = json.loads(meta_path.read_text())
+            pull = meta.get("pull")
+            if not isinstance(pull, dict):
+                continue
+            body = meta_path.with_name(meta_path.name[: -len(".meta.json")] + "." + pull["ext"])
+            if body.exists():
+                groups.setdefault(pull_dir, []).append((int(pull["page"]), meta, body))
     out: dict[str, list[StoredPull]] = {}
     for pages in groups.values():
         pages.sort(key=lambda p: p[0])
