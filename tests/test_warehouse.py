@@ -258,7 +258,9 @@ def test_rel_names_a_path_from_the_root_however_it_is_reached(tmp_path: Path, mo
     target.write_bytes(b"x")
     want = "lake/coin_daily/date=2025-01-01/data.parquet"
     assert wh.rel(target) == want  # made by the warehouse: cut without resolving
-    assert wh.rel(wh.lake_dir / "coin_daily" / ".." / "coin_daily" / "date=2025-01-01" / "data.parquet") == want
+    assert (
+        wh.rel(wh.lake_dir / "coin_daily" / ".." / "coin_daily" / "date=2025-01-01" / "data.parquet") == want
+    )
     (tmp_path / "link").symlink_to(real)  # the root reached through a link
     assert wh.rel(tmp_path / "link" / "lake" / "coin_daily" / "date=2025-01-01" / "data.parquet") == want
     monkeypatch.chdir(real)

@@ -23,6 +23,10 @@ def unique_strict(
     keys = [keys] if isinstance(keys, str) else list(keys)
     if df.is_empty():
         return df
+    # the common case, every key once: one pass answers it (nulls compare equal here, as in ``unique``)
+    repeated = pl.col(keys[0]).is_duplicated() if len(keys) == 1 else pl.struct(keys).is_duplicated()
+    if not df.select(repeated.any()).item():
+        return df
     values = [c for c in df.columns if c not in keys and c not in ignore]
     deduped = df.unique([*keys, *values], keep="first", maintain_order=True)
     if deduped.height == deduped.select(keys).unique().height:
