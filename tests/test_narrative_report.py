@@ -247,3 +247,26 @@ def test_a_part_the_template_does_not_print_is_no_claim() -> None:
     prev = Num(-0.0000006, "funding_bp", "weekly_leverage", "2026-10-12", "funding_8h_mean")
     phrase = Phrase("Funding averaged {f} per 8h, negative for the second week.", {"f": cur, "prev": prev})
     assert phrase.nums() == [cur]
+
+
+def test_claims_read_from_one_query_per_table_week_equal_their_own_queries(tmp_path: Path) -> None:
+    from pipelines.narrative.claims import _by_text_key, rederive
+
+    wh = lake(tmp_path, frames())
+    r = render_week(from_frames(W, frames()))
+    week_rows: dict = {}
+    shared = [rederive(wh, c, week_rows) for c in r.claims]
+    assert shared == [rederive(wh, c) for c in r.claims]
+    assert len(week_rows) < len([c for c in r.claims if c["kind"] == "value"])  # fewer queries than figures
+    keyed = next(
+        c
+        for c in r.claims
+        if c["kind"] == "value" and c.get("where") and _by_text_key(c["table"], c["where"])
+    )
+    assert any(
+        c.get("where") and not _by_text_key(c["table"], c["where"]) for c in r.claims
+    )  # own queries too
+    ghost = {**keyed, "where": dict.fromkeys(keyed["where"], "no such row")}
+    for rows in (week_rows, None):
+        with pytest.raises(ValueError, match="0 rows"):
+            rederive(wh, ghost, rows)

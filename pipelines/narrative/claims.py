@@ -2,8 +2,8 @@
 
 The renderer records, for each number it prints, a claim: the text printed, the named format, and where the
 value lives (table, week partition, column, row key, derivation). This module does not look at the frames the
-report was rendered from: it asks DuckDB for each value directly from the Parquet files, formats it with the
-same named format and compares. The check fails when
+report was rendered from: it asks DuckDB for each value from the lake (one query per table and week for the
+plain values, ``rederive``), formats it with the same named format and compares. The check fails when
 
 * a claim's re-derived text differs from the text the renderer printed (wrong value, wrong row, wrong format),
 * a claimed text is not in the Markdown (the text was edited after rendering),
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 
 from pipelines.narrative.format import FORMATS
@@ -64,12 +65,44 @@ def _where(table_name: str, where: dict[str, Any]) -> tuple[str, list[Any]]:
     return sql, params
 
 
-def rederive(wh: Warehouse, claim: dict[str, Any]) -> Any:
-    """The claim's value, from a fresh DuckDB query of the lake."""
+def _by_text_key(name: str, where: dict[str, Any]) -> bool:
+    """Whether every column of the row key holds text: such a row is found in the week's rows by plain string
+    equality, exactly as ``= CAST(? AS VARCHAR)`` finds it."""
+    types = {c.name: c.type for c in TABLES[name].columns}
+    return all(
+        k in types and (pa.types.is_string(types[k]) or pa.types.is_large_string(types[k])) for k in where
+    )
+
+
+def rederive(
+    wh: Warehouse, claim: dict[str, Any], week_rows: dict[tuple[str, str], Any] | None = None
+) -> Any:
+    """The claim's value, from a fresh DuckDB query of the lake.
+
+    ``week_rows`` (a dict the caller keeps for one check): a ``value`` claim whose row key is text is read from
+    one query of its table's week (``SELECT *``, the same columns and types as the single-column query), made
+    once per table and week, then the row picked by its key; a report prints about 130 figures from about 15
+    table-weeks. Everything else is its own query."""
     name, col, kind, week = claim["table"], claim["column"], claim["kind"], claim["partition"]
     if name not in TABLES or col not in TABLES[name].column_names or TABLES[name].partition_by != "week":
         raise ValueError(f"unknown weekly table or column {name}.{col}")
-    w_sql, w_params = _where(name, claim.get("where") or {})
+    where = claim.get("where") or {}
+    w_sql, w_params = _where(name, where)
+    if kind == "value" and week_rows is not None and _by_text_key(name, where):
+        key = (name, str(week))
+        if key not in week_rows:
+            try:
+                week_rows[key] = wh.query(f'SELECT * FROM "{name}" WHERE week = CAST(? AS DATE)', [week])
+            except Exception as exc:  # each claim of the table-week reports it, as its own query would
+                week_rows[key] = exc
+        rows = week_rows[key]
+        if isinstance(rows, Exception):
+            raise rows
+        for k, v in sorted(where.items()):
+            rows = rows.filter(pl.col(k) == str(v))
+        if rows.height != 1:
+            raise ValueError(f"{rows.height} rows")
+        return rows[col][0]
     if kind == "value":
         df = wh.query(
             f'SELECT "{col}" AS v FROM "{name}" WHERE week = CAST(? AS DATE){w_sql}', [week, *w_params]
@@ -134,12 +167,13 @@ def check_claims(
     wh: Warehouse, week: str, markdown: str, claims: list[dict[str, Any]], texts: list[str]
 ) -> list[ClaimResult]:
     out: list[ClaimResult] = []
+    week_rows: dict[tuple[str, str], Any] = {}  # one query per table-week for the value claims (rederive)
     for c in claims:
         found = _mask_pattern(c["text"]).search(markdown) is not None
         try:
             if c["partition"] > week:
                 raise ValueError("claim from a later week than the report")
-            expected = FORMATS[c["format"]](rederive(wh, c))
+            expected = FORMATS[c["format"]](rederive(wh, c, week_rows))
             ok, problem = expected == c["text"] and found, ""
             if expected != c["text"]:
                 problem = "value differs"
