@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> Path:
             ),
             "",
             f"Dagster {f(dn)} s against the floor's {f(fn)} s (**{f(dn / fn, 2)}x**, +{f(dn - fn)} s). "
-            f"Target < 15 s: {ok(dn < 15)}.",
+            f"Target < 10 s: {ok(dn < 10)}.",
             "",
         ]
 
