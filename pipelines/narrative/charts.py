@@ -28,7 +28,7 @@ UP, DOWN, INK = "#1a7f37", "#cf222e", "#57606a"
 def _svg(fig) -> str:
     """The figure cut to its drawn extent plus ``savefig.pad_inches``, as ``bbox_inches="tight"`` cuts it, but
     measured without drawing the figure first: "tight" draws every chart twice (once with the output turned off,
-    to place it), and these charts have no layout engine that needs that first draw. 5 charts: 668 -> 549 ms.
+    to place it), and these charts have no layout engine that needs that first draw (`bench/HOTSPOT.md`).
     The same SVG up to float rounding (``tests/test_narrative_charts.py``)."""
     buf = io.StringIO()
     extent = fig.get_tightbbox().padded(matplotlib.rcParams["savefig.pad_inches"])
