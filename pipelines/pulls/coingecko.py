@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 
 from pipelines import gaps as gaps_mod
-from pipelines.pulls.recorded import StoredPull, close_instant, stored_range_pulls, uncovered
+from pipelines.pulls.recorded import StoredPull, close_instant, stamp, stored_range_pulls, uncovered
 from pipelines.sources.coingecko import CoinGeckoClient, parse_global, parse_market_chart, parse_markets
 from pipelines.sources.http import Fetched, PayloadError, SourceError
 from pipelines.warehouse import (
@@ -57,10 +57,6 @@ MEMBERSHIP_CATEGORIES = (
     "liquid-restaking-tokens",
     "tokenized-gold",
 )
-
-
-def stamp(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _store(wh: Warehouse, endpoint: str, parts: dict[str, str], name: str, fetched: Fetched) -> str:

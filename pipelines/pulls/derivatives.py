@@ -39,7 +39,7 @@ import polars as pl
 from pipelines import gaps as gaps_mod
 from pipelines.calendar import utc_midnight
 from pipelines.gaps import EMPTY, OUTSIDE_WINDOW, PUBLICATION_LAG, Breaker, Gap
-from pipelines.pulls.recorded import close_instant, stored_pulls, uncovered
+from pipelines.pulls.recorded import close_instant, pull_id, stamp, stored_pulls, uncovered
 from pipelines.sources.binance import BinanceFuturesClient, BinanceSpotClient, parse_premium_index
 from pipelines.sources.binance_vision import BinanceVisionClient
 from pipelines.sources.bybit import BybitClient
@@ -69,10 +69,6 @@ FRED_HISTORY_START = date(2024, 1, 1)
 # ends: a 404 inside these lags means "not published yet" (asked again on later runs), not "missing upstream".
 DAILY_ARCHIVE_LAG_DAYS = 2
 MONTHLY_ARCHIVE_LAG_DAYS = 5
-
-
-def stamp(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
 def closed_days(days: Iterable[date], now: datetime) -> list[date]:
@@ -192,14 +188,14 @@ class Dataset:
 
 def store_pull(wh: Warehouse, ds: Dataset, key: str, first: date, last: date, pages: list[Page]) -> list[str]:
     fetched = min(datetime.fromisoformat(p.request["fetched_at"]) for p in pages)
-    pull_id = f"{first:%Y%m%d}_{last:%Y%m%d}__{stamp(fetched)}"
-    parts = {ds.key_name: key, "pull": pull_id}
+    pull = pull_id(first, last, fetched)
+    parts = {ds.key_name: key, "pull": pull}
     n = 1
     while wh.raw_path(
         ds.source, ds.endpoint, parts, "page-001", pages[0].ext
     ).exists():  # same second, same key
         n += 1
-        parts["pull"] = f"{pull_id}-{n}"
+        parts["pull"] = f"{pull}-{n}"
     files = []
     for i, page in enumerate(pages, start=1):
         record = {

@@ -92,12 +92,23 @@ def uncovered(pulls: Iterable[StoredPull], days: Iterable[date]) -> list[date]:
     return [d for d in days if not any(p.covers(d) for p in pulls)]
 
 
+def stamp(t: datetime) -> str:
+    """An instant as recordings are named by it: ``YYYYMMDDTHHMMSSZ``, UTC."""
+    return t.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def pull_id(first: date, last: date, fetched: datetime) -> str:
+    """The name of a paged pull's directory after ``pull=``: ``<first>_<last>__<fetched>`` (``_named_span`` reads
+    it back)."""
+    return f"{first:%Y%m%d}_{last:%Y%m%d}__{stamp(fetched)}"
+
+
 _PULL_DIR = re.compile(r"pull=(\d{8})_(\d{8})__")
 
 
 def _named_span(pull_dir: str) -> tuple[date, date] | None:
-    """The first and last day a paged pull's directory is named by (``pull=<first>_<last>__<fetched>``); None
-    for a name of another shape."""
+    """The first and last day a paged pull's directory is named by (``pull_id``); None for a name of another
+    shape."""
     m = _PULL_DIR.match(pull_dir)
     if m is None:
         return None
