@@ -127,6 +127,29 @@ def _executor(value: str) -> str:
     return v
 
 
+AUTOMATION = ("running", "stopped")
+
+
+def _automation(value: str) -> str:
+    v = value.strip().lower()
+    if v not in AUTOMATION:
+        raise ValueError("expected running (the default) or stopped")
+    return v
+
+
+def automation_running(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the schedules and sensors start running when a daemon loads the code (``CRYPTO_WEEKLY_AUTOMATION``,
+    default ``running``). ``stopped`` is for a stack whose runs are all submitted by hand against a fixed clock
+    (the tests' distributed stack): the daemon's wall clock would otherwise start the 00:45 daily run inside it.
+    A stopped schedule or sensor can still be started from the UI."""
+    env = os.environ if environ is None else environ
+    raw = (env.get("CRYPTO_WEEKLY_AUTOMATION") or "").strip()
+    try:
+        return not raw or _automation(raw) == "running"
+    except ValueError as exc:
+        raise SettingsError(f"CRYPTO_WEEKLY_AUTOMATION={raw!r} is not valid: {exc}") from None
+
+
 def _broker(value: str) -> str:
     parts = urlsplit(value.strip())
     if parts.scheme not in ("redis", "rediss") or not parts.netloc:
@@ -189,6 +212,10 @@ SPECS: dict[str, tuple[Callable[[str], Any], str]] = {
     "CRYPTO_WEEKLY_EXECUTOR": (
         _executor,
         "in_process, celery (steps on Celery workers) or k8s_job (a Kubernetes Job per step)",
+    ),
+    "CRYPTO_WEEKLY_AUTOMATION": (
+        _automation,
+        "running (the default) or stopped: the schedules' and sensors' start",
     ),
     "CRYPTO_WEEKLY_CELERY_BROKER": (_broker, "a redis:// URL (the Celery broker and result backend)"),
     "CRYPTO_WEEKLY_WEEK_PROCESSES": (

@@ -77,6 +77,7 @@ def test_emulator_port_out_of_range(clean_env: Path) -> None:
         ("FRED_BASE_URL", "fred.stlouisfed.org", "http:// or https://"),
         ("CRYPTO_WEEKLY_VENUES", "binance,kraken", "kraken"),
         ("CRYPTO_WEEKLY_PERP_TOP_N", "many", "whole number >= 1"),
+        ("CRYPTO_WEEKLY_AUTOMATION", "paused", "running (the default) or stopped"),
     ],
 )
 @pytest.mark.parametrize("command", ["report", "demo", "backfill"])
@@ -231,3 +232,35 @@ def test_a_new_dagster_home_gets_the_queue_and_pools_and_an_old_one_a_warning(
     assert (old / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "run_coordinator, concurrency" in err
+
+
+@pytest.mark.parametrize(
+    ("value", "status"), [(None, "RUNNING"), ("stopped", "STOPPED"), (" Running ", "RUNNING")]
+)
+def test_automation_setting_decides_how_schedules_and_sensors_start(value: str | None, status: str) -> None:
+    """Read when the code loads (a daemon's code server): every schedule and sensor starts as the setting says."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "CRYPTO_WEEKLY_AUTOMATION"}
+    if value is not None:
+        env["CRYPTO_WEEKLY_AUTOMATION"] = value
+    code = (
+        "from pipelines.definitions import defs\n"
+        "for s in [*defs.schedules, *defs.sensors]: print(s.name, s.default_status.value)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    lines = out.strip().splitlines()
+    assert len(lines) == 4, out  # the daily and weekly schedules, the freshness and catch-up sensors
+    assert all(line.endswith(f" {status}") for line in lines), out
+
+
+def test_automation_setting_refuses_other_values() -> None:
+    assert settings.automation_running({}) and not settings.automation_running(
+        {"CRYPTO_WEEKLY_AUTOMATION": "stopped"}
+    )
+    with pytest.raises(SettingsError, match="CRYPTO_WEEKLY_AUTOMATION='off' is not valid: expected running"):
+        settings.automation_running({"CRYPTO_WEEKLY_AUTOMATION": "off"})

@@ -149,7 +149,11 @@ def distributed(tmp_path_factory: pytest.TempPathFactory) -> Distributed:
         with stack(
             workdir=workdir,
             now=TEST_NOW,
-            extra_env={"CRYPTO_WEEKLY_CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)},
+            # runs are submitted by hand at the emulator's clock: no schedule or sensor on the wall clock joins them
+            extra_env={
+                "CRYPTO_WEEKLY_CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+                "CRYPTO_WEEKLY_AUTOMATION": "stopped",
+            },
         ) as st:
             up = time.monotonic() - t0
             seen |= descendants(os.getpid())

@@ -19,6 +19,7 @@ import dagster as dg
 
 from pipelines.automation.tags import TRIGGER_TAG
 from pipelines.calendar import DAILY, WEEKLY
+from pipelines.settings import automation_running
 
 DAILY_DEADLINE_CRON = "0 2 * * *"  # yesterday's partition by 02:00 UTC
 WEEKLY_DEADLINE_CRON = "0 3 * * 1"  # last week's partition by Monday 03:00 UTC
@@ -52,7 +53,9 @@ def build_freshness(assets: Sequence[object]) -> tuple[list[dg.AssetChecksDefini
         freshness_checks=checks,
         name="freshness_sensor",
         minimum_interval_seconds=300,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=dg.DefaultSensorStatus.RUNNING
+        if automation_running()
+        else dg.DefaultSensorStatus.STOPPED,
         tags={TRIGGER_TAG: "freshness_sensor"},
     )
     return checks, sensor

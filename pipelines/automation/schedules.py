@@ -7,7 +7,8 @@
 
 A failed scheduled run is retried twice from the failed step (``RETRIES``). Both come from
 ``build_schedule_from_partitioned_job``, which targets the latest *complete* partition at the
-scheduled time, and both start running (``DefaultScheduleStatus.RUNNING``) as soon as the daemon is up.
+scheduled time, and both start running (``DefaultScheduleStatus.RUNNING``) as soon as the daemon is up, unless
+``CRYPTO_WEEKLY_AUTOMATION=stopped`` (``pipelines.settings.automation_running``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import dagster as dg
 
 from pipelines.automation.tags import LAYER_TAG, TRIGGER_TAG
+from pipelines.settings import automation_running
 
 # Retried twice by the daemon (run_retries in dagster.yaml), from the failed step.
 RETRIES = {"dagster/max_retries": "2", "dagster/retry_strategy": "FROM_FAILURE"}
@@ -28,7 +30,9 @@ def _schedule(job, layer: str, description: str, **cron) -> dg.ScheduleDefinitio
         name=f"{layer}_schedule",
         description=description,
         tags={TRIGGER_TAG: "schedule", LAYER_TAG: layer, **RETRIES},
-        default_status=dg.DefaultScheduleStatus.RUNNING,
+        default_status=dg.DefaultScheduleStatus.RUNNING
+        if automation_running()
+        else dg.DefaultScheduleStatus.STOPPED,
         **cron,
     )
 

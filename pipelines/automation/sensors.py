@@ -20,6 +20,7 @@ import dagster as dg
 
 from pipelines.automation.tags import LAYER_TAG, TRIGGER_TAG
 from pipelines.calendar import latest_complete_week, utc_midnight, week_bounds, week_close_days
+from pipelines.settings import automation_running
 
 CATCH_UP_FROM = timedelta(hours=2)  # after the Monday 01:30 schedule has had its chance
 IN_FLIGHT = [
@@ -45,7 +46,7 @@ def _latest_storage_id(instance: dg.DagsterInstance, key: str, partition: str) -
     name="weekly_catch_up_sensor",
     job_name="weekly_job",
     minimum_interval_seconds=600,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=dg.DefaultSensorStatus.RUNNING if automation_running() else dg.DefaultSensorStatus.STOPPED,
     description="Runs the week that just ended once its days are in the lake, if the Monday schedule could not.",
 )
 def weekly_catch_up_sensor(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
