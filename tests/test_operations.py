@@ -163,7 +163,8 @@ def test_jobs_leave_freshness_to_the_sensor_and_keep_every_other_check() -> None
 
 CONCURRENT_RUN = textwrap.dedent(
     """
-    import sys, warnings
+    import faulthandler, sys, warnings
+    faulthandler.dump_traceback_later(float(sys.argv[3]), exit=True)  # a hang prints every thread's stack
     warnings.simplefilter("ignore")
     import dagster as dg
     from pipelines.definitions import make_definitions
@@ -182,6 +183,9 @@ CONCURRENT_RUN = textwrap.dedent(
 )
 
 
+HANG_AFTER_S = 300  # alone the two runs take ~15 s; a run still going after this prints its stacks and exits
+
+
 @pytest.mark.slow
 def test_two_runs_at_once_on_one_warehouse(fresh_emulator, tmp_path: Path) -> None:
     """Two daily runs over the same days start together (as a backfill and the scheduled run would): both
@@ -197,7 +201,7 @@ def test_two_runs_at_once_on_one_warehouse(fresh_emulator, tmp_path: Path) -> No
         pass
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CONCURRENT_RUN, "2025-11-20", "2025-11-23"],
+            [sys.executable, "-c", CONCURRENT_RUN, "2025-11-20", "2025-11-23", str(HANG_AFTER_S)],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
@@ -207,7 +211,7 @@ def test_two_runs_at_once_on_one_warehouse(fresh_emulator, tmp_path: Path) -> No
         for _ in range(2)
     ]
     try:
-        outputs = [p.communicate(timeout=400)[0] for p in procs]
+        outputs = [p.communicate(timeout=HANG_AFTER_S + 60)[0] for p in procs]
     finally:
         for p in procs:  # a run still waiting (on a pool slot, say) is not left running after the test
             if p.poll() is None:
