@@ -9,7 +9,8 @@
   them into the warehouse's lake in the same step, with their metadata; no step loads a value through it.
 * schedules (``pipelines/automation/schedules.py``), the weekly catch-up sensor (``pipelines/automation/sensors.py``), freshness checks
   and their sensor (``pipelines/automation/freshness.py``; the jobs leave those checks to the sensor), and concurrency
-  pools declared on each asset and checked against one rule (``pipelines/automation/pools.py``).
+  pools declared on each asset and checked against one rule, with the sensor that repairs Dagster's lost slot
+  wake-ups (``pipelines/automation/pools.py``).
 
 Assets added to those groups by anyone join the jobs, the pools and the freshness checks without edits here.
 """
@@ -21,7 +22,7 @@ import dagster as dg
 import assets
 from assets._lake_io import LAKE_IO_MANAGER, LakeIOManager
 from pipelines.automation.freshness import build_freshness
-from pipelines.automation.pools import check_pools
+from pipelines.automation.pools import check_pools, pool_keeper_sensor
 from pipelines.automation.schedules import build_schedules
 from pipelines.automation.sensors import weekly_catch_up_sensor
 from pipelines.automation.tags import LAYER_TAG
@@ -63,7 +64,7 @@ def make_definitions() -> dg.Definitions:
         asset_checks=[*all_checks, *freshness_checks],
         jobs=[daily_job, weekly_job],
         schedules=schedules,
-        sensors=[freshness_sensor, weekly_catch_up_sensor],
+        sensors=[freshness_sensor, weekly_catch_up_sensor, pool_keeper_sensor],
         resources=resources,
         # Steps are short and mostly wait on I/O; on two cores a process per step (the multiprocess default)
         # cost more than it saved: a weekly run took 112 s with it (three steps, two checks), see README.

@@ -19,6 +19,7 @@ import dagster as dg
 from dagster._core.utils import make_new_run_id
 
 from pipelines import settings
+from pipelines.automation.pools import pool_keeper
 from pipelines.automation.tags import TRIGGER_TAG
 from pipelines.calendar import DAILY_START, RANGE_END_TAG, RANGE_START_TAG, WEEKLY, week_close_days
 from pipelines.warehouse import Warehouse, warehouse_path
@@ -305,7 +306,7 @@ def _execute(
     the run 2.4x faster; bench/phases.py daily_events); the cost, per Dagster, is that a failed range run does not
     mark its partitions failed in the UI, which the callers report themselves."""
     run_id = make_new_run_id()
-    with RUN_WATCH(instance, run_id), planned_events_lever(tags):
+    with RUN_WATCH(instance, run_id), planned_events_lever(tags), pool_keeper(instance):
         result = (
             _defs(defs)
             .resolve_job_def(job)

@@ -167,18 +167,12 @@ CONCURRENT_RUN = textwrap.dedent(
     faulthandler.dump_traceback_later(float(sys.argv[3]), exit=True)  # a hang prints every thread's stack
     warnings.simplefilter("ignore")
     import dagster as dg
-    from pipelines.definitions import make_definitions
-    from pipelines.runner import RANGE_END_TAG, RANGE_START_TAG
-    job = make_definitions().resolve_job_def("daily_job")
-    result = job.execute_in_process(
-        instance=dg.DagsterInstance.get(),
-        tags={RANGE_START_TAG: sys.argv[1], RANGE_END_TAG: sys.argv[2], "crypto-weekly/trigger": "test"},
-        raise_on_error=False,
-    )
-    errors = [str(e.event_specific_data.error.message) for e in result.all_events
-              if e.is_failure and getattr(e.event_specific_data, "error", None)]
-    print("RESULT", result.success, errors)
-    sys.exit(0 if result.success else 1)
+    from pipelines.runner import RunFailed, run_days
+    try:
+        run_days(sys.argv[1], sys.argv[2], dg.DagsterInstance.get(), trigger="test")
+    except RunFailed as exc:
+        sys.exit(f"RESULT False {exc}")
+    print("RESULT True")
     """
 )
 
@@ -188,8 +182,9 @@ HANG_AFTER_S = 300  # alone the two runs take ~15 s; a run still going after thi
 
 @pytest.mark.slow
 def test_two_runs_at_once_on_one_warehouse(fresh_emulator, tmp_path: Path) -> None:
-    """Two daily runs over the same days start together (as a backfill and the scheduled run would): both
-    succeed, the pools make them take turns, nothing is pulled twice and the lake has no duplicate rows."""
+    """Two daily runs over the same days start together (as a backfill and the scheduled run would), through the
+    runner the command line uses: both succeed, the pools make them take turns (the pool keeper repairing any
+    lost wake-up, tests/test_pool_wakeups.py), nothing is pulled twice and the lake has no duplicate rows."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")

@@ -1,4 +1,5 @@
-"""Pool limit rows created before any run, on the production instance (PostgreSQL).
+"""Dagster's pool bookkeeping on the production instance (PostgreSQL): limit rows created before any run, and
+lost slot wake-ups repaired.
 
 Dagster 1.13.27 creates a pool's limit row on first use with an INSERT that falls back to an UPDATE in the same
 transaction; on PostgreSQL the failed INSERT aborts the transaction, so a process that meets a pool another one
@@ -14,10 +15,11 @@ import dagster as dg
 import pytest
 
 from pipelines import workers
-from pipelines.automation.pools import declared_pools, initialize_pool_limits
+from pipelines.automation.pools import declared_pools, hand_out_lost_slots, initialize_pool_limits
 from pipelines.definitions import all_assets
 from pipelines.runner import patched_environ
 from pipelines.services import Postgres, ServiceUnavailable
+from tests.test_pool_wakeups import lose_a_wakeup
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +70,15 @@ def test_every_declared_pool_is_created_once_with_the_default_limit(production_i
     assert all(limits[p].limit == 1 and limits[p].from_default for p in pools)
     # run again (a worker restarting): nothing to create, nothing raised
     assert initialize_pool_limits(instance, pools) == []
+
+
+def test_a_lost_wakeup_is_repaired_on_postgres(production_instance) -> None:
+    """The lost slot wake-up (tests/test_pool_wakeups.py) on the production storage: the same statements leave
+    the step waiting on a free slot, and the keeper's hand-out lets it claim."""
+    instance, _ = production_instance
+    lose_a_wakeup(instance, "pool_for_the_wakeup_check", ("run-a", "step-a"))
+    storage = instance.event_log_storage
+    assert not storage.claim_concurrency_slot("pool_for_the_wakeup_check", "run-a", "step-a").is_claimed
+    _, seen = hand_out_lost_slots(instance, frozenset())
+    assert hand_out_lost_slots(instance, seen)[0] == ["pool_for_the_wakeup_check: run-a/step-a"]
+    assert storage.claim_concurrency_slot("pool_for_the_wakeup_check", "run-a", "step-a").is_claimed

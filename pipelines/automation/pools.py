@@ -12,12 +12,21 @@ The rule:
 Each asset says its pool in its decorator (``@dg.asset(pool="source_binance", ...)``; the weekly table factory
 derives it from the table name). ``check_pools`` runs when the code location loads (``pipelines/definitions.py``)
 and refuses an asset whose pool is missing or breaks the rule, naming the pool to declare, so an asset added
-later cannot silently skip the concurrency limits. (An earlier version rebuilt each asset's op with the pool
-through Dagster internals; declaring it is public API and shows in the code where a reader looks.)
+later cannot silently skip the concurrency limits.
 
 ``.dagster_home/dagster.yaml`` sets ``concurrency.pools.default_limit: 1`` with ``granularity: op``, so every
 pool above holds one step; runs launched by the daemon and in-process runs of the command line claim the same
 slots from the instance's storage.
+
+Dagster's slot queue can lose a wake-up (seen in 1.13 on SQLite; the same statements run on PostgreSQL): a step
+asks whether its pool has a free slot, finds none, and queues itself unassigned, while the step holding the slot
+frees it and hands it to the head of the queue *before* that row exists. The slot then stays free, the step
+waits for an assignment nobody will make, and its run hangs (two daily runs at once hung 400 s in CI).
+``hand_out_lost_slots`` does the missing hand-out: a pool whose slots outnumber its assigned steps while a step
+waits unassigned, seen so at two sweeps in a row (Dagster's own hand-out passes through that state for a moment),
+gets its queue's head assigned by Dagster, in Dagster's own order. ``pool_keeper`` does it
+every few seconds around every in-process run (``pipelines/runner.py``), ``pool_keeper_sensor`` in the daemon for
+runs it launches.
 
 The DuckDB file (``catalog.duckdb``) needs no pool: ``Warehouse.refresh_catalog`` is the only code that opens it
 read-write and it does so under an exclusive ``fcntl`` lock; every read goes through in-memory connections.
@@ -25,9 +34,17 @@ read-write and it does so under an exclusive ``fcntl`` lock; every read goes thr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import dagster as dg
+
+from pipelines.settings import automation_running
+
+log = logging.getLogger(__name__)
 
 RAW_GROUPS = frozenset({"raw"})
 NOT_SOURCES = frozenset({"warehouse", "io_manager"})
@@ -110,3 +127,98 @@ def initialize_pool_limits(instance: dg.DagsterInstance, pools: Iterable[str]) -
             continue
         done.append(name)
     return done
+
+
+Waiter = tuple[str, str, str]  # (pool, run id, step key)
+
+
+def waiting_on_free_slots(instance: dg.DagsterInstance) -> frozenset[Waiter]:
+    """Steps queued unassigned in a pool whose slots outnumber its assigned steps. Dagster passes through this
+    state for a moment when it frees a slot (between removing the holder's row and assigning the next one);
+    a lost wake-up stays in it."""
+    storage = instance.event_log_storage
+    if not hasattr(storage, "assign_pending_steps") or not storage.supports_global_concurrency_limits:
+        return frozenset()  # only Dagster's SQL storages (SQLite, PostgreSQL) keep the queue this way
+    found: set[Waiter] = set()
+    for key, info in storage.get_concurrency_infos(sorted(storage.get_concurrency_keys())).items():
+        waiting = [(key, p.run_id, p.step_key) for p in info.pending_steps if p.assigned_timestamp is None]
+        if info.slot_count > len(info.pending_steps) - len(waiting):
+            found.update(waiting)
+    return frozenset(found)
+
+
+def hand_out_lost_slots(
+    instance: dg.DagsterInstance, seen_before: frozenset[Waiter]
+) -> tuple[list[str], frozenset]:
+    """One sweep: the waiters found on free slots now *and* at the previous sweep (``seen_before``) are lost
+    wake-ups, not Dagster's own hand-out in progress; their pools get their queues' heads assigned by Dagster,
+    as many as the free slots. Returns ``"pool: run_id/step"`` for each step now assigned, and what this sweep
+    saw, to pass to the next one."""
+    now = waiting_on_free_slots(instance)
+    stuck = sorted({pool for pool, *_ in now & seen_before})
+    if not stuck:
+        return [], now
+    storage = instance.event_log_storage
+    for pool, info in storage.get_concurrency_infos(stuck).items():
+        waiting = [p for p in info.pending_steps if p.assigned_timestamp is None]
+        free = info.slot_count - (len(info.pending_steps) - len(waiting))
+        if waiting and free > 0:
+            storage.assign_pending_steps([pool] * min(len(waiting), free))
+    after = storage.get_concurrency_infos(stuck)
+    handed = [
+        f"{pool}: {p.run_id}/{p.step_key}"
+        for pool in stuck
+        for p in after[pool].pending_steps
+        if p.assigned_timestamp is not None and (pool, p.run_id, p.step_key) in now
+    ]
+    return handed, waiting_on_free_slots(instance)
+
+
+KEEPER_EVERY_S = 3.0
+
+
+@contextmanager
+def pool_keeper(instance: dg.DagsterInstance, every_s: float = KEEPER_EVERY_S) -> Iterator[None]:
+    """Runs ``hand_out_lost_slots`` every ``every_s`` seconds in a background thread while the block runs (an
+    in-process run). Each hand-out is logged as a warning; a failed sweep (a locked SQLite file, say) is logged
+    and the next one tries again."""
+    stop = threading.Event()
+
+    def sweep() -> None:
+        seen: frozenset[Waiter] = frozenset()
+        while not stop.wait(every_s):
+            try:
+                handed, seen = hand_out_lost_slots(instance, seen)
+                for line in handed:
+                    log.warning("pool slot left free by a lost wake-up, now assigned: %s", line)
+            except Exception as exc:  # the run goes on; the next sweep retries
+                log.warning(
+                    "pool keeper: sweep failed (%s: %s); retrying in %g s", type(exc).__name__, exc, every_s
+                )
+
+    thread = threading.Thread(target=sweep, name="pool-keeper", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@dg.sensor(
+    name="pool_keeper_sensor",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING if automation_running() else dg.DefaultSensorStatus.STOPPED,
+    description="Gives a pool's free slot to the step waiting for it when Dagster's slot queue lost the wake-up "
+    "(pipelines/automation/pools.py); every other tick skips.",
+)
+def pool_keeper_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    seen_before = frozenset(tuple(w) for w in json.loads(context.cursor or "[]"))
+    handed, seen = hand_out_lost_slots(context.instance, seen_before)
+    context.update_cursor(json.dumps(sorted(seen)))
+    if handed:
+        context.log.warning("pool slots left free by a lost wake-up, now assigned: " + "; ".join(handed))
+        return dg.SkipReason("assigned free pool slots to waiting steps: " + "; ".join(handed))
+    if seen:
+        return dg.SkipReason(f"{len(seen)} step(s) on free slots; assigned at the next tick if still waiting")
+    return dg.SkipReason("every waiting step waits for a busy slot")
