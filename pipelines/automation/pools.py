@@ -42,8 +42,6 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-from pipelines.settings import automation_running
-
 log = logging.getLogger(__name__)
 
 RAW_GROUPS = frozenset({"raw"})
@@ -208,7 +206,8 @@ def pool_keeper(instance: dg.DagsterInstance, every_s: float = KEEPER_EVERY_S) -
 @dg.sensor(
     name="pool_keeper_sensor",
     minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING if automation_running() else dg.DefaultSensorStatus.STOPPED,
+    # Always on, whatever CRYPTO_WEEKLY_AUTOMATION says: it starts no run, it only unblocks runs already going.
+    default_status=dg.DefaultSensorStatus.RUNNING,
     description="Gives a pool's free slot to the step waiting for it when Dagster's slot queue lost the wake-up "
     "(pipelines/automation/pools.py); every other tick skips.",
 )
