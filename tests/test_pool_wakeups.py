@@ -30,6 +30,16 @@ def lose_a_wakeup(instance: dg.DagsterInstance, pool: str, waiter: tuple[str, st
     storage.add_pending_step(pool, *waiter, priority=0, should_assign=free)  # the waiter queues, unassigned
 
 
+def claimed_within(instance: dg.DagsterInstance, seconds: float) -> bool:
+    """Whether run-a's step-a claims its slot in ``source_x`` within ``seconds``, asking as an executor does."""
+    deadline = time.monotonic() + seconds
+    while not instance.event_log_storage.claim_concurrency_slot("source_x", "run-a", "step-a").is_claimed:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 @pytest.fixture
 def instance():
     with instance_for_test(overrides={"concurrency": {"pools": {"default_limit": 1}}}) as inst:
@@ -73,12 +83,8 @@ def test_the_free_slot_goes_to_the_queue_head_only(instance) -> None:
 
 def test_the_keeper_frees_a_waiting_step_while_a_run_goes_on(instance, caplog) -> None:
     lose_a_wakeup(instance, "source_x", ("run-a", "step-a"))
-    storage = instance.event_log_storage
     with caplog.at_level(logging.WARNING, logger=pools.__name__), pool_keeper(instance, every_s=0.05):
-        deadline = time.monotonic() + 10
-        while not storage.claim_concurrency_slot("source_x", "run-a", "step-a").is_claimed:
-            assert time.monotonic() < deadline, "the keeper never assigned the free slot"
-            time.sleep(0.02)
+        assert claimed_within(instance, 10), "the keeper never assigned the free slot"
     assert "lost wake-up, now assigned: source_x: run-a/step-a" in caplog.text
 
 
@@ -93,12 +99,8 @@ def test_a_failed_sweep_is_logged_and_the_next_one_repairs(instance, caplog, mon
         return real(inst, seen)
 
     monkeypatch.setattr(pools, "hand_out_lost_slots", flaky)
-    storage = instance.event_log_storage
     with caplog.at_level(logging.WARNING, logger=pools.__name__), pool_keeper(instance, every_s=0.05):
-        deadline = time.monotonic() + 10
-        while not storage.claim_concurrency_slot("source_x", "run-a", "step-a").is_claimed:
-            assert time.monotonic() < deadline, "the keeper stopped after a failed sweep"
-            time.sleep(0.02)
+        assert claimed_within(instance, 10), "the keeper stopped after a failed sweep"
     assert "sweep failed (RuntimeError: database is locked)" in caplog.text
 
 
