@@ -19,7 +19,7 @@ from pipelines.automation.pools import declared_pools, hand_out_lost_slots, init
 from pipelines.definitions import all_assets
 from pipelines.runner import patched_environ
 from pipelines.services import Postgres, ServiceUnavailable
-from tests.test_pool_wakeups import lose_a_wakeup
+from tests._pool_queue import lose_a_wakeup
 
 
 @pytest.fixture(scope="module")

@@ -130,6 +130,18 @@ def initialize_pool_limits(instance: dg.DagsterInstance, pools: Iterable[str]) -
 Waiter = tuple[str, str, str]  # (pool, run id, step key)
 
 
+def _on_free_slots(key: str, info) -> tuple[list[Waiter], int]:
+    """A pool's steps queued unassigned and its slots not assigned to any step (Dagster's ``ConcurrencyKeyInfo``);
+    no waiters when every slot is assigned."""
+    waiting = [(key, p.run_id, p.step_key) for p in info.pending_steps if p.assigned_timestamp is None]
+    free = info.slot_count - (len(info.pending_steps) - len(waiting))
+    return (waiting, free) if free > 0 else ([], 0)
+
+
+def _waiters(storage, keys: list[str]) -> dict[str, tuple[list[Waiter], int]]:
+    return {key: _on_free_slots(key, info) for key, info in storage.get_concurrency_infos(keys).items()}
+
+
 def waiting_on_free_slots(instance: dg.DagsterInstance) -> frozenset[Waiter]:
     """Steps queued unassigned in a pool whose slots outnumber its assigned steps. Dagster passes through this
     state for a moment when it frees a slot (between removing the holder's row and assigning the next one);
@@ -137,12 +149,8 @@ def waiting_on_free_slots(instance: dg.DagsterInstance) -> frozenset[Waiter]:
     storage = instance.event_log_storage
     if not hasattr(storage, "assign_pending_steps") or not storage.supports_global_concurrency_limits:
         return frozenset()  # only Dagster's SQL storages (SQLite, PostgreSQL) keep the queue this way
-    found: set[Waiter] = set()
-    for key, info in storage.get_concurrency_infos(sorted(storage.get_concurrency_keys())).items():
-        waiting = [(key, p.run_id, p.step_key) for p in info.pending_steps if p.assigned_timestamp is None]
-        if info.slot_count > len(info.pending_steps) - len(waiting):
-            found.update(waiting)
-    return frozenset(found)
+    by_pool = _waiters(storage, sorted(storage.get_concurrency_keys()))
+    return frozenset(w for waiting, _ in by_pool.values() for w in waiting)
 
 
 def hand_out_lost_slots(
@@ -151,25 +159,25 @@ def hand_out_lost_slots(
     """One sweep: the waiters found on free slots now *and* at the previous sweep (``seen_before``) are lost
     wake-ups, not Dagster's own hand-out in progress; their pools get their queues' heads assigned by Dagster,
     as many as the free slots. Returns ``"pool: run_id/step"`` for each step now assigned, and what this sweep
-    saw, to pass to the next one."""
+    saw (the repaired pools read again), to pass to the next one."""
     now = waiting_on_free_slots(instance)
     stuck = sorted({pool for pool, *_ in now & seen_before})
     if not stuck:
         return [], now
     storage = instance.event_log_storage
-    for pool, info in storage.get_concurrency_infos(stuck).items():
-        waiting = [p for p in info.pending_steps if p.assigned_timestamp is None]
-        free = info.slot_count - (len(info.pending_steps) - len(waiting))
-        if waiting and free > 0:
+    for pool, (waiting, free) in _waiters(storage, stuck).items():
+        if waiting:
             storage.assign_pending_steps([pool] * min(len(waiting), free))
     after = storage.get_concurrency_infos(stuck)
-    handed = [
-        f"{pool}: {p.run_id}/{p.step_key}"
+    assigned = {
+        (pool, p.run_id, p.step_key)
         for pool in stuck
         for p in after[pool].pending_steps
-        if p.assigned_timestamp is not None and (pool, p.run_id, p.step_key) in now
-    ]
-    return handed, waiting_on_free_slots(instance)
+        if p.assigned_timestamp
+    }
+    still = {w for pool in stuck for w in _on_free_slots(pool, after[pool])[0]}
+    handed = [f"{pool}: {run}/{step}" for pool, run, step in sorted(now & assigned)]
+    return handed, frozenset({w for w in now if w[0] not in after} | still)
 
 
 KEEPER_EVERY_S = 3.0
