@@ -107,8 +107,17 @@ def sweep_temp_files(directory: Path) -> list[Path]:
     return removed
 
 
+SWEEP_EVERY_SECONDS = 60.0
+_LAST_SWEEP: dict[tuple[int, str], float] = {}  # (pid, directory) -> when this process last swept it
+
+
 def _mkstemp(directory: Path, suffix: str = "") -> tuple[int, str]:
-    sweep_temp_files(directory)
+    # A sweep lists the whole directory: once a minute per directory and process, not at every write (a daily run
+    # writes hundreds of files into one directory, and listing it each time grew with the directory).
+    key, now = (os.getpid(), str(directory)), time.monotonic()
+    if now - _LAST_SWEEP.get(key, -SWEEP_EVERY_SECONDS) >= SWEEP_EVERY_SECONDS:
+        _LAST_SWEEP[key] = now
+        sweep_temp_files(directory)
     return tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix=suffix, dir=directory)
 
 

@@ -267,3 +267,24 @@ def test_rel_names_a_path_from_the_root_however_it_is_reached(tmp_path: Path, mo
     assert wh.rel(Path("lake/coin_daily/date=2025-01-01/data.parquet")) == want  # relative to the cwd
     with pytest.raises(ValueError):
         wh.rel(tmp_path / "elsewhere.parquet")
+
+
+def test_dead_writers_temp_files_are_swept_once_a_minute_not_at_every_write(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from pipelines import warehouse as w
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a writer killed mid-write left its temporary file; its pid is free now
+    first, second = tmp_path / f".tmp-{gone.pid}-a", tmp_path / f".tmp-{gone.pid}-b"
+    first.write_bytes(b"half")
+    w.atomic_write_bytes(tmp_path / "one.json", b"{}")
+    assert not first.exists()  # the first write of this process into the directory swept it
+    second.write_bytes(b"half")
+    w.atomic_write_bytes(tmp_path / "two.json", b"{}")
+    assert second.exists()  # within the minute: no second listing of the directory
+    w._LAST_SWEEP[(os.getpid(), str(tmp_path))] -= w.SWEEP_EVERY_SECONDS  # a minute later
+    w.atomic_write_bytes(tmp_path / "three.json", b"{}")
+    assert not second.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.json", "three.json", "two.json"]
