@@ -1,6 +1,7 @@
 """Report layer: the rendered weekly update, its manifest and versions, and the blocking claim check."""
 
 import json
+import os
 from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
@@ -91,33 +92,9 @@ def build_report(wh, week: str):
     clean = clean_inputs(wh, week)
     input_gaps = source_gap_lines(wh, week) + quality.week_gaps(quality.week_frames(wh, week), week)
     rendered = render_week(wd, sources_for(wh, week, clean), input_gaps)
-    # Fail closed: a figure that does not match a fresh query of the lake is never published.
-    wrong = [
-        c for c in check_claims(wh, week, rendered.markdown, rendered.claims, rendered.texts) if not c.ok
-    ]
-    if wrong:
-        raise dg.Failure(
-            f"report for {week} not published: {len(wrong)} figure(s) fail the claim check: "
-            + "; ".join(
-                f"{c.label} printed {c.printed_text!r}, expected {c.expected_text!r} ({c.problem})"
-                for c in wrong[:20]
-            )
-        )
-    # Fail closed: a judgment ("highest since", "did worst", "closed below", "supports the move") that the
-    # tables do not support is never published; the failure names the sentence.
-    false = [r for r in check_predicates(wh, week, rendered.predicates) if not r.ok]
-    if false:
-        raise dg.Failure(
-            f"report for {week} not published: {len(false)} statement(s) fail their predicate: "
-            + "; ".join(map(str, false[:20]))
-        )
-    # Fail closed: a headline figure that a second, independent derivation from the clean lake disagrees with.
-    disagree = crosscheck(wh, week)
-    if disagree:
-        raise dg.Failure(
-            f"report for {week} not published: the second derivation disagrees: "
-            + "; ".join(map(str, disagree))
-        )
+    verified = verify_report(
+        wh, week, rendered.markdown, rendered.claims, rendered.texts, rendered.predicates
+    )
     man = manifest(
         week,
         rendered.title,
@@ -139,7 +116,72 @@ def build_report(wh, week: str):
     for name, (_, svg) in rendered.charts.items():
         files[f"charts/{name}.svg"] = svg.encode()
     published = publish(wh.reports_dir / week, week, files)
-    return rendered, man, published
+    return rendered, man, published, verified
+
+
+def verify_report(wh, week: str, markdown: str, claims, texts, predicates) -> list[ClaimResult]:
+    """Every claim, statement and headline figure of a week's report checked on the lake, failing closed
+    (``dg.Failure`` naming what is wrong) before anything is published; the checks' results, as the blocking
+    check ``report_claims_match_tables`` reports them."""
+    # A figure that does not match a fresh query of the lake is never published.
+    checked = check_claims(wh, week, markdown, claims, texts)
+    wrong = [c for c in checked if not c.ok]
+    if wrong:
+        raise dg.Failure(
+            f"report for {week} not published: {len(wrong)} figure(s) fail the claim check: "
+            + "; ".join(
+                f"{c.label} printed {c.printed_text!r}, expected {c.expected_text!r} ({c.problem})"
+                for c in wrong[:20]
+            )
+        )
+    # A judgment ("highest since", "did worst", "closed below", "supports the move") that the tables do not
+    # support is never published; the failure names the sentence.
+    judged = check_predicates(wh, week, predicates)
+    false = [r for r in judged if not r.ok]
+    if false:
+        raise dg.Failure(
+            f"report for {week} not published: {len(false)} statement(s) fail their predicate: "
+            + "; ".join(map(str, false[:20]))
+        )
+    # A headline figure that a second, independent derivation from the clean lake disagrees with.
+    disagree = crosscheck(wh, week)
+    if disagree:
+        raise dg.Failure(
+            f"report for {week} not published: the second derivation disagrees: "
+            + "; ".join(map(str, disagree))
+        )
+    return checked + _statement_results(judged)
+
+
+def _statement_results(judged) -> list[ClaimResult]:
+    return [ClaimResult("(statement) " + r.rule, "holds", r.sentence, True, r.ok, r.problem) for r in judged]
+
+
+# What the report step found for each week it published, for the blocking check of the same run (in this
+# process): {(warehouse root, week): (the files it checked, their results)}. The check uses the results only when
+# every file of the lake and of the gap ledger, and the week's report and manifest, are the ones the step checked
+# (path, size, inode, mtime in ns), and the lake did not change while the step read it; otherwise it checks
+# again. A warehouse on object storage is always checked again.
+_VERIFIED: dict[tuple[str, str], tuple[tuple, list[ClaimResult]]] = {}
+
+
+def _files_under(*tops) -> tuple:
+    out = []
+    for top in tops:
+        for dirpath, _, names in os.walk(top):
+            for name in names:
+                st = os.stat(os.path.join(dirpath, name))
+                out.append((dirpath, name, st.st_size, st.st_ino, st.st_mtime_ns))
+    return tuple(sorted(out))
+
+
+def lake_state(wh) -> tuple | None:
+    """The state of every file of the lake and of the gap ledger (``None`` on object storage: not tracked)."""
+    return None if wh.remote else _files_under(wh.lake_dir, gaps_mod.ledger_dir(wh))
+
+
+def report_state(wh, week: str) -> tuple:
+    return _files_under(wh.reports_dir / week)
 
 
 def report_metadata(warehouse: WarehouseResource, wh, week: str, rendered, man, pub) -> dict:
@@ -205,9 +247,12 @@ def weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     weeks = sorted(context.partition_keys)
     failed: dict[str, BaseException] = {}
     # a range of weeks: runs of weeks built in parallel processes (pipelines/week_processes.py)
+    root = str(warehouse.get().root)
     for week, (published, outcome) in sorted(map_weeks(publish_weeks, weeks, _unbound(warehouse)).items()):
         if published:
-            context.add_asset_metadata(outcome, partition_key=week)
+            metadata, state, verified = outcome
+            _VERIFIED[(root, week)] = (state, verified)  # for this run's blocking check, if it runs here
+            context.add_asset_metadata(metadata, partition_key=week)
         elif len(weeks) == 1:
             raise dg.Failure(outcome)  # one week: its own failure, in full
         else:
@@ -230,19 +275,28 @@ def _rebound(config: tuple[str, str]) -> WarehouseResource:
 
 def publish_weeks(weeks: list[str], config: tuple[str, str]) -> dict[str, tuple[bool, Any]]:
     """Each week's report built and published in turn, over one read of the lake (every table it reads is
-    complete: the weekly steps ran before): ``{week: (True, its materialization's metadata)}``, or ``(False, why
-    it was not published)``. ``config``: the warehouse resource's (``_unbound``)."""
+    complete: the weekly steps ran before): ``{week: (True, (its materialization's metadata, the state of the
+    files its checks read or None, the checks' results))}``, or ``(False, why it was not published)``.
+    ``config``: the warehouse resource's (``_unbound``)."""
     warehouse = _rebound(config)
     wh = warehouse.get()
     out: dict[str, tuple[bool, Any]] = {}
+    before = lake_state(wh)
     with reads_for(wh, weeks, snapshot_from=1) as source:
         for week in weeks:
             try:
-                rendered, man, pub = build_report(source, week)
+                rendered, man, pub, verified = build_report(source, week)
             except dg.Failure as exc:
                 out[week] = (False, exc.description)
                 continue
-            out[week] = (True, report_metadata(warehouse, wh, week, rendered, man, pub))
+            metadata = report_metadata(warehouse, wh, week, rendered, man, pub)
+            out[week] = (True, (metadata, report_state(wh, week), verified))
+    # what was checked, for the run's blocking check: only if the lake did not change while it was read
+    after = lake_state(wh) if before is not None else None
+    for week, (published, outcome) in out.items():
+        if published:
+            metadata, report, verified = outcome
+            out[week] = (True, (metadata, (after, report) if after == before else None, verified))
     return out
 
 
@@ -258,17 +312,26 @@ def week_claim_results(wh, week: str) -> list[ClaimResult]:
         for d in crosscheck(wh, week)
     ]
     # the judgments: each statement's predicate, re-evaluated on operands re-derived from the lake
-    results += [
-        ClaimResult("(statement) " + r.rule, "holds", r.sentence, True, r.ok, r.problem)
-        for r in check_predicates(wh, week, man.get("predicates", []))
-    ]
-    return results
+    return results + _statement_results(check_predicates(wh, week, man.get("predicates", [])))
 
 
 def claim_results(weeks: list[str], config: tuple[str, str]) -> dict[str, list[ClaimResult]]:
     """``week_claim_results`` of each week, over one read of the lake (``config``: ``_unbound``)."""
     with reads_for(_rebound(config).get(), weeks, snapshot_from=1) as source:
         return {week: week_claim_results(source, week) for week in weeks}
+
+
+def results_still_true(wh, weeks: list[str]) -> dict[str, list[ClaimResult]]:
+    """The report step's own results for those of ``weeks`` whose checked files are unchanged (``_VERIFIED``)."""
+    kept = {week: _VERIFIED.pop((str(wh.root), week), (None, [])) for week in weeks}
+    if all(state is None for state, _ in kept.values()):
+        return {}
+    lake = lake_state(wh)
+    return {
+        week: verified
+        for week, (state, verified) in kept.items()
+        if lake is not None and state == (lake, report_state(wh, week))
+    }
 
 
 @dg.asset_check(
@@ -280,9 +343,13 @@ def report_claims_match_tables(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
     weeks = weeks_of_run(context.run.tags)
-    # a range of weeks is checked as the report step built it: runs of weeks in parallel processes, each over one
-    # read of the lake as it is now, after the run wrote it
-    by_week = map_weeks(claim_results, weeks, _unbound(warehouse))
+    # The weeks this process's report step just checked keep its results while the files it read are unchanged;
+    # the others are checked again as the report step built them: runs of weeks in parallel processes, each over
+    # one read of the lake as it is now.
+    by_week = results_still_true(warehouse.get(), weeks)
+    todo = [w for w in weeks if w not in by_week]
+    if todo:
+        by_week |= map_weeks(claim_results, todo, _unbound(warehouse))
     results: list[ClaimResult] = []
     for week in sorted(by_week):
         found = by_week[week]

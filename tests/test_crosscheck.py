@@ -42,7 +42,7 @@ def test_second_derivation_agrees_on_a_clean_week(wh) -> None:
     figs = {f[0]: f[5] for f in cc.figures(wh, WEEK)}
     assert len(figs) >= 15 and all(v is not None for v in figs.values()), figs
     assert cc.crosscheck(wh, WEEK) == []
-    rendered, _, _ = build_report(wh, WEEK)  # the report asset's own path publishes
+    rendered, _, _, _ = build_report(wh, WEEK)  # the report asset's own path publishes
     assert "Total crypto market cap" in rendered.markdown
 
 

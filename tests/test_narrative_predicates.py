@@ -312,7 +312,7 @@ def test_markdown_appendix_is_compact(tmp_path: Path) -> None:
     from tests.test_narrative_report import lake
 
     wh = lake(tmp_path, frames())
-    rendered, man, _ = build_report(wh, W)
+    rendered, man, _, _ = build_report(wh, W)
     tail = rendered.markdown.split("## Sources")[1]
     assert len(tail.strip().splitlines()) < 25 and "Lineage hash" in tail
     assert man["sources_sha256"].startswith(tail.split("`")[-2]) and man["predicates"]

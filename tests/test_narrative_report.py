@@ -173,10 +173,10 @@ def test_claim_check_passes_then_catches_tampering(tmp_path: Path) -> None:
 
 def test_rerender_is_byte_identical_and_changes_make_a_version(tmp_path: Path) -> None:
     wh = lake(tmp_path, frames(), skip=("weekly_volume",))
-    r1, man, p1 = build_report(wh, W)
+    r1, man, p1, _ = build_report(wh, W)
     week_dir = wh.reports_dir / W
     first = {p.relative_to(week_dir): p.read_bytes() for p in week_dir.rglob("*") if p.is_file()}
-    r2, _, p2 = build_report(wh, W)
+    r2, _, p2, _ = build_report(wh, W)
     assert (p1.version, p1.new, p2.version, p2.new) == (1, True, 1, False)
     assert first == {p.relative_to(week_dir): p.read_bytes() for p in week_dir.rglob("*") if p.is_file()}
     assert "weekly_volume: no partition for week=2025-11-17" in (week_dir / "report.md").read_text()
@@ -189,7 +189,7 @@ def test_rerender_is_byte_identical_and_changes_make_a_version(tmp_path: Path) -
     wh.write_partition(
         BY_NAME["weekly_volume"], W, frames()["weekly_volume"].filter(pl.col("week_start") == WEEK)
     )
-    r3, _, p3 = build_report(wh, W)
+    r3, _, p3, _ = build_report(wh, W)
     assert (p3.version, p3.new) == (2, True)
     changes = (week_dir / "CHANGES.md").read_text()
     assert "Version 1 -> version 2" in changes and "+- Spot volume totalled $210.0B" in changes
@@ -270,3 +270,53 @@ def test_claims_read_from_one_query_per_table_week_equal_their_own_queries(tmp_p
     for rows in (week_rows, None):
         with pytest.raises(ValueError, match="0 rows"):
             rederive(wh, ghost, rows)
+
+
+def test_the_blocking_check_keeps_the_report_steps_results_while_the_files_are_unchanged(
+    tmp_path: Path,
+) -> None:
+    """The report step checks every claim, statement and second derivation before publishing; the run's blocking
+    check takes those results instead of checking again, only while the lake, the gap ledger and the week's
+    report are the files the step checked."""
+    import os
+
+    import assets.report as rep
+
+    wh = lake(tmp_path, frames())
+    config = (str(wh.root), "")
+    published, (_, state, verified) = rep.publish_weeks([W], config)[W]
+    assert published and state is not None and len(verified) > 10
+    assert verified == rep.week_claim_results(wh, W)  # what a fresh check of the published files finds
+
+    rep._VERIFIED[(str(wh.root), W)] = (state, verified)  # as the asset leaves it for its check
+    assert rep.results_still_true(wh, [W]) == {W: verified}
+    assert rep.results_still_true(wh, [W]) == {}  # taken once
+
+    for changed in (next(wh.lake_dir.rglob("data.parquet")), wh.reports_dir / W / "report.md"):
+        rep._VERIFIED[(str(wh.root), W)] = (state, verified)
+        st = changed.stat()
+        os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # rewritten since the step read it
+        assert rep.results_still_true(wh, [W]) == {}  # checked again
+        os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns))
+    rep._VERIFIED[(str(wh.root), W)] = (None, verified)  # the lake changed while the step read it
+    assert rep.results_still_true(wh, [W]) == {}
+
+
+def test_a_lake_written_while_the_report_step_read_it_is_checked_again(tmp_path, monkeypatch) -> None:
+    import assets.report as rep
+
+    wh = lake(tmp_path, frames())
+    real = rep.build_report
+
+    def meanwhile(source, week):
+        out = real(source, week)
+        part = frames()["weekly_leverage"].filter(pl.col("week_start") == WEEK)
+        wh.write_partition(
+            BY_NAME["weekly_leverage"], W, part.with_columns(pl.lit(1.0).alias("oi_close_usd"))
+        )
+        return out  # another run rewrote a table the report read
+
+    monkeypatch.setattr(rep, "build_report", meanwhile)
+    published, (_, state, _) = rep.publish_weeks([W], (str(wh.root), ""))[W]
+    assert published and state is None  # nothing kept for the check: it checks the lake as it is now
+    assert any(not c.ok for c in rep.week_claim_results(wh, W))  # and finds the rewritten figure
