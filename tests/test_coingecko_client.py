@@ -160,3 +160,36 @@ def test_pacing_spaces_calls() -> None:
         lim.wait()
     # the clock does not move while "sleeping", so each call waits one more interval (2 s at 30 calls/min)
     assert len(slept) == 2 and 1.9 < slept[0] <= 2.0 and 3.9 < slept[1] <= 4.0
+
+
+def test_charts_are_pulled_coins_at_once_and_reported_in_the_order_asked(fresh_emulator, tmp_path) -> None:
+    """``pull_market_charts`` asks several coins at once; progress is told as each finishes, the report lists the
+    coins in the order asked, a coin named twice is asked once, and a failed or unsafe coin is named."""
+    from datetime import date
+
+    from pipelines.pulls.coingecko import pull_market_charts
+    from pipelines.warehouse import Warehouse
+
+    # ethereum, asked first, answers last; solana fails
+    fresh_emulator.inject(Fault(api="coingecko", path="/coins/ethereum/", kind="timeout", delay=1.5, times=1))
+    fresh_emulator.inject(Fault(api="coingecko", path="/coins/solana/", kind="500", times=None))
+    coins = ["ethereum", "bitcoin", "solana", "bitcoin", "cardano", "bad/id"]
+    told: list[tuple[int, int, str]] = []
+    with client_for(fresh_emulator, max_attempts=1) as cg:
+        report = pull_market_charts(
+            cg,
+            Warehouse(tmp_path),
+            coins,
+            date(2025, 11, 1),
+            date(2025, 11, 7),
+            now=datetime(2025, 12, 1, tzinfo=timezone.utc),
+            progress=lambda n, total, coin: told.append((n, total, coin)),
+            workers=4,
+        )
+    assert report.requested == ["ethereum", "bitcoin", "cardano"]
+    assert [f.split("/")[3] for f in report.files] == ["coin=ethereum", "coin=bitcoin", "coin=cardano"]
+    assert report.skipped == ["bitcoin"]  # its second mention
+    assert sorted(report.failed) == ["bad/id", "solana"] and "unsafe coin id" in report.failed["bad/id"]
+    assert [n for n, _, _ in told] == [1, 2, 3, 4, 5] and {t for _, t, _ in told} == {5}
+    assert told[-1][2] == "ethereum"  # told when it finished, after the others
+    assert fresh_emulator.count("coingecko", "/coins/bitcoin/") == 1

@@ -11,6 +11,7 @@ from pipelines.calendar import days_between, parse_day
 from pipelines.clean import estimates
 from pipelines.clean.coingecko import latest_registry
 from pipelines.pulls.coingecko import (
+    CHART_WORKERS,
     GLOBAL_DATASET,
     MARKETS_ENDPOINT,
     SNAPSHOT_COMPLETE,
@@ -27,6 +28,15 @@ from pipelines.warehouse import Warehouse
 class PullConfig(dg.Config):
     force: bool = Field(
         default=False, description="pull again even when stored responses already cover the data"
+    )
+
+
+class ChartsConfig(PullConfig):
+    workers: int = Field(
+        default=CHART_WORKERS,
+        ge=1,
+        le=32,
+        description="coins pulled at once (requests stay paced by the plan's rate limit)",
     )
 
 
@@ -108,7 +118,7 @@ def raw_coingecko_markets(
 )
 def raw_coingecko_market_charts(
     context: dg.AssetExecutionContext,
-    config: PullConfig,
+    config: ChartsConfig,
     warehouse: WarehouseResource,
     coingecko: CoinGeckoResource,
 ) -> dg.MaterializeResult:
@@ -134,6 +144,7 @@ def raw_coingecko_market_charts(
             now=coingecko.now(),
             progress=progress,
             plan_first_day=plan_first,
+            workers=config.workers,
         )
     if report.beyond_plan:
         context.log.warning(
