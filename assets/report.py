@@ -290,13 +290,15 @@ def publish_weeks(weeks: list[str], config: tuple[str, str]) -> dict[str, tuple[
                 out[week] = (False, exc.description)
                 continue
             metadata = report_metadata(warehouse, wh, week, rendered, man, pub)
-            out[week] = (True, (metadata, report_state(wh, week), verified))
-    # what was checked, for the run's blocking check: only if the lake did not change while it was read
+            out[week] = (True, (metadata, None if before is None else report_state(wh, week), verified))
+    # what was checked, for the run's blocking check: only if the lake did not change while it was read (and is
+    # on this machine's file system)
     after = lake_state(wh) if before is not None else None
     for week, (published, outcome) in out.items():
         if published:
             metadata, report, verified = outcome
-            out[week] = (True, (metadata, (after, report) if after == before else None, verified))
+            kept = (after, report) if before is not None and after == before else None
+            out[week] = (True, (metadata, kept, verified))
     return out
 
 

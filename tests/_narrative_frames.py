@@ -332,3 +332,16 @@ def frames_with_mcap_coverage_change() -> dict[str, pl.DataFrame]:
         pl.when(cur).then(pl.lit(171, dtype=pl.Int32)).otherwise(pl.col("coins_end")).alias("coins_end"),
     )
     return fr
+
+
+def write_weeks(wh, fr: dict[str, pl.DataFrame], skip: tuple[str, ...] = ()):
+    """The weekly tables of ``fr`` written into ``wh``, a partition per week (``weekly_mcap_crossings`` even
+    when empty); ``skip``: tables left out."""
+    for name, df in fr.items():
+        if name in skip:
+            continue
+        for w in WEEKS:
+            part = df.filter(pl.col("week_start") == w)
+            if part.height or name == "weekly_mcap_crossings":
+                wh.write_partition(BY_NAME[name], w.isoformat(), part)
+    return wh

@@ -16,7 +16,7 @@ from pipelines.narrative.data import BY_NAME, from_frames
 from pipelines.narrative.facts import derive_facts, our_view
 from pipelines.narrative.render import render_week
 from pipelines.warehouse import Warehouse
-from tests._narrative_frames import WEEK, WEEKS, frames
+from tests._narrative_frames import WEEK, WEEKS, frames, write_weeks
 
 HOSTILE = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
 W = WEEK.isoformat()
@@ -27,15 +27,7 @@ def keys(facts) -> list[str]:
 
 
 def lake(tmp_path: Path, fr: dict[str, pl.DataFrame], skip: tuple[str, ...] = ()) -> Warehouse:
-    wh = Warehouse(tmp_path / "wh")
-    for name, df in fr.items():
-        if name in skip:
-            continue
-        for w in WEEKS:
-            part = df.filter(pl.col("week_start") == w)
-            if part.height or name == "weekly_mcap_crossings":
-                wh.write_partition(BY_NAME[name], w.isoformat(), part)
-    return wh
+    return write_weeks(Warehouse(tmp_path / "wh"), fr, skip)
 
 
 # ---- facts ---------------------------------------------------------------------------------------------------

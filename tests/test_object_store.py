@@ -320,3 +320,18 @@ def test_reports_server_status_and_snapshot_read_object_storage(s3: S3Server, ur
 
 
 # ---- one week of the pipeline on S3 -----------------------------------------------------------------------------
+
+
+def test_a_report_on_object_storage_is_checked_again_by_its_blocking_check(s3: S3Server, url: str) -> None:
+    """The blocking check keeps the report step's results only for a warehouse on this machine's file system,
+    whose files it can compare; on object storage it checks the published report again."""
+    import assets.report as rep
+    from tests._narrative_frames import WEEK, frames, write_weeks
+
+    wh = write_weeks(Warehouse(url), frames())
+    week = WEEK.isoformat()
+    published, (_, state, verified) = rep.publish_weeks([week], (url, ""))[week]
+    assert published and state is None and verified
+    rep._VERIFIED[(str(wh.root), week)] = (state, verified)
+    assert rep.results_still_true(wh, [week]) == {}
+    assert rep.week_claim_results(wh, week) == verified  # what the check then finds, from the objects
