@@ -32,10 +32,14 @@ def log_return_matrix(coin_daily: pl.DataFrame, coin_ids: list[str], end_day: da
         .pivot(on="coin_id", index="date", values="price_usd")
     )
     grid = days.to_frame().join(prices, on="date", how="left").sort("date")
+    present = [c for c in dict.fromkeys(coin_ids) if c in grid.columns and c != "date"]
+    # every coin's column converted at once (a column per coin was 100 small conversions a window)
+    values = grid.select(pl.col(present).cast(pl.Float64).fill_null(float("nan"))).to_numpy()
+    at = {cid: k for k, cid in enumerate(present)}
     p = np.full((len(days), len(coin_ids)), np.nan)
     for j, cid in enumerate(coin_ids):
-        if cid in grid.columns:
-            p[:, j] = grid[cid].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        if cid in at:
+            p[:, j] = values[:, at[cid]]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.diff(np.log(p), axis=0)
 
