@@ -14,6 +14,7 @@ from assets.weekly.shape import weeks_failed
 from pipelines import gaps as gaps_mod
 from pipelines import quality
 from pipelines.calendar import WEEKLY, weeks_of_run
+from pipelines.lake_files import file_identity
 from pipelines.lake_snapshot import reads_for
 from pipelines.narrative.claims import ClaimResult, check_claims
 from pipelines.narrative.crosscheck import crosscheck
@@ -160,7 +161,7 @@ def _statement_results(judged) -> list[ClaimResult]:
 # What the report step found for each week it published, for the blocking check of the same run (in this
 # process): {(warehouse root, week): (the files it checked, their results)}. The check uses the results only when
 # every file of the lake and of the gap ledger, and the week's report and manifest, are the ones the step checked
-# (path, size, inode, mtime in ns), and the lake did not change while the step read it; otherwise it checks
+# (``file_identity``: inode, size, mtime and ctime), and the lake did not change while the step read it; otherwise it checks
 # again. A warehouse on object storage is always checked again.
 _VERIFIED: dict[tuple[str, str], tuple[tuple, list[ClaimResult]]] = {}
 
@@ -170,8 +171,13 @@ def _files_under(*tops) -> tuple:
     for top in tops:
         for dirpath, _, names in os.walk(top):
             for name in names:
-                st = os.stat(os.path.join(dirpath, name))
-                out.append((dirpath, name, st.st_size, st.st_ino, st.st_mtime_ns))
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except (
+                    FileNotFoundError
+                ):  # gone since the listing: another writer's temp file, renamed or swept
+                    continue
+                out.append((dirpath, name, file_identity(st)))
     return tuple(sorted(out))
 
 

@@ -143,7 +143,9 @@ class LakeFiles:
         (``Warehouse.read_partition``: a week's report reads the partitions of its tables' history, and the next
         week's the same ones). The caller gets its own frame (a clone: the columns are shared, not copied)."""
         self._here()
-        identity = _identity(os.stat(path))  # a missing file raises FileNotFoundError, as reading it would
+        identity = file_identity(
+            os.stat(path)
+        )  # a missing file raises FileNotFoundError, as reading it would
         with self._lock:
             hit = self._frames.get(path)
             if hit is not None and hit[0] == identity:
@@ -190,7 +192,8 @@ class LakeFiles:
         return out
 
 
-def _identity(st: os.stat_result) -> Identity:
+def file_identity(st: os.stat_result) -> Identity:
+    """What tells a file from its replacement or an in-place rewrite: inode, size, mtime and ctime in ns."""
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
@@ -208,7 +211,7 @@ def _listing(base: Path, prefix: str) -> list[tuple[str, Identity]]:
             st = os.stat(path)
         except FileNotFoundError:  # a partition directory without its file yet, or one being swept
             continue
-        listed.append((path, _identity(st)))
+        listed.append((path, file_identity(st)))
     return listed
 
 

@@ -312,3 +312,25 @@ def test_a_lake_written_while_the_report_step_read_it_is_checked_again(tmp_path,
     published, (_, state, _) = rep.publish_weeks([W], (str(wh.root), ""))[W]
     assert published and state is None  # nothing kept for the check: it checks the lake as it is now
     assert any(not c.ok for c in rep.week_claim_results(wh, W))  # and finds the rewritten figure
+
+
+def test_a_file_gone_between_listing_and_stat_is_not_a_failure(tmp_path, monkeypatch) -> None:
+    """Another writer's temp file listed and then renamed into place: the report step's listing of the lake
+    leaves it out instead of failing the report."""
+    import os
+    from types import SimpleNamespace
+
+    import assets.report as rep
+
+    wh = lake(tmp_path, frames())
+    tmp = wh.lake_dir / "weekly_leverage" / ".tmp-1-x.parquet"
+    tmp.write_bytes(b"half")
+
+    def stat(path, *a, **kw):
+        if str(path).endswith(".tmp-1-x.parquet"):
+            raise FileNotFoundError(path)  # renamed away after os.walk listed it
+        return os.stat(path, *a, **kw)
+
+    monkeypatch.setattr(rep, "os", SimpleNamespace(walk=os.walk, path=os.path, stat=stat))
+    state = rep.lake_state(wh)
+    assert state and not any(name.startswith(".tmp-") for _, name, _ in state)
