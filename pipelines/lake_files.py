@@ -18,12 +18,23 @@ new inode, so a partition rewritten by this or any other process is read again, 
 known by its size or times, and a removed one drops out at the next listing. Tables leave the process's memory
 least recently read first once they pass ``MAX_BYTES`` together.
 
+Closed months are kept on disk as well, so that a table's history costs a process a few files to read and not
+one per day (``segments``): the rows of a month's partition files, as read here, in one Arrow IPC file under the
+warehouse's ``read_cache/<table>/<YYYY-MM>.arrow``, with the path and identity of every file it was built from in
+its schema's metadata. A segment stands for its month's files only while that month's listing is exactly the one
+it records; otherwise (a day rewritten by a backfill, a day added or removed, the lake moved) the month's files
+are parsed as before and its segment written again. Every month but the newest one listed gets a segment when
+its files are parsed; a segment that cannot be read is rebuilt, never trusted. The lake's files stay the only
+record: removing ``read_cache/`` loses nothing.
+
 Only for a lake on the local file system: a lake on object storage is read through DuckDB views over its
 filesystem, whose own cache keys objects by their ETag (``pipelines/warehouse.py``).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -38,12 +49,18 @@ import pyarrow.compute as pc
 
 from pipelines.schemas import Table
 
+LOG = logging.getLogger(__name__)
+
 # (inode, size, mtime ns, ctime ns): a different value is a different file at the same path
 Identity = tuple[int, int, int, int]
 
 # the tables kept per process, least recently read out first (read_partition's frames: a quarter more)
 MAX_BYTES = 512 << 20
 FILENAME_COLUMN = "__lake_file"  # the column DuckDB names each row's file in, dropped before a file is kept
+SEGMENT_SUFFIX = ".arrow"
+SEGMENT_FILES = (
+    b"crypto_weekly.lake_files"  # schema metadata of a segment: [[path, identity, rows], ...] as JSON
+)
 
 
 def partition_type(table: Table) -> str:
@@ -95,10 +112,17 @@ class LakeFiles:
             self._asked.add(key)
             return False
 
-    def table(self, root: Path, table: Table, con: duckdb.DuckDBPyConnection) -> pa.Table | None:
+    def table(
+        self,
+        root: Path,
+        table: Table,
+        con: duckdb.DuckDBPyConnection,
+        segments: Path | None = None,
+    ) -> pa.Table | None:
         """Every partition file of ``table`` under the lake ``root`` as one Arrow table with the partition column
         last; None when the table has no partition file. Only the files that are new or were replaced since the
-        table was last read are parsed (by ``con``); the others are the rows kept from then."""
+        table was last read are parsed (by ``con``); the others are the rows kept from then, or from a month's
+        segment under ``segments`` (the table's folder of the read cache; None: no segment read or written)."""
         self._here()
         base = root / table.name
         listing = tuple(_listing(base, f"{table.partition_by}="))
@@ -116,6 +140,10 @@ class LakeFiles:
             if where is not None and where[0] == identity:
                 parts[path] = kept.data.slice(where[1], where[2])  # type: ignore[union-attr]
         missing = [path for path, _ in listing if path not in parts]
+        months = _months(listing, f"{table.partition_by}=") if segments is not None else {}
+        if missing and months:
+            parts.update(_from_segments(segments, months, set(missing)))  # type: ignore[arg-type]
+            missing = [path for path, _ in listing if path not in parts]
         if missing:
             parts.update(self._read(table, missing, con))
         try:
@@ -125,6 +153,9 @@ class LakeFiles:
             # all in one statement, which casts every file to the first one's types as the glob view does.
             parts = self._read(table, [path for path, _ in listing], con)
             data = pa.concat_tables([parts[path] for path, _ in listing]).combine_chunks()
+            months = {}  # rows cast to other files' types are no month's own: no segment from them
+        if missing and months:
+            _write_segments(segments, months, parts, set(missing))  # type: ignore[arg-type]
         rows_of, first = {}, 0
         for path, identity in listing:
             rows_of[path] = (identity, first, parts[path].num_rows)
@@ -195,6 +226,89 @@ class LakeFiles:
 def file_identity(st: os.stat_result) -> Identity:
     """What tells a file from its replacement or an in-place rewrite: inode, size, mtime and ctime in ns."""
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+# ---- a closed month's files as one segment on disk ---------------------------------------------------------------
+Month = tuple[tuple[str, Identity], ...]  # a month's (path, identity) in path order
+
+
+def _months(listing: tuple[tuple[str, Identity], ...], prefix: str) -> dict[str, Month]:
+    """The listing by month of its partition value (``YYYY-MM`` of ``date=YYYY-MM-DD``), for the months before the
+    newest one listed (still written day by day, so not kept as a segment). Empty for a table whose partition
+    values are not dates."""
+    by_month: dict[str, list[tuple[str, Identity]]] = {}
+    for path, identity in listing:
+        value = path.rsplit("/", 2)[-2][len(prefix) :]
+        if len(value) != 10 or value[4] != "-" or value[7] != "-":
+            return {}
+        by_month.setdefault(value[:7], []).append((path, identity))
+    newest = max(by_month, default=None)
+    return {month: tuple(files) for month, files in by_month.items() if month != newest}
+
+
+def _segment_files(data: pa.Table) -> list[tuple[str, Identity, int]]:
+    meta = (data.schema.metadata or {})[SEGMENT_FILES]
+    return [(path, tuple(identity), rows) for path, identity, rows in json.loads(meta)]  # type: ignore[misc]
+
+
+def _from_segments(folder: Path, months: dict[str, Month], wanted: set[str]) -> dict[str, pa.Table]:
+    """The rows of each ``wanted`` file whose month has a segment recording exactly that month's files now. A
+    segment that is missing or of other files gives nothing, and one that cannot be read is logged: its files
+    are parsed instead, and the segment written again."""
+    out: dict[str, pa.Table] = {}
+    for month, files in months.items():
+        if not any(path in wanted for path, _ in files):
+            continue
+        path = folder / f"{month}{SEGMENT_SUFFIX}"
+        try:
+            with pa.memory_map(os.fspath(path)) as source:
+                data = pa.ipc.open_file(source).read_all()
+            recorded = _segment_files(data)
+            if sum(rows for _, _, rows in recorded) != data.num_rows:
+                raise ValueError(f"{data.num_rows} rows, its record says otherwise")
+        except FileNotFoundError:
+            continue
+        except (OSError, pa.ArrowException, KeyError, ValueError, TypeError) as exc:
+            LOG.warning("read cache: %s is unreadable (%s); its month's files are read instead", path, exc)
+            continue
+        if [(p, identity) for p, identity, _ in recorded] != list(files):
+            continue  # built from other files: a day rewritten, added or removed since
+        data = data.replace_schema_metadata(None)
+        first = 0
+        for p, _, rows in recorded:
+            if p in wanted:
+                out[p] = data.slice(first, rows)
+            first += rows
+    return out
+
+
+def _write_segments(
+    folder: Path, months: dict[str, Month], parts: dict[str, pa.Table], parsed: set[str]
+) -> None:
+    """A segment for every month with a file just parsed, from the rows read, when none of its files changed
+    since they were listed (else it is left for the next read). Written whole by the warehouse's atomic write
+    (a reader sees a whole segment or none); a segment that cannot be written is logged and costs its month's
+    parsing next time, nothing else (the lake is the record)."""
+    from pipelines.warehouse import atomic_write_bytes  # the warehouse imports this module
+
+    for month, files in months.items():
+        if not any(path in parsed for path, _ in files):
+            continue
+        target = folder / f"{month}{SEGMENT_SUFFIX}"
+        try:
+            if any(file_identity(os.stat(path)) != identity for path, identity in files):
+                continue  # rewritten while it was read: its rows may be the older file's
+            data = pa.concat_tables([parts[path] for path, _ in files])
+            recorded = [[path, list(identity), parts[path].num_rows] for path, identity in files]
+            data = data.replace_schema_metadata({SEGMENT_FILES: json.dumps(recorded).encode()})
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_file(sink, data.schema) as writer:
+                writer.write_table(data)
+            atomic_write_bytes(target, sink.getvalue().to_pybytes())
+        except FileNotFoundError:
+            continue  # a file of the month removed while it was read: the next read builds it
+        except (OSError, pa.ArrowException) as exc:
+            LOG.warning("read cache: could not write %s (%s); the lake's files are read instead", target, exc)
 
 
 def _listing(base: Path, prefix: str) -> list[tuple[str, Identity]]:

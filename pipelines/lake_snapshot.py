@@ -3,9 +3,10 @@ one pass.
 
 ``Warehouse.query`` lists a table's Parquet files and checks them at every query, so that it sees the partitions
 written meanwhile; many weeks read at once need no such check. A ``LakeSnapshot`` reads each table the first time
-a query names it, whole, into a table of its own in-memory DuckDB database (by the same ``read_parquet`` expression as the
-warehouse's view, so the columns, their types and the hive partition column are the same), and answers every later
-query from memory; ``read_partition`` reads each partition file once. Everything else (paths, partition files,
+a query names it, whole, into a table of its own in-memory DuckDB database (a local lake through
+``Warehouse.lake_table``: the rows the process already keeps and the closed months' segments; on object storage by
+the same ``read_parquet`` expression as the warehouse's view: the columns, their types and the hive partition
+column are the same either way), and answers every later query from memory; ``read_partition`` reads each partition file once. Everything else (paths, partition files,
 raw recordings, reports) is the warehouse's. The SQL is the caller's own, with its own
 point-in-time bounds (``date <= ?``, ``ts <= ?``), so a query returns here exactly the rows, in the same order,
 that it returns from the warehouse.
@@ -68,10 +69,20 @@ class LakeSnapshot:
     def _load(self, table: Table) -> None:
         """Copy ``table`` whole into memory (nothing when it has no partition: a query naming it then fails as
         it does on the warehouse, where it has no view)."""
-        sql = self.warehouse._view_sql(table)
-        if sql is not None:
-            self._db.execute(sql.replace("CREATE OR REPLACE VIEW", "CREATE TABLE", 1))
-            self.reads += 1
+        if self.warehouse.remote:
+            sql = self.warehouse._view_sql(table)
+            if sql is not None:
+                self._db.execute(sql.replace("CREATE OR REPLACE VIEW", "CREATE TABLE", 1))
+                self.reads += 1
+        else:  # the rows this process already keeps, the closed months' segments and the newer files
+            arrow = self.warehouse.lake_table(table, self._db)
+            if arrow is not None:
+                self._db.register("lake_snapshot_load", arrow)
+                try:
+                    self._db.execute(f"CREATE TABLE {table.name} AS SELECT * FROM lake_snapshot_load")
+                finally:
+                    self._db.unregister("lake_snapshot_load")
+                self.reads += 1
         self._loaded.add(table.name)
 
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pl.DataFrame:

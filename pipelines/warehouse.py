@@ -400,6 +400,17 @@ class Warehouse:
     def catalog_path(self) -> Path:
         return self.root / "catalog.duckdb"
 
+    def read_cache(self, table: Table) -> Path | None:
+        """The folder of ``table``'s closed months kept as segments (``pipelines/lake_files.py``): a cache of the
+        lake's own files, checked against them at every read; None on object storage (no segments there)."""
+        return None if self.remote else self.root / "read_cache" / table.name
+
+    def lake_table(self, table: Table, con: duckdb.DuckDBPyConnection) -> Any:
+        """``table`` whole as one Arrow table, as the glob view reads it (a local lake only), from the rows this
+        process keeps, the closed months' segments and the files new since (``LAKE_FILES``); None when it has no
+        partition."""
+        return LAKE_FILES.table(self.lake_dir, table, con, self.read_cache(table))
+
     def rel(self, path: Path) -> str:
         """``path`` relative to the root, for lineage. A path the warehouse made (the root joined with names, no
         ``..``) is cut lexically: a report names about 1,300 input files, and resolving each one stats every
@@ -574,12 +585,15 @@ class Warehouse:
 
     def _bind(self, con: duckdb.DuckDBPyConnection, bound: dict[str, Any], table: Table) -> None:
         """Make ``table`` readable by name on ``con`` as the lake has it now (nothing when it has no partition:
-        a query naming it then fails as a missing table). A local table read before by this process is its
-        Arrow table in memory (``pipelines/lake_files.py``: only new and replaced files are parsed); otherwise
-        a temporary view over its files' glob, which every query binds again, so later partitions are read."""
+        a query naming it then fails as a missing table). A local table read before by this process, or whose
+        closed months are kept as segments, is its Arrow table in memory (``pipelines/lake_files.py``: only new
+        and replaced files are parsed); otherwise a temporary view over its files' glob, which every query binds
+        again, so later partitions are read, and which opens only the partitions the query's bounds need."""
         name = table.name
-        if not self.remote and LAKE_FILES.asked_before(self.lake_dir, table):
-            arrow = LAKE_FILES.table(self.lake_dir, table, con)
+        if not self.remote and (
+            LAKE_FILES.asked_before(self.lake_dir, table) or self.read_cache(table).is_dir()  # type: ignore[union-attr]
+        ):
+            arrow = self.lake_table(table, con)
             if arrow is not None and bound.get(name) is arrow:  # the lake's files are the ones registered
                 return
             if bound.pop(name, None) is not None:

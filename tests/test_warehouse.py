@@ -250,6 +250,84 @@ def test_a_file_gone_while_its_table_is_read_is_read_again_once(tmp_path: Path, 
         wh.query(count)
 
 
+def test_closed_months_are_read_from_segments_that_follow_every_change(tmp_path: Path, caplog) -> None:
+    """A process reading a table whole keeps every month but the newest as one segment (its files' rows and
+    identities); another process reads those months from the segments and parses only the newer files. A day
+    rewritten, removed or added in a closed month, or a segment that cannot be read, makes that month's files
+    parsed again (and the segment rewritten): the rows are always the files' own."""
+    from datetime import date, timedelta
+
+    from pipelines.lake_files import LakeFiles
+
+    wh = Warehouse(tmp_path)
+    days = [date(2025, 1, 30) + timedelta(days=k) for k in range(33)]  # January 2, February 28, March 3
+    for k, day in enumerate(days):
+        wh.write_partition(
+            COIN_DAILY, day.isoformat(), rows(1 + k % 3).with_columns(pl.lit(float(k)).alias("price_usd"))
+        )
+    glob = (wh.lake_dir / "coin_daily" / "date=*" / "data.parquet").as_posix()
+
+    def files_now() -> pl.DataFrame:
+        direct = duckdb.connect().execute(
+            f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true, hive_types = {{'date': DATE}})"
+        )
+        return pl.from_arrow(direct.to_arrow_table()).sort(["date", "coin_id"])
+
+    def read_in_a_new_process() -> tuple[pl.DataFrame, int]:
+        lake_files = LakeFiles()
+        data = lake_files.table(wh.lake_dir, COIN_DAILY, duckdb.connect(), wh.read_cache(COIN_DAILY))
+        frame = pl.from_arrow(data)
+        assert frame["date"].is_sorted()  # the files' order, as the glob reads them
+        return frame.sort(["date", "coin_id"]), lake_files.files_read
+
+    frame, parsed = read_in_a_new_process()
+    assert parsed == 33 and frame.equals(files_now())
+    cache = wh.read_cache(COIN_DAILY)
+    assert sorted(p.name for p in cache.iterdir()) == [
+        "2025-01.arrow",
+        "2025-02.arrow",
+    ]  # not the newest month
+    frame, parsed = read_in_a_new_process()
+    assert parsed == 3 and frame.equals(files_now())  # March's files only
+
+    wh.write_partition(COIN_DAILY, "2025-02-10", rows(5))  # a day of a closed month rewritten
+    frame, parsed = read_in_a_new_process()
+    assert parsed == 28 + 3 and frame.equals(files_now())
+    assert read_in_a_new_process()[1] == 3  # its segment was written again
+    wh.partition_path(COIN_DAILY, "2025-01-31").unlink()  # a day removed
+    frame, parsed = read_in_a_new_process()
+    assert parsed == 1 + 3 and frame.equals(files_now())
+    (cache / "2025-02.arrow").write_bytes(b"not an arrow file")  # a damaged segment is never trusted
+    with caplog.at_level("WARNING", logger="pipelines.lake_files"):
+        frame, parsed = read_in_a_new_process()
+    assert parsed == 28 + 3 and frame.equals(files_now())
+    assert "2025-02.arrow is unreadable" in caplog.text
+    assert read_in_a_new_process()[1] == 3
+
+
+def test_a_process_reads_a_table_with_segments_whole_from_its_first_query(tmp_path: Path) -> None:
+    """Once a table's closed months are segments, a new process's first query reads them, not every file
+    through a glob: a query of the whole history parses only the newest month's files."""
+    import subprocess
+    import sys
+    from datetime import date, timedelta
+
+    wh = Warehouse(tmp_path)
+    for k in range(40):
+        wh.write_partition(COIN_DAILY, (date(2025, 1, 1) + timedelta(days=k)).isoformat(), rows(2))
+    code = (
+        "from pipelines.warehouse import Warehouse; from pipelines.lake_files import LAKE_FILES; "
+        f"wh = Warehouse({str(tmp_path)!r}); q = 'SELECT count(*) AS n FROM coin_daily WHERE date <= ?'; "
+        "a = wh.query(q, ['2025-03-01'])['n'].item(); b = wh.query(q, ['2025-03-01'])['n'].item(); "
+        "print(a, b, LAKE_FILES.files_read)"
+    )
+    run = lambda: (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    )  # noqa: E731
+    assert run().split() == ["80", "80", "40"]  # a glob view first, then the whole table: January's segment
+    assert run().split() == ["80", "80", "9"]  # from the first query: January's segment and February's 9 days
+
+
 def test_rel_names_a_path_from_the_root_however_it_is_reached(tmp_path: Path, monkeypatch) -> None:
     real = tmp_path / "real"
     wh = Warehouse(real)
