@@ -329,3 +329,40 @@ def test_emulated_global_counts_an_unlisted_tail() -> None:
     for h in range(0, m.mcap.shape[0], 24 * 29):
         listed = np.nansum(m.mcap[h])
         assert 0.984 < listed / m.global_mcap[h] < 0.990  # less than the whole market, like a real top-N list
+
+
+def test_a_week_alone_reads_only_its_days_and_the_carry_before_them(tmp_path) -> None:
+    """One week's totals read coin_daily from CARRY_DAYS before its open only; they equal the totals derived from
+    the whole history (a coin missing across the open still counts at its last reading before the open)."""
+    from assets.weekly.shape import total_market_cap_days
+    from pipelines.metrics.market import CARRY_DAYS
+
+    rng = np.random.default_rng(7)
+    first_day, days = date(2025, 10, 1), 60
+    wh = Warehouse(tmp_path)
+    frames = []
+    for k in range(days):
+        day = first_day + timedelta(days=k)
+        present = [i for i in range(40) if rng.random() > 0.25]  # gaps of every length, across every open
+        frame = pl.DataFrame(
+            {
+                "coin_id": [f"c{i}" for i in present],
+                "symbol": [f"s{i}" for i in present],
+                "name": [f"C{i}" for i in present],
+                "price_usd": [1.0 + i for i in present],
+                "market_cap_usd": [1e9 * (50 - i) * (1 + 0.01 * k) for i in present],
+                "volume_24h_usd": [None] * len(present),
+                "observed_at": [close_of(day, -5)] * len(present),
+                "raw_file": ["raw/x.json"] * len(present),
+            }
+        )
+        wh.write_partition(COIN_DAILY, day.isoformat(), frame)
+        frames.append(frame.select(pl.lit(day).alias("date"), "coin_id", "market_cap_usd"))
+    whole = total_market_cap_daily(pl.concat(frames))
+    assert whole["coins_carried"].sum() > 0
+    for start in (first_day + timedelta(days=CARRY_DAYS + 1), first_day + timedelta(days=30)):
+        end = start + timedelta(days=7)
+        got = total_market_cap_days(wh, start, end)
+        expected = whole.filter(pl.col("date").is_between(start, end))
+        assert got.equals(expected), (start, got, expected)
+        assert got["coins_carried"].sum() > 0  # carried readings from before the open are in

@@ -19,6 +19,7 @@ from assets.weekly.shape import (
     out_of,
     require_days,
     require_open_close,
+    total_market_cap_days,
     total_market_cap_through,
     weekly_table_asset,
 )
@@ -97,7 +98,9 @@ weekly_universe_asset = weekly_table_asset(
 
 # ---- weekly_total_market_cap, weekly_market_total and weekly_mcap_crossings --------------------------------------
 def _total_daily(wh, week: str) -> pl.DataFrame:
-    return total_market_cap_through(wh, require_open_close(wh, week).close_day)
+    """``total_market_cap_daily`` for the week's days, open to close."""
+    w = require_open_close(wh, week)
+    return total_market_cap_days(wh, w.open_day, w.close_day)
 
 
 OBSERVATION_COLUMNS = "observed_at, total_market_cap_usd, top_coins, top_mcap_usd, top_share, close_day"
@@ -116,6 +119,7 @@ def global_observations(wh) -> pl.DataFrame:
 
 
 def _market_daily(wh, week: str, daily: pl.DataFrame | None = None) -> pl.DataFrame:
+    """``market_total_daily`` for the days of ``daily`` (default: the week's)."""
     daily = _total_daily(wh, week) if daily is None else daily
     return market_total_daily(daily, global_observations(wh), week)
 
@@ -235,8 +239,9 @@ weekly_market_total_asset = weekly_table_asset(
 
 
 def compute_crossings(wh, week: str) -> Computed:
-    w = week_window(week)
-    daily = _market_daily(wh, week)
+    w = require_open_close(wh, week)
+    # "since" reaches back through the whole history: every day's market total through the close
+    daily = _market_daily(wh, week, total_market_cap_through(wh, w.close_day))
     df = level_crossings(daily, week, col="market_total_usd")
     problems = []
     for r in df.iter_rows(named=True):

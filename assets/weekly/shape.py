@@ -18,7 +18,7 @@ from assets._lake_io import LakePartitions, lake_asset_options
 from pipelines.calendar import WEEKLY
 from pipelines.clean.coingecko import registry_snapshots, snapshot_day
 from pipelines.lake_snapshot import LakeSnapshot, reads_for
-from pipelines.metrics.market import total_market_cap_daily
+from pipelines.metrics.market import CARRY_DAYS, total_market_cap_daily
 from pipelines.metrics.pit import WeekWindow, week_window
 from pipelines.metrics.universe import eligible, eligible_ids
 from pipelines.resources import WarehouseResource
@@ -127,6 +127,21 @@ def total_market_cap_through(wh: Warehouse, last: date) -> pl.DataFrame:
             coin_daily_between(wh, None, through or date.max, "date, coin_id, market_cap_usd")
         ),
     )
+
+
+def total_market_cap_days(wh: Warehouse, first: date, last: date) -> pl.DataFrame:
+    """``total_market_cap_daily`` for the days ``first..last``. A day's total reads the rows of that day and of the
+    ``CARRY_DAYS`` before it only (a coin's last reading is carried that far), so one week reads those days of
+    ``coin_daily``, not its history; a range of weeks keeps the days of the whole history it already derived
+    (``total_market_cap_through``). The same rows either way (``tests/test_weeks_in_one_pass.py``)."""
+    if isinstance(wh, LakeSnapshot):
+        daily = total_market_cap_through(wh, last)
+    else:
+        rows = coin_daily_between(
+            wh, first - timedelta(days=CARRY_DAYS), last, "date, coin_id, market_cap_usd"
+        )
+        daily = total_market_cap_daily(rows)
+    return daily.filter(pl.col("date").is_between(first, last))
 
 
 def require_open_close(wh: Warehouse, week: str) -> WeekWindow:
