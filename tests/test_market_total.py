@@ -366,3 +366,48 @@ def test_a_week_alone_reads_only_its_days_and_the_carry_before_them(tmp_path) ->
         expected = whole.filter(pl.col("date").is_between(start, end))
         assert got.equals(expected), (start, got, expected)
         assert got["coins_carried"].sum() > 0  # carried readings from before the open are in
+
+
+def test_a_week_alone_finds_each_since_day_as_far_back_as_the_history_goes(tmp_path) -> None:
+    """A week alone derives the market's total back only as far as its crossings need: a "since" day 190 days
+    before the crossing (beyond the first spans) and a level never reached before (no "since" day: the whole
+    history searched) are what the whole history gives, as a range of weeks (one snapshot) computes them."""
+    from assets.weekly.market import SINCE_FIRST_SPAN, compute_crossings
+    from pipelines.lake_snapshot import LakeSnapshot
+
+    week = "2025-07-21"  # opens on the close of 2025-07-20, closes on the close of 2025-07-27
+    crossing = date(2025, 7, 23)
+    start = date(2025, 1, 1)
+    wh = Warehouse(tmp_path)
+    day = start
+    while day <= date(2025, 7, 27):
+        total = 3.2e12 if day < date(2025, 1, 11) else 2.6e12 if day < crossing else 3.6e12
+        caps = [total * 0.5, total * 0.3, total * 0.2]  # the market total: their sum / REAL_TOP100_SHARE
+        wh.write_partition(
+            COIN_DAILY,
+            day.isoformat(),
+            pl.DataFrame(
+                {
+                    "coin_id": ["a", "b", "c"],
+                    "symbol": ["a", "b", "c"],
+                    "name": ["A", "B", "C"],
+                    "price_usd": [1.0, 1.0, 1.0],
+                    "market_cap_usd": caps,
+                    "volume_24h_usd": [None, None, None],
+                    "observed_at": [close_of(day, -5)] * 3,
+                    "raw_file": ["raw/x.json"] * 3,
+                }
+            ),
+        )
+        day += timedelta(days=1)
+    assert crossing - date(2025, 1, 10) > 2 * SINCE_FIRST_SPAN  # the span doubled twice at least
+    alone = compute_crossings(wh, week)
+    snapshot = LakeSnapshot(wh)
+    try:
+        whole = compute_crossings(snapshot, week)
+    finally:
+        snapshot.close()
+    since = dict(zip(alone.df["level_usd"].to_list(), alone.df["last_other_side_day"].to_list(), strict=True))
+    assert since == {3.0e12: date(2025, 1, 10), 3.5e12: None}
+    assert alone.df.equals(whole.df) and alone.metadata == whole.metadata and alone.problems == whole.problems
+    assert alone.metadata["history_from"] == "2025-01-01" and alone.metadata["history_days"] == 208

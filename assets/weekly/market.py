@@ -24,6 +24,7 @@ from assets.weekly.shape import (
     weekly_table_asset,
 )
 from pipelines.calendar import WEEK_FROM_DAYS
+from pipelines.lake_snapshot import LakeSnapshot
 from pipelines.metrics.correlation import weekly_correlation_buckets
 from pipelines.metrics.market import (
     ESTIMATED,
@@ -238,11 +239,43 @@ weekly_market_total_asset = weekly_table_asset(
 )
 
 
+# How far back a week alone first derives the market's total for its crossings' "since" days; doubled until every
+# crossing has its day or the span reaches the start of coin_daily.
+SINCE_FIRST_SPAN = timedelta(weeks=8)
+
+
+def _crossings_through_history(wh, week: str, w) -> pl.DataFrame:
+    """``level_crossings`` of the market's total for ``week``, with each "since" day as the whole history up to
+    the close gives it. The last close on the new side before a crossing is the latest one, so a week alone
+    derives the daily totals back ``SINCE_FIRST_SPAN`` first and further only while a crossing has no such day
+    in what it derived (a day's total reads only its own rows and the ``CARRY_DAYS`` before them, so each day
+    is the whole history's); a range of weeks has the whole history derived once."""
+    observations = global_observations(wh)
+    if isinstance(wh, LakeSnapshot):
+        whole = total_market_cap_through(wh, w.close_day)
+        return level_crossings(market_total_daily(whole, observations, week), week, col="market_total_usd")
+    history_from = wh.query(f"SELECT min(date) AS d FROM {COIN_DAILY.name} WHERE date <= ?", [w.close_day])[
+        "d"
+    ][0]
+    span = SINCE_FIRST_SPAN
+    while True:
+        start = max(w.open_day - span, history_from)
+        daily = market_total_daily(total_market_cap_days(wh, start, w.close_day), observations, week)
+        df = level_crossings(daily, week, col="market_total_usd")
+        if start <= history_from or df["last_other_side_day"].null_count() == 0:
+            return df
+        span *= 2
+
+
 def compute_crossings(wh, week: str) -> Computed:
     w = require_open_close(wh, week)
-    # "since" reaches back through the whole history: every day's market total through the close
-    daily = _market_daily(wh, week, total_market_cap_through(wh, w.close_day))
-    df = level_crossings(daily, week, col="market_total_usd")
+    df = _crossings_through_history(wh, week, w)
+    # the days of the market's total the "since" days were judged over: every day with a market cap to the close
+    history = wh.query(
+        f"SELECT min(date) AS first, count(DISTINCT date) AS days FROM {COIN_DAILY.name} "
+        "WHERE date <= ? AND market_cap_usd > 0",
+        [w.close_day],
+    ).row(0, named=True)
     problems = []
     for r in df.iter_rows(named=True):
         if not w.open_day < r["crossed_on"] <= w.close_day:
@@ -253,8 +286,8 @@ def compute_crossings(wh, week: str) -> Computed:
         df,
         metadata={
             "crossings": df.height,
-            "history_from": str(daily["date"].min()),
-            "history_days": daily.height,
+            "history_from": str(history["first"]),
+            "history_days": history["days"],
         },
         problems={"crossings_consistent": problems},
     )
