@@ -239,7 +239,9 @@ def _months(listing: tuple[tuple[str, Identity], ...], prefix: str) -> dict[str,
     by_month: dict[str, list[tuple[str, Identity]]] = {}
     for path, identity in listing:
         value = path.rsplit("/", 2)[-2][len(prefix) :]
-        if len(value) != 10 or value[4] != "-" or value[7] != "-":
+        if not (
+            len(value) == 10 and value[4] == value[7] == "-" and value[:4].isdigit() and value[5:7].isdigit()
+        ):
             return {}
         by_month.setdefault(value[:7], []).append((path, identity))
     newest = max(by_month, default=None)
