@@ -321,9 +321,9 @@ def test_a_process_reads_a_table_with_segments_whole_from_its_first_query(tmp_pa
         "a = wh.query(q, ['2025-03-01'])['n'].item(); b = wh.query(q, ['2025-03-01'])['n'].item(); "
         "print(a, b, LAKE_FILES.files_read)"
     )
-    run = lambda: (
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    )  # noqa: E731
+    def run() -> str:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
     assert run().split() == ["80", "80", "40"]  # a glob view first, then the whole table: January's segment
     assert run().split() == ["80", "80", "9"]  # from the first query: January's segment and February's 9 days
 
