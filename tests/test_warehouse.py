@@ -321,6 +321,7 @@ def test_a_process_reads_a_table_with_segments_whole_from_its_first_query(tmp_pa
         "a = wh.query(q, ['2025-03-01'])['n'].item(); b = wh.query(q, ['2025-03-01'])['n'].item(); "
         "print(a, b, LAKE_FILES.files_read)"
     )
+
     def run() -> str:
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
 
