@@ -635,8 +635,8 @@ class Warehouse:
 
         Opening the file read-write is the only DuckDB write the pipeline does; the lock makes concurrent
         runs take turns instead of failing with DuckDB's "Could not set lock on file". A view reads its
-        table's files through a glob, so a new partition needs no refresh: the file is only rewritten when the
-        set of views (or their SQL) changed, recorded beside it in ``.catalog.views.json``.
+        table's files through a glob, so a new partition needs no refresh: only the views that were added,
+        changed or removed since the set recorded beside it (``.catalog.views.json``) are made or dropped.
 
         A warehouse on object storage has no catalog (returns None): its views would read ``s3://`` globs, which
         the duckdb CLI can only follow through the httpfs extension, and a DuckDB file cannot be opened on S3
@@ -650,14 +650,23 @@ class Warehouse:
         stamp = self.root / ".catalog.views.json"
         with open(self.root / ".catalog.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            made: dict[str, Any] = {}
             try:
-                if self.catalog_path.exists() and json.loads(stamp.read_text()) == views:
-                    return self.catalog_path
-            except (OSError, ValueError):  # no or unreadable stamp: rebuild the catalog below
-                pass
+                if self.catalog_path.exists():
+                    made = json.loads(stamp.read_text())
+            except (OSError, ValueError):  # no or unreadable stamp: every view made again below
+                made = {}
+            if made == views:
+                return self.catalog_path
             con = duckdb.connect(str(self.catalog_path))
             try:
+                # only the views that changed: binding a view globs its table's files (thousands for a long
+                # history), and a backfill's first partition of each new table changes the set of views
+                for name in (made.keys() - views.keys()) & TABLES.keys():  # a table whose files are all gone
+                    con.execute(f"DROP VIEW IF EXISTS {name}")
                 for name, (sql, description) in views.items():
+                    if made.get(name) == [sql, description]:
+                        continue
                     con.execute(sql)
                     comment = description.replace("'", "''")
                     con.execute(f"COMMENT ON VIEW {name} IS '{comment}'")

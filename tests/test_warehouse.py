@@ -100,6 +100,66 @@ def test_query_is_parameterized_and_catalog_is_openable(tmp_path: Path) -> None:
     con.close()
 
 
+def test_the_catalog_makes_only_the_views_that_changed(tmp_path: Path, monkeypatch) -> None:
+    """A new table's view is added to the catalog without making the others again (each binds its table's
+    files); a table whose files are all gone loses its view; a catalog without its record is made whole."""
+    import shutil
+
+    from pipelines.schemas import FUNDING_RATES
+
+    wh = Warehouse(tmp_path)
+    wh.write_partition(COIN_DAILY, "2025-01-01", rows(3))
+    wh.refresh_catalog()
+    funding = pl.DataFrame(
+        {
+            "exchange": ["binance"],
+            "symbol": ["BTCUSDT"],
+            "funding_time": [datetime(2025, 1, 1, 8, tzinfo=timezone.utc)],
+            "funding_rate": [0.0001],
+            "interval_hours": [8],
+            "raw_file": ["raw/x.json"],
+        }
+    )
+    wh.write_partition(FUNDING_RATES, "2025-01-01", funding)
+    executed: list[str] = []
+    connect = duckdb.connect
+
+    def spy(*args, **kwargs):
+        con = connect(*args, **kwargs)
+
+        class Recording:
+            def execute(self, sql, *a):
+                executed.append(sql)
+                return con.execute(sql, *a)
+
+            def close(self):
+                con.close()
+
+        return Recording()
+
+    monkeypatch.setattr(duckdb, "connect", spy)
+    path = wh.refresh_catalog()
+    monkeypatch.undo()
+    assert [sql.split(" AS ")[0] for sql in executed if sql.startswith("CREATE")] == [
+        "CREATE OR REPLACE VIEW funding_rates"
+    ]
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.execute("SELECT count(*) FROM coin_daily").fetchone() == (3,)
+    assert con.execute("SELECT count(*) FROM funding_rates").fetchone() == (1,)
+    con.close()
+    shutil.rmtree(wh.lake_dir / FUNDING_RATES.name)
+    wh.refresh_catalog()
+    con = duckdb.connect(str(path), read_only=True)
+    views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    con.close()
+    assert views == {"coin_daily"}
+    (tmp_path / ".catalog.views.json").unlink()  # no record of what the catalog holds: every view made again
+    wh.write_partition(FUNDING_RATES, "2025-01-01", funding)
+    con = duckdb.connect(str(wh.refresh_catalog()), read_only=True)
+    assert con.execute("SELECT count(*) FROM funding_rates").fetchone() == (1,)
+    con.close()
+
+
 def test_views_kept_between_queries_follow_the_lake(tmp_path: Path) -> None:
     """A query reuses its thread's views: a partition written after the view sees its rows, a table whose files
     are all removed is not read from a stale view (its view is made again, and without data the query fails as
