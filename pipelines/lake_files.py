@@ -9,8 +9,8 @@ file, about 10 ms for 700 files); when the listing differs from the one kept, th
 replaced are read in one DuckDB ``read_parquet`` over their list (the same reader and hive partition column as
 the warehouse's views and ``catalog.duckdb``) and joined to the rows kept of the others, in path order, which is
 the order the glob reads them in. DuckDB queries that Arrow table in place. The first read of a table in a
-process does not come here (``asked_before``): it goes through the glob view, which opens only the partitions
-the query's bounds need.
+process does not come here (``asked_before``) unless the table has segments (below): it goes through the glob
+view, which opens only the partitions the query's bounds need.
 
 A file is known by its path and its identity on disk: inode, size, modification and change times in
 nanoseconds. ``Warehouse.write_partition`` writes a new file and renames it over the old one, which gives it a

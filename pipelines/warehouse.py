@@ -656,6 +656,8 @@ class Warehouse:
                     made = json.loads(stamp.read_text())
             except (OSError, ValueError):  # no or unreadable stamp: every view made again below
                 made = {}
+            if not isinstance(made, dict):
+                made = {}
             if made == views:
                 return self.catalog_path
             con = duckdb.connect(str(self.catalog_path))

@@ -153,6 +153,8 @@ def test_the_catalog_makes_only_the_views_that_changed(tmp_path: Path, monkeypat
     views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
     con.close()
     assert views == {"coin_daily"}
+    (tmp_path / ".catalog.views.json").write_text("[1]")  # a record that is not one: every view made again
+    wh.refresh_catalog()
     (tmp_path / ".catalog.views.json").unlink()  # no record of what the catalog holds: every view made again
     wh.write_partition(FUNDING_RATES, "2025-01-01", funding)
     con = duckdb.connect(str(wh.refresh_catalog()), read_only=True)
