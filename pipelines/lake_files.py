@@ -25,7 +25,9 @@ its schema's metadata. A segment stands for its month's files only while that mo
 it records; otherwise (a day rewritten by a backfill, a day added or removed, the lake moved) the month's files
 are parsed as before and its segment written again. Every month but the newest one listed gets a segment when
 its files are parsed; a segment that cannot be read is rebuilt, never trusted. The lake's files stay the only
-record: removing ``read_cache/`` loses nothing.
+record: removing ``read_cache/`` loses nothing. Segments are uncompressed, so a read maps them without decoding
+(the demo's 49 segments: 13 ms; 0.16 s with LZ4), at about twice the lake's size on disk (47.7 MB beside the
+demo's 23 MB lake; 14.9 MB with LZ4).
 
 Only for a lake on the local file system: a lake on object storage is read through DuckDB views over its
 filesystem, whose own cache keys objects by their ETag (``pipelines/warehouse.py``).
