@@ -298,8 +298,9 @@ weekly_mcap_crossings_asset = weekly_table_asset(
     description=(
         "Round levels ($0.5T steps) of the market's total (CoinGecko's global figure, observed or estimated as in "
         "weekly_market_total) crossed between daily closes during the week, with the last earlier close already on "
-        "the new side ('first time since April'). Reads coin_daily's whole history up to the week's close and the "
-        "/global observations the week may use. pipelines.metrics.market.level_crossings."
+        "the new side ('first time since April'). Reads coin_daily's history up to the week's close, as far back as "
+        "those days need (the whole history when a level was never on that side), and the /global observations "
+        "the week may use. pipelines.metrics.market.level_crossings."
     ),
     deps=[COIN_DAILY_WEEK, GLOBAL_MARKET_CAP.name],
     compute=compute_crossings,
