@@ -247,9 +247,10 @@ SINCE_FIRST_SPAN = timedelta(weeks=8)
 def _crossings_through_history(wh, week: str, w) -> pl.DataFrame:
     """``level_crossings`` of the market's total for ``week``, with each "since" day as the whole history up to
     the close gives it. The last close on the new side before a crossing is the latest one, so a week alone
-    derives the daily totals back ``SINCE_FIRST_SPAN`` first and further only while a crossing has no such day
-    in what it derived (a day's total reads only its own rows and the ``CARRY_DAYS`` before them, so each day
-    is the whole history's); a range of weeks has the whole history derived once."""
+    derives the daily totals back ``SINCE_FIRST_SPAN`` first and, while a crossing has no such day in what it
+    derived, the days before them back twice as far (a day's total reads only its own rows and the
+    ``CARRY_DAYS`` before them, so each day is the whole history's, and no day is derived twice); a range of
+    weeks has the whole history derived once."""
     observations = global_observations(wh)
     if isinstance(wh, LakeSnapshot):
         whole = total_market_cap_through(wh, w.close_day)
@@ -257,14 +258,15 @@ def _crossings_through_history(wh, week: str, w) -> pl.DataFrame:
     history_from = wh.query(f"SELECT min(date) AS d FROM {COIN_DAILY.name} WHERE date <= ?", [w.close_day])[
         "d"
     ][0]
-    span = SINCE_FIRST_SPAN
+    span, upper, derived = SINCE_FIRST_SPAN, w.close_day, []
     while True:
         start = max(w.open_day - span, history_from)
-        daily = market_total_daily(total_market_cap_days(wh, start, w.close_day), observations, week)
+        derived.insert(0, total_market_cap_days(wh, start, upper))  # the older days only: each day its own
+        daily = market_total_daily(pl.concat(derived), observations, week)
         df = level_crossings(daily, week, col="market_total_usd")
         if start <= history_from or df["last_other_side_day"].null_count() == 0:
             return df
-        span *= 2
+        span, upper = span * 2, start - timedelta(days=1)
 
 
 def compute_crossings(wh, week: str) -> Computed:
