@@ -244,20 +244,19 @@ weekly_market_total_asset = weekly_table_asset(
 SINCE_FIRST_SPAN = timedelta(weeks=8)
 
 
-def _crossings_through_history(wh, week: str, w) -> pl.DataFrame:
+def _crossings_through_history(wh, week: str, w, history_from) -> pl.DataFrame:
     """``level_crossings`` of the market's total for ``week``, with each "since" day as the whole history up to
     the close gives it. The last close on the new side before a crossing is the latest one, so a week alone
     derives the daily totals back ``SINCE_FIRST_SPAN`` first and, while a crossing has no such day in what it
     derived, the days before them back twice as far (a day's total reads only its own rows and the
-    ``CARRY_DAYS`` before them, so each day is the whole history's, and no day is derived twice); a range of
+    ``CARRY_DAYS`` before them, so each day is the whole history's, and no day is derived twice) down to
+    ``history_from``, the first day with a market cap (none before it has a total or carries one); a range of
     weeks has the whole history derived once."""
     observations = global_observations(wh)
     if isinstance(wh, LakeSnapshot):
         whole = total_market_cap_through(wh, w.close_day)
         return level_crossings(market_total_daily(whole, observations, week), week, col="market_total_usd")
-    history_from = wh.query(f"SELECT min(date) AS d FROM {COIN_DAILY.name} WHERE date <= ?", [w.close_day])[
-        "d"
-    ][0]
+    history_from = history_from or w.open_day  # no market cap at all: no total, no crossing
     span, upper, derived = SINCE_FIRST_SPAN, w.close_day, []
     while True:
         start = max(w.open_day - span, history_from)
@@ -271,13 +270,13 @@ def _crossings_through_history(wh, week: str, w) -> pl.DataFrame:
 
 def compute_crossings(wh, week: str) -> Computed:
     w = require_open_close(wh, week)
-    df = _crossings_through_history(wh, week, w)
-    # the days of the market's total the "since" days were judged over: every day with a market cap to the close
+    # the days of the market's total the "since" days are judged over: every day with a market cap to the close
     history = wh.query(
         f"SELECT min(date) AS first, count(DISTINCT date) AS days FROM {COIN_DAILY.name} "
         "WHERE date <= ? AND market_cap_usd > 0",
         [w.close_day],
     ).row(0, named=True)
+    df = _crossings_through_history(wh, week, w, history["first"])
     problems = []
     for r in df.iter_rows(named=True):
         if not w.open_day < r["crossed_on"] <= w.close_day:
