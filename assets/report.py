@@ -173,10 +173,8 @@ def _files_under(*tops) -> tuple:
             for name in names:
                 try:
                     st = os.stat(os.path.join(dirpath, name))
-                except (
-                    FileNotFoundError
-                ):  # gone since the listing: another writer's temp file, renamed or swept
-                    continue
+                except FileNotFoundError:
+                    continue  # gone since the listing: another writer's temp file, renamed or swept
                 out.append((dirpath, name, file_identity(st)))
     return tuple(sorted(out))
 
