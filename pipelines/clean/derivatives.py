@@ -26,7 +26,7 @@ from pipelines.schemas import (
 )
 from pipelines.sources import binance, bybit, okx
 from pipelines.sources.binance_vision import parse_metrics_csv, read_zip_csv
-from pipelines.sources.dedupe import unique_strict
+from pipelines.sources.dedupe import PAGE, ConflictingDuplicates
 from pipelines.sources.fred import parse_fredgraph_csv
 from pipelines.sources.http import PayloadError
 from pipelines.warehouse import Warehouse
@@ -66,17 +66,19 @@ def _priced(readings: pl.DataFrame, prices: pl.DataFrame, within: timedelta) -> 
     )
 
 
-def _per_page(wh: Warehouse, pull: StoredPull, parse, ts: str, keys: list[str]) -> pl.DataFrame:
-    """Parse a pull page by page (raw_file per row); one row per key (conflicting duplicates raise)."""
-    frames = []
-    for rel in pull.files:
-        df = parse([_load(wh, rel)])
-        frames.append(df.with_columns(pl.lit(rel).alias("raw_file")))
-    df = pl.concat(frames) if frames else None
-    if df is None or df.is_empty():
-        return df if df is not None else pl.DataFrame()
-    # pages overlap: identical rows are dropped, conflicting ones refuse the pull (named), never "newest wins"
-    return unique_strict(df, keys, f"{pull.files[0]} and its pages", ignore=("raw_file",)).sort(keys)
+def _parsed_pages(wh: Warehouse, pull: StoredPull, parse) -> pl.DataFrame:
+    """A pull's pages parsed together, each row with the raw file of its page (``raw_file``); one row per key:
+    a row repeated on several pages is kept from the first, conflicting ones refuse the pull, named."""
+    if not pull.files:
+        return pl.DataFrame()
+    try:
+        df = parse([_load(wh, rel) for rel in pull.files], page_index=True)
+    except ConflictingDuplicates as exc:
+        raise ConflictingDuplicates(f"{pull.files[0]} and its pages: {exc}") from exc
+    files = dict(enumerate(pull.files))
+    return df.with_columns(pl.col(PAGE).replace_strict(files, return_dtype=pl.String).alias("raw_file")).drop(
+        PAGE
+    )
 
 
 def _collect(wh: Warehouse, ds: ing.Dataset, days: list[date], build) -> list[pl.DataFrame]:
@@ -107,18 +109,11 @@ def _split(
 
 # ---- funding ----------------------------------------------------------------------------------------------------
 def _funding_frame(wh: Warehouse, pull: StoredPull, parse, exchange: str) -> pl.DataFrame:
-    bodies = [_load(wh, rel) for rel in pull.files]
-    values = parse(bodies)  # interval inference needs every page together
-    lineage = _per_page(
-        wh,
-        pull,
-        lambda b: parse(b).select("symbol", "funding_time"),
-        "funding_time",
-        ["symbol", "funding_time"],
-    )
+    # interval inference needs every page together: one parse gives it and each row's page
+    values = _parsed_pages(wh, pull, parse)
     if values.is_empty():
         return values
-    return values.join(lineage, on=["symbol", "funding_time"], how="left").select(
+    return values.select(
         _day_col("funding_time"),
         pl.lit(exchange).alias("exchange"),
         normalize_symbol(pl.col("symbol")).alias("symbol"),
@@ -175,9 +170,7 @@ def build_open_interest(
             ing.BINANCE_OI,
             days,
             lambda p: (
-                _per_page(wh, p, binance.parse_open_interest_hist, "ts", ["symbol", "ts"]).with_columns(
-                    _day_col()
-                )
+                _parsed_pages(wh, p, binance.parse_open_interest_hist).with_columns(_day_col())
                 if p.files
                 else None
             ),
@@ -192,9 +185,7 @@ def build_open_interest(
         wh,
         ing.BYBIT_OI,
         days,
-        lambda p: _per_page(wh, p, bybit.parse_open_interest, "ts", ["symbol", "ts"]).with_columns(
-            _day_col()
-        ),
+        lambda p: _parsed_pages(wh, p, bybit.parse_open_interest).with_columns(_day_col()),
     )
     unpriced = 0
     if bybit_frames:
@@ -265,7 +256,7 @@ def hourly_prices(wh: Warehouse, days: list[date]) -> pl.DataFrame:
             wh,
             ing.BINANCE_PERP_1H,
             span,
-            lambda p: _per_page(wh, p, binance.parse_klines, "open_time", ["open_time"]).with_columns(
+            lambda p: _parsed_pages(wh, p, binance.parse_klines).with_columns(
                 _day_col("open_time"), pl.lit(p.key).alias("symbol")
             ),
         )
@@ -294,9 +285,7 @@ def build_long_short(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame
             wh,
             ing.BINANCE_LS,
             days,
-            lambda p: _per_page(wh, p, binance.parse_long_short_ratio, "ts", ["symbol", "ts"]).with_columns(
-                _day_col()
-            ),
+            lambda p: _parsed_pages(wh, p, binance.parse_long_short_ratio).with_columns(_day_col()),
         )
     ]
     for f in _collect(wh, ing.BINANCE_METRICS, days, lambda p: _metrics_frame(wh, p)):
@@ -311,7 +300,7 @@ def build_long_short(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame
 
 # ---- klines -------------------------------------------------------------------------------------------------------
 def _klines_frame(wh: Warehouse, pull: StoredPull) -> pl.DataFrame:
-    df = _per_page(wh, pull, binance.parse_klines, "open_time", ["open_time"])
+    df = _parsed_pages(wh, pull, binance.parse_klines)
     if df.is_empty():
         return df
     # only bars that had closed when pulled (a live API returns the running bar too)

@@ -27,7 +27,7 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.sources.dedupe import unique_strict
+from pipelines.sources.dedupe import PAGE, PAGE_SCHEMA, paged, unique_strict
 from pipelines.sources.http import Fetched, HistoryLimitError, PayloadError, SourceClient, SourceError
 
 FAPI_BASE_URL = "https://fapi.binance.com"
@@ -294,14 +294,17 @@ def _base(symbol: str) -> str:
     return symbol[:-4] if symbol.endswith("USDT") else symbol
 
 
-def parse_funding_rates(pages: list[Any], endpoint: str = "/fapi/v1/fundingRate") -> pl.DataFrame:
+def parse_funding_rates(
+    pages: list[Any], endpoint: str = "/fapi/v1/fundingRate", *, page_index: bool = False
+) -> pl.DataFrame:
     """Pages of ``fundingRate`` rows -> one row per (symbol, settlement), ascending.
 
     ``funding_time`` is floored to the hour (UTC); ``funding_rate`` is the fraction paid for the interval;
     ``interval_hours`` is inferred from consecutive settlements; ``mark_price`` is USD (null when ``""``).
+    ``page_index``: see ``dedupe.PAGE``.
     """
     out = []
-    for page in pages:
+    for i, page in enumerate(pages):
         for r in _rows(page, endpoint, ("symbol", "fundingRate", "fundingTime")):
             t = _ts(r["fundingTime"], "fundingTime", endpoint)
             out.append(
@@ -312,14 +315,15 @@ def parse_funding_rates(pages: list[Any], endpoint: str = "/fapi/v1/fundingRate"
                     "funding_time": t - t % 3_600_000,
                     "funding_rate": _num(r["fundingRate"], "fundingRate", endpoint),
                     "mark_price": _num(r.get("markPrice", ""), "markPrice", endpoint, allow_empty=True),
+                    PAGE: i,
                 }
             )
     schema = {**FUNDING_SCHEMA}
     schema.pop("interval_hours")
     schema["funding_time"] = pl.Int64
-    df = pl.DataFrame(out, schema=schema).with_columns(pl.col("funding_time").cast(UTC_MS))
-    df = unique_strict(df, ["symbol", "funding_time"], "Binance payload")
-    return infer_interval_hours(df).select(list(FUNDING_SCHEMA))
+    df = pl.DataFrame(out, schema=schema | PAGE_SCHEMA).with_columns(pl.col("funding_time").cast(UTC_MS))
+    df = unique_strict(df, ["symbol", "funding_time"], "Binance payload", ignore=(PAGE,))
+    return infer_interval_hours(df).select(paged(list(FUNDING_SCHEMA), page_index))
 
 
 def parse_premium_index(body: Any, endpoint: str = "/fapi/v1/premiumIndex") -> pl.DataFrame:
@@ -365,11 +369,12 @@ OI_SCHEMA = {
 
 
 def parse_open_interest_hist(
-    pages: list[Any], endpoint: str = "/futures/data/openInterestHist"
+    pages: list[Any], endpoint: str = "/futures/data/openInterestHist", *, page_index: bool = False
 ) -> pl.DataFrame:
-    """-> venue, symbol, base, ts (UTC), ``oi_base`` (coins), ``oi_usd`` (USDT notional), ascending."""
+    """-> venue, symbol, base, ts (UTC), ``oi_base`` (coins), ``oi_usd`` (USDT notional), ascending.
+    ``page_index``: see ``dedupe.PAGE``."""
     out = []
-    for page in pages:
+    for i, page in enumerate(pages):
         for r in _rows(page, endpoint, ("symbol", "sumOpenInterest", "sumOpenInterestValue", "timestamp")):
             out.append(
                 {
@@ -379,18 +384,22 @@ def parse_open_interest_hist(
                     "ts": _ts(r["timestamp"], "timestamp", endpoint),
                     "oi_base": _num(r["sumOpenInterest"], "sumOpenInterest", endpoint),
                     "oi_usd": _num(r["sumOpenInterestValue"], "sumOpenInterestValue", endpoint),
+                    PAGE: i,
                 }
             )
-    df = pl.DataFrame(out, schema={**OI_SCHEMA, "ts": pl.Int64}).with_columns(pl.col("ts").cast(UTC_MS))
-    return unique_strict(df, ["symbol", "ts"], "Binance payload").sort("symbol", "ts")
+    schema = {**OI_SCHEMA, "ts": pl.Int64} | PAGE_SCHEMA
+    df = pl.DataFrame(out, schema=schema).with_columns(pl.col("ts").cast(UTC_MS))
+    df = unique_strict(df, ["symbol", "ts"], "Binance payload", ignore=(PAGE,)).sort("symbol", "ts")
+    return df.select(paged(list(OI_SCHEMA), page_index))
 
 
 def parse_long_short_ratio(
-    pages: list[Any], endpoint: str = "/futures/data/globalLongShortAccountRatio"
+    pages: list[Any], endpoint: str = "/futures/data/globalLongShortAccountRatio", *, page_index: bool = False
 ) -> pl.DataFrame:
-    """-> symbol, ts (UTC), ``long_account`` and ``short_account`` (fractions 0..1), ``long_short_ratio``."""
+    """-> symbol, ts (UTC), ``long_account`` and ``short_account`` (fractions 0..1), ``long_short_ratio``.
+    ``page_index``: see ``dedupe.PAGE``."""
     out = []
-    for page in pages:
+    for i, page in enumerate(pages):
         for r in _rows(
             page, endpoint, ("symbol", "longShortRatio", "longAccount", "shortAccount", "timestamp")
         ):
@@ -401,6 +410,7 @@ def parse_long_short_ratio(
                     "long_account": _num(r["longAccount"], "longAccount", endpoint),
                     "short_account": _num(r["shortAccount"], "shortAccount", endpoint),
                     "long_short_ratio": _num(r["longShortRatio"], "longShortRatio", endpoint),
+                    PAGE: i,
                 }
             )
     schema = {
@@ -410,11 +420,12 @@ def parse_long_short_ratio(
         "short_account": pl.Float64,
         "long_short_ratio": pl.Float64,
     }
-    df = pl.DataFrame(out, schema=schema).with_columns(pl.col("ts").cast(UTC_MS))
+    df = pl.DataFrame(out, schema=schema | PAGE_SCHEMA).with_columns(pl.col("ts").cast(UTC_MS))
     bad = df.filter((pl.col("long_account") < 0) | (pl.col("long_account") > 1))
     if bad.height:
         raise _drift("longAccount outside 0..1 (a percentage?)", endpoint)
-    return unique_strict(df, ["symbol", "ts"], "Binance payload").sort("symbol", "ts")
+    df = unique_strict(df, ["symbol", "ts"], "Binance payload", ignore=(PAGE,)).sort("symbol", "ts")
+    return df.select(paged(list(schema), page_index))
 
 
 KLINE_SCHEMA = {
@@ -457,7 +468,7 @@ def _klines_columns(pages: list[Any]) -> dict[str, pl.Series] | None:
         return None
     # rows transposed to columns; a row's fields after the 11 read (the unused 12th) are not kept
     cols = list(zip(*rows, strict=False)) if rows else [() for _ in range(11)]
-    out: dict[str, pl.Series] = {}
+    out: dict[str, pl.Series] = {PAGE: _page_numbers(pages)}
     for k, name in _KLINE_INTS.items():
         if not set(map(type, cols[k])) <= {int}:  # bool is not int here
             return None
@@ -475,17 +486,31 @@ def _klines_columns(pages: list[Any]) -> dict[str, pl.Series] | None:
     return out
 
 
-def parse_klines(pages: list[Any], endpoint: str = "/fapi/v1/klines") -> pl.DataFrame:
+def _page_numbers(pages: list[list]) -> pl.Series:
+    """Each row's page position, for pages that are lists of rows."""
+    return pl.Series(PAGE, [i for i, page in enumerate(pages) for _ in page], dtype=PAGE_SCHEMA[PAGE])
+
+
+def parse_klines(
+    pages: list[Any], endpoint: str = "/fapi/v1/klines", *, page_index: bool = False
+) -> pl.DataFrame:
     """12-element kline arrays -> typed bars, ascending by ``open_time`` (UTC). ``volume`` is base asset,
-    ``quote_volume`` quote asset (USDT); prices in the quote asset."""
-    schema = {**KLINE_SCHEMA, "open_time": pl.Int64, "close_time": pl.Int64}
+    ``quote_volume`` quote asset (USDT); prices in the quote asset. ``page_index``: see ``dedupe.PAGE``."""
+    schema = {**KLINE_SCHEMA, "open_time": pl.Int64, "close_time": pl.Int64} | PAGE_SCHEMA
     columns = _klines_columns(pages)
     if columns is not None:
         df = pl.DataFrame([columns[name] for name in schema]).cast(schema)  # type: ignore[arg-type]
-        df = df.with_columns(pl.col("open_time", "close_time").cast(UTC_MS))
-        return unique_strict(df, "open_time", "Binance " + "open_time").sort("open_time")
+    else:
+        df = pl.DataFrame(_checked_klines(pages, endpoint), schema=schema, orient="row")
+    df = df.with_columns(pl.col("open_time", "close_time").cast(UTC_MS))
+    df = unique_strict(df, "open_time", "Binance " + "open_time", ignore=(PAGE,)).sort("open_time")
+    return df.select(paged(list(KLINE_SCHEMA), page_index))
+
+
+def _checked_klines(pages: list[Any], endpoint: str) -> list[tuple]:
+    """The bars row by row, naming the first row that is not of the documented shape."""
     out = []
-    for page in pages:
+    for i, page in enumerate(pages):
         if not isinstance(page, list):
             raise _drift("expected a JSON array", endpoint)
         for r in page:
@@ -500,12 +525,10 @@ def parse_klines(pages: list[Any], endpoint: str = "/fapi/v1/klines") -> pl.Data
                     int(_ts(r[8], "count", endpoint)),
                     _num(r[9], "taker_buy_volume", endpoint),
                     _num(r[10], "taker_buy_quote_volume", endpoint),
+                    i,
                 )
             )
-    df = pl.DataFrame(out, schema=schema, orient="row").with_columns(
-        pl.col("open_time", "close_time").cast(UTC_MS)
-    )
-    return unique_strict(df, "open_time", "Binance " + "open_time").sort("open_time")
+    return out
 
 
 def utc(ms_: int) -> datetime:

@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 
 from pipelines.sources.binance import FUNDING_SCHEMA, OI_SCHEMA, UTC_MS, infer_interval_hours, ms
-from pipelines.sources.dedupe import unique_strict
+from pipelines.sources.dedupe import PAGE, PAGE_SCHEMA, paged, unique_strict
 from pipelines.sources.http import Fetched, PayloadError, SourceClient, SourceError
 
 BASE_URL = "https://api.bybit.com"
@@ -127,11 +127,14 @@ def _i(v: str, endpoint: str) -> int:
     return int(v)
 
 
-def parse_funding_history(bodies: list[Any], endpoint: str = "/v5/market/funding/history") -> pl.DataFrame:
+def parse_funding_history(
+    bodies: list[Any], endpoint: str = "/v5/market/funding/history", *, page_index: bool = False
+) -> pl.DataFrame:
     """Envelopes -> venue, symbol, base, funding_time (UTC), funding_rate (fraction per interval),
-    interval_hours (inferred), mark_price (null: Bybit does not send it), ascending."""
+    interval_hours (inferred), mark_price (null: Bybit does not send it), ascending. ``page_index``: see
+    ``dedupe.PAGE``."""
     out = []
-    for body in bodies:
+    for i, body in enumerate(bodies):
         for r in _list(body, endpoint, ("symbol", "fundingRate", "fundingRateTimestamp")):
             t = _i(r["fundingRateTimestamp"], endpoint)
             sym = r["symbol"]
@@ -143,19 +146,22 @@ def parse_funding_history(bodies: list[Any], endpoint: str = "/v5/market/funding
                     "funding_time": t - t % 3_600_000,
                     "funding_rate": _f(r["fundingRate"], endpoint),
                     "mark_price": None,
+                    PAGE: i,
                 }
             )
     schema = {k: v for k, v in FUNDING_SCHEMA.items() if k != "interval_hours"} | {"funding_time": pl.Int64}
-    df = pl.DataFrame(out, schema=schema).with_columns(pl.col("funding_time").cast(UTC_MS))
-    df = unique_strict(df, ["symbol", "funding_time"], "Bybit payload")
-    return infer_interval_hours(df).select(list(FUNDING_SCHEMA))
+    df = pl.DataFrame(out, schema=schema | PAGE_SCHEMA).with_columns(pl.col("funding_time").cast(UTC_MS))
+    df = unique_strict(df, ["symbol", "funding_time"], "Bybit payload", ignore=(PAGE,))
+    return infer_interval_hours(df).select(paged(list(FUNDING_SCHEMA), page_index))
 
 
-def parse_open_interest(bodies: list[Any], endpoint: str = "/v5/market/open-interest") -> pl.DataFrame:
+def parse_open_interest(
+    bodies: list[Any], endpoint: str = "/v5/market/open-interest", *, page_index: bool = False
+) -> pl.DataFrame:
     """Envelopes -> venue, symbol, base, ts (UTC), ``oi_base`` (coins, both sides), ``oi_usd`` null until
-    ``attach_usd``; ascending."""
+    ``attach_usd``; ascending. ``page_index``: see ``dedupe.PAGE``."""
     out = []
-    for body in bodies:
+    for i, body in enumerate(bodies):
         rows = _list(body, endpoint, ("openInterest", "timestamp"))
         sym = body["result"].get("symbol")
         if not isinstance(sym, str):
@@ -169,10 +175,13 @@ def parse_open_interest(bodies: list[Any], endpoint: str = "/v5/market/open-inte
                     "ts": _i(r["timestamp"], endpoint),
                     "oi_base": _f(r["openInterest"], endpoint),
                     "oi_usd": None,
+                    PAGE: i,
                 }
             )
-    df = pl.DataFrame(out, schema={**OI_SCHEMA, "ts": pl.Int64}).with_columns(pl.col("ts").cast(UTC_MS))
-    return unique_strict(df, ["symbol", "ts"], "Bybit payload").sort("symbol", "ts")
+    schema = {**OI_SCHEMA, "ts": pl.Int64} | PAGE_SCHEMA
+    df = pl.DataFrame(out, schema=schema).with_columns(pl.col("ts").cast(UTC_MS))
+    df = unique_strict(df, ["symbol", "ts"], "Bybit payload", ignore=(PAGE,)).sort("symbol", "ts")
+    return df.select(paged(list(OI_SCHEMA), page_index))
 
 
 def attach_usd(oi: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFrame:

@@ -9,6 +9,17 @@ from __future__ import annotations
 
 import polars as pl
 
+# A parser of paged payloads asked for ``page_index=True`` adds this column: the position in its ``pages`` of the
+# page each row was read from (the first such page when pages repeat a row), so that one parse of a pull's pages
+# gives each row its raw file. Deduplication ignores it: the same row on two pages is one row, of the first page.
+PAGE = "page"
+PAGE_SCHEMA = {PAGE: pl.UInt32}
+
+
+def paged(columns: list[str], page_index: bool) -> list[str]:
+    """A parser's output columns, with ``PAGE`` last when it was asked for."""
+    return [*columns, PAGE] if page_index else columns
+
 
 class ConflictingDuplicates(ValueError):
     """Rows share a key but not their values."""

@@ -24,7 +24,7 @@ from typing import Any
 import polars as pl
 
 from pipelines.sources.binance import FUNDING_SCHEMA, UTC_MS, infer_interval_hours, ms
-from pipelines.sources.dedupe import unique_strict
+from pipelines.sources.dedupe import PAGE, PAGE_SCHEMA, paged, unique_strict
 from pipelines.sources.http import Fetched, PayloadError, SourceClient, SourceError
 
 BASE_URL = "https://www.okx.com"
@@ -108,12 +108,13 @@ def _i(v: Any, endpoint: str) -> int:
 
 
 def parse_funding_history(
-    bodies: list[Any], endpoint: str = "/api/v5/public/funding-rate-history"
+    bodies: list[Any], endpoint: str = "/api/v5/public/funding-rate-history", *, page_index: bool = False
 ) -> pl.DataFrame:
     """Envelopes -> venue, symbol (instId), base, funding_time (UTC), funding_rate = ``realizedRate``
-    (fraction per interval), interval_hours (inferred), mark_price (null), ascending."""
+    (fraction per interval), interval_hours (inferred), mark_price (null), ascending. ``page_index``: see
+    ``dedupe.PAGE``."""
     out = []
-    for body in bodies:
+    for i, body in enumerate(bodies):
         for r in _data(body, endpoint):
             if not isinstance(r, dict) or not isinstance(r.get("instId"), str):
                 raise _drift(f"bad row {str(r)[:100]}", endpoint)
@@ -128,12 +129,13 @@ def parse_funding_history(
                     "funding_time": t - t % 3_600_000,
                     "funding_rate": _f(rate, endpoint),
                     "mark_price": None,
+                    PAGE: i,
                 }
             )
     schema = {k: v for k, v in FUNDING_SCHEMA.items() if k != "interval_hours"} | {"funding_time": pl.Int64}
-    df = pl.DataFrame(out, schema=schema).with_columns(pl.col("funding_time").cast(UTC_MS))
-    df = unique_strict(df, ["symbol", "funding_time"], "OKX payload")
-    return infer_interval_hours(df).select(list(FUNDING_SCHEMA))
+    df = pl.DataFrame(out, schema=schema | PAGE_SCHEMA).with_columns(pl.col("funding_time").cast(UTC_MS))
+    df = unique_strict(df, ["symbol", "funding_time"], "OKX payload", ignore=(PAGE,))
+    return infer_interval_hours(df).select(paged(list(FUNDING_SCHEMA), page_index))
 
 
 def parse_open_interest_volume(
