@@ -11,24 +11,48 @@ import polars as pl
 from pipelines.pulls.coingecko import stored_chart_pulls
 from pipelines.pulls.recorded import choose_pulls
 from pipelines.schemas import COIN_REGISTRY, GLOBAL_MARKET_CAP
-from pipelines.sources.coingecko import parse_market_chart
+from pipelines.sources.coingecko import CHART, parse_market_chart, parse_market_charts
 from pipelines.sources.http import PayloadError
 from pipelines.warehouse import Warehouse
 
 
-def closes(points: pl.DataFrame) -> pl.DataFrame:
+def closes(points: pl.DataFrame, by: tuple[str, ...] = ()) -> pl.DataFrame:
     """The daily closes in a parsed market chart: for each day D, the first point in [D+1 00:00, D+1 01:00).
 
     Daily-granularity answers put it exactly on midnight; hourly and 5-minutely ones a few seconds or minutes
     after. Any other point (e.g. the live, non-midnight last point of a daily answer) is never used as a close.
-    Returns ``day`` (the day that closed), ``ts``, ``price``, ``market_cap``, ``total_volume``.
+    Returns ``day`` (the day that closed), ``ts``, ``price``, ``market_cap``, ``total_volume``, and the ``by``
+    columns, one close per day for each of their values (several charts parsed together).
     """
     midnight = pl.col("ts").dt.truncate("1d")
     return (
         points.filter(pl.col("price").is_not_null() & ((pl.col("ts") - midnight) < pl.duration(hours=1)))
         .with_columns((midnight.dt.date() - pl.duration(days=1)).cast(pl.Date).alias("day"))
         .sort("ts")
-        .unique("day", keep="first", maintain_order=True)
+        .unique([*by, "day"], keep="first", maintain_order=True)
+    )
+
+
+COIN_DAILY_SCHEMA = {
+    "day": pl.Date,
+    "coin_id": pl.String,
+    "symbol": pl.String,
+    "name": pl.String,
+    "price_usd": pl.Float64,
+    "market_cap_usd": pl.Float64,
+    "volume_24h_usd": pl.Float64,
+    "observed_at": pl.Datetime("ms", "UTC"),
+    "raw_file": pl.String,
+}
+
+
+def _uncleanable(wh: Warehouse, coin_id: str, relpath: str, exc: Exception) -> PayloadError:
+    params = wh.raw_meta(wh.root / relpath).get("params", {})
+    return PayloadError(
+        f"stored response {relpath} cannot be cleaned ({exc})",
+        endpoint=f"/coins/{coin_id}/market_chart/range",
+        params=params,
+        status=None,
     )
 
 
@@ -38,53 +62,60 @@ def build_coin_daily(
     """Clean rows for ``days`` from the newest stored pull covering each (coin, day).
 
     Returns the frames per day and, per day, the coins with no usable point (not listed yet, or a gap in the
-    answer): those are reported, never filled.
+    answer): those are reported, never filled. The charts chosen are parsed together; a chart that cannot be
+    cleaned is named by its raw file.
     """
-    per_coin: list[pl.DataFrame] = []
+    chosen: list[dict] = []  # one per chart read: the coin, its file and the days taken from it
+    bodies: list[object] = []
     for coin_id, symbol, name in registry.select("coin_id", "symbol", "name").iter_rows():
         for pull, file_days in choose_pulls({coin_id: stored_chart_pulls(wh, coin_id)}, days).items():
             relpath = pull.files[0]
             try:
-                points = closes(parse_market_chart(json.loads((wh.root / relpath).read_bytes())))
-            except (ValueError, PayloadError) as exc:
-                params = wh.raw_meta(wh.root / relpath).get("params", {})
-                raise PayloadError(
-                    f"stored response {relpath} cannot be cleaned ({exc})",
-                    endpoint=f"/coins/{coin_id}/market_chart/range",
-                    params=params,
-                    status=None,
-                ) from exc
-            per_coin.append(
-                points.filter(pl.col("day").is_in(file_days)).select(
-                    "day",
-                    pl.lit(coin_id).alias("coin_id"),
-                    pl.lit(symbol).alias("symbol"),
-                    pl.lit(name).alias("name"),
-                    pl.col("price").alias("price_usd"),
-                    pl.col("market_cap").alias("market_cap_usd"),
-                    pl.col("total_volume").alias("volume_24h_usd"),
-                    pl.col("ts").dt.cast_time_unit("ms").alias("observed_at"),
-                    pl.lit(relpath).alias("raw_file"),
-                )
+                bodies.append(json.loads((wh.root / relpath).read_bytes()))
+            except ValueError as exc:
+                raise _uncleanable(wh, coin_id, relpath, exc) from exc
+            chosen.append(
+                {"coin_id": coin_id, "symbol": symbol, "name": name, "raw_file": relpath, "day": file_days}
             )
-    schema = {
-        "day": pl.Date,
-        "coin_id": pl.String,
-        "symbol": pl.String,
-        "name": pl.String,
-        "price_usd": pl.Float64,
-        "market_cap_usd": pl.Float64,
-        "volume_24h_usd": pl.Float64,
-        "observed_at": pl.Datetime("ms", "UTC"),
-        "raw_file": pl.String,
-    }
-    allrows = pl.concat(per_coin) if per_coin else pl.DataFrame(schema=schema)
+    try:
+        points = closes(parse_market_charts(bodies), by=(CHART,))
+    except (ValueError, PayloadError):
+        # the charts are independent: the first that fails alone is the one to name
+        for body, chart in zip(bodies, chosen, strict=True):
+            try:
+                closes(parse_market_chart(body))
+            except (ValueError, PayloadError) as exc:
+                raise _uncleanable(wh, chart["coin_id"], chart["raw_file"], exc) from exc
+        raise
+    wanted = (
+        pl.DataFrame(
+            chosen,
+            schema={
+                **{k: COIN_DAILY_SCHEMA[k] for k in ("coin_id", "symbol", "name", "raw_file")},
+                "day": pl.List(pl.Date),
+            },
+        )
+        .with_row_index(CHART)
+        .with_columns(pl.col(CHART).cast(pl.UInt32))
+        .explode("day")
+    )
+    allrows = points.join(wanted, on=[CHART, "day"], how="inner").select(
+        "day",
+        "coin_id",
+        "symbol",
+        "name",
+        pl.col("price").alias("price_usd"),
+        pl.col("market_cap").alias("market_cap_usd"),
+        pl.col("total_volume").alias("volume_24h_usd"),
+        pl.col("ts").dt.cast_time_unit("ms").alias("observed_at"),
+        "raw_file",
+    )
     frames: dict[date, pl.DataFrame] = {}
     missing: dict[date, list[str]] = {}
     every = set(registry["coin_id"].to_list())
     parts = {k[0]: v for k, v in allrows.partition_by("day", as_dict=True).items()}
     for d in days:
-        frame = parts.get(d, pl.DataFrame(schema=schema)).drop("day").sort("coin_id")
+        frame = parts.get(d, pl.DataFrame(schema=COIN_DAILY_SCHEMA)).drop("day").sort("coin_id")
         frames[d] = frame
         missing[d] = sorted(every - set(frame["coin_id"].to_list()))
     return frames, missing

@@ -151,39 +151,58 @@ def _series(body: dict[str, Any], key: str, fetched_endpoint: str) -> list[list[
     return rows
 
 
+CHART = "chart"
+_CHART_SERIES = (("prices", "price"), ("market_caps", "market_cap"), ("total_volumes", "total_volume"))
+
+
 def parse_market_chart(body: Any, endpoint: str = "/coins/{id}/market_chart/range") -> pl.DataFrame:
     """``{"prices": [[ms, v], ...], "market_caps": ..., "total_volumes": ...}`` -> one row per timestamp.
 
     Columns: ``ts`` (UTC, ms), ``price``, ``market_cap``, ``total_volume`` (nulls where a series lacks the point).
     Raises ``PayloadError`` when the shape is not CoinGecko's.
     """
-    if not isinstance(body, dict):
-        raise PayloadError("expected a JSON object", endpoint=endpoint, params={}, status=200)
+    return parse_market_charts([body], endpoint).drop(CHART)
+
+
+def parse_market_charts(bodies: list[Any], endpoint: str = "/coins/{id}/market_chart/range") -> pl.DataFrame:
+    """Several market charts in one pass: the rows ``parse_market_chart`` gives for each, ascending, with
+    ``chart`` (UInt32), the position of its body in ``bodies``. A bad body raises as it would alone."""
+    keys = ["ts_ms"] if len(bodies) == 1 else [CHART, "ts_ms"]
     frames = []
-    for key, col in (("prices", "price"), ("market_caps", "market_cap"), ("total_volumes", "total_volume")):
-        rows = _series(body, key, endpoint)
-        clean = [(int(t), None if v is None or not math.isfinite(v) else float(v)) for t, v in rows]
-        frames.append(
-            unique_strict(
-                pl.DataFrame(clean, schema={"ts_ms": pl.Int64, col: pl.Float64}, orient="row"),
-                "ts_ms",
-                f"CoinGecko market chart {col}",
-            )
+    for key, col in _CHART_SERIES:
+        charts: list[int] = []
+        instants: list[int] = []
+        values: list[float | None] = []
+        for i, body in enumerate(bodies):
+            if not isinstance(body, dict):
+                raise PayloadError("expected a JSON object", endpoint=endpoint, params={}, status=200)
+            rows = _series(body, key, endpoint)
+            charts += [i] * len(rows)
+            instants += [int(t) for t, _ in rows]
+            values += [None if v is None or not math.isfinite(v) else float(v) for _, v in rows]
+        frame = pl.DataFrame(
+            [
+                pl.Series(CHART, charts, dtype=pl.UInt32),
+                pl.Series("ts_ms", instants, dtype=pl.Int64),
+                pl.Series(col, values, dtype=pl.Float64),
+            ]
         )
+        frames.append(unique_strict(frame, keys, f"CoinGecko market chart {col}"))
+    on = [CHART, "ts_ms"]
     df = (
         frames[0]
-        .join(frames[1], on="ts_ms", how="full", coalesce=True)
-        .join(frames[2], on="ts_ms", how="full", coalesce=True)
+        .join(frames[1], on=on, how="full", coalesce=True)
+        .join(frames[2], on=on, how="full", coalesce=True)
     )
     return (
-        df.sort("ts_ms")
+        df.sort(on)
         .with_columns(
             pl.from_epoch("ts_ms", time_unit="ms")
             .dt.cast_time_unit("ms")
             .dt.replace_time_zone("UTC")
             .alias("ts")
         )
-        .select("ts", "price", "market_cap", "total_volume")
+        .select(CHART, "ts", "price", "market_cap", "total_volume")
     )
 
 
