@@ -10,7 +10,7 @@ import polars as pl
 
 from pipelines.pulls.coingecko import stored_chart_pulls
 from pipelines.pulls.recorded import choose_pulls
-from pipelines.schemas import COIN_REGISTRY, GLOBAL_MARKET_CAP
+from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, GLOBAL_MARKET_CAP
 from pipelines.sources.coingecko import CHART, parse_market_chart, parse_market_charts
 from pipelines.sources.http import PayloadError
 from pipelines.warehouse import Warehouse
@@ -33,19 +33,6 @@ def closes(points: pl.DataFrame, by: tuple[str, ...] = ()) -> pl.DataFrame:
     )
 
 
-COIN_DAILY_SCHEMA = {
-    "day": pl.Date,
-    "coin_id": pl.String,
-    "symbol": pl.String,
-    "name": pl.String,
-    "price_usd": pl.Float64,
-    "market_cap_usd": pl.Float64,
-    "volume_24h_usd": pl.Float64,
-    "observed_at": pl.Datetime("ms", "UTC"),
-    "raw_file": pl.String,
-}
-
-
 def _uncleanable(wh: Warehouse, coin_id: str, relpath: str, exc: Exception) -> PayloadError:
     params = wh.raw_meta(wh.root / relpath).get("params", {})
     return PayloadError(
@@ -65,6 +52,7 @@ def build_coin_daily(
     answer): those are reported, never filled. The charts chosen are parsed together; a chart that cannot be
     cleaned is named by its raw file.
     """
+    empty = pl.from_arrow(COIN_DAILY.arrow_schema.empty_table())  # the table's columns and types, no rows
     chosen: list[dict] = []  # one per chart read: the coin, its file and the days taken from it
     bodies: list[object] = []
     for coin_id, symbol, name in registry.select("coin_id", "symbol", "name").iter_rows():
@@ -91,7 +79,7 @@ def build_coin_daily(
         pl.DataFrame(
             chosen,
             schema={
-                **{k: COIN_DAILY_SCHEMA[k] for k in ("coin_id", "symbol", "name", "raw_file")},
+                **{k: empty.schema[k] for k in ("coin_id", "symbol", "name", "raw_file")},
                 "day": pl.List(pl.Date),
             },
         )
@@ -115,7 +103,7 @@ def build_coin_daily(
     every = set(registry["coin_id"].to_list())
     parts = {k[0]: v for k, v in allrows.partition_by("day", as_dict=True).items()}
     for d in days:
-        frame = parts.get(d, pl.DataFrame(schema=COIN_DAILY_SCHEMA)).drop("day").sort("coin_id")
+        frame = parts[d].drop("day").sort("coin_id") if d in parts else empty
         frames[d] = frame
         missing[d] = sorted(every - set(frame["coin_id"].to_list()))
     return frames, missing
