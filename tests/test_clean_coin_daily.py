@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 import pytest
 
+from pipelines.clean import coingecko as clean_coingecko
 from pipelines.clean.coingecko import build_coin_daily, closes
 from pipelines.pulls.coingecko import CHART_ENDPOINT, SOURCE
 from pipelines.schemas import COIN_DAILY
@@ -48,7 +49,11 @@ def _chart(days: list[date], price: float, minutes: int = 0) -> dict:
     }
 
 
-def test_each_coin_and_day_takes_the_close_of_the_newest_pull_covering_it(tmp_path) -> None:
+@pytest.mark.parametrize("per_parse", [1, 2, 50])  # each chart alone, a pass split across coins, all in one
+def test_each_coin_and_day_takes_the_close_of_the_newest_pull_covering_it(
+    tmp_path, monkeypatch, per_parse
+) -> None:
+    monkeypatch.setattr(clean_coingecko, "CHARTS_PER_PARSE", per_parse)
     wh = Warehouse(tmp_path)
     d1, d2, d3 = date(2025, 4, 21), date(2025, 4, 22), date(2025, 4, 23)
     registry = pl.DataFrame(

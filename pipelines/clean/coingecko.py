@@ -43,33 +43,25 @@ def _uncleanable(wh: Warehouse, coin_id: str, relpath: str, exc: Exception) -> P
     )
 
 
-def build_coin_daily(
-    wh: Warehouse, registry: pl.DataFrame, days: list[date]
-) -> tuple[dict[date, pl.DataFrame], dict[date, list[str]]]:
-    """Clean rows for ``days`` from the newest stored pull covering each (coin, day).
+# Charts parsed per pass: most of the per-chart cost gone, and the decoded bodies of a long backfill (a chart a
+# coin, each the whole history) never all in memory at once.
+CHARTS_PER_PARSE = 50
 
-    Returns the frames per day and, per day, the coins with no usable point (not listed yet, or a gap in the
-    answer): those are reported, never filled. The charts chosen are parsed together; a chart that cannot be
-    cleaned is named by its raw file.
-    """
-    empty = pl.from_arrow(COIN_DAILY.arrow_schema.empty_table())  # the table's columns and types, no rows
-    chosen: list[dict] = []  # one per chart read: the coin, its file and the days taken from it
-    bodies: list[object] = []
-    for coin_id, symbol, name in registry.select("coin_id", "symbol", "name").iter_rows():
-        for pull, file_days in choose_pulls({coin_id: stored_chart_pulls(wh, coin_id)}, days).items():
-            relpath = pull.files[0]
-            try:
-                bodies.append(json.loads((wh.root / relpath).read_bytes()))
-            except ValueError as exc:
-                raise _uncleanable(wh, coin_id, relpath, exc) from exc
-            chosen.append(
-                {"coin_id": coin_id, "symbol": symbol, "name": name, "raw_file": relpath, "day": file_days}
-            )
+
+def _chart_rows(wh: Warehouse, charts: list[dict], empty: pl.DataFrame) -> pl.DataFrame:
+    """The clean rows (with ``day``) of ``charts`` (each its coin, raw file and the days taken from it), parsed
+    in one pass; a chart that cannot be cleaned is named by its raw file."""
+    bodies = []
+    for chart in charts:
+        try:
+            bodies.append(json.loads((wh.root / chart["raw_file"]).read_bytes()))
+        except ValueError as exc:
+            raise _uncleanable(wh, chart["coin_id"], chart["raw_file"], exc) from exc
     try:
         points = closes(parse_market_charts(bodies), by=(CHART,))
     except (ValueError, PayloadError):
         # the charts are independent: the first that fails alone is the one to name
-        for body, chart in zip(bodies, chosen, strict=True):
+        for body, chart in zip(bodies, charts, strict=True):
             try:
                 closes(parse_market_chart(body))
             except (ValueError, PayloadError) as exc:
@@ -77,7 +69,7 @@ def build_coin_daily(
         raise
     wanted = (
         pl.DataFrame(
-            chosen,
+            charts,
             schema={
                 **{k: empty.schema[k] for k in ("coin_id", "symbol", "name", "raw_file")},
                 "day": pl.List(pl.Date),
@@ -87,7 +79,7 @@ def build_coin_daily(
         .with_columns(pl.col(CHART).cast(pl.UInt32))
         .explode("day")
     )
-    allrows = points.join(wanted, on=[CHART, "day"], how="inner").select(
+    return points.join(wanted, on=[CHART, "day"], how="inner").select(
         "day",
         "coin_id",
         "symbol",
@@ -97,6 +89,37 @@ def build_coin_daily(
         pl.col("total_volume").alias("volume_24h_usd"),
         pl.col("ts").dt.cast_time_unit("ms").alias("observed_at"),
         "raw_file",
+    )
+
+
+def build_coin_daily(
+    wh: Warehouse, registry: pl.DataFrame, days: list[date]
+) -> tuple[dict[date, pl.DataFrame], dict[date, list[str]]]:
+    """Clean rows for ``days`` from the newest stored pull covering each (coin, day).
+
+    Returns the frames per day and, per day, the coins with no usable point (not listed yet, or a gap in the
+    answer): those are reported, never filled. The charts chosen are parsed ``CHARTS_PER_PARSE`` at a time; a
+    chart that cannot be cleaned is named by its raw file.
+    """
+    empty = pl.from_arrow(COIN_DAILY.arrow_schema.empty_table())  # the table's columns and types, no rows
+    chosen: list[dict] = []  # one per chart to read: the coin, its file and the days taken from it
+    for coin_id, symbol, name in registry.select("coin_id", "symbol", "name").iter_rows():
+        for pull, file_days in choose_pulls({coin_id: stored_chart_pulls(wh, coin_id)}, days).items():
+            chosen.append(
+                {
+                    "coin_id": coin_id,
+                    "symbol": symbol,
+                    "name": name,
+                    "raw_file": pull.files[0],
+                    "day": file_days,
+                }
+            )
+    allrows = pl.concat(
+        [
+            _chart_rows(wh, chosen[i : i + CHARTS_PER_PARSE], empty)
+            for i in range(0, len(chosen), CHARTS_PER_PARSE)
+        ]
+        or [empty.with_columns(pl.lit(None, pl.Date).alias("day")).select("day", *empty.columns)]
     )
     frames: dict[date, pl.DataFrame] = {}
     missing: dict[date, list[str]] = {}
