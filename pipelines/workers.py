@@ -14,7 +14,9 @@ Worker loss: tasks are acknowledged when they finish (``task_acks_late``), not w
 (prefetch 1), so the step of a worker that dies goes back to the queue for another worker: at once when the
 worker's pool process dies (``task_reject_on_worker_lost``), after the broker's visibility timeout
 (``CRYPTO_WEEKLY_CELERY_VISIBILITY_TIMEOUT``) when the whole worker is gone. The timeout must exceed the longest
-step: Redis hands a task still running past it to a second worker.
+step: Redis hands a task still running past it to a second worker. The workers look for such tasks every
+``restore_sweep_seconds(visibility)`` seconds (kombu's own default is one look per 100 s, which kept a lost step
+waiting up to 100 s past a short timeout).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ PRODUCTION_CONFIG = settings.PROJECT_ROOT / "deploy" / "dagster.production.yaml"
 # Celery's queue for the steps (dagster-celery's default queue).
 QUEUE = "dagster"
 DEFAULT_VISIBILITY_TIMEOUT = 3600
+# The longest wait between two of a worker's looks for unacknowledged tasks past the visibility timeout.
+MAX_RESTORE_SWEEP_SECONDS = 10
 # What deploy/dagster.production.yaml reads (DAGSTER_PG_PASSWORD may be empty, not unset).
 PG_VARIABLES = (
     "DAGSTER_PG_HOST",
@@ -46,6 +50,13 @@ PG_VARIABLES = (
 
 def executor_name(env: Mapping[str, str] | None = None) -> str:
     return settings.validate(env).get("CRYPTO_WEEKLY_EXECUTOR", "in_process")
+
+
+def restore_sweep_seconds(visibility: int) -> int:
+    """Seconds between a worker's looks in Redis for tasks unacknowledged past the visibility timeout: a quarter
+    of the timeout, between 1 and ``MAX_RESTORE_SWEEP_SECONDS``. A lost worker's step is then taken again at most
+    a quarter of the timeout (10 s) after the timeout; each look is one sorted-set query."""
+    return max(1, min(MAX_RESTORE_SWEEP_SECONDS, visibility // 4))
 
 
 def celery_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -66,7 +77,13 @@ def celery_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             "task_acks_late": True,
             "task_reject_on_worker_lost": True,
             "worker_prefetch_multiplier": 1,
-            "broker_transport_options": {"visibility_timeout": visibility},
+            # kombu's Redis transport looks for tasks past the timeout every unacked_restore_interval seconds,
+            # but scans only on every unacked_restore_throttle-th look (defaults 10 and 10: one scan per 100 s)
+            "broker_transport_options": {
+                "visibility_timeout": visibility,
+                "unacked_restore_interval": restore_sweep_seconds(visibility),
+                "unacked_restore_throttle": 1,
+            },
             "result_backend_transport_options": {"visibility_timeout": visibility},
             "broker_connection_retry_on_startup": True,
         },

@@ -36,8 +36,10 @@ pytestmark = pytest.mark.timeout(1500)
 
 WEEK = "2025-11-17"
 FIRST_DAY = "2025-11-01"
-# Redis hands the step of the killed worker to the other one after this long (longer than any step here).
-VISIBILITY_TIMEOUT = 20
+# Redis hands the step of the killed worker to the other one this long after the worker took it, plus at most
+# workers.restore_sweep_seconds (10 s). Longer than any step here (the slowest, the daily run's market charts and
+# coin_daily on S3, about 20 s alone): a step still running past it would be handed to a second worker.
+VISIBILITY_TIMEOUT = 45
 
 
 def test_production_config_equals_the_embedded_one_but_for_storage() -> None:
@@ -68,6 +70,30 @@ def test_executor_settings_fail_in_one_line() -> None:
     assert source["task_acks_late"] and source["task_reject_on_worker_lost"]
     assert source["worker_prefetch_multiplier"] == 1
     assert workers.executor_name({}) == "in_process"
+
+
+def test_a_lost_workers_step_is_looked_for_within_a_quarter_of_the_timeout() -> None:
+    """kombu's Redis transport looks for tasks unacknowledged past the visibility timeout every
+    ``unacked_restore_interval`` seconds but scans only every ``unacked_restore_throttle``-th time (10 and 10 by
+    default: a lost worker's step waited up to 100 s more); the workers scan at every look, every quarter of the
+    timeout, at most every 10 s."""
+    from kombu.transport.redis import Channel
+
+    def options(timeout: str | None) -> dict:
+        env = {"CRYPTO_WEEKLY_EXECUTOR": "celery", "CRYPTO_WEEKLY_CELERY_BROKER": "redis://127.0.0.1:1/0"}
+        if timeout is not None:
+            env["CRYPTO_WEEKLY_CELERY_VISIBILITY_TIMEOUT"] = timeout
+        return workers.celery_config(env)["config_source"]["broker_transport_options"]
+
+    assert options("20") == {
+        "visibility_timeout": 20,
+        "unacked_restore_interval": 5,
+        "unacked_restore_throttle": 1,
+    }
+    assert options(None)["unacked_restore_interval"] == 10  # the default hour: every 10 s
+    assert options("2")["unacked_restore_interval"] == 1
+    # the installed kombu reads both options from the transport options (an unknown one would be ignored)
+    assert {"unacked_restore_interval", "unacked_restore_throttle"} <= set(Channel.from_transport_options)
 
 
 def test_kubernetes_executor_is_dagster_k8s_or_one_clear_line() -> None:
