@@ -81,3 +81,17 @@ def test_the_cut_is_the_drawn_extent_when_a_label_reaches_past_the_axes() -> Non
             mp.setattr(charts, "_svg", tight_svg)
             b = charts._bars(long, [1.0, -2.0], "t")
     assert a == b
+
+
+def test_a_report_without_drawn_charts_has_the_same_text() -> None:
+    """``render_week(..., draw_charts=False)`` (the checks of a report's text): the same Markdown, claims and
+    charts named, every SVG left empty; drawn, every SVG is one."""
+    from pipelines.narrative.render import render_week
+
+    wd = from_frames(WEEK.isoformat(), frames())
+    drawn, text_only = render_week(wd), render_week(wd, draw_charts=False)
+    assert text_only.markdown == drawn.markdown and text_only.claims == drawn.claims
+    assert sorted(text_only.charts) == sorted(drawn.charts) == sorted(n for n, _, _ in charts.CHARTS)
+    assert all(svg == "" for _, svg in text_only.charts.values())
+    assert all(svg.startswith("<svg") for _, svg in drawn.charts.values())
+    assert charts._DRAW.get()  # drawing is back on after the report

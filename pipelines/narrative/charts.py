@@ -3,6 +3,7 @@ text drawn as paths (no fonts needed by the viewer), and the Agg-free SVG backen
 
 from __future__ import annotations
 
+import contextvars
 import io
 
 import matplotlib
@@ -23,13 +24,19 @@ RC = {
     "axes.spines.right": False,
 }
 UP, DOWN, INK = "#1a7f37", "#cf222e", "#57606a"
+# False inside ``render_charts(wd, draw=False)``: ``_svg`` closes each figure without drawing it.
+_DRAW = contextvars.ContextVar("draw_charts", default=True)
 
 
 def _svg(fig) -> str:
     """The figure cut to its drawn extent plus ``savefig.pad_inches``, as ``bbox_inches="tight"`` cuts it, but
     measured without drawing the figure first: "tight" draws every chart twice (once with the output turned off,
     to place it), and these charts have no layout engine that needs that first draw (`bench/HOTSPOT.md`).
-    The same SVG up to float rounding (``tests/test_narrative_charts.py``)."""
+    The same SVG up to float rounding (``tests/test_narrative_charts.py``). An empty text when charts are not
+    drawn (``render_charts(wd, draw=False)``)."""
+    if not _DRAW.get():
+        plt.close(fig)
+        return ""
     buf = io.StringIO()
     extent = fig.get_tightbbox().padded(matplotlib.rcParams["savefig.pad_inches"])
     fig.savefig(
@@ -166,11 +173,17 @@ CHARTS = (
 )
 
 
-def render_charts(wd: WeekData) -> dict[str, tuple[str, str]]:
-    """name -> (caption, svg text); charts without data are left out."""
+def render_charts(wd: WeekData, draw: bool = True) -> dict[str, tuple[str, str]]:
+    """name -> (caption, svg text); charts without data are left out. ``draw`` False: the same charts and
+    captions, each with an empty text, as the figures are closed before they are drawn (drawing is most of a
+    chart's time): for checks of a report's text, which only names its charts (``tests/_week_pipeline.py``)."""
     out = {}
-    for name, caption, fn in CHARTS:
-        svg = fn(wd)
-        if svg is not None:
-            out[name] = (caption, svg)
+    token = _DRAW.set(draw)
+    try:
+        for name, caption, fn in CHARTS:
+            svg = fn(wd)
+            if svg is not None:
+                out[name] = (caption, svg)
+    finally:
+        _DRAW.reset(token)
     return out

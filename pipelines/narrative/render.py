@@ -319,12 +319,14 @@ def render_week(
     wd: WeekData,
     sources: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
     input_gaps: Sequence[str] = (),
+    draw_charts: bool = True,
 ) -> RenderedReport:
     """Render one week. ``sources(claims)`` returns the input partitions (table, partition, sha256, raw files)
     for the list at the end; the numbers' own sources are in their spans and in ``claims``. ``input_gaps`` are
     lines naming what the week's inputs lack: what the sources could not give (the gap ledger,
     ``pipelines.gaps``) and missing clean inputs (``quality.week_gaps``). They go under Data gaps as written
-    (their dates and statuses are wording, not figures)."""
+    (their dates and statuses are wording, not figures). ``draw_charts`` False: the same report with each
+    chart's SVG left empty (``charts.render_charts``), for checks of the text only; not for publication."""
     s = wd.one("weekly_market_summary")
     if s is None:
         raise ValueError(f"week {wd.week}: weekly_market_summary is required and has no row")
@@ -373,7 +375,7 @@ def render_week(
     movers = _movers(wd)
     view_facts = our_view(facts, wd)
     view = [f.sentence for f in view_facts]
-    charts = charts_mod.render_charts(wd)
+    charts = charts_mod.render_charts(wd, draw=draw_charts)
     everything = [
         title,
         dateline,
