@@ -9,16 +9,17 @@ be a visible gap. In every case the files stored before are byte-for-byte untouc
 
 from __future__ import annotations
 
+import itertools
 import shutil
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from pipelines.calendar import week_close_days
 from pipelines.emulator.server import Fault, MarketEmulator
-from pipelines.runner import RunFailed, run_week
+from pipelines.runner import RunFailed, run_days, run_week
 from tests._reliability import assert_untouched, tree_hashes, week
 from tests.conftest import point_env_at
 
@@ -106,11 +107,17 @@ def test_transient_faults_are_retried_and_change_nothing(wh, stores, emulator: M
 
 
 def test_retry_after_is_honoured(wh, emulator: MarketEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the pipeline's resources (``HTTP_MAX_RETRY_WAIT_SECONDS`` above the server's Retry-After): the
+    chart pulls of the week's days wait the Retry-After of each 429 before asking again, and then store the
+    answer."""
     monkeypatch.setenv("HTTP_MAX_RETRY_WAIT_SECONDS", "5")
     _chart_fault(emulator, "solana", "429", 2, retry_after=0.6)
-    t0 = time.monotonic()
-    week(WEEK, FIRST)
-    assert time.monotonic() - t0 >= 1.2  # two waits of Retry-After: 0.6 s
+    n0 = _chart_requests(emulator)
+    with dg.instance_for_test() as instance:
+        run_days(FIRST, week_close_days(WEEK)[1].isoformat(), instance, assets=["raw_coingecko_market_charts"])
+    at = emulator.times("coingecko", "/coins/solana/market_chart")[n0:]
+    assert len(at) == 3  # two 429s, then the answer
+    assert [b - a >= 0.6 for a, b in itertools.pairwise(at)] == [True, True], at
 
 
 LASTING = {

@@ -120,6 +120,7 @@ class MarketEmulator:
         self.host, self.port = host, port
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (api, path, query) of every request
+        self.request_times: list[float] = []  # time.monotonic() of each request, in the order of ``requests``
         self.responses: list[tuple[str, str, int]] = []  # (api, path, status) of every answered request
         self._lock = threading.Lock()
         self._routes: dict[str, list[tuple[re.Pattern[str], Handler]]] = {}
@@ -163,6 +164,15 @@ class MarketEmulator:
     def count(self, api: str, path_regex: str = ".*") -> int:
         with self._lock:
             return sum(1 for a, p, _ in self.requests if a == api and re.search(path_regex, p))
+
+    def times(self, api: str, path_regex: str = ".*") -> list[float]:
+        """When each request to ``api`` whose path matches ``path_regex`` arrived (``time.monotonic()``)."""
+        with self._lock:
+            return [
+                t
+                for (a, p, _), t in zip(self.requests, self.request_times, strict=True)
+                if a == api and re.search(path_regex, p)
+            ]
 
     def status_counts(self, api: str, path_regex: str = ".*") -> dict[int, int]:
         """How many answered requests got each HTTP status (e.g. ``{200: 263}``; a 429 shows as its own key)."""
@@ -231,6 +241,7 @@ class MarketEmulator:
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         with self._lock:
             self.requests.append((api, sub, query))
+            self.request_times.append(time.monotonic())
             fault = next((f for f in self.faults if f.matches(api, sub, query)), None)
             if fault and fault.times is not None:
                 fault.times -= 1
