@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import dagster as dg
-
 from pipelines.runner import WeekRun, run_week
+from tests.conftest import run_instance
 
 
 def tree_hashes(root: Path, *subdirs: str) -> dict[str, str]:
@@ -28,5 +27,5 @@ def assert_untouched(before: dict[str, str], after: dict[str, str]) -> None:
 
 
 def week(week_key: str, first_day: str) -> WeekRun:
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         return run_week(week_key, instance, first_day=first_day)

@@ -18,6 +18,7 @@ from pipelines.settings import BASE_URLS
 from pipelines.sources.fred import SERIES as FRED_SERIES
 from pipelines.warehouse import Warehouse, sha256_file
 from tests._weekly_world import CLEAN_TABLES
+from tests.conftest import run_instance
 
 RAW = [
     "raw_coingecko_markets",
@@ -75,11 +76,11 @@ def lake_hashes(wh: Warehouse) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def four_days_built(tmp_path_factory: pytest.TempPathFactory):
     """The four days pulled and cleaned once for the module (its own emulator); each test gets a copy."""
-    from tests.conftest import TEST_NOW, point_env_at
+    from tests.conftest import TEST_NOW, point_env_at, run_instance
 
     with MarketEmulator(now=TEST_NOW) as emu, pytest.MonkeyPatch.context() as mp:
         wh_dir = point_env_at(mp, emu, tmp_path_factory.mktemp("four_days") / "warehouse")
-        with dg.instance_for_test() as instance:
+        with run_instance() as instance:
             result = run(instance, "2025-11-20", "2025-11-23", RAW + CLEAN)
             assert result.success, errors(result)
         yield wh_dir, emu
@@ -93,7 +94,7 @@ def four_days(four_days_built, env_for, tmp_path):
     wh_dir = env_for(emu)
     shutil.copytree(built, wh_dir)
     emu.clear_faults()
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         yield Warehouse(wh_dir), emu, instance
     emu.clear_faults()
 
@@ -217,7 +218,7 @@ def test_replay_from_recorded_raw_without_network(four_days, tmp_path, monkeypat
     monkeypatch.setenv("WAREHOUSE_DIR", str(copy))
     for var in BASE_URLS:
         monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens there
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         result = run(instance, "2025-11-20", "2025-11-23", ["coin_registry", *CLEAN])
         assert result.success, errors(result)
     replay = Warehouse(copy)
@@ -230,7 +231,7 @@ def test_replay_from_recorded_raw_without_network(four_days, tmp_path, monkeypat
 def test_archive_days_are_verified_and_used(fresh_emulator: MarketEmulator, env_for) -> None:
     """Days older than Binance's 30-day REST window come from the metrics archive (zip + .CHECKSUM)."""
     wh = Warehouse(env_for(fresh_emulator))
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         result = run(instance, "2025-10-20", "2025-10-21", RAW + ["open_interest", "long_short_ratio"])
         assert result.success, errors(result)
     zips = list((wh.raw_dir / "binance_vision/metrics").rglob("*.zip"))
@@ -250,7 +251,7 @@ def test_half_year_backfill_lands_every_table(fresh_emulator: MarketEmulator, en
     first, last = "2025-06-01", "2025-12-01"
     days = (date.fromisoformat(last) - date.fromisoformat(first)).days + 1
     wh = Warehouse(env_for(fresh_emulator))
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         t0 = time.monotonic()
         # half a year of days as one run (past Binance's 30-day REST window into its archive, and the venues'
         # history windows), two perpetuals instead of the tests' eight: every day is pulled, cleaned and landed

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-import dagster as dg
 import polars as pl
 import pytest
 
@@ -14,7 +13,7 @@ from pipelines.runner import MARKET_ASSETS, run_days
 from pipelines.schemas import COIN_DAILY, COIN_DAILY_ESTIMATES
 from pipelines.warehouse import Warehouse
 from tests._metrics_real import real_file
-from tests.conftest import point_env_at
+from tests.conftest import point_env_at, run_instance
 
 NOW = datetime(2026, 12, 1, 6, tzinfo=timezone.utc)
 
@@ -123,7 +122,7 @@ def _estimated_lake(plan: str, wh_dir, monkeypatch: pytest.MonkeyPatch) -> Wareh
     with MarketEmulator(now=NOW, plan=plan) as emu:
         point_env_at(monkeypatch, emu, wh_dir)
         monkeypatch.setenv("COINGECKO_TOP_N", "30")
-        with dg.instance_for_test() as instance:
+        with run_instance() as instance:
             run_days("2025-11-20", "2025-11-23", instance, assets=list(MARKET_ASSETS))
         return Warehouse(wh_dir)
 

@@ -13,6 +13,7 @@ from pipelines.emulator.server import MarketEmulator
 from pipelines.narrative.format import fmt, pct, usd_compact
 from pipelines.runner import run_week
 from pipelines.warehouse import Warehouse
+from tests.conftest import run_instance
 
 WEEK = "2025-11-17"
 
@@ -135,7 +136,7 @@ def test_a_day_that_cannot_be_pulled_fails_clearly_and_keeps_the_rest(
     wh_dir = env_for(fresh_emulator)
     monkeypatch.setenv("COINGECKO_MAX_ATTEMPTS", "2")
     fresh_emulator.inject(Fault(api="coingecko", path="/coins/ethereum/market_chart", kind="500", times=None))
-    with dg.instance_for_test() as instance, pytest.raises(RunFailed) as err:
+    with run_instance() as instance, pytest.raises(RunFailed) as err:
         run_week(WEEK, instance, first_day="2025-11-10")
     assert "ethereum" in str(err.value) and "could not be pulled" in str(err.value)
     stored = {p.name for p in (Path(wh_dir) / "raw/coingecko/market_chart_range").iterdir()}

@@ -19,7 +19,7 @@ from pipelines.emulator.profiles import (
 from pipelines.emulator.server import MarketEmulator
 from pipelines.runner import run_week
 from pipelines.warehouse import Warehouse
-from tests.conftest import TEST_NOW
+from tests.conftest import TEST_NOW, run_instance
 
 WEEK = "2025-11-17"
 
@@ -64,7 +64,7 @@ def test_week_is_published_with_binance_blocked_and_the_gaps_named(env_for, monk
         apply_profile(emu, "real-world", blocked_venue="binance")
         wh = Warehouse(env_for(emu))
         monkeypatch.setenv("BINANCE_MAX_ATTEMPTS", "2")
-        with dg.instance_for_test() as instance:
+        with run_instance() as instance:
             run = run_week(WEEK, instance, first_day="2025-11-01", derivatives_days=20)
             records = instance.get_records_for_run(
                 run.daily_run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION

@@ -21,7 +21,7 @@ from pipelines.calendar import week_close_days
 from pipelines.emulator.server import Fault, MarketEmulator
 from pipelines.runner import RunFailed, run_days, run_week
 from tests._reliability import assert_untouched, tree_hashes, week
-from tests.conftest import point_env_at
+from tests.conftest import point_env_at, run_instance
 
 WEEK, FIRST = "2025-11-17", "2025-11-17"
 CHART_ENDPOINT = "/coins/solana/market_chart/range"
@@ -113,8 +113,10 @@ def test_retry_after_is_honoured(wh, emulator: MarketEmulator, monkeypatch: pyte
     monkeypatch.setenv("HTTP_MAX_RETRY_WAIT_SECONDS", "5")
     _chart_fault(emulator, "solana", "429", 2, retry_after=0.6)
     n0 = _chart_requests(emulator)
-    with dg.instance_for_test() as instance:
-        run_days(FIRST, week_close_days(WEEK)[1].isoformat(), instance, assets=["raw_coingecko_market_charts"])
+    with run_instance() as instance:
+        run_days(
+            FIRST, week_close_days(WEEK)[1].isoformat(), instance, assets=["raw_coingecko_market_charts"]
+        )
     at = emulator.times("coingecko", "/coins/solana/market_chart")[n0:]
     assert len(at) == 3  # two 429s, then the answer
     assert [b - a >= 0.6 for a, b in itertools.pairwise(at)] == [True, True], at
@@ -220,7 +222,7 @@ def test_missing_day_is_a_visible_gap_not_a_fill(wh, emulator: MarketEmulator) -
         return _map_series(body, lambda s: [p for p in s if not hole[0] <= p[0] < hole[1]])
 
     _chart_fault(emulator, "solana", "drift", None, mutate=drop_day)
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         run_week(WEEK, instance, first_day=FIRST)
         meta = instance.get_latest_materialization_event(
             dg.AssetKey("coin_daily")

@@ -16,7 +16,7 @@ from pipelines.emulator.server import Fault, MarketEmulator
 from pipelines.runner import RunFailed, run_week
 from pipelines.schemas import COIN_DAILY, TABLES, Column, Table
 from pipelines.warehouse import Warehouse
-from tests.conftest import point_env_at
+from tests.conftest import point_env_at, run_instance
 
 WEEK = "2025-11-17"
 CLOSE_20 = int(datetime(2025, 11, 21, tzinfo=timezone.utc).timestamp() * 1000)  # the close of 2025-11-20
@@ -65,7 +65,7 @@ def _evaluations(instance: dg.DagsterInstance) -> dict[str, dg.AssetCheckEvaluat
 
 
 def _run_expecting_failure(wh: Path, check: str, needle: str) -> None:
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         with pytest.raises(RunFailed):
             run_week(WEEK, instance, first_day="2025-11-16")
         ev = _evaluations(instance)[check]
@@ -92,7 +92,7 @@ def test_coverage_below_ninety_percent_blocks(env: Path, emulator: MarketEmulato
 
 def test_stablecoin_off_peg_warns_without_blocking(env: Path, emulator: MarketEmulator) -> None:
     _drift(emulator, "/coins/tether/market_chart", _edit("prices", lambda v: v * 0.95))
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         run = run_week(WEEK, instance, first_day="2025-11-16")
         ev = _evaluations(instance)["stablecoin_peg"]
     assert not ev.passed and ev.severity == dg.AssetCheckSeverity.WARN
@@ -101,7 +101,7 @@ def test_stablecoin_off_peg_warns_without_blocking(env: Path, emulator: MarketEm
 
 
 def test_weekly_guard_blocks_a_report_from_a_bad_lake(env: Path) -> None:
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         run = run_week(WEEK, instance, first_day="2025-11-16")
     wh = Warehouse(env)
     before = run.markdown.read_bytes()
@@ -110,7 +110,7 @@ def test_weekly_guard_blocks_a_report_from_a_bad_lake(env: Path) -> None:
     run.markdown.unlink()
     from pipelines.definitions import make_definitions
 
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         result = (
             make_definitions()
             .resolve_job_def("weekly_job")

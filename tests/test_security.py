@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from pipelines.emulator.server import Fault, MarketEmulator
 from pipelines.runner import RunFailed, run_week
-from tests.conftest import REPO, TEST_NOW, point_env_at
+from tests.conftest import REPO, TEST_NOW, point_env_at, run_instance
 
 WEEK = "2025-11-17"
 
@@ -49,7 +49,7 @@ def test_api_key_never_reaches_lake_logs_metadata_or_reports(
             assert client.http.client.headers["x-cg-pro-api-key"] == secret
     # one coin fails for good, so the error path (messages, failure metadata) is exercised too
     emulator.inject(Fault(api="coingecko", path="/coins/solana/market_chart", kind="500", times=None))
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         with pytest.raises(RunFailed) as err:
             run_week(WEEK, instance, first_day="2025-11-16")
         emulator.clear_faults()
@@ -156,7 +156,7 @@ def test_hostile_coin_ids_never_become_paths(env: Path, emulator: MarketEmulator
         Fault(api="coingecko", path="^/coins/markets$", kind="drift", times=None, mutate=add_evil)
     )
     n0 = len(emulator.requests)
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         run = run_week(WEEK, instance, first_day="2025-11-16")  # dropped visibly, the rest goes on
         meta = instance.get_latest_materialization_event(
             dg.AssetKey("coin_registry")
@@ -184,7 +184,7 @@ def test_hostile_coin_names_are_escaped_end_to_end(env: Path, emulator: MarketEm
         ]
 
     emulator.inject(Fault(api="coingecko", path="^/coins/markets$", kind="drift", times=None, mutate=hostile))
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         run = run_week(WEEK, instance, first_day="2025-11-16")
     html, md = run.html.read_text(), run.markdown.read_text()
     assert "&lt;script&gt;alert(" in html and "&lt;img src=x onerror=alert(1)&gt;" in html  # shown, escaped

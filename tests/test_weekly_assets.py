@@ -22,6 +22,7 @@ from pipelines.resources import WarehouseResource
 from pipelines.schemas import TABLES
 from pipelines.warehouse import Warehouse, sha256_file
 from tests._weekly_world import build, write_lake
+from tests.conftest import run_instance
 
 ASSETS = [
     getattr(mod, n)
@@ -68,7 +69,7 @@ def backfill(world, tmp_path_factory):
     """Weeks 2025-04-14 and 2025-04-21 from the early lake; then the lake grows and everything is recomputed."""
     root = tmp_path_factory.mktemp("weekly")
     wh = write_lake(root, world, EARLY)
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         early = {}
         for week in WEEKS:
             result = run(root, week, instance)
@@ -96,7 +97,7 @@ def test_backfill_is_point_in_time(backfill) -> None:
 def test_a_week_computed_before_its_data_landed_changes_when_it_does(world, tmp_path: Path) -> None:
     """The point-in-time test above can fail: a lake cut a day early gives a different week."""
     write_lake(tmp_path, world, datetime(2025, 4, 27, tzinfo=UTC))
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         run(tmp_path, "2025-04-21", instance, [derivatives.weekly_leverage_asset])  # the last day missing
         before = sha256_file(Warehouse(tmp_path).partition_path(TABLES["weekly_leverage"], "2025-04-21"))
         write_lake(tmp_path, world, EARLY)
@@ -171,7 +172,7 @@ def test_metadata_shows_schema_rows_preview_and_checks(backfill) -> None:
 
 def test_a_missing_required_table_fails_naming_it(world, tmp_path: Path) -> None:
     write_lake(tmp_path, world, EARLY, skip=("funding_rates", "btc_hourly", "macro_observations"))
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         result = run(tmp_path, "2025-04-21", instance)
     assert not result.success
     errors = {e.step_key: e.event_specific_data.error.message for e in result.all_events if e.is_step_failure}
@@ -192,7 +193,7 @@ def test_a_missing_required_table_fails_naming_it(world, tmp_path: Path) -> None
 
 def test_missing_optional_long_short_gives_nulls_and_says_so(world, tmp_path: Path) -> None:
     write_lake(tmp_path, world, EARLY, skip=("long_short_ratio",))
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         result = run(tmp_path, "2025-04-21", instance, [derivatives.weekly_leverage_asset])
         meta = instance.get_latest_materialization_event(
             dg.AssetKey("weekly_leverage")
@@ -215,7 +216,7 @@ def test_blocking_checks_fire_on_wrong_units_and_gaps(world, tmp_path: Path) -> 
             "perp_volume_daily": lambda f: f.filter(pl.col("date") != date(2025, 4, 23)),
         },
     )
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         result = run(
             tmp_path,
             "2025-04-21",

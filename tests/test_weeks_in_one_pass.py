@@ -21,6 +21,7 @@ from pipelines.warehouse import Warehouse, sha256_file
 from tests import _one_pass
 from tests._week_pipeline import COMPUTES
 from tests._weekly_world import build, write_lake
+from tests.conftest import run_instance
 
 UPTO = datetime(2025, 5, 12, tzinfo=UTC)
 # the first two weeks lack days of history some tables need (failures), the others compute
@@ -119,7 +120,7 @@ def test_a_range_of_weeks_is_one_run_and_a_failed_week_is_named_and_alone(
     ranged = _dagster_lake(lake, tmp_path, "ranged", monkeypatch)
     # the range's reports and claim check built by two processes, a week each (pipelines/week_processes.py)
     monkeypatch.setenv("CRYPTO_WEEKLY_WEEK_PROCESSES", "2")
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         run_weeks(good[0], good[-1], instance)
         assert len(instance.get_runs()) == 1
         reports = instance.fetch_materializations(dg.AssetKey("weekly_report"), limit=10).records
@@ -135,7 +136,7 @@ def test_a_range_of_weeks_is_one_run_and_a_failed_week_is_named_and_alone(
     alone = _dagster_lake(lake, tmp_path, "alone", monkeypatch)
     alone.partition_path(COIN_DAILY, week_close_days(broken)[1].isoformat()).unlink()
     monkeypatch.setattr(runner, "run_days", lambda *a, **k: "daily-run")  # the lake already holds the days
-    with dg.instance_for_test() as instance:
+    with run_instance() as instance:
         with pytest.raises(RunFailed) as err:
             run_weeks(weeks[0], weeks[-1], instance)
         assert f"1 of 3 week(s) failed ({broken})" in str(err.value), err.value
