@@ -9,8 +9,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 try:  # Dagster's beta/preview warnings are noise in test output
@@ -95,7 +99,7 @@ def fresh_emulator() -> Iterator[MarketEmulator]:
 
 
 @contextmanager
-def run_instance():
+def run_instance() -> Iterator[dg.DagsterInstance]:
     """A Dagster instance held in memory (``DagsterInstance.ephemeral``), for tests whose in-process runs are read
     back by the same process: a week's runs took a third less time than on ``instance_for_test``'s SQLite files
     (12.8 against 18.4 s, medians of five, each event a commit through a connection of its own). The tests of
@@ -146,7 +150,6 @@ def week_from_november(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bui
     end-to-end tests of tests/test_pipeline_e2e.py, and the determinism test as one of its two runs. Built once per
     session (per xdist worker) instead of once per test. The environment points at it only while it is built;
     a user that runs more on it points the environment at it again (point_env_at)."""
-
     from pipelines.runner import run_week
     from tests._reliability import tree_hashes
 

@@ -108,8 +108,8 @@ def test_transient_faults_are_retried_and_change_nothing(wh, stores, emulator: M
 
 def test_retry_after_is_honoured(wh, emulator: MarketEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     """Through the pipeline's resources (``HTTP_MAX_RETRY_WAIT_SECONDS`` above the server's Retry-After): the
-    chart pulls of the week's days wait the Retry-After of each 429 before asking again, and then store the
-    answer."""
+    chart pulls of the week's days wait the Retry-After of each 429 before asking again, and the run completes
+    (``run_days`` raises otherwise)."""
     monkeypatch.setenv("HTTP_MAX_RETRY_WAIT_SECONDS", "5")
     _chart_fault(emulator, "solana", "429", 2, retry_after=0.6)
     n0 = _chart_requests(emulator)
