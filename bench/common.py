@@ -70,6 +70,23 @@ def temp_env(**extra: str) -> Iterator[Path]:
 
 
 @contextmanager
+def project_instance() -> Iterator[object]:
+    """The Dagster instance the project's commands use (``crypto-weekly``, ``make demo``, ``dagster dev``): the
+    project's ``.dagster_home/dagster.yaml`` (its kept-connection SQLite storage, the run queue and the pools) in
+    the temporary ``DAGSTER_HOME`` of ``temp_env``."""
+    import shutil
+
+    import dagster as dg
+
+    from pipelines.settings import PROJECT_ROOT
+
+    home = Path(os.environ["DAGSTER_HOME"])
+    shutil.copyfile(PROJECT_ROOT / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance
+
+
+@contextmanager
 def emulator(
     rate_limits: bool = False,
     calls_per_minute: int = 0,

@@ -25,6 +25,7 @@ from bench.common import (  # noqa: E402
     daily_range_for,
     emulator,
     peak_rss_mib,
+    project_instance,
     temp_env,
     weekly_keys,
 )
@@ -220,7 +221,7 @@ def backfill(
     ``perps`` perpetuals (``history_days``: see ``daily_range_for``)."""
     t = Timer()
     with t.lap("import"):
-        import dagster as dg
+        import dagster  # noqa: F401 (its import is timed)
 
         import pipelines.definitions  # noqa: F401
     keys = weekly_keys()
@@ -231,7 +232,7 @@ def backfill(
         if mode == "dagster":
             with t.lap("defs"):
                 defs = make_defs()
-            with dg.instance_for_test() as instance:
+            with project_instance() as instance:
                 if prof:
                     prof.enable()
                 with t.lap("daily"):
@@ -273,7 +274,6 @@ def profile_text(prof: cProfile.Profile, n: int = 18) -> str:
 def new_week(mode: str) -> dict:
     """Steady state: the week before is in place; pull, clean and report one new week (the latest)."""
     t = Timer()
-    import dagster as dg
 
     keys = weekly_keys()
     prev, new = keys[-2], keys[-1]
@@ -285,7 +285,7 @@ def new_week(mode: str) -> dict:
     with temp_env() as wh_dir, emulator():
         if mode == "dagster":
             defs = make_defs()
-            with dg.instance_for_test() as instance:
+            with project_instance() as instance:
                 dagster_daily(defs, instance, p_first, p_last)
                 dagster_weeks(defs, instance, [prev])
                 with t.lap("daily"):
@@ -318,7 +318,6 @@ def read_once_elsewhere(wh_dir) -> None:
 def history(weeks_history: int, coins: int = 250) -> dict:
     """One new week with ``weeks_history`` weeks of synthetic ``coin_daily`` history already in the lake (read
     once before by another process, as the weeks before it would have)."""
-    import dagster as dg
 
     from bench import synth
     from bench.steps import METRIC_STEPS, MetricInputs
@@ -334,7 +333,7 @@ def history(weeks_history: int, coins: int = 250) -> dict:
             rows = synth.write_lake_history(wh, coins, first, last)
             read_once_elsewhere(wh_dir)
         defs = make_defs()
-        with dg.instance_for_test() as instance:
+        with project_instance() as instance:
             with t.lap("dagster weekly_job"):
                 dagster_weeks(defs, instance, [week], MARKET_WEEKLY)
         with t.lap("floor weekly steps"):

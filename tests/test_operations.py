@@ -19,7 +19,7 @@ from pipelines.automation.pools import PoolError, check_pools, pool_for
 from pipelines.definitions import make_definitions
 from pipelines.resources import CoinGeckoResource, WarehouseResource
 from pipelines.warehouse import Warehouse
-from tests.conftest import emulator_env
+from tests.conftest import emulator_env, home_instance
 
 REPO = Path(__file__).resolve().parents[1]
 UTC = timezone.utc
@@ -192,7 +192,7 @@ def test_two_runs_at_once_on_one_warehouse(fresh_emulator, tmp_path: Path) -> No
     env = {**os.environ, **emulator_env(fresh_emulator, wh_dir), "DAGSTER_HOME": str(home)}
     # Create the instance's storage first: two processes migrating a fresh DAGSTER_HOME at once corrupt it
     # ("more than one head"); the README says to do the same before starting two writers on a new home.
-    with dg.DagsterInstance.from_config(str(home)):
+    with home_instance(home):
         pass
     procs = [
         subprocess.Popen(
@@ -228,7 +228,7 @@ def test_two_runs_at_once_on_one_warehouse(fresh_emulator, tmp_path: Path) -> No
         for d in (wh.raw_dir / "coingecko" / "market_chart_range").iterdir()
     ]
     assert per_coin and set(per_coin) == {1}
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with home_instance(home) as instance:
         runs = instance.get_runs()
         assert len(runs) == 2 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
 

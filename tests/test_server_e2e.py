@@ -30,7 +30,7 @@ import pytest
 
 from pipelines.emulator.server import MarketEmulator
 from pipelines.runner import PACED_APIS
-from tests.conftest import TEST_NOW
+from tests.conftest import TEST_NOW, home_instance
 
 REPO = Path(__file__).resolve().parents[1]
 DAYS = ("2025-11-16", "2025-11-30")  # the opens and closes of the two weeks
@@ -270,7 +270,7 @@ def test_backfill_through_dagster_dev(dev_server: DevServer) -> None:
     )
 
     # every targeted partition is materialized, by the runs the daemon launched
-    with dg.DagsterInstance.from_config(str(dev_server.home)) as instance:
+    with home_instance(dev_server.home) as instance:
         for key in DAILY_ASSETS:
             got = instance.get_materialized_partitions(dg.AssetKey(key))
             expected = {f"2025-11-{d:02d}" for d in range(16, 31)}
@@ -302,7 +302,7 @@ def test_backfill_through_dagster_dev(dev_server: DevServer) -> None:
 
 
 def _latest_report_materialization(server: DevServer, week: str) -> dg.EventLogRecord:
-    with dg.DagsterInstance.from_config(str(server.home)) as instance:
+    with home_instance(server.home) as instance:
         got = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey("weekly_report"), asset_partitions=[week]), limit=1
         ).records

@@ -1,0 +1,180 @@
+"""The embedded Dagster instance's storage: Dagster's SQLite storage, keeping its database connections open.
+
+Dagster's SQLite storage (``DagsterSqliteStorage``, the default of a ``DAGSTER_HOME`` without a ``storage:`` key)
+builds a new SQLAlchemy engine for every statement group it runs, with no pool: each event a run writes opens the
+run's database file and the index file, compiles its statements again (SQLAlchemy's compiled cache lives on the
+engine), commits (syncing the file), and closes them again (closing the last connection to a WAL database
+checkpoints it). A weekly run writes about 200 events and opens about 760 connections that way.
+
+``KeptConnectionSqliteStorage`` is the same storage, the same files and the same schema (a home can switch to it
+and back), with the engines kept:
+
+* event log: one engine per database file (the index and the run shards), at most ``MAX_RUN_SHARD_ENGINES`` run
+  shards kept, least recently used closed first (a webserver reads many runs); used under Dagster's own lock, as
+  before, so one connection per file is ever checked out;
+* runs: one engine with a pool (threads of the webserver and the daemon each take a connection; any number can,
+  none waits for another);
+* schedules: Dagster's own (the daemon's ticks, a few statements a minute);
+* every connection syncs the write-ahead log at checkpoints, not at each commit (``SQLITE_SYNCHRONOUS``).
+
+Every statement group is still its own transaction (``BEGIN`` ... ``COMMIT``), so other processes (the webserver,
+the daemon, a CLI run, a second run) see each commit as before: SQLite locks the file, not the connection. A
+connection is never used by two threads at once (the event log's lock; the pool's checkout), and an engine made
+before ``os.fork`` is never used by the child (engines are dropped when the process id changes). ``wipe`` closes
+the engines before Dagster deletes the run files, so no kept connection writes into a deleted file.
+
+Configured in ``.dagster_home/dagster.yaml`` (``storage: custom:``); measured with ``bench.phases new_week``
+(``bench/HOTSPOT.md``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from dagster._core.storage.base_storage import DagsterStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    INDEX_SHARD_NAME,
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+    SqliteEventLogStorage,
+)
+from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
+from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
+from dagster._core.storage.sqlite_storage import (
+    DagsterSqliteStorage,
+    _event_logs_directory,
+    _runs_directory,
+    _schedule_directory,
+)
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import QueuePool
+
+# Run shards whose engine stays open in one process (the index shard's always does). A run writes one shard; the
+# webserver reads the shards of the runs it shows.
+MAX_RUN_SHARD_ENGINES = 8
+# The databases are in WAL mode (Dagster sets it): NORMAL syncs the log when it is checkpointed into the database,
+# not at every commit. A process that crashes loses nothing; a power cut or an OS crash can lose the last commits
+# (the runs' latest events) but never leaves a database corrupt (https://sqlite.org/pragma.html#pragma_synchronous).
+# The lake's files are synced by their own writes (pipelines/warehouse.py), and a step whose events were lost is
+# run again by the next run, which rewrites the same partitions.
+SQLITE_SYNCHRONOUS = "NORMAL"
+# Connections the run storage keeps idle; more are opened when more threads need one at once, and closed after.
+RUN_STORAGE_IDLE_CONNECTIONS = 4
+
+
+def _engine(conn_string: str, pool_size: int) -> Engine:
+    """A pooled SQLite engine whose connections may be returned by one thread and taken by another (never used by
+    two at once), waiting up to Dagster's busy timeout for another process's write lock, and syncing the WAL at
+    its checkpoints rather than at every commit (``SQLITE_SYNCHRONOUS``)."""
+    engine = create_engine(
+        conn_string,
+        poolclass=QueuePool,
+        pool_size=pool_size,
+        max_overflow=-1,  # no thread ever waits for a pooled connection
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _synchronous(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
+
+    return engine
+
+
+class KeptConnectionEventLogStorage(SqliteEventLogStorage):
+    """Dagster's SQLite event log with one kept engine per database file (see the module's docstring)."""
+
+    def __init__(self, base_dir: str, inst_data: Any = None):
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._engines_pid = os.getpid()
+        super().__init__(base_dir, inst_data)
+
+    def _kept_engine(self, shard: str) -> Engine:
+        """The shard's engine, made (and the file initialized) on first use; the caller holds ``_db_lock``."""
+        if self._engines_pid != os.getpid():  # a forked child: the parent's connections are not ours to use
+            self._engines = OrderedDict()
+            self._engines_pid = os.getpid()
+        engine = self._engines.pop(shard, None)
+        if engine is None:
+            engine = _engine(self.conn_string_for_shard(shard), pool_size=1)
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+        self._engines[shard] = engine  # the most recently used last
+        run_shards = [s for s in self._engines if s != INDEX_SHARD_NAME]
+        for old in run_shards[: max(0, len(run_shards) - MAX_RUN_SHARD_ENGINES)]:
+            self._engines.pop(old).dispose()
+        return engine
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:
+        with self._db_lock:
+            with self._kept_engine(shard).connect() as conn, conn.begin():
+                yield conn
+
+    def kept_shards(self) -> list[str]:
+        """The database files whose engine is open, least recently used first."""
+        with self._db_lock:
+            return list(self._engines)
+
+    def _close_engines(self) -> None:
+        with self._db_lock:
+            engines, self._engines = self._engines, OrderedDict()
+        for engine in engines.values():
+            engine.dispose()
+
+    def wipe(self) -> None:
+        self._close_engines()  # before the run files are deleted
+        super().wipe()
+
+    def dispose(self) -> None:
+        self._close_engines()
+        super().dispose()
+
+
+class KeptConnectionRunStorage(SqliteRunStorage):
+    """Dagster's SQLite run storage with one pooled engine (see the module's docstring)."""
+
+    def __init__(self, conn_string: str, inst_data: Any = None):
+        self._kept: tuple[int, Engine] | None = None  # (the process that made it, the engine)
+        self._kept_lock = threading.Lock()
+        super().__init__(conn_string, inst_data)
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self._kept_lock:
+            if self._kept is None or self._kept[0] != os.getpid():
+                self._kept = (os.getpid(), _engine(self._conn_string, RUN_STORAGE_IDLE_CONNECTIONS))
+            engine = self._kept[1]
+        with engine.connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        with self._kept_lock:
+            kept, self._kept = self._kept, None
+        if kept is not None and kept[0] == os.getpid():
+            kept[1].dispose()
+        super().dispose()
+
+
+class KeptConnectionSqliteStorage(DagsterSqliteStorage):
+    """``storage: custom:`` for a ``DAGSTER_HOME``: Dagster's SQLite storage in the same files (``base_dir``, as
+    ``storage: sqlite:``), its event log and run storage keeping their connections."""
+
+    def __init__(self, base_dir: str, inst_data: Any = None):
+        # DagsterSqliteStorage.__init__ with the two storages replaced (not made twice)
+        self.base_dir = base_dir
+        self._run_storage = KeptConnectionRunStorage.from_local(_runs_directory(base_dir))
+        self._event_log_storage = KeptConnectionEventLogStorage(_event_logs_directory(base_dir))
+        self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
+        self._inst_data = inst_data
+        DagsterStorage.__init__(self)
+
+    @classmethod
+    def from_config_value(cls, inst_data: Any, config_value: Any) -> KeptConnectionSqliteStorage:
+        return cls.from_local(inst_data=inst_data, **config_value)

@@ -1,0 +1,181 @@
+"""The embedded instance's storage (``pipelines/sqlite_instance.py``): Dagster's SQLite files, connections kept."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy
+
+from pipelines import sqlite_instance
+from pipelines.settings import PROJECT_ROOT
+from pipelines.sqlite_instance import (
+    KeptConnectionEventLogStorage,
+    KeptConnectionRunStorage,
+    KeptConnectionSqliteStorage,
+)
+
+
+@dg.asset(partitions_def=dg.StaticPartitionsDefinition(["a", "b"]))
+def numbers(context) -> dg.MaterializeResult:  # unannotated: Dagster reads the annotation at definition
+    return dg.MaterializeResult(metadata={"partition": context.partition_key})
+
+
+@dg.asset(partitions_def=numbers.partitions_def, deps=[numbers])
+def doubled() -> None:
+    return None
+
+
+JOB = dg.Definitions(assets=[numbers, doubled]).resolve_implicit_global_asset_job_def()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A DAGSTER_HOME holding the project's dagster.yaml, as the CLI makes a new one."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    shutil.copy(PROJECT_ROOT / ".dagster_home" / "dagster.yaml", tmp_path / "dagster.yaml")
+    return tmp_path
+
+
+@contextmanager
+def instance_at(home: Path) -> Iterator[dg.DagsterInstance]:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance
+
+
+@contextmanager
+def default_storage_at(home: Path) -> Iterator[dg.DagsterInstance]:
+    """Dagster's own SQLite storage on the same files (a dagster.yaml without the ``storage`` key)."""
+    plain = home / "plain"
+    plain.mkdir(exist_ok=True)
+    (plain / "dagster.yaml").write_text(f"storage:\n  sqlite:\n    base_dir: {home}\n")
+    with dg.DagsterInstance.from_config(str(plain)) as instance:
+        yield instance
+
+
+@contextmanager
+def sqlite_connections_opened() -> Iterator[list[int]]:
+    """How many SQLite connections every SQLAlchemy engine opens meanwhile."""
+    opened = [0]
+
+    def count(*_: object) -> None:
+        opened[0] += 1
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "connect", count)
+    try:
+        yield opened
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.engine.Engine, "connect", count)
+
+
+def run(instance: dg.DagsterInstance, partition: str = "a") -> str:
+    result = JOB.execute_in_process(instance=instance, partition_key=partition)
+    assert result.success
+    return result.run_id
+
+
+def test_the_projects_home_uses_the_kept_connection_storage(home: Path) -> None:
+    with instance_at(home) as instance:
+        assert isinstance(instance.event_log_storage, KeptConnectionEventLogStorage)
+        assert isinstance(instance.run_storage, KeptConnectionRunStorage)
+        assert instance.event_log_storage.supports_global_concurrency_limits  # the pools need it
+    # Dagster's own files, where Dagster's default storage puts them
+    assert (home / "history" / "runs.db").is_file()
+    assert (home / "history" / "runs" / "index.db").is_file()
+
+
+def test_a_run_opens_a_few_connections_not_a_few_per_event(home: Path) -> None:
+    with instance_at(home) as instance:
+        run(instance)  # the files made and migrated
+        with sqlite_connections_opened() as opened:
+            run_id = run(instance, "b")
+        events = len(instance.all_logs(run_id))
+    assert events > 10
+    # the new run's file (made and migrated through two) and a few of Dagster's own checks with engines of their own
+    assert opened[0] <= 5, opened
+    with default_storage_at(home) as instance:  # what Dagster's own storage does for the same run
+        with sqlite_connections_opened() as opened:
+            run(instance, "b")
+    assert opened[0] > events
+
+
+def test_same_files_read_by_dagsters_own_storage_and_back(home: Path) -> None:
+    """A home can switch to the kept-connection storage and back: both read what the other wrote, and a kept
+    connection sees what another instance (another process) committed after it was opened."""
+    with instance_at(home) as kept:
+        first = run(kept)
+        with default_storage_at(home) as plain:
+            assert plain.get_run_by_id(first) is not None
+            assert len(plain.all_logs(first)) == len(kept.all_logs(first))
+            second = run(plain, "b")
+        assert kept.get_run_by_id(second).is_success
+        latest = kept.get_latest_materialization_event(dg.AssetKey("numbers"))
+        assert latest is not None and latest.run_id == second
+        assert latest.asset_materialization.partition == "b"
+        assert len(kept.all_logs(second)) > 10
+
+
+def test_run_shard_engines_are_bounded_and_the_index_kept(home: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sqlite_instance, "MAX_RUN_SHARD_ENGINES", 2)
+    with instance_at(home) as instance:
+        run_ids = [run(instance, p) for p in ("a", "b", "a", "b")]
+        kept = instance.event_log_storage.kept_shards()
+        assert "index" in kept
+        assert [s for s in kept if s != "index"] == run_ids[-2:]
+        assert len(instance.all_logs(run_ids[0])) > 10  # a closed shard opens again when read
+        assert instance.event_log_storage.kept_shards()[-1] == run_ids[0]
+
+
+def test_wipe_closes_the_engines_before_deleting_the_run_files(home: Path) -> None:
+    with instance_at(home) as instance:
+        old = run(instance)
+        instance.event_log_storage.wipe()
+        assert instance.event_log_storage.kept_shards() == ["index"]  # the wipe of the index opened it again
+        assert not (home / "history" / "runs" / f"{old}.db").exists()
+        new = run(instance, "b")
+        assert len(instance.all_logs(new)) > 10
+        assert instance.get_latest_materialization_event(dg.AssetKey("numbers")).run_id == new
+
+
+def test_connections_sync_at_checkpoints_in_wal_mode(home: Path) -> None:
+    with instance_at(home) as instance:
+        run_id = run(instance)
+        with instance.event_log_storage.run_connection(run_id) as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        with instance.run_storage.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+
+
+def test_a_forked_child_does_not_use_the_parents_connections(home: Path, monkeypatch) -> None:
+    with instance_at(home) as instance:
+        run(instance)
+        storage = instance.event_log_storage
+        before = dict(storage._engines)
+        parent_pid = sqlite_instance.os.getpid()
+        monkeypatch.setattr(sqlite_instance.os, "getpid", lambda: parent_pid + 1)
+        with storage.index_connection():
+            pass
+        assert storage._engines["index"] is not before["index"]
+        run_engine = instance.run_storage._kept[1]
+        with instance.run_storage.connect():
+            pass
+        assert instance.run_storage._kept[1] is not run_engine
+
+
+def test_storage_config_reads_base_dir_from_the_environment(home: Path) -> None:
+    """The project's dagster.yaml names DAGSTER_HOME, so a home copied elsewhere uses its own files."""
+    with instance_at(home) as instance:
+        ref = instance.get_ref().storage_data
+        assert (ref.module_name, ref.class_name) == (
+            "pipelines.sqlite_instance",
+            KeptConnectionSqliteStorage.__name__,
+        )
+        run(instance)
+    with sqlite3.connect(home / "history" / "runs.db") as db:
+        assert db.execute("SELECT count(*) FROM runs").fetchone() == (1,)
