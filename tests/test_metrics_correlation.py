@@ -127,6 +127,42 @@ def test_buckets_on_factor_panel_and_point_in_time():
     assert out.equals(again)
 
 
+def test_a_range_of_weeks_computes_each_weeks_stats_once_with_the_same_rows():
+    """With ``once`` (a range over one snapshot), each week's bucket stats are built once, not as its own week
+    and again as each of the next four weeks' past; every week's rows are those it gets alone, from a frame
+    holding only its own span; a frame that does not hold a week's window computes it itself."""
+    from pipelines.metrics import correlation
+
+    cd = _panel(60, 150, date(2025, 12, 28), seed=3, decouple_from=date(2025, 11, 10))
+    ids = cd["coin_id"].unique().to_list()
+    weeks = [f"2025-{m}" for m in ("11-03", "11-10", "11-17", "11-24", "12-01", "12-08", "12-15", "12-22")]
+    kw = {"window_days": 14, "min_overlap": 10, "lookback_weeks": 4}
+    store: dict = {}
+    builds: list = []
+
+    def once(key, build):
+        if key not in store:
+            builds.append(key[1])
+            store[key] = build()
+        return store[key]
+
+    for week in weeks:
+        # the frame a week gets alone: its lookback and window, up to its close
+        close = correlation.week_window(week).close_day
+        alone = cd.filter(pl.col("date").is_between(close - timedelta(days=7 * 4 + 14 + 1), close))
+        ranged = weekly_correlation_buckets(cd, ids, week, once=once, **kw)
+        assert ranged.equals(weekly_correlation_buckets(alone, ids, week, **kw)), week
+    assert len(builds) == len(set(builds)) == len(weeks) + 4
+    # another membership is another key: nothing shared across different eligible coins
+    weekly_correlation_buckets(cd, ids[:-1], weeks[-1], once=once, **kw)
+    assert len(builds) == len(weeks) + 4 + 5
+    # a frame starting after a past week's window start: that week computed from it, not taken from the store
+    short = cd.filter(pl.col("date") >= date(2025, 12, 10))
+    before = len(store)
+    weekly_correlation_buckets(short, ids, weeks[-1], once=once, **kw)
+    assert len(store) == before
+
+
 def test_real_binance_perps_correlation_and_bucket_return():
     from tests._metrics_real import real_file
 

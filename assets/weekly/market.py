@@ -369,7 +369,12 @@ def compute_correlation(wh, week: str) -> Computed:
     first = w.close_day - timedelta(days=7 * CORR_LOOKBACK_WEEKS + CORR_WINDOW_DAYS + 1)
     cd = coin_daily_between(wh, first, w.close_day, "date, coin_id, symbol, name, price_usd, market_cap_usd")
     df = weekly_correlation_buckets(
-        cd, ids, week, window_days=CORR_WINDOW_DAYS, lookback_weeks=CORR_LOOKBACK_WEEKS
+        cd,
+        ids,
+        week,
+        window_days=CORR_WINDOW_DAYS,
+        lookback_weeks=CORR_LOOKBACK_WEEKS,
+        once=wh.derived if isinstance(wh, LakeSnapshot) else None,  # a range: each week's stats once
     )
     ranges = (
         out_of(df["avg_pairwise_corr"], -1, 1, "avg_pairwise_corr")

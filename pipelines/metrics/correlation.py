@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -131,6 +133,7 @@ def weekly_correlation_buckets(
     btc_id: str = "bitcoin",
     lookback_weeks: int = 4,
     decoupling_threshold: float = 0.10,
+    once: Callable[[Hashable, Callable[[], Any]], Any] | None = None,
 ) -> pl.DataFrame:
     """``weekly_correlation_buckets`` rows for ``week``.
 
@@ -138,15 +141,30 @@ def weekly_correlation_buckets(
     ``window_days`` daily log returns ending at the week's close day. Changes compare with the mean of the
     previous ``lookback_weeks`` weeks (each computed point in time, with its own membership); ``decoupling`` is
     true when the bucket's average correlation to BTC fell by at least ``decoupling_threshold``.
+
+    ``once(key, build)``: ``build()`` once per key over one set of rows (``LakeSnapshot.derived``), so that a range
+    of weeks computes each week's bucket stats once rather than as its own week and again as each of the next
+    ``lookback_weeks`` weeks' past (five times). A week's stats read only its rows from ``window_days`` before its
+    close to its close, so two frames of the same rows that both hold that span give the same stats; a frame that
+    does not hold it computes them itself.
     """
     w = week_window(week)
-    now = _bucket_stats(coin_daily, eligible_ids, week, buckets, window_days, min_overlap, btc_id)
-    past = [
-        _bucket_stats(
-            coin_daily, eligible_ids, shift_week(week, -k), buckets, window_days, min_overlap, btc_id
+    first_day = coin_daily["date"].min() if coin_daily.height else None
+
+    def stats(wk: str) -> dict:
+        def build() -> dict:
+            return _bucket_stats(coin_daily, eligible_ids, wk, buckets, window_days, min_overlap, btc_id)
+
+        span_held = first_day is not None and first_day <= week_window(wk).close_day - timedelta(
+            days=window_days
         )
-        for k in range(1, lookback_weeks + 1)
-    ]
+        if once is None or not span_held:
+            return build()
+        key = ("correlation_bucket_stats", wk, tuple(eligible_ids), buckets, window_days, min_overlap, btc_id)
+        return once(key, build)
+
+    now = stats(week)
+    past = [stats(shift_week(week, -k)) for k in range(1, lookback_weeks + 1)]
 
     def change(name: str, pos: int) -> float | None:
         vals = [p[name][pos] for p in past if p[name][pos] is not None]
