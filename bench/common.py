@@ -76,13 +76,12 @@ def project_instance() -> Iterator[object]:
     the temporary ``DAGSTER_HOME`` of ``temp_env``."""
     import shutil
 
-    import dagster as dg
-
     from pipelines.settings import PROJECT_ROOT
+    from pipelines.sqlite_instance import home_instance
 
     home = Path(os.environ["DAGSTER_HOME"])
     shutil.copyfile(PROJECT_ROOT / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with home_instance(home) as instance:
         yield instance
 
 

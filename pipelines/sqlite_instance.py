@@ -34,8 +34,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import dagster as dg
 from dagster._core.storage.base_storage import DagsterStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
@@ -178,3 +180,13 @@ class KeptConnectionSqliteStorage(DagsterSqliteStorage):
     @classmethod
     def from_config_value(cls, inst_data: Any, config_value: Any) -> KeptConnectionSqliteStorage:
         return cls.from_local(inst_data=inst_data, **config_value)
+
+
+@contextmanager
+def home_instance(home: Path) -> Iterator[dg.DagsterInstance]:
+    """The instance of the DAGSTER_HOME ``home``, opened as Dagster's commands open it: with ``DAGSTER_HOME`` set
+    (for the block), which the project's dagster.yaml reads for where this storage keeps its files."""
+    from pipelines.runner import patched_environ
+
+    with patched_environ({"DAGSTER_HOME": str(home)}), dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance

@@ -113,18 +113,6 @@ def run_instance() -> Iterator[dg.DagsterInstance]:
         instance.dispose()
 
 
-@contextmanager
-def home_instance(home: Path) -> Iterator[dg.DagsterInstance]:
-    """The instance of the DAGSTER_HOME ``home``, opened as Dagster's commands open it: with ``DAGSTER_HOME`` set,
-    which the project's dagster.yaml reads for where its storage is (``pipelines/sqlite_instance.py``)."""
-    import dagster as dg
-
-    from pipelines.runner import patched_environ
-
-    with patched_environ({"DAGSTER_HOME": str(home)}), dg.DagsterInstance.from_config(str(home)) as instance:
-        yield instance
-
-
 def emulator_env(emu: MarketEmulator, wh: Path) -> dict[str, str]:
     """The environment that points the pipeline at ``emu`` and the warehouse ``wh``: its URLs, its fixed clock
     and plan, no pacing. A run without the clock would take the wall clock, whose plan window (365 days back

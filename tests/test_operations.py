@@ -18,8 +18,9 @@ from dagster._core.test_utils import freeze_time
 from pipelines.automation.pools import PoolError, check_pools, pool_for
 from pipelines.definitions import make_definitions
 from pipelines.resources import CoinGeckoResource, WarehouseResource
+from pipelines.sqlite_instance import home_instance
 from pipelines.warehouse import Warehouse
-from tests.conftest import emulator_env, home_instance
+from tests.conftest import emulator_env
 
 REPO = Path(__file__).resolve().parents[1]
 UTC = timezone.utc

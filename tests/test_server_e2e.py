@@ -30,7 +30,8 @@ import pytest
 
 from pipelines.emulator.server import MarketEmulator
 from pipelines.runner import PACED_APIS
-from tests.conftest import TEST_NOW, home_instance
+from pipelines.sqlite_instance import home_instance
+from tests.conftest import TEST_NOW
 
 REPO = Path(__file__).resolve().parents[1]
 DAYS = ("2025-11-16", "2025-11-30")  # the opens and closes of the two weeks

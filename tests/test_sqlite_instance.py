@@ -18,6 +18,7 @@ from pipelines.sqlite_instance import (
     KeptConnectionEventLogStorage,
     KeptConnectionRunStorage,
     KeptConnectionSqliteStorage,
+    home_instance,
 )
 
 
@@ -40,12 +41,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     shutil.copy(PROJECT_ROOT / ".dagster_home" / "dagster.yaml", tmp_path / "dagster.yaml")
     return tmp_path
-
-
-@contextmanager
-def instance_at(home: Path) -> Iterator[dg.DagsterInstance]:
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        yield instance
 
 
 @contextmanager
@@ -80,7 +75,7 @@ def run(instance: dg.DagsterInstance, partition: str = "a") -> str:
 
 
 def test_the_projects_home_uses_the_kept_connection_storage(home: Path) -> None:
-    with instance_at(home) as instance:
+    with home_instance(home) as instance:
         assert isinstance(instance.event_log_storage, KeptConnectionEventLogStorage)
         assert isinstance(instance.run_storage, KeptConnectionRunStorage)
         assert instance.event_log_storage.supports_global_concurrency_limits  # the pools need it
@@ -90,7 +85,7 @@ def test_the_projects_home_uses_the_kept_connection_storage(home: Path) -> None:
 
 
 def test_a_run_opens_a_few_connections_not_a_few_per_event(home: Path) -> None:
-    with instance_at(home) as instance:
+    with home_instance(home) as instance:
         run(instance)  # the files made and migrated
         with sqlite_connections_opened() as opened:
             run_id = run(instance, "b")
@@ -107,7 +102,7 @@ def test_a_run_opens_a_few_connections_not_a_few_per_event(home: Path) -> None:
 def test_same_files_read_by_dagsters_own_storage_and_back(home: Path) -> None:
     """A home can switch to the kept-connection storage and back: both read what the other wrote, and a kept
     connection sees what another instance (another process) committed after it was opened."""
-    with instance_at(home) as kept:
+    with home_instance(home) as kept:
         first = run(kept)
         with default_storage_at(home) as plain:
             assert plain.get_run_by_id(first) is not None
@@ -122,7 +117,7 @@ def test_same_files_read_by_dagsters_own_storage_and_back(home: Path) -> None:
 
 def test_run_shard_engines_are_bounded_and_the_index_kept(home: Path, monkeypatch) -> None:
     monkeypatch.setattr(sqlite_instance, "MAX_RUN_SHARD_ENGINES", 2)
-    with instance_at(home) as instance:
+    with home_instance(home) as instance:
         run_ids = [run(instance, p) for p in ("a", "b", "a", "b")]
         kept = instance.event_log_storage.kept_shards()
         assert "index" in kept
@@ -132,7 +127,7 @@ def test_run_shard_engines_are_bounded_and_the_index_kept(home: Path, monkeypatc
 
 
 def test_wipe_closes_the_engines_before_deleting_the_run_files(home: Path) -> None:
-    with instance_at(home) as instance:
+    with home_instance(home) as instance:
         old = run(instance)
         instance.event_log_storage.wipe()
         assert instance.event_log_storage.kept_shards() == ["index"]  # the wipe of the index opened it again
@@ -143,7 +138,7 @@ def test_wipe_closes_the_engines_before_deleting_the_run_files(home: Path) -> No
 
 
 def test_connections_sync_at_checkpoints_in_wal_mode(home: Path) -> None:
-    with instance_at(home) as instance:
+    with home_instance(home) as instance:
         run_id = run(instance)
         with instance.event_log_storage.run_connection(run_id) as conn:
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
@@ -153,7 +148,7 @@ def test_connections_sync_at_checkpoints_in_wal_mode(home: Path) -> None:
 
 
 def test_a_forked_child_does_not_use_the_parents_connections(home: Path, monkeypatch) -> None:
-    with instance_at(home) as instance:
+    with home_instance(home) as instance:
         run(instance)
         storage = instance.event_log_storage
         before = dict(storage._engines)
@@ -170,7 +165,7 @@ def test_a_forked_child_does_not_use_the_parents_connections(home: Path, monkeyp
 
 def test_storage_config_reads_base_dir_from_the_environment(home: Path) -> None:
     """The project's dagster.yaml names DAGSTER_HOME, so a home copied elsewhere uses its own files."""
-    with instance_at(home) as instance:
+    with home_instance(home) as instance:
         ref = instance.get_ref().storage_data
         assert (ref.module_name, ref.class_name) == (
             "pipelines.sqlite_instance",

@@ -149,19 +149,17 @@ def weekly_correlation_buckets(
     does not hold it computes them itself.
     """
     w = week_window(week)
-    first_day = coin_daily["date"].min() if coin_daily.height else None
+    first_day = coin_daily["date"].min() if once is not None and coin_daily.height else None
 
     def stats(wk: str) -> dict:
         def build() -> dict:
             return _bucket_stats(coin_daily, eligible_ids, wk, buckets, window_days, min_overlap, btc_id)
 
-        span_held = first_day is not None and first_day <= week_window(wk).close_day - timedelta(
-            days=window_days
-        )
-        if once is None or not span_held:
+        # first_day is None without ``once`` (nothing shared) and for an empty frame
+        if first_day is None or first_day > week_window(wk).close_day - timedelta(days=window_days):
             return build()
         key = ("correlation_bucket_stats", wk, tuple(eligible_ids), buckets, window_days, min_overlap, btc_id)
-        return once(key, build)
+        return once(key, build)  # type: ignore[misc]  # not None: first_day is set only with once
 
     now = stats(week)
     past = [stats(shift_week(week, -k)) for k in range(1, lookback_weeks + 1)]
