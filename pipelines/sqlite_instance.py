@@ -15,7 +15,8 @@ and back), with the engines kept:
 * runs: one engine with a pool (threads of the webserver and the daemon each take a connection; any number can,
   none waits for another);
 * schedules: Dagster's own (the daemon's ticks, a few statements a minute);
-* every connection syncs the write-ahead log at checkpoints, not at each commit (``SQLITE_SYNCHRONOUS``).
+* every connection syncs the write-ahead log at checkpoints, not at each commit (``SQLITE_SYNCHRONOUS``);
+* a table of the index file, once found, is not looked for again (``has_table``, asked for every asset event).
 
 Every statement group is still its own transaction (``BEGIN`` ... ``COMMIT``), so other processes (the webserver,
 the daemon, a CLI run, a second run) see each commit as before: SQLite locks the file, not the connection. A
@@ -94,7 +95,19 @@ class KeptConnectionEventLogStorage(SqliteEventLogStorage):
     def __init__(self, base_dir: str, inst_data: Any = None):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._engines_pid = os.getpid()
+        self._tables_found: set[str] = set()
         super().__init__(base_dir, inst_data)
+
+    def has_table(self, table_name: str) -> bool:
+        """Whether the index file has the table. Dagster asks it for every asset event with tags and every check
+        event (a new engine and connection each time); a table once found stays (migrations add tables, never
+        drop them, and ``wipe`` forgets what was found), so only an absent table is looked for again."""
+        if table_name in self._tables_found:
+            return True
+        found = super().has_table(table_name)  # its own engine: callers may hold ``_db_lock``
+        if found:
+            self._tables_found.add(table_name)
+        return found
 
     def _kept_engine(self, shard: str) -> Engine:
         """The shard's engine, made (and the file initialized) on first use; the caller holds ``_db_lock``."""
@@ -132,6 +145,7 @@ class KeptConnectionEventLogStorage(SqliteEventLogStorage):
 
     def wipe(self) -> None:
         self._close_engines()  # before the run files are deleted
+        self._tables_found.clear()
         super().wipe()
 
     def dispose(self) -> None:

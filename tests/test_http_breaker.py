@@ -1,4 +1,5 @@
-"""The circuit breaker for dead base URLs: a closed port on 127.0.0.1 fails every further request at once."""
+"""The HTTP layer: the circuit breaker for dead base URLs (a closed port on 127.0.0.1 fails every further request
+at once) and the JSON check whose decoded body callers read."""
 
 from __future__ import annotations
 
@@ -76,3 +77,20 @@ def test_connect_timeouts_count_read_timeouts_do_not(error: type[httpx.Transport
         src.get("/ping")
     assert isinstance(err.value, HostUnreachableError) is opens
     assert (HostBreaker.for_host("blackhole.test").opened_at is not None) is opens
+
+
+def test_a_json_body_is_decoded_once_and_handed_out_as_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipelines.sources.http as http
+
+    body = b'{"prices": [[1, 2.5]], "name": "x"}'
+    src = HttpSource(
+        "http://emulated", transport=httpx.MockTransport(lambda req: httpx.Response(200, content=body))
+    )
+    decodes: list[bytes] = []
+    real_loads = http.json.loads
+    monkeypatch.setattr(http.json, "loads", lambda raw: decodes.append(raw) or real_loads(raw))
+    fetched = src.get("/coins/x")
+    assert fetched.json() == {"prices": [[1, 2.5]], "name": "x"}
+    assert fetched.json() is fetched.json()  # every caller reads the object the check decoded
+    assert decodes == [body]
+    assert fetched.body == body  # what is stored is still the bytes as received

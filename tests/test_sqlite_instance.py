@@ -91,8 +91,9 @@ def test_a_run_opens_a_few_connections_not_a_few_per_event(home: Path) -> None:
             run_id = run(instance, "b")
         events = len(instance.all_logs(run_id))
     assert events > 10
-    # the new run's file (made and migrated through two) and a few of Dagster's own checks with engines of their own
-    assert opened[0] <= 5, opened
+    # the new run's file (made and migrated through two); the index's tables were found by the first run and are
+    # not looked for again (``has_table``, which Dagster asks with an engine of its own for every tagged event)
+    assert opened[0] <= 2, opened
     with default_storage_at(home) as instance:  # what Dagster's own storage does for the same run
         with sqlite_connections_opened() as opened:
             run(instance, "b")

@@ -206,9 +206,14 @@ class Fetched:
     fetched_at: datetime
     attempts: int
     headers: dict[str, str] = field(default_factory=dict)
+    # The body decoded when it was checked to be JSON (``HttpSource.get``), handed out by ``json`` rather than
+    # decoded again; read it, never change it (every caller is handed the same object).
+    decoded: Any = field(default=None, repr=False, compare=False)
 
     def json(self) -> Any:
-        return json.loads(self.body)
+        if self.decoded is None:
+            self.decoded = json.loads(self.body)
+        return self.decoded
 
     @property
     def text(self) -> str:
@@ -344,9 +349,10 @@ class HttpSource(Closing):
                     status=resp.status_code,
                     body=resp.text,
                 )
+            decoded = None
             if expect_json:
                 try:
-                    json.loads(resp.content)
+                    decoded = json.loads(resp.content)
                 except ValueError as exc:
                     raise _Retryable("body is not valid JSON", resp.status_code, None, resp.text) from exc
             return Fetched(
@@ -362,6 +368,7 @@ class HttpSource(Closing):
                     for k, v in resp.headers.items()
                     if k.lower().startswith(("x-mbx", "x-bapi", "retry"))
                 },
+                decoded=decoded,
             )
 
         retrying = tenacity.Retrying(
