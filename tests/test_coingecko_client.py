@@ -9,7 +9,13 @@ import polars as pl
 import pytest
 
 from pipelines.emulator.server import Fault, MarketEmulator
-from pipelines.sources.coingecko import CoinGeckoClient, parse_market_chart, parse_markets
+from pipelines.sources.coingecko import (
+    CoinGeckoClient,
+    market_chart_errors,
+    parse_market_chart,
+    parse_markets,
+)
+from pipelines.sources.dedupe import ConflictingDuplicates
 from pipelines.sources.http import HistoryLimitError, PayloadError, SourceError
 
 
@@ -73,6 +79,33 @@ def test_reference_sample_parses() -> None:
 def test_drifted_payloads_raise_payload_error(drifted) -> None:
     with pytest.raises(PayloadError):
         parse_market_chart(drifted)
+
+
+def test_charts_checked_together_name_each_bad_one_as_alone() -> None:
+    """The pull checks fetched charts in one parse; the errors are each chart's own, in its position."""
+    good = {"prices": [[1, 2.0], [2, 3.0]], "market_caps": [[1, 5.0]], "total_volumes": []}
+    conflicting = {"prices": [[1, 2.0], [1, 2.5]], "market_caps": [], "total_volumes": []}  # a point twice
+    missing = {"prices": [[1, 2.0]], "market_caps": [[1, 2.0]]}
+    charts = [
+        (good, "/coins/a"),
+        (conflicting, "/coins/b"),
+        (good, "/coins/c"),
+        ([], "/coins/d"),
+        (missing, "/e"),
+    ]
+    errors = market_chart_errors(charts)
+    assert [e is None for e in errors] == [True, False, True, False, False]
+    for (body, endpoint), error in zip(charts, errors, strict=True):
+        if error is None:
+            parse_market_chart(body, endpoint=endpoint)
+            continue
+        with pytest.raises((PayloadError, ValueError)) as alone:
+            parse_market_chart(body, endpoint=endpoint)
+        assert type(error) is type(alone.value) and str(error) == str(alone.value)
+    assert isinstance(errors[1], ConflictingDuplicates) and "ts_ms=1" in str(errors[1])
+    assert isinstance(errors[3], PayloadError) and "/coins/d" in str(errors[3])
+    assert market_chart_errors([(good, "/coins/a")] * 3) == [None] * 3
+    assert market_chart_errors([]) == []
 
 
 @pytest.mark.parametrize("kind", ["429", "500", "502", "503", "truncated", "invalid_json", "reset"])
@@ -193,3 +226,40 @@ def test_charts_are_pulled_coins_at_once_and_reported_in_the_order_asked(fresh_e
     assert [n for n, _, _ in told] == [1, 2, 3, 4, 5] and {t for _, t, _ in told} == {5}
     assert told[-1][2] == "ethereum"  # told when it finished, after the others
     assert fresh_emulator.count("coingecko", "/coins/bitcoin/") == 1
+
+
+def test_a_chart_giving_a_point_twice_with_two_values_is_refused_by_the_pull_naming_its_coin(
+    fresh_emulator, tmp_path
+) -> None:
+    from datetime import date
+
+    from pipelines.pulls.coingecko import pull_market_charts
+    from pipelines.warehouse import Warehouse
+
+    def twice(body: dict) -> dict:
+        first = body["prices"][0]
+        return {**body, "prices": [*body["prices"], [first[0], first[1] * 2]]}
+
+    fresh_emulator.inject(
+        Fault(api="coingecko", path="/coins/solana/", kind="drift", times=None, mutate=twice)
+    )
+    fresh_emulator.inject(
+        Fault(api="coingecko", path="/coins/cardano/", kind="drift", times=None, mutate=list)
+    )
+    wh = Warehouse(tmp_path)
+    with client_for(fresh_emulator, max_attempts=1) as cg:
+        report = pull_market_charts(
+            cg,
+            wh,
+            ["bitcoin", "solana", "ethereum", "cardano"],
+            date(2025, 11, 1),
+            date(2025, 11, 7),
+            now=datetime(2025, 12, 1, tzinfo=timezone.utc),
+        )
+    assert sorted(report.failed) == ["cardano", "solana"]
+    assert "payload not stored" in report.failed["solana"] and "conflicting" in report.failed["solana"]
+    assert "/coins/solana/market_chart/range" in report.failed["solana"]
+    assert "payload changed shape, not stored" in report.failed["cardano"]
+    assert sorted(report.requested) == ["bitcoin", "ethereum"]
+    stored = {p.parent.name for p in wh.raw_files("coingecko", "market_chart_range")}
+    assert stored == {"coin=bitcoin", "coin=ethereum"}

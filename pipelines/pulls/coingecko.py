@@ -16,7 +16,7 @@ import polars as pl
 
 from pipelines import gaps as gaps_mod
 from pipelines.pulls.recorded import StoredPull, close_instant, stamp, stored_range_pulls, uncovered
-from pipelines.sources.coingecko import CoinGeckoClient, parse_global, parse_market_chart, parse_markets
+from pipelines.sources.coingecko import CoinGeckoClient, market_chart_errors, parse_global, parse_markets
 from pipelines.sources.http import Fetched, PayloadError, SourceError
 from pipelines.warehouse import (
     Warehouse,
@@ -31,6 +31,9 @@ SOURCE = "coingecko"
 # Coins whose charts are pulled at once. Requests stay paced by the plan's rate limit whatever the number; with a
 # fast plan (or the emulator) a request's wait overlaps the other coins' parsing and writing.
 CHART_WORKERS = 4
+# Fetched charts checked in one parse before they are stored (``market_chart_errors``): the per-chart cost of a
+# parse paid once a batch. A run interrupted between fetching and storing a batch asks for those coins again.
+CHARTS_PER_CHECK = 25
 CHART_ENDPOINT = "market_chart_range"
 MARKETS_ENDPOINT = "markets"
 # /global, pulled with each /coins/markets snapshot and stored under the same snapshot stamp, so the top coins'
@@ -264,41 +267,60 @@ def pull_market_charts(
         hours=2
     )  # hourly points land minutes late
 
-    def one(coin_id: str) -> tuple[str, str]:
-        """(what happened, the stored file or why not): "failed", "skipped" or "stored"."""
+    def one(coin_id: str) -> tuple[str, str | Fetched]:
+        """(what happened, the response or why not): "failed", "skipped" or "fetched"."""
         if not is_safe_component(coin_id):  # it would become a directory name: never request or store it
             return "failed", f"unsafe coin id {coin_id!r}: not requested (it cannot be a path component)"
         if not force and not uncovered(stored_chart_pulls(wh, coin_id), days):
             return "skipped", ""
         try:
-            fetched = client.market_chart_range(coin_id, start, min(end, now))
+            return "fetched", client.market_chart_range(coin_id, start, min(end, now))
         except SourceError as exc:
             return "failed", str(exc)
-        try:  # schema drift: keep nothing that cannot be cleaned (it would count as covering its days)
-            parse_market_chart(fetched.json(), endpoint=fetched.endpoint)
-        except PayloadError as exc:
-            return "failed", str(
-                fetched.error(
-                    f"payload changed shape, not stored ({str(exc).split(':', 1)[0]})", body=fetched.text
-                )
-            )
-        name = f"{stamp(start)}_{stamp(min(end, now))}__{stamp(fetched.fetched_at)}"
-        return "stored", _store(wh, CHART_ENDPOINT, {"coin": coin_id}, name, fetched)
 
-    # Coins in parallel (each its own directory): a request's wait overlaps the others' parsing and writing, and
-    # the client's pacing (``HostLimiter``) still holds every request to the plan's rate. Progress is told as
-    # pulls finish; the report lists coins in the order asked. A coin named twice is pulled once (its second
-    # mention is skipped: the first pull covers its days).
     unique = list(dict.fromkeys(coin_ids))
     outcomes: dict[str, tuple[str, str]] = {}
+
+    def told(coin_id: str, outcome: tuple[str, str]) -> None:
+        outcomes[coin_id] = outcome
+        if progress:
+            progress(len(outcomes), len(unique), coin_id)
+
+    def check_and_store(batch: list[tuple[str, Fetched]]) -> None:
+        """Schema drift: keep nothing that cannot be cleaned (it would count as covering its days)."""
+        errors = market_chart_errors([(f.json(), f.endpoint) for _, f in batch])
+        for (coin_id, fetched), exc in zip(batch, errors, strict=True):
+            if exc is not None:
+                why = (
+                    f"payload changed shape, not stored ({str(exc).split(':', 1)[0]})"
+                    if isinstance(exc, PayloadError)
+                    else f"payload not stored: {exc}"  # a point given twice with two values
+                )
+                told(coin_id, ("failed", str(fetched.error(why, body=fetched.text))))
+                continue
+            name = f"{stamp(start)}_{stamp(min(end, now))}__{stamp(fetched.fetched_at)}"
+            told(coin_id, ("stored", _store(wh, CHART_ENDPOINT, {"coin": coin_id}, name, fetched)))
+
+    # Coins in parallel (each its own directory): a request's wait overlaps the others' and the checking and
+    # writing of those fetched, and the client's pacing (``HostLimiter``) still holds every request to the plan's
+    # rate. Responses are checked ``CHARTS_PER_CHECK`` at a time, then stored. Progress is told as coins are
+    # done; the report lists coins in the order asked. A coin named twice is pulled once (its second mention is
+    # skipped: the first pull covers its days).
+    fetched_batch: list[tuple[str, Fetched]] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {pool.submit(one, coin_id): coin_id for coin_id in unique}
         try:
             for future in as_completed(futures):
                 coin_id = futures[future]
-                outcomes[coin_id] = future.result()
-                if progress:
-                    progress(len(outcomes), len(unique), coin_id)
+                outcome, detail = future.result()
+                if isinstance(detail, Fetched):
+                    fetched_batch.append((coin_id, detail))
+                    if len(fetched_batch) >= CHARTS_PER_CHECK:
+                        check_and_store(fetched_batch)
+                        fetched_batch = []
+                else:
+                    told(coin_id, (outcome, detail))
+            check_and_store(fetched_batch)
         except BaseException:  # an unexpected error, or an interrupt: the coins not started are not asked
             pool.shutdown(wait=True, cancel_futures=True)
             raise

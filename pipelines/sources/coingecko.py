@@ -206,6 +206,28 @@ def parse_market_charts(bodies: list[Any], endpoint: str = "/coins/{id}/market_c
     )
 
 
+def market_chart_errors(charts: list[tuple[Any, str]]) -> list[PayloadError | ValueError | None]:
+    """For each ``(body, endpoint)``, the error ``parse_market_chart`` raises on the body alone (a
+    ``PayloadError`` for a drifted shape, ``ConflictingDuplicates`` for a point given twice with two values), or
+    None. The bodies are parsed in one pass (``parse_market_charts``); only when that pass fails is each parsed
+    alone, to tell which."""
+    if not charts:
+        return []
+    try:
+        parse_market_charts([body for body, _ in charts])
+        return [None] * len(charts)
+    except (PayloadError, ValueError):
+        pass
+    errors: list[PayloadError | ValueError | None] = []
+    for body, endpoint in charts:
+        try:
+            parse_market_chart(body, endpoint=endpoint)
+            errors.append(None)
+        except (PayloadError, ValueError) as exc:
+            errors.append(exc)
+    return errors
+
+
 def parse_markets(pages: list[Any]) -> pl.DataFrame:
     """Pages of ``/coins/markets`` -> id, symbol, name, market_cap_rank, market_cap (first occurrence wins)."""
     out = []
