@@ -157,6 +157,8 @@ class KeptConnectionEventLogStorage(SqliteEventLogStorage):
             os.link(tmp, path)  # never replaces a file: another process's new file wins
         except FileExistsError:
             return False
+        except OSError:  # a file system without hard links: Dagster makes the file, as it always did
+            return False
         finally:
             tmp.unlink(missing_ok=True)
         return True

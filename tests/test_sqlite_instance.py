@@ -211,3 +211,14 @@ def test_a_new_run_file_is_dagsters_empty_file_copied(home: Path, monkeypatch) -
     assert not storage._new_run_file_from_template(plain_run)
     assert (runs / f"{plain_run}.db").read_bytes() == before
     assert not list(runs.glob(".*.tmp"))
+
+
+def test_without_hard_links_dagster_makes_the_run_file(home: Path, monkeypatch) -> None:
+    def no_links(*_: object) -> None:
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(sqlite_instance.os, "link", no_links)
+    with home_instance(home) as instance:
+        run_id = run(instance)
+        assert len(instance.all_logs(run_id)) > 10
+    assert not list((home / "history" / "runs").glob(".*.tmp"))
