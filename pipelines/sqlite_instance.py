@@ -155,9 +155,9 @@ class KeptConnectionEventLogStorage(SqliteEventLogStorage):
                 fh.flush()
                 os.fsync(fh.fileno())
             os.link(tmp, path)  # never replaces a file: another process's new file wins
-        except FileExistsError:
-            return False
-        except OSError:  # a file system without hard links: Dagster makes the file, as it always did
+        except (
+            OSError
+        ):  # the file made meanwhile, or a file system without hard links: Dagster's to make or check
             return False
         finally:
             tmp.unlink(missing_ok=True)

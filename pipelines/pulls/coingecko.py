@@ -267,14 +267,14 @@ def pull_market_charts(
         hours=2
     )  # hourly points land minutes late
 
-    def one(coin_id: str) -> tuple[str, str | Fetched]:
-        """(what happened, the response or why not): "failed", "skipped" or "fetched"."""
+    def one(coin_id: str) -> Fetched | tuple[str, str]:
+        """The response, or what happened instead and why: ("failed", why) or ("skipped", "")."""
         if not is_safe_component(coin_id):  # it would become a directory name: never request or store it
             return "failed", f"unsafe coin id {coin_id!r}: not requested (it cannot be a path component)"
         if not force and not uncovered(stored_chart_pulls(wh, coin_id), days):
             return "skipped", ""
         try:
-            return "fetched", client.market_chart_range(coin_id, start, min(end, now))
+            return client.market_chart_range(coin_id, start, min(end, now))
         except SourceError as exc:
             return "failed", str(exc)
 
@@ -312,14 +312,14 @@ def pull_market_charts(
         try:
             for future in as_completed(futures):
                 coin_id = futures[future]
-                outcome, detail = future.result()
-                if isinstance(detail, Fetched):
-                    fetched_batch.append((coin_id, detail))
-                    if len(fetched_batch) >= CHARTS_PER_CHECK:
-                        check_and_store(fetched_batch)
-                        fetched_batch = []
-                else:
-                    told(coin_id, (outcome, detail))
+                result = future.result()
+                if not isinstance(result, Fetched):
+                    told(coin_id, result)
+                    continue
+                fetched_batch.append((coin_id, result))
+                if len(fetched_batch) >= CHARTS_PER_CHECK:
+                    check_and_store(fetched_batch)
+                    fetched_batch = []
             check_and_store(fetched_batch)
         except BaseException:  # an unexpected error, or an interrupt: the coins not started are not asked
             pool.shutdown(wait=True, cancel_futures=True)
