@@ -5,6 +5,7 @@ weekly tables) passes."""
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 
 import dagster as dg
 import numpy as np
@@ -115,3 +116,31 @@ def test_a_wrong_metric_function_blocks_the_report(wh, monkeypatch, target, attr
     if target is not pipe:  # the report asset itself refuses to publish
         with pytest.raises(dg.Failure, match="second derivation disagrees"):
             build_report(wh, WEEK)
+
+
+def test_a_long_streak_reads_a_window_and_counts_as_the_whole_history(tmp_path) -> None:
+    """Crypto worst every week of the world (its market caps fall 19% a week): the streak grows by one a week
+    past the first window of 8 weeks, and every week's count equals the one from the widest window
+    (``MAX_STREAK`` weeks, the whole history here)."""
+    from datetime import date, timedelta
+
+    from tests._weekly_world import FIRST_DAY, build, write_lake
+
+    def falling(df: pl.DataFrame) -> pl.DataFrame:
+        days = (pl.col("date") - pl.lit(FIRST_DAY)).dt.total_days()
+        return df.with_columns(pl.col("market_cap_usd") * (-0.03 * days).exp())
+
+    world = build()
+    wh = write_lake(
+        tmp_path,
+        {k: world[k] for k in ("coin_daily", "macro_observations")},
+        datetime(2025, 6, 1, tzinfo=UTC),
+        transform={"coin_daily": falling},
+    )
+    mondays = [FIRST_DAY + timedelta(days=7 * i) for i in range(15)]
+    streaks = [cc.worst_streak_weeks(wh, m.isoformat()) for m in mondays]
+    assert streaks == [None, *range(1, 15)]  # the first week has no open: no return
+    widest = [cc._worst_streak_within(wh, m, cc.MAX_STREAK)[0] for m in mondays]
+    assert streaks == widest
+    assert cc._worst_streak_within(wh, mondays[-1], 8) == (9, True)  # the first window (9 weeks) falls short
+    assert date(2025, 2, 10) == FIRST_DAY

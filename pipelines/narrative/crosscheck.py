@@ -275,11 +275,15 @@ def mean_funding_8h(wh: Warehouse, week: str) -> float | None:
     bounds = [start.date(), end.date(), start, end]
     params = [*bounds, VENUE_GAP, VENUE_FACTOR]
     if _has(wh, "open_interest"):
+        # a rate is weighted by the latest reading at most a day before it: every rate is after the open, so no
+        # reading from before the day before the open weighs anything (the join reads the week, not the history)
+        first = start - timedelta(days=1)
         df = wh.query(
             f"{FUNDING_KEPT_CTE} SELECT f.r8, CASE WHEN f.funding_time - o.ts <= INTERVAL 1 DAY THEN o.oi_usd END AS oi "
-            "FROM f ASOF LEFT JOIN (SELECT exchange, symbol, ts, oi_usd FROM open_interest WHERE ts <= ?) o "
+            "FROM f ASOF LEFT JOIN (SELECT exchange, symbol, ts, oi_usd FROM open_interest "
+            "  WHERE date >= ? AND ts >= ? AND ts <= ?) o "
             "ON f.exchange = o.exchange AND f.symbol = o.symbol AND f.funding_time >= o.ts",
-            [*params, end],
+            [*params, first.date(), first, end],
         )
     else:
         df = wh.query(f"{FUNDING_KEPT_CTE} SELECT r8, NULL::DOUBLE AS oi FROM f", params)
@@ -326,22 +330,57 @@ MAX_STREAK = 104
 def worst_streak_weeks(wh: Warehouse, week: str) -> int | None:
     """Consecutive weeks, ending with ``week``, in which crypto (total market cap) had the lowest weekly return
     of the seven major classes; each week from levels dated up to its own close. None when crypto has no
-    return this week."""
+    return this week.
+
+    The levels are read for a window of weeks before ``week`` (8, doubled while the streak reaches the window's
+    first week, up to ``MAX_STREAK``), not the whole history: a week's return needs levels from
+    ``STREAK_LOOKBACK_DAYS`` before its Monday, so every week the window covers gets the return the whole
+    history gives it (``tests/test_crosscheck.py``)."""
     if not _has(wh, "macro_observations"):
         return None
-    _, close_day, _, _ = _days(week)
+    weeks = 8
+    while True:
+        streak, reached_start = _worst_streak_within(wh, date.fromisoformat(week), weeks)
+        if not reached_start or weeks >= MAX_STREAK:
+            return streak
+        weeks = min(weeks * 2, MAX_STREAK)
+
+
+# A week's return takes each series' last level within MAX_STALE_DAYS of the open (the Sunday before the
+# Monday), and crypto's level on a day counts a coin's reading from up to CRYPTO_CARRY_DAYS before it.
+CRYPTO_CARRY_DAYS = 3
+STREAK_LOOKBACK_DAYS = 1 + MAX_STALE_DAYS + CRYPTO_CARRY_DAYS
+
+
+def _worst_streak_within(wh: Warehouse, monday: date, weeks: int) -> tuple[int | None, bool]:
+    """``worst_streak_weeks`` from the levels of the ``weeks`` weeks before ``monday`` and its own week, and
+    whether the streak needed a week before them (the answer is then only a lower bound)."""
+    close_day = monday + timedelta(days=6)
+    first_exact = monday - timedelta(
+        days=7 * weeks
+    )  # the earliest week whose return the window gives exactly
+    since = first_exact - timedelta(days=STREAK_LOOKBACK_DAYS)
     lv = wh.query(
         # crypto: the daily total with a coin missing up to three days counted at its latest reading
         "WITH obs AS (SELECT coin_id, date, max(market_cap_usd) AS m FROM coin_daily "
-        "  WHERE market_cap_usd > 0 AND date <= ? GROUP BY coin_id, date), "
+        "  WHERE market_cap_usd > 0 AND date >= ? AND date <= ? GROUP BY coin_id, date), "
         "pick AS (SELECT d.date, o.coin_id, arg_max(o.m, o.date) AS m FROM (SELECT DISTINCT date FROM obs) d "
-        "  JOIN obs o ON o.date BETWEEN d.date - 3 AND d.date GROUP BY d.date, o.coin_id) "
+        "  JOIN obs o ON o.date BETWEEN d.date - ? AND d.date GROUP BY d.date, o.coin_id) "
         "SELECT 'crypto' AS s, date, sum(m) AS v FROM pick GROUP BY date "
         "UNION ALL SELECT 'gold' AS s, date, price_usd AS v FROM coin_daily "
-        "WHERE coin_id = 'pax-gold' AND price_usd IS NOT NULL AND date <= ? "
+        "WHERE coin_id = 'pax-gold' AND price_usd IS NOT NULL AND date >= ? AND date <= ? "
         "UNION ALL SELECT series_id AS s, date, value AS v FROM macro_observations "
-        "WHERE value IS NOT NULL AND date <= ? AND list_contains(?, series_id)",
-        [close_day, close_day, close_day, [m for m, _ in MAJORS if m not in ("crypto", "gold")]],
+        "WHERE value IS NOT NULL AND date >= ? AND date <= ? AND list_contains(?, series_id)",
+        [
+            since,
+            close_day,
+            CRYPTO_CARRY_DAYS,
+            since,
+            close_day,
+            since,
+            close_day,
+            [m for m, _ in MAJORS if m not in ("crypto", "gold")],
+        ],
     )
     series: dict[str, list[tuple[date, float]]] = {}
     for s_, d, v in lv.sort("s", "date").iter_rows():
@@ -368,16 +407,18 @@ def worst_streak_weeks(wh: Warehouse, week: str) -> int | None:
                 out[s_] = -UST_D * (b[1] - a[1])
         return out
 
-    w = date.fromisoformat(week)
+    w = monday
     if "crypto" not in returns(w):
-        return None
+        return None, False
     n = 0
     while n < MAX_STREAK:
+        if w < first_exact:
+            return n, True
         r = returns(w)
         if "crypto" not in r or r["crypto"] > min(r.values()):
             break
         n, w = n + 1, w - timedelta(days=7)
-    return n
+    return n, False
 
 
 def _table_value(
