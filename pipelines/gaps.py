@@ -208,7 +208,7 @@ def _merge(records: Iterable[Gap]) -> list[Gap]:
             undated.add(k)
     out = [Gap(k[0], k[1], k[2], tuple(sorted(v)), k[3], k[4], k[5]) for k, v in days.items() if v]
     out += [Gap(k[0], k[1], k[2], (), k[3], k[4], k[5]) for k in undated]
-    return sorted(out, key=lambda g: (g.source, g.dataset, g.key, g.days, g.status or 0, g.reason, g.detail))
+    return sorted(out, key=_ledger_order)
 
 
 def _dataset_files(wh: Warehouse, dataset: str) -> list[Path]:
@@ -293,17 +293,28 @@ def _write_days(wh: Warehouse, dataset: str, gaps: list[Gap], asked: set[str], k
 
 
 def gaps_for_days(wh: Warehouse, days: Iterable[date]) -> list[Gap]:
-    """Every ledger record touching ``days`` (restricted to them), and the unpartitioned ones (FRED)."""
+    """Every ledger record touching ``days`` (restricted to them), and the unpartitioned ones (FRED), in the
+    ledger's order of what is returned. Reads the objects of those days only (and the undated and whole-dataset
+    ones), not the whole ledger: a week's report reads its own week, whatever the history holds."""
     want = {d.isoformat() for d in days}
+    base = ledger_dir(wh)
+    if not base.exists():
+        return []
+    names = {UNDATED} | {f"day={safe_component(d)}.json" for d in want}
+    paths = sorted(base.glob("*.json")) + [p for p in sorted(base.glob("*/*.json")) if p.name in names]
     out = []
-    for g in read_ledger(wh):
+    for g in _merge(r for p in paths for r in _read(p)):
         if not g.days:
             out.append(g)
             continue
         hit = tuple(d for d in g.days if d in want)
         if hit:
             out.append(Gap(g.source, g.dataset, g.key, hit, g.status, g.reason, g.detail))
-    return out
+    return sorted(out, key=_ledger_order)
+
+
+def _ledger_order(g: Gap) -> tuple:
+    return (g.source, g.dataset, g.key, g.days, g.status or 0, g.reason, g.detail)
 
 
 def _span(days: list[str]) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -134,6 +134,59 @@ def test_ledger_keeps_days_not_asked_and_fred_is_replaced_whole(tmp_path: Path) 
     assert gaps.gaps_for_days(wh, [date(2025, 1, 1)]) == [fred]  # unpartitioned: named for any week
     gaps.record_gaps(wh, ing.FRED_DATASET, [], [], replace_all=True)
     assert gaps.read_ledger(wh, ing.FRED_DATASET) == []
+
+
+def test_a_weeks_gaps_read_its_days_only_and_other_weeks_records_do_not_reorder_them(tmp_path: Path) -> None:
+    """``gaps_for_days`` gives what the whole ledger restricted to the days gives, in the ledger's order of the
+    days asked; records of other days (another week's) neither appear nor move the week's lines; a dataset's
+    whole-ledger file of the older layout and the undated records are read too."""
+    wh = Warehouse(tmp_path)
+    week = [date(2025, 11, 17) + timedelta(days=i) for i in range(7)]
+
+    def gap(key: str, reason: str, *days: date) -> gaps.Gap:
+        return gaps.Gap("okx", "okx funding", key, tuple(d.isoformat() for d in days), None, reason)
+
+    gaps.record_gaps(
+        wh,
+        "okx funding",
+        week,
+        [gap("BTCUSDT", gaps.EMPTY, week[4]), gap("BTCUSDT", gaps.NOT_FOUND, week[2])],
+    )
+    before = gaps.gaps_for_days(wh, week)
+    assert [(g.reason, g.days) for g in before] == [
+        (gaps.NOT_FOUND, ("2025-11-19",)),
+        (gaps.EMPTY, ("2025-11-21",)),
+    ]
+    # the week before gets the same gap as the week's later record: merged in the ledger, where its first day
+    # puts it before the other record; the week's lines stay as they were
+    earlier = date(2025, 11, 10)
+    gaps.record_gaps(wh, "okx funding", [earlier], [gap("BTCUSDT", gaps.EMPTY, earlier)])
+    assert [g.reason for g in gaps.read_ledger(wh, "okx funding")] == [gaps.EMPTY, gaps.NOT_FOUND]
+    assert gaps.gaps_for_days(wh, week) == before
+    whole = [
+        gaps.Gap(
+            g.source,
+            g.dataset,
+            g.key,
+            tuple(d for d in g.days if d in {x.isoformat() for x in week}),
+            g.status,
+            g.reason,
+            g.detail,
+        )
+        for g in gaps.read_ledger(wh)
+    ]
+    assert sorted(gaps.gaps_for_days(wh, week), key=str) == sorted([g for g in whole if g.days], key=str)
+    # the undated records and a whole-dataset file of the older layout
+    fred = gaps.Gap("fred", ing.FRED_DATASET, "DGS10", (), 404, gaps.NOT_FOUND)
+    gaps.record_gaps(wh, ing.FRED_DATASET, [], [fred], replace_all=True)
+    legacy = gaps._legacy_path(wh, "bybit funding")
+    gaps._write(
+        legacy,
+        [gaps.Gap("bybit", "bybit funding", "ETHUSDT", ("2025-11-18", "2025-12-25"), 403, gaps.BLOCKED)],
+    )
+    found = gaps.gaps_for_days(wh, week)
+    assert fred in found
+    assert [g.days for g in found if g.source == "bybit"] == [("2025-11-18",)]
 
 
 def test_venue_selection_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
