@@ -264,6 +264,46 @@ def test_claims_read_from_one_query_per_table_week_equal_their_own_queries(tmp_p
             rederive(wh, ghost, rows)
 
 
+def test_predicates_read_their_operands_from_one_query_per_table_week(tmp_path: Path) -> None:
+    """The statements' check gives what each operand's own query gives, in fewer queries; a statement whose
+    operand's row is gone still fails, named."""
+    from pipelines.narrative import claims as claims_mod
+    from pipelines.narrative.predicates import check_predicates
+
+    wh = lake(tmp_path, frames())
+    r = render_week(from_frames(W, frames()))
+    assert r.predicates
+    queries: list[str] = []
+    real_query = wh.query
+
+    def counted(sql, params=None):
+        queries.append(sql)
+        return real_query(sql, params)
+
+    wh.query = counted  # type: ignore[method-assign]
+    shared = check_predicates(wh, W, r.predicates)
+    n_shared = len(queries)
+    own = [[claims_mod.rederive(wh, o["claim"]) for o in d["operands"] if "claim" in o] for d in r.predicates]
+    n_own = len(queries) - n_shared
+    assert all(p.ok for p in shared)
+    assert [
+        [v for v, o in zip(p.values, d["operands"], strict=True) if "claim" in o]
+        for p, d in zip(shared, r.predicates, strict=True)
+    ] == own
+    assert n_shared < n_own, (n_shared, n_own)
+    gone = [
+        {
+            **d,
+            "operands": [
+                {**o, "claim": {**o["claim"], "partition": "2020-01-06"}} if "claim" in o else o
+                for o in d["operands"]
+            ],
+        }
+        for d in r.predicates
+    ]
+    assert not any(p.ok for p in check_predicates(wh, W, gone))
+
+
 def test_the_blocking_check_keeps_the_report_steps_results_while_the_files_are_unchanged(
     tmp_path: Path,
 ) -> None:

@@ -110,10 +110,12 @@ class PredicateResult:
 
 
 def check_predicates(wh, week: str, predicates: list[dict[str, Any]]) -> list[PredicateResult]:
-    """Every predicate re-evaluated on operands re-derived from the lake (claims.rederive)."""
+    """Every predicate re-evaluated on operands re-derived from the lake (claims.rederive; its value operands
+    read from one query per table and week, shared by the check's predicates)."""
     from pipelines.narrative.claims import rederive
 
     out = []
+    week_rows: dict[tuple[str, str], Any] = {}
     for d in predicates:
         values, problem = [], ""
         try:
@@ -122,7 +124,7 @@ def check_predicates(wh, week: str, predicates: list[dict[str, Any]]) -> list[Pr
                     c = o["claim"]
                     if c["partition"] > week:
                         raise ValueError("operand from a later week than the report")
-                    values.append(rederive(wh, c))
+                    values.append(rederive(wh, c, week_rows))
                 else:
                     lit = o["literal"]
                     values.append(date.fromisoformat(lit) if isinstance(lit, str) else lit)
