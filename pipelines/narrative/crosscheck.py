@@ -356,9 +356,8 @@ def _worst_streak_within(wh: Warehouse, monday: date, weeks: int) -> tuple[int |
     """``worst_streak_weeks`` from the levels of the ``weeks`` weeks before ``monday`` and its own week, and
     whether the streak needed a week before them (the answer is then only a lower bound)."""
     close_day = monday + timedelta(days=6)
-    first_exact = monday - timedelta(
-        days=7 * weeks
-    )  # the earliest week whose return the window gives exactly
+    # the earliest week whose return the window gives exactly
+    first_exact = monday - timedelta(days=7 * weeks)
     since = first_exact - timedelta(days=STREAK_LOOKBACK_DAYS)
     lv = wh.query(
         # crypto: the daily total with a coin missing up to three days counted at its latest reading
