@@ -293,9 +293,9 @@ def _write_days(wh: Warehouse, dataset: str, gaps: list[Gap], asked: set[str], k
 
 
 def gaps_for_days(wh: Warehouse, days: Iterable[date]) -> list[Gap]:
-    """Every ledger record touching ``days`` (restricted to them), and the unpartitioned ones (FRED), in the
-    ledger's order of what is returned. Reads the objects of those days only (and the undated and whole-dataset
-    ones), not the whole ledger: a week's report reads its own week, whatever the history holds."""
+    """Every ledger record touching ``days`` (restricted to them), and the unpartitioned ones (FRED), sorted as
+    the ledger sorts its records but by the days returned, so records of other days never move them. Reads the
+    objects of those days only (and the undated and whole-dataset ones), not the whole ledger."""
     want = {d.isoformat() for d in days}
     base = ledger_dir(wh)
     if not base.exists():
