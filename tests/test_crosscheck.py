@@ -122,9 +122,11 @@ def test_a_long_streak_reads_a_window_and_counts_as_the_whole_history(tmp_path) 
     """Crypto worst every week of the world (its market caps fall 19% a week): the streak grows by one a week
     past the first window of 8 weeks, and every week's count equals the one from the widest window
     (``MAX_STREAK`` weeks, the whole history here)."""
-    from datetime import date, timedelta
+    from datetime import timedelta
 
     from tests._weekly_world import FIRST_DAY, build, write_lake
+
+    assert FIRST_DAY.weekday() == 0  # the world starts on a Monday: its weeks are the report's
 
     def falling(df: pl.DataFrame) -> pl.DataFrame:
         days = (pl.col("date") - pl.lit(FIRST_DAY)).dt.total_days()
@@ -143,4 +145,3 @@ def test_a_long_streak_reads_a_window_and_counts_as_the_whole_history(tmp_path) 
     widest = [cc._worst_streak_within(wh, m, cc.MAX_STREAK)[0] for m in mondays]
     assert streaks == widest
     assert cc._worst_streak_within(wh, mondays[-1], 8) == (9, True)  # the first window (9 weeks) falls short
-    assert date(2025, 2, 10) == FIRST_DAY
