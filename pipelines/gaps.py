@@ -183,8 +183,13 @@ def _legacy_path(wh: Warehouse, dataset: str) -> Path:
     return ledger_dir(wh) / f"{safe_component(dataset.replace(' ', '_'))}.json"
 
 
+def _day_name(day: str) -> str:
+    """The name of a dataset's object for ``day``."""
+    return f"day={safe_component(day)}.json"
+
+
 def _day_path(wh: Warehouse, dataset: str, day: str) -> Path:
-    return _dataset_dir(wh, dataset) / f"day={safe_component(day)}.json"
+    return _dataset_dir(wh, dataset) / _day_name(day)
 
 
 _LEDGER_LOCK = threading.Lock()
@@ -221,15 +226,21 @@ def read_ledger(wh: Warehouse, dataset: str | None = None) -> list[Gap]:
     base = ledger_dir(wh)
     if not base.exists():
         return []
-    if dataset:
-        paths = [_legacy_path(wh, dataset), *_dataset_files(wh, dataset)]
-    else:
-        paths = sorted(base.glob("*.json")) + sorted(base.glob("*/*.json"))
+    paths = [_legacy_path(wh, dataset), *_dataset_files(wh, dataset)] if dataset else _ledger_files(base)
     out: list[Gap] = []
     for p in paths:
         if p.exists():
             out += _read(p)
     return _merge(out)
+
+
+def _ledger_files(base: Path, names: set[str] | None = None) -> list[Path]:
+    """Every dataset's whole-ledger file of the older layout, then the datasets' objects (those named ``names``
+    only, when given)."""
+    objects = sorted(base.glob("*/*.json"))
+    return sorted(base.glob("*.json")) + (
+        objects if names is None else [p for p in objects if p.name in names]
+    )
 
 
 def record_gaps(
@@ -300,8 +311,7 @@ def gaps_for_days(wh: Warehouse, days: Iterable[date]) -> list[Gap]:
     base = ledger_dir(wh)
     if not base.exists():
         return []
-    names = {UNDATED} | {f"day={safe_component(d)}.json" for d in want}
-    paths = sorted(base.glob("*.json")) + [p for p in sorted(base.glob("*/*.json")) if p.name in names]
+    paths = _ledger_files(base, {UNDATED} | {_day_name(d) for d in want})
     out = []
     for g in _merge(r for p in paths for r in _read(p)):
         if not g.days:

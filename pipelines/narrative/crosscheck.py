@@ -325,6 +325,10 @@ MAJORS = (
 UST_D = 8.5
 MAX_STALE_DAYS = 5
 MAX_STREAK = 104
+# A week's return takes each series' last level within MAX_STALE_DAYS of the open (the Sunday before the
+# Monday), and crypto's level on a day counts a coin's reading from up to CRYPTO_CARRY_DAYS before it.
+CRYPTO_CARRY_DAYS = 3
+STREAK_LOOKBACK_DAYS = 1 + MAX_STALE_DAYS + CRYPTO_CARRY_DAYS
 
 
 def worst_streak_weeks(wh: Warehouse, week: str) -> int | None:
@@ -344,12 +348,6 @@ def worst_streak_weeks(wh: Warehouse, week: str) -> int | None:
         if not reached_start or weeks >= MAX_STREAK:
             return streak
         weeks = min(weeks * 2, MAX_STREAK)
-
-
-# A week's return takes each series' last level within MAX_STALE_DAYS of the open (the Sunday before the
-# Monday), and crypto's level on a day counts a coin's reading from up to CRYPTO_CARRY_DAYS before it.
-CRYPTO_CARRY_DAYS = 3
-STREAK_LOOKBACK_DAYS = 1 + MAX_STALE_DAYS + CRYPTO_CARRY_DAYS
 
 
 def _worst_streak_within(wh: Warehouse, monday: date, weeks: int) -> tuple[int | None, bool]:
