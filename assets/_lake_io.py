@@ -6,8 +6,9 @@ lake partition key, ``{key: frame}`` (or a ``LakePartitions`` when it also write
 fail once the others are written). ``lake_asset_options`` gives the asset the output type and the IO manager key
 that say so. ``LakeIOManager.handle_output`` then, in the same step:
 
-* writes each partition with ``Warehouse.write_partition`` (the schema check against ``pipelines/schemas.py``, the
-  hive layout ``lake/<table>/<col>=<key>/data.parquet`` and the atomic write stay in the warehouse);
+* writes the partitions with ``Warehouse.write_partitions``, several at a time (the schema check against
+  ``pipelines/schemas.py``, the hive layout ``lake/<table>/<col>=<key>/data.parquet`` and the atomic write stay
+  in the warehouse);
 * refreshes the DuckDB catalog once;
 * attaches each partition's metadata (``table_metadata``: row count, column schema, preview, sha256, path). For a
   partitioned asset (daily or weekly), a partition of the run is a partition of the lake, and each gets its own
@@ -102,11 +103,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
         table = _table_of(context)
         _check_keys(context, table, out)
         wh = self.warehouse.get()
-        written = {key: wh.write_partition(table, key, frame) for key, frame in sorted(out.frames.items())}
-        beside = {
-            other: {key: wh.write_partition(other, key, frame) for key, frame in sorted(frames.items())}
-            for other, frames in out.alongside.items()
-        }
+        written = wh.write_partitions(table, out.frames)
+        beside = {other: wh.write_partitions(other, frames) for other, frames in out.alongside.items()}
         if written or any(beside.values()):
             wh.refresh_catalog()
         per_key = {

@@ -151,6 +151,20 @@ def test_binds_loopback_on_an_ephemeral_port(emulator: MarketEmulator) -> None:
     assert not emulator.url.endswith(":0")
 
 
+def test_hourly_bars_are_the_hours_rows_as_a_block_of_one_hour_gives_them() -> None:
+    """The hourly bars, formatted a column at a time, are the text the block aggregation gives each hour (before
+    the coin lists, across the listing and at the last hour), and a day bar is its 24 hours aggregated."""
+    from pipelines.emulator.binance import HOURS, _block_bar, bars, hourly_bars
+
+    hb = hourly_bars(20250101, 71, "spot")
+    listed = [h for h in range(HOURS) if hb[h, 0] == hb[h, 0]]  # NaN before the listing
+    assert 0 < listed[0] < HOURS - 2000  # the range crosses the listing
+    for lo, hi in ((0, listed[0] + 500), (HOURS - 500, HOURS - 1)):
+        want = [_block_bar(hb, h, 1) for h in listed if lo <= h <= hi]
+        assert bars(20250101, 71, "spot", 1, lo, hi) == want and len(want) > 400
+    assert bars(20250101, 71, "spot", 24, HOURS - 48, HOURS - 47) == [_block_bar(hb, HOURS - 48, 24)]
+
+
 def test_a_kline_page_is_the_first_bars_of_the_whole_range() -> None:
     """A page (``limit``) stops building bars once it has them: the same bars as building the whole range and
     keeping its first ``limit`` (before the coin lists, across the listing, hourly and daily)."""

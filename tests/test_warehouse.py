@@ -68,6 +68,28 @@ def test_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
     assert wh.partition_path(COIN_DAILY, "2025-01-01").read_bytes() == good.path.read_bytes()
 
 
+def test_partitions_written_together_are_the_files_written_one_at_a_time(tmp_path: Path) -> None:
+    """``write_partitions`` (several at a time) gives each partition the bytes ``write_partition`` gives it, in key
+    order; a partition that fails its schema is the error raised, the first in key order, once every other write
+    has ended: those are written whole, the failed ones keep their previous file, no temporary file is left."""
+    frames = {f"2025-01-{d:02d}": rows(d) for d in range(9, 0, -1)}
+    alone = {k: Warehouse(tmp_path / "alone").write_partition(COIN_DAILY, k, f) for k, f in frames.items()}
+    wh = Warehouse(tmp_path / "together")
+    together = wh.write_partitions(COIN_DAILY, frames)
+    assert list(together) == sorted(frames)
+    assert {k: w.sha256 for k, w in together.items()} == {k: w.sha256 for k, w in alone.items()}
+    assert {k: w.rows for k, w in together.items()} == {k: f.height for k, f in frames.items()}
+
+    bad = {**{k: f.head(1) for k, f in frames.items()}, "2025-01-07": rows().drop("name")}
+    bad["2025-01-03"] = rows().with_columns(pl.lit(None, pl.Float64).alias("price_usd"))
+    with pytest.raises(SchemaError, match="price_usd"):
+        wh.write_partitions(COIN_DAILY, bad)
+    for k in frames:
+        kept = k in ("2025-01-03", "2025-01-07")
+        assert wh.read_partition(COIN_DAILY, k).height == (frames[k].height if kept else 1)
+    assert sorted(p.name for p in (tmp_path / "together").rglob("*") if p.is_file() and "tmp" in p.name) == []
+
+
 def test_raw_files_are_never_replaced(tmp_path: Path) -> None:
     wh = Warehouse(tmp_path)
     stored = wh.store_raw(

@@ -99,38 +99,58 @@ def hourly_bars(seed: int, coin: int, venue: str) -> np.ndarray:
     return np.column_stack([o, hi, lo, c, base, quote, trades, base * taker, quote * taker])
 
 
+def _block_bar(hb: np.ndarray, h: int, hours: int) -> list:
+    """The bar of ``hours`` hours opening at hour ``h``, aggregated from the hourly rows, in the REST format."""
+    blk = hb[h : h + hours]
+    t = START_MS + h * HOUR_MS
+    return [
+        t,
+        dec(blk[0, 0]),
+        dec(blk[:, 1].max()),
+        dec(blk[:, 2].min()),
+        dec(blk[-1, 3]),
+        dec(blk[:, 4].sum(), 3),
+        t + hours * HOUR_MS - 1,
+        dec(blk[:, 5].sum(), 5),
+        int(blk[:, 6].sum()),
+        dec(blk[:, 7].sum(), 3),
+        dec(blk[:, 8].sum(), 5),
+        "0",
+    ]
+
+
 def bars(
     seed: int, coin: int, venue: str, hours: int, h_from: int, h_to: int, limit: int | None = None
 ) -> list[list]:
     """Bars of ``hours`` hours opening at hours [h_from, h_to] (aligned), in the REST array format; with
-    ``limit``, only the first ``limit`` of them (a page: the rest is never built)."""
+    ``limit``, only the first ``limit`` of them (a page: the rest is never built). A bar is left out when its
+    first hour has no price (before the coin lists) or it would end after the last hour. An hourly bar is its
+    hour's row: the rows are formatted a column list at a time, the same text as ``_block_bar`` gives (tested),
+    in a fraction of the time (the emulator served a backfill's 670,000 hourly bars a bar at a time)."""
     hb = hourly_bars(seed, coin, venue)
-    out: list[list] = []
-    first = h_from + (-h_from) % hours
-    for h in range(max(first, 0), h_to + 1, hours):
-        if limit is not None and len(out) >= limit:
-            break
-        if h + hours > HOURS or np.isnan(hb[h, 0]):
-            continue
-        blk = hb[h : h + hours]
-        open_ms = START_MS + h * HOUR_MS
-        out.append(
-            [
-                open_ms,
-                dec(blk[0, 0]),
-                dec(blk[:, 1].max()),
-                dec(blk[:, 2].min()),
-                dec(blk[-1, 3]),
-                dec(blk[:, 4].sum(), 3),
-                open_ms + hours * HOUR_MS - 1,
-                dec(blk[:, 5].sum(), 5),
-                int(blk[:, 6].sum()),
-                dec(blk[:, 7].sum(), 3),
-                dec(blk[:, 8].sum(), 5),
-                "0",
-            ]
-        )
-    return out
+    first = max(h_from + (-h_from) % hours, 0)
+    opens = np.arange(first, min(h_to, HOURS - hours) + 1, hours)
+    opens = opens[~np.isnan(hb[opens, 0])][:limit]
+    if hours != 1:
+        return [_block_bar(hb, h, hours) for h in opens.tolist()]
+    open_ms = (START_MS + opens * HOUR_MS).tolist()
+    return [
+        [
+            t,
+            dec(o),
+            dec(hi),
+            dec(lo),
+            dec(c),
+            dec(b, 3),
+            t + HOUR_MS - 1,
+            dec(q, 5),
+            int(n),
+            dec(tb, 3),
+            dec(tq, 5),
+            "0",
+        ]
+        for t, o, hi, lo, c, b, q, n, tb, tq in zip(open_ms, *hb[opens].T.tolist(), strict=True)
+    ]
 
 
 def _int(req: Request, name: str) -> int | None:

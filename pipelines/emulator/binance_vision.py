@@ -55,6 +55,10 @@ METRICS_HEADER = (
 )
 
 
+# the times of day of the metrics files' 288 five-minute rows, as the archive writes them
+FIVE_MINUTE_CLOCKS = tuple(f"{m // 60:02d}:{m % 60:02d}:00" for m in range(0, 24 * 60, 5))
+
+
 def zip_one(name: str, text: str, when: date) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -122,19 +126,24 @@ def register(emu: MarketEmulator) -> None:
         taker = np.exp(rng.normal(0.0, 0.12, 288))
         blank = rng.uniform(0, 1, (288, 3)) < 0.004
         lines = [METRICS_HEADER]
-        t0 = datetime(day.year, day.month, day.day)
-        for k in range(288):
-            cells = [
-                f"{top_count[k]:.8f}",
-                f"{top_sum[k]:.8f}",
-                f"{long_[k] / (1 - long_[k]):.8f}",
-                f"{taker[k]:.8f}",
-            ]
+        day_text, prefix = day.isoformat(), f",{sym},"
+        rows = zip(
+            FIVE_MINUTE_CLOCKS,
+            usd.tolist(),
+            px.tolist(),
+            top_count.tolist(),
+            top_sum.tolist(),
+            long_.tolist(),
+            taker.tolist(),
+            blank.tolist(),
+            strict=True,
+        )
+        for clock, u, p, tc, ts, lg, tk, gaps in rows:
+            cells = [f"{tc:.8f}", f"{ts:.8f}", f"{lg / (1 - lg):.8f}", f"{tk:.8f}"]
             for c in range(3):
-                if blank[k, c]:
+                if gaps[c]:
                     cells[c + 1 if c else 0] = ""
-            ts = (t0 + timedelta(minutes=5 * k)).strftime("%Y-%m-%d %H:%M:%S")
-            lines.append(f"{ts},{sym},{usd[k] / px[k]:.16f},{usd[k]:.16f}," + ",".join(cells))
+            lines.append(f"{day_text} {clock}{prefix}{u / p:.16f},{u:.16f}," + ",".join(cells))
         return "\n".join(lines) + "\n"
 
     @lru_cache(maxsize=256)

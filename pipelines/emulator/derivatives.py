@@ -27,7 +27,7 @@ after a fall), kept within 0.35..0.80.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -77,8 +77,9 @@ class Derivatives:
     price: np.ndarray  # [hour, perp] mark price (USD)
     long_account: np.ndarray  # [hour, perp] share of accounts net long (Binance)
 
-    @property
+    @cached_property
     def symbols(self) -> list[str]:
+        """Each perp's symbol ("BTCUSDT"); built once, as every answer names its rows by it."""
         return [f"{b}USDT" for b in self.bases]
 
     def index(self, symbol: str) -> int:
