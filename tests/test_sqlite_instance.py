@@ -101,6 +101,34 @@ def test_a_run_opens_a_few_connections_not_a_few_per_event(home: Path) -> None:
     assert opened[0] > events
 
 
+def test_a_run_does_not_inspect_the_asset_keys_table_for_each_event(home: Path, monkeypatch) -> None:
+    """Dagster inspects the index's ``asset_keys`` columns for every asset event; the kept-connection storage
+    looks once, and again after ``wipe``."""
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+    looked: list[str] = []
+    inspect = SqlEventLogStorage._has_asset_key_col_on_connection
+
+    def counted(self, conn, column_name: str) -> bool:
+        looked.append(column_name)
+        return inspect(self, conn, column_name)
+
+    monkeypatch.setattr(SqlEventLogStorage, "_has_asset_key_col_on_connection", counted)
+    with home_instance(home) as instance:
+        run(instance)
+        first = len(looked)
+        run_id = run(instance, "b")
+        assert instance.get_latest_materialization_event(dg.AssetKey("doubled")).run_id == run_id
+        assert 0 < first and len(looked) == first
+        instance.wipe()
+        run(instance)
+        assert len(looked) > first
+    with default_storage_at(home) as instance:  # Dagster's own storage: at every asset event
+        before = len(looked)
+        run(instance, "b")
+        assert len(looked) - before >= 2
+
+
 def test_same_files_read_by_dagsters_own_storage_and_back(home: Path) -> None:
     """A home can switch to the kept-connection storage and back: both read what the other wrote, and a kept
     connection sees what another instance (another process) committed after it was opened."""
