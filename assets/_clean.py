@@ -58,7 +58,6 @@ def clean_asset(
         kinds={"python", "parquet", "duckdb"} if duckdb else {"python", "parquet"},
         deps=deps,
         description=description,
-        metadata={"dagster/column_schema": table.dagster_column_schema()},
-        **lake_asset_options(),
+        **lake_asset_options(table),
         **options,
     )

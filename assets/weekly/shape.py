@@ -230,9 +230,8 @@ def weekly_table_asset(
         backfill_policy=dg.BackfillPolicy.single_run(),
         deps=list(deps),
         description=description,
-        metadata={"dagster/column_schema": table.dagster_column_schema()},
         check_specs=specs,
-        **lake_asset_options(),
+        **lake_asset_options(table),
     )
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         wh = warehouse.get()
