@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import re
 
+import matplotlib
 import matplotlib.pyplot as plt
 import pytest
 
@@ -95,3 +96,35 @@ def test_a_report_without_drawn_charts_has_the_same_text() -> None:
     assert all(svg == "" for _, svg in text_only.charts.values())
     assert all(svg.startswith("<svg") for _, svg in drawn.charts.values())
     assert charts._DRAW.get()  # drawing is back on after the report
+
+
+@pytest.mark.parametrize("signs", ["mixed", "positive", "negative"])
+def test_funding_bars_drawn_as_one_collection_are_placed_as_bars_are(signs: str) -> None:
+    """The funding bars are one collection, not an artist per bar: the same axis limits (the bars' foot on the
+    edge where every value has one sign, as ``ax.bar`` keeps it) and date ticks as ``ax.bar`` gives, one bar per
+    week coloured by its sign, a missing week a grey bar of height 0."""
+    from datetime import date, timedelta
+
+    weeks = [date(2025, 3, 31) + timedelta(weeks=k) for k in range(40)]
+    mixed = [None if k % 9 == 4 else ((-1) ** k) * (0.2 + k / 50) for k in range(40)]
+    values = {
+        "mixed": mixed,
+        "positive": [v if v is None else abs(v) for v in mixed],
+        "negative": [v if v is None else -abs(v) for v in mixed],
+    }[signs]
+    colours = [charts.INK if v is None else charts.UP if v >= 0 else charts.DOWN for v in values]
+    placed = []
+    for draw in ("bar", "collection"):
+        with plt.rc_context(charts.RC):
+            fig, ax = plt.subplots(figsize=(6.0, 3.2))
+            if draw == "bar":
+                ax.bar(weeks, [0 if v is None else v for v in values], width=5, color=colours)
+            else:
+                charts._week_bars(ax, weeks, values)
+                (bars,) = ax.collections
+                assert len(bars.get_paths()) == len(weeks) and not ax.patches
+                assert [matplotlib.colors.to_hex(c) for c in bars.get_facecolors()] == colours
+            fig.autofmt_xdate()
+            placed.append((ax.get_xlim(), ax.get_ylim(), [t.get_text() for t in ax.get_xticklabels()]))
+            plt.close(fig)
+    assert placed[0] == placed[1]

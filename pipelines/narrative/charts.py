@@ -9,8 +9,10 @@ import io
 import matplotlib
 
 matplotlib.use("svg")
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import polars as pl
+from matplotlib.collections import PolyCollection
 
 from pipelines.narrative.data import WeekData
 from pipelines.narrative.vocabulary import ASSET_LABELS, INDEX_LABELS
@@ -101,12 +103,7 @@ def funding_and_oi(wd: WeekData) -> str | None:
         fig, ax = plt.subplots(figsize=(6.0, 3.2))
         x = h["week_start"].to_list()
         if has_f:
-            ax.bar(
-                x,
-                [0 if v is None else v for v in fund],
-                width=5,
-                color=[INK if v is None else (UP if v >= 0 else DOWN) for v in fund],
-            )
+            _week_bars(ax, x, fund)
             ax.set_ylabel("funding, bp per 8h")
         line_ax = ax.twinx() if has_f and has_oi else ax
         if has_oi:
@@ -123,6 +120,25 @@ def funding_and_oi(wd: WeekData) -> str | None:
         ax.set_title(title, loc="left")
         fig.autofmt_xdate()
         return _svg(fig)
+
+
+def _week_bars(ax, weeks: list, values: list[float | None]) -> None:
+    """A bar 5 days wide at each week, green up and red down (a missing value: a grey bar of height 0), drawn as
+    one collection: ``ax.bar`` makes an artist per bar, which cost more than a third of this chart at 87 weeks.
+    The bars' foot stays on the axis's edge where every value has one sign, as ``ax.bar`` keeps it (sticky 0)."""
+    xs = mdates.date2num(weeks)
+    heights = [0.0 if v is None else v for v in values]
+    bars = PolyCollection(
+        [
+            [(x - 2.5, 0.0), (x - 2.5, h), (x + 2.5, h), (x + 2.5, 0.0)]
+            for x, h in zip(xs, heights, strict=True)
+        ],
+        facecolors=[INK if v is None else (UP if v >= 0 else DOWN) for v in values],
+        edgecolors="none",
+    )
+    bars.sticky_edges.y.append(0.0)
+    ax.add_collection(bars, autolim=True)
+    ax.xaxis_date()
 
 
 def correlation_buckets(wd: WeekData) -> str | None:
