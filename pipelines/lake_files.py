@@ -43,6 +43,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import polars as pl
@@ -52,12 +53,15 @@ import pyarrow.compute as pc
 from pipelines.schemas import Table
 
 LOG = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # (inode, size, mtime ns, ctime ns): a different value is a different file at the same path
 Identity = tuple[int, int, int, int]
 
 # the tables kept per process, least recently read out first (read_partition's frames: a quarter more)
 MAX_BYTES = 512 << 20
+# the small values kept per file (``LakeFiles.file_value``: a digest, a list of names), least recently used out first
+MAX_FILE_VALUES = 100_000
 FILENAME_COLUMN = "__lake_file"  # the column DuckDB names each row's file in, dropped before a file is kept
 SEGMENT_SUFFIX = ".arrow"
 SEGMENT_FILES = (
@@ -94,6 +98,7 @@ class LakeFiles:
         self._bytes = 0
         self._frames: OrderedDict[str, tuple[Identity, pl.DataFrame]] = OrderedDict()
         self._frame_bytes = 0
+        self._values: OrderedDict[tuple[str, str], tuple[Identity, object]] = OrderedDict()
         self.files_read = 0  # files parsed by this process (a file read again counts again)
 
     def _here(self) -> None:
@@ -193,6 +198,30 @@ class LakeFiles:
             while self._frame_bytes > self.max_bytes // 4 and len(self._frames) > 1:
                 self._frame_bytes -= self._frames.popitem(last=False)[1][1].estimated_size()
         return df.clone()
+
+    def file_value(self, path: str, kind: str, compute: Callable[[], T]) -> T:
+        """``compute()``, a small value derived from the file at ``path`` (``kind`` names it: its sha256, the raw
+        files its rows name), computed again only when the file is another one. A week's report names the
+        partitions it was built from with their hashes (``pipelines.narrative.lineage``); consecutive weeks share
+        half their days and the whole history of their weekly tables, so without this every week of a range
+        hashes those files again, a cost that grows with the history."""
+        self._here()
+        identity = file_identity(
+            os.stat(path)
+        )  # a missing file raises FileNotFoundError, as reading it would
+        key = (path, kind)
+        with self._lock:
+            hit = self._values.get(key)
+            if hit is not None and hit[0] == identity:
+                self._values.move_to_end(key)
+                return hit[1]  # type: ignore[return-value]
+        value = compute()
+        with self._lock:
+            self._values[key] = (identity, value)
+            self._values.move_to_end(key)
+            while len(self._values) > MAX_FILE_VALUES:
+                self._values.popitem(last=False)
+        return value
 
     def _read(self, table: Table, paths: list[str], con: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
         """``paths`` read in one statement and cut back into one table per file (a file of no rows: empty)."""

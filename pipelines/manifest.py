@@ -7,6 +7,7 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
+from pipelines.lake_files import LAKE_FILES
 from pipelines.schemas import Table
 from pipelines.warehouse import Warehouse, sha256_file
 
@@ -49,5 +50,12 @@ def code_version() -> dict[str, str]:
 
 
 def input_entry(wh: Warehouse, table: Table, partition: str) -> dict[str, str]:
+    """A partition the report was built from: its table, partition, path and sha256 (of a local file: hashed
+    once per version of the file in this process, ``LakeFiles.file_value``)."""
     path = wh.partition_path(table, partition)
-    return {"table": table.name, "partition": partition, "path": wh.rel(path), "sha256": sha256_file(path)}
+    digest = (
+        sha256_file(path)
+        if wh.remote
+        else LAKE_FILES.file_value(str(path), "sha256", lambda: sha256_file(path))
+    )
+    return {"table": table.name, "partition": partition, "path": wh.rel(path), "sha256": digest}

@@ -30,3 +30,66 @@ def test_code_version_covers_assets_pipelines_and_the_lock(
         (tmp_path / rel).write_text("x = 2\n")
         seen.add(_version(tmp_path, monkeypatch))
     assert len(seen) == 5  # every edit above moved the version
+
+
+def _coin_rows(raw_files: list[str]):
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    n = len(raw_files)
+    return pl.DataFrame(
+        {
+            "coin_id": [f"c{i}" for i in range(n)],
+            "symbol": ["a"] * n,
+            "name": ["A"] * n,
+            "price_usd": [1.0 + i for i in range(n)],
+            "market_cap_usd": [10.0] * n,
+            "volume_24h_usd": [None] * n,
+            "observed_at": [datetime(2025, 1, 2, tzinfo=UTC)] * n,
+            "raw_file": raw_files,
+        }
+    )
+
+
+def test_input_hashes_and_raw_files_follow_a_rewritten_partition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report's lineage names each clean partition with its sha256 and the raw files its rows came from: each
+    file is hashed and read once per version of it (consecutive weeks share days), and a partition rewritten
+    since (a new file) is hashed and read again."""
+    from pipelines import warehouse as warehouse_mod
+    from pipelines.narrative import lineage
+    from pipelines.schemas import COIN_DAILY
+    from pipelines.warehouse import Warehouse, sha256_file
+
+    wh = Warehouse(tmp_path)
+    wh.write_partition(COIN_DAILY, "2025-01-06", _coin_rows(["raw/b.json", "raw/a.json", "raw/a.json"]))
+    hashed: list[Path] = []
+    monkeypatch.setattr(manifest, "sha256_file", lambda p: (hashed.append(p), sha256_file(p))[1])
+    reads: list[Path] = []
+    real_read = warehouse_mod.Warehouse.read_parquet
+    monkeypatch.setattr(
+        warehouse_mod.Warehouse,
+        "read_parquet",
+        lambda self, p, **kw: (reads.append(p), real_read(self, p, **kw))[1],
+    )
+
+    def entry() -> dict:
+        (e,) = [e for e in lineage.clean_inputs(wh, "2025-01-06") if e["table"] == COIN_DAILY.name]
+        return e
+
+    first = entry()
+    path = wh.partition_path(COIN_DAILY, "2025-01-06")
+    assert first["sha256"] == sha256_file(path) and first["raw_files"] == ["raw/a.json", "raw/b.json"]
+    assert entry() == first and (len(hashed), len(reads)) == (
+        1,
+        1,
+    )  # the same file: neither hashed nor read again
+
+    wh.write_partition(COIN_DAILY, "2025-01-06", _coin_rows(["raw/c.json"]))
+    second = entry()
+    assert second["sha256"] == sha256_file(path) != first["sha256"]
+    assert second["raw_files"] == ["raw/c.json"] and (len(hashed), len(reads)) == (2, 2)
+    second["raw_files"].append("changed by a caller")  # a caller's list is its own
+    assert entry()["raw_files"] == ["raw/c.json"]

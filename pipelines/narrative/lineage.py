@@ -7,9 +7,10 @@ from datetime import timedelta
 from typing import Any
 
 from pipelines.calendar import days_between, week_close_days
+from pipelines.lake_files import LAKE_FILES
 from pipelines.manifest import code_version, input_entry
 from pipelines.narrative.data import BY_NAME
-from pipelines.schemas import TABLES
+from pipelines.schemas import TABLES, Table
 from pipelines.warehouse import Warehouse
 
 
@@ -26,10 +27,21 @@ def clean_inputs(wh: Warehouse, week: str) -> list[dict[str, Any]]:
             key = d.isoformat()
             if wh.has_partition(table, key):
                 entry = input_entry(wh, table, key)
-                raw = wh.read_parquet(wh.partition_path(table, key), columns=["raw_file"])["raw_file"]
-                entry["raw_files"] = sorted(set(raw.drop_nulls().to_list()))
+                entry["raw_files"] = _raw_files(wh, table, key)
                 out.append(entry)
     return out
+
+
+def _raw_files(wh: Warehouse, table: Table, partition: str) -> list[str]:
+    """The distinct raw files a clean partition's rows were read from, sorted (of a local file: read once per
+    version of the file in this process, as consecutive weeks share half their days)."""
+    path = wh.partition_path(table, partition)
+
+    def read() -> list[str]:
+        raw = wh.read_parquet(path, columns=["raw_file"])["raw_file"]
+        return sorted(set(raw.drop_nulls().to_list()))
+
+    return list(read() if wh.remote else LAKE_FILES.file_value(str(path), "raw_files", read))
 
 
 def weekly_inputs(wh: Warehouse, read: dict[str, list[str]]) -> list[dict[str, Any]]:
