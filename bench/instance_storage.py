@@ -141,7 +141,7 @@ def storage_run(
 ) -> dict:
     """``daily_job`` over ``first..last`` as one run on ``storage`` (``sqlite``, or ``postgres`` with ``pg_db`` the
     ``postgres_db`` settings of dagster.yaml), the emulator's clock at ``now``,
-    ``DAGSTER_EVENT_BATCH_SIZE=batch_size`` (0: unset); ``assets``: some of the job's assets only (the test); ``profile``: a cProfile of the storage calls
+    ``DAGSTER_EVENT_BATCH_SIZE=batch_size`` (0: one write per event); ``assets``: some of the job's assets only (the test); ``profile``: a cProfile of the storage calls
     (the top functions by cumulative time, in ``storage_profile``)."""
     import resource
 
@@ -157,7 +157,8 @@ def storage_run(
         raise ValueError("postgres storage needs pg_db")
     overrides = {"storage": {"postgres": {"postgres_db": pg_db}}} if storage == "postgres" else None
     os.environ.pop(BATCH_ENV, None)
-    batch_env = {BATCH_ENV: str(batch_size)} if batch_size else {}
+    # 0 is set too: the project's range runs batch by default (pipelines.runner.range_run_environment)
+    batch_env = {BATCH_ENV: str(batch_size)}
     t = Timer()
     writes = WriteTimer(profile)
     with (

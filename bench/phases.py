@@ -107,13 +107,14 @@ def dagster_daily(
     planned_subset: bool = True,
 ) -> None:
     """``daily_job`` over ``first..last`` as one run, as the project runs it (``pipelines.runner.run_days``): a
-    range records one planned event per asset (``planned_events_lever``; ``planned_subset=False``: one per asset
-    and day, Dagster's default, for the event-cost phase)."""
+    range records one planned event per asset and stores its materializations in batches
+    (``range_run_environment``; ``planned_subset=False``: neither, one planned event per asset and day and one write
+    per event, Dagster's defaults, for the event-cost phase)."""
     from pipelines.calendar import RANGE_END_TAG, RANGE_START_TAG
-    from pipelines.runner import planned_events_lever
+    from pipelines.runner import range_run_environment
 
     tags = {RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()}
-    with planned_events_lever(tags) if planned_subset else nullcontext():
+    with range_run_environment(tags) if planned_subset else nullcontext():
         res = defs.resolve_job_def("daily_job").execute_in_process(
             asset_selection=[dg_key(a) for a in assets] if assets else None,
             instance=instance,
@@ -128,12 +129,12 @@ def dagster_weeks(defs, instance, weeks: list[str], selection: tuple[str, ...] |
     """``weekly_job`` for ``weeks`` (consecutive) as the project runs them: one week alone, many as one run over
     their range (``pipelines.runner.run_weeks``)."""
     from pipelines.calendar import RANGE_END_TAG, RANGE_START_TAG
-    from pipelines.runner import planned_events_lever
+    from pipelines.runner import range_run_environment
 
     job = defs.resolve_job_def("weekly_job")
     one = {"partition_key": weeks[0]} if len(weeks) == 1 else {}
     ranged = {} if one else {"tags": {RANGE_START_TAG: weeks[0], RANGE_END_TAG: weeks[-1]}}
-    with planned_events_lever(ranged.get("tags", {})):
+    with range_run_environment(ranged.get("tags", {})):
         assert job.execute_in_process(
             asset_selection=[dg_key(a) for a in selection] if selection else None,
             instance=instance,

@@ -563,15 +563,18 @@ def dev(port: int, use_emulator: bool, reports_port: int) -> None:
     """Start the Dagster UI (webserver and daemon) on 127.0.0.1 with a persistent DAGSTER_HOME, and serve the
     reports folder beside it (linked from the weekly_report asset's metadata)."""
     from pipelines.report_server import ReportServer
-    from pipelines.runner import emulated_sources, patched_environ
+    from pipelines.runner import EVENT_BATCH_ENV, EVENT_BATCH_SIZE, emulated_sources, patched_environ
 
     root = _prepare()
     home = _ensure_dagster_home()
     ctx = emulated_sources(out_of_process=True) if use_emulator else contextlib.nullcontext()
+    # the runs the UI, the schedules and the sensors launch store a range's materializations in batches, as the
+    # command line's range runs do (``pipelines.runner.range_run_environment``), unless the caller chose otherwise
+    batches = {} if EVENT_BATCH_ENV in os.environ else {EVENT_BATCH_ENV: EVENT_BATCH_SIZE}
     with (
         ctx,
         ReportServer(root / "reports", reports_port) as reports,
-        patched_environ({"CRYPTO_WEEKLY_REPORTS_URL": reports.url}),
+        patched_environ({"CRYPTO_WEEKLY_REPORTS_URL": reports.url, **batches}),
     ):
         click.echo(f"DAGSTER_HOME={home}; UI on http://127.0.0.1:{port}; reports on {reports.url}/")
         cmd = [

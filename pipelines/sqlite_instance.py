@@ -17,6 +17,10 @@ and back), with the engines kept:
 * schedules: Dagster's own (the daemon's ticks, a few statements a minute);
 * every connection syncs the write-ahead log at checkpoints, not at each commit (``SQLITE_SYNCHRONOUS``);
 * a table of the index file, once found, is not looked for again (``has_table``, asked for every asset event);
+* a step's materializations of many partitions, handed over in batches (``DAGSTER_EVENT_BATCH_SIZE``, which the
+  project's range runs set: ``pipelines.runner.range_run_environment``), are written in two transactions per
+  batch, with the asset's row of the index written once (``store_event_batch``); Dagster's SQLite storage writes
+  them one at a time;
 * a run's new file is a copy of an empty one Dagster made in this process, not made and migrated again (about
   0.1 s a run: Dagster parses its migration scripts to stamp each file); a file already there is Dagster's to
   check, as before.
@@ -37,12 +41,15 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._core.errors import DagsterInvariantViolationError
+from dagster._core.events import DagsterEventType
+from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.base_storage import DagsterStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
@@ -128,6 +135,39 @@ class KeptConnectionEventLogStorage(SqliteEventLogStorage):
         if found:
             self._asset_key_columns_found.add(column_name)
         return found
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """One step's materializations (or observations) of many partitions, as Dagster hands them over when
+        ``DAGSTER_EVENT_BATCH_SIZE`` is set (``BATCH_ENV``): the rows ``store_event`` writes one event at a time,
+        written in two transactions for the batch (the run's file, then the index) instead of two per event, and
+        each asset's row of the index (its latest event, serialized again) written once, for the batch's last
+        event of that asset: what writing every event in turn leaves there. Dagster's SQLite storage has no batch
+        write of its own (its batch is a loop of ``store_event``, which any other batch still is). The run's file
+        is written first: when the index's transaction fails, Dagster stores the batch's events again one at a
+        time, so the run's log may show them twice, the index (which the assets' status is read from) once."""
+        kinds = {event.dagster_event_type for event in events}
+        if (
+            len(events) < 2
+            or kinds not in ({DagsterEventType.ASSET_MATERIALIZATION}, {DagsterEventType.ASSET_OBSERVATION})
+            or len({event.run_id for event in events}) != 1
+        ):
+            super().store_event_batch(events)
+            return
+        statements = [self.prepare_insert_event(event) for event in events]
+        with self.run_connection(events[0].run_id) as conn:
+            for statement in statements:
+                conn.execute(statement)
+        with self.index_transaction() as conn:
+            ids = [conn.execute(statement).inserted_primary_key[0] for statement in statements]
+            if any(event_id is None for event_id in ids):
+                raise DagsterInvariantViolationError("Cannot store asset event tags for null event id.")
+            self._store_asset_event_tags(conn, events, ids)
+            latest = {
+                event.get_dagster_event().asset_key: (event, event_id)
+                for event, event_id in zip(events, ids, strict=True)
+            }
+            for event, event_id in latest.values():
+                self._store_asset_event(conn, event, event_id)
 
     def _kept_engine(self, shard: str) -> Engine:
         """The shard's engine, made (and the file initialized) on first use; the caller holds ``_db_lock``."""

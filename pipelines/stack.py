@@ -35,6 +35,7 @@ from pipelines.automation.tags import TRIGGER_TAG
 from pipelines.calendar import DAILY_START, week_close_days
 from pipelines.runner import (
     DERIVATIVES_HISTORY_DAYS,
+    EVENT_BATCH_ENV,
     MARKET_ASSETS,
     PLANNED_SUBSET_ENV,
     RANGE_END_TAG,
@@ -51,7 +52,6 @@ from pipelines.warehouse import warehouse_path
 if TYPE_CHECKING:
     from dagster._core.workspace.context import WorkspaceProcessContext
 
-EVENT_BATCH_ENV = "DAGSTER_EVENT_BATCH_SIZE"
 WORKSPACE = settings.PROJECT_ROOT / "workspace.yaml"
 LOCATION = "crypto_weekly"
 TERMINAL = {

@@ -13,7 +13,7 @@ import pytest
 from bench.phases import DERIVATIVE_PULLS  # the raw assets that follow the top perpetuals (``top_n``)
 from pipelines.emulator.server import Fault, MarketEmulator
 from pipelines.pulls.derivatives import PERP_TOP_N
-from pipelines.runner import RANGE_END_TAG, RANGE_START_TAG, planned_events_lever
+from pipelines.runner import RANGE_END_TAG, RANGE_START_TAG, range_run_environment
 from pipelines.settings import BASE_URLS
 from pipelines.sources.fred import SERIES as FRED_SERIES
 from pipelines.warehouse import Warehouse, sha256_file
@@ -39,11 +39,11 @@ def run(
     instance: dg.DagsterInstance, start: str, end: str, keys: list[str], run_config: dict | None = None
 ) -> dg.ExecuteInProcessResult:
     """``daily_job`` for ``keys`` over ``start..end`` as one run, with the planned events the project's runner
-    records for a range (``planned_events_lever``)."""
+    records for a range (``range_run_environment``)."""
     from pipelines.definitions import make_definitions  # resources read the environment when built
 
     tags = {RANGE_START_TAG: start, RANGE_END_TAG: end}
-    with planned_events_lever(tags):
+    with range_run_environment(tags):
         return (
             make_definitions()
             .resolve_job_def("daily_job")

@@ -293,26 +293,37 @@ def test_a_range_of_days_plans_once_per_asset_and_keeps_each_days_status() -> No
     assert done == {f"2025-11-0{d}" for d in range(1, 6)}
 
 
-def test_the_planned_events_lever_is_set_for_a_range_only_and_never_over_the_callers_choice(
+def test_the_range_run_environment_is_set_for_a_range_only_and_never_over_the_callers_choice(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``planned_events_lever``, which the runner, the bench and the tests' range runs share: set inside the block
-    for range tags whose ends differ, not for one day or a partition key, not over a value the caller set."""
+    """``range_run_environment``, which the runner, the bench and the tests' range runs share: one planned event
+    per asset and materializations stored in batches, set inside the block for range tags whose ends differ, not
+    for one day or a partition key, not over a value the caller set."""
     import os
 
-    from pipelines.runner import PLANNED_SUBSET_ENV, RANGE_END_TAG, RANGE_START_TAG, planned_events_lever
+    from pipelines.runner import (
+        EVENT_BATCH_ENV,
+        PLANNED_SUBSET_ENV,
+        RANGE_END_TAG,
+        RANGE_START_TAG,
+        range_run_environment,
+    )
 
-    monkeypatch.delenv(PLANNED_SUBSET_ENV, raising=False)
+    levers = (PLANNED_SUBSET_ENV, EVENT_BATCH_ENV)
+    for var in levers:
+        monkeypatch.delenv(var, raising=False)
     cases = {
-        "range": ({RANGE_START_TAG: "2025-11-01", RANGE_END_TAG: "2025-11-05"}, "1"),
-        "one day": ({RANGE_START_TAG: "2025-11-01", RANGE_END_TAG: "2025-11-01"}, None),
-        "no range": ({"dagster/partition": "2025-11-01"}, None),
+        "range": ({RANGE_START_TAG: "2025-11-01", RANGE_END_TAG: "2025-11-05"}, ("1", "100")),
+        "one day": ({RANGE_START_TAG: "2025-11-01", RANGE_END_TAG: "2025-11-01"}, (None, None)),
+        "no range": ({"dagster/partition": "2025-11-01"}, (None, None)),
     }
     for name, (tags, inside) in cases.items():
-        with planned_events_lever(tags):
-            assert os.environ.get(PLANNED_SUBSET_ENV) == inside, name
-        assert PLANNED_SUBSET_ENV not in os.environ, name
+        with range_run_environment(tags):
+            assert tuple(os.environ.get(v) for v in levers) == inside, name
+        assert not any(v in os.environ for v in levers), name
     monkeypatch.setenv(PLANNED_SUBSET_ENV, "0")
-    with planned_events_lever(cases["range"][0]):
-        assert os.environ[PLANNED_SUBSET_ENV] == "0"
+    monkeypatch.setenv(EVENT_BATCH_ENV, "0")
+    with range_run_environment(cases["range"][0]):
+        assert tuple(os.environ[v] for v in levers) == ("0", "0")
+    assert tuple(os.environ[v] for v in levers) == ("0", "0")
     assert os.environ[PLANNED_SUBSET_ENV] == "0"

@@ -250,3 +250,88 @@ def test_without_hard_links_dagster_makes_the_run_file(home: Path, monkeypatch) 
         run_id = run(instance)
         assert len(instance.all_logs(run_id)) > 10
     assert not list((home / "history" / "runs").glob(".*.tmp"))
+
+
+DAYS = dg.DailyPartitionsDefinition(start_date="2025-11-01", end_date="2025-11-06")
+
+
+@dg.asset(partitions_def=DAYS, backfill_policy=dg.BackfillPolicy.single_run())
+def day_rows(context) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"days": len(context.partition_keys)})
+
+
+@dg.asset(partitions_def=DAYS, backfill_policy=dg.BackfillPolicy.single_run(), deps=[day_rows])
+def day_totals() -> None:
+    return None
+
+
+RANGE_JOB = dg.Definitions(assets=[day_rows, day_totals]).resolve_implicit_global_asset_job_def()
+
+
+def _range_run(instance: dg.DagsterInstance) -> dict:
+    """The job over the five days as one run; what the run's log and the index then hold of its
+    materializations."""
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    tags = {ASSET_PARTITION_RANGE_START_TAG: "2025-11-01", ASSET_PARTITION_RANGE_END_TAG: "2025-11-05"}
+    result = RANGE_JOB.execute_in_process(instance=instance, tags=tags)
+    assert result.success
+    out: dict = {}
+    for key in (day_rows.key, day_totals.key):
+        logged = [
+            (e.dagster_event.partition, e.dagster_event.step_materialization_data.materialization.metadata)
+            for e in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+            if e.dagster_event.asset_key == key
+        ]
+        records = instance.fetch_materializations(key, limit=100, ascending=True).records
+        latest = instance.get_latest_materialization_event(key)
+        out[key.to_user_string()] = (
+            logged,
+            [(r.partition_key, r.run_id == result.run_id) for r in records],
+            sorted(instance.get_materialized_partitions(key)),
+            (latest.dagster_event.partition, latest.run_id == result.run_id),
+            # no code version given: Dagster's is the run's id
+            instance.get_latest_materialization_code_versions([key]) == {key: result.run_id},
+        )
+    return out
+
+
+def test_a_ranges_materializations_stored_in_batches_record_what_one_at_a_time_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``DAGSTER_EVENT_BATCH_SIZE`` (set for range runs by ``pipelines.runner.range_run_environment``), a
+    step's per-day materializations reach the storage in batches: the run's log, every partition's record in the
+    index, the materialized partitions and each asset's latest event are the same as storing each event alone,
+    and each batch of several events updates its asset's row once (Dagster's SQLite storage has no batch write:
+    once per event)."""
+    from pipelines.runner import EVENT_BATCH_ENV
+
+    updates: list[str] = []
+    store = KeptConnectionEventLogStorage._store_asset_event
+
+    def counted(self, conn, event, event_id) -> None:
+        if event.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            updates.append(event.dagster_event.partition)
+        store(self, conn, event, event_id)
+
+    monkeypatch.setattr(KeptConnectionEventLogStorage, "_store_asset_event", counted)
+    seen = {}
+    for batch in (None, "2"):
+        home = tmp_path / f"batch-{batch}"
+        home.mkdir()
+        shutil.copy(PROJECT_ROOT / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
+        if batch is None:
+            monkeypatch.delenv(EVENT_BATCH_ENV, raising=False)
+        else:
+            monkeypatch.setenv(EVENT_BATCH_ENV, batch)
+        updates.clear()
+        with home_instance(home) as instance:
+            seen[batch] = _range_run(instance)
+        seen[batch, "updates"] = list(updates)
+    assert seen[None] == seen["2"]
+    days = ["2025-11-01", "2025-11-02", "2025-11-03", "2025-11-04", "2025-11-05"]
+    assert [p for p, _ in seen[None]["day_rows"][0]] == days
+    assert seen[None]["day_rows"][1] == [(d, True) for d in days]
+    assert seen[None, "updates"] == days * 2  # one at a time: the asset's row written at every event
+    # batches of 2, 2 and 1 per asset: the row written for the last event of each
+    assert seen["2", "updates"] == ["2025-11-02", "2025-11-04", "2025-11-05"] * 2
