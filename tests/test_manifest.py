@@ -33,23 +33,12 @@ def test_code_version_covers_assets_pipelines_and_the_lock(
 
 
 def _coin_rows(raw_files: list[str]):
-    from datetime import UTC, datetime
-
+    """``coin_daily`` rows (``tests.test_warehouse.rows``), one per raw file named."""
     import polars as pl
 
-    n = len(raw_files)
-    return pl.DataFrame(
-        {
-            "coin_id": [f"c{i}" for i in range(n)],
-            "symbol": ["a"] * n,
-            "name": ["A"] * n,
-            "price_usd": [1.0 + i for i in range(n)],
-            "market_cap_usd": [10.0] * n,
-            "volume_24h_usd": [None] * n,
-            "observed_at": [datetime(2025, 1, 2, tzinfo=UTC)] * n,
-            "raw_file": raw_files,
-        }
-    )
+    from tests.test_warehouse import rows
+
+    return rows(len(raw_files)).with_columns(pl.Series("raw_file", raw_files))
 
 
 def test_input_hashes_and_raw_files_follow_a_rewritten_partition(
