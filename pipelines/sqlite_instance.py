@@ -138,7 +138,7 @@ class KeptConnectionEventLogStorage(SqliteEventLogStorage):
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """One step's materializations (or observations) of many partitions, as Dagster hands them over when
-        ``DAGSTER_EVENT_BATCH_SIZE`` is set (``BATCH_ENV``): the rows ``store_event`` writes one event at a time,
+        ``DAGSTER_EVENT_BATCH_SIZE`` is set (``pipelines.runner.EVENT_BATCH_ENV``): the rows ``store_event`` writes one event at a time,
         written in two transactions for the batch (the run's file, then the index) instead of two per event, and
         each asset's row of the index (its latest event, serialized again) written once, for the batch's last
         event of that asset: what writing every event in turn leaves there. Dagster's SQLite storage has no batch
