@@ -138,13 +138,14 @@ class KeptConnectionEventLogStorage(SqliteEventLogStorage):
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """One step's materializations (or observations) of many partitions, as Dagster hands them over when
-        ``DAGSTER_EVENT_BATCH_SIZE`` is set (``pipelines.runner.EVENT_BATCH_ENV``): the rows ``store_event`` writes one event at a time,
-        written in two transactions for the batch (the run's file, then the index) instead of two per event, and
-        each asset's row of the index (its latest event, serialized again) written once, for the batch's last
-        event of that asset: what writing every event in turn leaves there. Dagster's SQLite storage has no batch
-        write of its own (its batch is a loop of ``store_event``, which any other batch still is). The run's file
-        is written first: when the index's transaction fails, Dagster stores the batch's events again one at a
-        time, so the run's log may show them twice, the index (which the assets' status is read from) once."""
+        ``DAGSTER_EVENT_BATCH_SIZE`` is set (``pipelines.runner.EVENT_BATCH_ENV``): the rows ``store_event``
+        writes one event at a time, written in two transactions for the batch (the run's file, then the index)
+        instead of two per event, and each asset's row of the index (its latest event, serialized again) written
+        once, for the batch's last event of that asset: what writing every event in turn leaves there. Dagster's
+        SQLite storage has no batch write of its own (its batch is a loop of ``store_event``, which any other
+        batch still is). The run's file is written first: when the index's transaction fails, Dagster stores the
+        batch's events again one at a time, so the run's log may show them twice, the index (which the assets'
+        status is read from) once."""
         kinds = {event.dagster_event_type for event in events}
         if (
             len(events) < 2
