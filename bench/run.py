@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> Path:
         f"{cfg['perps']} perpetuals followed; FRED), every clean table, the 15 weekly tables and the report with its claim check. "
         "`dagster`: the project's `daily_job` as ONE run over the day range (partition-range tags), then "
         "`weekly_job` as ONE run over the weekly range (one pass over the lake per weekly table), each range run with "
-        "one planned event per asset as `pipelines.runner` runs them (`range_run_environment`), in process, temp warehouse, the project's instance configuration in a temporary `DAGSTER_HOME` (`bench.common.project_instance`: the kept-connection SQLite storage, `pipelines/sqlite_instance.py`, the run queue and the pools). "
+        "one planned event per asset and the materializations stored in batches, as `pipelines.runner` runs them (`range_run_environment`), in process, temp warehouse, the project's instance configuration in a temporary `DAGSTER_HOME` (`bench.common.project_instance`: the kept-connection SQLite storage, `pipelines/sqlite_instance.py`, the run queue and the pools). "
         "`floor`: the same computations as plain code (for the days, every asset of `daily_job` in dependency order, its "
         "body invoked directly with the same run config, without a run: `bench/steps.py` `daily_steps`, `run_daily`; for "
         "the weeks the set-based floor, `bench/phases.py` `floor_weeks`: every weekly table for all weeks in one pass, then "
