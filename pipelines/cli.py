@@ -563,14 +563,20 @@ def dev(port: int, use_emulator: bool, reports_port: int) -> None:
     """Start the Dagster UI (webserver and daemon) on 127.0.0.1 with a persistent DAGSTER_HOME, and serve the
     reports folder beside it (linked from the weekly_report asset's metadata)."""
     from pipelines.report_server import ReportServer
-    from pipelines.runner import EVENT_BATCH_ENV, EVENT_BATCH_SIZE, emulated_sources, patched_environ
+    from pipelines.runner import (
+        EVENT_BATCH_ENV,
+        EVENT_BATCH_SIZE,
+        emulated_sources,
+        patched_environ,
+        unset_only,
+    )
 
     root = _prepare()
     home = _ensure_dagster_home()
     ctx = emulated_sources(out_of_process=True) if use_emulator else contextlib.nullcontext()
     # the runs the UI, the schedules and the sensors launch store a range's materializations in batches, as the
     # command line's range runs do (``pipelines.runner.range_run_environment``), unless the caller chose otherwise
-    batches = {} if EVENT_BATCH_ENV in os.environ else {EVENT_BATCH_ENV: EVENT_BATCH_SIZE}
+    batches = unset_only({EVENT_BATCH_ENV: EVENT_BATCH_SIZE})
     with (
         ctx,
         ReportServer(root / "reports", reports_port) as reports,

@@ -29,6 +29,10 @@ record: removing ``read_cache/`` loses nothing. Segments are uncompressed, so a 
 (the demo's 49 segments: 13 ms; 0.16 s with LZ4), at about twice the lake's size on disk (47.7 MB beside the
 demo's 23 MB lake; 14.9 MB with LZ4).
 
+A few small values derived from a file (its sha256, the raw files its rows name: a report's lineage) are kept the
+same way, by path and identity (``file_value``), so consecutive weeks of a range do not hash their shared files
+again.
+
 Only for a lake on the local file system: a lake on object storage is read through DuckDB views over its
 filesystem, whose own cache keys objects by their ETag (``pipelines/warehouse.py``).
 """

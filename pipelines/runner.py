@@ -92,6 +92,12 @@ def patched_environ(env: dict[str, str]) -> Iterator[dict[str, str]]:
                 os.environ[k] = v
 
 
+def unset_only(env: dict[str, str]) -> dict[str, str]:
+    """``env`` without the variables this process's environment already sets: defaults that never override the
+    caller's choice (for ``patched_environ``)."""
+    return {k: v for k, v in env.items() if k not in os.environ}
+
+
 class EmulatorProcess:
     """The market emulator served by another process (``crypto-weekly emulator``), so that this interpreter does
     not also answer every request it makes: what ``make demo`` and ``make backfill EMULATOR=1`` use. Its URLs,
@@ -291,7 +297,7 @@ def range_run_environment(tags: dict[str, str]) -> AbstractContextManager[dict[s
     it; otherwise nothing changed."""
     ranged = RANGE_START_TAG in tags and tags[RANGE_START_TAG] != tags.get(RANGE_END_TAG)
     levers = {PLANNED_SUBSET_ENV: "1", EVENT_BATCH_ENV: EVENT_BATCH_SIZE} if ranged else {}
-    return patched_environ({k: v for k, v in levers.items() if k not in os.environ})
+    return patched_environ(unset_only(levers))
 
 
 def _execute(

@@ -71,10 +71,8 @@ def test_input_hashes_and_raw_files_follow_a_rewritten_partition(
     first = entry()
     path = wh.partition_path(COIN_DAILY, "2025-01-06")
     assert first["sha256"] == sha256_file(path) and first["raw_files"] == ["raw/a.json", "raw/b.json"]
-    assert entry() == first and (len(hashed), len(reads)) == (
-        1,
-        1,
-    )  # the same file: neither hashed nor read again
+    # the same file: neither hashed nor read again
+    assert entry() == first and (len(hashed), len(reads)) == (1, 1)
 
     wh.write_partition(COIN_DAILY, "2025-01-06", _coin_rows(["raw/c.json"]))
     second = entry()
