@@ -73,7 +73,7 @@ def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
         text=True,
         timeout=120,
     ).stdout
-    assert dom.count("<svg") == 5
+    assert dom.count("<svg") == 6
     assert "Market Update – <span" in dom and ">November 24, 2025</span>" in dom
     assert "<script" not in dom  # the hostile name stayed text
     import os

@@ -298,16 +298,6 @@ def test_many_weeks_every_sentence_checked(many_weeks) -> None:
     assert len(views) == len(many_weeks)  # no two weeks share a view
 
 
-def test_funding_chart_has_no_empty_open_interest_axis() -> None:
-    from pipelines.narrative.charts import funding_and_oi
-
-    fr = frames()
-    assert "axes_2" in funding_and_oi(from_frames(W, fr))  # funding bars and the OI line: two axes
-    fr["weekly_leverage"] = fr["weekly_leverage"].with_columns(oi_close_usd=pl.lit(None, pl.Float64))
-    svg = funding_and_oi(from_frames(W, fr))
-    assert svg is not None and "axes_2" not in svg
-
-
 def test_markdown_appendix_is_compact(tmp_path: Path) -> None:
     from tests.test_narrative_report import lake
 

@@ -124,7 +124,7 @@ def test_report_has_the_model_shape_and_spans() -> None:
         '<span class="num" data-source="weekly_index_returns/week=2025-11-17#return_pct[index=l2]"' in r.html
     )
     assert (
-        r.html.count("<svg") == 5
+        r.html.count("<svg") == 6
         and "http://" not in r.html.replace("http://www.w3.org", "")
         and "<script" not in r.html
     )

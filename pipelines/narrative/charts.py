@@ -1,69 +1,116 @@
-"""Charts as inline SVG, byte-deterministic: fixed ``svg.hashsalt``, no date or creator in the metadata,
-text drawn as paths (no fonts needed by the viewer), and the Agg-free SVG backend only."""
+"""The report's charts as inline SVG, drawn by pygal (a chart library that writes SVG elements directly, about
+15 ms a chart; matplotlib took 90-130 ms, most of a week's report in a backfill: `bench/HOTSPOT.md`).
+
+Every chart is byte-deterministic and self-contained: its id is its name (pygal draws a random one; the id also
+scopes the chart's stylesheet inside the HTML page, so each name appears once in a report), no script (pygal's
+tooltips load JavaScript from its website: none is linked and its inline configuration is removed), no comment
+(pygal writes the day it drew the chart), no XML prolog, text as SVG text in a sans-serif font the viewer has. A series with no value in the history is not drawn,
+and a chart with nothing to draw is left out (``docs/narrative.md``)."""
 
 from __future__ import annotations
 
 import contextvars
-import io
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("svg")
-import matplotlib.dates as mdates
-import matplotlib.pyplot as plt
 import polars as pl
-from matplotlib.collections import PolyCollection
+import pygal
+from pygal.etree import etree as pygal_etree
+from pygal.style import Style
 
 from pipelines.narrative.data import WeekData
 from pipelines.narrative.vocabulary import ASSET_LABELS, INDEX_LABELS
 
-RC = {
-    "svg.hashsalt": "crypto-weekly",
-    "svg.fonttype": "path",
-    "font.family": "DejaVu Sans",
-    "font.size": 10,  # legible when a 6-inch figure is scaled to a phone's width
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-}
+# The standard library's ElementTree, whether or not lxml is installed: the two write the same drawing with
+# different bytes, and a report's bytes must not depend on what else is installed.
+pygal_etree.to_etree()
+
 UP, DOWN, INK = "#1a7f37", "#cf222e", "#57606a"
-# False inside ``render_charts(wd, draw=False)``: ``_svg`` closes each figure without drawing it.
+LINES = ("#0969da", "#bc4c00", "#8250df", "#1a7f37", "#cf222e", "#57606a")
+STYLE = Style(
+    background="#ffffff",
+    plot_background="#ffffff",
+    foreground=INK,
+    foreground_strong="#24292f",
+    foreground_subtle="#8c959f",
+    font_family="'DejaVu Sans', 'Helvetica Neue', Arial, sans-serif",
+    # legible when the 520-pixel figure is scaled to a phone's width
+    title_font_size=13,
+    label_font_size=11,
+    major_label_font_size=11,
+    legend_font_size=11,
+    colors=LINES,
+    opacity="1",
+    opacity_hover="1",
+    transition="0s",
+    guide_stroke_color="#d0d7de",
+    major_guide_stroke_color="#d0d7de",
+)
+WIDTH, HEIGHT = 520, 300
+COMMON: dict[str, Any] = {
+    "style": STYLE,
+    "width": WIDTH,
+    "js": [],  # no tooltip script from pygal's website
+    "disable_xml_declaration": True,  # inlined in HTML
+    "explicit_size": True,
+    "show_x_guides": False,
+    "margin": 8,
+    "spacing": 8,
+    "truncate_label": -1,
+    "truncate_legend": -1,
+}
+# False inside ``render_charts(wd, draw=False)``: ``_svg`` returns an empty text without drawing.
 _DRAW = contextvars.ContextVar("draw_charts", default=True)
 
 
-def _svg(fig) -> str:
-    """The figure cut to its drawn extent plus ``savefig.pad_inches``, as ``bbox_inches="tight"`` cuts it, but
-    measured without drawing the figure first: "tight" draws every chart twice (once with the output turned off,
-    to place it), and these charts have no layout engine that needs that first draw (`bench/HOTSPOT.md`).
-    The same SVG up to float rounding (``tests/test_narrative_charts.py``). An empty text when charts are not
-    drawn (``render_charts(wd, draw=False)``)."""
+def _without_scripts_or_comments(root):
+    """pygal's inline ``<script>`` (the tooltips' configuration, for a script the report does not load) and its
+    comments (the library's links and the day the chart was drawn, which would change the bytes every day)."""
+    for parent in root.iter():
+        for child in list(parent):
+            if not isinstance(child.tag, str) or child.tag.rsplit("}", 1)[-1] == "script":
+                parent.remove(child)
+    return root
+
+
+def _svg(chart, name: str) -> str:
+    """The chart's SVG with ``chart-<name>`` as its id (an empty text when charts are not drawn)."""
     if not _DRAW.get():
-        plt.close(fig)
         return ""
-    buf = io.StringIO()
-    extent = fig.get_tightbbox().padded(matplotlib.rcParams["savefig.pad_inches"])
-    fig.savefig(
-        buf,
-        format="svg",
-        metadata={"Date": None, "Creator": None, "Format": None, "Type": None},
-        bbox_inches=extent,
+    chart.uuid = name
+    chart.add_xml_filter(_without_scripts_or_comments)
+    return chart.render(is_unicode=True)
+
+
+def _signed(values: Sequence[float | None]) -> list[dict[str, Any] | None]:
+    """Bar values coloured by sign (a missing value: no bar)."""
+    return [None if v is None else {"value": v, "color": UP if v >= 0 else DOWN} for v in values]
+
+
+def _bars(labels: list[str], values: list[float], title: str, name: str) -> str:
+    """Horizontal bars of returns, the first label on top."""
+    chart = pygal.HorizontalBar(
+        height=28 * len(labels) + 90,
+        title=title,
+        show_legend=False,
+        x_title="return over the week, %",
+        **COMMON,
     )
-    plt.close(fig)
-    text = buf.getvalue()
-    return text[text.index("<svg") :]  # drop the XML prolog and doctype: the SVG is inlined in HTML
-
-
-def _bars(labels: list[str], values: list[float], title: str) -> str:
-    with plt.rc_context(RC):
-        fig, ax = plt.subplots(figsize=(6.0, 0.35 * len(labels) + 1.0))
-        ax.barh(labels[::-1], values[::-1], color=[UP if v >= 0 else DOWN for v in values[::-1]])
-        ax.axvline(0, color=INK, lw=0.8)
-        ax.set_xlabel("return over the week, %")
-        ax.set_title(title, loc="left")
-        return _svg(fig)
+    chart.x_labels = labels[::-1]
+    chart.add("return, %", _signed(values[::-1]))
+    return _svg(chart, name)
 
 
 def _return_bars(
-    wd: WeekData, table: str, name_col: str, labels: dict[str, str], title: str, *, highest_first: bool
+    wd: WeekData,
+    table: str,
+    name_col: str,
+    labels: dict[str, str],
+    title: str,
+    name: str,
+    *,
+    highest_first: bool,
 ) -> str | None:
     """Bars of the week's ``return_pct`` in ``table``, one per ``name_col`` (shown by its label), ordered by
     return (ties by name); None when the table is missing or has no return."""
@@ -75,115 +122,144 @@ def _return_bars(
     )
     if not rows.height:
         return None
-    return _bars([labels.get(n, n) for n in rows[name_col]], rows["return_pct"].to_list(), title)
+    return _bars([labels.get(n, n) for n in rows[name_col]], rows["return_pct"].to_list(), title, name)
+
+
+def week_label(day: date) -> str:
+    return f"{day:%b} {day.day}, {day.year}"
+
+
+def _over_weeks(kind, weeks: list[date], title: str, y_title: str, **options: Any):
+    """A chart with a category per week, at most six of them labelled (every n-th from the first)."""
+    chart = kind(
+        height=HEIGHT,
+        title=title,
+        y_title=y_title,
+        x_label_rotation=30,
+        show_minor_x_labels=False,
+        x_labels_major_every=max(1, -(-len(weeks) // 6)),
+        **COMMON,
+        **options,
+    )
+    chart.x_labels = [week_label(w) for w in weeks]
+    return chart
+
+
+def _lines(
+    title: str, y_title: str, weeks: list[date], series: list[tuple[str, list]], name: str
+) -> str | None:
+    """One line per series with a value in the history (a missing week: a break in the line); None when none
+    has one."""
+    drawn = [(label, ys) for label, ys in series if any(y is not None for y in ys)]
+    if not drawn:
+        return None
+    chart = _over_weeks(
+        pygal.Line,
+        weeks,
+        title,
+        y_title,
+        show_legend=len(drawn) > 1,
+        legend_at_bottom=True,
+        dots_size=2,
+        allow_interruptions=True,
+    )
+    for label, ys in drawn:
+        chart.add(label, ys)
+    return _svg(chart, name)
 
 
 def sector_returns(wd: WeekData) -> str | None:
     title = "Sector and size indices, Sunday close to Sunday close"
-    return _return_bars(wd, "weekly_index_returns", "index", INDEX_LABELS, title, highest_first=False)
+    return _return_bars(
+        wd, "weekly_index_returns", "index", INDEX_LABELS, title, "sectors", highest_first=False
+    )
 
 
 def cross_asset_returns(wd: WeekData) -> str | None:
     title = "Weekly returns across asset classes"
-    return _return_bars(wd, "weekly_cross_asset", "asset", ASSET_LABELS, title, highest_first=True)
+    return _return_bars(
+        wd, "weekly_cross_asset", "asset", ASSET_LABELS, title, "cross_asset", highest_first=True
+    )
 
 
-def funding_and_oi(wd: WeekData) -> str | None:
-    """Funding bars and the open-interest line; a series with no value in the history is not drawn, and neither
-    is its axis (no empty OI axis when OI is missing)."""
+def _leverage_history(wd: WeekData) -> pl.DataFrame | None:
     h = wd.hist("weekly_leverage").sort("week_start")
     if h.height < 1 or wd.rows("weekly_leverage") is None:
         return None
-    fund = [None if v is None else v * 1e4 for v in h["funding_8h_mean"].to_list()]
-    oi = [None if v is None else v / 1e9 for v in h["oi_close_usd"].to_list()]
-    has_f, has_oi = any(v is not None for v in fund), any(v is not None for v in oi)
-    if not (has_f or has_oi):
+    return h
+
+
+def funding_by_week(wd: WeekData) -> str | None:
+    """A bar per week of the mean funding rate, green up and red down; None without a rate in the history (the
+    funding weighting and the venues behind it vary by week: ``weekly_leverage``'s coverage columns)."""
+    h = _leverage_history(wd)
+    if h is None:
         return None
-    with plt.rc_context(RC):
-        fig, ax = plt.subplots(figsize=(6.0, 3.2))
-        x = h["week_start"].to_list()
-        if has_f:
-            _week_bars(ax, x, fund)
-            ax.set_ylabel("funding, bp per 8h")
-        line_ax = ax.twinx() if has_f and has_oi else ax
-        if has_oi:
-            line_ax.plot(x, [float("nan") if v is None else v for v in oi], color="#0969da", marker="o", ms=3)
-            line_ax.set_ylabel("open interest, $B")
-        # the funding weighting and the venues behind the total vary by week (see weekly_leverage coverage columns)
-        title = (
-            "Funding (bars) and open interest (line)"
-            if has_f and has_oi
-            else "Mean funding by week"
-            if has_f
-            else "Perp open interest at each close"
-        )
-        ax.set_title(title, loc="left")
-        fig.autofmt_xdate()
-        return _svg(fig)
-
-
-def _week_bars(ax, weeks: list, values: list[float | None]) -> None:
-    """A bar 5 days wide at each week, green up and red down (a missing value: a grey bar of height 0), drawn as
-    one collection: ``ax.bar`` makes an artist per bar, which cost more than a third of this chart at 87 weeks.
-    The bars' foot stays on the axis's edge where every value has one sign, as ``ax.bar`` keeps it (sticky 0)."""
-    xs = mdates.date2num(weeks)
-    heights = [0.0 if v is None else v for v in values]
-    bars = PolyCollection(
-        [
-            [(x - 2.5, 0.0), (x - 2.5, h), (x + 2.5, h), (x + 2.5, 0.0)]
-            for x, h in zip(xs, heights, strict=True)
-        ],
-        facecolors=[INK if v is None else (UP if v >= 0 else DOWN) for v in values],
-        edgecolors="none",
+    fund = [None if v is None else v * 1e4 for v in h["funding_8h_mean"].to_list()]
+    if all(v is None for v in fund):
+        return None
+    chart = _over_weeks(
+        pygal.Bar, h["week_start"].to_list(), "Mean funding by week", "funding, bp per 8h", show_legend=False
     )
-    bars.sticky_edges.y.append(0.0)
-    ax.add_collection(bars, autolim=True)
-    ax.xaxis_date()
+    chart.add("funding, bp per 8h", _signed(fund))
+    return _svg(chart, "funding")
+
+
+def open_interest(wd: WeekData) -> str | None:
+    """The perpetuals' open interest at each close; None without a reading in the history."""
+    h = _leverage_history(wd)
+    if h is None:
+        return None
+    oi = [None if v is None else v / 1e9 for v in h["oi_close_usd"].to_list()]
+    return _lines(
+        "Perp open interest at each close",
+        "open interest, $B",
+        h["week_start"].to_list(),
+        [("open interest, $B", oi)],
+        "open_interest",
+    )
 
 
 def correlation_buckets(wd: WeekData) -> str | None:
     h = wd.hist("weekly_correlation_buckets").sort(["bucket", "week_start"])
     if h.height < 1 or wd.rows("weekly_correlation_buckets") is None:
         return None
-    with plt.rc_context(RC):
-        fig, ax = plt.subplots(figsize=(6.0, 3.2))
-        for bucket in sorted(h["bucket"].unique().to_list(), key=lambda b: int(b.split("-")[0])):
-            part = h.filter(pl.col("bucket") == bucket)
-            if part["avg_pairwise_corr"].is_null().all():
-                continue  # no empty series in the legend
-            y = [float("nan") if v is None else v for v in part["avg_pairwise_corr"].to_list()]
-            ax.plot(part["week_start"].to_list(), y, marker="o", ms=3, label=f"ranks {bucket}")
-        ax.set_ylabel("average pairwise correlation")
-        ax.legend(frameon=False)
-        ax.set_title("Correlation by rank bucket (30-day daily returns)", loc="left")
-        fig.autofmt_xdate()
-        return _svg(fig)
+    weeks = sorted(h["week_start"].unique().to_list())
+    series = []
+    for bucket in sorted(h["bucket"].unique().to_list(), key=lambda b: int(b.split("-")[0])):
+        part = h.filter(pl.col("bucket") == bucket)
+        by_week = dict(zip(part["week_start"].to_list(), part["avg_pairwise_corr"].to_list(), strict=True))
+        series.append((f"ranks {bucket}", [by_week.get(w) for w in weeks]))
+    return _lines(
+        "Correlation by rank bucket (30-day daily returns)",
+        "average pairwise correlation",
+        weeks,
+        series,
+        "correlation",
+    )
 
 
 def btc_volatility(wd: WeekData) -> str | None:
     h = wd.hist("weekly_btc_volatility").sort("week_start")
     if h.height < 1 or wd.rows("weekly_btc_volatility") is None:
         return None
-    with plt.rc_context(RC):
-        fig, ax = plt.subplots(figsize=(6.0, 3.2))
-        x = h["week_start"].to_list()
-        for col, label in (("rv7_hourly_pct", "7-day (hourly)"), ("rv30_hourly_pct", "30-day (hourly)")):
-            if h[col].is_null().all():
-                continue
-            ax.plot(
-                x, [float("nan") if v is None else v for v in h[col].to_list()], marker="o", ms=3, label=label
-            )
-        ax.set_ylabel("annualized %")
-        ax.legend(frameon=False)
-        ax.set_title("Bitcoin realized volatility at each close", loc="left")
-        fig.autofmt_xdate()
-        return _svg(fig)
+    return _lines(
+        "Bitcoin realized volatility at each close",
+        "annualized %",
+        h["week_start"].to_list(),
+        [
+            (label, h[col].to_list())
+            for col, label in (("rv7_hourly_pct", "7-day (hourly)"), ("rv30_hourly_pct", "30-day (hourly)"))
+        ],
+        "btc_volatility",
+    )
 
 
 CHARTS = (
     ("sectors", "Sector returns, Sunday close to Sunday close", sector_returns),
     ("cross_asset", "Cross-asset weekly returns", cross_asset_returns),
-    ("funding_oi", "Funding and open interest", funding_and_oi),
+    ("funding", "Mean funding rate by week", funding_by_week),
+    ("open_interest", "Perpetual open interest at each close", open_interest),
     ("correlation", "Correlation by rank bucket", correlation_buckets),
     ("btc_volatility", "Bitcoin realized volatility", btc_volatility),
 )
@@ -191,8 +267,8 @@ CHARTS = (
 
 def render_charts(wd: WeekData, draw: bool = True) -> dict[str, tuple[str, str]]:
     """name -> (caption, svg text); charts without data are left out. ``draw`` False: the same charts and
-    captions, each with an empty text, as the figures are closed before they are drawn (drawing is most of a
-    chart's time): for checks of a report's text, which only names its charts (``tests/_week_pipeline.py``)."""
+    captions, each with an empty text (drawing is most of a chart's time): for checks of a report's text, which
+    only names its charts (``tests/_week_pipeline.py``)."""
     out = {}
     token = _DRAW.set(draw)
     try:
