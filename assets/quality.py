@@ -34,6 +34,8 @@ from pipelines.clean.coingecko import latest_registry
 from pipelines.lake_snapshot import reads_for
 from pipelines.resources import WarehouseResource
 from pipelines.schemas import COIN_DAILY
+from pipelines.warehouse import Warehouse
+from pipelines.week_processes import map_weeks
 
 _RULES = {
     "coverage": (
@@ -140,6 +142,12 @@ def coin_daily_quality(
 BLOCKING = tuple(n for n, (sev, _) in _RULES.items() if sev == dg.AssetCheckSeverity.ERROR)
 
 
+def week_problems_of(weeks: list[str], root: str) -> dict[str, list[str]]:
+    """``quality.week_problems`` of each of ``weeks``, over one read of the lake at ``root``."""
+    with reads_for(Warehouse(root), weeks) as source:
+        return {week: quality.week_problems(source, week) for week in weeks}  # type: ignore[arg-type]
+
+
 @dg.asset_check(
     asset="weekly_market_summary",
     blocking=True,
@@ -149,19 +157,15 @@ BLOCKING = tuple(n for n, (sev, _) in _RULES.items() if sev == dg.AssetCheckSeve
 def week_inputs_quality(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
-    wh = warehouse.get()
     weeks = weeks_of_run(context.run.tags)
     open_day, close_day = week_close_days(weeks[0])[0], week_close_days(weeks[-1])[1]
     # coverage, duplicates, outliers, staleness of coin_daily, then the week-level value rules over every clean
     # table the week reads (duplicates, non-finite, non-positive/null required values, shifted timestamps,
     # implausible funding), each problem naming its row (and its week, in a run of many weeks).
-    # (a range of weeks reads the lake once)
-    with reads_for(wh, weeks) as source:
-        problems = [
-            p if len(weeks) == 1 else f"{week}: {p}"
-            for week in weeks
-            for p in quality.week_problems(source, week)  # type: ignore[arg-type]
-        ]
+    # (a range of weeks reads the lake once per process; a long one is split between processes,
+    # pipelines/week_processes.py)
+    by_week = map_weeks(week_problems_of, weeks, warehouse.root)
+    problems = [p if len(weeks) == 1 else f"{week}: {p}" for week in weeks for p in by_week[week]]
     return dg.AssetCheckResult(
         passed=not problems,
         severity=dg.AssetCheckSeverity.ERROR,

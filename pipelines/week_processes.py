@@ -1,14 +1,21 @@
-"""A range of weeks split between processes: the weekly report of a backfill and its claim check.
+"""A range of weeks split between processes: the weekly tables, the report and the checks of a backfill.
 
-A week's report (the text, the charts, the claim check, the second derivation and the publication) depends on
-that week and the lake alone, so a range of weeks can be cut into contiguous runs of weeks, each built by its own
-process over its own read of the lake, and every week comes out as it does alone (the same bytes: publication is
-per week, ``pipelines.narrative.publish``). A run of the command line executes its steps in one process
-(``executor=in_process``, see the README), so without this the report of a long backfill used one core.
+A week's table rows, report (the text, the charts, the claim check, the second derivation and the publication) and
+input checks depend on that week and the lake alone, so a range of weeks can be cut into contiguous runs of weeks,
+each built by its own process over its own read of the lake, and every week comes out as it does alone (the same
+bytes: ``tests/test_weeks_in_one_pass.py``; publication is per week, ``pipelines.narrative.publish``). A run of the
+command line executes its steps in one process (``executor=in_process``, see the README), so without this a long
+backfill's weekly steps used one core.
 
-``CRYPTO_WEEKLY_WEEK_PROCESSES`` sets how many processes (at most one per week). By default: the machine's cores,
-at most 4, and at most one process per ``MIN_WEEKS_PER_PROCESS`` weeks (starting a process imports the pipeline,
-about 3 s).
+The calling process builds the last run itself while the others are built by a pool of processes kept for the
+life of the calling process: a backfill's weekly run has about twenty steps that split their weeks, and starting
+a process imports the pipeline (about 3 s), so the pool's processes are started by the first such step and serve
+the next ones, their reads of the lake kept between steps like the calling process's (``LakeFiles``). The pool is
+started again when the environment changed since it was (a process reads its settings from it), and after one of
+its processes died.
+
+``CRYPTO_WEEKLY_WEEK_PROCESSES`` sets how many processes (the calling one included; at most one per week). By
+default: the machine's cores, at most 4, and at most one process per ``MIN_WEEKS_PER_PROCESS`` weeks.
 A daemonic process cannot start children (a Celery prefork worker's step): its weeks are built in it.
 """
 
@@ -17,7 +24,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from pipelines.settings import validate
@@ -50,16 +58,60 @@ def contiguous(weeks: Sequence[str], parts: int) -> list[list[str]]:
     return [c for c in out if c]
 
 
+# The pool of the calling process (``_kept_pool``) and what it was started with: (processes, environment, the
+# process that started it: a forked child does not share its parent's pool).
+_POOL: ProcessPoolExecutor | None = None
+_POOL_STARTED_WITH: tuple[int, tuple[tuple[str, str], ...], int] | None = None
+
+
+def _kept_pool(processes: int) -> ProcessPoolExecutor:
+    """The pool of at least ``processes`` processes kept by this process; a new one when the environment changed
+    since the pool started (its processes would read stale settings) or when more processes are asked for. A
+    pool's processes start as work arrives, so an idle pool costs nothing."""
+    global _POOL, _POOL_STARTED_WITH
+    environment = tuple(sorted(os.environ.items()))
+    if _POOL is not None and _POOL_STARTED_WITH is not None:
+        size, started_in, owner = _POOL_STARTED_WITH
+        if owner != os.getpid():
+            _POOL, _POOL_STARTED_WITH = None, None  # the parent's pool: not this process's to use or stop
+        elif started_in == environment and size >= processes:
+            return _POOL
+        else:
+            _forget_pool()
+    _POOL = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+    _POOL_STARTED_WITH = (processes, environment, os.getpid())
+    return _POOL
+
+
+def _forget_pool() -> None:
+    global _POOL, _POOL_STARTED_WITH
+    if _POOL is not None:
+        _POOL.shutdown(wait=True, cancel_futures=True)
+    _POOL, _POOL_STARTED_WITH = None, None
+
+
 def map_weeks(build: Callable[..., Mapping[str, T]], weeks: Sequence[str], *args: Any) -> dict[str, T]:
     """``build(run_of_weeks, *args)`` (a ``{week: result}``) over ``weeks``, in ``processes_for`` processes, each
-    given a contiguous run of weeks; the results merged. ``build`` and ``args`` must pickle (a module-level
-    function, resources, strings); an error in a process is raised here."""
+    given a contiguous run of weeks: the calling process builds the last run while the kept pool builds the
+    others; the results merged. ``build`` and ``args`` must pickle (a module-level function, strings); an error in
+    any process is raised here, once every run has ended."""
     weeks = sorted(weeks)
     n = processes_for(len(weeks))
     if n <= 1:
         return dict(build(weeks, *args))
+    runs = contiguous(weeks, n)
+    pool = _kept_pool(len(runs) - 1)
+    futures: list[Future] = [pool.submit(build, run, *args) for run in runs[:-1]]
+    try:
+        last = build(runs[-1], *args)
+    finally:
+        wait(futures)  # never leave a run building behind an error here
     out: dict[str, T] = {}
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for result in [pool.submit(build, run, *args) for run in contiguous(weeks, n)]:
-            out.update(result.result())
+    try:
+        for future in futures:
+            out.update(future.result())
+    except BrokenProcessPool:
+        _forget_pool()  # a process died (killed, out of memory): the next step starts a new pool
+        raise
+    out.update(last)  # in the order of the weeks
     return out

@@ -1,10 +1,11 @@
 """A range of weeks split between processes (pipelines/week_processes.py): contiguous runs, how many processes,
-results merged, a process's error raised."""
+results merged, a process's error raised, the pool kept between steps."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
@@ -40,11 +41,37 @@ def test_how_many_processes(monkeypatch) -> None:
         processes_for(100)
 
 
+def exit_in_the_pool(weeks: list[str], caller: int) -> dict[str, int]:
+    if os.getpid() != caller:
+        os._exit(3)  # a process of the pool dies (killed, out of memory)
+    return {w: caller for w in weeks}
+
+
 def test_weeks_built_in_processes_are_merged_and_an_error_is_raised(monkeypatch) -> None:
     monkeypatch.setenv("CRYPTO_WEEKLY_WEEK_PROCESSES", "2")
     out = map_weeks(pid_per_week, list(reversed(WEEKS)))
-    assert list(out) == WEEKS and len(set(out.values())) == 2 and os.getpid() not in out.values()
-    with pytest.raises(ValueError, match=f"week {WEEKS[-1]} cannot be built"):
-        map_weeks(pid_per_week, WEEKS, WEEKS[-1])
+    assert list(out) == WEEKS and len(set(out.values())) == 2
+    # the calling process builds the last run while the pool builds the first
+    assert {out[w] for w in WEEKS[8:]} == {os.getpid()} and os.getpid() not in {out[w] for w in WEEKS[:8]}
+    for failing in (WEEKS[-1], WEEKS[0]):  # in the calling process's run, in the pool's
+        with pytest.raises(ValueError, match=f"week {failing} cannot be built"):
+            map_weeks(pid_per_week, WEEKS, failing)
     monkeypatch.setenv("CRYPTO_WEEKLY_WEEK_PROCESSES", "1")
     assert set(map_weeks(pid_per_week, WEEKS).values()) == {os.getpid()}
+
+
+def test_the_pool_is_kept_and_started_again_when_the_environment_changes_or_a_process_died(
+    monkeypatch,
+) -> None:
+    """A backfill's weekly steps share the pool's processes (each would otherwise import the pipeline again);
+    processes started before a change of the environment would read stale settings, and a dead one is replaced."""
+    monkeypatch.setenv("CRYPTO_WEEKLY_WEEK_PROCESSES", "2")
+    first = map_weeks(pid_per_week, WEEKS)[WEEKS[0]]
+    assert map_weeks(pid_per_week, WEEKS)[WEEKS[0]] == first  # the next step: the same process
+    monkeypatch.setenv("CRYPTO_WEEKLY_VENUES", "binance")
+    second = map_weeks(pid_per_week, WEEKS)[WEEKS[0]]
+    assert second not in (first, os.getpid())
+    with pytest.raises(BrokenProcessPool):
+        map_weeks(exit_in_the_pool, WEEKS, os.getpid())
+    third = map_weeks(pid_per_week, WEEKS)[WEEKS[0]]
+    assert third not in (first, second, os.getpid())

@@ -24,6 +24,7 @@ from pipelines.metrics.universe import eligible, eligible_ids
 from pipelines.resources import WarehouseResource
 from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, TABLES
 from pipelines.warehouse import Warehouse
+from pipelines.week_processes import map_weeks
 
 KINDS = {"python", "parquet", "duckdb"}
 T = TypeVar("T")
@@ -196,6 +197,22 @@ def weeks_failed(what: str, failed: dict[str, BaseException], weeks: Sequence[st
     )
 
 
+def compute_run(
+    weeks: list[str], compute: Callable[[Warehouse, str], Computed], root: str
+) -> dict[str, Computed | BaseException]:
+    """Each of ``weeks`` computed by ``compute`` over one read of the lake at ``root`` (``reads_for``): its
+    ``Computed``, or the failure the week raised (``WEEK_FAILURES``). A weekly asset's step runs it, or a process
+    of ``map_weeks`` for a run of a long range's weeks (``compute`` a module-level function, so that it pickles)."""
+    out: dict[str, Computed | BaseException] = {}
+    with reads_for(Warehouse(root), weeks, written=WEEKLY_TABLE_NAMES) as source:
+        for week in weeks:
+            try:
+                out[week] = compute(source, week)  # type: ignore[arg-type]
+            except WEEK_FAILURES as exc:
+                out[week] = exc
+    return out
+
+
 def weekly_table_asset(
     table,
     *,
@@ -205,8 +222,9 @@ def weekly_table_asset(
     checks: Sequence[Check] = (),
 ) -> dg.AssetsDefinition:
     """A weekly-partitioned asset writing ``table`` from ``compute(wh, week)``, for one week or, in one run, a
-    range of weeks (a backfill): then the lake is read once (``reads_for``) and each week is computed from
-    memory by the same function, with the same bytes as alone (``tests/test_weeks_in_one_pass.py``). The asset
+    range of weeks (a backfill): then the lake is read once per process (``compute_run``; a long range's runs of
+    weeks are computed by several processes, ``pipelines.week_processes``) and each week is computed from memory
+    by the same function, with the same bytes as alone (``tests/test_weeks_in_one_pass.py``). The asset
     returns the weeks' frames and ``LakeIOManager`` writes them; each week's metadata is its own partition's (the
     compute's metadata and check findings from here, the written file's from the IO manager), and each check's
     result names the weeks with problems. A week of a range that cannot be computed is not written, and the step
@@ -234,31 +252,30 @@ def weekly_table_asset(
         **lake_asset_options(table),
     )
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-        wh = warehouse.get()
         weeks = sorted(context.partition_keys)
         ranged = len(weeks) > 1
         problems: dict[str, list[str]] = {c.name: [] for c in checks}
         check_md: dict[str, dict[str, Any]] = {c.name: {} for c in checks}
         failed: dict[str, BaseException] = {}
         frames: dict[str, pl.DataFrame] = {}
-        with reads_for(wh, weeks, written=WEEKLY_TABLE_NAMES) as source:
-            for week in weeks:
-                try:
-                    out = compute(source, week)  # type: ignore[arg-type]
-                except WEEK_FAILURES as exc:
-                    if not ranged:
-                        raise
-                    failed[week] = exc
-                    continue
-                frames[week] = out.df
-                for c in checks:
-                    found = out.problems.get(c.name, [])
-                    problems[c.name] += [f"{week}: {p}" for p in found] if ranged else found
-                    check_md[c.name] = out.check_metadata.get(c.name, {}) if not ranged else {}
-                checks_md = {
-                    f"check_{c.name}": "; ".join(out.problems.get(c.name, [])) or "passed" for c in checks
-                }
-                context.add_asset_metadata({**out.metadata, **checks_md}, partition_key=week)
+        # a long range: runs of weeks computed in parallel processes (pipelines/week_processes.py)
+        outcomes = map_weeks(compute_run, weeks, compute, warehouse.root)
+        for week in weeks:
+            out = outcomes[week]
+            if isinstance(out, BaseException):
+                if not ranged:
+                    raise out
+                failed[week] = out
+                continue
+            frames[week] = out.df
+            for c in checks:
+                found = out.problems.get(c.name, [])
+                problems[c.name] += [f"{week}: {p}" for p in found] if ranged else found
+                check_md[c.name] = out.check_metadata.get(c.name, {}) if not ranged else {}
+            checks_md = {
+                f"check_{c.name}": "; ".join(out.problems.get(c.name, [])) or "passed" for c in checks
+            }
+            context.add_asset_metadata({**out.metadata, **checks_md}, partition_key=week)
         results = [
             dg.AssetCheckResult(
                 check_name=c.name,
