@@ -12,6 +12,7 @@ import pytest
 
 from pipelines.emulator.server import Fault
 from pipelines.sources import binance_vision as bv
+from pipelines.sources.dedupe import PAGE, ConflictingDuplicates
 from pipelines.sources.http import PayloadError
 from tests.conftest import SOURCES_NOW, emulator_client
 
@@ -174,3 +175,30 @@ def test_metrics_read_column_wise_equal_the_row_reader(client, monkeypatch):
         bv.parse_metrics_csv("\n".join([*lines[:3], lines[3].rsplit(",", 1)[0], *lines[4:]]) + "\n")
     with pytest.raises(PayloadError, match="unexpected header"):
         bv.parse_metrics_csv("\n".join(lines[1:]) + "\n")
+
+
+def test_metrics_files_parsed_together_equal_each_alone(client, monkeypatch):
+    """``parse_metrics_csvs``: each file's rows are its ``parse_metrics_csv`` rows, in the files' order, with the
+    file's place; a file that is not the plain case (here a cell that is no number, a repeated key) still fails
+    naming what is wrong, as it does alone; the same row in two files is each file's own."""
+    texts = [
+        bv.read_zip_csv(blob)
+        for sym, d in (("BTCUSDT", 20), ("ETHUSDT", 3), ("ETHUSDT", 7))
+        if (blob := client.metrics_day(sym, date(2025, 10, d)))
+    ]
+    with monkeypatch.context() as m:  # plain files: read together, never one by one
+        m.setattr(bv, "_metrics_one_by_one", lambda texts: pytest.fail("parsed one by one"))
+        together = bv.parse_metrics_csvs([texts[0], texts[1], texts[0], texts[2]])
+    for page, text in enumerate([texts[0], texts[1], texts[0], texts[2]]):
+        alone = bv.parse_metrics_csv(text)
+        assert together.filter(pl.col(PAGE) == page).drop(PAGE).equals(alone, null_equal=True)
+    assert together[PAGE].to_list() == sorted(together[PAGE].to_list())
+    lines = texts[1].splitlines()
+    bad_cell = "\n".join([*lines[:5], lines[5].replace(",", ",12x", 3).replace(",12x", ",", 2), *lines[6:]])
+    with pytest.raises(PayloadError, match="not a number: '12x"):
+        bv.parse_metrics_csvs([texts[0], bad_cell + "\n"])
+    conflicting = lines[1].rsplit(",", 1)[0] + ",9.99"  # the first row's key again, another value
+    with pytest.raises(ConflictingDuplicates, match="Binance archive payload"):
+        bv.parse_metrics_csvs([texts[0], "\n".join([*lines, conflicting]) + "\n"])
+    empty = bv.parse_metrics_csvs([])
+    assert empty.is_empty() and empty.columns == together.columns

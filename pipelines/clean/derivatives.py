@@ -25,7 +25,7 @@ from pipelines.schemas import (
     Table,
 )
 from pipelines.sources import binance, bybit, okx
-from pipelines.sources.binance_vision import parse_metrics_csv, read_zip_csv
+from pipelines.sources.binance_vision import parse_metrics_csvs, read_zip_csv
 from pipelines.sources.dedupe import PAGE, ConflictingDuplicates
 from pipelines.sources.fred import parse_fredgraph_csv
 from pipelines.sources.http import PayloadError
@@ -136,12 +136,38 @@ def build_funding_rates(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFr
 
 
 # ---- Binance stats (REST and archive) ---------------------------------------------------------------------------
-def _metrics_frame(wh: Warehouse, pull: StoredPull) -> pl.DataFrame | None:
-    if pull.statuses[0] == 404:  # missing upstream: recorded, no rows
-        return None
-    rel = pull.files[0]
-    df = parse_metrics_csv(read_zip_csv((wh.root / rel).read_bytes()))
-    return df.filter(pl.col("ts").dt.minute() == 0).with_columns(_day_col(), pl.lit(rel).alias("raw_file"))
+def _metrics_frames(wh: Warehouse, days: list[date]) -> list[pl.DataFrame]:
+    """The archive's metrics readings on the hour for ``days``, each with its file (``raw_file``): every chosen
+    daily file parsed together (``parse_metrics_csvs``), each file's rows kept for the days it was chosen for, as
+    ``_collect`` keeps a pull's; a file recorded missing upstream (404) has no rows."""
+    chosen = [
+        (pull, pdays)
+        for pull, pdays in choose_pulls(
+            stored_pulls(wh, ing.BINANCE_METRICS.source, ing.BINANCE_METRICS.endpoint, days), days
+        ).items()
+        if pull.statuses[0] != 404
+    ]
+    if not chosen:
+        return []
+    df = parse_metrics_csvs([read_zip_csv((wh.root / pull.files[0]).read_bytes()) for pull, _ in chosen])
+    kept = pl.DataFrame(
+        {
+            PAGE: [i for i, (_, pdays) in enumerate(chosen) for _ in pdays],
+            "day": [d for _, ds in chosen for d in ds],
+        },
+        schema={PAGE: pl.UInt32, "day": pl.Date},
+    )
+    files = {i: pull.files[0] for i, (pull, _) in enumerate(chosen)}
+    df = (
+        df.filter(pl.col("ts").dt.minute() == 0)
+        .with_columns(_day_col())
+        .join(kept, on=[PAGE, "day"], how="semi", maintain_order="left")
+    )
+    return [
+        df.with_columns(pl.col(PAGE).replace_strict(files, return_dtype=pl.String).alias("raw_file")).drop(
+            PAGE
+        )
+    ]
 
 
 def binance_archive_missing(wh: Warehouse, days: list[date]) -> list[str]:
@@ -176,10 +202,7 @@ def build_open_interest(
             ),
         )
     ]
-    frames += [
-        f.drop_nulls("oi_usd").select("day", *out_cols)
-        for f in _collect(wh, ing.BINANCE_METRICS, days, lambda p: _metrics_frame(wh, p))
-    ]
+    frames += [f.drop_nulls("oi_usd").select("day", *out_cols) for f in _metrics_frames(wh, days)]
     # Bybit: base-coin OI x the Binance perpetual's price at the reading (close of the hour bar ending there)
     bybit_frames = _collect(
         wh,
@@ -288,7 +311,7 @@ def build_long_short(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame
             lambda p: _parsed_pages(wh, p, binance.parse_long_short_ratio).with_columns(_day_col()),
         )
     ]
-    for f in _collect(wh, ing.BINANCE_METRICS, days, lambda p: _metrics_frame(wh, p)):
+    for f in _metrics_frames(wh, days):
         # the archive's count_long_short_ratio is long/short of accounts: long = r / (1 + r)
         f = f.drop_nulls("long_short_ratio").with_columns(
             (pl.col("long_short_ratio") / (1 + pl.col("long_short_ratio"))).alias("long_account"),
