@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -93,6 +94,36 @@ def test_bybit_drift(bybit, emu):
     pages = list(bybit.funding_history_pages("BTCUSDT", NOW - timedelta(days=1), NOW))
     with pytest.raises(PayloadError):
         by.parse_funding_history([p.json() for p in pages])
+
+
+def test_bybit_open_interest_read_column_wise_equal_the_row_reader(bybit, monkeypatch):
+    """The column-wise reader gives the row-by-row reader's frame, pages and all (two symbols, several pages each);
+    a page that is not of the documented shape still fails naming what is wrong."""
+    pages = [
+        p.json()
+        for sym in ("BTCUSDT", "ETHUSDT")
+        for p in bybit.open_interest_pages(sym, "1h", NOW - timedelta(days=30), NOW)
+    ]
+    assert len(pages) > 4 and by._open_interest_columns(pages) is not None
+    column_wise = by.parse_open_interest(pages, page_index=True)
+    with monkeypatch.context() as m:
+        m.setattr(by, "_open_interest_columns", lambda bodies: None)
+        assert column_wise.equals(by.parse_open_interest(pages, page_index=True), null_equal=True)
+    assert column_wise["base"].unique().sort().to_list() == ["BTC", "ETH"]
+    for field, value, error in (
+        ("openInterest", "12x", "not a decimal: '12x'"),
+        ("openInterest", 12.5, "row lacks string fields"),
+        ("timestamp", "-1677832800000", "not an epoch-ms string"),
+    ):
+        bad = json.loads(json.dumps(pages))
+        bad[1]["result"]["list"][3][field] = value
+        assert by._open_interest_columns(bad) is None
+        with pytest.raises(PayloadError, match=error):
+            by.parse_open_interest(bad)
+    bad = json.loads(json.dumps(pages))
+    del bad[0]["result"]["symbol"]
+    with pytest.raises(PayloadError, match="result.symbol missing"):
+        by.parse_open_interest(bad)
 
 
 def test_bybit_reference_samples():

@@ -160,6 +160,74 @@ def parse_open_interest(
 ) -> pl.DataFrame:
     """Envelopes -> venue, symbol, base, ts (UTC), ``oi_base`` (coins, both sides), ``oi_usd`` null until
     ``attach_usd``; ascending. ``page_index``: see ``dedupe.PAGE``."""
+    df = _open_interest_columns(bodies)
+    if df is None:
+        df = _open_interest_rows(bodies, endpoint)
+    df = df.with_columns(pl.col("ts").cast(UTC_MS))
+    df = unique_strict(df, ["symbol", "ts"], "Bybit payload", ignore=(PAGE,)).sort("symbol", "ts")
+    return df.select(paged(list(OI_SCHEMA), page_index))
+
+
+_OI_COLUMNS = {**OI_SCHEMA, "ts": pl.Int64} | PAGE_SCHEMA
+
+
+def _open_interest_columns(bodies: list[Any]) -> pl.DataFrame | None:
+    """The readings converted a column at a time when every envelope and row has the documented shape (a
+    successful envelope with a string symbol, rows of an epoch-ms string ``timestamp`` and a decimal string
+    ``openInterest``); None otherwise, and ``_open_interest_rows`` then checks row by row, naming the first problem.
+    A backfill parses 670,000 readings: one Python dict per row was most of building ``open_interest``."""
+    symbols, counts, stamps, amounts = [], [], [], []
+    for body in bodies:
+        result = body.get("result") if isinstance(body, dict) and body.get("retCode") == 0 else None
+        rows = result.get("list") if isinstance(result, dict) else None
+        if not isinstance(rows, list) or not isinstance(result.get("symbol"), str):  # type: ignore[union-attr]
+            return None
+        if not set(map(type, rows)) <= {dict}:
+            return None
+        try:
+            stamps += [r["timestamp"] for r in rows]
+            amounts += [r["openInterest"] for r in rows]
+        except KeyError:
+            return None
+        symbols.append(result["symbol"])  # type: ignore[index]
+        counts.append(len(rows))
+    if not set(map(type, stamps)) <= {str} or not set(map(type, amounts)) <= {str}:
+        return None
+    ts = pl.Series("ts", stamps, dtype=pl.String)
+    if not ts.str.contains(r"^[0-9]+$").all():
+        return None
+    try:
+        columns = {
+            "ts": ts.cast(pl.Int64, strict=True),
+            "oi_base": pl.Series("oi_base", amounts, dtype=pl.String).cast(pl.Float64, strict=True),
+        }
+    except pl.exceptions.InvalidOperationError:
+        return None
+    page = pl.Series(PAGE, [i for i, n in enumerate(counts) for _ in range(n)], dtype=pl.UInt32)
+    sym = pl.col("symbol")
+    return (
+        pl.DataFrame(
+            [
+                pl.Series("symbol", symbols, dtype=pl.String).gather(page),
+                columns["ts"],
+                columns["oi_base"],
+                page,
+            ]
+        )
+        .select(
+            pl.lit("bybit").alias("venue"),
+            sym,
+            pl.when(sym.str.ends_with("USDT")).then(sym.str.head(-4)).otherwise(sym).alias("base"),
+            "ts",
+            "oi_base",
+            pl.lit(None).alias("oi_usd"),
+            PAGE,
+        )
+        .select(pl.col(name).cast(dtype) for name, dtype in _OI_COLUMNS.items())
+    )
+
+
+def _open_interest_rows(bodies: list[Any], endpoint: str) -> pl.DataFrame:
     out = []
     for i, body in enumerate(bodies):
         rows = _list(body, endpoint, ("openInterest", "timestamp"))
@@ -178,10 +246,7 @@ def parse_open_interest(
                     PAGE: i,
                 }
             )
-    schema = {**OI_SCHEMA, "ts": pl.Int64} | PAGE_SCHEMA
-    df = pl.DataFrame(out, schema=schema).with_columns(pl.col("ts").cast(UTC_MS))
-    df = unique_strict(df, ["symbol", "ts"], "Bybit payload", ignore=(PAGE,)).sort("symbol", "ts")
-    return df.select(paged(list(OI_SCHEMA), page_index))
+    return pl.DataFrame(out, schema=_OI_COLUMNS)
 
 
 def attach_usd(oi: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFrame:
