@@ -3,11 +3,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pipelines.metrics.leverage import daily_funding, funding_coverage, normalize_funding, weekly_leverage
 from pipelines.schemas import WEEKLY_LEVERAGE
+from tests._leverage_frames import funding_frame
 from tests._metrics_real import real_file
 
 UTC = UTC
@@ -185,3 +186,44 @@ def test_turned_negative_only_on_a_sign_flip() -> None:
         daily.filter(pl.col("day") <= date(2025, 11, 18)), date(2025, 11, 17), date(2025, 11, 18)
     )
     assert still["first_negative_day"] is None and still["negative_days"] == 2
+
+
+HOURS = st.integers(24 * 2, 24 * 8)  # around the window's start (day 5) and its tolerance (a day)
+SYMBOLS = st.sampled_from(["BTCUSDT", "ETHUSDT"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    readings=st.lists(st.tuples(SYMBOLS, HOURS), max_size=40),
+    settlements=st.lists(st.tuples(SYMBOLS, HOURS), max_size=20),
+)
+@example(readings=[("BTCUSDT", 100)], settlements=[("BTCUSDT", 121)])  # a reading 21 h before: it weighs
+def test_funding_coverage_reads_only_the_readings_that_can_weigh_the_window(readings, settlements) -> None:
+    """The window's settlements weighted by the readings from ``oi_tolerance`` before its start on are weighted as
+    by the whole history of readings (a settlement is after the start, so an earlier reading is too old for it)."""
+    from pipelines.metrics import leverage
+
+    t0 = datetime(2025, 10, 1, tzinfo=UTC)
+    start, end, tol = t0 + timedelta(days=5), t0 + timedelta(days=12), timedelta(days=1)
+    oi = pl.DataFrame(
+        [("binance", s, t0 + timedelta(hours=h), 1e9 + h) for s, h in {(s, h) for s, h in readings}],
+        schema={
+            "exchange": pl.String,
+            "symbol": pl.String,
+            "ts": pl.Datetime("ms", "UTC"),
+            "oi_usd": pl.Float64,
+        },
+        orient="row",
+    )
+    f = funding_frame(
+        [("binance", s, t0 + timedelta(hours=h), 1e-4 * (h % 7 - 3), 8) for s, h in set(settlements)]
+    )
+    got = funding_coverage(f, oi, start, end, tol)
+    window = f.filter((pl.col("funding_time") > start) & (pl.col("funding_time") <= end))
+    if window.height == 0:
+        assert got["funding_settlements"] == 0
+        return
+    whole = leverage._with_oi(window, oi, tol)  # every reading of the history
+    row = leverage._weighted(whole.with_columns(g=pl.lit(0)), ["g"]).row(0, named=True)
+    assert (got["funding_8h_mean"], got["funding_weighting"]) == (row["funding_8h"], row["weighting"])
+    assert got["funding_oi_share"] == whole["oi_usd"].is_not_null().sum() / whole.height

@@ -88,10 +88,14 @@ def funding_coverage(
     did; ``funding_oi_share`` is the share of settlements the OI-weighted mean covers and
     ``funding_venues_without_oi`` the venues whose settlements lacked OI.
     """
-    # each settlement takes the OI reading at or before it, so the window's settlements are cut first
+    # each settlement takes the OI reading at or before it, so the window's settlements are cut first; a reading
+    # more than ``oi_tolerance`` before the window's start weighs none of them (a week's history of readings
+    # would otherwise be sorted and joined for every week of a range)
     window = ensure_utc(funding, "funding_time").filter(
         (pl.col("funding_time") > start) & (pl.col("funding_time") <= end)
     )
+    if open_interest is not None:
+        open_interest = ensure_utc(open_interest, "ts").filter(pl.col("ts") >= start - oi_tolerance)
     f = _with_oi(window, open_interest, oi_tolerance)
     if f.height == 0:
         return {
