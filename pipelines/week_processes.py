@@ -107,11 +107,14 @@ def map_weeks(build: Callable[..., Mapping[str, T]], weeks: Sequence[str], *args
     finally:
         wait(futures)  # never leave a run building behind an error here
     out: dict[str, T] = {}
-    try:
-        for future in futures:
+    for run, future in zip(runs, futures, strict=False):
+        try:
             out.update(future.result())
-    except BrokenProcessPool:
-        _forget_pool()  # a process died (killed, out of memory): the next step starts a new pool
-        raise
+        except BrokenProcessPool as exc:
+            _forget_pool()  # the next step starts a new pool
+            raise BrokenProcessPool(
+                f"the process computing weeks {run[0]}..{run[-1]} died (killed, or out of memory); run the step "
+                "again, or with CRYPTO_WEEKLY_WEEK_PROCESSES=1 to compute every week in the step's own process"
+            ) from exc
     out.update(last)  # in the order of the weeks
     return out

@@ -71,7 +71,7 @@ def test_the_pool_is_kept_and_started_again_when_the_environment_changes_or_a_pr
     monkeypatch.setenv("CRYPTO_WEEKLY_VENUES", "binance")
     second = map_weeks(pid_per_week, WEEKS)[WEEKS[0]]
     assert second not in (first, os.getpid())
-    with pytest.raises(BrokenProcessPool):
+    with pytest.raises(BrokenProcessPool, match=f"weeks {WEEKS[0]}..{WEEKS[7]} died .*WEEK_PROCESSES=1"):
         map_weeks(exit_in_the_pool, WEEKS, os.getpid())
     third = map_weeks(pid_per_week, WEEKS)[WEEKS[0]]
     assert third not in (first, second, os.getpid())

@@ -4,8 +4,9 @@
 Every chart is byte-deterministic and self-contained: its id is its name (pygal draws a random one; the id also
 scopes the chart's stylesheet inside the HTML page, so each name appears once in a report), no script (pygal's
 tooltips load JavaScript from its website: none is linked and its inline configuration is removed), no comment
-(pygal writes the day it drew the chart), no XML prolog, text as SVG text in a sans-serif font the viewer has. A series with no value in the history is not drawn,
-and a chart with nothing to draw is left out (``docs/narrative.md``)."""
+(pygal writes the day it drew the chart), no XML prolog, text as SVG text in a sans-serif font the viewer has. A
+series with no value in the history is not drawn, and a chart with nothing to draw is left out
+(``docs/narrative.md``)."""
 
 from __future__ import annotations
 
