@@ -160,9 +160,9 @@ def test_metrics_read_column_wise_equal_the_row_reader(client, monkeypatch):
         for sym, d in (("BTCUSDT", 20), ("ETHUSDT", 3), ("ETHUSDT", 7))
         if (blob := client.metrics_day(sym, date(2025, 10, d)))
     ]
-    assert texts and all(bv._metrics_columns(t) is not None for t in texts)
+    assert texts and all(bv._metrics_columns([t]) is not None for t in texts)
     column_wise = [bv.parse_metrics_csv(t) for t in texts]
-    monkeypatch.setattr(bv, "_metrics_columns", lambda text: None)
+    monkeypatch.setattr(bv, "_metrics_columns", lambda texts: None)
     assert all(
         a.equals(bv.parse_metrics_csv(t), null_equal=True) for a, t in zip(column_wise, texts, strict=True)
     )
@@ -187,7 +187,7 @@ def test_metrics_files_parsed_together_equal_each_alone(client, monkeypatch):
         if (blob := client.metrics_day(sym, date(2025, 10, d)))
     ]
     with monkeypatch.context() as m:  # plain files: read together, never one by one
-        m.setattr(bv, "_metrics_one_by_one", lambda texts: pytest.fail("parsed one by one"))
+        m.setattr(bv, "parse_metrics_csv", lambda text: pytest.fail("parsed one by one"))
         together = bv.parse_metrics_csvs([texts[0], texts[1], texts[0], texts[2]])
     for page, text in enumerate([texts[0], texts[1], texts[0], texts[2]]):
         alone = bv.parse_metrics_csv(text)

@@ -27,7 +27,7 @@ from typing import Any
 import polars as pl
 
 from pipelines.sources.binance import FUNDING_SCHEMA, KLINE_SCHEMA, UTC_MS
-from pipelines.sources.dedupe import PAGE, unique_strict
+from pipelines.sources.dedupe import PAGE, ConflictingDuplicates, unique_strict
 from pipelines.sources.http import PayloadError, SourceClient, SourceError
 
 BASE_URL = "https://data.binance.vision"
@@ -179,29 +179,65 @@ METRICS_SCHEMA = {
 _METRICS_NUMBERS = dict(zip(METRICS_COLUMNS[2:], list(METRICS_SCHEMA)[2:], strict=True))
 
 
-def _metrics_columns(text: str) -> pl.DataFrame | None:
-    """The file read column-wise by polars' CSV reader; None when anything about it is not the plain case (no
-    exact header, a ragged row, a cell that is not a number), which the row-by-row reader then names."""
-    lines = text.count("\n") + (not text.endswith("\n"))
-    if not text.startswith(",".join(METRICS_COLUMNS) + "\n"):
-        return None
-    if text.count(",") != (len(METRICS_COLUMNS) - 1) * lines:  # a ragged row, a quoted comma, a blank line
-        return None
-    try:  # a cell that is not a number (a space around it included) fails the read
+def _metrics_columns(texts: Sequence[str]) -> pl.DataFrame | None:
+    """The files read column-wise by polars' CSV reader, in one read, each row with its file's place in ``texts``
+    (``PAGE``); None when anything about any of them is not the plain case (no exact header, a ragged row, a cell
+    that is not a number), which the row-by-row reader then names."""
+    header = ",".join(METRICS_COLUMNS) + "\n"
+    bodies, counts = [], []
+    for text in texts:
+        lines = text.count("\n") + (not text.endswith("\n"))
+        if not text.startswith(header):
+            return None
+        if (
+            text.count(",") != (len(METRICS_COLUMNS) - 1) * lines
+        ):  # a ragged row, a quoted comma, a blank line
+            return None
+        body = text[len(header) :]
+        bodies.append(body if body.endswith("\n") or not body else body + "\n")
+        counts.append(lines - 1)
+    try:  # a cell that is not a number (a space around it included) fails the read; so does no row at all
         df = pl.read_csv(
-            io.StringIO(text),
+            io.StringIO("".join(bodies)),
             schema={c: pl.String if i < 2 else pl.Float64 for i, c in enumerate(METRICS_COLUMNS)},
-            has_header=True,
+            has_header=False,
         )
     except (pl.exceptions.PolarsError, ValueError):
         return None
-    if df.height != lines - 1:
+    if df.height != sum(counts):
         return None
     return df.select(
         pl.col("symbol"),
         pl.col("create_time").alias("ts"),
         *(pl.col(theirs).alias(ours) for theirs, ours in _METRICS_NUMBERS.items()),
+        pl.Series(PAGE, [i for i, n in enumerate(counts) for _ in range(n)], dtype=pl.UInt32),
     )
+
+
+def _metrics_rows(text: str) -> pl.DataFrame:
+    """The file read row by row, naming the header, row or cell that is not of the documented shape."""
+    out = []
+    for r in _table(text, METRICS_COLUMNS, "metrics"):
+        out.append(
+            {
+                "symbol": r[1],
+                "ts": r[0].strip(),
+                **{ours: _float(r[i], "metrics") for i, ours in enumerate(_METRICS_NUMBERS.values(), 2)},
+            }
+        )
+    return pl.DataFrame(out, schema=METRICS_SCHEMA)
+
+
+def _metrics_typed(df: pl.DataFrame, key: list[str]) -> pl.DataFrame:
+    """``create_time``'s text as UTC times, each ``key`` once (identical rows dropped, conflicting ones refused),
+    sorted by ``key``."""
+    try:
+        df = df.with_columns(
+            pl.col("ts").str.strptime(pl.Datetime("ms"), "%Y-%m-%d %H:%M:%S").dt.replace_time_zone("UTC")
+        )
+    except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError) as exc:
+        raise _drift(f"create_time is not 'YYYY-MM-DD HH:MM:SS' ({exc})", "metrics") from exc
+    return unique_strict(df, key, "Binance archive payload").sort(key)
 
 
 def parse_metrics_csv(text: str) -> pl.DataFrame:
@@ -211,25 +247,8 @@ def parse_metrics_csv(text: str) -> pl.DataFrame:
 
     Read column-wise (about 290 rows a file, tens of thousands of files in a backfill); a file that is not the
     plain case is read row by row, which names the header, row or cell at fault (``PayloadError``)."""
-    df = _metrics_columns(text)
-    if df is None:
-        out = []
-        for r in _table(text, METRICS_COLUMNS, "metrics"):
-            out.append(
-                {
-                    "symbol": r[1],
-                    "ts": r[0].strip(),
-                    **{ours: _float(r[i], "metrics") for i, ours in enumerate(_METRICS_NUMBERS.values(), 2)},
-                }
-            )
-        df = pl.DataFrame(out, schema=METRICS_SCHEMA)
-    try:
-        df = df.with_columns(
-            pl.col("ts").str.strptime(pl.Datetime("ms"), "%Y-%m-%d %H:%M:%S").dt.replace_time_zone("UTC")
-        )
-    except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError) as exc:
-        raise _drift(f"create_time is not 'YYYY-MM-DD HH:MM:SS' ({exc})", "metrics") from exc
-    return unique_strict(df, ["symbol", "ts"], "Binance archive payload").sort("symbol", "ts")
+    df = _metrics_columns([text])
+    return _metrics_typed(_metrics_rows(text) if df is None else df.drop(PAGE), ["symbol", "ts"])
 
 
 def parse_metrics_csvs(texts: Sequence[str]) -> pl.DataFrame:
@@ -237,42 +256,14 @@ def parse_metrics_csvs(texts: Sequence[str]) -> pl.DataFrame:
     ``PAGE`` (the file's place in ``texts``) last. A backfill reads a file per perpetual and day (1,200 for 40
     perpetuals since 2025), and the per-file cost of the CSV reader, the time parse and the key check was most of
     reading them: here their rows are read, parsed and checked once (keys unique within each file, as each file
-    alone is checked). When any file is not the plain case, or a key repeats within a file, every file is parsed
-    alone, which names the header, row or cell at fault."""
-    header = ",".join(METRICS_COLUMNS) + "\n"
-    bodies, counts = [], []
-    for text in texts:
-        lines = text.count("\n") + (not text.endswith("\n"))
-        if not text.startswith(header) or text.count(",") != (len(METRICS_COLUMNS) - 1) * lines:
-            return _metrics_one_by_one(texts)
-        body = text[len(header) :]
-        bodies.append(body if body.endswith("\n") or not body else body + "\n")
-        counts.append(lines - 1)
-    if not sum(counts):
-        return _metrics_one_by_one(texts)
-    try:
-        df = pl.read_csv(
-            io.StringIO("".join(bodies)),
-            schema={c: pl.String if i < 2 else pl.Float64 for i, c in enumerate(METRICS_COLUMNS)},
-            has_header=False,
-        )
-        if df.height != sum(counts):
-            return _metrics_one_by_one(texts)
-        df = df.select(
-            pl.col("symbol"),
-            pl.col("create_time")
-            .str.strptime(pl.Datetime("ms"), "%Y-%m-%d %H:%M:%S")
-            .dt.replace_time_zone("UTC")
-            .alias("ts"),
-            *(pl.col(theirs).alias(ours) for theirs, ours in _METRICS_NUMBERS.items()),
-            pl.Series(PAGE, [i for i, n in enumerate(counts) for _ in range(n)], dtype=pl.UInt32),
-        )
-        return unique_strict(df, [PAGE, "symbol", "ts"], "Binance archive payload").sort(PAGE, "symbol", "ts")
-    except (pl.exceptions.PolarsError, ValueError):
-        return _metrics_one_by_one(texts)
-
-
-def _metrics_one_by_one(texts: Sequence[str]) -> pl.DataFrame:
+    alone is checked). When a file is not the plain case, its times do not parse or a key repeats within it,
+    every file is parsed alone, which names the fault."""
+    df = _metrics_columns(texts)
+    if df is not None:
+        try:
+            return _metrics_typed(df, [PAGE, "symbol", "ts"])
+        except (PayloadError, ConflictingDuplicates):
+            pass  # named below, in the file's own terms
     frames = [
         parse_metrics_csv(t).with_columns(pl.lit(i, pl.UInt32).alias(PAGE)) for i, t in enumerate(texts)
     ]
