@@ -27,7 +27,7 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.sources.dedupe import PAGE, PAGE_SCHEMA, paged, unique_strict
+from pipelines.sources.dedupe import PAGE, PAGE_SCHEMA, page_numbers, paged, unique_strict
 from pipelines.sources.http import Fetched, HistoryLimitError, PayloadError, SourceClient, SourceError
 
 FAPI_BASE_URL = "https://fapi.binance.com"
@@ -468,7 +468,7 @@ def _klines_columns(pages: list[Any]) -> dict[str, pl.Series] | None:
         return None
     # rows transposed to columns; a row's fields after the 11 read (the unused 12th) are not kept
     cols = list(zip(*rows, strict=False)) if rows else [() for _ in range(11)]
-    out: dict[str, pl.Series] = {PAGE: _page_numbers(pages)}
+    out: dict[str, pl.Series] = {PAGE: page_numbers([len(page) for page in pages])}
     for k, name in _KLINE_INTS.items():
         if not set(map(type, cols[k])) <= {int}:  # bool is not int here
             return None
@@ -484,11 +484,6 @@ def _klines_columns(pages: list[Any]) -> dict[str, pl.Series] | None:
         except pl.exceptions.InvalidOperationError:
             return None
     return out
-
-
-def _page_numbers(pages: list[list]) -> pl.Series:
-    """Each row's page position, for pages that are lists of rows."""
-    return pl.Series(PAGE, [i for i, page in enumerate(pages) for _ in page], dtype=PAGE_SCHEMA[PAGE])
 
 
 def parse_klines(

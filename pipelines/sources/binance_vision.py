@@ -27,7 +27,7 @@ from typing import Any
 import polars as pl
 
 from pipelines.sources.binance import FUNDING_SCHEMA, KLINE_SCHEMA, UTC_MS
-from pipelines.sources.dedupe import PAGE, ConflictingDuplicates, unique_strict
+from pipelines.sources.dedupe import PAGE, ConflictingDuplicates, page_numbers, unique_strict
 from pipelines.sources.http import PayloadError, SourceClient, SourceError
 
 BASE_URL = "https://data.binance.vision"
@@ -210,7 +210,7 @@ def _metrics_columns(texts: Sequence[str]) -> pl.DataFrame | None:
         pl.col("symbol"),
         pl.col("create_time").alias("ts"),
         *(pl.col(theirs).alias(ours) for theirs, ours in _METRICS_NUMBERS.items()),
-        pl.Series(PAGE, [i for i, n in enumerate(counts) for _ in range(n)], dtype=pl.UInt32),
+        page_numbers(counts),
     )
 
 

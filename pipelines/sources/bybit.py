@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 
 from pipelines.sources.binance import FUNDING_SCHEMA, OI_SCHEMA, UTC_MS, infer_interval_hours, ms
-from pipelines.sources.dedupe import PAGE, PAGE_SCHEMA, paged, unique_strict
+from pipelines.sources.dedupe import PAGE, PAGE_SCHEMA, page_numbers, paged, unique_strict
 from pipelines.sources.http import Fetched, PayloadError, SourceClient, SourceError
 
 BASE_URL = "https://api.bybit.com"
@@ -179,17 +179,17 @@ def _open_interest_columns(bodies: list[Any]) -> pl.DataFrame | None:
     symbols, counts, stamps, amounts = [], [], [], []
     for body in bodies:
         result = body.get("result") if isinstance(body, dict) and body.get("retCode") == 0 else None
-        rows = result.get("list") if isinstance(result, dict) else None
-        if not isinstance(rows, list) or not isinstance(result.get("symbol"), str):  # type: ignore[union-attr]
+        if not isinstance(result, dict):
             return None
-        if not set(map(type, rows)) <= {dict}:
+        rows, symbol = result.get("list"), result.get("symbol")
+        if not isinstance(rows, list) or not isinstance(symbol, str) or not set(map(type, rows)) <= {dict}:
             return None
         try:
             stamps += [r["timestamp"] for r in rows]
             amounts += [r["openInterest"] for r in rows]
         except KeyError:
             return None
-        symbols.append(result["symbol"])  # type: ignore[index]
+        symbols.append(symbol)
         counts.append(len(rows))
     if not set(map(type, stamps)) <= {str} or not set(map(type, amounts)) <= {str}:
         return None
@@ -203,7 +203,7 @@ def _open_interest_columns(bodies: list[Any]) -> pl.DataFrame | None:
         }
     except pl.exceptions.InvalidOperationError:
         return None
-    page = pl.Series(PAGE, [i for i, n in enumerate(counts) for _ in range(n)], dtype=pl.UInt32)
+    page = page_numbers(counts)
     sym = pl.col("symbol")
     return (
         pl.DataFrame(

@@ -7,6 +7,8 @@ print a number picked silently, so the payload is refused with the key, the inst
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import polars as pl
 
 # A parser of paged payloads asked for ``page_index=True`` adds this column: the position in its ``pages`` of the
@@ -14,6 +16,11 @@ import polars as pl
 # gives each row its raw file. Deduplication ignores it: the same row on two pages is one row, of the first page.
 PAGE = "page"
 PAGE_SCHEMA = {PAGE: pl.UInt32}
+
+
+def page_numbers(counts: Sequence[int]) -> pl.Series:
+    """The ``PAGE`` column of rows read page after page, ``counts[i]`` rows from page ``i``."""
+    return pl.Series(PAGE, [i for i, n in enumerate(counts) for _ in range(n)], dtype=PAGE_SCHEMA[PAGE])
 
 
 def paged(columns: list[str], page_index: bool) -> list[str]:
