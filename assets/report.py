@@ -12,7 +12,7 @@ import polars as pl
 from assets._meta import md_table
 from assets.weekly.shape import weeks_failed
 from pipelines import gaps as gaps_mod
-from pipelines import quality
+from pipelines import lake_files, quality
 from pipelines.calendar import WEEKLY, weeks_of_run
 from pipelines.lake_files import file_identity
 from pipelines.lake_snapshot import reads_for
@@ -160,9 +160,9 @@ def _statement_results(judged) -> list[ClaimResult]:
 
 # What the report step found for each week it published, for the blocking check of the same run (in this
 # process): {(warehouse root, week): (the files it checked, their results)}. The check uses the results only when
-# every file of the lake and of the gap ledger, and the week's report and manifest, are the ones the step checked
-# (``file_identity``: inode, size, mtime and ctime), and the lake did not change while the step read it; otherwise it checks
-# again. A warehouse on object storage is always checked again.
+# the lake's partitions (``lake_state``), every file of the gap ledger, and the week's report and manifest are the
+# ones the step checked (``file_identity``: inode, size, mtime and ctime), and the lake did not change while the
+# step read it; otherwise it checks again. A warehouse on object storage is always checked again.
 _VERIFIED: dict[tuple[str, str], tuple[tuple, list[ClaimResult]]] = {}
 
 
@@ -180,8 +180,9 @@ def _files_under(*tops) -> tuple:
 
 
 def lake_state(wh) -> tuple | None:
-    """The state of every file of the lake and of the gap ledger (``None`` on object storage: not tracked)."""
-    return None if wh.remote else _files_under(wh.lake_dir, gaps_mod.ledger_dir(wh))
+    """The state of the lake's partitions (``pipelines.lake_files.lake_state``) and of every file of the gap
+    ledger (``None`` on object storage: not tracked)."""
+    return None if wh.remote else (lake_files.lake_state(wh.lake_dir), _files_under(gaps_mod.ledger_dir(wh)))
 
 
 def report_state(wh, week: str) -> tuple:

@@ -333,6 +333,7 @@ def history(weeks_history: int, coins: int = 250) -> dict:
         with t.lap("setup (untimed)"):
             rows = synth.write_lake_history(wh, coins, first, last)
             read_once_elsewhere(wh_dir)
+            os.sync()  # the setup's writes on disk before the timed part, not flushed during it
         defs = make_defs()
         with project_instance() as instance:
             with t.lap("dagster weekly_job"):

@@ -361,16 +361,57 @@ def test_a_file_gone_between_listing_and_stat_is_not_a_failure(tmp_path, monkeyp
     from types import SimpleNamespace
 
     import assets.report as rep
+    import pipelines.lake_files as lake_files
 
     wh = lake(tmp_path, frames())
     tmp = wh.lake_dir / "weekly_leverage" / ".tmp-1-x.parquet"
     tmp.write_bytes(b"half")
 
-    def stat(path, *a, **kw):
-        if str(path).endswith(".tmp-1-x.parquet"):
-            raise FileNotFoundError(path)  # renamed away after os.walk listed it
-        return os.stat(path, *a, **kw)
+    class Gone:  # a listed entry whose file was renamed away before its stat
+        def __init__(self, entry):
+            self.path, self.name = entry.path, entry.name
 
-    monkeypatch.setattr(rep, "os", SimpleNamespace(walk=os.walk, path=os.path, stat=stat))
-    state = rep.lake_state(wh)
-    assert state and not any(name.startswith(".tmp-") for _, name, _ in state)
+        def stat(self, **kw):
+            raise FileNotFoundError(self.path)
+
+        def is_dir(self, **kw):
+            return False
+
+    def scandir(path):
+        return [Gone(e) if e.name.startswith(".tmp-") else e for e in os.scandir(path)]
+
+    monkeypatch.setattr(lake_files, "os", SimpleNamespace(scandir=scandir, stat=os.stat))
+    lake_part, _ = rep.lake_state(wh)
+    assert lake_part and any(path.endswith("/data.parquet") for path, _ in lake_part)
+    assert not any(".tmp-" in path for path, _ in lake_part)
+    monkeypatch.undo()
+    assert any(".tmp-" in path for path, _ in rep.lake_state(wh)[0])  # there, it is listed
+
+
+def test_the_lake_state_changes_with_every_change_a_reader_could_see(tmp_path) -> None:
+    """What the report step compares before and after it reads the lake, and its check once more: a partition
+    rewritten, edited in place, removed or added changes it; reading does not."""
+    import shutil
+
+    from pipelines.lake_files import lake_state
+
+    wh = lake(tmp_path, frames())
+    first = lake_state(wh.lake_dir)
+    assert lake_state(wh.lake_dir) == first
+    data = {p for p, _ in first if p.endswith("/data.parquet")}
+    assert data == {str(p) for p in wh.lake_dir.glob("*/*/data.parquet")}
+
+    part = frames()["weekly_leverage"].filter(pl.col("week_start") == WEEK)
+    wh.write_partition(BY_NAME["weekly_leverage"], W, part)  # the same rows, a new file
+    rewritten = lake_state(wh.lake_dir)
+    assert rewritten != first
+    target = next(iter(sorted(data)))
+    with open(target, "ab") as f:
+        f.write(b"\0")  # edited in place
+    edited = lake_state(wh.lake_dir)
+    assert edited != rewritten
+    shutil.rmtree(Path(target).parent)
+    removed = lake_state(wh.lake_dir)
+    assert removed != edited and not any(p.startswith(str(Path(target).parent)) for p, _ in removed)
+    wh.write_partition(BY_NAME["weekly_leverage"], "2025-01-06", part)
+    assert lake_state(wh.lake_dir) != removed
