@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import polars as pl
@@ -150,3 +150,61 @@ def test_a_range_of_weeks_is_one_run_and_a_failed_week_is_named_and_alone(
     # the weeks run one by one wrote the bytes the range wrote
     expected = _written(alone, good)
     assert _written(ranged, good) == expected and len(expected) > len(good) * 10
+
+
+def test_a_long_worst_week_streak_reads_a_window_and_counts_as_the_whole_history(tmp_path) -> None:
+    """Crypto worst every week of the world (its market caps fall 3% a day): each week alone reads the levels of
+    a window of weeks before it, doubled while the streak reaches the window's start, and gets the streak, rank
+    and row the whole history gives; a range in one pass gets the same. The first window alone falls short of
+    the longest streaks, so the doubling is what makes them whole."""
+    from assets.weekly import macro
+    from pipelines.metrics.cross_asset import weekly_crypto_rank
+    from tests._weekly_world import FIRST_DAY
+
+    def falling(df: pl.DataFrame) -> pl.DataFrame:
+        days = (pl.col("date") - pl.lit(FIRST_DAY)).dt.total_days()
+        return df.with_columns(pl.col("market_cap_usd") * (-0.03 * days).exp())
+
+    weeks = [(FIRST_DAY + timedelta(days=7 * i)).isoformat() for i in range(1, 15)]  # the first has no open
+    # no S&P 500 close on the Thursday and Friday before the 6th week: its open is Wednesday's, four days before
+    # the Sunday it is taken for, the oldest a level may be (a window a day shorter would leave it out)
+    sunday = date.fromisoformat(weeks[5]) - timedelta(days=1)
+    holiday = [sunday - timedelta(days=3), sunday - timedelta(days=2)]
+
+    def closed(df: pl.DataFrame) -> pl.DataFrame:
+        return df.filter(~((pl.col("series_id") == "SP500") & pl.col("date").is_in(holiday)))
+
+    world = build()
+    wh = write_lake(
+        tmp_path,
+        {k: world[k] for k in ("coin_daily", "macro_observations")},
+        datetime(2025, 6, 1, tzinfo=UTC),
+        transform={"coin_daily": falling, "macro_observations": closed},
+    )
+    whole = {
+        w: weekly_crypto_rank(macro.cross_asset_levels(wh, w, FIRST_DAY - timedelta(days=30)), w)
+        for w in weeks
+    }
+    assert [whole[w]["worst_streak_weeks"].item() for w in weeks] == list(range(1, 15))
+    for w in weeks:
+        assert macro.compute_crypto_rank(wh, w).df.equals(whole[w]), w
+    one_pass = compute_weeks(wh, weeks, {"weekly_crypto_rank": macro.compute_crypto_rank})[
+        "weekly_crypto_rank"
+    ]
+    assert all(one_pass[w].df.equals(whole[w]) for w in weeks)  # type: ignore[union-attr]
+    last, first = weeks[-1], macro.STREAK_FIRST_WEEKS
+    short = weekly_crypto_rank(
+        macro.cross_asset_levels(wh, last, macro.levels_since(date.fromisoformat(last), first)), last
+    )
+    assert short["worst_streak_weeks"].item() == first + 1 < 14  # cut by the first window's start
+    # the cross-asset table of a week alone reads its own window and gives the whole history's rows
+    for w in weeks:
+        full = macro.weekly_cross_asset(macro.cross_asset_levels(wh, w, FIRST_DAY - timedelta(days=30)), w)
+        assert macro.compute_cross_asset(wh, w).df.equals(full), w
+    sp500 = macro.weekly_cross_asset(macro.cross_asset_levels(wh, weeks[5], FIRST_DAY), weeks[5]).filter(
+        pl.col("asset") == "sp500"
+    )
+    assert (
+        sp500["open_date"].item() == sunday - timedelta(days=4)
+        and sp500["return_pct"].item() is not None
+    )

@@ -5,7 +5,7 @@ function of ``pipelines.metrics``."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 import polars as pl
@@ -19,12 +19,18 @@ from assets.weekly.shape import (
     out_of,
     require_open_close,
     require_table,
-    total_market_cap_through,
+    total_market_cap_days,
     weekly_table_asset,
 )
 from pipelines import gaps as gaps_mod
 from pipelines.calendar import WEEK_FROM_DAYS
-from pipelines.metrics.cross_asset import DEFAULT_ASSETS, weekly_cross_asset, weekly_crypto_rank
+from pipelines.metrics.cross_asset import (
+    DEFAULT_ASSETS,
+    MAX_STALE_DAYS,
+    MAX_STREAK_WEEKS,
+    weekly_cross_asset,
+    weekly_crypto_rank,
+)
 from pipelines.metrics.macro import (
     BILL_SERIES,
     DEFAULT_METRICS,
@@ -71,32 +77,45 @@ def macro_in_lake(wh, week: str) -> bool:
     return True
 
 
-def cross_asset_levels(wh, week: str) -> pl.DataFrame:
+def levels_since(monday: date, weeks_before: int = 0) -> date:
+    """The first day of levels the returns of the week starting ``monday`` and of the ``weeks_before`` weeks
+    before it read: each return opens on the last level dated less than ``MAX_STALE_DAYS`` days before the
+    Sunday that ends the week before (``weekly_cross_asset``)."""
+    return monday - timedelta(days=7 * weeks_before + MAX_STALE_DAYS)
+
+
+def cross_asset_levels(wh, week: str, since: date) -> pl.DataFrame:
     """``series, date, value``: crypto total market cap, BTC/ETH/PAXG prices from coin_daily and the FRED
-    series from macro_observations, every row dated on or before the week's close day."""
+    series from macro_observations, every row dated ``since`` to the week's close day. A week alone reads those
+    days (the total market cap of a day reads only its own and the ``CARRY_DAYS`` before it); a range of weeks
+    cuts them from the history it derived once: the same rows, in the same order."""
     w = require_open_close(wh, week)
-    total = total_market_cap_through(wh, w.close_day).select(
+    total = total_market_cap_days(wh, since, w.close_day).select(
         pl.lit("crypto_total_mcap").alias("series"), "date", pl.col("total_mcap_usd").alias("value")
     )
-    coins = history_through(
-        wh,
-        "cross_asset_coin_prices",
-        w.close_day,
-        lambda last: coin_daily_between(wh, None, last or date.max, "date, coin_id, price_usd").filter(
-            pl.col("coin_id").is_in(list(COIN_SERIES))
-        ),
-    ).select(
-        pl.col("coin_id").replace_strict(COIN_SERIES).alias("series"),
-        "date",
-        pl.col("price_usd").alias("value"),
+    coins = (
+        history_through(
+            wh,
+            "cross_asset_coin_prices",
+            w.close_day,
+            lambda last: coin_daily_between(
+                wh, None if last is None else since, last or date.max, "date, coin_id, price_usd"
+            ).filter(pl.col("coin_id").is_in(list(COIN_SERIES))),
+        )
+        .filter(pl.col("date") >= since)
+        .select(
+            pl.col("coin_id").replace_strict(COIN_SERIES).alias("series"),
+            "date",
+            pl.col("price_usd").alias("value"),
+        )
     )
     schema = {"series": pl.String, "date": pl.Date, "value": pl.Float64}
     # FRED missing altogether (blocked, not selected: no macro_observations in the lake): the crypto side only
     macro = (
         wh.query(
             f"SELECT series_id AS series, date, value FROM {MACRO_OBSERVATIONS} "
-            "WHERE list_contains(?, series_id) AND date <= ? ORDER BY series_id, date",
-            [CROSS_MACRO_SERIES, w.close_day],
+            "WHERE list_contains(?, series_id) AND date >= ? AND date <= ? ORDER BY series_id, date",
+            [CROSS_MACRO_SERIES, since, w.close_day],
         )
         if macro_in_lake(wh, week)
         else pl.DataFrame(schema=schema)
@@ -105,7 +124,7 @@ def cross_asset_levels(wh, week: str) -> pl.DataFrame:
 
 
 def compute_cross_asset(wh, week: str) -> Computed:
-    df = weekly_cross_asset(cross_asset_levels(wh, week), week)
+    df = weekly_cross_asset(cross_asset_levels(wh, week, levels_since(week_window(week).monday)), week)
     no_return = df.filter(pl.col("return_pct").is_null())["asset"].to_list()
     ranked = df["rank"].drop_nulls().len()
     coverage = [f"{a} has no return" for a in ("crypto", "btc", "eth") if a in no_return]
@@ -152,8 +171,28 @@ weekly_cross_asset_asset = weekly_table_asset(
 )
 
 
+# The weeks before a week whose levels its worst-week streak reads first; doubled while the streak reaches them.
+STREAK_FIRST_WEEKS = 8
+
+
+def crypto_rank_in_window(wh, week: str) -> pl.DataFrame:
+    """``weekly_crypto_rank`` from the levels of a window of weeks before ``week``, not its whole history: the
+    ``STREAK_FIRST_WEEKS`` weeks before it first, twice as many while the streak reaches the window's first week,
+    up to ``MAX_STREAK_WEEKS``. Every week the window covers gets the return the whole history gives it
+    (``levels_since``), so a streak that ends on a week inside it (at most as long as the window) is the whole
+    history's; a longer one may have been cut by the window's start and is counted again over a wider one
+    (``tests/test_weeks_in_one_pass.py`` compares each week with the whole history's answer)."""
+    monday = week_window(week).monday
+    weeks = STREAK_FIRST_WEEKS
+    while True:
+        df = weekly_crypto_rank(cross_asset_levels(wh, week, levels_since(monday, weeks)), week)
+        if df["worst_streak_weeks"][0] <= weeks or weeks >= MAX_STREAK_WEEKS:
+            return df
+        weeks = min(2 * weeks, MAX_STREAK_WEEKS)
+
+
 def compute_crypto_rank(wh, week: str) -> Computed:
-    df = weekly_crypto_rank(cross_asset_levels(wh, week), week)
+    df = crypto_rank_in_window(wh, week)
     r = df.row(0, named=True)
     if r["assets_ranked"] < MIN_RANKED and r["crypto_rank"] is not None:
         gap = f"only {r['assets_ranked']} classes ranked (need {MIN_RANKED}): missing inputs, crypto is not ranked"

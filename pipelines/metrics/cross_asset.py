@@ -11,6 +11,8 @@ from pipelines.metrics.pit import as_of, shift_week, week_window
 from pipelines.schemas import WEEKLY_CRYPTO_RANK
 
 UST_DURATION = 8.5  # modified duration of a 10-year Treasury near par at a ~4% yield
+MAX_STALE_DAYS = 5  # a boundary's level is the last observation at most this many days before it
+MAX_STREAK_WEEKS = 104  # the worst-week streak is counted back at most this far
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def weekly_cross_asset(
     week: str,
     assets: tuple[AssetSpec, ...] = DEFAULT_ASSETS,
     duration: float = UST_DURATION,
-    max_stale_days: int = 5,
+    max_stale_days: int = MAX_STALE_DAYS,
 ) -> pl.DataFrame:
     """``weekly_cross_asset`` rows. ``levels``: ``series, date, value`` where a row dated D is the close of D
     (crypto: the 00:00 UTC close ending D; markets: their local close on D, before D+1 00:00 UTC).
@@ -105,7 +107,7 @@ def weekly_crypto_rank(
     week: str,
     assets: tuple[AssetSpec, ...] = DEFAULT_ASSETS,
     crypto: str = "crypto",
-    max_weeks: int = 104,
+    max_weeks: int = MAX_STREAK_WEEKS,
     **kwargs,
 ) -> pl.DataFrame:
     """``weekly_crypto_rank`` row: crypto's rank this week and the number of consecutive weeks, ending with this
