@@ -27,12 +27,7 @@ are parsed as before and its segment written again. Every month but the newest o
 its files are parsed; a segment that cannot be read is rebuilt, never trusted. The lake's files stay the only
 record: removing ``read_cache/`` loses nothing. Segments are uncompressed, so a read maps them without decoding
 (the demo's 49 segments: 13 ms; 0.16 s with LZ4), at about twice the lake's size on disk (47.7 MB beside the
-demo's 23 MB lake; 14.9 MB with LZ4). A segment is one record batch, and a month read whole from it stays that
-one chunk of the mapped file in the table kept: a process reads from disk only the pages its queries touch, so
-a week's first query of six years of ``coin_daily`` costs little more than over a few months (a weekly table of
-one week over 300 weeks of history, in a new process: 0.21 s, against 0.48 s when every file's rows were copied
-into one chunk). A segment is
-only ever replaced by a rename, never rewritten in place, so a mapped one stays valid.
+demo's 23 MB lake; 14.9 MB with LZ4).
 
 A few small values derived from a file (its sha256, the raw files its rows name: a report's lineage) are kept the
 same way, by path and identity (``file_value``), so consecutive weeks of a range do not hash their shared files
@@ -72,8 +67,6 @@ MAX_BYTES = 512 << 20
 # the small values kept per file (``LakeFiles.file_value``: a digest, a list of names), least recently used out first
 MAX_FILE_VALUES = 100_000
 FILENAME_COLUMN = "__lake_file"  # the column DuckDB names each row's file in, dropped before a file is kept
-# pieces (files, months) a kept table may be joined from before it is copied into one chunk (``_joined``)
-MAX_CHUNKS = 256
 SEGMENT_SUFFIX = ".arrow"
 SEGMENT_FILES = (
     b"crypto_weekly.lake_files"  # schema metadata of a segment: [[path, identity, rows], ...] as JSON
@@ -159,20 +152,18 @@ class LakeFiles:
                 parts[path] = kept.data.slice(where[1], where[2])  # type: ignore[union-attr]
         missing = [path for path, _ in listing if path not in parts]
         months = _months(listing, f"{table.partition_by}=") if segments is not None else {}
-        wholes: dict[str, tuple[pa.Table, int]] = {}
         if missing and months:
-            from_segments, wholes = _from_segments(segments, months, set(missing))  # type: ignore[arg-type]
-            parts.update(from_segments)
+            parts.update(_from_segments(segments, months, set(missing)))  # type: ignore[arg-type]
             missing = [path for path, _ in listing if path not in parts]
         if missing:
             parts.update(self._read(table, missing, con))
         try:
-            data = _joined(listing, parts, wholes)
+            data = pa.concat_tables([parts[path] for path, _ in listing]).combine_chunks()
         except pa.ArrowInvalid:
             # Files whose Arrow types differ (a column all nulls, a file not written by the lake): read them
             # all in one statement, which casts every file to the first one's types as the glob view does.
             parts = self._read(table, [path for path, _ in listing], con)
-            data = _joined(listing, parts, {})
+            data = pa.concat_tables([parts[path] for path, _ in listing]).combine_chunks()
             months = {}  # rows cast to other files' types are no month's own: no segment from them
         if missing and months:
             _write_segments(segments, months, parts, set(missing))  # type: ignore[arg-type]
@@ -267,31 +258,6 @@ class LakeFiles:
         return out
 
 
-def _joined(
-    listing: tuple[tuple[str, Identity], ...],
-    parts: dict[str, pa.Table],
-    wholes: dict[str, tuple[pa.Table, int]],
-) -> pa.Table:
-    """The files' rows in listing order as one table. A month read whole from its segment (``wholes``: its first
-    file's path -> the segment's rows and its number of files) stays the segment's one chunk, mapped from disk,
-    not copied: a process that queries a few weeks of a long history reads only the pages those queries touch.
-    Rows joined from more than ``MAX_CHUNKS`` pieces (one a file) are copied into one chunk, since DuckDB scans
-    a table of thousands of small chunks several times slower than one of a few large ones."""
-    blocks, i = [], 0
-    while i < len(listing):
-        whole = wholes.get(listing[i][0])
-        if whole is not None:
-            blocks.append(whole[0])
-            i += whole[1]
-        else:
-            blocks.append(parts[listing[i][0]])
-            i += 1
-    data = pa.concat_tables(blocks)
-    if max((c.num_chunks for c in data.columns), default=0) > MAX_CHUNKS:
-        data = data.combine_chunks()
-    return data
-
-
 def file_identity(st: os.stat_result) -> Identity:
     """What tells a file from its replacement or an in-place rewrite: inode, size, mtime and ctime in ns."""
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
@@ -357,15 +323,11 @@ def _segment_files(data: pa.Table) -> list[tuple[str, Identity, int]]:
     return [(path, tuple(identity), rows) for path, identity, rows in json.loads(meta)]  # type: ignore[misc]
 
 
-def _from_segments(
-    folder: Path, months: dict[str, Month], wanted: set[str]
-) -> tuple[dict[str, pa.Table], dict[str, tuple[pa.Table, int]]]:
-    """The rows of each ``wanted`` file whose month has a segment recording exactly that month's files now, and
-    for each month all of whose files are wanted, its first file's path -> (the segment's rows, its number of
-    files). A segment that is missing or of other files gives nothing, and one that cannot be read is logged:
-    its files are parsed instead, and the segment written again."""
+def _from_segments(folder: Path, months: dict[str, Month], wanted: set[str]) -> dict[str, pa.Table]:
+    """The rows of each ``wanted`` file whose month has a segment recording exactly that month's files now. A
+    segment that is missing or of other files gives nothing, and one that cannot be read is logged: its files
+    are parsed instead, and the segment written again."""
     out: dict[str, pa.Table] = {}
-    wholes: dict[str, tuple[pa.Table, int]] = {}
     for month, files in months.items():
         if not any(path in wanted for path, _ in files):
             continue
@@ -389,9 +351,7 @@ def _from_segments(
             if p in wanted:
                 out[p] = data.slice(first, rows)
             first += rows
-        if recorded and all(p in wanted for p, _, _ in recorded):
-            wholes[recorded[0][0]] = (data, len(recorded))
-    return out, wholes
+    return out
 
 
 def _write_segments(
@@ -410,8 +370,7 @@ def _write_segments(
         try:
             if any(file_identity(os.stat(path)) != identity for path, identity in files):
                 continue  # rewritten while it was read: its rows may be the older file's
-            # one record batch: read back, the month is one chunk (``_joined``)
-            data = pa.concat_tables([parts[path] for path, _ in files]).combine_chunks()
+            data = pa.concat_tables([parts[path] for path, _ in files])
             recorded = [[path, list(identity), parts[path].num_rows] for path, identity in files]
             data = data.replace_schema_metadata({SEGMENT_FILES: json.dumps(recorded).encode()})
             sink = pa.BufferOutputStream()
