@@ -11,7 +11,7 @@ from pipelines.metrics.pit import as_of, shift_week, week_window
 from pipelines.schemas import WEEKLY_CRYPTO_RANK
 
 UST_DURATION = 8.5  # modified duration of a 10-year Treasury near par at a ~4% yield
-MAX_STALE_DAYS = 5  # a boundary's level is the last observation at most this many days before it
+MAX_STALE_DAYS = 5  # a boundary's level is the last observation dated less than this many days before it
 MAX_STREAK_WEEKS = 104  # the worst-week streak is counted back at most this far
 
 
