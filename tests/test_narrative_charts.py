@@ -55,9 +55,8 @@ def test_every_chart_is_self_contained_and_named() -> None:
         assert svg.startswith("<svg") and root.get("id") == f"chart-{name}", name
         assert not [e for e in root.iter() if e.tag == f"{SVG}script"], name
         assert "<!--" not in svg and "http" not in svg.replace("http://www.w3.org/", ""), name
-        assert (
-            f"#chart-{name} " in svg
-        )  # the stylesheet scoped to the chart, so two charts of a page never clash
+        # the stylesheet scoped to the chart, so two charts of a page never clash
+        assert f"#chart-{name} " in svg, name
 
 
 def test_the_same_bytes_in_another_process() -> None:
