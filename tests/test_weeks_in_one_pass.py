@@ -204,7 +204,4 @@ def test_a_long_worst_week_streak_reads_a_window_and_counts_as_the_whole_history
     sp500 = macro.weekly_cross_asset(macro.cross_asset_levels(wh, weeks[5], FIRST_DAY), weeks[5]).filter(
         pl.col("asset") == "sp500"
     )
-    assert (
-        sp500["open_date"].item() == sunday - timedelta(days=4)
-        and sp500["return_pct"].item() is not None
-    )
+    assert sp500["open_date"].item() == sunday - timedelta(days=4) and sp500["return_pct"].item() is not None
