@@ -273,28 +273,24 @@ def lake_state(lake: Path) -> tuple[tuple[str, Identity], ...]:
     stat (another writer's temp file renamed into place) is left out."""
     out: list[tuple[str, Identity]] = []
 
-    def add(path: str, stat: Callable[[], os.stat_result]) -> bool:
+    def add(path: str, follow_symlinks: bool = False) -> bool:
         try:
-            out.append((path, file_identity(stat())))
-            return True
+            out.append((path, file_identity(os.stat(path, follow_symlinks=follow_symlinks))))
         except FileNotFoundError:
             return False
+        return True
 
-    try:
-        tables = list(os.scandir(lake))
-    except FileNotFoundError:
-        return ()
-    for table in tables:
-        if not add(table.path, lambda e=table: e.stat(follow_symlinks=False)) or not table.is_dir(
-            follow_symlinks=False
-        ):
-            continue
-        for entry in os.scandir(table.path):
-            if add(entry.path, lambda e=entry: e.stat(follow_symlinks=False)) and entry.is_dir(
-                follow_symlinks=False
-            ):
-                data = f"{entry.path}/data.parquet"
-                add(data, lambda p=data: os.stat(p))
+    def entries(folder: str) -> list[os.DirEntry]:
+        try:
+            return list(os.scandir(folder))
+        except FileNotFoundError:  # removed since it was listed
+            return []
+
+    for table in entries(os.fspath(lake)):
+        if add(table.path) and table.is_dir(follow_symlinks=False):
+            for entry in entries(table.path):
+                if add(entry.path) and entry.is_dir(follow_symlinks=False):
+                    add(f"{entry.path}/data.parquet", follow_symlinks=True)
     return tuple(sorted(out))
 
 

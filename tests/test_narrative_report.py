@@ -367,20 +367,12 @@ def test_a_file_gone_between_listing_and_stat_is_not_a_failure(tmp_path, monkeyp
     tmp = wh.lake_dir / "weekly_leverage" / ".tmp-1-x.parquet"
     tmp.write_bytes(b"half")
 
-    class Gone:  # a listed entry whose file was renamed away before its stat
-        def __init__(self, entry):
-            self.path, self.name = entry.path, entry.name
+    def stat(path, **kw):
+        if ".tmp-" in str(path):
+            raise FileNotFoundError(path)  # listed, then renamed away before its stat
+        return os.stat(path, **kw)
 
-        def stat(self, **kw):
-            raise FileNotFoundError(self.path)
-
-        def is_dir(self, **kw):
-            return False
-
-    def scandir(path):
-        return [Gone(e) if e.name.startswith(".tmp-") else e for e in os.scandir(path)]
-
-    monkeypatch.setattr(lake_files, "os", SimpleNamespace(scandir=scandir, stat=os.stat))
+    monkeypatch.setattr(lake_files, "os", SimpleNamespace(scandir=os.scandir, stat=stat, fspath=os.fspath))
     lake_part, _ = rep.lake_state(wh)
     assert lake_part and any(path.endswith("/data.parquet") for path, _ in lake_part)
     assert not any(".tmp-" in path for path, _ in lake_part)

@@ -189,9 +189,8 @@ def _metrics_columns(texts: Sequence[str]) -> pl.DataFrame | None:
         lines = text.count("\n") + (not text.endswith("\n"))
         if not text.startswith(header):
             return None
-        if (
-            text.count(",") != (len(METRICS_COLUMNS) - 1) * lines
-        ):  # a ragged row, a quoted comma, a blank line
+        # a ragged row, a quoted comma, a blank line
+        if text.count(",") != (len(METRICS_COLUMNS) - 1) * lines:
             return None
         body = text[len(header) :]
         bodies.append(body if body.endswith("\n") or not body else body + "\n")
