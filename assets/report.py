@@ -42,6 +42,7 @@ def source_gap_lines(wh, week: str) -> list[str]:
                 venues = wh.query(
                     f"SELECT DISTINCT exchange FROM {table.name} WHERE date >= ? AND date <= ? ORDER BY 1",
                     [days[0], days[-1]],
+                    within={table.name: (days[0], days[-1])},
                 )["exchange"].to_list()
             except Exception:
                 venues = []
@@ -69,6 +70,7 @@ def _symbol_holes(wh, days: list[date]) -> list[str]:
             "SELECT d.exchange, d.symbol, list(d.date ORDER BY d.date) AS dates, v.n FROM d JOIN v USING (exchange) "
             "GROUP BY d.exchange, d.symbol, v.n HAVING count(*) < v.n ORDER BY 1, 2",
             [days[0], days[-1]],
+            within={FUNDING_RATES.name: (days[0], days[-1])},
         )
     except Exception:
         return []

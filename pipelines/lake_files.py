@@ -23,7 +23,7 @@ one per day (``segments``): the rows of a month's partition files, as read here,
 warehouse's ``read_cache/<table>/<YYYY-MM>.arrow``, with the path and identity of every file it was built from in
 its schema's metadata. A segment stands for its month's files only while that month's listing is exactly the one
 it records; otherwise (a day rewritten by a backfill, a day added or removed, the lake moved) the month's files
-are parsed as before and its segment written again. Every month but the newest one listed gets a segment when
+are parsed as before and its segment written again. Every month before the newest partition's gets a segment when
 its files are parsed; a segment that cannot be read is rebuilt, never trusted. The lake's files stay the only
 record: removing ``read_cache/`` loses nothing. Segments are uncompressed, so a read maps them without decoding
 (the demo's 49 segments: 13 ms; 0.16 s with LZ4), at about twice the lake's size on disk (47.7 MB beside the
@@ -73,9 +73,12 @@ SEGMENT_FILES = (
 )
 
 
+DAY_PARTITIONS = ("date", "week")  # partition columns whose values are days, YYYY-MM-DD
+
+
 def partition_type(table: Table) -> str:
     """DuckDB's type of the hive partition column: dates for daily and weekly partitions, text otherwise."""
-    return "DATE" if table.partition_by in ("date", "week") else "VARCHAR"
+    return "DATE" if table.partition_by in DAY_PARTITIONS else "VARCHAR"
 
 
 @dataclass(frozen=True)
@@ -129,29 +132,84 @@ class LakeFiles:
         table: Table,
         con: duckdb.DuckDBPyConnection,
         segments: Path | None = None,
+        within: tuple[str, str] | None = None,
     ) -> pa.Table | None:
         """Every partition file of ``table`` under the lake ``root`` as one Arrow table with the partition column
         last; None when the table has no partition file. Only the files that are new or were replaced since the
         table was last read are parsed (by ``con``); the others are the rows kept from then, or from a month's
-        segment under ``segments`` (the table's folder of the read cache; None: no segment read or written)."""
+        segment under ``segments`` (the table's folder of the read cache; None: no segment read or written).
+
+        ``within`` (the first and last partition values, of a table partitioned by day or week) gives only the
+        rows of the partitions in that span: only their files are listed and checked, and the rows come from those
+        kept when every one of them is kept as it is now (a slice, no copy); otherwise the files of the span's
+        whole months are read as above (so that their segments serve) and kept with the rows kept of other
+        months (each checked against the listing whenever it is used). None when no partition is in the span's
+        months: the caller reads the table whole, which binds it with no row in the span. A week reads a few
+        weeks of a history of years this way, in time that does not grow with the history."""
         self._here()
         base = root / table.name
-        listing = tuple(_listing(base, f"{table.partition_by}="))
+        prefix = f"{table.partition_by}="
+        names = partition_names(base, prefix)
+        span = _whole_months(within) if within is not None and table.partition_by in DAY_PARTITIONS else None
+        listing = tuple(_listing(base, sorted(_names_within(names, prefix, span) if span else names)))
         if not listing:
             return None
         key = str(base)
         with self._lock:
             kept = self._tables.get(key)
-            if kept is not None and kept.listing == listing:
-                self._tables.move_to_end(key)
-                return kept.data
+            if kept is not None:
+                rows = kept.data if kept.listing == listing else None
+                if span is not None:
+                    rows = _rows_within(kept, listing, prefix, within)  # type: ignore[arg-type]
+                if rows is not None:
+                    self._tables.move_to_end(key)
+                    return rows
+        newest = max(names)[len(prefix) : len(prefix) + 7]  # the listing has a file: ``names`` has a name
+        keep = listing
+        if span is not None and kept is not None:  # the span's files joined to the rows kept of other months
+            keep = tuple(
+                sorted(
+                    [
+                        f
+                        for f in kept.listing
+                        if not span[0] <= f[0].rsplit("/", 2)[-2][len(prefix) :] <= span[1]
+                    ]
+                    + list(listing)
+                )
+            )
+        data, rows_of = self._build(table, keep, kept, con, segments, prefix, newest)
+        built = _Kept(keep, rows_of, data)
+        with self._lock:
+            old = self._tables.pop(key, None)
+            self._bytes -= old.data.nbytes if old is not None else 0
+            self._tables[key] = built
+            self._bytes += data.nbytes
+            while self._bytes > self.max_bytes and len(self._tables) > 1:
+                self._bytes -= self._tables.popitem(last=False)[1].data.nbytes
+        if span is None:
+            return data
+        return _rows_within(built, listing, prefix, within)  # type: ignore[arg-type]
+
+    def _build(
+        self,
+        table: Table,
+        listing: tuple[tuple[str, Identity], ...],
+        kept: _Kept | None,
+        con: duckdb.DuckDBPyConnection,
+        segments: Path | None,
+        prefix: str,
+        newest: str,
+    ) -> tuple[pa.Table, dict[str, tuple[Identity, int, int]]]:
+        """The rows of ``listing``'s files in path order, and where each file's rows are: from ``kept`` where a
+        file is the one kept, from the segments of the months before ``newest`` (the table's newest month, still
+        written day by day), else parsed; a segment is written for every such month whose files were parsed."""
         parts: dict[str, pa.Table] = {}
         for path, identity in listing:
             where = kept.rows_of.get(path) if kept is not None else None
             if where is not None and where[0] == identity:
                 parts[path] = kept.data.slice(where[1], where[2])  # type: ignore[union-attr]
         missing = [path for path, _ in listing if path not in parts]
-        months = _months(listing, f"{table.partition_by}=") if segments is not None else {}
+        months = _months(listing, prefix, newest) if segments is not None else {}
         if missing and months:
             parts.update(_from_segments(segments, months, set(missing)))  # type: ignore[arg-type]
             missing = [path for path, _ in listing if path not in parts]
@@ -171,14 +229,7 @@ class LakeFiles:
         for path, identity in listing:
             rows_of[path] = (identity, first, parts[path].num_rows)
             first += parts[path].num_rows
-        with self._lock:
-            old = self._tables.pop(key, None)
-            self._bytes -= old.data.nbytes if old is not None else 0
-            self._tables[key] = _Kept(listing, rows_of, data)
-            self._bytes += data.nbytes
-            while self._bytes > self.max_bytes and len(self._tables) > 1:
-                self._bytes -= self._tables.popitem(last=False)[1].data.nbytes
-        return data
+        return data, rows_of
 
     def frame(self, path: str, read: Callable[[], pl.DataFrame]) -> pl.DataFrame:
         """One partition file as ``read()`` gives it, read again only when the file at ``path`` is another one
@@ -298,20 +349,21 @@ def lake_state(lake: Path) -> tuple[tuple[str, Identity], ...]:
 Month = tuple[tuple[str, Identity], ...]  # a month's (path, identity) in path order
 
 
-def _months(listing: tuple[tuple[str, Identity], ...], prefix: str) -> dict[str, Month]:
-    """The listing by month of its partition value (``YYYY-MM`` of ``date=YYYY-MM-DD``), for the months before the
-    newest one listed (still written day by day, so not kept as a segment). Empty for a table whose partition
-    values are not dates."""
+def _months(listing: tuple[tuple[str, Identity], ...], prefix: str, newest: str) -> dict[str, Month]:
+    """The listing by month of its partition value (``YYYY-MM`` of ``date=YYYY-MM-DD``), for the months before
+    ``newest``, the table's newest month (still written day by day, so not kept as a segment). Empty for a table
+    whose partition values are not dates."""
     by_month: dict[str, list[tuple[str, Identity]]] = {}
     for path, identity in listing:
         value = path.rsplit("/", 2)[-2][len(prefix) :]
-        if not (
-            len(value) == 10 and value[4] == value[7] == "-" and value[:4].isdigit() and value[5:7].isdigit()
-        ):
+        if not _is_day(value):
             return {}
         by_month.setdefault(value[:7], []).append((path, identity))
-    newest = max(by_month, default=None)
-    return {month: tuple(files) for month, files in by_month.items() if month != newest}
+    return {month: tuple(files) for month, files in by_month.items() if month < newest}
+
+
+def _is_day(value: str) -> bool:
+    return len(value) == 10 and value[4] == value[7] == "-" and value[:4].isdigit() and value[5:7].isdigit()
 
 
 def _segment_files(data: pa.Table) -> list[tuple[str, Identity, int]]:
@@ -379,12 +431,46 @@ def _write_segments(
             LOG.warning("read cache: could not write %s (%s); the lake's files are read instead", target, exc)
 
 
-def _listing(base: Path, prefix: str) -> list[tuple[str, Identity]]:
-    """(path, identity) of every ``<prefix><value>/data.parquet`` under ``base``, in path order."""
+def partition_names(base: Path, prefix: str) -> list[str]:
+    """The names of the partition folders (``<prefix><value>``) under ``base``, in no order: one listing, no
+    stat."""
     try:
-        names = sorted(e.name for e in os.scandir(base) if e.name.startswith(prefix))
+        return [e.name for e in os.scandir(base) if e.name.startswith(prefix)]
     except FileNotFoundError:
         return []
+
+
+def _whole_months(within: tuple[str, str]) -> tuple[str, str]:
+    """``within`` widened to whole months (``2025-03-14..2025-05-02`` -> ``2025-03-00..2025-05-99``, bounds no day
+    equals): the files a month's segment stands for are read together."""
+    return within[0][:8] + "00", within[1][:8] + "99"
+
+
+def _names_within(names: list[str], prefix: str, span: tuple[str, str]) -> list[str]:
+    return [name for name in names if span[0] <= name[len(prefix) :] <= span[1]]
+
+
+def _rows_within(
+    kept: _Kept, listing: tuple[tuple[str, Identity], ...], prefix: str, within: tuple[str, str]
+) -> pa.Table | None:
+    """The kept rows of ``listing``'s files whose partition value is within ``within``, as one slice of the kept
+    table, when every one of those files is kept as it is listed and their rows are together; else None."""
+    first = end = None
+    for path, identity in listing:
+        if not within[0] <= path.rsplit("/", 2)[-2][len(prefix) :] <= within[1]:
+            continue
+        where = kept.rows_of.get(path)
+        if where is None or where[0] != identity or (end is not None and where[1] != end):
+            return None
+        first = where[1] if first is None else first
+        end = where[1] + where[2]
+    if first is None or end is None:
+        return kept.data.slice(0, 0)
+    return kept.data.slice(first, end - first)
+
+
+def _listing(base: Path, names: list[str]) -> list[tuple[str, Identity]]:
+    """(path, identity) of each ``<name>/data.parquet`` under ``base``, in the order of ``names``."""
     listed = []
     folder = os.fspath(base)
     for name in names:

@@ -14,14 +14,22 @@ that it returns from the warehouse.
 A snapshot is the lake as it was when each table was first read: it refuses the tables named ``written`` (the ones
 the caller is writing while it reads, whose later partitions the snapshot would not see) instead of answering
 from a stale copy. File-system questions (``lake_dir``, ``root``, ``has_partition``) go to the warehouse.
+
+A snapshot of one week (``read_spans``: a week's report and its checks) answers a query that names the partitions
+it reads (``within``, as ``Warehouse.query`` takes it) from those partitions' rows alone, as the lake has them at
+that query, for a table it has not copied whole: its queries of ``coin_daily`` read a few days or weeks each, and
+copying years of history for them would cost more than all of them. A snapshot of many weeks copies each table
+once. The report step takes the lake's state before and after it reads, so a partition that changed meanwhile is
+seen either way.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import date
 from typing import Any, TypeVar
 
 import polars as pl
@@ -33,9 +41,10 @@ T = TypeVar("T")
 
 
 class LakeSnapshot:
-    def __init__(self, warehouse: Warehouse, written: Iterable[str] = ()):
+    def __init__(self, warehouse: Warehouse, written: Iterable[str] = (), read_spans: bool = False):
         self.warehouse = warehouse
         self.written = frozenset(written)
+        self.read_spans = read_spans and not warehouse.remote  # a lake on object storage: each table copied
         self._db = warehouse.duckdb_connect()  # with the lake's filesystem registered when it is on S3
         self._loaded: set[str] = set()
         self._partitions: dict[tuple[str, str], pl.DataFrame] = {}
@@ -85,16 +94,37 @@ class LakeSnapshot:
                 self.reads += 1
         self._loaded.add(table.name)
 
-    def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
-        """``Warehouse.query`` over the tables in memory."""
+    def query(
+        self,
+        sql: str,
+        params: list[Any] | dict[str, Any] | None = None,
+        within: Mapping[str, tuple[date, date]] | None = None,
+    ) -> pl.DataFrame:
+        """``Warehouse.query`` over the tables in memory; with ``read_spans``, a table named in ``within`` and not
+        copied whole is bound to the rows of the partitions in its span only."""
         named = [name for name in TABLES if re.search(rf"\b{re.escape(name)}\b", sql)]
+        spans = {}
         with self._lock:
             for name in named:
                 self._refuse_written(name)
-                if name not in self._loaded:
+                if name in self._loaded:
+                    continue
+                if self.read_spans and within is not None and name in within:
+                    spans[name] = within[name]
+                else:
                     self._load(TABLES[name])
             con = self._db.cursor()
         try:
+            for name, (first, last) in spans.items():
+                rows = self.warehouse.lake_table(TABLES[name], con, (first.isoformat(), last.isoformat()))
+                if (
+                    rows is None
+                ):  # no partition in the span's months: the table whole, as the warehouse binds it
+                    with self._lock:
+                        if name not in self._loaded:
+                            self._load(TABLES[name])
+                else:
+                    con.register(name, rows)
             return pl.from_arrow(con.sql(sql, params=params or None).to_arrow_table())  # type: ignore[return-value]
         finally:
             con.close()
@@ -120,11 +150,12 @@ def reads_for(
     """What a step computing ``weeks`` reads from: the warehouse for fewer than ``snapshot_from`` weeks, else one
     snapshot (closed on exit), so the range reads the lake once. A weekly table's week makes a few queries (a
     view per query is cheaper than reading whole tables); a report and its claim check make a few hundred, and
-    read the lake once even for one week (``snapshot_from=1``)."""
+    read the lake once even for one week (``snapshot_from=1``), but for one week the queries that name their
+    partitions read only those (``read_spans``)."""
     if len(weeks) < snapshot_from:
         yield warehouse
         return
-    snapshot = LakeSnapshot(warehouse, written=written)
+    snapshot = LakeSnapshot(warehouse, written=written, read_spans=len(weeks) == 1)
     try:
         yield snapshot
     finally:

@@ -81,6 +81,7 @@ def duplicates(wh: Warehouse, days: list[date]) -> Outcome:
         "SELECT date, coin_id, count(*) AS n FROM coin_daily WHERE date BETWEEN ? AND ? "
         "GROUP BY date, coin_id HAVING count(*) > 1 ORDER BY date, coin_id",
         [min(days), max(days)],
+        within={COIN_DAILY.name: (min(days), max(days))},
     )
     out.problems = [
         f"{r['date']}: {r['coin_id']} {r['n']} times" for r in dupes.head(20).iter_rows(named=True)
@@ -163,7 +164,7 @@ def funding(wh: Warehouse, days: list[date]) -> Outcome:
     if "funding_rate" not in table.column_names:
         out.skipped = "funding_rates has no funding_rate column"
         return out
-    if not any((wh.lake_dir / table.name).glob(f"{table.partition_by}=*/data.parquet")):
+    if not wh.has_files(table):
         out.skipped = "funding_rates has no data in the lake"
         return out
     where = ""
@@ -231,18 +232,22 @@ def week_frames(wh: Warehouse, week: str) -> dict[str, pl.DataFrame]:
     out: dict[str, pl.DataFrame] = {}
     for name in WEEK_TABLES:
         table = TABLES.get(name)
-        if table is None or not any((wh.lake_dir / name).glob("date=*/data.parquet")):
+        if table is None or not wh.has_files(table):
             continue
-        out[name] = wh.query(f'SELECT * FROM "{table.name}" WHERE date BETWEEN ? AND ?', [first, last])
+        out[name] = wh.query(
+            f'SELECT * FROM "{table.name}" WHERE date BETWEEN ? AND ?',
+            [first, last],
+            within={table.name: (first, last)},  # only those days' files: the same cost over years of history
+        )
     table = TABLES.get("global_market_cap")
-    if table is not None and any((wh.lake_dir / table.name).glob("snapshot=*/data.parquet")):
+    if table is not None and wh.has_files(table):
         # every observation the week may use (made by two days after its close: metrics.market.USABLE_AFTER_CLOSE)
         out["global_market_cap"] = wh.query(
             f'SELECT * FROM "{table.name}" WHERE observed_at <= ? ORDER BY observed_at',
             [datetime.combine(last + timedelta(days=2), time(), UTC)],
         )
     table = TABLES.get("macro_observations")
-    if table is not None and any((wh.lake_dir / table.name).glob("series=*/data.parquet")):
+    if table is not None and wh.has_files(table):
         out["macro_observations"] = wh.query(
             f'SELECT series_id, date, value FROM "{table.name}" WHERE date BETWEEN ? AND ?',
             [first - timedelta(days=14), last],

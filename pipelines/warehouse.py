@@ -51,7 +51,7 @@ import polars as pl
 import pyarrow.parquet as pq
 from upath import UPath
 
-from pipelines.lake_files import LAKE_FILES, partition_type
+from pipelines.lake_files import LAKE_FILES, partition_names, partition_type
 from pipelines.schemas import TABLES, Table
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -407,11 +407,13 @@ class Warehouse:
         lake's own files, checked against them at every read; None on object storage (no segments there)."""
         return None if self.remote else self.root / "read_cache" / table.name
 
-    def lake_table(self, table: Table, con: duckdb.DuckDBPyConnection) -> Any:
+    def lake_table(
+        self, table: Table, con: duckdb.DuckDBPyConnection, within: tuple[str, str] | None = None
+    ) -> Any:
         """``table`` whole as one Arrow table, as the glob view reads it (a local lake only), from the rows this
         process keeps, the closed months' segments and the files new since (``LAKE_FILES``); None when it has no
-        partition."""
-        return LAKE_FILES.table(self.lake_dir, table, con, self.read_cache(table))
+        partition. ``within``: only the partitions from its first to its last value (``LakeFiles.table``)."""
+        return LAKE_FILES.table(self.lake_dir, table, con, self.read_cache(table), within)
 
     def rel(self, path: Path) -> str:
         """``path`` relative to the root, for lineage. A path the warehouse made (the root joined with names, no
@@ -555,6 +557,18 @@ class Warehouse:
             futures = [pool.submit(self.write_partition, table, key, frames[key]) for key in keys]
         return {key: f.result() for key, f in zip(keys, futures, strict=True)}
 
+    def partition_values(self, table: Table) -> list[str]:
+        """The partition values ``table`` has a folder for, sorted, from one listing of its folder (no file is
+        opened or stat'ed: a partition whose file is still being written is listed). What a derivation back
+        through a history of years can stop at without reading it."""
+        prefix = f"{table.partition_by}="
+        folder = self.lake_dir / table.name
+        if self.remote:
+            names = sorted(p.name for p in folder.glob(f"{prefix}*"))
+        else:
+            names = sorted(partition_names(folder, prefix))
+        return [name[len(prefix) :] for name in names]
+
     def has_partition(self, table: Table, partition: str) -> bool:
         return self.partition_path(table, partition).exists()
 
@@ -571,8 +585,23 @@ class Warehouse:
             return pl.read_parquet(io.BytesIO(path.read_bytes()), columns=columns)
         return pl.read_parquet(path, columns=columns)
 
+    def has_files(self, table: Table) -> bool:
+        """Whether ``table`` has a partition file: a local folder is listed only up to its first partition that
+        has one (a table of years of days is thousands of folders, and every write asks this of every table)."""
+        prefix = f"{table.partition_by}="
+        folder = self.lake_dir / table.name
+        if self.remote:
+            return any(folder.glob(f"{prefix}*/data.parquet"))
+        try:
+            with os.scandir(folder) as entries:
+                return any(
+                    e.name.startswith(prefix) and os.path.isfile(f"{e.path}/data.parquet") for e in entries
+                )
+        except FileNotFoundError:
+            return False
+
     def _view_sql(self, table: Table) -> str | None:
-        if not any((self.lake_dir / table.name).glob(f"{table.partition_by}=*/data.parquet")):
+        if not self.has_files(table):
             return None
         glob = (
             (self.lake_dir / table.name / f"{table.partition_by}=*" / "data.parquet")
@@ -600,17 +629,26 @@ class Warehouse:
             sessions[key] = (_memory_db(self.fs).cursor(), {})
         return sessions[key]
 
-    def _bind(self, con: duckdb.DuckDBPyConnection, bound: dict[str, Any], table: Table) -> None:
+    def _bind(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        bound: dict[str, Any],
+        table: Table,
+        within: tuple[str, str] | None = None,
+    ) -> None:
         """Make ``table`` readable by name on ``con`` as the lake has it now (nothing when it has no partition:
         a query naming it then fails as a missing table). A local table read before by this process, or whose
         closed months are kept as segments, is its Arrow table in memory (``pipelines/lake_files.py``: only new
-        and replaced files are parsed); otherwise a temporary view over its files' glob, which every query binds
-        again, so later partitions are read, and which opens only the partitions the query's bounds need."""
+        and replaced files are parsed), or only the rows of its partitions ``within`` a span of values when the
+        query gives one; otherwise a temporary view over its files' glob, which every query binds again, so
+        later partitions are read, and which opens only the partitions the query's bounds need."""
         name = table.name
         if not self.remote and (
             LAKE_FILES.asked_before(self.lake_dir, table) or self.read_cache(table).is_dir()  # type: ignore[union-attr]
         ):
-            arrow = self.lake_table(table, con)
+            arrow = self.lake_table(table, con, within) if within is not None else None
+            if arrow is None:
+                arrow = self.lake_table(table, con)
             if arrow is not None and bound.get(name) is arrow:  # the lake's files are the ones registered
                 return
             if bound.pop(name, None) is not None:
@@ -626,18 +664,32 @@ class Warehouse:
             con.execute(sql.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1))
             bound[name] = "glob"
 
-    def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
+    def query(
+        self,
+        sql: str,
+        params: list[Any] | dict[str, Any] | None = None,
+        within: Mapping[str, tuple[datetime.date, datetime.date]] | None = None,
+    ) -> pl.DataFrame:
         """Run a parameterized query over the lake and return a polars frame.
 
         Each table the query names is bound first (``_bind``). When a table no longer binds (its files were
         removed or rewritten with other columns while a view or the query read them), every binding of this
-        thread is dropped and made again from the lake as it is now, and the query runs once more."""
+        thread is dropped and made again from the lake as it is now, and the query runs once more.
+
+        ``within`` maps a table partitioned by day or week to the first and last partition the query can read
+        (its own ``WHERE`` bounds on that column, which it must have): only those partitions' files are listed
+        and bound, so that a query of a few days costs the same over a history of years. The query's filter
+        still decides the rows; a span narrower than the query's bounds would lose rows, so it is given only
+        where the same values build both (``assets.weekly.shape.coin_daily_between``)."""
         named = [TABLES[name] for name in TABLES if re.search(rf"\b{re.escape(name)}\b", sql)]
+        spans = {
+            name: (first.isoformat(), last.isoformat()) for name, (first, last) in (within or {}).items()
+        }
         con, bound = self._session()
         for attempt in (1, 2):
             try:
                 for table in named:
-                    self._bind(con, bound, table)
+                    self._bind(con, bound, table, spans.get(table.name))
                 return pl.from_arrow(con.execute(sql, params or None).to_arrow_table())  # type: ignore[return-value]
             except (duckdb.IOException, duckdb.BinderException):
                 if attempt == 2:

@@ -451,3 +451,90 @@ def test_dead_writers_temp_files_are_swept_once_a_minute_not_at_every_write(tmp_
     w.atomic_write_bytes(tmp_path / "three.json", b"{}")
     assert not second.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.json", "three.json", "two.json"]
+
+
+def test_a_query_within_a_span_of_days_reads_only_those_partitions(tmp_path: Path) -> None:
+    """A query given the span of days it reads (``within``) lists and checks only the partitions of that span's
+    months, takes their rows from those kept when each file is the one kept, and otherwise reads the months'
+    files or segments: its rows are always the files' own, equal to the query over the whole table, and a day
+    rewritten in the span is seen at the next query. A span with no partition binds the table with no row."""
+    from datetime import date, timedelta
+
+    from pipelines.lake_files import LakeFiles
+
+    wh = Warehouse(tmp_path)
+    days = [date(2025, 1, 20) + timedelta(days=k) for k in range(80)]  # January 12, Feb 28, March 31, April 9
+    for k, day in enumerate(days):
+        wh.write_partition(
+            COIN_DAILY, day.isoformat(), rows(1 + k % 3).with_columns(pl.lit(float(k)).alias("price_usd"))
+        )
+    glob = (wh.lake_dir / "coin_daily" / "date=*" / "data.parquet").as_posix()
+
+    def files_between(first: str, last: str) -> pl.DataFrame:
+        direct = duckdb.connect().execute(
+            f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true, hive_types = {{'date': DATE}}) "
+            "WHERE date BETWEEN ? AND ?",
+            [first, last],
+        )
+        return pl.from_arrow(direct.to_arrow_table()).sort(["date", "coin_id"])
+
+    lake_files = LakeFiles()
+    con = duckdb.connect()
+
+    def read(first: str, last: str) -> pl.DataFrame:
+        data = lake_files.table(wh.lake_dir, COIN_DAILY, con, wh.read_cache(COIN_DAILY), (first, last))
+        frame = pl.from_arrow(data)
+        assert frame["date"].is_sorted()  # the files' order, as the glob reads them
+        return frame.sort(["date", "coin_id"])
+
+    assert read("2025-02-10", "2025-02-20").equals(files_between("2025-02-10", "2025-02-20"))
+    assert lake_files.files_read == 28  # February's files, nothing else
+    assert read("2025-02-12", "2025-02-14").equals(files_between("2025-02-12", "2025-02-14"))
+    assert lake_files.files_read == 28  # from the rows kept
+    wh.write_partition(COIN_DAILY, "2025-02-13", rows(5))  # a day of the span rewritten
+    assert read("2025-02-12", "2025-02-14").equals(files_between("2025-02-12", "2025-02-14"))
+    assert lake_files.files_read == 29
+    rows(6).write_parquet(wh.partition_path(COIN_DAILY, "2025-03-05"))  # rewritten in place, outside the span
+    assert read("2025-02-27", "2025-03-06").equals(files_between("2025-02-27", "2025-03-06"))
+    assert lake_files.files_read == 29 + 31  # March's files (February's are kept)
+    assert read("2025-02-01", "2025-02-03").equals(files_between("2025-02-01", "2025-02-03"))
+    assert lake_files.files_read == 29 + 31  # kept with March's, not parsed again
+    for day in range(10, 16):
+        wh.partition_path(COIN_DAILY, f"2025-03-{day}").unlink()
+    assert read("2025-03-10", "2025-03-15").height == 0  # no day in the span: no row, the table still bound
+    whole = pl.from_arrow(lake_files.table(wh.lake_dir, COIN_DAILY, con, wh.read_cache(COIN_DAILY)))
+    assert whole.sort(["date", "coin_id"]).equals(files_between("2025-01-01", "2025-12-31"))
+
+    fresh = (
+        LakeFiles()
+    )  # another process: the closed months' segments serve a span, the newest month is parsed
+    data = fresh.table(wh.lake_dir, COIN_DAILY, con, wh.read_cache(COIN_DAILY), ("2025-02-01", "2025-02-28"))
+    assert fresh.files_read == 0 and pl.from_arrow(data).sort(["date", "coin_id"]).equals(
+        files_between("2025-02-01", "2025-02-28")
+    )
+    fresh.table(wh.lake_dir, COIN_DAILY, con, wh.read_cache(COIN_DAILY), ("2025-04-02", "2025-04-03"))
+    assert fresh.files_read == 9
+
+    sql = "SELECT * FROM coin_daily WHERE date BETWEEN ? AND ? ORDER BY date, coin_id"
+    for first, last in (
+        ("2025-01-25", "2025-02-02"),
+        ("2025-04-08", "2025-04-30"),
+        ("2025-06-01", "2025-06-07"),
+    ):
+        span = {COIN_DAILY.name: (date.fromisoformat(first), date.fromisoformat(last))}
+        within = wh.query(sql, [first, last], within=span)
+        assert within.equals(wh.query(sql, [first, last])) and within.equals(files_between(first, last))
+
+
+def test_partition_values_and_has_files_read_folder_names_only(tmp_path: Path) -> None:
+    """A table's partition values come from its folders' names (sorted); it has files once one partition has its
+    file, whatever the folders without one."""
+    wh = Warehouse(tmp_path)
+    assert wh.partition_values(COIN_DAILY) == [] and not wh.has_files(COIN_DAILY)
+    (wh.lake_dir / "coin_daily" / "date=2025-01-05").mkdir(parents=True)  # a partition being written
+    (wh.lake_dir / "coin_daily" / "notes").mkdir()  # not a partition
+    assert not wh.has_files(COIN_DAILY)
+    for day in ("2025-01-03", "2025-01-01"):
+        wh.write_partition(COIN_DAILY, day, rows())
+    assert wh.has_files(COIN_DAILY)
+    assert wh.partition_values(COIN_DAILY) == ["2025-01-01", "2025-01-03", "2025-01-05"]

@@ -80,6 +80,65 @@ def test_the_snapshot_reads_a_table_once_and_answers_as_the_warehouse(lake) -> N
     snap.close()
 
 
+def test_a_snapshot_of_one_week_reads_only_the_days_its_queries_name(lake) -> None:
+    """A report's snapshot (one week) answers a query that names its days from those days' rows, without copying
+    the table, with the warehouse's answer; a span with no day in the lake, or a query without a span, copies the
+    table whole; a snapshot of many weeks copies it at its first query whatever the query names."""
+    sql = "SELECT * FROM coin_daily WHERE date BETWEEN ? AND ? ORDER BY date, coin_id"
+    spans = [
+        (date(2025, 4, 6), date(2025, 4, 13)),
+        (date(2025, 3, 1), date(2025, 3, 3)),
+        (date(2026, 1, 1),) * 2,
+    ]
+    one = LakeSnapshot(lake, read_spans=True)
+    for first, last in spans[:2]:
+        got = one.query(sql, [first, last], within={"coin_daily": (first, last)})
+        assert got.equals(lake.query(sql, [first, last])) and got.height > 0
+    assert one.reads == 0  # no table copied
+    first, last = spans[2]  # no partition in the span's months: the table whole, no row
+    assert one.query(sql, [first, last], within={"coin_daily": (first, last)}).height == 0 and one.reads == 1
+    one.close()
+    many = LakeSnapshot(lake)
+    first, last = spans[0]
+    assert many.query(sql, [first, last], within={"coin_daily": (first, last)}).equals(
+        lake.query(sql, [first, last])
+    )
+    assert many.reads == 1
+    many.close()
+
+
+def test_a_report_reads_each_weekly_tables_history_in_one_read_as_partition_by_partition(
+    lake, tmp_path
+) -> None:
+    """``load_week``'s history of a weekly table (one query of the table) is the partitions up to the week read
+    one by one and joined: the same rows, order and types; a partition folder without its file is not read."""
+    from pipelines.narrative.data import ALL_TABLES, empty, history_rows, partitions_up_to
+    from tests._week_pipeline import compute_weekly
+
+    shutil.copytree(lake.root, tmp_path / "wh")
+    wh = Warehouse(tmp_path / "wh")
+    for week in WEEKS:
+        compute_weekly(wh, week)
+    (wh.lake_dir / "weekly_volume" / "week=2025-03-24").mkdir()  # a partition being written: no file yet
+    compared = 0
+    for week in WEEKS[2:]:
+        for table in ALL_TABLES:
+            keys = partitions_up_to(wh, table, week)
+            assert keys == sorted(
+                p.parent.name.split("=", 1)[1]
+                for p in (wh.lake_dir / table.name).glob("week=*/data.parquet")
+                if p.parent.name.split("=", 1)[1] <= week
+            )
+            if not keys:
+                continue
+            joined = pl.concat([wh.read_partition(table, k) for k in keys], how="vertical_relaxed")
+            rows = history_rows(wh, table, week)
+            assert rows.schema == joined.schema and rows.equals(joined), (table.name, week)
+            assert rows.schema == empty(table).schema
+            compared += 1
+    assert compared >= 40
+
+
 # ---- through Dagster: a range of weeks as one run of weekly_job -------------------------------------------------
 
 

@@ -4,7 +4,7 @@ crossings, sector and size indices, correlation buckets. Each asset wraps one fu
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 import polars as pl
@@ -250,13 +250,13 @@ def _crossings_through_history(wh, week: str, w, history_from) -> pl.DataFrame:
     derives the daily totals back ``SINCE_FIRST_SPAN`` first and, while a crossing has no such day in what it
     derived, the days before them back twice as far (a day's total reads only its own rows and the
     ``CARRY_DAYS`` before them, so each day is the whole history's, and no day is derived twice) down to
-    ``history_from``, the first day with a market cap (none before it has a total or carries one); a range of
+    ``history_from``, the first day of ``coin_daily`` (none before it has a total or carries one); a range of
     weeks has the whole history derived once."""
     observations = global_observations(wh)
     if isinstance(wh, LakeSnapshot):
         whole = total_market_cap_through(wh, w.close_day)
         return level_crossings(market_total_daily(whole, observations, week), week, col="market_total_usd")
-    history_from = history_from or w.open_day  # no market cap at all: no total, no crossing
+    history_from = history_from or w.open_day  # no day listed before the open: nothing earlier to derive
     span, upper, derived = SINCE_FIRST_SPAN, w.close_day, []
     while True:
         start = max(w.open_day - span, history_from)
@@ -270,12 +270,10 @@ def _crossings_through_history(wh, week: str, w, history_from) -> pl.DataFrame:
 
 def compute_crossings(wh, week: str) -> Computed:
     w = require_open_close(wh, week)
-    # the days of the market's total the "since" days are judged over: every day with a market cap to the close
-    history = wh.query(
-        f"SELECT min(date) AS first, count(DISTINCT date) AS days FROM {COIN_DAILY.name} "
-        "WHERE date <= ? AND market_cap_usd > 0",
-        [w.close_day],
-    ).row(0, named=True)
+    # the days the "since" days are judged over: coin_daily's days to the close, from its folders' names (a
+    # day with no market cap has no total, so the derivation may start at any day before the first that has)
+    days = [day for day in map(date.fromisoformat, wh.partition_values(COIN_DAILY)) if day <= w.close_day]
+    history = {"first": days[0] if days else None, "days": len(days)}
     df = _crossings_through_history(wh, week, w, history["first"])
     problems = []
     for r in df.iter_rows(named=True):

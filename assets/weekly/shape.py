@@ -39,7 +39,7 @@ def days_before(weeks: int) -> dg.TimeWindowPartitionMapping:
 def require_table(wh: Warehouse, name: str, week: str) -> None:
     """A clear failure when a clean table the week needs is not declared or has no partition in the lake."""
     table = TABLES.get(name)
-    if table is None or not any((wh.lake_dir / name).glob(f"{table.partition_by}=*/data.parquet")):
+    if table is None or not wh.has_files(table):
         raise dg.Failure(
             f"week {week}: the clean table {name!r} is not in the lake (lake/{name}/ has no partition); "
             f"materialize {name} for the week's days first"
@@ -48,7 +48,7 @@ def require_table(wh: Warehouse, name: str, week: str) -> None:
 
 def has_table(wh: Warehouse, name: str) -> bool:
     table = TABLES.get(name)
-    return table is not None and any((wh.lake_dir / name).glob(f"{table.partition_by}=*/data.parquet"))
+    return table is not None and wh.has_files(table)
 
 
 def require_days(wh: Warehouse, name: str, days: Sequence[date], week: str) -> None:
@@ -83,10 +83,12 @@ def coin_daily_between(wh: Warehouse, first: date | None, last: date, columns: s
     """coin_daily rows dated ``first..last`` (``first`` None: all history), sorted by date and coin."""
     sql = f"SELECT {columns} FROM {COIN_DAILY.name} WHERE date <= ?"
     params: list[Any] = [last]
-    if first is not None:
-        sql += " AND date >= ?"
-        params.append(first)
-    return wh.query(sql + " ORDER BY date, coin_id", params)
+    if first is None:
+        return wh.query(sql + " ORDER BY date, coin_id", params)
+    sql += " AND date >= ?"
+    params.append(first)
+    # only those days' partitions are read: a week's few days cost the same over a history of years
+    return wh.query(sql + " ORDER BY date, coin_id", params, within={COIN_DAILY.name: (first, last)})
 
 
 def history_through(

@@ -96,7 +96,7 @@ class Disagreement:
 
 
 def _has(wh: Warehouse, table: str) -> bool:
-    return any((wh.lake_dir / table).glob("*=*/data.parquet"))
+    return table in TABLES and wh.has_files(TABLES[table])
 
 
 def _days(week: str) -> tuple[date, date, datetime, datetime]:
@@ -112,6 +112,7 @@ def total_mcap_change_pct(wh: Warehouse, week: str) -> float | None:
         "SELECT sum(market_cap_usd) FILTER (WHERE date = ?) AS o, sum(market_cap_usd) FILTER (WHERE date = ?) AS c "
         "FROM coin_daily WHERE date IN (?, ?) AND market_cap_usd > 0",
         [open_day, close_day, open_day, close_day],
+        within={"coin_daily": (open_day, close_day)},
     )
     o, c = df["o"][0], df["c"][0]
     return None if not o or c is None else (c / o - 1.0) * 100.0
@@ -124,6 +125,7 @@ def like_for_like_mcap_change_pct(wh: Warehouse, week: str) -> float | None:
         "SELECT sum(o.market_cap_usd) AS o, sum(c.market_cap_usd) AS c FROM coin_daily o JOIN coin_daily c "
         "USING (coin_id) WHERE o.date = ? AND c.date = ? AND o.market_cap_usd > 0 AND c.market_cap_usd > 0",
         [open_day, close_day],
+        within={"coin_daily": (open_day, close_day)},
     )
     o, c = df["o"][0], df["c"][0]
     return None if not o or c is None else (c / o - 1.0) * 100.0
@@ -141,6 +143,7 @@ def carried_total_change_pct(wh: Warehouse, week: str, carry_days: int = 3) -> f
             "SELECT (SELECT count(*) FROM obs WHERE date = ?) AS n, sum(m) AS total "
             "FROM (SELECT arg_max(m, date) AS m FROM obs GROUP BY coin_id)",
             [day - timedelta(days=carry_days), day, day],
+            within={"coin_daily": (day - timedelta(days=carry_days), day)},
         )
         totals.append(df["total"][0] if df["n"][0] else None)
     o, c = totals
@@ -182,6 +185,7 @@ def market_total_on(wh: Warehouse, week: str, day: date, carry_days: int = 3) ->
         "SELECT (SELECT count(*) FROM obs WHERE date = ?) AS n, "
         "(SELECT sum(m) FROM (SELECT m FROM latest ORDER BY m DESC LIMIT ?)) AS top",
         [day - timedelta(days=carry_days), day, day, TOP_N],
+        within={"coin_daily": (day - timedelta(days=carry_days), day)},
     )
     if not df["n"][0] or df["top"][0] is None:
         return None
@@ -194,6 +198,7 @@ def coin_return_pct(wh: Warehouse, week: str, coin_id: str) -> float | None:
         "SELECT max(price_usd) FILTER (WHERE date = ?) AS o, max(price_usd) FILTER (WHERE date = ?) AS c, "
         "count(*) AS n FROM coin_daily WHERE coin_id = ? AND date IN (?, ?)",
         [open_day, close_day, coin_id, open_day, close_day],
+        within={"coin_daily": (open_day, close_day)},
     )
     o, c = df["o"][0], df["c"][0]
     return None if not o or c is None or df["n"][0] != 2 else (c / o - 1.0) * 100.0
@@ -241,12 +246,14 @@ def index_returns_pct(wh: Warehouse, week: str) -> dict[str, float | None]:
         "SELECT coin_id, price_usd, market_cap_usd FROM coin_daily WHERE date = ? AND market_cap_usd > 0 "
         "AND price_usd IS NOT NULL ORDER BY market_cap_usd DESC, coin_id",
         [open_day],
+        within={"coin_daily": (open_day, open_day)},
     )
     closes = dict(
         wh.query(
             "SELECT coin_id, arg_max(price_usd, date) AS p FROM coin_daily WHERE date > ? AND date <= ? "
             "AND price_usd IS NOT NULL GROUP BY coin_id",
             [open_day, close_day],
+            within={"coin_daily": (open_day, close_day)},
         ).iter_rows()
     )
     ranked = [r for r in opens.iter_rows() if r[0] in registry and _eligible(registry[r[0]])][:UNIVERSE]
@@ -284,9 +291,15 @@ def mean_funding_8h(wh: Warehouse, week: str) -> float | None:
             "  WHERE date >= ? AND ts >= ? AND ts <= ?) o "
             "ON f.exchange = o.exchange AND f.symbol = o.symbol AND f.funding_time >= o.ts",
             [*params, first.date(), first, end],
+            # the readings' days (a reading's day is its UTC day; one more is harmless)
+            within={"funding_rates": (start.date(), end.date()), "open_interest": (first.date(), end.date())},
         )
     else:
-        df = wh.query(f"{FUNDING_KEPT_CTE} SELECT r8, NULL::DOUBLE AS oi FROM f", params)
+        df = wh.query(
+            f"{FUNDING_KEPT_CTE} SELECT r8, NULL::DOUBLE AS oi FROM f",
+            params,
+            within={"funding_rates": (start.date(), end.date())},
+        )
     if df.height == 0:
         return None
     r8, oi = df["r8"].to_numpy(), df["oi"].fill_null(0.0).to_numpy()
@@ -305,6 +318,7 @@ def btc_rv7_pct(wh: Warehouse, week: str) -> float | None:
         "SELECT stddev_samp(lr) AS sd, count(*) AS n FROM r "
         "WHERE step = INTERVAL 1 HOUR AND stamp > ? AND stamp <= ?",
         [(end - timedelta(days=9)).date(), end.date(), end, end - timedelta(days=7), end],
+        within={"btc_hourly": ((end - timedelta(days=9)).date(), end.date())},
     )
     sd, n = df["sd"][0], df["n"][0]
     if sd is None or n < 2 or n < 0.9 * 7 * 24:
@@ -378,6 +392,7 @@ def _worst_streak_within(wh: Warehouse, monday: date, weeks: int) -> tuple[int |
             close_day,
             [m for m, _ in MAJORS if m not in ("crypto", "gold")],
         ],
+        within={"coin_daily": (since, close_day)},
     )
     series: dict[str, list[tuple[date, float]]] = {}
     for s_, d, v in lv.sort("s", "date").iter_rows():

@@ -103,15 +103,23 @@ def from_frames(week: str, frames: dict[str, pl.DataFrame]) -> WeekData:
 
 
 def partitions_up_to(wh: Warehouse, table: Table, week: str, limit: int = HISTORY_WEEKS) -> list[str]:
-    base = wh.lake_dir / table.name
-    if not base.exists():
-        return []
-    keys = sorted(
-        p.parent.name.split("=", 1)[1]
-        for p in base.glob(f"{table.partition_by}=*/data.parquet")
-        if p.parent.name.split("=", 1)[1] <= week
-    )
-    return keys[-limit:]
+    """The last ``limit`` partitions of ``table`` up to ``week`` that have their file, oldest first: the folders
+    listed once, and only the files of the newest looked at (not every week of the history)."""
+    out: list[str] = []
+    for key in reversed([k for k in wh.partition_values(table) if k <= week]):
+        if len(out) == limit:
+            break
+        if wh.has_partition(table, key):
+            out.append(key)
+    return out[::-1]
+
+
+def history_rows(wh: Warehouse, table: Table, week: str) -> pl.DataFrame:
+    """Every row of the weekly ``table``'s partitions up to ``week``, in the order of its partitions and of each
+    file's rows, typed as its schema: one read of the table (on a snapshot, the copy its claims read too), not
+    one a partition, which grows with every week of the history (fifteen tables of years of weeks)."""
+    df = wh.query(f'SELECT * EXCLUDE (week) FROM "{table.name}" WHERE week <= CAST(? AS DATE)', [week])
+    return df.cast(dict(empty(table).schema))  # type: ignore[arg-type]
 
 
 def load_week(wh: Warehouse, week: str) -> tuple[WeekData, dict[str, list[str]]]:
@@ -122,8 +130,7 @@ def load_week(wh: Warehouse, week: str) -> tuple[WeekData, dict[str, list[str]]]
     for t in ALL_TABLES:
         keys = partitions_up_to(wh, t, week)
         read[t.name] = keys
-        frames = [wh.read_partition(t, k) for k in keys]
-        history[t.name] = pl.concat(frames, how="vertical_relaxed") if frames else empty(t)
+        history[t.name] = history_rows(wh, t, week) if keys else empty(t)
         current[t.name] = wh.read_partition(t, week) if week in keys else None
     open_day, close_day = week_close_days(week)
     estimated = estimates.estimated_days(wh, days_between(open_day, close_day))
