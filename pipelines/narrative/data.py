@@ -13,6 +13,7 @@ import polars as pl
 
 from pipelines.calendar import days_between, week_close_days
 from pipelines.clean import estimates
+from pipelines.lake_snapshot import LakeSnapshot
 from pipelines.schemas import (
     WEEKLY_BTC_VOLATILITY,
     WEEKLY_CORRELATION_BUCKETS,
@@ -116,9 +117,21 @@ def partitions_up_to(wh: Warehouse, table: Table, week: str, limit: int = HISTOR
 
 def history_rows(wh: Warehouse, table: Table, week: str) -> pl.DataFrame:
     """Every row of the weekly ``table``'s partitions up to ``week``, in the order of its partitions and of each
-    file's rows, typed as its schema: one read of the table (on a snapshot, the copy its claims read too), not
-    one a partition, which grows with every week of the history (fifteen tables of years of weeks)."""
-    df = wh.query(f'SELECT * EXCLUDE (week) FROM "{table.name}" WHERE week <= CAST(? AS DATE)', [week])
+    file's rows, typed as its schema: one read of the table, not one a partition, which grows with every week of
+    the history (fifteen tables of years of weeks). On a snapshot of many weeks (a range of reports) the table is
+    read once and each week keeps its partitions up to it (a filter keeps the order)."""
+    if isinstance(wh, LakeSnapshot) and not wh.read_spans:
+        whole = wh.derived(("history_rows", table.name), lambda: _rows_up_to(wh, table, None))
+        return whole.filter(pl.col("week") <= date.fromisoformat(week)).drop("week")
+    return _rows_up_to(wh, table, week).drop("week")
+
+
+def _rows_up_to(wh: Warehouse, table: Table, week: str | None) -> pl.DataFrame:
+    """The table's rows with their partition (``week``), up to ``week`` (None: all), typed as its schema."""
+    if week is None:
+        df = wh.query(f'SELECT * FROM "{table.name}"')
+    else:
+        df = wh.query(f'SELECT * FROM "{table.name}" WHERE week <= CAST(? AS DATE)', [week])
     return df.cast(dict(empty(table).schema))  # type: ignore[arg-type]
 
 
