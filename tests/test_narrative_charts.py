@@ -133,3 +133,16 @@ def test_week_axis_at_most_six_labels_from_the_first_week(weeks: int) -> None:
         if "major" in (t.get("class") or "")
     ]
     assert labels and labels[0] == charts.week_label(WEEKS[-weeks]) and len(labels) <= 6
+
+
+def test_a_chart_of_the_history_shows_the_year_up_to_the_week(monkeypatch) -> None:
+    """Over a history longer than ``CHART_WEEKS`` a chart shows the weeks of the last year only, ending with the
+    report's week: one funding bar a week of them."""
+    monkeypatch.setattr(charts, "CHART_WEEKS", 3)
+    fr = frames()
+    rates = [(k + 1) * 1e-5 for k in range(len(WEEKS))]
+    fr["weekly_leverage"] = fr["weekly_leverage"].with_columns(
+        funding_8h_mean=pl.Series(rates, dtype=pl.Float64)
+    )
+    assert len(WEEKS) > 3 and WEEKS[-1] == WEEK
+    assert [float(v) for _, v in bars(drawn(fr)["funding"])] == pytest.approx([r * 1e4 for r in rates[-3:]])

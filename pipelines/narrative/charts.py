@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import polars as pl
@@ -183,8 +183,19 @@ def cross_asset_returns(wd: WeekData) -> str | None:
     )
 
 
+# The weeks a chart of the history shows: the year up to the report's week. Over years of weeks a bar or a point a
+# week is too thin to read, and the drawing (most of a chart's time) would grow with every week of the history.
+CHART_WEEKS = 52
+
+
+def _recent(wd: WeekData, table: str) -> pl.DataFrame:
+    """``table``'s history for a chart: its rows of the ``CHART_WEEKS`` weeks up to the report's week."""
+    first = wd.week_date - timedelta(weeks=CHART_WEEKS - 1)
+    return wd.hist(table).filter(pl.col("week_start") >= first)
+
+
 def _leverage_history(wd: WeekData) -> pl.DataFrame | None:
-    h = wd.hist("weekly_leverage").sort("week_start")
+    h = _recent(wd, "weekly_leverage").sort("week_start")
     if h.height < 1 or wd.rows("weekly_leverage") is None:
         return None
     return h
@@ -222,7 +233,7 @@ def open_interest(wd: WeekData) -> str | None:
 
 
 def correlation_buckets(wd: WeekData) -> str | None:
-    h = wd.hist("weekly_correlation_buckets").sort(["bucket", "week_start"])
+    h = _recent(wd, "weekly_correlation_buckets").sort(["bucket", "week_start"])
     if h.height < 1 or wd.rows("weekly_correlation_buckets") is None:
         return None
     weeks = sorted(h["week_start"].unique().to_list())
@@ -241,7 +252,7 @@ def correlation_buckets(wd: WeekData) -> str | None:
 
 
 def btc_volatility(wd: WeekData) -> str | None:
-    h = wd.hist("weekly_btc_volatility").sort("week_start")
+    h = _recent(wd, "weekly_btc_volatility").sort("week_start")
     if h.height < 1 or wd.rows("weekly_btc_volatility") is None:
         return None
     return _lines(
