@@ -15,7 +15,7 @@ import pstats
 import sys
 import time
 from contextlib import nullcontext
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 T_START = time.perf_counter()
@@ -332,6 +332,7 @@ def history(weeks_history: int, coins: int = 250) -> dict:
         wh = Warehouse(wh_dir)
         with t.lap("setup (untimed)"):
             rows = synth.write_lake_history(wh, coins, first, last)
+            weekly = write_weekly_history(wh, week, weeks_history)
             read_once_elsewhere(wh_dir)
             os.sync()  # the setup's writes on disk before the timed part, not flushed during it
         defs = make_defs()
@@ -348,7 +349,33 @@ def history(weeks_history: int, coins: int = 250) -> dict:
             for name, step in METRIC_STEPS:
                 if name not in QUADRATIC_ONLY:
                     step(x)
-    return {"weeks_history": weeks_history, "days": (last - first).days + 1, "rows": rows, "laps": t.laps}
+    return {
+        "weeks_history": weeks_history,
+        "days": (last - first).days + 1,
+        "rows": rows,
+        "weekly_partitions": weekly,
+        "laps": t.laps,
+    }
+
+
+def write_weekly_history(wh, week: str, weeks: int) -> int:
+    """The market weekly tables of the ``weeks`` weeks before ``week``, as those weeks' runs would have left them
+    (computed in one pass by their own compute functions; a week whose history is too short for a table is left
+    without it, as its run would fail it): a report reads every earlier week of them. The partitions written."""
+    from assets.weekly.shape import Computed
+    from assets.weekly.weeks import WEEKLY_COMPUTES, compute_weeks
+    from pipelines.schemas import TABLES
+
+    monday = date.fromisoformat(week)
+    earlier = [(monday - timedelta(days=7 * k)).isoformat() for k in range(1, weeks + 1)]
+    computes = {t: f for t, f in WEEKLY_COMPUTES.items() if f.__module__ in MARKET_MODULES}
+    written = 0
+    for table, by_week in compute_weeks(wh, earlier, computes).items():
+        frames = {w: out.df for w, out in by_week.items() if isinstance(out, Computed)}
+        wh.write_partitions(TABLES[table], frames)
+        written += len(frames)
+    wh.refresh_catalog()
+    return written
 
 
 def universe(coins: int) -> dict:

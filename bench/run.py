@@ -296,15 +296,17 @@ def main(argv: list[str] | None = None) -> Path:
         "",
         "The emulator's market starts on 2025-01-01, so the history is synthetic (`bench/synth.py`): "
         "`coin_daily` partitions for 250 coins going back H weeks before the latest weekly partition (before "
-        "2025 for 300 weeks), written into the lake of a fresh warehouse with a registry snapshot and read once by "
+        "2025 for 300 weeks), written into the lake of a fresh warehouse with a registry snapshot, with the market "
+        "weekly tables of each of those weeks (computed in one pass by their own compute functions, "
+        "`bench/phases.py` `write_weekly_history`: the report reads every earlier week of them), and read once by "
         "another process (as the weeks before leave a lake in use: its closed months kept as segments, "
         "`pipelines/lake_files.py`); then the weekly job runs for the last week only. Also timed: loading the whole `coin_daily` history through "
         "DuckDB and running every metric function of `METRIC_STEPS` on it (the weekly assets of the future).",
         "",
         table(
-            ["history weeks", "days", "rows"] + [k + " s" for k in keys] + ["peak MiB"],
+            ["history weeks", "days", "rows", "weekly partitions"] + [k + " s" for k in keys] + ["peak MiB"],
             [
-                [h["weeks_history"], h["days"], f"{h['rows']:,}"]
+                [h["weeks_history"], h["days"], f"{h['rows']:,}", f"{h['weekly_partitions']:,}"]
                 + [f(h["laps"][k], 2) for k in keys]
                 + [f(h["peak_rss_mib"], 0)]
                 for h in hist
