@@ -21,9 +21,10 @@ least recently read first once they pass ``MAX_BYTES`` together.
 Closed months are kept on disk as well, so that a table's history costs a process a few files to read and not
 one per day (``segments``): the rows of a month's partition files, as read here, in one Arrow IPC file under the
 warehouse's ``read_cache/<table>/<YYYY-MM>.arrow``, with the path and identity of every file it was built from in
-its schema's metadata. A segment stands for its month's files only while that month's listing is exactly the one
-it records; otherwise (a day rewritten by a backfill, a day added or removed, the lake moved) the month's files
-are parsed as before and its segment written again. Every month before the newest partition's gets a segment when
+its schema's metadata; a table of weekly partitions (four or five a month) keeps a year's closed months in one
+``<YYYY>.arrow`` (``SEGMENT_PERIOD``). A segment stands for its files only while their listing is exactly the one
+it records; otherwise (a day rewritten by a backfill, a day added or removed, a month closed, the lake moved) they
+are parsed as before and the segment written again. Every month before the newest partition's is in a segment once
 its files are parsed; a segment that cannot be read is rebuilt, never trusted. The lake's files stay the only
 record: removing ``read_cache/`` loses nothing. Segments are uncompressed, so a read maps them without decoding
 (the demo's 49 segments: 13 ms; 0.16 s with LZ4), at about twice the lake's size on disk (47.7 MB beside the
@@ -74,6 +75,8 @@ SEGMENT_FILES = (
 
 
 DAY_PARTITIONS = ("date", "week")  # partition columns whose values are days, YYYY-MM-DD
+# The characters of a partition value that name its segment: a month of days, a year of weeks.
+SEGMENT_PERIOD = {"date": 7, "week": 4}
 
 
 def partition_type(table: Table) -> str:
@@ -150,7 +153,12 @@ class LakeFiles:
         base = root / table.name
         prefix = f"{table.partition_by}="
         names = partition_names(base, prefix)
-        span = _whole_months(within) if within is not None and table.partition_by in DAY_PARTITIONS else None
+        period = SEGMENT_PERIOD.get(table.partition_by, 7)
+        span = (
+            _whole_periods(within, period)
+            if within is not None and table.partition_by in DAY_PARTITIONS
+            else None
+        )
         listing = tuple(_listing(base, sorted(_names_within(names, prefix, span) if span else names)))
         if not listing:
             return None
@@ -177,7 +185,7 @@ class LakeFiles:
                     + list(listing)
                 )
             )
-        data, rows_of = self._build(table, keep, kept, con, segments, prefix, newest)
+        data, rows_of = self._build(table, keep, kept, con, segments, prefix, newest, period)
         built = _Kept(keep, rows_of, data)
         with self._lock:
             old = self._tables.pop(key, None)
@@ -199,6 +207,7 @@ class LakeFiles:
         segments: Path | None,
         prefix: str,
         newest: str,
+        period: int,
     ) -> tuple[pa.Table, dict[str, tuple[Identity, int, int]]]:
         """The rows of ``listing``'s files in path order, and where each file's rows are: from ``kept`` where a
         file is the one kept, from the segments of the months before ``newest`` (the table's newest month, still
@@ -209,7 +218,7 @@ class LakeFiles:
             if where is not None and where[0] == identity:
                 parts[path] = kept.data.slice(where[1], where[2])  # type: ignore[union-attr]
         missing = [path for path, _ in listing if path not in parts]
-        months = _months(listing, prefix, newest) if segments is not None else {}
+        months = _months(listing, prefix, newest, period) if segments is not None else {}
         if missing and months:
             parts.update(_from_segments(segments, months, set(missing)))  # type: ignore[arg-type]
             missing = [path for path, _ in listing if path not in parts]
@@ -349,17 +358,20 @@ def lake_state(lake: Path) -> tuple[tuple[str, Identity], ...]:
 Month = tuple[tuple[str, Identity], ...]  # a month's (path, identity) in path order
 
 
-def _months(listing: tuple[tuple[str, Identity], ...], prefix: str, newest: str) -> dict[str, Month]:
-    """The listing by month of its partition value (``YYYY-MM`` of ``date=YYYY-MM-DD``), for the months before
-    ``newest``, the table's newest month (still written day by day, so not kept as a segment). Empty for a table
-    whose partition values are not dates."""
-    by_month: dict[str, list[tuple[str, Identity]]] = {}
+def _months(
+    listing: tuple[tuple[str, Identity], ...], prefix: str, newest: str, period: int = 7
+) -> dict[str, Month]:
+    """The listing by segment (the first ``period`` characters of its partition value: ``YYYY-MM`` of
+    ``date=YYYY-MM-DD``, or ``YYYY``), of the files of months before ``newest``, the table's newest month (still
+    written day by day, so in no segment). Empty for a table whose partition values are not dates."""
+    by_period: dict[str, list[tuple[str, Identity]]] = {}
     for path, identity in listing:
         value = path.rsplit("/", 2)[-2][len(prefix) :]
         if not _is_day(value):
             return {}
-        by_month.setdefault(value[:7], []).append((path, identity))
-    return {month: tuple(files) for month, files in by_month.items() if month < newest}
+        if value[:7] < newest:
+            by_period.setdefault(value[:period], []).append((path, identity))
+    return {key: tuple(files) for key, files in by_period.items()}
 
 
 def _is_day(value: str) -> bool:
@@ -440,10 +452,10 @@ def partition_names(base: Path, prefix: str) -> list[str]:
         return []
 
 
-def _whole_months(within: tuple[str, str]) -> tuple[str, str]:
-    """``within`` widened to whole months (``2025-03-14..2025-05-02`` -> ``2025-03-00..2025-05-99``, bounds no day
-    equals): the files a month's segment stands for are read together."""
-    return within[0][:8] + "00", within[1][:8] + "99"
+def _whole_periods(within: tuple[str, str], period: int) -> tuple[str, str]:
+    """``within`` widened to whole segments (months: ``2025-03-14..2025-05-02`` -> ``2025-03-00..2025-05-99``;
+    years: ``2025-00-00..2025-99-99``; bounds no day equals): the files a segment stands for are read together."""
+    return within[0][:period] + "-00-00"[: 10 - period], within[1][:period] + "-99-99"[: 10 - period]
 
 
 def _names_within(names: list[str], prefix: str, span: tuple[str, str]) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pipelines.lake_files import LAKE_FILES
 from pipelines.schemas import Table
-from pipelines.warehouse import Warehouse, sha256_file
+from pipelines.warehouse import Warehouse, safe_component, sha256_file
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_ROOT.parent
@@ -52,10 +52,11 @@ def code_version() -> dict[str, str]:
 def input_entry(wh: Warehouse, table: Table, partition: str) -> dict[str, str]:
     """A partition the report was built from: its table, partition, path and sha256 (of a local file: hashed
     once per version of the file in this process, ``LakeFiles.file_value``)."""
-    path = wh.partition_path(table, partition)
-    digest = (
-        sha256_file(path)
-        if wh.remote
-        else LAKE_FILES.file_value(str(path), "sha256", lambda: sha256_file(path))
-    )
-    return {"table": table.name, "partition": partition, "path": wh.rel(path), "sha256": digest}
+    # the path as text (a report names thousands of partitions, and path objects cost more than the hashes kept)
+    rel = f"lake/{table.name}/{table.partition_by}={safe_component(partition)}/data.parquet"
+    if wh.remote:
+        digest = sha256_file(wh.partition_path(table, partition))
+    else:
+        path = f"{wh.root}/{rel}"
+        digest = LAKE_FILES.file_value(path, "sha256", lambda: sha256_file(Path(path)))
+    return {"table": table.name, "partition": partition, "path": rel, "sha256": digest}

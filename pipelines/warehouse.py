@@ -390,9 +390,9 @@ class Warehouse:
     def raw_dir(self) -> Path:
         return self.root / "raw"
 
-    @property
+    @functools.cached_property
     def lake_dir(self) -> Path:
-        return self.root / "lake"
+        return self.root / "lake"  # joined once: a report names thousands of partition paths under it
 
     @property
     def reports_dir(self) -> Path:
@@ -568,6 +568,20 @@ class Warehouse:
         else:
             names = sorted(partition_names(folder, prefix))
         return [name[len(prefix) :] for name in names]
+
+    def partitions_with_files(self, table: Table) -> list[str]:
+        """The partition values of ``table`` whose folder has its file, sorted (one listing and one stat a
+        partition of a local lake)."""
+        if self.remote:
+            found = (self.lake_dir / table.name).glob(f"{table.partition_by}=*/data.parquet")
+            return sorted(p.parent.name.split("=", 1)[1] for p in found)
+        folder = os.fspath(self.lake_dir / table.name)
+        prefix = f"{table.partition_by}="
+        return [
+            name[len(prefix) :]
+            for name in sorted(partition_names(Path(folder), prefix))
+            if os.path.isfile(f"{folder}/{name}/data.parquet")
+        ]
 
     def has_partition(self, table: Table, partition: str) -> bool:
         return self.partition_path(table, partition).exists()

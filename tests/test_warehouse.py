@@ -538,3 +538,36 @@ def test_partition_values_and_has_files_read_folder_names_only(tmp_path: Path) -
         wh.write_partition(COIN_DAILY, day, rows())
     assert wh.has_files(COIN_DAILY)
     assert wh.partition_values(COIN_DAILY) == ["2025-01-01", "2025-01-03", "2025-01-05"]
+
+
+def test_a_weekly_table_keeps_a_years_closed_months_in_one_segment(tmp_path: Path) -> None:
+    """A table of weekly partitions (four or five a month) keeps each year's closed months in one segment, not one a
+    month: another process reads them from two segments and parses only the newest month's weeks; a week of a
+    closed month rewritten makes its year's files parsed again, and the rows are always the files' own."""
+    from datetime import date, timedelta
+
+    import pyarrow as pa
+
+    from pipelines.lake_files import LakeFiles
+    from pipelines.schemas import Column, Table
+
+    weekly = Table("weekly_test", "a weekly table", "week", (Column("value", pa.float64(), "a value"),))
+    wh = Warehouse(tmp_path)
+    weeks = [date(2024, 12, 2) + timedelta(days=7 * k) for k in range(20)]  # Dec 2024 .. April 2025
+    for k, week in enumerate(weeks):
+        wh.write_partition(weekly, week.isoformat(), pl.DataFrame({"value": [float(k)]}))
+
+    def read_in_a_new_process() -> tuple[list[float], int]:
+        lake_files = LakeFiles()
+        data = lake_files.table(wh.lake_dir, weekly, duckdb.connect(), wh.read_cache(weekly))
+        return pl.from_arrow(data)["value"].to_list(), lake_files.files_read
+
+    values, parsed = read_in_a_new_process()
+    assert values == [float(k) for k in range(20)] and parsed == 20
+    assert sorted(p.name for p in wh.read_cache(weekly).iterdir()) == ["2024.arrow", "2025.arrow"]
+    newest = sum(1 for w in weeks if w.month == weeks[-1].month and w.year == weeks[-1].year)
+    assert read_in_a_new_process() == ([float(k) for k in range(20)], newest)
+    wh.write_partition(weekly, "2025-01-06", pl.DataFrame({"value": [99.0]}))
+    values, parsed = read_in_a_new_process()
+    in_2025_closed = sum(1 for w in weeks if w.year == 2025 and w.month < weeks[-1].month)
+    assert parsed == in_2025_closed + newest and values[weeks.index(date(2025, 1, 6))] == 99.0

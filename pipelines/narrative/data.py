@@ -104,15 +104,8 @@ def from_frames(week: str, frames: dict[str, pl.DataFrame]) -> WeekData:
 
 
 def partitions_up_to(wh: Warehouse, table: Table, week: str, limit: int = HISTORY_WEEKS) -> list[str]:
-    """The last ``limit`` partitions of ``table`` up to ``week`` that have their file, oldest first: the folders
-    listed once, and only the files of the newest looked at (not every week of the history)."""
-    out: list[str] = []
-    for key in reversed([k for k in wh.partition_values(table) if k <= week]):
-        if len(out) == limit:
-            break
-        if wh.has_partition(table, key):
-            out.append(key)
-    return out[::-1]
+    """The last ``limit`` partitions of ``table`` up to ``week`` that have their file, oldest first."""
+    return [key for key in wh.partitions_with_files(table) if key <= week][-limit:]
 
 
 def history_rows(wh: Warehouse, table: Table, week: str) -> pl.DataFrame:
