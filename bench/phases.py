@@ -182,11 +182,13 @@ MARKET_MODULES = ("assets.weekly.market", "assets.weekly.summary")
 def floor_weeks(wh_dir, weeks: list[str], timer: Timer | None = None, market_only: bool = False) -> None:
     """The set-based floor of ``weekly_job``: every weekly table for all ``weeks`` in one pass over the lake read
     once (``compute_weeks``: the weekly assets' own compute functions, taken from the asset graph), each partition
-    written by ``Warehouse.write_partition`` as the lake IO manager writes an asset's partitions, then each week's report as its asset builds it (render, claim check,
-    publish). No Dagster."""
+    written by ``Warehouse.write_partition`` as the lake IO manager writes an asset's partitions, then each week's
+    report as its asset builds it (render, claim check, publish), over one read of the lake as its step reads.
+    No Dagster."""
     from assets.report import build_report
     from assets.weekly.shape import Computed
     from assets.weekly.weeks import WEEKLY_COMPUTES, compute_weeks
+    from pipelines.lake_snapshot import reads_for
     from pipelines.schemas import TABLES
     from pipelines.warehouse import Warehouse
 
@@ -205,9 +207,9 @@ def floor_weeks(wh_dir, weeks: list[str], timer: Timer | None = None, market_onl
                     raise RuntimeError(f"floor: {table} for {week} failed: {out}")
                 wh.write_partition(TABLES[table], week, out.df)
         wh.refresh_catalog()
-    with lap("weekly_report"):
+    with lap("weekly_report"), reads_for(wh, weeks, snapshot_from=1) as source:  # as the report step reads
         for week in weeks:
-            build_report(wh, week)
+            build_report(source, week)
 
 
 # ---- phases ---------------------------------------------------------------------------------------------------

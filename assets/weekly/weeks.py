@@ -16,7 +16,7 @@ import dagster as dg
 
 from assets.weekly import derivatives, macro, market, summary
 from assets.weekly.shape import WEEK_FAILURES, Computed
-from pipelines.lake_snapshot import LakeSnapshot
+from pipelines.lake_snapshot import reads_for
 from pipelines.warehouse import Warehouse
 
 # weekly table -> the compute function its asset runs
@@ -47,16 +47,15 @@ def compute_weeks(
     computes: Mapping[str, Callable[..., Computed]] = WEEKLY_COMPUTES,
 ) -> dict[str, dict[str, Outcome]]:
     """``{table: {week: outcome}}`` for every table of ``computes`` and every week of ``weeks`` (oldest first):
-    the ``Computed`` its compute function returns for that week alone, or the failure it raises."""
-    snapshot = LakeSnapshot(wh, written=computes)
+    the ``Computed`` its compute function returns for that week alone, or the failure it raises. Read as the
+    weekly assets read (``reads_for``): a range on one snapshot of the lake, one week from the warehouse."""
+    weeks = sorted(set(weeks))
     out: dict[str, dict[str, Outcome]] = {name: {} for name in computes}
-    try:
-        for week in sorted(set(weeks)):
+    with reads_for(wh, weeks, written=computes) as source:
+        for week in weeks:
             for name, compute in computes.items():
                 try:
-                    out[name][week] = compute(snapshot, week)
+                    out[name][week] = compute(source, week)
                 except WEEK_FAILURES as exc:
                     out[name][week] = exc
-    finally:
-        snapshot.close()
     return out
