@@ -355,7 +355,7 @@ def lake_state(lake: Path) -> tuple[tuple[str, Identity], ...]:
 
 
 # ---- a closed month's files as one segment on disk ---------------------------------------------------------------
-Month = tuple[tuple[str, Identity], ...]  # a month's (path, identity) in path order
+Month = tuple[tuple[str, Identity], ...]  # the (path, identity) of a segment's files, in path order
 
 
 def _months(

@@ -117,9 +117,8 @@ class LakeSnapshot:
         try:
             for name, (first, last) in spans.items():
                 rows = self.warehouse.lake_table(TABLES[name], con, (first.isoformat(), last.isoformat()))
-                if (
-                    rows is None
-                ):  # no partition in the span's months: the table whole, as the warehouse binds it
+                # no partition in the span's months: the table whole, as the warehouse binds it
+                if rows is None:
                     with self._lock:
                         if name not in self._loaded:
                             self._load(TABLES[name])

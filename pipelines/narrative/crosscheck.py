@@ -291,7 +291,7 @@ def mean_funding_8h(wh: Warehouse, week: str) -> float | None:
             "  WHERE date >= ? AND ts >= ? AND ts <= ?) o "
             "ON f.exchange = o.exchange AND f.symbol = o.symbol AND f.funding_time >= o.ts",
             [*params, first.date(), first, end],
-            # the readings' days (a reading's day is its UTC day; one more is harmless)
+            # the partitions of the rates and readings kept (a reading's partition is its UTC day)
             within={"funding_rates": (start.date(), end.date()), "open_interest": (first.date(), end.date())},
         )
     else:
