@@ -133,7 +133,7 @@ def build_coin_daily(
 
 
 def registry_snapshots(wh: Warehouse) -> list[str]:
-    return sorted(p.name.split("=", 1)[1] for p in (wh.lake_dir / COIN_REGISTRY.name).glob("snapshot=*"))
+    return wh.partition_values(COIN_REGISTRY)
 
 
 def snapshot_day(snapshot: str) -> date:

@@ -205,7 +205,7 @@ def coin_return_pct(wh: Warehouse, week: str, coin_id: str) -> float | None:
 
 
 def _registry(wh: Warehouse, close_day: date) -> dict[str, list[str]]:
-    snaps = sorted(p.name.split("=", 1)[1] for p in (wh.lake_dir / "coin_registry").glob("snapshot=*"))
+    snaps = wh.partition_values(TABLES["coin_registry"])
     if not snaps:
         return {}
     known = [s for s in snaps if snapshot_day(s) <= close_day]
