@@ -575,12 +575,9 @@ class Warehouse:
         if self.remote:
             found = (self.lake_dir / table.name).glob(f"{table.partition_by}=*/data.parquet")
             return sorted(p.parent.name.split("=", 1)[1] for p in found)
-        folder = os.fspath(self.lake_dir / table.name)
-        prefix = f"{table.partition_by}="
+        folder = f"{self.lake_dir}/{table.name}/{table.partition_by}="
         return [
-            name[len(prefix) :]
-            for name in sorted(partition_names(Path(folder), prefix))
-            if os.path.isfile(f"{folder}/{name}/data.parquet")
+            value for value in self.partition_values(table) if os.path.isfile(f"{folder}{value}/data.parquet")
         ]
 
     def has_partition(self, table: Table, partition: str) -> bool:

@@ -83,12 +83,13 @@ def coin_daily_between(wh: Warehouse, first: date | None, last: date, columns: s
     """coin_daily rows dated ``first..last`` (``first`` None: all history), sorted by date and coin."""
     sql = f"SELECT {columns} FROM {COIN_DAILY.name} WHERE date <= ?"
     params: list[Any] = [last]
-    if first is None:
-        return wh.query(sql + " ORDER BY date, coin_id", params)
-    sql += " AND date >= ?"
-    params.append(first)
-    # only those days' partitions are read: a week's few days cost the same over a history of years
-    return wh.query(sql + " ORDER BY date, coin_id", params, within={COIN_DAILY.name: (first, last)})
+    within = None
+    if first is not None:
+        sql += " AND date >= ?"
+        params.append(first)
+        # only those days' partitions are read: a week's few days cost the same over a history of years
+        within = {COIN_DAILY.name: (first, last)}
+    return wh.query(sql + " ORDER BY date, coin_id", params, within=within)
 
 
 def history_through(
