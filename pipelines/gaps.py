@@ -29,7 +29,7 @@ from datetime import date
 from pathlib import Path
 
 from pipelines.sources.http import PayloadError, SourceError
-from pipelines.warehouse import Warehouse, atomic_write_bytes, safe_component
+from pipelines.warehouse import Warehouse, atomic_write_bytes, is_remote, safe_component
 
 # Statuses that mean "cannot be had from here", never retried: region blocks and missing resources.
 BLOCKED_STATUSES = frozenset({451, 403})
@@ -237,10 +237,16 @@ def read_ledger(wh: Warehouse, dataset: str | None = None) -> list[Gap]:
 def _ledger_files(base: Path, names: set[str] | None = None) -> list[Path]:
     """Every dataset's whole-ledger file of the older layout, then the datasets' objects (those named ``names``
     only, when given)."""
-    objects = sorted(base.glob("*/*.json"))
-    return sorted(base.glob("*.json")) + (
-        objects if names is None else [p for p in objects if p.name in names]
-    )
+    if names is None or is_remote(base):
+        objects = sorted(base.glob("*/*.json"))
+        return sorted(base.glob("*.json")) + (
+            objects if names is None else [p for p in objects if p.name in names]
+        )
+    # a local ledger: a stat for each name in each dataset's folder, not a listing of its years of days
+    folders = sorted(p for p in base.iterdir() if p.is_dir())
+    return sorted(base.glob("*.json")) + [
+        folder / name for folder in folders for name in sorted(names) if (folder / name).is_file()
+    ]
 
 
 def record_gaps(

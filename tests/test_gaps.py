@@ -189,6 +189,30 @@ def test_a_weeks_gaps_read_its_days_only_and_other_weeks_records_do_not_reorder_
     assert [g.days for g in found if g.source == "bybit"] == [("2025-11-18",)]
 
 
+def test_a_weeks_ledger_objects_are_found_by_name_as_the_whole_listing_finds_them(tmp_path: Path) -> None:
+    """``gaps_for_days`` stats the named objects in each dataset's folder instead of listing years of days: the
+    same files, in the same order, as the listing filtered by name (other days and files of another kind left
+    out alike)."""
+    base = tmp_path / "gaps"
+    for dataset in ("okx_funding", "bybit_open_interest", ".partial"):
+        (base / dataset).mkdir(parents=True)
+        for name in ("day=2025-11-17.json", "day=2025-11-18.json", "all.json", "day=2025-11-18.json.tmp"):
+            (base / dataset / name).write_text("[]")
+    (base / "okx_funding.json").write_text("[]")
+    (base / "bybit_open_interest" / "day=2025-11-17.json").unlink()
+    names = {"day=2025-11-17.json", "day=2025-11-19.json", "all.json"}
+    listed = sorted(base.glob("*.json")) + [p for p in sorted(base.glob("*/*.json")) if p.name in names]
+    assert gaps._ledger_files(base, names) == listed
+    assert [p.relative_to(base).as_posix() for p in listed] == [
+        "okx_funding.json",
+        ".partial/all.json",
+        ".partial/day=2025-11-17.json",
+        "bybit_open_interest/all.json",
+        "okx_funding/all.json",
+        "okx_funding/day=2025-11-17.json",
+    ]
+
+
 def test_venue_selection_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse_venues("") == ("binance", "bybit", "okx", "fred")
     assert parse_venues(" OKX, bybit ") == ("bybit", "okx")

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-import polars as pl
 import pyarrow as pa
 
 from pipelines.narrative.format import FORMATS
@@ -74,9 +73,7 @@ def _by_text_key(name: str, where: dict[str, Any]) -> bool:
     )
 
 
-def rederive(
-    wh: Warehouse, claim: dict[str, Any], week_rows: dict[tuple[str, str], Any] | None = None
-) -> Any:
+def rederive(wh: Warehouse, claim: dict[str, Any], week_rows: dict[tuple, Any] | None = None) -> Any:
     """The claim's value, from a fresh DuckDB query of the lake.
 
     ``week_rows`` (a dict the caller keeps for one check): a ``value`` claim whose row key is text is read from
@@ -98,11 +95,19 @@ def rederive(
         rows = week_rows[key]
         if isinstance(rows, Exception):
             raise rows
-        for k, v in sorted(where.items()):
-            rows = rows.filter(pl.col(k) == str(v))
-        if rows.height != 1:
-            raise ValueError(f"{rows.height} rows")
-        return rows[col][0]
+        # the rows' positions by their values of the key's columns, made once per table-week and set of columns
+        # (a null never equals the text asked, as in the query)
+        cols = tuple(sorted(where))
+        index_key = (name, str(week), cols)
+        if index_key not in week_rows:
+            index: dict[tuple, list[int]] = {}
+            for i, values in enumerate(rows.select(cols).iter_rows() if cols else ((),) * rows.height):
+                index.setdefault(values, []).append(i)
+            week_rows[index_key] = index
+        hits = week_rows[index_key].get(tuple(str(where[k]) for k in cols), [])
+        if len(hits) != 1:
+            raise ValueError(f"{len(hits)} rows")
+        return rows[col][hits[0]]
     if kind == "value":
         df = wh.query(
             f'SELECT "{col}" AS v FROM "{name}" WHERE week = CAST(? AS DATE){w_sql}', [week, *w_params]
@@ -167,7 +172,7 @@ def check_claims(
     wh: Warehouse, week: str, markdown: str, claims: list[dict[str, Any]], texts: list[str]
 ) -> list[ClaimResult]:
     out: list[ClaimResult] = []
-    week_rows: dict[tuple[str, str], Any] = {}  # one query per table-week for the value claims (rederive)
+    week_rows: dict[tuple, Any] = {}  # one query per table-week for the value claims (rederive)
     for c in claims:
         found = _mask_pattern(c["text"]).search(markdown) is not None
         try:
