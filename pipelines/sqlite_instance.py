@@ -21,6 +21,8 @@ and back), with the engines kept:
   project's range runs set: ``pipelines.runner.range_run_environment``), are written in two transactions per
   batch, with the asset's row of the index written once (``store_event_batch``); Dagster's SQLite storage writes
   them one at a time;
+* a check's planned evaluation of a range run (a row per partition) is serialized once, not once per partition
+  (``_store_asset_check_evaluation_planned``);
 * a run's new file is a copy of an empty one Dagster made in this process, not made and migrated again (about
   0.1 s a run: Dagster parses its migration scripts to stamp each file); a file already there is Dagster's to
   check, as before.
@@ -50,7 +52,9 @@ import dagster as dg
 from dagster._core.errors import DagsterInvariantViolationError
 from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.base_storage import DagsterStorage
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
     SQLITE_BUSY_TIMEOUT_SECONDS,
@@ -65,6 +69,7 @@ from dagster._core.storage.sqlite_storage import (
     _runs_directory,
     _schedule_directory,
 )
+from dagster._serdes import serialize_value
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, QueuePool
@@ -169,6 +174,28 @@ class KeptConnectionEventLogStorage(SqliteEventLogStorage):
             }
             for event, event_id in latest.values():
                 self._store_asset_event(conn, event, event_id)
+
+    def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
+        """A check's planned evaluation, one row per partition of the run, as Dagster writes it, with the event
+        serialized once for all of them: Dagster serializes it again for each partition (0.3 s for a check of
+        a range of 698 days; a daily range run plans ten)."""
+        planned = event.get_dagster_event().event_specific_data
+        partitions = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
+        common = {
+            "asset_key": planned.asset_key.to_string(),
+            "check_name": planned.check_name,
+            "run_id": event.run_id,
+            "execution_status": AssetCheckExecutionRecordStatus.PLANNED.value,
+            "evaluation_event": serialize_value(event),
+            "evaluation_event_timestamp": self._event_insert_timestamp(event),
+            "evaluation_event_storage_id": event_id,
+        }
+        with self.index_connection() as conn:
+            conn.execute(
+                AssetCheckExecutionsTable.insert().values(
+                    [{**common, "partition": partition} for partition in partitions]
+                )
+            )
 
     def _kept_engine(self, shard: str) -> Engine:
         """The shard's engine, made (and the file initialized) on first use; the caller holds ``_db_lock``."""

@@ -335,3 +335,62 @@ def test_a_ranges_materializations_stored_in_batches_record_what_one_at_a_time_r
     assert seen[None, "updates"] == days * 2  # one at a time: the asset's row written at every event
     # batches of 2, 2 and 1 per asset: the row written for the last event of each
     assert seen["2", "updates"] == ["2025-11-02", "2025-11-04", "2025-11-05"] * 2
+
+
+@dg.asset(
+    partitions_def=DAYS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=[dg.AssetCheckSpec("rows_ok", asset="checked_days")],
+)
+def checked_days(context) -> dg.MaterializeResult:
+    return dg.MaterializeResult(check_results=[dg.AssetCheckResult(passed=True)])
+
+
+CHECKED_JOB = dg.Definitions(assets=[checked_days]).resolve_implicit_global_asset_job_def()
+
+
+def _planned_check_rows(home: Path, instance_at) -> list[tuple]:
+    """A range run of the checked asset on the storage ``instance_at(home)`` gives; the index's rows for the
+    check, without their ids, times and run id, the stored event decoded."""
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+    from dagster._serdes import deserialize_value
+
+    tags = {ASSET_PARTITION_RANGE_START_TAG: "2025-11-01", ASSET_PARTITION_RANGE_END_TAG: "2025-11-05"}
+    with instance_at(home) as instance:
+        assert CHECKED_JOB.execute_in_process(instance=instance, tags=tags).success
+    with sqlite3.connect(home / "history" / "runs" / "index.db") as db:
+        rows = db.execute(
+            "SELECT asset_key, check_name, partition, execution_status, evaluation_event "
+            "FROM asset_check_executions ORDER BY id"
+        ).fetchall()
+    out = []
+    for key, name, partition, status, event in rows:
+        entry = deserialize_value(event)
+        planned = entry.dagster_event.event_specific_data
+        out.append((key, name, partition, status, entry.dagster_event.event_type_value, planned.check_name))
+    return out
+
+
+def test_a_checks_planned_evaluations_of_a_range_are_the_rows_dagster_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A range run's planned check evaluations: one row per partition, each with the planned event, as Dagster's
+    own storage writes them; the event serialized once for all the partitions, not once each."""
+    serialized: list[str] = []
+    serialize = sqlite_instance.serialize_value
+
+    def counted(value, *args, **kwargs):
+        serialized.append(type(value).__name__)
+        return serialize(value, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite_instance, "serialize_value", counted)
+    kept_home, plain_home = tmp_path / "kept", tmp_path / "plain-home"
+    for h in (kept_home, plain_home):
+        h.mkdir()
+    shutil.copy(PROJECT_ROOT / ".dagster_home" / "dagster.yaml", kept_home / "dagster.yaml")
+    kept = _planned_check_rows(kept_home, home_instance)
+    plain = _planned_check_rows(plain_home, default_storage_at)
+    assert kept == plain
+    planned = [r[2] for r in kept if r[4] == "ASSET_CHECK_EVALUATION_PLANNED"]
+    assert planned == ["2025-11-01", "2025-11-02", "2025-11-03", "2025-11-04", "2025-11-05"]
+    assert serialized == ["EventLogEntry"]  # once for the five partitions
