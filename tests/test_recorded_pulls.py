@@ -181,3 +181,30 @@ def test_paged_pulls_asked_for_days_read_only_the_pulls_near_them(tmp_path) -> N
     assert stored_pulls(wh, "binance", "funding_rate", days)["BTCUSDT"] == near
     with pytest.raises(json.JSONDecodeError):
         stored_pulls(wh, "binance", "funding_rate")
+
+
+def test_an_empty_answer_is_every_page_without_rows_and_a_page_with_rows_ends_the_decoding(
+    monkeypatch,
+) -> None:
+    """``is_empty_answer``: pages of zero rows in every known shape are empty; any page with rows (or of an
+    unknown shape) is not, and the pages after the first with rows are not decoded (a pull of thousands of
+    pages is decoded by its client already)."""
+    from pipelines.pulls import derivatives as d
+
+    def page(body: object) -> d.Page:
+        return d.Page(json.dumps(body).encode(), {})
+
+    empty = [page([]), page({"result": {"list": []}}), page({"data": []})]
+    assert d.is_empty_answer(empty)
+    assert not d.is_empty_answer([])
+    assert not d.is_empty_answer([*empty, page({"unknown": 1})])
+    decoded: list[bytes] = []
+    loads = json.loads
+
+    def counted(body, *args, **kwargs):
+        decoded.append(body)
+        return loads(body, *args, **kwargs)
+
+    monkeypatch.setattr(d.json, "loads", counted)
+    assert not d.is_empty_answer([page([]), page([[1]]), *empty * 100])
+    assert len(decoded) == 2

@@ -168,8 +168,8 @@ def page_rows(page: Page) -> int | None:
 
 
 def is_empty_answer(pages: list[Page]) -> bool:
-    counts = [page_rows(p) for p in pages]
-    return bool(counts) and all(c == 0 for c in counts)
+    """Whether every page holds zero rows (decoded up to the first that holds some: most answers' first)."""
+    return bool(pages) and all(page_rows(p) == 0 for p in pages)
 
 
 def day_strings(days: Iterable[date]) -> tuple[str, ...]:
