@@ -38,20 +38,23 @@ def source_gap_lines(wh, week: str) -> list[str]:
     derivative_gap = any(g.source in ("binance", "bybit", "okx") for g in found)
     if derivative_gap:
         for table, label in ((FUNDING_RATES, "Funding"), (OPEN_INTEREST, "Open interest")):
-            try:
-                venues = wh.query(
+            # a table with no partition has no venue; a partition that cannot be read fails the report
+            venues = (
+                wh.query(
                     f"SELECT DISTINCT exchange FROM {table.name} WHERE date >= ? AND date <= ? ORDER BY 1",
                     [days[0], days[-1]],
                     within={table.name: (days[0], days[-1])},
                 )["exchange"].to_list()
-            except Exception:
-                venues = []
-            names = [gaps_mod.VENUE_LABELS.get(v, v) for v in venues]
-            lines.append(
-                f"{label} this week covers {', '.join(names) if names else 'no venue'} only."
-                if len(names) < 3
-                else f"{label} this week covers {', '.join(names)}."
+                if wh.has_files(table)
+                else []
             )
+            names = [gaps_mod.VENUE_LABELS.get(v, v) for v in venues]
+            if not names:
+                lines.append(f"{label}: no venue has data this week.")
+            elif len(names) < 3:
+                lines.append(f"{label} this week covers {', '.join(names)} only.")
+            else:
+                lines.append(f"{label} this week covers {', '.join(names)}.")
     lines += _symbol_holes(wh, days)
     # a weekly table written empty because its inputs are missing (e.g. no BTC hourly bar with Binance blocked)
     for t in OPTIONAL:
@@ -63,17 +66,16 @@ def source_gap_lines(wh, week: str) -> list[str]:
 def _symbol_holes(wh, days: list[date]) -> list[str]:
     """Perpetuals a venue settled funding for on some of the week's days but not on others (delisted, or an
     answer without rows) while the venue itself has every day: named, so a smaller average is not read as a move."""
-    try:
-        rows = wh.query(
-            "WITH d AS (SELECT exchange, symbol, date FROM funding_rates WHERE date >= ? AND date <= ? GROUP BY ALL), "
-            "v AS (SELECT exchange, count(DISTINCT date) AS n FROM d GROUP BY exchange) "
-            "SELECT d.exchange, d.symbol, list(d.date ORDER BY d.date) AS dates, v.n FROM d JOIN v USING (exchange) "
-            "GROUP BY d.exchange, d.symbol, v.n HAVING count(*) < v.n ORDER BY 1, 2",
-            [days[0], days[-1]],
-            within={FUNDING_RATES.name: (days[0], days[-1])},
-        )
-    except Exception:
+    if not wh.has_files(FUNDING_RATES):
         return []
+    rows = wh.query(
+        "WITH d AS (SELECT exchange, symbol, date FROM funding_rates WHERE date >= ? AND date <= ? GROUP BY ALL), "
+        "v AS (SELECT exchange, count(DISTINCT date) AS n FROM d GROUP BY exchange) "
+        "SELECT d.exchange, d.symbol, list(d.date ORDER BY d.date) AS dates, v.n FROM d JOIN v USING (exchange) "
+        "GROUP BY d.exchange, d.symbol, v.n HAVING count(*) < v.n ORDER BY 1, 2",
+        [days[0], days[-1]],
+        within={FUNDING_RATES.name: (days[0], days[-1])},
+    )
     out = []
     for ex, sym, dates, _ in rows.iter_rows():
         lacking = [d.isoformat() for d in days if d not in set(dates)]

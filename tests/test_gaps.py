@@ -354,3 +354,27 @@ def test_days_outside_a_venue_window_are_not_asked_and_are_one_named_gap_per_dat
     (gap,) = stats.gaps
     assert (gap.dataset, gap.reason) == (ing.BINANCE_OI.name, gaps.OUTSIDE_WINDOW)
     assert gap.detail == "before the REST window (2025-11-03) and the archive start (2025-06-01)"
+
+
+def test_a_weeks_venue_lines_name_a_missing_table_and_fail_on_an_unreadable_one(tmp_path: Path) -> None:
+    """With a venue's gap in the week, the report's gap lines say which venues the week's funding and open
+    interest come from: no venue when the table has no partition at all; a partition that cannot be read fails
+    the report instead of being printed as "no venue"."""
+    from assets.report import source_gap_lines
+
+    wh = Warehouse(tmp_path)
+    week = [date(2025, 11, 17) + timedelta(days=i) for i in range(7)]
+    gaps.record_gaps(
+        wh,
+        "okx funding",
+        week,
+        [gaps.Gap("okx", "okx funding", "BTCUSDT", ("2025-11-18",), None, gaps.EMPTY)],
+    )
+    lines = source_gap_lines(wh, "2025-11-17")
+    assert "Funding: no venue has data this week." in lines
+    assert "Open interest: no venue has data this week." in lines
+    broken = tmp_path / "lake" / "funding_rates" / "date=2025-11-18" / "data.parquet"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"not a parquet file")
+    with pytest.raises(Exception, match="funding_rates|parquet|Parquet"):
+        source_gap_lines(wh, "2025-11-17")
