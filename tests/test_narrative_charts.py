@@ -146,3 +146,26 @@ def test_a_chart_of_the_history_shows_the_year_up_to_the_week(monkeypatch) -> No
     )
     assert len(WEEKS) > 3 and WEEKS[-1] == WEEK
     assert [float(v) for _, v in bars(drawn(fr)["funding"])] == pytest.approx([r * 1e4 for r in rates[-3:]])
+
+
+def test_a_line_has_no_dot_a_week_but_a_lone_value_is_drawn() -> None:
+    """History lines are drawn without a dot a week; a series with a value between two missing weeks (which no
+    segment shows) keeps its dots, so every value in the history is visible."""
+    from datetime import date, timedelta
+
+    weeks = [date(2025, 1, 6) + timedelta(weeks=i) for i in range(6)]
+
+    def dots(series: list[tuple[str, list]]) -> list[int]:
+        """The dots drawn for each series, in the order added (pygal's groups ``series serie-<n> ...``)."""
+        root = ET.fromstring(charts._lines("t", "y", weeks, series, "lone"))
+        count = [0] * len(series)
+        for g in root.iter(f"{SVG}g"):
+            cls = (g.get("class") or "").split()
+            if cls[:1] == ["series"]:
+                n = int(cls[1].removeprefix("serie-"))
+                count[n] += sum(1 for c in g.iter(f"{SVG}circle") if "dot" in (c.get("class") or ""))
+        return count
+
+    assert dots([("a", [1, 2, 3, 4, 5, 6]), ("b", [None, 2, 3, None, 5, 6])]) == [0, 0]
+    assert dots([("a", [1, 2, 3, 4, 5, 6]), ("b", [None, None, 3, None, 5, 6])]) == [0, 3]
+    assert dots([("b", [7, None, None, None, None, None])]) == [1]

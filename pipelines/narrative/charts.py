@@ -150,7 +150,8 @@ def _lines(
     title: str, y_title: str, weeks: list[date], series: list[tuple[str, list]], name: str
 ) -> str | None:
     """One line per series with a value in the history (a missing week: a break in the line); None when none
-    has one."""
+    has one. A line has no dot a week (two thirds of a line chart's drawing and its bytes), but for a series with
+    a value between two missing weeks, which only a dot shows."""
     drawn = [(label, ys) for label, ys in series if any(y is not None for y in ys)]
     if not drawn:
         return None
@@ -161,12 +162,22 @@ def _lines(
         y_title,
         show_legend=len(drawn) > 1,
         legend_at_bottom=True,
+        show_dots=False,
         dots_size=2,
         allow_interruptions=True,
     )
     for label, ys in drawn:
-        chart.add(label, ys)
+        chart.add(label, ys, show_dots=_has_lone_value(ys))
     return _svg(chart, name)
+
+
+def _has_lone_value(ys: list) -> bool:
+    """Whether a value of ``ys`` has no value beside it (no line segment would show it)."""
+    present = [y is not None for y in ys]
+    return any(
+        here and (i == 0 or not present[i - 1]) and (i == len(ys) - 1 or not present[i + 1])
+        for i, here in enumerate(present)
+    )
 
 
 def sector_returns(wd: WeekData) -> str | None:
