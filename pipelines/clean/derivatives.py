@@ -91,9 +91,9 @@ def _collect(wh: Warehouse, ds: ing.Dataset, days: list[date], build) -> list[pl
     return out
 
 
-def _split(
-    frames: list[pl.DataFrame], table: Table, days: list[date], sort: list[str]
-) -> dict[date, pl.DataFrame]:
+def _split(frames: list[pl.DataFrame], table: Table, days: list[date]) -> dict[date, pl.DataFrame]:
+    """Each day's rows of ``table``, sorted by its key, a key's first row kept (an empty frame for a day without
+    rows)."""
     cols = ["day", *table.column_names]
     frames = [f.select(cols) for f in frames if f.height]
     empty = (
@@ -103,8 +103,15 @@ def _split(
     )
     allrows = pl.concat(frames, how="vertical_relaxed") if frames else empty
     allrows = allrows.unique(["day", *table.key], keep="first", maintain_order=True)
-    parts = {k[0]: v for k, v in allrows.partition_by("day", as_dict=True).items()}
-    return {d: parts.get(d, empty).drop("day").sort(sort) for d in days}
+    # sorted once, then cut by day keeping that order: a day's keys are distinct (above), so each day comes out as
+    # sorting it alone gives, without a sort a day
+    parts = {
+        k[0]: v
+        for k, v in allrows.sort(list(table.key))
+        .partition_by("day", as_dict=True, maintain_order=True, include_key=False)
+        .items()
+    }
+    return {d: parts.get(d, empty.drop("day")) for d in days}
 
 
 # ---- funding ----------------------------------------------------------------------------------------------------
@@ -132,7 +139,7 @@ def build_funding_rates(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFr
         (ing.OKX_FUNDING, okx.parse_funding_history, "okx"),
     ):
         frames += _collect(wh, ds, days, lambda p, parse=parse, ex=ex: _funding_frame(wh, p, parse, ex))
-    return _split(frames, FUNDING_RATES, days, ["exchange", "symbol", "funding_time"])
+    return _split(frames, FUNDING_RATES, days)
 
 
 # ---- Binance stats (REST and archive) ---------------------------------------------------------------------------
@@ -231,7 +238,7 @@ def build_open_interest(
         )
     for f in _collect(wh, ing.OKX_OI, days, lambda p: _okx_oi_frame(wh, p)):
         frames.append(f)
-    return _split(frames, OPEN_INTEREST, days, ["exchange", "symbol", "ts"]), unpriced
+    return _split(frames, OPEN_INTEREST, days), unpriced
 
 
 def _okx_oi_frame(wh: Warehouse, pull: StoredPull) -> pl.DataFrame:
@@ -318,7 +325,7 @@ def build_long_short(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame
             (1 / (1 + pl.col("long_short_ratio"))).alias("short_account"),
         )
         frames.append(f.select("day", *cols))
-    return _split(frames, LONG_SHORT_RATIO, days, ["exchange", "symbol", "ts"])
+    return _split(frames, LONG_SHORT_RATIO, days)
 
 
 # ---- klines -------------------------------------------------------------------------------------------------------
@@ -341,7 +348,7 @@ def build_btc_hourly(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame
         )
         for f in _collect(wh, ing.BINANCE_SPOT_1H, days, lambda p: _klines_frame(wh, p))
     ]
-    return _split(frames, BTC_HOURLY, days, ["ts"])
+    return _split(frames, BTC_HOURLY, days)
 
 
 def build_perp_volume(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame]:
@@ -355,7 +362,7 @@ def build_perp_volume(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFram
         )
         for f in _collect(wh, ing.BINANCE_PERP_1D, days, lambda p: _klines_frame(wh, p))
     ]
-    return _split(frames, PERP_VOLUME_DAILY, days, ["exchange", "symbol"])
+    return _split(frames, PERP_VOLUME_DAILY, days)
 
 
 # ---- FRED -----------------------------------------------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""The clean derivative tables' split of a range's rows into days (``pipelines.clean.derivatives._split``)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import polars as pl
+
+from pipelines.clean.derivatives import _split
+from pipelines.schemas import FUNDING_RATES, PERP_VOLUME_DAILY
+
+
+def _funding(rows: list[tuple]) -> pl.DataFrame:
+    """(day, exchange, symbol, hour of the day, rate) rows as a funding frame with its ``day``."""
+    return pl.DataFrame(
+        {
+            "day": [r[0] for r in rows],
+            "exchange": [r[1] for r in rows],
+            "symbol": [r[2] for r in rows],
+            "funding_time": [
+                datetime(r[0].year, r[0].month, r[0].day, r[3], tzinfo=timezone.utc) for r in rows
+            ],
+            "funding_rate": [r[4] for r in rows],
+            "interval_hours": pl.Series([8] * len(rows), dtype=pl.Int32),
+            "raw_file": [f"raw/{r[1]}.json" for r in rows],
+        }
+    ).with_columns(pl.col("funding_time").cast(pl.Datetime("ms", "UTC")))
+
+
+def test_each_day_its_rows_sorted_by_the_key_the_first_of_a_key_kept_and_an_empty_day_typed() -> None:
+    """Every day equals its own rows (a key's first row across the frames, in their order) sorted by the table's
+    key: the one sort of the range gives what a sort a day gives; a day without rows is an empty frame with the
+    table's columns and types."""
+    d1, d2, d3 = date(2025, 11, 17), date(2025, 11, 18), date(2025, 11, 19)
+    first = _funding(
+        [
+            (d2, "okx", "BTCUSDT", 8, 0.3),
+            (d1, "bybit", "ETHUSDT", 0, 0.1),
+            (d1, "binance", "BTCUSDT", 16, 0.2),
+        ]
+    )
+    second = _funding(
+        [
+            (d1, "binance", "BTCUSDT", 16, 9.9),
+            (d2, "binance", "ETHUSDT", 0, 0.4),
+            (d1, "binance", "BTCUSDT", 0, 0.5),
+        ]
+    )
+    frames = [f.select("day", *FUNDING_RATES.column_names) for f in (first, second)]
+    out = _split([f.clone() for f in frames], FUNDING_RATES, [d1, d2, d3])
+    rows = pl.concat(frames, how="vertical_relaxed").unique(
+        ["day", *FUNDING_RATES.key], keep="first", maintain_order=True
+    )
+    for d in (d1, d2):
+        alone = rows.filter(pl.col("day") == d).drop("day").sort(list(FUNDING_RATES.key))
+        assert out[d].equals(alone), d
+    assert out[d1]["funding_rate"].to_list() == [
+        0.5,
+        0.2,
+        0.1,
+    ]  # the first 16:00 reading (0.2), not the later 9.9
+    assert out[d3].is_empty() and out[d3].columns == FUNDING_RATES.column_names
+    assert out[d3].schema == out[d1].schema
+
+
+def test_a_key_without_time_is_sorted_within_each_day() -> None:
+    """A table whose key has no time (daily perpetual volume: exchange, symbol) sorts each day by it, though the
+    same key recurs on every day."""
+    days = [date(2025, 11, 17) + timedelta(days=i) for i in range(3)]
+    rows = [
+        (d, ex, sym) for d in reversed(days) for ex, sym in (("okx", "B"), ("binance", "Z"), ("binance", "A"))
+    ]
+    frame = pl.DataFrame(
+        {
+            "day": [r[0] for r in rows],
+            "exchange": [r[1] for r in rows],
+            "symbol": [r[2] for r in rows],
+            "quote_volume_usd": [float(i) for i in range(len(rows))],
+            "raw_file": ["raw/x.json"] * len(rows),
+        }
+    ).select("day", *PERP_VOLUME_DAILY.column_names)
+    out = _split([frame], PERP_VOLUME_DAILY, days)
+    for d in days:
+        assert out[d].select("exchange", "symbol").rows() == [
+            ("binance", "A"),
+            ("binance", "Z"),
+            ("okx", "B"),
+        ]
