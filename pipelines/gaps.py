@@ -237,14 +237,13 @@ def read_ledger(wh: Warehouse, dataset: str | None = None) -> list[Gap]:
 def _ledger_files(base: Path, names: set[str] | None = None) -> list[Path]:
     """Every dataset's whole-ledger file of the older layout, then the datasets' objects (those named ``names``
     only, when given)."""
+    older = sorted(base.glob("*.json"))
     if names is None or is_remote(base):
         objects = sorted(base.glob("*/*.json"))
-        return sorted(base.glob("*.json")) + (
-            objects if names is None else [p for p in objects if p.name in names]
-        )
+        return older + (objects if names is None else [p for p in objects if p.name in names])
     # a local ledger: a stat for each name in each dataset's folder, not a listing of its years of days
     folders = sorted(p for p in base.iterdir() if p.is_dir())
-    return sorted(base.glob("*.json")) + [
+    return older + [
         folder / name for folder in folders for name in sorted(names) if (folder / name).is_file()
     ]
 

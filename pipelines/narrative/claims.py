@@ -73,7 +73,9 @@ def _by_text_key(name: str, where: dict[str, Any]) -> bool:
     )
 
 
-def rederive(wh: Warehouse, claim: dict[str, Any], week_rows: dict[tuple, Any] | None = None) -> Any:
+def rederive(
+    wh: Warehouse, claim: dict[str, Any], week_rows: dict[tuple[str, str], Any] | None = None
+) -> Any:
     """The claim's value, from a fresh DuckDB query of the lake.
 
     ``week_rows`` (a dict the caller keeps for one check): a ``value`` claim whose row key is text is read from
@@ -89,22 +91,24 @@ def rederive(wh: Warehouse, claim: dict[str, Any], week_rows: dict[tuple, Any] |
         key = (name, str(week))
         if key not in week_rows:
             try:
-                week_rows[key] = wh.query(f'SELECT * FROM "{name}" WHERE week = CAST(? AS DATE)', [week])
+                week_rows[key] = (
+                    wh.query(f'SELECT * FROM "{name}" WHERE week = CAST(? AS DATE)', [week]),
+                    {},
+                )
             except Exception as exc:  # each claim of the table-week reports it, as its own query would
                 week_rows[key] = exc
-        rows = week_rows[key]
-        if isinstance(rows, Exception):
-            raise rows
+        if isinstance(week_rows[key], Exception):
+            raise week_rows[key]
+        rows, indexes = week_rows[key]
         # the rows' positions by their values of the key's columns, made once per table-week and set of columns
         # (a null never equals the text asked, as in the query)
         cols = tuple(sorted(where))
-        index_key = (name, str(week), cols)
-        if index_key not in week_rows:
+        if cols not in indexes:
             index: dict[tuple, list[int]] = {}
             for i, values in enumerate(rows.select(cols).iter_rows() if cols else ((),) * rows.height):
                 index.setdefault(values, []).append(i)
-            week_rows[index_key] = index
-        hits = week_rows[index_key].get(tuple(str(where[k]) for k in cols), [])
+            indexes[cols] = index
+        hits = indexes[cols].get(tuple(str(where[k]) for k in cols), [])
         if len(hits) != 1:
             raise ValueError(f"{len(hits)} rows")
         return rows[col][hits[0]]
@@ -172,7 +176,7 @@ def check_claims(
     wh: Warehouse, week: str, markdown: str, claims: list[dict[str, Any]], texts: list[str]
 ) -> list[ClaimResult]:
     out: list[ClaimResult] = []
-    week_rows: dict[tuple, Any] = {}  # one query per table-week for the value claims (rederive)
+    week_rows: dict[tuple[str, str], Any] = {}  # one query per table-week for the value claims (rederive)
     for c in claims:
         found = _mask_pattern(c["text"]).search(markdown) is not None
         try:

@@ -115,7 +115,7 @@ def check_predicates(wh, week: str, predicates: list[dict[str, Any]]) -> list[Pr
     from pipelines.narrative.claims import rederive
 
     out = []
-    week_rows: dict[tuple, Any] = {}
+    week_rows: dict[tuple[str, str], Any] = {}
     for d in predicates:
         values, problem = [], ""
         try:
