@@ -190,11 +190,12 @@ class KeptConnectionEventLogStorage(SqliteEventLogStorage):
             "evaluation_event_timestamp": self._event_insert_timestamp(event),
             "evaluation_event_storage_id": event_id,
         }
+        # one statement executed for every row (the driver's executemany): a statement of all the rows' values
+        # is compiled with eight parameters a row
         with self.index_connection() as conn:
             conn.execute(
-                AssetCheckExecutionsTable.insert().values(
-                    [{**common, "partition": partition} for partition in partitions]
-                )
+                AssetCheckExecutionsTable.insert(),
+                [{**common, "partition": partition} for partition in partitions],
             )
 
     def _kept_engine(self, shard: str) -> Engine:
