@@ -48,6 +48,7 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
@@ -505,7 +506,10 @@ class Warehouse:
 
     def write_partition(self, table: Table, partition: str, df: pl.DataFrame) -> WrittenPartition:
         """Validate a frame against its schema and replace one partition's Parquet file atomically."""
-        arrow = table.conform(df)
+        return self._write_conformed(table, partition, table.conform(df))
+
+    def _write_conformed(self, table: Table, partition: str, arrow: pa.Table) -> WrittenPartition:
+        """Replace one partition's Parquet file atomically with ``arrow``, already conformed to ``table``."""
         path = self.partition_path(table, partition)
         if (
             self.remote
@@ -553,8 +557,15 @@ class Warehouse:
         keys = sorted(frames)
         if len(keys) < 2:
             return {key: self.write_partition(table, key, frames[key]) for key in keys}
+        # the frames checked and converted together when they all pass (``Table.conform_many``), else each alone
+        conformed = table.conform_many({key: frames[key] for key in keys})
         with ThreadPoolExecutor(min(WRITE_THREADS, len(keys)), thread_name_prefix="lake-write") as pool:
-            futures = [pool.submit(self.write_partition, table, key, frames[key]) for key in keys]
+            futures = [
+                pool.submit(self._write_conformed, table, key, conformed[key])
+                if conformed is not None
+                else pool.submit(self.write_partition, table, key, frames[key])
+                for key in keys
+            ]
         return {key: f.result() for key, f in zip(keys, futures, strict=True)}
 
     def partition_values(self, table: Table) -> list[str]:

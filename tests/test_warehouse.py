@@ -43,16 +43,16 @@ def test_same_frame_same_bytes(tmp_path: Path) -> None:
     assert a.sha256 == b.sha256
 
 
-@pytest.mark.parametrize(
-    "bad",
-    [
-        lambda df: df.drop("price_usd"),
-        lambda df: df.with_columns(pl.lit("x").alias("extra")),
-        lambda df: df.with_columns(pl.lit(None, pl.Float64).alias("price_usd")),
-        lambda df: pl.concat([df, df]),  # duplicate coin ids
-        lambda df: df.with_columns(pl.lit("not a number").alias("price_usd")),
-    ],
-)
+BAD_FRAMES = [
+    lambda df: df.drop("price_usd"),
+    lambda df: df.with_columns(pl.lit("x").alias("extra")),
+    lambda df: df.with_columns(pl.lit(None, pl.Float64).alias("price_usd")),
+    lambda df: pl.concat([df, df]),  # duplicate coin ids
+    lambda df: df.with_columns(pl.lit("not a number").alias("price_usd")),
+]
+
+
+@pytest.mark.parametrize("bad", BAD_FRAMES)
 def test_schema_violations_write_nothing(tmp_path: Path, bad) -> None:
     wh = Warehouse(tmp_path)
     with pytest.raises(SchemaError):
@@ -88,6 +88,40 @@ def test_partitions_written_together_are_the_files_written_one_at_a_time(tmp_pat
         kept = k in ("2025-01-03", "2025-01-07")
         assert wh.read_partition(COIN_DAILY, k).height == (frames[k].height if kept else 1)
     assert sorted(p.name for p in (tmp_path / "together").rglob("*") if p.is_file() and "tmp" in p.name) == []
+
+
+def test_frames_checked_together_are_each_frame_conformed_alone() -> None:
+    """``conform_many`` gives each partition the Arrow table ``conform`` gives it alone (columns in another order,
+    an empty frame, a key repeated in another partition); a frame ``conform`` refuses, or frames whose columns'
+    types differ, make it give None, so that each is then checked alone and the partition named."""
+    frames = {
+        "2025-01-01": rows(3),
+        "2025-01-02": rows(0),
+        "2025-01-03": rows(2).select(reversed(rows(2).columns)),
+    }
+    together = COIN_DAILY.conform_many(frames)
+    assert together is not None and list(together) == list(frames)
+    for key, frame in frames.items():
+        alone = COIN_DAILY.conform(frame)
+        assert together[key].equals(alone) and together[key].schema == alone.schema
+    for bad in BAD_FRAMES:
+        with pytest.raises(SchemaError):
+            COIN_DAILY.conform(bad(rows()))
+        assert COIN_DAILY.conform_many({**frames, "2025-01-05": bad(rows())}) is None
+    float32 = rows(1).with_columns(pl.col("price_usd").cast(pl.Float32))
+    assert COIN_DAILY.conform(float32).num_rows == 1
+    assert COIN_DAILY.conform_many({**frames, "2025-01-05": float32}) is None
+
+
+def test_a_range_of_good_partitions_is_checked_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Partitions that pass are checked together: no partition is conformed alone."""
+    alone: list[int] = []
+    conform = type(COIN_DAILY).conform
+    monkeypatch.setattr(type(COIN_DAILY), "conform", lambda self, df: alone.append(1) or conform(self, df))
+    written = Warehouse(tmp_path).write_partitions(
+        COIN_DAILY, {f"2025-01-0{d}": rows(d) for d in range(1, 6)}
+    )
+    assert len(written) == 5 and alone == []
 
 
 def test_raw_files_are_never_replaced(tmp_path: Path) -> None:
