@@ -111,10 +111,11 @@ def dagster_daily(
     (``range_run_environment``; ``planned_subset=False``: neither, one planned event per asset and day and one write
     per event, Dagster's defaults, for the event-cost phase)."""
     from pipelines.calendar import RANGE_END_TAG, RANGE_START_TAG
-    from pipelines.runner import range_run_environment
+    from pipelines.runner import range_run_environment, start_parts_process
 
     tags = {RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()}
     with range_run_environment(tags) if planned_subset else nullcontext():
+        start_parts_process("daily_job", tags)
         res = defs.resolve_job_def("daily_job").execute_in_process(
             asset_selection=[dg_key(a) for a in assets] if assets else None,
             instance=instance,

@@ -117,12 +117,15 @@ def run_daily(
 ) -> list[str]:
     """The floor of ``daily_job`` over ``days``: every step of ``daily_steps`` in order, each timed by
     ``lap(name)``. Directly invoked assets share one run id (Dagster's ``EPHEMERAL``); the sources' circuit
-    breaker of that run id is reset first, so each call starts closed as a run does. Returns the step names."""
+    breaker of that run id is reset first, so each call starts closed as a run does; the process that takes the
+    clean steps' parts over a long range is started first, as a run starts it. Returns the step names."""
     from pipelines import gaps
+    from pipelines.week_processes import start_for_days
 
     steps = daily_steps(defs)
     with dg.build_asset_context() as context:
         gaps.breaker_for_run(context.run_id).reset()
+    start_for_days((days.last - days.first).days + 1)  # as a range run starts it (runner.start_parts_process)
     for asset in steps:
         with lap(step_name(asset)):
             run_daily_step(asset, days, log_level)

@@ -23,6 +23,7 @@ from pipelines.automation.pools import pool_keeper
 from pipelines.automation.tags import TRIGGER_TAG
 from pipelines.calendar import DAILY_START, RANGE_END_TAG, RANGE_START_TAG, WEEKLY, week_close_days
 from pipelines.warehouse import Warehouse, warehouse_path
+from pipelines.week_processes import start_for_days
 
 if TYPE_CHECKING:
     from pipelines.emulator.server import MarketEmulator
@@ -300,6 +301,15 @@ def range_run_environment(tags: dict[str, str]) -> AbstractContextManager[dict[s
     return patched_environ(unset_only(levers))
 
 
+def start_parts_process(job: str, tags: dict[str, str]) -> None:
+    """Before a ``daily_job`` run over a long range of days, in the run's environment: the process that takes its
+    clean steps' independent parts started now, so that it has imported the pipeline while the pulls ran
+    (``pipelines.week_processes.start_for_days``; nothing for a short range)."""
+    if job == "daily_job" and RANGE_START_TAG in tags and RANGE_END_TAG in tags:
+        first, last = (date.fromisoformat(tags[t]) for t in (RANGE_START_TAG, RANGE_END_TAG))
+        start_for_days((last - first).days + 1)
+
+
 def _execute(
     job: str,
     what: str,
@@ -319,6 +329,7 @@ def _execute(
     per-day status included."""
     run_id = make_new_run_id()
     with RUN_WATCH(instance, run_id), range_run_environment(tags), pool_keeper(instance):
+        start_parts_process(job, tags)
         result = (
             _defs(defs)
             .resolve_job_def(job)

@@ -14,8 +14,15 @@ the next ones, their reads of the lake kept between steps like the calling proce
 started again when the environment changed since it was (a process reads its settings from it), and after one of
 its processes died.
 
+The same pool takes a part of a daily step's work over a long range of days (``alongside``): a part that does not
+depend on the rest of the step (the Binance hourly closes that price Bybit's open interest, one venue's funding
+settlements) is computed by a process of the pool while the step does the rest, as the same function would in
+the step. ``start_for_days`` starts the pool's process before a long daily run's steps, so that it has imported
+the pipeline, while the pulls run, by the time the clean steps hand it their parts.
+
 ``CRYPTO_WEEKLY_WEEK_PROCESSES`` sets how many processes (the calling one included; at most one per week). By
-default: the machine's cores, at most 4, and at most one process per ``MIN_WEEKS_PER_PROCESS`` weeks.
+default: the machine's cores, at most 4, and at most one process per ``MIN_WEEKS_PER_PROCESS`` weeks; a range of
+days counts its weeks (``1`` keeps a daily step's parts in its own process too).
 A daemonic process cannot start children (a Celery prefork worker's step): its weeks are built in it.
 """
 
@@ -118,3 +125,40 @@ def map_weeks(build: Callable[..., Mapping[str, T]], weeks: Sequence[str], *args
             ) from exc
     out.update(last)  # in the order of the weeks
     return out
+
+
+def _splits_days(days: int) -> bool:
+    """Whether a range of ``days`` days is long enough for a part of a daily step in another process: as long as
+    the weeks ``map_weeks`` would split between two processes (the pool's process costs about 3 s to start)."""
+    return processes_for(days // 7) > 1
+
+
+def start_for_days(days: int) -> None:
+    """Start the kept pool's process for a daily run over ``days`` days that will hand it parts (``alongside``),
+    so that it has imported the pipeline by then; nothing for a shorter range."""
+    if _splits_days(days):
+        _kept_pool(1).submit(os.getpid)
+
+
+def alongside(part: Callable[..., T], *args: Any, days: int) -> Callable[[], T]:
+    """``part(*args)``, a step's part independent of the rest of its work, started in the kept pool's process
+    while the caller goes on when the step's range of ``days`` days is long enough (``_splits_days``); returns
+    the function that waits for it and gives its result (or raises its error). Otherwise that function computes
+    ``part(*args)`` itself, in the calling process, when called. ``part`` and ``args`` must pickle (a
+    module-level function)."""
+    if not _splits_days(days):
+        return lambda: part(*args)
+    future = _kept_pool(1).submit(part, *args)
+
+    def result() -> T:
+        try:
+            return future.result()
+        except BrokenProcessPool as exc:
+            _forget_pool()  # the next step starts a new pool
+            raise BrokenProcessPool(
+                f"the process computing {getattr(part, '__name__', 'a part of the step')} died (killed, or out of "
+                "memory); run the step again, or with CRYPTO_WEEKLY_WEEK_PROCESSES=1 to compute it in the step's "
+                "own process"
+            ) from exc
+
+    return result

@@ -1,4 +1,5 @@
-"""The clean derivative tables' split of a range's rows into days (``pipelines.clean.derivatives._split``)."""
+"""The clean derivative tables: the split of a range's rows into days (``pipelines.clean.derivatives._split``), and
+open interest's prices computed beside the step over a long range."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 
-from pipelines.clean.derivatives import _split
+from pipelines import week_processes
+from pipelines.clean.derivatives import _split, build_open_interest
 from pipelines.schemas import FUNDING_RATES, PERP_VOLUME_DAILY
+from pipelines.warehouse import Warehouse
 
 
 def _funding(rows: list[tuple]) -> pl.DataFrame:
@@ -86,3 +89,24 @@ def test_a_key_without_time_is_sorted_within_each_day() -> None:
             ("binance", "Z"),
             ("okx", "B"),
         ]
+
+
+def test_open_interest_priced_by_another_process_is_the_same(week_from_november, monkeypatch) -> None:
+    """Over a long range the Binance closes that price Bybit's readings are computed by the kept pool's process
+    beside the rest of the step (``week_processes.alongside``): the same frames as computed in the step."""
+    wh = Warehouse(week_from_november.warehouse)
+    days = [date(2025, 11, 1) + timedelta(days=k) for k in range(23)]
+    inline, unpriced = build_open_interest(wh, days)
+    parts: list[str] = []
+    alongside = week_processes.alongside
+
+    def recorded(part, *args, days):
+        parts.append(part.__name__)
+        return alongside(part, *args, days=days)
+
+    monkeypatch.setattr(week_processes, "_splits_days", lambda days: True)
+    monkeypatch.setattr(week_processes, "alongside", recorded)
+    beside, unpriced_beside = build_open_interest(wh, days)
+    assert parts == ["hourly_prices"] and unpriced_beside == unpriced
+    assert list(beside) == days and all(beside[d].equals(inline[d]) for d in days)
+    assert sum(inline[d].filter(pl.col("exchange") == "bybit").height for d in days) > 0

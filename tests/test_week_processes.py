@@ -1,5 +1,5 @@
 """A range of weeks split between processes (pipelines/week_processes.py): contiguous runs, how many processes,
-results merged, a process's error raised, the pool kept between steps."""
+results merged, a process's error raised, the pool kept between steps; a daily step's part beside it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ from concurrent.futures.process import BrokenProcessPool
 import pytest
 
 from pipelines.settings import SettingsError
-from pipelines.week_processes import MIN_WEEKS_PER_PROCESS, contiguous, map_weeks, processes_for
+from pipelines.sources.http import PayloadError
+from pipelines.week_processes import (
+    MIN_WEEKS_PER_PROCESS,
+    alongside,
+    contiguous,
+    map_weeks,
+    processes_for,
+    start_for_days,
+)
 
 WEEKS = [f"2025-{m:02d}-{d:02d}" for m in (4, 5, 6, 7) for d in (7, 14, 21, 28)]
 
@@ -75,3 +83,35 @@ def test_the_pool_is_kept_and_started_again_when_the_environment_changes_or_a_pr
         map_weeks(exit_in_the_pool, WEEKS, os.getpid())
     third = map_weeks(pid_per_week, WEEKS)[WEEKS[0]]
     assert third not in (first, second, os.getpid())
+
+
+def pid_or_payload_error(calls: list[int] | None = None) -> int:
+    if calls is not None:
+        calls.append(1)
+        raise PayloadError("no such field", endpoint="/fapi/v1/klines", params={"apiKey": "k"}, status=200)
+    return os.getpid()
+
+
+def test_a_daily_steps_part_runs_beside_it_over_a_long_range_and_in_it_otherwise(monkeypatch) -> None:
+    """``alongside``: over a long range of days the part is computed by the pool's process (started ahead by
+    ``start_for_days``), its error raised in the step with its fields (a ``PayloadError`` names the response);
+    over a short range, or with one process configured, the step computes it itself, only when asked."""
+    long_range, short_range = 7 * MIN_WEEKS_PER_PROCESS * 2, 7  # a backfill, a new week
+    monkeypatch.setenv("CRYPTO_WEEKLY_WEEK_PROCESSES", "2")
+    start_for_days(long_range)
+    beside = alongside(pid_or_payload_error, days=long_range)()
+    assert beside != os.getpid()
+    assert map_weeks(pid_per_week, WEEKS)[WEEKS[0]] == beside  # the same kept process
+    failing = alongside(pid_or_payload_error, [], days=long_range)
+    with pytest.raises(PayloadError, match="no such field: GET /fapi/v1/klines") as raised:
+        failing()
+    assert raised.value.endpoint == "/fapi/v1/klines" and raised.value.params == {"apiKey": "***"}
+    calls: list[int] = []
+    later = alongside(pid_or_payload_error, calls, days=short_range)
+    assert calls == []  # not computed until asked
+    with pytest.raises(PayloadError):
+        later()
+    assert calls == [1]
+    assert alongside(pid_or_payload_error, days=short_range)() == os.getpid()
+    monkeypatch.setenv("CRYPTO_WEEKLY_WEEK_PROCESSES", "1")
+    assert alongside(pid_or_payload_error, days=long_range)() == os.getpid()

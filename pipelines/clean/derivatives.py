@@ -10,10 +10,13 @@ different values) refuse the pull with the key and both values named (``sources.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
 
 import polars as pl
 
+from pipelines import week_processes
 from pipelines.pulls import derivatives as ing
 from pipelines.pulls.recorded import StoredPull, choose_pulls, stored_pulls
 from pipelines.schemas import (
@@ -32,6 +35,7 @@ from pipelines.sources.http import PayloadError
 from pipelines.warehouse import Warehouse
 
 PL_UTC_MS = pl.Datetime("ms", "UTC")
+T = TypeVar("T")
 
 
 def normalize_symbol(symbol: pl.Expr) -> pl.Expr:
@@ -79,6 +83,15 @@ def _parsed_pages(wh: Warehouse, pull: StoredPull, parse) -> pl.DataFrame:
     return df.with_columns(pl.col(PAGE).replace_strict(files, return_dtype=pl.String).alias("raw_file")).drop(
         PAGE
     )
+
+
+def _alongside(wh: Warehouse, days: list[date], part: Callable[..., T], *args: Any) -> Callable[[], T]:
+    """``part(wh, days, *args)``, a builder's part independent of the rest of its work: over a long range of a
+    local warehouse, computed by another process while the builder does the rest (``week_processes.alongside``);
+    otherwise here, when the builder asks for it."""
+    if wh.remote:  # an object store's filesystem stays in the process that opened it
+        return lambda: part(wh, days, *args)
+    return week_processes.alongside(part, wh, days, *args, days=len(days))
 
 
 def _collect(wh: Warehouse, ds: ing.Dataset, days: list[date], build) -> list[pl.DataFrame]:
@@ -194,6 +207,8 @@ def build_open_interest(
     no Binance price at all in the span (Binance blocked or not selected) is priced with CoinGecko's daily close
     of the coin instead (``coin_daily``, the last close within 26 hours; counted in ``stats`` as
     ``bybit_priced_with_coingecko``)."""
+    # the Binance closes that price Bybit's readings, started now beside the venues' parsing on a long range
+    prices_of = _alongside(wh, days, hourly_prices)
     frames: list[pl.DataFrame] = []
     out_cols = _reading_columns("binance", "oi_usd")
     frames += [
@@ -220,7 +235,7 @@ def build_open_interest(
     unpriced = 0
     if bybit_frames:
         oi = pl.concat(bybit_frames).sort("ts")
-        prices = hourly_prices(wh, days)
+        prices = prices_of()
         joined = _priced(oi, prices, timedelta(hours=2))
         no_binance = sorted(set(oi["symbol"].unique().to_list()) - set(prices["symbol"].unique().to_list()))
         if no_binance:

@@ -71,6 +71,18 @@ class SourceError(RuntimeError):
             + (f" body={self.body!r}" if body else "")
         )
 
+    def __reduce__(self) -> tuple:
+        # to another process as it is (a step's part computed in a pool's process): the class, the message and
+        # the fields; the constructor's keywords would not come back from ``args``
+        return (_restored_error, (type(self), self.args, self.__dict__))
+
+
+def _restored_error(cls: type[SourceError], args: tuple, fields: dict[str, Any]) -> SourceError:
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(fields)
+    return exc
+
 
 class HistoryLimitError(SourceError):
     """The plan in use cannot reach that far back (e.g. CoinGecko's 365-day window for Demo keys)."""
