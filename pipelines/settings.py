@@ -220,8 +220,8 @@ SPECS: dict[str, tuple[Callable[[str], Any], str]] = {
     "CRYPTO_WEEKLY_CELERY_BROKER": (_broker, "a redis:// URL (the Celery broker and result backend)"),
     "CRYPTO_WEEKLY_WEEK_PROCESSES": (
         _int(1),
-        "a whole number >= 1 (processes that compute a range of weeks' tables, checks and reports; "
-        "1: the step's own process)",
+        "a whole number >= 1 (processes that compute a range of weeks' tables, checks and reports, and a "
+        "long range of days' clean parts; 1: the step's own process)",
     ),
     "CRYPTO_WEEKLY_CELERY_VISIBILITY_TIMEOUT": (
         _int(1),
