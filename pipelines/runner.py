@@ -24,6 +24,7 @@ from pipelines.automation.tags import TRIGGER_TAG
 from pipelines.calendar import DAILY_START, RANGE_END_TAG, RANGE_START_TAG, WEEKLY, week_close_days
 from pipelines.warehouse import Warehouse, warehouse_path
 from pipelines.week_processes import start_for_days
+from pipelines.workers import executor_name
 
 if TYPE_CHECKING:
     from pipelines.emulator.server import MarketEmulator
@@ -305,6 +306,8 @@ def start_parts_process(job: str, tags: dict[str, str]) -> None:
     """Before a ``daily_job`` run over a long range of days, in the run's environment: the process that takes its
     clean steps' independent parts started now, so that it has imported the pipeline while the pulls ran
     (``pipelines.week_processes.start_for_days``; nothing for a short range)."""
+    if executor_name() != "in_process":  # the steps run on workers, each its own process
+        return
     if job == "daily_job" and RANGE_START_TAG in tags and RANGE_END_TAG in tags:
         first, last = (date.fromisoformat(tags[t]) for t in (RANGE_START_TAG, RANGE_END_TAG))
         start_for_days((last - first).days + 1)
