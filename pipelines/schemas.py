@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import dagster as dg
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -90,7 +91,7 @@ class Table:
         if any(not col.nullable and together[col.name].null_count() for col in self.columns):
             return None
         if self.key and together.height:
-            partition = pl.Series(_PARTITION, [i for i, h in enumerate(heights) for _ in range(h)], pl.UInt32)
+            partition = pl.Series(_PARTITION, np.repeat(np.arange(len(keys), dtype=np.uint32), heights))
             if together.select(partition, *self.key).is_duplicated().any():
                 return None
         try:
