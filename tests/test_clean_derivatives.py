@@ -1,14 +1,15 @@
 """The clean derivative tables: the split of a range's rows into days (``pipelines.clean.derivatives._split``), and
-open interest's prices computed beside the step over a long range."""
+a builder's independent part computed beside the step over a long range."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
+import pytest
 
 from pipelines import week_processes
-from pipelines.clean.derivatives import _split, build_open_interest
+from pipelines.clean.derivatives import _split, build_funding_rates, build_open_interest
 from pipelines.schemas import FUNDING_RATES, PERP_VOLUME_DAILY
 from pipelines.warehouse import Warehouse
 
@@ -91,22 +92,34 @@ def test_a_key_without_time_is_sorted_within_each_day() -> None:
         ]
 
 
-def test_open_interest_priced_by_another_process_is_the_same(week_from_november, monkeypatch) -> None:
-    """Over a long range the Binance closes that price Bybit's readings are computed by the kept pool's process
-    beside the rest of the step (``week_processes.alongside``): the same frames as computed in the step."""
+@pytest.mark.parametrize(
+    ("build", "part", "venue"),
+    [
+        (lambda wh, days: build_open_interest(wh, days), "hourly_prices", "bybit"),
+        (lambda wh, days: (build_funding_rates(wh, days), None), "_venue_funding", "binance"),
+    ],
+    ids=["open_interest", "funding_rates"],
+)
+def test_a_part_computed_by_another_process_gives_the_same_days(
+    week_from_november, monkeypatch, build, part, venue
+):
+    """Over a long range a clean builder's independent part (open interest: the Binance closes that price
+    Bybit's readings; funding: Binance's settlements) is computed by the kept
+    pool's process beside the rest of the step (``week_processes.alongside``): the same frames, in the same order,
+    as computed in the step."""
     wh = Warehouse(week_from_november.warehouse)
     days = [date(2025, 11, 1) + timedelta(days=k) for k in range(23)]
-    inline, unpriced = build_open_interest(wh, days)
+    frames, extra = build(wh, days)  # open interest's extra: the Bybit readings left unpriced
     parts: list[str] = []
     alongside = week_processes.alongside
 
-    def recorded(part, *args, days):
-        parts.append(part.__name__)
-        return alongside(part, *args, days=days)
+    def recorded(fn, *args, days):
+        parts.append(fn.__name__)
+        return alongside(fn, *args, days=days)
 
     monkeypatch.setattr(week_processes, "_splits_days", lambda days: True)
     monkeypatch.setattr(week_processes, "alongside", recorded)
-    beside, unpriced_beside = build_open_interest(wh, days)
-    assert parts == ["hourly_prices"] and unpriced_beside == unpriced
-    assert list(beside) == days and all(beside[d].equals(inline[d]) for d in days)
-    assert sum(inline[d].filter(pl.col("exchange") == "bybit").height for d in days) > 0
+    frames_beside, extra_beside = build(wh, days)
+    assert parts == [part] and extra_beside == extra
+    assert list(frames_beside) == days and all(frames_beside[d].equals(frames[d]) for d in days)
+    assert sum(frames[d].filter(pl.col("exchange") == venue).height for d in days) > 0

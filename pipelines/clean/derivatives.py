@@ -144,15 +144,26 @@ def _funding_frame(wh: Warehouse, pull: StoredPull, parse, exchange: str) -> pl.
     )
 
 
+def _venue_funding(
+    wh: Warehouse, days: list[date], ds: ing.Dataset, parse, exchange: str
+) -> list[pl.DataFrame]:
+    return _collect(wh, ds, days, lambda p: _funding_frame(wh, p, parse, exchange))
+
+
 def build_funding_rates(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame]:
-    frames = []
-    for ds, parse, ex in (
-        (ing.BINANCE_FUNDING, binance.parse_funding_rates, "binance"),
-        (ing.BYBIT_FUNDING, bybit.parse_funding_history, "bybit"),
-        (ing.OKX_FUNDING, okx.parse_funding_history, "okx"),
-    ):
-        frames += _collect(wh, ds, days, lambda p, parse=parse, ex=ex: _funding_frame(wh, p, parse, ex))
-    return _split(frames, FUNDING_RATES, days)
+    # Binance's settlements parsed beside the other venues' on a long range; the frames in venue order
+    binance_frames = _alongside(
+        wh, days, _venue_funding, ing.BINANCE_FUNDING, binance.parse_funding_rates, "binance"
+    )
+    others = [
+        frame
+        for ds, parse, ex in (
+            (ing.BYBIT_FUNDING, bybit.parse_funding_history, "bybit"),
+            (ing.OKX_FUNDING, okx.parse_funding_history, "okx"),
+        )
+        for frame in _venue_funding(wh, days, ds, parse, ex)
+    ]
+    return _split(binance_frames() + others, FUNDING_RATES, days)
 
 
 # ---- Binance stats (REST and archive) ---------------------------------------------------------------------------
