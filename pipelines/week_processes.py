@@ -16,7 +16,7 @@ its processes died.
 
 The same pool takes a part of a daily step's work over a long range of days (``alongside``): a part that does not
 depend on the rest of the step (the Binance hourly closes that price Bybit's open interest, Binance's funding
-settlements) is computed by a process of the pool while the step does the rest, as the same function would in the
+settlements, the first half of coin_daily's charts) is computed by a process of the pool while the step does the rest, as the same function would in the
 step; a part the step then does not ask for (no Bybit reading to price)
 is left to finish unread, and a step that fails first leaves it to
 finish before the pool's next work. ``start_for_days`` starts the pool's process before a long daily run's steps, so that it has imported

@@ -1,16 +1,20 @@
-"""The clean derivative tables: the split of a range's rows into days (``pipelines.clean.derivatives._split``), and
+"""Clean builders over a range: the split of a range's rows into days (``pipelines.clean.derivatives._split``), and
 a builder's independent part computed beside the step over a long range."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 import pytest
 
 from pipelines import week_processes
+from pipelines.clean import coingecko as clean_coingecko
+from pipelines.clean.coingecko import build_coin_daily, latest_registry
 from pipelines.clean.derivatives import _split, build_funding_rates, build_open_interest
 from pipelines.schemas import FUNDING_RATES, PERP_VOLUME_DAILY
+from pipelines.sources.http import PayloadError
 from pipelines.warehouse import Warehouse
 
 
@@ -93,23 +97,30 @@ def test_a_key_without_time_is_sorted_within_each_day() -> None:
 
 
 @pytest.mark.parametrize(
-    ("build", "part", "venue"),
+    ("build", "part", "rows"),
     [
-        (lambda wh, days: build_open_interest(wh, days), "hourly_prices", "bybit"),
-        (lambda wh, days: (build_funding_rates(wh, days), None), "_venue_funding", "binance"),
+        (lambda wh, days: build_open_interest(wh, days), "hourly_prices", pl.col("exchange") == "bybit"),
+        (
+            lambda wh, days: (build_funding_rates(wh, days), None),
+            "_venue_funding",
+            pl.col("exchange") == "binance",
+        ),
+        (lambda wh, days: build_coin_daily(wh, latest_registry(wh), days), "_batches_rows", pl.lit(True)),
     ],
-    ids=["open_interest", "funding_rates"],
+    ids=["open_interest", "funding_rates", "coin_daily"],
 )
 def test_a_part_computed_by_another_process_gives_the_same_days(
-    week_from_november, monkeypatch, build, part, venue
+    week_from_november, monkeypatch, build, part, rows
 ):
     """Over a long range a clean builder's independent part (open interest: the Binance closes that price
-    Bybit's readings; funding: Binance's settlements) is computed by the kept
-    pool's process beside the rest of the step (``week_processes.alongside``): the same frames, in the same order,
-    as computed in the step."""
+    Bybit's readings; funding: Binance's settlements; coin_daily: the first half of the charts) is computed by the
+    kept pool's process beside the rest of the step (``week_processes.alongside``): the same frames, in the same
+    order, as computed in the step."""
     wh = Warehouse(week_from_november.warehouse)
     days = [date(2025, 11, 1) + timedelta(days=k) for k in range(23)]
-    frames, extra = build(wh, days)  # open interest's extra: the Bybit readings left unpriced
+    monkeypatch.setattr(clean_coingecko, "CHARTS_PER_PARSE", 3)  # several batches in each half of the charts
+    # the extra: open interest's Bybit readings left unpriced, coin_daily's coins missing a day
+    frames, extra = build(wh, days)
     parts: list[str] = []
     alongside = week_processes.alongside
 
@@ -122,4 +133,29 @@ def test_a_part_computed_by_another_process_gives_the_same_days(
     frames_beside, extra_beside = build(wh, days)
     assert parts == [part] and extra_beside == extra
     assert list(frames_beside) == days and all(frames_beside[d].equals(frames[d]) for d in days)
-    assert sum(frames[d].filter(pl.col("exchange") == venue).height for d in days) > 0
+    assert sum(frames[d].filter(rows).height for d in days) > 0
+
+
+def test_the_first_failing_chart_is_named_when_half_the_charts_are_parsed_beside(
+    week_from_november, tmp_path, monkeypatch
+) -> None:
+    """coin_daily's charts parsed in two halves, the first by another process: a chart of the first half that
+    cannot be cleaned is the error raised, as parsing them in order raises it, also when the second half has one."""
+    import shutil
+
+    root = tmp_path / "warehouse"
+    shutil.copytree(week_from_november.warehouse, root, ignore=shutil.ignore_patterns("lake", "reports"))
+    shutil.copytree(week_from_november.warehouse / "lake" / "coin_registry", root / "lake" / "coin_registry")
+    wh = Warehouse(root)
+    registry = latest_registry(wh)
+    charts = sorted((root / "raw" / "coingecko" / "market_chart_range").glob("coin=*/*[0-9]Z.json"))
+    by_coin = {c.parent.name.split("=", 1)[1]: c for c in charts}
+    coins = [c for c in registry["coin_id"].to_list() if c in by_coin]
+    first, last = by_coin[coins[0]], by_coin[coins[-1]]
+    for broken in (first, last):
+        broken.write_text("{not json")
+    days = [date(2025, 11, 1) + timedelta(days=k) for k in range(23)]
+    monkeypatch.setattr(week_processes, "_splits_days", lambda days: True)
+    monkeypatch.setattr(clean_coingecko, "CHARTS_PER_PARSE", 3)  # several batches in each half
+    with pytest.raises(PayloadError, match=re.escape(str(first.relative_to(root)))):
+        build_coin_daily(wh, registry, days)

@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 
+from pipelines.clean import beside
 from pipelines.pulls.coingecko import stored_chart_pulls
 from pipelines.pulls.recorded import choose_pulls
 from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, GLOBAL_MARKET_CAP
@@ -92,6 +93,10 @@ def _chart_rows(wh: Warehouse, charts: list[dict], empty: pl.DataFrame) -> pl.Da
     )
 
 
+def _batches_rows(wh: Warehouse, batches: list[list[dict]], empty: pl.DataFrame) -> list[pl.DataFrame]:
+    return [_chart_rows(wh, charts, empty) for charts in batches]
+
+
 def build_coin_daily(
     wh: Warehouse, registry: pl.DataFrame, days: list[date]
 ) -> tuple[dict[date, pl.DataFrame], dict[date, list[str]]]:
@@ -114,11 +119,17 @@ def build_coin_daily(
                     "day": file_days,
                 }
             )
+    batches = [chosen[i : i + CHARTS_PER_PARSE] for i in range(0, len(chosen), CHARTS_PER_PARSE)]
+    # on a long range the first half of the batches is parsed by another process beside the second; a failing
+    # chart of the first half is the error raised, as parsing them in order would raise it
+    first_half = beside(wh, len(days), _batches_rows, wh, batches[: len(batches) // 2], empty)
+    try:
+        second_half = _batches_rows(wh, batches[len(batches) // 2 :], empty)
+    except BaseException:
+        first_half()
+        raise
     allrows = pl.concat(
-        [
-            _chart_rows(wh, chosen[i : i + CHARTS_PER_PARSE], empty)
-            for i in range(0, len(chosen), CHARTS_PER_PARSE)
-        ]
+        first_half() + second_half
         or [empty.with_columns(pl.lit(None, pl.Date).alias("day")).select("day", *empty.columns)]
     )
     frames: dict[date, pl.DataFrame] = {}

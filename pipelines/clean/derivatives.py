@@ -10,13 +10,11 @@ different values) refuse the pull with the key and both values named (``sources.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from typing import Any, TypeVar
 
 import polars as pl
 
-from pipelines import week_processes
+from pipelines.clean import beside
 from pipelines.pulls import derivatives as ing
 from pipelines.pulls.recorded import StoredPull, choose_pulls, stored_pulls
 from pipelines.schemas import (
@@ -35,7 +33,6 @@ from pipelines.sources.http import PayloadError
 from pipelines.warehouse import Warehouse
 
 PL_UTC_MS = pl.Datetime("ms", "UTC")
-T = TypeVar("T")
 
 
 def normalize_symbol(symbol: pl.Expr) -> pl.Expr:
@@ -83,15 +80,6 @@ def _parsed_pages(wh: Warehouse, pull: StoredPull, parse) -> pl.DataFrame:
     return df.with_columns(pl.col(PAGE).replace_strict(files, return_dtype=pl.String).alias("raw_file")).drop(
         PAGE
     )
-
-
-def _alongside(wh: Warehouse, days: list[date], part: Callable[..., T], *args: Any) -> Callable[[], T]:
-    """``part(wh, days, *args)``, a builder's part independent of the rest of its work: over a long range of a
-    local warehouse, computed by another process while the builder does the rest (``week_processes.alongside``);
-    otherwise here, when the builder asks for it."""
-    if wh.remote:  # an object store's filesystem stays in the process that opened it
-        return lambda: part(wh, days, *args)
-    return week_processes.alongside(part, wh, days, *args, days=len(days))
 
 
 def _collect(wh: Warehouse, ds: ing.Dataset, days: list[date], build) -> list[pl.DataFrame]:
@@ -152,8 +140,8 @@ def _venue_funding(
 
 def build_funding_rates(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame]:
     # Binance's settlements parsed beside the other venues' on a long range; the frames in venue order
-    binance_frames = _alongside(
-        wh, days, _venue_funding, ing.BINANCE_FUNDING, binance.parse_funding_rates, "binance"
+    binance_frames = beside(
+        wh, len(days), _venue_funding, wh, days, ing.BINANCE_FUNDING, binance.parse_funding_rates, "binance"
     )
     others = [
         frame
@@ -219,7 +207,7 @@ def build_open_interest(
     of the coin instead (``coin_daily``, the last close within 26 hours; counted in ``stats`` as
     ``bybit_priced_with_coingecko``)."""
     # the Binance closes that price Bybit's readings, started now beside the venues' parsing on a long range
-    prices_of = _alongside(wh, days, hourly_prices)
+    prices_of = beside(wh, len(days), hourly_prices, wh, days)
     frames: list[pl.DataFrame] = []
     out_cols = _reading_columns("binance", "oi_usd")
     frames += [
