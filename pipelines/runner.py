@@ -302,6 +302,10 @@ def range_run_environment(tags: dict[str, str]) -> AbstractContextManager[dict[s
     return patched_environ(unset_only(levers))
 
 
+# the modules of the clean builders' parts (``pipelines.clean.beside``)
+PARTS_MODULES = ("pipelines.clean.coingecko", "pipelines.clean.derivatives")
+
+
 def start_parts_process(job: str, tags: dict[str, str]) -> None:
     """Before a ``daily_job`` run over a long range of days, in the run's environment: the process that takes its
     clean steps' independent parts started now, so that it has imported the pipeline while the pulls ran
@@ -310,7 +314,7 @@ def start_parts_process(job: str, tags: dict[str, str]) -> None:
         return
     if job == "daily_job" and RANGE_START_TAG in tags and RANGE_END_TAG in tags:
         first, last = (date.fromisoformat(tags[t]) for t in (RANGE_START_TAG, RANGE_END_TAG))
-        start_for_days((last - first).days + 1)
+        start_for_days((last - first).days + 1, PARTS_MODULES)
 
 
 def _execute(

@@ -30,6 +30,7 @@ A daemonic process cannot start children (a Celery prefork worker's step): its w
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -135,11 +136,17 @@ def _splits_days(days: int) -> bool:
     return processes_for(days // 7) > 1
 
 
-def start_for_days(days: int) -> None:
+def _import(modules: Sequence[str]) -> None:
+    for module in modules:
+        importlib.import_module(module)
+
+
+def start_for_days(days: int, modules: Sequence[str] = ()) -> None:
     """Start the kept pool's process for a daily run over ``days`` days that will hand it parts (``alongside``),
-    so that it has imported the pipeline by then; nothing for a shorter range."""
+    and have it import ``modules`` (those the parts come from), so that it is ready by then; nothing for a
+    shorter range."""
     if _splits_days(days):
-        _kept_pool(1).submit(os.getpid)
+        _kept_pool(1).submit(_import, tuple(modules))
 
 
 def alongside(part: Callable[..., T], *args: Any, days: int) -> Callable[[], T]:
