@@ -11,6 +11,7 @@ import pytest
 
 from pipelines import week_processes
 from pipelines.clean import coingecko as clean_coingecko
+from pipelines.clean import in_order
 from pipelines.clean.coingecko import build_coin_daily, latest_registry
 from pipelines.clean.derivatives import _split, build_funding_rates, build_open_interest
 from pipelines.schemas import FUNDING_RATES, PERP_VOLUME_DAILY
@@ -159,3 +160,22 @@ def test_the_first_failing_chart_is_named_when_half_the_charts_are_parsed_beside
     monkeypatch.setattr(clean_coingecko, "CHARTS_PER_PARSE", 3)  # several batches in each half
     with pytest.raises(PayloadError, match=re.escape(str(first.relative_to(root)))):
         build_coin_daily(wh, registry, days)
+
+
+def test_a_part_beside_and_the_rest_are_joined_in_order_and_the_first_error_wins() -> None:
+    """``in_order``: the part's frames then the rest's; when both fail, the part's error (the earlier work), as
+    computing them one after the other raises it; the rest's error when only it fails."""
+
+    def fails(message: str):
+        def raise_it() -> list:
+            raise ValueError(message)
+
+        return raise_it
+
+    assert in_order(lambda: [1, 2], lambda: [3]) == [1, 2, 3]
+    with pytest.raises(ValueError, match="the part"):
+        in_order(fails("the part"), fails("the rest"))
+    with pytest.raises(ValueError, match="the rest"):
+        in_order(lambda: [1], fails("the rest"))
+    with pytest.raises(ValueError, match="the part"):
+        in_order(fails("the part"), lambda: [3])

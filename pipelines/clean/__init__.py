@@ -18,3 +18,14 @@ def beside(wh: Warehouse, days: int, part: Callable[..., T], *args: Any) -> Call
     if wh.remote:  # an object store's filesystem stays in the process that opened it
         return lambda: part(*args)
     return week_processes.alongside(part, *args, days=days)
+
+
+def in_order(first: Callable[[], list[T]], rest: Callable[[], list[T]]) -> list[T]:
+    """``first() + rest()``, with ``rest`` computed while ``first`` (from ``beside``) may be computing elsewhere:
+    an error of ``first`` is the one raised when both fail, as computing them in order raises it."""
+    try:
+        later = rest()
+    except BaseException:
+        first()
+        raise
+    return first() + later

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 
-from pipelines.clean import beside
+from pipelines.clean import beside, in_order
 from pipelines.pulls.coingecko import stored_chart_pulls
 from pipelines.pulls.recorded import choose_pulls
 from pipelines.schemas import COIN_DAILY, COIN_REGISTRY, GLOBAL_MARKET_CAP
@@ -123,13 +123,8 @@ def build_coin_daily(
     # on a long range the first half of the batches is parsed by another process beside the second; a failing
     # chart of the first half is the error raised, as parsing them in order would raise it
     first_half = beside(wh, len(days), _batches_rows, wh, batches[: len(batches) // 2], empty)
-    try:
-        second_half = _batches_rows(wh, batches[len(batches) // 2 :], empty)
-    except BaseException:
-        first_half()
-        raise
     allrows = pl.concat(
-        first_half() + second_half
+        in_order(first_half, lambda: _batches_rows(wh, batches[len(batches) // 2 :], empty))
         or [empty.with_columns(pl.lit(None, pl.Date).alias("day")).select("day", *empty.columns)]
     )
     frames: dict[date, pl.DataFrame] = {}

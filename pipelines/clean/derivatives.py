@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 
-from pipelines.clean import beside
+from pipelines.clean import beside, in_order
 from pipelines.pulls import derivatives as ing
 from pipelines.pulls.recorded import StoredPull, choose_pulls, stored_pulls
 from pipelines.schemas import (
@@ -139,19 +139,19 @@ def _venue_funding(
 
 
 def build_funding_rates(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame]:
-    # Binance's settlements parsed beside the other venues' on a long range; the frames in venue order
+    # Binance's settlements parsed beside the other venues' on a long range; the frames in venue order, and a
+    # failing Binance pull the error raised, as parsing the venues in order would raise it
     binance_frames = beside(
         wh, len(days), _venue_funding, wh, days, ing.BINANCE_FUNDING, binance.parse_funding_rates, "binance"
     )
     others = [
-        frame
-        for ds, parse, ex in (
-            (ing.BYBIT_FUNDING, bybit.parse_funding_history, "bybit"),
-            (ing.OKX_FUNDING, okx.parse_funding_history, "okx"),
-        )
-        for frame in _venue_funding(wh, days, ds, parse, ex)
+        (ing.BYBIT_FUNDING, bybit.parse_funding_history, "bybit"),
+        (ing.OKX_FUNDING, okx.parse_funding_history, "okx"),
     ]
-    return _split(binance_frames() + others, FUNDING_RATES, days)
+    frames = in_order(
+        binance_frames, lambda: [f for venue in others for f in _venue_funding(wh, days, *venue)]
+    )
+    return _split(frames, FUNDING_RATES, days)
 
 
 # ---- Binance stats (REST and archive) ---------------------------------------------------------------------------
