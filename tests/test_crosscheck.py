@@ -53,6 +53,31 @@ def test_second_derivation_agrees_on_every_earlier_week(wh) -> None:
     assert [cc.worst_streak_weeks(wh, w) for w in [*HISTORY, WEEK]] == [0, 0, 1, 2]
 
 
+def test_a_figures_table_value_from_the_weeks_rows_is_its_own_querys(wh, monkeypatch) -> None:
+    """Every figure's weekly-table value picked from its table's rows of the week (one query a table) equals
+    the value of the figure's own query, also for a week the tables do not have; the week's rows are read once
+    per table."""
+    pipe.run_week(wh, WEEK)
+    for week in [*HISTORY, WEEK, "2024-01-01"]:
+        week_rows: dict = {}
+        figures = cc.figures(wh, week)
+        assert any(where == cc.INDEX_WHERE for _, _, _, where, *_ in figures)
+        for _, table, column, where, params, *_ in figures:
+            own = cc._table_value(wh, table, column, week, where, params)
+            assert cc._table_value(wh, table, column, week, where, params, week_rows) == own, (table, column)
+        assert sorted(week_rows) == sorted({f[1] for f in figures})
+    queries: list[str] = []
+    query = Warehouse.query
+    monkeypatch.setattr(
+        Warehouse, "query", lambda self, sql, *a, **k: queries.append(sql) or query(self, sql, *a, **k)
+    )
+    assert cc.crosscheck(wh, WEEK) == []
+    reads = [q for q in queries if q.startswith("SELECT * FROM")]
+    assert len(reads) == len({f[1] for f in cc.figures(wh, WEEK)}) and not any(
+        q.startswith('SELECT "') for q in queries
+    )
+
+
 def test_water_fill_caps_and_matches_pro_rata_when_feasible() -> None:
     w = cc.water_fill(np.array([100.0, 50.0, 10.0, 5.0, 5.0]))
     assert w.max() <= 0.25 + 1e-12 and abs(w.sum() - 1) < 1e-12

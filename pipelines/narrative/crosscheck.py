@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
+import polars as pl
 
 from pipelines.clean.coingecko import snapshot_day
 from pipelines.schemas import TABLES
@@ -433,14 +434,35 @@ def _worst_streak_within(wh: Warehouse, monday: date, weeks: int) -> tuple[int |
     return n, False
 
 
+# The extra conditions a figure puts on its table's week, answered from the week's rows (``_table_value``).
+INDEX_WHERE = 'AND "index" = ?'
+
+
 def _table_value(
-    wh: Warehouse, table: str, column: str, week: str, where: str = "", params: list | None = None
+    wh: Warehouse,
+    table: str,
+    column: str,
+    week: str,
+    where: str = "",
+    params: list | None = None,
+    week_rows: dict[str, pl.DataFrame] | None = None,
 ):
+    """The weekly table's value of a figure: (value, True) for exactly one row, else (None, whether any row).
+    With ``week_rows`` (a dict the caller keeps for one week), the week's rows of a table are read by one query
+    and kept, and a figure with no extra condition or only ``INDEX_WHERE`` picks its row from them, as the
+    query with that condition would; any other condition is its own query."""
     if not _has(wh, table):
         return None, False
     if table not in TABLES or column not in TABLES[table].column_names:  # identifiers from the registry only
         raise ValueError(f"unknown table or column {table}.{column}")
     name, col = TABLES[table].name, column
+    if week_rows is not None and where in ("", INDEX_WHERE):
+        if name not in week_rows:
+            week_rows[name] = wh.query(f'SELECT * FROM "{name}" WHERE week = CAST(? AS DATE)', [week])
+        rows = week_rows[name]
+        if where:
+            rows = rows.filter(pl.col("index") == pl.lit(str((params or [None])[0]), pl.String))
+        return (rows[col][0], True) if rows.height == 1 else (None, rows.height > 0)
     df = wh.query(
         f'SELECT "{col}" AS v FROM "{name}" WHERE week = CAST(? AS DATE) {where}', [week, *(params or [])]
     )
@@ -524,7 +546,7 @@ def figures(wh: Warehouse, week: str) -> list[Figure]:
                         f"{name} index return %",
                         "weekly_index_returns",
                         "return_pct",
-                        'AND "index" = ?',
+                        INDEX_WHERE,
                         [name],
                         value,
                         ABS_TOL,
@@ -572,8 +594,9 @@ def figures(wh: Warehouse, week: str) -> list[Figure]:
 def crosscheck(wh: Warehouse, week: str) -> list[Disagreement]:
     """Every headline figure whose weekly-table value disagrees with the second derivation (empty: all agree)."""
     bad = []
+    week_rows: dict[str, pl.DataFrame] = {}  # each table's rows of the week, read once for all its figures
     for figure, table, column, where, params, second, tol in figures(wh, week):
-        value, present = _table_value(wh, table, column, week, where, params)
+        value, present = _table_value(wh, table, column, week, where, params, week_rows)
         if present and not _agrees(value, second, tol):
             bad.append(Disagreement(figure, value, second, week))
     return bad
