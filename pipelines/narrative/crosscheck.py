@@ -461,7 +461,8 @@ def _table_value(
             week_rows[name] = wh.query(f'SELECT * FROM "{name}" WHERE week = CAST(? AS DATE)', [week])
         rows = week_rows[name]
         if where:
-            rows = rows.filter(pl.col("index") == pl.lit(str((params or [None])[0]), pl.String))
+            # the index asked, as the query binds it (a figure without one fails, as the query would)
+            rows = rows.filter(pl.col("index") == pl.lit(str((params or [])[0]), pl.String))
         return (rows[col][0], True) if rows.height == 1 else (None, rows.height > 0)
     df = wh.query(
         f'SELECT "{col}" AS v FROM "{name}" WHERE week = CAST(? AS DATE) {where}', [week, *(params or [])]
