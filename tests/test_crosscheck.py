@@ -65,7 +65,7 @@ def test_a_figures_table_value_from_the_weeks_rows_is_its_own_querys(wh, monkeyp
         for _, table, column, where, params, *_ in figures:
             own = cc._table_value(wh, table, column, week, where, params)
             assert cc._table_value(wh, table, column, week, where, params, week_rows) == own, (table, column)
-        assert sorted(week_rows) == sorted({f[1] for f in figures})
+        assert sorted(table for table, _ in week_rows) == sorted({f[1] for f in figures})
     queries: list[str] = []
     query = Warehouse.query
     monkeypatch.setattr(

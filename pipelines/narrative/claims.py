@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 
 from pipelines.narrative.format import FORMATS
@@ -73,6 +74,31 @@ def _by_text_key(name: str, where: dict[str, Any]) -> bool:
     )
 
 
+def rows_by_text_key(
+    wh: Warehouse, name: str, week: str, where: dict[str, Any], week_rows: dict[tuple[str, str], Any]
+) -> tuple[pl.DataFrame, list[int]]:
+    """The week's rows of the weekly table ``name`` and the positions of those whose columns ``where`` (text
+    columns) hold its values as text, as ``= CAST(? AS VARCHAR)`` finds them (a null never equals). The rows are
+    read by one ``SELECT *`` per table and week, kept in ``week_rows`` (a dict the caller keeps for one check)
+    with an index per set of key columns; a read that fails raises for every caller, as its own query would."""
+    key = (name, week)
+    if key not in week_rows:
+        try:
+            week_rows[key] = (wh.query(f'SELECT * FROM "{name}" WHERE week = CAST(? AS DATE)', [week]), {})
+        except Exception as exc:  # each caller of the table-week reports it, as its own query would
+            week_rows[key] = exc
+    if isinstance(week_rows[key], Exception):
+        raise week_rows[key]
+    rows, indexes = week_rows[key]
+    cols = tuple(sorted(where))
+    if cols not in indexes:
+        index: dict[tuple, list[int]] = {}
+        for i, values in enumerate(rows.select(cols).iter_rows() if cols else ((),) * rows.height):
+            index.setdefault(values, []).append(i)
+        indexes[cols] = index
+    return rows, indexes[cols].get(tuple(str(where[k]) for k in cols), [])
+
+
 def rederive(
     wh: Warehouse, claim: dict[str, Any], week_rows: dict[tuple[str, str], Any] | None = None
 ) -> Any:
@@ -88,27 +114,7 @@ def rederive(
     where = claim.get("where") or {}
     w_sql, w_params = _where(name, where)
     if kind == "value" and week_rows is not None and _by_text_key(name, where):
-        key = (name, str(week))
-        if key not in week_rows:
-            try:
-                week_rows[key] = (
-                    wh.query(f'SELECT * FROM "{name}" WHERE week = CAST(? AS DATE)', [week]),
-                    {},
-                )
-            except Exception as exc:  # each claim of the table-week reports it, as its own query would
-                week_rows[key] = exc
-        if isinstance(week_rows[key], Exception):
-            raise week_rows[key]
-        rows, indexes = week_rows[key]
-        # the rows' positions by their values of the key's columns, made once per table-week and set of columns
-        # (a null never equals the text asked, as in the query)
-        cols = tuple(sorted(where))
-        if cols not in indexes:
-            index: dict[tuple, list[int]] = {}
-            for i, values in enumerate(rows.select(cols).iter_rows() if cols else ((),) * rows.height):
-                index.setdefault(values, []).append(i)
-            indexes[cols] = index
-        hits = indexes[cols].get(tuple(str(where[k]) for k in cols), [])
+        rows, hits = rows_by_text_key(wh, name, str(week), where, week_rows)
         if len(hits) != 1:
             raise ValueError(f"{len(hits)} rows")
         return rows[col][hits[0]]

@@ -30,11 +30,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import numpy as np
-import polars as pl
 
 from pipelines.clean.coingecko import snapshot_day
+from pipelines.narrative.claims import rows_by_text_key
 from pipelines.schemas import TABLES
 from pipelines.warehouse import Warehouse
 
@@ -445,25 +446,23 @@ def _table_value(
     week: str,
     where: str = "",
     params: list | None = None,
-    week_rows: dict[str, pl.DataFrame] | None = None,
+    week_rows: dict[tuple[str, str], Any] | None = None,
 ):
     """The weekly table's value of a figure: (value, True) for exactly one row, else (None, whether any row).
-    With ``week_rows`` (a dict the caller keeps for one week), the week's rows of a table are read by one query
-    and kept, and a figure with no extra condition or only ``INDEX_WHERE`` picks its row from them, as the
-    query with that condition would; any other condition is its own query."""
+    With ``week_rows`` (a dict the caller keeps for one week), a figure with no extra condition or only
+    ``INDEX_WHERE`` picks its row from the table's rows of the week, read once for all its figures as the claim
+    check reads them (``claims.rows_by_text_key``), as the query with that condition would; any other condition
+    is its own query."""
     if not _has(wh, table):
         return None, False
     if table not in TABLES or column not in TABLES[table].column_names:  # identifiers from the registry only
         raise ValueError(f"unknown table or column {table}.{column}")
     name, col = TABLES[table].name, column
     if week_rows is not None and where in ("", INDEX_WHERE):
-        if name not in week_rows:
-            week_rows[name] = wh.query(f'SELECT * FROM "{name}" WHERE week = CAST(? AS DATE)', [week])
-        rows = week_rows[name]
-        if where:
-            # the index asked, as the query binds it (a figure without one fails, as the query would)
-            rows = rows.filter(pl.col("index") == pl.lit(str((params or [])[0]), pl.String))
-        return (rows[col][0], True) if rows.height == 1 else (None, rows.height > 0)
+        # the index asked, as the query binds it (a figure without one fails, as the query would)
+        key = {"index": (params or [])[0]} if where else {}
+        rows, hits = rows_by_text_key(wh, name, week, key, week_rows)
+        return (rows[col][hits[0]], True) if len(hits) == 1 else (None, bool(hits))
     df = wh.query(
         f'SELECT "{col}" AS v FROM "{name}" WHERE week = CAST(? AS DATE) {where}', [week, *(params or [])]
     )
@@ -595,7 +594,7 @@ def figures(wh: Warehouse, week: str) -> list[Figure]:
 def crosscheck(wh: Warehouse, week: str) -> list[Disagreement]:
     """Every headline figure whose weekly-table value disagrees with the second derivation (empty: all agree)."""
     bad = []
-    week_rows: dict[str, pl.DataFrame] = {}  # each table's rows of the week, read once for all its figures
+    week_rows: dict[tuple[str, str], Any] = {}  # each table's rows of the week, read once for all its figures
     for figure, table, column, where, params, second, tol in figures(wh, week):
         value, present = _table_value(wh, table, column, week, where, params, week_rows)
         if present and not _agrees(value, second, tol):
