@@ -120,14 +120,15 @@ def run_daily(
     breaker of that run id is reset first, so each call starts closed as a run does; the process that takes the
     clean steps' parts over a long range is started first, as a run starts it. Returns the step names."""
     from pipelines import gaps
-    from pipelines.runner import PARTS_MODULES
-    from pipelines.week_processes import start_for_days
+    from pipelines.calendar import RANGE_END_TAG, RANGE_START_TAG
+    from pipelines.runner import start_parts_process
 
     steps = daily_steps(defs)
     with dg.build_asset_context() as context:
         gaps.breaker_for_run(context.run_id).reset()
-    # as a range run starts it (runner.start_parts_process)
-    start_for_days((days.last - days.first).days + 1, PARTS_MODULES)
+    start_parts_process(
+        "daily_job", {RANGE_START_TAG: days.first.isoformat(), RANGE_END_TAG: days.last.isoformat()}
+    )
     for asset in steps:
         with lap(step_name(asset)):
             run_daily_step(asset, days, log_level)
