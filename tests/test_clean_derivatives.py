@@ -100,7 +100,7 @@ def test_a_key_without_time_is_sorted_within_each_day() -> None:
 @pytest.mark.parametrize(
     ("build", "part", "rows"),
     [
-        (lambda wh, days: build_open_interest(wh, days), "hourly_prices", pl.col("exchange") == "bybit"),
+        (lambda wh, days: build_open_interest(wh, days), "perp_closes", pl.col("exchange") == "bybit"),
         (
             lambda wh, days: (build_funding_rates(wh, days), None),
             "_venue_funding",

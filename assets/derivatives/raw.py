@@ -276,8 +276,9 @@ def raw_binance_futures_stats(
     daily_deps=_PERP_DEPS,
     description=(
         "Binance klines: spot BTCUSDT 1h (/api/v3/klines) and, per followed perpetual, USDT-M 1d bars (perp volume) "
-        "and 1h bars (prices for Bybit OI in USD) from /fapi/v1/klines. Stored as pulled under "
-        "raw/binance/{spot_klines_1h,perp_klines_1d,perp_klines_1h}/."
+        "and 4h/1h bars (prices for Bybit OI in USD, at the intervals of intraday_spans) from /fapi/v1/klines. "
+        "Stored as pulled under "
+        "raw/binance/{spot_klines_1h,perp_klines_1d,perp_klines_intraday}/."
     ),
 )
 def raw_binance_klines(
@@ -286,7 +287,7 @@ def raw_binance_klines(
     warehouse: WarehouseResource,
     binance: BinanceResource,
 ) -> dg.MaterializeResult:
-    datasets = [ing.BINANCE_SPOT_1H.name, ing.BINANCE_PERP_1D.name, ing.BINANCE_PERP_1H.name]
+    datasets = [ing.BINANCE_SPOT_1H.name, ing.BINANCE_PERP_1D.name, ing.BINANCE_PERP_INTRADAY.name]
     run = _start(context, warehouse, binance, "binance", datasets, config.top_n)
     if isinstance(run, dg.MaterializeResult):
         return run
@@ -301,8 +302,8 @@ def raw_binance_klines(
     "source_bybit",
     daily_deps=_PERP_DEPS,
     description=(
-        "Bybit linear perpetuals: funding history (/v5/market/funding/history) and hourly open interest in base coin "
-        "(/v5/market/open-interest), for the followed symbols; whole history reachable."
+        "Bybit linear perpetuals: funding history (/v5/market/funding/history) and open interest in base coin "
+        "(/v5/market/open-interest, 4h/1h: intraday_spans), for the followed symbols; whole history reachable."
     ),
 )
 def raw_bybit_derivatives(

@@ -202,12 +202,12 @@ def build_open_interest(
 ) -> tuple[dict[date, pl.DataFrame], int]:
     """Frames per day, and how many Bybit readings had no price (dropped, counted).
 
-    Bybit's base-coin readings are priced with the Binance perpetual's hourly close within 2 hours; a symbol with
+    Bybit's base-coin readings are priced with the Binance perpetual's last bar close within 2 hours; a symbol with
     no Binance price at all in the span (Binance blocked or not selected) is priced with CoinGecko's daily close
     of the coin instead (``coin_daily``, the last close within 26 hours; counted in ``stats`` as
     ``bybit_priced_with_coingecko``)."""
     # the Binance closes that price Bybit's readings, started now beside the venues' parsing on a long range
-    prices_of = beside(wh, len(days), hourly_prices, wh, days)
+    prices_of = beside(wh, len(days), perp_closes, wh, days)
     frames: list[pl.DataFrame] = []
     out_cols = _reading_columns("binance", "oi_usd")
     frames += [
@@ -224,7 +224,7 @@ def build_open_interest(
         )
     ]
     frames += [f.drop_nulls("oi_usd").select("day", *out_cols) for f in _metrics_frames(wh, days)]
-    # Bybit: base-coin OI x the Binance perpetual's price at the reading (close of the hour bar ending there)
+    # Bybit: base-coin OI x the Binance perpetual's price at the reading (close of the bar ending there)
     bybit_frames = _collect(
         wh,
         ing.BYBIT_OI,
@@ -290,15 +290,16 @@ def coingecko_prices(wh: Warehouse, days: list[date]) -> pl.DataFrame:
     )
 
 
-def hourly_prices(wh: Warehouse, days: list[date]) -> pl.DataFrame:
-    """``symbol, ts, price``: each Binance perpetual's hourly close, stamped at the bar's close (open + 1 h), and
-    the first bar's open, read from the stored ``perp_klines_1h`` pulls covering ``days`` and the day before."""
+def perp_closes(wh: Warehouse, days: list[date]) -> pl.DataFrame:
+    """``symbol, ts, price``: each Binance perpetual's bar closes, stamped at the bar's close (its close time +
+    1 ms: the hour or the 4 hours after its open, as ``intraday_spans`` asked them), and the first bar's open,
+    read from the stored intraday klines pulls covering ``days`` and the day before."""
     span = sorted({d for day in days for d in (day - timedelta(days=1), day)})
     frames = [
         f
         for f in _collect(
             wh,
-            ing.BINANCE_PERP_1H,
+            ing.BINANCE_PERP_INTRADAY,
             span,
             lambda p: _parsed_pages(wh, p, binance.parse_klines).with_columns(
                 _day_col("open_time"), pl.lit(p.key).alias("symbol")
@@ -311,13 +312,13 @@ def hourly_prices(wh: Warehouse, days: list[date]) -> pl.DataFrame:
     bars = pl.concat(frames)
     closes = bars.select(
         "symbol",
-        (pl.col("open_time") + pl.duration(hours=1)).cast(PL_UTC_MS).alias("ts"),
+        (pl.col("close_time") + pl.duration(milliseconds=1)).cast(PL_UTC_MS).alias("ts"),
         pl.col("close").alias("price"),
     )
     opens = bars.select(
         "symbol", pl.col("open_time").cast(PL_UTC_MS).alias("ts"), pl.col("open").alias("price")
     )
-    # a bar's close is the price at the next hour; the first bar's open prices the first hour
+    # a bar's close is the price at its end; the first bar's open prices the first reading
     return pl.concat([closes, opens]).unique(["symbol", "ts"], keep="first", maintain_order=True).sort("ts")
 
 

@@ -359,11 +359,27 @@ BINANCE_LS = Dataset(
 BINANCE_METRICS = Dataset("binance metrics archive", "binance_vision", "metrics", "symbol")
 BINANCE_SPOT_1H = Dataset("binance spot klines 1h", "binance", "spot_klines_1h", "symbol")
 BINANCE_PERP_1D = Dataset("binance perp klines 1d", "binance", "perp_klines_1d", "symbol")
-BINANCE_PERP_1H = Dataset("binance perp klines 1h", "binance", "perp_klines_1h", "symbol")
+BINANCE_PERP_INTRADAY = Dataset("binance perp klines intraday", "binance", "perp_klines_intraday", "symbol")
 BYBIT_FUNDING = Dataset("bybit funding", "bybit", "funding_history", "symbol")
 BYBIT_OI = Dataset("bybit open interest", "bybit", "open_interest", "symbol")
 OKX_FUNDING = Dataset("okx funding", "okx", "funding_rate_history", "symbol")
 OKX_OI = Dataset("okx open interest", "okx", "open_interest_volume", "symbol")
+
+
+# A pull of up to this many days asks hourly readings (192 at most: one Bybit page of 200).
+HOURLY_SPAN_DAYS = 8
+
+
+def intraday_spans(first: date, last: date) -> list[tuple[str, date, date]]:
+    """The ``(interval, first, last)`` requests of a pull of Bybit's open interest, or of the Binance bars that
+    price it: hourly for a pull of up to ``HOURLY_SPAN_DAYS`` days; a longer one every 4 hours up to the day before
+    its last, and hourly for its last day. A reading is used at the funding settlements (every 8 or 4 hours, on
+    the 4-hour grid) and at each day's close (the next day's 00:00 reading, or, while the next day is not pulled,
+    the day's last); the 4-hour grid holds every one of them, and the last day's hourly readings keep its last
+    reading at 23:00. A backfill of 698 days asks 22 Bybit pages a symbol instead of 84."""
+    if (last - first).days + 1 <= HOURLY_SPAN_DAYS:
+        return [("1h", first, last)]
+    return [("4h", first, last - timedelta(days=1)), ("1h", last, last)]
 
 
 def _span(first: date, last: date) -> tuple[datetime, datetime]:
@@ -516,14 +532,20 @@ def pull_binance_stats(
 
 
 def klines_fetch(
-    client: BinanceFuturesClient | BinanceSpotClient, interval: str
+    client: BinanceFuturesClient | BinanceSpotClient,
+    interval: str,
+    spans: Callable[[date, date], list[tuple[str, date, date]]] | None = None,
 ) -> Callable[[str, date, date], list[Page]]:
     """A ``pull_days`` fetch of a symbol's ``interval`` bars (``/klines``) for its days: open times from ``first``
-    00:00 to ``last``+1 00:00."""
+    00:00 to ``last``+1 00:00; ``spans``: the ``(interval, first, last)`` requests of a pull instead
+    (``intraday_spans``)."""
 
     def fetch(sym: str, first: date, last: date) -> list[Page]:
-        lo, hi = _span(first, last)
-        return [Page.of(f) for f in client.klines_pages(sym, interval, lo, hi + MS)]
+        out = []
+        for iv, lo_day, hi_day in spans(first, last) if spans else [(interval, first, last)]:
+            lo, hi = _span(lo_day, hi_day)
+            out += [Page.of(f) for f in client.klines_pages(sym, iv, lo, hi + MS)]
+        return out
 
     return fetch
 
@@ -539,13 +561,16 @@ def pull_binance_klines(
     workers: int = 4,
 ) -> PullReport:
     """Spot BTCUSDT 1h bars (``/api/v3/klines``, 1000 a page), and per perpetual the USDT-M daily bars (perp
-    volume; one request a symbol for up to 1500 days) and hourly bars (prices that turn Bybit's base-coin open
-    interest into USD; 1500 a page)."""
+    volume; one request a symbol for up to 1500 days) and intraday bars (prices that turn Bybit's base-coin open
+    interest into USD, at the intervals of ``intraday_spans``; 1500 a page)."""
 
-    spot_1h, perp_1d, perp_1h = klines_fetch(spot, "1h"), klines_fetch(fapi, "1d"), klines_fetch(fapi, "1h")
+    spot_1h, perp_1d = klines_fetch(spot, "1h"), klines_fetch(fapi, "1d")
+    perp_intraday = klines_fetch(fapi, "intraday", intraday_spans)
     report = pull_days(wh, BINANCE_SPOT_1H, [BTC_SPOT_SYMBOL], days, spot_1h, force=force, workers=1)
     report.merge(pull_days(wh, BINANCE_PERP_1D, symbols, days, perp_1d, force=force, workers=workers))
-    report.merge(pull_days(wh, BINANCE_PERP_1H, symbols, days, perp_1h, force=force, workers=workers))
+    report.merge(
+        pull_days(wh, BINANCE_PERP_INTRADAY, symbols, days, perp_intraday, force=force, workers=workers)
+    )
     return report
 
 
@@ -558,13 +583,18 @@ def pull_bybit(
     force: bool = False,
     workers: int = 4,
 ) -> PullReport:
-    """Bybit linear funding history (200 a page, paged backward) and hourly open interest (cursor pages of 200)."""
+    """Bybit linear funding history (200 a page, paged backward) and open interest at the intervals of
+    ``intraday_spans`` (cursor pages of 200)."""
 
     def funding(sym: str, first: date, last: date) -> list[Page]:
         return [Page.of(f) for f in client.funding_history_pages(sym, *_span(first, last))]
 
     def oi(sym: str, first: date, last: date) -> list[Page]:
-        return [Page.of(f) for f in client.open_interest_pages(sym, "1h", *_span(first, last))]
+        return [
+            Page.of(f)
+            for iv, lo, hi in intraday_spans(first, last)
+            for f in client.open_interest_pages(sym, iv, *_span(lo, hi))
+        ]
 
     report = pull_days(wh, BYBIT_FUNDING, symbols, days, funding, force=force, workers=workers)
     report.merge(pull_days(wh, BYBIT_OI, symbols, days, oi, force=force, workers=workers))
