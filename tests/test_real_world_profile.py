@@ -79,7 +79,9 @@ def test_week_is_published_with_binance_blocked_and_the_gaps_named(env_for, monk
         ]
         assert len(blocked) == 1, section
         assert (
-            "for funding, " in blocked[0] and "perp klines intraday" in blocked[0] and "premiumIndex" in blocked[0]
+            "for funding, " in blocked[0]
+            and "perp klines intraday" in blocked[0]
+            and "premiumIndex" in blocked[0]
         )
         assert f"FRED series: not found (HTTP 404) for {MISSING_FRED_SERIES}." in section, section
         # the other FRED series are there: the Macro Update prints the rate path bills price, its judgment checked

@@ -142,6 +142,31 @@ def test_a_report_reads_each_weekly_tables_history_in_one_read_as_partition_by_p
     snapshot.close()
 
 
+def test_a_snapshot_gives_each_weekly_table_week_the_rows_of_its_own_query(lake, tmp_path) -> None:
+    """``claims.table_week`` on a snapshot (each weekly table read once, whole, and split by week) gives every
+    table and week the rows, order and types of the week's own query on the warehouse, and a week without rows an
+    empty frame of the same columns; the second read of a table is answered from the split."""
+    from pipelines.narrative.claims import table_week
+    from tests._week_pipeline import compute_weekly
+
+    shutil.copytree(lake.root, tmp_path / "wh")
+    wh = Warehouse(tmp_path / "wh")
+    for week in WEEKS:
+        compute_weekly(wh, week)
+    snapshot = LakeSnapshot(wh)
+    weekly = [t.name for t in TABLES.values() if t.partition_by == "week" and wh.has_files(t)]
+    assert len(weekly) >= 10
+    compared = 0
+    for name in weekly:
+        for week in [*WEEKS, "2024-01-01"]:
+            own, split = table_week(wh, name, week), table_week(snapshot, name, week)
+            assert split.schema == own.schema and split.equals(own), (name, week)
+            compared += own.height > 0
+    assert compared >= 40
+    assert snapshot.reads == len(weekly)
+    snapshot.close()
+
+
 # ---- through Dagster: a range of weeks as one run of weekly_job -------------------------------------------------
 
 

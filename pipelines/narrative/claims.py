@@ -23,6 +23,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from pipelines.lake_snapshot import LakeSnapshot
 from pipelines.narrative.format import FORMATS
 from pipelines.narrative.vocabulary import FIXED_TERMS, SOURCES_HEADING
 from pipelines.schemas import TABLES
@@ -74,17 +75,35 @@ def _by_text_key(name: str, where: dict[str, Any]) -> bool:
     )
 
 
+def table_week(wh: Warehouse, name: str, week: str) -> pl.DataFrame:
+    """The rows of the weekly table ``name`` for ``week``, as ``SELECT * ... WHERE week = CAST(? AS DATE)`` gives
+    them. On a snapshot of the lake (the reports of a range of weeks, whose figures name about 26 table-weeks a
+    week) the table is read once, whole, and split by week for every report of the snapshot: the same rows in the
+    same order (the query's scan order, kept by the split), and an empty frame of its columns for a week without
+    rows."""
+    if not isinstance(wh, LakeSnapshot):
+        return wh.query(f'SELECT * FROM "{name}" WHERE week = CAST(? AS DATE)', [week])
+
+    def split() -> tuple[pl.DataFrame, dict[date, pl.DataFrame]]:
+        whole = wh.query(f'SELECT * FROM "{name}"')
+        parts = whole.partition_by("week", maintain_order=True, include_key=True, as_dict=True)
+        return whole.clear(), {k[0]: v for k, v in parts.items()}
+
+    empty, by_week = wh.derived(("weekly table rows by week", name), split)
+    return by_week.get(date.fromisoformat(week), empty)
+
+
 def rows_by_text_key(
     wh: Warehouse, name: str, week: str, where: dict[str, Any], week_rows: dict[tuple[str, str], Any]
 ) -> tuple[pl.DataFrame, list[int]]:
     """The week's rows of the weekly table ``name`` and the positions of those whose columns ``where`` (text
     columns) hold its values as text, as ``= CAST(? AS VARCHAR)`` finds them (a null never equals). The rows are
-    read by one ``SELECT *`` per table and week, kept in ``week_rows`` (a dict the caller keeps for one check)
+    read once per table and week (``table_week``), kept in ``week_rows`` (a dict the caller keeps for one check)
     with an index per set of key columns; a read that fails raises for every caller, as its own query would."""
     key = (name, week)
     if key not in week_rows:
         try:
-            week_rows[key] = (wh.query(f'SELECT * FROM "{name}" WHERE week = CAST(? AS DATE)', [week]), {})
+            week_rows[key] = (table_week(wh, name, week), {})
         except Exception as exc:  # each caller of the table-week reports it, as its own query would
             week_rows[key] = exc
     if isinstance(week_rows[key], Exception):
