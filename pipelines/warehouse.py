@@ -206,6 +206,26 @@ _SESSIONS = threading.local()  # per thread: its pid, and warehouse root -> (con
 warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
 
 
+# DuckDB's threads for the connections this process opens from now on (None: DuckDB's default, one per core). A
+# process that computes weeks while others do on the same cores opens its connections with its share of them
+# (``pipelines.week_processes``): on two cores, two processes of two DuckDB threads each made a backfill's weekly
+# run about 10% slower than one thread each (bench/HOTSPOT.md).
+_DUCKDB_THREADS: int | None = None
+
+
+def set_duckdb_threads(threads: int | None) -> int | None:
+    """DuckDB's threads for the connections this process opens from now on (None: DuckDB's default); returns the
+    setting it replaces."""
+    global _DUCKDB_THREADS
+    previous, _DUCKDB_THREADS = _DUCKDB_THREADS, threads
+    return previous
+
+
+def _duckdb_memory() -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB database with this process's thread setting."""
+    return duckdb.connect(":memory:", config={} if _DUCKDB_THREADS is None else {"threads": _DUCKDB_THREADS})
+
+
 def _memory_db(fs: Any = None) -> duckdb.DuckDBPyConnection:
     """The process's in-memory DuckDB database (re-created in a forked child), which holds no file or data;
     for an object-store warehouse (``fs``, its fsspec filesystem), one per filesystem, with it registered."""
@@ -214,14 +234,14 @@ def _memory_db(fs: Any = None) -> duckdb.DuckDBPyConnection:
         if fs is not None:
             key = (os.getpid(), str(fs._fs_token))
             if key not in _REMOTE_DBS:
-                con = duckdb.connect(":memory:")
+                con = _duckdb_memory()
                 reader = _duckdb_filesystem(fs)
                 con.register_filesystem(reader)
                 _REMOTE_DBS[key] = con
                 _REMOTE_READERS[key] = reader
             return _REMOTE_DBS[key]
         if _MEMORY_DB is None or _MEMORY_DB[0] != os.getpid():
-            _MEMORY_DB = (os.getpid(), duckdb.connect(":memory:"))
+            _MEMORY_DB = (os.getpid(), _duckdb_memory())
         return _MEMORY_DB[1]
 
 
@@ -381,7 +401,7 @@ class Warehouse:
     def duckdb_connect(self) -> duckdb.DuckDBPyConnection:
         """A new in-memory DuckDB database that can read this warehouse's lake (its filesystem registered when
         the lake is on object storage)."""
-        con = duckdb.connect(":memory:")
+        con = _duckdb_memory()
         if self.remote:
             con.register_filesystem(_duckdb_filesystem(self.fs))
         return con

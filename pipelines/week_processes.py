@@ -22,6 +22,10 @@ is left to finish unread, and a step that fails first leaves it to
 finish before the pool's next work. ``start_for_days`` starts the pool's process before a long daily run's steps, so that it has imported
 the pipeline, while the pulls run, by the time the clean steps hand it their parts.
 
+Processes working at once share the machine's cores: a process of the pool runs polars and DuckDB with its share
+of them (``share_of_cores``; polars through POLARS_MAX_THREADS in the environment it is started with, unless the
+environment sets it), and the calling process's DuckDB connections opened while it builds its run of weeks too.
+
 ``CRYPTO_WEEKLY_WEEK_PROCESSES`` sets how many processes (the calling one included; at most one per week). By
 default: the machine's cores, at most 4, and at most one process per ``MIN_WEEKS_PER_PROCESS`` weeks; a range of
 days counts its weeks (``1`` keeps a daily step's parts in its own process too).
@@ -33,12 +37,14 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from pipelines.settings import validate
+from pipelines.warehouse import set_duckdb_threads
 
 T = TypeVar("T")
 
@@ -55,6 +61,11 @@ def processes_for(weeks: int) -> int:
         return max(1, min(configured, weeks))
     cores = min(os.cpu_count() or 1, DEFAULT_MAX_PROCESSES)
     return max(1, min(cores, weeks // MIN_WEEKS_PER_PROCESS))
+
+
+def share_of_cores(processes: int) -> int:
+    """The DuckDB threads of each of ``processes`` processes working at once on this machine's cores."""
+    return max(1, (os.cpu_count() or 1) // processes)
 
 
 def contiguous(weeks: Sequence[str], parts: int) -> list[list[str]]:
@@ -88,9 +99,34 @@ def _kept_pool(processes: int) -> ProcessPoolExecutor:
             return _POOL
         else:
             _forget_pool()
-    _POOL = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+    _POOL = ProcessPoolExecutor(
+        processes,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=set_duckdb_threads,
+        initargs=(share_of_cores(processes + 1),),
+    )
     _POOL_STARTED_WITH = (processes, environment, os.getpid())
     return _POOL
+
+
+_SUBMIT_LOCK = threading.Lock()
+
+
+def _submit(processes: int, fn: Callable[..., T], *args: Any) -> Future:
+    """``fn(*args)`` submitted to the kept pool of at least ``processes`` processes. A process the submission
+    starts gets POLARS_MAX_THREADS at its share of the cores (``share_of_cores``, unless the environment sets it):
+    polars reads it once, when imported, so it is set in the environment the process is started with, for the
+    time of the submission only (Python's spawn passes no environment of its own). On two cores, polars' default
+    of a thread per core in both processes made a backfill's weekly run about 8% slower (bench/HOTSPOT.md)."""
+    with _SUBMIT_LOCK:
+        pool = _kept_pool(processes)
+        if "POLARS_MAX_THREADS" in os.environ:
+            return pool.submit(fn, *args)
+        os.environ["POLARS_MAX_THREADS"] = str(share_of_cores(processes + 1))
+        try:
+            return pool.submit(fn, *args)
+        finally:
+            del os.environ["POLARS_MAX_THREADS"]
 
 
 def _forget_pool() -> None:
@@ -110,11 +146,12 @@ def map_weeks(build: Callable[..., Mapping[str, T]], weeks: Sequence[str], *args
     if n <= 1:
         return dict(build(weeks, *args))
     runs = contiguous(weeks, n)
-    pool = _kept_pool(len(runs) - 1)
-    futures: list[Future] = [pool.submit(build, run, *args) for run in runs[:-1]]
+    futures: list[Future] = [_submit(len(runs) - 1, build, run, *args) for run in runs[:-1]]
+    threads = set_duckdb_threads(share_of_cores(len(runs)))  # this process's share while the pool works too
     try:
         last = build(runs[-1], *args)
     finally:
+        set_duckdb_threads(threads)
         wait(futures)  # never leave a run building behind an error here
     out: dict[str, T] = {}
     for run, future in zip(runs, futures, strict=False):
@@ -146,7 +183,7 @@ def start_for_days(days: int, modules: Sequence[str] = ()) -> None:
     and have it import ``modules`` (those the parts come from), so that it is ready by then; nothing for a
     shorter range."""
     if _splits_days(days):
-        _kept_pool(1).submit(_import, tuple(modules))
+        _submit(1, _import, tuple(modules))
 
 
 def alongside(part: Callable[..., T], *args: Any, days: int) -> Callable[[], T]:
@@ -157,7 +194,7 @@ def alongside(part: Callable[..., T], *args: Any, days: int) -> Callable[[], T]:
     module-level function)."""
     if not _splits_days(days):
         return lambda: part(*args)
-    future = _kept_pool(1).submit(part, *args)
+    future = _submit(1, part, *args)
 
     def result() -> T:
         try:

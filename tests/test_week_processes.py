@@ -115,3 +115,36 @@ def test_a_daily_steps_part_runs_beside_it_over_a_long_range_and_in_it_otherwise
     assert alongside(pid_or_payload_error, days=short_range)() == os.getpid()
     monkeypatch.setenv("CRYPTO_WEEKLY_WEEK_PROCESSES", "1")
     assert alongside(pid_or_payload_error, days=long_range)() == os.getpid()
+
+
+def threads_per_week(weeks: list[str]) -> dict[str, tuple[int, int, int]]:
+    """Each week: the process, polars' threads and the threads of a DuckDB connection the process opens."""
+    import polars as pl
+
+    from pipelines.warehouse import Warehouse
+
+    con = Warehouse("/nonexistent-warehouse").duckdb_connect()
+    duck = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+    con.close()
+    return {w: (os.getpid(), pl.thread_pool_size(), duck) for w in weeks}
+
+
+def test_processes_working_at_once_share_the_cores(monkeypatch) -> None:
+    """Weeks built in two processes at once: the pool's process runs polars and opens DuckDB connections with its
+    share of the cores, and so does the calling process's DuckDB while the pool works, its own setting restored
+    after; the environment the pool's process was started with is not left in the caller's."""
+    from pipelines.warehouse import Warehouse
+    from pipelines.week_processes import share_of_cores
+
+    monkeypatch.setenv("CRYPTO_WEEKLY_WEEK_PROCESSES", "2")
+    monkeypatch.delenv("POLARS_MAX_THREADS", raising=False)
+    share = share_of_cores(2)
+    out = map_weeks(threads_per_week, WEEKS)
+    pool = {v for v in out.values() if v[0] != os.getpid()}
+    caller = {v for v in out.values() if v[0] == os.getpid()}
+    assert len(pool) == 1 and next(iter(pool))[1:] == (share, share)
+    assert len(caller) == 1 and next(iter(caller))[2] == share
+    assert "POLARS_MAX_THREADS" not in os.environ
+    con = Warehouse("/nonexistent-warehouse").duckdb_connect()
+    assert int(con.execute("SELECT current_setting('threads')").fetchone()[0]) == (os.cpu_count() or 1)
+    con.close()
