@@ -533,12 +533,14 @@ def pull_binance_stats(
 
 def klines_fetch(
     client: BinanceFuturesClient | BinanceSpotClient,
-    interval: str,
+    interval: str | None = None,
     spans: Callable[[date, date], list[tuple[str, date, date]]] | None = None,
 ) -> Callable[[str, date, date], list[Page]]:
     """A ``pull_days`` fetch of a symbol's ``interval`` bars (``/klines``) for its days: open times from ``first``
-    00:00 to ``last``+1 00:00; ``spans``: the ``(interval, first, last)`` requests of a pull instead
-    (``intraday_spans``)."""
+    00:00 to ``last``+1 00:00; or, given ``spans`` instead, the ``(interval, first, last)`` requests it gives for
+    the pull's days (``intraday_spans``)."""
+    if (interval is None) == (spans is None):
+        raise ValueError("klines_fetch: give an interval or spans")
 
     def fetch(sym: str, first: date, last: date) -> list[Page]:
         out = []
@@ -565,7 +567,7 @@ def pull_binance_klines(
     interest into USD, at the intervals of ``intraday_spans``; 1500 a page)."""
 
     spot_1h, perp_1d = klines_fetch(spot, "1h"), klines_fetch(fapi, "1d")
-    perp_intraday = klines_fetch(fapi, "intraday", intraday_spans)
+    perp_intraday = klines_fetch(fapi, spans=intraday_spans)
     report = pull_days(wh, BINANCE_SPOT_1H, [BTC_SPOT_SYMBOL], days, spot_1h, force=force, workers=1)
     report.merge(pull_days(wh, BINANCE_PERP_1D, symbols, days, perp_1d, force=force, workers=workers))
     report.merge(
