@@ -215,7 +215,8 @@ _DUCKDB_THREADS: int | None = None
 
 def set_duckdb_threads(threads: int | None) -> int | None:
     """DuckDB's threads for the connections this process opens from now on (None: DuckDB's default); returns the
-    setting it replaces."""
+    setting it replaces. A connection keeps the setting it was opened with, the process's own database
+    (``_memory_db``, opened at the process's first warehouse query) too."""
     global _DUCKDB_THREADS
     previous, _DUCKDB_THREADS = _DUCKDB_THREADS, threads
     return previous

@@ -64,7 +64,8 @@ def processes_for(weeks: int) -> int:
 
 
 def share_of_cores(processes: int) -> int:
-    """The DuckDB threads of each of ``processes`` processes working at once on this machine's cores."""
+    """The threads (polars', DuckDB's) of each of ``processes`` processes working at once on this machine's
+    cores."""
     return max(1, (os.cpu_count() or 1) // processes)
 
 
