@@ -33,6 +33,19 @@ def lake(tmp_path_factory):
     return write_lake(tmp_path_factory.mktemp("one-pass"), build(), UPTO)
 
 
+@pytest.fixture(scope="module")
+def weekly_lake(lake, tmp_path_factory) -> Warehouse:
+    """A copy of the module's lake with the weekly tables of every week of ``WEEKS`` computed (read only)."""
+    from tests._week_pipeline import compute_weekly
+
+    root = tmp_path_factory.mktemp("one-pass-weekly") / "wh"
+    shutil.copytree(lake.root, root)
+    wh = Warehouse(root)
+    for week in WEEKS:
+        compute_weekly(wh, week)
+    return wh
+
+
 def test_one_pass_computes_every_weekly_table() -> None:
     """The one list of computes covers every weekly asset of the code location, no more, no less."""
     from pipelines.definitions import all_assets
@@ -108,18 +121,15 @@ def test_a_snapshot_of_one_week_reads_only_the_days_its_queries_name(lake) -> No
 
 
 def test_a_report_reads_each_weekly_tables_history_in_one_read_as_partition_by_partition(
-    lake, tmp_path
+    weekly_lake, tmp_path
 ) -> None:
     """``load_week``'s history of a weekly table (one query of the table; on a snapshot of many weeks, the table
     read once and cut at each week) is the partitions up to the week read one by one and joined: the same rows,
     order and types; a partition folder without its file is not read."""
     from pipelines.narrative.data import ALL_TABLES, empty, history_rows, partitions_up_to
-    from tests._week_pipeline import compute_weekly
 
-    shutil.copytree(lake.root, tmp_path / "wh")
+    shutil.copytree(weekly_lake.root, tmp_path / "wh")
     wh = Warehouse(tmp_path / "wh")
-    for week in WEEKS:
-        compute_weekly(wh, week)
     (wh.lake_dir / "weekly_volume" / "week=2025-03-24").mkdir()  # a partition being written: no file yet
     snapshot = LakeSnapshot(wh)  # a range of reports: each table read once, each week its partitions up to it
     compared = 0
@@ -142,28 +152,32 @@ def test_a_report_reads_each_weekly_tables_history_in_one_read_as_partition_by_p
     snapshot.close()
 
 
-def test_a_snapshot_gives_each_weekly_table_week_the_rows_of_its_own_query(lake, tmp_path) -> None:
-    """``claims.table_week`` on a snapshot (each weekly table read once, whole, and split by week) gives every
-    table and week the rows, order and types of the week's own query on the warehouse, and a week without rows an
-    empty frame of the same columns; the second read of a table is answered from the split."""
-    from pipelines.narrative.claims import table_week
-    from tests._week_pipeline import compute_weekly
+def test_a_snapshot_gives_each_weekly_table_week_the_rows_of_its_own_query(weekly_lake) -> None:
+    """``data.table_week`` on a snapshot (each weekly table read once, whole, and split by week) gives every table
+    and week the rows, order and types of the week's own query on the warehouse, and a week without rows an empty
+    frame of the same columns; the table's history for a report (``history_rows``) comes from the same read: one
+    query a table for both."""
+    from pipelines.narrative.data import history_rows, table_week
 
-    shutil.copytree(lake.root, tmp_path / "wh")
-    wh = Warehouse(tmp_path / "wh")
-    for week in WEEKS:
-        compute_weekly(wh, week)
+    wh = weekly_lake
     snapshot = LakeSnapshot(wh)
-    weekly = [t.name for t in TABLES.values() if t.partition_by == "week" and wh.has_files(t)]
+    queries: list[str] = []
+    query = snapshot.query
+    snapshot.query = lambda sql, *a, **k: queries.append(sql) or query(sql, *a, **k)  # type: ignore[method-assign]
+    weekly = [t for t in TABLES.values() if t.partition_by == "week" and wh.has_files(t)]
     assert len(weekly) >= 10
     compared = 0
-    for name in weekly:
+    for table in weekly:
         for week in [*WEEKS, "2024-01-01"]:
-            own, split = table_week(wh, name, week), table_week(snapshot, name, week)
-            assert split.schema == own.schema and split.equals(own), (name, week)
+            own, split = table_week(wh, table.name, week), table_week(snapshot, table.name, week)
+            assert split.schema == own.schema and split.equals(own), (table.name, week)
             compared += own.height > 0
+            assert history_rows(snapshot, table, week).equals(history_rows(wh, table, week)), (
+                table.name,
+                week,
+            )
     assert compared >= 40
-    assert snapshot.reads == len(weekly)
+    assert snapshot.reads == len(weekly) and len(queries) == len(weekly)
     snapshot.close()
 
 

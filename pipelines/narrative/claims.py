@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from pipelines.lake_snapshot import LakeSnapshot
+from pipelines.narrative.data import table_week
 from pipelines.narrative.format import FORMATS
 from pipelines.narrative.vocabulary import FIXED_TERMS, SOURCES_HEADING
 from pipelines.schemas import TABLES
@@ -73,24 +73,6 @@ def _by_text_key(name: str, where: dict[str, Any]) -> bool:
     return all(
         k in types and (pa.types.is_string(types[k]) or pa.types.is_large_string(types[k])) for k in where
     )
-
-
-def table_week(wh: Warehouse, name: str, week: str) -> pl.DataFrame:
-    """The rows of the weekly table ``name`` for ``week``, as ``SELECT * ... WHERE week = CAST(? AS DATE)`` gives
-    them. On a snapshot of the lake (the reports of a range of weeks, whose figures name about 26 table-weeks a
-    week) the table is read once, whole, and split by week for every report of the snapshot: the same rows in the
-    same order (the query's scan order, kept by the split), and an empty frame of its columns for a week without
-    rows."""
-    if not isinstance(wh, LakeSnapshot):
-        return wh.query(f'SELECT * FROM "{name}" WHERE week = CAST(? AS DATE)', [week])
-
-    def split() -> tuple[pl.DataFrame, dict[date, pl.DataFrame]]:
-        whole = wh.query(f'SELECT * FROM "{name}"')
-        parts = whole.partition_by("week", maintain_order=True, include_key=True, as_dict=True)
-        return whole.clear(), {k[0]: v for k, v in parts.items()}
-
-    empty, by_week = wh.derived(("weekly table rows by week", name), split)
-    return by_week.get(date.fromisoformat(week), empty)
 
 
 def rows_by_text_key(

@@ -114,17 +114,45 @@ def history_rows(wh: Warehouse, table: Table, week: str) -> pl.DataFrame:
     the history (fifteen tables of years of weeks). On a snapshot of many weeks (a range of reports) the table is
     read once and each week keeps its partitions up to it (a filter keeps the order)."""
     if isinstance(wh, LakeSnapshot) and not wh.read_spans:
-        whole = wh.derived(("history_rows", table.name), lambda: _rows_up_to(wh, table, None))
-        return whole.filter(pl.col("week") <= date.fromisoformat(week)).drop("week")
+        return _whole(wh, table).filter(pl.col("week") <= date.fromisoformat(week)).drop("week")
     return _rows_up_to(wh, table, week).drop("week")
 
 
-def _rows_up_to(wh: Warehouse, table: Table, week: str | None) -> pl.DataFrame:
-    """The table's rows with their partition (``week``), up to ``week`` (None: all), typed as its schema."""
-    if week is None:
-        df = wh.query(f'SELECT * FROM "{table.name}"')
-    else:
-        df = wh.query(f'SELECT * FROM "{table.name}" WHERE week <= CAST(? AS DATE)', [week])
+def table_week(wh: Warehouse, name: str, week: str) -> pl.DataFrame:
+    """The rows of the weekly table ``name`` for ``week``, as ``SELECT * ... WHERE week = CAST(? AS DATE)`` gives
+    them (the claim check's and the second derivation's reads, ``claims.rows_by_text_key``). On a snapshot of the
+    lake the table is the one read ``history_rows`` also types (``_read_whole``), split by week once for every report
+    of the snapshot: the same rows in the same order (the split keeps the read's order), and an empty frame of its
+    columns for a week without rows."""
+    if not isinstance(wh, LakeSnapshot):
+        return wh.query(f'SELECT * FROM "{name}" WHERE week = CAST(? AS DATE)', [week])
+
+    def split() -> tuple[pl.DataFrame, dict[date, pl.DataFrame]]:
+        whole = _read_whole(wh, name)
+        parts = whole.partition_by("week", maintain_order=True, include_key=True, as_dict=True)
+        return whole.clear(), {k[0]: v for k, v in parts.items()}
+
+    empty_week, by_week = wh.derived(("table_week", name), split)
+    return by_week.get(date.fromisoformat(week), empty_week)
+
+
+def _read_whole(wh: LakeSnapshot, name: str) -> pl.DataFrame:
+    """``SELECT *`` of the weekly table ``name`` with its partition (``week``), as DuckDB types it, read once per
+    snapshot: ``history_rows`` casts it to the table's schema, ``table_week`` splits it by week."""
+    return wh.derived(("weekly table read", name), lambda: wh.query(f'SELECT * FROM "{name}"'))
+
+
+def _whole(wh: LakeSnapshot, table: Table) -> pl.DataFrame:
+    """The table's rows with their partition (``week``), typed as its schema, once per snapshot."""
+    return wh.derived(("history_rows", table.name), lambda: _typed(_read_whole(wh, table.name), table))
+
+
+def _rows_up_to(wh: Warehouse, table: Table, week: str) -> pl.DataFrame:
+    """The table's rows with their partition (``week``), up to ``week``, typed as its schema."""
+    return _typed(wh.query(f'SELECT * FROM "{table.name}" WHERE week <= CAST(? AS DATE)', [week]), table)
+
+
+def _typed(df: pl.DataFrame, table: Table) -> pl.DataFrame:
     return df.cast(dict(empty(table).schema))  # type: ignore[arg-type]
 
 
