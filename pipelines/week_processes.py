@@ -104,10 +104,16 @@ def _kept_pool(processes: int) -> ProcessPoolExecutor:
         processes,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=set_duckdb_threads,
-        initargs=(share_of_cores(processes + 1),),
+        initargs=(share_of_cores(processes + 1),),  # as ``_pool_threads``
     )
     _POOL_STARTED_WITH = (processes, environment, os.getpid())
     return _POOL
+
+
+def _pool_threads() -> int:
+    """The threads of each process of the kept pool: its share of the cores beside the calling process."""
+    assert _POOL_STARTED_WITH is not None
+    return share_of_cores(_POOL_STARTED_WITH[0] + 1)
 
 
 _SUBMIT_LOCK = threading.Lock()
@@ -123,7 +129,8 @@ def _submit(processes: int, fn: Callable[..., T], *args: Any) -> Future:
         pool = _kept_pool(processes)
         if "POLARS_MAX_THREADS" in os.environ:
             return pool.submit(fn, *args)
-        os.environ["POLARS_MAX_THREADS"] = str(share_of_cores(processes + 1))
+        # the pool's size, as its processes' DuckDB threads (``_kept_pool``): the kept pool may be larger than asked
+        os.environ["POLARS_MAX_THREADS"] = str(_pool_threads())
         try:
             return pool.submit(fn, *args)
         finally:
