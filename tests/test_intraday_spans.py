@@ -95,3 +95,23 @@ def test_each_bar_prices_the_reading_at_its_close(emu, tmp_path, interval, monke
     step = {"1h": 1, "4h": 4}[interval]
     middle = closes.filter(pl.col("ts").dt.date() == days[3])
     assert middle["ts"].dt.hour().to_list() == list(range(0, 24, step))
+
+
+def test_a_bar_of_another_length_fails_the_open_interest_named(emu, tmp_path) -> None:
+    """A stored bar whose close time is not 1 or 4 hours after its open (a drifted payload) would price Bybit's
+    readings at the wrong instant: building open interest fails, naming the symbol and the bar."""
+    import json
+
+    from pipelines.sources.http import PayloadError
+
+    wh = Warehouse(tmp_path)
+    days = [D + timedelta(days=k) for k in range(10)]
+    _pulled(emu, wh, ["BTCUSDT"], days)
+    page = sorted((wh.raw_dir / "binance" / "perp_klines_intraday").rglob("page-*[0-9].json"))[0]
+    bars = json.loads(page.read_bytes())
+    bars[5][6] += 30 * 60 * 1000  # closes half an hour late
+    page.write_text(json.dumps(bars))
+    with pytest.raises(
+        PayloadError, match=r"BTCUSDT bar opening .* closes at .*: not a 1-hour or 4-hour bar"
+    ):
+        build_open_interest(wh, days)

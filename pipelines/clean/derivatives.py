@@ -301,7 +301,7 @@ def perp_closes(wh: Warehouse, days: list[date]) -> pl.DataFrame:
             wh,
             ing.BINANCE_PERP_INTRADAY,
             span,
-            lambda p: _parsed_pages(wh, p, binance.parse_klines).with_columns(
+            lambda p: _intraday_bars(wh, p).with_columns(
                 _day_col("open_time"), pl.lit(p.key).alias("symbol")
             ),
         )
@@ -320,6 +320,27 @@ def perp_closes(wh: Warehouse, days: list[date]) -> pl.DataFrame:
     )
     # a bar's close is the price at its end; the first bar's open prices the first reading
     return pl.concat([closes, opens]).unique(["symbol", "ts"], keep="first", maintain_order=True).sort("ts")
+
+
+# the bars ``intraday_spans`` asks, by their length (close time + 1 ms - open time) in milliseconds
+INTRADAY_BAR_MS = (3_600_000, 14_400_000)
+
+
+def _intraday_bars(wh: Warehouse, pull: StoredPull) -> pl.DataFrame:
+    """A pull's bars; a bar that is not 1 or 4 hours long fails, named: its close prices the reading at its end,
+    so a drifted close time would price readings at the wrong instant."""
+    bars = _parsed_pages(wh, pull, binance.parse_klines)
+    length = (pl.col("close_time") - pl.col("open_time")).dt.total_milliseconds() + 1
+    bad = bars.filter(~length.is_in(INTRADAY_BAR_MS))
+    if bad.height:
+        row = bad.row(0, named=True)
+        raise PayloadError(
+            f"{pull.key} bar opening {row['open_time']} closes at {row['close_time']}: not a 1-hour or 4-hour bar",
+            endpoint=pull.files[0],
+            params={},
+            status=200,
+        )
+    return bars
 
 
 def build_long_short(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame]:
