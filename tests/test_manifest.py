@@ -47,7 +47,6 @@ def test_input_hashes_and_raw_files_follow_a_rewritten_partition(
     """A report's lineage names each clean partition with its sha256 and the raw files its rows came from: each
     file is hashed and read once per version of it (consecutive weeks share days), and a partition rewritten
     since (a new file) is hashed and read again."""
-    from pipelines import warehouse as warehouse_mod
     from pipelines.narrative import lineage
     from pipelines.schemas import COIN_DAILY
     from pipelines.warehouse import Warehouse, sha256_file
@@ -56,13 +55,9 @@ def test_input_hashes_and_raw_files_follow_a_rewritten_partition(
     wh.write_partition(COIN_DAILY, "2025-01-06", _coin_rows(["raw/b.json", "raw/a.json", "raw/a.json"]))
     hashed: list[Path] = []
     monkeypatch.setattr(manifest, "sha256_file", lambda p: (hashed.append(p), sha256_file(p))[1])
-    reads: list[Path] = []
-    real_read = warehouse_mod.Warehouse.read_parquet
-    monkeypatch.setattr(
-        warehouse_mod.Warehouse,
-        "read_parquet",
-        lambda self, p, **kw: (reads.append(p), real_read(self, p, **kw))[1],
-    )
+    reads: list[str] = []
+    real_read = lineage._read_raw_files
+    monkeypatch.setattr(lineage, "_read_raw_files", lambda paths: (reads.extend(paths), real_read(paths))[1])
 
     def entry() -> dict:
         (e,) = [e for e in lineage.clean_inputs(wh, "2025-01-06") if e["table"] == COIN_DAILY.name]
@@ -80,3 +75,36 @@ def test_input_hashes_and_raw_files_follow_a_rewritten_partition(
     assert second["raw_files"] == ["raw/c.json"] and (len(hashed), len(reads)) == (2, 2)
     second["raw_files"].append("changed by a caller")  # a caller's list is its own
     assert entry()["raw_files"] == ["raw/c.json"]
+
+
+def test_the_raw_files_of_many_partitions_are_read_in_one_scan_as_each_alone(tmp_path: Path) -> None:
+    """The partitions a week names that are not kept are read together, each with the distinct raw files its
+    own read gives, sorted (none for a partition of no named file); files whose column types differ, which one
+    scan cannot read together, are each read alone."""
+    import polars as pl
+
+    from pipelines.narrative import lineage
+
+    def alone(path: Path) -> list[str]:
+        return sorted(set(pl.read_parquet(path, columns=["raw_file"])["raw_file"].drop_nulls().to_list()))
+
+    files = {
+        "a": pl.DataFrame({"raw_file": ["raw/b.json", "raw/a.json", None, "raw/b.json"], "x": [1, 2, 3, 4]}),
+        "b": pl.DataFrame({"raw_file": [None, None]}, schema={"raw_file": pl.String}),
+        "c": pl.DataFrame({"raw_file": ["raw/c.json"], "x": [5]}),
+    }
+    paths = []
+    for name, df in files.items():
+        df.write_parquet(tmp_path / f"{name}.parquet")
+        paths.append(str(tmp_path / f"{name}.parquet"))
+    expected = {p: alone(Path(p)) for p in paths}
+    assert expected[paths[0]] == ["raw/a.json", "raw/b.json"] and expected[paths[1]] == []
+    scans: list[int] = []
+    real_scan = pl.scan_parquet
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pl, "scan_parquet", lambda ps, **kw: (scans.append(len(ps)), real_scan(ps, **kw))[1])
+        assert lineage._read_raw_files(paths) == expected
+        assert scans == [3]
+        pl.DataFrame({"raw_file": [7]}).write_parquet(tmp_path / "d.parquet")  # another column type
+        mixed = [*paths, str(tmp_path / "d.parquet")]
+        assert lineage._read_raw_files(mixed) == {**expected, mixed[-1]: [7]}

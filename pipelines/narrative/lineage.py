@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import polars as pl
+
 from pipelines.calendar import days_between, week_close_days
 from pipelines.lake_files import LAKE_FILES
 from pipelines.manifest import code_version, input_entry
@@ -23,25 +25,53 @@ def clean_inputs(wh: Warehouse, week: str) -> list[dict[str, Any]]:
     for table in sorted(TABLES.values(), key=lambda t: t.name):
         if table.partition_by != "date" or "raw_file" not in table.column_names:
             continue
-        for d in days:
-            key = d.isoformat()
-            if wh.has_partition(table, key):
-                entry = input_entry(wh, table, key)
-                entry["raw_files"] = _raw_files(wh, table, key)
-                out.append(entry)
+        keys = [d.isoformat() for d in days if wh.has_partition(table, d.isoformat())]
+        raw_files = _raw_files(wh, table, keys)
+        for key in keys:
+            entry = input_entry(wh, table, key)
+            entry["raw_files"] = raw_files[key]
+            out.append(entry)
     return out
 
 
-def _raw_files(wh: Warehouse, table: Table, partition: str) -> list[str]:
-    """The distinct raw files a clean partition's rows were read from, sorted (of a local file: read once per
-    version of the file in this process, as consecutive weeks share half their days)."""
-    path = wh.partition_path(table, partition)
+def _raw_files(wh: Warehouse, table: Table, partitions: list[str]) -> dict[str, list[str]]:
+    """The distinct raw files each clean partition's rows were read from, sorted. Local files are read once per
+    version of the file in this process (consecutive weeks share half their days), those not kept in one scan."""
+    paths = {key: wh.partition_path(table, key) for key in partitions}
+    if wh.remote:
+        return {
+            key: _distinct(wh.read_parquet(path, columns=["raw_file"])["raw_file"])
+            for key, path in paths.items()
+        }
+    values = LAKE_FILES.file_values([str(p) for p in paths.values()], "raw_files", _read_raw_files)
+    return {key: list(values[str(path)]) for key, path in paths.items()}
 
-    def read() -> list[str]:
-        raw = wh.read_parquet(path, columns=["raw_file"])["raw_file"]
-        return sorted(set(raw.drop_nulls().to_list()))
 
-    return list(read() if wh.remote else LAKE_FILES.file_value(str(path), "raw_files", read))
+def _read_raw_files(paths: list[str]) -> dict[str, list[str]]:
+    """Each file's distinct raw files, sorted: every file's ``raw_file`` column read in one scan (files whose
+    column types differ, which one scan cannot read together, each read alone)."""
+    try:
+        rows = (
+            pl.scan_parquet(paths, hive_partitioning=False, include_file_paths=_FILE)
+            .select(_FILE, "raw_file")
+            .drop_nulls("raw_file")
+            .unique()
+            .group_by(_FILE)
+            .agg(pl.col("raw_file").sort())
+            .collect()
+        )
+    except (pl.exceptions.SchemaError, pl.exceptions.ColumnNotFoundError):
+        return {path: _distinct(pl.read_parquet(path, columns=["raw_file"])["raw_file"]) for path in paths}
+    out: dict[str, list[str]] = {path: [] for path in paths}
+    out.update(dict(rows.iter_rows()))
+    return out
+
+
+def _distinct(raw: pl.Series) -> list[str]:
+    return sorted(set(raw.drop_nulls().to_list()))
+
+
+_FILE = "__lineage_file"
 
 
 def weekly_inputs(wh: Warehouse, read: dict[str, list[str]]) -> list[dict[str, Any]]:
