@@ -10,6 +10,8 @@ import json
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipelines.pulls.coingecko import CHART_ENDPOINT, SOURCE, stored_chart_pulls
 from pipelines.pulls.recorded import StoredPull, choose_pulls, close_instant, days_closing_within, uncovered
@@ -208,3 +210,43 @@ def test_an_empty_answer_is_every_page_without_rows_and_a_page_with_rows_ends_th
     monkeypatch.setattr(d.json, "loads", counted)
     assert not d.is_empty_answer([page([]), page([[1]]), *empty * 100])
     assert len(decoded) == 2
+
+
+def _newest_covering(pulls: dict[str, list[StoredPull]], days: list[date]) -> dict[StoredPull, list[date]]:
+    """``choose_pulls`` by its definition: for each key and day, the first pull, newest first, covering it."""
+    chosen: dict[StoredPull, list[date]] = {}
+    for key_pulls in pulls.values():
+        newest_first = sorted(key_pulls, key=lambda p: (p.fetched_at, p.files))[::-1]
+        for d in days:
+            best = next((p for p in newest_first if p.covers(d)), None)
+            if best is not None:
+                chosen.setdefault(best, []).append(d)
+    return chosen
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["BTCUSDT", "ETHUSDT"]),
+            st.integers(0, 20),
+            st.integers(0, 6),
+            st.integers(-2, 30),
+            st.integers(0, 23),
+        ),
+        max_size=12,
+    ),
+    st.lists(st.integers(-2, 25), max_size=15),
+)
+def test_the_chosen_pulls_are_the_newest_covering_each_day_in_days_order(specs, asked) -> None:
+    """Every key's days, repeats and days outside every pull included, go to the pull the definition gives, in
+    the days' order (pulls fetched the same instant told apart by their files, as the definition does)."""
+    start = date(2025, 6, 1)
+    pulls: dict[str, list[StoredPull]] = {}
+    for i, (key, first, span, fetched_day, hour) in enumerate(specs):
+        fetched = datetime(2025, 6, 1, hour, tzinfo=UTC) + timedelta(days=fetched_day)
+        first_day = start + timedelta(days=first)
+        pull = StoredPull(key, first_day, first_day + timedelta(days=span), fetched, (f"p{i}",), (200,))
+        pulls.setdefault(key, []).append(pull)
+    days = [start + timedelta(days=k) for k in asked]
+    got = choose_pulls(pulls, days)
+    assert got == _newest_covering(pulls, days) and list(got) == list(_newest_covering(pulls, days))

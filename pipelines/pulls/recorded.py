@@ -27,6 +27,7 @@ Kept free of Dagster so it can be called from tests, benchmarks and the CLI.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Iterable
@@ -74,15 +75,22 @@ def _oldest_first(pulls: list[StoredPull]) -> list[StoredPull]:
 
 def choose_pulls(pulls: dict[str, list[StoredPull]], days: Iterable[date]) -> dict[StoredPull, list[date]]:
     """For each (key, day): the newest stored pull covering it. Returns pull -> its chosen days (in ``days``
-    order); a day no pull of a key covers is in none."""
+    order); a day no pull of a key covers is in none.
+
+    Each pull, newest first, takes the asked days of its span that no newer pull took (a key of a pull a day,
+    as the daily archive is, costs a pull's own days, not a scan of every pull for every day)."""
     days = list(days)
+    asked = sorted(set(days))
     chosen: dict[StoredPull, list[date]] = {}
     for key_pulls in pulls.values():
-        newest_first = _oldest_first(key_pulls)[::-1]
+        best: dict[date, StoredPull] = {}
+        for p in reversed(_oldest_first(key_pulls)):
+            for d in asked[bisect.bisect_left(asked, p.first) : bisect.bisect_right(asked, p.last)]:
+                if d not in best and p.covers(d):
+                    best[d] = p
         for d in days:
-            best = next((p for p in newest_first if p.covers(d)), None)
-            if best is not None:
-                chosen.setdefault(best, []).append(d)
+            if d in best:
+                chosen.setdefault(best[d], []).append(d)
     return chosen
 
 
