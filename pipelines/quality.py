@@ -584,10 +584,12 @@ def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> lis
             continue
         days = week_days_[1:]  # Monday..Sunday partitions
         inweek = df.filter(pl.col("date").is_in(days))
-        series = sorted(set(inweek.select("exchange", "symbol").iter_rows()))
-        present = {
-            d: set(inweek.filter(pl.col("date") == d).select("exchange", "symbol").iter_rows()) for d in days
-        }
+        # each day's series, one row a (day, series) rather than one a reading
+        seen = inweek.select("date", "exchange", "symbol").unique()
+        series = sorted({(e, s_) for _, e, s_ in seen.iter_rows()})
+        present: dict[date, set[tuple[str, str]]] = {d: set() for d in days}
+        for d, e, s_ in seen.iter_rows():
+            present[d].add((e, s_))
         # one line per set of missing days (a delisting is one line for the rest of the week, not one per day)
         by_days: dict[tuple[date, ...], list[str]] = {}
         for e, s_ in series:
