@@ -179,3 +179,63 @@ def test_a_part_beside_and_the_rest_are_joined_in_order_and_the_first_error_wins
         in_order(lambda: [1], fails("the rest"))
     with pytest.raises(ValueError, match="the part"):
         in_order(fails("the part"), lambda: [3])
+
+
+def _metrics_zip(symbol: str, day: date, oi: float) -> bytes:
+    """A daily archive ``metrics`` file of ``symbol`` for ``day``: a reading every 30 minutes."""
+    import io
+    import zipfile
+
+    from pipelines.sources.binance_vision import METRICS_COLUMNS
+
+    rows = [
+        f"{day} {h:02d}:{m:02d}:00,{symbol},{oi},{oi * 100},1.1,1.2,1.3,0.9"
+        for h in range(24)
+        for m in (0, 30)
+    ]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(f"{symbol}-metrics-{day}.csv", ",".join(METRICS_COLUMNS) + "\n" + "\n".join(rows) + "\n")
+    return buf.getvalue()
+
+
+def test_the_archive_files_read_by_both_its_tables_are_parsed_once_for_the_same_files(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``open_interest`` and ``long_short_ratio`` read the same archive files: the second read of the same files
+    for the same days gives the first's frames without parsing them again; a newer recording of a day, or other
+    days, are parsed again and give their own rows."""
+    from pipelines.clean import derivatives as cd
+    from pipelines.pulls.derivatives import BINANCE_METRICS, Page, store_pull
+
+    wh = Warehouse(tmp_path)
+    days = [date(2025, 6, 2) + timedelta(days=k) for k in range(3)]
+
+    def store(symbol: str, day: date, oi: float, fetched_hours: int) -> None:
+        fetched = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(hours=fetched_hours)
+        page = Page(_metrics_zip(symbol, day, oi), {"fetched_at": fetched.isoformat(), "status": 200}, "zip")
+        store_pull(wh, BINANCE_METRICS, symbol, day, day, [page])
+
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        for d in days:
+            store(symbol, d, 10.0, 30)
+    parsed: list[int] = []
+    real = cd.parse_metrics_csvs
+    monkeypatch.setattr(cd, "parse_metrics_csvs", lambda texts: (parsed.append(len(texts)), real(texts))[1])
+    monkeypatch.setattr(cd, "_METRICS_KEPT", None)
+
+    first = cd._metrics_frames(wh, days)
+    assert parsed == [6] and first[0].height == 6 * 24  # the readings on the hour
+    oi = cd.build_open_interest(wh, days)[0]
+    long_short = cd.build_long_short(wh, days)
+    assert parsed == [6]  # neither builder parsed the files again
+    assert sum(f.height for f in oi.values()) == sum(f.height for f in long_short.values()) == 6 * 24
+    assert cd._metrics_frames(wh, days)[0].equals(first[0])
+
+    store("ETHUSDT", days[1], 20.0, 40)  # a newer recording of one day
+    again = cd._metrics_frames(wh, days)[0]
+    assert parsed == [6, 6]
+    newer = again.filter((pl.col("symbol") == "ETHUSDT") & (pl.col("day") == days[1]))
+    assert newer["oi_base"].unique().to_list() == [20.0] and newer["raw_file"].n_unique() == 1
+    assert again.filter(pl.col("oi_base") == 10.0).height == 5 * 24
+    assert cd._metrics_frames(wh, days[:2])[0].height == 4 * 24 and parsed == [6, 6, 4]  # other days

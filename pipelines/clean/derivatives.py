@@ -10,11 +10,14 @@ different values) refuse the pull with the key and both values named (``sources.
 from __future__ import annotations
 
 import json
+import os
+import threading
 from datetime import date, datetime, timedelta
 
 import polars as pl
 
 from pipelines.clean import beside, in_order
+from pipelines.lake_files import file_identity
 from pipelines.pulls import derivatives as ing
 from pipelines.pulls.recorded import StoredPull, choose_pulls, stored_pulls
 from pipelines.schemas import (
@@ -158,7 +161,9 @@ def build_funding_rates(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFr
 def _metrics_frames(wh: Warehouse, days: list[date]) -> list[pl.DataFrame]:
     """The archive's metrics readings on the hour for ``days``, each with its file (``raw_file``): every chosen
     daily file parsed together (``parse_metrics_csvs``), each file's rows kept for the days it was chosen for, as
-    ``_collect`` keeps a pull's; a file recorded missing upstream (404) has no rows."""
+    ``_collect`` keeps a pull's; a file recorded missing upstream (404) has no rows. ``open_interest`` and
+    ``long_short_ratio`` both read them: the last range's frames are kept in the process (``_METRICS_KEPT``) for
+    the same files, as they are now, chosen for the same days."""
     chosen = [
         (pull, pdays)
         for pull, pdays in choose_pulls(
@@ -168,6 +173,25 @@ def _metrics_frames(wh: Warehouse, days: list[date]) -> list[pl.DataFrame]:
     ]
     if not chosen:
         return []
+    key = None
+    if not wh.remote:
+        key = (
+            str(wh.root),
+            tuple(
+                (pull.files[0], file_identity(os.stat(wh.root / pull.files[0])), tuple(pd))
+                for pull, pd in chosen
+            ),
+        )
+        with _METRICS_LOCK:
+            if _METRICS_KEPT is not None and _METRICS_KEPT[0] == key:
+                return list(_METRICS_KEPT[1])
+    frames = _metrics_read(wh, chosen)
+    if key is not None:
+        _keep_metrics(key, frames)
+    return list(frames)
+
+
+def _metrics_read(wh: Warehouse, chosen: list[tuple[StoredPull, list[date]]]) -> list[pl.DataFrame]:
     df = parse_metrics_csvs([read_zip_csv((wh.root / pull.files[0]).read_bytes()) for pull, _ in chosen])
     kept = pl.DataFrame(
         {
@@ -187,6 +211,18 @@ def _metrics_frames(wh: Warehouse, days: list[date]) -> list[pl.DataFrame]:
             PAGE
         )
     ]
+
+
+# The metrics frames of the last range read in this process, with what they were read from: (the warehouse, and
+# each chosen file with its identity and days); raw recordings are never replaced, the identity checks it anyway.
+_METRICS_KEPT: tuple[tuple, list[pl.DataFrame]] | None = None
+_METRICS_LOCK = threading.Lock()
+
+
+def _keep_metrics(key: tuple, frames: list[pl.DataFrame]) -> None:
+    global _METRICS_KEPT
+    with _METRICS_LOCK:
+        _METRICS_KEPT = (key, list(frames))
 
 
 def binance_archive_missing(wh: Warehouse, days: list[date]) -> list[str]:
