@@ -626,7 +626,7 @@ class Warehouse:
         """One Parquet file of the lake as a polars frame (on object storage: its bytes read in one GET)."""
         if self.remote:
             return pl.read_parquet(io.BytesIO(path.read_bytes()), columns=columns)
-        return pl.read_parquet(path, columns=columns)
+        return pl.read_parquet(path, columns=columns, glob=False)  # a path, never a pattern
 
     def has_files(self, table: Table) -> bool:
         """Whether ``table`` has a partition file: a local folder is listed only up to its first partition that

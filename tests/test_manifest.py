@@ -79,14 +79,17 @@ def test_input_hashes_and_raw_files_follow_a_rewritten_partition(
 
 def test_the_raw_files_of_many_partitions_are_read_in_one_scan_as_each_alone(tmp_path: Path) -> None:
     """The partitions a week names that are not kept are read together, each with the distinct raw files its
-    own read gives, sorted (none for a partition of no named file); files whose column types differ, which one
-    scan cannot read together, are each read alone."""
+    own read gives, sorted (none for a partition of no named file; a path holding a glob pattern's characters is
+    that file, not a pattern); files whose column types differ, which one scan cannot read together, are each read
+    alone."""
     import polars as pl
 
     from pipelines.narrative import lineage
 
     def alone(path: Path) -> list[str]:
-        return sorted(set(pl.read_parquet(path, columns=["raw_file"])["raw_file"].drop_nulls().to_list()))
+        return sorted(
+            set(pl.read_parquet(path, columns=["raw_file"], glob=False)["raw_file"].drop_nulls().to_list())
+        )
 
     files = {
         "a": pl.DataFrame({"raw_file": ["raw/b.json", "raw/a.json", None, "raw/b.json"], "x": [1, 2, 3, 4]}),
@@ -95,8 +98,12 @@ def test_the_raw_files_of_many_partitions_are_read_in_one_scan_as_each_alone(tmp
     }
     paths = []
     for name, df in files.items():
-        df.write_parquet(tmp_path / f"{name}.parquet")
-        paths.append(str(tmp_path / f"{name}.parquet"))
+        folder = tmp_path / ("date=*" if name == "a" else "plain")  # a pattern's characters are a name's
+        folder.mkdir(exist_ok=True)
+        df.write_parquet(folder / f"{name}.parquet")
+        paths.append(str(folder / f"{name}.parquet"))
+    (tmp_path / "date=other").mkdir()  # what the first path would also name as a pattern
+    pl.DataFrame({"raw_file": ["raw/other.json"]}).write_parquet(tmp_path / "date=other" / "a.parquet")
     expected = {p: alone(Path(p)) for p in paths}
     assert expected[paths[0]] == ["raw/a.json", "raw/b.json"] and expected[paths[1]] == []
     scans: list[int] = []

@@ -605,3 +605,13 @@ def test_a_weekly_table_keeps_a_years_closed_months_in_one_segment(tmp_path: Pat
     values, parsed = read_in_a_new_process()
     in_2025_closed = sum(1 for w in weeks if w.year == 2025 and w.month < weeks[-1].month)
     assert parsed == in_2025_closed + newest and values[weeks.index(date(2025, 1, 6))] == 99.0
+
+
+def test_read_parquet_reads_a_path_holding_a_patterns_characters_as_that_file(tmp_path: Path) -> None:
+    """``read_parquet`` reads the file at its path as it is, never as a glob pattern (``*`` in the warehouse's
+    folder would otherwise also read another warehouse's partition beside it)."""
+    own, beside = Warehouse(tmp_path / "lake*"), Warehouse(tmp_path / "lake-other")
+    own.write_partition(COIN_DAILY, "2025-01-02", rows(2))
+    beside.write_partition(COIN_DAILY, "2025-01-02", rows(3))
+    path = own.partition_path(COIN_DAILY, "2025-01-02")
+    assert own.read_parquet(path).height == 2

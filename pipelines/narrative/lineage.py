@@ -52,7 +52,7 @@ def _read_raw_files(paths: list[str]) -> dict[str, list[str]]:
     column types differ, which one scan cannot read together, each read alone)."""
     try:
         rows = (
-            pl.scan_parquet(paths, hive_partitioning=False, include_file_paths=_FILE)
+            pl.scan_parquet(paths, hive_partitioning=False, glob=False, include_file_paths=_FILE)
             .select(_FILE, "raw_file")
             .drop_nulls("raw_file")
             .unique()
@@ -61,7 +61,10 @@ def _read_raw_files(paths: list[str]) -> dict[str, list[str]]:
             .collect()
         )
     except (pl.exceptions.SchemaError, pl.exceptions.ColumnNotFoundError):
-        return {path: _distinct(pl.read_parquet(path, columns=["raw_file"])["raw_file"]) for path in paths}
+        return {
+            path: _distinct(pl.read_parquet(path, columns=["raw_file"], glob=False)["raw_file"])
+            for path in paths
+        }
     out: dict[str, list[str]] = {path: [] for path in paths}
     out.update(dict(rows.iter_rows()))
     return out
