@@ -269,23 +269,7 @@ class LakeFiles:
         partitions it was built from with their hashes (``pipelines.narrative.lineage``); consecutive weeks share
         half their days and the whole history of their weekly tables, so without this every week of a range
         hashes those files again, a cost that grows with the history."""
-        self._here()
-        identity = file_identity(
-            os.stat(path)
-        )  # a missing file raises FileNotFoundError, as reading it would
-        key = (path, kind)
-        with self._lock:
-            hit = self._values.get(key)
-            if hit is not None and hit[0] == identity:
-                self._values.move_to_end(key)
-                return hit[1]  # type: ignore[return-value]
-        value = compute()
-        with self._lock:
-            self._values[key] = (identity, value)
-            self._values.move_to_end(key)
-            while len(self._values) > MAX_FILE_VALUES:
-                self._values.popitem(last=False)
-        return value
+        return self.file_values([path], kind, lambda _: {path: compute()})[path]
 
     def file_values(
         self, paths: list[str], kind: str, compute: Callable[[list[str]], dict[str, T]]
@@ -294,7 +278,8 @@ class LakeFiles:
         together, ``compute(missing)`` giving each missing path's value (one read of many files costs far less
         than a read of each)."""
         self._here()
-        identities = {path: file_identity(os.stat(path)) for path in paths}  # a missing file raises
+        # a missing file raises FileNotFoundError, as reading it would
+        identities = {path: file_identity(os.stat(path)) for path in paths}
         out: dict[str, T] = {}
         with self._lock:
             for path, identity in identities.items():
