@@ -20,8 +20,8 @@ least recently read first once they pass ``MAX_BYTES`` together.
 
 Closed months are kept on disk as well, so that a table's history costs a process a few files to read and not
 one per day (``segments``): the rows of a month's partition files, as read here, in one Arrow IPC file under the
-warehouse's ``read_cache/<table>/<YYYY-MM>.arrow``, with the path and identity of every file it was built from in
-its schema's metadata; a table of weekly partitions (four or five a month) keeps a year's closed months in one
+warehouse's ``read_cache/<table>/<YYYY-MM>.arrow``, with the path, identity and sha256 of every file it was built
+from in its schema's metadata; a table of weekly partitions (four or five a month) keeps a year's closed months in one
 ``<YYYY>.arrow`` (``SEGMENT_PERIOD``). A segment stands for its files only while their listing is exactly the one
 it records; otherwise (a day rewritten by a backfill, a day added or removed, a month closed, the lake moved) they
 are parsed as before and the segment written again. Every month before the newest partition's is in a segment once
@@ -32,7 +32,8 @@ demo's 23 MB lake; 14.9 MB with LZ4).
 
 A few small values derived from a file (its sha256, the raw files its rows name: a report's lineage) are kept the
 same way, by path and identity (``file_value``), so consecutive weeks of a range do not hash their shared files
-again.
+again; a file's sha256 is also taken from its segment's record while the file is the one recorded (``digests``),
+so a new process does not hash a history of years of partitions again either.
 
 Only for a lake on the local file system: a lake on object storage is read through DuckDB views over its
 filesystem, whose own cache keys objects by their ETag (``pipelines/warehouse.py``).
@@ -70,7 +71,7 @@ MAX_FILE_VALUES = 100_000
 FILENAME_COLUMN = "__lake_file"  # the column DuckDB names each row's file in, dropped before a file is kept
 SEGMENT_SUFFIX = ".arrow"
 SEGMENT_FILES = (
-    b"crypto_weekly.lake_files"  # schema metadata of a segment: [[path, identity, rows], ...] as JSON
+    b"crypto_weekly.lake_files"  # schema metadata of a segment: [[path, identity, rows, sha256], ...] as JSON
 )
 
 
@@ -299,6 +300,24 @@ class LakeFiles:
                     self._values.popitem(last=False)
         return out
 
+    def digests(
+        self, table: Table, paths: list[str], segments: Path | None, hash_file: Callable[[str], str]
+    ) -> dict[str, str]:
+        """The sha256 of each partition file of ``table`` at ``paths``: as kept in this process for the file as it
+        is now (``file_values``), else as its closed month's segment under ``segments`` recorded it while the file
+        is still the one the segment was built from, else ``hash_file(path)``. A week's report names every
+        partition it read with its hash, a history of years of weekly tables among them: a new process finds
+        those hashes in a few segments instead of reading every file again."""
+
+        def compute(missing: list[str]) -> dict[str, str]:
+            out = _segment_digests(segments, table, missing) if segments is not None else {}
+            for path in missing:
+                if path not in out:
+                    out[path] = hash_file(path)
+            return out
+
+        return self.file_values(paths, "sha256", compute)
+
     def _read(self, table: Table, paths: list[str], con: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
         """``paths`` read in one statement and cut back into one table per file (a file of no rows: empty)."""
         ptype = partition_type(table)  # the same reading as the warehouse's views (Warehouse._view_sql)
@@ -392,7 +411,48 @@ def _is_day(value: str) -> bool:
 
 def _segment_files(data: pa.Table) -> list[tuple[str, Identity, int]]:
     meta = (data.schema.metadata or {})[SEGMENT_FILES]
-    return [(path, tuple(identity), rows) for path, identity, rows in json.loads(meta)]  # type: ignore[misc]
+    return [(path, tuple(identity), rows) for path, identity, rows, *_ in json.loads(meta)]  # type: ignore[misc]
+
+
+def _segment_digests(folder: Path, table: Table, paths: list[str]) -> dict[str, str]:
+    """The sha256 of each of ``paths`` (partition files of ``table``) as its period's segment under ``folder``
+    recorded it, for a file that is still the one the segment was built from (its identity now is the recorded
+    one); a file of a segment that is missing, unreadable or of another version of the file is left out. Only
+    the segments' schemas are read, not their rows."""
+    period = SEGMENT_PERIOD.get(table.partition_by)
+    if period is None:
+        return {}
+    prefix = f"{table.partition_by}="
+    by_segment: dict[str, list[str]] = {}
+    for path in paths:
+        value = path.rsplit("/", 2)[-2][len(prefix) :]
+        if _is_day(value):
+            by_segment.setdefault(value[:period], []).append(path)
+    out: dict[str, str] = {}
+    for key, wanted in by_segment.items():
+        segment = folder / f"{key}{SEGMENT_SUFFIX}"
+        try:
+            with pa.memory_map(os.fspath(segment)) as source:
+                meta = pa.ipc.open_file(source).schema.metadata or {}
+            recorded = {
+                entry[0]: (tuple(entry[1]), entry[3])
+                for entry in json.loads(meta[SEGMENT_FILES])
+                if len(entry) > 3  # a segment written before digests were recorded has none
+            }
+        except FileNotFoundError:
+            continue
+        except (OSError, pa.ArrowException, KeyError, ValueError, TypeError, IndexError) as exc:
+            LOG.warning("read cache: %s is unreadable (%s); its files are hashed instead", segment, exc)
+            continue
+        for path in wanted:
+            hit = recorded.get(path)
+            if hit is not None and isinstance(hit[1], str):
+                try:
+                    if file_identity(os.stat(path)) == hit[0]:
+                        out[path] = hit[1]
+                except FileNotFoundError:
+                    continue  # gone: hashing it raises, as reading it would
+    return out
 
 
 def _from_segments(folder: Path, months: dict[str, Month], wanted: set[str]) -> dict[str, pa.Table]:
@@ -433,17 +493,22 @@ def _write_segments(
     since they were listed (else it is left for the next read). Written whole by the warehouse's atomic write
     (a reader sees a whole segment or none); a segment that cannot be written is logged and costs its month's
     parsing next time, nothing else (the lake is the record)."""
-    from pipelines.warehouse import atomic_write_bytes  # the warehouse imports this module
+    from pipelines.warehouse import atomic_write_bytes, sha256_file  # the warehouse imports this module
 
     for month, files in months.items():
         if not any(path in parsed for path, _ in files):
             continue
         target = folder / f"{month}{SEGMENT_SUFFIX}"
         try:
+            # hashed before the files' identities are checked: a digest recorded is the listed file's
+            digests = [sha256_file(Path(path)) for path, _ in files]
             if any(file_identity(os.stat(path)) != identity for path, identity in files):
                 continue  # rewritten while it was read: its rows may be the older file's
             data = pa.concat_tables([parts[path] for path, _ in files])
-            recorded = [[path, list(identity), parts[path].num_rows] for path, identity in files]
+            recorded = [
+                [path, list(identity), parts[path].num_rows, digest]
+                for (path, identity), digest in zip(files, digests, strict=True)
+            ]
             data = data.replace_schema_metadata({SEGMENT_FILES: json.dumps(recorded).encode()})
             sink = pa.BufferOutputStream()
             with pa.ipc.new_file(sink, data.schema) as writer:

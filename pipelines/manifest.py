@@ -49,14 +49,24 @@ def code_version() -> dict[str, str]:
     return out
 
 
-def input_entry(wh: Warehouse, table: Table, partition: str) -> dict[str, str]:
-    """A partition the report was built from: its table, partition, path and sha256 (of a local file: hashed
-    once per version of the file in this process, ``LakeFiles.file_value``)."""
-    # the path as text (a report names thousands of partitions, and path objects cost more than the hashes kept)
-    rel = f"lake/{table.name}/{table.partition_by}={safe_component(partition)}/data.parquet"
+def input_entries(wh: Warehouse, table: Table, partitions: list[str]) -> list[dict[str, str]]:
+    """The partitions of ``table`` the report was built from, in the order given: each one's table, partition,
+    path and sha256 (of a local file: hashed once per version of the file in this process, or taken from its
+    closed month's segment while the file is the one it recorded, ``LakeFiles.digests``)."""
+    # paths as text (a report names thousands of partitions, and path objects cost more than the hashes kept)
+    rels = [f"lake/{table.name}/{table.partition_by}={safe_component(p)}/data.parquet" for p in partitions]
     if wh.remote:
-        digest = sha256_file(wh.partition_path(table, partition))
+        digests = [sha256_file(wh.partition_path(table, p)) for p in partitions]
     else:
-        path = f"{wh.root}/{rel}"
-        digest = LAKE_FILES.file_value(path, "sha256", lambda: sha256_file(Path(path)))
-    return {"table": table.name, "partition": partition, "path": rel, "sha256": digest}
+        paths = [f"{wh.root}/{rel}" for rel in rels]
+        kept = LAKE_FILES.digests(table, paths, wh.read_cache(table), lambda path: sha256_file(Path(path)))
+        digests = [kept[path] for path in paths]
+    return [
+        {"table": table.name, "partition": p, "path": rel, "sha256": digest}
+        for p, rel, digest in zip(partitions, rels, digests, strict=True)
+    ]
+
+
+def input_entry(wh: Warehouse, table: Table, partition: str) -> dict[str, str]:
+    """``input_entries`` of one partition."""
+    return input_entries(wh, table, [partition])[0]

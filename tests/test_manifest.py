@@ -115,3 +115,62 @@ def test_the_raw_files_of_many_partitions_are_read_in_one_scan_as_each_alone(tmp
         pl.DataFrame({"raw_file": [7]}).write_parquet(tmp_path / "d.parquet")  # another column type
         mixed = [*paths, str(tmp_path / "d.parquet")]
         assert lineage._read_raw_files(mixed) == {**expected, mixed[-1]: [7]}
+
+
+def test_a_new_process_takes_the_hashes_of_closed_months_from_their_segments(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A report names every partition it read with its sha256, a history of years of weekly tables among them. A
+    closed month's segment records each file's hash beside its identity, so another process hashes only the
+    files no segment records as they are now: the newest month's, a file rewritten since, the files of a segment
+    that cannot be read or that records no hashes. Every hash is the file's own."""
+    import json
+    from datetime import date, timedelta
+
+    import duckdb
+    import polars as pl
+    import pyarrow as pa
+
+    from pipelines.lake_files import SEGMENT_FILES, LakeFiles
+    from pipelines.schemas import Column, Table
+    from pipelines.warehouse import Warehouse, sha256_file
+
+    weekly = Table("weekly_test", "a weekly table", "week", (Column("value", pa.float64(), "a value"),))
+    wh = Warehouse(tmp_path)
+    weeks = [(date(2024, 12, 2) + timedelta(days=7 * k)).isoformat() for k in range(20)]  # to April 2025
+    for k, week in enumerate(weeks):
+        wh.write_partition(weekly, week, pl.DataFrame({"value": [float(k)]}))
+    paths = [str(wh.partition_path(weekly, week)) for week in weeks]
+    newest = [p for p, w in zip(paths, weeks, strict=True) if w[:7] == weeks[-1][:7]]
+    LakeFiles().table(wh.lake_dir, weekly, duckdb.connect(), wh.read_cache(weekly))  # writes the segments
+
+    def digests_in_a_new_process() -> tuple[dict[str, str], list[str]]:
+        hashed: list[str] = []
+        got = LakeFiles().digests(
+            weekly, paths, wh.read_cache(weekly), lambda p: (hashed.append(p), sha256_file(Path(p)))[1]
+        )
+        assert got == {p: sha256_file(Path(p)) for p in paths}
+        return got, hashed
+
+    assert digests_in_a_new_process()[1] == newest  # the closed months' hashes from two segments
+
+    wh.write_partition(weekly, "2025-01-06", pl.DataFrame({"value": [99.0]}))  # a closed week rewritten
+    rewritten = str(wh.partition_path(weekly, "2025-01-06"))
+    assert digests_in_a_new_process()[1] == [rewritten, *newest]
+
+    segment = wh.read_cache(weekly) / "2024.arrow"
+    with pa.memory_map(str(segment)) as source:
+        data = pa.ipc.open_file(source).read_all()
+    recorded = json.loads(data.schema.metadata[SEGMENT_FILES])
+    no_hashes = data.replace_schema_metadata({SEGMENT_FILES: json.dumps([e[:3] for e in recorded]).encode()})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, no_hashes.schema) as writer:
+        writer.write_table(no_hashes)
+    segment.write_bytes(sink.getvalue().to_pybytes())  # a segment that records no hashes
+    in_2024 = [p for p, w in zip(paths, weeks, strict=True) if w < "2025"]
+    assert digests_in_a_new_process()[1] == [*in_2024, rewritten, *newest]
+
+    segment.write_bytes(b"not an arrow file")  # a damaged segment is never trusted
+    with caplog.at_level("WARNING", logger="pipelines.lake_files"):
+        assert digests_in_a_new_process()[1] == [*in_2024, rewritten, *newest]
+    assert "2024.arrow is unreadable" in caplog.text

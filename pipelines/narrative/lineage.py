@@ -10,7 +10,7 @@ import polars as pl
 
 from pipelines.calendar import days_between, week_close_days
 from pipelines.lake_files import LAKE_FILES
-from pipelines.manifest import code_version, input_entry
+from pipelines.manifest import code_version, input_entries, input_entry
 from pipelines.narrative.data import BY_NAME
 from pipelines.schemas import TABLES, Table
 from pipelines.warehouse import Warehouse
@@ -27,9 +27,8 @@ def clean_inputs(wh: Warehouse, week: str) -> list[dict[str, Any]]:
             continue
         keys = [d.isoformat() for d in days if wh.has_partition(table, d.isoformat())]
         raw_files = _raw_files(wh, table, keys)
-        for key in keys:
-            entry = input_entry(wh, table, key)
-            entry["raw_files"] = raw_files[key]
+        for entry in input_entries(wh, table, keys):
+            entry["raw_files"] = raw_files[entry["partition"]]
             out.append(entry)
     return out
 
@@ -80,8 +79,7 @@ _FILE = "__lineage_file"
 def weekly_inputs(wh: Warehouse, read: dict[str, list[str]]) -> list[dict[str, Any]]:
     out = []
     for name in sorted(read):
-        for key in read[name]:
-            out.append(input_entry(wh, BY_NAME[name], key))
+        out.extend(input_entries(wh, BY_NAME[name], read[name]))
     return out
 
 
