@@ -31,7 +31,7 @@ record: removing ``read_cache/`` loses nothing. Segments are uncompressed, so a 
 demo's 23 MB lake; 14.9 MB with LZ4).
 
 A few small values derived from a file (its sha256, the raw files its rows name: a report's lineage) are kept the
-same way, by path and identity (``file_value``), so consecutive weeks of a range do not hash their shared files
+same way, by path and identity (``file_values``), so consecutive weeks of a range do not hash their shared files
 again; a file's sha256 is also taken from its segment's record while the file is the one recorded (``digests``),
 so a new process does not hash a history of years of partitions again either.
 
@@ -66,7 +66,7 @@ Identity = tuple[int, int, int, int]
 
 # the tables kept per process, least recently read out first (read_partition's frames: a quarter more)
 MAX_BYTES = 512 << 20
-# the small values kept per file (``LakeFiles.file_value``: a digest, a list of names), least recently used out first
+# the small values kept per file (``LakeFiles.file_values``: a digest, a list of names), least recently used out first
 MAX_FILE_VALUES = 100_000
 FILENAME_COLUMN = "__lake_file"  # the column DuckDB names each row's file in, dropped before a file is kept
 SEGMENT_SUFFIX = ".arrow"
@@ -264,20 +264,16 @@ class LakeFiles:
                 self._frame_bytes -= self._frames.popitem(last=False)[1][1].estimated_size()
         return df.clone()
 
-    def file_value(self, path: str, kind: str, compute: Callable[[], T]) -> T:
-        """``compute()``, a small value derived from the file at ``path`` (``kind`` names it: its sha256, the raw
-        files its rows name), computed again only when the file is another one. A week's report names the
-        partitions it was built from with their hashes (``pipelines.narrative.lineage``); consecutive weeks share
-        half their days and the whole history of their weekly tables, so without this every week of a range
-        hashes those files again, a cost that grows with the history."""
-        return self.file_values([path], kind, lambda _: {path: compute()})[path]
-
     def file_values(
         self, paths: list[str], kind: str, compute: Callable[[list[str]], dict[str, T]]
     ) -> dict[str, T]:
-        """``file_value`` for many files: those whose value is not kept for the file as it is now computed
-        together, ``compute(missing)`` giving each missing path's value (one read of many files costs far less
-        than a read of each)."""
+        """Small values derived from the files at ``paths`` (``kind`` names them: their sha256, the raw files their
+        rows name), each computed again only when its file is another one: those not kept for the file as it is
+        now computed together, ``compute(missing)`` giving each missing path's value (one read of many files costs
+        far less than a read of each). A week's report names the partitions it was built from with their hashes
+        and raw files (``pipelines.narrative.lineage``); consecutive weeks share half their days and the whole
+        history of their weekly tables, so without this every week of a range reads those files again, a cost
+        that grows with the history."""
         self._here()
         # a missing file raises FileNotFoundError, as reading it would
         identities = {path: file_identity(os.stat(path)) for path in paths}
