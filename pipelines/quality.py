@@ -89,27 +89,47 @@ def duplicates(wh: Warehouse, days: list[date]) -> Outcome:
     return out
 
 
+def _day_rows(frames: dict[date, pl.DataFrame], columns: list[str]) -> pl.DataFrame:
+    """``columns`` of every frame, each row with its ``day`` and its position in its own frame (``row``), in the
+    frames' order: a range's days checked in one pass, each problem still named as its day's own check names it."""
+    return pl.concat(
+        [
+            f.select(columns).with_columns(pl.lit(d).alias("day"), pl.int_range(pl.len()).alias("row"))
+            for d, f in frames.items()
+        ],
+        how="vertical_relaxed",
+    )
+
+
 def outliers(wh: Warehouse, days: list[date]) -> Outcome:
-    """A coin whose market cap is ten times, or a tenth of, its market cap the day before."""
+    """A coin whose market cap is ten times, or a tenth of, its market cap the day before. Every day of the range
+    against the day before in one join: a day's pairs are its rows joined by coin to the day before's, in its own
+    rows' order."""
     out = Outcome("market_cap_outliers")
     wanted = sorted(set(days) | {d - timedelta(days=1) for d in days})
     frames = _frames(wh, wanted)
-    for d in sorted(days):
-        today, before = frames.get(d), frames.get(d - timedelta(days=1))
-        if today is None or before is None:
-            continue
-        pair = (
-            today.select("coin_id", pl.col("market_cap_usd").alias("cap"))
-            .join(before.select("coin_id", pl.col("market_cap_usd").alias("prev")), on="coin_id")
-            .filter((pl.col("cap") > 0) & (pl.col("prev") > 0))
-        )
-        out.checked += pair.height
-        bad = pair.with_columns((pl.col("cap") / pl.col("prev")).alias("ratio")).filter(
-            (pl.col("ratio") >= OUTLIER_FACTOR) | (pl.col("ratio") <= 1 / OUTLIER_FACTOR)
-        )
-        out.problems += [
-            f"{d}: {r['coin_id']} market cap x{r['ratio']:.3g} in a day" for r in bad.iter_rows(named=True)
-        ]
+    if not frames:
+        return out
+    rows = _day_rows(frames, ["coin_id", "market_cap_usd"])
+    today = rows.filter(pl.col("day").is_in(sorted(set(days)))).rename({"market_cap_usd": "cap"})
+    before = rows.select(
+        "coin_id",
+        (pl.col("day") + timedelta(days=1)).alias("day"),
+        pl.col("market_cap_usd").alias("prev"),
+        pl.col("row").alias("prev_row"),
+    )
+    pair = (
+        today.join(before, on=["day", "coin_id"])
+        .filter((pl.col("cap") > 0) & (pl.col("prev") > 0))
+        .sort("day", "row", "prev_row")
+    )
+    out.checked = pair.height
+    bad = pair.with_columns((pl.col("cap") / pl.col("prev")).alias("ratio")).filter(
+        (pl.col("ratio") >= OUTLIER_FACTOR) | (pl.col("ratio") <= 1 / OUTLIER_FACTOR)
+    )
+    out.problems = [
+        f"{r['day']}: {r['coin_id']} market cap x{r['ratio']:.3g} in a day" for r in bad.iter_rows(named=True)
+    ]
     return out
 
 
@@ -140,17 +160,28 @@ def stablecoin_peg(wh: Warehouse, days: list[date], registry: pl.DataFrame) -> O
 
 
 def stale(wh: Warehouse, days: list[date]) -> Outcome:
-    """Every row's ``observed_at`` lies in the hour after its day's close."""
+    """Every row's ``observed_at`` lies in the hour after its day's close. Every day in one pass; a day names its
+    first ten stale rows, in its rows' order."""
     out = Outcome("stale_observations")
-    for d, f in _frames(wh, days).items():
-        t0 = close_instant(d)
-        ms = f["observed_at"].dt.epoch("ms")
-        lo = int(t0.timestamp() * 1000)
-        bad = f.filter((ms < lo) | (ms >= lo + STALE_AFTER_MS))
-        out.checked += f.height
-        out.problems += [
-            f"{d}: {r['coin_id']} observed at {r['observed_at']}" for r in bad.head(10).iter_rows(named=True)
-        ]
+    frames = _frames(wh, days)
+    if not frames:
+        return out
+    rows = _day_rows(frames, ["coin_id", "observed_at"])
+    out.checked = rows.height
+    close_ms = pl.DataFrame(
+        {"day": list(frames), "lo": [int(close_instant(d).timestamp() * 1000) for d in frames]},
+        schema={"day": pl.Date, "lo": pl.Int64},
+    )
+    ms = pl.col("observed_at").dt.epoch("ms")
+    bad = (
+        rows.join(close_ms, on="day", how="left", maintain_order="left")
+        .filter((ms < pl.col("lo")) | (ms >= pl.col("lo") + STALE_AFTER_MS))
+        .group_by("day", maintain_order=True)
+        .head(10)
+    )
+    out.problems = [
+        f"{r['day']}: {r['coin_id']} observed at {r['observed_at']}" for r in bad.iter_rows(named=True)
+    ]
     return out
 
 
