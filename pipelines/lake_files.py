@@ -405,9 +405,17 @@ def _is_day(value: str) -> bool:
     return len(value) == 10 and value[4] == value[7] == "-" and value[:4].isdigit() and value[5:7].isdigit()
 
 
-def _segment_files(data: pa.Table) -> list[tuple[str, Identity, int]]:
-    meta = (data.schema.metadata or {})[SEGMENT_FILES]
-    return [(path, tuple(identity), rows) for path, identity, rows, *_ in json.loads(meta)]  # type: ignore[misc]
+def _segment_files(schema: pa.Schema) -> list[tuple[str, Identity, int, str | None]]:
+    """A segment's record of its files: each one's path, identity, rows and sha256 (None in a segment written
+    before hashes were recorded). Raises on a record that is missing or malformed."""
+    meta = (schema.metadata or {})[SEGMENT_FILES]
+    out = []
+    for path, identity, rows, *digest in json.loads(meta):
+        sha = digest[0] if digest else None
+        if not isinstance(sha, str | None):
+            raise TypeError(f"a recorded sha256 of {type(sha).__name__}")
+        out.append((path, tuple(identity), rows, sha))
+    return out  # type: ignore[return-value]
 
 
 def _segment_digests(folder: Path, table: Table, paths: list[str]) -> dict[str, str]:
@@ -429,20 +437,16 @@ def _segment_digests(folder: Path, table: Table, paths: list[str]) -> dict[str, 
         segment = folder / f"{key}{SEGMENT_SUFFIX}"
         try:
             with pa.memory_map(os.fspath(segment)) as source:
-                meta = pa.ipc.open_file(source).schema.metadata or {}
-            recorded = {
-                entry[0]: (tuple(entry[1]), entry[3])
-                for entry in json.loads(meta[SEGMENT_FILES])
-                if len(entry) > 3  # a segment written before digests were recorded has none
-            }
+                schema = pa.ipc.open_file(source).schema
+            recorded = {path: (identity, sha) for path, identity, _, sha in _segment_files(schema)}
         except FileNotFoundError:
             continue
-        except (OSError, pa.ArrowException, KeyError, ValueError, TypeError, IndexError) as exc:
+        except (OSError, pa.ArrowException, KeyError, ValueError, TypeError) as exc:
             LOG.warning("read cache: %s is unreadable (%s); its files are hashed instead", segment, exc)
             continue
         for path in wanted:
             hit = recorded.get(path)
-            if hit is not None and isinstance(hit[1], str):
+            if hit is not None and hit[1] is not None:
                 try:
                     if file_identity(os.stat(path)) == hit[0]:
                         out[path] = hit[1]
@@ -463,19 +467,19 @@ def _from_segments(folder: Path, months: dict[str, Month], wanted: set[str]) -> 
         try:
             with pa.memory_map(os.fspath(path)) as source:
                 data = pa.ipc.open_file(source).read_all()
-            recorded = _segment_files(data)
-            if sum(rows for _, _, rows in recorded) != data.num_rows:
+            recorded = _segment_files(data.schema)
+            if sum(rows for _, _, rows, _ in recorded) != data.num_rows:
                 raise ValueError(f"{data.num_rows} rows, its record says otherwise")
         except FileNotFoundError:
             continue
         except (OSError, pa.ArrowException, KeyError, ValueError, TypeError) as exc:
             LOG.warning("read cache: %s is unreadable (%s); its month's files are read instead", path, exc)
             continue
-        if [(p, identity) for p, identity, _ in recorded] != list(files):
+        if [(p, identity) for p, identity, _, _ in recorded] != list(files):
             continue  # built from other files: a day rewritten, added or removed since
         data = data.replace_schema_metadata(None)
         first = 0
-        for p, _, rows in recorded:
+        for p, _, rows, _ in recorded:
             if p in wanted:
                 out[p] = data.slice(first, rows)
             first += rows
