@@ -141,12 +141,7 @@ def stablecoin_peg(wh: Warehouse, days: list[date], registry: pl.DataFrame) -> O
     if not frames or stables.is_empty():
         out.skipped = "no stablecoins or no days"
         return out
-    rows = pl.concat(
-        [
-            f.select("coin_id", "symbol", "price_usd").with_columns(pl.lit(d).alias("day"))
-            for d, f in frames.items()
-        ]
-    )
+    rows = _day_rows(frames, ["coin_id", "symbol", "price_usd"])
     rows = rows.filter(pl.col("coin_id").is_in(stables["coin_id"].to_list()))
     med = rows.group_by("coin_id").agg(pl.col("price_usd").median().alias("median"), pl.col("symbol").first())
     pegged = med.filter(
