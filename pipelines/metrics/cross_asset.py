@@ -50,14 +50,16 @@ _ASSET_SCHEMA = {
 }
 
 
-def _last_at_or_before(levels: pl.DataFrame, series: str, day: date, max_stale_days: int):
-    s = levels.filter(
-        (pl.col("series") == series)
-        & (pl.col("date") <= day)
-        & pl.col("value").is_not_null()
-        & (pl.col("date") > day - timedelta(days=max_stale_days))
-    ).sort("date")
-    return (s["date"][-1], s["value"][-1]) if s.height else (None, None)
+def _last_at_or_before(observations: list[tuple[date, float]], day: date, max_stale_days: int):
+    """``(date, value)`` of the last of a series' ``observations`` (its non-null values) dated at or before
+    ``day`` and less than ``max_stale_days`` days before it, or ``(None, None)``. A series has one value a day;
+    a few weeks of them are read in plain Python, cheaper than a frame operation each."""
+    oldest = day - timedelta(days=max_stale_days)
+    found: tuple[date, float] | None = None
+    for d, v in observations:
+        if oldest < d <= day and (found is None or d >= found[0]):
+            found = (d, v)
+    return found or (None, None)
 
 
 def weekly_cross_asset(
@@ -76,10 +78,15 @@ def weekly_cross_asset(
     """
     w = week_window(week)
     lv = as_of(levels, week)
+    by_series: dict[str, list[tuple[date, float]]] = {}
+    known = lv.filter(pl.col("value").is_not_null())
+    for name, d, v in zip(*(known[c].to_list() for c in ("series", "date", "value")), strict=True):
+        by_series.setdefault(name, []).append((d, v))
     rows = []
     for a in assets:
-        d0, v0 = _last_at_or_before(lv, a.series, w.open_day, max_stale_days)
-        d1, v1 = _last_at_or_before(lv, a.series, w.close_day, max_stale_days)
+        series = by_series.get(a.series, [])
+        d0, v0 = _last_at_or_before(series, w.open_day, max_stale_days)
+        d1, v1 = _last_at_or_before(series, w.close_day, max_stale_days)
         r = None
         if v0 is not None and v1 is not None and d1 > d0:
             if a.kind == "price" and v0 > 0:

@@ -75,45 +75,73 @@ def index_return(price_open: np.ndarray, price_close: np.ndarray, mcap_open: np.
     return float(np.sum(w[ok] * r[ok]) / np.sum(w[ok])), w
 
 
-def _members(universe: pl.DataFrame, categories: pl.DataFrame, spec: IndexSpec) -> pl.DataFrame:
-    u = universe.filter(pl.col("rank").is_between(spec.rank_from, spec.rank_to))
-    if spec.categories is not None:
-        tagged = categories.filter(
-            pl.col("categories").list.eval(pl.element().is_in(list(spec.categories))).list.any()
-        )["coin_id"]
-        u = u.filter(pl.col("coin_id").is_in(tagged.implode()))
-    u = u.sort("rank")
-    return u.head(spec.max_members) if spec.max_members else u
+def _tagged(categories: pl.DataFrame, specs: tuple[IndexSpec, ...]) -> dict[str, set[str]]:
+    """For each spec with categories, the coins carrying any of them (one pass over the registry's lists)."""
+    with_cats = [s for s in specs if s.categories is not None]
+    if not with_cats:
+        return {}
+    flags = categories.select(
+        "coin_id",
+        *(
+            pl.col("categories")
+            .list.eval(pl.element().is_in(list(s.categories)))
+            .list.any()
+            .fill_null(False)
+            .alias(f"tagged_{i}")
+            for i, s in enumerate(with_cats)
+        ),
+    )
+    ids = flags["coin_id"].to_list()
+    return {
+        s.name: {c for c, hit in zip(ids, flags[f"tagged_{i}"].to_list(), strict=True) if hit}
+        for i, s in enumerate(with_cats)
+    }
+
+
+def _members(ranks: np.ndarray, coin_ids: list[str], tagged: set[str] | None, spec: IndexSpec) -> np.ndarray:
+    """Positions (in rank order) of ``spec``'s members among the universe's rows: ranks ``rank_from..rank_to``,
+    carrying one of its categories (``tagged``; None: any coin), then at most ``max_members``."""
+    keep = (ranks >= spec.rank_from) & (ranks <= spec.rank_to)
+    if tagged is not None:
+        keep &= np.fromiter((c in tagged for c in coin_ids), dtype=bool, count=len(coin_ids))
+    idx = np.flatnonzero(keep)
+    return idx[: spec.max_members] if spec.max_members else idx
 
 
 def _week_returns(coin_daily, categories, eligible_ids, week, specs, cap, universe_size):
     w = week_window(week)
     cd = as_of(coin_daily, week)
-    universe = universe_at(cd, eligible_ids, w.open_day, universe_size)
+    universe = universe_at(cd, eligible_ids, w.open_day, universe_size).sort("rank")
     # close price: the close day's, or the last one before it if the coin stopped trading mid-week
     closes = last_on_or_before(
         cd.filter(pl.col("price_usd").is_not_null() & (pl.col("date") > w.open_day)), w.close_day, ["coin_id"]
     ).select("coin_id", pl.col("price_usd").alias("price_close"), pl.col("date").alias("close_date"))
+    # every universe coin with its close, in rank order; each index's members are rows of it
+    u = universe.join(closes, on="coin_id", how="left", maintain_order="left")
+    ranks = u["rank"].to_numpy()
+    coin_ids = u["coin_id"].to_list()
+    price_open = u["price_usd"].to_numpy()
+    price_close = u["price_close"].fill_null(float("nan")).to_numpy()
+    mcap_open = u["market_cap_usd"].to_numpy()
+    on_close_day = (u["close_date"] == w.close_day).fill_null(False).to_numpy()
+    no_close = u["price_close"].is_null().to_numpy()
+    tagged = _tagged(categories, specs)
     out = {}
     for spec in specs:
-        m = _members(universe, categories, spec).join(closes, on="coin_id", how="left")
-        if m.height == 0:
+        idx = _members(ranks, coin_ids, tagged.get(spec.name), spec)
+        n = len(idx)
+        if n == 0:
             out[spec.name] = (0, None, None, 0, 0, 0)
             continue
-        r, wts = index_return(
-            m["price_usd"].to_numpy(),
-            m["price_close"].fill_null(float("nan")).to_numpy(),
-            m["market_cap_usd"].to_numpy(),
-            cap,
-        )
-        on_close = m.filter(pl.col("close_date") == w.close_day).height
-        dropped = m.filter(pl.col("price_close").is_null()).height
+        r, wts = index_return(price_open[idx], price_close[idx], mcap_open[idx], cap)
+        on_close = int(on_close_day[idx].sum())
+        dropped = int(no_close[idx].sum())
         out[spec.name] = (
-            m.height,
+            n,
             float(wts.max()),
             None if r is None else 100.0 * r,
             on_close,
-            m.height - on_close - dropped,
+            n - on_close - dropped,
             dropped,
         )
     return out
