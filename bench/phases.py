@@ -180,37 +180,60 @@ def floor_daily(
 MARKET_MODULES = ("assets.weekly.market", "assets.weekly.summary")
 
 
-def floor_weeks(wh_dir, weeks: list[str], timer: Timer | None = None, market_only: bool = False) -> None:
-    """The set-based floor of ``weekly_job``: every weekly table for all ``weeks`` in one pass over the lake read
-    once (``compute_weeks``: the weekly assets' own compute functions, taken from the asset graph), each partition
-    written by ``Warehouse.write_partition`` as the lake IO manager writes an asset's partitions, then each week's
-    report as its asset builds it (render, claim check, publish), over one read of the lake as its step reads.
-    No Dagster."""
-    from assets.report import build_report
+def floor_tables_run(weeks: list[str], root: str, tables: tuple[str, ...]) -> dict[str, int]:
+    """Every table of ``tables`` for the consecutive ``weeks`` in one pass over the lake at ``root`` read once
+    (``compute_weeks``), each partition written by ``Warehouse.write_partition`` as the lake IO manager writes an
+    asset's partitions: ``{week: partitions written}``. Module level, so that a process of ``map_weeks`` runs it."""
     from assets.weekly.shape import Computed
     from assets.weekly.weeks import WEEKLY_COMPUTES, compute_weeks
-    from pipelines.lake_snapshot import reads_for
     from pipelines.schemas import TABLES
     from pipelines.warehouse import Warehouse
 
-    wh = Warehouse(wh_dir)
-    computes = {t: f for t, f in WEEKLY_COMPUTES.items() if not market_only or f.__module__ in MARKET_MODULES}
+    wh = Warehouse(root)
+    written = dict.fromkeys(weeks, 0)
+    for table, by_week in compute_weeks(wh, weeks, {t: WEEKLY_COMPUTES[t] for t in tables}).items():
+        for week, out in by_week.items():
+            if not isinstance(out, Computed):
+                raise RuntimeError(f"floor: {table} for {week} failed: {out}")
+            wh.write_partition(TABLES[table], week, out.df)
+            written[week] += 1
+    return written
+
+
+def floor_reports_run(weeks: list[str], root: str) -> dict[str, bool]:
+    """Each of ``weeks``' report as its asset builds it (render, claim check, publish), over one read of the lake
+    as the report step reads it: ``{week: True}``. Module level, for ``map_weeks``."""
+    from assets.report import build_report
+    from pipelines.lake_snapshot import reads_for
+    from pipelines.warehouse import Warehouse
+
+    with reads_for(Warehouse(root), weeks, snapshot_from=1) as source:
+        for week in weeks:
+            build_report(source, week)
+    return dict.fromkeys(weeks, True)
+
+
+def floor_weeks(wh_dir, weeks: list[str], timer: Timer | None = None, market_only: bool = False) -> None:
+    """The floor of ``weekly_job``: every weekly table for all ``weeks`` in one pass over the lake read once
+    (``compute_weeks``: the weekly assets' own compute functions, taken from the asset graph), each partition
+    written as the lake IO manager writes it, then each week's report as its asset builds it. Both split the weeks
+    between processes as the Dagster run's steps do (``pipelines.week_processes.map_weeks``: contiguous runs of
+    weeks, one per process, the calling process building the last), so the floor has the same cores as the run
+    and no Dagster: every table of a run of weeks in one process, one pass, with no step between tables."""
+    from assets.weekly.weeks import WEEKLY_COMPUTES
+    from pipelines.warehouse import Warehouse
+    from pipelines.week_processes import map_weeks
+
+    tables = tuple(t for t, f in WEEKLY_COMPUTES.items() if not market_only or f.__module__ in MARKET_MODULES)
 
     def lap(name: str):
         return timer.lap(f"floor:{name}") if timer else nullcontext()
 
-    with lap("weekly tables, one pass"):
-        outcomes = compute_weeks(wh, weeks, computes)
-    with lap("weekly tables, written"):
-        for table, by_week in outcomes.items():
-            for week, out in by_week.items():
-                if not isinstance(out, Computed):
-                    raise RuntimeError(f"floor: {table} for {week} failed: {out}")
-                wh.write_partition(TABLES[table], week, out.df)
-        wh.refresh_catalog()
-    with lap("weekly_report"), reads_for(wh, weeks, snapshot_from=1) as source:  # as the report step reads
-        for week in weeks:
-            build_report(source, week)
+    with lap("weekly tables"):
+        map_weeks(floor_tables_run, weeks, str(wh_dir), tables)
+        Warehouse(wh_dir).refresh_catalog()
+    with lap("weekly_report"):
+        map_weeks(floor_reports_run, weeks, str(wh_dir))
 
 
 # ---- phases ---------------------------------------------------------------------------------------------------
