@@ -17,6 +17,7 @@ Assets added to those groups by anyone join the jobs, the pools and the freshnes
 
 from __future__ import annotations
 
+import atexit
 import gc
 
 import dagster as dg
@@ -78,5 +79,8 @@ def make_definitions() -> dg.Definitions:
 defs = make_definitions()
 
 # Everything alive now (the imported modules, the code location's definitions, Dagster's own objects) lives as long
-# as the process: moved out of the collector's view so that a full collection walks only what runs create.
+# as the process: moved out of the collector's view so that a full collection walks only what runs create. Given
+# back to the collector at exit, so that the interpreter's last collection frees them as it would have (DuckDB's
+# bindings report every object of theirs still alive then as a leak).
 gc.freeze()
+atexit.register(gc.unfreeze)
