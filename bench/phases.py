@@ -214,10 +214,10 @@ def floor_reports_run(weeks: list[str], root: str) -> dict[str, bool]:
 
 
 def floor_weeks(wh_dir, weeks: list[str], timer: Timer | None = None, market_only: bool = False) -> None:
-    """The floor of ``weekly_job``: every weekly table for all ``weeks`` in one pass over the lake read once
-    (``compute_weeks``: the weekly assets' own compute functions, taken from the asset graph), each partition
-    written as the lake IO manager writes it, then each week's report as its asset builds it. Both split the weeks
-    between processes as the Dagster run's steps do (``pipelines.week_processes.map_weeks``: contiguous runs of
+    """The floor of ``weekly_job``: every weekly table for ``weeks`` (``compute_weeks``: the weekly assets' own
+    compute functions, taken from the asset graph, a run of weeks in one pass over the lake read once by its
+    process), each partition written as the lake IO manager writes it, then each week's report as its asset builds
+    it. Both split the weeks between processes as the Dagster run's steps do (``pipelines.week_processes.map_weeks``: contiguous runs of
     weeks, one per process, the calling process building the last), so the floor has the same cores as the run
     and no Dagster: every table of a run of weeks in one process, one pass, with no step between tables."""
     from assets.weekly.weeks import WEEKLY_COMPUTES
