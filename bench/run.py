@@ -1,6 +1,6 @@
 """``make bench``: run every phase (each in its own process) and write ``bench/RESULTS.md``.
 
-    python -m bench.run                      # the full benchmark (about 17 minutes on 2 cores)
+    python -m bench.run                      # the full benchmark (about 22 minutes on 2 cores)
     python -m bench.run --quick --out X.md   # the smallest configuration (the smoke test uses it)
 
 See ``bench/README.md`` for what each figure means.
@@ -16,8 +16,10 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "bench" / "RESULTS.md"
@@ -147,24 +149,39 @@ def table(head: list[str], rows: list[list]) -> str:
     return "\n".join(out)
 
 
+T = TypeVar("T")
+K = TypeVar("K")
+
+
+def upper_median(items: list[T], key: Callable[[T], float] | None = None) -> T:
+    """The middle of ``items`` ordered by ``key`` (by themselves when None; the upper one of an even count)."""
+    return sorted(items, key=key)[len(items) // 2]
+
+
+def alternated(rounds: int, configs: list[K], run: Callable[[K], dict]) -> dict[K, list[dict]]:
+    """``run(config)`` ``rounds`` times for each of ``configs``, interleaved, the order reversed every other round
+    (so that no configuration always runs first on a machine that drifts): each one's results, in round order."""
+    out: dict[K, list[dict]] = {c: [] for c in configs}
+    for k in range(rounds):
+        for c in configs if k % 2 == 0 else list(reversed(configs)):
+            out[c].append(run(c))
+    return out
+
+
 def median_run(results: list[dict], keys: list[str]) -> dict:
     """Runs of one phase configuration as one result: each of ``keys``' laps and the peak memory the median of the
-    runs' (the upper median of an even count), the weekly job's laps of every run in ``runs``."""
-
-    def median(values: list[float]) -> float:
-        return sorted(values)[len(values) // 2]
-
+    runs' (``upper_median``), the weekly job's laps of every run in ``runs``."""
     out = dict(results[0])
-    out["laps"] = {k: median([r["laps"][k] for r in results]) for k in keys}
-    out["peak_rss_mib"] = median([r["peak_rss_mib"] for r in results])
+    out["laps"] = {k: upper_median([r["laps"][k] for r in results]) for k in keys}
+    out["peak_rss_mib"] = upper_median([r["peak_rss_mib"] for r in results])
     out["runs"] = [r["laps"]["dagster weekly_job"] for r in results]
     return out
 
 
 def median_backfill(results: list[dict]) -> dict:
-    """Backfills of one mode as one result: the run whose time (``backfill_time``) is the median of the runs' (the
-    upper median of an even count), whole, so that its laps add up."""
-    return sorted(results, key=backfill_time)[len(results) // 2]
+    """Backfills of one mode as one result: the run whose time (``backfill_time``) is the median of the runs'
+    (``upper_median``), whole, so that its laps add up."""
+    return upper_median(results, backfill_time)
 
 
 def ok(flag: bool) -> str:
@@ -209,19 +226,13 @@ def main(argv: list[str] | None = None) -> Path:
     runs = {}
     every: dict[str, list[float]] = {}  # the full backfill's time in each round, by mode
     for weeks in cfg["scaling_weeks"]:
-        rounds = cfg["backfill_rounds"] if weeks is None else 1
-        tried: dict[str, list[dict]] = {"dagster": [], "floor": []}
-        for k in range(rounds):
-            for mode in ("dagster", "floor") if k % 2 == 0 else ("floor", "dagster"):
-                tried[mode].append(
-                    R(
-                        "backfill",
-                        mode=mode,
-                        weeks=weeks,
-                        perps=cfg["perps"],
-                        history_days=cfg["history_days"],
-                    )
-                )
+        tried = alternated(
+            cfg["backfill_rounds"] if weeks is None else 1,
+            ["dagster", "floor"],
+            lambda mode, weeks=weeks: R(
+                "backfill", mode=mode, weeks=weeks, perps=cfg["perps"], history_days=cfg["history_days"]
+            ),
+        )
         for mode, results in tried.items():
             runs[(mode, weeks)] = median_backfill(results)
             if weeks is None:
@@ -339,11 +350,8 @@ def main(argv: list[str] | None = None) -> Path:
         "all metric functions, full history",
     ]
     rounds = cfg["history_rounds"]
-    runs: dict[int, list[dict]] = {h: [] for h in cfg["history"]}
-    for r in range(rounds):
-        for h in cfg["history"] if r % 2 == 0 else reversed(cfg["history"]):
-            runs[h].append(R("history", weeks_history=h))
-    hist = [median_run(runs[h], keys) for h in cfg["history"]]
+    by_size = alternated(rounds, list(cfg["history"]), lambda h: R("history", weeks_history=h))
+    hist = [median_run(by_size[h], keys) for h in cfg["history"]]
     md += [
         "## 2. One new week against a growing history",
         "",
