@@ -10,26 +10,30 @@ in ``raw/`` (so the next run asks again), and the gap is recorded here:
   that outlasted the retries). Every one of them is a gap: the week must still publish.
 * ``Breaker``: the first ``blocked`` (or ``rate limited``: Bybit's 403 "access too frequent") answer from a venue marks the venue blocked for the rest of the run (the
   process), so the other symbols are not asked (no hundreds of refused requests) and the venue is named once.
-* The ledger: under the warehouse's ``gaps/<dataset>/``, one JSON list of ``Gap`` records per day
-  (``day=<date>.json``) and one for a dataset replaced whole (``all.json``: unpartitioned series), each written
-  atomically; reading merges them (the records of one key and reason over several days become one record).
+* The ledger: under the warehouse's ``gaps/<dataset>/``, a log of objects, one per write of a dataset's days
+  (``run=<sequence>-<first day>..<last day>-<tag>.json``: the days asked and the ``Gap`` records), and one object
+  for a dataset replaced whole (``all.json``: unpartitioned series), each written atomically; reading folds the
+  log in sequence order and merges the records (those of one key and reason over several days become one).
   A pull run replaces the records of the days it asked about (a day that now succeeded drops out), so the ledger
-  always says what is missing now. Two writers of different days never write the same object, so they cannot
-  lose each other's records, on one machine or on object storage (where there is no file lock). The report
-  reads it for the week's days (``gaps_for_days``).
+  always says what is missing now. No writer rewrites an object, so two writers of one dataset cannot lose each
+  other's records, on one machine or on object storage (where there is no file lock). The report reads it for
+  the week's days (``gaps_for_days``), opening the objects whose days may include them.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import secrets
 import threading
+import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 from pipelines.sources.http import PayloadError, SourceError
-from pipelines.warehouse import Warehouse, atomic_write_bytes, is_remote, safe_component
+from pipelines.warehouse import Warehouse, atomic_write_bytes, safe_component
 
 # Statuses that mean "cannot be had from here", never retried: region blocks and missing resources.
 BLOCKED_STATUSES = frozenset({451, 403})
@@ -75,7 +79,15 @@ class Gap:
     detail: str = ""
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "days": list(self.days)}
+        return {
+            "source": self.source,
+            "dataset": self.dataset,
+            "key": self.key,
+            "days": list(self.days),
+            "status": self.status,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> Gap:
@@ -164,10 +176,36 @@ def reset_breaker() -> None:
 
 
 # ---- the ledger ----------------------------------------------------------------------------------------------
-# One object per (dataset, day): a writer replaces only the days it asked about, each in its own object, so
-# writers of different days (two workers pulling two partitions of the same dataset at once, on one machine or
-# against object storage, where there is no lock) never read-modify-write the same object. Readers merge.
+# A log of objects per dataset. Each write of a dataset's days is one new object, ``run=<sequence>-<first day>..
+# <last day>-<tag>.json``: the days it asked about and its records. Reading folds a dataset's objects in sequence
+# order, each one replacing the records of the days it asked about and adding its records of other days. No
+# writer rewrites an object, so two writers of one dataset (two workers pulling two partitions at once, on one
+# machine or against object storage, where there is no file lock) cannot lose each other's records; the writer
+# of an object removes, after writing it, the older objects whose every day it asked about (nothing they hold is
+# read any more). A backfill's pull of hundreds of days writes one object per dataset, not one per day.
 UNDATED = "all.json"  # a dataset replaced whole (``replace_all``: unpartitioned series such as FRED's)
+_RUN = re.compile(r"^run=(\d{20})-(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})-[0-9a-f]{8}\.json$")
+_DAY = re.compile(r"^day=(\d{4}-\d{2}-\d{2})\.json$")  # a day's object of the per-day layout: the oldest
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One object of a dataset's log: its sequence (0 for a day's object of the per-day layout), the first and
+    last day its records and asked days touch (from its name, so that a reader of some days opens only the
+    objects that can hold them) and where it is."""
+
+    sequence: int
+    first: str
+    last: str
+    path: Path
+
+    def may_touch(self, days: set[str]) -> bool:
+        return any(self.first <= d <= self.last for d in days)
+
+    def within(self, days: set[str]) -> bool:
+        """Whether every calendar day of its span is in ``days`` (so every day it holds is)."""
+        first, last = date.fromisoformat(self.first), date.fromisoformat(self.last)
+        return all((first + timedelta(days=i)).isoformat() in days for i in range((last - first).days + 1))
 
 
 def ledger_dir(wh: Warehouse) -> Path:
@@ -179,17 +217,8 @@ def _dataset_dir(wh: Warehouse, dataset: str) -> Path:
 
 
 def _legacy_path(wh: Warehouse, dataset: str) -> Path:
-    """Where a warehouse written before the per-day layout kept the whole ledger of a dataset."""
+    """Where a warehouse written before the per-dataset folders kept the whole ledger of a dataset."""
     return ledger_dir(wh) / f"{safe_component(dataset.replace(' ', '_'))}.json"
-
-
-def _day_name(day: str) -> str:
-    """The name of a dataset's object for ``day``."""
-    return f"day={safe_component(day)}.json"
-
-
-def _day_path(wh: Warehouse, dataset: str, day: str) -> Path:
-    return _dataset_dir(wh, dataset) / _day_name(day)
 
 
 _LEDGER_LOCK = threading.Lock()
@@ -221,31 +250,63 @@ def _dataset_files(wh: Warehouse, dataset: str) -> list[Path]:
     return sorted(base.glob("*.json")) if base.is_dir() else []
 
 
+def _entries(folder: Path) -> list[_Entry]:
+    """A dataset folder's log, in sequence order (files of another kind left out)."""
+    out = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        if m := _RUN.match(path.name):
+            out.append(_Entry(int(m.group(1)), m.group(2), m.group(3), path))
+        elif m := _DAY.match(path.name):
+            out.append(_Entry(0, m.group(1), m.group(1), path))
+    return sorted(out, key=lambda e: (e.sequence, e.path.name))
+
+
+def _read_entry(entry: _Entry) -> tuple[list[str], list[Gap]]:
+    """The days an object asked about and its records."""
+    if _DAY.match(entry.path.name):
+        return [entry.first], _read(entry.path)
+    try:
+        doc = json.loads(entry.path.read_text())
+    except FileNotFoundError:  # removed since it was listed: a newer object asked about all its days
+        return [], []
+    return list(doc["asked"]), [Gap.from_dict(d) for d in doc["records"]]
+
+
+def _fold(entries: list[_Entry], want: set[str] | None = None) -> list[Gap]:
+    """The records a dataset's log holds now (of the days ``want`` only, when given): its objects in sequence
+    order, each replacing the records of the days it asked about and adding its records of other days."""
+    by_day: dict[str, set[tuple]] = {}
+    for entry in entries:
+        asked, records = _read_entry(entry)
+        for d in asked:
+            if want is None or d in want:
+                by_day[d] = set()
+        for g in records:
+            k = (g.source, g.dataset, g.key, g.status, g.reason, g.detail)
+            for d in g.days:
+                if want is None or d in want:
+                    by_day.setdefault(d, set()).add(k)
+    days_of: dict[tuple, set[str]] = {}
+    for d, keys in by_day.items():
+        for k in keys:
+            days_of.setdefault(k, set()).add(d)
+    return [Gap(k[0], k[1], k[2], tuple(sorted(v)), k[3], k[4], k[5]) for k, v in days_of.items()]
+
+
 def read_ledger(wh: Warehouse, dataset: str | None = None) -> list[Gap]:
-    """The ledger of ``dataset`` (every dataset when None): the records of its objects, merged."""
+    """The ledger of ``dataset`` (every dataset when None): its log folded, its undated records and a
+    whole-dataset file of the older layout, merged."""
     base = ledger_dir(wh)
     if not base.exists():
         return []
-    paths = [_legacy_path(wh, dataset), *_dataset_files(wh, dataset)] if dataset else _ledger_files(base)
-    out: list[Gap] = []
-    for p in paths:
-        if p.exists():
-            out += _read(p)
-    return _merge(out)
-
-
-def _ledger_files(base: Path, names: set[str] | None = None) -> list[Path]:
-    """Every dataset's whole-ledger file of the older layout, then the datasets' objects (those named ``names``
-    only, when given)."""
-    older = sorted(base.glob("*.json"))
-    if names is None or is_remote(base):
-        objects = sorted(base.glob("*/*.json"))
-        return older + (objects if names is None else [p for p in objects if p.name in names])
-    # a local ledger: a stat for each name in each dataset's folder, not a listing of its years of days
-    folders = sorted(p for p in base.iterdir() if p.is_dir())
-    return older + [
-        folder / name for folder in folders for name in sorted(names) if (folder / name).is_file()
-    ]
+    if dataset:
+        legacy, folders = [_legacy_path(wh, dataset)], [_dataset_dir(wh, dataset)]
+    else:
+        legacy, folders = sorted(base.glob("*.json")), sorted(p for p in base.iterdir() if p.is_dir())
+    records = [g for p in legacy for g in _read(p)]
+    for folder in folders:
+        records += _read(folder / UNDATED) + _fold(_entries(folder))
+    return _merge(records)
 
 
 def record_gaps(
@@ -254,18 +315,18 @@ def record_gaps(
     asked_days: Iterable[date | str],
     gaps: Iterable[Gap],
     replace_all: bool = False,
-) -> list[Gap]:
+) -> None:
     """Write ``dataset``'s ledger: its records for days not in ``asked_days`` stay, the days asked now are
     replaced by ``gaps`` (``replace_all``: the whole ledger is, for unpartitioned series). Each object is
-    written atomically; returns the dataset's ledger as it now reads."""
+    written atomically."""
     asked = {d.isoformat() if isinstance(d, date) else d for d in asked_days}
     gaps = list(gaps)
     with _LEDGER_LOCK:
         legacy = _legacy_path(wh, dataset)
-        if legacy.exists():  # fold a whole-dataset file of the older layout into the per-day objects
+        if legacy.exists():  # fold a whole-dataset file of the older layout into the log
             old = _read(legacy)
             if not replace_all:
-                _write_days(wh, dataset, old, set(), keep_existing=True)
+                _append(wh, dataset, set(), [g for g in old if g.days])
             legacy.unlink()
         if replace_all:
             for p in _dataset_files(wh, dataset):
@@ -278,47 +339,55 @@ def record_gaps(
             undated = [g for g in gaps if not g.days]
             if undated:  # no day to file them under: added to the whole-dataset object
                 path = _dataset_dir(wh, dataset) / UNDATED
-                _write(path, [*(_read(path) if path.exists() else []), *undated])
-            _write_days(wh, dataset, [g for g in gaps if g.days], asked, keep_existing=False)
-        return read_ledger(wh, dataset)
+                _write(path, [*_read(path), *undated])
+            _append(wh, dataset, asked, [g for g in gaps if g.days])
+
+
+def _sorted_records(records: Iterable[Gap]) -> list[Gap]:
+    return sorted(records, key=lambda g: (g.source, g.dataset, g.key, g.days))
 
 
 def _write(path: Path, records: Iterable[Gap]) -> None:
-    records = sorted(records, key=lambda g: (g.source, g.dataset, g.key, g.days))
-    atomic_write_bytes(path, json.dumps([g.as_dict() for g in records], indent=1, sort_keys=True).encode())
+    data = [g.as_dict() for g in _sorted_records(records)]
+    atomic_write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
-def _write_days(wh: Warehouse, dataset: str, gaps: list[Gap], asked: set[str], keep_existing: bool) -> None:
-    """File ``gaps`` under each of their days; a day in ``asked`` is replaced (an empty one removed), any other
-    day touched keeps its existing records (``keep_existing`` keeps them for every day)."""
-    by_day: dict[str, list[Gap]] = {d: [] for d in asked}
-    for g in gaps:
-        for d in g.days:
-            by_day.setdefault(d, []).append(
-                Gap(g.source, g.dataset, g.key, (d,), g.status, g.reason, g.detail)
-            )
-    existing = {p.name for p in _dataset_files(wh, dataset)}  # one listing, not a lookup per day asked
-    for day, records in sorted(by_day.items()):
-        path = _day_path(wh, dataset, day)
-        if path.name in existing and (keep_existing or day not in asked):
-            records = [*_read(path), *records]
-        if records:
-            _write(path, _merge(records))
-        elif path.name in existing:
-            path.unlink(missing_ok=True)
+def _append(wh: Warehouse, dataset: str, asked: set[str], gaps: list[Gap]) -> None:
+    """A new object of ``dataset``'s log: the days ``asked`` replaced by ``gaps`` (their records of other days
+    added). Nothing is written when there is nothing to say (no record, and no older object may hold an asked
+    day). Once it is written, the older objects whose every day was asked are removed, and so is the new one if
+    it holds no record and no older object it replaces is left."""
+    folder = _dataset_dir(wh, dataset)
+    entries = _entries(folder)
+    older = [e for e in entries if e.may_touch(asked)]
+    touched = asked | {d for g in gaps for d in g.days}
+    if not touched or (not gaps and not older):
+        return
+    # after every object listed, whatever the clock says (a later write must be read as later)
+    sequence = max([time.time_ns(), *(e.sequence + 1 for e in entries)])
+    path = folder / f"run={sequence:020d}-{min(touched)}..{max(touched)}-{secrets.token_hex(4)}.json"
+    doc = {"asked": sorted(asked), "records": [g.as_dict() for g in _sorted_records(gaps)]}
+    atomic_write_bytes(path, json.dumps(doc, indent=1, sort_keys=True).encode())
+    replaced = [e for e in older if e.within(asked)]
+    for e in replaced:
+        e.path.unlink(missing_ok=True)
+    if not gaps and len(replaced) == len(older):
+        path.unlink(missing_ok=True)
 
 
 def gaps_for_days(wh: Warehouse, days: Iterable[date]) -> list[Gap]:
     """Every ledger record touching ``days`` (restricted to them), and the unpartitioned ones (FRED), sorted as
-    the ledger sorts its records but by the days returned, so records of other days never move them. Reads the
-    objects of those days only (and the undated and whole-dataset ones), not the whole ledger."""
+    the ledger sorts its records but by the days returned, so records of other days never move them. Opens only
+    the objects whose days may include them (and the undated and whole-dataset ones), not the whole ledger."""
     want = {d.isoformat() for d in days}
     base = ledger_dir(wh)
     if not base.exists():
         return []
-    paths = _ledger_files(base, {UNDATED} | {_day_name(d) for d in want})
+    records = [g for p in sorted(base.glob("*.json")) for g in _read(p)]
+    for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+        records += _read(folder / UNDATED) + _fold([e for e in _entries(folder) if e.may_touch(want)], want)
     out = []
-    for g in _merge(r for p in paths for r in _read(p)):
+    for g in _merge(records):
         if not g.days:
             out.append(g)
             continue

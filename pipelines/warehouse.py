@@ -7,7 +7,7 @@ Layout under ``WAREHOUSE_DIR`` (default ``warehouse/``)::
     lake/<table>/<partition col>=<value>/data.parquet      cleaned and derived tables, one file per partition
     catalog.duckdb                                         views over the lake, for the duckdb CLI or Python
     reports/<week>/                                        rendered reports
-    gaps/<dataset>.json                                    the gap ledger (``pipelines.gaps``): what could not be had
+    gaps/<dataset>/                                        the gap ledger (``pipelines.gaps``): what could not be had
 
 Writes are atomic (a temporary file in the same directory, fsync, then ``os.replace``), so a crash leaves
 either the old file or the new one, never a partial one, and re-materializing a partition replaces it.

@@ -189,28 +189,124 @@ def test_a_weeks_gaps_read_its_days_only_and_other_weeks_records_do_not_reorder_
     assert [g.days for g in found if g.source == "bybit"] == [("2025-11-18",)]
 
 
-def test_a_weeks_ledger_objects_are_found_by_name_as_the_whole_listing_finds_them(tmp_path: Path) -> None:
-    """``gaps_for_days`` stats the named objects in each dataset's folder instead of listing years of days: the
-    same files, in the same order, as the listing filtered by name (other days and files of another kind left
-    out alike)."""
-    base = tmp_path / "gaps"
-    for dataset in ("okx_funding", "bybit_open_interest", ".partial"):
-        (base / dataset).mkdir(parents=True)
-        for name in ("day=2025-11-17.json", "day=2025-11-18.json", "all.json", "day=2025-11-18.json.tmp"):
-            (base / dataset / name).write_text("[]")
-    (base / "okx_funding.json").write_text("[]")
-    (base / "bybit_open_interest" / "day=2025-11-17.json").unlink()
-    names = {"day=2025-11-17.json", "day=2025-11-19.json", "all.json"}
-    listed = sorted(base.glob("*.json")) + [p for p in sorted(base.glob("*/*.json")) if p.name in names]
-    assert gaps._ledger_files(base, names) == listed
-    assert [p.relative_to(base).as_posix() for p in listed] == [
-        "okx_funding.json",
-        ".partial/all.json",
-        ".partial/day=2025-11-17.json",
-        "bybit_open_interest/all.json",
-        "okx_funding/all.json",
-        "okx_funding/day=2025-11-17.json",
-    ]
+def _model_ledger(calls: list[tuple[list[str], list[gaps.Gap]]]) -> list[gaps.Gap]:
+    """The ledger's meaning, written plainly: each write replaces the records of the days it asked about and
+    adds its records of other days."""
+    state: dict[str, set[tuple]] = {}
+    for asked, recorded in calls:
+        for d in asked:
+            state[d] = set()
+        for g in recorded:
+            for d in g.days:
+                state.setdefault(d, set()).add((g.source, g.dataset, g.key, g.status, g.reason, g.detail))
+    return gaps._merge(
+        gaps.Gap(k[0], k[1], k[2], (d,), k[3], k[4], k[5]) for d, ks in state.items() for k in ks
+    )
+
+
+def test_the_ledger_reads_as_its_writes_replace_and_add_days_over_many_writes(tmp_path: Path) -> None:
+    """Random writes of one dataset (days asked, records inside and outside them, days asked with no record),
+    read back after each write by the whole ledger and by a week's days, equal the plain model of the ledger;
+    the objects left are fewer than the writes (an object whose every day a later write asked is removed)."""
+    import random
+
+    rng = random.Random(7)
+    wh = Warehouse(tmp_path)
+    days = [(date(2025, 3, 1) + timedelta(days=i)).isoformat() for i in range(40)]
+    calls: list[tuple[list[str], list[gaps.Gap]]] = []
+    for _ in range(60):
+        start = rng.randrange(len(days))
+        asked = days[start : start + rng.choice([1, 2, 7, 20])]
+        recorded = [
+            gaps.Gap(
+                "okx",
+                "okx funding",
+                key,
+                tuple(sorted(rng.sample(days, rng.randint(1, 3)) + asked[:2])),
+                None,
+                rng.choice([gaps.EMPTY, gaps.NOT_FOUND]),
+            )
+            for key in rng.sample(["BTC", "ETH", "SOL"], rng.randint(0, 2))
+        ]
+        gaps.record_gaps(wh, "okx funding", asked, recorded)
+        calls.append((asked, recorded))
+        assert gaps.read_ledger(wh, "okx funding") == _model_ledger(calls)
+        week = [date.fromisoformat(d) for d in days[start : start + 7]]
+        want = {d.isoformat() for d in week}
+        expected = [
+            gaps.Gap(
+                g.source,
+                g.dataset,
+                g.key,
+                tuple(d for d in g.days if d in want),
+                g.status,
+                g.reason,
+                g.detail,
+            )
+            for g in _model_ledger(calls)
+        ]
+        assert gaps.gaps_for_days(wh, week) == sorted([g for g in expected if g.days], key=gaps._ledger_order)
+    assert len(list((tmp_path / "gaps" / "okx_funding").glob("*.json"))) < 60
+
+
+def test_a_backfills_gaps_are_one_object_per_dataset_and_a_rerun_replaces_it(tmp_path: Path) -> None:
+    """Hundreds of days of one gap are one object (not one per day); the same days asked again leave one object,
+    and asked again with no gap leave none."""
+    wh = Warehouse(tmp_path)
+    days = [date(2025, 1, 1) + timedelta(days=i) for i in range(500)]
+    g = gaps.Gap("okx", "okx funding", "*", tuple(d.isoformat() for d in days), None, gaps.OUTSIDE_WINDOW)
+    folder = tmp_path / "gaps" / "okx_funding"
+    for _ in range(2):
+        gaps.record_gaps(wh, "okx funding", days, [g])
+        assert [p.name[:4] for p in folder.iterdir()] == ["run="]
+        assert gaps.read_ledger(wh) == [g]
+    gaps.record_gaps(wh, "okx funding", days, [])
+    assert list(folder.iterdir()) == [] and gaps.read_ledger(wh) == []
+    gaps.record_gaps(wh, "okx funding", days[:3], [])  # nothing to say: nothing written
+    assert list(folder.iterdir()) == []
+
+
+def test_a_write_is_read_as_the_latest_even_when_the_clock_went_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wh = Warehouse(tmp_path)
+    day, next_day = date(2025, 11, 17), date(2025, 11, 18)
+
+    def gap(*days: date) -> gaps.Gap:
+        return gaps.Gap("okx", "okx funding", "BTCUSDT", tuple(d.isoformat() for d in days), None, gaps.EMPTY)
+
+    gaps.record_gaps(wh, "okx funding", [day, next_day], [gap(day, next_day)])
+    monkeypatch.setattr(gaps.time, "time_ns", lambda: 1)  # a clock set back since
+    gaps.record_gaps(wh, "okx funding", [day], [])  # the first object keeps its other day: both are read
+    assert len(list((tmp_path / "gaps" / "okx_funding").iterdir())) == 2
+    assert gaps.read_ledger(wh) == [gap(next_day)]
+
+
+def test_a_weeks_gaps_open_only_the_objects_that_may_hold_its_days_and_read_the_per_day_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``gaps_for_days`` opens the objects whose days (from their names) may include the week's, not the whole
+    log; a day's object of the per-day layout is read as older than any write, and a write of its day removes it."""
+    wh = Warehouse(tmp_path)
+    week = [date(2025, 11, 17) + timedelta(days=i) for i in range(7)]
+
+    def gap(*days: date) -> gaps.Gap:
+        return gaps.Gap("okx", "okx funding", "BTCUSDT", tuple(d.isoformat() for d in days), None, gaps.EMPTY)
+
+    folder = tmp_path / "gaps" / "okx_funding"
+    folder.mkdir(parents=True)
+    per_day = folder / "day=2025-11-18.json"
+    gaps._write(per_day, [gap(week[1])])
+    (folder / "day=2025-11-18.json.tmp").write_text("not read")  # another kind of file: left out
+    gaps.record_gaps(wh, "okx funding", [date(2025, 10, 1)], [gap(date(2025, 10, 1))])
+    gaps.record_gaps(wh, "okx funding", week[3:5], [gap(week[3])])
+    opened: list[str] = []
+    real = gaps._read_entry
+    monkeypatch.setattr(gaps, "_read_entry", lambda e: (opened.append(e.path.name), real(e))[1])
+    assert gaps.gaps_for_days(wh, week) == [gap(week[1], week[3])]
+    assert len(opened) == 2 and "day=2025-11-18.json" in opened  # not October's object
+    gaps.record_gaps(wh, "okx funding", week[:2], [])
+    assert not per_day.exists() and gaps.gaps_for_days(wh, week) == [gap(week[3])]
 
 
 def test_venue_selection_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
