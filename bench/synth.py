@@ -41,17 +41,31 @@ def registry(n: int, seed: int = 7) -> pl.DataFrame:
 
 
 def coin_daily(n: int, first: date, last: date, seed: int = 11) -> pl.DataFrame:
-    """Long ``coin_daily`` frame (lake schema plus the ``date`` hive column) for ``n`` coins, ``first..last``."""
-    rng = np.random.default_rng(seed)
+    """Long ``coin_daily`` frame (lake schema plus the ``date`` hive column) for ``n`` coins, ``first..last``.
+
+    Anchored at ``last``: each part of the walk (the market factor, each coin's own moves, the missing days) has
+    its own generator and is drawn backwards from ``last``, so two frames ending on the same day hold the same
+    rows on the days both have, whatever their first day: a longer history only adds older days. So the history
+    phase's new week, behind 20 or behind 300 weeks of history, is the same week of the same market, and only
+    the history differs (a walk drawn forwards from the first day made it another market at each size: at 300
+    weeks it crossed about 70 round levels of the total, at 20 weeks none)."""
+
+    def drawn(part: int) -> np.random.Generator:
+        return np.random.default_rng([seed, part])
+
+    def walked_back(steps: np.ndarray) -> np.ndarray:
+        """Levels of days ``last, last - 1, ...`` (row k is day ``last - k``) relative to ``last``'s."""
+        return -np.concatenate([np.zeros((1, *steps.shape[1:])), steps[:-1].cumsum(axis=0)])
+
     days = (last - first).days + 1
-    market = rng.normal(0, 0.03, days).cumsum()
-    idio = rng.normal(0, 0.05, (days, n)).cumsum(axis=0)
-    beta = rng.uniform(0.5, 1.5, n)
-    log_p = np.log(rng.uniform(0.01, 100, n)) + market[:, None] * beta + idio
-    price = np.exp(log_p)
-    supply = 1e12 / np.arange(1, n + 1) ** 1.2 / price[0]
+    market = walked_back(drawn(1).normal(0, 0.03, days))
+    idio = walked_back(drawn(2).normal(0, 0.05, (days, n)))
+    beta = drawn(3).uniform(0.5, 1.5, n)
+    log_p = np.log(drawn(4).uniform(0.01, 100, n)) + market[:, None] * beta + idio
+    price = np.exp(log_p)[::-1]  # in date order from here
+    supply = 1e12 / np.arange(1, n + 1) ** 1.2 / price[-1]  # the caps of ``last`` fixed, whatever the history
     mcap = price * supply
-    missing = rng.random((days, n)) < 0.002
+    missing = (drawn(5).random((days, n)) < 0.002)[::-1]
     missing[:, :2] = False
     ids = np.array(coin_ids(n))
     d_idx, c_idx = np.nonzero(~missing)
