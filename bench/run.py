@@ -357,7 +357,8 @@ def main(argv: list[str] | None = None) -> Path:
         "",
         "The emulator's market starts on 2025-01-01, so the history is synthetic (`bench/synth.py`): "
         "`coin_daily` partitions for 250 coins going back H weeks before the latest weekly partition (before "
-        "2025 for 300 weeks), written into the lake of a fresh warehouse with a registry snapshot, with the market "
+        "2025 for 300 weeks; the walk drawn backwards from the last day, so every size ends with the same week of "
+        "the same market), written into the lake of a fresh warehouse with a registry snapshot, with the market "
         "weekly tables of each of those weeks (computed in one pass by their own compute functions, "
         "`bench/phases.py` `write_weekly_history`: the report reads every earlier week of them), and read once by "
         "another process (as the weeks before leave a lake in use: its closed months kept as segments, "
