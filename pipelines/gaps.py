@@ -186,6 +186,7 @@ def reset_breaker() -> None:
 UNDATED = "all.json"  # a dataset replaced whole (``replace_all``: unpartitioned series such as FRED's)
 _RUN = re.compile(r"^run=(\d{20})-(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})-[0-9a-f]{8}\.json$")
 _DAY = re.compile(r"^day=(\d{4}-\d{2}-\d{2})\.json$")  # a day's object of the per-day layout: the oldest
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(frozen=True)
@@ -357,10 +358,15 @@ def _append(wh: Warehouse, dataset: str, asked: set[str], gaps: list[Gap]) -> No
     added). Nothing is written when there is nothing to say (no record, and no older object may hold an asked
     day). Once it is written, the older objects whose every day was asked are removed, and so is the new one if
     it holds no record and no older object it replaces is left."""
+    touched = asked | {d for g in gaps for d in g.days}
+    not_days = sorted(d for d in touched if not _ISO_DAY.fullmatch(d))
+    if not_days:  # an object named by them would not be read back: refused, not lost
+        raise ValueError(
+            f"gap ledger of {dataset!r}: days must be ISO dates (YYYY-MM-DD), got {not_days[:3]}"
+        )
     folder = _dataset_dir(wh, dataset)
     entries = _entries(folder)
     older = [e for e in entries if e.may_touch(asked)]
-    touched = asked | {d for g in gaps for d in g.days}
     if not touched or (not gaps and not older):
         return
     # after every object listed, whatever the clock says (a later write must be read as later)

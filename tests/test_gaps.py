@@ -264,6 +264,9 @@ def test_a_backfills_gaps_are_one_object_per_dataset_and_a_rerun_replaces_it(tmp
     assert list(folder.iterdir()) == [] and gaps.read_ledger(wh) == []
     gaps.record_gaps(wh, "okx funding", days[:3], [])  # nothing to say: nothing written
     assert list(folder.iterdir()) == []
+    with pytest.raises(ValueError, match=r"days must be ISO dates \(YYYY-MM-DD\), got \['2025/01/01'\]"):
+        gaps.record_gaps(wh, "okx funding", ["2025/01/01"], [g])  # named by it, the object would not be read
+    assert list(folder.iterdir()) == []
 
 
 def test_a_write_is_read_as_the_latest_even_when_the_clock_went_back(
