@@ -27,13 +27,16 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pipelines.sources.http import PayloadError, SourceError
 from pipelines.warehouse import Warehouse, atomic_write_bytes, safe_component
+
+T = TypeVar("T")
 
 # Statuses that mean "cannot be had from here", never retried: region blocks and missing resources.
 BLOCKED_STATUSES = frozenset({451, 403})
@@ -227,9 +230,22 @@ _LEDGER_LOCK = threading.Lock()
 
 def _read(path: Path) -> list[Gap]:
     try:
-        return [Gap.from_dict(d) for d in json.loads(path.read_text())]
+        return _parsed(path, lambda doc: [Gap.from_dict(d) for d in doc])
     except FileNotFoundError:  # removed since it was listed (replaced whole by another writer)
         return []
+
+
+def _parsed(path: Path, parse: Callable[[Any], T]) -> T:
+    """``parse`` of the JSON in ``path``; a file that is not a ledger object (damaged, edited by hand) is one
+    clear error naming it and what to do, not a parser's traceback."""
+    text = path.read_text()
+    try:
+        return parse(json.loads(text))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(
+            f"gap ledger object {path} is unreadable ({type(exc).__name__}: {exc}); remove it: the next pull of "
+            "its days records their gaps again"
+        ) from exc
 
 
 def _merge(records: Iterable[Gap]) -> list[Gap]:
@@ -267,10 +283,11 @@ def _read_entry(entry: _Entry) -> tuple[list[str], list[Gap]]:
     if _DAY.match(entry.path.name):
         return [entry.first], _read(entry.path)
     try:
-        doc = json.loads(entry.path.read_text())
+        return _parsed(
+            entry.path, lambda doc: (list(doc["asked"]), [Gap.from_dict(d) for d in doc["records"]])
+        )
     except FileNotFoundError:  # removed since it was listed: a newer object asked about all its days
         return [], []
-    return list(doc["asked"]), [Gap.from_dict(d) for d in doc["records"]]
 
 
 def _fold(entries: list[_Entry], want: set[str] | None = None) -> list[Gap]:

@@ -479,3 +479,21 @@ def test_a_weeks_venue_lines_name_a_missing_table_and_fail_on_an_unreadable_one(
     broken.write_bytes(b"not a parquet file")
     with pytest.raises(duckdb.Error, match="funding_rates/date=2025-11-18/data.parquet"):  # names the file
         source_gap_lines(wh, "2025-11-17")
+
+
+def test_a_damaged_ledger_object_is_one_clear_error_naming_it(tmp_path: Path) -> None:
+    """A ledger object that is not one (truncated, edited by hand) stops the read with a message naming the file
+    and what to do, for the log's objects and for the per-day and undated ones alike."""
+    wh = Warehouse(tmp_path)
+    day = date(2025, 11, 17)
+    g = gaps.Gap("okx", "okx funding", "BTCUSDT", (day.isoformat(),), None, gaps.EMPTY)
+    gaps.record_gaps(wh, "okx funding", [day], [g])
+    (obj,) = (tmp_path / "gaps" / "okx_funding").iterdir()
+    for damaged in ('{"asked": ["2025-11-17"]', '{"asked": []}', "[1, 2]"):
+        obj.write_text(damaged)
+        with pytest.raises(ValueError, match=rf"gap ledger object {obj} is unreadable .*; remove it"):
+            gaps.gaps_for_days(wh, [day])
+    obj.unlink()
+    (obj.parent / "day=2025-11-17.json").write_text("[{}]")
+    with pytest.raises(ValueError, match=r"day=2025-11-17.json is unreadable \(KeyError"):
+        gaps.read_ledger(wh)
