@@ -291,40 +291,44 @@ def _read_entry(entry: _Entry) -> tuple[list[str], list[Gap]]:
 
 
 def _fold(entries: list[_Entry], want: set[str] | None = None) -> list[Gap]:
-    """The records a dataset's log holds now (of the days ``want`` only, when given): its objects in sequence
-    order, each replacing the records of the days it asked about and adding its records of other days."""
-    by_day: dict[str, set[tuple]] = {}
+    """The records a dataset's log holds now, one a day (of the days ``want`` only, when given; ``_merge`` joins
+    their days): its objects in sequence order, each replacing the records of the days it asked about and adding
+    its records of other days."""
+    by_day: dict[str, list[Gap]] = {}
     for entry in entries:
         asked, records = _read_entry(entry)
         for d in asked:
             if want is None or d in want:
-                by_day[d] = set()
+                by_day[d] = []
         for g in records:
-            k = (g.source, g.dataset, g.key, g.status, g.reason, g.detail)
             for d in g.days:
                 if want is None or d in want:
-                    by_day.setdefault(d, set()).add(k)
-    days_of: dict[tuple, set[str]] = {}
-    for d, keys in by_day.items():
-        for k in keys:
-            days_of.setdefault(k, set()).add(d)
-    return [Gap(k[0], k[1], k[2], tuple(sorted(v)), k[3], k[4], k[5]) for k, v in days_of.items()]
+                    by_day.setdefault(d, []).append(
+                        Gap(g.source, g.dataset, g.key, (d,), g.status, g.reason, g.detail)
+                    )
+    return [g for records in by_day.values() for g in records]
+
+
+def _records(wh: Warehouse, dataset: str | None, want: set[str] | None = None) -> list[Gap]:
+    """The records of ``dataset``'s ledger (every dataset's when None), not yet merged: a whole-dataset file of
+    the older layout, the undated object and the log folded (only the objects whose days may include ``want``,
+    when given). The ledger's folder exists."""
+    if dataset:
+        legacy, folders = [_legacy_path(wh, dataset)], [_dataset_dir(wh, dataset)]
+    else:
+        base = ledger_dir(wh)
+        legacy, folders = sorted(base.glob("*.json")), sorted(p for p in base.iterdir() if p.is_dir())
+    records = [g for p in legacy for g in _read(p)]
+    for folder in folders:
+        entries = [e for e in _entries(folder) if want is None or e.may_touch(want)]
+        records += _read(folder / UNDATED) + _fold(entries, want)
+    return records
 
 
 def read_ledger(wh: Warehouse, dataset: str | None = None) -> list[Gap]:
     """The ledger of ``dataset`` (every dataset when None): its log folded, its undated records and a
     whole-dataset file of the older layout, merged."""
-    base = ledger_dir(wh)
-    if not base.exists():
-        return []
-    if dataset:
-        legacy, folders = [_legacy_path(wh, dataset)], [_dataset_dir(wh, dataset)]
-    else:
-        legacy, folders = sorted(base.glob("*.json")), sorted(p for p in base.iterdir() if p.is_dir())
-    records = [g for p in legacy for g in _read(p)]
-    for folder in folders:
-        records += _read(folder / UNDATED) + _fold(_entries(folder))
-    return _merge(records)
+    return _merge(_records(wh, dataset)) if ledger_dir(wh).exists() else []
 
 
 def record_gaps(
@@ -384,7 +388,7 @@ def _append(wh: Warehouse, dataset: str, asked: set[str], gaps: list[Gap]) -> No
     folder = _dataset_dir(wh, dataset)
     entries = _entries(folder)
     older = [e for e in entries if e.may_touch(asked)]
-    if not touched or (not gaps and not older):
+    if not gaps and not older:  # (with no record and no older object, nothing was touched either)
         return
     # after every object listed, whatever the clock says (a later write must be read as later)
     sequence = max([time.time_ns(), *(e.sequence + 1 for e in entries)])
@@ -403,14 +407,10 @@ def gaps_for_days(wh: Warehouse, days: Iterable[date]) -> list[Gap]:
     the ledger sorts its records but by the days returned, so records of other days never move them. Opens only
     the objects whose days may include them (and the undated and whole-dataset ones), not the whole ledger."""
     want = {d.isoformat() for d in days}
-    base = ledger_dir(wh)
-    if not base.exists():
+    if not ledger_dir(wh).exists():
         return []
-    records = [g for p in sorted(base.glob("*.json")) for g in _read(p)]
-    for folder in sorted(p for p in base.iterdir() if p.is_dir()):
-        records += _read(folder / UNDATED) + _fold([e for e in _entries(folder) if e.may_touch(want)], want)
     out = []
-    for g in _merge(records):
+    for g in _merge(_records(wh, None, want)):
         if not g.days:
             out.append(g)
             continue
