@@ -265,7 +265,11 @@ class LakeFiles:
         return df.clone()
 
     def file_values(
-        self, paths: list[str], kind: str, compute: Callable[[list[str]], dict[str, T]]
+        self,
+        paths: list[str],
+        kind: str,
+        compute: Callable[[list[str]], dict[str, T]],
+        identities: dict[str, Identity] | None = None,
     ) -> dict[str, T]:
         """Small values derived from the files at ``paths`` (``kind`` names them: their sha256, the raw files their
         rows name), each computed again only when its file is another one: those not kept for the file as it is
@@ -273,10 +277,11 @@ class LakeFiles:
         far less than a read of each). A week's report names the partitions it was built from with their hashes
         and raw files (``pipelines.narrative.lineage``); consecutive weeks share half their days and the whole
         history of their weekly tables, so without this every week of a range reads those files again, a cost
-        that grows with the history."""
+        that grows with the history. ``identities``: each path's ``file_identity``, as the caller just took it."""
         self._here()
-        # a missing file raises FileNotFoundError, as reading it would
-        identities = {path: file_identity(os.stat(path)) for path in paths}
+        if identities is None:
+            # a missing file raises FileNotFoundError, as reading it would
+            identities = {path: file_identity(os.stat(path)) for path in paths}
         out: dict[str, T] = {}
         with self._lock:
             for path, identity in identities.items():
@@ -305,14 +310,19 @@ class LakeFiles:
         partition it read with its hash, a history of years of weekly tables among them: a new process finds
         those hashes in a few segments instead of reading every file again."""
 
+        # one stat a file, for both the values kept and the segments' records (a missing file raises
+        # FileNotFoundError, as reading it would)
+        identities = {path: file_identity(os.stat(path)) for path in paths}
+
         def compute(missing: list[str]) -> dict[str, str]:
-            out = _segment_digests(segments, table, missing) if segments is not None else {}
+            now = {path: identities[path] for path in missing}
+            out = _segment_digests(segments, table, now) if segments is not None else {}
             for path in missing:
                 if path not in out:
                     out[path] = hash_file(path)
             return out
 
-        return self.file_values(paths, "sha256", compute)
+        return self.file_values(paths, "sha256", compute, identities)
 
     def _read(self, table: Table, paths: list[str], con: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
         """``paths`` read in one statement and cut back into one table per file (a file of no rows: empty)."""
@@ -352,10 +362,12 @@ def file_identity(st: os.stat_result) -> Identity:
 
 def lake_state(lake: Path) -> tuple[tuple[str, Identity], ...]:
     """The identity of everything under a local lake that a reader could see change, in path order: each table
-    folder and each entry in it, and each partition folder's ``data.parquet``. A partition folder's own identity
-    changes whenever a file in it is created, removed or renamed (a partition rewritten, another writer's temp
-    file), so its other files need no stat of their own; nothing reads them. Two stats a partition, not a
-    listing of every folder: a few hundredths of a second for thousands of partitions, which a week's report step
+    folder and each entry in it that is not a partition folder (another writer's temp file), and each partition
+    folder's ``data.parquet``, the only file of a partition anything reads. A partition rewritten is a new inode
+    renamed over the old one, an edit in place a new size or time, a partition added or removed another entry
+    of its table's folder and another file listed; the partition folder itself needs no stat (its identity
+    changes with every temp file written into it, which no reader opens). One stat a partition, not a listing
+    of every folder: a few hundredths of a second for thousands of partitions, which a week's report step
     takes before and after it reads the lake, and its check once more. An entry gone between the listing and its
     stat (another writer's temp file renamed into place) is left out."""
     out: list[tuple[str, Identity]] = []
@@ -376,8 +388,10 @@ def lake_state(lake: Path) -> tuple[tuple[str, Identity], ...]:
     for table in entries(os.fspath(lake)):
         if add(table.path) and table.is_dir(follow_symlinks=False):
             for entry in entries(table.path):
-                if add(entry.path) and entry.is_dir(follow_symlinks=False):
+                if entry.is_dir(follow_symlinks=False):
                     add(f"{entry.path}/data.parquet", follow_symlinks=True)
+                else:
+                    add(entry.path)
     return tuple(sorted(out))
 
 
@@ -418,11 +432,11 @@ def _segment_files(schema: pa.Schema) -> list[tuple[str, Identity, int, str | No
     return out  # type: ignore[return-value]
 
 
-def _segment_digests(folder: Path, table: Table, paths: list[str]) -> dict[str, str]:
-    """The sha256 of each of ``paths`` (partition files of ``table``) as its period's segment under ``folder``
-    recorded it, for a file that is still the one the segment was built from (its identity now is the recorded
-    one); a file of a segment that is missing, unreadable or of another version of the file is left out. Only
-    the segments' schemas are read, not their rows."""
+def _segment_digests(folder: Path, table: Table, paths: dict[str, Identity]) -> dict[str, str]:
+    """The sha256 of each of ``paths`` (partition files of ``table``, each with its identity now) as its period's
+    segment under ``folder`` recorded it, for a file that is still the one the segment was built from (its
+    identity now is the recorded one); a file of a segment that is missing, unreadable or of another version of
+    the file is left out. Only the segments' schemas are read, not their rows."""
     period = SEGMENT_PERIOD.get(table.partition_by)
     if period is None:
         return {}
@@ -446,12 +460,8 @@ def _segment_digests(folder: Path, table: Table, paths: list[str]) -> dict[str, 
             continue
         for path in wanted:
             hit = recorded.get(path)
-            if hit is not None and hit[1] is not None:
-                try:
-                    if file_identity(os.stat(path)) == hit[0]:
-                        out[path] = hit[1]
-                except FileNotFoundError:
-                    continue  # gone: hashing it raises, as reading it would
+            if hit is not None and hit[1] is not None and paths[path] == hit[0]:
+                out[path] = hit[1]
     return out
 
 

@@ -382,7 +382,7 @@ def test_a_file_gone_between_listing_and_stat_is_not_a_failure(tmp_path, monkeyp
 
 def test_the_lake_state_changes_with_every_change_a_reader_could_see(tmp_path) -> None:
     """What the report step compares before and after it reads the lake, and its check once more: a partition
-    rewritten, edited in place, removed or added changes it; reading does not."""
+    rewritten, edited in place, removed or added changes it; reading does not, nor a temp file being written."""
     import shutil
 
     from pipelines.lake_files import lake_state
@@ -392,6 +392,12 @@ def test_the_lake_state_changes_with_every_change_a_reader_could_see(tmp_path) -
     assert lake_state(wh.lake_dir) == first
     data = {p for p, _ in first if p.endswith("/data.parquet")}
     assert data == {str(p) for p in wh.lake_dir.glob("*/*/data.parquet")}
+    # one stat a partition: its file's, not its folder's (a temp file in it, which no reader opens, is no change)
+    assert not any(Path(p).is_dir() and Path(p).parent.parent == wh.lake_dir for p, _ in first)
+    some = Path(next(iter(sorted(data)))).parent
+    (some / ".tmp-1-x.parquet").write_bytes(b"half")
+    assert lake_state(wh.lake_dir) == first
+    (some / ".tmp-1-x.parquet").unlink()
 
     part = frames()["weekly_leverage"].filter(pl.col("week_start") == WEEK)
     wh.write_partition(BY_NAME["weekly_leverage"], W, part)  # the same rows, a new file

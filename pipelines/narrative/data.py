@@ -121,24 +121,19 @@ def history_rows(wh: Warehouse, table: Table, week: str) -> pl.DataFrame:
 def table_week(wh: Warehouse, name: str, week: str) -> pl.DataFrame:
     """The rows of the weekly table ``name`` for ``week``, as ``SELECT * ... WHERE week = CAST(? AS DATE)`` gives
     them (the claim check's and the second derivation's reads, ``claims.rows_by_text_key``). On a snapshot of the
-    lake the table is the one read ``history_rows`` also types (``_read_whole``), split by week once for every report
-    of the snapshot: the same rows in the same order (the split keeps the read's order), and an empty frame of its
-    columns for a week without rows."""
+    lake the week's rows are filtered from the one read of the table that ``history_rows`` also types
+    (``_read_whole``): the same rows in the same order (a filter keeps the read's order), an empty frame of its
+    columns for a week without rows. A filter, not a split of the table by week kept for the snapshot: one report
+    asks for one week of a table whose every week is read, and splitting years of weeks cost more than the week's
+    filter."""
     if not isinstance(wh, LakeSnapshot):
         return wh.query(f'SELECT * FROM "{name}" WHERE week = CAST(? AS DATE)', [week])
-
-    def split() -> tuple[pl.DataFrame, dict[date, pl.DataFrame]]:
-        whole = _read_whole(wh, name)
-        parts = whole.partition_by("week", maintain_order=True, include_key=True, as_dict=True)
-        return whole.clear(), {k[0]: v for k, v in parts.items()}
-
-    empty_week, by_week = wh.derived(("table_week", name), split)
-    return by_week.get(date.fromisoformat(week), empty_week)
+    return _read_whole(wh, name).filter(pl.col("week") == date.fromisoformat(week))
 
 
 def _read_whole(wh: LakeSnapshot, name: str) -> pl.DataFrame:
     """``SELECT *`` of the weekly table ``name`` with its partition (``week``), as DuckDB types it, read once per
-    snapshot: ``history_rows`` casts it to the table's schema, ``table_week`` splits it by week."""
+    snapshot: ``history_rows`` casts it to the table's schema, ``table_week`` filters its week."""
     return wh.derived(("weekly table read", name), lambda: wh.query(f'SELECT * FROM "{name}"'))
 
 
