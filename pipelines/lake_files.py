@@ -45,6 +45,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -213,11 +214,11 @@ class LakeFiles:
         """The rows of ``listing``'s files in path order, and where each file's rows are: from ``kept`` where a
         file is the one kept, from the segments of the months before ``newest`` (the table's newest month, still
         written day by day), else parsed; a segment is written for every such month whose files were parsed."""
-        parts: dict[str, pa.Table] = {}
+        parts: dict[str, Rows] = {}
         for path, identity in listing:
             where = kept.rows_of.get(path) if kept is not None else None
             if where is not None and where[0] == identity:
-                parts[path] = kept.data.slice(where[1], where[2])  # type: ignore[union-attr]
+                parts[path] = (kept.data, where[1], where[2])  # type: ignore[union-attr]
         missing = [path for path, _ in listing if path not in parts]
         months = _months(listing, prefix, newest, period) if segments is not None else {}
         if missing and months:
@@ -226,19 +227,19 @@ class LakeFiles:
         if missing:
             parts.update(self._read(table, missing, con))
         try:
-            data = pa.concat_tables([parts[path] for path, _ in listing]).combine_chunks()
+            data = _joined([parts[path] for path, _ in listing])
         except pa.ArrowInvalid:
             # Files whose Arrow types differ (a column all nulls, a file not written by the lake): read them
             # all in one statement, which casts every file to the first one's types as the glob view does.
             parts = self._read(table, [path for path, _ in listing], con)
-            data = pa.concat_tables([parts[path] for path, _ in listing]).combine_chunks()
+            data = _joined([parts[path] for path, _ in listing])
             months = {}  # rows cast to other files' types are no month's own: no segment from them
         if missing and months:
             _write_segments(segments, months, parts, set(missing))  # type: ignore[arg-type]
         rows_of, first = {}, 0
         for path, identity in listing:
-            rows_of[path] = (identity, first, parts[path].num_rows)
-            first += parts[path].num_rows
+            rows_of[path] = (identity, first, parts[path][2])
+            first += parts[path][2]
         return data, rows_of
 
     def frame(self, path: str, read: Callable[[], pl.DataFrame]) -> pl.DataFrame:
@@ -324,8 +325,9 @@ class LakeFiles:
 
         return self.file_values(paths, "sha256", compute, identities)
 
-    def _read(self, table: Table, paths: list[str], con: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
-        """``paths`` read in one statement and cut back into one table per file (a file of no rows: empty)."""
+    def _read(self, table: Table, paths: list[str], con: duckdb.DuckDBPyConnection) -> dict[str, Rows]:
+        """``paths`` read in one statement, and where each file's rows are in what it read (a file of no rows:
+        none)."""
         ptype = partition_type(table)  # the same reading as the warehouse's views (Warehouse._view_sql)
         sql = (
             f"SELECT * FROM read_parquet(?, hive_partitioning = true, hive_types = "
@@ -335,18 +337,19 @@ class LakeFiles:
         self.files_read += len(paths)
         names = result.column(FILENAME_COLUMN).combine_chunks()
         rows = result.drop_columns([FILENAME_COLUMN])
-        out = {path: rows.slice(0, 0) for path in paths}
+        out: dict[str, Rows] = {path: (rows, 0, 0) for path in paths}
         if rows.num_rows:
             runs = pc.run_end_encode(names)
             ends = runs.run_ends.to_pylist()
             values = runs.values.to_pylist()
             if len(set(values)) != len(values):  # rows of one file not together: each file's rows in order
                 for path in set(values):
-                    out[path] = rows.filter(pc.equal(names, path))
+                    own = rows.filter(pc.equal(names, path))
+                    out[path] = (own, 0, own.num_rows)
             else:
                 start = 0
                 for value, end in zip(values, ends, strict=True):
-                    out[value] = rows.slice(start, end - start)
+                    out[value] = (rows, start, end - start)
                     start = end
         # DuckDB names each file as it was given: anything else is a fault here, not in the data
         unexpected = set(out) - set(paths)
@@ -397,6 +400,9 @@ def lake_state(lake: Path) -> tuple[tuple[str, Identity], ...]:
 
 # ---- a closed month's files as one segment on disk ---------------------------------------------------------------
 Month = tuple[tuple[str, Identity], ...]  # the (path, identity) of a segment's files, in path order
+Rows = tuple[
+    pa.Table, int, int
+]  # a file's rows: a table (its own, a segment's, a table kept), first row, rows
 
 
 def _months(
@@ -465,11 +471,11 @@ def _segment_digests(folder: Path, table: Table, paths: dict[str, Identity]) -> 
     return out
 
 
-def _from_segments(folder: Path, months: dict[str, Month], wanted: set[str]) -> dict[str, pa.Table]:
-    """The rows of each ``wanted`` file whose month has a segment recording exactly that month's files now. A
-    segment that is missing or of other files gives nothing, and one that cannot be read is logged: its files
-    are parsed instead, and the segment written again."""
-    out: dict[str, pa.Table] = {}
+def _from_segments(folder: Path, months: dict[str, Month], wanted: set[str]) -> dict[str, Rows]:
+    """The rows of each ``wanted`` file whose month has a segment recording exactly that month's files now (in the
+    segment's table). A segment that is missing or of other files gives nothing, and one that cannot be read is
+    logged: its files are parsed instead, and the segment written again."""
+    out: dict[str, Rows] = {}
     for month, files in months.items():
         if not any(path in wanted for path, _ in files):
             continue
@@ -491,14 +497,25 @@ def _from_segments(folder: Path, months: dict[str, Month], wanted: set[str]) -> 
         first = 0
         for p, _, rows, _ in recorded:
             if p in wanted:
-                out[p] = data.slice(first, rows)
+                out[p] = (data, first, rows)
             first += rows
     return out
 
 
-def _write_segments(
-    folder: Path, months: dict[str, Month], parts: dict[str, pa.Table], parsed: set[str]
-) -> None:
+def _joined(parts: list[Rows]) -> pa.Table:
+    """The rows of ``parts`` in their order as one table, each run of parts that follow one another in one table
+    (a segment's files, the files kept from the last read) taken as one slice of it: a history of years of
+    weekly files joined from a few segments is a few slices, not one a file."""
+    runs: list[Rows] = []
+    for rows, first, n in parts:
+        if runs and runs[-1][0] is rows and runs[-1][1] + runs[-1][2] == first:
+            runs[-1] = (rows, runs[-1][1], runs[-1][2] + n)
+        else:
+            runs.append((rows, first, n))
+    return pa.concat_tables([rows.slice(first, n) for rows, first, n in runs]).combine_chunks()
+
+
+def _write_segments(folder: Path, months: dict[str, Month], parts: dict[str, Rows], parsed: set[str]) -> None:
     """A segment for every month with a file just parsed, from the rows read, when none of its files changed
     since they were listed (else it is left for the next read). Written whole by the warehouse's atomic write
     (a reader sees a whole segment or none); a segment that cannot be written is logged and costs its month's
@@ -514,9 +531,9 @@ def _write_segments(
             digests = [sha256_file(Path(path)) for path, _ in files]
             if any(file_identity(os.stat(path)) != identity for path, identity in files):
                 continue  # rewritten while it was read: its rows may be the older file's
-            data = pa.concat_tables([parts[path] for path, _ in files])
+            data = _joined([parts[path] for path, _ in files])
             recorded = [
-                [path, list(identity), parts[path].num_rows, digest]
+                [path, list(identity), parts[path][2], digest]
                 for (path, identity), digest in zip(files, digests, strict=True)
             ]
             data = data.replace_schema_metadata({SEGMENT_FILES: json.dumps(recorded).encode()})
@@ -530,13 +547,38 @@ def _write_segments(
             LOG.warning("read cache: could not write %s (%s); the lake's files are read instead", target, exc)
 
 
+# A folder's partition names as last listed, by (folder, prefix): (the folder's identity then, the names).
+_NAMES: dict[tuple[str, str], tuple[Identity, tuple[str, ...]]] = {}
+# A listing is kept only when its folder last changed this long before it was taken (below).
+SETTLED_NS = 2_000_000_000
+
+
 def partition_names(base: Path, prefix: str) -> list[str]:
-    """The names of the partition folders (``<prefix><value>``) under ``base``, in no order: one listing, no
-    stat."""
+    """The names of the partition folders (``<prefix><value>``) under ``base``, in no order: one stat of the
+    folder, and a listing only when the folder is another one than at its last listing in this process (a
+    partition added, removed or renamed changes its folder's times). A week's report lists a table of years of
+    days a few dozen times (every query bound to a span of it), and the listing grew with the history.
+
+    A listing is kept only when the folder's last change is ``SETTLED_NS`` older than the listing: a file
+    system's times can be coarser than the time between two changes (a clock tick of a few milliseconds), so a
+    folder changed within the tick of its listing could keep its times across a change the listing missed, while
+    any change after a settled folder is listed is stamped later than its last one."""
+    folder = os.fspath(base)
     try:
-        return [e.name for e in os.scandir(base) if e.name.startswith(prefix)]
+        st = os.stat(folder)
     except FileNotFoundError:
         return []
+    identity, key = file_identity(st), (folder, prefix)
+    hit = _NAMES.get(key)
+    if hit is not None and hit[0] == identity:
+        return list(hit[1])
+    try:
+        names = tuple(e.name for e in os.scandir(folder) if e.name.startswith(prefix))
+    except FileNotFoundError:
+        return []
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > SETTLED_NS:
+        _NAMES[key] = (identity, names)
+    return list(names)
 
 
 def _whole_periods(within: tuple[str, str], period: int) -> tuple[str, str]:

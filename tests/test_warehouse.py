@@ -615,3 +615,55 @@ def test_read_parquet_reads_a_path_holding_a_patterns_characters_as_that_file(tm
     beside.write_partition(COIN_DAILY, "2025-01-02", rows(3))
     path = own.partition_path(COIN_DAILY, "2025-01-02")
     assert own.read_parquet(path).height == 2
+
+
+def test_files_rows_are_joined_in_order_with_each_run_of_one_table_as_one_slice() -> None:
+    """``lake_files._joined``: the rows of files taken from a segment or from the rows kept are joined in the
+    listing's order; files that follow one another in one table are one slice of it, and files of one table that
+    do not follow one another (a file in between replaced, or out of order) are not joined across the gap."""
+    import pyarrow as pa
+
+    from pipelines.lake_files import _joined
+
+    a = pa.table({"x": list(range(10))})
+    b = pa.table({"x": [100, 101]})
+    parts = [(a, 0, 3), (a, 3, 2), (b, 0, 2), (a, 5, 1), (a, 8, 2), (a, 6, 2)]
+    want = [x for rows, first, n in parts for x in rows.column("x").to_pylist()[first : first + n]]
+    got = _joined(parts)
+    assert got.column("x").to_pylist() == want == [0, 1, 2, 3, 4, 100, 101, 5, 8, 9, 6, 7]
+    assert got.column("x").num_chunks == 1
+
+
+def test_a_tables_partition_names_are_listed_again_only_when_its_folder_changed(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """``lake_files.partition_names``: a folder whose listing is kept is not listed again until it changes (a
+    partition added or removed), and a listing taken while its folder had just changed is not kept (its times may
+    not show a change in the same clock tick)."""
+    import os
+
+    import pipelines.lake_files as lf
+
+    base = tmp_path / "t"
+    (base / "date=2025-01-01").mkdir(parents=True)
+    (base / ".tmp-1-x").mkdir()
+    listed: list[str] = []
+    scandir = os.scandir
+    monkeypatch.setattr(lf.os, "scandir", lambda path: listed.append(os.fspath(path)) or scandir(path))
+
+    def names() -> list[str]:
+        return sorted(lf.partition_names(base, "date="))
+
+    monkeypatch.setattr(lf, "SETTLED_NS", 0)  # every listing settled
+    assert names() == ["date=2025-01-01"] and len(listed) == 1
+    assert names() == ["date=2025-01-01"] and len(listed) == 1  # kept: one stat, no listing
+    (base / "date=2025-01-02").mkdir()
+    assert names() == ["date=2025-01-01", "date=2025-01-02"] and len(listed) == 2
+    (base / "date=2025-01-01").rmdir()
+    assert names() == ["date=2025-01-02"] and len(listed) == 3
+    assert lf.partition_names(tmp_path / "absent", "date=") == []
+
+    monkeypatch.setattr(lf, "SETTLED_NS", 1 << 62)  # no listing settled: listed every time
+    (base / "date=2025-01-03").mkdir()
+    assert names() == ["date=2025-01-02", "date=2025-01-03"] and len(listed) == 4
+    assert names() == ["date=2025-01-02", "date=2025-01-03"] and len(listed) == 5
