@@ -286,7 +286,13 @@ def publish_weeks(weeks: list[str], config: tuple[str, str]) -> dict[str, tuple[
     """Each week's report built and published in turn, over one read of the lake (every table it reads is
     complete: the weekly steps ran before): ``{week: (True, (its materialization's metadata, the state of the
     files its checks read or None, the checks' results))}``, or ``(False, why it was not published)``.
-    ``config``: the warehouse resource's (``_unbound``)."""
+    ``config``: the warehouse resource's (``_unbound``).
+
+    The state is the lake's (and the gap ledger's) as it was before the read began, and the week's report as
+    published; None on object storage. The run's blocking check takes the results only while the state is the
+    same: a lake still as it was before the read began was not written during the read either (every change
+    gives a file a new identity, ``pipelines.lake_files.file_identity``), so one state taken before the read
+    stands for the read and everything since, and the lake is not listed a third time."""
     warehouse = _rebound(config)
     wh = warehouse.get()
     out: dict[str, tuple[bool, Any]] = {}
@@ -299,15 +305,8 @@ def publish_weeks(weeks: list[str], config: tuple[str, str]) -> dict[str, tuple[
                 out[week] = (False, exc.description)
                 continue
             metadata = report_metadata(warehouse, wh, week, rendered, man, pub)
-            out[week] = (True, (metadata, None if before is None else report_state(wh, week), verified))
-    # what was checked, for the run's blocking check: only if the lake did not change while it was read (and is
-    # on this machine's file system)
-    after = lake_state(wh) if before is not None else None
-    for week, (published, outcome) in out.items():
-        if published:
-            metadata, report, verified = outcome
-            kept = (after, report) if before is not None and after == before else None
-            out[week] = (True, (metadata, kept, verified))
+            state = None if before is None else (before, report_state(wh, week))
+            out[week] = (True, (metadata, state, verified))
     return out
 
 

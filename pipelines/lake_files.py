@@ -371,7 +371,7 @@ def lake_state(lake: Path) -> tuple[tuple[str, Identity], ...]:
     of its table's folder and another file listed; the partition folder itself needs no stat (its identity
     changes with every temp file written into it, which no reader opens). One stat a partition, not a listing
     of every folder: a few hundredths of a second for thousands of partitions, which a week's report step
-    takes before and after it reads the lake, and its check once more. An entry gone between the listing and its
+    takes before it reads the lake, and its blocking check once more. An entry gone between the listing and its
     stat (another writer's temp file renamed into place) is left out."""
     out: list[tuple[str, Identity]] = []
 
@@ -400,9 +400,8 @@ def lake_state(lake: Path) -> tuple[tuple[str, Identity], ...]:
 
 # ---- a closed month's files as one segment on disk ---------------------------------------------------------------
 Month = tuple[tuple[str, Identity], ...]  # the (path, identity) of a segment's files, in path order
-Rows = tuple[
-    pa.Table, int, int
-]  # a file's rows: a table (its own, a segment's, a table kept), first row, rows
+# a file's rows: a table (its own, a segment's, a table kept), the first row in it, the number of rows
+Rows = tuple[pa.Table, int, int]
 
 
 def _months(

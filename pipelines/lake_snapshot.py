@@ -19,8 +19,8 @@ A snapshot of one week (``read_spans``: a week's report and its checks) answers 
 it reads (``within``, as ``Warehouse.query`` takes it) from those partitions' rows alone, as the lake has them at
 that query, for a table it has not copied whole: its queries of ``coin_daily`` read a few days or weeks each, and
 copying years of history for them would cost more than all of them. A snapshot of many weeks copies each table
-once. The report step takes the lake's state before and after it reads, so a partition that changed meanwhile is
-seen either way.
+once. The report step takes the lake's state before it reads, and its blocking check compares the lake with it,
+so a partition that changed during the read or since is seen either way (the check then checks the lake again).
 """
 
 from __future__ import annotations

@@ -349,8 +349,10 @@ def test_a_lake_written_while_the_report_step_read_it_is_checked_again(tmp_path,
         return out  # another run rewrote a table the report read
 
     monkeypatch.setattr(rep, "build_report", meanwhile)
-    published, (_, state, _) = rep.publish_weeks([W], (str(wh.root), ""))[W]
-    assert published and state is None  # nothing kept for the check: it checks the lake as it is now
+    published, (_, state, verified) = rep.publish_weeks([W], (str(wh.root), ""))[W]
+    assert published and all(c.ok for c in verified)  # the step's own check, of the lake as it read it
+    rep._VERIFIED[(str(wh.root), W)] = (state, verified)  # as the asset leaves it for its check
+    assert rep.results_still_true(wh, [W]) == {}  # not the lake the step began reading: checked again
     assert any(not c.ok for c in rep.week_claim_results(wh, W))  # and finds the rewritten figure
 
 
@@ -381,7 +383,7 @@ def test_a_file_gone_between_listing_and_stat_is_not_a_failure(tmp_path, monkeyp
 
 
 def test_the_lake_state_changes_with_every_change_a_reader_could_see(tmp_path) -> None:
-    """What the report step compares before and after it reads the lake, and its check once more: a partition
+    """What the report step takes before it reads the lake and its blocking check compares it with: a partition
     rewritten, edited in place, removed or added changes it; reading does not, nor a temp file being written."""
     import shutil
 
