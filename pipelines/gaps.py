@@ -280,7 +280,7 @@ def _entries(folder: Path) -> list[_Entry]:
 
 def _read_entry(entry: _Entry) -> tuple[list[str], list[Gap]]:
     """The days an object asked about and its records."""
-    if _DAY.match(entry.path.name):
+    if entry.sequence == 0:  # a day's object of the per-day layout: that day asked, a list of records
         return [entry.first], _read(entry.path)
     try:
         return _parsed(

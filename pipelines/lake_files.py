@@ -64,6 +64,8 @@ T = TypeVar("T")
 
 # (inode, size, mtime ns, ctime ns): a different value is a different file at the same path
 Identity = tuple[int, int, int, int]
+# a file's rows: a table (its own, a segment's, a table kept), the first row in it, the number of rows
+Rows = tuple[pa.Table, int, int]
 
 # the tables kept per process, least recently read out first (read_partition's frames: a quarter more)
 MAX_BYTES = 512 << 20
@@ -400,8 +402,6 @@ def lake_state(lake: Path) -> tuple[tuple[str, Identity], ...]:
 
 # ---- a closed month's files as one segment on disk ---------------------------------------------------------------
 Month = tuple[tuple[str, Identity], ...]  # the (path, identity) of a segment's files, in path order
-# a file's rows: a table (its own, a segment's, a table kept), the first row in it, the number of rows
-Rows = tuple[pa.Table, int, int]
 
 
 def _months(

@@ -269,20 +269,22 @@ def test_a_backfills_gaps_are_one_object_per_dataset_and_a_rerun_replaces_it(tmp
     assert list(folder.iterdir()) == []
 
 
+def _okx_gap(*days: date) -> gaps.Gap:
+    """One record of OKX's funding for BTCUSDT over ``days``."""
+    return gaps.Gap("okx", "okx funding", "BTCUSDT", tuple(d.isoformat() for d in days), None, gaps.EMPTY)
+
+
 def test_a_write_is_read_as_the_latest_even_when_the_clock_went_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wh = Warehouse(tmp_path)
     day, next_day = date(2025, 11, 17), date(2025, 11, 18)
 
-    def gap(*days: date) -> gaps.Gap:
-        return gaps.Gap("okx", "okx funding", "BTCUSDT", tuple(d.isoformat() for d in days), None, gaps.EMPTY)
-
-    gaps.record_gaps(wh, "okx funding", [day, next_day], [gap(day, next_day)])
+    gaps.record_gaps(wh, "okx funding", [day, next_day], [_okx_gap(day, next_day)])
     monkeypatch.setattr(gaps.time, "time_ns", lambda: 1)  # a clock set back since
     gaps.record_gaps(wh, "okx funding", [day], [])  # the first object keeps its other day: both are read
     assert len(list((tmp_path / "gaps" / "okx_funding").iterdir())) == 2
-    assert gaps.read_ledger(wh) == [gap(next_day)]
+    assert gaps.read_ledger(wh) == [_okx_gap(next_day)]
 
 
 def test_a_weeks_gaps_open_only_the_objects_that_may_hold_its_days_and_read_the_per_day_layout(
@@ -293,23 +295,20 @@ def test_a_weeks_gaps_open_only_the_objects_that_may_hold_its_days_and_read_the_
     wh = Warehouse(tmp_path)
     week = [date(2025, 11, 17) + timedelta(days=i) for i in range(7)]
 
-    def gap(*days: date) -> gaps.Gap:
-        return gaps.Gap("okx", "okx funding", "BTCUSDT", tuple(d.isoformat() for d in days), None, gaps.EMPTY)
-
     folder = tmp_path / "gaps" / "okx_funding"
     folder.mkdir(parents=True)
     per_day = folder / "day=2025-11-18.json"
-    gaps._write(per_day, [gap(week[1])])
+    gaps._write(per_day, [_okx_gap(week[1])])
     (folder / "day=2025-11-18.json.tmp").write_text("not read")  # another kind of file: left out
-    gaps.record_gaps(wh, "okx funding", [date(2025, 10, 1)], [gap(date(2025, 10, 1))])
-    gaps.record_gaps(wh, "okx funding", week[3:5], [gap(week[3])])
+    gaps.record_gaps(wh, "okx funding", [date(2025, 10, 1)], [_okx_gap(date(2025, 10, 1))])
+    gaps.record_gaps(wh, "okx funding", week[3:5], [_okx_gap(week[3])])
     opened: list[str] = []
     real = gaps._read_entry
     monkeypatch.setattr(gaps, "_read_entry", lambda e: (opened.append(e.path.name), real(e))[1])
-    assert gaps.gaps_for_days(wh, week) == [gap(week[1], week[3])]
+    assert gaps.gaps_for_days(wh, week) == [_okx_gap(week[1], week[3])]
     assert len(opened) == 2 and "day=2025-11-18.json" in opened  # not October's object
     gaps.record_gaps(wh, "okx funding", week[:2], [])
-    assert not per_day.exists() and gaps.gaps_for_days(wh, week) == [gap(week[3])]
+    assert not per_day.exists() and gaps.gaps_for_days(wh, week) == [_okx_gap(week[3])]
 
 
 def test_venue_selection_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
