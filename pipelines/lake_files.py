@@ -365,7 +365,7 @@ def file_identity(st: os.stat_result) -> Identity:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def lake_state(lake: Path) -> tuple[tuple[str, Identity], ...]:
+def lake_state(lake: Path) -> tuple[str, ...]:
     """The identity of everything under a local lake that a reader could see change, in path order: each table
     folder and each entry in it that is not a partition folder (another writer's temp file), and each partition
     folder's ``data.parquet``, the only file of a partition anything reads. A partition rewritten is a new inode
@@ -374,14 +374,19 @@ def lake_state(lake: Path) -> tuple[tuple[str, Identity], ...]:
     changes with every temp file written into it, which no reader opens). One stat a partition, not a listing
     of every folder: a few hundredths of a second for thousands of partitions, which a week's report step
     takes before it reads the lake, and its blocking check once more. An entry gone between the listing and its
-    stat (another writer's temp file renamed into place) is left out."""
-    out: list[tuple[str, Identity]] = []
+    stat (another writer's temp file renamed into place) is left out.
+
+    Each entry is one string, its path then its identity after a NUL (``state_paths`` gives the paths back): a
+    string is no object the garbage collector tracks, while a tuple an entry, thousands of them kept until the
+    check, set off a full collection of the whole process in the check of a long history."""
+    out: list[str] = []
 
     def add(path: str, follow_symlinks: bool = False) -> bool:
         try:
-            out.append((path, file_identity(os.stat(path, follow_symlinks=follow_symlinks))))
+            st = os.stat(path, follow_symlinks=follow_symlinks)
         except FileNotFoundError:
             return False
+        out.append(f"{path}\0{st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}")
         return True
 
     def entries(folder: str) -> list[os.DirEntry]:
@@ -398,6 +403,11 @@ def lake_state(lake: Path) -> tuple[tuple[str, Identity], ...]:
                 else:
                     add(entry.path)
     return tuple(sorted(out))
+
+
+def state_paths(state: tuple[str, ...]) -> list[str]:
+    """The paths of a ``lake_state``, in its order."""
+    return [entry.partition("\0")[0] for entry in state]
 
 
 # ---- a closed month's files as one segment on disk ---------------------------------------------------------------

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from assets.report import build_report
+from pipelines.lake_files import state_paths
 from pipelines.narrative.claims import check_claims
 from pipelines.narrative.data import BY_NAME, from_frames
 from pipelines.narrative.facts import derive_facts, our_view
@@ -376,10 +377,10 @@ def test_a_file_gone_between_listing_and_stat_is_not_a_failure(tmp_path, monkeyp
 
     monkeypatch.setattr(lake_files, "os", SimpleNamespace(scandir=os.scandir, stat=stat, fspath=os.fspath))
     lake_part, _ = rep.lake_state(wh)
-    assert lake_part and any(path.endswith("/data.parquet") for path, _ in lake_part)
-    assert not any(".tmp-" in path for path, _ in lake_part)
+    assert lake_part and any(path.endswith("/data.parquet") for path in state_paths(lake_part))
+    assert not any(".tmp-" in path for path in state_paths(lake_part))
     monkeypatch.undo()
-    assert any(".tmp-" in path for path, _ in rep.lake_state(wh)[0])  # there, it is listed
+    assert any(".tmp-" in path for path in state_paths(rep.lake_state(wh)[0]))  # there, it is listed
 
 
 def test_the_lake_state_changes_with_every_change_a_reader_could_see(tmp_path) -> None:
@@ -392,10 +393,10 @@ def test_the_lake_state_changes_with_every_change_a_reader_could_see(tmp_path) -
     wh = lake(tmp_path, frames())
     first = lake_state(wh.lake_dir)
     assert lake_state(wh.lake_dir) == first
-    data = {p for p, _ in first if p.endswith("/data.parquet")}
+    data = {p for p in state_paths(first) if p.endswith("/data.parquet")}
     assert data == {str(p) for p in wh.lake_dir.glob("*/*/data.parquet")}
     # one stat a partition: its file's, not its folder's (a temp file in it, which no reader opens, is no change)
-    assert not any(Path(p).is_dir() and Path(p).parent.parent == wh.lake_dir for p, _ in first)
+    assert not any(Path(p).is_dir() and Path(p).parent.parent == wh.lake_dir for p in state_paths(first))
     some = Path(next(iter(sorted(data)))).parent
     (some / ".tmp-1-x.parquet").write_bytes(b"half")
     assert lake_state(wh.lake_dir) == first
@@ -412,6 +413,6 @@ def test_the_lake_state_changes_with_every_change_a_reader_could_see(tmp_path) -
     assert edited != rewritten
     shutil.rmtree(Path(target).parent)
     removed = lake_state(wh.lake_dir)
-    assert removed != edited and not any(p.startswith(str(Path(target).parent)) for p, _ in removed)
+    assert removed != edited and not any(p.startswith(str(Path(target).parent)) for p in state_paths(removed))
     wh.write_partition(BY_NAME["weekly_leverage"], "2025-01-06", part)
     assert lake_state(wh.lake_dir) != removed
