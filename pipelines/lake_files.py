@@ -434,7 +434,11 @@ def _is_day(value: str) -> bool:
     return len(value) == 10 and value[4] == value[7] == "-" and value[:4].isdigit() and value[5:7].isdigit()
 
 
-def _segment_files(schema: pa.Schema) -> list[tuple[str, Identity, int, str | None]]:
+# A segment's record of its files: each one's path, identity, rows and sha256.
+Recorded = list[tuple[str, Identity, int, str | None]]
+
+
+def _segment_files(schema: pa.Schema) -> Recorded:
     """A segment's record of its files: each one's path, identity, rows and sha256 (None in a segment written
     before hashes were recorded). Raises on a record that is missing or malformed."""
     meta = (schema.metadata or {})[SEGMENT_FILES]
@@ -445,6 +449,34 @@ def _segment_files(schema: pa.Schema) -> list[tuple[str, Identity, int, str | No
             raise TypeError(f"a recorded sha256 of {type(sha).__name__}")
         out.append((path, tuple(identity), rows, sha))
     return out  # type: ignore[return-value]
+
+
+# Each segment's record of its files as last read in this process, by its path: (the segment's identity before
+# that read, the record). A report reads a segment's rows, then the digests of the same files from its record:
+# kept here, the record is decoded once a process while the segment is the same file.
+_RECORDS: dict[str, tuple[Identity, Recorded]] = {}
+MAX_RECORDS = 4096
+
+
+def _remember(segment: str, identity: Identity, recorded: Recorded) -> None:
+    _RECORDS.pop(segment, None)
+    _RECORDS[segment] = (identity, recorded)
+    while len(_RECORDS) > MAX_RECORDS:
+        del _RECORDS[next(iter(_RECORDS))]
+
+
+def _segment_record(segment: str) -> Recorded:
+    """The record of the segment at ``segment`` as kept (``_RECORDS``) while the segment is the same file, else
+    read from its schema (its rows are not read). Raises FileNotFoundError for a missing segment, and as
+    ``_segment_files`` for an unreadable one."""
+    identity = file_identity(os.stat(segment))  # before the read: a segment replaced after it is read again
+    hit = _RECORDS.get(segment)
+    if hit is not None and hit[0] == identity:
+        return hit[1]
+    with pa.memory_map(segment) as source:
+        recorded = _segment_files(pa.ipc.open_file(source).schema)
+    _remember(segment, identity, recorded)
+    return recorded
 
 
 def _segment_digests(folder: Path, table: Table, paths: dict[str, Identity]) -> dict[str, str]:
@@ -465,9 +497,9 @@ def _segment_digests(folder: Path, table: Table, paths: dict[str, Identity]) -> 
     for key, wanted in by_segment.items():
         segment = folder / f"{key}{SEGMENT_SUFFIX}"
         try:
-            with pa.memory_map(os.fspath(segment)) as source:
-                schema = pa.ipc.open_file(source).schema
-            recorded = {path: (identity, sha) for path, identity, _, sha in _segment_files(schema)}
+            recorded = {
+                path: (identity, sha) for path, identity, _, sha in _segment_record(os.fspath(segment))
+            }
         except FileNotFoundError:
             continue
         except (OSError, pa.ArrowException, KeyError, ValueError, TypeError) as exc:
@@ -490,11 +522,13 @@ def _from_segments(folder: Path, months: dict[str, Month], wanted: set[str]) -> 
             continue
         path = folder / f"{month}{SEGMENT_SUFFIX}"
         try:
+            identity = file_identity(os.stat(path))  # before the read, as ``_segment_record``
             with pa.memory_map(os.fspath(path)) as source:
                 data = pa.ipc.open_file(source).read_all()
             recorded = _segment_files(data.schema)
             if sum(rows for _, _, rows, _ in recorded) != data.num_rows:
                 raise ValueError(f"{data.num_rows} rows, its record says otherwise")
+            _remember(os.fspath(path), identity, recorded)
         except FileNotFoundError:
             continue
         except (OSError, pa.ArrowException, KeyError, ValueError, TypeError) as exc:

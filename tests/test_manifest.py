@@ -174,3 +174,55 @@ def test_a_new_process_takes_the_hashes_of_closed_months_from_their_segments(
     with caplog.at_level("WARNING", logger="pipelines.lake_files"):
         assert digests_in_a_new_process()[1] == [*in_2024, rewritten, *newest]
     assert "2024.arrow is unreadable" in caplog.text
+
+
+def test_a_segments_record_is_decoded_once_while_the_segment_is_the_same_file(tmp_path: Path) -> None:
+    """A report reads a closed month's rows from its segment, then the hashes of the same files: the segment's
+    record of its files is decoded once a process while the segment is the file that was read, and again once it
+    is another (rewritten, or written again in place)."""
+    from datetime import date, timedelta
+
+    import duckdb
+    import polars as pl
+    import pyarrow as pa
+
+    from pipelines import lake_files
+    from pipelines.lake_files import LakeFiles
+    from pipelines.schemas import Column, Table
+    from pipelines.warehouse import Warehouse, sha256_file
+
+    weekly = Table("weekly_test", "a weekly table", "week", (Column("value", pa.float64(), "a value"),))
+    wh = Warehouse(tmp_path)
+    weeks = [(date(2024, 11, 4) + timedelta(days=7 * k)).isoformat() for k in range(12)]  # to January 2025
+    for k, week in enumerate(weeks):
+        wh.write_partition(weekly, week, pl.DataFrame({"value": [float(k)]}))
+    paths = [str(wh.partition_path(weekly, week)) for week in weeks]
+    closed = [p for p, w in zip(paths, weeks, strict=True) if w < "2025"]
+    LakeFiles().table(wh.lake_dir, weekly, duckdb.connect(), wh.read_cache(weekly))  # writes 2024's segment
+    decoded: list[int] = []
+    real = lake_files._segment_files
+
+    def counted(schema: pa.Schema) -> lake_files.Recorded:
+        decoded.append(1)
+        return real(schema)
+
+    def hashes_after_a_read() -> list[str]:
+        files = LakeFiles()  # as a new report: the rows first, then the hashes
+        files.table(wh.lake_dir, weekly, duckdb.connect(), wh.read_cache(weekly))
+        hashed: list[str] = []
+        got = files.digests(
+            weekly, paths, wh.read_cache(weekly), lambda p: (hashed.append(p), sha256_file(Path(p)))[1]
+        )
+        assert got == {p: sha256_file(Path(p)) for p in paths}
+        return hashed
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lake_files, "_segment_files", counted)
+        assert hashes_after_a_read() == paths[len(closed) :]  # the closed weeks' hashes from the segment
+        assert decoded == [1]  # read with the rows; the hashes from the record kept
+        segment = wh.read_cache(weekly) / "2024.arrow"
+        body = segment.read_bytes()
+        segment.write_bytes(body)  # the same bytes, written again in place: another file for all anyone knows
+        decoded.clear()
+        assert hashes_after_a_read() == paths[len(closed) :]
+        assert decoded == [1]
