@@ -6,7 +6,8 @@ written meanwhile; many weeks read at once need no such check. A ``LakeSnapshot`
 a query names it, whole, into a table of its own in-memory DuckDB database (a local lake through
 ``Warehouse.lake_table``: the rows the process already keeps and the closed months' segments; on object storage by
 the same ``read_parquet`` expression as the warehouse's view: the columns, their types and the hive partition
-column are the same either way), and answers every later query from memory; ``read_partition`` reads each partition file once. Everything else (paths, partition files,
+column are the same either way), and answers every later query from memory; ``read_partition`` reads each partition file once, and
+``partitions_with_files`` lists a table's partitions once. Everything else (paths, partition files,
 raw recordings, reports) is the warehouse's. The SQL is the caller's own, with its own
 point-in-time bounds (``date <= ?``, ``ts <= ?``), so a query returns here exactly the rows, in the same order,
 that it returns from the warehouse.
@@ -48,6 +49,7 @@ class LakeSnapshot:
         self._db = warehouse.duckdb_connect()  # with the lake's filesystem registered when it is on S3
         self._loaded: set[str] = set()
         self._partitions: dict[tuple[str, str], pl.DataFrame] = {}
+        self._with_files: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._derived: dict[Hashable, Any] = {}
         self._derived_lock = threading.RLock()  # a derivation may derive another: re-entrant
@@ -65,6 +67,17 @@ class LakeSnapshot:
             raise LookupError(
                 f"{name} is being written while this snapshot of the lake is read: read it from the warehouse"
             )
+
+    def partitions_with_files(self, table: Table) -> list[str]:
+        """The warehouse's ``partitions_with_files``, listed once a snapshot for a table it reads: a range of
+        reports lists each weekly table's partitions once, not once a week (one stat a partition each time, a
+        cost that grew as the weeks times the history). A table named ``written`` is listed again each time."""
+        if table.name in self.written:
+            return self.warehouse.partitions_with_files(table)
+        with self._lock:
+            if table.name not in self._with_files:
+                self._with_files[table.name] = self.warehouse.partitions_with_files(table)
+            return list(self._with_files[table.name])
 
     def read_partition(self, table: Table, partition: str) -> pl.DataFrame:
         self._refuse_written(table.name)

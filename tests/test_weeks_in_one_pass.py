@@ -93,6 +93,31 @@ def test_the_snapshot_reads_a_table_once_and_answers_as_the_warehouse(lake) -> N
     snap.close()
 
 
+def test_a_snapshot_lists_a_tables_partitions_once(lake, monkeypatch) -> None:
+    """A range of reports asks every week for each weekly table's partitions: a snapshot lists a table once, as
+    the warehouse lists it, and a table being written each time."""
+    listed: list[str] = []
+    real = Warehouse.partitions_with_files
+
+    def counted(self, table):
+        listed.append(table.name)
+        return real(self, table)
+
+    monkeypatch.setattr(Warehouse, "partitions_with_files", counted)
+    snap = LakeSnapshot(lake, written=["weekly_volume"])
+    expected = real(lake, COIN_DAILY)
+    assert expected and snap.partitions_with_files(COIN_DAILY) == expected
+    snap.partitions_with_files(
+        COIN_DAILY
+    ).clear()  # a copy: the snapshot's listing is not the caller's to change
+    assert snap.partitions_with_files(COIN_DAILY) == expected
+    assert listed == ["coin_daily"]
+    snap.partitions_with_files(TABLES["weekly_volume"])
+    snap.partitions_with_files(TABLES["weekly_volume"])
+    assert listed == ["coin_daily", "weekly_volume", "weekly_volume"]
+    snap.close()
+
+
 def test_a_snapshot_of_one_week_reads_only_the_days_its_queries_name(lake) -> None:
     """A report's snapshot (one week) answers a query that names its days from those days' rows, without copying
     the table, with the warehouse's answer; a span with no day in the lake, or a query without a span, copies the
