@@ -3,6 +3,7 @@ dependencies, so a change to an asset body (assets/) is a new code version too."
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,26 @@ def test_the_raw_files_of_many_partitions_are_read_in_one_scan_as_each_alone(tmp
         assert lineage._read_raw_files(mixed) == {**expected, mixed[-1]: [7]}
 
 
+def _weekly_lake_with_segments(tmp_path: Path, first: date, weeks: int):
+    """A weekly table of ``weeks`` one-row partitions from ``first``, read once so that its closed months have
+    their segments: (the table, the warehouse, the weeks, their files' paths)."""
+    import duckdb
+    import polars as pl
+    import pyarrow as pa
+
+    from pipelines.lake_files import LakeFiles
+    from pipelines.schemas import Column, Table
+    from pipelines.warehouse import Warehouse
+
+    weekly = Table("weekly_test", "a weekly table", "week", (Column("value", pa.float64(), "a value"),))
+    wh = Warehouse(tmp_path)
+    keys = [(first + timedelta(days=7 * k)).isoformat() for k in range(weeks)]
+    for k, week in enumerate(keys):
+        wh.write_partition(weekly, week, pl.DataFrame({"value": [float(k)]}))
+    LakeFiles().table(wh.lake_dir, weekly, duckdb.connect(), wh.read_cache(weekly))  # writes the segments
+    return weekly, wh, keys, [str(wh.partition_path(weekly, week)) for week in keys]
+
+
 def test_a_new_process_takes_the_hashes_of_closed_months_from_their_segments(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -125,24 +146,15 @@ def test_a_new_process_takes_the_hashes_of_closed_months_from_their_segments(
     files no segment records as they are now: the newest month's, a file rewritten since, the files of a segment
     that cannot be read or that records no hashes. Every hash is the file's own."""
     import json
-    from datetime import date, timedelta
 
-    import duckdb
     import polars as pl
     import pyarrow as pa
 
     from pipelines.lake_files import SEGMENT_FILES, LakeFiles
-    from pipelines.schemas import Column, Table
-    from pipelines.warehouse import Warehouse, sha256_file
+    from pipelines.warehouse import sha256_file
 
-    weekly = Table("weekly_test", "a weekly table", "week", (Column("value", pa.float64(), "a value"),))
-    wh = Warehouse(tmp_path)
-    weeks = [(date(2024, 12, 2) + timedelta(days=7 * k)).isoformat() for k in range(20)]  # to April 2025
-    for k, week in enumerate(weeks):
-        wh.write_partition(weekly, week, pl.DataFrame({"value": [float(k)]}))
-    paths = [str(wh.partition_path(weekly, week)) for week in weeks]
+    weekly, wh, weeks, paths = _weekly_lake_with_segments(tmp_path, date(2024, 12, 2), 20)  # to April 2025
     newest = [p for p, w in zip(paths, weeks, strict=True) if w[:7] == weeks[-1][:7]]
-    LakeFiles().table(wh.lake_dir, weekly, duckdb.connect(), wh.read_cache(weekly))  # writes the segments
 
     def digests_in_a_new_process() -> tuple[dict[str, str], list[str]]:
         hashed: list[str] = []
@@ -180,25 +192,16 @@ def test_a_segments_record_is_decoded_once_while_the_segment_is_the_same_file(tm
     """A report reads a closed month's rows from its segment, then the hashes of the same files: the segment's
     record of its files is decoded once a process while the segment is the file that was read, and again once it
     is another (rewritten, or written again in place)."""
-    from datetime import date, timedelta
 
     import duckdb
-    import polars as pl
     import pyarrow as pa
 
     from pipelines import lake_files
     from pipelines.lake_files import LakeFiles
-    from pipelines.schemas import Column, Table
-    from pipelines.warehouse import Warehouse, sha256_file
+    from pipelines.warehouse import sha256_file
 
-    weekly = Table("weekly_test", "a weekly table", "week", (Column("value", pa.float64(), "a value"),))
-    wh = Warehouse(tmp_path)
-    weeks = [(date(2024, 11, 4) + timedelta(days=7 * k)).isoformat() for k in range(12)]  # to January 2025
-    for k, week in enumerate(weeks):
-        wh.write_partition(weekly, week, pl.DataFrame({"value": [float(k)]}))
-    paths = [str(wh.partition_path(weekly, week)) for week in weeks]
+    weekly, wh, weeks, paths = _weekly_lake_with_segments(tmp_path, date(2024, 11, 4), 12)  # to January 2025
     closed = [p for p, w in zip(paths, weeks, strict=True) if w < "2025"]
-    LakeFiles().table(wh.lake_dir, weekly, duckdb.connect(), wh.read_cache(weekly))  # writes 2024's segment
     decoded: list[int] = []
     real = lake_files._segment_files
 
