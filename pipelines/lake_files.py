@@ -305,17 +305,35 @@ class LakeFiles:
         return out
 
     def digests(
-        self, table: Table, paths: list[str], segments: Path | None, hash_file: Callable[[str], str]
+        self,
+        table: Table,
+        paths: list[str],
+        segments: Path | None,
+        hash_file: Callable[[str], str],
+        known: dict[str, Identity] | None = None,
     ) -> dict[str, str]:
         """The sha256 of each partition file of ``table`` at ``paths``: as kept in this process for the file as it
         is now (``file_values``), else as its closed month's segment under ``segments`` recorded it while the file
         is still the one the segment was built from, else ``hash_file(path)``. A week's report names every
         partition it read with its hash, a history of years of weekly tables among them: a new process finds
-        those hashes in a few segments instead of reading every file again."""
+        those hashes in a few segments instead of reading every file again.
+
+        ``known``: the identities a reader of the lake already took of files, by path (a ``LakeSnapshot``'s,
+        for a range of reports over one read of the lake); a file in it is not stat'ed again, and each file
+        stat'ed here is added to it, so a range of reports stats each file of its history once, not once a
+        week."""
 
         # one stat a file, for both the values kept and the segments' records (a missing file raises
         # FileNotFoundError, as reading it would)
-        identities = {path: file_identity(os.stat(path)) for path in paths}
+        if known is None:
+            identities = {path: file_identity(os.stat(path)) for path in paths}
+        else:
+            identities = {}
+            for path in paths:
+                identity = known.get(path)
+                if identity is None:
+                    identity = known[path] = file_identity(os.stat(path))
+                identities[path] = identity
 
         def compute(missing: list[str]) -> dict[str, str]:
             now = {path: identities[path] for path in missing}

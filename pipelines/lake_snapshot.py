@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 import polars as pl
 
+from pipelines.lake_files import Identity
 from pipelines.schemas import TABLES, Table
 from pipelines.warehouse import Warehouse
 
@@ -50,6 +51,8 @@ class LakeSnapshot:
         self._loaded: set[str] = set()
         self._partitions: dict[tuple[str, str], pl.DataFrame] = {}
         self._with_files: dict[str, list[str]] = {}
+        # each partition file's identity as this snapshot's reports first named it (``LakeFiles.digests``)
+        self.identities: dict[str, Identity] = {}
         self._lock = threading.Lock()
         self._derived: dict[Hashable, Any] = {}
         self._derived_lock = threading.RLock()  # a derivation may derive another: re-entrant

@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from pipelines.lake_files import LAKE_FILES
+from pipelines.lake_snapshot import LakeSnapshot
 from pipelines.schemas import Table
 from pipelines.warehouse import Warehouse, safe_component, sha256_file
 
@@ -59,7 +60,11 @@ def input_entries(wh: Warehouse, table: Table, partitions: list[str]) -> list[di
         digests = [sha256_file(wh.partition_path(table, p)) for p in partitions]
     else:
         paths = [f"{wh.root}/{rel}" for rel in rels]
-        kept = LAKE_FILES.digests(table, paths, wh.read_cache(table), lambda path: sha256_file(Path(path)))
+        # a snapshot's reports (a range of weeks) stat each file once: the files as the snapshot first named them
+        known = wh.identities if isinstance(wh, LakeSnapshot) else None
+        kept = LAKE_FILES.digests(
+            table, paths, wh.read_cache(table), lambda path: sha256_file(Path(path)), known
+        )
         digests = [kept[path] for path in paths]
     return [
         {"table": table.name, "partition": p, "path": rel, "sha256": digest}

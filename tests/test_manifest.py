@@ -229,3 +229,38 @@ def test_a_segments_record_is_decoded_once_while_the_segment_is_the_same_file(tm
         decoded.clear()
         assert hashes_after_a_read() == paths[len(closed) :]
         assert decoded == [1]
+
+
+def test_a_range_of_reports_stats_each_file_of_its_history_once(tmp_path: Path) -> None:
+    """A range of reports over one snapshot of the lake names each week's history with its hashes: each file is
+    stat'ed once for all the weeks (the identity the snapshot first took), not once a week; a report on the
+    warehouse itself stats every file it names each time. Every hash is the file's own."""
+    import os
+
+    from pipelines.lake_snapshot import LakeSnapshot
+    from pipelines.manifest import input_entries
+    from pipelines.warehouse import sha256_file
+
+    weekly, wh, weeks, paths = _weekly_lake_with_segments(tmp_path, date(2024, 12, 2), 20)
+    stated: list[str] = []
+    real = os.stat
+
+    def counted(path, *args, **kwargs):
+        if str(path).endswith("/data.parquet"):
+            stated.append(str(path))
+        return real(path, *args, **kwargs)
+
+    def named_twice(reader) -> int:
+        stated.clear()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(os, "stat", counted)
+            for upto in (12, 20):  # two weeks of a range: the second's history holds the first's
+                entries = input_entries(reader, weekly, weeks[:upto])
+                assert [e["sha256"] for e in entries] == [sha256_file(Path(p)) for p in paths[:upto]]
+        return len(stated)
+
+    snapshot = LakeSnapshot(wh)
+    assert named_twice(snapshot) == 20
+    assert named_twice(snapshot) == 0  # every file already named by this snapshot
+    snapshot.close()
+    assert named_twice(wh) == 32
