@@ -323,17 +323,15 @@ class LakeFiles:
         stat'ed here is added to it, so a range of reports stats each file of its history once, not once a
         week."""
 
-        # one stat a file, for both the values kept and the segments' records (a missing file raises
+        # one stat a file not known, for both the values kept and the segments' records (a missing file raises
         # FileNotFoundError, as reading it would)
-        if known is None:
-            identities = {path: file_identity(os.stat(path)) for path in paths}
-        else:
-            identities = {}
-            for path in paths:
-                identity = known.get(path)
-                if identity is None:
-                    identity = known[path] = file_identity(os.stat(path))
-                identities[path] = identity
+        known = {} if known is None else known
+        identities = {}
+        for path in paths:
+            identity = known.get(path)
+            if identity is None:
+                identity = known[path] = file_identity(os.stat(path))
+            identities[path] = identity
 
         def compute(missing: list[str]) -> dict[str, str]:
             now = {path: identities[path] for path in missing}
@@ -404,7 +402,7 @@ def lake_state(lake: Path) -> tuple[str, ...]:
             st = os.stat(path, follow_symlinks=follow_symlinks)
         except FileNotFoundError:
             return False
-        out.append(f"{path}\0{st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}")
+        out.append(f"{path}\0{file_identity(st)}")
         return True
 
     def entries(folder: str) -> list[os.DirEntry]:
