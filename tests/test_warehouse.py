@@ -654,12 +654,24 @@ def test_a_tables_partition_names_are_listed_again_only_when_its_folder_changed(
     def names() -> list[str]:
         return sorted(lf.partition_names(base, "date="))
 
+    stamps = iter(range(1, 100))
+
+    def stamped() -> None:
+        """The folder's times after a change made unlike any before it on any file system (ext4 stamps in ns,
+        others in clock ticks of milliseconds: changes microseconds apart could share one); in the past, so the
+        listing taken next is settled and kept."""
+        ns = os.stat(base).st_mtime_ns - next(stamps) * 1_000_000_000
+        os.utime(base, ns=(ns, ns))
+
     monkeypatch.setattr(lf, "SETTLED_NS", 0)  # every listing settled
     assert names() == ["date=2025-01-01"] and len(listed) == 1
     assert names() == ["date=2025-01-01"] and len(listed) == 1  # kept: one stat, no listing
     (base / "date=2025-01-02").mkdir()
+    stamped()
     assert names() == ["date=2025-01-01", "date=2025-01-02"] and len(listed) == 2
+    assert names() == ["date=2025-01-01", "date=2025-01-02"] and len(listed) == 2  # the new listing kept
     (base / "date=2025-01-01").rmdir()
+    stamped()
     assert names() == ["date=2025-01-02"] and len(listed) == 3
     assert lf.partition_names(tmp_path / "absent", "date=") == []
 
