@@ -96,6 +96,19 @@ def test_bybit_drift(bybit, emu):
         by.parse_funding_history([p.json() for p in pages])
 
 
+def test_bybit_page_without_settlement_times_named(bybit, emu):
+    """Paging backwards needs each page's oldest settlement: a page whose rows lack their time is one error
+    naming the field, not a page skipped or a loop that never ends."""
+
+    def mutate(body):
+        body["result"]["list"] = [{"symbol": "BTCUSDT", "fundingRate": "0.0001"}]
+        return body
+
+    emu.inject(Fault(api="bybit", path="funding", kind="drift", mutate=mutate))
+    with pytest.raises(PayloadError, match="bad fundingRateTimestamp"):
+        list(bybit.funding_history_pages("BTCUSDT", NOW - timedelta(days=1), NOW))
+
+
 def test_bybit_open_interest_read_column_wise_equal_the_row_reader(bybit, monkeypatch):
     """The column-wise reader gives the row-by-row reader's frame, pages and all (two symbols, several pages each);
     a page that is not of the documented shape still fails naming what is wrong."""

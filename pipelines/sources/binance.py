@@ -291,6 +291,23 @@ FUNDING_SCHEMA = {
 }
 
 
+def settlements(
+    venue: str, rows: list[tuple[str, str, int, float, float | None, int]], what: str, page_index: bool
+) -> pl.DataFrame:
+    """A venue's funding settlements as ``(symbol, base, settlement time in epoch ms, rate, mark price, page)``
+    -> ``FUNDING_SCHEMA`` rows, ascending: the time floored to its hour (UTC), a settlement sent twice with two
+    values refused naming ``what`` (``unique_strict``), ``interval_hours`` inferred from consecutive settlements.
+    ``page_index``: see ``dedupe.PAGE``."""
+    cols = {"symbol": pl.String, "base": pl.String, "funding_time": pl.Int64, "funding_rate": pl.Float64}
+    df = pl.DataFrame(rows, schema=cols | {"mark_price": pl.Float64} | PAGE_SCHEMA, orient="row")
+    df = df.with_columns(
+        pl.lit(venue).alias("venue"),
+        (pl.col("funding_time") - pl.col("funding_time") % 3_600_000).cast(UTC_MS),
+    )
+    df = unique_strict(df, ["symbol", "funding_time"], what, ignore=(PAGE,))
+    return infer_interval_hours(df).select(paged(list(FUNDING_SCHEMA), page_index))
+
+
 def _base(symbol: str) -> str:
     return symbol[:-4] if symbol.endswith("USDT") else symbol
 
@@ -308,23 +325,10 @@ def parse_funding_rates(
     for i, page in enumerate(pages):
         for r in _rows(page, endpoint, ("symbol", "fundingRate", "fundingTime")):
             t = _ts(r["fundingTime"], "fundingTime", endpoint)
-            out.append(
-                {
-                    "venue": "binance",
-                    "symbol": str(r["symbol"]),
-                    "base": _base(str(r["symbol"])),
-                    "funding_time": t - t % 3_600_000,
-                    "funding_rate": _num(r["fundingRate"], "fundingRate", endpoint),
-                    "mark_price": _num(r.get("markPrice", ""), "markPrice", endpoint, allow_empty=True),
-                    PAGE: i,
-                }
-            )
-    schema = {**FUNDING_SCHEMA}
-    schema.pop("interval_hours")
-    schema["funding_time"] = pl.Int64
-    df = pl.DataFrame(out, schema=schema | PAGE_SCHEMA).with_columns(pl.col("funding_time").cast(UTC_MS))
-    df = unique_strict(df, ["symbol", "funding_time"], "Binance payload", ignore=(PAGE,))
-    return infer_interval_hours(df).select(paged(list(FUNDING_SCHEMA), page_index))
+            rate = _num(r["fundingRate"], "fundingRate", endpoint)
+            mark = _num(r.get("markPrice", ""), "markPrice", endpoint, allow_empty=True)
+            out.append((str(r["symbol"]), _base(str(r["symbol"])), t, rate, mark, i))
+    return settlements("binance", out, "Binance payload", page_index)
 
 
 def parse_premium_index(body: Any, endpoint: str = "/fapi/v1/premiumIndex") -> pl.DataFrame:

@@ -22,7 +22,7 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.sources.binance import FUNDING_SCHEMA, OI_SCHEMA, UTC_MS, infer_interval_hours, ms
+from pipelines.sources.binance import OI_SCHEMA, UTC_MS, ms, settlements
 from pipelines.sources.dedupe import PAGE, PAGE_SCHEMA, page_numbers, paged, unique_strict
 from pipelines.sources.http import Fetched, PayloadError, SourceClient, SourceError
 
@@ -31,9 +31,6 @@ PAGE_LIMIT = 200
 
 
 class BybitClient(SourceClient):
-    def __init__(self, base_url: str = BASE_URL, calls_per_minute: float = 0, **http_options: Any):
-        super().__init__(base_url, calls_per_minute=calls_per_minute, **http_options)
-
     def _get(self, endpoint: str, params: dict[str, Any]) -> tuple[Fetched, dict]:
         fetched = self.http.get(endpoint, params)
         body = fetched.json()
@@ -64,10 +61,7 @@ class BybitClient(SourceClient):
             rows = result["list"]
             if not rows:
                 return
-            try:
-                oldest = min(int(r["fundingRateTimestamp"]) for r in rows)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise fetched.error("bad fundingRateTimestamp") from exc
+            oldest = fetched.oldest_ms(rows, "fundingRateTimestamp")
             if oldest > hi:
                 raise fetched.error("page not older than endTime")
             hi = oldest - 1
@@ -139,20 +133,9 @@ def parse_funding_history(
             t = _i(r["fundingRateTimestamp"], endpoint)
             sym = r["symbol"]
             out.append(
-                {
-                    "venue": "bybit",
-                    "symbol": sym,
-                    "base": sym[:-4] if sym.endswith("USDT") else sym,
-                    "funding_time": t - t % 3_600_000,
-                    "funding_rate": _f(r["fundingRate"], endpoint),
-                    "mark_price": None,
-                    PAGE: i,
-                }
+                (sym, sym[:-4] if sym.endswith("USDT") else sym, t, _f(r["fundingRate"], endpoint), None, i)
             )
-    schema = {k: v for k, v in FUNDING_SCHEMA.items() if k != "interval_hours"} | {"funding_time": pl.Int64}
-    df = pl.DataFrame(out, schema=schema | PAGE_SCHEMA).with_columns(pl.col("funding_time").cast(UTC_MS))
-    df = unique_strict(df, ["symbol", "funding_time"], "Bybit payload", ignore=(PAGE,))
-    return infer_interval_hours(df).select(paged(list(FUNDING_SCHEMA), page_index))
+    return settlements("bybit", out, "Bybit payload", page_index)
 
 
 def parse_open_interest(

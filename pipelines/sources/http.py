@@ -235,6 +235,14 @@ class Fetched:
         """A ``kind`` error about this response, naming its request and status (and ``body``, when given)."""
         return kind(message, endpoint=self.endpoint, params=self.params, status=self.status, body=body)
 
+    def oldest_ms(self, rows: list[Any], key: str) -> int:
+        """The earliest epoch-ms ``key`` of this response's ``rows`` (a page of a history walked backwards); an
+        error naming ``key`` when a row lacks it or holds no integer there."""
+        try:
+            return min(int(r[key]) for r in rows)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self.error(f"bad {key}") from exc
+
     def request_record(self) -> dict[str, Any]:
         return {
             "url": self.url,

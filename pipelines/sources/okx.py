@@ -23,8 +23,8 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.sources.binance import FUNDING_SCHEMA, UTC_MS, infer_interval_hours, ms
-from pipelines.sources.dedupe import PAGE, PAGE_SCHEMA, paged, unique_strict
+from pipelines.sources.binance import UTC_MS, ms, settlements
+from pipelines.sources.dedupe import unique_strict
 from pipelines.sources.http import Fetched, PayloadError, SourceClient, SourceError
 
 BASE_URL = "https://www.okx.com"
@@ -37,9 +37,6 @@ def inst_id(base: str) -> str:
 
 
 class OkxClient(SourceClient):
-    def __init__(self, base_url: str = BASE_URL, calls_per_minute: float = 0, **http_options: Any):
-        super().__init__(base_url, calls_per_minute=calls_per_minute, **http_options)
-
     def _get(self, endpoint: str, params: dict[str, Any]) -> tuple[Fetched, list]:
         fetched = self.http.get(endpoint, params)
         body = fetched.json()
@@ -63,10 +60,7 @@ class OkxClient(SourceClient):
             yield fetched
             if not data:
                 return
-            try:
-                oldest = min(int(r["fundingTime"]) for r in data)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise fetched.error("bad fundingTime") from exc
+            oldest = fetched.oldest_ms(data, "fundingTime")
             if oldest <= lo or oldest >= cursor:
                 return
             cursor = oldest
@@ -121,21 +115,9 @@ def parse_funding_history(
             t = _i(r.get("fundingTime"), endpoint)
             rate = r.get("realizedRate")
             rate = r.get("fundingRate") if rate in (None, "") else rate  # rows not settled yet
-            out.append(
-                {
-                    "venue": "okx",
-                    "symbol": r["instId"],
-                    "base": r["instId"].split("-")[0],
-                    "funding_time": t - t % 3_600_000,
-                    "funding_rate": _f(rate, endpoint),
-                    "mark_price": None,
-                    PAGE: i,
-                }
-            )
-    schema = {k: v for k, v in FUNDING_SCHEMA.items() if k != "interval_hours"} | {"funding_time": pl.Int64}
-    df = pl.DataFrame(out, schema=schema | PAGE_SCHEMA).with_columns(pl.col("funding_time").cast(UTC_MS))
-    df = unique_strict(df, ["symbol", "funding_time"], "OKX payload", ignore=(PAGE,))
-    return infer_interval_hours(df).select(paged(list(FUNDING_SCHEMA), page_index))
+            inst = r["instId"]
+            out.append((inst, inst.split("-")[0], t, _f(rate, endpoint), None, i))
+    return settlements("okx", out, "OKX payload", page_index)
 
 
 def parse_open_interest_volume(
