@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from assets.weekly.shape import WEEK_FAILURES, Computed
+from assets.weekly.shape import Computed, outcome
 from assets.weekly.weeks import WEEKLY_COMPUTES, Outcome
 from pipelines.schemas import TABLES
 from pipelines.warehouse import Warehouse, sha256_file
@@ -21,10 +21,7 @@ def each_week_alone(
     out: dict[str, dict[str, Outcome]] = {name: {} for name in computes}
     for week in sorted(weeks):
         for name, compute in computes.items():
-            try:
-                out[name][week] = compute(wh, week)
-            except WEEK_FAILURES as exc:
-                out[name][week] = exc
+            out[name][week] = outcome(compute, wh, week)
     return out
 
 

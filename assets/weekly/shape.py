@@ -175,6 +175,7 @@ class Check:
 # What a compute raises for a week it cannot compute (a clean table or day missing, a frame that does not conform):
 # that week's failure; anything else stops the step.
 WEEK_FAILURES = (dg.Failure, ValueError)
+Outcome = Computed | dg.Failure | ValueError  # a week computed, or the failure it raised
 
 # Weekly tables: what a step computing a range of weeks never reads from its snapshot of the lake (another step
 # of the run may be writing them); no weekly compute reads one.
@@ -202,18 +203,24 @@ def weeks_failed(what: str, failed: dict[str, BaseException], weeks: Sequence[st
 
 def compute_run(
     weeks: list[str], compute: Callable[[Warehouse, str], Computed], root: str
-) -> dict[str, Computed | BaseException]:
+) -> dict[str, Outcome]:
     """Each of ``weeks`` computed by ``compute`` over one read of the lake at ``root`` (``reads_for``): its
     ``Computed``, or the failure the week raised (``WEEK_FAILURES``). A weekly asset's step runs it, or a process
     of ``map_weeks`` for a run of a long range's weeks (``compute`` a module-level function, so that it pickles)."""
-    out: dict[str, Computed | BaseException] = {}
+    out: dict[str, Outcome] = {}
     with reads_for(Warehouse(root), weeks, written=WEEKLY_TABLE_NAMES) as source:
         for week in weeks:
-            try:
-                out[week] = compute(source, week)  # type: ignore[arg-type]
-            except WEEK_FAILURES as exc:
-                out[week] = exc
+            out[week] = outcome(compute, source, week)
     return out
+
+
+def outcome(compute: Callable[[Warehouse, str], Computed], source: Warehouse, week: str) -> Outcome:
+    """What ``compute`` gives for ``week`` read from ``source``: its ``Computed``, or the failure it raised for
+    that week (``WEEK_FAILURES``; any other exception is a fault of the code and propagates)."""
+    try:
+        return compute(source, week)
+    except WEEK_FAILURES as exc:
+        return exc
 
 
 def weekly_table_asset(

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-import dagster as dg
-
 from assets.weekly import derivatives, macro, market, summary
-from assets.weekly.shape import WEEK_FAILURES, Computed
+from assets.weekly.shape import Computed, Outcome, outcome
 from pipelines.lake_snapshot import reads_for
 from pipelines.warehouse import Warehouse
 
@@ -38,8 +36,6 @@ WEEKLY_COMPUTES: dict[str, Callable[..., Computed]] = {
     "weekly_rate_expectations": macro.compute_rate_expectations,
 }
 
-Outcome = Computed | dg.Failure | ValueError
-
 
 def compute_weeks(
     wh: Warehouse,
@@ -54,8 +50,5 @@ def compute_weeks(
     with reads_for(wh, weeks, written=computes) as source:
         for week in weeks:
             for name, compute in computes.items():
-                try:
-                    out[name][week] = compute(source, week)
-                except WEEK_FAILURES as exc:
-                    out[name][week] = exc
+                out[name][week] = outcome(compute, source, week)
     return out
