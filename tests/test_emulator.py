@@ -9,6 +9,8 @@ import numpy as np
 
 from pipelines.emulator.market import build_market, hour_index
 from pipelines.emulator.server import MarketEmulator
+from pipelines.metrics.sectors import DEFAULT_INDICES
+from pipelines.metrics.universe import EXCLUDED_CATEGORIES
 from pipelines.pulls.coingecko import MEMBERSHIP_CATEGORIES
 from tests.conftest import TEST_NOW
 
@@ -41,6 +43,15 @@ def test_universe_has_coins_ids_and_excluded_kinds() -> None:
     # every category the pipeline pulls membership of: the report's sectors and the excluded kinds
     for needed in MEMBERSHIP_CATEGORIES:
         assert needed in cats
+
+
+def test_membership_pulled_is_every_sector_category_and_excluded_kinds_only() -> None:
+    """The registry's categories are pulled for the sector indices and the universe's exclusions: a category an
+    index is made of and not pulled would leave that index empty, one neither uses costs a request a run."""
+    sectors = {c for spec in DEFAULT_INDICES for c in spec.categories or ()}
+    assert len(MEMBERSHIP_CATEGORIES) == len(set(MEMBERSHIP_CATEGORIES))
+    assert sectors <= set(MEMBERSHIP_CATEGORIES)
+    assert set(MEMBERSHIP_CATEGORIES) - sectors <= EXCLUDED_CATEGORIES
 
 
 def test_market_path_shape() -> None:

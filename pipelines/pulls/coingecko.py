@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 
 from pipelines import gaps as gaps_mod
+from pipelines.metrics.sectors import DEFAULT_INDICES
 from pipelines.pulls.recorded import StoredPull, close_instant, stamp, stored_range_pulls, uncovered
 from pipelines.sources.coingecko import CoinGeckoClient, market_chart_errors, parse_global, parse_markets
 from pipelines.sources.http import Fetched, PayloadError, SourceError
@@ -49,15 +50,10 @@ MAX_TOTAL_TO_LISTED = 2.0
 # Written last in a /coins/markets snapshot directory: only a snapshot with it is complete (a run killed between
 # the top pages and the category pages must not leave a registry without categories).
 SNAPSHOT_COMPLETE = "_complete"
-# Categories pulled for membership: the sectors the report speaks of, and what the universe excludes.
+# Categories pulled for membership: every category a sector index is made of (``metrics.sectors``), then the
+# largest of those the universe excludes (``metrics.universe``; its name patterns catch the variants).
 MEMBERSHIP_CATEGORIES = (
-    "layer-1",
-    "layer-2",
-    "gaming",
-    "depin",
-    "artificial-intelligence",
-    "meme-token",
-    "decentralized-finance-defi",
+    *dict.fromkeys(c for spec in DEFAULT_INDICES for c in spec.categories or ()),
     "stablecoins",
     "wrapped-tokens",
     "liquid-staking-tokens",
