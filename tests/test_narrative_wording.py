@@ -151,3 +151,39 @@ def test_our_view_prints_the_market_total_the_lede_prints() -> None:
     assert "to about $2.96T" in md.split("\n## ")[0] and "about $2.96T" in view
     assert "$3.30T" not in view
     assert "At about $2.96T the market sits below its peak weekly close of about $3.54T" in view
+
+
+def test_a_figure_is_masked_only_where_it_stands_whole() -> None:
+    """The claim check's mask of a figure (``claims._mask_pattern``) against its definition, position by position:
+    the text where it is not preceded by a word character, a point or a comma (when it starts with a letter or
+    digit) nor followed by a word character (when it ends with one), the matches taken left to right without
+    overlap. Random figures and bodies of the characters a report's numbers are made of, and named cases."""
+    import random
+    import re
+
+    from pipelines.narrative.claims import _mask_pattern
+
+    def defined(text: str, body: str) -> list[int]:
+        out, i = [], 0
+        while i <= len(body) - len(text):
+            before = body[i - 1] if i else ""
+            after = body[i + len(text) : i + len(text) + 1]
+            if (
+                body.startswith(text, i)
+                and not (text[:1].isalnum() and before and (re.match(r"\w", before) or before in ".,"))
+                and not (text[-1:].isalnum() and after and re.match(r"\w", after))
+            ):
+                out.append(i)
+                i += len(text)
+            else:
+                i += 1
+        return out
+
+    rng = random.Random(7)
+    for _ in range(20_000):
+        text = "".join(rng.choice("12.,a$%- ") for _ in range(rng.randint(1, 4)))
+        body = "".join(rng.choice("12.,a$%- \u00a7") for _ in range(rng.randint(0, 30)))
+        assert [m.start() for m in _mask_pattern(text).finditer(body)] == defined(text, body), (text, body)
+    assert [m.start() for m in _mask_pattern("1.5%").finditer("21.5% then 1.5%, 1.5%x")] == [11, 17]
+    assert _mask_pattern("$3.0T").search("$3.0T.") and not _mask_pattern("3.0T").search("$13.0T")
+    assert not _mask_pattern("42").search("v1,42") and _mask_pattern("42").search("(42)")
