@@ -187,3 +187,26 @@ def test_a_figure_is_masked_only_where_it_stands_whole() -> None:
     assert [m.start() for m in _mask_pattern("1.5%").finditer("21.5% then 1.5%, 1.5%x")] == [11, 17]
     assert _mask_pattern("$3.0T").search("$3.0T.") and not _mask_pattern("3.0T").search("$13.0T")
     assert not _mask_pattern("42").search("v1,42") and _mask_pattern("42").search("(42)")
+
+
+def test_the_sources_raw_files_print_as_a_loop_over_them_would() -> None:
+    """The HTML's raw files are printed by one escape of them all (``render.codes``): byte for byte what the
+    template's loop over them, escaping each, prints, on random names made of markup's own characters."""
+    import random
+
+    import jinja2
+
+    from pipelines.narrative.render import codes
+
+    env = jinja2.Environment(autoescape=True)
+    env.filters["codes"] = codes
+    loop = env.from_string("{% for r in raw %}<code>{{ r }}</code> {% endfor %}|{{ raw|codes }}")
+    rng = random.Random(11)
+    for _ in range(2_000):
+        raw = [
+            "".join(rng.choice("ab/<>&'\"=. ") for _ in range(rng.randint(0, 8)))
+            for _ in range(rng.randint(0, 5))
+        ]
+        looped, joined = loop.render(raw=raw).split("|")
+        assert joined == looped, raw
+    assert str(codes(["<script>x</script>"])) == "<code>&lt;script&gt;x&lt;/script&gt;</code> "

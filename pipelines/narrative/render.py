@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 import polars as pl
 
 from pipelines.calendar import days_between, week_close_days
@@ -107,12 +108,25 @@ class RenderedReport:
 def _env(autoescape: bool) -> jinja2.Environment:
     """One environment a process for each escaping: it keeps its compiled templates (a compile is about 25 ms) and
     compiles a template again when its file changed (``auto_reload``)."""
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=autoescape,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
+    env.filters["codes"] = codes
+    return env
+
+
+def codes(items: Sequence[str]) -> markupsafe.Markup:
+    """``<code>item</code> `` for each of ``items``, escaped: what a template's loop over them prints, made in one
+    escape of all of them (a report's sources name about 10,000 raw files, and the loop took most of the HTML's
+    18 ms). The items are joined by a NUL, which no file name holds and which escaping leaves as it is, and the NUL
+    then becomes the markup between two items: every item is escaped and no markup is."""
+    if not items:
+        return markupsafe.Markup("")
+    escaped = str(markupsafe.escape("\x00".join(items)))
+    return markupsafe.Markup("<code>" + escaped.replace("\x00", "</code> <code>") + "</code> ")
 
 
 def _collect(phrases: list[Phrase]) -> tuple[list[Num], list[Txt]]:
