@@ -9,7 +9,6 @@ assets log ``market charts: n/N coins``), read by a watcher thread while the run
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -24,6 +23,8 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+
+from pipelines.ticker import every
 
 COUNT = re.compile(r"^(?P<what>[\w ]+?): (?P<n>\d+)/(?P<total>\d+)\b")
 
@@ -89,32 +90,31 @@ class Reporter:
     @contextmanager
     def watch(self, instance: Any, run_id: str, interval: float = 1.0) -> Iterator[None]:
         """While the block runs (a run executing in process), follow ``run_id``'s event log."""
-        stop = threading.Event()
+        from dagster import DagsterEventType
+
+        cursor, unread = None, False
 
         def follow() -> None:
-            from dagster import DagsterEventType
+            nonlocal cursor, unread
+            try:
+                conn = instance.get_records_for_run(run_id, cursor=cursor, limit=1000)
+            except Exception as exc:  # the run goes on; the display waits for the next read
+                if not unread:  # said once a run: the events are the run's, the display only follows them
+                    self.line(
+                        f"progress: the run's events cannot be read ({type(exc).__name__}: {exc}); retrying"
+                    )
+                unread = True
+                return
+            cursor = conn.cursor
+            for rec in conn.records:
+                entry = rec.event_log_entry
+                ev = entry.dagster_event
+                if ev is not None and ev.event_type == DagsterEventType.STEP_START:
+                    self.detail(entry.step_key or "")
+                elif ev is None and entry.user_message:
+                    m = COUNT.match(entry.user_message)
+                    if m:
+                        self.detail(entry.step_key or "", (m["what"], int(m["n"]), int(m["total"])))
 
-            cursor = None
-            while not stop.wait(interval):
-                try:
-                    conn = instance.get_records_for_run(run_id, cursor=cursor, limit=1000)
-                except Exception:
-                    continue
-                cursor = conn.cursor
-                for rec in conn.records:
-                    entry = rec.event_log_entry
-                    ev = entry.dagster_event
-                    if ev is not None and ev.event_type == DagsterEventType.STEP_START:
-                        self.detail(entry.step_key or "")
-                    elif ev is None and entry.user_message:
-                        m = COUNT.match(entry.user_message)
-                        if m:
-                            self.detail(entry.step_key or "", (m["what"], int(m["n"]), int(m["total"])))
-
-        thread = threading.Thread(target=follow, name="progress", daemon=True)
-        thread.start()
-        try:
+        with every(interval, follow, "progress", join_timeout=5):
             yield
-        finally:
-            stop.set()
-            thread.join(timeout=5)

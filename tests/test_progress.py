@@ -44,3 +44,27 @@ def test_live_mode_is_transient_and_quiet_about_steps() -> None:
         rep.detail("weekly_report")
         rep.detail("raw_coingecko_market_charts", ("market charts", 3, 10))
     assert "week 2025-11-17 ..." in out.getvalue()
+
+
+def test_an_unreadable_event_log_is_said_once_and_followed_again() -> None:
+    """The display follows the run's events: when they cannot be read it says so once (not a line a second, and
+    not nothing), and goes on following them once they can."""
+
+    class Flaky:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def get_records_for_run(self, run_id, cursor=None, limit=1000):
+            self.calls += 1
+            if self.calls <= 3:
+                raise OSError("database is locked")
+            return dg.EventRecordsResult(records=[], cursor="c", has_more=False)
+
+    out, flaky = io.StringIO(), Flaky()
+    with Reporter(console=Console(file=out, width=200), live=False) as rep:
+        with rep.watch(flaky, "run", interval=0.02):
+            deadline = time.monotonic() + 5
+            while flaky.calls < 5 and time.monotonic() < deadline:
+                time.sleep(0.02)
+    assert flaky.calls >= 5
+    assert out.getvalue().count("the run's events cannot be read (OSError: database is locked)") == 1

@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import dagster as dg
+
+from pipelines.ticker import every
 
 log = logging.getLogger(__name__)
 
@@ -188,27 +189,21 @@ def pool_keeper(instance: dg.DagsterInstance, every_s: float = KEEPER_EVERY_S) -
     """Runs ``hand_out_lost_slots`` every ``every_s`` seconds in a background thread while the block runs (an
     in-process run). Each hand-out is logged as a warning; a failed sweep (a locked SQLite file, say) is logged
     and the next one tries again."""
-    stop = threading.Event()
+    seen: frozenset[Waiter] = frozenset()
 
     def sweep() -> None:
-        seen: frozenset[Waiter] = frozenset()
-        while not stop.wait(every_s):
-            try:
-                handed, seen = hand_out_lost_slots(instance, seen)
-                for line in handed:
-                    log.warning("pool slot left free by a lost wake-up, now assigned: %s", line)
-            except Exception as exc:  # the run goes on; the next sweep retries
-                log.warning(
-                    "pool keeper: sweep failed (%s: %s); retrying in %g s", type(exc).__name__, exc, every_s
-                )
+        nonlocal seen
+        try:
+            handed, seen = hand_out_lost_slots(instance, seen)
+            for line in handed:
+                log.warning("pool slot left free by a lost wake-up, now assigned: %s", line)
+        except Exception as exc:  # the run goes on; the next sweep retries
+            log.warning(
+                "pool keeper: sweep failed (%s: %s); retrying in %g s", type(exc).__name__, exc, every_s
+            )
 
-    thread = threading.Thread(target=sweep, name="pool-keeper", daemon=True)
-    thread.start()
-    try:
+    with every(every_s, sweep, "pool-keeper"):
         yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 @dg.sensor(
