@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from datetime import date, datetime, timezone
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -55,6 +56,18 @@ class _Venue(_MarketClock):
     record a "not selected" gap."""
 
     selected: bool = Field(default=True, description="False when CRYPTO_WEEKLY_VENUES leaves this venue out")
+    calls_per_minute: int = Field(default=0, description="pacing per host; 0 turns it off (the emulator)")
+    max_attempts: int = Field(default=5)
+    timeout_seconds: float = Field(default=30)
+
+    def client_options(self) -> dict[str, Any]:
+        """What every client of the venue is made with: its pacing, tries, timeout and clock."""
+        return {
+            "calls_per_minute": self.calls_per_minute,
+            "max_attempts": self.max_attempts,
+            "timeout": self.timeout_seconds,
+            "clock": self.now,
+        }
 
 
 class CoinGeckoResource(_MarketClock):
@@ -103,16 +116,6 @@ class BinanceResource(_Venue):
     spot_base_url: str = Field(default=_binance.SPOT_BASE_URL)
     vision_base_url: str = Field(default=_vision.BASE_URL)
     calls_per_minute: int = Field(default=600, description="pacing per host; 0 turns it off (the emulator)")
-    max_attempts: int = Field(default=5)
-    timeout_seconds: float = Field(default=30)
-
-    def _opts(self) -> dict:
-        return {
-            "calls_per_minute": self.calls_per_minute,
-            "max_attempts": self.max_attempts,
-            "timeout": self.timeout_seconds,
-            "clock": self.now,
-        }
 
     def _unpaced(self, client):
         # calls_per_minute = 0 means "no pacing" (the loopback emulator): that includes the client's slow-down on
@@ -122,13 +125,13 @@ class BinanceResource(_Venue):
         return client
 
     def futures(self) -> _binance.BinanceFuturesClient:
-        return self._unpaced(_binance.BinanceFuturesClient(self.fapi_base_url, **self._opts()))
+        return self._unpaced(_binance.BinanceFuturesClient(self.fapi_base_url, **self.client_options()))
 
     def spot(self) -> _binance.BinanceSpotClient:
-        return self._unpaced(_binance.BinanceSpotClient(self.spot_base_url, **self._opts()))
+        return self._unpaced(_binance.BinanceSpotClient(self.spot_base_url, **self.client_options()))
 
     def vision(self) -> _vision.BinanceVisionClient:
-        return _vision.BinanceVisionClient(self.vision_base_url, **self._opts())
+        return _vision.BinanceVisionClient(self.vision_base_url, **self.client_options())
 
 
 class BybitResource(_Venue):
@@ -137,17 +140,9 @@ class BybitResource(_Venue):
 
     base_url: str = Field(default=_bybit.BASE_URL)
     calls_per_minute: int = Field(default=300)
-    max_attempts: int = Field(default=5)
-    timeout_seconds: float = Field(default=30)
 
     def client(self) -> _bybit.BybitClient:
-        return _bybit.BybitClient(
-            self.base_url,
-            calls_per_minute=self.calls_per_minute,
-            max_attempts=self.max_attempts,
-            timeout=self.timeout_seconds,
-            clock=self.now,
-        )
+        return _bybit.BybitClient(self.base_url, **self.client_options())
 
 
 class OkxResource(_Venue):
@@ -156,17 +151,9 @@ class OkxResource(_Venue):
 
     base_url: str = Field(default=_okx.BASE_URL)
     calls_per_minute: int = Field(default=120)
-    max_attempts: int = Field(default=5)
-    timeout_seconds: float = Field(default=30)
 
     def client(self) -> _okx.OkxClient:
-        return _okx.OkxClient(
-            self.base_url,
-            calls_per_minute=self.calls_per_minute,
-            max_attempts=self.max_attempts,
-            timeout=self.timeout_seconds,
-            clock=self.now,
-        )
+        return _okx.OkxClient(self.base_url, **self.client_options())
 
 
 class FredResource(_Venue):
@@ -175,17 +162,9 @@ class FredResource(_Venue):
 
     base_url: str = Field(default=_fred.BASE_URL)
     calls_per_minute: int = Field(default=20)
-    max_attempts: int = Field(default=5)
-    timeout_seconds: float = Field(default=30)
 
     def client(self) -> _fred.FredClient:
-        return _fred.FredClient(
-            self.base_url,
-            calls_per_minute=self.calls_per_minute,
-            max_attempts=self.max_attempts,
-            timeout=self.timeout_seconds,
-            clock=self.now,
-        )
+        return _fred.FredClient(self.base_url, **self.client_options())
 
 
 def _env(name: str, default: str) -> str | dg.EnvVar:
@@ -204,6 +183,17 @@ def _env_float(name: str, default: float) -> float:
 # Each client's pacing when its *_CALLS_PER_MINUTE is not set (the APIs' documented or observed limits, see
 # docs/sources.md); the benchmark's pulls phase paces with the same figures.
 DEFAULT_CALLS_PER_MINUTE = {"COINGECKO": 30, "BINANCE": 600, "BYBIT": 300, "OKX": 120, "FRED": 20}
+
+
+def _venue_env(name: str, venues: tuple[str, ...]) -> dict[str, Any]:
+    """A venue's settings from the environment: ``<NAME>_CALLS_PER_MINUTE``, ``<NAME>_MAX_ATTEMPTS``, the clock, and
+    whether ``CRYPTO_WEEKLY_VENUES`` selects it."""
+    return {
+        "calls_per_minute": _env_int(f"{name}_CALLS_PER_MINUTE", DEFAULT_CALLS_PER_MINUTE[name]),
+        "max_attempts": _env_int(f"{name}_MAX_ATTEMPTS", 5),
+        "market_now": _env("CRYPTO_WEEKLY_NOW", ""),
+        "selected": name.lower() in venues,
+    }
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
@@ -232,30 +222,11 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             fapi_base_url=_env("BINANCE_FAPI_BASE_URL", _binance.FAPI_BASE_URL),
             spot_base_url=_env("BINANCE_SPOT_BASE_URL", _binance.SPOT_BASE_URL),
             vision_base_url=_env("BINANCE_VISION_BASE_URL", _vision.BASE_URL),
-            calls_per_minute=_env_int("BINANCE_CALLS_PER_MINUTE", DEFAULT_CALLS_PER_MINUTE["BINANCE"]),
-            max_attempts=_env_int("BINANCE_MAX_ATTEMPTS", 5),
-            market_now=_env("CRYPTO_WEEKLY_NOW", ""),
-            selected="binance" in venues,
+            **_venue_env("BINANCE", venues),
         ),
         "bybit": BybitResource(
-            base_url=_env("BYBIT_BASE_URL", _bybit.BASE_URL),
-            calls_per_minute=_env_int("BYBIT_CALLS_PER_MINUTE", DEFAULT_CALLS_PER_MINUTE["BYBIT"]),
-            max_attempts=_env_int("BYBIT_MAX_ATTEMPTS", 5),
-            market_now=_env("CRYPTO_WEEKLY_NOW", ""),
-            selected="bybit" in venues,
+            base_url=_env("BYBIT_BASE_URL", _bybit.BASE_URL), **_venue_env("BYBIT", venues)
         ),
-        "okx": OkxResource(
-            base_url=_env("OKX_BASE_URL", _okx.BASE_URL),
-            calls_per_minute=_env_int("OKX_CALLS_PER_MINUTE", DEFAULT_CALLS_PER_MINUTE["OKX"]),
-            max_attempts=_env_int("OKX_MAX_ATTEMPTS", 5),
-            market_now=_env("CRYPTO_WEEKLY_NOW", ""),
-            selected="okx" in venues,
-        ),
-        "fred": FredResource(
-            base_url=_env("FRED_BASE_URL", _fred.BASE_URL),
-            calls_per_minute=_env_int("FRED_CALLS_PER_MINUTE", DEFAULT_CALLS_PER_MINUTE["FRED"]),
-            max_attempts=_env_int("FRED_MAX_ATTEMPTS", 5),
-            market_now=_env("CRYPTO_WEEKLY_NOW", ""),
-            selected="fred" in venues,
-        ),
+        "okx": OkxResource(base_url=_env("OKX_BASE_URL", _okx.BASE_URL), **_venue_env("OKX", venues)),
+        "fred": FredResource(base_url=_env("FRED_BASE_URL", _fred.BASE_URL), **_venue_env("FRED", venues)),
     }
