@@ -166,8 +166,8 @@ def _mask_pattern(text: str) -> re.Pattern[str]:
     """``text`` where it stands as a whole figure: not preceded by a word character, a point or a comma when it
     starts with one, not followed by a word character when it ends with one. The literal comes first, and the
     condition on the character before it is a look-behind over that character and the literal, so that the
-    engine searches for the literal (a pattern starting with a look-behind is tried at every position: 154
-    masks over a 7 KB report took 13 ms, 87 reports a second)."""
+    engine searches for the literal (a pattern starting with a look-behind is tried at every position of the
+    text, for each of a report's 150-odd masks)."""
     literal = re.escape(text)
     head = rf"(?<![\w.,]{literal})" if text[:1].isalnum() else ""
     tail = r"(?![\w])" if text[-1:].isalnum() else ""
