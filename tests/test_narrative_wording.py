@@ -191,7 +191,8 @@ def test_a_figure_is_masked_only_where_it_stands_whole() -> None:
 
 def test_the_sources_raw_files_print_as_a_loop_over_them_would() -> None:
     """The HTML's raw files are printed by one escape of them all (``render.codes``): byte for byte what the
-    template's loop over them, escaping each, prints, on random names made of markup's own characters."""
+    template's loop over them, escaping each, prints, on random names made of markup's own characters and the NUL
+    the filter joins them by."""
     import random
 
     import jinja2
@@ -204,7 +205,7 @@ def test_the_sources_raw_files_print_as_a_loop_over_them_would() -> None:
     rng = random.Random(11)
     for _ in range(2_000):
         raw = [
-            "".join(rng.choice("ab/<>&'\"=. ") for _ in range(rng.randint(0, 8)))
+            "".join(rng.choice("ab/<>&'\"=. \x00") for _ in range(rng.randint(0, 8)))
             for _ in range(rng.randint(0, 5))
         ]
         looped, joined = loop.render(raw=raw).split("|")
