@@ -236,6 +236,33 @@ def floor_weeks(wh_dir, weeks: list[str], timer: Timer | None = None, market_onl
         map_weeks(floor_reports_run, weeks, str(wh_dir))
 
 
+def set_floor_weeks(wh_dir, weeks: list[str], timer: Timer | None = None) -> None:
+    """The set-based floor of ``weekly_job``: the clean tables read once into memory, every weekly table for every
+    week of ``weeks`` in one vectorized pass (``bench.set_floor``: written for speed, not the project's code; each
+    table checked equal to the project's, ``tests/test_set_floor.py``), each week's partition written as the lake
+    IO manager writes it, then each week's report as ``floor_weeks`` builds it (the project's code: no set-based
+    report is written)."""
+    from bench.set_floor import by_week, compute_all, read_lake
+    from pipelines.schemas import TABLES
+    from pipelines.warehouse import Warehouse
+    from pipelines.week_processes import map_weeks
+
+    def lap(name: str):
+        return timer.lap(f"set_floor:{name}") if timer else nullcontext()
+
+    wh = Warehouse(wh_dir)
+    with lap("read the clean tables"):
+        lake = read_lake(wh_dir)
+    with lap("weekly tables"):
+        tables = compute_all(lake, weeks)
+    with lap("write the weekly tables"):
+        for name, frame in tables.items():
+            wh.write_partitions(TABLES[name], by_week(frame, weeks))
+        wh.refresh_catalog()
+    with lap("weekly_report"):
+        map_weeks(floor_reports_run, weeks, str(wh_dir))
+
+
 # ---- phases ---------------------------------------------------------------------------------------------------
 def backfill(
     mode: str,
@@ -272,7 +299,10 @@ def backfill(
             with t.lap("daily"):
                 floor_daily(wh_dir, first, last, timer=t, perps=perps)
             with t.lap("weekly"):
-                floor_weeks(wh_dir, keys, t)
+                if mode == "set_floor":
+                    set_floor_weeks(wh_dir, keys, t)
+                else:
+                    floor_weeks(wh_dir, keys, t)
         if prof:
             prof.disable()
     out: dict[str, Any] = {

@@ -15,7 +15,8 @@ import statistics
 
 import pytest
 
-from assets.weekly.weeks import compute_weeks
+from assets.weekly.weeks import WEEKLY_COMPUTES, compute_weeks
+from bench.set_floor import compute_all, read_lake, table_differences
 from tests import _every_week as ew
 from tests import _one_pass
 from tests import _report_audit as audit
@@ -40,6 +41,11 @@ def test_every_week_true_once_and_reasoned(tmp_path) -> None:
     # every weekly table of every week computed again in one pass over the lake read once: byte for byte the
     # partition the week wrote alone
     assert _one_pass.lake_differences(wh, compute_weeks(wh, WEEKS)) == []
+    # the benchmark's set-based floor (bench/set_floor: every table of every week in one vectorized pass, not the
+    # project's code) gives the same tables, every week, floats within its tolerance
+    floor = compute_all(read_lake(wh.root), WEEKS)
+    assert set(floor) == set(WEEKLY_COMPUTES)
+    assert {t: d for t, f in floor.items() if (d := table_differences(wh.root, t, f, WEEKS))} == {}
     # zero failing predicates, zero unlabeled numbers, zero wrong figures, no blocking quality or table check
     assert {w: r.blocked for w, r in runs.items() if r.blocked} == {}
     assert all(runs[w].markdown and runs[w].predicates > 5 for w in RENDERED)

@@ -44,10 +44,15 @@ def _with_oi(funding: pl.DataFrame, open_interest: pl.DataFrame | None, toleranc
     ).drop("ts")
 
 
-def _weighted(df: pl.DataFrame, by: list[str]) -> pl.DataFrame:
-    """OI-weighted mean of rate_8h where any row of the group has OI (rows without OI drop out); else equal."""
-    has = pl.col("oi_usd").is_not_null() & (pl.col("oi_usd") > 0)
-    return df.group_by(by).agg(
+HAS_OI = pl.col("oi_usd").is_not_null() & (pl.col("oi_usd") > 0)
+
+
+def funding_weighting() -> list[pl.Expr]:
+    """Aggregations of a group of settlements with their ``oi_usd``: ``funding_8h``, the OI-weighted mean of
+    ``rate_8h`` over those with a positive OI (rows without one drop out), the equal-weighted mean when none has
+    one; ``weighting`` (``oi``, ``mixed`` or ``equal``); ``settlements``, how many."""
+    has = HAS_OI  # a positive reading: a zero or negative one is no weight
+    return [
         pl.when(has.any())
         .then((pl.col("rate_8h") * pl.col("oi_usd")).filter(has).sum() / pl.col("oi_usd").filter(has).sum())
         .otherwise(pl.col("rate_8h").mean())
@@ -59,7 +64,12 @@ def _weighted(df: pl.DataFrame, by: list[str]) -> pl.DataFrame:
         .otherwise(pl.lit("equal"))
         .alias("weighting"),
         pl.len().cast(pl.Int32).alias("settlements"),
-    )
+    ]
+
+
+def _weighted(df: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """``funding_weighting`` of each group of ``by``."""
+    return df.group_by(by).agg(funding_weighting())
 
 
 def daily_funding(
@@ -106,7 +116,7 @@ def funding_coverage(
             "funding_venues_without_oi": None,
         }
     row = _weighted(f.with_columns(g=pl.lit(0)), ["g"]).row(0, named=True)
-    has = pl.col("oi_usd").is_not_null() & (pl.col("oi_usd") > 0)
+    has = HAS_OI
     with_oi = f.filter(has).height
     without = sorted(set(f.filter(~has)["exchange"].to_list()))
     return {
