@@ -170,3 +170,41 @@ def test_a_long_streak_reads_a_window_and_counts_as_the_whole_history(tmp_path) 
     widest = [cc._worst_streak_within(wh, m, cc.MAX_STREAK)[0] for m in mondays]
     assert streaks == widest
     assert cc._worst_streak_within(wh, mondays[-1], 8) == (9, True)  # the first window (9 weeks) falls short
+
+
+def test_a_week_with_too_few_classes_ranked_ends_the_streak_both_ways(tmp_path) -> None:
+    """The falling world, with the S&P 500, the Nasdaq and 10-year yields missing through the week of the 7th
+    Monday: that week and the next (whose open is that week's close) rank too few classes to be weeks crypto was
+    known to be the worst, so the streak the weekly table counts and the second derivation's both restart after
+    them, and agree week by week."""
+    from datetime import timedelta
+
+    from tests._weekly_world import FIRST_DAY, build, write_lake
+
+    mondays = [FIRST_DAY + timedelta(days=7 * i) for i in range(15)]
+    hole = (mondays[6], mondays[6] + timedelta(days=6))
+
+    def falling(df: pl.DataFrame) -> pl.DataFrame:
+        days = (pl.col("date") - pl.lit(FIRST_DAY)).dt.total_days()
+        return df.with_columns(pl.col("market_cap_usd") * (-0.03 * days).exp())
+
+    def without_markets(df: pl.DataFrame) -> pl.DataFrame:
+        gone = pl.col("series_id").is_in(["SP500", "NASDAQCOM", "DGS10"]) & pl.col("date").is_between(*hole)
+        return df.filter(~gone)
+
+    world = build()
+    wh = write_lake(
+        tmp_path,
+        {k: world[k] for k in ("coin_daily", "macro_observations")},
+        datetime(2025, 6, 1, tzinfo=UTC),
+        transform={"coin_daily": falling, "macro_observations": without_markets},
+    )
+    table = [weekly_macro.crypto_rank_in_window(wh, m.isoformat()).row(0, named=True) for m in mondays[1:]]
+    ranked = [r["assets_ranked"] for r in table]
+    assert (
+        ranked[5] < weekly_macro.MIN_RANKED and ranked[6] < weekly_macro.MIN_RANKED
+    )  # the 7th and 8th weeks
+    assert all(n >= weekly_macro.MIN_RANKED for i, n in enumerate(ranked) if i not in (5, 6)), ranked
+    expected = [1, 2, 3, 4, 5, 6, 1, 1, 2, 3, 4, 5, 6, 7]
+    assert [r["worst_streak_weeks"] for r in table] == expected
+    assert [cc.worst_streak_weeks(wh, m.isoformat()) for m in mondays[1:]] == expected

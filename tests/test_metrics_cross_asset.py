@@ -77,9 +77,31 @@ def test_worst_streak_hand_computed():
     assets = ASSETS[:2]
     levels = _weekly_path([0.01, -0.05, -0.02, -0.03, 0.04], [0.0, 0.01, 0.0, -0.01, 0.0])
     weeks = ["2025-10-06", "2025-10-13", "2025-10-20", "2025-10-27", "2025-11-03"]
-    streaks = [weekly_crypto_rank(levels, w, assets)["worst_streak_weeks"][0] for w in weeks]
+    streaks = [weekly_crypto_rank(levels, w, assets, min_ranked=2)["worst_streak_weeks"][0] for w in weeks]
     assert streaks == [0, 1, 2, 3, 0]
     WEEKLY_CRYPTO_RANK.conform(weekly_crypto_rank(levels, weeks[3], assets))
+
+
+def test_a_week_with_too_few_classes_ranked_ends_the_streak():
+    """Crypto falls every week and the S&P 500 does not, but the S&P's Friday close of 2025-10-17 is missing: the
+    weeks of 2025-10-13 and 2025-10-20 rank crypto alone, so neither is known to be one where crypto was the worst
+    major class, and no streak counts across them ("the worst for the Nth consecutive week" stays true)."""
+    assets = ASSETS[:2]
+    levels = _weekly_path([-0.01, -0.05, -0.02, -0.03, -0.04], [0.0] * 5).filter(
+        ~((pl.col("series") == "SPX") & (pl.col("date") == date(2025, 10, 17)))
+    )
+    weeks = ["2025-10-06", "2025-10-13", "2025-10-20", "2025-10-27", "2025-11-03"]
+    rows = [weekly_crypto_rank(levels, w, assets, min_ranked=2).row(0, named=True) for w in weeks]
+    assert [r["assets_ranked"] for r in rows] == [2, 1, 1, 2, 2]
+    assert [r["worst_streak_weeks"] for r in rows] == [1, 2, 1, 1, 2]
+    # counting every week crypto was the worst of those ranked would have said 1, 2, 3, 4, 5
+    assert [weekly_crypto_rank(levels, w, assets, min_ranked=1)["worst_streak_weeks"][0] for w in weeks] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
 
 
 @settings(max_examples=20, deadline=None)
@@ -92,7 +114,8 @@ def test_removing_later_data_does_not_change_a_week(cm, sm):
     week = "2025-11-03"
     cut = levels.filter(pl.col("date") <= date(2025, 11, 9))
     assert weekly_cross_asset(levels, week, ASSETS).equals(weekly_cross_asset(cut, week, ASSETS))
-    assert weekly_crypto_rank(levels, week, ASSETS[:2]).equals(weekly_crypto_rank(cut, week, ASSETS[:2]))
+    two = {"assets": ASSETS[:2], "min_ranked": 2}
+    assert weekly_crypto_rank(levels, week, **two).equals(weekly_crypto_rank(cut, week, **two))
 
 
 def test_real_week_2025_11_17():

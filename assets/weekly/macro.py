@@ -28,6 +28,7 @@ from pipelines.metrics.cross_asset import (
     DEFAULT_ASSETS,
     MAX_STALE_DAYS,
     MAX_STREAK_WEEKS,
+    MIN_RANKED,
     weekly_cross_asset,
     weekly_crypto_rank,
 )
@@ -51,7 +52,6 @@ MACRO_OBSERVATIONS = "macro_observations"
 # coin_daily prices used as cross-asset series: BTC, ETH and PAX Gold as the gold proxy (FRED has no gold price)
 COIN_SERIES = {"bitcoin": "btc", "ethereum": "eth", "pax-gold": "gold"}
 CROSS_MACRO_SERIES = sorted({a.series for a in DEFAULT_ASSETS} - {"crypto_total_mcap", *COIN_SERIES.values()})
-MIN_RANKED = 5  # "worst major asset class" needs most of the seven classes to have a return
 MACRO_RANGES = {
     "payrolls_change_k": (-25_000, 25_000),
     "unemployment_rate": (0, 30),

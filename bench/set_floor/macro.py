@@ -22,8 +22,14 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from assets.weekly.macro import COIN_SERIES, CROSS_MACRO_SERIES, MIN_RANKED
-from pipelines.metrics.cross_asset import DEFAULT_ASSETS, MAX_STALE_DAYS, MAX_STREAK_WEEKS, UST_DURATION
+from assets.weekly.macro import COIN_SERIES, CROSS_MACRO_SERIES
+from pipelines.metrics.cross_asset import (
+    DEFAULT_ASSETS,
+    MAX_STALE_DAYS,
+    MAX_STREAK_WEEKS,
+    MIN_RANKED,
+    UST_DURATION,
+)
 from pipelines.metrics.macro import (
     BILL_DAYS,
     BILL_SERIES,
@@ -206,7 +212,8 @@ def weekly_cross_asset(ca: pl.DataFrame, weeks: pl.DataFrame) -> pl.DataFrame:
 def weekly_crypto_rank(ca: pl.DataFrame, weeks: pl.DataFrame) -> pl.DataFrame:
     """``weekly_crypto_rank`` of ``weeks`` from the cross-asset rows ``ca`` of every week from
     ``MAX_STREAK_WEEKS`` weeks before them: crypto's rank, the classes ranked, whether it was worst and the run
-    of worst weeks ending with the week (at most ``MAX_STREAK_WEEKS``); a week with fewer than ``MIN_RANKED``
+    of worst weeks ending with the week (at most ``MAX_STREAK_WEEKS``; an earlier week counts when worst among at
+    least ``MIN_RANKED`` classes ranked); a week with fewer than ``MIN_RANKED``
     classes ranked and crypto ranked is written empty."""
     crypto = pl.col("asset") == "crypto"
     per_week = (
@@ -218,9 +225,14 @@ def weekly_crypto_rank(ca: pl.DataFrame, weeks: pl.DataFrame) -> pl.DataFrame:
         )
         .sort("week_start")
     )
-    # a run of worst weeks: the weeks since the last week crypto was not worst
+    # the week itself when worst, then the run of earlier weeks worst among at least MIN_RANKED classes (a week
+    # with fewer is not known to be one and ends the run)
     worst = pl.col("is_worst").fill_null(False)
-    streak = worst.cast(pl.Int32).cum_sum().over((~worst).cum_sum()).clip(upper_bound=MAX_STREAK_WEEKS)
+    known = worst & (pl.col("assets_ranked") >= MIN_RANKED)
+    run = known.cast(pl.Int32).cum_sum().over((~known).cum_sum())
+    streak = (
+        pl.when(worst).then(run.shift(1).fill_null(0) + 1).otherwise(0).clip(upper_bound=MAX_STREAK_WEEKS)
+    )
     keep = (pl.col("assets_ranked") >= MIN_RANKED) | pl.col("crypto_rank").is_null()
     return (
         per_week.with_columns(streak.cast(pl.Int32).alias("worst_streak_weeks"))

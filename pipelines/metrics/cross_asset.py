@@ -13,6 +13,7 @@ from pipelines.schemas import WEEKLY_CRYPTO_RANK
 UST_DURATION = 8.5  # modified duration of a 10-year Treasury near par at a ~4% yield
 MAX_STALE_DAYS = 5  # a boundary's level is the last observation dated less than this many days before it
 MAX_STREAK_WEEKS = 104  # the worst-week streak is counted back at most this far
+MIN_RANKED = 5  # "worst major asset class" needs most of the seven classes to have a return
 
 
 @dataclass(frozen=True)
@@ -88,15 +89,15 @@ def weekly_cross_asset(
         d0, v0 = _last_at_or_before(series, w.open_day, max_stale_days)
         d1, v1 = _last_at_or_before(series, w.close_day, max_stale_days)
         r = None
-        if v0 is not None and v1 is not None and d1 > d0:
+        # with ``max_stale_days`` under 7 the close's window starts after the open's level: a market closed all
+        # week has no level at the close, so no return (a named gap), never "unchanged"
+        if v0 is not None and v1 is not None:
             if a.kind == "price" and v0 > 0:
                 r = (v1 / v0 - 1) * 100
             elif a.kind == "inverse" and v1 > 0:
                 r = (v0 / v1 - 1) * 100
             elif a.kind == "yield":
                 r = -duration * (v1 - v0)  # yields in percent: -D x dy(%) is a percent price change
-        elif v0 is not None and v1 is not None and d1 == d0:
-            r = 0.0  # no new observation inside the week (e.g. a market closed all week): unchanged
         rows.append((w.monday, a.asset, a.series, a.kind, d0, d1, v0, v1, r, None, None))
     out = pl.DataFrame(rows, schema=_ASSET_SCHEMA, orient="row")
     major = {a.asset for a in assets if a.major}
@@ -115,10 +116,13 @@ def weekly_crypto_rank(
     assets: tuple[AssetSpec, ...] = DEFAULT_ASSETS,
     crypto: str = "crypto",
     max_weeks: int = MAX_STREAK_WEEKS,
+    min_ranked: int = MIN_RANKED,
     **kwargs,
 ) -> pl.DataFrame:
     """``weekly_crypto_rank`` row: crypto's rank this week and the number of consecutive weeks, ending with this
-    one, in which it was the worst major asset class (each earlier week computed point in time)."""
+    one, in which it was the worst major asset class (each earlier week computed point in time). An earlier week
+    with fewer than ``min_ranked`` classes ranked (macro series missing) is not known to be one: it ends the
+    streak, so "the worst for the Nth consecutive week" never counts a week that was not ranked."""
     w = week_window(week)
     levels = as_of(levels, week)
 
@@ -135,7 +139,8 @@ def weekly_crypto_rank(
     while is_w and streak < max_weeks:
         streak += 1
         k = shift_week(k, -1)
-        is_w = stats(k)[2]
+        _, ranked, is_w = stats(k)
+        is_w = is_w and ranked >= min_ranked
     return pl.DataFrame(
         [(w.monday, rank, n, worst, streak)],
         schema=WEEKLY_CRYPTO_RANK.polars_schema,

@@ -341,6 +341,7 @@ MAJORS = (
 UST_D = 8.5
 MAX_STALE_DAYS = 5
 MAX_STREAK = 104
+MIN_RANKED = 5  # an earlier week counts only when at least this many of the seven classes have a return
 # A week's return takes each series' last level within MAX_STALE_DAYS of the open (the Sunday before the
 # Monday), and crypto's level on a day counts a coin's reading from up to CRYPTO_CARRY_DAYS before it.
 CRYPTO_CARRY_DAYS = 3
@@ -349,8 +350,8 @@ STREAK_LOOKBACK_DAYS = 1 + MAX_STALE_DAYS + CRYPTO_CARRY_DAYS
 
 def worst_streak_weeks(wh: Warehouse, week: str) -> int | None:
     """Consecutive weeks, ending with ``week``, in which crypto (total market cap) had the lowest weekly return
-    of the seven major classes; each week from levels dated up to its own close. None when crypto has no
-    return this week.
+    of the seven major classes; each week from levels dated up to its own close, an earlier week counted only
+    when at least ``MIN_RANKED`` classes have a return. None when crypto has no return this week.
 
     The levels are read for a window of weeks before ``week`` (8, doubled while the streak reaches the window's
     first week, up to ``MAX_STREAK``), not the whole history: a week's return needs levels from
@@ -411,9 +412,7 @@ def _worst_streak_within(wh: Warehouse, monday: date, weeks: int) -> tuple[int |
             a, b = last(s_, o), last(s_, c)
             if a is None or b is None:
                 continue
-            if b[0] == a[0]:
-                out[s_] = 0.0
-            elif kind == "price" and a[1] > 0:
+            if kind == "price" and a[1] > 0:
                 out[s_] = (b[1] / a[1] - 1) * 100
             elif kind == "inverse" and b[1] > 0:
                 out[s_] = (a[1] / b[1] - 1) * 100
@@ -429,7 +428,7 @@ def _worst_streak_within(wh: Warehouse, monday: date, weeks: int) -> tuple[int |
         if w < first_exact:
             return n, True
         r = returns(w)
-        if "crypto" not in r or r["crypto"] > min(r.values()):
+        if "crypto" not in r or r["crypto"] > min(r.values()) or (w < monday and len(r) < MIN_RANKED):
             break
         n, w = n + 1, w - timedelta(days=7)
     return n, False
