@@ -188,6 +188,22 @@ def test_turned_negative_only_on_a_sign_flip() -> None:
     assert still["first_negative_day"] is None and still["negative_days"] == 2
 
 
+def test_a_negative_day_after_a_missing_day_is_not_a_flip() -> None:
+    """Nov 19 has no daily funding (no venue settled it): Nov 20 is negative after a positive Nov 18, but whether
+    funding turned negative on Nov 19 or Nov 20 is not known, so no day of the week is said to be the flip; Nov
+    22 after a positive Nov 21 is."""
+    from pipelines.metrics.leverage import negative_funding_facts
+
+    days = [date(2025, 11, 16) + timedelta(days=i) for i in range(8)]
+    rates = [1, 1, 1, None, -1, 1, -1, -1]  # Nov 16..23, Nov 19 missing
+    daily = pl.DataFrame({"day": days, "funding_8h": [r * 1e-5 if r else None for r in rates]}).drop_nulls()
+    week = negative_funding_facts(daily, date(2025, 11, 17), date(2025, 11, 23))
+    assert week["first_negative_day"] == date(2025, 11, 22)
+    assert week["first_negative_since"] == date(2025, 11, 20)
+    early = negative_funding_facts(daily, date(2025, 11, 17), date(2025, 11, 21))
+    assert early["first_negative_day"] is None and early["negative_days"] == 1
+
+
 HOURS = st.integers(24 * 2, 24 * 8)  # around the window's start (day 5) and its tolerance (a day)
 SYMBOLS = st.sampled_from(["BTCUSDT", "ETHUSDT"])
 

@@ -376,14 +376,13 @@ def _negative_facts(daily: pl.DataFrame, wk: pl.DataFrame) -> pl.DataFrame:
     before it, the longest negative run reaching the week (cut at its close) and the end of the last earlier run
     at least as long."""
     neg = pl.col("funding_8h") < 0
+    next_day = (pl.col("day") - pl.col("day").shift(1)).dt.total_days() == 1
     d = daily.with_columns(
         neg.alias("neg"),
-        (neg & (pl.col("funding_8h").shift(1) >= 0).fill_null(True)).alias("flip"),
+        # a flip: the day before in the series and not negative, or the first day of the series
+        (neg & ((pl.col("funding_8h").shift(1) >= 0) & next_day).fill_null(True)).alias("flip"),
         pl.when(neg).then(pl.col("day")).shift(1).forward_fill().alias("neg_before"),
-        ((neg != neg.shift(1)) | ((pl.col("day") - pl.col("day").shift(1)).dt.total_days() != 1))
-        .fill_null(True)
-        .cum_sum()
-        .alias("run"),
+        ((neg != neg.shift(1)) | ~next_day).fill_null(True).cum_sum().alias("run"),
         _monday(pl.col("day")).alias("week_start"),
     )
     per_week = d.group_by("week_start").agg(

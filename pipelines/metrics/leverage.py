@@ -152,11 +152,13 @@ def negative_funding_facts(daily: pl.DataFrame, first_day: date, last_day: date)
     d = daily.filter((pl.col("day") <= last_day) & pl.col("funding_8h").is_not_null()).sort("day")
     inside = d.filter(pl.col("day") >= first_day)
     neg_days = inside.filter(pl.col("funding_8h") < 0)["day"]
-    # "turned negative": a negative day whose previous day in the series was not negative (a sign flip)
+    # "turned negative": a negative day whose day before was not negative (a sign flip), or the first day of the
+    # series; after a missing day the sign of the day before is not known, so it is no flip
+    day_before = (pl.col("day") - pl.col("day").shift(1)).dt.total_days() == 1
     flips = d.with_columns(pl.col("funding_8h").shift(1).alias("prev")).filter(
         (pl.col("day") >= first_day)
         & (pl.col("funding_8h") < 0)
-        & (pl.col("prev").is_null() | (pl.col("prev") >= 0))
+        & (pl.col("prev").is_null() | ((pl.col("prev") >= 0) & day_before))
     )["day"]
     first_neg = flips.min() if flips.len() else None
     since = None
