@@ -287,8 +287,8 @@ def weekly_leverage(
 ) -> pl.DataFrame:
     """``weekly_leverage`` row. Open interest is compared like for like (``compare_open_interest``): the change and
     the distance from the reference peak use only the (venue, symbol) series present at both ends. Without
-    ``reference_day`` the reference is ``reference_peak_day`` over the ``peak_lookback_days`` before the week's
-    open ("down from the early-October peak").
+    ``reference_day`` the reference is ``reference_peak_day`` over the week's open day and the
+    ``peak_lookback_days`` before it ("down from the early-October peak").
 
     ``daily`` (``daily_funding``) and ``series_oi`` (``daily_series_open_interest``) of the same inputs over a
     longer history may be given, to share them between the weeks of a range: a day's row depends only on that
