@@ -143,3 +143,32 @@ def test_the_sector_line_says_how_many_members_were_priced_on_the_close_day() ->
     md = render_week(from_frames(WEEK.isoformat(), fr)).markdown
     assert "Layer 2 (L2) down 14.9% (12 members, 10 priced on the close day)" in md
     assert "Gaming down 12.0% (12 members)" in md
+
+
+def test_movers_rank_the_universes_coins_only() -> None:
+    """A coin the week's registry does not list (its categories unknown: it may be a wrapped or staked token) and
+    a coin whose market cap is zero at the open are not movers, however far they move; the others' rank at the
+    open is their rank in the weekly universe."""
+    from pipelines.metrics.summary import weekly_movers
+    from pipelines.metrics.universe import eligible, eligible_ids, universe_at
+
+    caps = {"bitcoin": 1.8e12, "ethereum": 0.4e12, "newtoken": 0.3e12, "solana": 0.07e12, "dead": 0.0}
+    moves = {"bitcoin": 1.01, "ethereum": 0.97, "newtoken": 3.0, "solana": 1.2, "dead": 5.0}
+    close = {k: v * moves[k] for k, v in caps.items()}
+    registry = pl.DataFrame(
+        {
+            "coin_id": ["bitcoin", "ethereum", "solana", "dead"],
+            "categories": [["layer-1"], ["layer-1", "smart-contract-platform"], ["layer-1"], []],
+        }
+    )
+
+    def rows(day: date, values: dict[str, float]) -> pl.DataFrame:
+        named = pl.col("coin_id").str.to_uppercase()
+        return day_rows(day, values).with_columns(named.alias("symbol"), named.alias("name"))
+
+    out = weekly_movers(rows(OPEN, caps), rows(CLOSE, close), registry, WEEK)
+    gainers = out.filter(pl.col("kind") == "gainer")
+    assert gainers["coin_id"].to_list() == ["solana", "bitcoin", "ethereum"]
+    universe = universe_at(rows(OPEN, caps), eligible_ids(eligible(registry)), OPEN)
+    ranks = dict(universe.select("coin_id", "rank").iter_rows())
+    assert dict(gainers.select("coin_id", "rank_start").iter_rows()) == ranks

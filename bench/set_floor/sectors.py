@@ -419,19 +419,19 @@ def _market_summary(cd: pl.DataFrame, wk: pl.DataFrame) -> pl.DataFrame:
 
 
 def _movers(cd: pl.DataFrame, wk: pl.DataFrame, flags: pl.DataFrame) -> pl.DataFrame:
-    """``weekly_movers``: among the 100 largest coins by market cap on each week's open day (any coin the week's
-    registry does not exclude), the five best and five worst price changes to the close day."""
-    excluded = flags.filter(~pl.col("eligible")).select("snapshot", "coin_id")
+    """``weekly_movers``: among the 100 largest coins by market cap on each week's open day (the coins the week's
+    registry lists as eligible), the five best and five worst price changes to the close day."""
+    members = flags.filter(pl.col("eligible")).select("snapshot", "coin_id")
     start = (
         wk.select("week_start", "open_day", "close_day", "snapshot")
         .join(
-            cd.filter(pl.col("market_cap_usd").is_not_null()).select(
+            cd.filter(pl.col("market_cap_usd") > 0).select(
                 "date", "coin_id", "symbol", "name", "market_cap_usd", pl.col("price_usd").alias("p0")
             ),
             left_on="open_day",
             right_on="date",
         )
-        .join(excluded, on=["snapshot", "coin_id"], how="anti")
+        .join(members, on=["snapshot", "coin_id"])
         .sort(["week_start", "market_cap_usd", "coin_id"], descending=[False, True, False])
         .with_columns(rank_start=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("week_start"))
         .filter(pl.col("rank_start") <= MOVERS_TOP)

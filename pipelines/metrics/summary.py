@@ -6,7 +6,7 @@ from datetime import date
 
 import polars as pl
 
-from pipelines.metrics.universe import eligible
+from pipelines.metrics.universe import eligible, eligible_ids
 
 # Coins that are not market risk of their own: excluded from rankings of movers (and, later, the universe).
 
@@ -100,14 +100,15 @@ def weekly_movers(
 ) -> pl.DataFrame:
     """The ``n`` best and worst weekly price changes among the ``top_n`` largest eligible coins at the open.
 
-    Eligible: the universe's rule (``universe.eligible``: no stablecoin, wrapped, staked or tokenized asset). Ranks are
-    taken at the open, so a coin that crashes out of the top 100 during the week is still ranked. Ties are broken
-    by coin id, so the result does not depend on row order.
+    Eligible: the universe's rule (``universe.eligible``: a coin of the week's registry with no stablecoin,
+    wrapped, staked or tokenized category; a coin the registry does not list has no known categories and is not
+    ranked), with a positive market cap at the open, so ``rank_start`` is the coin's ``weekly_universe`` rank.
+    Ranks are taken at the open, so a coin that crashes out of the top 100 during the week is still ranked. Ties
+    are broken by coin id, so the result does not depend on row order.
     """
-    verdicts = eligible(categories)
-    excluded = set(verdicts.filter(~pl.col("eligible"))["coin_id"].to_list())
+    ids = eligible_ids(eligible(categories))
     start = (
-        open_rows.filter(~pl.col("coin_id").is_in(list(excluded)) & pl.col("market_cap_usd").is_not_null())
+        open_rows.filter(pl.col("coin_id").is_in(ids) & (pl.col("market_cap_usd") > 0))
         .sort(["market_cap_usd", "coin_id"], descending=[True, False])
         .head(top_n)
         .with_row_index("rank_start", offset=1)
