@@ -8,7 +8,8 @@
   level dated less than ``MAX_STALE_DAYS`` days before each boundary; returns, ranks and the worst class follow
   as expressions over ``week_start``.
 * ``weekly_crypto_rank``: the same cross-asset frame over the range extended ``MAX_STREAK_WEEKS`` weeks back;
-  the worst-week streak is the length of the run of worst weeks ending at each week (a cumulative sum over runs).
+  the worst-week streak is the week itself, when worst, and the run of earlier weeks worst among at least
+  ``MIN_RANKED`` ranked classes ending just before it (a cumulative sum over runs).
 * ``weekly_macro`` and ``weekly_rate_expectations``: each series (or pair of series on the same day) keyed by
   the day it becomes known (observation date + publication lag), and one ``join_asof`` of the weeks' close days
   (and, for the rate change, the close days a week earlier) on it.
