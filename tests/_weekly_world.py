@@ -295,6 +295,28 @@ def write_lake(
     return wh
 
 
+def falling_lake(root: Path, macro_observations=None) -> Warehouse:
+    """The world's ``coin_daily`` and ``macro_observations`` as known on 2025-06-01, every market cap falling 3% a
+    day from ``FIRST_DAY`` (19% a week: crypto is the worst major class every week it is ranked), the
+    observations passed through ``macro_observations`` (a function of the frame) when given."""
+    assert FIRST_DAY.weekday() == 0  # the world starts on a Monday: its weeks are the report's
+
+    def falling(df: pl.DataFrame) -> pl.DataFrame:
+        days = (pl.col("date") - pl.lit(FIRST_DAY)).dt.total_days()
+        return df.with_columns(pl.col("market_cap_usd") * (-0.03 * days).exp())
+
+    world = build()
+    transform = {"coin_daily": falling}
+    if macro_observations is not None:
+        transform["macro_observations"] = macro_observations
+    return write_lake(
+        root,
+        {k: world[k] for k in ("coin_daily", "macro_observations")},
+        datetime(2025, 6, 1, tzinfo=UTC),
+        transform=transform,
+    )
+
+
 # The week the pipeline-level tests (mutations, second derivation) report on, and the weeks before it whose
 # weekly tables its report reads.
 WEEK = "2025-04-21"

@@ -5,7 +5,6 @@ weekly tables) passes."""
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime
 
 import dagster as dg
 import numpy as np
@@ -149,21 +148,9 @@ def test_a_long_streak_reads_a_window_and_counts_as_the_whole_history(tmp_path) 
     (``MAX_STREAK`` weeks, the whole history here)."""
     from datetime import timedelta
 
-    from tests._weekly_world import FIRST_DAY, build, write_lake
+    from tests._weekly_world import FIRST_DAY, falling_lake
 
-    assert FIRST_DAY.weekday() == 0  # the world starts on a Monday: its weeks are the report's
-
-    def falling(df: pl.DataFrame) -> pl.DataFrame:
-        days = (pl.col("date") - pl.lit(FIRST_DAY)).dt.total_days()
-        return df.with_columns(pl.col("market_cap_usd") * (-0.03 * days).exp())
-
-    world = build()
-    wh = write_lake(
-        tmp_path,
-        {k: world[k] for k in ("coin_daily", "macro_observations")},
-        datetime(2025, 6, 1, tzinfo=UTC),
-        transform={"coin_daily": falling},
-    )
+    wh = falling_lake(tmp_path)
     mondays = [FIRST_DAY + timedelta(days=7 * i) for i in range(15)]
     streaks = [cc.worst_streak_weeks(wh, m.isoformat()) for m in mondays]
     assert streaks == [None, *range(1, 15)]  # the first week has no open: no return
@@ -179,26 +166,16 @@ def test_a_week_with_too_few_classes_ranked_ends_the_streak_both_ways(tmp_path) 
     them, and agree week by week."""
     from datetime import timedelta
 
-    from tests._weekly_world import FIRST_DAY, build, write_lake
+    from tests._weekly_world import FIRST_DAY, falling_lake
 
     mondays = [FIRST_DAY + timedelta(days=7 * i) for i in range(15)]
     hole = (mondays[6], mondays[6] + timedelta(days=6))
-
-    def falling(df: pl.DataFrame) -> pl.DataFrame:
-        days = (pl.col("date") - pl.lit(FIRST_DAY)).dt.total_days()
-        return df.with_columns(pl.col("market_cap_usd") * (-0.03 * days).exp())
 
     def without_markets(df: pl.DataFrame) -> pl.DataFrame:
         gone = pl.col("series_id").is_in(["SP500", "NASDAQCOM", "DGS10"]) & pl.col("date").is_between(*hole)
         return df.filter(~gone)
 
-    world = build()
-    wh = write_lake(
-        tmp_path,
-        {k: world[k] for k in ("coin_daily", "macro_observations")},
-        datetime(2025, 6, 1, tzinfo=UTC),
-        transform={"coin_daily": falling, "macro_observations": without_markets},
-    )
+    wh = falling_lake(tmp_path, without_markets)
     table = [weekly_macro.crypto_rank_in_window(wh, m.isoformat()).row(0, named=True) for m in mondays[1:]]
     ranked = [r["assets_ranked"] for r in table]
     assert (

@@ -285,11 +285,7 @@ def test_a_long_worst_week_streak_reads_a_window_and_counts_as_the_whole_history
     the longest streaks, so the doubling is what makes them whole."""
     from assets.weekly import macro
     from pipelines.metrics.cross_asset import weekly_crypto_rank
-    from tests._weekly_world import FIRST_DAY
-
-    def falling(df: pl.DataFrame) -> pl.DataFrame:
-        days = (pl.col("date") - pl.lit(FIRST_DAY)).dt.total_days()
-        return df.with_columns(pl.col("market_cap_usd") * (-0.03 * days).exp())
+    from tests._weekly_world import FIRST_DAY, falling_lake
 
     weeks = [(FIRST_DAY + timedelta(days=7 * i)).isoformat() for i in range(1, 15)]  # the first has no open
     # no S&P 500 close on the Thursday and Friday before the 6th week: its open is Wednesday's, four days before
@@ -300,13 +296,7 @@ def test_a_long_worst_week_streak_reads_a_window_and_counts_as_the_whole_history
     def closed(df: pl.DataFrame) -> pl.DataFrame:
         return df.filter(~((pl.col("series_id") == "SP500") & pl.col("date").is_in(holiday)))
 
-    world = build()
-    wh = write_lake(
-        tmp_path,
-        {k: world[k] for k in ("coin_daily", "macro_observations")},
-        datetime(2025, 6, 1, tzinfo=UTC),
-        transform={"coin_daily": falling, "macro_observations": closed},
-    )
+    wh = falling_lake(tmp_path, closed)
     whole = {
         w: weekly_crypto_rank(macro.cross_asset_levels(wh, w, FIRST_DAY - timedelta(days=30)), w)
         for w in weeks
