@@ -19,8 +19,22 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     warehouse, wanted = argv[0], set(argv[1:]) or None
+    unknown = sorted((wanted or set()) - {t for m in modules() for t in m.TABLES})
+    if unknown:
+        print(f"not a weekly table of the floor: {', '.join(unknown)}")
+        return 2
     t0 = time.perf_counter()
     lake = read_lake(warehouse)
+    if "coin_daily" not in lake:
+        print(
+            f"{warehouse}: no coin_daily partition under {warehouse}/lake; give a warehouse the project backfilled"
+        )
+        return 2
+    if not any(project_weeks(warehouse, t) for m in modules(wanted) for t in m.TABLES):
+        print(
+            f"{warehouse}: the project wrote no weekly table there to compare with; backfill its weeks first"
+        )
+        return 2
     print(
         f"read the lake: {time.perf_counter() - t0:.3f} s ({', '.join(f'{k} {v.height}' for k, v in lake.items())})"
     )
