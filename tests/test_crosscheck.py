@@ -185,3 +185,34 @@ def test_a_week_with_too_few_classes_ranked_ends_the_streak_both_ways(tmp_path) 
     expected = [1, 2, 3, 4, 5, 6, 1, 1, 2, 3, 4, 5, 6, 7]
     assert [r["worst_streak_weeks"] for r in table] == expected
     assert [cc.worst_streak_weeks(wh, m.isoformat()) for m in mondays[1:]] == expected
+
+
+def test_a_zero_open_interest_reading_weighs_nothing_both_ways(wh) -> None:
+    """Binance reports zero open interest for BTCUSDT at the 08:00 settlement of every day of the week (a venue's
+    glitch). That is wrong data: the week's input rule blocks the report and names each row. Rendered all the
+    same, the weekly table weighs those settlements with the reading before (``leverage._with_oi``) and the
+    second derivation does too, so the two agree and the block is the input rule's alone."""
+    from datetime import date, timedelta
+
+    from pipelines.schemas import OPEN_INTEREST, WEEKLY_LEVERAGE
+
+    monday = date.fromisoformat(WEEK)
+    for day in (monday + timedelta(days=i) for i in range(7)):
+        part = wh.read_partition(OPEN_INTEREST, day.isoformat())
+        glitch = (
+            (pl.col("exchange") == "binance")
+            & (pl.col("symbol") == "BTCUSDT")
+            & (pl.col("ts").dt.hour() == 8)
+        )
+        wh.write_partition(
+            OPEN_INTEREST,
+            day.isoformat(),
+            part.with_columns(pl.when(glitch).then(0.0).otherwise("oi_usd").alias("oi_usd")),
+        )
+    run = pipe.run_week(wh, WEEK, even_if_blocked=True)
+    assert len(run.blocked) == 7 and all("oi_usd = 0.0 (must be positive)" in b for b in run.blocked), (
+        run.blocked
+    )
+    assert cc.crosscheck(wh, WEEK) == []
+    row = wh.read_partition(WEEKLY_LEVERAGE, WEEK).row(0, named=True)
+    assert row["funding_weighting"] == "oi" and row["funding_venues_without_oi"] is None

@@ -204,6 +204,32 @@ def test_a_negative_day_after_a_missing_day_is_not_a_flip() -> None:
     assert early["first_negative_day"] is None and early["negative_days"] == 1
 
 
+def test_a_zero_open_interest_reading_is_no_reading() -> None:
+    """A venue's glitch reports zero open interest an hour before a settlement: the settlement weighs with the
+    last positive reading before it (five hours earlier, within the day's tolerance), as the daily series of open
+    interest does, instead of counting as a settlement without open interest."""
+    from pipelines.metrics.leverage import funding_coverage
+
+    t0 = datetime(2025, 10, 1, tzinfo=UTC)
+    oi = pl.DataFrame(
+        {
+            "exchange": ["binance", "binance", "binance"],
+            "symbol": ["BTCUSDT", "BTCUSDT", "ETHUSDT"],
+            "ts": [t0 + timedelta(hours=3), t0 + timedelta(hours=7), t0 + timedelta(hours=7)],
+            "oi_usd": [2e9, 0.0, 1e9],
+        }
+    )
+    f = funding_frame(
+        [
+            ("binance", "BTCUSDT", t0 + timedelta(hours=8), 3e-4, 8),
+            ("binance", "ETHUSDT", t0 + timedelta(hours=8), -3e-4, 8),
+        ]
+    )
+    got = funding_coverage(f, oi, t0, t0 + timedelta(days=1))
+    assert got["funding_weighting"] == "oi" and got["funding_venues_without_oi"] is None
+    assert got["funding_8h_mean"] == pytest.approx((3e-4 * 2e9 - 3e-4 * 1e9) / 3e9)
+
+
 HOURS = st.integers(24 * 2, 24 * 8)  # around the window's start (day 5) and its tolerance (a day)
 SYMBOLS = st.sampled_from(["BTCUSDT", "ETHUSDT"])
 

@@ -495,11 +495,15 @@ def weekly_leverage(lake: dict[str, pl.DataFrame], wk: pl.DataFrame) -> pl.DataF
     oi = lake.get("open_interest")
     if oi is not None:
         oi = oi.select("exchange", "symbol", _us("ts").alias("ts"), "oi_usd").sort("ts")
-        # each settlement with its series' last reading at most OI_TOLERANCE_US before it (both sides sorted by
-        # time, so within each series too: polars cannot check that with ``by`` and would warn)
+        # each settlement with its series' last positive reading at most OI_TOLERANCE_US before it (both sides
+        # sorted by time, so within each series too: polars cannot check that with ``by`` and would warn)
         series = ["exchange", "symbol"]
         settle = settle.join_asof(
-            oi.rename({"ts": "t"}), on="t", by=series, tolerance=OI_TOLERANCE_US, check_sortedness=False
+            oi.filter(HAS_OI).rename({"ts": "t"}),
+            on="t",
+            by=series,
+            tolerance=OI_TOLERANCE_US,
+            check_sortedness=False,
         )
     else:
         settle = settle.with_columns(pl.lit(None, dtype=pl.Float64).alias("oi_usd"))

@@ -28,11 +28,19 @@ def normalize_funding(funding: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+HAS_OI = pl.col("oi_usd").is_not_null() & (pl.col("oi_usd") > 0)  # a reading that can weigh
+
+
 def _with_oi(funding: pl.DataFrame, open_interest: pl.DataFrame | None, tolerance: timedelta) -> pl.DataFrame:
+    """``normalize_funding`` rows with ``oi_usd``: their series' last positive open-interest reading at most
+    ``tolerance`` before the settlement (a zero or negative reading is no reading, as in
+    ``daily_series_open_interest``), null when there is none."""
     f = normalize_funding(funding).sort("funding_time")
     if open_interest is None or open_interest.height == 0:
         return f.with_columns(oi_usd=pl.lit(None, dtype=pl.Float64))
-    oi = ensure_utc(open_interest.select("exchange", "symbol", "ts", "oi_usd"), "ts").sort("ts")
+    oi = (
+        ensure_utc(open_interest.select("exchange", "symbol", "ts", "oi_usd"), "ts").filter(HAS_OI).sort("ts")
+    )
     return f.join_asof(
         oi,
         left_on="funding_time",
@@ -42,9 +50,6 @@ def _with_oi(funding: pl.DataFrame, open_interest: pl.DataFrame | None, toleranc
         tolerance=tolerance,
         check_sortedness=False,  # both sides sorted on the key just above
     ).drop("ts")
-
-
-HAS_OI = pl.col("oi_usd").is_not_null() & (pl.col("oi_usd") > 0)
 
 
 def funding_weighting() -> list[pl.Expr]:

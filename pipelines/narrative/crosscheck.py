@@ -284,13 +284,14 @@ def mean_funding_8h(wh: Warehouse, week: str) -> float | None:
     bounds = [start.date(), end.date(), start, end]
     params = [*bounds, VENUE_GAP, VENUE_FACTOR]
     if _has(wh, "open_interest"):
-        # a rate is weighted by the latest reading at most a day before it: every rate is after the open, so no
-        # reading from before the day before the open weighs anything (the join reads the week, not the history)
+        # a rate is weighted by the latest positive reading at most a day before it: every rate is after the
+        # open, so no reading from before the day before the open weighs anything (the join reads the week, not
+        # the history)
         first = start - timedelta(days=1)
         df = wh.query(
             f"{FUNDING_KEPT_CTE} SELECT f.r8, CASE WHEN f.funding_time - o.ts <= INTERVAL 1 DAY THEN o.oi_usd END AS oi "
             "FROM f ASOF LEFT JOIN (SELECT exchange, symbol, ts, oi_usd FROM open_interest "
-            "  WHERE date >= ? AND ts >= ? AND ts <= ?) o "
+            "  WHERE date >= ? AND ts >= ? AND ts <= ? AND oi_usd > 0) o "
             "ON f.exchange = o.exchange AND f.symbol = o.symbol AND f.funding_time >= o.ts",
             [*params, first.date(), first, end],
             # the partitions of the rates and readings kept (a reading's partition is its UTC day)
