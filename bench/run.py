@@ -35,6 +35,7 @@ FULL = {
     "universe": [250, 1000, 5000],
     "pulls": {"coins": 5, "calls_per_minute": 28, "perps": 2},
     "scaling_weeks": [1, None],  # None = every weekly partition
+    "set_floor_at": [None],  # the scaling points the set-based floor runs at too
     "perps": 40,  # perpetuals followed in the backfill phases (the resource's default)
     "history_days": None,  # the backfill pulls what a report run pulls: from 100 days before the first week
     "new_week": True,
@@ -59,6 +60,7 @@ QUICK = {
         "pacing_overrides": {"FRED": 120},
     },
     "scaling_weeks": [1],
+    "set_floor_at": [1],  # so that the smoke test runs the set-based floor's path of the backfill
     "perps": 8,  # as the tests follow (tests/conftest.py): the same code paths, a fifth of the requests
     # the week's days and the open before it (8 days, as the reliability tests run a week) instead of 107: every
     # raw, clean and weekly asset still runs; the 100-day lookbacks are the full benchmark's business
@@ -228,7 +230,7 @@ def main(argv: list[str] | None = None) -> Path:
     for weeks in cfg["scaling_weeks"]:
         tried = alternated(
             cfg["backfill_rounds"] if weeks is None else 1,
-            ["dagster", "floor", "set_floor"] if weeks is None else ["dagster", "floor"],
+            ["dagster", "floor", "set_floor"] if weeks in cfg["set_floor_at"] else ["dagster", "floor"],
             lambda mode, weeks=weeks: R(
                 "backfill", mode=mode, weeks=weeks, perps=cfg["perps"], history_days=cfg["history_days"]
             ),

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-# About 75 seconds on two cores: the whole pipeline for one week (8 days, 8 perpetuals), twice, and the paced
-# pulls (42 days, 1 coin, 1 perpetual; FRED at 120/min).
+# About 90 seconds on two cores: the whole pipeline for one week (8 days, 8 perpetuals), three times (Dagster,
+# the floor, the set-based floor), and the paced pulls (42 days, 1 coin, 1 perpetual; FRED at 120/min).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
@@ -24,7 +24,7 @@ def test_bench_quick_configuration_writes_results(tmp_path: Path) -> None:
     ):
         assert heading in text
     assert "Answered 429: **0**" in text
-    assert "| dagster | 1 |" in text and "| floor | 1 |" in text
+    assert "| dagster | 1 |" in text and "| floor | 1 |" in text and "| set_floor | 1 |" in text
     # the pulls table has a column per API the emulator serves, each with requests in the fresh backfill
     header = next(line for line in text.splitlines() if line.startswith("| run | days |"))
     for api in ("coingecko", "binance_fapi", "binance_spot", "bybit", "okx", "fred"):
