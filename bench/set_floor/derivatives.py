@@ -42,9 +42,10 @@ TABLES = ("weekly_volume", "weekly_btc_volatility", "weekly_leverage")
 
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
-MIN_FRAC = 0.9  # share of a window's expected returns a realized volatility needs
-OI_TOLERANCE_US = DAY_US  # a settlement's open-interest reading is at most a day older than it
-PEAK_LOOKBACK_DAYS = 90
+# the project's function defaults the weekly assets use (restated: they have no name of their own)
+MIN_FRAC = 0.9  # volatility's min_frac: share of a window's expected returns a realized volatility needs
+OI_TOLERANCE_US = DAY_US  # leverage's oi_tolerance: a settlement's reading is at most a day older than it
+PEAK_LOOKBACK_DAYS = 90  # leverage.weekly_leverage's peak_lookback_days
 
 
 def _weeks(weeks: list[str]) -> pl.DataFrame:

@@ -19,6 +19,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
+from assets.weekly.market import CORR_LOOKBACK_WEEKS, CORR_WINDOW_DAYS, INDEX_CAP
 from pipelines.metrics.correlation import DEFAULT_BUCKETS
 from pipelines.metrics.sectors import DEFAULT_INDICES
 from pipelines.metrics.universe import _EXCLUDED_PATTERNS, EXCLUDED_CATEGORIES
@@ -26,16 +27,14 @@ from pipelines.schemas import WEEKLY_CORRELATION_BUCKETS
 
 TABLES = ("weekly_index_returns", "weekly_correlation_buckets", "weekly_market_summary", "weekly_movers")
 
-INDEX_CAP = 0.25  # assets.weekly.market.INDEX_CAP
-INDEX_UNIVERSE = 500  # weekly_index_returns' universe_size default
+# the project's function defaults the weekly assets use (restated: they have no name of their own)
+INDEX_UNIVERSE = 500  # sectors.weekly_index_returns' universe_size
 CORR_TOP = max(b[2] for b in DEFAULT_BUCKETS)  # the correlation universe: ranks 1..100
-CORR_WINDOW_DAYS = 30
-CORR_LOOKBACK_WEEKS = 4
-CORR_MIN_OVERLAP = 20
-DECOUPLING_THRESHOLD = 0.10
+CORR_MIN_OVERLAP = 20  # correlation.pairwise_corr's min_overlap
+DECOUPLING_THRESHOLD = 0.10  # correlation.weekly_correlation_buckets' decoupling_threshold
 BTC = "bitcoin"
-MOVERS_TOP = 100
-MOVERS_N = 5
+MOVERS_TOP = 100  # summary.weekly_movers' top_n
+MOVERS_N = 5  # summary.weekly_movers' n
 
 KEY = ["k", "snapshot"]  # a week evaluated (its Monday) with the registry snapshot it is evaluated under
 
