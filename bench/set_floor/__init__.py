@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -44,7 +45,21 @@ CLEAN_TABLES = (
 REL_TOLERANCE = 1e-9  # a float of the floor equals the project's within this (sums in another order)
 
 
-def read_lake(warehouse: str | Path) -> dict[str, pl.DataFrame]:
+class Lake(dict):
+    """The clean tables in memory, ``{name: frame}``, and what the floor's modules derive from them alike, made
+    once (``derived``)."""
+
+    def __init__(self, tables: dict[str, pl.DataFrame]) -> None:
+        super().__init__(tables)
+        self._derived: dict[str, Any] = {}
+
+    def derived(self, key: str, build: Callable[[], Any]) -> Any:
+        if key not in self._derived:
+            self._derived[key] = build()
+        return self._derived[key]
+
+
+def read_lake(warehouse: str | Path) -> Lake:
     """Every clean table of the lake under ``warehouse`` (its ``lake/`` folder) read whole into memory, each with
     its hive partition column (``date`` a Date, ``snapshot`` and ``series`` strings). A table with no partition
     is absent from the result."""
@@ -59,7 +74,7 @@ def read_lake(warehouse: str | Path) -> dict[str, pl.DataFrame]:
             hive_partitioning=True,
             hive_schema={by: pl.Date if by == "date" else pl.String},
         )
-    return out
+    return Lake(out)
 
 
 def modules(tables: Iterable[str] | None = None) -> list:
@@ -69,7 +84,7 @@ def modules(tables: Iterable[str] | None = None) -> list:
     return [m for m in found if wanted is None or wanted & set(m.TABLES)]
 
 
-def compute_all(lake: dict[str, pl.DataFrame], weeks: list[str], tables: Iterable[str] | None = None) -> dict:
+def compute_all(lake: Lake, weeks: list[str], tables: Iterable[str] | None = None) -> dict:
     """Every weekly table (or those of ``tables``) for ``weeks``: ``{table: frame of all the weeks}``."""
     wanted = None if tables is None else set(tables)
     out: dict[str, pl.DataFrame] = {}

@@ -32,8 +32,9 @@ from datetime import date, timedelta
 import polars as pl
 
 from assets.weekly.derivatives import MIN_VOLUME_COINS
+from bench.set_floor import Lake
+from bench.set_floor.shared import consecutive_weeks, eligible_coins, pct, week_snapshots
 from pipelines.metrics.leverage import BASELINE_8H, HAS_OI, funding_weighting
-from pipelines.metrics.universe import _EXCLUDED_PATTERNS, EXCLUDED_CATEGORIES
 from pipelines.metrics.volatility import DAYS_PER_YEAR, HOURS_PER_YEAR
 from pipelines.quality import FUNDING_VENUE_FACTOR, FUNDING_VENUE_GAP
 from pipelines.schemas import WEEKLY_BTC_VOLATILITY, WEEKLY_LEVERAGE, WEEKLY_VOLUME
@@ -49,13 +50,8 @@ PEAK_LOOKBACK_DAYS = 90  # leverage.weekly_leverage's peak_lookback_days
 
 
 def _weeks(weeks: list[str]) -> pl.DataFrame:
-    """``week_start`` of each week with its open and close days and its bounds in µs since the epoch."""
-    first = date.fromisoformat(weeks[0])
-    return pl.DataFrame(
-        {"week_start": pl.date_range(first, first + timedelta(days=7 * (len(weeks) - 1)), "1w", eager=True)}
-    ).with_columns(
-        (pl.col("week_start") - pl.duration(days=1)).alias("open_day"),
-        (pl.col("week_start") + pl.duration(days=6)).alias("close_day"),
+    """``week_days`` of each week with its bounds in µs since the epoch."""
+    return consecutive_weeks(date.fromisoformat(weeks[0]), len(weeks)).with_columns(
         (pl.col("week_start").cast(pl.Int64) * DAY_US).alias("start_us"),
         ((pl.col("week_start").cast(pl.Int64) + 7) * DAY_US).alias("end_us"),
     )
@@ -66,14 +62,9 @@ def _monday(day: pl.Expr) -> pl.Expr:
     return day - pl.duration(days=day.dt.weekday() - 1)
 
 
-def _pct(a: pl.Expr, b: pl.Expr) -> pl.Expr:
-    """Percent change from ``a`` to ``b``; null when either is null or ``a`` is not positive."""
-    return pl.when(a > 0).then((b / a - 1.0) * 100.0)
-
-
 def _change(a: pl.Expr, b: pl.Expr, names: tuple[str, str, str]) -> list[pl.Expr]:
     """``a``, ``b`` and the percent change from one to the other (``_pct``), named ``names``."""
-    return [a.alias(names[0]), b.alias(names[1]), _pct(a, b).alias(names[2])]
+    return [a.alias(names[0]), b.alias(names[1]), pct(a, b).alias(names[2])]
 
 
 def _us(col: str) -> pl.Expr:
@@ -87,47 +78,6 @@ def _day_of_us(us: pl.Expr) -> pl.Expr:
 
 
 # ---- weekly_volume ---------------------------------------------------------------------------------------------
-def _week_snapshots(lake: dict[str, pl.DataFrame], wk: pl.DataFrame) -> pl.DataFrame:
-    """``week_start, snapshot``: the registry snapshot each week takes its coins from (the last taken on or
-    before its close day, else the earliest)."""
-    snaps = (
-        lake["coin_registry"]
-        .select(pl.col("snapshot").unique().sort())
-        .with_columns(
-            pl.when(pl.col("snapshot").str.contains(r"^\d{4}-\d{2}-\d{2}"))
-            .then(pl.col("snapshot").str.slice(0, 10).str.to_date("%Y-%m-%d"))
-            .otherwise(pl.col("snapshot").str.slice(0, 8).str.to_date("%Y%m%d"))
-            .alias("snap_day")
-        )
-    )
-    earliest = snaps["snapshot"][0]
-    last_of_day = snaps.group_by("snap_day").agg(pl.col("snapshot").max()).sort("snap_day")
-    return (
-        wk.select("week_start", "close_day")
-        .sort("close_day")
-        .join_asof(last_of_day, left_on="close_day", right_on="snap_day", strategy="backward")
-        .select("week_start", pl.col("snapshot").fill_null(earliest))
-    )
-
-
-def _eligible(registry: pl.DataFrame, snapshots: pl.Series) -> pl.DataFrame:
-    """``snapshot, coin_id`` of the eligible coins of each snapshot in ``snapshots``: none of the coin's rows
-    carries an excluded category (exact or by pattern)."""
-    cat = pl.col("categories")
-    excluded = cat.is_in(list(EXCLUDED_CATEGORIES))
-    for p in _EXCLUDED_PATTERNS:
-        excluded = excluded | cat.str.contains(p, literal=True)
-    return (
-        registry.filter(pl.col("snapshot").is_in(snapshots.implode()))
-        .select("snapshot", "coin_id", cat.cast(pl.List(pl.String)).fill_null([]))
-        .explode("categories")
-        .group_by("snapshot", "coin_id")
-        .agg(excluded.fill_null(False).any().alias("excluded"))
-        .filter(~pl.col("excluded"))
-        .select("snapshot", "coin_id")
-    )
-
-
 def _volume_pair(kept: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     """``week_start, cur, prev``: from the kept days ``by + [role_week, date, v]``, each week's sum of its seven
     days and the week before's, null unless all seven days are kept."""
@@ -158,8 +108,10 @@ def _as_roles(daily: pl.DataFrame) -> pl.DataFrame:
 def weekly_volume(lake: dict[str, pl.DataFrame], wk: pl.DataFrame) -> pl.DataFrame:
     """``weekly_volume`` rows of every week of ``wk``."""
     first, last = wk["week_start"].min() - timedelta(days=7), wk["close_day"].max()
-    week_snap = _week_snapshots(lake, wk)
-    eligible = _eligible(lake["coin_registry"], week_snap["snapshot"].unique())
+    week_snap = week_snapshots(wk, lake["coin_registry"])
+    eligible = eligible_coins(lake["coin_registry"]).join(
+        week_snap.select("snapshot").unique(), on="snapshot"
+    )
     # spot: per (snapshot, day) the eligible coins' volumes, a day kept with MIN_VOLUME_COINS of them
     spot_daily = (
         lake["coin_daily"]
@@ -611,7 +563,7 @@ def weekly_leverage(lake: dict[str, pl.DataFrame], wk: pl.DataFrame) -> pl.DataF
     return full.select(columns).sort("week_start").cast(WEEKLY_LEVERAGE.polars_schema)  # type: ignore[arg-type]
 
 
-def compute(lake: dict[str, pl.DataFrame], weeks: list[str]) -> dict[str, pl.DataFrame]:
+def compute(lake: Lake, weeks: list[str]) -> dict[str, pl.DataFrame]:
     """``{table: frame of every week}`` for ``TABLES`` over the consecutive ``weeks``; a table whose required
     clean tables are not in the lake has no rows (the project fails its weeks)."""
     wk = _weeks(weeks)

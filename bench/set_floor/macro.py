@@ -24,6 +24,8 @@ from datetime import date, timedelta
 import polars as pl
 
 from assets.weekly.macro import COIN_SERIES, CROSS_MACRO_SERIES
+from bench.set_floor import Lake
+from bench.set_floor.shared import consecutive_weeks, daily_totals
 from pipelines.metrics.cross_asset import (
     DEFAULT_ASSETS,
     MAX_STALE_DAYS,
@@ -41,7 +43,6 @@ from pipelines.metrics.macro import (
     RATE_LAG_DAYS,
     RATE_MAX_AGE_DAYS,
 )
-from pipelines.metrics.market import CARRY_DAYS
 from pipelines.schemas import (
     WEEKLY_CROSS_ASSET,
     WEEKLY_CRYPTO_RANK,
@@ -55,16 +56,6 @@ MACRO_SCHEMA = {"series_id": pl.String, "date": pl.Date, "value": pl.Float64}
 LEVELS_SCHEMA = {"series": pl.String, "date": pl.Date, "value": pl.Float64}
 
 
-def _mondays(first: date, count: int) -> pl.DataFrame:
-    """``week_start`` of ``count`` consecutive weeks from ``first``, with the week's open and close days."""
-    return pl.DataFrame(
-        {"week_start": pl.date_range(first, first + timedelta(days=7 * (count - 1)), "1w", eager=True)}
-    ).with_columns(
-        (pl.col("week_start") - pl.duration(days=1)).alias("open_day"),
-        (pl.col("week_start") + pl.duration(days=6)).alias("close_day"),
-    )
-
-
 def _macro(lake: dict[str, pl.DataFrame]) -> pl.DataFrame:
     """``series_id, date, value`` of ``macro_observations`` (empty when it is not in the lake)."""
     if "macro_observations" not in lake:
@@ -72,42 +63,14 @@ def _macro(lake: dict[str, pl.DataFrame]) -> pl.DataFrame:
     return lake["macro_observations"].select(list(MACRO_SCHEMA)).cast(MACRO_SCHEMA)  # type: ignore[arg-type]
 
 
-def _total_market_cap(coin_daily: pl.DataFrame) -> pl.LazyFrame:
-    """``date, value``: the crypto total market cap of every day with at least one positive reading, a coin
-    without a reading that day counted at its last one when it is at most ``CARRY_DAYS`` days old (the sum of
-    the day's sorted market caps)."""
-    c, d = pl.col("c"), pl.col("date")
-    # one reading per coin and day, the largest: the last of each (coin, day) once sorted by market cap
-    obs = (
-        coin_daily.lazy()
-        .select(pl.col("coin_id").cast(pl.Categorical).to_physical().alias("c"), "date", "market_cap_usd")
-        .filter(pl.col("market_cap_usd") > 0)
-        .sort("c", "date", "market_cap_usd")
-        .filter((c != c.shift(-1)) | (d != d.shift(-1)) | c.shift(-1).is_null())
-        .with_columns(pl.when(c == c.shift(-1)).then(d.shift(-1)).alias("next"))
-    )
-    # a reading also stands for each of the CARRY_DAYS days after it that come before the coin's next reading
-    parts = [obs.select(d.alias("day"), "market_cap_usd")]
-    for k in range(1, CARRY_DAYS + 1):
-        day = d + pl.duration(days=k)
-        parts.append(
-            obs.filter(pl.col("next").is_null() | (pl.col("next") > day)).select(
-                day.alias("day"), "market_cap_usd"
-            )
-        )
-    return (
-        pl.concat(parts)
-        .join(obs.select(d.alias("day")).unique(), on="day", how="semi")
-        .group_by("day")
-        .agg(pl.col("market_cap_usd").sort().sum().alias("value"))
-        .select(pl.col("day").alias("date"), "value")
-    )
-
-
 def _levels(lake: dict[str, pl.DataFrame], macro: pl.DataFrame) -> pl.DataFrame:
     """``series, date, value`` of every cross-asset series (non-null values), sorted by series and date."""
     cd = lake["coin_daily"]
-    total = _total_market_cap(cd).select(pl.lit("crypto_total_mcap").alias("series"), "date", "value")
+    total = (
+        daily_totals(lake)
+        .lazy()
+        .select(pl.lit("crypto_total_mcap").alias("series"), "date", pl.col("total_mcap_usd").alias("value"))
+    )
     coins = (
         cd.lazy()
         .filter(pl.col("coin_id").is_in(list(COIN_SERIES)))
@@ -387,13 +350,13 @@ def weekly_rate_expectations(macro: pl.DataFrame, weeks: pl.DataFrame) -> pl.Dat
     )
 
 
-def compute(lake: dict[str, pl.DataFrame], weeks: list[str]) -> dict[str, pl.DataFrame]:
+def compute(lake: Lake, weeks: list[str]) -> dict[str, pl.DataFrame]:
     """The four tables for ``weeks`` (consecutive Monday keys) from the clean tables in ``lake``."""
     first = date.fromisoformat(weeks[0])
-    frame = _mondays(first, len(weeks))
+    frame = consecutive_weeks(first, len(weeks))
     macro = _macro(lake)
     # the cross-asset rows of the weeks and of the MAX_STREAK_WEEKS weeks before them (worst-week streaks)
-    wider = _mondays(first - timedelta(days=7 * MAX_STREAK_WEEKS), len(weeks) + MAX_STREAK_WEEKS)
+    wider = consecutive_weeks(first - timedelta(days=7 * MAX_STREAK_WEEKS), len(weeks) + MAX_STREAK_WEEKS)
     ca = _cross_asset(_levels(lake, macro), wider)
     # a week whose open or close day has no coin_daily partition fails in the project: no rows
     coin_weeks = frame.filter(_open_close_present(lake["coin_daily"]))

@@ -28,18 +28,17 @@ from datetime import timedelta
 import polars as pl
 
 from assets.weekly.market import TOP_N
+from bench.set_floor import Lake
+from bench.set_floor.shared import daily_totals, eligible_coins, pct, week_days, week_snapshots
 from pipelines.metrics.market import (
-    CARRY_DAYS,
     CONSTANT,
     ESTIMATED,
     MEASURED,
     OBSERVED,
     REAL_TOP100_SHARE,
-    SHARE_TOP_N,
     USABLE_AFTER_CLOSE,
 )
 from pipelines.metrics.pit import week_window
-from pipelines.metrics.universe import _EXCLUDED_PATTERNS, EXCLUDED_CATEGORIES
 from pipelines.schemas import (
     WEEKLY_MARKET_TOTAL,
     WEEKLY_MCAP_CROSSINGS,
@@ -62,18 +61,9 @@ UTC_MS = pl.Datetime("ms", "UTC")
 def _weeks_frame(weeks: list[str], lake_days: pl.Series) -> pl.DataFrame:
     """One row per week: ``week_start, open_day, close_day``, the last instant a usable /global observation may
     have been made (``bound``), and whether ``coin_daily`` has its open day and its close day."""
-    ws = [week_window(w) for w in weeks]
-    frame = pl.DataFrame(
-        {
-            "week_start": [w.monday for w in ws],
-            "open_day": [w.open_day for w in ws],
-            "close_day": [w.close_day for w in ws],
-        },
-        schema={"week_start": pl.Date, "open_day": pl.Date, "close_day": pl.Date},
-    )
     days = lake_days.unique().implode()
     bound = (pl.col("close_day") + timedelta(days=1)).cast(UTC_MS) + USABLE_AFTER_CLOSE
-    return frame.with_columns(
+    return week_days(week_window(w).monday for w in weeks).with_columns(
         bound.alias("bound"),
         pl.col("open_day").is_in(days).alias("has_open"),
         pl.col("close_day").is_in(days).alias("has_close"),
@@ -81,56 +71,14 @@ def _weeks_frame(weeks: list[str], lake_days: pl.Series) -> pl.DataFrame:
 
 
 # ---- weekly_universe ---------------------------------------------------------------------------------------------
-def _eligible(registry: pl.DataFrame) -> pl.DataFrame:
-    """``snapshot, coin_id`` of every eligible coin of every snapshot: a coin is excluded when any of its rows in
-    the snapshot carries an excluded category (exactly, or matching one of the patterns); a coin without any
-    category is eligible."""
-    cat = pl.element()
-    excluded = cat.is_in(pl.Series(sorted(EXCLUDED_CATEGORIES)).implode()) | cat.str.contains_any(
-        list(_EXCLUDED_PATTERNS)
-    )
-    categories = pl.col("categories").cast(pl.List(pl.String)).fill_null([])
-    return (
-        registry.select("snapshot", "coin_id", categories.list.eval(excluded).list.any().alias("excluded"))
-        .group_by("snapshot", "coin_id")
-        .agg(pl.col("excluded").any())
-        .filter(~pl.col("excluded"))
-        .select("snapshot", "coin_id")
-    )
-
-
-def _snapshot_of_week(weeks: pl.DataFrame, registry: pl.DataFrame) -> pl.DataFrame:
-    """``week_start, snapshot``: the registry snapshot each week takes, the last in name order of those taken on
-    or before its close day, else the first in name order (weeks x snapshots: a few thousand rows at most)."""
-    name = pl.col("snapshot")
-    snaps = registry.select(name.unique()).with_columns(
-        pl.coalesce(
-            name.str.slice(0, 10).str.strptime(pl.Date, "%Y-%m-%d", strict=False),
-            name.str.slice(0, 8).str.strptime(pl.Date, "%Y%m%d", strict=False),
-        ).alias("snap_day")
-    )
-    taken = (
-        weeks.select("week_start", "close_day")
-        .join(snaps, how="cross")
-        .filter(pl.col("snap_day") <= pl.col("close_day"))
-        .group_by("week_start")
-        .agg(name.max())
-    )
-    return (
-        weeks.select("week_start")
-        .join(taken, on="week_start", how="left")
-        .with_columns(name.fill_null(snaps["snapshot"].min()))
-    )
-
-
 def _universe(lake: dict[str, pl.DataFrame], weeks: pl.DataFrame) -> pl.DataFrame:
     """``weekly_universe`` of every week: the top ``TOP_N`` eligible coins priced at the week's open day, ranked
     by market cap (ties by id)."""
     cd, registry = lake["coin_daily"], lake.get("coin_registry")
     if registry is None or registry.is_empty():
         return pl.DataFrame(schema=WEEKLY_UNIVERSE.polars_schema)
-    week_snap = _snapshot_of_week(weeks.filter("has_open"), registry)
-    members = week_snap.join(_eligible(registry), on="snapshot").select("week_start", "coin_id")
+    week_snap = week_snapshots(weeks.filter("has_open"), registry)
+    members = week_snap.join(eligible_coins(registry), on="snapshot").select("week_start", "coin_id")
     opens = weeks.filter("has_open").select("week_start", pl.col("open_day").alias("date"))
     rows = (
         cd.filter((pl.col("market_cap_usd") > 0) & pl.col("price_usd").is_not_null())
@@ -146,43 +94,6 @@ def _universe(lake: dict[str, pl.DataFrame], weeks: pl.DataFrame) -> pl.DataFram
 
 
 # ---- the tracked coins' daily total and the market's total -----------------------------------------------------
-def _daily_totals(cd: pl.DataFrame) -> pl.DataFrame:
-    """``date, total_mcap_usd, coins, coins_carried, top_mcap_usd, top_coins`` for every day of the history with
-    a reading: each coin's largest positive market cap that day, or its last reading of the ``CARRY_DAYS``
-    days before when it has none that day."""
-    obs = (
-        cd.lazy()
-        .filter(pl.col("market_cap_usd") > 0)
-        .group_by("date", "coin_id")
-        .agg(pl.col("market_cap_usd").max())
-        .sort("coin_id", "date")
-        .with_columns(pl.col("date").shift(-1).over("coin_id").alias("next"))
-        .collect()
-    )
-    parts = [obs.select("date", "market_cap_usd", pl.lit(False).alias("carried"))]
-    for k in range(1, CARRY_DAYS + 1):  # the reading carried k days, up to the coin's next reading
-        day = pl.col("date") + timedelta(days=k)
-        parts.append(
-            obs.filter(pl.col("next").is_null() | (day < pl.col("next"))).select(
-                day.alias("date"), "market_cap_usd", pl.lit(True).alias("carried")
-            )
-        )
-    mcap = pl.col("market_cap_usd")
-    return (
-        pl.concat(parts)
-        .join(obs.select(pl.col("date").unique()), on="date", how="semi")  # only days with a reading
-        .group_by("date")
-        .agg(
-            mcap.sort().sum().alias("total_mcap_usd"),
-            (~pl.col("carried")).sum().cast(pl.Int32).alias("coins"),
-            pl.col("carried").sum().cast(pl.Int32).alias("coins_carried"),
-            mcap.sort(descending=True).head(SHARE_TOP_N).sort().sum().alias("top_mcap_usd"),
-            pl.len().clip(upper_bound=SHARE_TOP_N).cast(pl.Int32).alias("top_coins"),
-        )
-        .sort("date")
-    )
-
-
 def _observations(lake: dict[str, pl.DataFrame]) -> pl.DataFrame:
     """The /global observations a week may use when made early enough (positive share and total), oldest first
     (equal instants in the lake's order), with ``seconds`` since the epoch and their position ``i``."""
@@ -285,11 +196,6 @@ def _market_by_epoch(daily: pl.DataFrame, obs: pl.DataFrame, epochs: pl.DataFram
     )
 
 
-def _pct(a: pl.Expr, b: pl.Expr) -> pl.Expr:
-    """Percent change from ``a`` to ``b`` (null when either is null or ``a`` is not positive)."""
-    return pl.when(a > 0).then((b / a - 1.0) * 100.0)
-
-
 def _week_days(weeks: pl.DataFrame) -> pl.DataFrame:
     """``week_start, e, date``: every day of every week, its open day to its close day."""
     return weeks.select("week_start", "e", pl.date_ranges("open_day", "close_day").alias("date")).explode(
@@ -339,8 +245,8 @@ def _total_market_cap(weeks: pl.DataFrame, daily: pl.DataFrame, market: pl.DataF
         out = out.join(t, on=key, how="left").join(m, on="week_start", how="left")
     out = out.join(tracked, on="week_start", how="left").join(mk_range, on="week_start", how="left")
     out = out.with_columns(
-        _pct(pl.col("mcap_open_usd"), pl.col("mcap_close_usd")).alias("change_pct"),
-        _pct(pl.col("market_total_open_usd"), pl.col("market_total_close_usd")).alias(
+        pct(pl.col("mcap_open_usd"), pl.col("mcap_close_usd")).alias("change_pct"),
+        pct(pl.col("market_total_open_usd"), pl.col("market_total_close_usd")).alias(
             "market_total_change_pct"
         ),
     )
@@ -403,7 +309,7 @@ def _crossings(weeks: pl.DataFrame, market: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def compute(lake: dict[str, pl.DataFrame], weeks: list[str]) -> dict[str, pl.DataFrame]:
+def compute(lake: Lake, weeks: list[str]) -> dict[str, pl.DataFrame]:
     """The four market tables for ``weeks`` from the clean tables in memory."""
     cd = lake["coin_daily"]
     wk = _weeks_frame(weeks, cd["date"])
@@ -417,7 +323,8 @@ def compute(lake: dict[str, pl.DataFrame], weeks: list[str]) -> dict[str, pl.Dat
     )
     epochs = both.group_by("e").agg(pl.col("close_day").max().alias("last_day"))
     last = both["close_day"].max()  # no day after the last close is needed
-    daily = _daily_totals(cd if last is None else cd.filter(pl.col("date") <= last))
+    daily = daily_totals(lake)
+    daily = daily if last is None else daily.filter(pl.col("date") <= last)
     market = _market_by_epoch(daily, obs, epochs)
 
     out[WEEKLY_TOTAL_MARKET_CAP.name] = _total_market_cap(both, daily, market)

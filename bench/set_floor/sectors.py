@@ -20,9 +20,10 @@ import numpy as np
 import polars as pl
 
 from assets.weekly.market import CORR_LOOKBACK_WEEKS, CORR_WINDOW_DAYS, INDEX_CAP
+from bench.set_floor import Lake
+from bench.set_floor.shared import registry_flags, week_days, week_snapshots
 from pipelines.metrics.correlation import DEFAULT_BUCKETS
 from pipelines.metrics.sectors import DEFAULT_INDICES
-from pipelines.metrics.universe import _EXCLUDED_PATTERNS, EXCLUDED_CATEGORIES
 from pipelines.schemas import WEEKLY_CORRELATION_BUCKETS
 
 TABLES = ("weekly_index_returns", "weekly_correlation_buckets", "weekly_market_summary", "weekly_movers")
@@ -41,65 +42,18 @@ KEY = ["k", "snapshot"]  # a week evaluated (its Monday) with the registry snaps
 
 def _week_frame(cd: pl.DataFrame, weeks: list[str], registry: pl.DataFrame) -> pl.DataFrame:
     """The weeks that can be computed (coin_daily has rows on their open and close days): ``week_start``,
-    ``open_day``, ``close_day`` and the registry ``snapshot`` of the close (the last taken on or before it, else
-    the earliest)."""
+    ``open_day``, ``close_day`` and the registry ``snapshot`` of the close (``week_snapshots``)."""
     days = cd.select(pl.col("date").unique())
     wk = (
-        pl.DataFrame({"week_start": [date.fromisoformat(w) for w in weeks]}, schema={"week_start": pl.Date})
-        .with_columns(
-            open_day=pl.col("week_start") - pl.duration(days=1),
-            close_day=pl.col("week_start") + pl.duration(days=6),
-        )
+        week_days(date.fromisoformat(w) for w in weeks)
         .join(days, left_on="open_day", right_on="date", how="semi")
         .join(days, left_on="close_day", right_on="date", how="semi")
     )
-    snaps = (
-        registry.select(pl.col("snapshot").unique())
-        .with_columns(
-            day=pl.when(pl.col("snapshot").str.contains(r"^\d{4}-\d{2}-\d{2}"))
-            .then(pl.col("snapshot").str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False))
-            .otherwise(pl.col("snapshot").str.slice(0, 8).str.to_date("%Y%m%d", strict=False))
-        )
-        .sort("snapshot")
-    )
-    earliest = snaps["snapshot"][0]
-    known = (
-        wk.select("week_start", "close_day")
-        .join(snaps, how="cross")
-        .filter(pl.col("day") <= pl.col("close_day"))
-        .group_by("week_start")
-        .agg(pl.col("snapshot").max())
-    )
-    return (
-        wk.join(known, on="week_start", how="left")
-        .with_columns(pl.col("snapshot").fill_null(earliest))
-        .sort("week_start")
-    )
+    return wk.join(week_snapshots(wk, registry), on="week_start", how="left").sort("week_start")
 
 
-def _registry_flags(registry: pl.DataFrame) -> pl.DataFrame:
-    """Per ``(snapshot, coin_id)``: ``eligible`` (no row of the coin carries an excluded category or pattern)
-    and ``tag_<index>`` for each sector index (a row of the coin carries one of the index's categories)."""
-    cats = pl.col("categories").cast(pl.List(pl.String))
-    excluded = cats.list.eval(
-        pl.element().is_in(list(EXCLUDED_CATEGORIES))
-        | pl.element().str.contains_any(list(_EXCLUDED_PATTERNS))
-    ).list.any()
-    tags = [
-        cats.list.eval(pl.element().is_in(list(s.categories)))
-        .list.any()
-        .fill_null(False)
-        .alias(f"tag_{s.name}")
-        for s in DEFAULT_INDICES
-        if s.categories is not None
-    ]
-    return (
-        registry.select("snapshot", "coin_id", excluded.fill_null(False).alias("excluded"), *tags)
-        .group_by("snapshot", "coin_id")
-        .agg(pl.col("excluded").any(), pl.col("^tag_.*$").any())
-        .with_columns(eligible=~pl.col("excluded"))
-        .drop("excluded")
-    )
+# each sector index's categories (the size indices have none: they take every eligible coin)
+INDEX_TAGS = {s.name: s.categories for s in DEFAULT_INDICES if s.categories is not None}
 
 
 def _universe(cd: pl.DataFrame, pairs: pl.DataFrame, flags: pl.DataFrame, top: int) -> pl.DataFrame:
@@ -367,7 +321,8 @@ def _correlation_buckets(wk: pl.DataFrame, stats: pl.DataFrame) -> pl.DataFrame:
 
 
 def _pct(end: pl.Expr, start: pl.Expr) -> pl.Expr:
-    """Percent change from ``start`` to ``end``; null when either is null or ``start`` is zero."""
+    """Percent change from ``start`` to ``end``; null when either is null or ``start`` is zero (the rule of
+    ``pipelines.metrics.summary``, not ``shared.pct``'s)."""
     return pl.when(start != 0).then((end / start - 1.0) * 100.0)
 
 
@@ -462,12 +417,12 @@ def _movers(cd: pl.DataFrame, wk: pl.DataFrame, flags: pl.DataFrame) -> pl.DataF
     )
 
 
-def compute(lake: dict[str, pl.DataFrame], weeks: list[str]) -> dict[str, pl.DataFrame]:
+def compute(lake: Lake, weeks: list[str]) -> dict[str, pl.DataFrame]:
     """The four tables for every week of ``weeks`` that has coin_daily rows on its open and close days."""
     cd = lake["coin_daily"]
     registry = lake["coin_registry"]
     wk = _week_frame(cd, weeks, registry)
-    flags = _registry_flags(registry)
+    flags = registry_flags(registry, INDEX_TAGS)
     # every (week evaluated, snapshot) pair: the week and the one before for the indices, the week and the
     # lookback weeks for the correlations, each under the registry of the week's close
     lags = pl.DataFrame({"lag": range(max(CORR_LOOKBACK_WEEKS, 1) + 1)})
