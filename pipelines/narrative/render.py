@@ -123,11 +123,11 @@ def codes(items: Sequence[str]) -> markupsafe.Markup:
     escape of all of them (a report's sources name about 10,000 raw files: a loop escaping each would be most of
     the HTML's render). The items are joined by a NUL, which escaping leaves as it is, and each NUL then becomes
     the markup between two items; items that hold a NUL themselves (no file name does) are escaped one by one."""
-    joined = "\x00".join(items)
-    if joined.count("\x00") != max(len(items) - 1, 0):
-        return markupsafe.Markup("".join(f"<code>{markupsafe.escape(item)}</code> " for item in items))
     if not items:
         return markupsafe.Markup("")
+    joined = "\x00".join(items)
+    if joined.count("\x00") != len(items) - 1:
+        return markupsafe.Markup("".join(f"<code>{markupsafe.escape(item)}</code> " for item in items))
     escaped = str(markupsafe.escape(joined))
     return markupsafe.Markup("<code>" + escaped.replace("\x00", "</code> <code>") + "</code> ")
 
