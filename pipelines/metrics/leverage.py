@@ -56,15 +56,17 @@ def funding_weighting() -> list[pl.Expr]:
     """Aggregations of a group of settlements with their ``oi_usd``: ``funding_8h``, the OI-weighted mean of
     ``rate_8h`` over those with a positive OI (rows without one drop out), the equal-weighted mean when none has
     one; ``weighting`` (``oi``, ``mixed`` or ``equal``); ``settlements``, how many."""
-    has = HAS_OI  # a positive reading: a zero or negative one is no weight
     return [
-        pl.when(has.any())
-        .then((pl.col("rate_8h") * pl.col("oi_usd")).filter(has).sum() / pl.col("oi_usd").filter(has).sum())
+        pl.when(HAS_OI.any())
+        .then(
+            (pl.col("rate_8h") * pl.col("oi_usd")).filter(HAS_OI).sum()
+            / pl.col("oi_usd").filter(HAS_OI).sum()
+        )
         .otherwise(pl.col("rate_8h").mean())
         .alias("funding_8h"),
-        pl.when(has.all())
+        pl.when(HAS_OI.all())
         .then(pl.lit("oi"))
-        .when(has.any())
+        .when(HAS_OI.any())
         .then(pl.lit("mixed"))
         .otherwise(pl.lit("equal"))
         .alias("weighting"),
@@ -121,9 +123,8 @@ def funding_coverage(
             "funding_venues_without_oi": None,
         }
     row = _weighted(f.with_columns(g=pl.lit(0)), ["g"]).row(0, named=True)
-    has = HAS_OI
-    with_oi = f.filter(has).height
-    without = sorted(set(f.filter(~has)["exchange"].to_list()))
+    with_oi = f.filter(HAS_OI).height
+    without = sorted(set(f.filter(~HAS_OI)["exchange"].to_list()))
     return {
         "funding_8h_mean": row["funding_8h"],
         "funding_weighting": row["weighting"],
