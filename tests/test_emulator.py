@@ -176,6 +176,18 @@ def test_hourly_bars_are_the_hours_rows_as_a_block_of_one_hour_gives_them() -> N
     assert bars(20250101, 71, "spot", 24, HOURS - 48, HOURS - 47) == [_block_bar(hb, HOURS - 48, 24)]
 
 
+def test_block_bars_are_each_blocks_aggregation() -> None:
+    """Bars of several hours, aggregated for all of them at once, are the text ``_block_bar`` gives each one, on
+    every bar of a coin's history (across its listing) and of every interval longer than an hour."""
+    from pipelines.emulator.binance import HOURS, INTERVAL_HOURS, _block_bar, bars, hourly_bars
+
+    for coin, venue in ((71, "spot"), (3, "fapi")):
+        hb = hourly_bars(20250101, coin, venue)
+        for hours in set(INTERVAL_HOURS.values()) - {1}:
+            want = [_block_bar(hb, h, hours) for h in range(0, HOURS - hours + 1, hours) if hb[h, 0] == hb[h, 0]]
+            assert bars(20250101, coin, venue, hours, 0, HOURS - 1) == want and len(want) > 600
+
+
 def test_a_kline_page_is_the_first_bars_of_the_whole_range() -> None:
     """A page (``limit``) stops building bars once it has them: the same bars as building the whole range and
     keeping its first ``limit`` (before the coin lists, across the listing, hourly and daily)."""

@@ -119,6 +119,29 @@ def _block_bar(hb: np.ndarray, h: int, hours: int) -> list:
     ]
 
 
+def _block_bars(hb: np.ndarray, opens: np.ndarray, hours: int) -> list[list]:
+    """The bars of ``hours`` hours opening at the hours ``opens``, aggregated a column at a time: the same text as
+    ``_block_bar`` gives each (tested on every bar of a coin's history), in about a tenth of its time (a full
+    backfill asks for 28,000 daily bars). Each sum runs over one bar's hours laid out contiguously, as
+    ``_block_bar`` sums them, so the floating-point sums are the same."""
+    blk = hb[opens[:, None] + np.arange(hours)]  # [bar, hour, column]
+    sums = np.ascontiguousarray(blk[:, :, 4:].transpose(0, 2, 1)).sum(axis=2)  # [bar, column]: over the hours
+    open_ms = (START_MS + opens * HOUR_MS).tolist()
+    span = hours * HOUR_MS - 1
+    return [
+        [t, dec(o), dec(hi), dec(lo), dec(c), dec(b, 3), t + span, dec(q, 5), int(n), dec(tb, 3), dec(tq, 5), "0"]
+        for t, o, hi, lo, c, b, q, n, tb, tq in zip(
+            open_ms,
+            blk[:, 0, 0].tolist(),
+            blk[:, :, 1].max(axis=1).tolist(),
+            blk[:, :, 2].min(axis=1).tolist(),
+            blk[:, -1, 3].tolist(),
+            *sums.T.tolist(),
+            strict=True,
+        )
+    ]
+
+
 def bars(
     seed: int, coin: int, venue: str, hours: int, h_from: int, h_to: int, limit: int | None = None
 ) -> list[list]:
@@ -132,7 +155,7 @@ def bars(
     opens = np.arange(first, min(h_to, HOURS - hours) + 1, hours)
     opens = opens[~np.isnan(hb[opens, 0])][:limit]
     if hours != 1:
-        return [_block_bar(hb, h, hours) for h in opens.tolist()]
+        return _block_bars(hb, opens, hours)
     open_ms = (START_MS + opens * HOUR_MS).tolist()
     return [
         [
