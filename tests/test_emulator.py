@@ -184,7 +184,9 @@ def test_block_bars_are_each_blocks_aggregation() -> None:
     for coin, venue in ((71, "spot"), (3, "fapi")):
         hb = hourly_bars(20250101, coin, venue)
         for hours in set(INTERVAL_HOURS.values()) - {1}:
-            want = [_block_bar(hb, h, hours) for h in range(0, HOURS - hours + 1, hours) if hb[h, 0] == hb[h, 0]]
+            want = [
+                _block_bar(hb, h, hours) for h in range(0, HOURS - hours + 1, hours) if hb[h, 0] == hb[h, 0]
+            ]
             assert bars(20250101, coin, venue, hours, 0, HOURS - 1) == want and len(want) > 600
 
 

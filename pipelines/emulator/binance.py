@@ -129,7 +129,20 @@ def _block_bars(hb: np.ndarray, opens: np.ndarray, hours: int) -> list[list]:
     open_ms = (START_MS + opens * HOUR_MS).tolist()
     span = hours * HOUR_MS - 1
     return [
-        [t, dec(o), dec(hi), dec(lo), dec(c), dec(b, 3), t + span, dec(q, 5), int(n), dec(tb, 3), dec(tq, 5), "0"]
+        [
+            t,
+            dec(o),
+            dec(hi),
+            dec(lo),
+            dec(c),
+            dec(b, 3),
+            t + span,
+            dec(q, 5),
+            int(n),
+            dec(tb, 3),
+            dec(tq, 5),
+            "0",
+        ]
         for t, o, hi, lo, c, b, q, n, tb, tq in zip(
             open_ms,
             blk[:, 0, 0].tolist(),
