@@ -4,6 +4,7 @@ synthetic lake here; every week of the emulator's history in tests/test_every_we
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from datetime import UTC, date, datetime, timedelta
 
@@ -90,6 +91,19 @@ def test_the_snapshot_reads_a_table_once_and_answers_as_the_warehouse(lake) -> N
     assert snap.reads == 1
     with pytest.raises(LookupError, match="weekly_volume"):
         snap.query("SELECT * FROM weekly_volume")
+    snap.close()
+
+
+def test_a_snapshot_loads_the_tables_a_query_names_as_whole_words(lake) -> None:
+    """A query names a table by one of its words (every table name is a single word), not by a part of a longer
+    word: the estimates beside ``coin_daily`` are not ``coin_daily``, nor is a column that starts like it."""
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]*", name) for name in TABLES)
+    snap = LakeSnapshot(lake, written=["coin_daily"])
+    with pytest.raises(LookupError, match="coin_daily"):
+        snap.query("SELECT count(*) FROM coin_daily")
+    with pytest.raises(LookupError, match="coin_daily"):
+        snap.query("SELECT 1 FROM (SELECT 1) AS x WHERE 'coin_daily'<>''")
+    assert snap.query("SELECT 1 AS coin_daily_x").height == 1
     snap.close()
 
 
