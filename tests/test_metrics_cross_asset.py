@@ -60,6 +60,19 @@ def test_stale_observation_gives_null():
     assert got["open_date"] is None and got["return_pct"] is None
 
 
+def test_a_market_closed_all_week_has_no_return_even_when_its_open_level_is_in_reach_at_the_close():
+    """With a staleness window over a week, the close reaches back to the open's own level: the same observation
+    at both ends is no return (a gap), not an unchanged market."""
+    rows = [("SPX", date(2025, 11, 14), 50.0)]
+    got = (
+        weekly_cross_asset(lv(rows), "2025-11-17", ASSETS, max_stale_days=10)
+        .filter(pl.col("asset") == "spx")
+        .row(0, named=True)
+    )
+    assert got["open_date"] == got["close_date"] == date(2025, 11, 14)
+    assert got["return_pct"] is None
+
+
 def _weekly_path(crypto_moves, spx_moves):
     rows = []
     c = s = 100.0

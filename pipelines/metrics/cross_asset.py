@@ -89,9 +89,9 @@ def weekly_cross_asset(
         d0, v0 = _last_at_or_before(series, w.open_day, max_stale_days)
         d1, v1 = _last_at_or_before(series, w.close_day, max_stale_days)
         r = None
-        # with ``max_stale_days`` under 7 the close's window starts after the open's level: a market closed all
-        # week has no level at the close, so no return (a named gap), never "unchanged"
-        if v0 is not None and v1 is not None:
+        # a return needs a level at the close newer than the open's: a market closed all week has none, so no
+        # return (a named gap), never "unchanged", whatever ``max_stale_days`` lets the close reach back to
+        if v0 is not None and v1 is not None and d1 > d0:
             if a.kind == "price" and v0 > 0:
                 r = (v1 / v0 - 1) * 100
             elif a.kind == "inverse" and v1 > 0:
