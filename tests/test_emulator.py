@@ -162,10 +162,33 @@ def test_binds_loopback_on_an_ephemeral_port(emulator: MarketEmulator) -> None:
     assert not emulator.url.endswith(":0")
 
 
+def _block_bar(hb, h: int, hours: int) -> list:
+    """The reference for the emulator's bars: the bar of ``hours`` hours opening at hour ``h``, aggregated from its
+    slice of the hourly rows on its own, in the REST format."""
+    from pipelines.emulator.binance import HOUR_MS, START_MS, dec
+
+    blk = hb[h : h + hours]
+    t = START_MS + h * HOUR_MS
+    return [
+        t,
+        dec(blk[0, 0]),
+        dec(blk[:, 1].max()),
+        dec(blk[:, 2].min()),
+        dec(blk[-1, 3]),
+        dec(blk[:, 4].sum(), 3),
+        t + hours * HOUR_MS - 1,
+        dec(blk[:, 5].sum(), 5),
+        int(blk[:, 6].sum()),
+        dec(blk[:, 7].sum(), 3),
+        dec(blk[:, 8].sum(), 5),
+        "0",
+    ]
+
+
 def test_hourly_bars_are_the_hours_rows_as_a_block_of_one_hour_gives_them() -> None:
     """The hourly bars, formatted a column at a time, are the text the block aggregation gives each hour (before
     the coin lists, across the listing and at the last hour), and a day bar is its 24 hours aggregated."""
-    from pipelines.emulator.binance import HOURS, _block_bar, bars, hourly_bars
+    from pipelines.emulator.binance import HOURS, bars, hourly_bars
 
     hb = hourly_bars(20250101, 71, "spot")
     listed = [h for h in range(HOURS) if hb[h, 0] == hb[h, 0]]  # NaN before the listing
@@ -177,9 +200,9 @@ def test_hourly_bars_are_the_hours_rows_as_a_block_of_one_hour_gives_them() -> N
 
 
 def test_block_bars_are_each_blocks_aggregation() -> None:
-    """Bars aggregated for all of them at once are the text ``_block_bar`` gives each one, on every bar of a coin's
-    history (across its listing) and of every interval, an hour included."""
-    from pipelines.emulator.binance import HOURS, INTERVAL_HOURS, _block_bar, bars, hourly_bars
+    """Bars aggregated for all of them at once are the text ``_block_bar`` (one bar's slice of hours on its own)
+    gives each one, on every bar of a coin's history (across its listing) and of every interval, an hour included."""
+    from pipelines.emulator.binance import HOURS, INTERVAL_HOURS, bars, hourly_bars
 
     for coin, venue in ((71, "spot"), (3, "fapi")):
         hb = hourly_bars(20250101, coin, venue)
