@@ -109,9 +109,12 @@ def register(emu: MarketEmulator) -> None:
         return h0, h0 + 24
 
     def interp(arr: np.ndarray, j: int, h0: int, n: int, per_hour: int) -> np.ndarray:
+        """Column ``j`` of the hourly ``arr`` at ``n`` points ``per_hour`` from hour ``h0``, linear between the
+        hours: only the hours around the points are handed to ``np.interp`` (the same neighbours, so the same
+        values, as the whole history gives, without copying the column of every hour each time)."""
         x = h0 + np.arange(n) / per_hour
-        idx = np.arange(HOURS)
-        return np.interp(x, idx, arr[:, j])
+        last = min(HOURS, h0 + -(-n // per_hour) + 1)  # the hour after the last point, when there is one
+        return np.interp(x, np.arange(h0, last), arr[h0:last, j])
 
     @lru_cache(maxsize=512)
     def metrics_csv(sym: str, day: date) -> str:
