@@ -242,8 +242,16 @@ def test_a_part_the_template_does_not_print_is_no_claim() -> None:
     assert phrase.nums() == [cur]
 
 
+def _text_keyed(claim: dict) -> bool:
+    """Whether every column of the claim's row key holds text in its table's schema."""
+    from pipelines.schemas import TABLES
+
+    types = {c.name: str(c.type) for c in TABLES[claim["table"]].columns}
+    return all(types[k] == "string" for k in claim["where"])
+
+
 def test_claims_read_from_one_query_per_table_week_equal_their_own_queries(tmp_path: Path) -> None:
-    from pipelines.narrative.claims import _by_text_key, rederive
+    from pipelines.narrative.claims import rederive, row_key
 
     wh = lake(tmp_path, frames())
     r = render_week(from_frames(W, frames()))
@@ -254,15 +262,64 @@ def test_claims_read_from_one_query_per_table_week_equal_their_own_queries(tmp_p
     keyed = next(
         c
         for c in r.claims
-        if c["kind"] == "value" and c.get("where") and _by_text_key(c["table"], c["where"])
+        if c["kind"] == "value"
+        and c.get("where")
+        and _text_keyed(c)
+        and row_key(c["table"], c["where"]) is not None
     )
-    assert any(
-        c.get("where") and not _by_text_key(c["table"], c["where"]) for c in r.claims
-    )  # own queries too
+    assert any(c["kind"] != "value" for c in r.claims)  # own queries too
     ghost = {**keyed, "where": dict.fromkeys(keyed["where"], "no such row")}
     for rows in (week_rows, None):
         with pytest.raises(ValueError, match="0 rows"):
             rederive(wh, ghost, rows)
+
+
+def test_claims_keyed_by_numbers_and_days_are_found_in_the_week_read_as_their_own_queries_find_them(
+    tmp_path: Path,
+) -> None:
+    """A value claim whose row key holds an integer (a mover's position), a day or a float (a crossing's day and
+    level) is picked from the one read of its table's week, as its own ``= CAST(? AS ...)`` query picks it: the
+    same value, a key no row holds fails with "0 rows" both ways, and a key in a form Python does not write
+    (``"01"``, ``"1.50"``, a day without its zeros) is left to the query, which reads it as DuckDB casts it."""
+    from pipelines.narrative import claims as claims_mod
+    from pipelines.narrative.claims import rederive, row_key
+
+    wh = lake(tmp_path, frames())
+    r = render_week(from_frames(W, frames()))
+    typed = [c for c in r.claims if c["kind"] == "value" and c.get("where") and not _text_keyed(c)]
+    assert {c["table"] for c in typed} == {"weekly_movers", "weekly_mcap_crossings"}
+    week_rows: dict = {}
+    for c in typed:
+        assert row_key(c["table"], c["where"]) is not None
+        assert rederive(wh, c, week_rows) == rederive(wh, c)
+    queries = []
+    real_query = Warehouse.query
+    mover = next(c for c in typed if c["table"] == "weekly_movers")
+    plain = rederive(wh, mover)
+
+    def counted(self, sql, *args, **kwargs):
+        queries.append(sql)
+        return real_query(self, sql, *args, **kwargs)
+
+    Warehouse.query = counted  # type: ignore[method-assign]
+    try:
+        rederive(wh, mover, week_rows)  # the week's rows are read already: no query
+        assert queries == []
+        padded = {**mover, "where": {**mover["where"], "position": f"0{mover['where']['position']}"}}
+        assert row_key("weekly_movers", padded["where"]) is None
+        assert rederive(wh, padded, week_rows) == plain  # DuckDB reads "01" as 1
+        assert len(queries) == 1
+    finally:
+        Warehouse.query = real_query  # type: ignore[method-assign]
+    ghost = {**mover, "where": {**mover["where"], "position": 999}}
+    for rows in (week_rows, None):
+        with pytest.raises(ValueError, match="0 rows"):
+            rederive(wh, ghost, rows)
+    assert claims_mod._key_value(claims_mod.TABLES["weekly_movers"].columns[2].type, "1") == 1
+    for t, text in (("date32", "2025-1-5"), ("float64", "1.50"), ("float64", "nan"), ("int32", "+1")):
+        import pyarrow as pa
+
+        assert claims_mod._key_value(getattr(pa, t)(), text) is claims_mod._ASK
 
 
 def test_predicates_read_their_operands_from_one_query_per_table_week(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ The lineage list under ``## Sources`` (partition keys and hashes) is not prose a
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -66,22 +67,56 @@ def _where(table_name: str, where: dict[str, Any]) -> tuple[str, list[Any]]:
     return sql, params
 
 
-def _by_text_key(name: str, where: dict[str, Any]) -> bool:
-    """Whether every column of the row key holds text: such a row is found in the week's rows by plain string
-    equality, exactly as ``= CAST(? AS VARCHAR)`` finds it."""
+_ASK = object()  # a key value whose row only the query itself can find (``_key_value``)
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+
+
+def _key_value(t: pa.DataType, text: str) -> Any:
+    """The value ``CAST(text AS <type of t>)`` gives, for the key column types a report's claims use and a text
+    in the form Python writes such a value (``str(v)``), where Python reads it back exactly as DuckDB casts it: a
+    text as itself, an integer's digits, a day's ISO date, a finite float's shortest repr (both read a decimal
+    text to the nearest double). ``_ASK`` for any other type or form: that row is found by the query itself."""
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return text
+    if pa.types.is_integer(t) and _INTEGER.fullmatch(text):
+        return int(text)
+    if pa.types.is_date(t):
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            return _ASK
+        return day if day.isoformat() == text else _ASK
+    if pa.types.is_floating(t):
+        try:
+            value = float(text)
+        except ValueError:
+            return _ASK
+        return value if math.isfinite(value) and repr(value) == text else _ASK
+    return _ASK
+
+
+def row_key(name: str, where: dict[str, Any]) -> tuple | None:
+    """The values the columns of ``where`` (sorted by name) must hold for a row of the weekly table ``name`` to
+    be found as ``_where``'s ``= CAST(? AS <type>)`` conditions find it, each read from ``str(value)``
+    (``_key_value``); None when a column is not the table's or a value is one only the query can find."""
     types = {c.name: c.type for c in TABLES[name].columns}
-    return all(
-        k in types and (pa.types.is_string(types[k]) or pa.types.is_large_string(types[k])) for k in where
-    )
+    if any(k not in types for k in where):
+        return None
+    key = tuple(_key_value(types[k], str(where[k])) for k in sorted(where))
+    return None if any(v is _ASK for v in key) else key
 
 
-def rows_by_text_key(
+def rows_by_key(
     wh: Warehouse, name: str, week: str, where: dict[str, Any], week_rows: dict[tuple[str, str], Any]
 ) -> tuple[pl.DataFrame, list[int]]:
-    """The week's rows of the weekly table ``name`` and the positions of those whose columns ``where`` (text
-    columns) hold its values as text, as ``= CAST(? AS VARCHAR)`` finds them (a null never equals). The rows are
-    read once per table and week (``table_week``), kept in ``week_rows`` (a dict the caller keeps for one check)
-    with an index per set of key columns; a read that fails raises for every caller, as its own query would."""
+    """The week's rows of the weekly table ``name`` and the positions of those whose columns ``where`` hold its
+    values (``row_key``: a where it gives None for is the caller's own query), as ``_where``'s conditions find
+    them (a null never equals). The rows are read once per table and week (``table_week``), kept in
+    ``week_rows`` (a dict the caller keeps for one check) with an index per set of key columns; a read that
+    fails raises for every caller, as its own query would."""
+    wanted = row_key(name, where)
+    if wanted is None:
+        raise ValueError(f"{name}: the row {where!r} is found by its own query")
     key = (name, week)
     if key not in week_rows:
         try:
@@ -97,7 +132,7 @@ def rows_by_text_key(
         for i, values in enumerate(rows.select(cols).iter_rows() if cols else ((),) * rows.height):
             index.setdefault(values, []).append(i)
         indexes[cols] = index
-    return rows, indexes[cols].get(tuple(str(where[k]) for k in cols), [])
+    return rows, indexes[cols].get(wanted, [])
 
 
 def rederive(
@@ -105,17 +140,18 @@ def rederive(
 ) -> Any:
     """The claim's value, from a fresh DuckDB query of the lake.
 
-    ``week_rows`` (a dict the caller keeps for one check): a ``value`` claim whose row key is text is read from
-    one query of its table's week (``SELECT *``, the same columns and types as the single-column query), made
-    once per table and week, then the row picked by its key; a report prints about 130 figures from about 15
-    table-weeks. Everything else is its own query."""
+    ``week_rows`` (a dict the caller keeps for one check): a ``value`` claim whose row key ``row_key`` reads
+    (text, integers, days, floats in the form Python writes them) is read from one query of its table's week
+    (``SELECT *``, the same columns and types as the single-column query), made once per table and week, then
+    the row picked by its key; a report prints about 130 figures from about 15 table-weeks. Everything else
+    (the history claims, a key in another form) is its own query."""
     name, col, kind, week = claim["table"], claim["column"], claim["kind"], claim["partition"]
     if name not in TABLES or col not in TABLES[name].column_names or TABLES[name].partition_by != "week":
         raise ValueError(f"unknown weekly table or column {name}.{col}")
     where = claim.get("where") or {}
     w_sql, w_params = _where(name, where)
-    if kind == "value" and week_rows is not None and _by_text_key(name, where):
-        rows, hits = rows_by_text_key(wh, name, str(week), where, week_rows)
+    if kind == "value" and week_rows is not None and row_key(name, where) is not None:
+        rows, hits = rows_by_key(wh, name, str(week), where, week_rows)
         if len(hits) != 1:
             raise ValueError(f"{len(hits)} rows")
         return rows[col][hits[0]]

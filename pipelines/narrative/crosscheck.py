@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.clean.coingecko import snapshot_day
-from pipelines.narrative.claims import rows_by_text_key
+from pipelines.narrative.claims import rows_by_key
 from pipelines.schemas import TABLES
 from pipelines.warehouse import Warehouse
 
@@ -451,7 +451,7 @@ def _table_value(
     """The weekly table's value of a figure: (value, True) for exactly one row, else (None, whether any row).
     With ``week_rows`` (a dict the caller keeps for one week), a figure with no extra condition or only
     ``INDEX_WHERE`` picks its row from the table's rows of the week, read once for all its figures as the claim
-    check reads them (``claims.rows_by_text_key``), as the query with that condition would; any other condition
+    check reads them (``claims.rows_by_key``), as the query with that condition would; any other condition
     is its own query."""
     if not _has(wh, table):
         return None, False
@@ -461,7 +461,7 @@ def _table_value(
     if week_rows is not None and where in ("", INDEX_WHERE):
         # the index asked, as the query binds it (a figure without one fails, as the query would)
         key = {"index": (params or [])[0]} if where else {}
-        rows, hits = rows_by_text_key(wh, name, week, key, week_rows)
+        rows, hits = rows_by_key(wh, name, week, key, week_rows)
         return (rows[col][hits[0]], True) if len(hits) == 1 else (None, bool(hits))
     df = wh.query(
         f'SELECT "{col}" AS v FROM "{name}" WHERE week = CAST(? AS DATE) {where}', [week, *(params or [])]

@@ -120,7 +120,7 @@ def history_rows(wh: Warehouse, table: Table, week: str) -> pl.DataFrame:
 
 def table_week(wh: Warehouse, name: str, week: str) -> pl.DataFrame:
     """The rows of the weekly table ``name`` for ``week``, as ``SELECT * ... WHERE week = CAST(? AS DATE)`` gives
-    them (the claim check's and the second derivation's reads, ``claims.rows_by_text_key``). On a snapshot of the
+    them (the claim check's and the second derivation's reads, ``claims.rows_by_key``). On a snapshot of the
     lake the week's rows are filtered from the one read of the table that ``history_rows`` also types
     (``_read_whole``): the same rows in the same order (a filter keeps the read's order), an empty frame of its
     columns for a week without rows. A filter, not a split of the table by week kept for the snapshot: one report
