@@ -733,7 +733,8 @@ class Warehouse:
             try:
                 for table in named:
                     self._bind(con, bound, table, spans.get(table.name))
-                return pl.from_arrow(con.execute(sql, params or None).to_arrow_table())  # type: ignore[return-value]
+                # a relation's Arrow, not the DB-API result's (DuckDB copies the rows once more for that)
+                return pl.from_arrow(con.sql(sql, params=params or None).to_arrow_table())  # type: ignore[return-value]
             except (duckdb.IOException, duckdb.BinderException):
                 if attempt == 2:
                     raise
