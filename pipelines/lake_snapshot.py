@@ -26,7 +26,6 @@ so a partition that changed during the read or since is seen either way (the che
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -37,10 +36,9 @@ import polars as pl
 
 from pipelines.lake_files import Identity
 from pipelines.schemas import TABLES, Table
-from pipelines.warehouse import Warehouse
+from pipelines.warehouse import Warehouse, named_tables
 
 T = TypeVar("T")
-_WORD = re.compile(r"\w+")  # every table name is a single word (tested)
 
 
 class LakeSnapshot:
@@ -119,8 +117,7 @@ class LakeSnapshot:
     ) -> pl.DataFrame:
         """``Warehouse.query`` over the tables in memory; with ``read_spans``, a table named in ``within`` and not
         copied whole is bound to the rows of the partitions in its span only."""
-        words = set(_WORD.findall(sql))  # a table is named when one of the query's words is its name
-        named = [name for name in TABLES if name in words]
+        named = [table.name for table in named_tables(sql)]
         spans = {}
         with self._lock:
             for name in named:

@@ -84,6 +84,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_WORD = re.compile(r"\w+")  # every table name is a single word (tested)
+
+
+def named_tables(sql: str) -> list[Table]:
+    """The lake's tables ``sql`` names: those whose name is one of its words (a set lookup a table, not a
+    search of the text a table)."""
+    words = set(_WORD.findall(sql))
+    return [table for name, table in TABLES.items() if name in words]
+
+
 def sweep_temp_files(directory: Path) -> list[Path]:
     """Remove the temporary files a killed writer left in ``directory``.
 
@@ -724,7 +734,7 @@ class Warehouse:
         and bound, so that a query of a few days costs the same over a history of years. The query's filter
         still decides the rows; a span narrower than the query's bounds would lose rows, so it is given only
         where the same values build both (``assets.weekly.shape.coin_daily_between``)."""
-        named = [TABLES[name] for name in TABLES if re.search(rf"\b{re.escape(name)}\b", sql)]
+        named = named_tables(sql)
         spans = {
             name: (first.isoformat(), last.isoformat()) for name, (first, last) in (within or {}).items()
         }

@@ -18,7 +18,7 @@ from pipelines.calendar import week_close_days
 from pipelines.lake_snapshot import LakeSnapshot
 from pipelines.runner import RunFailed, run_weeks
 from pipelines.schemas import COIN_DAILY, TABLES
-from pipelines.warehouse import Warehouse, sha256_file
+from pipelines.warehouse import Warehouse, named_tables, sha256_file
 from tests import _one_pass
 from tests._week_pipeline import COMPUTES
 from tests._weekly_world import build, write_lake
@@ -105,6 +105,10 @@ def test_a_snapshot_loads_the_tables_a_query_names_as_whole_words(lake) -> None:
         snap.query("SELECT 1 FROM (SELECT 1) AS x WHERE 'coin_daily'<>''")
     assert snap.query("SELECT 1 AS coin_daily_x").height == 1
     snap.close()
+    # the warehouse binds the tables of a query by the same rule (``named_tables``)
+    joined = named_tables("SELECT * FROM coin_daily JOIN funding_rates USING (date)")
+    assert sorted(t.name for t in joined) == ["coin_daily", "funding_rates"]
+    assert named_tables("SELECT 1 AS coin_daily_x, 'coin_dailyish'") == []
 
 
 def test_a_snapshot_lists_a_tables_partitions_once(lake, monkeypatch) -> None:
