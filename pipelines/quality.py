@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
+import numpy as np
 import polars as pl
 
 from pipelines.pulls.coingecko import close_instant
@@ -92,12 +93,13 @@ def duplicates(wh: Warehouse, days: list[date]) -> Outcome:
 def _day_rows(frames: dict[date, pl.DataFrame], columns: list[str]) -> pl.DataFrame:
     """``columns`` of every frame, each row with its ``day`` and its position in its own frame (``row``), in the
     frames' order: a range's days checked in one pass, each problem still named as its day's own check names it."""
-    return pl.concat(
-        [
-            f.select(columns).with_columns(pl.lit(d).alias("day"), pl.int_range(pl.len()).alias("row"))
-            for d, f in frames.items()
-        ],
-        how="vertical_relaxed",
+    days = list(frames)
+    heights = np.array([frames[d].height for d in days], dtype=np.int64)
+    rows = pl.concat([frames[d].select(columns) for d in days], how="vertical_relaxed")
+    starts = np.repeat(np.cumsum(heights) - heights, heights)  # each row's frame's first row
+    return rows.with_columns(
+        pl.Series("day", days, dtype=pl.Date).gather(np.repeat(np.arange(len(days)), heights)),
+        pl.Series("row", np.arange(rows.height, dtype=np.int64) - starts),
     )
 
 
