@@ -149,7 +149,7 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes | pa.Buffer) -> None:
     """Replace ``path`` with ``data`` so that a reader sees the old bytes or the new ones, never a part.
 
     Locally: a temporary file in the same directory, fsync, ``os.replace``. On object storage: one PUT of the
@@ -158,7 +158,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     if is_remote(path):
         path.fs.pipe_file(path.path, data)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    os.makedirs(path.parent, exist_ok=True)
     fd, tmp = _mkstemp(path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -171,7 +171,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def sha256_bytes(data: bytes) -> str:
+def sha256_bytes(data: bytes | pa.Buffer) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -540,41 +540,22 @@ class Warehouse:
         return self._write_conformed(table, partition, table.conform(df))
 
     def _write_conformed(self, table: Table, partition: str, arrow: pa.Table) -> WrittenPartition:
-        """Replace one partition's Parquet file atomically with ``arrow``, already conformed to ``table``."""
+        """Replace one partition's Parquet file atomically with ``arrow``, already conformed to ``table``: the file
+        encoded into an Arrow buffer (outside the interpreter lock), then written as one whole (locally a
+        temporary file, fsync and rename; on object storage one PUT, the old object kept until it succeeds), its
+        digest taken from the bytes written, not read back."""
+        sink = pa.BufferOutputStream()
+        pq.write_table(arrow, sink, compression="zstd", write_statistics=True)
+        data = sink.getvalue()
         path = self.partition_path(table, partition)
-        if (
-            self.remote
-        ):  # the whole file in memory first, then one PUT: the old object stays until it succeeds
-            buf = io.BytesIO()
-            pq.write_table(arrow, buf, compression="zstd", write_statistics=True)
-            data = buf.getvalue()
-            atomic_write_bytes(path, data)
-            return WrittenPartition(
-                table=table.name,
-                partition=partition,
-                path=path,
-                rows=arrow.num_rows,
-                bytes=len(data),
-                sha256=sha256_bytes(data),
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _mkstemp(path.parent, suffix=".parquet")
-        os.close(fd)
-        try:
-            pq.write_table(arrow, tmp, compression="zstd", write_statistics=True)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, data.to_pybytes() if self.remote else data)
         return WrittenPartition(
             table=table.name,
             partition=partition,
             path=path,
             rows=arrow.num_rows,
-            bytes=path.stat().st_size,
-            sha256=sha256_file(path),
+            bytes=data.size,
+            sha256=sha256_bytes(data),
         )
 
     def write_partitions(
