@@ -153,6 +153,9 @@ def test_a_snapshot_of_one_week_reads_only_the_days_its_queries_name(lake) -> No
     assert one.reads == 0  # no table copied
     first, last = spans[2]  # no partition in the span's months: the table whole, no row
     assert one.query(sql, [first, last], within={"coin_daily": (first, last)}).height == 0 and one.reads == 1
+    # a span's rows were that query's alone: the thread's next query sees the whole table
+    whole = "SELECT count(*) AS n FROM coin_daily"
+    assert one.query(whole)["n"][0] == lake.query(whole)["n"][0] > got.height
     one.close()
     many = LakeSnapshot(lake)
     first, last = spans[0]
