@@ -351,9 +351,8 @@ class LakeFiles:
             f"SELECT * FROM read_parquet(?, hive_partitioning = true, hive_types = "
             f"{{'{table.partition_by}': {ptype}}}, filename = '{FILENAME_COLUMN}')"
         )
-        result = con.sql(
-            sql, params=[paths]
-        ).to_arrow_table()  # a relation's Arrow: no extra copy of the rows
+        # a relation's Arrow: the DB-API result's would copy the rows once more
+        result = con.sql(sql, params=[paths]).to_arrow_table()
         self.files_read += len(paths)
         names = result.column(FILENAME_COLUMN).combine_chunks()
         rows = result.drop_columns([FILENAME_COLUMN])

@@ -156,7 +156,7 @@ def atomic_write_bytes(path: Path, data: bytes | pa.Buffer) -> None:
     whole body (s3fs ``pipe_file``), which S3 makes visible whole or not at all; a failed PUT leaves the old
     object as it was."""
     if is_remote(path):
-        path.fs.pipe_file(path.path, data)
+        path.fs.pipe_file(path.path, bytes(data))  # fsspec takes bytes (an Arrow buffer is copied once)
         return
     os.makedirs(path.parent, exist_ok=True)
     fd, tmp = _mkstemp(path.parent)
@@ -548,7 +548,7 @@ class Warehouse:
         pq.write_table(arrow, sink, compression="zstd", write_statistics=True)
         data = sink.getvalue()
         path = self.partition_path(table, partition)
-        atomic_write_bytes(path, data.to_pybytes() if self.remote else data)
+        atomic_write_bytes(path, data)
         return WrittenPartition(
             table=table.name,
             partition=partition,
