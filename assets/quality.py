@@ -144,7 +144,7 @@ BLOCKING = tuple(n for n, (sev, _) in _RULES.items() if sev == dg.AssetCheckSeve
 
 def week_problems_of(weeks: list[str], root: str) -> dict[str, list[str]]:
     """``quality.week_problems`` of each of ``weeks``, over one read of the lake at ``root``."""
-    with reads_for(Warehouse(root), weeks) as source:
+    with reads_for(Warehouse(root), weeks, keep=True) as source:
         return {week: quality.week_problems(source, week) for week in weeks}  # type: ignore[arg-type]
 
 

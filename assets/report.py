@@ -297,7 +297,7 @@ def publish_weeks(weeks: list[str], config: tuple[str, str]) -> dict[str, tuple[
     wh = warehouse.get()
     out: dict[str, tuple[bool, Any]] = {}
     before = lake_state(wh)
-    with reads_for(wh, weeks, snapshot_from=1) as source:
+    with reads_for(wh, weeks, snapshot_from=1, keep=True) as source:
         for week in weeks:
             try:
                 rendered, man, pub, verified = build_report(source, week)
@@ -327,7 +327,7 @@ def week_claim_results(wh, week: str) -> list[ClaimResult]:
 
 def claim_results(weeks: list[str], config: tuple[str, str]) -> dict[str, list[ClaimResult]]:
     """``week_claim_results`` of each week, over one read of the lake (``config``: ``_unbound``)."""
-    with reads_for(_rebound(config).get(), weeks, snapshot_from=1) as source:
+    with reads_for(_rebound(config).get(), weeks, snapshot_from=1, keep=True) as source:
         return {week: week_claim_results(source, week) for week in weeks}
 
 

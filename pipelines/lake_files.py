@@ -670,6 +670,13 @@ def _rows_within(
     return kept.data.slice(first, end - first)
 
 
+def table_listing(root: Path, table: Table) -> tuple[tuple[str, Identity], ...]:
+    """(path, identity) of every partition file of ``table`` under the lake ``root``, in path order: what
+    ``LakeFiles.table`` lists before it reads the table whole."""
+    base = root / table.name
+    return tuple(_listing(base, sorted(partition_names(base, f"{table.partition_by}="))))
+
+
 def _listing(base: Path, names: list[str]) -> list[tuple[str, Identity]]:
     """(path, identity) of each ``<name>/data.parquet`` under ``base``, in the order of ``names``."""
     listed = []

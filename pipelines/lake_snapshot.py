@@ -22,10 +22,21 @@ that query, for a table it has not copied whole: its queries of ``coin_daily`` r
 copying years of history for them would cost more than all of them. A snapshot of many weeks copies each table
 once. The report step takes the lake's state before it reads, and its blocking check compares the lake with it,
 so a partition that changed during the read or since is seen either way (the check then checks the lake again).
+
+A range's steps read the same lake one after another (each weekly table, the week's input check, the reports and
+their claim check: about twenty steps a backfill), so a process keeps its snapshot of a range for its next step
+over the same weeks (``reads_for(..., keep=True)``): the tables copied, the partitions read and the frames derived
+from them (``derived``) are used again when every file the snapshot read is still the file it read (the same
+identity, ``pipelines.lake_files.file_identity``: a partition rewritten, added or removed is seen), and the
+snapshot is read again from the lake otherwise. A step that uses a kept snapshot sees what a new one would see.
+Only a local lake's snapshot of a range of weeks is kept (one a process, taken by one step at a time); its
+tables' copy stays in memory until the process reads another range or ends.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -35,7 +46,7 @@ from typing import Any, TypeVar
 import duckdb
 import polars as pl
 
-from pipelines.lake_files import Identity
+from pipelines.lake_files import Identity, file_identity, table_listing
 from pipelines.schemas import TABLES, Table
 from pipelines.warehouse import Warehouse, named_tables
 
@@ -61,6 +72,10 @@ class LakeSnapshot:
         self._derived: dict[Hashable, Any] = {}
         self._derived_lock = threading.RLock()  # a derivation may derive another: re-entrant
         self.reads = 0  # Parquet reads done: one per table loaded and one per partition file read
+        # what each read saw of a local lake, taken before it read (``unchanged``): each table copied whole, its
+        # files; each partition read, its file's identity (None: no file)
+        self._listings: dict[str, tuple[tuple[str, Identity], ...]] = {}
+        self._partition_files: dict[tuple[str, str], Identity | None] = {}
 
     # ---- what the warehouse answers from the file system ------------------------------------------------------
     def __getattr__(self, name: str) -> Any:
@@ -91,6 +106,8 @@ class LakeSnapshot:
         key = (table.name, partition)
         with self._lock:
             if key not in self._partitions:
+                if not self.warehouse.remote:
+                    self._partition_files[key] = _identity(self.warehouse.partition_path(table, partition))
                 self._partitions[key] = self.warehouse.read_partition(table, partition)
                 self.reads += 1
             return self._partitions[key]
@@ -104,6 +121,7 @@ class LakeSnapshot:
                 self._db.execute(sql.replace("CREATE OR REPLACE VIEW", "CREATE TABLE", 1))
                 self.reads += 1
         else:  # the rows this process already keeps, the closed months' segments and the newer files
+            self._listings[table.name] = table_listing(self.warehouse.lake_dir, table)
             arrow = self.warehouse.lake_table(table, self._db)
             if arrow is not None:
                 self._db.register("lake_snapshot_load", arrow)
@@ -163,6 +181,30 @@ class LakeSnapshot:
                 self._derived[key] = build()
             return self._derived[key]
 
+    def unchanged(self) -> bool:
+        """Whether every file this snapshot read (each table copied, each partition read, each table's list of
+        partitions) is still the one it read: then every answer it gives is the lake's as it is now."""
+        lake = self.warehouse.lake_dir
+        return (
+            all(table_listing(lake, TABLES[name]) == seen for name, seen in self._listings.items())
+            and all(
+                _identity(self.warehouse.partition_path(TABLES[name], partition)) == seen
+                for (name, partition), seen in self._partition_files.items()
+            )
+            and all(
+                self.warehouse.partitions_with_files(TABLES[name]) == listed
+                for name, listed in self._with_files.items()
+            )
+        )
+
+    def _use_again(self, warehouse: Warehouse, written: Iterable[str]) -> None:
+        """This snapshot for another step: its warehouse and the tables it writes; its reports' identities of
+        files taken again (``identities`` assumes the lake does not change within one step's use)."""
+        self.warehouse = warehouse
+        self.written = frozenset(written)
+        self.identities.clear()
+        self.reads = 0
+
     def close(self) -> None:
         self._derived.clear()
         for con in self._cursors:
@@ -171,20 +213,86 @@ class LakeSnapshot:
         self._db.close()
 
 
+def _identity(path: Any) -> Identity | None:
+    try:
+        return file_identity(os.stat(path))
+    except FileNotFoundError:
+        return None
+
+
+# the snapshot this process keeps for its next step over the same range: (pid, root, weeks), snapshot
+_kept: tuple[tuple[int, str, tuple[str, ...]], LakeSnapshot] | None = None
+_kept_lock = threading.Lock()
+
+
+def _take_kept(key: tuple[int, str, tuple[str, ...]]) -> LakeSnapshot | None:
+    """The kept snapshot when it is of ``key`` and still the lake's (``unchanged``); any other is closed. Taken
+    out of the slot, so that no two steps use it at once."""
+    global _kept
+    with _kept_lock:
+        kept, _kept = _kept, None
+    if kept is None:
+        return None
+    if (
+        kept[0][0] != os.getpid()
+    ):  # a forked child: the parent's DuckDB connection is not ours to use or close
+        return None
+    if kept[0] == key and kept[1].unchanged():
+        return kept[1]
+    kept[1].close()
+    return None
+
+
+def _put_kept(key: tuple[int, str, tuple[str, ...]], snapshot: LakeSnapshot) -> None:
+    global _kept
+    with _kept_lock:
+        old, _kept = _kept, (key, snapshot)
+    if old is not None and old[0][0] == os.getpid():
+        old[1].close()
+
+
+@atexit.register
+def _close_kept() -> None:
+    global _kept
+    with _kept_lock:
+        old, _kept = _kept, None
+    if old is not None and old[0][0] == os.getpid():
+        old[1].close()
+
+
 @contextmanager
 def reads_for(
-    warehouse: Warehouse, weeks: list[str], written: Iterable[str] = (), snapshot_from: int = 2
+    warehouse: Warehouse,
+    weeks: list[str],
+    written: Iterable[str] = (),
+    snapshot_from: int = 2,
+    keep: bool = False,
 ) -> Iterator[Warehouse | LakeSnapshot]:
     """What a step computing ``weeks`` reads from: the warehouse for fewer than ``snapshot_from`` weeks, else one
     snapshot (closed on exit), so the range reads the lake once. A weekly table's week makes a few queries (a
     view per query is cheaper than reading whole tables); a report and its claim check make a few hundred, and
     read the lake once even for one week (``snapshot_from=1``), but for one week the queries that name their
-    partitions read only those (``read_spans``)."""
+    partitions read only those (``read_spans``).
+
+    ``keep``: a snapshot of a range of weeks of a local lake is kept on exit for this process's next
+    ``reads_for`` of the same weeks, which uses it again while every file it read is unchanged (a step reads
+    nothing twice that it read before), and is closed when the step fails or another range is read."""
     if len(weeks) < snapshot_from:
         yield warehouse
         return
-    snapshot = LakeSnapshot(warehouse, written=written, read_spans=len(weeks) == 1)
+    keepable = keep and len(weeks) > 1 and not warehouse.remote
+    key = (os.getpid(), str(warehouse.root), tuple(weeks))
+    snapshot = _take_kept(key) if keepable else None
+    if snapshot is None:
+        snapshot = LakeSnapshot(warehouse, written=written, read_spans=len(weeks) == 1)
+    else:
+        snapshot._use_again(warehouse, written)
     try:
         yield snapshot
-    finally:
+    except BaseException:
+        snapshot.close()
+        raise
+    if keepable:
+        _put_kept(key, snapshot)
+    else:
         snapshot.close()

@@ -10,7 +10,8 @@ backfill's weekly steps used one core.
 The calling process builds the last run itself while the others are built by a pool of processes kept for the
 life of the calling process: a backfill's weekly run has about twenty steps that split their weeks, and starting
 a process imports the pipeline (about 3 s), so the pool's processes are started by the first such step and serve
-the next ones, their reads of the lake kept between steps like the calling process's (``LakeFiles``). The pool is
+the next ones, their reads of the lake kept between steps like the calling process's (``LakeFiles``, and the
+range's snapshot: ``reads_for(..., keep=True)`` in ``pipelines/lake_snapshot.py``). The pool is
 started again when the environment changed since it was (a process reads its settings from it), and after one of
 its processes died.
 

@@ -9,6 +9,7 @@ import shutil
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
+import duckdb
 import polars as pl
 import pytest
 
@@ -164,6 +165,86 @@ def test_a_snapshot_of_one_week_reads_only_the_days_its_queries_name(lake) -> No
     )
     assert many.reads == 1
     many.close()
+
+
+def test_a_kept_snapshot_serves_the_next_step_only_while_every_file_it_read_is_unchanged(
+    lake, tmp_path
+) -> None:
+    """A range's next step over the same weeks uses the snapshot its process kept, reading nothing again, while
+    every file the snapshot read is the one it read; a partition rewritten, a partition added to a table it
+    listed, a partition file it read replaced, another range, a step that failed or ``keep=False`` each give a
+    snapshot read from the lake as it is then, which answers as the warehouse does."""
+    from pipelines import lake_snapshot
+    from pipelines.lake_snapshot import reads_for
+    from pipelines.schemas import COIN_REGISTRY
+
+    root = tmp_path / "wh"
+    shutil.copytree(lake.root, root)
+    wh = Warehouse(root)
+    weeks = WEEKS[-2:]
+    total = "SELECT sum(market_cap_usd) AS m FROM coin_daily WHERE date <= ?"
+    day = "2025-05-11"
+    snapshot = lake_snapshot.LakeSnapshot  # the class, to tell a new snapshot from the kept one
+
+    def reads(snap):
+        assert isinstance(snap, snapshot)
+        registry = wh.partition_values(COIN_REGISTRY)[-1]
+        return (
+            snap.query(total, [day])["m"][0],
+            snap.read_partition(COIN_REGISTRY, registry).height,
+            snap.partitions_with_files(TABLES["funding_rates"]),
+        )
+
+    try:
+        with reads_for(wh, weeks, keep=True) as first:
+            seen = reads(first)
+            assert first.reads == 2
+        with reads_for(wh, weeks, keep=True) as again:
+            assert again is first and reads(again) == seen and again.reads == 0  # nothing read twice
+
+        # a coin_daily partition rewritten: the next step reads the table again and sees the new rows
+        part = wh.read_partition(COIN_DAILY, day)
+        wh.write_partition(COIN_DAILY, day, part.with_columns(pl.col("market_cap_usd") * 2))
+        with reads_for(wh, weeks, keep=True) as after:
+            assert after is not first and after.reads == 0
+            assert after.query(total, [day])["m"][0] == wh.query(total, [day])["m"][0] != seen[0]
+            reads(after)
+
+        # the registry partition it read replaced by another file
+        registry = wh.partition_values(COIN_REGISTRY)[-1]
+        rows = wh.read_partition(COIN_REGISTRY, registry)
+        wh.write_partition(COIN_REGISTRY, registry, rows.head(rows.height - 1))
+        with reads_for(wh, weeks, keep=True) as replaced:
+            assert replaced is not after
+            assert reads(replaced)[1] == rows.height - 1
+
+        # a partition added to a table it listed
+        funding = TABLES["funding_rates"]
+        last = wh.partitions_with_files(funding)[-1]
+        added = (date.fromisoformat(last) + timedelta(days=1)).isoformat()
+        wh.write_partition(funding, added, wh.read_partition(funding, last))
+        with reads_for(wh, weeks, keep=True) as listed:
+            assert listed is not replaced and added in reads(listed)[2]
+
+        # another range of weeks, a failed step, keep=False: never the kept snapshot
+        with reads_for(wh, WEEKS[-3:], keep=True) as other:
+            assert other is not listed
+        with (
+            pytest.raises(RuntimeError, match="step failed"),
+            reads_for(wh, WEEKS[-3:], keep=True) as failing,
+        ):
+            assert failing is other
+            raise RuntimeError("step failed")
+        with reads_for(wh, WEEKS[-3:], keep=True) as fresh:
+            assert fresh is not other
+        with reads_for(wh, WEEKS[-3:]) as unkept:
+            assert unkept is not fresh  # keep=False: a snapshot of its own, closed after the step
+        with pytest.raises(duckdb.ConnectionException, match="closed"):
+            unkept.query(total, [day])
+        with reads_for(wh, WEEKS[-3:], keep=True) as still:
+            assert still is fresh
+    finally:
+        lake_snapshot._close_kept()
 
 
 def test_a_report_reads_each_weekly_tables_history_in_one_read_as_partition_by_partition(

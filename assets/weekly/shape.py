@@ -204,11 +204,12 @@ def weeks_failed(what: str, failed: dict[str, BaseException], weeks: Sequence[st
 def compute_run(
     weeks: list[str], compute: Callable[[Warehouse, str], Computed], root: str
 ) -> dict[str, Outcome]:
-    """Each of ``weeks`` computed by ``compute`` over one read of the lake at ``root`` (``reads_for``): its
-    ``Computed``, or the failure the week raised (``WEEK_FAILURES``). A weekly asset's step runs it, or a process
+    """Each of ``weeks`` computed by ``compute`` over one read of the lake at ``root`` (``reads_for``, whose
+    snapshot of a range the process keeps for the range's next step): its ``Computed``, or the failure the week
+    raised (``WEEK_FAILURES``). A weekly asset's step runs it, or a process
     of ``map_weeks`` for a run of a long range's weeks (``compute`` a module-level function, so that it pickles)."""
     out: dict[str, Outcome] = {}
-    with reads_for(Warehouse(root), weeks, written=WEEKLY_TABLE_NAMES) as source:
+    with reads_for(Warehouse(root), weeks, written=WEEKLY_TABLE_NAMES, keep=True) as source:
         for week in weeks:
             out[week] = outcome(compute, source, week)
     return out
