@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import numpy as np
 import polars as pl
 
+from pipelines.lake_snapshot import LakeSnapshot
 from pipelines.pulls.coingecko import close_instant
 from pipelines.schemas import COIN_DAILY, TABLES
 from pipelines.warehouse import Warehouse
@@ -255,7 +256,15 @@ def week_days(week: str) -> tuple[date, date]:
 def week_frames(wh: Warehouse, week: str) -> dict[str, pl.DataFrame]:
     """The clean daily tables' rows for ``week_days(week)`` (a table absent from the lake is left out); macro
     observations of the three weeks up to the close. Read with DuckDB over the Parquet files, so a corrupt file
-    (duplicate keys, NaN) is seen as it is."""
+    (duplicate keys, NaN) is seen as it is. On a range's snapshot of the lake they are read once a week for the
+    steps that share the snapshot (the week's input check and its report, ``reads_for(..., keep=True)``): the
+    same rows, read from the same files."""
+    if isinstance(wh, LakeSnapshot):
+        return dict(wh.derived(("week_frames", week), lambda: _read_week_frames(wh, week)))
+    return _read_week_frames(wh, week)
+
+
+def _read_week_frames(wh: Warehouse, week: str) -> dict[str, pl.DataFrame]:
     first, last = week_days(week)
     out: dict[str, pl.DataFrame] = {}
     for name in WEEK_TABLES:

@@ -247,6 +247,33 @@ def test_a_kept_snapshot_serves_the_next_step_only_while_every_file_it_read_is_u
         lake_snapshot._close_kept()
 
 
+def test_a_weeks_input_frames_are_read_once_for_its_check_and_its_report(lake, monkeypatch) -> None:
+    """The week's input check and its report, steps that share a range's kept snapshot, read the week's clean
+    frames once, and get the frames the warehouse reads for the week alone."""
+    from pipelines import lake_snapshot, quality
+
+    reads: list[str] = []
+    real = quality._read_week_frames
+
+    def counted(wh, week):
+        reads.append(week)
+        return real(wh, week)
+
+    monkeypatch.setattr(quality, "_read_week_frames", counted)
+    weeks, week = WEEKS[-2:], WEEKS[-1]
+    alone = quality.week_frames(lake, week)
+    try:
+        with lake_snapshot.reads_for(lake, weeks, keep=True) as check:
+            quality.week_problems(check, week)
+        with lake_snapshot.reads_for(lake, weeks, keep=True) as report:
+            assert report is check
+            frames = quality.week_frames(report, week)
+    finally:
+        lake_snapshot._close_kept()
+    assert reads == [week, week]  # the week alone on the warehouse, then once on the snapshot
+    assert frames.keys() == alone.keys() and all(frames[t].equals(alone[t]) for t in alone)
+
+
 def test_a_report_reads_each_weekly_tables_history_in_one_read_as_partition_by_partition(
     weekly_lake, tmp_path
 ) -> None:
