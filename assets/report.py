@@ -28,26 +28,25 @@ from pipelines.schemas import FUNDING_RATES, OPEN_INTEREST, WEEKLY_MARKET_SUMMAR
 from pipelines.week_processes import map_weeks
 
 
-def source_gap_lines(wh, week: str) -> list[str]:
+def source_gap_lines(wh, week: str, frames: dict[str, pl.DataFrame] | None = None) -> list[str]:
     """What the sources could not give for the week's seven days (the gap ledger, ``pipelines.gaps``), and which
-    venues the week's funding and open interest come from when a venue is missing."""
+    venues the week's funding and open interest come from when a venue is missing. ``frames``: the week's clean
+    frames (``quality.week_frames``, read here when not given), whose days hold the week's."""
     first = date.fromisoformat(week)
     days = [first + timedelta(days=i) for i in range(7)]
+    # a table with no partition has no venue; a partition that cannot be read fails the report
+    frames = quality.week_frames(wh, week) if frames is None else frames
+    in_week = {
+        table: frames[table.name].filter(pl.col("date").is_between(days[0], days[-1]))
+        for table in (FUNDING_RATES, OPEN_INTEREST)
+        if table.name in frames
+    }
     found = gaps_mod.gaps_for_days(wh, days)
     lines = gaps_mod.describe(found)
     derivative_gap = any(g.source in ("binance", "bybit", "okx") for g in found)
     if derivative_gap:
         for table, label in ((FUNDING_RATES, "Funding"), (OPEN_INTEREST, "Open interest")):
-            # a table with no partition has no venue; a partition that cannot be read fails the report
-            venues = (
-                wh.query(
-                    f"SELECT DISTINCT exchange FROM {table.name} WHERE date >= ? AND date <= ? ORDER BY 1",
-                    [days[0], days[-1]],
-                    within={table.name: (days[0], days[-1])},
-                )["exchange"].to_list()
-                if wh.has_files(table)
-                else []
-            )
+            venues = sorted(in_week[table]["exchange"].unique().to_list()) if table in in_week else []
             names = [gaps_mod.VENUE_LABELS.get(v, v) for v in venues]
             if not names:
                 lines.append(f"{label}: no venue has data this week.")
@@ -55,7 +54,7 @@ def source_gap_lines(wh, week: str) -> list[str]:
                 lines.append(f"{label} this week covers {', '.join(names)} only.")
             else:
                 lines.append(f"{label} this week covers {', '.join(names)}.")
-    lines += _symbol_holes(wh, days)
+    lines += _symbol_holes(in_week.get(FUNDING_RATES), days)
     # a weekly table written empty because its inputs are missing (e.g. no BTC hourly bar with Binance blocked)
     for t in OPTIONAL:
         if t.name not in MAY_BE_EMPTY and wh.has_partition(t, week) and wh.read_partition(t, week).is_empty():
@@ -63,21 +62,24 @@ def source_gap_lines(wh, week: str) -> list[str]:
     return lines
 
 
-def _symbol_holes(wh, days: list[date]) -> list[str]:
+def _symbol_holes(funding: pl.DataFrame | None, days: list[date]) -> list[str]:
     """Perpetuals a venue settled funding for on some of the week's days but not on others (delisted, or an
-    answer without rows) while the venue itself has every day: named, so a smaller average is not read as a move."""
-    if not wh.has_files(FUNDING_RATES):
+    answer without rows) while the venue itself has more days: named, so a smaller average is not read as a move.
+    ``funding``: the week's ``funding_rates`` rows (None: the table has no partition)."""
+    if funding is None or funding.is_empty():
         return []
-    rows = wh.query(
-        "WITH d AS (SELECT exchange, symbol, date FROM funding_rates WHERE date >= ? AND date <= ? GROUP BY ALL), "
-        "v AS (SELECT exchange, count(DISTINCT date) AS n FROM d GROUP BY exchange) "
-        "SELECT d.exchange, d.symbol, list(d.date ORDER BY d.date) AS dates, v.n FROM d JOIN v USING (exchange) "
-        "GROUP BY d.exchange, d.symbol, v.n HAVING count(*) < v.n ORDER BY 1, 2",
-        [days[0], days[-1]],
-        within={FUNDING_RATES.name: (days[0], days[-1])},
+    seen = funding.select("exchange", "symbol", "date").unique()
+    venue_days = seen.group_by("exchange").agg(pl.col("date").n_unique().alias("n"))
+    rows = (
+        seen.group_by("exchange", "symbol")
+        .agg(pl.col("date").sort().alias("dates"), pl.len().alias("k"))
+        .join(venue_days, on="exchange")
+        .filter(pl.col("k") < pl.col("n"))
+        .sort("exchange", "symbol")
+        .select("exchange", "symbol", "dates")
     )
     out = []
-    for ex, sym, dates, _ in rows.iter_rows():
+    for ex, sym, dates in rows.iter_rows():
         lacking = [d.isoformat() for d in days if d not in set(dates)]
         span = lacking[0] if len(lacking) == 1 else f"{lacking[0]}..{lacking[-1]}"
         out.append(
@@ -95,7 +97,8 @@ def build_report(wh, week: str):
         )
     wd, read = load_week(wh, week)
     clean = clean_inputs(wh, week)
-    input_gaps = source_gap_lines(wh, week) + quality.week_gaps(quality.week_frames(wh, week), week)
+    frames = quality.week_frames(wh, week)
+    input_gaps = source_gap_lines(wh, week, frames) + quality.week_gaps(frames, week)
     rendered = render_week(wd, sources_for(wh, week, clean), input_gaps)
     verified = verify_report(
         wh, week, rendered.markdown, rendered.claims, rendered.texts, rendered.predicates

@@ -480,6 +480,31 @@ def test_a_weeks_venue_lines_name_a_missing_table_and_fail_on_an_unreadable_one(
         source_gap_lines(wh, "2025-11-17")
 
 
+def test_a_perpetual_without_settlements_on_some_days_its_venue_has_is_named() -> None:
+    """A symbol missing days its venue settled on is named with the days it lacks (one day, or the first..last),
+    venues and symbols in order; a venue whose every symbol has its every day, or no funding at all, names none."""
+    import polars as pl
+
+    from assets.report import _symbol_holes
+
+    days = [date(2025, 11, 17) + timedelta(days=i) for i in range(7)]
+    rows = (
+        [("binance", "BTCUSDT", d) for d in days]
+        + [("binance", "ETHUSDT", d) for d in days[:4]]
+        + [("bybit", "DOGEUSDT", d) for d in days if d != days[2]]
+        + [("bybit", "BTCUSDT", d) for d in days for _ in range(3)]  # several settlements a day
+        + [("okx", "XRPUSDT", days[0])]  # the venue's only day: nothing lacking
+    )
+    funding = pl.DataFrame(rows, schema=["exchange", "symbol", "date"], orient="row")
+    assert _symbol_holes(funding.reverse(), days) == [
+        "Binance ETHUSDT: no funding settlements on 2025-11-21..2025-11-23 (delisted or no answer); the "
+        "venue's other perpetuals are kept.",
+        "Bybit DOGEUSDT: no funding settlements on 2025-11-19 (delisted or no answer); the venue's other "
+        "perpetuals are kept.",
+    ]
+    assert _symbol_holes(None, days) == [] and _symbol_holes(funding.clear(), days) == []
+
+
 def test_a_damaged_ledger_object_is_one_clear_error_naming_it(tmp_path: Path) -> None:
     """A ledger object that is not one (truncated, edited by hand) stops the read with a message naming the file
     and what to do, for the log's objects and for the per-day and undated ones alike."""
