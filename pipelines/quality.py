@@ -599,19 +599,22 @@ def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> lis
     if cd is not None and not cd.is_empty():
         # coins priced with a market cap on some day the week reads (the day before the open to the close)
         seen = set(cd.filter(pl.col("market_cap_usd") > 0)["coin_id"].to_list())
+        # each day's coins, and those without a volume, in the frame's order (one grouping, not a filter a day)
+        on_day = dict(cd.group_by("date").agg("coin_id").iter_rows())
+        novol_on = dict(
+            cd.filter(pl.col("volume_24h_usd").is_null()).group_by("date").agg("coin_id").iter_rows()
+        )
         for d in week_days_:
-            there = set(cd.filter(pl.col("date") == d)["coin_id"].to_list())
-            gone = sorted(seen - there)
+            gone = sorted(seen - set(on_day.get(d, ())))
             if gone:
                 out.append(
                     f"Prices: no close on {d} for {listed(gone)} (not filled; totals and indices use the coins priced)."
                 )
         # a coin priced but without a 24h volume (estimated days have none): spot volume leaves it out
         for d in week_days_:
-            day = cd.filter(pl.col("date") == d)
-            novol = sorted(day.filter(pl.col("volume_24h_usd").is_null())["coin_id"].to_list())
+            novol = sorted(novol_on.get(d, ()))
             if novol:
-                who = "any coin" if len(novol) == day.height else listed(novol)
+                who = "any coin" if len(novol) == len(on_day[d]) else listed(novol)
                 out.append(
                     f"Volume: no 24h volume on {d} for {who} (not filled; spot volume leaves them out)."
                 )
@@ -663,8 +666,8 @@ def week_gaps(frames: dict[str, pl.DataFrame], week: str, limit: int = 8) -> lis
         first_weekday = open_day - timedelta(days=2)  # the Friday before: the open boundary of market returns
         wanted = [first_weekday + timedelta(days=i) for i in range((close_day - first_weekday).days + 1)]
         wanted = [d for d in wanted if d.weekday() < 5]
-        for sid in sorted(set(macro["series_id"].to_list())):
-            s = macro.filter(pl.col("series_id") == sid)
+        by_series = macro.partition_by("series_id", as_dict=True)  # each series' rows in the frame's order
+        for (sid,), s in sorted(by_series.items()):
             dates = s["date"].to_list()
             if len(dates) < 5 or not _is_daily(dates):
                 continue

@@ -234,3 +234,45 @@ def test_a_series_missing_for_the_rest_of_the_week_is_one_gap_line() -> None:
         g for g in quality.week_gaps({"funding_rates": df}, "2025-11-17") if g.startswith("funding_rates")
     ]
     assert lines == ["funding_rates: nothing on 2025-11-20..2025-11-23 for bybit DOGEUSDT (not filled)."]
+
+
+def test_a_weeks_missing_closes_volumes_and_macro_days_are_named_per_day() -> None:
+    """A coin priced in the week but absent on a day, coins priced without a 24h volume (named, or "any coin" when
+    the whole day has none), and a daily FRED series missing or blank on a weekday: each a gap line of its day."""
+    days = [date(2025, 11, 16) + timedelta(days=i) for i in range(8)]  # the day before the open to the close
+    rows = []
+    for d in days:
+        for coin in ("bitcoin", "ethereum", "solana"):
+            if coin == "solana" and d == days[3]:
+                continue  # solana has no close on the week's third day
+            volume = None if d == days[5] or (coin == "ethereum" and d == days[2]) else 1e9
+            rows.append((d, coin, 1e11, volume))
+    cd = pl.DataFrame(
+        rows,
+        schema={
+            "date": pl.Date,
+            "coin_id": pl.String,
+            "market_cap_usd": pl.Float64,
+            "volume_24h_usd": pl.Float64,
+        },
+        orient="row",
+    )
+    fred_days = [
+        date(2025, 11, 3) + timedelta(days=i)
+        for i in range(21)
+        if (date(2025, 11, 3) + timedelta(days=i)).weekday() < 5
+    ]
+    macro = pl.DataFrame(
+        [("DGS10", d, None if d == date(2025, 11, 19) else 4.1) for d in fred_days if d != date(2025, 11, 20)]
+        + [("VIXCLS", d, 17.0) for d in fred_days],
+        schema={"series_id": pl.String, "date": pl.Date, "value": pl.Float64},
+        orient="row",
+    ).reverse()  # the frame's order is not the lines' order
+    lines = quality.week_gaps({"coin_daily": cd.reverse(), "macro_observations": macro}, "2025-11-17")
+    assert lines == [
+        "Prices: no close on 2025-11-19 for solana (not filled; totals and indices use the coins priced).",
+        "Volume: no 24h volume on 2025-11-18 for ethereum (not filled; spot volume leaves them out).",
+        "Volume: no 24h volume on 2025-11-21 for any coin (not filled; spot volume leaves them out).",
+        "Macro: DGS10 has no observation for 2025-11-20 (the return uses the last earlier close).",
+        "Macro: DGS10 is blank on 2025-11-19 (holiday or unpublished; the last earlier close is used).",
+    ]
