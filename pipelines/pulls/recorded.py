@@ -28,6 +28,7 @@ Kept free of Dagster so it can be called from tests, benchmarks and the CLI.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -39,8 +40,10 @@ from pipelines.calendar import utc_midnight
 from pipelines.warehouse import Warehouse, safe_component
 
 
+@functools.lru_cache(maxsize=8192)
 def close_instant(day: date) -> datetime:
-    """The instant ``day`` closes, whose point is its close: the next midnight, UTC."""
+    """The instant ``day`` closes, whose point is its close: the next midnight, UTC. Kept for the days last asked
+    (``choose_pulls`` asks it for every coin and day of a range: 175,000 times in a backfill's ``coin_daily``)."""
     return utc_midnight(day + timedelta(days=1))
 
 
