@@ -112,6 +112,9 @@ class LakeSnapshot:
                 self.reads += 1
             return self._partitions[key]
 
+    def read_partitions(self, table: Table, partitions: list[str]) -> dict[str, pl.DataFrame]:
+        return {p: self.read_partition(table, p) for p in partitions}
+
     def _load(self, table: Table) -> None:
         """Copy ``table`` whole into memory (nothing when it has no partition: a query naming it then fails as
         it does on the warehouse, where it has no view)."""

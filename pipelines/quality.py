@@ -41,11 +41,9 @@ class Outcome:
 
 
 def _frames(wh: Warehouse, days: Iterable[date]) -> dict[date, pl.DataFrame]:
-    return {
-        d: wh.read_partition(COIN_DAILY, d.isoformat())
-        for d in days
-        if wh.has_partition(COIN_DAILY, d.isoformat())
-    }
+    present = [d for d in days if wh.has_partition(COIN_DAILY, d.isoformat())]
+    frames = wh.read_partitions(COIN_DAILY, [d.isoformat() for d in present])
+    return {d: frames[d.isoformat()] for d in present}
 
 
 def coverage(wh: Warehouse, days: list[date], registry_size: int, estimated: Iterable[date] = ()) -> Outcome:

@@ -171,6 +171,25 @@ def atomic_write_bytes(path: Path, data: bytes | pa.Buffer) -> None:
         raise
 
 
+_FILE = "__lake_file"  # the column ``_read_parquets`` names each row's file in
+
+
+def _read_parquets(paths: list[str]) -> dict[str, pl.DataFrame]:
+    """Each local Parquet file of ``paths`` as ``pl.read_parquet`` reads it alone, the files read in one call;
+    files that one call cannot read together each read alone, so that a broken file raises its own error: files
+    whose columns come in another order (one call would give every file the first one's order), whose columns or
+    types differ (polars refuses them), or that are not Parquet."""
+    try:
+        if len({tuple(pq.read_schema(path).names) for path in paths}) > 1:
+            raise ValueError("the files' columns differ")
+        rows = pl.read_parquet(paths, glob=False, hive_partitioning=False, include_file_paths=_FILE)
+    except (pl.exceptions.PolarsError, pa.ArrowException, OSError, ValueError):
+        return {path: pl.read_parquet(path, glob=False) for path in paths}
+    parts = rows.partition_by(_FILE, as_dict=True, include_key=False)
+    empty = rows.clear().drop(_FILE)  # a file of no rows: its columns, as every file has them
+    return {path: parts.get((path,), empty) for path in paths}
+
+
 def sha256_bytes(data: bytes | pa.Buffer) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -612,6 +631,14 @@ class Warehouse:
         if self.remote:
             return self.read_parquet(path)
         return LAKE_FILES.frame(str(path), lambda: self.read_parquet(path))
+
+    def read_partitions(self, table: Table, partitions: list[str]) -> dict[str, pl.DataFrame]:
+        """``read_partition`` of each of ``partitions``, the local files not kept read in one call."""
+        if self.remote:
+            return {p: self.read_partition(table, p) for p in partitions}
+        paths = {p: str(self.partition_path(table, p)) for p in partitions}
+        frames = LAKE_FILES.frames(list(paths.values()), _read_parquets)
+        return {p: frames[path] for p, path in paths.items()}
 
     def read_parquet(self, path: Path, columns: list[str] | None = None) -> pl.DataFrame:
         """One Parquet file of the lake as a polars frame (on object storage: its bytes read in one GET)."""

@@ -43,6 +43,57 @@ def test_same_frame_same_bytes(tmp_path: Path) -> None:
     assert a.sha256 == b.sha256
 
 
+def test_partitions_read_together_are_each_partition_read_alone(tmp_path: Path, monkeypatch) -> None:
+    """A range's partitions read in one call (``read_partitions``) are each what ``read_partition`` reads alone:
+    an empty partition, a file whose columns come in another order (read alone, in its own order), and the
+    frames kept for the next read while their files are unchanged; a file that is not Parquet raises as it does
+    alone."""
+    import pyarrow.parquet as pq
+
+    from pipelines import warehouse
+
+    parsed: list[str] = []
+    real = warehouse._read_parquets
+
+    def counted(paths: list[str]) -> dict[str, pl.DataFrame]:
+        parsed.extend(paths)
+        return real(paths)
+
+    monkeypatch.setattr(warehouse, "_read_parquets", counted)
+    wh = Warehouse(tmp_path)
+    days = ["2025-01-01", "2025-01-02", "2025-01-03"]
+    wh.write_partition(COIN_DAILY, days[0], rows(3))
+    wh.write_partition(COIN_DAILY, days[1], rows(0))
+    wh.write_partition(COIN_DAILY, days[2], rows(5))
+
+    def alone() -> dict[str, pl.DataFrame]:
+        return {d: pl.read_parquet(wh.partition_path(COIN_DAILY, d), glob=False) for d in days}
+
+    def same(got: dict[str, pl.DataFrame], want: dict[str, pl.DataFrame]) -> bool:
+        return list(got) == list(want) and all(
+            got[d].schema == want[d].schema and got[d].equals(want[d]) for d in want
+        )
+
+    assert same(wh.read_partitions(COIN_DAILY, days), alone())
+    assert same(wh.read_partitions(COIN_DAILY, days[::-1]), {d: alone()[d] for d in days[::-1]})
+    assert len(parsed) == 3  # kept: no file read again while it is the same file
+    wh.write_partition(COIN_DAILY, days[0], rows(4))  # replaced: read again
+    assert same(wh.read_partitions(COIN_DAILY, days), alone()) and len(parsed) == 4
+    # a file written with its columns in another order: read alone, as read_partition reads it
+    path = wh.partition_path(COIN_DAILY, days[2])
+    table = pq.ParquetFile(path).read()  # the file alone (read_table adds its folder's partition column)
+    pq.write_table(table.select(table.column_names[::-1]), path)
+    wh.write_partition(COIN_DAILY, days[0], rows(2))  # read in the same call as the reordered file
+    got = wh.read_partitions(COIN_DAILY, days)
+    assert same(got, alone()) and got[days[2]].columns == table.column_names[::-1]
+    path.write_bytes(b"not a parquet file")
+    with pytest.raises(pl.exceptions.ComputeError) as together:
+        wh.read_partitions(COIN_DAILY, days)
+    with pytest.raises(pl.exceptions.ComputeError) as one:
+        wh.read_partition(COIN_DAILY, days[2])
+    assert str(together.value) == str(one.value)
+
+
 BAD_FRAMES = [
     lambda df: df.drop("price_usd"),
     lambda df: df.with_columns(pl.lit("x").alias("extra")),
