@@ -248,33 +248,17 @@ class LakeFiles:
         """One partition file as ``read()`` gives it, read again only when the file at ``path`` is another one
         (``Warehouse.read_partition``: a week's report reads the partitions of its tables' history, and the next
         week's the same ones). The caller gets its own frame (a clone: the columns are shared, not copied)."""
-        self._here()
-        identity = file_identity(
-            os.stat(path)
-        )  # a missing file raises FileNotFoundError, as reading it would
-        with self._lock:
-            hit = self._frames.get(path)
-            if hit is not None and hit[0] == identity:
-                self._frames.move_to_end(path)
-                return hit[1].clone()
-        df = read()
-        with self._lock:
-            old = self._frames.pop(path, None)
-            self._frame_bytes -= old[1].estimated_size() if old is not None else 0
-            self._frames[path] = (identity, df)
-            self._frame_bytes += df.estimated_size()
-            while self._frame_bytes > self.max_bytes // 4 and len(self._frames) > 1:
-                self._frame_bytes -= self._frames.popitem(last=False)[1][1].estimated_size()
-        return df.clone()
+        return self.frames([path], lambda _: {path: read()})[path]
 
     def frames(
         self, paths: list[str], read: Callable[[list[str]], dict[str, pl.DataFrame]]
     ) -> dict[str, pl.DataFrame]:
         """``frame`` of each of ``paths``: the files not kept as they are now read together by ``read`` (path ->
         frame), in one call (a range's quality rules read hundreds of days' partitions, a call a file costing
-        five times one call for all)."""
+        five times one call for all). Each caller gets its own frames (clones: the columns are shared)."""
         self._here()
-        identities = {path: file_identity(os.stat(path)) for path in paths}  # a missing file raises
+        # a missing file raises FileNotFoundError, as reading it would
+        identities = {path: file_identity(os.stat(path)) for path in paths}
         out: dict[str, pl.DataFrame] = {}
         with self._lock:
             for path in paths:
