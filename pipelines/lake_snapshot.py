@@ -236,9 +236,8 @@ def _take_kept(key: tuple[int, str, tuple[str, ...]]) -> LakeSnapshot | None:
         kept, _kept = _kept, None
     if kept is None:
         return None
-    if (
-        kept[0][0] != os.getpid()
-    ):  # a forked child: the parent's DuckDB connection is not ours to use or close
+    # a forked child: the parent's DuckDB connection is not ours to use or close
+    if kept[0][0] != os.getpid():
         return None
     if kept[0] == key and kept[1].unchanged():
         return kept[1]
