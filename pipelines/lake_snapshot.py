@@ -113,6 +113,8 @@ class LakeSnapshot:
             return self._partitions[key]
 
     def read_partitions(self, table: Table, partitions: list[str]) -> dict[str, pl.DataFrame]:
+        """``read_partition`` of each: the snapshot's own reads (kept, refused when ``written``, recorded for
+        ``unchanged``), not the warehouse's batch read that ``__getattr__`` would hand the call to."""
         return {p: self.read_partition(table, p) for p in partitions}
 
     def _load(self, table: Table) -> None:

@@ -180,10 +180,15 @@ def _read_parquets(paths: list[str]) -> dict[str, pl.DataFrame]:
     whose columns come in another order (one call would give every file the first one's order), whose columns or
     types differ (polars refuses them), or that are not Parquet."""
     try:
-        if len({tuple(pq.read_schema(path).names) for path in paths}) > 1:
-            raise ValueError("the files' columns differ")
-        rows = pl.read_parquet(paths, glob=False, hive_partitioning=False, include_file_paths=_FILE)
-    except (pl.exceptions.PolarsError, pa.ArrowException, OSError, ValueError):
+        same_columns = len({tuple(pq.read_schema(path).names) for path in paths}) == 1
+        rows = (
+            pl.read_parquet(paths, glob=False, hive_partitioning=False, include_file_paths=_FILE)
+            if same_columns
+            else None
+        )
+    except (pl.exceptions.PolarsError, pa.ArrowException, OSError):
+        rows = None
+    if rows is None:
         return {path: pl.read_parquet(path, glob=False) for path in paths}
     parts = rows.partition_by(_FILE, as_dict=True, include_key=False)
     empty = rows.clear().drop(_FILE)  # a file of no rows: its columns, as every file has them
